@@ -1,0 +1,63 @@
+"""The banner and the prompt label: what the operator sees first (SPEC §2)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from appshell import __version__
+from appshell.redact import mask_url
+
+if TYPE_CHECKING:
+    from appshell.context import AppContext
+    from appshell.settings import Settings
+
+__all__ = ["Look", "make_banner", "ANSI"]
+
+ANSI = {"red": "31", "yellow": "33", "green": "32", "blue": "34", "magenta": "35", "cyan": "36"}
+
+
+@dataclass(frozen=True)
+class Look:
+    """How the shell should look: the prompt label and its colour (``none`` for plain)."""
+
+    label: str
+    color: str
+    use_color: bool
+
+    def paint(self, text: str, bold: bool = False, readline: bool = False) -> str:
+        code = ANSI.get(self.color)
+        if not (self.use_color and code):
+            return text
+        start, end = f"\x1b[{'1;' if bold else ''}{code}m", "\x1b[0m"
+        if readline:  # \001 and \002 tell readline that the codes take no room on screen
+            start, end = f"\001{start}\002", f"\001{end}\002"
+        return f"{start}{text}{end}"
+
+    @classmethod
+    def of(cls, settings: Settings) -> Look:
+        profile = settings.profile_data
+        label = profile["shell.prompt"] or settings.profile
+        # No colour codes where the output is not a terminal (logs, pipes).
+        return cls(label=label, color=profile["shell.color"], use_color=sys.stdout.isatty())
+
+
+def make_banner(settings: Settings, ctx: AppContext, shell: str, release: str, look: Look) -> str:
+    models = sorted(ctx.models)
+    shown = ", ".join(models[:8]) + (f", … ({len(models) - 8} more)" if len(models) > 8 else "")
+    state = [
+        "READ-ONLY" if settings.read_only else "read-write",
+        "SANDBOX (all changes rolled back at exit)" if settings.sandbox else "sandbox off",
+    ]
+    lines = [
+        look.paint(f"appshell {__version__} · profile {settings.profile} · {shell}", bold=True),
+        f"  database  {mask_url(ctx.engine.url.render_as_string(hide_password=True))}",
+        f"  mode      {' · '.join(state)}",
+        f"  release   {release}",
+        f"  app       {ctx.label} — {len(models)} models: {shown or '(none)'}",
+    ]
+    if settings.reason:
+        lines.append(f"  reason    {settings.reason}")
+    lines.append("  helpers() lists the helpers · session, engine, metadata, settings are loaded · Ctrl-D exits")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,243 @@
+"""The ``appshell`` command: parse, resolve settings, boot, run, tear down.
+
+Errors become output in exactly one place, :func:`main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from appshell import __version__
+from appshell.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, AppshellError, ConfigError, UsageError
+from appshell.settings import LAYERS
+
+__all__ = ["main", "build_parser", "split_argv"]
+
+SUBCOMMANDS = ("profiles",)
+# Options that take a value: the argv splitter must skip their value.
+_VALUED = {"--app", "--models", "--database-url", "--env-file", "--profile", "--project", "--shell", "--reason"}
+
+EPILOG = f"""\
+modes:
+  appshell                     interactive shell at a terminal; without one, the program on stdin
+  appshell -c CODE [ARGS...]   run CODE in the app context, then exit
+  appshell SCRIPT.py [ARGS...] run a one-off script in the app context, then exit
+  appshell - [ARGS...]         read the program from stdin
+  appshell profiles            list the profiles and what each sets
+
+settings precedence, highest first: {" > ".join(LAYERS)}
+  (flag, environment variable, .env file, profile, [tool.appshell] in pyproject.toml, default)
+
+exit codes: 0 ok, 1 your code raised, 2 usage/config error, 3 audit failure, 130 interrupted
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, "see appshell --help")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="appshell",
+        description="Open a shell (or run code) in your SQLAlchemy app's context, every statement audited.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--app", metavar="MODULE[:ATTR]", help="the app's context provider [APPSHELL_APP]")
+    p.add_argument("--models", metavar="MODULE", action="append", help="module with mapped classes; repeatable [APPSHELL_MODELS]")
+    p.add_argument("--database-url", metavar="URL", help="the database [DATABASE_URL]")
+    p.add_argument("--env-file", metavar="PATH", help="the .env file (default: .env in the project root) [APPSHELL_ENV_FILE]")
+    p.add_argument("--profile", metavar="NAME", help="profile (default: development) [APPSHELL_PROFILE]")
+    p.add_argument("--project", metavar="DIR", help="the project root (default: found upward from here)")
+    p.add_argument("--shell", metavar="NAME", help="auto|ipython|ptpython|python [APPSHELL_SHELL]")
+    rw = p.add_mutually_exclusive_group()
+    rw.add_argument("--read-only", dest="read_only", action="store_const", const=True, help="the database refuses writes")
+    rw.add_argument("--write", dest="read_only", action="store_const", const=False, help="allow writes where the profile allows it")
+    p.add_argument("--reason", metavar="TEXT", help="why this session is opened [APPSHELL_REASON]")
+    p.add_argument("--echo-sql", action="store_const", const=True, help="print each SQL statement as it runs")
+    p.add_argument("--json", action="store_true", help="with -c/SCRIPT: print the last expression's value as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no banner")
+    p.add_argument("-V", "--version", action="version", version=f"appshell {__version__}")
+    return p
+
+
+def split_argv(argv: Sequence[str]) -> tuple[list[str], str | None, str | None, list[str]]:
+    """Split like ``python``: options, then ``-c CODE`` or SCRIPT (or ``-``), then the program's ARGS."""
+    options: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "-c":
+            if i + 1 >= len(argv):
+                raise UsageError("-c needs the code to run", 'use appshell -c "CODE"')
+            return options, argv[i + 1], None, list(argv[i + 2 :])
+        if arg.startswith("-c") and not arg.startswith("--"):
+            return options, arg[2:], None, list(argv[i + 1 :])
+        if arg == "-" or not arg.startswith("-"):
+            return options, None, arg, list(argv[i + 1 :])
+        if arg == "--":
+            rest = argv[i + 1 :]
+            return options, None, rest[0] if rest else None, list(rest[1:])
+        options.append(arg)
+        if arg in _VALUED and i + 1 < len(argv):
+            options.append(argv[i + 1])
+            i += 1
+        i += 1
+    return options, None, None, []
+
+
+def _flags(opts: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "app": opts.app,
+        "models": tuple(opts.models) if opts.models else None,
+        "database_url": opts.database_url,
+        "env_file": opts.env_file,
+        "profile": opts.profile,
+        "shell": opts.shell,
+        "read_only": opts.read_only,
+        "reason": opts.reason,
+        "echo_sql": opts.echo_sql,
+    }
+
+
+def _ask_reason(profile: str) -> str:
+    if not sys.stdin.isatty():
+        raise ConfigError(
+            f"profile '{profile}' requires a reason for this session",
+            "pass --reason TEXT or set APPSHELL_REASON",
+        )
+    while True:
+        try:
+            answer = input(f"Reason for this {profile} session (ticket, purpose): ").strip()
+        except EOFError:
+            raise ConfigError(f"profile '{profile}' requires a reason", "pass --reason TEXT") from None
+        if answer:
+            return answer
+        print("A reason is required.", file=sys.stderr)
+
+
+def _on_sigterm(signum: int, frame: Any) -> NoReturn:
+    # Turn SIGTERM into SystemExit so every `finally` runs: session rolled back, audit ended.
+    raise SystemExit(128 + signum)
+
+
+def run_shell(argv: Sequence[str]) -> int:
+    from dataclasses import replace
+
+    from appshell.settings import export_environment, resolve
+
+    option_args, command, script, args = split_argv(argv)
+    opts = build_parser().parse_args(option_args)
+    settings = resolve(_flags(opts), project=opts.project)
+    profile = settings.profile_data
+    if opts.read_only is False and not profile["access.allow_write"]:
+        raise ConfigError(f"profile '{settings.profile}' does not allow --write", "use another profile or drop --write")
+    if profile["access.require_reason"] and not settings.reason:
+        settings = replace(settings, reason=_ask_reason(settings.profile))
+    export_environment(settings)
+
+    from appshell.program import Program
+
+    program: Program | None = None
+    if command is not None:
+        program = Program(command, "<string>", "command", ["-c", *args])
+    elif script == "-" or (script is None and not sys.stdin.isatty()):
+        program = Program(sys.stdin.read(), "<stdin>", "stdin", ["-", *args])
+    elif script is not None:
+        path = Path(script)
+        if not path.is_file():
+            raise UsageError(f"cannot open script '{script}' (no such file)", "check the path")
+        program = Program(path.read_text(encoding="utf-8"), str(path), "script", [script, *args])
+    if opts.json and program is None:
+        raise UsageError("--json needs -c CODE, a SCRIPT or stdin", 'use appshell --json -c "EXPR"')
+    return _session(settings, program, opts)
+
+
+def _session(settings: Any, program: Any, opts: argparse.Namespace) -> int:
+    from appshell.context import boot
+    from appshell.database import echo_sql, enforce_read_only
+    from appshell.journal import Journal
+    from appshell.namespace import build_namespace
+
+    from appshell.shells import check_shell_name, pick_shell
+
+    check_shell_name(settings.shell)  # before booting: a bad --shell costs nothing
+    shell_name = pick_shell(settings.shell) if program is None else None
+    ctx = boot(settings)
+    try:
+        for warning in ctx.warnings:
+            print(f"appshell: warning: {warning}", file=sys.stderr)
+        if settings.read_only:
+            enforce_read_only(ctx.engine, ctx.session, settings.profile)
+        if settings.echo_sql:
+            echo_sql(ctx.engine)
+        journal = Journal()
+        journal.attach(ctx.engine)
+        namespace = build_namespace(ctx, settings, journal)
+        if program is not None:
+            from appshell.program import run_program
+
+            return run_program(program, namespace, journal, want_json=opts.json)
+        return _interactive(settings, ctx, namespace, journal, shell_name or "python", opts.quiet)
+    finally:
+        ctx.close()
+
+
+def _interactive(settings: Any, ctx: Any, namespace: dict[str, Any], journal: Any, shell_name: str, quiet: bool) -> int:
+    from appshell.banner import Look, make_banner
+    from appshell.release import release_id
+    from appshell.shells import ShellSession, get_runner
+
+    look = Look.of(settings)
+    banner = "" if quiet else make_banner(settings, ctx, shell_name, release_id(settings.project_root), look)
+    get_runner(shell_name)(ShellSession(namespace, banner, look, journal))
+    return EXIT_OK
+
+
+def list_profiles(argv: Sequence[str]) -> int:
+    from appshell.profiles import load_profile, profile_names
+    from appshell.render import table
+    from appshell.settings import find_project_root
+
+    root = find_project_root(Path.cwd().resolve(), argv[1] if len(argv) > 1 and argv[0] == "--project" else None)
+    for name in profile_names(root):
+        profile = load_profile(name, root)
+        rows = [[key, profile[key]] for key in sorted(profile.values) if key != "description"]
+        where = ", ".join(str(p) for p in profile.sources)
+        print(table(["key", "value"], rows, f"{name} — {profile['description']}  ({where})"))
+        print()
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The console-script entry point; returns the exit code (SPEC §7)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from appshell.context import AppCrashed, format_crash
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        if argv and argv[0] == "profiles":
+            return list_profiles(argv[1:])
+        return run_shell(argv)
+    except AppshellError as exc:
+        print(exc.format(), file=sys.stderr)
+        return exc.exit_code
+    except AppCrashed as crash:
+        sys.stderr.write(format_crash(crash))
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("\nappshell: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

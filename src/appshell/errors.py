@@ -1,0 +1,59 @@
+"""One error hierarchy; each error carries its exit code (SPEC §7)."""
+
+from __future__ import annotations
+
+__all__ = [
+    "AppshellError",
+    "UsageError",
+    "ConfigError",
+    "AppNotFound",
+    "DatabaseUnavailable",
+    "AuditFailure",
+    "EXIT_OK",
+    "EXIT_USER_ERROR",
+    "EXIT_USAGE",
+    "EXIT_AUDIT",
+    "EXIT_INTERRUPTED",
+]
+
+EXIT_OK = 0
+EXIT_USER_ERROR = 1
+EXIT_USAGE = 2
+EXIT_AUDIT = 3
+EXIT_INTERRUPTED = 130
+
+
+class AppshellError(Exception):
+    """A failure the user can fix: shown as one line, never with a traceback."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, what: str, fix: str) -> None:
+        super().__init__(what)
+        self.what = what
+        self.fix = fix
+
+    def format(self) -> str:
+        return f"appshell: error: {self.what} — {self.fix}"
+
+
+class UsageError(AppshellError):
+    """Bad command line."""
+
+
+class ConfigError(AppshellError):
+    """Bad or missing configuration: settings, profiles, TOML, .env."""
+
+
+class AppNotFound(AppshellError):
+    """The named app or models module does not exist (as opposed to crashing)."""
+
+
+class DatabaseUnavailable(AppshellError):
+    """The database cannot be reached or its driver is missing."""
+
+
+class AuditFailure(AppshellError):
+    """A required audit sink cannot be written: appshell fails closed."""
+
+    exit_code = EXIT_AUDIT

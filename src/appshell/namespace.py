@@ -1,0 +1,108 @@
+"""The shell's namespace, built in layers (SPEC §2), and the settings view."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from appshell.context import import_user_module
+from appshell.errors import ConfigError
+from appshell.helpers import make_helpers
+from appshell.redact import mask_mapping
+from appshell.render import table
+
+if TYPE_CHECKING:
+    from appshell.context import AppContext
+    from appshell.journal import Journal
+    from appshell.settings import Settings
+
+__all__ = ["build_namespace", "SettingsView", "ENTRY_POINT_GROUP"]
+
+ENTRY_POINT_GROUP = "appshell.helpers"
+# Preloaded like shell_plus does, so queries can be written without imports.
+SQLALCHEMY_NAMES = ("select", "insert", "update", "delete", "func", "text", "and_", "or_", "not_", "desc", "asc")
+
+
+class SettingsView(Mapping[str, Any]):
+    """The resolved configuration, secrets masked, read-only; shows itself as a table."""
+
+    def __init__(self, settings: Settings) -> None:
+        values: dict[str, Any] = {**settings.dotenv, **settings.public()}
+        values["project_root"] = str(settings.project_root) if settings.project_root else None
+        self._values = mask_mapping(values)
+        self._sources = dict(settings.sources)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self._values[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def __repr__(self) -> str:
+        rows = [[k, v, self._sources.get(k, ".env")] for k, v in self._values.items()]
+        return table(["setting", "value", "from"], rows)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))
+
+
+def _profile_imports(lines: list[str], namespace: dict[str, Any], profile: str) -> None:
+    for line in lines:
+        try:
+            exec(compile(line, f"<profile {profile}: namespace.imports>", "exec"), namespace)
+        except ImportError as exc:
+            raise ConfigError(
+                f"profile '{profile}' namespace.imports: {line!r} failed ({exc})",
+                "fix the import in the profile or install the package",
+            ) from None
+
+
+def _profile_helpers(specs: list[str], namespace: dict[str, Any]) -> None:
+    for spec in specs:
+        module_name, _, attr = spec.partition(":")
+        module = import_user_module(module_name, "namespace.helpers")
+        try:
+            namespace[attr.rsplit(".", 1)[-1]] = getattr(module, attr)
+        except AttributeError:
+            raise ConfigError(f"namespace.helpers: '{module_name}' has no '{attr}'", "fix the profile's namespace.helpers") from None
+
+
+def _entry_point_helpers(namespace: dict[str, Any], helpers: dict[str, Any]) -> None:
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+        except Exception as exc:  # a broken plug-in must not keep the operator out
+            print(f"appshell: warning: helper '{ep.name}' from {ep.value} failed to load ({exc})", file=sys.stderr)
+            continue
+        namespace[ep.name] = obj
+        helpers[ep.name] = obj
+
+
+def build_namespace(ctx: AppContext, settings: Settings, journal: Journal) -> dict[str, Any]:
+    """Models, then the app's extras, then the core objects and helpers, then profile and plug-ins."""
+    import sqlalchemy
+
+    namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
+    namespace.update({name: getattr(sqlalchemy, name) for name in SQLALCHEMY_NAMES})
+    namespace.update(ctx.models)
+    namespace.update(ctx.extra)
+    namespace.update(session=ctx.session, engine=ctx.engine, metadata=ctx.metadata, settings=SettingsView(settings))
+    helpers = make_helpers(ctx, journal)
+    namespace.update(helpers)
+    profile = settings.profile_data
+    _profile_imports(profile["namespace.imports"], namespace, profile.name)
+    _profile_helpers(profile["namespace.helpers"], namespace)
+    _entry_point_helpers(namespace, helpers)
+    return namespace

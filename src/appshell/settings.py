@@ -1,0 +1,208 @@
+"""Resolved settings and the one place that knows their precedence (SPEC §1).
+
+Highest first: command-line flag, real environment variable, the ``.env``
+file, the selected profile, ``[tool.appshell]`` in pyproject.toml, built-in
+defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appshell.errors import ConfigError
+from appshell.profiles import Profile, load_profile
+
+__all__ = ["Settings", "Option", "OPTIONS", "LAYERS", "resolve", "find_project_root", "export_environment"]
+
+# The precedence order, highest first. Written once; --help and docs/ repeat it.
+LAYERS = ("flag", "env", ".env", "profile", "pyproject", "default")
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    env: str | None = None
+    profile: str | None = None
+    pyproject: str | None = None
+    kind: str = "str"  # str | bool | list
+    default: Any = None
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("app", env="APPSHELL_APP", pyproject="app"),
+    Option("models", env="APPSHELL_MODELS", pyproject="models", kind="list", default=()),
+    Option("database_url", env="DATABASE_URL", pyproject="database_url"),
+    Option("env_file", env="APPSHELL_ENV_FILE", pyproject="env_file", default=".env"),
+    Option("profile", env="APPSHELL_PROFILE", pyproject="profile", default="development"),
+    Option("shell", env="APPSHELL_SHELL", profile="shell.default", pyproject="shell", default="auto"),
+    Option("sandbox", env="APPSHELL_SANDBOX", profile="database.sandbox", kind="bool", default=False),
+    Option("read_only", profile="database.read_only", kind="bool", default=False),
+    Option("reason", env="APPSHELL_REASON"),
+    Option("echo_sql", profile="database.echo_sql", kind="bool", default=False),
+    Option("audit_log", env="APPSHELL_AUDIT_LOG", profile="audit.path", pyproject="audit_log"),
+)
+_BY_NAME = {o.name: o for o in OPTIONS}
+_PYPROJECT_KEYS = {o.pyproject: o for o in OPTIONS if o.pyproject}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What appshell runs with; ``sources`` says which layer gave each value."""
+
+    app: str | None
+    models: tuple[str, ...]
+    database_url: str | None
+    env_file: str
+    profile: str
+    shell: str
+    sandbox: bool
+    read_only: bool
+    reason: str | None
+    echo_sql: bool
+    audit_log: str | None
+    project_root: Path | None
+    profile_data: Profile
+    sources: dict[str, str] = field(default_factory=dict)
+    dotenv: dict[str, str] = field(default_factory=dict)
+
+    def public(self) -> dict[str, Any]:
+        """The option values, for display (not masked: callers mask)."""
+        return {o.name: getattr(self, o.name) for o in OPTIONS}
+
+
+def find_project_root(start: Path, explicit: str | None = None) -> Path | None:
+    """The nearest folder upward with ``[tool.appshell]`` in pyproject.toml or a profiles/ folder."""
+    if explicit:
+        root = Path(explicit).resolve()
+        if not root.is_dir():
+            raise ConfigError(f"project folder {explicit} does not exist", "fix --project")
+        return root
+    for folder in (start, *start.parents):
+        if (folder / "profiles").is_dir():
+            return folder
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file() and "[tool.appshell]" in pyproject.read_text(encoding="utf-8", errors="replace"):
+            return folder
+    return None
+
+
+def _read_pyproject(root: Path | None) -> dict[str, Any]:
+    if root is None or not (root / "pyproject.toml").is_file():
+        return {}
+    import tomllib
+
+    path = root / "pyproject.toml"
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML ({exc})", "fix the file's syntax") from None
+    table = data.get("tool", {}).get("appshell", {})
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        option = _PYPROJECT_KEYS.get(key)
+        if option is None:
+            raise ConfigError(
+                f"{path}: unknown key '{key}' in [tool.appshell]",
+                "use one of: " + ", ".join(sorted(_PYPROJECT_KEYS)),
+            )
+        values[option.name] = value
+    return values
+
+
+def _from_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    return {o.name: environ[o.env] for o in OPTIONS if o.env and o.env in environ}
+
+
+def _from_profile(profile: Profile) -> dict[str, Any]:
+    return {o.name: profile[o.profile] for o in OPTIONS if o.profile and o.profile in profile.explicit}
+
+
+def _convert(option: Option, value: Any, where: str) -> Any:
+    if option.kind == "bool":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise ConfigError(f"bad value {value!r} for {option.name} in {where}", "use 1/0, true/false, yes/no or on/off")
+    if option.kind == "list":
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise ConfigError(f"bad value {value!r} for {option.name} in {where}", "use a list of module names")
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"bad value {value!r} for {option.name} in {where}", "use a string")
+    return value
+
+
+def _lookup(option: Option, layers: Mapping[str, Mapping[str, Any]]) -> tuple[Any, str]:
+    """The value of *option* from the highest layer that sets it, and that layer's name."""
+    for layer in LAYERS:
+        values = layers.get(layer, {})
+        if option.name in values and values[option.name] is not None:
+            where = {"env": f"${option.env}", ".env": f".env ({option.env})"}.get(layer, layer)
+            return _convert(option, values[option.name], where), layer
+    return option.default, "default"
+
+
+def _read_dotenv(path: Path, explicit: bool) -> dict[str, str]:
+    if not path.is_file():
+        if explicit:
+            raise ConfigError(f"env file {path} not found", "fix --env-file/APPSHELL_ENV_FILE or create the file")
+        return {}
+    from dotenv import dotenv_values
+
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def resolve(
+    flags: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    project: str | None = None,
+) -> Settings:
+    """Resolve every option through LAYERS; pure: reads files, changes nothing."""
+    environ = os.environ if environ is None else environ
+    root = find_project_root((cwd or Path.cwd()).resolve(), project)
+    layers: dict[str, Mapping[str, Any]] = {
+        "flag": {k: v for k, v in flags.items() if v is not None},
+        "env": _from_environ(environ),
+        "pyproject": _read_pyproject(root),
+    }
+    env_file, env_file_source = _lookup(_BY_NAME["env_file"], layers)
+    env_path = Path(env_file)
+    if not env_path.is_absolute():
+        env_path = (root or cwd or Path.cwd()) / env_path
+    dotenv = _read_dotenv(env_path, explicit=env_file_source != "default")
+    layers[".env"] = _from_environ(dotenv)
+    profile_name, _ = _lookup(_BY_NAME["profile"], layers)
+    profile = load_profile(profile_name, root)
+    layers["profile"] = _from_profile(profile)
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for option in OPTIONS:
+        values[option.name], sources[option.name] = _lookup(option, layers)
+    return Settings(**values, project_root=root, profile_data=profile, sources=sources, dotenv=dotenv)
+
+
+def export_environment(settings: Settings, environ: dict[str, str] | None = None) -> None:
+    """Make the app's own config see what appshell resolved (factor III).
+
+    ``.env`` never overrides a real variable; an explicit --database-url does,
+    so that the app and appshell agree on the database.
+    """
+    environ = os.environ if environ is None else environ
+    for key, value in settings.dotenv.items():
+        environ.setdefault(key, value)
+    if settings.database_url and settings.sources.get("database_url") == "flag":
+        environ["DATABASE_URL"] = settings.database_url

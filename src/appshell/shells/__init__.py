@@ -1,0 +1,68 @@
+"""Interactive shells: small runners behind one interface (STYLE habit 7).
+
+Each runner takes a :class:`ShellSession` and returns when the operator leaves;
+each reports every input through the session's journal, so the audit and the
+safety checks are written once, in the journal, not once per shell.
+IPython and ptpython are imported only when their runner starts.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from appshell.errors import ConfigError
+
+if TYPE_CHECKING:
+    from appshell.banner import Look
+    from appshell.journal import Journal
+
+__all__ = ["ShellSession", "Runner", "RUNNERS", "check_shell_name", "pick_shell", "get_runner"]
+
+
+@dataclass
+class ShellSession:
+    namespace: dict[str, Any]
+    banner: str
+    look: Look
+    journal: Journal
+
+
+Runner = Callable[[ShellSession], None]
+
+# name -> (module that must be importable, runner module in appshell.shells)
+RUNNERS: dict[str, tuple[str, str]] = {
+    "ipython": ("IPython", "appshell.shells.ipython"),
+    "ptpython": ("ptpython", "appshell.shells.ptpython"),
+    "python": ("code", "appshell.shells.plain"),
+}
+AUTO_ORDER = ("ipython", "ptpython", "python")
+
+
+def _available(name: str) -> bool:
+    # find_spec looks the package up without importing it: cheap.
+    return importlib.util.find_spec(RUNNERS[name][0]) is not None
+
+
+def check_shell_name(choice: str) -> None:
+    if choice != "auto" and choice not in RUNNERS:
+        raise ConfigError(f"unknown shell '{choice}'", "use --shell/APPSHELL_SHELL with one of: auto, " + ", ".join(RUNNERS))
+
+
+def pick_shell(choice: str) -> str:
+    """``auto`` is the first of IPython, ptpython, plain that is installed."""
+    check_shell_name(choice)
+    if choice == "auto":
+        return next(name for name in AUTO_ORDER if _available(name))
+    if not _available(choice):
+        raise ConfigError(f"the {choice} shell is not installed", f"pip install {RUNNERS[choice][0].lower()}, or pick another --shell")
+    return choice
+
+
+def get_runner(name: str) -> Runner:
+    module = importlib.import_module(RUNNERS[name][1])
+    runner: Runner = module.run
+    return runner

@@ -1,0 +1,87 @@
+"""The IPython shell.
+
+IPython swallows exceptions raised by event callbacks, so an event cannot stop
+a cell. The statement is therefore recorded from an input transformer, which
+runs after ``pre_run_cell`` and before the cell: if the journal cannot record
+it, the transformer raises and IPython shows the error instead of running the
+cell (fail-closed). ``post_run_cell`` records the outcome.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from appshell.journal import Entry, Journal
+from appshell.shells import ShellSession
+
+__all__ = ["run", "install_hooks"]
+
+
+class _Hooks:
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.raw: str | None = None
+        self.entry: Entry | None = None
+
+    def pre_run_cell(self, info: Any) -> None:
+        self.raw = info.raw_cell
+
+    def transform(self, lines: list[str]) -> list[str]:
+        # transform_cell() also runs for %time/%timeit bodies: only the cell
+        # announced by pre_run_cell is a new statement.
+        if self.raw is not None:
+            raw, self.raw = self.raw, None
+            self.entry = self.journal.begin(raw, kind="cell")
+        return lines
+
+    def post_run_cell(self, result: Any) -> None:
+        if self.entry is None:
+            return
+        entry, self.entry = self.entry, None
+        self.journal.end(entry, result.error_in_exec or result.error_before_exec)
+
+
+def install_hooks(shell: Any, journal: Journal) -> None:
+    hooks = _Hooks(journal)
+    shell.events.register("pre_run_cell", hooks.pre_run_cell)
+    shell.events.register("post_run_cell", hooks.post_run_cell)
+    shell.input_transformers_post.append(hooks.transform)
+
+
+def _prompts(shell: Any, label: str) -> Any:
+    from IPython.terminal.prompts import Prompts
+    from pygments.token import Token
+
+    class LabelledPrompts(Prompts):
+        def in_prompt_tokens(self) -> list[tuple[Any, str]]:
+            return [(Token.AppshellLabel, f"[{label}] "), *super().in_prompt_tokens()]
+
+    return LabelledPrompts(shell)
+
+
+def run(shell_session: ShellSession) -> None:
+    from IPython.terminal.ipapp import TerminalIPythonApp
+    from pygments.token import Token
+    from traitlets.config import Config
+
+    look = shell_session.look
+    config = Config()
+    config.TerminalInteractiveShell.banner1 = shell_session.banner
+    config.TerminalInteractiveShell.confirm_exit = False
+    config.TerminalInteractiveShell.term_title = False
+    if not look.use_color:
+        config.TerminalInteractiveShell.colors = "nocolor"
+    app = TerminalIPythonApp.instance(config=config, user_ns=shell_session.namespace)
+    app.initialize(argv=[])
+    shell = app.shell
+    install_hooks(shell, shell_session.journal)
+    shell.prompts = _prompts(shell, look.label)
+    if look.use_color and look.color != "none":
+        shell.highlighting_style_overrides = {Token.AppshellLabel: f"ansi{look.color} bold"}
+        shell.refresh_style()
+    try:
+        app.start()
+    finally:
+        # The app is a singleton: clear it so a later run in this process starts afresh.
+        TerminalIPythonApp.clear_instance()
+        type(shell).clear_instance()

@@ -1,0 +1,66 @@
+"""The ptpython shell.
+
+ptpython's ``embed()`` builds its own ``PythonRepl``; the ``configure`` hook
+gets that instance, and replacing its ``eval``/``eval_async`` (ptpython ≥
+3.0.17 calls them for every input) routes each input through the journal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from html import escape
+from typing import Any
+
+from appshell.journal import Journal
+from appshell.shells import ShellSession
+
+__all__ = ["run", "install_hooks"]
+
+
+def install_hooks(repl: Any, journal: Journal) -> None:
+    plain_eval: Callable[[str], object] = repl.eval
+    plain_eval_async = repl.eval_async
+
+    def eval(line: str) -> object:
+        with journal.statement(line):
+            return plain_eval(line)
+
+    async def eval_async(line: str) -> object:
+        with journal.statement(line):
+            return await plain_eval_async(line)
+
+    repl.eval = eval
+    repl.eval_async = eval_async
+
+
+def run(shell_session: ShellSession) -> None:
+    from prompt_toolkit.formatted_text import HTML
+    from ptpython.prompt_style import PromptStyle
+    from ptpython.repl import embed
+
+    look = shell_session.look
+    color = f"ansi{look.color}" if look.use_color and look.color != "none" else ""
+
+    class LabelledPrompt(PromptStyle):
+        def in_prompt(self) -> Any:
+            label = f"<b>[{escape(look.label)}]</b>"
+            return HTML((f"<style fg='{color}'>{label}</style>" if color else label) + " &gt;&gt;&gt; ")
+
+        def in2_prompt(self, width: int) -> Any:
+            return "... ".rjust(width)
+
+        def out_prompt(self) -> Any:
+            return ""
+
+    def configure(repl: Any) -> None:
+        install_hooks(repl, shell_session.journal)
+        repl.all_prompt_styles["appshell"] = LabelledPrompt()
+        repl.prompt_style = "appshell"
+        repl.confirm_exit = False
+        repl.enable_system_bindings = True
+        if not look.use_color:
+            repl.enable_syntax_highlighting = False
+
+    print(shell_session.banner)
+    namespace = shell_session.namespace
+    embed(globals=namespace, locals=namespace, configure=configure, title="appshell")

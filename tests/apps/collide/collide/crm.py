@@ -1,0 +1,13 @@
+from sqlalchemy.orm import Mapped, mapped_column
+
+from collide import Base
+
+
+class Invoice(Base):
+    __tablename__ = "crm_invoices"
+    id: Mapped[int] = mapped_column(primary_key=True)
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+    id: Mapped[int] = mapped_column(primary_key=True)

@@ -1,0 +1,132 @@
+"""Shared fixtures: a clean environment, real subprocesses, real SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+APPS = Path(__file__).resolve().parent / "apps"
+SHOP = ROOT / "examples" / "shop"
+APPSHELL = str(Path(sys.executable).with_name("appshell"))
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def clean_environ(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The test process's environment without any appshell setting or database URL."""
+    env = {k: v for k, v in os.environ.items() if not (k.startswith("APPSHELL_") or k in ("DATABASE_URL", "SOURCE_VERSION", "PYTHONSTARTUP"))}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.update(extra or {})
+    return env
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    for key in list(os.environ):
+        if key.startswith("APPSHELL_") or key in ("DATABASE_URL", "SOURCE_VERSION", "PYTHONSTARTUP"):
+            monkeypatch.delenv(key)
+    # IPython keeps history and config here: never the developer's own.
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path_factory.mktemp("ipython")))
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run(
+    args: Sequence[str],
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    input: str | None = None,
+    timeout: float = 120,
+) -> Result:
+    """Run the real `appshell` console script in a subprocess, without a tty."""
+    proc = subprocess.run(
+        [APPSHELL, *args],
+        cwd=cwd,
+        env=clean_environ(env),
+        input=input if input is not None else "",
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def app_dir(tmp_path: Path) -> Iterator[callable]:  # type: ignore[valid-type]
+    """Copy a test app from tests/apps into tmp_path, so each test has its own files."""
+
+    def copy(name: str) -> Path:
+        target = tmp_path / name
+        shutil.copytree(APPS / name, target)
+        return target
+
+    yield copy
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> Path:
+    """A seeded copy of the example shop (its SQLite database lives in the copy)."""
+    target = tmp_path / "shop"
+    shutil.copytree(SHOP, target, ignore=shutil.ignore_patterns("var", "__pycache__", ".env"))
+    subprocess.run([sys.executable, "-m", "shop.seed"], cwd=target, env=clean_environ(), check=True, capture_output=True)
+    return target
+
+
+def _pg_base_url() -> str:
+    return os.environ.get("APPSHELL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh schema on the real PostgreSQL server; skipped (or, under CI, failed) if it is down."""
+    from sqlalchemy import create_engine, text
+
+    base = _pg_base_url()
+    engine = create_engine(base)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure means "no server"
+        message = f"PostgreSQL is not reachable at {base}: {exc}"
+        if IN_CI:
+            pytest.fail("CI requires PostgreSQL: " + message)
+        pytest.skip(message)
+    schema = f"appshell_{uuid.uuid4().hex[:10]}"
+    with engine.begin() as conn:
+        conn.execute(text(f"create schema {schema}"))
+    try:
+        yield f"{base}?options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f"drop schema {schema} cascade"))
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """Run the test once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return str(request.getfixturevalue("sqlite_url"))
+    return str(request.getfixturevalue("pg_url"))
