@@ -30,10 +30,14 @@ def make_helpers(ctx: AppContext, journal: Journal) -> dict[str, Callable[..., A
     """The helper functions, bound to this context's session and engine."""
     session = ctx.session
 
+    def execute(statement: Any, params: dict[str, Any] | None = None) -> Any:
+        result = session.execute(_as_statement(statement), params or {})
+        # ORM results always return rows; a Core CursorResult says whether it does.
+        return Rows(result.all()) if getattr(result, "returns_rows", True) else result.rowcount
+
     def sql(text: str, **params: Any) -> Any:
         """Run raw SQL with :named parameters; rows come back as a table, writes as a row count."""
-        result = session.execute(_as_statement(text), params)
-        return Rows(result.all()) if result.returns_rows else result.rowcount
+        return execute(text, params)
 
     def count(model: Any, **filters: Any) -> int:
         """Count rows of a model, optionally filtered: count(Order, status="paid")."""
@@ -65,8 +69,10 @@ def make_helpers(ctx: AppContext, journal: Journal) -> dict[str, Callable[..., A
         from sqlalchemy.sql import Executable
 
         if isinstance(rows, (str, Executable)):
-            result = session.execute(_as_statement(rows))
-            rows = result.all() if result.returns_rows else []
+            rows = execute(rows)
+            if not isinstance(rows, Rows):
+                print(f"({rows} rows affected)")
+                return
         elif isinstance(rows, type) and sa_inspect(rows, raiseerr=False) is not None:
             rows = where(rows)
         elif not isinstance(rows, (list, tuple, set)) and not hasattr(rows, "__next__"):
