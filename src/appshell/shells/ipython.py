@@ -2,9 +2,11 @@
 
 IPython swallows exceptions raised by event callbacks, so an event cannot stop
 a cell. The statement is therefore recorded from an input transformer, which
-runs after ``pre_run_cell`` and before the cell: if the journal cannot record
-it, the transformer raises and IPython shows the error instead of running the
-cell (fail-closed). ``post_run_cell`` records the outcome.
+runs before the cell: if the journal cannot record it, the transformer raises
+and IPython shows the error instead of running the cell (fail-closed).
+``post_run_cell`` records the outcome. The transformer only sees the
+transformed text, and IPython 9 transforms before ``pre_run_cell`` fires, so
+the raw cell (magics and ``!`` escapes as typed) is taken from ``run_cell``.
 """
 
 from __future__ import annotations
@@ -23,12 +25,19 @@ class _Hooks:
         self.raw: str | None = None
         self.entry: Entry | None = None
 
-    def pre_run_cell(self, info: Any) -> None:
-        self.raw = info.raw_cell
+    def wrap_run_cell(self, run_cell: Any) -> Any:
+        def run_cell_journaled(raw_cell: str, *args: Any, **kwargs: Any) -> Any:
+            self.raw = raw_cell
+            try:
+                return run_cell(raw_cell, *args, **kwargs)
+            finally:
+                self.raw = None
+
+        return run_cell_journaled
 
     def transform(self, lines: list[str]) -> list[str]:
         # transform_cell() also runs for %time/%timeit bodies: only the cell
-        # announced by pre_run_cell is a new statement.
+        # that run_cell was given is a new statement.
         if self.raw is not None:
             raw, self.raw = self.raw, None
             self.entry = self.journal.begin(raw, kind="cell")
@@ -43,7 +52,7 @@ class _Hooks:
 
 def install_hooks(shell: Any, journal: Journal) -> None:
     hooks = _Hooks(journal)
-    shell.events.register("pre_run_cell", hooks.pre_run_cell)
+    shell.run_cell = hooks.wrap_run_cell(shell.run_cell)
     shell.events.register("post_run_cell", hooks.post_run_cell)
     shell.input_transformers_post.append(hooks.transform)
 

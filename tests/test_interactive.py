@@ -1,0 +1,91 @@
+"""Real shells through a real pseudo-terminal (pexpect): IPython, ptpython and plain (SPEC §3)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from conftest import APPSHELL, clean_environ
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]")
+
+
+def spawn(shop: Path, *args: str, env: dict[str, str] | None = None) -> pexpect.spawn:
+    child = pexpect.spawn(
+        APPSHELL,
+        list(args),
+        cwd=str(shop),
+        env={**clean_environ(env), "TERM": "xterm", "COLUMNS": "120", "LINES": "40"},
+        encoding="utf-8",
+        timeout=30,
+        dimensions=(40, 120),
+    )
+    return child
+
+
+def expect_output(child: pexpect.spawn, text: str) -> None:
+    """Wait for *text* in the output, colour codes aside."""
+    child.expect(re.escape(text))
+
+
+@pytest.mark.parametrize("shell", ["ipython", "ptpython", "python"])
+def test_short_session(shop: Path, shell: str) -> None:
+    child = spawn(shop, "--shell", shell)
+    expect_output(child, "profile development")
+    expect_output(child, "helpers() lists the helpers")
+    child.expect(r"\[dev\]")  # the prompt carries the profile's label
+    child.sendline("print('customers', count(Customer))")
+    child.expect(r"customers 20")
+    child.sendline("1/0")
+    child.expect("ZeroDivisionError")
+    child.sendline("print('still', 'alive', count(Order, status='paid'))")
+    child.expect(r"still alive 13")
+    child.sendline("show(audit_log())")
+    child.expect(r"│ 2 │ error")  # the failed statement, recorded as such
+    child.expect(r"\[dev\]")  # Ctrl-D only at a fresh prompt: during a statement the tty is not in raw mode
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+
+
+@pytest.mark.parametrize("shell", ["ipython", "ptpython", "python"])
+def test_production_prompt_is_red(shop: Path, shell: str) -> None:
+    child = spawn(shop, "--shell", shell, "--profile", "production", "--reason", "INC-42 check refunds")
+    child.expect(r"reason\s+INC-42 check refunds")
+    # Red (31) on the label, wherever each shell puts its escape codes.
+    child.expect(r"\x1b\[[0-9;]*31[0-9;]*m[^\n]*shop PRODUCTION")
+    child.sendline("print('rw', engine.url.drivername)")
+    child.expect("rw sqlite")
+    child.expect("shop PRODUCTION")
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_reason_is_asked_for_at_a_tty(shop: Path) -> None:
+    child = spawn(shop, "--shell", "python", "--profile", "production")
+    child.expect("Reason for this production session")
+    child.sendline("")
+    child.expect("A reason is required.")
+    child.sendline("JIRA-7 look at order 3")
+    child.expect(r"reason\s+JIRA-7 look at order 3")
+    child.sendline("print(find(Order, 3).status)")
+    child.expect("shipped")
+    child.expect(r"\[shop PRODUCTION\]")
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_quiet_has_no_banner(shop: Path) -> None:
+    child = spawn(shop, "--shell", "python", "-q")
+    child.expect(r">>> ")
+    assert "appshell" not in ANSI.sub("", child.before)
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
