@@ -1,0 +1,49 @@
+"""Every ```console example in docs/ runs against the example shop and prints what the page says."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run
+
+TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)?")
+
+
+@dataclass
+class Example:
+    page: str
+    command: str
+    expected: str
+    exit_code: int
+
+
+def examples() -> list[Example]:
+    found = []
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        for block in re.findall(r"```console\n(.*?)```", page.read_text(encoding="utf-8"), re.S):
+            for chunk in re.split(r"^\$ ", block, flags=re.M)[1:]:
+                command, _, output = chunk.partition("\n")
+                code = 0
+                if m := re.search(r"^\[exit (\d+)\]\n\Z", output, re.M):
+                    code, output = int(m[1]), output[: m.start()]
+                found.append(Example(page.name, command, output, code))
+    return found
+
+
+@pytest.mark.parametrize("example", examples(), ids=lambda e: f"{e.page}: {e.command[:50]}")
+def test_doc_example(example: Example, shop: Path) -> None:
+    words = shlex.split(example.command)
+    stdin = ""
+    if "|" in words:  # echo "PROGRAM" | appshell ARGS
+        bar = words.index("|")
+        assert words[0] == "echo", example.command
+        stdin, words = " ".join(words[1:bar]) + "\n", words[bar + 1 :]
+    assert words[0] == "appshell", example.command
+    result = run(words[1:], cwd=shop, input=stdin)
+    assert result.exit_code == example.exit_code, result.output
+    assert TIMESTAMP.sub("YYYY-MM-DD hh:mm:ss", result.output) == example.expected
