@@ -159,12 +159,12 @@ class _Collector:
         if isinstance(value, type):
             if getattr(value, "__module__", "").startswith("sqlalchemy."):
                 return
-            mapper = sa_inspect(value, raiseerr=False)
+            mapper: Any = sa_inspect(value, raiseerr=False)
             if mapper is not None and hasattr(mapper, "registry"):
                 self.classes.append(value)
                 self.registries.append(mapper.registry)
             elif isinstance(getattr(value, "registry", None), registry):
-                self.registries.append(value.registry)  # a DeclarativeBase
+                self.registries.append(getattr(value, "registry"))  # a DeclarativeBase
         elif isinstance(value, Engine):
             self.engine = self.engine or value
         elif isinstance(value, (Session, scoped_session)):

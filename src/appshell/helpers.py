@@ -31,7 +31,7 @@ def make_helpers(ctx: AppContext, journal: Journal) -> dict[str, Callable[..., A
     session = ctx.session
 
     def execute(statement: Any, params: dict[str, Any] | None = None) -> Any:
-        result = session.execute(_as_statement(statement), params or {})
+        result: Any = session.execute(_as_statement(statement), params or {})
         # ORM results always return rows; a Core CursorResult says whether it does.
         return Rows(result.all()) if getattr(result, "returns_rows", True) else result.rowcount
 

@@ -8,7 +8,7 @@ defaults.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,14 +195,14 @@ def resolve(
     return Settings(**values, project_root=root, profile_data=profile, sources=sources, dotenv=dotenv)
 
 
-def export_environment(settings: Settings, environ: dict[str, str] | None = None) -> None:
+def export_environment(settings: Settings, environ: MutableMapping[str, str] | None = None) -> None:
     """Make the app's own config see what appshell resolved (factor III).
 
     ``.env`` never overrides a real variable; an explicit --database-url does,
     so that the app and appshell agree on the database.
     """
-    environ = os.environ if environ is None else environ
+    target: MutableMapping[str, str] = os.environ if environ is None else environ
     for key, value in settings.dotenv.items():
-        environ.setdefault(key, value)
+        target.setdefault(key, value)
     if settings.database_url and settings.sources.get("database_url") == "flag":
-        environ["DATABASE_URL"] = settings.database_url
+        target["DATABASE_URL"] = settings.database_url

@@ -82,7 +82,7 @@ def run(shell_session: ShellSession) -> None:
         config.TerminalInteractiveShell.colors = "nocolor"
     app = TerminalIPythonApp.instance(config=config, user_ns=shell_session.namespace)
     app.initialize(argv=[])
-    shell = app.shell
+    shell: Any = app.shell
     install_hooks(shell, shell_session.journal)
     shell.prompts = _prompts(shell, look.label)
     if look.use_color and look.color != "none":
