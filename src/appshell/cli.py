@@ -19,9 +19,9 @@ from appshell.settings import LAYERS
 
 __all__ = ["main", "build_parser", "split_argv"]
 
-SUBCOMMANDS = ("profiles",)
+SUBCOMMANDS = ("profiles", "audit")
 # Options that take a value: the argv splitter must skip their value.
-_VALUED = {"--app", "--models", "--database-url", "--env-file", "--profile", "--project", "--shell", "--reason"}
+_VALUED = {"--app", "--models", "--database-url", "--env-file", "--profile", "--project", "--shell", "--reason", "--audit-log"}
 
 EPILOG = f"""\
 modes:
@@ -30,6 +30,8 @@ modes:
   appshell SCRIPT.py [ARGS...] run a one-off script in the app context, then exit
   appshell - [ARGS...]         read the program from stdin
   appshell profiles            list the profiles and what each sets
+  appshell audit verify|tail|show SESSION [--log PATH]
+                               check the audit chain; review sessions
 
 settings precedence, highest first: {" > ".join(LAYERS)}
   (flag, environment variable, .env file, profile, [tool.appshell] in pyproject.toml, default)
@@ -61,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     rw.add_argument("--read-only", dest="read_only", action="store_const", const=True, help="the database refuses writes")
     rw.add_argument("--write", dest="read_only", action="store_const", const=False, help="allow writes where the profile allows it")
     p.add_argument("--reason", metavar="TEXT", help="why this session is opened [APPSHELL_REASON]")
+    p.add_argument("--audit-log", metavar="PATH", help="the audit file sink [APPSHELL_AUDIT_LOG]")
     p.add_argument("--echo-sql", action="store_const", const=True, help="print each SQL statement as it runs")
     p.add_argument("--json", action="store_true", help="with -c/SCRIPT: print the last expression's value as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no banner")
@@ -104,6 +107,7 @@ def _flags(opts: argparse.Namespace) -> dict[str, Any]:
         "read_only": opts.read_only,
         "reason": opts.reason,
         "echo_sql": opts.echo_sql,
+        "audit_log": opts.audit_log,
     }
 
 
@@ -157,46 +161,81 @@ def run_shell(argv: Sequence[str]) -> int:
         program = Program(path.read_text(encoding="utf-8"), str(path), "script", [script, *args])
     if opts.json and program is None:
         raise UsageError("--json needs -c CODE, a SCRIPT or stdin", 'use appshell --json -c "EXPR"')
-    return _session(settings, program, opts)
+    return _session(settings, program, opts, list(argv))
 
 
-def _session(settings: Any, program: Any, opts: argparse.Namespace) -> int:
+def _end_status(code: int | None, exc: BaseException | None) -> str:
+    if isinstance(exc, KeyboardInterrupt) or code == EXIT_INTERRUPTED:
+        return "interrupted"
+    if isinstance(exc, SystemExit) and exc.code == 128 + signal.SIGTERM:
+        return "terminated"
+    return "ok" if code == EXIT_OK and exc is None else "error"
+
+
+def _session(settings: Any, program: Any, opts: argparse.Namespace, argv: list[str]) -> int:
+    from appshell.audit import open_auditor
     from appshell.context import boot
     from appshell.database import echo_sql, enforce_read_only
     from appshell.journal import Journal
     from appshell.namespace import build_namespace
-
+    from appshell.redact import mask_url
+    from appshell.release import release_id
     from appshell.shells import check_shell_name, pick_shell
 
     check_shell_name(settings.shell)  # before booting: a bad --shell costs nothing
     shell_name = pick_shell(settings.shell) if program is None else None
     ctx = boot(settings)
+    code: int | None = None
+    failure: BaseException | None = None
+    auditor = None
     try:
+        release = release_id(settings.project_root)
+        auditor = open_auditor(settings, ctx.engine.url.render_as_string(hide_password=False))
+        auditor.start({
+            "mode": program.mode if program else "interactive",
+            "shell": shell_name,
+            "profile": settings.profile,
+            "release": release,
+            "app": ctx.label,
+            "database": mask_url(ctx.engine.url.render_as_string(hide_password=True)),
+            "sandbox": settings.sandbox,
+            "read_only": settings.read_only,
+            "reason": settings.reason,
+            "argv": argv,
+        })
         for warning in ctx.warnings:
             print(f"appshell: warning: {warning}", file=sys.stderr)
         if settings.read_only:
             enforce_read_only(ctx.engine, ctx.session, settings.profile)
         if settings.echo_sql:
             echo_sql(ctx.engine)
-        journal = Journal()
+        journal = Journal([auditor])
         journal.attach(ctx.engine)
         namespace = build_namespace(ctx, settings, journal)
         if program is not None:
             from appshell.program import run_program
 
-            return run_program(program, namespace, journal, want_json=opts.json)
-        return _interactive(settings, ctx, namespace, journal, shell_name or "python", opts.quiet)
+            code = run_program(program, namespace, journal, want_json=opts.json)
+        else:
+            code = _interactive(settings, ctx, namespace, journal, shell_name or "python", opts.quiet, release)
+        return code
+    except BaseException as exc:
+        failure = exc
+        raise
     finally:
-        ctx.close()
+        try:
+            ctx.close()
+        finally:
+            if auditor is not None:
+                auditor.end(_end_status(code, failure))
 
 
-def _interactive(settings: Any, ctx: Any, namespace: dict[str, Any], journal: Any, shell_name: str, quiet: bool) -> int:
+def _interactive(settings: Any, ctx: Any, namespace: dict[str, Any], journal: Any, shell_name: str, quiet: bool, release: str) -> int:
     from appshell.banner import Look, make_banner
-    from appshell.release import release_id
     from appshell.shells import ShellSession, get_runner
 
     look = Look.of(settings)
-    banner = "" if quiet else make_banner(settings, ctx, shell_name, release_id(settings.project_root), look)
+    banner = "" if quiet else make_banner(settings, ctx, shell_name, release, look)
     get_runner(shell_name)(ShellSession(namespace, banner, look, journal))
     return EXIT_OK
 
@@ -216,6 +255,36 @@ def list_profiles(argv: Sequence[str]) -> int:
     return EXIT_OK
 
 
+def audit_command(argv: Sequence[str]) -> int:
+    from appshell.audit.auditor import default_log_path
+    from appshell.audit.review import render_session, render_tail, verify
+    from appshell.settings import resolve
+
+    p = _Parser(prog="appshell audit", description="Check the audit chain and review sessions.")
+    p.add_argument("action", choices=["verify", "tail", "show"])
+    p.add_argument("session", nargs="?", help="with show: a session id (a unique prefix is enough)")
+    p.add_argument("--log", metavar="PATH", help="the audit file (default: as the shell would write it)")
+    p.add_argument("-n", type=int, default=10, help="with tail: how many sessions")
+    opts = p.parse_args(argv)
+    path = Path(opts.log) if opts.log else default_log_path(resolve({}))
+    if not path.is_file():
+        raise UsageError(f"no audit log at {path}", "name it with --log PATH")
+    if opts.action == "verify":
+        ok, message = verify(path)
+        print(("ok: " if ok else "BROKEN: ") + message, file=sys.stdout if ok else sys.stderr)
+        return EXIT_OK if ok else EXIT_USER_ERROR
+    if opts.action == "tail":
+        print(render_tail(path, opts.n))
+        return EXIT_OK
+    if not opts.session:
+        raise UsageError("audit show needs a session id", "see appshell audit tail for the ids")
+    shown = render_session(path, opts.session)
+    if shown is None:
+        raise UsageError(f"no single session matches '{opts.session}' in {path}", "use an id from appshell audit tail")
+    print(shown)
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The console-script entry point; returns the exit code (SPEC §7)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -225,6 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if argv and argv[0] == "profiles":
             return list_profiles(argv[1:])
+        if argv and argv[0] == "audit":
+            return audit_command(argv[1:])
         return run_shell(argv)
     except AppshellError as exc:
         print(exc.format(), file=sys.stderr)

@@ -11,7 +11,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from appshell.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR
+from appshell.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, AppshellError
 from appshell.journal import Journal
 
 __all__ = ["Program", "run_program", "to_jsonable"]
@@ -89,6 +89,8 @@ def run_program(program: Program, namespace: dict[str, Any], journal: Journal, w
     except KeyboardInterrupt:
         print("KeyboardInterrupt", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except AppshellError:
+        raise  # an audit failure: not the user's error, exit code of its own
     except SyntaxError as exc:
         traceback.print_exception(type(exc), exc, None)
         return EXIT_USER_ERROR

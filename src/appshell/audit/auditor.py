@@ -1,0 +1,138 @@
+"""The auditor: turns the journal's statements into audit records in every sink.
+
+Where the profile sets ``audit.required``, a sink that cannot be opened stops
+appshell before the shell starts, and a sink that fails mid-session stops the
+next statement (exit 3 in non-interactive modes). Elsewhere a failing sink is
+dropped with one warning, and the session goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from appshell.audit.identity import identity
+from appshell.audit.records import now_rfc3339
+from appshell.audit.sinks import AuditSink, FileSink, SqlSink, SyslogSink
+from appshell.errors import AuditFailure
+from appshell.redact import Redactor, mask_url
+
+if TYPE_CHECKING:
+    from appshell.journal import Entry
+    from appshell.settings import Settings
+
+__all__ = ["Auditor", "open_auditor", "default_log_path"]
+
+
+def default_log_path(settings: Settings) -> Path:
+    """--audit-log, APPSHELL_AUDIT_LOG, profile audit.path; else .appshell/audit.jsonl in the project."""
+    if settings.audit_log:
+        path = Path(settings.audit_log).expanduser()
+        return path if path.is_absolute() or settings.project_root is None else settings.project_root / path
+    if settings.project_root is not None:
+        return settings.project_root / ".appshell" / "audit.jsonl"
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return state / "appshell" / "audit.jsonl"
+
+
+def _redact_tree(value: Any, redact: Redactor) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [_redact_tree(v, redact) for v in value]
+    if isinstance(value, dict):
+        return {k: _redact_tree(v, redact) for k, v in value.items()}
+    return value
+
+
+class Auditor:
+    """A journal sink that writes SPEC §6 records to the audit sinks."""
+
+    def __init__(self, sinks: list[AuditSink], required: bool, redact: Redactor, session_id: str | None = None) -> None:
+        self.sinks = sinks
+        self.required = required
+        self.redact = redact
+        self.session = session_id or uuid.uuid4().hex[:16]
+        self.records: list[dict[str, Any]] = []
+        self.started = time.perf_counter()
+        self.statements = 0
+        self.ended = False
+
+    def _write(self, event: str, fields: dict[str, Any]) -> None:
+        body = _redact_tree({"ts": now_rfc3339(), "session": self.session, "event": event, **fields}, self.redact)
+        for sink in list(self.sinks):
+            try:
+                record = sink.append(body)
+            except Exception as exc:  # noqa: BLE001 - any failure of a sink is an audit failure
+                self._failed(sink, exc)
+            else:
+                if sink is self.sinks[0]:
+                    self.records.append(record)
+
+    def _failed(self, sink: AuditSink, exc: Exception) -> None:
+        where = f"{sink.name} sink" + (f" ({sink.path})" if isinstance(sink, FileSink) else "")
+        if self.required:
+            raise AuditFailure(
+                f"the audit {where} failed ({type(exc).__name__}: {exc}); the statement was not run",
+                "fix the sink (permissions, disk, database) and reopen appshell",
+            ) from exc
+        self.sinks.remove(sink)
+        print(f"appshell: warning: audit {where} failed ({exc}) — continuing without it (audit.required is off)", file=sys.stderr)
+
+    # -- the session ------------------------------------------------------------
+
+    def start(self, fields: dict[str, Any]) -> None:
+        self._write("session_start", {**identity(), **fields})
+
+    def end(self, status: str) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        duration = round((time.perf_counter() - self.started) * 1000, 3)
+        try:
+            self._write("session_end", {"status": status, "statements": self.statements, "duration_ms": duration})
+        finally:
+            for sink in self.sinks:
+                sink.close()
+
+    # -- the journal's Sink protocol -------------------------------------------
+
+    def statement(self, entry: Entry, extra: dict[str, Any]) -> None:
+        self.statements += 1
+        self._write("statement", {"n": entry.n, "source": entry.source, "kind": entry.kind, **extra})
+
+    def result(self, entry: Entry) -> None:
+        self._write(
+            "result",
+            {"n": entry.n, "status": entry.status, "error": entry.error, "duration_ms": entry.duration_ms, "sql": entry.sql},
+        )
+
+
+def _open_sink(kind: str, settings: Settings, database_url: str) -> AuditSink:
+    if kind == "file":
+        return FileSink(default_log_path(settings))
+    if kind == "sql":
+        return SqlSink(os.environ.get("APPSHELL_AUDIT_URL") or database_url)
+    return SyslogSink()
+
+
+def open_auditor(settings: Settings, database_url: str) -> Auditor:
+    """Open the profile's sinks; a required one that fails to open stops appshell (exit 3)."""
+    profile = settings.profile_data
+    required = bool(profile["audit.required"])
+    sinks: list[AuditSink] = []
+    for kind in profile["audit.sinks"]:
+        try:
+            sinks.append(_open_sink(kind, settings, database_url))
+        except Exception as exc:  # noqa: BLE001
+            hint = {"file": "--audit-log/APPSHELL_AUDIT_LOG/audit.path", "sql": "APPSHELL_AUDIT_URL or the database", "syslog": "the syslog daemon"}[kind]
+            message = f"cannot open the audit {kind} sink ({type(exc).__name__}: {mask_url(str(exc))})"
+            if required:
+                raise AuditFailure(message, f"check {hint}; profile '{settings.profile}' requires the audit") from None
+            print(f"appshell: warning: {message} — continuing without it", file=sys.stderr)
+    redact = Redactor.from_environment(os.environ, profile["audit.redact"])
+    return Auditor(sinks, required, redact)

@@ -1,0 +1,41 @@
+"""Who is running this session, from where (the `session_start` record)."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["identity"]
+
+
+def _tty() -> str | None:
+    for stream in (sys.stdin, sys.stdout):
+        try:
+            if stream.isatty():
+                return os.ttyname(stream.fileno())
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def identity(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    environ = os.environ if environ is None else environ
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (a container's arbitrary uid)
+        user = str(os.getuid())
+    ssh = environ.get("SSH_CONNECTION") or environ.get("SSH_CLIENT") or ""
+    return {
+        "user": user,
+        # The person behind sudo or a shared account, where the system knows it.
+        "real_user": environ.get("SUDO_USER") or environ.get("LOGNAME") or environ.get("USER") or user,
+        "uid": os.getuid(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "ssh_client": " ".join(ssh.split()[:2]) or None,  # client address and port
+        "tty": _tty(),
+    }

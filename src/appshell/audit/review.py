@@ -1,0 +1,110 @@
+"""`appshell audit verify|tail|show`: check the chain, and render sessions for people."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appshell.audit.records import GENESIS, digest
+from appshell.render import table
+
+__all__ = ["verify", "sessions", "render_tail", "render_session", "Session"]
+
+
+def _lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
+    """(line number, bytes, complete) for each line of the file."""
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            yield number, raw.rstrip(b"\n"), raw.endswith(b"\n")
+
+
+def verify(path: Path) -> tuple[bool, str]:
+    """Check every record's hash and the chain; name the first bad line."""
+    prev, seq, count = GENESIS, 0, 0
+    for number, raw, complete in _lines(path):
+        where = f"{path}:{number}"
+        if not complete:
+            return False, f"{where}: truncated record (no end of line) — the file was cut or a write was torn"
+        try:
+            record = json.loads(raw)
+        except ValueError:
+            return False, f"{where}: not a JSON record — the line was edited or damaged"
+        if not isinstance(record, dict) or "hash" not in record:
+            return False, f"{where}: not an audit record"
+        if digest(record) != record["hash"]:
+            return False, f"{where}: hash mismatch — the record was edited after it was written"
+        if record.get("prev") != prev or record.get("seq") != seq + 1:
+            return False, f"{where}: chain broken (prev/seq do not follow line {number - 1}) — a record before it was deleted, inserted or reordered"
+        prev, seq, count = record["hash"], record["seq"], count + 1
+    return True, f"{path}: {count} records, chain intact"
+
+
+@dataclass
+class Session:
+    id: str
+    start: dict[str, Any] = field(default_factory=dict)
+    end: dict[str, Any] | None = None
+    statements: dict[int, dict[str, Any]] = field(default_factory=dict)
+    results: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return self.end["status"] if self.end else "open (or killed)"
+
+
+def sessions(path: Path) -> list[Session]:
+    found: dict[str, Session] = {}
+    for _, raw, complete in _lines(path):
+        try:
+            record = json.loads(raw)
+        except ValueError:
+            continue  # `verify` reports damage; review shows what can be read
+        s = found.setdefault(record.get("session", "?"), Session(record.get("session", "?")))
+        event = record.get("event")
+        if event == "session_start":
+            s.start = record
+        elif event == "session_end":
+            s.end = record
+        elif event == "statement":
+            s.statements[record["n"]] = record
+        elif event == "result":
+            s.results[record["n"]] = record
+    return list(found.values())
+
+
+def _who(s: Session) -> str:
+    user, real = s.start.get("user", "?"), s.start.get("real_user")
+    who = f"{user} (as {real})" if real and real != user else user
+    return f"{who}@{s.start.get('host', '?')}"
+
+
+def render_tail(path: Path, count: int = 10) -> str:
+    rows = [
+        [s.id, s.start.get("ts", "?")[:19].replace("T", " "), _who(s), s.start.get("profile", "?"), s.start.get("mode", "?"),
+         len(s.statements), s.status, s.start.get("reason") or ""]
+        for s in sessions(path)[-count:]
+    ]
+    return table(["session", "started (UTC)", "who", "profile", "mode", "stmts", "status", "reason"], rows)
+
+
+def render_session(path: Path, prefix: str) -> str | None:
+    matches = [s for s in sessions(path) if s.id.startswith(prefix)]
+    if len(matches) != 1:
+        return None
+    s = matches[0]
+    head = [
+        f"session {s.id} — {_who(s)}, {s.start.get('mode', '?')} {s.start.get('shell') or ''}".rstrip(),
+        f"  started  {s.start.get('ts', '?')}   profile {s.start.get('profile', '?')}   release {s.start.get('release', '?')}",
+        f"  database {s.start.get('database', '?')}   read-only {s.start.get('read_only')}   sandbox {s.start.get('sandbox')}",
+        f"  reason   {s.start.get('reason') or '(none)'}   ssh {s.start.get('ssh_client') or '-'}   tty {s.start.get('tty') or '-'}",
+    ]
+    rows = []
+    for n, st in sorted(s.statements.items()):
+        result = s.results.get(n, {})
+        rows.append([n, st["ts"][11:23], result.get("status", "no result"), result.get("duration_ms", ""),
+                     len(result.get("sql") or []), (st.get("source") or "").strip(), result.get("error") or ""])
+    end = f"  ended    {s.end['ts']}  status {s.end['status']}" if s.end else "  no session_end: still open, or the process was killed"
+    return "\n".join([*head, table(["n", "time", "status", "ms", "sql", "source", "error"], rows), end])
