@@ -167,7 +167,7 @@ def run_shell(argv: Sequence[str]) -> int:
 def _end_status(code: int | None, exc: BaseException | None) -> str:
     if isinstance(exc, KeyboardInterrupt) or code == EXIT_INTERRUPTED:
         return "interrupted"
-    if isinstance(exc, SystemExit) and exc.code == 128 + signal.SIGTERM:
+    if code == 128 + signal.SIGTERM or (isinstance(exc, SystemExit) and exc.code == 128 + signal.SIGTERM):
         return "terminated"
     return "ok" if code == EXIT_OK and exc is None else "error"
 

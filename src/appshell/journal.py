@@ -7,16 +7,18 @@ so the audit wraps the shell interface once (STYLE habit 7).
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-__all__ = ["Entry", "Journal", "Sink", "outcome_of"]
+__all__ = ["Entry", "Journal", "Sink", "outcome_of", "file_info"]
 
 
 @dataclass
@@ -37,6 +39,12 @@ class Sink(Protocol):
     def statement(self, entry: Entry, extra: dict[str, Any]) -> None: ...
 
     def result(self, entry: Entry) -> None: ...
+
+
+def file_info(path: str | Path) -> dict[str, str]:
+    """A file that runs code no input shows (%run, PYTHONSTARTUP, a script): where, its sha256 and its text."""
+    data = Path(path).read_bytes()
+    return {"path": str(Path(path).resolve()), "sha256": hashlib.sha256(data).hexdigest(), "text": data.decode("utf-8", "replace")}
 
 
 def outcome_of(exc: BaseException | None) -> tuple[str, str | None]:

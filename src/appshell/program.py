@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import Any
 
 from appshell.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, AppshellError
-from appshell.journal import Journal
+from appshell.journal import Journal, file_info
 
 __all__ = ["Program", "run_program", "to_jsonable"]
 
@@ -73,7 +73,7 @@ def run_program(program: Program, namespace: dict[str, Any], journal: Journal, w
     if program.mode == "script":
         namespace["__file__"] = program.filename
         sys.path.insert(0, str(Path(program.filename).resolve().parent))
-    extra = {"path": program.filename} if program.mode == "script" else {}
+    extra = {k: v for k, v in file_info(program.filename).items() if k != "text"} if program.mode == "script" else {}
     try:
         with journal.statement(program.source, kind=program.mode, **extra):
             tree = ast.parse(program.source, program.filename, "exec")

@@ -117,7 +117,7 @@ def _open_sink(kind: str, settings: Settings, database_url: str) -> AuditSink:
         return FileSink(default_log_path(settings))
     if kind == "sql":
         return SqlSink(os.environ.get("APPSHELL_AUDIT_URL") or database_url)
-    return SyslogSink()
+    return SyslogSink(os.environ.get("APPSHELL_SYSLOG_ADDRESS", "/dev/log"))
 
 
 def open_auditor(settings: Settings, database_url: str) -> Auditor:

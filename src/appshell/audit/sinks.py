@@ -156,15 +156,28 @@ class SqlSink:
 
 
 class SyslogSink:
-    """Each record as one JSON message to the local syslog (facility AUTHPRIV where it exists)."""
+    """Each record as one JSON message, facility authpriv, to a syslog socket.
+
+    The address is a UNIX socket path (default ``/dev/log``) or ``host:port``
+    (UDP), from APPSHELL_SYSLOG_ADDRESS. The socket is written directly, not
+    through the ``syslog`` module, because that one cannot report a failure —
+    and a fail-closed audit must know.
+    """
 
     name = "syslog"
+    PRIORITY = 10 * 8 + 6  # facility authpriv (10), severity info (6)
 
-    def __init__(self) -> None:
-        import syslog
+    def __init__(self, address: str = "/dev/log") -> None:
+        import socket
 
-        self.syslog = syslog
-        syslog.openlog("appshell", syslog.LOG_PID, getattr(syslog, "LOG_AUTHPRIV", syslog.LOG_AUTH))
+        if ":" in address and not address.startswith("/"):
+            host, port = address.rsplit(":", 1)
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sock.connect((host, int(port)))
+        else:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self.sock.connect(address)
+        self.tag = f"appshell[{os.getpid()}]"
         self.seq = 0
         self.prev = GENESIS
 
@@ -172,9 +185,9 @@ class SyslogSink:
         # syslog interleaves many processes: the chain here links this session's records only.
         self.seq += 1
         record = seal(body, self.seq, self.prev)
+        self.sock.send(f"<{self.PRIORITY}>{self.tag}: ".encode() + canonical(record))
         self.prev = record["hash"]
-        self.syslog.syslog(self.syslog.LOG_INFO, canonical(record).decode("utf-8"))
         return record
 
     def close(self) -> None:
-        self.syslog.closelog()
+        self.sock.close()

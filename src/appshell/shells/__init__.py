@@ -9,18 +9,21 @@ IPython and ptpython are imported only when their runner starts.
 from __future__ import annotations
 
 import importlib
+import os
+import traceback
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from appshell.errors import ConfigError
+from appshell.journal import file_info
 
 if TYPE_CHECKING:
     from appshell.banner import Look
     from appshell.journal import Journal
 
-__all__ = ["ShellSession", "Runner", "RUNNERS", "check_shell_name", "pick_shell", "get_runner"]
+__all__ = ["ShellSession", "Runner", "RUNNERS", "check_shell_name", "pick_shell", "get_runner", "run_startup_file"]
 
 
 @dataclass
@@ -32,6 +35,22 @@ class ShellSession:
 
 
 Runner = Callable[[ShellSession], None]
+
+
+def run_startup_file(shell: ShellSession) -> None:
+    """Run $PYTHONSTARTUP as the interactive ``python`` does, journaled with its sha256 and text.
+
+    IPython runs the file itself; its runner only records it (see ipython.py).
+    """
+    path = os.environ.get("PYTHONSTARTUP")
+    if not path or not os.path.isfile(path):
+        return
+    info = file_info(path)
+    try:
+        with shell.journal.statement(info["text"], kind="startup", files=[info]):
+            exec(compile(info["text"], path, "exec"), shell.namespace)
+    except Exception:  # like python: a broken startup file is reported, the shell still opens
+        traceback.print_exc()
 
 # name -> (module that must be importable, runner module in appshell.shells)
 RUNNERS: dict[str, tuple[str, str]] = {

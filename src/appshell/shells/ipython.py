@@ -11,12 +11,30 @@ the raw cell (magics and ``!`` escapes as typed) is taken from ``run_cell``.
 
 from __future__ import annotations
 
+import os
+import re
+import shlex
 from typing import Any
 
-from appshell.journal import Entry, Journal
+from appshell.journal import Entry, Journal, file_info
 from appshell.shells import ShellSession
 
 __all__ = ["run", "install_hooks"]
+
+_RUN_MAGIC = re.compile(r"^\s*%run\s+(.+)$", re.M)
+
+
+def _run_files(raw_cell: str) -> list[dict[str, str]]:
+    """The files that %run lines of a cell execute: their code is in no cell, so record it."""
+    files = []
+    for args in _RUN_MAGIC.findall(raw_cell):
+        try:
+            words = [w for w in shlex.split(args) if not w.startswith("-")]
+        except ValueError:
+            continue
+        if words and os.path.isfile(words[0]):
+            files.append(file_info(words[0]))
+    return files
 
 
 class _Hooks:
@@ -40,7 +58,8 @@ class _Hooks:
         # that run_cell was given is a new statement.
         if self.raw is not None:
             raw, self.raw = self.raw, None
-            self.entry = self.journal.begin(raw, kind="cell")
+            files = _run_files(raw)
+            self.entry = self.journal.begin(raw, kind="cell", **({"files": files} if files else {}))
         return lines
 
     def post_run_cell(self, result: Any) -> None:
@@ -81,7 +100,14 @@ def run(shell_session: ShellSession) -> None:
     if not look.use_color:
         config.TerminalInteractiveShell.colors = "nocolor"
     app = TerminalIPythonApp.instance(config=config, user_ns=shell_session.namespace)
-    app.initialize(argv=[])
+    startup = os.environ.get("PYTHONSTARTUP")
+    if startup and os.path.isfile(startup):
+        # IPython runs PYTHONSTARTUP inside initialize(): record the file around it.
+        info = file_info(startup)
+        with shell_session.journal.statement(info["text"], kind="startup", files=[info]):
+            app.initialize(argv=[])
+    else:
+        app.initialize(argv=[])
     shell: Any = app.shell
     install_hooks(shell, shell_session.journal)
     shell.prompts = _prompts(shell, look.label)

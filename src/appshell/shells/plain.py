@@ -6,8 +6,9 @@ import code
 import sys
 from typing import Any
 
+from appshell.errors import AppshellError
 from appshell.journal import Journal
-from appshell.shells import ShellSession
+from appshell.shells import ShellSession, run_startup_file
 
 __all__ = ["run", "JournaledConsole"]
 
@@ -30,6 +31,8 @@ class JournaledConsole(code.InteractiveConsole):
                 exec(code_obj, self.locals)
         except SystemExit:
             raise
+        except AppshellError as exc:  # the audit refused the statement: say so in one line
+            print(exc.format(), file=sys.stderr)
         except BaseException:
             # Like the REPL: show the traceback and carry on (KeyboardInterrupt included).
             self.showtraceback()
@@ -50,4 +53,5 @@ def run(shell: ShellSession) -> None:
     sys.ps1 = look.paint(f"[{look.label}]", bold=True, readline=True) + " >>> "
     sys.ps2 = " " * (len(look.label) + 3) + "... "
     _enable_completion(shell.namespace)
+    run_startup_file(shell)
     JournaledConsole(shell.namespace, shell.journal).interact(banner=shell.banner, exitmsg="")

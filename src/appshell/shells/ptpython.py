@@ -12,7 +12,7 @@ from html import escape
 from typing import Any
 
 from appshell.journal import Journal
-from appshell.shells import ShellSession
+from appshell.shells import ShellSession, run_startup_file
 
 __all__ = ["run", "install_hooks"]
 
@@ -62,5 +62,6 @@ def run(shell_session: ShellSession) -> None:
             repl.enable_syntax_highlighting = False
 
     print(shell_session.banner)
+    run_startup_file(shell_session)
     namespace = shell_session.namespace
     embed(globals=namespace, locals=namespace, configure=configure, title="appshell")
