@@ -1,11 +1,13 @@
 """How much does `appshell -c` cost over a plain script doing the same work?
 
 Builds an app of 40 mapped classes in a temporary folder, then runs, in
-alternating pairs, `appshell -c "print(count(Model0))"` and a plain Python
-script that imports the same models and runs the same query. Prints the median
-of each and the median of the per-pair ratios (target: ≤ 1.10).
+alternating rounds, a plain Python script that imports the same models and
+runs the same query, `appshell -c "print(count(Model0))"` with the audit log
+on (the default: a file sink, fsync per record), and the same with no audit
+sink. Prints the median of each and the median of the per-round ratios to
+the plain script (target: ≤ 1.10).
 
-    .venv/bin/python bench/bench_command.py [--pairs 11] [--audit]
+    .venv/bin/python bench/bench_command.py [--rounds 11]
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ def build_app(root: Path) -> dict[str, str]:
     body += [MODEL.format(i=i, parent=max(i - 1, 0)) for i in range(N_MODELS)]
     (package / "models.py").write_text("\n".join(body))
     (root / "pyproject.toml").write_text('[tool.appshell]\nmodels = ["benchapp.models"]\n')
+    (root / "profiles").mkdir()
+    (root / "profiles" / "noaudit.toml").write_text("[audit]\nsinks = []\n")
     (root / "baseline.py").write_text(BASELINE)
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{root / 'bench.db'}", "PYTHONPATH": str(root)}
     seed = "from benchapp.models import *; from sqlalchemy import create_engine; import os; e = create_engine(os.environ['DATABASE_URL']); Base.metadata.create_all(e)\nwith e.begin() as c: c.exec_driver_sql(\"insert into model0 (name, value) values ('a', 1), ('b', 2)\")"
@@ -73,32 +77,32 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str], expect: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=11)
-    parser.add_argument("--audit", action="store_true", help="with the audit log on (file sink)")
+    parser.add_argument("--rounds", type=int, default=11)
     opts = parser.parse_args()
     appshell = str(Path(sys.executable).with_name("appshell"))
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         env = build_app(root)
         env = {k: v for k, v in env.items() if not k.startswith("APPSHELL_")}
-        if opts.audit:
-            env["APPSHELL_AUDIT_LOG"] = str(root / "audit.jsonl")
-        shell_cmd = [appshell, "-c", "print(count(Model0))"]
-        base_cmd = [sys.executable, "baseline.py"]
-        for _ in range(2):  # warm the file cache and byte-code caches
-            timed(shell_cmd, root, env, "2")
-            timed(base_cmd, root, env, "2")
-        shell_times, base_times, ratios = [], [], []
-        for _ in range(opts.pairs):
-            a = timed(shell_cmd, root, env, "2")
-            b = timed(base_cmd, root, env, "2")
-            shell_times.append(a)
-            base_times.append(b)
-            ratios.append(a / b)
-    print(f"models: {N_MODELS}, pairs: {opts.pairs}, audit: {'on' if opts.audit else 'default'}")
-    print(f"appshell -c      median {statistics.median(shell_times) * 1000:7.1f} ms")
-    print(f"plain script     median {statistics.median(base_times) * 1000:7.1f} ms")
-    print(f"ratio (pairwise) median {statistics.median(ratios):.3f}  (min {min(ratios):.3f}, max {max(ratios):.3f}; target ≤ 1.10)")
+        runs = {
+            "plain script": ([sys.executable, "baseline.py"], env),
+            "appshell -c, audit on": ([appshell, "-c", "print(count(Model0))"], env),
+            "appshell -c, audit off": ([appshell, "-c", "print(count(Model0))"], {**env, "APPSHELL_PROFILE": "noaudit"}),
+        }
+        for cmd, run_env in runs.values():  # warm the file cache and byte-code caches
+            timed(cmd, root, run_env, "2")
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(opts.rounds):
+            for name, (cmd, run_env) in runs.items():
+                times[name].append(timed(cmd, root, run_env, "2"))
+    base = times["plain script"]
+    print(f"models: {N_MODELS}, rounds: {opts.rounds}")
+    for name, values in times.items():
+        line = f"{name:<24} median {statistics.median(values) * 1000:7.1f} ms"
+        if values is not base:
+            ratios = [a / b for a, b in zip(values, base)]
+            line += f"   ratio median {statistics.median(ratios):.3f} (min {min(ratios):.3f}, max {max(ratios):.3f}; target ≤ 1.10)"
+        print(line)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import getpass
 import os
-import socket
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -24,9 +22,13 @@ def _tty() -> str | None:
 
 def identity(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     environ = os.environ if environ is None else environ
+    # The account the process runs as, from the system (not $USER, which the caller sets).
+    # pwd and os.uname() rather than getpass and socket: those imports cost `-c` time.
+    import pwd
+
     try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (a container's arbitrary uid)
+        user = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # no passwd entry (a container's arbitrary uid)
         user = str(os.getuid())
     ssh = environ.get("SSH_CONNECTION") or environ.get("SSH_CLIENT") or ""
     return {
@@ -34,7 +36,7 @@ def identity(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         # The person behind sudo or a shared account, where the system knows it.
         "real_user": environ.get("SUDO_USER") or environ.get("LOGNAME") or environ.get("USER") or user,
         "uid": os.getuid(),
-        "host": socket.gethostname(),
+        "host": os.uname().nodename,
         "pid": os.getpid(),
         "ssh_client": " ".join(ssh.split()[:2]) or None,  # client address and port
         "tty": _tty(),

@@ -138,8 +138,10 @@ class SqlSink:
 
         with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
-                # Serialise writers so the chain stays linear across hosts.
-                conn.execute(text(f"LOCK TABLE {self.TABLE} IN SHARE ROW EXCLUSIVE MODE"))
+                # Serialise writers so the chain stays linear across hosts. An advisory
+                # lock, not LOCK TABLE: that needs UPDATE/DELETE rights, which an
+                # append-only role (INSERT, SELECT) must not have.
+                conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('appshell_audit'))"))
             last = conn.execute(select(self.table.c.seq, self.table.c.hash).order_by(self.table.c.seq.desc()).limit(1)).first()
             seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
             record = seal(body, seq, prev)
