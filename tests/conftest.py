@@ -89,7 +89,7 @@ def sqlite_url(tmp_path: Path) -> str:
 def shop(tmp_path: Path) -> Path:
     """A seeded copy of the example shop (its SQLite database lives in the copy)."""
     target = tmp_path / "shop"
-    shutil.copytree(SHOP, target, ignore=shutil.ignore_patterns("var", "__pycache__", ".env"))
+    shutil.copytree(SHOP, target, ignore=shutil.ignore_patterns("var", "__pycache__", ".env", ".appshell"))
     subprocess.run([sys.executable, "-m", "shop.seed"], cwd=target, env=clean_environ(), check=True, capture_output=True)
     return target
 

@@ -358,3 +358,45 @@ def test_ipython_run_magic_records_the_file(shop: Path, log: Path, tmp_path: Pat
     assert stmt["source"] == f"%run -i {script}"
     assert stmt["files"][0]["path"] == str(script) and stmt["files"][0]["text"] == script.read_text()
     assert len(stmt["files"][0]["sha256"]) == 64
+
+
+def test_append_only_grants(app_dir, pg_url: str) -> None:  # type: ignore[no-untyped-def]
+    """The recipe of docs/audit.md, run as written (with a throwaway role name)."""
+    import re
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from conftest import ROOT
+
+    root = app_dir("plainapp")
+    (root / "profiles").mkdir()
+    (root / "profiles" / "development.toml").write_text('[audit]\nsinks = ["sql"]\nrequired = true\n')
+    env = {"DATABASE_URL": pg_url}
+    assert run(["-c", "print(1)"], cwd=root, env=env).exit_code == 0  # the owner's session creates the table
+
+    role = f"appshell_w_{uuid.uuid4().hex[:8]}"
+    recipe = re.search(r"```sql\n(.*?)```", (ROOT / "docs" / "audit.md").read_text(), re.S)
+    assert recipe is not None
+    sql = recipe[1].replace("appshell_audit_writer", role)
+    schema = make_url(pg_url).query["options"].split("=")[1]
+    owner = create_engine(pg_url)
+    with owner.begin() as conn:
+        conn.exec_driver_sql(sql)  # the function and trigger land in the test schema (search_path)
+        conn.exec_driver_sql(f"GRANT USAGE ON SCHEMA {schema} TO {role}")  # the test's own schema
+    writer_url = make_url(pg_url).set(username=role).render_as_string(hide_password=False)
+    try:
+        result = run(["-c", "print(2)"], cwd=root, env={**env, "APPSHELL_AUDIT_URL": writer_url})
+        assert result.exit_code == 0, result.output
+        _check_sql_chain(pg_url, expected_events=8)
+        writer = create_engine(writer_url)
+        for engine, words in ((writer, "permission denied"), (owner, "append-only")):
+            with pytest.raises(Exception, match=words):
+                with engine.begin() as conn:
+                    conn.execute(text("DELETE FROM appshell_audit"))
+        writer.dispose()
+    finally:
+        with owner.begin() as conn:
+            conn.exec_driver_sql(f"REVOKE ALL ON appshell_audit FROM {role}; REVOKE USAGE ON SCHEMA {schema} FROM {role}; DROP ROLE {role}")
+        owner.dispose()

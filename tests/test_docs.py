@@ -22,21 +22,29 @@ class Example:
     exit_code: int
 
 
-def examples() -> list[Example]:
+def blocks() -> list[list[Example]]:
+    """Each ```console block: its commands run in order, in one copy of the shop."""
     found = []
     for page in sorted((ROOT / "docs").glob("*.md")):
         for block in re.findall(r"```console\n(.*?)```", page.read_text(encoding="utf-8"), re.S):
+            examples = []
             for chunk in re.split(r"^\$ ", block, flags=re.M)[1:]:
                 command, _, output = chunk.partition("\n")
                 code = 0
                 if m := re.search(r"^\[exit (\d+)\]\n\Z", output, re.M):
                     code, output = int(m[1]), output[: m.start()]
-                found.append(Example(page.name, command, output, code))
+                examples.append(Example(page.name, command, output, code))
+            found.append(examples)
     return found
 
 
-@pytest.mark.parametrize("example", examples(), ids=lambda e: f"{e.page}: {e.command[:50]}")
-def test_doc_example(example: Example, shop: Path) -> None:
+@pytest.mark.parametrize("block", blocks(), ids=lambda b: f"{b[0].page}: {b[0].command[:50]}")
+def test_doc_block(block: list[Example], shop: Path) -> None:
+    for example in block:
+        check(example, shop)
+
+
+def check(example: Example, shop: Path) -> None:
     words = shlex.split(example.command)
     stdin = ""
     if "|" in words:  # echo "PROGRAM" | appshell ARGS
