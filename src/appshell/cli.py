@@ -6,7 +6,6 @@ Errors become output in exactly one place, :func:`main`.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -59,12 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", metavar="NAME", help="profile (default: development) [APPSHELL_PROFILE]")
     p.add_argument("--project", metavar="DIR", help="the project root (default: found upward from here)")
     p.add_argument("--shell", metavar="NAME", help="auto|ipython|ptpython|python [APPSHELL_SHELL]")
+    p.add_argument("--sandbox", action="store_const", const=True, help="roll back every database change at exit [APPSHELL_SANDBOX=1]")
     rw = p.add_mutually_exclusive_group()
     rw.add_argument("--read-only", dest="read_only", action="store_const", const=True, help="the database refuses writes")
     rw.add_argument("--write", dest="read_only", action="store_const", const=False, help="allow writes where the profile allows it")
     p.add_argument("--reason", metavar="TEXT", help="why this session is opened [APPSHELL_REASON]")
     p.add_argument("--audit-log", metavar="PATH", help="the audit file sink [APPSHELL_AUDIT_LOG]")
     p.add_argument("--echo-sql", action="store_const", const=True, help="print each SQL statement as it runs")
+    p.add_argument("-y", "--yes", action="store_true", help="allow destructive statements without asking (no tty)")
     p.add_argument("--json", action="store_true", help="with -c/SCRIPT: print the last expression's value as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no banner")
     p.add_argument("-V", "--version", action="version", version=f"appshell {__version__}")
@@ -104,6 +105,7 @@ def _flags(opts: argparse.Namespace) -> dict[str, Any]:
         "env_file": opts.env_file,
         "profile": opts.profile,
         "shell": opts.shell,
+        "sandbox": opts.sandbox,
         "read_only": opts.read_only,
         "reason": opts.reason,
         "echo_sql": opts.echo_sql,
@@ -161,83 +163,9 @@ def run_shell(argv: Sequence[str]) -> int:
         program = Program(path.read_text(encoding="utf-8"), str(path), "script", [script, *args])
     if opts.json and program is None:
         raise UsageError("--json needs -c CODE, a SCRIPT or stdin", 'use appshell --json -c "EXPR"')
-    return _session(settings, program, opts, list(argv))
+    from appshell.session import Options, run_session
 
-
-def _end_status(code: int | None, exc: BaseException | None) -> str:
-    if isinstance(exc, KeyboardInterrupt) or code == EXIT_INTERRUPTED:
-        return "interrupted"
-    if code == 128 + signal.SIGTERM or (isinstance(exc, SystemExit) and exc.code == 128 + signal.SIGTERM):
-        return "terminated"
-    return "ok" if code == EXIT_OK and exc is None else "error"
-
-
-def _session(settings: Any, program: Any, opts: argparse.Namespace, argv: list[str]) -> int:
-    from appshell.audit import open_auditor
-    from appshell.context import boot
-    from appshell.database import echo_sql, enforce_read_only
-    from appshell.journal import Journal
-    from appshell.namespace import build_namespace
-    from appshell.redact import mask_url
-    from appshell.release import release_id
-    from appshell.shells import check_shell_name, pick_shell
-
-    check_shell_name(settings.shell)  # before booting: a bad --shell costs nothing
-    shell_name = pick_shell(settings.shell) if program is None else None
-    ctx = boot(settings)
-    code: int | None = None
-    failure: BaseException | None = None
-    auditor = None
-    try:
-        release = release_id(settings.project_root)
-        auditor = open_auditor(settings, ctx.engine.url.render_as_string(hide_password=False))
-        auditor.start({
-            "mode": program.mode if program else "interactive",
-            "shell": shell_name,
-            "profile": settings.profile,
-            "release": release,
-            "app": ctx.label,
-            "database": mask_url(ctx.engine.url.render_as_string(hide_password=True)),
-            "sandbox": settings.sandbox,
-            "read_only": settings.read_only,
-            "reason": settings.reason,
-            "argv": argv,
-        })
-        for warning in ctx.warnings:
-            print(f"appshell: warning: {warning}", file=sys.stderr)
-        if settings.read_only:
-            enforce_read_only(ctx.engine, ctx.session, settings.profile)
-        if settings.echo_sql:
-            echo_sql(ctx.engine)
-        journal = Journal([auditor])
-        journal.attach(ctx.engine)
-        namespace = build_namespace(ctx, settings, journal)
-        if program is not None:
-            from appshell.program import run_program
-
-            code = run_program(program, namespace, journal, want_json=opts.json)
-        else:
-            code = _interactive(settings, ctx, namespace, journal, shell_name or "python", opts.quiet, release)
-        return code
-    except BaseException as exc:
-        failure = exc
-        raise
-    finally:
-        try:
-            ctx.close()
-        finally:
-            if auditor is not None:
-                auditor.end(_end_status(code, failure))
-
-
-def _interactive(settings: Any, ctx: Any, namespace: dict[str, Any], journal: Any, shell_name: str, quiet: bool, release: str) -> int:
-    from appshell.banner import Look, make_banner
-    from appshell.shells import ShellSession, get_runner
-
-    look = Look.of(settings)
-    banner = "" if quiet else make_banner(settings, ctx, shell_name, release, look)
-    get_runner(shell_name)(ShellSession(namespace, banner, look, journal))
-    return EXIT_OK
+    return run_session(settings, program, Options(json=opts.json, quiet=opts.quiet, assume_yes=opts.yes, argv=list(argv)))
 
 
 def list_profiles(argv: Sequence[str]) -> int:

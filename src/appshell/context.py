@@ -59,6 +59,8 @@ class AppContext:
         try:
             self.session.rollback()
             self.session.close()
+            # Close the pooled connections now: a sandbox's outer transaction ends here.
+            self.engine.dispose()
         finally:
             while self.teardown:
                 self.teardown.pop()()

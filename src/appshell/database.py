@@ -1,27 +1,114 @@
-"""Database-side safety and visibility: read-only enforced by the server, SQL echo (SPEC §5)."""
+"""Per-connection setup, enforced by the database itself (SPEC §5).
+
+One ``connect`` listener runs, in order, on every new DBAPI connection of the
+app's engine: tagging (``application_name``), timeouts, read-only, and last
+the sandbox's outer transaction. The pool is emptied afterwards, so no
+connection opened before (appshell's own reachability check) is reused.
+"""
 
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
     from sqlalchemy.orm import Session
 
-__all__ = ["ReadOnlyError", "enforce_read_only", "echo_sql", "READ_ONLY_SQL"]
+__all__ = ["ConnectionPlan", "configure_connections", "ReadOnlyError", "refuse_orm_writes", "SqlEcho", "backend"]
 
-# What makes each database refuse writes on a connection, raw SQL included.
-READ_ONLY_SQL = {
-    "sqlite": "PRAGMA query_only = ON",
-    "postgresql": "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
-    "mysql": "SET SESSION TRANSACTION READ ONLY",
-    "mariadb": "SET SESSION TRANSACTION READ ONLY",
-}
+# How long a sandbox may sit idle inside its transaction on PostgreSQL before
+# the server ends it: a forgotten sandbox must not hold locks for days.
+SANDBOX_IDLE_TIMEOUT_MS = 15 * 60 * 1000
 
 
 class ReadOnlyError(RuntimeError):
     """The session is read-only; raised in the user's code, so it is a normal traceback."""
+
+
+def backend(engine: Engine) -> str:
+    """sqlite, postgresql, mysql or mariadb."""
+    dialect = engine.dialect
+    return "mariadb" if getattr(dialect, "is_mariadb", False) else dialect.name
+
+
+@dataclass(frozen=True)
+class ConnectionPlan:
+    read_only: bool = False
+    statement_timeout_ms: int = 0
+    application_name: str | None = None
+    sandbox_begin: Callable[[Any], None] | None = None  # opens the sandbox's outer transaction
+
+
+def _session_statements(kind: str, plan: ConnectionPlan) -> list[str]:
+    out: list[str] = []
+    if kind == "postgresql":
+        if plan.application_name:
+            out.append(f"SET application_name = '{plan.application_name}'")
+        if plan.statement_timeout_ms:
+            out.append(f"SET statement_timeout = {int(plan.statement_timeout_ms)}")
+        if plan.sandbox_begin is not None:
+            out.append(f"SET idle_in_transaction_session_timeout = {SANDBOX_IDLE_TIMEOUT_MS}")
+        if plan.read_only:
+            out.append("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+    elif kind in ("mysql", "mariadb"):
+        if plan.statement_timeout_ms:
+            out.append(
+                f"SET SESSION max_statement_time = {plan.statement_timeout_ms / 1000}"
+                if kind == "mariadb"
+                else f"SET SESSION max_execution_time = {int(plan.statement_timeout_ms)}"
+            )
+        if plan.read_only:
+            out.append("SET SESSION TRANSACTION READ ONLY")
+    elif kind == "sqlite" and plan.read_only:
+        out.append("PRAGMA query_only = ON")
+    return out
+
+
+def _sqlite_timeout(engine: Engine, dbapi_conn: Any, timeout_ms: int) -> None:
+    """SQLite has no server-side timeout: a progress handler interrupts a statement past its deadline."""
+    from sqlalchemy import event
+
+    deadline = [0.0]
+
+    def start(conn: Any, cursor: Any, *args: Any) -> None:
+        if conn.connection.dbapi_connection is dbapi_conn:
+            deadline[0] = time.monotonic() + timeout_ms / 1000
+
+    def stop(conn: Any, cursor: Any, *args: Any) -> None:
+        deadline[0] = 0.0
+
+    event.listen(engine, "before_cursor_execute", start)
+    event.listen(engine, "after_cursor_execute", stop)
+    dbapi_conn.set_progress_handler(lambda: int(bool(deadline[0]) and time.monotonic() > deadline[0]), 10_000)
+
+
+def configure_connections(engine: Engine, plan: ConnectionPlan) -> None:
+    from sqlalchemy import event
+
+    kind = backend(engine)
+    if plan.read_only and kind not in ("sqlite", "postgresql", "mysql", "mariadb"):
+        raise NotImplementedError(f"read-only is not supported on {kind}")
+    statements = _session_statements(kind, plan)
+
+    def on_connect(dbapi_conn: Any, record: Any) -> None:
+        if statements:
+            cursor = dbapi_conn.cursor()
+            for statement in statements:
+                cursor.execute(statement)
+            cursor.close()
+            if kind != "sqlite":
+                dbapi_conn.commit()  # the SETs opened a transaction on drivers without autocommit
+        if kind == "sqlite" and plan.statement_timeout_ms:
+            _sqlite_timeout(engine, dbapi_conn, plan.statement_timeout_ms)
+        if plan.sandbox_begin is not None:
+            plan.sandbox_begin(dbapi_conn)  # last: the outer transaction starts after the session setup
+
+    event.listen(engine, "connect", on_connect)
+    engine.dispose()  # connections opened before the listener must not be reused
 
 
 def _session_target(session: Any) -> Any:
@@ -29,23 +116,9 @@ def _session_target(session: Any) -> Any:
     return session.registry() if hasattr(session, "registry") and callable(session.registry) else session
 
 
-def enforce_read_only(engine: Engine, session: Session, profile: str) -> None:
-    """Every connection refuses writes, and the ORM refuses a flush before the database does."""
+def refuse_orm_writes(session: Session, profile: str) -> None:
+    """The ORM refuses a flush before the database would: a clearer message, naming --write."""
     from sqlalchemy import event
-
-    statement = READ_ONLY_SQL.get(engine.dialect.name)
-    if statement is None:
-        raise NotImplementedError(f"read-only is not supported on {engine.dialect.name}")
-
-    def on_connect(dbapi_conn: Any, record: Any) -> None:
-        cursor = dbapi_conn.cursor()
-        cursor.execute(statement)
-        cursor.close()
-        if engine.dialect.name != "sqlite":
-            dbapi_conn.commit()  # the SET opened a transaction on drivers without autocommit
-
-    event.listen(engine, "connect", on_connect)
-    engine.dispose()  # connections opened before the listener must not be reused
 
     def before_flush(sess: Any, flush_context: Any, instances: Any) -> None:
         changes = len(sess.new) + len(sess.dirty) + len(sess.deleted)
@@ -58,11 +131,34 @@ def enforce_read_only(engine: Engine, session: Session, profile: str) -> None:
     event.listen(_session_target(session), "before_flush", before_flush)
 
 
-def echo_sql(engine: Engine) -> None:
-    """Print every statement the database runs, on stderr so stdout stays clean for data."""
-    from sqlalchemy import event
+class SqlEcho:
+    """Prints each SQL statement the database runs, on stderr (stdout stays clean for data)."""
 
-    def show(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        print(f"-- SQL: {statement.strip()}", file=sys.stderr)
+    def __init__(self, engine: Engine, enabled: bool) -> None:
+        from sqlalchemy import event
 
-    event.listen(engine, "before_cursor_execute", show)
+        self.enabled = enabled
+        self.color = sys.stderr.isatty()
+        event.listen(engine, "before_cursor_execute", self._show)
+
+    def _show(self, conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        if not self.enabled:
+            return
+        text = statement.strip()
+        if self.color:
+            from pygments import highlight
+            from pygments.formatters import TerminalFormatter
+            from pygments.lexers import SqlLexer
+
+            text = highlight(text, SqlLexer(), TerminalFormatter()).rstrip()
+        shown = f"-- SQL\n{text}"
+        if parameters:
+            shown += f"\n-- parameters: {parameters!r}"
+        print(shown, file=sys.stderr)
+
+    def helper(self) -> Callable[..., None]:
+        def echo_sql(on: bool = True) -> None:
+            """Print each SQL statement as it runs: echo_sql() to start, echo_sql(False) to stop."""
+            self.enabled = bool(on)
+
+        return echo_sql

@@ -120,7 +120,7 @@ def _open_sink(kind: str, settings: Settings, database_url: str) -> AuditSink:
     return SyslogSink(os.environ.get("APPSHELL_SYSLOG_ADDRESS", "/dev/log"))
 
 
-def open_auditor(settings: Settings, database_url: str) -> Auditor:
+def open_auditor(settings: Settings, database_url: str, session_id: str | None = None) -> Auditor:
     """Open the profile's sinks; a required one that fails to open stops appshell (exit 3)."""
     profile = settings.profile_data
     required = bool(profile["audit.required"])
@@ -135,4 +135,4 @@ def open_auditor(settings: Settings, database_url: str) -> Auditor:
                 raise AuditFailure(message, f"check {hint}; profile '{settings.profile}' requires the audit") from None
             print(f"appshell: warning: {message} — continuing without it", file=sys.stderr)
     redact = Redactor.from_environment(os.environ, profile["audit.redact"])
-    return Auditor(sinks, required, redact)
+    return Auditor(sinks, required, redact, session_id)

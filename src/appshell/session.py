@@ -1,0 +1,146 @@
+"""One appshell session, start to end: boot, audit, safety, run, teardown (STYLE habit 8).
+
+Teardown is in ``finally``: the session is rolled back and closed, the
+sandbox's transaction rolled back, and the audit session ended on every path
+— Ctrl-D, exceptions, and SIGTERM (turned into SystemExit by the CLI).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from appshell.errors import EXIT_INTERRUPTED, EXIT_OK
+
+if TYPE_CHECKING:
+    from appshell.audit import Auditor
+    from appshell.context import AppContext
+    from appshell.journal import Journal
+    from appshell.program import Program
+    from appshell.sandbox import Sandbox
+    from appshell.settings import Settings
+
+__all__ = ["Options", "run_session", "end_status"]
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the command line says beyond the settings."""
+
+    json: bool = False
+    quiet: bool = False
+    assume_yes: bool = False
+    argv: list[str] = field(default_factory=list)
+
+
+def end_status(code: int | None, exc: BaseException | None) -> str:
+    if isinstance(exc, KeyboardInterrupt) or code == EXIT_INTERRUPTED:
+        return "interrupted"
+    if code == 128 + signal.SIGTERM or (isinstance(exc, SystemExit) and exc.code == 128 + signal.SIGTERM):
+        return "terminated"
+    return "ok" if code == EXIT_OK and exc is None else "error"
+
+
+def _start_audit(settings: Settings, ctx: AppContext, program: Program | None, shell: str | None, release: str, options: Options) -> Auditor:
+    from appshell.audit import open_auditor
+    from appshell.redact import mask_url
+
+    auditor = open_auditor(settings, ctx.engine.url.render_as_string(hide_password=False), uuid.uuid4().hex[:16])
+    auditor.start({
+        "mode": program.mode if program else "interactive",
+        "shell": shell,
+        "profile": settings.profile,
+        "release": release,
+        "app": ctx.label,
+        "database": mask_url(ctx.engine.url.render_as_string(hide_password=True)),
+        "sandbox": settings.sandbox,
+        "read_only": settings.read_only,
+        "reason": settings.reason,
+        "argv": options.argv,
+    })
+    return auditor
+
+
+def _apply_safety(settings: Settings, ctx: AppContext, session_id: str, options: Options) -> Sandbox | None:
+    """Read-only, sandbox, timeouts, tagging and the destructive guard, on the app's own engine."""
+    from appshell.database import ConnectionPlan, configure_connections, refuse_orm_writes
+    from appshell.guard import install_guard
+
+    profile = settings.profile_data
+    sandbox = None
+    if settings.sandbox:
+        from appshell.sandbox import Sandbox
+
+        sandbox = Sandbox(ctx.engine)
+    configure_connections(ctx.engine, ConnectionPlan(
+        read_only=settings.read_only,
+        statement_timeout_ms=profile["database.statement_timeout_ms"],
+        application_name=f"appshell:{session_id}",
+        sandbox_begin=sandbox.begin if sandbox else None,
+    ))
+    if sandbox is not None:
+        sandbox.install()
+    if settings.read_only:
+        refuse_orm_writes(ctx.session, settings.profile)
+    if profile["access.confirm_destructive"]:
+        install_guard(ctx.engine, assume_yes=options.assume_yes)
+    return sandbox
+
+
+def run_session(settings: Settings, program: Program | None, options: Options) -> int:
+    from appshell.context import boot
+    from appshell.database import SqlEcho
+    from appshell.journal import Journal
+    from appshell.namespace import build_namespace
+    from appshell.release import release_id
+    from appshell.shells import check_shell_name, pick_shell
+
+    check_shell_name(settings.shell)  # before booting: a bad --shell costs nothing
+    shell_name = pick_shell(settings.shell) if program is None else None
+    ctx = boot(settings)
+    code: int | None = None
+    failure: BaseException | None = None
+    auditor: Auditor | None = None
+    sandbox: Sandbox | None = None
+    try:
+        release = release_id(settings.project_root)
+        auditor = _start_audit(settings, ctx, program, shell_name, release, options)
+        for warning in ctx.warnings:
+            print(f"appshell: warning: {warning}", file=sys.stderr)
+        sandbox = _apply_safety(settings, ctx, auditor.session, options)
+        echo = SqlEcho(ctx.engine, settings.echo_sql)
+        journal = Journal([auditor])
+        journal.attach(ctx.engine)
+        namespace = build_namespace(ctx, settings, journal)
+        namespace["echo_sql"] = echo.helper()
+        if program is not None:
+            from appshell.program import run_program
+
+            code = run_program(program, namespace, journal, want_json=options.json)
+        else:
+            code = _interactive(settings, ctx, namespace, journal, shell_name or "python", options.quiet, release)
+        return code
+    except BaseException as exc:
+        failure = exc
+        raise
+    finally:
+        try:
+            ctx.close()
+            if sandbox is not None:
+                print(sandbox.summary(), file=sys.stderr)
+        finally:
+            if auditor is not None:
+                auditor.end(end_status(code, failure))
+
+
+def _interactive(settings: Settings, ctx: AppContext, namespace: dict[str, Any], journal: Journal, shell_name: str, quiet: bool, release: str) -> int:
+    from appshell.banner import Look, make_banner
+    from appshell.shells import ShellSession, get_runner
+
+    look = Look.of(settings)
+    banner = "" if quiet else make_banner(settings, ctx, shell_name, release, look)
+    get_runner(shell_name)(ShellSession(namespace, banner, look, journal))
+    return EXIT_OK
