@@ -40,6 +40,9 @@ class Sandbox:
         self.kind = backend(engine)
         self.changes: Counter[tuple[str, str]] = Counter()
         self._before_changes = 0
+        # SQLite: (key, connection, total_changes before) of the last DML statement,
+        # settled later — with RETURNING, rows change only as they are fetched.
+        self._pending: tuple[tuple[str, str], Any, int] | None = None
 
     # -- the connection's transaction -----------------------------------------
 
@@ -63,6 +66,7 @@ class Sandbox:
         self._exec(dbapi_conn, f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
 
     def _close(self, dbapi_conn: Any) -> None:
+        self._settle()
         try:
             dbapi_conn.rollback()  # the outer transaction: everything goes
         finally:
@@ -87,19 +91,25 @@ class Sandbox:
                 "refused in the sandbox — run it without --sandbox"
             )
         if self.kind == "sqlite":
+            self._settle()
             self._before_changes = conn.connection.dbapi_connection.total_changes
 
     def _after(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         match = _DML.match(statement)
         if not match:
             return
+        key = (match[2].strip('"`[]'), _OPS[match[1].split()[0].upper()])
         if self.kind == "sqlite":
-            # sqlite3's rowcount is unreliable with RETURNING; total_changes is exact.
-            count = conn.connection.dbapi_connection.total_changes - self._before_changes
+            # sqlite3's rowcount is unreliable with RETURNING; total_changes is exact once fetched.
+            self._pending = (key, conn.connection.dbapi_connection, self._before_changes)
         else:
-            count = max(cursor.rowcount, 0)
-        op = _OPS[match[1].split()[0].upper()]
-        self.changes[(match[2].strip('"`[]'), op)] += count
+            self.changes[key] += max(cursor.rowcount, 0)
+
+    def _settle(self) -> None:
+        if self._pending is not None:
+            key, dbapi_conn, before = self._pending
+            self._pending = None
+            self.changes[key] += dbapi_conn.total_changes - before
 
     def summary(self) -> str:
         if not any(self.changes.values()):
