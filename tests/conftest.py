@@ -130,3 +130,26 @@ def db_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return str(request.getfixturevalue("sqlite_url"))
     return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def mariadb_url() -> Iterator[str]:
+    """A fresh database on the local MariaDB/MySQL server; skipped (with the reason) if there is none."""
+    from sqlalchemy import create_engine, text
+
+    base = os.environ.get("APPSHELL_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+    engine = create_engine(base)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"MariaDB/MySQL is not reachable at {base}: {exc}")
+    name = f"appshell_{uuid.uuid4().hex[:10]}"
+    with engine.begin() as conn:
+        conn.execute(text(f"create database {name}"))
+    try:
+        yield base.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f"drop database {name}"))
+        engine.dispose()

@@ -232,3 +232,16 @@ def test_echo_sql_flag_and_helper(library: tuple[Path, dict[str, str]]) -> None:
     assert re.search(r"-- SQL\nSELECT count\(\*\) AS count_1 \nFROM books \nWHERE books.year = (\?|%\(year_1\)s(::INTEGER)?)\n-- parameters: ", result.stderr), result.stderr
     toggled = run(["-c", "count(Book); echo_sql(); count(Author); echo_sql(False); first(Book)"], cwd=root, env=env)
     assert toggled.stderr.count("-- SQL") == 1 and "FROM authors" in toggled.stderr
+
+
+def test_mariadb_read_only_and_sandbox(app_dir: Callable[[str], Path], mariadb_url: str) -> None:
+    root = app_dir("plainapp")
+    env = {"DATABASE_URL": mariadb_url}
+    assert run(["-c", SETUP], cwd=root, env=env).exit_code == 0
+    ro = run(["--read-only", "-c", "sql('delete from books')"], cwd=root, env=env)
+    assert ro.exit_code == 1 and "READ ONLY" in ro.stderr.upper()
+    sandboxed = run(["--sandbox", "-c", "sql('delete from books'); commit(); print(count(Book))"], cwd=root, env=env)
+    assert sandboxed.stdout.strip() == "0" and "│ books │        0 │       0 │       2 │" in sandboxed.stderr, sandboxed.output
+    ddl = run(["--sandbox", "-c", "sql('create table scratch (x int)')"], cwd=root, env=env)
+    assert ddl.exit_code == 1 and "SandboxRefused: CREATE cannot be rolled back on mariadb" in ddl.stderr
+    assert state(root, env) == BEFORE
