@@ -11,6 +11,7 @@ from appshell.redact import mask_url
 
 if TYPE_CHECKING:
     from appshell.context import AppContext
+    from appshell.release import Parity
     from appshell.settings import Settings
 
 __all__ = ["Look", "make_banner", "ANSI"]
@@ -43,7 +44,16 @@ class Look:
         return cls(label=label, color=profile["shell.color"], use_color=sys.stdout.isatty())
 
 
-def make_banner(settings: Settings, ctx: AppContext, shell: str, release: str, look: Look) -> str:
+def _parity_note(parity: Parity | None, look: Look) -> str:
+    if parity is None or parity.state == "unchecked":
+        return ""
+    if parity.state == "match":
+        return " (same as the web process)"
+    note = f"  ≠ web process {parity.expected} — MISMATCH" if parity.state == "mismatch" else "  (web process's release unknown)"
+    return f"\x1b[1;31m{note}\x1b[0m" if look.use_color else note
+
+
+def make_banner(settings: Settings, ctx: AppContext, shell: str, release: str, look: Look, parity: Parity | None = None) -> str:
     models = sorted(ctx.models)
     shown = ", ".join(models[:8]) + (f", … ({len(models) - 8} more)" if len(models) > 8 else "")
     state = [
@@ -54,7 +64,7 @@ def make_banner(settings: Settings, ctx: AppContext, shell: str, release: str, l
         look.paint(f"appshell {__version__} · profile {settings.profile} · {shell}", bold=True),
         f"  database  {mask_url(ctx.engine.url.render_as_string(hide_password=True))}",
         f"  mode      {' · '.join(state)}",
-        f"  release   {release}",
+        f"  release   {release}{_parity_note(parity, look)}",
         f"  app       {ctx.label} — {len(models)} models: {shown or '(none)'}",
     ]
     if settings.reason:

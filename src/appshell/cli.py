@@ -29,6 +29,7 @@ modes:
   appshell SCRIPT.py [ARGS...] run a one-off script in the app context, then exit
   appshell - [ARGS...]         read the program from stdin
   appshell profiles            list the profiles and what each sets
+  appshell doctor [--json]     check interpreter, release, settings, database, audit sinks
   appshell audit verify|tail|show SESSION [--log PATH]
                                check the audit chain; review sessions
 
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-y", "--yes", action="store_true", help="allow destructive statements without asking (no tty)")
     p.add_argument("--json", action="store_true", help="with -c/SCRIPT: print the last expression's value as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no banner")
+    p.add_argument("--no-reexec", action="store_true", help="stay in this interpreter, even if the project has .venv/")
     p.add_argument("-V", "--version", action="version", version=f"appshell {__version__}")
     return p
 
@@ -129,8 +131,8 @@ def _ask_reason(profile: str) -> str:
         print("A reason is required.", file=sys.stderr)
 
 
-def _on_sigterm(signum: int, frame: Any) -> NoReturn:
-    # Turn SIGTERM into SystemExit so every `finally` runs: session rolled back, audit ended.
+def _on_signal(signum: int, frame: Any) -> NoReturn:
+    # Turn SIGTERM/SIGHUP into SystemExit so every `finally` runs: session rolled back, audit ended.
     raise SystemExit(128 + signum)
 
 
@@ -213,17 +215,40 @@ def audit_command(argv: Sequence[str]) -> int:
     return EXIT_OK
 
 
+def doctor_command(argv: Sequence[str]) -> int:
+    from appshell.doctor import run_doctor
+    from appshell.settings import export_environment, resolve
+
+    option_args, command, script, _ = split_argv(argv)
+    p = build_parser()
+    p.prog = "appshell doctor"
+    opts = p.parse_args(option_args)
+    if command is not None or script is not None:
+        raise UsageError("appshell doctor takes options only", "see appshell doctor --help")
+    settings = resolve(_flags(opts), project=opts.project)
+    export_environment(settings)
+    return run_doctor(settings, as_json=opts.json)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The console-script entry point; returns the exit code (SPEC §7)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     from appshell.context import AppCrashed, format_crash
 
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGHUP, _on_signal)  # a dropped ssh connection: end the session cleanly
     try:
+        from appshell.reexec import maybe_reexec
+        from appshell.settings import find_project_root
+
+        project = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--project"), None)
+        maybe_reexec(argv, find_project_root(Path.cwd().resolve(), project))
         if argv and argv[0] == "profiles":
             return list_profiles(argv[1:])
         if argv and argv[0] == "audit":
             return audit_command(argv[1:])
+        if argv and argv[0] == "doctor":
+            return doctor_command(argv[1:])
         return run_shell(argv)
     except AppshellError as exc:
         print(exc.format(), file=sys.stderr)

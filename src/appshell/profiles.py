@@ -65,6 +65,9 @@ SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
     "audit.path": _STR,
     "audit.required": _BOOL,
     "audit.redact": (_regexes, "a list of valid regular expressions"),
+    "release.expected_file": _STR,
+    "release.expected_url": _STR,
+    "release.on_mismatch": _choice("warn", "error"),
     "namespace.imports": _STRS,
     "namespace.helpers": (
         lambda v: isinstance(v, list) and all(isinstance(x, str) and ":" in x for x in v),
@@ -88,6 +91,9 @@ DEFAULTS: dict[str, Any] = {
     "audit.path": "",
     "audit.required": False,
     "audit.redact": [],
+    "release.expected_file": "",
+    "release.expected_url": "",
+    "release.on_mismatch": "warn",
     "namespace.imports": [],
     "namespace.helpers": [],
 }

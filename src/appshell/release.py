@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["release_id", "git_head"]
+if TYPE_CHECKING:
+    from appshell.profiles import Profile
+
+__all__ = ["release_id", "git_head", "Parity", "check_parity"]
 
 
 def _git_dir(start: Path) -> Path | None:
@@ -52,3 +57,58 @@ def release_id(root: Path | None, environ: Mapping[str, str] | None = None) -> s
             return environ[name]
     head = git_head(root or Path.cwd())
     return head[:12] if head else "unknown"
+
+
+@dataclass(frozen=True)
+class Parity:
+    """Whether this console runs the release the web process publishes."""
+
+    state: str  # unchecked | match | mismatch | unknown
+    expected: str | None = None
+    source: str | None = None
+    problem: str | None = None
+
+    def describe(self, release: str) -> str:
+        if self.state == "mismatch":
+            return f"this console runs release {release}, the web process runs {self.expected} (from {self.source})"
+        if self.state == "unknown":
+            return f"the web process's release could not be read from {self.source} ({self.problem})"
+        return ""
+
+
+def _published(profile: Profile, root: Path | None) -> tuple[str | None, str | None, str | None]:
+    """(release, where it came from, problem) as the web process publishes it."""
+    if profile["release.expected_file"]:
+        path = Path(profile["release.expected_file"])
+        path = path if path.is_absolute() or root is None else root / path
+        try:
+            return path.read_text(encoding="utf-8").strip(), str(path), None
+        except OSError as exc:
+            return None, str(path), exc.strerror or str(exc)
+    if profile["release.expected_url"]:
+        import json
+        import urllib.request
+
+        url = profile["release.expected_url"]
+        try:
+            with urllib.request.urlopen(url, timeout=3) as response:
+                body = response.read().decode("utf-8").strip()
+        except (OSError, ValueError) as exc:
+            return None, url, str(getattr(exc, "reason", exc))
+        try:  # either the bare id, or JSON with a "release" key
+            data = json.loads(body)
+            return str(data["release"]) if isinstance(data, dict) else str(data), url, None
+        except (ValueError, KeyError):
+            return body, url, None
+    return None, None, None
+
+
+def check_parity(release: str, profile: Profile, root: Path | None) -> Parity:
+    expected, source, problem = _published(profile, root)
+    if source is None:
+        return Parity("unchecked")
+    if expected is None:
+        return Parity("unknown", None, source, problem)
+    # A short id matches a long one: the web process may publish a 7-char SHA.
+    same = expected == release or (len(min(expected, release, key=len)) >= 7 and (expected.startswith(release) or release.startswith(expected)))
+    return Parity("match" if same else "mismatch", expected, source)

@@ -10,15 +10,15 @@ __all__ = ["Rows", "table", "tabulate"]
 _MAX_CELL = 60
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, limit: int) -> str:
     text = "NULL" if value is None else str(value)
     text = text.replace("\n", "\\n")
-    return text if len(text) <= _MAX_CELL else text[: _MAX_CELL - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> str:
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None, max_cell: int = _MAX_CELL) -> str:
     """A boxed table; numbers right-aligned; a footer counting the rows."""
-    body = [[_cell(v) for v in row] for row in rows]
+    body = [[_cell(v, max_cell) for v in row] for row in rows]
     raw = list(rows) if not isinstance(rows, list) else rows
     widths = [len(h) for h in headers]
     for row in body:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from appshell.context import AppContext
     from appshell.journal import Journal
     from appshell.program import Program
+    from appshell.release import Parity
     from appshell.sandbox import Sandbox
     from appshell.settings import Settings
 
@@ -39,12 +40,27 @@ class Options:
 def end_status(code: int | None, exc: BaseException | None) -> str:
     if isinstance(exc, KeyboardInterrupt) or code == EXIT_INTERRUPTED:
         return "interrupted"
-    if code == 128 + signal.SIGTERM or (isinstance(exc, SystemExit) and exc.code == 128 + signal.SIGTERM):
+    signalled = {128 + signal.SIGTERM, 128 + signal.SIGHUP}
+    if code in signalled or (isinstance(exc, SystemExit) and exc.code in signalled):
         return "terminated"
     return "ok" if code == EXIT_OK and exc is None else "error"
 
 
-def _start_audit(settings: Settings, ctx: AppContext, program: Program | None, shell: str | None, release: str, options: Options) -> Auditor:
+def _check_release(settings: Settings, release: str) -> Parity:
+    """Same release as the web process? A mismatch is loud, or an error where the profile says so."""
+    from appshell.errors import ConfigError
+    from appshell.release import check_parity
+
+    parity = check_parity(release, settings.profile_data, settings.project_root)
+    if parity.state == "mismatch" and settings.profile_data["release.on_mismatch"] == "error":
+        raise ConfigError(parity.describe(release), "run appshell from the web process's release, or deploy this one to the web process first")
+    if parity.state in ("mismatch", "unknown"):
+        warning = f"appshell: WARNING: {parity.describe(release)}"
+        print(f"\x1b[1;31m{warning}\x1b[0m" if sys.stderr.isatty() else warning, file=sys.stderr)
+    return parity
+
+
+def _start_audit(settings: Settings, ctx: AppContext, program: Program | None, shell: str | None, release: str, options: Options, parity: Parity) -> Auditor:
     from appshell.audit import open_auditor
     from appshell.redact import mask_url
 
@@ -54,6 +70,8 @@ def _start_audit(settings: Settings, ctx: AppContext, program: Program | None, s
         "shell": shell,
         "profile": settings.profile,
         "release": release,
+        "release_parity": parity.state,
+        "release_expected": parity.expected,
         "app": ctx.label,
         "database": mask_url(ctx.engine.url.render_as_string(hide_password=True)),
         "sandbox": settings.sandbox,
@@ -100,14 +118,15 @@ def run_session(settings: Settings, program: Program | None, options: Options) -
 
     check_shell_name(settings.shell)  # before booting: a bad --shell costs nothing
     shell_name = pick_shell(settings.shell) if program is None else None
+    release = release_id(settings.project_root)
+    parity = _check_release(settings, release)
     ctx = boot(settings)
     code: int | None = None
     failure: BaseException | None = None
     auditor: Auditor | None = None
     sandbox: Sandbox | None = None
     try:
-        release = release_id(settings.project_root)
-        auditor = _start_audit(settings, ctx, program, shell_name, release, options)
+        auditor = _start_audit(settings, ctx, program, shell_name, release, options, parity)
         for warning in ctx.warnings:
             print(f"appshell: warning: {warning}", file=sys.stderr)
         sandbox = _apply_safety(settings, ctx, auditor.session, options)
@@ -121,7 +140,7 @@ def run_session(settings: Settings, program: Program | None, options: Options) -
 
             code = run_program(program, namespace, journal, want_json=options.json)
         else:
-            code = _interactive(settings, ctx, namespace, journal, shell_name or "python", options.quiet, release)
+            code = _interactive(settings, ctx, namespace, journal, shell_name or "python", options.quiet, release, parity)
         return code
     except BaseException as exc:
         failure = exc
@@ -136,11 +155,13 @@ def run_session(settings: Settings, program: Program | None, options: Options) -
                 auditor.end(end_status(code, failure))
 
 
-def _interactive(settings: Settings, ctx: AppContext, namespace: dict[str, Any], journal: Journal, shell_name: str, quiet: bool, release: str) -> int:
+def _interactive(
+    settings: Settings, ctx: AppContext, namespace: dict[str, Any], journal: Journal, shell_name: str, quiet: bool, release: str, parity: Parity
+) -> int:
     from appshell.banner import Look, make_banner
     from appshell.shells import ShellSession, get_runner
 
     look = Look.of(settings)
-    banner = "" if quiet else make_banner(settings, ctx, shell_name, release, look)
+    banner = "" if quiet else make_banner(settings, ctx, shell_name, release, look, parity)
     get_runner(shell_name)(ShellSession(namespace, banner, look, journal))
     return EXIT_OK

@@ -15,3 +15,5 @@ DATABASE_URL = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
 SECRET_KEY = os.environ.get("SHOP_SECRET_KEY", "dev-only-secret")
 CURRENCY = os.environ.get("SHOP_CURRENCY", "EUR")
 PORT = int(os.environ.get("PORT", "8000"))
+# The release this process runs, as the platform says (Heroku's SOURCE_VERSION and the like).
+RELEASE = os.environ.get("SOURCE_VERSION") or os.environ.get("RELEASE") or "dev"

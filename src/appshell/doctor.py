@@ -1,0 +1,188 @@
+"""`appshell doctor`: is this the right interpreter, release, config, database and audit? (SPEC §8)
+
+Each check is a small function returning rows; a row is (check, status, detail)
+with status ``ok``, ``FAIL`` or ``info``. Any FAIL makes the exit code 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from appshell.errors import AppshellError
+from appshell.redact import mask_mapping, mask_url
+from appshell.render import table
+
+if TYPE_CHECKING:
+    from appshell.context import AppContext
+    from appshell.settings import Settings
+
+__all__ = ["run_doctor", "PACKAGES"]
+
+Row = tuple[str, str, str]
+PACKAGES = ("appshell", "SQLAlchemy", "ipython", "ptpython", "prompt-toolkit", "python-dotenv", "psycopg", "PyMySQL")
+
+
+def _interpreter(settings: Settings) -> Iterator[Row]:
+    from appshell.reexec import _same_environment, project_python
+
+    yield "interpreter", "info", f"{sys.executable} (Python {sys.version.split()[0]})"
+    python = project_python(settings.project_root, os.environ)
+    if python is None:
+        yield "environment", "info", f"{sys.prefix} (the project has no .venv/ and APPSHELL_PYTHON is unset)"
+    elif _same_environment(python):
+        yield "environment", "ok", f"{sys.prefix} is the project's environment"
+    else:
+        yield "environment", "FAIL", f"{sys.prefix} is not the project's environment ({python}) — run appshell without --no-reexec"
+
+
+def _release(settings: Settings) -> Iterator[Row]:
+    from appshell.release import check_parity, release_id
+
+    release = release_id(settings.project_root)
+    parity = check_parity(release, settings.profile_data, settings.project_root)
+    yield "release", "ok" if release != "unknown" else "info", release
+    if parity.state in ("mismatch", "unknown"):
+        yield "release parity", "FAIL", parity.describe(release)
+    elif parity.state == "match":
+        yield "release parity", "ok", f"same as the web process ({parity.source})"
+
+
+def _packages(settings: Settings) -> Iterator[Row]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for name in PACKAGES:
+        try:
+            found.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            found.append(f"{name} (not installed)")
+    yield "packages", "info", ", ".join(found)
+
+
+def _settings(settings: Settings) -> Iterator[Row]:
+    shown = mask_mapping(settings.public())
+    for name, value in shown.items():
+        yield f"setting {name}", "info", f"{value!r} (from {settings.sources.get(name, 'default')})"
+    profile = settings.profile_data
+    files = ", ".join(str(p) for p in profile.sources)
+    yield "profile", "ok", f"{profile.name}: {profile['description']} ({files})"
+
+
+def _database(ctx: AppContext, settings: Settings) -> Iterator[Row]:
+    from sqlalchemy import text
+
+    from appshell.database import ConnectionPlan, backend, configure_connections
+
+    url = mask_url(ctx.engine.url.render_as_string(hide_password=True))
+    started = time.perf_counter()
+    with ctx.engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+    yield "database", "ok", f"{url} reachable, {(time.perf_counter() - started) * 1000:.1f} ms"
+    if not settings.read_only:
+        yield "read-only", "info", "off (read-write)"
+        return
+    kind = backend(ctx.engine)
+    configure_connections(ctx.engine, ConnectionPlan(read_only=True))
+    probe = {"sqlite": "PRAGMA query_only", "postgresql": "SHOW transaction_read_only"}.get(kind, "SELECT @@transaction_read_only")
+    with ctx.engine.connect() as conn:
+        value = str(conn.exec_driver_sql(probe).scalar()).lower()
+    enforced = value in ("1", "on", "true")
+    yield "read-only", "ok" if enforced else "FAIL", f"{probe} = {value}" + ("" if enforced else " — the database does not enforce it")
+
+
+def _audit(settings: Settings, database_url: str) -> Iterator[Row]:
+    profile = settings.profile_data
+    required = "required" if profile["audit.required"] else "best-effort"
+    for kind in profile["audit.sinks"]:
+        try:
+            detail = _probe_sink(kind, settings, database_url)
+        except Exception as exc:  # noqa: BLE001 - any failure is the finding
+            yield f"audit sink {kind}", "FAIL", f"{type(exc).__name__}: {mask_url(str(exc))} ({required})"
+        else:
+            yield f"audit sink {kind}", "ok", f"{detail} ({required})"
+    if not profile["audit.sinks"]:
+        yield "audit", "info", "no sinks: statements are not audited"
+
+
+def _probe_sink(kind: str, settings: Settings, database_url: str) -> str:
+    from appshell.audit.auditor import default_log_path
+
+    if kind == "file":
+        path = default_log_path(settings)
+        target = path if path.exists() else next(p for p in path.parents if p.exists())
+        if path.exists() and not path.is_file():
+            raise IsADirectoryError(f"{path} is not a file")
+        if not os.access(target, os.W_OK):
+            raise PermissionError(f"{target} is not writable")
+        return f"{path} writable"
+    if kind == "sql":
+        from sqlalchemy import create_engine, inspect
+
+        url = os.environ.get("APPSHELL_AUDIT_URL") or database_url
+        engine = create_engine(url)
+        try:
+            exists = inspect(engine).has_table("appshell_audit")
+        finally:
+            engine.dispose()
+        return f"{mask_url(url)}: table appshell_audit {'exists' if exists else 'will be created'}"
+    import socket
+
+    address = os.environ.get("APPSHELL_SYSLOG_ADDRESS", "/dev/log")
+    sock = socket.socket(socket.AF_UNIX if address.startswith("/") else socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.connect(address if address.startswith("/") else (address.rsplit(":", 1)[0], int(address.rsplit(":", 1)[1])))
+    finally:
+        sock.close()
+    return f"{address} reachable"
+
+
+def _guarded(name: str, check: Callable[[], Iterator[Row]]) -> list[Row]:
+    try:
+        return list(check())
+    except AppshellError as exc:
+        return [(name, "FAIL", f"{exc.what} — {exc.fix}")]
+    except Exception as exc:  # noqa: BLE001 - doctor reports, it does not crash
+        return [(name, "FAIL", f"{type(exc).__name__}: {mask_url(str(exc)).splitlines()[0] if str(exc) else ''}")]
+
+
+def _boot_rows(settings: Settings) -> tuple[list[Row], AppContext | None]:
+    from appshell.context import AppCrashed, boot
+
+    try:
+        ctx = boot(settings)
+    except AppshellError as exc:
+        return [("app", "FAIL", f"{exc.what} — {exc.fix}")], None
+    except AppCrashed as crash:
+        return [("app", "FAIL", f"{crash.what}: {type(crash.exc).__name__}: {crash.exc}")], None
+    return [("app", "ok", f"{ctx.label}: {len(ctx.models)} models")], ctx
+
+
+def run_doctor(settings: Settings, as_json: bool) -> int:
+    rows: list[Row] = []
+    rows += _guarded("interpreter", lambda: _interpreter(settings))
+    rows += _guarded("release", lambda: _release(settings))
+    rows += _guarded("packages", lambda: _packages(settings))
+    rows += _guarded("settings", lambda: _settings(settings))
+    boot_rows, ctx = _boot_rows(settings)
+    rows += boot_rows
+    database_url = settings.database_url or ""
+    if ctx is not None:
+        try:
+            database_url = ctx.engine.url.render_as_string(hide_password=False)
+            rows += _guarded("database", lambda: _database(ctx, settings))
+        finally:
+            ctx.close()
+    rows += _guarded("audit", lambda: _audit(settings, database_url))
+    failed = [r for r in rows if r[1] == "FAIL"]
+    if as_json:
+        print(json.dumps({"ok": not failed, "checks": [{"check": c, "status": s, "detail": d} for c, s, d in rows]}, indent=2))
+    else:
+        print(table(["check", "status", "detail"], [list(r) for r in rows], max_cell=400))
+        print(f"{len(failed)} problem(s) found" if failed else "all checks passed")
+    return 1 if failed else 0
