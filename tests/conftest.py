@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import textwrap
+import time
+import urllib.request
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,7 +74,7 @@ def run(
 
 
 @pytest.fixture
-def app_dir(tmp_path: Path) -> Iterator[callable]:  # type: ignore[valid-type]
+def app_dir(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
     """Copy a test app from tests/apps into tmp_path, so each test has its own files."""
 
     def copy(name: str) -> Path:
@@ -153,3 +158,45 @@ def mariadb_url() -> Iterator[str]:
         with engine.begin() as conn:
             conn.execute(text(f"drop database {name}"))
         engine.dispose()
+
+
+LIBRARY_SETUP = textwrap.dedent("""
+    metadata.create_all(engine)
+    herbert = Author(name="Herbert")
+    session.add_all([Book(title="Dune", year=1965, author=herbert), Book(title="Children of Dune", year=1976, author=herbert)])
+    commit()
+""")
+
+
+@pytest.fixture
+def library(app_dir: Callable[[str], Path], db_url: str) -> tuple[Path, dict[str, str]]:
+    """tests/apps/plainapp with two books by one author, on SQLite and on PostgreSQL."""
+    root = app_dir("plainapp")
+    env = {"DATABASE_URL": db_url}
+    assert run(["-c", LIBRARY_SETUP], cwd=root, env=env).exit_code == 0
+    return root, env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def shop_web(shop: Path, env: Mapping[str, str] | None = None) -> Iterator[int]:
+    """The example shop's web process on a free port, ready to answer; yields the port."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "shop.web"], cwd=shop, env=clean_environ({**(env or {}), "PORT": str(port)}),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import stat
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pexpect

@@ -3,41 +3,20 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
-from conftest import clean_environ, run
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from conftest import run, shop_web
 
 
 def test_web_process_and_admin_process_see_the_same_data(shop: Path) -> None:
-    port = free_port()
-    web = subprocess.Popen([sys.executable, "-m", "shop.web"], cwd=shop, env=clean_environ({"PORT": str(port)}), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
+    with shop_web(shop) as port:
         change = run(["-c", "o = find(Order, 50); o.status = 'refunded'; commit()"], cwd=shop)
         assert change.exit_code == 0, change.output
         orders = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/orders", timeout=5).read())
         assert orders[0]["id"] == 50 and orders[0]["status"] == "refunded"
         shown = run(["--json", "-c", "str(find(Order, 50).total)"], cwd=shop)
         assert json.loads(shown.stdout) == orders[0]["total"]
-    finally:
-        web.terminate()
-        web.wait(timeout=10)
 
 
 def test_demo_profile_override_keeps_shipped_values(shop: Path) -> None:

@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 
 from conftest import run
 
-SETUP = textwrap.dedent("""
-    metadata.create_all(engine)
-    herbert = Author(name="Herbert")
-    session.add_all([Book(title="Dune", year=1965, author=herbert), Book(title="Children of Dune", year=1976, author=herbert)])
-    commit()
-""")
 
 
-@pytest.fixture
-def library(app_dir: Callable[[str], Path], db_url: str) -> tuple[Path, dict[str, str]]:
-    root = app_dir("plainapp")
-    env = {"DATABASE_URL": db_url}
-    assert run(["-c", SETUP], cwd=root, env=env).exit_code == 0
-    return root, env
 
 
 def test_sql_returns_a_table_and_rowcounts(library: tuple[Path, dict[str, str]]) -> None:

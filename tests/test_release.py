@@ -5,18 +5,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from appshell.release import git_head, release_id
-from conftest import APPSHELL, ROOT, clean_environ, run
+from conftest import ROOT, clean_environ, run, shop_web
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -81,26 +78,10 @@ def test_parity_with_a_release_file(shop: Path, tmp_path: Path) -> None:
     assert not (shop / "ran").exists()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def web(shop: Path) -> Iterator[int]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "shop.web"], cwd=shop, env=clean_environ({"PORT": str(port), "SOURCE_VERSION": "9f8e7d6c5b4a"}),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield port
-    proc.terminate()
-    proc.wait(timeout=10)
+    with shop_web(shop, {"SOURCE_VERSION": "9f8e7d6c5b4a"}) as port:
+        yield port
 
 
 def test_parity_with_the_web_process_url(shop: Path, web: int, tmp_path: Path) -> None:

@@ -14,24 +14,12 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from conftest import APPSHELL, clean_environ, run
+from conftest import APPSHELL, LIBRARY_SETUP, clean_environ, run
 
-SETUP = textwrap.dedent("""
-    metadata.create_all(engine)
-    herbert = Author(name="Herbert")
-    session.add_all([Book(title="Dune", year=1965, author=herbert), Book(title="Children of Dune", year=1976, author=herbert)])
-    commit()
-""")
 STATE = "print(json.dumps([count(Author), count(Book), sorted(b.title for b in where(Book))]))"
 BEFORE = [1, 2, ["Children of Dune", "Dune"]]
 
 
-@pytest.fixture
-def library(app_dir: Callable[[str], Path], db_url: str) -> tuple[Path, dict[str, str]]:
-    root = app_dir("plainapp")
-    env = {"DATABASE_URL": db_url}
-    assert run(["-c", SETUP], cwd=root, env=env).exit_code == 0
-    return root, env
 
 
 def state(root: Path, env: dict[str, str]) -> object:
@@ -237,7 +225,7 @@ def test_echo_sql_flag_and_helper(library: tuple[Path, dict[str, str]]) -> None:
 def test_mariadb_read_only_and_sandbox(app_dir: Callable[[str], Path], mariadb_url: str) -> None:
     root = app_dir("plainapp")
     env = {"DATABASE_URL": mariadb_url}
-    assert run(["-c", SETUP], cwd=root, env=env).exit_code == 0
+    assert run(["-c", LIBRARY_SETUP], cwd=root, env=env).exit_code == 0
     ro = run(["--read-only", "-c", "sql('delete from books')"], cwd=root, env=env)
     assert ro.exit_code == 1 and "READ ONLY" in ro.stderr.upper()
     sandboxed = run(["--sandbox", "-c", "sql('delete from books'); commit(); print(count(Book))"], cwd=root, env=env)

@@ -88,6 +88,12 @@ def remote(shop: Path, log: Path, *args: str) -> str:
     return f"cd {shlex.quote(str(shop))} && {APPSHELL} --audit-log {shlex.quote(str(log))} " + " ".join(shlex.quote(a) for a in args)
 
 
+def ssh_shell(sshd: Ssh, shop: Path, log: Path) -> pexpect.spawn:
+    """An interactive appshell (plain console) over `ssh -tt`."""
+    argv = sshd.argv("-tt")
+    return pexpect.spawn(argv[0], [*argv[1:], "TERM=dumb " + remote(shop, log, "--shell", "python")], encoding="utf-8", timeout=30)
+
+
 def records(log: Path) -> list[dict]:  # type: ignore[type-arg]
     return [json.loads(line) for line in log.read_text().splitlines()]
 
@@ -124,8 +130,7 @@ def test_program_on_stdin_over_ssh(sshd: Ssh, shop: Path, tmp_path: Path) -> Non
 
 def test_interactive_over_ssh_tt(sshd: Ssh, shop: Path, tmp_path: Path) -> None:
     log = tmp_path / "audit.jsonl"
-    argv = sshd.argv("-tt")
-    child = pexpect.spawn(argv[0], [*argv[1:], "TERM=dumb " + remote(shop, log, "--shell", "python")], encoding="utf-8", timeout=30)
+    child = ssh_shell(sshd, shop, log)
     child.expect(r"\[dev\](\x1b\[0m)? >>> ")
     child.sendline("print('over ssh', count(Product))")
     child.expect("over ssh 8")
@@ -141,8 +146,7 @@ def test_interactive_over_ssh_tt(sshd: Ssh, shop: Path, tmp_path: Path) -> None:
 
 def test_dropped_connection_records_and_rolls_back(sshd: Ssh, shop: Path, tmp_path: Path) -> None:
     log = tmp_path / "audit.jsonl"
-    argv = sshd.argv("-tt")
-    child = pexpect.spawn(argv[0], [*argv[1:], "TERM=dumb " + remote(shop, log, "--shell", "python")], encoding="utf-8", timeout=30)
+    child = ssh_shell(sshd, shop, log)
     child.expect(r">>> ")
     child.sendline("session.add(Customer(email='ghost@x', name='Ghost', country='DE')); session.flush(); print('flushed', flush=True); import time; time.sleep(120)")
     child.expect("flushed")

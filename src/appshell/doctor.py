@@ -11,8 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from appshell.errors import AppshellError
 from appshell.redact import mask_mapping, mask_url
