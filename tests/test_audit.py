@@ -230,17 +230,20 @@ def _limit_file_size() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (2500, 2500))
 
 
-def test_sink_failing_mid_session_refuses_the_next_statement(shop: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("shell", ["python", "ipython", "ptpython"])
+def test_sink_failing_mid_session_refuses_the_next_statement(shop: Path, tmp_path: Path, shell: str) -> None:
     log = tmp_path / "audit.jsonl"
-    child = pexpect.spawn(APPSHELL, ["--shell", "python", "--profile", "staging", "--audit-log", str(log), "-q"], cwd=str(shop),
-                          env={**clean_environ(), "TERM": "dumb"}, encoding="utf-8", timeout=30, preexec_fn=_limit_file_size)
-    child.expect(">>> ")
+    child = pexpect.spawn(APPSHELL, ["--shell", shell, "--profile", "staging", "--audit-log", str(log), "-q"], cwd=str(shop),
+                          env={**clean_environ(), "TERM": "xterm"}, encoding="utf-8", timeout=30, preexec_fn=_limit_file_size,
+                          dimensions=(40, 200))
+    prompt = r"\[staging\]"
+    child.expect(prompt)
     marks = []
     for i in range(10):
         child.sendline(f"open('mark{i}', 'w').close(); print('done', {i})")
         index = child.expect([r"done \d", r"appshell: error: the audit file sink \(.*audit.jsonl\) failed"])
         refusal = child.after
-        child.expect(">>> ")
+        child.expect(prompt)
         marks.append(index == 0)
         if index == 1:
             break

@@ -16,6 +16,7 @@ import re
 import shlex
 from typing import Any
 
+from appshell.errors import AppshellError
 from appshell.journal import Entry, Journal, file_info
 from appshell.shells import ShellSession
 
@@ -59,7 +60,14 @@ class _Hooks:
         if self.raw is not None:
             raw, self.raw = self.raw, None
             files = _run_files(raw)
-            self.entry = self.journal.begin(raw, kind="cell", **({"files": files} if files else {}))
+            try:
+                self.entry = self.journal.begin(raw, kind="cell", **({"files": files} if files else {}))
+            except AppshellError as exc:
+                # Raising here stops the cell (fail-closed). IPython shows a UsageError as
+                # one line, where any other exception would bring appshell's frames along.
+                from IPython.core.error import UsageError
+
+                raise UsageError(exc.format()) from None
         return lines
 
     def post_run_cell(self, result: Any) -> None:

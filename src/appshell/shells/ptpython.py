@@ -7,10 +7,12 @@ gets that instance, and replacing its ``eval``/``eval_async`` (ptpython ≥
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from html import escape
 from typing import Any
 
+from appshell.errors import AppshellError
 from appshell.journal import Journal
 from appshell.shells import ShellSession, run_startup_file
 
@@ -22,12 +24,20 @@ def install_hooks(repl: Any, journal: Journal) -> None:
     plain_eval_async = repl.eval_async
 
     def eval(line: str) -> object:
-        with journal.statement(line):
-            return plain_eval(line)
+        try:
+            with journal.statement(line):
+                return plain_eval(line)
+        except AppshellError as exc:  # the audit refused the statement: one line, not a traceback
+            print(exc.format(), file=sys.stderr)
+            return None
 
     async def eval_async(line: str) -> object:
-        with journal.statement(line):
-            return await plain_eval_async(line)
+        try:
+            with journal.statement(line):
+                return await plain_eval_async(line)
+        except AppshellError as exc:
+            print(exc.format(), file=sys.stderr)
+            return None
 
     repl.eval = eval
     repl.eval_async = eval_async
