@@ -200,3 +200,28 @@ def shop_web(shop: Path, env: Mapping[str, str] | None = None) -> Iterator[int]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture
+def invoke(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
+    """Run appshell's `main()` in this process (a CliRunner-style harness) for fast logic tests."""
+    import signal
+
+    from appshell.cli import main
+
+    def _invoke(args: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None) -> Result:
+        monkeypatch.chdir(cwd)
+        for key, value in (env or {}).items():
+            monkeypatch.setenv(key, value)
+        handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's --help and --version exit on their own
+            code = int(exc.code or 0)
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+        out = capsys.readouterr()
+        return Result(code, out.out, out.err)
+
+    return _invoke

@@ -131,7 +131,7 @@ def test_helpers_listing_has_one_line_docs(shop: Path) -> None:
     result = run(["-c", "helpers()"], cwd=shop)
     for name in CORE[4:]:
         assert f"│ {name}(" in result.stdout, name
-    assert "(12 rows)" in result.stdout
+    assert "(13 rows)" in result.stdout and "│ echo_sql(on=True)" in result.stdout
 
 
 def test_dotenv_feeds_the_app_config(shop: Path, tmp_path: Path) -> None:

@@ -1,4 +1,7 @@
-"""Usage and config errors: one line, `appshell: error: WHAT — HOW TO FIX`, exit 2 (SPEC §7)."""
+"""Usage and config errors: one line, `appshell: error: WHAT — HOW TO FIX`, exit 2 (SPEC §7).
+
+Errors found before the app is imported run in-process (`invoke`); the rest in a real subprocess.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run
+from conftest import Result, run
 
 
 def one_line_error(result, *needles: str) -> None:  # type: ignore[no-untyped-def]
@@ -34,27 +37,27 @@ def test_unknown_app_attribute(app_dir: Callable[[str], Path], sqlite_url: str) 
     one_line_error(result, "has no attribute 'nope'", "--app")
 
 
-def test_unknown_profile(app_dir: Callable[[str], Path]) -> None:
-    one_line_error(run(["--profile", "nope", "-c", "1"], cwd=app_dir("plainapp")), "unknown profile 'nope'", "development, production, staging")
+def test_unknown_profile(invoke: Callable[..., Result], app_dir: Callable[[str], Path]) -> None:
+    one_line_error(invoke(["--profile", "nope", "-c", "1"], cwd=app_dir("plainapp")), "unknown profile 'nope'", "development, production, staging")
 
 
-def test_bad_profile_toml(app_dir: Callable[[str], Path]) -> None:
+def test_bad_profile_toml(invoke: Callable[..., Result], app_dir: Callable[[str], Path]) -> None:
     root = app_dir("plainapp")
     (root / "profiles").mkdir()
     (root / "profiles" / "development.toml").write_text("[shell\n")
-    one_line_error(run(["-c", "1"], cwd=root), "development.toml: invalid TOML", "fix the file's syntax")
+    one_line_error(invoke(["-c", "1"], cwd=root), "development.toml: invalid TOML", "fix the file's syntax")
 
 
-def test_bad_pyproject_toml(app_dir: Callable[[str], Path]) -> None:
+def test_bad_pyproject_toml(invoke: Callable[..., Result], app_dir: Callable[[str], Path]) -> None:
     root = app_dir("plainapp")
     (root / "pyproject.toml").write_text("[tool.appshell]\nmodels = [\n")
-    one_line_error(run(["-c", "1"], cwd=root), "pyproject.toml: invalid TOML")
+    one_line_error(invoke(["-c", "1"], cwd=root), "pyproject.toml: invalid TOML")
 
 
-def test_unknown_pyproject_key(app_dir: Callable[[str], Path]) -> None:
+def test_unknown_pyproject_key(invoke: Callable[..., Result], app_dir: Callable[[str], Path]) -> None:
     root = app_dir("plainapp")
     (root / "pyproject.toml").write_text('[tool.appshell]\nmodles = ["x"]\n')
-    one_line_error(run(["-c", "1"], cwd=root), "unknown key 'modles'", "models")
+    one_line_error(invoke(["-c", "1"], cwd=root), "unknown key 'modles'", "models")
 
 
 def test_unreachable_database(app_dir: Callable[[str], Path]) -> None:
@@ -74,16 +77,16 @@ def test_unknown_shell(app_dir: Callable[[str], Path], sqlite_url: str) -> None:
     one_line_error(result, "unknown shell 'bpython'", "auto, ipython, ptpython, python")
 
 
-def test_unknown_option(app_dir: Callable[[str], Path]) -> None:
-    one_line_error(run(["--frobnicate", "-c", "1"], cwd=app_dir("plainapp")), "--frobnicate", "appshell --help")
+def test_unknown_option(invoke: Callable[..., Result], app_dir: Callable[[str], Path]) -> None:
+    one_line_error(invoke(["--frobnicate", "-c", "1"], cwd=app_dir("plainapp")), "--frobnicate", "appshell --help")
 
 
 def test_nothing_configured(tmp_path: Path, sqlite_url: str) -> None:
     one_line_error(run(["-c", "1"], cwd=tmp_path, env={"DATABASE_URL": sqlite_url}), "no app or models configured", "[tool.appshell]")
 
 
-def test_missing_env_file_named_explicitly(app_dir: Callable[[str], Path]) -> None:
-    one_line_error(run(["--env-file", "nope.env", "-c", "1"], cwd=app_dir("plainapp")), "nope.env not found", "--env-file")
+def test_missing_env_file_named_explicitly(invoke: Callable[..., Result], app_dir: Callable[[str], Path]) -> None:
+    one_line_error(invoke(["--env-file", "nope.env", "-c", "1"], cwd=app_dir("plainapp")), "nope.env not found", "--env-file")
 
 
 def test_bad_boolean_in_environment(app_dir: Callable[[str], Path], sqlite_url: str) -> None:
@@ -96,8 +99,8 @@ def test_production_without_reason_and_tty(app_dir: Callable[[str], Path], sqlit
     one_line_error(result, "requires a reason", "--reason", "APPSHELL_REASON")
 
 
-def test_help_works_where_the_app_cannot_boot(app_dir: Callable[[str], Path]) -> None:
-    result = run(["--help"], cwd=app_dir("broken"))
+def test_help_works_where_the_app_cannot_boot(invoke: Callable[..., Result], app_dir: Callable[[str], Path]) -> None:
+    result = invoke(["--help"], cwd=app_dir("broken"))
     assert result.exit_code == 0
     assert "flag > env > .env > profile > pyproject > default" in result.stdout
 

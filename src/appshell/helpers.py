@@ -144,9 +144,15 @@ def helper_listing(found: dict[str, Callable[..., Any]]) -> str:
     rows = []
     for name, func in sorted(found.items()):
         try:
-            sig = str(inspect.signature(func))
+            # Names and defaults only: annotations are noise at a prompt.
+            bare = inspect.signature(func)
+            bare = bare.replace(
+                parameters=[p.replace(annotation=inspect.Parameter.empty) for p in bare.parameters.values()],
+                return_annotation=inspect.Signature.empty,
+            )
+            sig = str(bare)
         except (TypeError, ValueError):
             sig = "(…)"
         doc = (inspect.getdoc(func) or "").splitlines()
         rows.append([name + sig, doc[0] if doc else ""])
-    return table(["helper", "what it does"], rows)
+    return table(["helper", "what it does"], rows, max_cell=100)

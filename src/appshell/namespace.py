@@ -90,7 +90,7 @@ def _entry_point_helpers(namespace: dict[str, Any], helpers: dict[str, Any]) -> 
         helpers[ep.name] = obj
 
 
-def build_namespace(ctx: AppContext, settings: Settings, journal: Journal) -> dict[str, Any]:
+def build_namespace(ctx: AppContext, settings: Settings, journal: Journal, more_helpers: dict[str, Any] | None = None) -> dict[str, Any]:
     """Models, then the app's extras, then the core objects and helpers, then profile and plug-ins."""
     import sqlalchemy
 
@@ -100,6 +100,7 @@ def build_namespace(ctx: AppContext, settings: Settings, journal: Journal) -> di
     namespace.update(ctx.extra)
     namespace.update(session=ctx.session, engine=ctx.engine, metadata=ctx.metadata, settings=SettingsView(settings))
     helpers = make_helpers(ctx, journal)
+    helpers.update(more_helpers or {})  # listed by helpers() too: it reads this same dict
     namespace.update(helpers)
     profile = settings.profile_data
     _profile_imports(profile["namespace.imports"], namespace, profile.name)

@@ -133,8 +133,7 @@ def run_session(settings: Settings, program: Program | None, options: Options) -
         echo = SqlEcho(ctx.engine, settings.echo_sql)
         journal = Journal([auditor])
         journal.attach(ctx.engine)
-        namespace = build_namespace(ctx, settings, journal)
-        namespace["echo_sql"] = echo.helper()
+        namespace = build_namespace(ctx, settings, journal, {"echo_sql": echo.helper()})
         if program is not None:
             from appshell.program import run_program
 
