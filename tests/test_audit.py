@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pexpect
@@ -272,6 +273,17 @@ def test_sql_sink_postgresql_survives_rollback(app_dir, pg_url: str, tmp_path: P
     assert run(["-c", code], cwd=root, env=env).exit_code == 0
     assert run(["-c", "print(count(Author))"], cwd=root, env=env).stdout.strip() == "0"
     _check_sql_chain(pg_url, expected_events=8)
+    ok = run(["audit", "verify", "--url", pg_url], cwd=root)
+    assert ok.exit_code == 0 and "8 records, chain intact" in ok.stdout
+    assert "│ command │" in run(["audit", "tail", "--url", pg_url], cwd=root).stdout
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(pg_url)
+    with engine.begin() as conn:  # someone edits history in the table
+        conn.execute(text("UPDATE appshell_audit SET record = replace(record, 'rollback()', 'pass') WHERE seq = 2"))
+    engine.dispose()
+    bad = run(["audit", "verify", "--url", pg_url], cwd=root)
+    assert bad.exit_code == 1 and "appshell_audit#seq=2: hash mismatch" in bad.stderr
 
 
 def _check_sql_chain(url: str, expected_events: int) -> None:
@@ -401,3 +413,34 @@ def test_append_only_grants(app_dir, pg_url: str) -> None:  # type: ignore[no-un
         with owner.begin() as conn:
             conn.exec_driver_sql(f"REVOKE ALL ON appshell_audit FROM {role}; REVOKE USAGE ON SCHEMA {schema} FROM {role}; DROP ROLE {role}")
         owner.dispose()
+
+
+def test_real_sigint_in_a_command_exits_130(shop: Path, log: Path) -> None:
+    proc = subprocess.Popen([APPSHELL, "--audit-log", str(log), "-c", "import time; print('go', flush=True); time.sleep(60)"],
+                            cwd=shop, env=clean_environ(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == b"go"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=10) == 130
+    recs = records(log)
+    assert recs[-2]["event"] == "result" and recs[-2]["status"] == "interrupted"
+    assert recs[-1]["status"] == "interrupted"
+
+
+@pytest.mark.parametrize("shell", ["ipython", "ptpython", "python"])
+def test_ctrl_c_interrupts_a_statement_not_the_shell(shop: Path, log: Path, shell: str) -> None:
+    child = pexpect.spawn(APPSHELL, ["--shell", shell, "--audit-log", str(log), "-q"], cwd=str(shop),
+                          env={**clean_environ(), "TERM": "xterm"}, encoding="utf-8", timeout=30, dimensions=(40, 120))
+    child.expect(r"\[dev\]")
+    child.sendline("import time; time.sleep(30)")
+    time.sleep(1.5)
+    child.sendintr()
+    child.expect("KeyboardInterrupt")
+    child.expect(r"\[dev\]")
+    child.sendline("print('alive', count(Customer))")
+    child.expect("alive 20")
+    child.expect(r"\[dev\]")
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
+    results = [r for r in records(log) if r["event"] == "result"]
+    assert [r["status"] for r in results][-2:] == ["interrupted", "ok"]
+    assert records(log)[-1]["status"] == "ok"

@@ -187,30 +187,36 @@ def list_profiles(argv: Sequence[str]) -> int:
 
 def audit_command(argv: Sequence[str]) -> int:
     from appshell.audit.auditor import default_log_path
-    from appshell.audit.review import render_session, render_tail, verify
+    from appshell.audit.review import Log, render_session, render_tail, verify
     from appshell.settings import resolve
 
     p = _Parser(prog="appshell audit", description="Check the audit chain and review sessions.")
     p.add_argument("action", choices=["verify", "tail", "show"])
     p.add_argument("session", nargs="?", help="with show: a session id (a unique prefix is enough)")
-    p.add_argument("--log", metavar="PATH", help="the audit file (default: as the shell would write it)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--log", metavar="PATH", help="the audit file (default: as the shell would write it)")
+    where.add_argument("--url", metavar="URL", help="the database of an SQL sink's appshell_audit table")
     p.add_argument("-n", type=int, default=10, help="with tail: how many sessions")
     opts = p.parse_args(argv)
-    path = Path(opts.log) if opts.log else default_log_path(resolve({}))
-    if not path.is_file():
-        raise UsageError(f"no audit log at {path}", "name it with --log PATH")
+    if opts.url:
+        log = Log(url=opts.url)
+    else:
+        path = Path(opts.log) if opts.log else default_log_path(resolve({}))
+        if not path.is_file():
+            raise UsageError(f"no audit log at {path}", "name it with --log PATH (or --url for an SQL sink)")
+        log = Log(path=path)
     if opts.action == "verify":
-        ok, message = verify(path)
+        ok, message = verify(log)
         print(("ok: " if ok else "BROKEN: ") + message, file=sys.stdout if ok else sys.stderr)
         return EXIT_OK if ok else EXIT_USER_ERROR
     if opts.action == "tail":
-        print(render_tail(path, opts.n))
+        print(render_tail(log, opts.n))
         return EXIT_OK
     if not opts.session:
         raise UsageError("audit show needs a session id", "see appshell audit tail for the ids")
-    shown = render_session(path, opts.session)
+    shown = render_session(log, opts.session)
     if shown is None:
-        raise UsageError(f"no single session matches '{opts.session}' in {path}", "use an id from appshell audit tail")
+        raise UsageError(f"no single session matches '{opts.session}' in {log.name}", "use an id from appshell audit tail")
     print(shown)
     return EXIT_OK
 

@@ -11,21 +11,43 @@ from typing import Any
 from appshell.audit.records import GENESIS, digest
 from appshell.render import table
 
-__all__ = ["verify", "sessions", "render_tail", "render_session", "Session"]
+__all__ = ["Log", "verify", "sessions", "render_tail", "render_session", "Session"]
 
 
-def _lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
-    """(line number, bytes, complete) for each line of the file."""
-    with path.open("rb") as f:
-        for number, raw in enumerate(f, start=1):
-            yield number, raw.rstrip(b"\n"), raw.endswith(b"\n")
+class Log:
+    """The records of a file sink or of an SQL sink's table, one raw record at a time."""
+
+    def __init__(self, path: Path | None = None, url: str | None = None) -> None:
+        self.path, self.url = path, url
+
+    @property
+    def name(self) -> str:
+        from appshell.redact import mask_url
+
+        return str(self.path) if self.path is not None else mask_url(self.url or "")
+
+    def lines(self) -> Iterator[tuple[str, bytes, bool]]:
+        """(where, raw record, complete) in chain order: ``file:line`` or ``table#seq``."""
+        if self.path is not None:
+            with self.path.open("rb") as f:
+                for number, raw in enumerate(f, start=1):
+                    yield f"{self.path}:{number}", raw.rstrip(b"\n"), raw.endswith(b"\n")
+            return
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(self.url or "")
+        try:
+            with engine.connect() as conn:
+                for seq, record in conn.execute(text("SELECT seq, record FROM appshell_audit ORDER BY seq")):
+                    yield f"appshell_audit#seq={seq}", record.encode("utf-8"), True
+        finally:
+            engine.dispose()
 
 
-def verify(path: Path) -> tuple[bool, str]:
-    """Check every record's hash and the chain; name the first bad line."""
+def verify(log: Log) -> tuple[bool, str]:
+    """Check every record's hash and the chain; name the first bad line (or row)."""
     prev, seq, count = GENESIS, 0, 0
-    for number, raw, complete in _lines(path):
-        where = f"{path}:{number}"
+    for where, raw, complete in log.lines():
         if not complete:
             return False, f"{where}: truncated record (no end of line) — the file was cut or a write was torn"
         try:
@@ -37,9 +59,9 @@ def verify(path: Path) -> tuple[bool, str]:
         if digest(record) != record["hash"]:
             return False, f"{where}: hash mismatch — the record was edited after it was written"
         if record.get("prev") != prev or record.get("seq") != seq + 1:
-            return False, f"{where}: chain broken (prev/seq do not follow line {number - 1}) — a record before it was deleted, inserted or reordered"
+            return False, f"{where}: chain broken (prev/seq do not follow the record before) — a record before it was deleted, inserted or reordered"
         prev, seq, count = record["hash"], record["seq"], count + 1
-    return True, f"{path}: {count} records, chain intact"
+    return True, f"{log.name}: {count} records, chain intact"
 
 
 @dataclass
@@ -55,9 +77,9 @@ class Session:
         return self.end["status"] if self.end else "open (or killed)"
 
 
-def sessions(path: Path) -> list[Session]:
+def sessions(log: Log) -> list[Session]:
     found: dict[str, Session] = {}
-    for _, raw, complete in _lines(path):
+    for _, raw, complete in log.lines():
         try:
             record = json.loads(raw)
         except ValueError:
@@ -81,17 +103,17 @@ def _who(s: Session) -> str:
     return f"{who}@{s.start.get('host', '?')}"
 
 
-def render_tail(path: Path, count: int = 10) -> str:
+def render_tail(log: Log, count: int = 10) -> str:
     rows = [
         [s.id, s.start.get("ts", "?")[:19].replace("T", " "), _who(s), s.start.get("profile", "?"), s.start.get("mode", "?"),
          len(s.statements), s.status, s.start.get("reason") or ""]
-        for s in sessions(path)[-count:]
+        for s in sessions(log)[-count:]
     ]
     return table(["session", "started (UTC)", "who", "profile", "mode", "stmts", "status", "reason"], rows)
 
 
-def render_session(path: Path, prefix: str) -> str | None:
-    matches = [s for s in sessions(path) if s.id.startswith(prefix)]
+def render_session(log: Log, prefix: str) -> str | None:
+    matches = [s for s in sessions(log) if s.id.startswith(prefix)]
     if len(matches) != 1:
         return None
     s = matches[0]
