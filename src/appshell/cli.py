@@ -18,7 +18,7 @@ from appshell.settings import LAYERS
 
 __all__ = ["main", "build_parser", "split_argv"]
 
-SUBCOMMANDS = ("profiles", "audit")
+SUBCOMMANDS = ("profiles", "audit", "doctor")  # a first argument that names one is not a SCRIPT
 # Options that take a value: the argv splitter must skip their value.
 _VALUED = {"--app", "--models", "--database-url", "--env-file", "--profile", "--project", "--shell", "--reason", "--audit-log"}
 
@@ -249,12 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         project = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--project"), None)
         maybe_reexec(argv, find_project_root(Path.cwd().resolve(), project))
-        if argv and argv[0] == "profiles":
-            return list_profiles(argv[1:])
-        if argv and argv[0] == "audit":
-            return audit_command(argv[1:])
-        if argv and argv[0] == "doctor":
-            return doctor_command(argv[1:])
+        if argv and argv[0] in SUBCOMMANDS:
+            command = {"profiles": list_profiles, "audit": audit_command, "doctor": doctor_command}[argv[0]]
+            return command(argv[1:])
         return run_shell(argv)
     except AppshellError as exc:
         print(exc.format(), file=sys.stderr)

@@ -13,6 +13,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -324,10 +325,10 @@ def format_crash(crash: AppCrashed) -> str:
     """The traceback of the app's own exception, without appshell's frames."""
     exc = crash.exc
     tb = exc.__traceback__
-    # Drop leading frames that belong to appshell and importlib: they are noise.
+    # Drop the leading frames of appshell and importlib: the story starts in the app.
+    ours = str(Path(__file__).resolve().parent)
     while tb is not None and (
-        "appshell" in tb.tb_frame.f_code.co_filename.replace("\\", "/").split("/")[-2:-1]
-        or "importlib" in tb.tb_frame.f_code.co_filename
+        tb.tb_frame.f_code.co_filename.startswith(ours) or "importlib" in tb.tb_frame.f_code.co_filename
     ):
         tb = tb.tb_next
     lines = traceback.format_exception(type(exc), exc, tb)
