@@ -34,6 +34,7 @@ def expect_output(child: pexpect.spawn, text: str) -> None:
 @pytest.mark.parametrize("shell", ["ipython", "ptpython", "python"])
 def test_short_session(shop: Path, shell: str) -> None:
     child = spawn(shop, "--shell", shell)
+    expect_output(child, "appshell: loading shop.db")  # a status line while the app imports
     expect_output(child, "profile development")
     expect_output(child, "helpers() lists the helpers")
     child.expect(r"\[dev\]")  # the prompt carries the profile's label

@@ -10,6 +10,8 @@ from __future__ import annotations
 import signal
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +46,19 @@ def end_status(code: int | None, exc: BaseException | None) -> str:
     if code in signalled or (isinstance(exc, SystemExit) and exc.code in signalled):
         return "terminated"
     return "ok" if code == EXIT_OK and exc is None else "error"
+
+
+@contextmanager
+def _loading(settings: Settings, quiet: bool) -> Iterator[None]:
+    """A status line while a big app imports, at a terminal only; erased once it has."""
+    show = not quiet and sys.stderr.isatty()
+    if show:
+        print(f"appshell: loading {settings.app or ', '.join(settings.models)} …", end="", file=sys.stderr, flush=True)
+    try:
+        yield
+    finally:
+        if show:
+            print("\r\x1b[K", end="", file=sys.stderr, flush=True)
 
 
 def _check_release(settings: Settings, release: str) -> Parity:
@@ -120,7 +135,8 @@ def run_session(settings: Settings, program: Program | None, options: Options) -
     shell_name = pick_shell(settings.shell) if program is None else None
     release = release_id(settings.project_root)
     parity = _check_release(settings, release)
-    ctx = boot(settings)
+    with _loading(settings, quiet=options.quiet or program is not None):
+        ctx = boot(settings)
     code: int | None = None
     failure: BaseException | None = None
     auditor: Auditor | None = None
