@@ -9,7 +9,6 @@ import stat
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pexpect
@@ -431,8 +430,8 @@ def test_ctrl_c_interrupts_a_statement_not_the_shell(shop: Path, log: Path, shel
     child = pexpect.spawn(APPSHELL, ["--shell", shell, "--audit-log", str(log), "-q"], cwd=str(shop),
                           env={**clean_environ(), "TERM": "xterm"}, encoding="utf-8", timeout=30, dimensions=(40, 120))
     child.expect(r"\[dev\]")
-    child.sendline("import time; time.sleep(30)")
-    time.sleep(1.5)
+    child.sendline("import time; print('sleep' + 'ing', flush=True); time.sleep(30)")  # the echo does not match
+    child.expect("sleeping")
     child.sendintr()
     child.expect("KeyboardInterrupt")
     child.expect(r"\[dev\]")
