@@ -443,3 +443,22 @@ def test_ctrl_c_interrupts_a_statement_not_the_shell(shop: Path, log: Path, shel
     results = [r for r in records(log) if r["event"] == "result"]
     assert [r["status"] for r in results][-2:] == ["interrupted", "ok"]
     assert records(log)[-1]["status"] == "ok"
+
+
+def test_optional_sink_failing_mid_session_warns_once_and_goes_on(shop: Path, tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    child = pexpect.spawn(APPSHELL, ["--shell", "python", "--audit-log", str(log), "-q"], cwd=str(shop),
+                          env={**clean_environ(), "TERM": "dumb"}, encoding="utf-8", timeout=30, preexec_fn=_limit_file_size)
+    child.expect(">>> ")
+    transcript = ""
+    for i in range(12):
+        child.sendline(f"open('mark{i}', 'w').close(); print('do' + 'ne', {i})")
+        child.expect(f"done {i}")
+        transcript += child.before
+        child.expect(">>> ")
+        transcript += child.before
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
+    assert all((shop / f"mark{i}").exists() for i in range(12))  # nothing refused: audit.required is off
+    assert transcript.count("appshell: warning: audit file sink") == 1
+    assert "continuing without it" in transcript

@@ -90,3 +90,23 @@ def test_quiet_has_no_banner(shop: Path) -> None:
     assert "appshell" not in ANSI.sub("", child.before)
     child.sendcontrol("d")
     child.expect(pexpect.EOF)
+
+
+def test_no_colour_codes_when_output_is_not_a_terminal(shop: Path) -> None:
+    """stdin at a terminal (so the shell is interactive), stdout into a pipe (a log): no escape codes."""
+    import os
+    import pty
+    import subprocess
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([APPSHELL, "--shell", "python", "--profile", "production", "--reason", "colour check"], cwd=shop,
+                            env=clean_environ(), stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    os.close(slave)
+    os.write(master, b"print('plain', count(Customer))\n")
+    os.write(master, b"\x04")  # Ctrl-D at the terminal
+    out, err = proc.communicate(timeout=60)
+    os.close(master)
+    assert proc.returncode == 0, err
+    assert b"plain 20" in out and b"[shop PRODUCTION] >>> " in out
+    assert b"profile production" in err  # the plain console writes its banner to stderr
+    assert b"\x1b[" not in out + err

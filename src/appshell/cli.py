@@ -30,7 +30,7 @@ modes:
   appshell - [ARGS...]         read the program from stdin
   appshell profiles            list the profiles and what each sets
   appshell doctor [--json]     check interpreter, release, settings, database, audit sinks
-  appshell audit verify|tail|show SESSION [--log PATH]
+  appshell audit verify|tail|show SESSION [--log PATH | --url URL]
                                check the audit chain; review sessions
 
 settings precedence, highest first: {" > ".join(LAYERS)}
