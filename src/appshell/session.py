@@ -100,7 +100,6 @@ def _start_audit(settings: Settings, ctx: AppContext, program: Program | None, s
 def _apply_safety(settings: Settings, ctx: AppContext, session_id: str, options: Options) -> Sandbox | None:
     """Read-only, sandbox, timeouts, tagging and the destructive guard, on the app's own engine."""
     from appshell.database import ConnectionPlan, configure_connections, refuse_orm_writes
-    from appshell.guard import install_guard
 
     profile = settings.profile_data
     sandbox = None
@@ -119,6 +118,8 @@ def _apply_safety(settings: Settings, ctx: AppContext, session_id: str, options:
     if settings.read_only:
         refuse_orm_writes(ctx.session, settings.profile)
     if profile["access.confirm_destructive"]:
+        from appshell.guard import install_guard
+
         install_guard(ctx.engine, assume_yes=options.assume_yes)
     return sandbox
 
