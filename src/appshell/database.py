@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
     from sqlalchemy.orm import Session
 
-__all__ = ["ConnectionPlan", "configure_connections", "ReadOnlyError", "refuse_orm_writes", "SqlEcho", "backend"]
+__all__ = ["ConnectionPlan", "configure_connections", "ReadOnlyError", "refuse_orm_writes", "SqlEcho", "backend", "run_statements"]
 
 # How long a sandbox may sit idle inside its transaction on PostgreSQL before
 # the server ends it: a forgotten sandbox must not hold locks for days.
@@ -68,22 +68,38 @@ def _session_statements(kind: str, plan: ConnectionPlan) -> list[str]:
     return out
 
 
-def _sqlite_timeout(engine: Engine, dbapi_conn: Any, timeout_ms: int) -> None:
-    """SQLite has no server-side timeout: a progress handler interrupts a statement past its deadline."""
+def run_statements(dbapi_conn: Any, *statements: str) -> None:
+    """Run SQL on a raw DBAPI connection, below SQLAlchemy (connection setup, the sandbox's savepoints)."""
+    cursor = dbapi_conn.cursor()
+    for statement in statements:
+        cursor.execute(statement)
+    cursor.close()
+
+
+_DEADLINE = "appshell_deadline"  # key in a pooled connection's info: when its statement must stop
+
+
+def _sqlite_timeouts(engine: Engine, timeout_ms: int) -> None:
+    """SQLite has no server-side timeout: a progress handler interrupts a statement past its deadline.
+
+    The statement listeners are registered once per engine; each connection's
+    deadline lives in its pool record's ``info``, which its progress handler reads.
+    """
     from sqlalchemy import event
 
-    deadline = [0.0]
-
     def start(conn: Any, cursor: Any, *args: Any) -> None:
-        if conn.connection.dbapi_connection is dbapi_conn:
-            deadline[0] = time.monotonic() + timeout_ms / 1000
+        conn.connection.info[_DEADLINE][0] = time.monotonic() + timeout_ms / 1000
 
     def stop(conn: Any, cursor: Any, *args: Any) -> None:
-        deadline[0] = 0.0
+        conn.connection.info[_DEADLINE][0] = 0.0
 
+    def on_connect(dbapi_conn: Any, record: Any) -> None:
+        deadline = record.info.setdefault(_DEADLINE, [0.0])
+        dbapi_conn.set_progress_handler(lambda: int(bool(deadline[0]) and time.monotonic() > deadline[0]), 10_000)
+
+    event.listen(engine, "connect", on_connect)
     event.listen(engine, "before_cursor_execute", start)
     event.listen(engine, "after_cursor_execute", stop)
-    dbapi_conn.set_progress_handler(lambda: int(bool(deadline[0]) and time.monotonic() > deadline[0]), 10_000)
 
 
 def configure_connections(engine: Engine, plan: ConnectionPlan) -> None:
@@ -93,17 +109,14 @@ def configure_connections(engine: Engine, plan: ConnectionPlan) -> None:
     if plan.read_only and kind not in ("sqlite", "postgresql", "mysql", "mariadb"):
         raise NotImplementedError(f"read-only is not supported on {kind}")
     statements = _session_statements(kind, plan)
+    if kind == "sqlite" and plan.statement_timeout_ms:
+        _sqlite_timeouts(engine, plan.statement_timeout_ms)
 
     def on_connect(dbapi_conn: Any, record: Any) -> None:
         if statements:
-            cursor = dbapi_conn.cursor()
-            for statement in statements:
-                cursor.execute(statement)
-            cursor.close()
+            run_statements(dbapi_conn, *statements)
             if kind != "sqlite":
                 dbapi_conn.commit()  # the SETs opened a transaction on drivers without autocommit
-        if kind == "sqlite" and plan.statement_timeout_ms:
-            _sqlite_timeout(engine, dbapi_conn, plan.statement_timeout_ms)
         if plan.sandbox_begin is not None:
             plan.sandbox_begin(dbapi_conn)  # last: the outer transaction starts after the session setup
 

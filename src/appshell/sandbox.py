@@ -15,7 +15,7 @@ import re
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from appshell.database import backend
+from appshell.database import backend, run_statements
 from appshell.render import table
 
 if TYPE_CHECKING:
@@ -46,24 +46,18 @@ class Sandbox:
 
     # -- the connection's transaction -----------------------------------------
 
-    def _exec(self, dbapi_conn: Any, *statements: str) -> None:
-        cursor = dbapi_conn.cursor()
-        for statement in statements:
-            cursor.execute(statement)
-        cursor.close()
-
     def begin(self, dbapi_conn: Any) -> None:
         if self.kind == "sqlite":
             # pysqlite's own transaction handling defeats SAVEPOINT: take it over.
             dbapi_conn.isolation_level = None
-            self._exec(dbapi_conn, "BEGIN")
-        self._exec(dbapi_conn, f"SAVEPOINT {SAVEPOINT}")
+            run_statements(dbapi_conn, "BEGIN")
+        run_statements(dbapi_conn, f"SAVEPOINT {SAVEPOINT}")
 
     def _commit(self, dbapi_conn: Any) -> None:
-        self._exec(dbapi_conn, f"RELEASE SAVEPOINT {SAVEPOINT}", f"SAVEPOINT {SAVEPOINT}")
+        run_statements(dbapi_conn, f"RELEASE SAVEPOINT {SAVEPOINT}", f"SAVEPOINT {SAVEPOINT}")
 
     def _rollback(self, dbapi_conn: Any) -> None:
-        self._exec(dbapi_conn, f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
+        run_statements(dbapi_conn, f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
 
     def _close(self, dbapi_conn: Any) -> None:
         self._settle()
