@@ -110,7 +110,8 @@ def _audit(settings: Settings, database_url: str) -> Iterator[Row]:
 
 
 def _probe_sink(kind: str, settings: Settings, database_url: str) -> str:
-    from appshell.audit.auditor import default_log_path
+    """Can the sink be written? Without writing a record: that would extend the chain."""
+    from appshell.audit.auditor import audit_url, default_log_path, syslog_address
 
     if kind == "file":
         path = default_log_path(settings)
@@ -123,21 +124,17 @@ def _probe_sink(kind: str, settings: Settings, database_url: str) -> str:
     if kind == "sql":
         from sqlalchemy import create_engine, inspect
 
-        url = os.environ.get("APPSHELL_AUDIT_URL") or database_url
+        url = audit_url(database_url)
         engine = create_engine(url)
         try:
             exists = inspect(engine).has_table("appshell_audit")
         finally:
             engine.dispose()
         return f"{mask_url(url)}: table appshell_audit {'exists' if exists else 'will be created'}"
-    import socket
+    from appshell.audit.sinks import SyslogSink
 
-    address = os.environ.get("APPSHELL_SYSLOG_ADDRESS", "/dev/log")
-    sock = socket.socket(socket.AF_UNIX if address.startswith("/") else socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        sock.connect(address if address.startswith("/") else (address.rsplit(":", 1)[0], int(address.rsplit(":", 1)[1])))
-    finally:
-        sock.close()
+    address = syslog_address()
+    SyslogSink(address).close()  # connecting is the check: the sink's own address parsing
     return f"{address} reachable"
 
 

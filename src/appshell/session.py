@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -79,7 +78,7 @@ def _start_audit(settings: Settings, ctx: AppContext, program: Program | None, s
     from appshell.audit import open_auditor
     from appshell.redact import mask_url
 
-    auditor = open_auditor(settings, ctx.engine.url.render_as_string(hide_password=False), uuid.uuid4().hex[:16])
+    auditor = open_auditor(settings, ctx.engine.url.render_as_string(hide_password=False))
     auditor.start({
         "mode": program.mode if program else "interactive",
         "shell": shell,

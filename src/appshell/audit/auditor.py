@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from appshell.journal import Entry
     from appshell.settings import Settings
 
-__all__ = ["Auditor", "open_auditor", "default_log_path"]
+__all__ = ["Auditor", "open_auditor", "default_log_path", "audit_url", "syslog_address"]
 
 
 def default_log_path(settings: Settings) -> Path:
@@ -37,6 +37,16 @@ def default_log_path(settings: Settings) -> Path:
         return settings.project_root / ".appshell" / "audit.jsonl"
     state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
     return state / "appshell" / "audit.jsonl"
+
+
+def audit_url(database_url: str) -> str:
+    """The database of the sql sink: APPSHELL_AUDIT_URL, else the app's own."""
+    return os.environ.get("APPSHELL_AUDIT_URL") or database_url
+
+
+def syslog_address() -> str:
+    """Where the syslog sink sends: APPSHELL_SYSLOG_ADDRESS, else /dev/log."""
+    return os.environ.get("APPSHELL_SYSLOG_ADDRESS", "/dev/log")
 
 
 def _redact_tree(value: Any, redact: Redactor) -> Any:
@@ -52,12 +62,11 @@ def _redact_tree(value: Any, redact: Redactor) -> Any:
 class Auditor:
     """A journal sink that writes SPEC §6 records to the audit sinks."""
 
-    def __init__(self, sinks: list[AuditSink], required: bool, redact: Redactor, session_id: str | None = None) -> None:
+    def __init__(self, sinks: list[AuditSink], required: bool, redact: Redactor) -> None:
         self.sinks = sinks
         self.required = required
         self.redact = redact
-        self.session = session_id or uuid.uuid4().hex[:16]
-        self.records: list[dict[str, Any]] = []
+        self.session = uuid.uuid4().hex[:16]
         self.started = time.perf_counter()
         self.statements = 0
         self.ended = False
@@ -66,12 +75,9 @@ class Auditor:
         body = _redact_tree({"ts": now_rfc3339(), "session": self.session, "event": event, **fields}, self.redact)
         for sink in list(self.sinks):
             try:
-                record = sink.append(body)
+                sink.append(body)
             except Exception as exc:  # noqa: BLE001 - any failure of a sink is an audit failure
                 self._failed(sink, exc)
-            else:
-                if sink is self.sinks[0]:
-                    self.records.append(record)
 
     def _failed(self, sink: AuditSink, exc: Exception) -> None:
         where = f"{sink.name} sink" + (f" ({sink.path})" if isinstance(sink, FileSink) else "")
@@ -116,11 +122,11 @@ def _open_sink(kind: str, settings: Settings, database_url: str) -> AuditSink:
     if kind == "file":
         return FileSink(default_log_path(settings))
     if kind == "sql":
-        return SqlSink(os.environ.get("APPSHELL_AUDIT_URL") or database_url)
-    return SyslogSink(os.environ.get("APPSHELL_SYSLOG_ADDRESS", "/dev/log"))
+        return SqlSink(audit_url(database_url))
+    return SyslogSink(syslog_address())
 
 
-def open_auditor(settings: Settings, database_url: str, session_id: str | None = None) -> Auditor:
+def open_auditor(settings: Settings, database_url: str) -> Auditor:
     """Open the profile's sinks; a required one that fails to open stops appshell (exit 3)."""
     profile = settings.profile_data
     required = bool(profile["audit.required"])
@@ -135,4 +141,4 @@ def open_auditor(settings: Settings, database_url: str, session_id: str | None =
                 raise AuditFailure(message, f"check {hint}; profile '{settings.profile}' requires the audit") from None
             print(f"appshell: warning: {message} — continuing without it", file=sys.stderr)
     redact = Redactor.from_environment(os.environ, profile["audit.redact"])
-    return Auditor(sinks, required, redact, session_id)
+    return Auditor(sinks, required, redact)
