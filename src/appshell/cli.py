@@ -162,7 +162,12 @@ def run_shell(argv: Sequence[str]) -> int:
         path = Path(script)
         if not path.is_file():
             raise UsageError(f"cannot open script '{script}' (no such file)", "check the path")
-        program = Program(path.read_text(encoding="utf-8"), str(path), "script", [script, *args])
+        from appshell.journal import file_info
+
+        data = path.read_bytes()  # read once: what runs is what is hashed
+        source = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as read_text() would
+        audit = {k: v for k, v in file_info(path, data).items() if k != "text"}
+        program = Program(source, str(path), "script", [script, *args], audit)
     if opts.json and program is None:
         raise UsageError("--json needs -c CODE, a SCRIPT or stdin", 'use appshell --json -c "EXPR"')
     from appshell.session import Options, run_session

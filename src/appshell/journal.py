@@ -41,9 +41,13 @@ class Sink(Protocol):
     def result(self, entry: Entry) -> None: ...
 
 
-def file_info(path: str | Path) -> dict[str, str]:
-    """A file that runs code no input shows (%run, PYTHONSTARTUP, a script): where, its sha256 and its text."""
-    data = Path(path).read_bytes()
+def file_info(path: str | Path, data: bytes | None = None) -> dict[str, str]:
+    """A file that runs code no input shows (%run, PYTHONSTARTUP, a script): where, its sha256 and its text.
+
+    Pass *data* when the caller has read the file already: the hash is then of
+    the very bytes that run, and the file is not read twice.
+    """
+    data = Path(path).read_bytes() if data is None else data
     return {"path": str(Path(path).resolve()), "sha256": hashlib.sha256(data).hexdigest(), "text": data.decode("utf-8", "replace")}
 
 

@@ -6,13 +6,13 @@ import ast
 import json
 import sys
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from appshell.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, AppshellError
-from appshell.journal import Journal, file_info
+from appshell.journal import Journal
 
 __all__ = ["Program", "run_program", "to_jsonable"]
 
@@ -23,6 +23,7 @@ class Program:
     filename: str  # "<string>", "<stdin>" or the script's path
     mode: str  # command | script | stdin
     argv: list[str]
+    audit: dict[str, str] = field(default_factory=dict)  # extra statement fields: a script's path and sha256
 
 
 def _user_frames(tb: TracebackType | None, filename: str) -> TracebackType | None:
@@ -73,9 +74,8 @@ def run_program(program: Program, namespace: dict[str, Any], journal: Journal, w
     if program.mode == "script":
         namespace["__file__"] = program.filename
         sys.path.insert(0, str(Path(program.filename).resolve().parent))
-    extra = {k: v for k, v in file_info(program.filename).items() if k != "text"} if program.mode == "script" else {}
     try:
-        with journal.statement(program.source, kind=program.mode, **extra):
+        with journal.statement(program.source, kind=program.mode, **program.audit):
             tree = ast.parse(program.source, program.filename, "exec")
             body, last = _split_last_expression(tree) if want_json else (tree, None)
             exec(compile(body, program.filename, "exec"), namespace)

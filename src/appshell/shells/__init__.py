@@ -9,9 +9,9 @@ IPython and ptpython are imported only when their runner starts.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import traceback
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from appshell.banner import Look
     from appshell.journal import Journal
 
-__all__ = ["ShellSession", "Runner", "RUNNERS", "check_shell_name", "pick_shell", "get_runner", "run_startup_file"]
+__all__ = ["ShellSession", "Runner", "RUNNERS", "check_shell_name", "pick_shell", "get_runner", "run_startup_file", "startup_file"]
 
 
 @dataclass
@@ -37,15 +37,21 @@ class ShellSession:
 Runner = Callable[[ShellSession], None]
 
 
+def startup_file() -> dict[str, str] | None:
+    """$PYTHONSTARTUP's path, sha256 and text, if it names a file."""
+    path = os.environ.get("PYTHONSTARTUP")
+    return file_info(path) if path and os.path.isfile(path) else None
+
+
 def run_startup_file(shell: ShellSession) -> None:
     """Run $PYTHONSTARTUP as the interactive ``python`` does, journaled with its sha256 and text.
 
     IPython runs the file itself; its runner only records it (see ipython.py).
     """
-    path = os.environ.get("PYTHONSTARTUP")
-    if not path or not os.path.isfile(path):
+    info = startup_file()
+    if info is None:
         return
-    info = file_info(path)
+    path = os.environ["PYTHONSTARTUP"]  # tracebacks name the file as the user set it
     try:
         with shell.journal.statement(info["text"], kind="startup", files=[info]):
             exec(compile(info["text"], path, "exec"), shell.namespace)

@@ -18,7 +18,7 @@ from typing import Any
 
 from appshell.errors import AppshellError
 from appshell.journal import Entry, Journal, file_info
-from appshell.shells import ShellSession
+from appshell.shells import ShellSession, startup_file
 
 __all__ = ["run", "install_hooks"]
 
@@ -108,10 +108,9 @@ def run(shell_session: ShellSession) -> None:
     if not look.use_color:
         config.TerminalInteractiveShell.colors = "nocolor"
     app = TerminalIPythonApp.instance(config=config, user_ns=shell_session.namespace)
-    startup = os.environ.get("PYTHONSTARTUP")
-    if startup and os.path.isfile(startup):
+    info = startup_file()
+    if info is not None:
         # IPython runs PYTHONSTARTUP inside initialize(): record the file around it.
-        info = file_info(startup)
         with shell_session.journal.statement(info["text"], kind="startup", files=[info]):
             app.initialize(argv=[])
     else:
