@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from appshell.release import Parity
     from appshell.settings import Settings
 
-__all__ = ["Look", "make_banner", "ANSI"]
+__all__ = ["Look", "make_banner", "alarm", "ANSI"]
 
 ANSI = {"red": "31", "yellow": "33", "green": "32", "blue": "34", "magenta": "35", "cyan": "36"}
 
@@ -44,13 +44,18 @@ class Look:
         return cls(label=label, color=profile["shell.color"], use_color=sys.stdout.isatty())
 
 
+def alarm(text: str, use_color: bool) -> str:
+    """Bold red, whatever the profile's colour: for what must not be missed."""
+    return f"\x1b[1;31m{text}\x1b[0m" if use_color else text
+
+
 def _parity_note(parity: Parity | None, look: Look) -> str:
     if parity is None or parity.state == "unchecked":
         return ""
     if parity.state == "match":
         return " (same as the web process)"
     note = f"  ≠ web process {parity.expected} — MISMATCH" if parity.state == "mismatch" else "  (web process's release unknown)"
-    return f"\x1b[1;31m{note}\x1b[0m" if look.use_color else note
+    return alarm(note, look.use_color)
 
 
 def make_banner(settings: Settings, ctx: AppContext, shell: str, release: str, look: Look, parity: Parity | None = None) -> str:

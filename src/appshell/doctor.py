@@ -28,13 +28,13 @@ PACKAGES = ("appshell", "SQLAlchemy", "ipython", "ptpython", "prompt-toolkit", "
 
 
 def _interpreter(settings: Settings) -> Iterator[Row]:
-    from appshell.reexec import _same_environment, project_python
+    from appshell.reexec import same_environment, project_python
 
     yield "interpreter", "info", f"{sys.executable} (Python {sys.version.split()[0]})"
     python = project_python(settings.project_root, os.environ)
     if python is None:
         yield "environment", "info", f"{sys.prefix} (the project has no .venv/ and APPSHELL_PYTHON is unset)"
-    elif _same_environment(python):
+    elif same_environment(python):
         yield "environment", "ok", f"{sys.prefix} is the project's environment"
     else:
         yield "environment", "FAIL", f"{sys.prefix} is not the project's environment ({python}) — run appshell without --no-reexec"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from appshell.errors import ConfigError
 
-__all__ = ["project_python", "reexec_target", "maybe_reexec", "GUARD"]
+__all__ = ["project_python", "same_environment", "reexec_target", "maybe_reexec", "GUARD"]
 
 GUARD = "APPSHELL_REEXECUTED"  # set in the child: never re-exec twice (a loop guard)
 
@@ -34,7 +34,7 @@ def _environment_of(python: Path) -> Path:
     return venv if (venv / "pyvenv.cfg").is_file() else python.parent
 
 
-def _same_environment(python: Path) -> bool:
+def same_environment(python: Path) -> bool:
     # Compare prefixes, not resolved executables: every venv's python is a symlink to one base.
     return _environment_of(python).resolve() == Path(sys.prefix).resolve()
 
@@ -44,7 +44,7 @@ def reexec_target(argv: Sequence[str], environ: Mapping[str, str], root: Path | 
     if "--no-reexec" in argv or environ.get(GUARD):
         return None
     python = project_python(root, environ)
-    if python is None or _same_environment(python):
+    if python is None or same_environment(python):
         return None
     if not python.exists():
         raise ConfigError(f"APPSHELL_PYTHON={python} does not exist", "fix APPSHELL_PYTHON or pass --no-reexec")

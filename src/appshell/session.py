@@ -62,6 +62,7 @@ def _loading(settings: Settings, quiet: bool) -> Iterator[None]:
 
 def _check_release(settings: Settings, release: str) -> Parity:
     """Same release as the web process? A mismatch is loud, or an error where the profile says so."""
+    from appshell.banner import alarm
     from appshell.errors import ConfigError
     from appshell.release import check_parity
 
@@ -70,7 +71,7 @@ def _check_release(settings: Settings, release: str) -> Parity:
         raise ConfigError(parity.describe(release), "run appshell from the web process's release, or deploy this one to the web process first")
     if parity.state in ("mismatch", "unknown"):
         warning = f"appshell: WARNING: {parity.describe(release)}"
-        print(f"\x1b[1;31m{warning}\x1b[0m" if sys.stderr.isatty() else warning, file=sys.stderr)
+        print(alarm(warning, sys.stderr.isatty()), file=sys.stderr)
     return parity
 
 
