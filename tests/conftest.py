@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pexpect
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -225,3 +226,11 @@ def invoke(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) 
         return Result(code, out.out, out.err)
 
     return _invoke
+
+
+def leave(child: pexpect.spawn) -> None:
+    """Ctrl-D at a fresh prompt: the shell must end, and end with exit code 0."""
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before

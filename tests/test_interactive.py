@@ -8,7 +8,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from conftest import APPSHELL, clean_environ
+from conftest import APPSHELL, clean_environ, leave
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]")
 
@@ -47,10 +47,7 @@ def test_short_session(shop: Path, shell: str) -> None:
     child.sendline("show(audit_log())")
     child.expect(r"│ 2 │ error")  # the failed statement, recorded as such
     child.expect(r"\[dev\]")  # Ctrl-D only at a fresh prompt: during a statement the tty is not in raw mode
-    child.sendcontrol("d")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0, child.before
+    leave(child)
 
 
 @pytest.mark.parametrize("shell", ["ipython", "ptpython", "python"])
@@ -62,10 +59,7 @@ def test_production_prompt_is_red(shop: Path, shell: str) -> None:
     child.sendline("print('rw', engine.url.drivername)")
     child.expect("rw sqlite")
     child.expect("shop PRODUCTION")
-    child.sendcontrol("d")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0
+    leave(child)
 
 
 def test_reason_is_asked_for_at_a_tty(shop: Path) -> None:
@@ -78,10 +72,7 @@ def test_reason_is_asked_for_at_a_tty(shop: Path) -> None:
     child.sendline("print(find(Order, 3).status)")
     child.expect("shipped")
     child.expect(r"\[shop PRODUCTION\]")
-    child.sendcontrol("d")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0
+    leave(child)
 
 
 def test_quiet_has_no_banner(shop: Path) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from conftest import APPSHELL, IN_CI
+from conftest import APPSHELL, IN_CI, leave
 
 SSHD = "/usr/sbin/sshd"
 
@@ -135,10 +135,7 @@ def test_interactive_over_ssh_tt(sshd: Ssh, shop: Path, tmp_path: Path) -> None:
     child.sendline("print('over ssh', count(Product))")
     child.expect("over ssh 8")
     child.expect(r"\[dev\](\x1b\[0m)? >>> ")
-    child.sendcontrol("d")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0
+    leave(child)
     recs = records(log)
     assert recs[0]["mode"] == "interactive" and recs[0]["tty"].startswith("/dev/pts/") and recs[0]["ssh_client"]
     assert recs[-1]["event"] == "session_end" and recs[-1]["status"] == "ok"
