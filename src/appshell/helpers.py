@@ -1,29 +1,92 @@
-"""The helpers preloaded in every shell (SPEC §2); each has a one-line docstring."""
+"""The helpers preloaded in every shell (SPEC §2); each has a one-line docstring.
+
+They hold at production sizes: ``where()`` and ``show()`` fetch only the rows
+they show (``ROW_LIMIT`` unless told otherwise) and count the rest in the
+database; iterating a ``where()`` streams in batches.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from appshell.render import Rows, table, tabulate
+from appshell.render import ROW_LIMIT, Rows, orm_state, table, tabulate, take
+from appshell.results import Results
 
 if TYPE_CHECKING:
     from appshell.context import AppContext
     from appshell.journal import Journal
 
-__all__ = ["make_helpers", "helper_listing"]
+__all__ = ["make_helpers", "helper_listing", "Plan"]
 
 
-def _select_of(model: Any, filters: dict[str, Any]) -> Any:
+class Plan(str):
+    """A query plan: printed whole, each line as the database wrote it (never cut)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(str(self))
+
+
+def _mapper_of(model: Any, helper: str) -> Any:
+    from sqlalchemy import inspect as sa_inspect
+
+    mapper = sa_inspect(model, raiseerr=False) if isinstance(model, type) else None
+    if mapper is None or not hasattr(mapper, "primary_key"):
+        raise TypeError(f"{helper}() takes a mapped class first, such as {helper}(Order, …); got {model!r}")
+    return mapper
+
+
+def _order_terms(model: Any, order_by: Any) -> list[Any]:
+    if order_by is None:
+        return list(_mapper_of(model, "where").primary_key)  # a stable order: the first rows are always the same
+    terms = list(order_by) if isinstance(order_by, (list, tuple)) else [order_by]
+    out = []
+    for term in terms:
+        if isinstance(term, str):  # "name" or "-created_at" (descending), like Django's order_by
+            column = getattr(model, term.lstrip("-"))
+            out.append(column.desc() if term.startswith("-") else column)
+        else:
+            out.append(term)
+    return out
+
+
+def _select_of(model: Any, criteria: Iterable[Any], filters: dict[str, Any], helper: str) -> Any:
     from sqlalchemy import select
 
-    return select(model).filter_by(**filters) if filters else select(model)
+    _mapper_of(model, helper)
+    stmt = select(model)
+    criteria = list(criteria)
+    if criteria:
+        stmt = stmt.where(*criteria)
+    return stmt.filter_by(**filters) if filters else stmt
 
 
 def _as_statement(query: Any) -> Any:
     from sqlalchemy import text
 
     return text(query) if isinstance(query, str) else query
+
+
+def _single_entity(stmt: Any) -> bool:
+    """select(Order) (objects), as opposed to select(Order.id, Order.status) (rows)."""
+    described = getattr(stmt, "column_descriptions", None) or []
+    return len(described) == 1 and isinstance(described[0].get("expr"), type)
+
+
+def _plan_text(dialect: str, rows: list[Any]) -> str:
+    if dialect == "sqlite":  # (id, parent, notused, detail): indent each step under its parent
+        depth: dict[Any, int] = {0: -1}
+        lines = []
+        for row in rows:
+            depth[row[0]] = depth.get(row[1], -1) + 1
+            lines.append("  " * depth[row[0]] + str(row[3]))
+        return "\n".join(lines)
+    if rows and len(rows[0]) == 1:  # PostgreSQL's QUERY PLAN, MySQL's EXPLAIN ANALYZE / FORMAT=TREE
+        return "\n".join(str(r[0]) for r in rows)
+    return table(list(rows[0]._fields) if rows else ["plan"], rows, max_cell=10**6)
 
 
 def make_helpers(ctx: AppContext, journal: Journal) -> dict[str, Callable[..., Any]]:
@@ -39,76 +102,99 @@ def make_helpers(ctx: AppContext, journal: Journal) -> dict[str, Callable[..., A
         """Run raw SQL with :named parameters; rows come back as a table, writes as a row count."""
         return execute(text, params)
 
-    def count(model: Any, **filters: Any) -> int:
+    def count(model: Any, *criteria: Any, **filters: Any) -> int:
         """Count rows of a model, optionally filtered: count(Order, status="paid")."""
         from sqlalchemy import func, select
 
+        _mapper_of(model, "count")
         stmt = select(func.count()).select_from(model)
+        if criteria:
+            stmt = stmt.where(*criteria)
         if filters:
             stmt = stmt.filter_by(**filters)
         return int(session.scalar(stmt) or 0)
 
-    def find(model: Any, pk: Any) -> Any:
-        """The object with primary key pk, or None."""
+    def find(model: Any, pk: Any = None, **key: Any) -> Any:
+        """The object with primary key pk (a tuple or keywords for a composite key), or None."""
+        mapper = _mapper_of(model, "find")
+        columns = [c.key for c in mapper.primary_key]
+        if key:
+            pk = key
+        if len(columns) > 1 and not isinstance(pk, (tuple, list, dict)):
+            need = ", ".join(columns)
+            example = ", ".join(f"{c}=…" for c in columns)
+            raise TypeError(
+                f"{model.__name__}'s primary key has {len(columns)} columns ({need}): "
+                f"find({model.__name__}, ({need})) or find({model.__name__}, {example})"
+            )
         return session.get(model, pk)
 
-    def where(model: Any, **filters: Any) -> Rows:
-        """All objects of a model matching column=value filters, shown as a table."""
-        return Rows(session.scalars(_select_of(model, filters)).all())
+    def where(model: Any, *criteria: Any, order_by: Any = None, limit: int | None = None, **filters: Any) -> Results:
+        """Objects matching Model.price > 10 and/or column=value filters; shows the first 20 (limit=N for N)."""
+        stmt = _select_of(model, criteria, filters, "where").order_by(*_order_terms(model, order_by))
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        hint = "where(…, limit=N) shows N, show(…, limit=None) shows all, list(…) fetches all"
+        return Results(session, stmt, hint, limited=limit is not None)
 
-    def first(model: Any, **filters: Any) -> Any:
-        """The first object of a model by primary key (optionally filtered), or None."""
-        from sqlalchemy import inspect as sa_inspect
-
-        stmt = _select_of(model, filters).order_by(*sa_inspect(model).primary_key).limit(1)
+    def first(model: Any, *criteria: Any, order_by: Any = None, **filters: Any) -> Any:
+        """The first object of a model by primary key (or order_by), optionally filtered, or None."""
+        stmt = _select_of(model, criteria, filters, "first").order_by(*_order_terms(model, order_by)).limit(1)
         return session.scalars(stmt).first()
 
-    def show(rows: Any) -> None:
-        """Print rows, objects, a model's rows or a query's results as a table."""
-        from sqlalchemy import inspect as sa_inspect
-        from sqlalchemy.sql import Executable
+    def show(rows: Any, limit: int | None = ROW_LIMIT) -> None:
+        """Print rows, objects, a model's rows or a query's results as a table (limit=None: all rows)."""
+        from sqlalchemy.sql import Executable, Select
 
-        if isinstance(rows, (str, Executable)):
-            rows = execute(rows)
-            if not isinstance(rows, Rows):
-                print(f"({rows} rows affected)")
-                return
-        elif isinstance(rows, type) and sa_inspect(rows, raiseerr=False) is not None:
+        hint = "show(…, limit=N) shows N, limit=None shows all"
+        if isinstance(rows, type):
+            _mapper_of(rows, "show")
             rows = where(rows)
-        elif not isinstance(rows, (list, tuple, set)) and not hasattr(rows, "__next__"):
-            state = sa_inspect(rows, raiseerr=False)
-            if state is not None and hasattr(state, "mapper"):  # one object: a vertical table
-                print(table(["column", "value"], [[c.key, getattr(rows, c.key)] for c in state.mapper.column_attrs], type(rows).__name__))
-                return
+        if isinstance(rows, Select):
+            rows = Results(session, rows, hint, limited=False) if _single_entity(rows) else _RowResults(session, rows, hint, limited=False)
+        if isinstance(rows, (Results, _RowResults)):
+            print(rows.render(limit))
+            return
+        if isinstance(rows, (str, Executable)):
+            print(_stream_table(session, _as_statement(rows), limit, hint))
+            return
+        state = orm_state(rows)
+        if state is not None:  # one object: a vertical table
+            print(table(["column", "value"], [[c.key, getattr(rows, c.key)] for c in state.mapper.column_attrs], type(rows).__name__))
+            return
+        if isinstance(rows, dict) or not isinstance(rows, Iterable):
             rows = [rows]
-        print(tabulate(rows))
+        shown, more = take(rows, limit)
+        print(tabulate(shown, more=more, hint=hint))
 
     def describe(model: Any) -> None:
-        """Print a model's columns, keys, indexes and relationships."""
-        from sqlalchemy import inspect as sa_inspect
+        """Print a model's columns with the database's own types, its indexes, constraints and relationships."""
+        from appshell.describe import describe_model
 
-        mapper = sa_inspect(model)
-        rows = []
-        for col in mapper.columns:
-            keys = ", ".join(
-                filter(None, ["PK" if col.primary_key else "", *(f"FK {fk.target_fullname}" for fk in col.foreign_keys), "unique" if col.unique else "", "index" if col.index else ""])
-            )
-            rows.append([col.key, str(col.type), "yes" if col.nullable else "no", keys])
-        print(table(["column", "type", "nullable", "keys"], rows, f"{mapper.class_.__name__} (table {mapper.persist_selectable})"))
-        if mapper.relationships:
-            rels = [[r.key, r.direction.name.lower().replace("tomany", "-to-many").replace("toone", "-to-one"), r.mapper.class_.__name__] for r in mapper.relationships]
-            print(table(["relationship", "kind", "target"], rels))
+        print(describe_model(_mapper_of(model, "describe"), session.connection()))
 
-    def explain(query: Any) -> Rows:
-        """The database's query plan for a Select, a text() or an SQL string."""
+    def explain(query: Any, analyze: bool = False) -> Plan:
+        """The database's query plan, whole; analyze=True (PostgreSQL) runs it in a rolled-back transaction."""
         bind = session.get_bind()
-        prefix = {"sqlite": "EXPLAIN QUERY PLAN ", "postgresql": "EXPLAIN "}.get(bind.dialect.name, "EXPLAIN ")
+        dialect = bind.dialect.name
+        if analyze and dialect != "postgresql":
+            raise ValueError(f"explain(…, analyze=True) runs EXPLAIN ANALYZE on PostgreSQL only (this database is {dialect})")
+        prefix = {"sqlite": "EXPLAIN QUERY PLAN ", "postgresql": "EXPLAIN ANALYZE " if analyze else "EXPLAIN "}.get(dialect, "EXPLAIN ")
         compiled = _as_statement(query).compile(dialect=bind.dialect)
         params: Any = compiled.params
         if compiled.positional:
             params = tuple(compiled.params[name] for name in compiled.positiontup or ())
-        result = session.connection().exec_driver_sql(prefix + str(compiled), params)
-        return Rows(result.all())
+        connection = session.connection()
+        if not analyze:
+            return Plan(_plan_text(dialect, list(connection.exec_driver_sql(prefix + str(compiled), params))))
+        # EXPLAIN ANALYZE runs the statement: inside a savepoint that is always rolled back,
+        # so an UPDATE or DELETE being explained changes nothing.
+        savepoint = connection.begin_nested()
+        try:
+            rows = list(connection.exec_driver_sql(prefix + str(compiled), params))
+        finally:
+            savepoint.rollback()
+        return Plan(_plan_text(dialect, rows) + "\n(analyze: the statement ran inside a transaction that was rolled back)")
 
     def commit() -> None:
         """Commit the session's pending changes to the database."""
@@ -138,6 +224,35 @@ def make_helpers(ctx: AppContext, journal: Journal) -> dict[str, Callable[..., A
     return found
 
 
+class _RowResults(Results):
+    """A Select of columns (rows, not objects): shown and iterated like Results."""
+
+    def __iter__(self) -> Any:
+        yield from self._session.execute(self.statement.execution_options(yield_per=1000))
+
+    def first(self) -> Any:
+        return self._session.execute(self.statement.limit(1)).first()
+
+    def render(self, limit: int | None = ROW_LIMIT) -> str:
+        if limit is None:
+            return tabulate(list(self))
+        shown = list(self._session.execute(self.statement.limit(limit + 1)))
+        more = self.count() - limit if len(shown) > limit else 0
+        return tabulate(shown[:limit], more=more, hint=self._hint)
+
+
+def _stream_table(session: Any, statement: Any, limit: int | None, hint: str) -> str:
+    """Run a statement once; keep the first *limit* rows, count the rest as they stream past."""
+    result = session.execute(statement.execution_options(stream_results=True))
+    if not getattr(result, "returns_rows", True):
+        return f"({result.rowcount} rows affected)"
+    try:
+        shown, more = take(result, limit)
+    finally:
+        result.close()
+    return tabulate(shown, more=more, hint=hint)
+
+
 def helper_listing(found: dict[str, Callable[..., Any]]) -> str:
     import inspect
 
@@ -155,4 +270,4 @@ def helper_listing(found: dict[str, Callable[..., Any]]) -> str:
             sig = "(…)"
         doc = (inspect.getdoc(func) or "").splitlines()
         rows.append([name + sig, doc[0] if doc else ""])
-    return table(["helper", "what it does"], rows, max_cell=100)
+    return table(["helper", "what it does"], rows, max_cell=120)

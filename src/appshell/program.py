@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TextIO
 
 from appshell.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, AppshellError
 from appshell.journal import Journal
@@ -35,21 +38,62 @@ def _user_frames(tb: TracebackType | None, filename: str) -> TracebackType | Non
 
 
 def to_jsonable(value: Any) -> Any:
-    """ORM objects become dicts of their columns, rows become dicts, the rest as JSON allows."""
-    from sqlalchemy import inspect as sa_inspect
+    """ORM objects become dicts of their columns, rows dicts; enums their values, datetimes ISO 8601, Decimals strings."""
+    import datetime
+    import decimal
+    import enum
+    import uuid
+    from collections.abc import Iterable
 
+    from appshell.render import orm_state
+
+    if isinstance(value, enum.Enum):
+        return to_jsonable(value.value)
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
+    if isinstance(value, (datetime.date, datetime.time)):  # datetime is a date: "2024-05-01T12:00:00+00:00"
+        return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, (decimal.Decimal, uuid.UUID)):
+        return str(value)  # a string: a JSON number would lose a Decimal's digits
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        import base64
+
+        return base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(value, dict):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if hasattr(value, "_mapping"):
         return {k: to_jsonable(v) for k, v in value._mapping.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [to_jsonable(v) for v in value]
-    state = sa_inspect(value, raiseerr=False)
-    if state is not None and hasattr(state, "mapper"):
+    state = orm_state(value)
+    if state is not None:
         return {a.key: to_jsonable(getattr(value, a.key)) for a in state.mapper.column_attrs}
+    if isinstance(value, Iterable) and not isinstance(value, type):  # lists, sets, where() results, generators
+        return [to_jsonable(v) for v in value]
     return str(value)
+
+
+@contextmanager
+def _stdout_to_stderr() -> Iterator[TextIO]:
+    """While a --json program runs, whatever it (or the app's logging) writes to stdout goes to stderr.
+
+    Both ``sys.stdout`` and file descriptor 1 are redirected: a logging handler made
+    before the program started (SQLAlchemy's ``echo=True``) holds the old stream
+    object, which writes to fd 1. Yields the real stdout, for the JSON alone.
+    """
+    real = sys.stdout
+    real.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    try:
+        yield real
+    finally:
+        sys.stdout.flush()
+        real.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        sys.stdout = real
 
 
 def _split_last_expression(tree: ast.Module) -> tuple[ast.Module, ast.Expression | None]:
@@ -77,13 +121,15 @@ def run_program(program: Program, namespace: dict[str, Any], journal: Journal, w
     try:
         with journal.statement(program.source, kind=program.mode, **program.audit):
             tree = ast.parse(program.source, program.filename, "exec")
-            body, last = _split_last_expression(tree) if want_json else (tree, None)
-            exec(compile(body, program.filename, "exec"), namespace)
-            if last is not None:
-                value = eval(compile(last, program.filename, "eval"), namespace)
-                print(json.dumps(to_jsonable(value), indent=None, default=str))
-            elif want_json:
-                print("null")
+            if not want_json:
+                exec(compile(tree, program.filename, "exec"), namespace)
+                return EXIT_OK
+            body, last = _split_last_expression(tree)
+            with _stdout_to_stderr() as stdout:
+                exec(compile(body, program.filename, "exec"), namespace)
+                value = None if last is None else eval(compile(last, program.filename, "eval"), namespace)
+                text = json.dumps(to_jsonable(value), indent=None, default=str)
+            print(text, file=stdout)
     except SystemExit as exc:
         return _exit_code(exc)
     except KeyboardInterrupt:

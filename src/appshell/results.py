@@ -1,0 +1,91 @@
+"""A query's results that fetch only what is looked at (SPEC §2 where(), issue 13 item 7).
+
+``where(Order, status="paid")`` on a table of millions returns at once: showing
+it fetches ``ROW_LIMIT`` rows and counts the rest in the database, iterating
+streams the rows in batches, ``len()`` counts. Nothing is kept between uses, so
+the results always show what the database holds now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from appshell.render import ROW_LIMIT, tabulate
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+    from sqlalchemy.sql import Select
+
+__all__ = ["Results", "STREAM_BATCH"]
+
+STREAM_BATCH = 1000  # rows fetched at a time while iterating (server-side cursor where there is one)
+
+
+class Results:
+    """The objects a query selects: shown capped, iterated in batches, never all held at once."""
+
+    def __init__(self, session: Session, statement: Select[Any], hint: str, limited: bool) -> None:
+        self._session = session
+        self.statement = statement
+        self._hint = hint  # the footer's "how to see more", in the words of the helper that made it
+        self._limited = limited  # the user gave limit=: show all of them, not the first ROW_LIMIT
+
+    def __iter__(self) -> Iterator[Any]:
+        stmt = self.statement.execution_options(yield_per=STREAM_BATCH)
+        yield from self._session.scalars(stmt)
+
+    def all(self) -> list[Any]:
+        """Every object, as a list (fetches them all)."""
+        return list(self)
+
+    def first(self) -> Any:
+        """The first object, or None."""
+        return self._session.scalars(self.statement.limit(1)).first()
+
+    def count(self) -> int:
+        """How many rows the query selects, counted by the database."""
+        from sqlalchemy import func, select
+
+        inner = self.statement.order_by(None).subquery()
+        return int(self._session.scalar(select(func.count()).select_from(inner)) or 0)
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def __bool__(self) -> bool:
+        return self.first() is not None
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            if (index.start or 0) < 0 or (index.stop is not None and index.stop < 0) or index.step not in (None, 1):
+                raise IndexError("where() results take slices [start:stop] with start, stop ≥ 0")
+            stmt = self.statement.offset(index.start or 0)
+            if index.stop is not None:
+                stmt = stmt.limit(max(index.stop - (index.start or 0), 0))
+            return list(self._session.scalars(stmt))
+        if index < 0:
+            raise IndexError("where() results take indexes ≥ 0 (use .all()[-1] for the last one)")
+        found = self._session.scalars(self.statement.offset(index).limit(1)).first()
+        if found is None:
+            raise IndexError(f"where() results: index {index} out of range")
+        return found
+
+    def render(self, limit: int | None = ROW_LIMIT) -> str:
+        """The table: at most *limit* rows (None: all), and a footer saying how many more there are."""
+        if self._limited or limit is None:
+            return tabulate(list(self))
+        shown = list(self._session.scalars(self.statement.limit(limit + 1)))
+        more = 0
+        if len(shown) > limit:
+            shown = shown[:limit]
+            more = self.count() - limit
+        return tabulate(shown, more=more, hint=self._hint)
+
+    def __repr__(self) -> str:
+        return self.render()
+
+    __str__ = __repr__
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # IPython's display hook
+        printer.text(self.render())
