@@ -69,6 +69,7 @@ SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
     "release.expected_url": _STR,
     "release.on_mismatch": _choice("warn", "error"),
     "namespace.imports": _STRS,
+    "namespace.vocabulary": _BOOL,
     "namespace.helpers": (
         lambda v: isinstance(v, list) and all(isinstance(x, str) and ":" in x for x in v),
         'a list of "module:attribute" strings',
@@ -95,6 +96,7 @@ DEFAULTS: dict[str, Any] = {
     "release.expected_url": "",
     "release.on_mismatch": "warn",
     "namespace.imports": [],
+    "namespace.vocabulary": True,
     "namespace.helpers": [],
 }
 
