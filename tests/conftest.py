@@ -234,3 +234,16 @@ def leave(child: pexpect.spawn) -> None:
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0, child.before
+
+
+def spawn_shell(cwd: Path, *args: str, env: Mapping[str, str] | None = None, timeout: float = 30) -> pexpect.spawn:
+    """The real `appshell` in a real pseudo-terminal (an interactive shell)."""
+    return pexpect.spawn(APPSHELL, list(args), cwd=str(cwd), env={**clean_environ(env), "TERM": "xterm", "COLUMNS": "120", "LINES": "40"},
+                         encoding="utf-8", timeout=timeout, dimensions=(40, 120))
+
+
+def audit_records(path: Path) -> list[dict]:  # type: ignore[type-arg]
+    """Every record of a file sink, in order."""
+    import json
+
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -355,23 +355,6 @@ def test_interactive_shells_record_every_input(shop: Path, log: Path, tmp_path: 
     assert run(["audit", "verify", "--log", str(log)], cwd=shop).exit_code == 0
 
 
-def test_ipython_run_magic_records_the_file(shop: Path, log: Path, tmp_path: Path) -> None:
-    script = tmp_path / "job.py"
-    script.write_text("print('job ran', count(Customer))\n")
-    child = pexpect.spawn(APPSHELL, ["--shell", "ipython", "--audit-log", str(log)], cwd=str(shop),
-                          env={**clean_environ(), "TERM": "xterm"}, encoding="utf-8", timeout=30, dimensions=(40, 120))
-    child.expect(r"\[dev\]")
-    child.sendline(f"%run -i {script}")  # -i: in the shell's namespace
-    child.expect("job ran 20")
-    child.expect(r"\[dev\]")
-    child.sendcontrol("d")
-    child.expect(pexpect.EOF)
-    stmt = next(r for r in records(log) if r["event"] == "statement")
-    assert stmt["source"] == f"%run -i {script}"
-    assert stmt["files"][0]["path"] == str(script) and stmt["files"][0]["text"] == script.read_text()
-    assert len(stmt["files"][0]["sha256"]) == 64
-
-
 def test_append_only_grants(app_dir, pg_url: str) -> None:  # type: ignore[no-untyped-def]
     """The recipe of docs/audit.md, run as written (with a throwaway role name)."""
     import re

@@ -2,12 +2,18 @@
 
 All shells and modes report through :meth:`Journal.statement` (or its two
 halves, :meth:`begin` and :meth:`end`, where a shell splits them across hooks),
-so the audit wraps the shell interface once (STYLE habit 7).
+so the audit wraps the shell interface once, not once per shell. Statements
+nest: a cell that calls ``run_cell``, or ``%run`` inside a cell, is a statement
+of its own whose record names its ``parent``. Code a statement runs without
+being one — a nested console, ``exec(input())``, pdb — is recorded by
+:mod:`appshell.nested` through :meth:`Journal.nested`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,10 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from appshell.errors import EXIT_AUDIT
+
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-__all__ = ["Entry", "Journal", "Sink", "outcome_of", "file_info"]
+__all__ = ["Entry", "Journal", "Sink", "SessionEnded", "outcome_of", "file_info"]
 
 
 @dataclass
@@ -31,6 +39,7 @@ class Entry:
     duration_ms: float = 0.0
     sql: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
+    parent: int | None = None
 
 
 class Sink(Protocol):
@@ -39,6 +48,10 @@ class Sink(Protocol):
     def statement(self, entry: Entry, extra: dict[str, Any]) -> None: ...
 
     def result(self, entry: Entry) -> None: ...
+
+
+class SessionEnded(RuntimeError):
+    """SQL from a thread the session left behind, or from a forked child: refused, nobody would record it."""
 
 
 def file_info(path: str | Path, data: bytes | None = None) -> dict[str, str]:
@@ -70,7 +83,22 @@ class Journal:
     def __init__(self, sinks: list[Sink] | None = None) -> None:
         self.entries: list[Entry] = []
         self.sinks: list[Sink] = sinks or []
-        self.current: Entry | None = None
+        self.stack: list[Entry] = []  # the statements running now, innermost last
+        self.closed = False
+        # The process that owns the session: a forked child must not write
+        # records under it (they would be duplicates, or unseen by the parent).
+        self.pid = os.getpid()
+        # Source texts the shell itself is about to compile for the running
+        # statement: appshell.nested must not record them a second time.
+        self.expected: set[str] = set()
+
+    @property
+    def current(self) -> Entry | None:
+        return self.stack[-1] if self.stack else None
+
+    @property
+    def forked(self) -> bool:
+        return os.getpid() != self.pid
 
     def attach(self, engine: Engine) -> None:
         """Collect the SQL the database runs for each statement (parameters left out)."""
@@ -79,26 +107,56 @@ class Journal:
         event.listen(engine, "before_cursor_execute", self._on_sql)
 
     def _on_sql(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if self.closed or self.forked:
+            where = "a forked child process" if self.forked else "a thread left running after the session ended"
+            raise SessionEnded(f"appshell: SQL from {where} is refused: no audit session would record it")
         if self.current is not None:
             self.current.sql.append(statement)
 
+    def _alive(self) -> None:
+        """A forked child cannot run statements under its parent's session: it leaves at once."""
+        if self.forked:
+            print("appshell: error: this forked child process cannot run more audited statements — it exits (status 3)", file=sys.stderr)
+            os._exit(EXIT_AUDIT)
+
     def begin(self, source: str, kind: str = "code", **extra: Any) -> Entry:
         """Record a statement before it runs; a sink that fails raises, and it does not run."""
-        entry = Entry(n=len(self.entries) + 1, source=source, kind=kind)
+        self._alive()
+        parent = self.current
+        entry = Entry(n=len(self.entries) + 1, source=source, kind=kind, parent=parent.n if parent else None)
         self.entries.append(entry)
+        fields = {"parent": parent.n, **extra} if parent is not None else extra
         for sink in self.sinks:
-            sink.statement(entry, extra)
-        self.current = entry
+            sink.statement(entry, fields)
+        self.stack.append(entry)
         entry.started = time.perf_counter()
         return entry
 
+    def nested(self, source: str, kind: str, **extra: Any) -> Entry:
+        """Record code that the running statement executes without it being a statement (no result of its own)."""
+        self._alive()
+        parent = self.current
+        entry = Entry(n=len(self.entries) + 1, source=source, kind=kind, status="nested", parent=parent.n if parent else None)
+        self.entries.append(entry)
+        for sink in self.sinks:
+            sink.statement(entry, {"parent": entry.parent, **extra})
+        return entry
+
     def end(self, entry: Entry, exc: BaseException | None = None) -> None:
+        if entry in self.stack:
+            # Statements nested in this one that never reported their end end with it.
+            del self.stack[self.stack.index(entry):]
+        if self.forked:
+            return  # the parent records the outcome; a child's record would be a duplicate
         entry.duration_ms = round((time.perf_counter() - entry.started) * 1000, 3)
         entry.status, entry.error = outcome_of(exc)
-        if self.current is entry:
-            self.current = None
+        self.expected.clear()
         for sink in self.sinks:
             sink.result(entry)
+
+    def close(self) -> None:
+        """The session is over: SQL from threads it left behind is refused from now on."""
+        self.closed = True
 
     @contextmanager
     def statement(self, source: str, kind: str = "code", **extra: Any) -> Iterator[Entry]:

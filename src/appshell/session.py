@@ -7,6 +7,7 @@ sandbox's transaction rolled back, and the audit session ended on every path
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from appshell.errors import EXIT_INTERRUPTED, EXIT_OK
+from appshell.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR
 
 if TYPE_CHECKING:
     from appshell.audit import Auditor
@@ -125,6 +126,7 @@ def _apply_safety(settings: Settings, ctx: AppContext, session_id: str, options:
 
 
 def run_session(settings: Settings, program: Program | None, options: Options) -> int:
+    from appshell import nested
     from appshell.context import boot
     from appshell.database import SqlEcho
     from appshell.journal import Journal
@@ -142,6 +144,7 @@ def run_session(settings: Settings, program: Program | None, options: Options) -
     failure: BaseException | None = None
     auditor: Auditor | None = None
     sandbox: Sandbox | None = None
+    journal: Journal | None = None
     try:
         auditor = _start_audit(settings, ctx, program, shell_name, release, options, parity)
         for warning in ctx.warnings:
@@ -150,6 +153,7 @@ def run_session(settings: Settings, program: Program | None, options: Options) -
         echo = SqlEcho(ctx.engine, settings.echo_sql)
         journal = Journal([auditor])
         journal.attach(ctx.engine)
+        nested.watch(journal)
         namespace = build_namespace(ctx, settings, journal, {"echo_sql": echo.helper()})
         if program is not None:
             from appshell.program import run_program
@@ -162,13 +166,28 @@ def run_session(settings: Settings, program: Program | None, options: Options) -
         failure = exc
         raise
     finally:
+        if journal is not None:
+            nested.unwatch(journal)
+            if journal.forked:
+                _leave_forked_child(code)
         try:
             ctx.close()
             if sandbox is not None:
                 print(sandbox.summary(), file=sys.stderr)
         finally:
+            if journal is not None:
+                journal.close()  # threads the session leaves behind can run no more SQL
             if auditor is not None:
                 auditor.end(end_status(code, failure))
+
+
+def _leave_forked_child(code: int | None) -> None:
+    """A child forked by a statement ends here, without a record: the parent owns the session's
+    records, and the connections the child inherited belong to the parent (closing them would
+    roll back the parent's transaction)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_USER_ERROR if code is None else code)
 
 
 def _interactive(

@@ -23,7 +23,10 @@ if TYPE_CHECKING:
     from appshell.banner import Look
     from appshell.journal import Journal
 
-__all__ = ["ShellSession", "Runner", "RUNNERS", "check_shell_name", "pick_shell", "get_runner", "run_startup_file", "startup_file"]
+__all__ = [
+    "ShellSession", "Runner", "RUNNERS", "check_shell_name", "pick_shell", "get_runner", "run_startup_file", "startup_file",
+    "hold_safe_completion",
+]
 
 
 @dataclass
@@ -57,6 +60,30 @@ def run_startup_file(shell: ShellSession) -> None:
             exec(compile(info["text"], path, "exec"), shell.namespace)
     except Exception:  # like python: a broken startup file is reported, the shell still opens
         traceback.print_exc()
+
+
+def hold_safe_completion(*places: tuple[Any, str]) -> None:
+    """Jedi must not run descriptors (property getters: SQL) while it completes.
+
+    Jedi evaluates them by default in its Interpreter mode. It is imported
+    lazily by IPython and ptpython, so the functions through which they reach
+    it (*places*: ``(module, attribute)``) are wrapped to switch that off
+    first, rather than importing Jedi (~125 ms) at every start.
+    """
+    for module, attribute in places:
+        get = getattr(module, attribute)
+        if getattr(get, "_appshell_safe", False):
+            continue
+
+        def safe(*args: Any, _get: Any = get, **kwargs: Any) -> Any:
+            import jedi
+
+            jedi.settings.allow_unsafe_interpreter_executions = False
+            return _get(*args, **kwargs)
+
+        safe._appshell_safe = True  # type: ignore[attr-defined]
+        setattr(module, attribute, safe)
+
 
 # name -> (module that must be importable, runner module in appshell.shells)
 RUNNERS: dict[str, tuple[str, str]] = {

@@ -7,81 +7,169 @@ and IPython shows the error instead of running the cell (fail-closed).
 ``post_run_cell`` records the outcome. The transformer only sees the
 transformed text, and IPython 9 transforms before ``pre_run_cell`` fires, so
 the raw cell (magics and ``!`` escapes as typed) is taken from ``run_cell``.
+
+Code that no cell shows is recorded where every path to it passes:
+- the user's IPython configuration files (``ipython_config.py`` is Python)
+  through the config loader, before each file runs;
+- startup files, ``exec_files``, ``PYTHONSTARTUP``, ``%run`` and automagic
+  ``run`` through ``safe_execfile``/``safe_execfile_ipy``/``safe_run_module``,
+  with each file's path, sha256 and text;
+- ``exec_lines`` through ``run_cell``, as cells;
+- extensions through the extension manager, with the module's file.
+Completion never evaluates calls: ``Completer.evaluation`` is held at
+``limited`` whatever the configuration says, and Jedi does not run descriptors.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
-import re
-import shlex
+import sys
+from collections.abc import Callable
 from typing import Any
 
 from appshell.errors import AppshellError
 from appshell.journal import Entry, Journal, file_info
-from appshell.shells import ShellSession, startup_file
+from appshell.shells import ShellSession, hold_safe_completion
 
 __all__ = ["run", "install_hooks"]
 
-_RUN_MAGIC = re.compile(r"^\s*%run\s+(.+)$", re.M)
+SAFE_EVALUATION = "limited"  # IPython's default: hard-coded methods on allow-listed types, never a call
 
 
-def _run_files(raw_cell: str) -> list[dict[str, str]]:
-    """The files that %run lines of a cell execute: their code is in no cell, so record it."""
-    files = []
-    for args in _RUN_MAGIC.findall(raw_cell):
-        try:
-            words = [w for w in shlex.split(args) if not w.startswith("-")]
-        except ValueError:
-            continue
-        if words and os.path.isfile(words[0]):
-            files.append(file_info(words[0]))
-    return files
+def _refusal(exc: AppshellError) -> Exception:
+    # IPython shows a UsageError as one line, where any other exception would
+    # bring appshell's frames along.
+    from IPython.core.error import UsageError
+
+    return UsageError(exc.format())
 
 
 class _Hooks:
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
-        self.raw: str | None = None
-        self.entry: Entry | None = None
+        self.raw: list[str] = []  # raw cells of the run_cell calls in progress (they nest)
+        self.pending: list[bool] = []  # per run_cell call: its raw cell is not yet recorded
+        self.entries: list[Entry | None] = []
+        self.starting = True  # until IPython's start-up code (startup files, exec_files) has run
 
     def wrap_run_cell(self, run_cell: Any) -> Any:
         def run_cell_journaled(raw_cell: str, *args: Any, **kwargs: Any) -> Any:
-            self.raw = raw_cell
+            self.raw.append(raw_cell)
+            self.pending.append(True)
+            self.entries.append(None)
             try:
                 return run_cell(raw_cell, *args, **kwargs)
             finally:
-                self.raw = None
+                self.raw.pop()
+                self.pending.pop()
+                entry = self.entries.pop()
+                if entry is not None and entry in self.journal.stack:
+                    self.journal.end(entry)  # a cell IPython ended without post_run_cell (an error before exec)
 
         return run_cell_journaled
 
     def transform(self, lines: list[str]) -> list[str]:
         # transform_cell() also runs for %time/%timeit bodies: only the cell
         # that run_cell was given is a new statement.
-        if self.raw is not None:
-            raw, self.raw = self.raw, None
-            files = _run_files(raw)
+        if self.pending and self.pending[-1]:
+            self.pending[-1] = False
             try:
-                self.entry = self.journal.begin(raw, kind="cell", **({"files": files} if files else {}))
-            except AppshellError as exc:
-                # Raising here stops the cell (fail-closed). IPython shows a UsageError as
-                # one line, where any other exception would bring appshell's frames along.
-                from IPython.core.error import UsageError
-
-                raise UsageError(exc.format()) from None
+                self.entries[-1] = self.journal.begin(self.raw[-1], kind="cell")
+            except AppshellError as exc:  # raising here stops the cell (fail-closed)
+                raise _refusal(exc) from None
+            self.journal.expected.add("".join(lines).strip())  # IPython compiles this text next: not nested code
         return lines
 
     def post_run_cell(self, result: Any) -> None:
-        if self.entry is None:
+        if not self.entries or self.entries[-1] is None:
             return
-        entry, self.entry = self.entry, None
+        entry, self.entries[-1] = self.entries[-1], None
         self.journal.end(entry, result.error_in_exec or result.error_before_exec)
 
+    def journaled_file(self, run: Callable[..., Any], kind: str) -> Callable[..., Any]:
+        """A runner of a file (%run, startup files, exec_files, PYTHONSTARTUP): record the file, then run it."""
 
-def install_hooks(shell: Any, journal: Journal) -> None:
+        def run_file(path: Any, *args: Any, **kwargs: Any) -> Any:
+            filename = str(path)
+            info = file_info(filename) if os.path.isfile(filename) else None
+            source = info["text"] if info else f"# {kind}: {filename} (no such file)"
+            try:
+                entry = self.journal.begin(source, kind="startup" if self.starting and kind == "file" else kind, **({"files": [info]} if info else {}))
+            except AppshellError as exc:
+                raise _refusal(exc) from None
+            failure: BaseException | None = None
+            try:
+                return run(path, *args, **kwargs)
+            except BaseException as exc:
+                failure = exc
+                raise
+            finally:
+                self.journal.end(entry, failure)
+
+        return run_file
+
+    def journaled_module(self, run: Callable[..., Any]) -> Callable[..., Any]:
+        def run_module(name: str, *args: Any, **kwargs: Any) -> Any:
+            return self.journaled_file(lambda _path: run(name, *args, **kwargs), "module")(_module_file(name) or name)
+
+        return run_module
+
+    def journaled_extension(self, load: Callable[[str], Any]) -> Callable[[str], Any]:
+        def load_extension(name: str) -> Any:
+            path = _module_file(name)
+            if path is None or _is_ipython_own(path):
+                return load(name)  # IPython's own extensions (storemagic) are part of the release
+            return self.journaled_file(lambda _path: load(name), "extension")(path)
+
+        return load_extension
+
+
+def _module_file(name: str) -> str | None:
+    module = sys.modules.get(name)
+    if module is not None:
+        return getattr(module, "__file__", None)
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    return spec.origin if spec is not None and spec.origin and os.path.isfile(spec.origin) else None
+
+
+def _is_ipython_own(path: str) -> bool:
+    import IPython
+
+    return os.path.realpath(path).startswith(os.path.realpath(os.path.dirname(IPython.__file__)) + os.sep)
+
+
+def install_hooks(shell: Any, journal: Journal) -> _Hooks:
     hooks = _Hooks(journal)
     shell.run_cell = hooks.wrap_run_cell(shell.run_cell)
     shell.events.register("post_run_cell", hooks.post_run_cell)
     shell.input_transformers_post.append(hooks.transform)
+    shell.safe_execfile = hooks.journaled_file(shell.safe_execfile, "file")
+    shell.safe_execfile_ipy = hooks.journaled_file(shell.safe_execfile_ipy, "file")
+    shell.safe_run_module = hooks.journaled_module(shell.safe_run_module)
+    shell.extension_manager.load_extension = hooks.journaled_extension(shell.extension_manager.load_extension)
+    _hold_completer(shell.Completer)
+    return hooks
+
+
+def _hold_completer(completer: Any) -> None:
+    """Completion must never evaluate calls, whatever a config file or ``%config`` says."""
+
+    def hold(change: Any = None) -> None:
+        if completer.evaluation != SAFE_EVALUATION or completer.policy_overrides:
+            if change is not None:
+                print(f"appshell: Completer.evaluation stays '{SAFE_EVALUATION}': completion must not run code", file=sys.stderr)
+            completer.evaluation = SAFE_EVALUATION
+            completer.policy_overrides = {}
+
+    hold()
+    completer.observe(hold, names=["evaluation", "policy_overrides"])
+    import IPython.core.completer
+
+    hold_safe_completion((IPython.core.completer, "_get_jedi"))
 
 
 def _prompts(shell: Any, label: str) -> Any:
@@ -95,8 +183,33 @@ def _prompts(shell: Any, label: str) -> Any:
     return LabelledPrompts(shell)
 
 
-def run(shell_session: ShellSession) -> None:
+def _app_class(journal: Journal) -> Any:
+    """TerminalIPythonApp whose configuration files and start-up code are journaled."""
+    from IPython.core.application import ProfileAwareConfigLoader
     from IPython.terminal.ipapp import TerminalIPythonApp
+
+    class JournaledConfigLoader(ProfileAwareConfigLoader):
+        def _read_file_as_dict(self) -> None:
+            # An ipython_config.py is Python, run as the app's user: record it before it runs.
+            info = file_info(self.full_filename)
+            with journal.statement(info["text"], kind="config", files=[info]):
+                super()._read_file_as_dict()
+
+    class JournaledIPythonApp(TerminalIPythonApp):
+        python_config_loader_class = JournaledConfigLoader
+
+        def init_shell(self) -> None:
+            super().init_shell()
+            self.appshell_hooks = install_hooks(self.shell, journal)  # before extensions, startup files and exec_lines run
+
+        def init_code(self) -> None:
+            super().init_code()
+            self.appshell_hooks.starting = False
+
+    return JournaledIPythonApp
+
+
+def run(shell_session: ShellSession) -> None:
     from pygments.token import Token
     from traitlets.config import Config
 
@@ -107,16 +220,19 @@ def run(shell_session: ShellSession) -> None:
     config.TerminalInteractiveShell.term_title = False
     if not look.use_color:
         config.TerminalInteractiveShell.colors = "nocolor"
-    app = TerminalIPythonApp.instance(config=config, user_ns=shell_session.namespace)
-    info = startup_file()
-    if info is not None:
-        # IPython runs PYTHONSTARTUP inside initialize(): record the file around it.
-        with shell_session.journal.statement(info["text"], kind="startup", files=[info]):
-            app.initialize(argv=[])
-    else:
+    app_class = _app_class(shell_session.journal)
+    app = app_class.instance(config=config, user_ns=shell_session.namespace)
+    try:
         app.initialize(argv=[])
+    except AppshellError:
+        raise
+    except Exception as exc:
+        # A refused config file or start-up file arrives wrapped by IPython's config machinery.
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, AppshellError):
+            raise cause from None
+        raise
     shell: Any = app.shell
-    install_hooks(shell, shell_session.journal)
     shell.prompts = _prompts(shell, look.label)
     if look.use_color and look.color != "none":
         shell.highlighting_style_overrides = {Token.AppshellLabel: f"ansi{look.color} bold"}
@@ -125,5 +241,5 @@ def run(shell_session: ShellSession) -> None:
         app.start()
     finally:
         # The app is a singleton: clear it so a later run in this process starts afresh.
-        TerminalIPythonApp.clear_instance()
+        app_class.clear_instance()
         type(shell).clear_instance()

@@ -3,6 +3,11 @@
 ptpython's ``embed()`` builds its own ``PythonRepl``; the ``configure`` hook
 gets that instance, and replacing its ``eval``/``eval_async`` (ptpython ≥
 3.0.17 calls them for every input) routes each input through the journal.
+
+Completion never evaluates code: ptpython's "dictionary completion" runs
+``eval`` on fragments of the input as it is typed, so it is held off — the
+attribute is read-only on this REPL and the option is gone from its menu —
+and Jedi does not run descriptors.
 """
 
 from __future__ import annotations
@@ -41,6 +46,25 @@ def install_hooks(repl: Any, journal: Journal) -> None:
 
     repl.eval = eval
     repl.eval_async = eval_async
+    _hold_safe_completion(repl)
+
+
+_EVAL_OPTIONS = ("enable_dictionary_completion",)  # options whose completion runs eval() on the input
+
+
+def _hold_safe_completion(repl: Any) -> None:
+    import ptpython.completer
+    import ptpython.signatures
+
+    from appshell.shells import hold_safe_completion
+
+    # A data descriptor on the class wins over the instance's attribute: the
+    # option reads False whatever the menu, a config or a statement sets.
+    off = {name: property(lambda self: False, lambda self, value: None) for name in _EVAL_OPTIONS}
+    repl.__class__ = type("AppshellPythonRepl", (type(repl),), off)
+    for category in repl.options:
+        category.options = [o for o in category.options if o.title != "Dictionary completion"]
+    hold_safe_completion((ptpython.completer, "get_jedi_script_from_document"), (ptpython.signatures, "get_jedi_script_from_document"))
 
 
 def run(shell_session: ShellSession) -> None:

@@ -1,0 +1,290 @@
+"""Nothing runs unrecorded: every path by which code executes outside a shell's own input.
+
+Each test reproduces a path that ran code (SQL that commits included) with no
+`statement` record, and shows that it is now recorded before it runs, or
+refused. Shells run in a real pseudo-terminal; the database is the shop's SQLite file.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import audit_records, leave, run, spawn_shell
+
+SHELLS = ["ipython", "ptpython", "python"]
+
+
+def stock(shop: Path, product: int) -> int:
+    with sqlite3.connect(shop / "var" / "shop.db") as conn:
+        return int(conn.execute("select stock from products where id = ?", (product,)).fetchone()[0])
+
+
+def statements(log: Path) -> list[dict]:  # type: ignore[type-arg]
+    return [r for r in audit_records(log) if r["event"] == "statement"]
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Path:
+    return tmp_path / "audit" / "audit.jsonl"
+
+
+# -- completion never evaluates calls ---------------------------------------------
+
+
+def test_ptpython_dictionary_completion_cannot_be_switched_on(shop: Path, log: Path) -> None:
+    """The attack: dictionary completion on, then type (no Enter) an expression whose completion commits."""
+    child = spawn_shell(shop, "--shell", "ptpython", "--audit-log", str(log), "-q")
+    child.expect(r"\[dev\]")
+    child.sendline("get_ptpython().enable_dictionary_completion = True; print('flag', get_ptpython().enable_dictionary_completion)")
+    child.expect("flag False")  # held off, whatever a statement (or the F2 menu) sets
+    child.expect(r"\[dev\]")
+    child.send('session[(sql("update products set stock=6262 where id=2"), commit())].')
+    time.sleep(2)  # complete-while-typing runs here: with eval-based completion, the update would commit
+    child.sendcontrol("c")  # discard the typed line
+    child.expect(r"\[dev\]")
+    child.send("\x1bOQ")  # F2: the options sidebar
+    child.expect("Completion")
+    time.sleep(0.5)
+    screen = child.read_nonblocking(100_000, timeout=1) if child.isalive() else ""
+    assert "Dictionary completion" not in child.before + screen
+    child.send("\x1bOQ")  # close the sidebar
+    child.sendline("print('menu', 'closed')")
+    child.expect("menu closed")
+    child.expect(r"\[dev\]")
+    leave(child)
+    assert stock(shop, 2) == 20  # as seeded
+    assert "6262" not in log.read_text()  # it never ran, so nothing about it was recorded
+
+
+def test_ipython_completion_never_calls_even_when_configured_unsafe(shop: Path, log: Path, tmp_path: Path) -> None:
+    ipython_dir = tmp_path / "ipython"
+    (ipython_dir / "profile_default").mkdir(parents=True)
+    (ipython_dir / "profile_default" / "ipython_config.py").write_text(
+        'c.Completer.evaluation = "unsafe"\nc.Completer.use_jedi = False\n'
+    )
+    child = spawn_shell(shop, "--shell", "ipython", "--audit-log", str(log), "-q", env={"IPYTHONDIR": str(ipython_dir)})
+    child.expect(r"\[dev\]")
+    child.sendline("print('policy', get_ipython().Completer.evaluation)")
+    child.expect("policy limited")
+    child.expect(r"\[dev\]")
+    child.sendline("%config Completer.evaluation = 'unsafe'")
+    child.expect("stays 'limited'")
+    child.expect(r"\[dev\]")
+    child.send('(sql("update products set stock=777 where id=3"), commit()).')
+    child.send("\t")
+    time.sleep(2)
+    child.sendcontrol("c")
+    child.expect(r"\[dev\]")
+    leave(child)
+    assert stock(shop, 3) == 30
+    config = next(s for s in statements(log) if s["kind"] == "config")
+    assert 'c.Completer.evaluation = "unsafe"' in config["source"] and len(config["files"][0]["sha256"]) == 64
+
+
+# -- the user's own IPython profile ------------------------------------------------
+
+
+def test_ipython_profile_code_is_recorded_before_it_runs(shop: Path, log: Path, tmp_path: Path) -> None:
+    ipython_dir = tmp_path / "ipython"
+    profile = ipython_dir / "profile_default"
+    (profile / "startup").mkdir(parents=True)
+    extensions = tmp_path / "ext"
+    extensions.mkdir()
+    (extensions / "stockext.py").write_text(textwrap.dedent("""
+        def load_ipython_extension(ip):
+            ip.user_ns["sql"]("update products set stock=404 where id=4")
+            ip.user_ns["commit"]()
+    """))
+    exec_file = tmp_path / "exec_file.py"
+    exec_file.write_text('sql("update products set stock=505 where id=5"); commit()\n')
+    (profile / "startup" / "00.py").write_text('sql("update products set stock=606 where id=6"); commit()\n')
+    (profile / "ipython_config.py").write_text(textwrap.dedent(f"""
+        c.InteractiveShellApp.exec_lines = ['sql("update products set stock=707 where id=7"); commit()']
+        c.InteractiveShellApp.exec_files = [{str(exec_file)!r}]
+        c.InteractiveShellApp.extensions = ["stockext"]
+    """))
+    child = spawn_shell(shop, "--shell", "ipython", "--audit-log", str(log), "-q",
+                        env={"IPYTHONDIR": str(ipython_dir), "PYTHONPATH": str(extensions)})
+    child.expect(r"\[dev\]")
+    leave(child)
+    assert [stock(shop, p) for p in (4, 5, 6, 7)] == [404, 505, 606, 707]  # the profile's code ran, as IPython does
+    recorded = statements(log)
+    by_kind = {s["kind"]: s for s in recorded}
+    assert "exec_lines" in by_kind["config"]["source"]
+    assert by_kind["extension"]["files"][0]["path"].endswith("stockext.py") and "stock=404" in by_kind["extension"]["source"]
+    startup = [s for s in recorded if s["kind"] == "startup"]
+    assert {Path(s["files"][0]["path"]).name for s in startup} == {"00.py", "exec_file.py"}
+    assert any(s["kind"] == "cell" and "stock=707" in s["source"] for s in recorded)
+    results = {r["n"]: r for r in audit_records(log) if r["event"] == "result"}
+    assert all(results[s["n"]]["status"] == "ok" for s in recorded)  # each recorded before it ran, its outcome after
+
+
+# -- nested consoles ----------------------------------------------------------------
+
+NESTED = {
+    # what starts the nested console, the lines typed inside it, how it is left
+    "interact": ("import code; code.interact(local=globals(), banner='', exitmsg='')", ['sql("update products set stock=111 where id=1")', "commit()"], "\x04"),
+    "pdb": ("breakpoint()", ['!sql("update products set stock=111 where id=1")', "!commit()"], "c\n"),
+    "exec_input": ("exec(input())", ['sql("update products set stock=111 where id=1"); commit()'], ""),
+}
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("how", sorted(NESTED))
+def test_nested_consoles_record_what_is_typed_in_them(shop: Path, log: Path, shell: str, how: str) -> None:
+    start, lines, leave_nested = NESTED[how]
+    child = spawn_shell(shop, "--shell", shell, "--audit-log", str(log), "-q")
+    child.expect(r"\[dev\]")
+    child.sendline(start)
+    time.sleep(1)
+    for line in lines:
+        child.sendline(line)
+        time.sleep(0.5)
+    if leave_nested:
+        child.send(leave_nested)
+    child.sendline("print('back', 'outside')")
+    child.expect("back outside")
+    child.expect(r"\[dev\]")
+    leave(child)
+    assert stock(shop, 1) == 111  # the nested code ran ...
+    recorded = statements(log)
+    parent = next(s for s in recorded if s["source"].strip() == start)
+    nested = [s for s in recorded if s.get("parent") == parent["n"]]
+    sources = " ".join(s["source"] for s in nested)
+    assert "stock=111" in sources and "commit()" in sources  # ... and was recorded, under the statement that opened it
+    assert all(s["kind"] in ("nested", "input") for s in nested)
+
+
+@pytest.mark.parametrize("mode", ["command", "stdin"])
+def test_exec_of_input_is_recorded_without_a_tty(shop: Path, log: Path, mode: str) -> None:
+    program = "exec(input())"
+    payload = 'sql("update products set stock=222 where id=2"); commit()\n'
+    if mode == "command":
+        result = run(["--audit-log", str(log), "-c", program], cwd=shop, input=payload)
+    else:  # the program and, after it, the line it reads come from one pipe: the program is read whole first
+        result = run(["--audit-log", str(log), "-c", "import sys; exec(sys.stdin.readline())"], cwd=shop, input=payload)
+    assert result.exit_code == 0, result.stderr
+    assert stock(shop, 2) == 222
+    nested = [s for s in statements(log) if s.get("parent") == 1]
+    assert nested and "stock=222" in nested[0]["source"] and nested[0]["kind"] == "nested"
+
+
+# -- IPython: automagic run, run_cell inside a cell ------------------------------------
+
+
+def test_ipython_run_magic_records_the_file(shop: Path, log: Path, tmp_path: Path) -> None:
+    script = tmp_path / "job.py"
+    script.write_text("print('job ran', count(Customer))\n")
+    child = spawn_shell(shop, "--shell", "ipython", "--audit-log", str(log), "-q")
+    child.expect(r"\[dev\]")
+    child.sendline(f"%run -i {script}")  # -i: in the shell's namespace
+    child.expect("job ran 20")
+    child.expect(r"\[dev\]")
+    child.sendline(f"run {script}")  # automagic: no %
+    child.expect("job ran 20")
+    child.expect(r"\[dev\]")
+    leave(child)
+    recorded = statements(log)
+    cells = [s for s in recorded if s["kind"] == "cell"]
+    assert [c["source"] for c in cells] == [f"%run -i {script}", f"run {script}"]
+    for cell in cells:
+        file = next(s for s in recorded if s.get("parent") == cell["n"])
+        assert file["kind"] == "file" and file["files"][0]["path"] == str(script)
+        assert file["files"][0]["text"] == script.read_text() and len(file["files"][0]["sha256"]) == 64
+
+
+def test_ipython_run_cell_inside_a_cell_keeps_both_outcomes(shop: Path, log: Path) -> None:
+    child = spawn_shell(shop, "--shell", "ipython", "--audit-log", str(log), "-q")
+    child.expect(r"\[dev\]")
+    child.sendline("get_ipython().run_cell('inner = count(Product)'); print('outer', inner)")
+    child.expect("outer 8")
+    child.expect(r"\[dev\]")
+    leave(child)
+    records = audit_records(log)
+    outer = next(r for r in records if r["event"] == "statement" and r["source"].startswith("get_ipython()"))
+    inner = next(r for r in records if r["event"] == "statement" and r["source"] == "inner = count(Product)")
+    assert inner["parent"] == outer["n"]
+    results = {r["n"]: r["status"] for r in records if r["event"] == "result"}
+    assert results == {outer["n"]: "ok", inner["n"]: "ok"}
+
+
+# -- after the end: threads and forks -------------------------------------------------
+
+
+def test_sql_from_a_thread_left_running_after_the_end_is_refused(shop: Path, log: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "thread.txt"
+    program = textwrap.dedent(f"""
+        import threading, time
+        def late():
+            time.sleep(1.0)
+            try:
+                sql("update products set stock=333 where id=3"); commit()
+                outcome = "ran"
+            except Exception as exc:
+                outcome = f"refused: {{exc}}"
+            open({str(marker)!r}, "w").write(outcome)
+        threading.Thread(target=late).start()
+    """)
+    result = run(["--audit-log", str(log), "-c", program], cwd=shop)
+    assert result.exit_code == 0, result.stderr
+    assert stock(shop, 3) == 30
+    assert marker.read_text().startswith("refused: appshell: SQL from a thread left running after the session ended is refused")
+    assert audit_records(log)[-1]["event"] == "session_end"
+
+
+def test_a_forked_child_writes_nothing_under_the_parent_session(shop: Path, log: Path) -> None:
+    program = textwrap.dedent("""
+        import os
+        pid = os.fork()
+        if pid == 0:
+            try:
+                sql("update products set stock=444 where id=4")
+                print("child wrote")
+            except Exception as exc:
+                print("child refused:", type(exc).__name__)
+        else:
+            os.waitpid(pid, 0)
+            print("parent done")
+    """)
+    result = run(["--audit-log", str(log), "-c", program], cwd=shop)
+    assert result.exit_code == 0, result.stderr
+    assert "child refused: SessionEnded" in result.stdout and "parent done" in result.stdout
+    assert stock(shop, 4) == 40
+    events = [r["event"] for r in audit_records(log)]
+    assert events == ["session_start", "statement", "result", "session_end"]  # nothing duplicated
+    assert run(["audit", "verify", "--log", str(log)], cwd=shop).exit_code == 0
+
+
+def test_a_forked_child_cannot_start_statements(shop: Path, log: Path) -> None:
+    """A child that goes on to run code the parent's session would never see leaves at once (exit 3)."""
+    program = textwrap.dedent("""
+        import os
+        pid = os.fork()
+        if pid == 0:
+            exec("print('child ran unrecorded code')")
+        else:
+            _, status = os.waitpid(pid, 0)
+            print("child exit", os.waitstatus_to_exitcode(status))
+    """)
+    result = run(["--audit-log", str(log), "-c", program], cwd=shop)
+    assert result.exit_code == 0, result.stderr
+    assert "child exit 3" in result.stdout and "child ran unrecorded code" not in result.stdout
+    assert "forked child process cannot run more audited statements" in result.stderr
+    assert [r["event"] for r in audit_records(log)] == ["session_start", "statement", "result", "session_end"]
+
+
+def test_pty_session_still_ends_cleanly_with_a_nested_console(shop: Path, log: Path) -> None:
+    """Leaving a nested console with Ctrl-D returns to appshell's prompt; the session ends ok."""
+    child = spawn_shell(shop, "--shell", "python", "--audit-log", str(log), "-q")
+    child.expect(r"\[dev\]")
+    child.sendline("import code; code.interact(local=globals(), banner='', exitmsg='')")
+    child.expect(">>> ")
+    child.sendcontrol("d")
+    child.expect(r"\[dev\]")
+    leave(child)
+    assert audit_records(log)[-1]["status"] == "ok"
