@@ -53,6 +53,7 @@ class AppContext:
     app: Any = None
     label: str = ""
     warnings: list[str] = field(default_factory=list)
+    sqlmodel: bool = False  # the models are SQLModel tables: `session` is a sqlmodel.Session
     teardown: list[Callable[[], object]] = field(default_factory=list)
 
     def close(self) -> None:
@@ -84,21 +85,78 @@ def import_user_module(name: str, option: str) -> ModuleType:
         raise AppCrashed(f"importing '{name}' failed", exc) from exc
 
 
-def _load_provider(spec: str) -> tuple[Any, str]:
+def _parse_attr(spec: str, attr: str) -> tuple[list[str], tuple[list[Any], dict[str, Any]] | None]:
+    """``name``, ``a.b`` or ``factory('prod', debug=True)`` (literal arguments), as Flask's --app reads it."""
+    import ast
+
+    bad = ConfigError(
+        f"--app '{spec}': cannot read '{attr}'",
+        "use 'module:name', 'module:factory()' or 'module:factory(\"arg\")' with literal arguments",
+    )
+    try:
+        expr = ast.parse(attr.strip(), mode="eval").body
+    except SyntaxError:
+        raise bad from None
+    call = None
+    if isinstance(expr, ast.Call):
+        try:
+            call = [ast.literal_eval(a) for a in expr.args], {k.arg: ast.literal_eval(k.value) for k in expr.keywords if k.arg}
+        except ValueError:
+            raise bad from None
+        if len(call[1]) != len(expr.keywords):
+            raise bad  # **kwargs
+        expr = expr.func
+    path: list[str] = []
+    while isinstance(expr, ast.Attribute):
+        path.insert(0, expr.attr)
+        expr = expr.value
+    if not isinstance(expr, ast.Name):
+        raise bad
+    return [expr.id, *path], call
+
+
+def _load_provider(spec: str) -> tuple[Any, str, tuple[list[Any], dict[str, Any]] | None]:
     module_name, _, attr = spec.partition(":")
     module = import_user_module(module_name, "--app")
     if not attr:
-        return module, module_name
+        return module, module_name, None
+    path, call = _parse_attr(spec, attr)
     target: Any = module
-    for part in attr.split("."):
+    for part in path:
         try:
             target = getattr(target, part)
         except AttributeError:
             raise AppNotFound(
-                f"module '{module_name}' has no attribute '{attr}'",
+                f"module '{module_name}' has no attribute '{'.'.join(path)}'",
                 "fix --app (use 'module:callable')",
             ) from None
-    return target, spec
+    return target, f"{module_name}:{'.'.join(path)}", call
+
+
+def _call_factory(func: Callable[..., Any], label: str, call: tuple[list[Any], dict[str, Any]] | None) -> Any:
+    """Call the app's factory with the --app arguments; one that needs others is a one-line error."""
+    args, kwargs = call or ([], {})
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):  # a builtin or C callable: no signature to check
+        signature = None
+    if signature is not None:
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            needed = [p.name for p in signature.parameters.values() if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+            example = ", ".join(f"'{n}'" if i == 0 else f"{n}=…" for i, n in enumerate(needed)) or "…"
+            raise ConfigError(
+                f"{label}() cannot be called with {_call_text(args, kwargs)} ({exc})",
+                f"pass its arguments in --app, as Flask does: --app \"{label}({example})\"",
+            ) from None
+    return _call_app_code(lambda: func(*args, **kwargs), f"{label}() failed")
+
+
+def _call_text(args: list[Any], kwargs: dict[str, Any]) -> str:
+    if not args and not kwargs:
+        return "no arguments"
+    return "(" + ", ".join([repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]) + ")"
 
 
 def _is_flask_app(obj: Any) -> bool:
@@ -117,7 +175,8 @@ class _Collector:
     """Gathers what the app exposes while its provider and modules are scanned."""
 
     def __init__(self) -> None:
-        self.engine: Any = None
+        self.engine: Any = None  # named `engine` by the app (or Flask-SQLAlchemy's): used as is
+        self.engines: dict[int, tuple[str, Any]] = {}  # every other engine seen, by identity: where it was found
         self.session: Any = None
         self.sessionmaker: Any = None
         self.metadata: Any = None
@@ -133,28 +192,45 @@ class _Collector:
         self.app = app
         self.extra["app"] = app
         db = app.extensions.get("sqlalchemy")
-        if db is None:
-            return
-        self.extra["db"] = db
-        self.engine = self.engine or db.engine
-        self.session = self.session or db.session
-        self.metadata = self.metadata or db.metadata
-        self.registries.append(db.Model.registry)
+        if db is not None:
+            self.extra["db"] = db
+            self.engine = self.engine or db.engine
+            self.session = self.session or db.session
+            self.metadata = self.metadata or db.metadata
+            self.registries.append(db.Model.registry)
+        make_shell_context = getattr(app, "make_shell_context", None)
+        if make_shell_context is not None:  # @app.shell_context_processor names, as `flask shell` loads them
+            shell_names = _call_app_code(make_shell_context, "the app's shell_context_processor failed")
+            self.take_mapping(shell_names, "the shell context")
 
-    def take_mapping(self, values: Mapping[str, Any]) -> None:
+    def take_object(self, value: Any, name: str) -> bool:
+        """An Engine, Session or sessionmaker the provider returned: used, not spilled into the namespace."""
+        from sqlalchemy import Engine
+        from sqlalchemy.orm import Session, scoped_session, sessionmaker
+
+        if isinstance(value, (Engine, Session, scoped_session, sessionmaker)):
+            self._classify(value, name, explicit=True)
+            return True
+        return False
+
+    def take_mapping(self, values: Mapping[str, Any], where: str = "the provider") -> None:
         for key in _MAPPING_KEYS:
             if values.get(key) is not None and getattr(self, key) is None:
                 setattr(self, key, values[key])
         for name, value in values.items():
             if name not in _MAPPING_KEYS:
                 self.extra[name] = value
-            self._classify(value)
+            self._classify(value, f"{where}'s '{name}'")
 
-    def take_module(self, module: ModuleType) -> None:
-        for value in vars(module).values():
-            self._classify(value)
+    def take_module(self, module: ModuleType, everything: bool = True) -> None:
+        """Classify a module's globals; only its models where *everything* is False (an app module found by the scan)."""
+        for name, value in list(vars(module).items()):
+            if everything:
+                self._classify(value, f"{module.__name__}.{name}", explicit=name == "engine")
+            elif isinstance(value, type):
+                self._classify(value, name)
 
-    def _classify(self, value: Any) -> None:
+    def _classify(self, value: Any, where: str, explicit: bool = False) -> None:
         from sqlalchemy import Engine, MetaData
         from sqlalchemy import inspect as sa_inspect
         from sqlalchemy.orm import Session, registry, scoped_session, sessionmaker
@@ -169,7 +245,10 @@ class _Collector:
             elif isinstance(getattr(value, "registry", None), registry):
                 self.registries.append(getattr(value, "registry"))  # a DeclarativeBase
         elif isinstance(value, Engine):
-            self.engine = self.engine or value
+            if explicit:
+                self.engine = self.engine or value
+            elif value is not self.engine:
+                self.engines.setdefault(id(value), (where, value))
         elif isinstance(value, (Session, scoped_session)):
             self.session = self.session or value
         elif isinstance(value, sessionmaker):
@@ -178,6 +257,27 @@ class _Collector:
             self.registries.append(value)
         elif isinstance(value, MetaData):
             self.metadata = self.metadata or value
+
+    def pick_engine(self) -> Any:
+        """The app's engine: the one named `engine`, the only one, or the bind of its session; two is an error."""
+        if self.engine is not None:
+            return self.engine
+        others = [(w, e) for w, e in self.engines.values() if e is not self.engine]
+        if len(others) > 1:
+            shown = ", ".join(f"{w} ({mask_url(e.url.render_as_string(hide_password=True))})" for w, e in others)
+            raise ConfigError(
+                f"the app has {len(others)} engines: {shown}",
+                "name the one the shell should use `engine` in the --app provider (or return {'engine': …} from it)",
+            )
+        if others:
+            return others[0][1]
+        for source in (self.session, self.sessionmaker):
+            bind = getattr(source, "bind", None) if source is not None else None
+            if bind is None and source is not None:
+                bind = getattr(source, "kw", {}).get("bind")  # a sessionmaker keeps it in .kw
+            if bind is not None:
+                return bind
+        return None
 
 
 def _name_models(classes: Iterable[type]) -> tuple[dict[str, type], list[str]]:
@@ -246,11 +346,78 @@ def check_connection(engine: Engine) -> None:
         ) from None
 
 
+def _search_path(root: Path | None, cwd: Path) -> list[Path]:
+    """Where the app's packages import from: the working directory (as `python` has it), the project root, their src/."""
+    found: list[Path] = []
+    for base in (cwd, root):
+        if base is None:
+            continue
+        for folder in (base, base / "src"):
+            if folder.is_dir() and folder not in found:
+                found.append(folder)
+    return found
+
+
+def _extend_sys_path(folders: list[Path]) -> None:
+    for folder in reversed(folders):
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
+
+
+def _app_modules(folders: list[Path]) -> list[ModuleType]:
+    """The modules imported so far whose files are the app's own (not a virtual environment's, not appshell's)."""
+    prefixes = tuple(str(f.resolve()) + "/" for f in folders)
+    found = []
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if not file or name == "appshell" or name.startswith("appshell.") or "site-packages" in file:
+            continue
+        if file.startswith(prefixes) or str(Path(file).resolve()).startswith(prefixes):
+            found.append(module)
+    return found
+
+
+def uses_sqlmodel(classes: Iterable[type]) -> bool:
+    if "sqlmodel" not in sys.modules:  # never imported by appshell itself
+        return False
+    base = sys.modules["sqlmodel"].SQLModel
+    return any(issubclass(cls, base) for cls in classes)
+
+
+def _one_metadata(collector: _Collector, classes: list[type]) -> MetaData | None:
+    """The app's metadata if it holds every model's table; else one MetaData with all of them (e.g. two declarative bases)."""
+    from sqlalchemy import MetaData
+
+    found: list[MetaData] = [collector.metadata] if collector.metadata is not None else []
+    for cls in classes:
+        md = getattr(cls, "metadata", None)
+        if isinstance(md, MetaData) and not any(md is m for m in found):
+            found.append(md)
+    tables = {id(t) for cls in classes for t in _tables_of(cls)}
+    for md in found:
+        if tables <= {id(t) for t in md.tables.values()}:
+            return md
+    if not found:
+        return None
+    combined = MetaData()
+    for md in found:
+        for tbl in md.tables.values():
+            if tbl.key not in combined.tables:
+                tbl.to_metadata(combined)
+    return combined
+
+
+def _tables_of(cls: type) -> list[Any]:
+    from sqlalchemy import inspect as sa_inspect
+
+    mapper: Any = sa_inspect(cls, raiseerr=False)
+    return list(getattr(mapper, "tables", []) or [])
+
+
 def boot(settings: Settings) -> AppContext:
     """Import the app and its models and open a database session."""
-    root = settings.project_root
-    if root is not None and str(root) not in sys.path:
-        sys.path.insert(0, str(root))  # like `python -m`, the project's packages import
+    folders = _search_path(settings.project_root, Path.cwd())
+    _extend_sys_path(folders)  # like `python -c`, the working directory's packages import; and src/ layouts
     if not settings.app and not settings.models:
         raise ConfigError(
             "no app or models configured",
@@ -265,11 +432,19 @@ def boot(settings: Settings) -> AppContext:
             _boot_provider(settings.app, collector, teardown)
         for name in settings.models:
             collector.take_module(import_user_module(name, "--models"))
-        engine = collector.engine or _make_engine(settings.database_url)
+        for module in _app_modules(folders):  # models on another base that the app imports (Flask-AppBuilder's Model)
+            collector.take_module(module, everything=False)
+        engine = collector.pick_engine() or _make_engine(settings.database_url)
+        classes = _all_mapped(collector)
+        sqlmodel = uses_sqlmodel(classes)
         if collector.session is not None:
             session = collector.session
         elif collector.sessionmaker is not None:
             session = collector.sessionmaker(bind=engine)
+        elif sqlmodel:
+            from sqlmodel import Session as SQLModelSession  # session.exec(select(Hero)), as SQLModel's tutorial has it
+
+            session = SQLModelSession(engine)
         else:
             from sqlalchemy.orm import Session
 
@@ -279,36 +454,47 @@ def boot(settings: Settings) -> AppContext:
         for undo in reversed(teardown):
             undo()
         raise
-    classes = _all_mapped(collector)
-    metadata = collector.metadata or (classes[0].metadata if classes and hasattr(classes[0], "metadata") else None)
     models, warnings = _name_models(classes)
+    if not models:
+        where = f"--app {settings.app}" if settings.app else "the --models modules"
+        warnings.append(f"no mapped classes found in {where} — pass --models MODULE for the module that defines them")
     return AppContext(
         engine=engine,
         session=session,
-        metadata=metadata,
+        metadata=_one_metadata(collector, classes),
         models=models,
         extra=collector.extra,
         app=collector.app,
         label=label,
         warnings=warnings,
         teardown=teardown,
+        sqlmodel=sqlmodel,
     )
 
 
+_SETTINGS_NAMES = ("settings", "config")  # the app's own config object keeps its name in the shell
+
+
 def _boot_provider(spec: str, collector: _Collector, teardown: list[Callable[[], object]]) -> None:
-    target, label = _load_provider(spec)
+    target, label, call = _load_provider(spec)
     if isinstance(target, ModuleType):
         app = getattr(target, "app", None)
         if not _is_flask_app(app):
             factory = next((getattr(target, n) for n in _FACTORY_NAMES if callable(getattr(target, n, None))), None)
             if factory is not None and "flask" in sys.modules:
-                app = _call_app_code(factory, f"{label}.{factory.__name__}() failed")
+                app = _call_factory(factory, f"{label}:{factory.__name__}", None)
         if _is_flask_app(app):
             collector.take_flask(app, teardown)
         collector.take_module(target)
+        for name in _SETTINGS_NAMES:
+            value = getattr(target, name, None)
+            if value is not None and not isinstance(value, ModuleType) and not callable(value):
+                collector.extra.setdefault(name, value)
         return
     if callable(target) and not _is_flask_app(target) and not isinstance(target, type):
-        target = _call_app_code(target, f"{label}() failed")
+        target = _call_factory(target, label, call)
+    elif call is not None:
+        raise ConfigError(f"--app '{spec}': {label} is not callable", f"drop the parentheses: --app {label}")
     if inspect.isgenerator(target):
         gen = target  # a setup hook (like pshell's): its code after `yield` is the teardown
         target = _call_app_code(lambda: next(gen), f"{label}() failed")
@@ -317,7 +503,7 @@ def _boot_provider(spec: str, collector: _Collector, teardown: list[Callable[[],
         collector.take_flask(target, teardown)
     elif isinstance(target, Mapping):
         collector.take_mapping(target)
-    else:
+    elif not collector.take_object(target, label):
         collector.take_mapping({k: v for k, v in vars(target).items() if not k.startswith("_")})
 
 

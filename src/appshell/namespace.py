@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -11,27 +12,36 @@ from appshell.errors import ConfigError
 from appshell.helpers import make_helpers
 from appshell.redact import mask_mapping
 from appshell.render import table
+from appshell.reprs import install_reprs
 
 if TYPE_CHECKING:
     from appshell.context import AppContext
     from appshell.journal import Journal
     from appshell.settings import Settings
 
-__all__ = ["build_namespace", "SettingsView", "ENTRY_POINT_GROUP"]
+__all__ = ["build_namespace", "SettingsView", "ENTRY_POINT_GROUP", "SETTINGS_NAME"]
 
 ENTRY_POINT_GROUP = "appshell.helpers"
-# Preloaded like shell_plus does, so queries can be written without imports.
-SQLALCHEMY_NAMES = ("select", "insert", "update", "delete", "func", "text", "and_", "or_", "not_", "desc", "asc")
+SETTINGS_NAME = "appshell_settings"  # appshell's own config view: a name no app uses
 
 
 class SettingsView(Mapping[str, Any]):
-    """The resolved configuration, secrets masked, read-only; shows itself as a table."""
+    """The resolved configuration, secrets masked, read-only; shows itself as a table with each value's source."""
 
-    def __init__(self, settings: Settings) -> None:
-        values: dict[str, Any] = {**settings.dotenv, **settings.public()}
+    def __init__(self, settings: Settings, environ: Mapping[str, str] | None = None) -> None:
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        for key, from_file in settings.dotenv.items():
+            # .env never overrides a real variable: where the environment differs, it won.
+            real = environ.get(key, from_file)
+            values[key], sources[key] = real, (".env" if real == from_file else "env")
+        values.update(settings.public())
+        sources.update(settings.sources)
         values["project_root"] = str(settings.project_root) if settings.project_root else None
+        sources["project_root"] = "found" if settings.project_root else "default"
         self._values = mask_mapping(values)
-        self._sources = dict(settings.sources)
+        self._sources = sources
 
     def __getitem__(self, key: str) -> Any:
         return self._values[key]
@@ -49,7 +59,7 @@ class SettingsView(Mapping[str, Any]):
             raise AttributeError(key) from None
 
     def __repr__(self) -> str:
-        rows = [[k, v, self._sources.get(k, ".env")] for k, v in self._values.items()]
+        rows = [[k, v, self._sources.get(k, "default")] for k, v in self._values.items()]
         return table(["setting", "value", "from"], rows)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
@@ -92,17 +102,24 @@ def _entry_point_helpers(namespace: dict[str, Any], helpers: dict[str, Any]) -> 
 
 def build_namespace(ctx: AppContext, settings: Settings, journal: Journal, more_helpers: dict[str, Any] | None = None) -> dict[str, Any]:
     """Models, then the app's extras, then the core objects and helpers, then profile and plug-ins."""
-    import sqlalchemy
-
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
-    namespace.update({name: getattr(sqlalchemy, name) for name in SQLALCHEMY_NAMES})
+    profile = settings.profile_data
+    if profile["namespace.vocabulary"]:
+        from appshell.vocabulary import add_vocabulary
+
+        kept = add_vocabulary(namespace, {**ctx.models, **ctx.extra}, sqlmodel=ctx.sqlmodel)
+        if kept:
+            print(f"appshell: warning: the app's own {', '.join(kept)} keep their names (the query vocabulary's are left out)", file=sys.stderr)
+    install_reprs(ctx.models.values())
     namespace.update(ctx.models)
     namespace.update(ctx.extra)
-    namespace.update(session=ctx.session, engine=ctx.engine, metadata=ctx.metadata, settings=SettingsView(settings))
+    view = SettingsView(settings)
+    # The app's own `settings` (pydantic-settings, a Flask shell context) keeps its name.
+    namespace.update(session=ctx.session, engine=ctx.engine, metadata=ctx.metadata, **{SETTINGS_NAME: view})
+    namespace.setdefault("settings", view)
     helpers = make_helpers(ctx, journal)
     helpers.update(more_helpers or {})  # listed by helpers() too: it reads this same dict
     namespace.update(helpers)
-    profile = settings.profile_data
     _profile_imports(profile["namespace.imports"], namespace, profile.name)
     _profile_helpers(profile["namespace.helpers"], namespace)
     _entry_point_helpers(namespace, helpers)

@@ -1,0 +1,80 @@
+"""A readable repr for mapped classes that have none of their own (issue 13 item 9).
+
+``<Customer id=3 email='a@x'>``: the primary key and a few short columns,
+read only from what the object already holds (its ``__dict__``), so showing an
+object never runs SQL: relationships, deferred and expired columns are left out.
+Classes whose own code (or their base's) defines ``__repr__`` are not touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["install_reprs", "mapped_repr"]
+
+_MAX_COLUMNS = 3  # besides the primary key
+_MAX_VALUE = 30  # characters of a value's repr; longer values are left out
+
+
+def _short(value: Any) -> str | None:
+    import datetime
+    import decimal
+    import enum
+    import uuid
+
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if value is None or isinstance(value, (bool, int, float, str, decimal.Decimal, datetime.date, uuid.UUID)):
+        text = str(value) if isinstance(value, (decimal.Decimal, datetime.date, uuid.UUID)) else repr(value)
+        return text if len(text) <= _MAX_VALUE else None
+    return None
+
+
+def mapped_repr(obj: Any) -> str:
+    """``<Class pk=… col=…>`` from the loaded state only; never loads anything."""
+    try:
+        from sqlalchemy import inspect as sa_inspect
+
+        state = sa_inspect(obj)
+        mapper = state.mapper
+        loaded = state.dict
+        pk_keys = [mapper.get_property_by_column(c).key for c in mapper.primary_key]
+        identity = state.identity or ()
+        parts = []
+        for i, key in enumerate(pk_keys):
+            value = loaded.get(key, identity[i] if i < len(identity) else None)
+            parts.append(f"{key}={value!r}")
+        extra = 0
+        for prop in mapper.column_attrs:
+            if extra == _MAX_COLUMNS:
+                break
+            if prop.key in pk_keys or prop.key not in loaded:
+                continue
+            short = _short(loaded[prop.key])
+            if short is not None:
+                parts.append(f"{prop.key}={short}")
+                extra += 1
+        return f"<{type(obj).__name__} {' '.join(parts)}>"
+    except Exception:  # noqa: BLE001 - a repr must never raise
+        return object.__repr__(obj)
+
+
+mapped_repr.appshell = True  # type: ignore[attr-defined]  # marks the repr as ours
+
+
+def _has_own_repr(cls: type) -> bool:
+    for klass in cls.__mro__:
+        if "__repr__" in vars(klass):
+            return klass is not object and not getattr(vars(klass)["__repr__"], "appshell", False)
+    return False
+
+
+def install_reprs(models: Iterable[type]) -> list[type]:
+    """Give each mapped class without a ``__repr__`` of its own (or its bases') the readable one."""
+    changed = []
+    for cls in models:
+        if not _has_own_repr(cls):
+            cls.__repr__ = mapped_repr  # type: ignore[assignment,method-assign]
+            changed.append(cls)
+    return changed
