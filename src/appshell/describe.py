@@ -38,7 +38,8 @@ def _reflect(inspector: Any, name: str, schema: str | None) -> dict[str, Any] | 
         "columns": inspector.get_columns(name, schema=schema),
         "pk": inspector.get_pk_constraint(name, schema=schema).get("constrained_columns") or [],
         "fks": inspector.get_foreign_keys(name, schema=schema),
-        "indexes": optional("get_indexes"),
+        # PostgreSQL lists a unique constraint's own index too: shown once, as the constraint.
+        "indexes": [i for i in optional("get_indexes") if not i.get("duplicates_constraint")],
         "uniques": optional("get_unique_constraints"),
         "checks": optional("get_check_constraints"),
     }

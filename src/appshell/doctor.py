@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from appshell.errors import AppshellError
+from appshell.migrations import check_migrations
 from appshell.redact import mask_mapping, mask_url
 from appshell.render import table
 
@@ -172,6 +173,7 @@ def run_doctor(settings: Settings, as_json: bool) -> int:
         try:
             database_url = ctx.engine.url.render_as_string(hide_password=False)
             rows += _guarded("database", lambda: _database(ctx, settings))
+            rows += _guarded("migrations", lambda: check_migrations(ctx, settings))
         finally:
             ctx.close()
     rows += _guarded("audit", lambda: _audit(settings, database_url))
