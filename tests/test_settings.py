@@ -116,3 +116,98 @@ def test_bad_profile_values_name_file_key_and_allowed(tmp_path: Path, text: str,
         resolve({}, environ={}, cwd=root)
     message = info.value.format()
     assert "development.toml" in message and needle in message
+
+
+# -- audit settings belong to the profile (audit.locked) -------------------------------------
+
+def locked_project(tmp_path: Path, dotenv: str = "", audit: str = "") -> Path:
+    root = make_project(tmp_path, dotenv=dotenv)
+    (root / "profiles").mkdir()
+    (root / "profiles" / "prod.toml").write_text(f'[audit]\nlocked = true\npath = "/srv/audit.jsonl"\n{audit}')
+    return root
+
+
+# (flags, environment, .env, the option and the layer named in the error)
+LOCK_ROWS = [
+    ({"audit_log": "/tmp/x.jsonl"}, {}, "", "--audit-log"),
+    ({}, {"APPSHELL_AUDIT_LOG": "/tmp/x.jsonl"}, "", "APPSHELL_AUDIT_LOG"),
+    ({}, {}, "APPSHELL_AUDIT_LOG=/tmp/x.jsonl\n", "APPSHELL_AUDIT_LOG in "),
+    ({}, {"APPSHELL_AUDIT_URL": "sqlite:////tmp/elsewhere.db"}, "", "APPSHELL_AUDIT_URL"),
+    ({}, {}, "APPSHELL_AUDIT_URL=sqlite:////tmp/elsewhere.db\n", "APPSHELL_AUDIT_URL in "),
+    ({}, {"APPSHELL_SYSLOG_ADDRESS": "127.0.0.1:9"}, "", "APPSHELL_SYSLOG_ADDRESS"),
+]
+
+
+@pytest.mark.parametrize(("flags", "environ", "dotenv", "named"), LOCK_ROWS)
+def test_locked_profile_refuses_audit_overrides(tmp_path: Path, flags: dict[str, str], environ: dict[str, str], dotenv: str, named: str) -> None:
+    root = locked_project(tmp_path, dotenv=dotenv)
+    with pytest.raises(ConfigError) as info:
+        resolve({**flags, "profile": "prod"}, environ=environ, cwd=root)
+    message = info.value.format()
+    assert message.startswith(f"appshell: error: {named}") and "profile 'prod' locks them (audit.locked = true)" in message
+    assert "profiles/prod.toml" in message and "\n" not in message
+    # doctor resolves without raising: the profile's values stand, the problem is listed
+    settings = resolve({**flags, "profile": "prod"}, environ=environ, cwd=root, strict=False)
+    assert settings.audit_log == "/srv/audit.jsonl" and settings.audit_url is None and settings.audit_syslog is None
+    assert [p.format() for p in settings.audit_problems] == [message]
+
+
+def test_unlocked_profile_lets_flags_and_environment_choose(tmp_path: Path) -> None:
+    root = make_project(tmp_path)
+    environ = {"APPSHELL_AUDIT_URL": "sqlite:////tmp/a.db", "APPSHELL_SYSLOG_ADDRESS": "127.0.0.1:9"}
+    settings = resolve({"audit_log": "/tmp/x.jsonl"}, environ=environ, cwd=root)
+    assert (settings.audit_log, settings.audit_url, settings.audit_syslog) == ("/tmp/x.jsonl", "sqlite:////tmp/a.db", "127.0.0.1:9")
+
+
+def test_shipped_production_profile_is_locked(tmp_path: Path) -> None:
+    assert load_profile("production", None)["audit.locked"] is True
+    with pytest.raises(ConfigError, match="--audit-log cannot change the audit settings: profile 'production'"):
+        resolve({"profile": "production", "audit_log": "/tmp/x.jsonl"}, environ={}, cwd=make_project(tmp_path))
+
+
+def test_locked_profile_exports_its_own_sink_addresses(tmp_path: Path) -> None:
+    root = locked_project(tmp_path, audit='url = "postgresql+psycopg://writer:${AUDIT_PW}@db/app"\nsyslog_address = "10.0.0.5:514"\n')
+    environ = {"APPSHELL_SYSLOG_ADDRESS": "127.0.0.1:9", "AUDIT_PW": "p/ss#w?rd"}
+    settings = resolve({"profile": "prod"}, environ=environ, cwd=root, strict=False)
+    export_environment(settings, environ)
+    assert environ["APPSHELL_SYSLOG_ADDRESS"] == "10.0.0.5:514"
+    from sqlalchemy.engine import make_url
+
+    url = make_url(environ["APPSHELL_AUDIT_URL"])
+    assert (url.username, url.password, url.host, url.database) == ("writer", "p/ss#w?rd", "db", "app")
+
+
+def test_audit_url_password_variable_must_be_set(tmp_path: Path) -> None:
+    root = locked_project(tmp_path, audit='url = "postgresql+psycopg://writer:${AUDIT_PW}@db/app"\n')
+    settings = resolve({"profile": "prod"}, environ={}, cwd=root)
+    with pytest.raises(ConfigError, match=r"\$\{AUDIT_PW\}, which is not set"):
+        export_environment(settings, {})
+
+
+def test_required_audit_without_sinks_is_a_config_error(tmp_path: Path) -> None:
+    root = make_project(tmp_path, profile="[audit]\nsinks = []\nrequired = true\n")
+    with pytest.raises(ConfigError) as info:
+        resolve({}, environ={}, cwd=root)
+    assert info.value.format() == (
+        "appshell: error: profile 'development' requires the audit (audit.required = true) but names no sink (audit.sinks = [])"
+        ' — set audit.sinks in profiles/development.toml (e.g. ["file"]), or audit.required = false'
+    )
+    assert len(resolve({}, environ={}, cwd=root, strict=False).audit_problems) == 1
+
+
+# (locked, env file chosen by, .env, environment, values the audit may mask)
+REDACTION_ROWS = [
+    (False, None, "APP_TOKEN=tok-dotenv-1\n", {"OP_TOKEN": "tok-env-2"}, {"tok-dotenv-1", "tok-env-2"}),
+    (True, None, "APP_TOKEN=tok-dotenv-1\n", {"OP_TOKEN": "tok-env-2"}, {"tok-dotenv-1"}),
+    (True, "flag", "APP_TOKEN=tok-dotenv-1\n", {}, set()),
+]
+
+
+@pytest.mark.parametrize(("locked", "env_file_by", "dotenv", "environ", "masked"), REDACTION_ROWS)
+def test_redaction_sources(tmp_path: Path, locked: bool, env_file_by: str | None, dotenv: str, environ: dict[str, str], masked: set[str]) -> None:
+    from appshell.redact import Redactor
+
+    root = make_project(tmp_path, dotenv=dotenv, profile=f"[audit]\nlocked = {str(locked).lower()}\n")
+    flags = {"env_file": str(root / ".env")} if env_file_by == "flag" else {}
+    settings = resolve(flags, environ=environ, cwd=root)
+    assert set(Redactor.for_settings(settings, environ).secrets) == masked

@@ -8,6 +8,7 @@ defaults.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +17,23 @@ from typing import Any
 from appshell.errors import ConfigError
 from appshell.profiles import Profile, load_profile
 
-__all__ = ["Settings", "Option", "OPTIONS", "LAYERS", "resolve", "find_project_root", "export_environment"]
+__all__ = [
+    "Settings",
+    "Option",
+    "OPTIONS",
+    "LAYERS",
+    "resolve",
+    "find_project_root",
+    "export_environment",
+    "redaction_sources",
+    "expand_url_password",
+]
 
 # The precedence order, highest first. Written once; --help and docs/ repeat it.
 LAYERS = ("flag", "env", ".env", "profile", "pyproject", "default")
+# The layers an operator sets at will for one run; where the profile sets audit.locked,
+# they cannot change an audit option (SPEC §6 amendments).
+OPERATOR_LAYERS = ("flag", "env", ".env")
 
 
 @dataclass(frozen=True)
@@ -30,6 +44,8 @@ class Option:
     pyproject: str | None = None
     kind: str = "str"  # str | bool | list
     default: Any = None
+    flag: str | None = None  # the command-line flag, where there is one
+    audit: bool = False  # an audit path, sink or redaction setting: the profile's alone where locked
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -43,7 +59,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("read_only", profile="database.read_only", kind="bool", default=False),
     Option("reason", env="APPSHELL_REASON"),
     Option("echo_sql", profile="database.echo_sql", kind="bool", default=False),
-    Option("audit_log", env="APPSHELL_AUDIT_LOG", profile="audit.path", pyproject="audit_log"),
+    Option("audit_log", env="APPSHELL_AUDIT_LOG", profile="audit.path", pyproject="audit_log", flag="--audit-log", audit=True),
+    Option("audit_url", env="APPSHELL_AUDIT_URL", profile="audit.url", audit=True),
+    Option("audit_syslog", env="APPSHELL_SYSLOG_ADDRESS", profile="audit.syslog_address", audit=True),
 )
 _BY_NAME = {o.name: o for o in OPTIONS}
 _PYPROJECT_KEYS = {o.pyproject: o for o in OPTIONS if o.pyproject}
@@ -66,10 +84,14 @@ class Settings:
     reason: str | None
     echo_sql: bool
     audit_log: str | None
+    audit_url: str | None
+    audit_syslog: str | None
     project_root: Path | None
     profile_data: Profile
     sources: dict[str, str] = field(default_factory=dict)
     dotenv: dict[str, str] = field(default_factory=dict)
+    # What breaks the profile's audit policy: raised by resolve(), listed by doctor.
+    audit_problems: tuple[ConfigError, ...] = ()
 
     def public(self) -> dict[str, Any]:
         """The option values, for display (not masked: callers mask)."""
@@ -154,6 +176,34 @@ def _lookup(option: Option, layers: Mapping[str, Mapping[str, Any]]) -> tuple[An
     return option.default, "default"
 
 
+def _locked_lookup(option: Option, layers: Mapping[str, Mapping[str, Any]], profile: Profile, env_path: Path) -> tuple[Any, str, list[ConfigError]]:
+    """An audit option under audit.locked: the profile's value (else pyproject, default), and
+    one error for every operator layer that tries to set another."""
+    problems = []
+    for layer in OPERATOR_LAYERS:
+        if layers.get(layer, {}).get(option.name) is None:
+            continue
+        where = {"flag": option.flag or option.name, "env": f"{option.env}", ".env": f"{option.env} in {env_path}"}[layer]
+        problems.append(ConfigError(
+            f"{where} cannot change the audit settings: profile '{profile.name}' locks them (audit.locked = true)",
+            f"drop {option.flag or option.env}"
+            + (f" (unset it: the profile sets {option.profile})" if layer != "flag" else "")
+            + f", or change {option.profile} in profiles/{profile.name}.toml",
+        ))
+    trusted = {k: v for k, v in layers.items() if k not in OPERATOR_LAYERS}
+    value, source = _lookup(option, trusted)
+    return value, source, problems
+
+
+def _policy_problems(profile: Profile) -> list[ConfigError]:
+    if profile["audit.required"] and not profile["audit.sinks"]:
+        return [ConfigError(
+            f"profile '{profile.name}' requires the audit (audit.required = true) but names no sink (audit.sinks = [])",
+            f'set audit.sinks in profiles/{profile.name}.toml (e.g. ["file"]), or audit.required = false',
+        )]
+    return []
+
+
 def _read_dotenv(path: Path, explicit: bool) -> dict[str, str]:
     if not path.is_file():
         if explicit:
@@ -169,8 +219,15 @@ def resolve(
     environ: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     project: str | None = None,
+    strict: bool = True,
 ) -> Settings:
-    """Resolve every option through LAYERS; pure: reads files, changes nothing."""
+    """Resolve every option through LAYERS; pure: reads files, changes nothing.
+
+    Where the profile locks its audit settings, flags, environment and .env cannot change
+    them; with *strict* (the default) that, and a required audit without sinks, is a
+    ConfigError. ``strict=False`` (doctor) keeps the profile's values and lists the
+    problems in ``audit_problems``.
+    """
     environ = os.environ if environ is None else environ
     root = find_project_root((cwd or Path.cwd()).resolve(), project)
     layers: dict[str, Mapping[str, Any]] = {
@@ -190,9 +247,16 @@ def resolve(
 
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
+    problems = _policy_problems(profile)
     for option in OPTIONS:
-        values[option.name], sources[option.name] = _lookup(option, layers)
-    return Settings(**values, project_root=root, profile_data=profile, sources=sources, dotenv=dotenv)
+        if option.audit and profile["audit.locked"]:
+            values[option.name], sources[option.name], found = _locked_lookup(option, layers, profile, env_path)
+            problems += found
+        else:
+            values[option.name], sources[option.name] = _lookup(option, layers)
+    if strict and problems:
+        raise problems[0]
+    return Settings(**values, project_root=root, profile_data=profile, sources=sources, dotenv=dotenv, audit_problems=tuple(problems))
 
 
 def export_environment(settings: Settings, environ: MutableMapping[str, str] | None = None) -> None:
@@ -206,3 +270,46 @@ def export_environment(settings: Settings, environ: MutableMapping[str, str] | N
         target.setdefault(key, value)
     if settings.database_url and settings.sources.get("database_url") == "flag":
         target["DATABASE_URL"] = settings.database_url
+    # The audit sinks read their addresses from these variables: make them say what was
+    # resolved — under audit.locked, the profile's value, whatever the operator exported.
+    for option in OPTIONS:
+        if not (option.audit and option.env):
+            continue
+        value = getattr(settings, option.name)
+        if value:
+            target[option.env] = expand_url_password(value, target) if option.name == "audit_url" else value
+        else:
+            target.pop(option.env, None)
+
+
+def expand_url_password(url: str, environ: Mapping[str, str]) -> str:
+    """A URL whose password is written ``${NAME}`` gets it from the variable NAME.
+
+    So a profile can fix the audit database's host, database and user (audit.url) while the
+    password stays out of the file: a wrong or overridden password can only make the
+    connection fail — and a required audit then fails closed — never point it elsewhere.
+    """
+    from sqlalchemy.engine import make_url
+
+    match = re.search(r":\$\{(\w+)\}@", url)
+    if match is None:
+        return url
+    name = match[1]
+    if not environ.get(name):
+        raise ConfigError(f"audit.url takes its password from ${{{name}}}, which is not set", f"set {name} in the environment or .env")
+    return make_url(url.replace(match[0], ":@", 1)).set(password=environ[name]).render_as_string(hide_password=False)
+
+
+def redaction_sources(settings: Settings, environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables whose secret-named values the audit masks.
+
+    The app's .env file, and the environment — except where the profile locks its audit
+    settings: there the operator's environment (and an env file the operator picked with
+    --env-file/APPSHELL_ENV_FILE) cannot change what is masked, so `B_KEY=order_lines` cannot
+    blank out a table name in the record.
+    """
+    if not settings.profile_data["audit.locked"]:
+        return {**settings.dotenv, **environ}
+    if settings.sources.get("env_file") in OPERATOR_LAYERS:
+        return {}
+    return dict(settings.dotenv)

@@ -140,5 +140,5 @@ def open_auditor(settings: Settings, database_url: str) -> Auditor:
             if required:
                 raise AuditFailure(message, f"check {hint}; profile '{settings.profile}' requires the audit") from None
             print(f"appshell: warning: {message} — continuing without it", file=sys.stderr)
-    redact = Redactor.from_environment(os.environ, profile["audit.redact"])
+    redact = Redactor.for_settings(settings, os.environ)  # the profile decides what may be masked
     return Auditor(sinks, required, redact)
