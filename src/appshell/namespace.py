@@ -60,7 +60,7 @@ class SettingsView(Mapping[str, Any]):
 
     def __repr__(self) -> str:
         rows = [[k, v, self._sources.get(k, "default")] for k, v in self._values.items()]
-        return table(["setting", "value", "from"], rows)
+        return table(["setting", "value", "from"], rows, max_cell=200)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         printer.text(repr(self))

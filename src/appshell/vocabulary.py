@@ -48,4 +48,4 @@ def add_vocabulary(namespace: dict[str, Any], app_names: Mapping[str, Any], sqlm
             kept.append(name)
             continue
         namespace[name] = value
-    return kept
+    return sorted(kept)
