@@ -236,7 +236,7 @@ def doctor_command(argv: Sequence[str]) -> int:
     opts = p.parse_args(option_args)
     if command is not None or script is not None:
         raise UsageError("appshell doctor takes options only", "see appshell doctor --help")
-    settings = resolve(_flags(opts), project=opts.project)
+    settings = resolve(_flags(opts), project=opts.project, strict=False)  # doctor reports audit-policy problems as FAIL rows
     export_environment(settings)
     return run_doctor(settings, as_json=opts.json)
 

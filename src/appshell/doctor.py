@@ -19,6 +19,8 @@ from appshell.redact import mask_mapping, mask_url
 from appshell.render import table
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
     from appshell.context import AppContext
     from appshell.settings import Settings
 
@@ -96,6 +98,16 @@ def _database(ctx: AppContext, settings: Settings) -> Iterator[Row]:
     yield "read-only", "ok" if enforced else "FAIL", f"{probe} = {value}" + ("" if enforced else " — the database does not enforce it")
 
 
+def _audit_policy(settings: Settings) -> Iterator[Row]:
+    """Does the run follow the profile's audit policy (audit.locked, audit.required)?"""
+    for problem in settings.audit_problems:
+        yield "audit policy", "FAIL", f"{problem.what} — {problem.fix}"
+    if not settings.audit_problems:
+        profile = settings.profile_data
+        locked = "locked by the profile" if profile["audit.locked"] else "flags and environment may change it"
+        yield "audit policy", "ok", f"profile '{profile.name}': {'required' if profile['audit.required'] else 'best-effort'}, {locked}"
+
+
 def _audit(settings: Settings, database_url: str) -> Iterator[Row]:
     profile = settings.profile_data
     required = "required" if profile["audit.required"] else "best-effort"
@@ -104,10 +116,103 @@ def _audit(settings: Settings, database_url: str) -> Iterator[Row]:
             detail = _probe_sink(kind, settings, database_url)
         except Exception as exc:  # noqa: BLE001 - any failure is the finding
             yield f"audit sink {kind}", "FAIL", f"{type(exc).__name__}: {mask_url(str(exc))} ({required})"
-        else:
-            yield f"audit sink {kind}", "ok", f"{detail} ({required})"
+            continue
+        yield f"audit sink {kind}", "ok", f"{detail} ({required})"
+        if kind == "sql" and profile["audit.required"]:
+            yield _guarded("audit sql rights", lambda: iter([_sql_rights(database_url)]))[0]
     if not profile["audit.sinks"]:
-        yield "audit", "info", "no sinks: statements are not audited"
+        yield "audit", "FAIL" if profile["audit.required"] else "info", "no sinks: statements are not audited"
+
+
+def _sql_rights(database_url: str) -> Row:
+    """Could the connection that writes the SQL sink's records delete or change them?
+
+    A witness the operator can rewrite witnesses nothing: where the audit is required, the
+    sink's role must be able to INSERT and SELECT only (docs/audit.md has the recipe).
+    """
+    from sqlalchemy import create_engine
+
+    from appshell.audit.auditor import audit_url
+
+    engine = create_engine(audit_url(database_url))
+    try:
+        with engine.connect() as conn:
+            kind = conn.dialect.name
+            if kind == "postgresql":
+                problems = _postgresql_rights(conn)
+            elif kind in ("mysql", "mariadb"):
+                problems = _mysql_rights(conn)
+            elif kind == "sqlite":
+                problems = ["SQLite has no privileges: whoever can write the database file can delete or change records"]
+            else:
+                return "audit sql rights", "info", f"privileges not checked on {kind}"
+    finally:
+        engine.dispose()
+    if problems:
+        fix = "write the records as a role with INSERT and SELECT only on a table another role owns (docs/audit.md: the INSERT-only role)"
+        return "audit sql rights", "FAIL", "; ".join(problems) + f" — {fix}"
+    return "audit sql rights", "ok", "the sink's role can only INSERT and SELECT appshell_audit"
+
+
+def _postgresql_rights(conn: Connection) -> list[str]:
+    from sqlalchemy import text
+
+    row = conn.execute(text(
+        "SELECT current_user, r.rolsuper,"
+        " pg_has_role(current_user, c.relowner, 'MEMBER'), pg_has_role(current_user, n.nspowner, 'MEMBER'),"
+        " has_table_privilege(c.oid, 'DELETE'), has_table_privilege(c.oid, 'UPDATE'),"
+        " has_table_privilege(c.oid, 'TRUNCATE'), has_table_privilege(c.oid, 'TRIGGER')"
+        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_roles r ON r.rolname = current_user"
+        " WHERE c.oid = to_regclass('appshell_audit')"
+    )).first()
+    if row is None:
+        user = conn.execute(text("SELECT current_user")).scalar()
+        return [f"table appshell_audit does not exist yet: the sink would create it as {user}, who would own it"]
+    user, superuser, owner, schema_owner, *rights = row
+    if superuser:
+        return [f"{user} is a superuser"]
+    found = [f"{user} owns appshell_audit (or is a member of its owner)"] if owner else []
+    if schema_owner:
+        found.append(f"{user} owns its schema (and can drop it)")
+    held = [name for name, has in zip(("DELETE", "UPDATE", "TRUNCATE", "TRIGGER"), rights) if has]
+    if held:
+        found.append(f"{user} holds {', '.join(held)} on appshell_audit")
+    return found
+
+
+# MySQL/MariaDB privileges that delete, change or replace rows of an existing table.
+_MYSQL_RISKY = ("ALL PRIVILEGES", "DELETE", "UPDATE", "DROP", "ALTER", "TRIGGER")
+
+
+def _mysql_rights(conn: Connection) -> list[str]:
+    """SHOW GRANTS for the user and the roles it holds; grants on *.*, the database, or the table."""
+    import re
+
+    from sqlalchemy import text
+
+    database = conn.execute(text("SELECT DATABASE()")).scalar() or ""
+    targets = {"*.*", f"`{database}`.*", f"`{database}`.`appshell_audit`"}
+    user = conn.execute(text("SELECT CURRENT_USER()")).scalar()
+    queue, seen, held = ["SHOW GRANTS"], set(), set()
+    while queue:
+        statement = queue.pop()
+        if statement in seen:
+            continue
+        seen.add(statement)
+        for (line,) in conn.exec_driver_sql(statement):
+            grant = re.match(r"GRANT (?P<privs>.+?) ON (?P<target>\S+) TO ", line)
+            if grant is None:
+                role = re.match(r"GRANT (?P<role>`[^`]+`(?:@`[^`]*`)?) TO ", line)
+                if role:
+                    queue.append(f"SHOW GRANTS FOR {role['role']}")
+                continue
+            if grant["target"] not in targets:
+                continue
+            for priv in grant["privs"].split(","):
+                name = re.sub(r"\s*\(.*", "", priv.strip().upper())
+                if name in _MYSQL_RISKY or name == "DELETE HISTORY":
+                    held.add(name)
+    return [f"{user} holds {', '.join(sorted(held))} on appshell_audit"] if held else []
 
 
 def _probe_sink(kind: str, settings: Settings, database_url: str) -> str:
@@ -176,6 +281,7 @@ def run_doctor(settings: Settings, as_json: bool) -> int:
             rows += _guarded("migrations", lambda: check_migrations(ctx, settings))
         finally:
             ctx.close()
+    rows += _guarded("audit policy", lambda: _audit_policy(settings))
     rows += _guarded("audit", lambda: _audit(settings, database_url))
     failed = [r for r in rows if r[1] == "FAIL"]
     if as_json:
