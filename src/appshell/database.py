@@ -1,9 +1,12 @@
-"""Per-connection setup, enforced by the database itself (SPEC §5).
+"""Per-connection setup of every engine in the process, enforced by the database itself (SPEC §5).
 
-One ``connect`` listener runs, in order, on every new DBAPI connection of the
-app's engine: tagging (``application_name``), timeouts, read-only, and last
-the sandbox's outer transaction. The pool is emptied afterwards, so no
-connection opened before (appshell's own reachability check) is reused.
+:class:`Coverage` sets up each DBAPI connection of every SQLAlchemy engine
+once, the first time appshell sees it — when the pool hands it out, or when a
+connection checked out before appshell took over runs its next statement: a
+transaction it holds from before is rolled back first (read-only and sandbox
+sessions), then come tagging (``application_name``), timeouts, read-only, and
+last the sandbox's outer transaction. The listeners are class-level
+(:mod:`appshell.engines`), so engines made later are covered too.
 """
 
 from __future__ import annotations
@@ -11,36 +14,45 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from appshell.errors import Refused
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
     from sqlalchemy.orm import Session
 
-__all__ = ["ConnectionPlan", "configure_connections", "ReadOnlyError", "refuse_orm_writes", "SqlEcho", "backend", "run_statements"]
+    from appshell.sandbox import Sandbox
 
-# How long a sandbox may sit idle inside its transaction on PostgreSQL before
-# the server ends it: a forgotten sandbox must not hold locks for days.
-SANDBOX_IDLE_TIMEOUT_MS = 15 * 60 * 1000
+__all__ = ["ConnectionPlan", "Coverage", "ConnState", "ReadOnlyError", "refuse_orm_writes", "SqlEcho", "backend",
+           "dialect_kind", "run_statements", "in_transaction", "configure_connections"]
+
+# SQLite authorizer action codes (sqlite3.h): what the sandbox and read-only deny below the parser.
+_SQLITE_PRAGMA, _SQLITE_TRANSACTION, _SQLITE_SAVEPOINT = 19, 22, 32
+_SQLITE_OK, _SQLITE_DENY = 0, 1
 
 
-class ReadOnlyError(RuntimeError):
-    """The session is read-only; raised in the user's code, so it is a normal traceback."""
+class ReadOnlyError(Refused):
+    """The session is read-only; raised in the user's code."""
+
+
+def dialect_kind(dialect: Any) -> str:
+    """sqlite, postgresql, mysql or mariadb."""
+    return "mariadb" if getattr(dialect, "is_mariadb", False) else str(dialect.name)
 
 
 def backend(engine: Engine) -> str:
     """sqlite, postgresql, mysql or mariadb."""
-    dialect = engine.dialect
-    return "mariadb" if getattr(dialect, "is_mariadb", False) else dialect.name
+    return dialect_kind(engine.dialect)
 
 
 @dataclass(frozen=True)
 class ConnectionPlan:
     read_only: bool = False
     statement_timeout_ms: int = 0
+    idle_in_transaction_timeout_ms: int = 0
     application_name: str | None = None
-    sandbox_begin: Callable[[Any], None] | None = None  # opens the sandbox's outer transaction
 
 
 def _session_statements(kind: str, plan: ConnectionPlan) -> list[str]:
@@ -50,8 +62,8 @@ def _session_statements(kind: str, plan: ConnectionPlan) -> list[str]:
             out.append(f"SET application_name = '{plan.application_name}'")
         if plan.statement_timeout_ms:
             out.append(f"SET statement_timeout = {int(plan.statement_timeout_ms)}")
-        if plan.sandbox_begin is not None:
-            out.append(f"SET idle_in_transaction_session_timeout = {SANDBOX_IDLE_TIMEOUT_MS}")
+        if plan.idle_in_transaction_timeout_ms:
+            out.append(f"SET idle_in_transaction_session_timeout = {int(plan.idle_in_transaction_timeout_ms)}")
         if plan.read_only:
             out.append("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
     elif kind in ("mysql", "mariadb"):
@@ -76,52 +88,245 @@ def run_statements(dbapi_conn: Any, *statements: str) -> None:
     cursor.close()
 
 
-_DEADLINE = "appshell_deadline"  # key in a pooled connection's info: when its statement must stop
+def in_transaction(raw: Any) -> bool | None:
+    """Is a transaction open on this DBAPI connection? None where the driver cannot say without a round trip."""
+    module = type(raw).__module__
+    if module == "sqlite3":
+        return bool(raw.in_transaction)
+    if module.startswith("psycopg2"):
+        return int(raw.get_transaction_status()) in (1, 2, 3)  # ACTIVE, INTRANS, INERROR
+    if module.startswith("psycopg"):
+        return int(raw.info.transaction_status) in (1, 2, 3)  # ACTIVE, INTRANS, INERROR
+    if module.startswith("pymysql"):
+        return bool(raw.server_status & 1)  # SERVER_STATUS_IN_TRANS, from the last reply: no round trip
+    return None
 
 
-def _sqlite_timeouts(engine: Engine, timeout_ms: int) -> None:
-    """SQLite has no server-side timeout: a progress handler interrupts a statement past its deadline.
+def _set_autocommit(raw: Any, on: bool) -> None:
+    """Drivers' autocommit flag; an engine made with isolation_level='AUTOCOMMIT' set it on."""
+    module = type(raw).__module__
+    if module.startswith("psycopg") and bool(raw.autocommit) != on:
+        raw.autocommit = on
+    elif module.startswith("pymysql"):
+        raw.autocommit(on)
 
-    The statement listeners are registered once per engine; each connection's
-    deadline lives in its pool record's ``info``, which its progress handler reads.
-    """
-    from sqlalchemy import event
 
-    def start(conn: Any, cursor: Any, *args: Any) -> None:
-        conn.connection.info[_DEADLINE][0] = time.monotonic() + timeout_ms / 1000
+@dataclass(eq=False)
+class ConnState:
+    """What appshell knows about one DBAPI connection."""
 
-    def stop(conn: Any, cursor: Any, *args: Any) -> None:
-        conn.connection.info[_DEADLINE][0] = 0.0
+    raw: Any
+    kind: str
+    dialect: Any
+    deadline: float = 0.0  # SQLite: when the running statement must stop (0: none)
+    timed_out: bool = False
+    denied: str | None = None  # SQLite: why the authorizer refused the statement being prepared
+    own: bool = False  # appshell's own statements are running: the authorizer lets them through
+    autocommit: bool = False  # the app asked for AUTOCOMMIT: in a sandbox each statement is "committed" at once
+    sandboxed: bool = False  # the sandbox's outer transaction and savepoint are open
+    frames: list[Any] = field(default_factory=list)  # the sandbox's accounting, one frame per open savepoint
+    pending: tuple[tuple[str, str], int] | None = None  # SQLite: a DML statement's changes, settled once fetched
 
-    def on_connect(dbapi_conn: Any, record: Any) -> None:
-        deadline = record.info.setdefault(_DEADLINE, [0.0])
-        dbapi_conn.set_progress_handler(lambda: int(bool(deadline[0]) and time.monotonic() > deadline[0]), 10_000)
 
-    event.listen(engine, "connect", on_connect)
-    event.listen(engine, "before_cursor_execute", start)
-    event.listen(engine, "after_cursor_execute", stop)
+class Coverage:
+    """Every connection of every engine, set up once each; the refusals that read SQL before it runs."""
+
+    def __init__(self, plan: ConnectionPlan, sandbox: Sandbox | None = None, profile: str = "") -> None:
+        self.plan = plan
+        self.sandbox = sandbox
+        self.profile = profile
+        self.conns: dict[int, ConnState] = {}
+        self.engines: dict[str, str] = {}  # masked URL -> backend, in the order seen
+        self.reads_sql = plan.read_only or sandbox is not None
+        if sandbox is not None:
+            sandbox.state, sandbox.conns, sandbox.engines = self.state, self.conns, self.engines
+
+    # -- installing -------------------------------------------------------------
+
+    def install(self) -> None:
+        from appshell.engines import existing, on_every_engine
+
+        on_every_engine("checkout", self._on_checkout, pool=True)
+        on_every_engine("close", self._forget, pool=True)
+        on_every_engine("close_detached", self._forget_raw, pool=True)
+        on_every_engine("engine_connect", self._on_engine_connect)
+        on_every_engine("before_cursor_execute", self._before)
+        on_every_engine("after_cursor_execute", self._after)
+        on_every_engine("handle_error", self._on_error)
+        on_every_engine("set_connection_execution_options", self._on_options)
+        on_every_engine("set_engine_execution_options", self._on_options)
+        engines, fairies = existing()
+        for engine in engines:
+            self._note(engine)
+            if self.sandbox is not None:
+                self.sandbox.take_over(engine.dialect)
+        for fairy in fairies:  # checked out before appshell took over: set up now, not at their next use
+            self.ensure(fairy.dbapi_connection, fairy._pool._dialect)
+
+    def _note(self, engine: Any) -> None:
+        from appshell.redact import mask_url
+
+        url = mask_url(engine.url.render_as_string(hide_password=True))
+        if url not in self.engines:
+            self.engines[url] = backend(engine)
+
+    # -- one connection ---------------------------------------------------------
+
+    def state(self, conn: Any) -> ConnState | None:
+        """The state of a DBAPI connection, or of the pool's proxy for one."""
+        raw = getattr(conn, "dbapi_connection", conn)
+        st = self.conns.get(id(raw))
+        return st if st is not None and st.raw is raw else None
+
+    def ensure(self, raw: Any, dialect: Any) -> ConnState:
+        st = self.conns.get(id(raw))
+        if st is not None and st.raw is raw:
+            return st
+        st = ConnState(raw=raw, kind=dialect_kind(dialect), dialect=dialect)
+        self.conns[id(raw)] = st
+        if self.reads_sql and in_transaction(raw):
+            raw.rollback()  # work left open from before appshell took over must not be committed under its rules
+        statements = _session_statements(st.kind, self.plan)
+        if statements:
+            run_statements(raw, *statements)
+            if st.kind != "sqlite":
+                raw.commit()  # the SETs opened a transaction on drivers without autocommit
+        if st.kind == "sqlite":
+            self._sqlite(st)
+        if self.sandbox is not None:
+            self.sandbox.take_over(dialect)
+            st.autocommit = bool(getattr(raw, "autocommit", False)) if st.kind.startswith("postgres") else False
+            _set_autocommit(raw, False)
+            self.sandbox.begin(st)
+        return st
+
+    def _sqlite(self, st: ConnState) -> None:
+        """SQLite has no server-side timeout and no interrupt from a signal: a progress handler does both;
+        an authorizer refuses, below the parser, what would end the sandbox or lift read-only."""
+        timeout = self.plan.statement_timeout_ms
+
+        def progress() -> int:
+            if st.deadline and time.monotonic() > st.deadline:
+                st.timed_out = True
+                return 1
+            return 0  # Ctrl-C: Python's SIGINT handler raises inside this call, and SQLite stops the statement
+
+        st.raw.set_progress_handler(progress, 1000 if timeout else 10_000)
+        if not self.reads_sql:
+            return
+        sandbox, read_only = self.sandbox is not None, self.plan.read_only
+
+        def authorizer(action: int, arg1: str | None, arg2: str | None, db: str | None, trigger: str | None) -> int:
+            if st.own:
+                return _SQLITE_OK
+            if sandbox and action == _SQLITE_TRANSACTION:
+                st.denied = f"{arg1} would end the sandbox's transaction"
+                return _SQLITE_DENY
+            if sandbox and action == _SQLITE_SAVEPOINT and arg1 == "RELEASE" and (arg2 or "").lower() == "appshell_sandbox":
+                st.denied = "RELEASE of the sandbox's savepoint"
+                return _SQLITE_DENY
+            if read_only and action == _SQLITE_PRAGMA and (arg1 or "").lower() == "query_only" and arg2 is not None:
+                st.denied = "PRAGMA query_only would lift read-only"
+                return _SQLITE_DENY
+            return _SQLITE_OK
+
+        st.raw.set_authorizer(authorizer)
+
+    # -- the events ---------------------------------------------------------------
+
+    def _on_checkout(self, raw: Any, record: Any, fairy: Any) -> None:
+        self.ensure(raw, fairy._pool._dialect)
+
+    def _on_engine_connect(self, conn: Any) -> None:
+        self._note(conn.engine)
+
+    def _forget(self, raw: Any, record: Any) -> None:
+        self._forget_raw(raw)
+
+    def _forget_raw(self, raw: Any) -> None:
+        st = self.state(raw)
+        if st is None:
+            return
+        if self.sandbox is not None and st.sandboxed:
+            self.sandbox.end(st)  # the pool's close event comes before the dialect's do_close
+        del self.conns[id(raw)]
+
+    def _before(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        raw = conn.connection.dbapi_connection
+        st = self.ensure(raw, conn.dialect)
+        if self.reads_sql:
+            from appshell.statements import classify
+
+            parsed = classify(statement, st.kind)
+            for one in parsed:
+                if self.plan.read_only and one.read_write:
+                    raise ReadOnlyError(
+                        f"this session is read-only (profile {self.profile}): {one.read_write} — refused: "
+                        f"{_short(one.text)} — reopen appshell with --write"
+                    )
+            if self.sandbox is not None:
+                self.sandbox.before(st, statement, parsed)
+        if self.plan.statement_timeout_ms and st.kind == "sqlite":
+            st.deadline = time.monotonic() + self.plan.statement_timeout_ms / 1000
+            st.timed_out = False
+
+    def _after(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        st = self.state(conn.connection)
+        if st is None:
+            return
+        st.deadline = 0.0
+        if self.sandbox is not None:
+            from appshell.statements import classify
+
+            self.sandbox.after(st, cursor, statement, classify(statement, st.kind))
+
+    def _on_error(self, context: Any) -> None:
+        """Say why the database refused, in one line, instead of a driver error about 'not authorized'."""
+        conn = context.connection
+        st = self.state(conn.connection) if conn is not None and not conn.closed else None
+        if st is None:
+            return
+        st.deadline = 0.0
+        if st.denied:
+            why, st.denied = st.denied, None
+            from appshell.sandbox import SandboxRefused
+
+            if "read-only" in why:
+                raise ReadOnlyError(f"this session is read-only (profile {self.profile}): {why} — refused")
+            raise SandboxRefused(f"{why}: refused in the sandbox — run it without --sandbox")
+        if st.kind == "sqlite" and "interrupted" in str(context.original_exception) and not st.timed_out:
+            raise KeyboardInterrupt  # Ctrl-C stopped the statement (see _sqlite)
+
+    def _on_options(self, target: Any, options: Any) -> None:
+        if self.sandbox is not None and "isolation_level" in options:
+            from appshell.sandbox import SandboxRefused
+
+            raise SandboxRefused(
+                f"isolation_level={options['isolation_level']!r} would take the connection out of the sandbox's transaction: "
+                "refused in the sandbox — run it without --sandbox"
+            )
+
+    # -- the end ------------------------------------------------------------------
+
+    def close_all(self) -> None:
+        """Connections still open at the end (other engines', checked out or pooled): roll back and close them."""
+        for st in list(self.conns.values()):
+            if self.sandbox is not None and st.sandboxed:
+                self.sandbox.end(st)
+        self.conns.clear()
 
 
 def configure_connections(engine: Engine, plan: ConnectionPlan) -> None:
+    """The plan's setup on the connections of this one engine only (doctor's probe; sessions use Coverage)."""
     from sqlalchemy import event
 
-    kind = backend(engine)
-    if plan.read_only and kind not in ("sqlite", "postgresql", "mysql", "mariadb"):
-        raise NotImplementedError(f"read-only is not supported on {kind}")
-    statements = _session_statements(kind, plan)
-    if kind == "sqlite" and plan.statement_timeout_ms:
-        _sqlite_timeouts(engine, plan.statement_timeout_ms)
+    coverage = Coverage(plan)
+    event.listen(engine, "engine_connect", lambda conn: coverage.ensure(conn.connection.dbapi_connection, conn.dialect))
 
-    def on_connect(dbapi_conn: Any, record: Any) -> None:
-        if statements:
-            run_statements(dbapi_conn, *statements)
-            if kind != "sqlite":
-                dbapi_conn.commit()  # the SETs opened a transaction on drivers without autocommit
-        if plan.sandbox_begin is not None:
-            plan.sandbox_begin(dbapi_conn)  # last: the outer transaction starts after the session setup
 
-    event.listen(engine, "connect", on_connect)
-    engine.dispose()  # connections opened before the listener must not be reused
+def _short(sql: str) -> str:
+    text = " ".join(sql.split())
+    return text if len(text) <= 80 else text[:77] + "…"
 
 
 def _session_target(session: Any) -> Any:
@@ -148,11 +353,11 @@ class SqlEcho:
     """Prints each SQL statement the database runs, on stderr (stdout stays clean for data)."""
 
     def __init__(self, engine: Engine, enabled: bool) -> None:
-        from sqlalchemy import event
+        from appshell.engines import on_every_engine
 
         self.enabled = enabled
         self.color = sys.stderr.isatty()
-        event.listen(engine, "before_cursor_execute", self._show)
+        on_every_engine("before_cursor_execute", self._show)  # every engine's SQL, not only *engine*'s
 
     def _show(self, conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
         if not self.enabled:

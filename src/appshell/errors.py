@@ -9,6 +9,8 @@ __all__ = [
     "AppNotFound",
     "DatabaseUnavailable",
     "AuditFailure",
+    "SandboxBroken",
+    "Refused",
     "EXIT_OK",
     "EXIT_USER_ERROR",
     "EXIT_USAGE",
@@ -57,3 +59,23 @@ class AuditFailure(AppshellError):
     """A required audit sink cannot be written: appshell fails closed."""
 
     exit_code = EXIT_AUDIT
+
+
+class SandboxBroken(AppshellError):
+    """The sandbox's outer transaction ended: changes may have been committed; the session stops."""
+
+    exit_code = EXIT_AUDIT
+
+    def format(self) -> str:
+        return f"appshell: error: SANDBOX BROKEN — {self.what} — {self.fix}"
+
+
+class Refused(RuntimeError):
+    """appshell refused a statement inside the user's code (read-only, destructive, sandbox).
+
+    Not an AppshellError: it is raised in the middle of the user's program, which
+    may catch it; shells and program.py print it as one line, without SQLAlchemy's frames.
+    """
+
+    def format(self) -> str:
+        return f"{type(self).__name__}: {self}"

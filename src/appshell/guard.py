@@ -1,43 +1,32 @@
 """The destructive-statement guard (SPEC §5, ``access.confirm_destructive``).
 
-``DELETE``/``UPDATE`` without ``WHERE``, ``DROP`` and ``TRUNCATE`` — from raw
-SQL or from ORM bulk operations alike, since it looks at the SQL the database
-is about to run — are shown and asked about at a terminal, and refused
-without one unless ``--yes``.
+``DELETE``/``UPDATE`` without ``WHERE`` (in a CTE too), ``DROP``, ``TRUNCATE``
+and ``ALTER … DROP`` — from raw SQL or from ORM bulk operations alike, on
+every engine in the process, since it reads the SQL the database is about to
+run with a parser for its dialect (:mod:`appshell.statements`) — are shown and
+asked about at a terminal, and refused without one unless ``--yes``.
 """
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from sqlalchemy import Engine
+from appshell.errors import Refused
 
 __all__ = ["destructive", "DestructiveStatementRefused", "install_guard"]
 
-_STRINGS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
-_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
 
-
-class DestructiveStatementRefused(RuntimeError):
+class DestructiveStatementRefused(Refused):
     """Raised in the user's code: the statement was not run."""
 
 
-def destructive(statement: str) -> str | None:
-    """What makes *statement* destructive, or None."""
-    sql = _STRINGS.sub("''", _COMMENTS.sub(" ", statement)).strip()
-    head = sql.split(None, 1)[0].upper() if sql else ""
-    has_where = re.search(r"\bWHERE\b", sql, re.I) is not None
-    if head == "DELETE" and not has_where:
-        return "DELETE without WHERE"
-    if head == "UPDATE" and not has_where:
-        return "UPDATE without WHERE"
-    if head in ("DROP", "TRUNCATE"):
-        return head
-    return None
+def destructive(statement: str, kind: str = "postgresql") -> str | None:
+    """What makes *statement* (one or several) destructive on a *kind* database, or None."""
+    from appshell.statements import classify
+
+    return next((one.destructive for one in classify(statement, kind) if one.destructive), None)
 
 
 def _ask_tty(reason: str, statement: str) -> bool:
@@ -50,14 +39,15 @@ def _ask_tty(reason: str, statement: str) -> bool:
     return answer.strip().lower() == "yes"
 
 
-def install_guard(engine: Engine, assume_yes: bool, ask: Callable[[str, str], bool] | None = None) -> None:
-    from sqlalchemy import event
+def install_guard(assume_yes: bool, ask: Callable[[str, str], bool] | None = None) -> None:
+    from appshell.database import dialect_kind
+    from appshell.engines import on_every_engine
 
     interactive = sys.stdin.isatty()
     ask = ask or _ask_tty
 
     def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        reason = destructive(statement)
+        reason = destructive(statement, dialect_kind(conn.dialect))
         if reason is None or assume_yes:
             return
         if interactive and ask(reason, statement):
@@ -65,4 +55,4 @@ def install_guard(engine: Engine, assume_yes: bool, ask: Callable[[str, str], bo
         how = "answered no" if interactive else "no terminal to confirm at; pass --yes to allow it"
         raise DestructiveStatementRefused(f"{reason} refused ({how}); the statement was not run")
 
-    event.listen(engine, "before_cursor_execute", before)
+    on_every_engine("before_cursor_execute", before)

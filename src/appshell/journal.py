@@ -102,9 +102,9 @@ class Journal:
 
     def attach(self, engine: Engine) -> None:
         """Collect the SQL the database runs for each statement (parameters left out)."""
-        from sqlalchemy import event
+        from appshell.engines import on_every_engine
 
-        event.listen(engine, "before_cursor_execute", self._on_sql)
+        on_every_engine("before_cursor_execute", self._on_sql)  # every engine in the process, not only *engine*
 
     def _on_sql(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         if self.closed or self.forked:

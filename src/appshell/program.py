@@ -14,7 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
-from appshell.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, AppshellError
+from appshell.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, AppshellError, Refused
 from appshell.journal import Journal
 
 __all__ = ["Program", "run_program", "to_jsonable"]
@@ -137,6 +137,9 @@ def run_program(program: Program, namespace: dict[str, Any], journal: Journal, w
         return EXIT_INTERRUPTED
     except AppshellError:
         raise  # an audit failure: not the user's error, exit code of its own
+    except Refused as exc:  # read-only, destructive, sandbox: one line, not SQLAlchemy's frames
+        print(exc.format(), file=sys.stderr)
+        return EXIT_USER_ERROR
     except SyntaxError as exc:
         traceback.print_exception(type(exc), exc, None)
         return EXIT_USER_ERROR

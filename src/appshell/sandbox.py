@@ -1,115 +1,295 @@
 """The sandbox: everything the session does is rolled back at exit (SPEC §5).
 
-Each connection of the app's engine opens one outer transaction and a
-savepoint. The dialect's commit only releases and re-opens that savepoint,
-its rollback returns to it, and closing the connection rolls the outer
-transaction back. This works below the ORM, so the app's own session —
-a sessionmaker's, Flask-SQLAlchemy's scoped one — and raw SQL are all inside
-it. If the process dies, the database drops the connection and with it the
-transaction (SQLite: the hot journal is rolled back at the next open).
+Each connection of every engine opens one outer transaction and a savepoint
+(:class:`appshell.database.Coverage` calls :meth:`Sandbox.begin`). Each
+engine's dialect is taken over: its commit only releases and re-opens that
+savepoint, its rollback returns to it, and closing the connection rolls the
+outer transaction back. This works below the ORM, so the app's own sessions,
+raw SQL, Alembic and libraries are all inside it.
+
+Why the dialect, and not SQLAlchemy's ``commit``/``rollback`` events: those
+events are told of a commit, they cannot stop it. The dialect's ``do_commit``
+*is* the commit. What bypasses the dialect — the DBAPI connection's own
+``commit()`` — is denied by SQLite's authorizer, and on the other databases
+detected: before and after every statement, and when a connection is
+returned or closed, appshell checks that the outer transaction is still open
+(the driver's transaction status, no round trip). If it is not, the session
+stops: :class:`~appshell.errors.SandboxBroken`, exit 3.
+
+Statements that would end or change the transaction (``COMMIT``, ``END``,
+outer ``ROLLBACK``, ``RELEASE`` of the sandbox's savepoint, autocommit and
+isolation changes, MySQL's implicitly committing statements — in
+multi-statement strings too) are refused before they run.
 """
 
 from __future__ import annotations
 
-import re
+import sys
 from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from appshell.database import backend, run_statements
+from appshell.database import ConnState, in_transaction, run_statements
+from appshell.errors import Refused, SandboxBroken
 from appshell.render import table
+from appshell.statements import SANDBOX_SAVEPOINT
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
+    from appshell.statements import Statement
 
 __all__ = ["Sandbox", "SandboxRefused"]
 
-SAVEPOINT = "appshell_sandbox"
-_DML = re.compile(r"^\s*(INSERT\s+(?:OR\s+\w+\s+)?INTO|UPDATE|DELETE\s+FROM)\s+([^\s(]+)", re.I)
-# What MySQL and MariaDB commit implicitly: it cannot be rolled back, so a sandbox refuses it.
-_NOT_TRANSACTIONAL = re.compile(r"^\s*(CREATE|ALTER|DROP|TRUNCATE|RENAME)\b", re.I)
-_OPS = {"INSERT": "inserted", "UPDATE": "updated", "DELETE": "deleted"}
+SAVEPOINT = SANDBOX_SAVEPOINT
+_OPS = ("inserted", "updated", "deleted")
 
 
-class SandboxRefused(RuntimeError):
-    """A statement the database cannot roll back; raised in the user's code."""
+class SandboxRefused(Refused):
+    """A statement that would end or change the sandbox's transaction; raised in the user's code, not run."""
+
+
+@dataclass
+class Frame:
+    """Changes since a savepoint: dropped when the program rolls back to it, kept when it commits."""
+
+    name: str = SAVEPOINT
+    rows: Counter[tuple[str, str]] = field(default_factory=Counter)
+    unknown: set[tuple[str, str]] = field(default_factory=set)  # a count the driver cannot give (a data-modifying CTE)
+    ddl: list[str] = field(default_factory=list)
+
+    def add(self, other: Frame) -> None:
+        self.rows.update(other.rows)
+        self.unknown |= other.unknown
+        self.ddl.extend(d for d in other.ddl if d not in self.ddl)
+
+    def empty(self) -> bool:
+        return not any(self.rows.values()) and not self.unknown and not self.ddl
+
+
+def _short(sql: str) -> str:
+    text = " ".join(sql.split())
+    return text if len(text) <= 80 else text[:77] + "…"
 
 
 class Sandbox:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.kind = backend(engine)
-        self.changes: Counter[tuple[str, str]] = Counter()
-        self._before_changes = 0
-        # SQLite: (key, connection, total_changes before) of the last DML statement,
-        # settled later — with RETURNING, rows change only as they are fetched.
-        self._pending: tuple[tuple[str, str], Any, int] | None = None
+    def __init__(self) -> None:
+        self.committed = Frame("committed")  # what the program committed (into the sandbox)
+        self.left_open = Frame("left open")  # what it had not committed when it ended
+        self.frozen = False
+        self.broken: SandboxBroken | None = None
+        # Set by the Coverage that owns the connections:
+        self.state: Callable[[Any], ConnState | None] = lambda conn: None
+        self.conns: dict[int, ConnState] = {}
+        self.engines: dict[str, str] = {}  # masked URL -> backend
+        self._dialects: dict[int, Any] = {}
 
-    # -- the connection's transaction -----------------------------------------
+    # -- every engine's dialect ---------------------------------------------------
 
-    def begin(self, dbapi_conn: Any) -> None:
-        if self.kind == "sqlite":
-            # pysqlite's own transaction handling defeats SAVEPOINT: take it over.
-            dbapi_conn.isolation_level = None
-            run_statements(dbapi_conn, "BEGIN")
-        run_statements(dbapi_conn, f"SAVEPOINT {SAVEPOINT}")
-
-    def _commit(self, dbapi_conn: Any) -> None:
-        run_statements(dbapi_conn, f"RELEASE SAVEPOINT {SAVEPOINT}", f"SAVEPOINT {SAVEPOINT}")
-
-    def _rollback(self, dbapi_conn: Any) -> None:
-        run_statements(dbapi_conn, f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
-
-    def _close(self, dbapi_conn: Any) -> None:
-        self._settle()
-        try:
-            dbapi_conn.rollback()  # the outer transaction: everything goes
-        finally:
-            dbapi_conn.close()
-
-    def install(self) -> None:
-        from sqlalchemy import event
-
-        dialect: Any = self.engine.dialect
-        dialect.do_commit = self._commit
-        dialect.do_rollback = self._rollback
-        dialect.do_close = self._close
-        event.listen(self.engine, "before_cursor_execute", self._before)
-        event.listen(self.engine, "after_cursor_execute", self._after)
-
-    # -- the dry run's accounting ---------------------------------------------
-
-    def _before(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if self.kind in ("mysql", "mariadb") and _NOT_TRANSACTIONAL.match(statement):
-            raise SandboxRefused(
-                f"{statement.split()[0].upper()} cannot be rolled back on {self.kind} (it commits implicitly): "
-                "refused in the sandbox — run it without --sandbox"
-            )
-        if self.kind == "sqlite":
-            self._settle()
-            self._before_changes = conn.connection.dbapi_connection.total_changes
-
-    def _after(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        match = _DML.match(statement)
-        if not match:
+    def take_over(self, dialect: Any) -> None:
+        """Commit, rollback and close of this dialect go through the sandbox (once per dialect)."""
+        if self._dialects.get(id(dialect)) is dialect:
             return
-        key = (match[2].strip('"`[]'), _OPS[match[1].split()[0].upper()])
-        if self.kind == "sqlite":
-            # sqlite3's rowcount is unreliable with RETURNING; total_changes is exact once fetched.
-            self._pending = (key, conn.connection.dbapi_connection, self._before_changes)
-        else:
-            self.changes[key] += max(cursor.rowcount, 0)
+        self._dialects[id(dialect)] = dialect
+        cls = type(dialect)  # the class's own methods: an earlier session's takeover is not chained
 
-    def _settle(self) -> None:
-        if self._pending is not None:
-            key, dbapi_conn, before = self._pending
-            self._pending = None
-            self.changes[key] += dbapi_conn.total_changes - before
+        def do_commit(conn: Any) -> None:
+            st = self.state(conn)
+            if st is not None and st.sandboxed:
+                self.commit(st)
+            else:
+                cls.do_commit(dialect, conn)
+
+        def do_rollback(conn: Any) -> None:
+            st = self.state(conn)
+            if st is not None and st.sandboxed:
+                self.rollback(st)
+            else:
+                cls.do_rollback(dialect, conn)
+
+        def do_close(conn: Any) -> None:
+            st = self.state(conn)
+            if st is not None and st.sandboxed:
+                self.end(st)
+            cls.do_close(dialect, conn)
+
+        dialect.do_commit, dialect.do_rollback, dialect.do_close = do_commit, do_rollback, do_close
+
+    # -- one connection's transaction --------------------------------------------
+
+    def begin(self, st: ConnState) -> None:
+        st.own = True
+        try:
+            if st.kind == "sqlite":
+                # pysqlite's own transaction handling defeats SAVEPOINT: take it over.
+                st.raw.isolation_level = None
+                run_statements(st.raw, "BEGIN")
+            elif st.kind in ("mysql", "mariadb"):
+                run_statements(st.raw, "START TRANSACTION")  # a SAVEPOINT alone does not open one (the IN_TRANS flag stays off)
+            run_statements(st.raw, f"SAVEPOINT {SAVEPOINT}")
+        finally:
+            st.own = False
+        st.frames = [Frame()]
+        st.sandboxed = True
+
+    def _own(self, st: ConnState, *statements: str) -> None:
+        st.own = True
+        try:
+            run_statements(st.raw, *statements)
+        finally:
+            st.own = False
+
+    def commit(self, st: ConnState) -> None:
+        self._check(st, "at a commit")
+        self._settle(st)
+        self._own(st, f"RELEASE SAVEPOINT {SAVEPOINT}", f"SAVEPOINT {SAVEPOINT}")
+        if not self.frozen:
+            for frame in st.frames:
+                self.committed.add(frame)
+        st.frames = [Frame()]
+
+    def rollback(self, st: ConnState) -> None:
+        self._check(st, "at a rollback")
+        self._settle(st)
+        self._own(st, f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
+        st.frames = [Frame()]
+
+    def end(self, st: ConnState) -> None:
+        """The connection closes: its outer transaction is rolled back, and with it everything."""
+        if not st.sandboxed:
+            return
+        st.sandboxed = False
+        self._settle(st)
+        if in_transaction(st.raw) is False:
+            self._broke(st, "before the connection closed", raise_=False)
+        if not self.frozen:
+            for frame in st.frames:
+                self.left_open.add(frame)
+        st.own = True
+        try:
+            st.raw.rollback()
+        except Exception:  # noqa: BLE001 - a dead connection: the server has dropped the transaction already
+            pass
+        finally:
+            st.own = False
+
+    def freeze(self) -> None:
+        """The program has ended: what it left uncommitted is counted now, before appshell rolls it back."""
+        for st in list(self.conns.values()):
+            if st.sandboxed:
+                self._settle(st)
+                for frame in st.frames:
+                    self.left_open.add(frame)
+                st.frames = [Frame()]
+        self.frozen = True
+
+    # -- detection ----------------------------------------------------------------
+
+    def _check(self, st: ConnState, where: str) -> None:
+        if self.broken is not None:
+            raise SandboxBroken(self.broken.what, self.broken.fix)
+        if in_transaction(st.raw) is False:
+            self._broke(st, where)
+
+    def _broke(self, st: ConnState, where: str, raise_: bool = True) -> None:
+        error = SandboxBroken(
+            f"the sandbox's transaction on {st.kind} ended {where} — changes may have been committed",
+            "check the database by hand; the audit log names the statement",
+        )
+        if self.broken is None:
+            self.broken = error
+            print(f"\n{error.format()}\n", file=sys.stderr, flush=True)
+        if raise_:
+            raise error
+
+    # -- statements ---------------------------------------------------------------
+
+    def before(self, st: ConnState, statement: str, parsed: Sequence[Statement]) -> None:
+        if not st.sandboxed:
+            return
+        self._check(st, f"before `{_short(statement)}` (a DBAPI commit() outside SQLAlchemy?)")
+        for one in parsed:
+            if one.escapes:
+                raise SandboxRefused(f"{one.escapes}: `{_short(one.text)}` refused in the sandbox — run it without --sandbox")
+        if st.kind == "sqlite":
+            self._settle(st)
+            st.pending = (("", ""), st.raw.total_changes)
+
+    def after(self, st: ConnState, cursor: Any, statement: str, parsed: Sequence[Statement]) -> None:
+        if not st.sandboxed:
+            return
+        if in_transaction(st.raw) is False:
+            self._broke(st, f"after `{_short(statement)}`")
+        top = st.frames[-1]
+        several = sum(1 for one in parsed if one.writes) > 1
+        for one in parsed:
+            self._savepoint(st, one)
+            top = st.frames[-1]
+            if one.ddl:
+                top.ddl.append(one.ddl)
+            for table_name, op, main in one.writes:
+                key = (table_name, op)
+                if not main or several:
+                    top.unknown.add(key)
+                elif st.kind == "sqlite":
+                    # sqlite3's rowcount is unreliable with RETURNING; total_changes is exact once fetched.
+                    st.pending = (key, st.pending[1] if st.pending else st.raw.total_changes)
+                else:
+                    top.rows[key] += max(cursor.rowcount, 0)
+        if st.kind == "sqlite" and st.pending is not None and st.pending[0] == ("", ""):
+            st.pending = None
+        if st.autocommit and not self.frozen:  # the app asked for AUTOCOMMIT: each statement counts as committed
+            self.commit(st)
+
+    def _savepoint(self, st: ConnState, one: Statement) -> None:
+        if one.savepoint is None:
+            return
+        action, name = one.savepoint
+        names = [f.name for f in st.frames]
+        if action == "begin":
+            st.frames.append(Frame(name))
+        elif name in names:
+            at = len(names) - 1 - names[::-1].index(name)
+            if action == "release" and at > 0:
+                for frame in st.frames[at:]:
+                    st.frames[at - 1].add(frame)
+                del st.frames[at:]
+            elif action == "rollback":
+                self._settle(st)
+                del st.frames[at + 1:]
+                st.frames[at] = Frame(name)
+
+    def _settle(self, st: ConnState) -> None:
+        if st.pending is not None and st.frames:
+            key, before = st.pending
+            st.pending = None
+            if key != ("", ""):
+                st.frames[-1].rows[key] += st.raw.total_changes - before
+
+    # -- the summary --------------------------------------------------------------
 
     def summary(self) -> str:
-        if not any(self.changes.values()):
-            return "appshell: sandbox — no rows were changed; nothing to roll back"
-        tables = sorted({t for t, _ in self.changes})
-        rows = [[t, *(self.changes[(t, op)] for op in ("inserted", "updated", "deleted"))] for t in tables]
-        return "appshell: sandbox dry run — these changes were made, then rolled back:\n" + table(
-            ["table", "inserted", "updated", "deleted"], rows
-        )
+        """What the dry run saw, honestly: through which engines, and what it cannot see."""
+        engines = self.engines
+        total = Frame()
+        total.add(self.committed)
+        total.add(self.left_open)
+        covered = ", ".join(f"{url} ({kind})" for url, kind in engines.items()) or "none"
+        lines: list[str] = []
+        if self.broken is not None:
+            lines.append(self.broken.format())
+        if total.empty():
+            lines.append(f"appshell: sandbox — no changes seen through the engines appshell covered; all rolled back ({covered})")
+            return "\n".join(lines)
+        tables = sorted({t for t, _ in total.rows} | {t for t, _ in total.unknown})
+        rows = [[t, *(("?" if (t, op) in total.unknown else total.rows[(t, op)]) for op in _OPS)] for t in tables]
+        lines.append("appshell: sandbox dry run — these changes were made, then rolled back:")
+        if rows:
+            lines.append(table(["table", *_OPS], rows))
+        if total.ddl:
+            lines.append("schema changes (rolled back): " + "; ".join(total.ddl))
+        if total.unknown:
+            lines.append("?: rows changed by a statement whose count the database does not report (a data-modifying CTE, several statements in one string)")
+        if not self.left_open.empty():
+            lines.append("some of these were never committed by the program: a run without --sandbox would not keep those either")
+        lines.append(f"engines covered: {covered}")
+        return "\n".join(lines)

@@ -99,29 +99,31 @@ def _start_audit(settings: Settings, ctx: AppContext, program: Program | None, s
 
 
 def _apply_safety(settings: Settings, ctx: AppContext, session_id: str, options: Options) -> Sandbox | None:
-    """Read-only, sandbox, timeouts, tagging and the destructive guard, on the app's own engine."""
-    from appshell.database import ConnectionPlan, configure_connections, refuse_orm_writes
+    """Read-only, sandbox, timeouts, tagging and the destructive guard, on every engine in the process."""
+    from appshell.database import ConnectionPlan, Coverage, refuse_orm_writes
+    from appshell.engines import take_over
 
+    take_over()
     profile = settings.profile_data
     sandbox = None
     if settings.sandbox:
         from appshell.sandbox import Sandbox
 
-        sandbox = Sandbox(ctx.engine)
-    configure_connections(ctx.engine, ConnectionPlan(
+        sandbox = Sandbox()
+    coverage = Coverage(ConnectionPlan(
         read_only=settings.read_only,
         statement_timeout_ms=profile["database.statement_timeout_ms"],
+        idle_in_transaction_timeout_ms=profile["database.idle_in_transaction_timeout_ms"],
         application_name=f"appshell:{session_id}",
-        sandbox_begin=sandbox.begin if sandbox else None,
-    ))
-    if sandbox is not None:
-        sandbox.install()
+    ), sandbox, settings.profile)
+    coverage.install()
+    ctx.teardown.append(coverage.close_all)  # after the app's engine is disposed: every other engine's connections
     if settings.read_only:
         refuse_orm_writes(ctx.session, settings.profile)
     if profile["access.confirm_destructive"]:
         from appshell.guard import install_guard
 
-        install_guard(ctx.engine, assume_yes=options.assume_yes)
+        install_guard(assume_yes=options.assume_yes)
     return sandbox
 
 
@@ -171,6 +173,8 @@ def run_session(settings: Settings, program: Program | None, options: Options) -
             if journal.forked:
                 _leave_forked_child(code)
         try:
+            if sandbox is not None:
+                sandbox.freeze()  # what the program left uncommitted is counted before appshell rolls it back
             ctx.close()
             if sandbox is not None:
                 print(sandbox.summary(), file=sys.stderr)
@@ -178,7 +182,9 @@ def run_session(settings: Settings, program: Program | None, options: Options) -
             if journal is not None:
                 journal.close()  # threads the session leaves behind can run no more SQL
             if auditor is not None:
-                auditor.end(end_status(code, failure))
+                auditor.end("sandbox_broken" if sandbox is not None and sandbox.broken else end_status(code, failure))
+        if sandbox is not None and sandbox.broken is not None and type(failure) is not type(sandbox.broken):
+            raise sandbox.broken  # exit 3, whatever the program did with the exception (SandboxBroken)
 
 
 def _leave_forked_child(code: int | None) -> None:

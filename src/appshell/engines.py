@@ -1,0 +1,67 @@
+"""Every SQLAlchemy engine in the process, not only the one appshell found (SPEC §5 "Scope").
+
+SQLAlchemy's events, listened for on the :class:`~sqlalchemy.engine.Engine`
+and :class:`~sqlalchemy.pool.Pool` *classes*, reach every engine and pool:
+those made before appshell took over (Flask-SQLAlchemy's binds, an engine an
+app module made at import time) and those made later (a library's own
+``create_engine``, Alembic's ``engine_from_config``, the sync engine under an
+``AsyncEngine``). :func:`on_every_engine` registers such a listener.
+
+Class-level listeners cannot be removed one session at a time without races
+against threads still running SQL, so each registration belongs to a
+*generation*: when a new session takes over (:func:`take_over`, once per
+session — several run in one process only in tests), the listeners of the
+sessions before it go quiet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["on_every_engine", "take_over", "existing"]
+
+_generation = 0
+
+
+def take_over() -> int:
+    """A new session owns the process's engines from now on; earlier sessions' listeners go quiet."""
+    global _generation
+    _generation += 1
+    return _generation
+
+
+def on_every_engine(identifier: str, fn: Callable[..., Any], *, pool: bool = False) -> None:
+    """Listen for *identifier* on every Engine (or, with *pool*, every Pool) in the process, now and later.
+
+    Engine-level identifiers include the ``ConnectionEvents`` (``before_cursor_execute``, ``engine_connect``…)
+    and the ``DialectEvents`` (``do_connect``, ``handle_error``), which SQLAlchemy routes to every dialect.
+    """
+    from sqlalchemy import Engine, event
+    from sqlalchemy.pool import Pool
+
+    mine = _generation
+
+    def listener(*args: Any, **kw: Any) -> Any:
+        if mine == _generation:
+            return fn(*args, **kw)
+        return None
+
+    event.listen(Pool if pool else Engine, identifier, listener)
+
+
+def existing() -> tuple[list[Any], list[Any]]:
+    """The Engines alive in the process, and the pooled connections checked out right now
+    (e.g. by an app module that queried at import time): one pass over the heap."""
+    import gc
+
+    from sqlalchemy import Engine
+    from sqlalchemy.pool.base import _ConnectionFairy
+
+    engines, fairies = [], []
+    for obj in gc.get_objects():
+        if isinstance(obj, Engine):
+            engines.append(obj)
+        elif isinstance(obj, _ConnectionFairy) and obj.dbapi_connection is not None:
+            fairies.append(obj)
+    return engines, fairies

@@ -1,0 +1,229 @@
+"""What a SQL string does, read with a real parser per dialect (sqlglot; SPEC §5).
+
+One function, :func:`classify`, serves the destructive guard, the sandbox
+(its refusals and its dry-run accounting) and read-only: it splits a string
+into statements with the dialect's tokenizer (so comments — MySQL's ``#``
+included — and semicolons inside strings are read as the database reads
+them), reads transaction control from each statement's leading keywords, and
+parses the rest to find every table an ``INSERT``/``UPDATE``/``DELETE``
+writes, data-modifying CTEs included. sqlglot is imported on the first call
+only, and results are cached per string: SQLAlchemy sends the same text again
+and again.
+
+Where sqlglot cannot parse a statement, the answer leans to caution: a
+statement that mentions ``DELETE``/``UPDATE``/``DROP``/``TRUNCATE`` is then
+treated as destructive.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+__all__ = ["Statement", "classify", "sqlglot_dialect", "SANDBOX_SAVEPOINT"]
+
+SANDBOX_SAVEPOINT = "appshell_sandbox"
+
+_SQLGLOT = {"sqlite": "sqlite", "postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql"}
+
+# Quick screen: a string with none of these words is a plain read, and is not parsed at all.
+_WORTH_PARSING = re.compile(
+    r"\b(insert|update|delete|replace|merge|create|alter|drop|truncate|rename|commit|end|rollback|abort|release|savepoint|"
+    r"begin|start|set|reset|discard|pragma|prepare|xa|lock|unlock|analyze|optimize|repair|check|flush|grant|revoke|load|"
+    r"cache|install|uninstall|call|handler|do|set_config)\b",
+    re.I,
+)
+# MySQL/MariaDB commit implicitly before (and after) most statements that are not these:
+# in a sandbox, everything else is refused (an allow-list: a new statement type is refused, not missed).
+_MYSQL_TRANSACTIONAL = {"SELECT", "INSERT", "UPDATE", "DELETE", "REPLACE", "WITH", "SAVEPOINT", "RELEASE", "ROLLBACK",
+                        "SET", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "DO", "VALUES", "TABLE", "(", "USE"}
+_PARAMS = re.compile(r"%\(\w+\)s|%s")
+_OPS = {"Insert": "inserted", "Update": "updated", "Delete": "deleted"}
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One statement of a SQL string, as appshell's safety needs to know it."""
+
+    text: str
+    head: str  # the leading keyword, upper case ("" for an empty statement)
+    writes: tuple[tuple[str, str, bool], ...] = ()  # (table, inserted|updated|deleted, counted by the cursor's rowcount)
+    ddl: str | None = None  # "CREATE TABLE scratch": schema changes, for the dry-run summary
+    destructive: str | None = None  # why the guard asks, e.g. "DELETE without WHERE"
+    savepoint: tuple[str, str] | None = None  # (begin|release|rollback, name)
+    escapes: str | None = None  # why this would end or change the sandbox's transaction
+    read_write: str | None = None  # why this would switch a read-only session to read-write
+    implicit_commit: bool = False  # MySQL/MariaDB would commit the transaction for it
+
+
+def sqlglot_dialect(kind: str) -> str | None:
+    return _SQLGLOT.get(kind)
+
+
+def classify(sql: str, kind: str) -> tuple[Statement, ...]:
+    """The statements of *sql* on a *kind* database (sqlite, postgresql, mysql, mariadb)."""
+    if not _WORTH_PARSING.search(sql):
+        return (Statement(text=sql, head="SELECT"),)
+    return _classify(sql, kind)
+
+
+@lru_cache(maxsize=2048)
+def _classify(sql: str, kind: str) -> tuple[Statement, ...]:
+    from sqlglot.dialects.dialect import Dialect
+    from sqlglot.errors import SqlglotError
+    from sqlglot.tokens import TokenType
+
+    dialect_name = _SQLGLOT.get(kind, "postgres")
+    dialect = Dialect.get_or_raise(dialect_name)
+    try:
+        tokens = dialect.tokenize(sql)
+    except SqlglotError:
+        return (_unreadable(sql, kind),)
+    out: list[Statement] = []
+    chunk: list[Any] = []
+    for token in [*tokens, None]:
+        if token is None or token.token_type == TokenType.SEMICOLON:
+            if chunk:
+                out.append(_one(sql[chunk[0].start: chunk[-1].end + 1], chunk, kind, dialect_name))
+            chunk = []
+        else:
+            chunk.append(token)
+    return tuple(out) or (Statement(text=sql, head=""),)
+
+
+def _unreadable(sql: str, kind: str) -> Statement:
+    """A string the tokenizer rejects: assume the worst of it."""
+    words = set(re.findall(r"[a-z_]+", sql.lower()))
+    bad = words & {"delete", "update", "drop", "truncate"}
+    return Statement(text=sql, head=(sql.split() or [""])[0].upper(), destructive="a statement appshell cannot read" if bad else None,
+                     escapes="a statement appshell cannot read" if words & {"commit", "end", "release", "begin", "start", "autocommit"} else None,
+                     implicit_commit=kind in ("mysql", "mariadb"))
+
+
+def _name(token: Any) -> str:
+    return str(token.text).strip('"`[]').lower()
+
+
+def _one(text: str, tokens: list[Any], kind: str, dialect: str) -> Statement:
+    words = [str(t.text).upper() for t in tokens]
+    head = words[0]
+    mysql = kind in ("mysql", "mariadb")
+    savepoint: tuple[str, str] | None = None
+    escapes = read_write = None
+
+    if head in ("COMMIT", "END", "ABORT"):
+        escapes = f"{head} ends the transaction"
+    elif head == "ROLLBACK":
+        if "TO" in words:
+            savepoint = ("rollback", _name(tokens[-1]))
+        else:
+            escapes = "ROLLBACK ends the transaction"
+    elif head == "RELEASE":
+        savepoint = ("release", _name(tokens[-1]))
+        if savepoint[1] == SANDBOX_SAVEPOINT:
+            escapes = "RELEASE of the sandbox's savepoint"
+    elif head == "SAVEPOINT":
+        savepoint = ("begin", _name(tokens[-1]))
+    elif head in ("BEGIN", "START") or (head == "PREPARE" and "TRANSACTION" in words) or head == "XA":
+        escapes = f"{head} would start or end a transaction"
+        if "WRITE" in words:
+            read_write = f"{' '.join(words)} starts a read-write transaction"
+    elif head in ("SET", "RESET", "DISCARD"):
+        joined = " ".join(words)
+        if "AUTOCOMMIT" in joined:
+            escapes = "it changes autocommit"
+        elif "TRANSACTION" in words or "CHARACTERISTICS" in words or "ISOLATION" in joined or "TRANSACTION_ISOLATION" in joined:
+            escapes = "it changes the transaction mode"
+        if "READ_ONLY" in joined or "WRITE" in words or (head == "RESET" and "ALL" in words) or head == "DISCARD":
+            read_write = "it changes the read-only mode"
+    elif head == "PRAGMA" and len(words) > 1 and words[1].lower() == "query_only":
+        if len(words) > 2:
+            read_write = "PRAGMA query_only changes the read-only mode"
+    if "SET_CONFIG" in words:
+        at = words.index("SET_CONFIG")
+        first = tokens[at + 2] if at + 2 < len(tokens) else None
+        if first is None or first.token_type.name != "STRING" or "read_only" in str(first.text).lower() or "isolation" in str(first.text).lower():
+            read_write = "set_config() may change the read-only mode"
+
+    implicit = mysql and head not in _MYSQL_TRANSACTIONAL and not (
+        head in ("CREATE", "DROP") and len(words) > 1 and words[1] == "TEMPORARY"
+    )
+    if mysql and head == "SET" and escapes:
+        implicit = True
+    if implicit and escapes is None:
+        escapes = f"{head} cannot be rolled back on {kind} (it commits implicitly)"
+
+    writes, ddl, destructive = _parse(text, head, words, dialect)
+    return Statement(text=text, head=head, writes=writes, ddl=ddl, destructive=destructive, savepoint=savepoint,
+                     escapes=escapes, read_write=read_write, implicit_commit=implicit)
+
+
+_DDL_HEADS = ("CREATE", "ALTER", "DROP", "TRUNCATE", "RENAME", "COMMENT")
+
+
+def _parse(text: str, head: str, words: list[str], dialect: str) -> tuple[tuple[tuple[str, str, bool], ...], str | None, str | None]:
+    """(writes, ddl, destructive) from sqlglot's tree of one statement."""
+    if head not in ("INSERT", "UPDATE", "DELETE", "REPLACE", "WITH", "(", "MERGE", *_DDL_HEADS):
+        return (), None, None
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import SqlglotError
+
+    try:
+        # A parameter cannot change a statement's shape: a NULL literal stands in for it (sqlglot reads
+        # pyformat placeholders in some dialects only, and `?::VARCHAR` in none).
+        tree = sqlglot.parse_one(_PARAMS.sub("NULL", text), read=dialect)
+    except SqlglotError:
+        tree = None
+    if tree is None or isinstance(tree, exp.Command):
+        return _by_keywords(head, words)
+    writes: list[tuple[str, str, bool]] = []
+    destructive = None
+    for node in tree.find_all(exp.Insert, exp.Update, exp.Delete):
+        table = _table_of(node)
+        writes.append((table, _OPS[type(node).__name__], node is tree))
+        if not isinstance(node, exp.Insert) and node.args.get("where") is None:
+            destructive = destructive or f"{type(node).__name__.upper()} without WHERE"
+    ddl = None
+    if isinstance(tree, exp.Drop):
+        kind = str(tree.args.get("kind") or "").upper()
+        ddl = destructive = f"DROP {kind} {_table_of(tree)}".replace("  ", " ")
+    elif isinstance(tree, exp.TruncateTable):
+        ddl = destructive = "TRUNCATE " + ", ".join(t.name for t in tree.expressions if isinstance(t, exp.Table))
+    elif isinstance(tree, exp.Alter):
+        ddl = f"ALTER {str(tree.args.get('kind') or 'TABLE').upper()} {_table_of(tree)}"
+        if any(isinstance(a, exp.Drop) or "Drop" in type(a).__name__ for a in tree.args.get("actions") or []):
+            destructive = ddl + " … DROP"
+    elif isinstance(tree, exp.Create):
+        ddl = f"CREATE {str(tree.args.get('kind') or '').upper()} {_table_of(tree)}"
+    return tuple(writes), ddl, destructive
+
+
+def _table_of(node: Any) -> str:
+    from sqlglot import exp
+
+    target = node.this
+    if isinstance(target, exp.Schema):
+        target = target.this
+    if isinstance(target, exp.Table):
+        return str(target.name)
+    found = node.find(exp.Table)
+    return str(found.name) if found is not None else "?"
+
+
+def _by_keywords(head: str, words: list[str]) -> tuple[tuple[tuple[str, str, bool], ...], str | None, str | None]:
+    """A statement sqlglot could not parse: keywords only, leaning to caution."""
+    ddl = " ".join(words[:3]) if head in _DDL_HEADS else None
+    if head in ("DROP", "TRUNCATE") or (head == "ALTER" and "DROP" in words):
+        return (), ddl, " ".join(words[:3])
+    writes: tuple[tuple[str, str, bool], ...] = ()
+    op = {"INSERT": "inserted", "REPLACE": "inserted", "UPDATE": "updated", "DELETE": "deleted"}.get(head)
+    if op is not None:
+        after = {"INSERT": "INTO", "REPLACE": "INTO", "UPDATE": "UPDATE", "DELETE": "FROM"}[head]
+        at = words.index(after) + 1 if after in words else len(words)
+        writes = ((words[at].strip('"`[]').lower(), op, True),) if at < len(words) else ()
+    if {"DELETE", "UPDATE"} & set(words) and "WHERE" not in words:
+        return writes, ddl, "a DELETE/UPDATE without WHERE (read by keywords: appshell could not parse it)"
+    return writes, ddl, None
