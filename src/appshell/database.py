@@ -195,7 +195,7 @@ class Coverage:
             self._sqlite(st)
         if self.sandbox is not None:
             self.sandbox.take_over(dialect)
-            st.autocommit = bool(getattr(raw, "autocommit", False)) if st.kind.startswith("postgres") else False
+            st.autocommit = str(getattr(dialect, "isolation_level", "") or "").upper() == "AUTOCOMMIT" or getattr(raw, "autocommit", None) is True
             _set_autocommit(raw, False)
             self.sandbox.begin(st)
         return st

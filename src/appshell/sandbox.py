@@ -66,6 +66,10 @@ class Frame:
         return not any(self.rows.values()) and not self.unknown and not self.ddl
 
 
+def _refuse_dbapi_commit(*args: Any, **kwargs: Any) -> None:
+    raise SandboxRefused("commit() on the DBAPI connection would commit the sandbox's transaction: refused — run it without --sandbox")
+
+
 def _short(sql: str) -> str:
     text = " ".join(sql.split())
     return text if len(text) <= 80 else text[:77] + "…"
@@ -130,6 +134,10 @@ class Sandbox:
             st.own = False
         st.frames = [Frame()]
         st.sandboxed = True
+        if type(st.raw).__module__.startswith(("psycopg", "pymysql")):
+            # The DBAPI connection's own commit() bypasses the dialect: these drivers' connections are
+            # Python objects, so an instance attribute refuses it (sqlite3's: the authorizer does).
+            st.raw.commit = _refuse_dbapi_commit
 
     def _own(self, st: ConnState, *statements: str) -> None:
         st.own = True
@@ -171,6 +179,8 @@ class Sandbox:
             pass
         finally:
             st.own = False
+            if "commit" in getattr(st.raw, "__dict__", {}):
+                del st.raw.commit
 
     def freeze(self) -> None:
         """The program has ended: what it left uncommitted is counted now, before appshell rolls it back."""
