@@ -7,12 +7,12 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TextIO
+from typing import Any
 
 from appshell.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, AppshellError, Refused
 from appshell.journal import Journal
@@ -73,27 +73,46 @@ def to_jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _writes_to_fd1(stream: Any) -> bool:
+    try:
+        return bool(stream.fileno() == 1)
+    except (AttributeError, OSError, ValueError):  # a test harness's capture object
+        return False
+
+
 @contextmanager
-def _stdout_to_stderr() -> Iterator[TextIO]:
+def _stdout_to_stderr() -> Iterator[Callable[[str], None]]:
     """While a --json program runs, whatever it (or the app's logging) writes to stdout goes to stderr.
 
-    Both ``sys.stdout`` and file descriptor 1 are redirected: a logging handler made
-    before the program started (SQLAlchemy's ``echo=True``) holds the old stream
-    object, which writes to fd 1. Yields the real stdout, for the JSON alone.
+    Yields the function that writes the JSON to the real stdout. Both ``sys.stdout``
+    and file descriptor 1 are redirected, and fd 1 stays on stderr afterwards: a
+    logging handler made before the program started (SQLAlchemy's ``echo=True``)
+    holds the old stream object and still writes to fd 1 during teardown (its
+    ROLLBACK), after the JSON. The process ends right after; nothing else is owed to stdout.
     """
     real = sys.stdout
     real.flush()
+    if not _writes_to_fd1(real):  # in-process (a test harness): swapping the object is all there is
+        sys.stdout = sys.stderr
+        try:
+            yield lambda text: print(text, file=real)
+        finally:
+            sys.stdout = real
+        return
     saved = os.dup(1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+
+    def write_json(text: str) -> None:
+        with open(saved, "w", encoding="utf-8", closefd=False) as out:
+            out.write(text + "\n")
+
     try:
-        yield real
+        yield write_json
     finally:
         sys.stdout.flush()
-        real.flush()
-        os.dup2(saved, 1)
+        sys.stdout = real  # still fd 1, which now reaches stderr
         os.close(saved)
-        sys.stdout = real
 
 
 def _split_last_expression(tree: ast.Module) -> tuple[ast.Module, ast.Expression | None]:
@@ -125,11 +144,10 @@ def run_program(program: Program, namespace: dict[str, Any], journal: Journal, w
                 exec(compile(tree, program.filename, "exec"), namespace)
                 return EXIT_OK
             body, last = _split_last_expression(tree)
-            with _stdout_to_stderr() as stdout:
+            with _stdout_to_stderr() as write_json:
                 exec(compile(body, program.filename, "exec"), namespace)
                 value = None if last is None else eval(compile(last, program.filename, "eval"), namespace)
-                text = json.dumps(to_jsonable(value), indent=None, default=str)
-            print(text, file=stdout)
+                write_json(json.dumps(to_jsonable(value), indent=None, default=str))
     except SystemExit as exc:
         return _exit_code(exc)
     except KeyboardInterrupt:
