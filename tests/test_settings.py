@@ -211,3 +211,15 @@ def test_redaction_sources(tmp_path: Path, locked: bool, env_file_by: str | None
     flags = {"env_file": str(root / ".env")} if env_file_by == "flag" else {}
     settings = resolve(flags, environ=environ, cwd=root)
     assert set(Redactor.for_settings(settings, environ).secrets) == masked
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql+psycopg://writer:s3cret-pw@db/app", "postgresql+psycopg://writer@db/app?password=s3cret-pw", "not a url"],
+)
+def test_profile_audit_url_cannot_hold_a_password(tmp_path: Path, url: str) -> None:
+    root = make_project(tmp_path, profile=f'[audit]\nurl = "{url}"\n')
+    with pytest.raises(ConfigError) as info:
+        resolve({}, environ={}, cwd=root)
+    message = info.value.format()
+    assert "'audit.url'" in message and 'written "${NAME}"' in message and "s3cret" not in message

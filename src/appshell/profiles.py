@@ -43,6 +43,26 @@ def _regexes(value: Any) -> bool:
     return True
 
 
+def _url_without_password(value: Any) -> bool:
+    """A profile is a file people commit: a URL in it may name its password's variable only."""
+    if not isinstance(value, str):
+        return False
+    if not value:
+        return True
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(value)
+    except (ArgumentError, ValueError):
+        return False
+    from appshell.redact import is_secret_name
+
+    if any(is_secret_name(name) or name.lower() in ("pwd", "pass") for name in url.query):
+        return False  # a password in the query string: not expanded, and it would sit in the file
+    return not url.password or bool(re.fullmatch(r"\$\{\w+\}", str(url.password)))
+
+
 _BOOL = (lambda v: isinstance(v, bool)), "true or false"
 _STR = (lambda v: isinstance(v, str)), "a string"
 _STRS = (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)), "a list of strings"
@@ -70,7 +90,7 @@ SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
     "audit.required": _BOOL,
     "audit.redact": (_regexes, "a list of valid regular expressions"),
     "audit.locked": _BOOL,
-    "audit.url": _STR,
+    "audit.url": (_url_without_password, 'a database URL whose password, if any, is written "${NAME}" (read from the variable NAME)'),
     "audit.syslog_address": _STR,
     "release.expected_file": _STR,
     "release.expected_url": _STR,
@@ -174,7 +194,9 @@ def _read(path: Path) -> dict[str, Any]:
             )
         check, allowed = SCHEMA[key]
         if not check(value):
-            raise ConfigError(f"{path}: bad value {value!r} for '{key}'", f"use {allowed}")
+            from appshell.redact import mask_url
+
+            raise ConfigError(f"{path}: bad value {mask_url(repr(value))} for '{key}'", f"use {allowed}")
         flat[key] = value
     return flat
 
