@@ -16,7 +16,6 @@ Two kinds of masking live here:
 
 from __future__ import annotations
 
-import ast
 import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
@@ -187,20 +186,20 @@ def sql_keywords() -> frozenset[str]:
     return frozenset(words)
 
 
-_CODE_NODES = (ast.Call, ast.Lambda, ast.Await, ast.Yield, ast.YieldFrom, ast.NamedExpr)
-
-
 def _reads_as_python(value: str) -> bool:
     """Does *value* parse as Python that does something (a call, an import, a compound statement)?
 
     A bare name, number or `key=value` does nothing: secrets such as `card=4111…` look so."""
+    import ast  # lazily: most runs never need it
+
+    code_nodes = (ast.Call, ast.Lambda, ast.Await, ast.Yield, ast.YieldFrom, ast.NamedExpr)
     try:
         tree = ast.parse(value)
     except (SyntaxError, ValueError):
         return False
     if any(not isinstance(stmt, (ast.Expr, ast.Assign)) for stmt in tree.body):
         return True
-    return any(isinstance(node, _CODE_NODES) for node in ast.walk(tree))
+    return any(isinstance(node, code_nodes) for node in ast.walk(tree))
 
 
 def keeps_evidence(value: str) -> bool:
