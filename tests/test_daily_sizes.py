@@ -101,7 +101,7 @@ def test_show_of_a_model_a_select_and_raw_sql_fetch_only_what_they_show(big: tup
             _, peak, sql = measure(thunk)
             print('peak ok' if peak < 3_000_000 else f'peak {peak}')
     """)
-    assert "(3 rows shown of 300000; 299997 more: where(…, limit=N) shows N, show(…, limit=None) shows all, list(…) fetches all)" in out
+    assert "(3 rows shown of 300000; 299997 more: show(…, limit=N) shows N, limit=None shows all)" in out
     assert "(20 rows shown of 27000; 26980 more: show(…, limit=N) shows N, limit=None shows all)" in out
     assert "│  2 │ order number 2 │" in out
     assert "(2 rows shown of 300000; 299998 more: show(…, limit=N) shows N, limit=None shows all)" in out

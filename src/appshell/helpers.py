@@ -130,7 +130,7 @@ def make_helpers(ctx: AppContext, journal: Journal) -> dict[str, Callable[..., A
         return session.get(model, pk)
 
     def where(model: Any, *criteria: Any, order_by: Any = None, limit: int | None = None, **filters: Any) -> Results:
-        """Objects matching Model.price > 10 and/or column=value filters; shows the first 20 (limit=N for N)."""
+        """Objects matching expressions and/or column=value filters, by primary key; shows the first 20."""
         stmt = _select_of(model, criteria, filters, "where").order_by(*_order_terms(model, order_by))
         if limit is not None:
             stmt = stmt.limit(limit)
@@ -148,8 +148,7 @@ def make_helpers(ctx: AppContext, journal: Journal) -> dict[str, Callable[..., A
 
         hint = "show(…, limit=N) shows N, limit=None shows all"
         if isinstance(rows, type):
-            _mapper_of(rows, "show")
-            rows = where(rows)
+            rows = Results(session, where(rows).statement, hint, limited=False)
         if isinstance(rows, Select):
             rows = Results(session, rows, hint, limited=False) if _single_entity(rows) else _RowResults(session, rows, hint, limited=False)
         if isinstance(rows, (Results, _RowResults)):
@@ -168,13 +167,13 @@ def make_helpers(ctx: AppContext, journal: Journal) -> dict[str, Callable[..., A
         print(tabulate(shown, more=more, hint=hint))
 
     def describe(model: Any) -> None:
-        """Print a model's columns with the database's own types, its indexes, constraints and relationships."""
+        """Print a model's columns (the database's own types), indexes, constraints and relationships."""
         from appshell.describe import describe_model
 
         print(describe_model(_mapper_of(model, "describe"), session.connection()))
 
     def explain(query: Any, analyze: bool = False) -> Plan:
-        """The database's query plan, whole; analyze=True (PostgreSQL) runs it in a rolled-back transaction."""
+        """The database's query plan, whole; analyze=True runs it (PostgreSQL, rolled back)."""
         bind = session.get_bind()
         dialect = bind.dialect.name
         if analyze and dialect != "postgresql":
