@@ -17,6 +17,7 @@ MASK_URL = [
     ("postgresql://bob:p/a#s?s:w@rd@db/x?x=1", "postgresql://bob:***@db/x?x=1"),
     ("postgresql://bob:pa%2Fss@db/x", "postgresql://bob:***@db/x"),
     ("postgresql://:onlypass@db/x", "postgresql://:***@db/x"),
+    ("postgresql://bob:pa ss'w\"d@db/x", "postgresql://bob:***@db/x"),  # a whole value: spaces and quotes too
     ("postgresql://u@db/x?password=s3cret", "postgresql://u@db/x?password=***"),
     ("postgresql://u@db/x?sslmode=require&sslpassword=abc&token=zz", "postgresql://u@db/x?sslmode=require&sslpassword=***&token=***"),
     ("mysql+pymysql://u@h/d?passwd=a1&pwd=b2&charset=utf8mb4", "mysql+pymysql://u@h/d?passwd=***&pwd=***&charset=utf8mb4"),

@@ -109,6 +109,10 @@ def mask_url(text: str) -> str:
     """*text* with the password and password-like query parameters of every URL in it as ***."""
     if "://" not in text:
         return text
+    if _URL_START.match(text) and "\n" not in text:
+        # The whole text is one URL (a setting, a database field, an argv item): its password
+        # may even hold spaces or quotes, which end a URL inside free text.
+        return _mask_one_url(text)
     out: list[str] = []
     pos = 0
     for start in _URL_START.finditer(text):
