@@ -287,3 +287,20 @@ def test_doctor_sql_rights_on_mariadb(shop: Path, mariadb_url: str) -> None:
         with admin.begin() as conn:
             conn.execute(text(f"DROP USER '{user}'@'%'"))
         admin.dispose()
+
+
+@pytest.mark.parametrize(
+    ("target", "database", "covers"),
+    [
+        ("`shop\\_%`.*", "shop_prod", True),  # LIKE wildcards, escaped underscore
+        ("`shop\\_%`.*", "shopXprod", False),
+        ("`sh_p`.*", "shop", True),
+        ("`%`.*", "anything", True),
+        ("`other`.*", "shop", False),
+        ("`shop`.`appshell_audit`", "shop", False),  # a table-level grant is matched exactly, elsewhere
+    ],
+)
+def test_mysql_database_grant_patterns(target: str, database: str, covers: bool) -> None:
+    from appshell.doctor import _mysql_pattern_covers
+
+    assert _mysql_pattern_covers(target, database) is covers

@@ -184,6 +184,20 @@ def _postgresql_rights(conn: Connection) -> list[str]:
 _MYSQL_RISKY = ("ALL PRIVILEGES", "DELETE", "UPDATE", "DROP", "ALTER", "TRIGGER")
 
 
+def _mysql_pattern_covers(target: str, database: str) -> bool:
+    """Does a database-level grant target like `shop\\_%`.* (LIKE wildcards) cover *database*?"""
+    import re
+
+    match = re.fullmatch(r"`((?:[^`]|``)*)`\.\*", target)
+    if match is None:
+        return False
+    pattern = "".join(
+        ".*" if part == "%" else "." if part == "_" else re.escape(part[-1])
+        for part in re.findall(r"\\.|%|_|.", match[1].replace("``", "`"))
+    )
+    return re.fullmatch(pattern, database) is not None
+
+
 def _mysql_rights(conn: Connection) -> list[str]:
     """SHOW GRANTS for the user and the roles it holds; grants on *.*, the database, or the table."""
     import re
@@ -206,7 +220,7 @@ def _mysql_rights(conn: Connection) -> list[str]:
                 if role:
                     queue.append(f"SHOW GRANTS FOR {role['role']}")
                 continue
-            if grant["target"] not in targets:
+            if grant["target"] not in targets and not _mysql_pattern_covers(grant["target"], database):
                 continue
             for priv in grant["privs"].split(","):
                 name = re.sub(r"\s*\(.*", "", priv.strip().upper())
