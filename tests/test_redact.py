@@ -73,6 +73,9 @@ EVIDENCE = [
     ("sql('delete from order_lines'); commit()", True),  # the program itself
     ("print(count(Product))", True),  # code without a single space
     ("x=session.delete(o)", True),
+    ("o.status='void'", True),  # a change to an object, recorded cell by cell
+    ("rows[0]=12345678", True),
+    ("card=4111111111111111", False),  # name=value: how secrets look
     ("tok-abcdef123", False),
     ("sk_live_51HabcDEF", False),
     ("Zm9vYmFyYmF6cXV4", False),

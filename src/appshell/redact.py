@@ -201,8 +201,13 @@ def _reads_as_python(value: str) -> bool:
         tree = ast.parse(value)
     except (SyntaxError, ValueError):
         return False
-    if any(not isinstance(stmt, (ast.Expr, ast.Assign)) for stmt in tree.body):
-        return True
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Expr):
+            continue
+        # `name=value` is how secrets look (`card=4111…`); assigning to an attribute or an
+        # item changes an object (`order.status='void'`), and every other statement is code.
+        if not (isinstance(stmt, ast.Assign) and all(isinstance(t, ast.Name) for t in stmt.targets)):
+            return True
     return any(isinstance(node, code_nodes) for node in ast.walk(tree))
 
 
