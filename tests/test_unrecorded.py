@@ -127,26 +127,31 @@ def test_ipython_profile_code_is_recorded_before_it_runs(shop: Path, log: Path, 
 # -- nested consoles ----------------------------------------------------------------
 
 NESTED = {
-    # what starts the nested console, the lines typed inside it, how it is left
-    "interact": ("import code; code.interact(local=globals(), banner='', exitmsg='')", ['sql("update products set stock=111 where id=1")', "commit()"], "\x04"),
-    "pdb": ("breakpoint()", ['!sql("update products set stock=111 where id=1")', "!commit()"], "c\n"),
-    "exec_input": ("exec(input())", ['sql("update products set stock=111 where id=1"); commit()'], ""),
+    # what starts the nested console, its prompt, the lines typed inside it, how it is left
+    # (prompts are spelt in two halves so that the echo of the statement cannot match them)
+    "interact": ("import code; type('C', (code.InteractiveConsole,), {'raw_input': lambda self, p='': input('NEST' + 'ED> ')})"
+                 "(globals()).interact(banner='', exitmsg='')", "NESTED> ",
+                 ['sql("update products set stock=111 where id=1")', "commit()"], "\x04"),
+    # `; pass`: pdb then stops as the statement's frame returns (a bare expression would stop in displayhook)
+    "pdb": ("breakpoint(); pass", r"\(Pdb\) ", ['!sql("update products set stock=111 where id=1")', "!commit()"], "c\n"),
+    "exec_input": ("exec(input('NESTED' + '> '))", "NESTED> ", ['sql("update products set stock=111 where id=1"); commit()'], ""),
 }
 
 
 @pytest.mark.parametrize("shell", SHELLS)
 @pytest.mark.parametrize("how", sorted(NESTED))
 def test_nested_consoles_record_what_is_typed_in_them(shop: Path, log: Path, shell: str, how: str) -> None:
-    start, lines, leave_nested = NESTED[how]
+    start, prompt, lines, leave_nested = NESTED[how]
     child = spawn_shell(shop, "--shell", shell, "--audit-log", str(log), "-q")
     child.expect(r"\[dev\]")
     child.sendline(start)
-    time.sleep(1)
     for line in lines:
+        child.expect(prompt)
         child.sendline(line)
-        time.sleep(0.5)
     if leave_nested:
+        child.expect(prompt)
         child.send(leave_nested)
+    child.expect(r"\[dev\]")
     child.sendline("print('back', 'outside')")
     child.expect("back outside")
     child.expect(r"\[dev\]")
@@ -185,13 +190,13 @@ def test_ipython_run_magic_records_the_file(shop: Path, log: Path, tmp_path: Pat
     child.sendline(f"%run -i {script}")  # -i: in the shell's namespace
     child.expect("job ran 20")
     child.expect(r"\[dev\]")
-    child.sendline(f"run {script}")  # automagic: no %
+    child.sendline(f"run -i {script}")  # automagic: no %
     child.expect("job ran 20")
     child.expect(r"\[dev\]")
     leave(child)
     recorded = statements(log)
     cells = [s for s in recorded if s["kind"] == "cell"]
-    assert [c["source"] for c in cells] == [f"%run -i {script}", f"run {script}"]
+    assert [c["source"] for c in cells] == [f"%run -i {script}", f"run -i {script}"]
     for cell in cells:
         file = next(s for s in recorded if s.get("parent") == cell["n"])
         assert file["kind"] == "file" and file["files"][0]["path"] == str(script)
@@ -282,7 +287,8 @@ def test_pty_session_still_ends_cleanly_with_a_nested_console(shop: Path, log: P
     """Leaving a nested console with Ctrl-D returns to appshell's prompt; the session ends ok."""
     child = spawn_shell(shop, "--shell", "python", "--audit-log", str(log), "-q")
     child.expect(r"\[dev\]")
-    child.sendline("import code; code.interact(local=globals(), banner='', exitmsg='')")
+    child.sendline("import code; code.interact(local=globals(), banner='NESTED' + '-CONSOLE', exitmsg='')")
+    child.expect("NESTED-CONSOLE")
     child.expect(">>> ")
     child.sendcontrol("d")
     child.expect(r"\[dev\]")
