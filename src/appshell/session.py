@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -162,7 +162,7 @@ def run_session(settings: Settings, program: Program | None, options: Options) -
 
             code = run_program(program, namespace, journal, want_json=options.json)
         else:
-            code = _interactive(settings, ctx, namespace, journal, shell_name or "python", options.quiet, release, parity)
+            code = _interactive(settings, ctx, namespace, journal, shell_name or "python", options.quiet, release, parity, auditor.redact)
         return code
     except BaseException as exc:
         failure = exc
@@ -197,12 +197,14 @@ def _leave_forked_child(code: int | None) -> None:
 
 
 def _interactive(
-    settings: Settings, ctx: AppContext, namespace: dict[str, Any], journal: Journal, shell_name: str, quiet: bool, release: str, parity: Parity
+    settings: Settings, ctx: AppContext, namespace: dict[str, Any], journal: Journal, shell_name: str, quiet: bool, release: str, parity: Parity,
+    redact: Callable[[str], str],
 ) -> int:
     from appshell.banner import Look, make_banner
+    from appshell.history import history_for
     from appshell.shells import ShellSession, get_runner
 
     look = Look.of(settings)
     banner = "" if quiet else make_banner(settings, ctx, shell_name, release, look, parity)
-    get_runner(shell_name)(ShellSession(namespace, banner, look, journal))
+    get_runner(shell_name)(ShellSession(namespace, banner, look, journal, history_for(settings, redact)))
     return EXIT_OK

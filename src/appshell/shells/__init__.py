@@ -13,10 +13,11 @@ import importlib.util
 import os
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from appshell.errors import ConfigError
+from appshell.history import History
 from appshell.journal import file_info
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ class ShellSession:
     banner: str
     look: Look
     journal: Journal
+    history: History = field(default_factory=lambda: History(None))
 
 
 Runner = Callable[[ShellSession], None]

@@ -172,6 +172,16 @@ def _hold_completer(completer: Any) -> None:
     hold_safe_completion((IPython.core.completer, "_get_jedi"))
 
 
+def _redact_history(manager: Any, redact: Callable[[str], str]) -> None:
+    """IPython stores each cell in its history database: mask secrets first, as the audit does."""
+    store = manager.store_inputs
+
+    def store_inputs(line_num: int, source: str, source_raw: str | None = None) -> None:
+        store(line_num, redact(source), redact(source_raw) if source_raw is not None else None)
+
+    manager.store_inputs = store_inputs
+
+
 def _prompts(shell: Any, label: str) -> Any:
     from IPython.terminal.prompts import Prompts
     from pygments.token import Token
@@ -220,6 +230,11 @@ def run(shell_session: ShellSession) -> None:
     config.TerminalInteractiveShell.term_title = False
     if not look.use_color:
         config.TerminalInteractiveShell.colors = "nocolor"
+    history = shell_session.history.file("ipython.sqlite")
+    if history is None:
+        config.HistoryManager.enabled = False  # not the global ~/.ipython history either
+    else:
+        config.HistoryManager.hist_file = str(history)
     app_class = _app_class(shell_session.journal)
     app = app_class.instance(config=config, user_ns=shell_session.namespace)
     try:
@@ -233,6 +248,7 @@ def run(shell_session: ShellSession) -> None:
             raise cause from None
         raise
     shell: Any = app.shell
+    _redact_history(shell.history_manager, shell_session.history.redact)
     shell.prompts = _prompts(shell, look.label)
     if look.use_color and look.color != "none":
         shell.highlighting_style_overrides = {Token.AppshellLabel: f"ansi{look.color} bold"}

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import code
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from appshell.errors import AppshellError
+from appshell.history import History
 from appshell.journal import Journal
 from appshell.shells import ShellSession, run_startup_file
 
@@ -38,20 +40,47 @@ class JournaledConsole(code.InteractiveConsole):
             self.showtraceback()
 
 
-def _enable_completion(namespace: dict[str, Any]) -> None:
+HISTORY_LENGTH = 10_000
+
+
+def _enable_readline(namespace: dict[str, Any], history: History) -> Callable[[], None]:
+    """Tab completion, and this project's history; returns what saves the history at the end."""
     try:
         import readline
         import rlcompleter
     except ImportError:  # no readline on this platform: the console still works
-        return
+        return lambda: None
     readline.set_completer(rlcompleter.Completer(namespace).complete)
     readline.parse_and_bind("tab: complete")
+    path = history.file("python")
+    readline.clear_history()  # a history read by site (~/.python_history) is not this project's
+    if path is None:
+        return lambda: None
+    try:
+        readline.read_history_file(path)
+    except OSError:
+        pass
+    first_new = readline.get_current_history_length()
+
+    def save() -> None:
+        # Mask secrets in the lines typed in this session before they reach the disk.
+        for index in range(first_new, readline.get_current_history_length()):
+            line = readline.get_history_item(index + 1)
+            if line is not None:
+                readline.replace_history_item(index, history.redact(line))
+        readline.set_history_length(HISTORY_LENGTH)
+        readline.write_history_file(path)
+
+    return save
 
 
 def run(shell: ShellSession) -> None:
     look = shell.look
     sys.ps1 = look.paint(f"[{look.label}]", bold=True, readline=True) + " >>> "
     sys.ps2 = " " * (len(look.label) + 3) + "... "
-    _enable_completion(shell.namespace)
-    run_startup_file(shell)
-    JournaledConsole(shell.namespace, shell.journal).interact(banner=shell.banner, exitmsg="")
+    save_history = _enable_readline(shell.namespace, shell.history)
+    try:
+        run_startup_file(shell)
+        JournaledConsole(shell.namespace, shell.journal).interact(banner=shell.banner, exitmsg="")
+    finally:
+        save_history()

@@ -86,8 +86,12 @@ def run(shell_session: ShellSession) -> None:
         def out_prompt(self) -> Any:
             return ""
 
+    history = shell_session.history
+
     def configure(repl: Any) -> None:
         install_hooks(repl, shell_session.journal)
+        store = repl.history.store_string
+        repl.history.store_string = lambda line: store(history.redact(line))  # secrets masked before the disk
         repl.all_prompt_styles["appshell"] = LabelledPrompt()
         repl.prompt_style = "appshell"
         repl.confirm_exit = False
@@ -98,4 +102,6 @@ def run(shell_session: ShellSession) -> None:
     print(shell_session.banner)
     run_startup_file(shell_session)
     namespace = shell_session.namespace
-    embed(globals=namespace, locals=namespace, configure=configure, title="appshell")
+    path = history.file("ptpython")
+    # Without a file, ptpython keeps an in-memory history only.
+    embed(globals=namespace, locals=namespace, configure=configure, title="appshell", history_filename=str(path) if path else None)

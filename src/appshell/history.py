@@ -1,0 +1,62 @@
+"""Per-project shell history: Up-arrow in a new session recalls this project's inputs only.
+
+Each shell keeps its own file under ``.appshell/history/`` in the project root
+(``$XDG_STATE_HOME/appshell/history/`` outside a project), created 0600 in a
+0700 folder, with secrets masked by the audit's redactor before a line is
+stored. The profile's ``shell.history`` turns it off; ``shell.history_path``
+moves the folder.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from appshell.settings import Settings
+
+__all__ = ["History", "history_for", "private_dir"]
+
+
+def private_dir(path: Path) -> Path:
+    """Create *path* (0700) if needed; an ``.appshell`` folder gets a ``.gitignore`` so it is never committed."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for folder in (path, *path.parents):
+        if folder.name == ".appshell":
+            ignore = folder / ".gitignore"
+            if not ignore.exists():
+                ignore.write_text("# appshell's private state: audit log, history. Never commit it.\n*\n")
+            break
+    return path
+
+
+@dataclass(frozen=True)
+class History:
+    folder: Path | None  # None: no history kept
+    redact: Callable[[str], str] = field(default=lambda text: text)
+
+    def file(self, shell: str) -> Path | None:
+        """This shell's history file, created 0600; None when history is off."""
+        if self.folder is None:
+            return None
+        path = private_dir(self.folder) / shell
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        return path
+
+
+def history_for(settings: Settings, redact: Callable[[str], str]) -> History:
+    profile = settings.profile_data
+    if not profile["shell.history"]:
+        return History(None, redact)
+    if profile["shell.history_path"]:
+        folder = Path(profile["shell.history_path"]).expanduser()
+        if not folder.is_absolute() and settings.project_root is not None:
+            folder = settings.project_root / folder
+    elif settings.project_root is not None:
+        folder = settings.project_root / ".appshell" / "history"
+    else:
+        folder = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "appshell" / "history"
+    return History(folder, redact)
