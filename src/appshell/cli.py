@@ -30,8 +30,8 @@ modes:
   appshell - [ARGS...]         read the program from stdin
   appshell profiles            list the profiles and what each sets
   appshell doctor [--json]     check interpreter, release, settings, database, audit sinks
-  appshell audit verify|tail|show SESSION [--log PATH | --url URL]
-                               check the audit chain; review sessions
+  appshell audit init|verify|tail|show SESSION|rotate [--log PATH | --url URL] [--key KEY] [--witness URL]
+                               seal the audit log, check its chain and seal, review sessions
 
 settings precedence, highest first: {" > ".join(LAYERS)}
   (flag, environment variable, .env file, profile, [tool.appshell] in pyproject.toml, default)
@@ -191,29 +191,54 @@ def list_profiles(argv: Sequence[str]) -> int:
 
 
 def audit_command(argv: Sequence[str]) -> int:
+    import os
+
     from appshell.audit.auditor import default_log_path
     from appshell.audit.review import Log, render_session, render_tail, verify
     from appshell.settings import resolve
 
-    p = _Parser(prog="appshell audit", description="Check the audit chain and review sessions.")
-    p.add_argument("action", choices=["verify", "tail", "show"])
+    p = _Parser(prog="appshell audit", description="Seal, check and review the audit log.")
+    p.add_argument("action", choices=["verify", "tail", "show", "init", "rotate"])
     p.add_argument("session", nargs="?", help="with show: a session id (a unique prefix is enough)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--log", metavar="PATH", help="the audit file (default: as the shell would write it)")
     where.add_argument("--url", metavar="URL", help="the database of an SQL sink's appshell_audit table")
     p.add_argument("-n", type=int, default=10, help="with tail: how many sessions")
+    p.add_argument("--key", metavar="KEY", help="with verify: the verification key `audit init` printed [APPSHELL_AUDIT_KEY]")
+    p.add_argument("--witness", metavar="URL", help="with verify: compare the file with the SQL sink's table in this database")
+    p.add_argument("--checkpoint", metavar="FILE", help="with verify: go on from (and then update) this checkpoint, kept off the host")
     opts = p.parse_args(argv)
     if opts.url:
+        if opts.action in ("init", "rotate") or opts.witness or opts.key or opts.checkpoint:
+            raise UsageError(f"--url works with verify, tail and show, without --key/--witness/--checkpoint", "name the file with --log PATH")
         log = Log(url=opts.url)
     else:
         path = Path(opts.log) if opts.log else default_log_path(resolve({}))
+        if opts.action == "init":
+            return _audit_init(path)
         if not path.is_file():
             raise UsageError(f"no audit log at {path}", "name it with --log PATH (or --url for an SQL sink)")
         log = Log(path=path)
+    if opts.action == "rotate":
+        from appshell.audit.filesink import rotate
+
+        rotated = rotate(log.path or path)
+        print(f"rotated: {rotated} (the chain goes on in {path})")
+        return EXIT_OK
     if opts.action == "verify":
-        ok, message = verify(log)
-        print(("ok: " if ok else "BROKEN: ") + message, file=sys.stdout if ok else sys.stderr)
-        return EXIT_OK if ok else EXIT_USER_ERROR
+        from appshell.audit.seal import parse_key
+
+        key_text = opts.key or os.environ.get("APPSHELL_AUDIT_KEY")
+        key = parse_key(key_text) if key_text else None
+        report = verify(log, key, Path(opts.checkpoint) if opts.checkpoint else None)
+        if report.ok and opts.witness:
+            from appshell.audit.witness import compare
+
+            report = compare(log.path or path, opts.witness, report)
+        for warning in report.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        print(("ok: " if report.ok else "BROKEN: ") + report.summary, file=sys.stdout if report.ok else sys.stderr)
+        return EXIT_OK if report.ok else EXIT_USER_ERROR
     if opts.action == "tail":
         print(render_tail(log, opts.n))
         return EXIT_OK
@@ -223,6 +248,20 @@ def audit_command(argv: Sequence[str]) -> int:
     if shown is None:
         raise UsageError(f"no single session matches '{opts.session}' in {log.name}", "use an id from appshell audit tail")
     print(shown)
+    return EXIT_OK
+
+
+def _audit_init(path: Path) -> int:
+    """Set up forward-secure sealing for *path*; print the verification key, once."""
+    from appshell.audit.seal import format_key, init_state, state_path
+
+    if state_path(path).exists():
+        raise UsageError(f"sealing is already set up for {path} ({state_path(path)})",
+                         "verify with the key printed then; to start over, move the log and its .seal file away first")
+    state, key = init_state(path)
+    print(f"sealing on: every record appended to {path} is sealed; the host keeps only the current key, in {state}")
+    print(f"verification key (shown once, keep it off this host): {format_key(key)}")
+    print(f"check with: appshell audit verify --log {path} --key KEY")
     return EXIT_OK
 
 

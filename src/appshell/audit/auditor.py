@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from appshell.audit.identity import identity
-from appshell.audit.records import now_rfc3339
+from appshell.audit.records import encodable, now_rfc3339
 from appshell.audit.sinks import AuditSink, FileSink, SqlSink, SyslogSink
 from appshell.errors import AuditFailure
 from appshell.redact import Redactor, mask_url
@@ -49,6 +49,16 @@ def syslog_address() -> str:
     return os.environ.get("APPSHELL_SYSLOG_ADDRESS", "/dev/log")
 
 
+# What a failed record means for the code it records, said exactly (issue 9):
+# an operator who reads "not run" after it ran would run it again.
+CONSEQUENCES = {
+    "session_start": ("the session was not started", ""),
+    "statement": ("the statement was not run", ""),
+    "result": ("it ran; its outcome could not be recorded", "check whether it took effect before running it again; "),
+    "session_end": ("it ran; its outcome could not be recorded", "the session's statements ran; "),
+}
+
+
 def _redact_tree(value: Any, redact: Redactor) -> Any:
     if isinstance(value, str):
         return redact(value)
@@ -72,27 +82,33 @@ class Auditor:
         self.ended = False
 
     def _write(self, event: str, fields: dict[str, Any]) -> None:
-        body = _redact_tree({"ts": now_rfc3339(), "session": self.session, "event": event, **fields}, self.redact)
+        # Made encodable once, before any sink: undecodable input is the input's
+        # property, not a sink's failure, and every sink records the same body.
+        body = encodable({"ts": now_rfc3339(), "session": self.session, "event": event, **fields})
+        body = _redact_tree(body, self.redact)
         for sink in list(self.sinks):
             try:
                 sink.append(body)
             except Exception as exc:  # noqa: BLE001 - any failure of a sink is an audit failure
-                self._failed(sink, exc)
+                self._failed(sink, event, exc)
 
-    def _failed(self, sink: AuditSink, exc: Exception) -> None:
-        where = f"{sink.name} sink" + (f" ({sink.path})" if isinstance(sink, FileSink) else "")
+    def _failed(self, sink: AuditSink, event: str, exc: Exception) -> None:
+        path = getattr(sink, "path", None)  # a file sink names its file
+        where = f"{sink.name} sink" + (f" ({path})" if path is not None else "")
+        what = f"audit {where} failed ({type(exc).__name__}: {exc})"
         if self.required:
-            raise AuditFailure(
-                f"the audit {where} failed ({type(exc).__name__}: {exc}); the statement was not run",
-                "fix the sink (permissions, disk, database) and reopen appshell",
-            ) from exc
+            consequence, fix = CONSEQUENCES.get(event, (f"its {event} record was not written", ""))
+            raise AuditFailure(f"the {what}; {consequence}", f"{fix}fix the sink (permissions, disk, database) and reopen appshell") from exc
         self.sinks.remove(sink)
-        print(f"appshell: warning: audit {where} failed ({exc}) — continuing without it (audit.required is off)", file=sys.stderr)
+        print(f"appshell: warning: {what} — continuing without it (audit.required is off)", file=sys.stderr)
 
     # -- the session ------------------------------------------------------------
 
     def start(self, fields: dict[str, Any]) -> None:
-        self._write("session_start", {**identity(), **fields})
+        # Which sinks hold this session, and which file: what `verify --witness` compares.
+        files = [str(Path(getattr(s, "path")).resolve()) for s in self.sinks if s.name == "file"]
+        where = {"sinks": [s.name for s in self.sinks], "audit_log": files[0] if files else None}
+        self._write("session_start", {**identity(), **where, **fields})
 
     def end(self, status: str) -> None:
         if self.ended:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appshell.audit.records import GENESIS, digest
+from appshell.audit.verify import Report, verify_files
 from appshell.render import table
 
 __all__ = ["Log", "verify", "sessions", "render_tail", "render_session", "Session"]
@@ -33,35 +33,19 @@ class Log:
                 for number, raw in enumerate(f, start=1):
                     yield f"{self.path}:{number}", raw.rstrip(b"\n"), raw.endswith(b"\n")
             return
-        from sqlalchemy import create_engine, text
+        from appshell.audit.sqlsink import TABLE, read_rows
 
-        engine = create_engine(self.url or "")
-        try:
-            with engine.connect() as conn:
-                for seq, record in conn.execute(text("SELECT seq, record FROM appshell_audit ORDER BY seq")):
-                    yield f"appshell_audit#seq={seq}", record.encode("utf-8"), True
-        finally:
-            engine.dispose()
+        for row_id, record in read_rows(self.url or ""):
+            yield f"{TABLE}#id={row_id}", record.encode("utf-8"), True
 
 
-def verify(log: Log) -> tuple[bool, str]:
-    """Check every record's hash and the chain; name the first bad line (or row)."""
-    prev, seq, count = GENESIS, 0, 0
-    for where, raw, complete in log.lines():
-        if not complete:
-            return False, f"{where}: truncated record (no end of line) — the file was cut or a write was torn"
-        try:
-            record = json.loads(raw)
-        except ValueError:
-            return False, f"{where}: not a JSON record — the line was edited or damaged"
-        if not isinstance(record, dict) or "hash" not in record:
-            return False, f"{where}: not an audit record"
-        if digest(record) != record["hash"]:
-            return False, f"{where}: hash mismatch — the record was edited after it was written"
-        if record.get("prev") != prev or record.get("seq") != seq + 1:
-            return False, f"{where}: chain broken (prev/seq do not follow the record before) — a record before it was deleted, inserted or reordered"
-        prev, seq, count = record["hash"], record["seq"], count + 1
-    return True, f"{log.name}: {count} records, chain intact"
+def verify(log: Log, key: bytes | None = None, checkpoint: Path | None = None) -> Report:
+    """Check the chain (and with *key* the seal) of a file set, or the per-session chains of a table."""
+    if log.path is not None:
+        return verify_files(log.path, key, checkpoint)
+    from appshell.audit.sqlsink import verify_table
+
+    return verify_table(log.url or "")
 
 
 @dataclass

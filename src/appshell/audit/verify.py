@@ -1,0 +1,314 @@
+"""`appshell audit verify`: the chain, the seal and the end of a file sink, fast.
+
+The common case is checked on the raw bytes, without a JSON parser: the sink
+writes canonical JSON, so a record's line without its ``"hash"`` member is
+exactly the text its hash was taken of, and without ``"mac"`` as well exactly
+what its MAC covers. A line holding any of those keys more than once, or one
+whose hash does not match its bytes, goes through the full JSON check, which
+names the fault. What the fast path accepts, the JSON check would accept too for
+every line the sink wrote; a line crafted to pass only the fast path would need
+a valid MAC under ``--key``, and without a key any line can be forged anyway.
+
+Verification may start from a checkpoint that an earlier verify wrote (kept by
+the auditor, off the host): the record at the checkpoint must still be there,
+with the same hash; the lines before it are not read again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appshell.audit.records import GENESIS, digest
+from appshell.audit.seal import SealState, evolve, fingerprint, record_mac, state_path
+
+__all__ = ["Report", "verify_files", "rotation_set", "Checkpoint"]
+
+_DIGITS = re.compile(rb"\d+")
+_STEP = b"appshell-evolve"
+
+
+def rotation_set(path: Path) -> list[Path]:
+    """The files of one chain, oldest first: ``audit.<first seq>.jsonl`` … then ``audit.jsonl``."""
+    rotated = sorted(
+        (p for p in path.parent.glob(f"{path.stem}.*{path.suffix}") if p.name[len(path.stem) + 1 : -len(path.suffix) or None].isdigit()),
+        key=lambda p: int(p.name[len(path.stem) + 1 : -len(path.suffix) or None]),
+    )
+    return [*rotated, path] if path.exists() else rotated
+
+
+@dataclass
+class Report:
+    ok: bool
+    summary: str
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Checkpoint:
+    """Where a verify stopped: enough to go on from there, with or without the key."""
+
+    first_hash: str  # the hash of the first record of the file the checkpoint is in
+    offset: int
+    line: int
+    seq: int
+    hash: str
+    epoch: int | None  # the next record's epoch, once records are sealed
+    key: str | None  # the key of that epoch (hex), if verified with --key
+    records: int
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.__dict__, sort_keys=True) + "\n")
+        path.chmod(0o600)
+
+    @classmethod
+    def load(cls, path: Path) -> Checkpoint:
+        return cls(**json.loads(path.read_text()))
+
+
+class _Broken(Exception):
+    pass
+
+
+def _fast(line: bytes) -> tuple[int, str, str, int | None, str | None, bytes] | None:
+    """(seq, prev, hash, epoch, mac, mac-input) of a canonical line whose hash matches its bytes; else None."""
+    if line.count(b'"hash":') != 1 or line.count(b'"prev":') != 1 or line.count(b'"seq":') != 1 or b'"torn":' in line:
+        return None
+    i = line.find(b',"hash":"')
+    if i < 0 or line[i + 73 : i + 74] != b'"':
+        return None
+    rest = line[:i] + line[i + 74 :]
+    hash_ = line[i + 9 : i + 73]
+    if hashlib.sha256(rest).hexdigest().encode() != hash_:
+        return None
+    j = rest.find(b',"prev":"')
+    k = rest.find(b',"seq":')
+    m = _DIGITS.match(rest, k + 7) if k >= 0 else None
+    if j < 0 or m is None:
+        return None
+    prev = rest[j + 9 : j + 73].decode()
+    epoch = mac = None
+    mac_input = b""
+    if b'"mac":' in rest:
+        a = rest.find(b',"mac":"')
+        e = rest.find(b',"epoch":')
+        me = _DIGITS.match(rest, e + 9) if e >= 0 else None
+        if rest.count(b'"mac":') != 1 or rest.count(b'"epoch":') != 1 or a < 0 or me is None:
+            return None
+        mac = rest[a + 8 : a + 72].decode()
+        mac_input = rest[:a] + rest[a + 73 :]
+        epoch = int(me[0])
+    return int(m[0]), prev, hash_.decode(), epoch, mac, mac_input
+
+
+def _parse(line: bytes) -> dict[str, Any] | None:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and "hash" in record else None
+
+
+class _Walk:
+    """The state of one verification, line by line."""
+
+    def __init__(self, key: bytes | None, start: Checkpoint | None) -> None:
+        self.key0 = key
+        self.prev, self.seq, self.records = GENESIS, 0, 0
+        self.epoch: int | None = None  # the next sealed record's epoch; None until one is seen
+        self.key = key
+        self.last_key: bytes | None = None
+        self.unsealed = 0  # records before sealing began
+        self.warnings: list[str] = []
+        self.damage: tuple[str, int, bytearray] | None = None  # where, offset, bytes
+        self.last_where = "the start"
+        if start is not None:
+            self.prev, self.seq, self.records, self.epoch = start.hash, start.seq, start.records, start.epoch
+            if start.key is not None:
+                self.key = bytes.fromhex(start.key)
+            elif key is not None and start.epoch is not None:
+                for _ in range(start.epoch):  # the checkpoint was made without the key: step up to it
+                    self.key = evolve(self.key or b"")
+
+    def line(self, where: str, offset: int, raw: bytes) -> None:
+        complete = raw.endswith(b"\n")
+        line = raw[:-1] if complete else raw
+        fast = _fast(line) if complete and self.damage is None else None
+        if fast is not None:
+            seq, prev, hash_, epoch, mac, mac_bytes = fast
+            if prev != self.prev or seq != self.seq + 1:
+                raise _Broken(f"{where}: chain broken (prev/seq do not follow the record before) — a record before it was deleted, inserted or reordered")
+            self._sealed(where, epoch, mac, lambda: mac_bytes, seq)
+            self.prev, self.seq, self.records, self.last_where = hash_, seq, self.records + 1, where
+            return
+        record = _parse(line) if complete else None
+        if record is None:
+            if self.damage is None:
+                self.damage = (where, offset, bytearray())
+            self.damage[2].extend(raw)
+            if not complete:
+                return  # the end of the file: judged in finish()
+            return
+        self._torn(where, record)
+        if digest(record) != record["hash"]:
+            raise _Broken(f"{where}: hash mismatch — the record was edited after it was written")
+        if record.get("prev") != self.prev or record.get("seq") != self.seq + 1:
+            raise _Broken(f"{where}: chain broken (prev/seq do not follow the record before) — a record before it was deleted, inserted or reordered")
+        def mac_input() -> bytes:
+            return json.dumps({k: v for k, v in record.items() if k not in ("mac", "hash")}, sort_keys=True,
+                              separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+        epoch = record.get("epoch") if isinstance(record.get("epoch"), int) else None
+        self._sealed(where, epoch if "mac" in record else None, record.get("mac"), mac_input, record["seq"])
+        self.prev, self.seq, self.records, self.last_where = record["hash"], record["seq"], self.records + 1, where
+
+    def _torn(self, where: str, record: dict[str, Any]) -> None:
+        """Damage before this record must be the damage this record acknowledges, byte for byte."""
+        torn = record.get("torn")
+        if self.damage is None:
+            if torn is not None:
+                raise _Broken(f"{where}: the record acknowledges a torn write of {torn.get('bytes')} bytes that is not in the file — bytes were removed")
+            return
+        at, offset, data = self.damage
+        self.damage = None
+        if not isinstance(torn, dict) or torn.get("offset") != offset:
+            raise _Broken(f"{at}: not a JSON record — the line was edited or damaged")
+        size = torn.get("bytes")
+        if not isinstance(size, int) or data[size:] not in (b"", b"\n") or hashlib.sha256(data[:size]).hexdigest() != torn.get("sha256"):
+            raise _Broken(f"{at}: damaged bytes that differ from the torn write line {where.rsplit(':', 1)[-1]} acknowledges — edited after the crash")
+        self.warnings.append(f"{at}: torn write ({size} bytes): a crash cut this write; acknowledged by {where}, which hashes its bytes")
+
+    def _sealed(self, where: str, epoch: int | None, mac: str | None, mac_input: Any, seq: int) -> None:
+        if mac is None or epoch is None:
+            if self.epoch is not None:
+                raise _Broken(f"{where}: not sealed, but the records before it are — written without the sealing key (was the sealing state removed?)")
+            self.unsealed += 1
+            return
+        expected = 0 if self.epoch is None else self.epoch
+        if epoch != expected:
+            missing = epoch - expected
+            if missing > 0:
+                raise _Broken(f"{where}: sealed with epoch {epoch}, but the record before it was epoch {expected - 1} — {missing} sealed record(s) before it were removed")
+            raise _Broken(f"{where}: sealed with epoch {epoch}, an epoch already used before it — reordered or replayed")
+        if self.key is not None:
+            data = mac_input()
+            if not hmac.compare_digest(hmac.new(self.key, data, "sha256").hexdigest(), mac):
+                raise _Broken(f"{where}: MAC mismatch — the record was not sealed by the key of its epoch: forged or edited")
+            self.last_key = self.key
+            self.key = hmac.digest(self.key, _STEP, "sha256")
+        self.epoch = epoch + 1
+
+    def finish(self, state: SealState | None, state_file: Path) -> None:
+        if self.damage is not None:
+            at, _, data = self.damage
+            if not data.endswith(b"\n"):
+                raise _Broken(f"{at}: torn write at the end of the file ({len(data)} bytes, no end of line) — a crash cut this write, "
+                              "or the file was cut; no record acknowledges it yet")
+            raise _Broken(f"{at}: not a JSON record — the line was edited or damaged")
+        if self.key0 is None:
+            return
+        if state is None:
+            if self.epoch is None:
+                raise _Broken(f"no record is sealed and there is no sealing state at {state_file} — set it up with `appshell audit init`")
+            raise _Broken(f"the sealing state {state_file} is missing: records after {self.last_where} may have been cut off (check with --witness)")
+        if state.fingerprint != fingerprint(self.key0):
+            raise _Broken(f"the sealing state {state_file} was made for another verification key — replaced")
+        expected = self.epoch or 0
+        if state.epoch == expected - 1 and self.last_key is not None and hmac.compare_digest(state.key, self.last_key):
+            self.warnings.append(f"the key that sealed {self.last_where} is still in {state_file}: a crash came between the record "
+                                 "and the key step; the next append erases it (until then that record is not forward-secure)")
+            return
+        if state.epoch < expected:
+            raise _Broken(f"the sealing state {state_file} is at epoch {state.epoch}, behind the log's last record — restored from an old copy?")
+        key = self.key or b""
+        for _ in range(state.epoch - expected):
+            key = evolve(key)
+        if not hmac.compare_digest(key, state.key):
+            raise _Broken(f"the sealing state's key does not derive from this verification key — {state_file} was forged")
+        if state.epoch > expected:
+            raise _Broken(f"the log was cut: the sealing state has sealed {state.epoch - expected} record(s) after {self.last_where} "
+                          f"(seq {self.seq}) that are not in the file")
+        if self.epoch is not None and (state.seq, state.hash) != (self.seq, self.prev):
+            raise _Broken(f"the last sealed record (seq {state.seq}) is not the last record in the file (seq {self.seq}) — replaced")
+
+
+def _lines(files: list[Path], start: Checkpoint | None) -> Iterator[tuple[str, int, bytes]]:
+    """(where, offset, raw line) over the set, from the checkpoint on."""
+    begun = start is None
+    for path in files:
+        offset, number = 0, 0
+        with path.open("rb") as f:
+            if not begun and start is not None:
+                first = _parse(f.readline().rstrip(b"\n"))
+                if first is None or first.get("hash") != start.first_hash:
+                    continue
+                begun = True
+                f.seek(start.offset)
+                offset, number = start.offset, start.line
+            for raw in f:
+                number += 1
+                yield f"{path}:{number}", offset, raw
+                offset += len(raw)
+    if not begun:
+        raise _Broken("the checkpoint's file is not in the log any more — the log was replaced; verify from the start (without --checkpoint)")
+
+
+def _check_checkpoint(files: list[Path], start: Checkpoint) -> None:
+    """The record the checkpoint ends at must still be there, with the same hash."""
+    for path in files:
+        with path.open("rb") as f:
+            first = _parse(f.readline().rstrip(b"\n"))
+            if first is None or first.get("hash") != start.first_hash:
+                continue
+            f.seek(max(0, start.offset - 65536))
+            tail = f.read(start.offset - max(0, start.offset - 65536))
+            last = _parse(tail.rstrip(b"\n").rsplit(b"\n", 1)[-1])
+            if last is None or last.get("hash") != start.hash or digest(last) != start.hash:
+                raise _Broken(f"{path}: the record at the checkpoint (seq {start.seq}) was changed or removed since it was verified")
+            return
+
+
+def verify_files(path: Path, key: bytes | None = None, checkpoint: Path | None = None) -> Report:
+    """Verify the chain of *path* and the files rotated before it."""
+    files = rotation_set(path)
+    start = Checkpoint.load(checkpoint) if checkpoint is not None and checkpoint.exists() else None
+    walk = _Walk(key, start)
+    sfile = state_path(path)
+    state = SealState.read(sfile) if sfile.exists() else None
+    end = (0, 0)
+    current: Path | None = None
+    try:
+        if start is not None:
+            _check_checkpoint(files, start)
+        for where, offset, raw in _lines(files, start):
+            walk.line(where, offset, raw)
+            if walk.damage is None:
+                file_name, _, number = where.rpartition(":")
+                current, end = Path(file_name), (offset + len(raw), int(number))
+        walk.finish(state, sfile)
+    except _Broken as broken:
+        return Report(False, str(broken), walk.warnings)
+    if checkpoint is not None and current is not None:
+        with current.open("rb") as f:
+            first = _parse(f.readline().rstrip(b"\n"))
+        if first is not None:
+            Checkpoint(str(first["hash"]), end[0], end[1], walk.seq, walk.prev, walk.epoch,
+                       walk.key.hex() if walk.key is not None and key is not None else None, walk.records).save(checkpoint)
+    names = ", ".join(str(p) for p in files) if len(files) > 1 else str(path)
+    summary = f"{names}: {walk.records} records, chain intact"
+    if start is not None:
+        summary += f" (from the checkpoint at seq {start.seq}; the records before it were verified then, not now)"
+    sealed = walk.records - walk.unsealed if start is None else None
+    if key is not None:
+        if walk.unsealed:
+            summary += f"; the first {walk.unsealed} records were written before sealing began and are not authenticated"
+        summary += f"; {'every sealed record' if sealed is None else f'{sealed} sealed records'} authenticated up to the sealing state (epoch {state.epoch if state else '?'})"
+    else:
+        summary += "; authenticity not checked (no --key)"
+    return Report(True, summary, walk.warnings)
