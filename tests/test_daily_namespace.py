@@ -105,6 +105,8 @@ def test_appshell_settings_show_the_effective_value_and_its_true_source(app_dir:
     assert rows["project_root"] == [str(root), "found"]
     assert rows["profile"] == ["development", "default"]
     assert result.stdout.rstrip().endswith("True")  # no settings of the app's own: `settings` is appshell's view
+    flagged = run(["--database-url", f"sqlite:///{tmp_path / 'from-flag.db'}", "-c", "print(appshell_settings.source('DATABASE_URL'), appshell_settings['DATABASE_URL'])"], cwd=root, env=env)
+    assert flagged.stdout.split() == ["flag", f"sqlite:///{tmp_path / 'from-flag.db'}"], flagged.output
 
 
 # --- item 9: repr ----------------------------------------------------------------------------
@@ -145,3 +147,28 @@ def test_repr_keeps_only_short_simple_values(value: object, shown: str | None) -
     from appshell.reprs import _short
 
     assert _short(value) == shown
+
+
+# --- the shells show it too (a real pty) ----------------------------------------------------
+
+@pytest.mark.parametrize("shell", ["ipython", "ptpython", "python"])
+def test_shells_show_the_repr_the_capped_table_and_know_the_vocabulary(app_dir: Callable[[str], Path], sqlite_url: str, shell: str) -> None:
+    import re
+
+    import pexpect
+
+    from conftest import APPSHELL, clean_environ, leave
+
+    root = app_dir("plainapp")
+    setup = "metadata.create_all(engine); session.add_all([Author(name=f'A{i}') for i in range(25)]); commit()"
+    assert run(["-c", setup], cwd=root, env={"DATABASE_URL": sqlite_url}).exit_code == 0
+    child = pexpect.spawn(APPSHELL, ["--shell", shell, "-q"], cwd=str(root), encoding="utf-8", timeout=30, dimensions=(40, 160),
+                          env={**clean_environ({"DATABASE_URL": sqlite_url}), "TERM": "xterm", "COLUMNS": "160", "LINES": "40"})
+    child.sendline("find(Author, 3)")
+    child.expect(re.escape("<Author id=3 name='A2'>"))
+    child.sendline("where(Author)")
+    child.expect(re.escape("(20 rows shown of 25; 5 more: where(…, limit=N) shows N"))
+    child.sendline("print(session.scalar(select(func.count()).where(Author.name.like('A1%'))), Decimal('2.5') * 2)")
+    child.expect("11 5.0")
+    child.expect(r"\[dev\]|>>>|In \[")
+    leave(child)

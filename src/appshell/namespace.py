@@ -32,10 +32,17 @@ class SettingsView(Mapping[str, Any]):
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
+        from appshell.settings import OPTIONS
+
+        by_env = {o.env: o.name for o in OPTIONS if o.env}
         for key, from_file in settings.dotenv.items():
-            # .env never overrides a real variable: where the environment differs, it won.
+            # .env never overrides a real variable: where the environment differs, it won
+            # (or, for appshell's own variables, the flag that was exported over it).
             real = environ.get(key, from_file)
             values[key], sources[key] = real, (".env" if real == from_file else "env")
+            option = by_env.get(key)
+            if option is not None and getattr(settings, option, None) == real:
+                sources[key] = settings.sources.get(option, sources[key])
         values.update(settings.public())
         sources.update(settings.sources)
         values["project_root"] = str(settings.project_root) if settings.project_root else None
@@ -45,6 +52,10 @@ class SettingsView(Mapping[str, Any]):
 
     def __getitem__(self, key: str) -> Any:
         return self._values[key]
+
+    def source(self, key: str) -> str:
+        """Where the value of *key* came from: flag, env, .env, profile, pyproject, default (or found)."""
+        return self._sources.get(key, "default")
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._values)
@@ -59,7 +70,7 @@ class SettingsView(Mapping[str, Any]):
             raise AttributeError(key) from None
 
     def __repr__(self) -> str:
-        rows = [[k, v, self._sources.get(k, "default")] for k, v in self._values.items()]
+        rows = [[k, v, self.source(k)] for k, v in self._values.items()]
         return table(["setting", "value", "from"], rows, max_cell=200)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
