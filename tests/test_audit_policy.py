@@ -255,6 +255,27 @@ def test_insert_only_role_recipe(shop: Path, pg_url: str, roles: tuple[str, str,
     assert checks["audit sink sql"]["status"] == "ok" and checks["audit policy"]["status"] == "ok"
 
 
+@pytest.mark.parametrize("right", ["DELETE", "UPDATE", "TRUNCATE", "TRIGGER", "superuser"])
+def test_doctor_sql_rights_on_postgresql_name_what_could_erase(shop: Path, pg_url: str, roles: tuple[str, str, str], right: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    _, _, app = roles
+    (shop / "profiles" / "production.toml").write_text('[audit]\nsinks = ["sql"]\n')
+    assert run([*PRODUCTION, "-c", "1"], cwd=shop, env={"DATABASE_URL": pg_url}).exit_code == 0  # the table, owned by postgres
+    url = pg_url
+    if right != "superuser":
+        admin = create_engine(pg_url)
+        with admin.begin() as conn:
+            conn.execute(text(f"GRANT SELECT, INSERT, {right} ON appshell_audit TO {app}"))
+        admin.dispose()
+        url = pg_url.replace("postgres@", f"{app}@", 1)
+    doctor = run(["doctor", "--json", "--profile", "production"], cwd=shop, env={"DATABASE_URL": url})
+    rights = next(c for c in json.loads(doctor.stdout)["checks"] if c["check"] == "audit sql rights")
+    expected = "postgres is a superuser" if right == "superuser" else f"{app} holds {right} on appshell_audit"
+    assert rights["status"] == "FAIL" and rights["detail"].startswith(expected), rights
+    assert doctor.exit_code == 1
+
+
 def test_doctor_sql_rights_on_sqlite_fail_where_required(shop: Path, tmp_path: Path) -> None:
     (shop / "profiles" / "production.toml").write_text('[audit]\nsinks = ["sql"]\n')
     result = run(["doctor", "--json", "--profile", "production"], cwd=shop)
