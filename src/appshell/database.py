@@ -144,7 +144,7 @@ class Coverage:
     # -- installing -------------------------------------------------------------
 
     def install(self) -> None:
-        from appshell.engines import existing, on_every_engine
+        from appshell.engines import existing, is_exempt, on_every_engine
 
         on_every_engine("checkout", self._on_checkout, pool=True)
         on_every_engine("close", self._forget, pool=True)
@@ -155,13 +155,18 @@ class Coverage:
         on_every_engine("handle_error", self._on_error)
         on_every_engine("set_connection_execution_options", self._on_options)
         on_every_engine("set_engine_execution_options", self._on_options)
+        if self.reads_sql:
+            _watch_raw_connects(self)
         engines, fairies = existing()
         for engine in engines:
+            if is_exempt(engine.dialect):
+                continue
             self._note(engine)
             if self.sandbox is not None:
                 self.sandbox.take_over(engine.dialect)
         for fairy in fairies:  # checked out before appshell took over: set up now, not at their next use
-            self.ensure(fairy.dbapi_connection, fairy._pool._dialect)
+            if not is_exempt(fairy._pool._dialect):
+                self.ensure(fairy.dbapi_connection, fairy._pool._dialect)
 
     def _note(self, engine: Any) -> None:
         from appshell.redact import mask_url
@@ -195,7 +200,8 @@ class Coverage:
             self._sqlite(st)
         if self.sandbox is not None:
             self.sandbox.take_over(dialect)
-            st.autocommit = str(getattr(dialect, "isolation_level", "") or "").upper() == "AUTOCOMMIT" or getattr(raw, "autocommit", None) is True
+            asked = getattr(dialect, "_on_connect_isolation_level", None) or getattr(dialect, "isolation_level", None)
+            st.autocommit = str(asked or "").upper() == "AUTOCOMMIT" or getattr(raw, "autocommit", None) is True
             _set_autocommit(raw, False)
             self.sandbox.begin(st)
         return st
@@ -235,7 +241,10 @@ class Coverage:
     # -- the events ---------------------------------------------------------------
 
     def _on_checkout(self, raw: Any, record: Any, fairy: Any) -> None:
-        self.ensure(raw, fairy._pool._dialect)
+        from appshell.engines import is_exempt
+
+        if not is_exempt(fairy._pool._dialect):
+            self.ensure(raw, fairy._pool._dialect)
 
     def _on_engine_connect(self, conn: Any) -> None:
         self._note(conn.engine)
@@ -314,6 +323,58 @@ class Coverage:
             if self.sandbox is not None and st.sandboxed:
                 self.sandbox.end(st)
         self.conns.clear()
+
+
+class RawConnectionRefused(Refused):
+    """A DBAPI connect() outside SQLAlchemy, in a sandbox or read-only session: appshell could not cover it."""
+
+
+_watching: list[Coverage] = []  # the session whose rules raw connects are checked against (one per process)
+_ALLOWED_CALLERS = ("sqlalchemy.", "IPython.", "appshell.")  # IPython keeps its history in SQLite
+
+
+def _from_allowed_caller() -> bool:
+    """Is the code that called connect() SQLAlchemy, IPython or appshell itself (not the user's code)?"""
+    caller = sys._getframe(3)  # 0: here, 1: _refuse_raw, 2: the audit hook or the wrapper, 3: who called connect()
+    return str(caller.f_globals.get("__name__", "")).startswith(_ALLOWED_CALLERS)
+
+
+def _refuse_raw(what: str) -> None:
+    coverage = _watching[-1] if _watching else None
+    if coverage is None or not coverage.reads_sql or _from_allowed_caller():
+        return
+    mode = "sandbox" if coverage.sandbox is not None else "read-only session"
+    raise RawConnectionRefused(
+        f"{what} outside SQLAlchemy: appshell cannot cover that connection in this {mode} — refused; "
+        "use an SQLAlchemy engine (appshell covers every one), or run without --sandbox/--read-only"
+    )
+
+
+def _watch_raw_connects(coverage: Coverage) -> None:
+    """sqlite3.connect() is seen by an audit hook (it raises an audit event); psycopg's and PyMySQL's
+    connect() are wrapped where the driver is imported — SQLAlchemy's own calls go through."""
+    first = not _watching
+    _watching[:] = [coverage]
+    if not first:
+        return
+
+    def hook(event: str, args: tuple[Any, ...]) -> None:
+        if event == "sqlite3.connect" and str(args[0]) not in (":memory:", ""):
+            _refuse_raw(f"sqlite3.connect({str(args[0])!r})")
+
+    sys.addaudithook(hook)
+    for name in ("psycopg", "psycopg2", "pymysql"):
+        module = sys.modules.get(name)
+        original = getattr(module, "connect", None)
+        if original is None or getattr(original, "appshell_watched", False):
+            continue
+
+        def connect(*args: Any, _original: Any = original, _name: str = name, **kwargs: Any) -> Any:
+            _refuse_raw(f"{_name}.connect()")
+            return _original(*args, **kwargs)
+
+        connect.appshell_watched = True  # type: ignore[attr-defined]
+        setattr(module, "connect", connect)
 
 
 def configure_connections(engine: Engine, plan: ConnectionPlan) -> None:

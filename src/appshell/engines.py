@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["on_every_engine", "take_over", "existing"]
+__all__ = ["on_every_engine", "take_over", "existing", "exempt", "is_exempt"]
 
 _generation = 0
 
@@ -29,6 +29,15 @@ def take_over() -> int:
     global _generation
     _generation += 1
     return _generation
+
+
+def exempt(engine: Any) -> None:
+    """appshell's own engine (the audit's SQL sink): no sandbox, read-only, guard or SQL capture on it."""
+    engine.dialect.appshell_exempt = True
+
+
+def is_exempt(dialect: Any) -> bool:
+    return getattr(dialect, "appshell_exempt", False) is True
 
 
 def on_every_engine(identifier: str, fn: Callable[..., Any], *, pool: bool = False) -> None:
@@ -43,9 +52,11 @@ def on_every_engine(identifier: str, fn: Callable[..., Any], *, pool: bool = Fal
     mine = _generation
 
     def listener(*args: Any, **kw: Any) -> Any:
-        if mine == _generation:
-            return fn(*args, **kw)
-        return None
+        if mine != _generation:
+            return None
+        if not pool and is_exempt(getattr(args[0], "dialect", None)):  # a Connection, or an error's context
+            return None
+        return fn(*args, **kw)
 
     event.listen(Pool if pool else Engine, identifier, listener)
 

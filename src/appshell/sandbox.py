@@ -67,7 +67,7 @@ class Frame:
 
 
 def _refuse_dbapi_commit(*args: Any, **kwargs: Any) -> None:
-    raise SandboxRefused("commit() on the DBAPI connection would commit the sandbox's transaction: refused — run it without --sandbox")
+    raise SandboxRefused("commit() on the DBAPI connection would commit the sandbox's transaction: refused in the sandbox — run it without --sandbox")
 
 
 def _short(sql: str) -> str:

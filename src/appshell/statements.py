@@ -126,7 +126,7 @@ def _one(text: str, tokens: list[Any], kind: str, dialect: str) -> Statement:
             escapes = "RELEASE of the sandbox's savepoint"
     elif head == "SAVEPOINT":
         savepoint = ("begin", _name(tokens[-1]))
-    elif head in ("BEGIN", "START") or (head == "PREPARE" and "TRANSACTION" in words) or head == "XA":
+    elif head in ("BEGIN", "START", "XA") or (head == "PREPARE" and "TRANSACTION" in " ".join(words)):
         escapes = f"{head} would start or end a transaction"
         if "WRITE" in words:
             read_write = f"{' '.join(words)} starts a read-write transaction"
@@ -143,8 +143,9 @@ def _one(text: str, tokens: list[Any], kind: str, dialect: str) -> Statement:
             read_write = "PRAGMA query_only changes the read-only mode"
     if "SET_CONFIG" in words:
         at = words.index("SET_CONFIG")
-        first = tokens[at + 2] if at + 2 < len(tokens) else None
-        if first is None or first.token_type.name != "STRING" or "read_only" in str(first.text).lower() or "isolation" in str(first.text).lower():
+        first = tokens[at + 2] if at + 3 < len(tokens) else None
+        literal = first is not None and first.token_type.name == "STRING" and tokens[at + 3].token_type.name == "COMMA"
+        if not literal or "read_only" in str(first.text).lower() or "isolation" in str(first.text).lower():
             read_write = "set_config() may change the read-only mode"
 
     implicit = mysql and head not in _MYSQL_TRANSACTIONAL and not (

@@ -1,0 +1,141 @@
+"""The SQL classifier behind the guard, the sandbox and read-only (issue 11 item 4): table-driven, per dialect."""
+
+from __future__ import annotations
+
+import pytest
+
+from appshell.guard import destructive
+from appshell.statements import classify
+
+DESTRUCTIVE = [
+    ("postgresql", "select 1; delete from order_lines", "DELETE without WHERE"),
+    ("postgresql", "with d as (delete from order_lines returning *) select count(*) from d", "DELETE without WHERE"),
+    ("postgresql", "delete from order_lines returning (select 1 where true)", "DELETE without WHERE"),
+    ("sqlite", "with x as (select 1) delete from order_lines", "DELETE without WHERE"),
+    ("mariadb", "delete from order_lines # where id = 1", "DELETE without WHERE"),
+    ("mysql", "delete from order_lines -- where id = 1", "DELETE without WHERE"),
+    ("postgresql", "/* where */ update books set year = 0", "UPDATE without WHERE"),
+    ("postgresql", "update books set note = 'where' ", "UPDATE without WHERE"),
+    ("postgresql", "ALTER TABLE books DROP COLUMN year", "ALTER TABLE books … DROP"),
+    ("mariadb", "alter table books drop column year", "ALTER TABLE books … DROP"),
+    ("sqlite", "drop table books", "DROP TABLE books"),
+    ("postgresql", "truncate books", "TRUNCATE books"),
+    ("mariadb", "UPDATE books SET year=%s", "UPDATE without WHERE"),
+    ("postgresql", "delete from books where id = 1", None),
+    ("postgresql", "UPDATE books SET title=%(title)s::VARCHAR WHERE books.id = %(books_id)s::INTEGER", None),
+    ("sqlite", "UPDATE books SET year=? WHERE books.id = ?", None),
+    ("mariadb", "DELETE FROM books WHERE books.id = %s", None),
+    ("postgresql", "select * from books where note = 'delete from books'", None),
+    ("postgresql", "insert into books (title) values ('drop table x')", None),
+    ("postgresql", "alter table books add column note text", None),
+]
+
+
+@pytest.mark.parametrize("kind,sql,reason", DESTRUCTIVE)
+def test_destructive(kind: str, sql: str, reason: str | None) -> None:
+    assert destructive(sql, kind) == reason
+
+
+ESCAPES = [
+    ("postgresql", "COMMIT", True),
+    ("postgresql", "commit work", True),
+    ("postgresql", "END", True),
+    ("postgresql", "ABORT", True),
+    ("postgresql", "ROLLBACK", True),
+    ("postgresql", "ROLLBACK TO SAVEPOINT sa_savepoint_1", False),
+    ("postgresql", "RELEASE SAVEPOINT appshell_sandbox", True),
+    ("postgresql", 'RELEASE "appshell_sandbox"', True),
+    ("postgresql", "RELEASE SAVEPOINT sa_savepoint_1", False),
+    ("postgresql", "SAVEPOINT sa_savepoint_1", False),
+    ("postgresql", "update books set year = 0; commit", True),
+    ("postgresql", "BEGIN", True),
+    ("postgresql", "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED", True),
+    ("postgresql", "PREPARE TRANSACTION 'x'", True),
+    ("postgresql", "select 1", False),
+    ("postgresql", "insert into t values (1) returning id", False),
+    ("postgresql", "create table t (x int)", False),
+    ("sqlite", "END TRANSACTION", True),
+    ("sqlite", "create table t (x int)", False),
+    ("mariadb", "START TRANSACTION", True),
+    ("mariadb", "SET autocommit = 1", True),
+    ("mariadb", "SET @@autocommit = 1", True),
+    ("mariadb", "LOCK TABLES books WRITE", True),
+    ("mariadb", "UNLOCK TABLES", True),
+    ("mariadb", "ANALYZE TABLE books", True),
+    ("mariadb", "OPTIMIZE TABLE books", True),
+    ("mariadb", "/* a comment */ create table t (x int)", True),
+    ("mariadb", "# a comment\ncreate table t (x int)", True),
+    ("mariadb", "rename table a to b", True),
+    ("mariadb", "grant select on t to u", True),
+    ("mariadb", "call p()", True),
+    ("mariadb", "create temporary table t (x int)", False),
+    ("mariadb", "SET NAMES utf8mb4", False),
+    ("mariadb", "insert into t values (1)", False),
+    ("mariadb", "SAVEPOINT sa_savepoint_1", False),
+]
+
+
+@pytest.mark.parametrize("kind,sql,escapes", ESCAPES)
+def test_sandbox_escapes(kind: str, sql: str, escapes: bool) -> None:
+    assert any(s.escapes for s in classify(sql, kind)) is escapes
+
+
+READ_WRITE = [
+    ("postgresql", "SET transaction_read_only = off", True),
+    ("postgresql", "set default_transaction_read_only to off", True),
+    ("postgresql", "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE", True),
+    ("postgresql", "BEGIN READ WRITE", True),
+    ("postgresql", "START TRANSACTION READ WRITE", True),
+    ("postgresql", "select set_config('default_transaction_read_only', 'off', false)", True),
+    ("postgresql", "select set_config('transaction' || '_read_only', 'off', false)", True),
+    ("postgresql", "RESET ALL", True),
+    ("postgresql", "DISCARD ALL", True),
+    ("postgresql", "select set_config('search_path', 'x', false)", False),
+    ("postgresql", "SET search_path = x", False),
+    ("postgresql", "select 1", False),
+    ("sqlite", "PRAGMA query_only = OFF", True),
+    ("sqlite", "pragma query_only=0", True),
+    ("sqlite", "PRAGMA query_only", False),
+    ("sqlite", "PRAGMA table_info(books)", False),
+    ("mariadb", "SET SESSION TRANSACTION READ WRITE", True),
+    ("mariadb", "SET SESSION transaction_read_only = 0", True),
+    ("mariadb", "SET SESSION tx_read_only = 0", True),
+    ("mariadb", "SET NAMES utf8mb4", False),
+]
+
+
+@pytest.mark.parametrize("kind,sql,read_write", READ_WRITE)
+def test_read_only_switches(kind: str, sql: str, read_write: bool) -> None:
+    assert any(s.read_write for s in classify(sql, kind)) is read_write
+
+
+ACCOUNTING = [
+    ("postgresql", "insert into books (title) values ('x')", [("books", "inserted", True)], None),
+    ("postgresql", "INSERT INTO books (title) VALUES (%(title)s) RETURNING books.id", [("books", "inserted", True)], None),
+    ("postgresql", "with d as (delete from books returning *) insert into archive select * from d",
+     [("archive", "inserted", True), ("books", "deleted", False)], None),
+    ("sqlite", "INSERT OR REPLACE INTO t VALUES (1)", [("t", "inserted", True)], None),
+    ("mariadb", "UPDATE books SET year=%s WHERE id = %s", [("books", "updated", True)], None),
+    ("postgresql", "create table scratch (x integer)", [], "CREATE TABLE scratch"),
+    ("postgresql", "alter table books add column note text", [], "ALTER TABLE books"),
+    ("postgresql", "drop index ix", [], "DROP INDEX ix"),
+    ("postgresql", "select count(*) from books", [], None),
+]
+
+
+@pytest.mark.parametrize("kind,sql,writes,ddl", ACCOUNTING)
+def test_accounting(kind: str, sql: str, writes: list[tuple[str, str, bool]], ddl: str | None) -> None:
+    (one,) = classify(sql, kind)
+    assert sorted(one.writes) == sorted(writes)
+    assert one.ddl == ddl
+
+
+@pytest.mark.parametrize("kind,sql,count", [
+    ("postgresql", "delete from a where x = 1; delete from b where y = 2", 2),
+    ("postgresql", "select ';' ; delete from b where y = 1;", 2),
+    ("postgresql", "delete from b where y = 1 -- ; delete from c", 1),
+    ("mariadb", "delete from b where y = 1 # ; delete from c", 1),
+    ("postgresql", "delete from b where y = 1 /* ; delete from c */", 1),
+])
+def test_split(kind: str, sql: str, count: int) -> None:
+    assert len(classify(sql, kind)) == count
