@@ -144,8 +144,8 @@ def _one(text: str, tokens: list[Any], kind: str, dialect: str) -> Statement:
     if "SET_CONFIG" in words:
         at = words.index("SET_CONFIG")
         first = tokens[at + 2] if at + 3 < len(tokens) else None
-        literal = first is not None and first.token_type.name == "STRING" and tokens[at + 3].token_type.name == "COMMA"
-        if not literal or "read_only" in str(first.text).lower() or "isolation" in str(first.text).lower():
+        name = str(first.text).lower() if first is not None and first.token_type.name == "STRING" else None
+        if name is None or tokens[at + 3].token_type.name != "COMMA" or "read_only" in name or "isolation" in name:
             read_write = "set_config() may change the read-only mode"
 
     implicit = mysql and head not in _MYSQL_TRANSACTIONAL and not (
