@@ -223,3 +223,18 @@ def test_profile_audit_url_cannot_hold_a_password(tmp_path: Path, url: str) -> N
         resolve({}, environ={}, cwd=root)
     message = info.value.format()
     assert "'audit.url'" in message and 'written "${NAME}"' in message and "s3cret" not in message
+
+
+@pytest.mark.parametrize(
+    ("flags", "environ", "dotenv", "fix"),
+    [
+        ({"audit_log": "/tmp/x.jsonl"}, {}, "", "drop --audit-log, or change audit.path in profiles/prod.toml"),
+        ({}, {"APPSHELL_AUDIT_LOG": "/tmp/x.jsonl"}, "", "unset APPSHELL_AUDIT_LOG, or change audit.path in profiles/prod.toml"),
+        ({}, {}, "APPSHELL_SYSLOG_ADDRESS=127.0.0.1:9\n", "remove APPSHELL_SYSLOG_ADDRESS from {root}/.env, or change audit.syslog_address in profiles/prod.toml"),
+    ],
+)
+def test_lock_error_says_how_to_undo_each_layer(tmp_path: Path, flags: dict[str, str], environ: dict[str, str], dotenv: str, fix: str) -> None:
+    root = locked_project(tmp_path, dotenv=dotenv)
+    with pytest.raises(ConfigError) as info:
+        resolve({**flags, "profile": "prod"}, environ=environ, cwd=root)
+    assert info.value.fix == fix.format(root=root)

@@ -183,12 +183,14 @@ def _locked_lookup(option: Option, layers: Mapping[str, Mapping[str, Any]], prof
     for layer in OPERATOR_LAYERS:
         if layers.get(layer, {}).get(option.name) is None:
             continue
-        where = {"flag": option.flag or option.name, "env": f"{option.env}", ".env": f"{option.env} in {env_path}"}[layer]
+        where, undo = {
+            "flag": (option.flag or option.name, f"drop {option.flag}"),
+            "env": (f"{option.env}", f"unset {option.env}"),
+            ".env": (f"{option.env} in {env_path}", f"remove {option.env} from {env_path}"),
+        }[layer]
         problems.append(ConfigError(
             f"{where} cannot change the audit settings: profile '{profile.name}' locks them (audit.locked = true)",
-            f"drop {option.flag or option.env}"
-            + (f" (unset it: the profile sets {option.profile})" if layer != "flag" else "")
-            + f", or change {option.profile} in profiles/{profile.name}.toml",
+            f"{undo}, or change {option.profile} in profiles/{profile.name}.toml",
         ))
     trusted = {k: v for k, v in layers.items() if k not in OPERATOR_LAYERS}
     value, source = _lookup(option, trusted)
