@@ -53,6 +53,7 @@ class ConnectionPlan:
     statement_timeout_ms: int = 0
     idle_in_transaction_timeout_ms: int = 0
     application_name: str | None = None
+    fresh_connections: bool = False  # close the pooled connections made before (they logged in as another role)
 
 
 def _session_statements(kind: str, plan: ConnectionPlan) -> list[str]:
@@ -162,6 +163,8 @@ class Coverage:
             if is_exempt(engine.dialect):
                 continue
             self._note(engine)
+            if self.plan.fresh_connections:
+                engine.pool.dispose()
             if self.sandbox is not None:
                 self.sandbox.take_over(engine.dialect)
         for fairy in fairies:  # checked out before appshell took over: set up now, not at their next use

@@ -295,6 +295,9 @@ def run_doctor(settings: Settings, as_json: bool) -> int:
             rows += _guarded("migrations", lambda: check_migrations(ctx, settings))
         finally:
             ctx.close()
+    from appshell.readonly_role import doctor_rows as read_only_role_rows  # noqa: I001 - issue 11's one call
+
+    rows += _guarded("read-only role", lambda: read_only_role_rows(settings))
     rows += _guarded("audit policy", lambda: _audit_policy(settings))
     rows += _guarded("audit", lambda: _audit(settings, database_url))
     failed = [r for r in rows if r[1] == "FAIL"]

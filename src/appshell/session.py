@@ -110,11 +110,19 @@ def _apply_safety(settings: Settings, ctx: AppContext, session_id: str, options:
         from appshell.sandbox import Sandbox
 
         sandbox = Sandbox()
+    role_url = None
+    if settings.read_only:
+        from appshell.readonly_role import read_only_url, use_role
+
+        role_url = read_only_url(settings)
+        if role_url is not None:
+            use_role(role_url)  # every connection to the app's database logs in as the read-only role
     coverage = Coverage(ConnectionPlan(
         read_only=settings.read_only,
         statement_timeout_ms=profile["database.statement_timeout_ms"],
         idle_in_transaction_timeout_ms=profile["database.idle_in_transaction_timeout_ms"],
         application_name=f"appshell:{session_id}",
+        fresh_connections=role_url is not None,
     ), sandbox, settings.profile)
     coverage.install()
     ctx.teardown.append(coverage.close_all)  # after the app's engine is disposed: every other engine's connections

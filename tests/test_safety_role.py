@@ -1,0 +1,109 @@
+"""A read-only database role (issue 11 item 3): what the operator cannot switch off, proved by doctor."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import LIBRARY_SETUP, run
+
+# Past every refusal appshell makes: the raw DBAPI connection, session characteristics switched back.
+PG_RAW_WRITE = ("raw = session.connection().connection.dbapi_connection\n"
+                "raw.execute('SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE'); raw.commit()\n"
+                "raw.execute('update books set year = 0'); raw.commit()")
+MARIADB_RAW_WRITE = ("raw = session.connection().connection.dbapi_connection\n"
+                     "cur = raw.cursor(); cur.execute('SET SESSION TRANSACTION READ WRITE'); raw.rollback()\n"
+                     "cur.execute('update books set year = 0'); raw.commit()")
+PROFILE = '[database]\nread_only = true\nread_only_url_env = "DATABASE_URL_READONLY"\n'
+
+
+def _profile(root: Path) -> None:
+    (root / "profiles").mkdir()
+    (root / "profiles" / "development.toml").write_text(PROFILE)
+
+
+@pytest.fixture
+def pg_role(pg_url: str) -> Iterator[str]:
+    """A role with SELECT rights only on the test's schema; yields its URL."""
+    from sqlalchemy import create_engine, make_url, text
+
+    schema = pg_url.rsplit("%3D", 1)[1]
+    role = f"ro_{uuid.uuid4().hex[:8]}"
+    engine = create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(text(f"CREATE ROLE {role} LOGIN"))
+        conn.execute(text(f"GRANT USAGE ON SCHEMA {schema} TO {role}"))
+        conn.execute(text(f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT SELECT ON TABLES TO {role}"))
+    try:
+        yield make_url(pg_url).set(username=role).render_as_string(hide_password=False)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP OWNED BY {role}"))
+            conn.execute(text(f"DROP ROLE {role}"))
+        engine.dispose()
+
+
+def test_postgresql_read_only_role_holds_past_every_switch(app_dir: Callable[[str], Path], pg_url: str, pg_role: str) -> None:
+    root = app_dir("plainapp")
+    env = {"DATABASE_URL": pg_url}
+    assert run(["-c", LIBRARY_SETUP], cwd=root, env=env).exit_code == 0
+    _profile(root)
+    env_ro = {**env, "DATABASE_URL_READONLY": pg_role}
+    who = run(["-c", "print(sql('select current_user')[0][0], count(Book))"], cwd=root, env=env_ro)
+    assert who.exit_code == 0 and who.stdout.split() == [pg_role.split("//")[1].split("@")[0], "2"], who.output
+    result = run(["-c", PG_RAW_WRITE], cwd=root, env=env_ro)
+    assert result.exit_code == 1 and "permission denied" in result.stderr, result.output
+    assert run(["--write", "-c", "print(count(Book, year=0))"], cwd=root, env=env).stdout.strip() == "0"
+
+
+def test_doctor_proves_the_role_cannot_write(app_dir: Callable[[str], Path], pg_url: str, pg_role: str) -> None:
+    root = app_dir("plainapp")
+    env = {"DATABASE_URL": pg_url}
+    assert run(["-c", LIBRARY_SETUP], cwd=root, env=env).exit_code == 0
+    _profile(root)
+    good = run(["doctor"], cwd=root, env={**env, "DATABASE_URL_READONLY": pg_role})
+    assert "read-only role" in good.stdout and "cannot write" in good.stdout, good.output
+    bad = run(["doctor"], cwd=root, env={**env, "DATABASE_URL_READONLY": pg_url})  # the owner: it can write
+    assert bad.exit_code == 1 and "can write" in bad.stdout, bad.output
+
+
+def test_read_only_role_variable_named_but_unset(app_dir: Callable[[str], Path], sqlite_url: str) -> None:
+    root = app_dir("plainapp")
+    _profile(root)
+    result = run(["-c", "1"], cwd=root, env={"DATABASE_URL": sqlite_url})
+    assert result.exit_code == 2
+    assert "DATABASE_URL_READONLY is not set" in result.stderr and "SELECT rights only" in result.stderr
+
+
+@pytest.fixture
+def mariadb_role(mariadb_url: str) -> Iterator[str]:
+    from sqlalchemy import create_engine, make_url, text
+
+    database = make_url(mariadb_url).database
+    user = f"ro_{uuid.uuid4().hex[:8]}"
+    engine = create_engine(mariadb_url)
+    with engine.begin() as conn:
+        conn.execute(text(f"CREATE USER '{user}'@'%'"))
+        conn.execute(text(f"GRANT SELECT ON {database}.* TO '{user}'@'%'"))
+    try:
+        yield make_url(mariadb_url).set(username=user).render_as_string(hide_password=False)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP USER '{user}'@'%'"))
+        engine.dispose()
+
+
+def test_mariadb_read_only_role(app_dir: Callable[[str], Path], mariadb_url: str, mariadb_role: str) -> None:
+    root = app_dir("plainapp")
+    env = {"DATABASE_URL": mariadb_url}
+    assert run(["-c", LIBRARY_SETUP], cwd=root, env=env).exit_code == 0
+    _profile(root)
+    env_ro = {**env, "DATABASE_URL_READONLY": mariadb_role}
+    result = run(["-c", MARIADB_RAW_WRITE], cwd=root, env=env_ro)
+    assert result.exit_code == 1 and "denied" in result.stderr.lower(), result.output
+    assert run(["--write", "-c", "print(count(Book, year=0))"], cwd=root, env=env).stdout.strip() == "0"
+    good = run(["doctor"], cwd=root, env=env_ro)
+    assert "cannot write" in good.stdout, good.output
