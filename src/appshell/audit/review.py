@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +12,17 @@ from typing import Any
 from appshell.audit.verify import Report, verify_files
 from appshell.render import table
 
-__all__ = ["Log", "verify", "sessions", "render_tail", "render_session", "Session"]
+__all__ = ["Log", "verify", "sessions", "tail_sessions", "find_session", "render_tail", "render_session", "Session", "printable"]
+
+# C0 and C1 controls, DEL, and the bidirectional overrides that reorder what a terminal shows.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(value: Any) -> Any:
+    """*value* with every control character shown as an escape (``\\x1b``, ``\\n``): a record cannot drive the reviewer's terminal."""
+    if isinstance(value, str):
+        return _CONTROL.sub(lambda m: {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(m[0], m[0].encode("unicode_escape").decode("ascii")), value)
+    return value
 
 
 class Log:
@@ -61,24 +72,97 @@ class Session:
         return self.end["status"] if self.end else "open (or killed)"
 
 
+def _add(found: dict[str, Session], raw: bytes) -> dict[str, Any] | None:
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return None  # `verify` reports damage; review shows what can be read
+    if not isinstance(record, dict) or record.get("session") in (None, "-"):
+        return None  # not a session's record (a rotation marker)
+    s = found.setdefault(str(record["session"]), Session(str(record["session"])))
+    event = record.get("event")
+    if event == "session_start":
+        s.start = record
+    elif event == "session_end":
+        s.end = record
+    elif event == "statement":
+        s.statements[record["n"]] = record
+    elif event == "result":
+        s.results[record["n"]] = record
+    return record
+
+
 def sessions(log: Log) -> list[Session]:
     found: dict[str, Session] = {}
-    for _, raw, complete in log.lines():
-        try:
-            record = json.loads(raw)
-        except ValueError:
-            continue  # `verify` reports damage; review shows what can be read
-        s = found.setdefault(record.get("session", "?"), Session(record.get("session", "?")))
-        event = record.get("event")
-        if event == "session_start":
-            s.start = record
-        elif event == "session_end":
-            s.end = record
-        elif event == "statement":
-            s.statements[record["n"]] = record
-        elif event == "result":
-            s.results[record["n"]] = record
+    for _, raw, _complete in log.lines():
+        _add(found, raw)
     return list(found.values())
+
+
+def _backwards(path: Path, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """The lines of *path*, last first, read from the end in chunks."""
+    with path.open("rb") as f:
+        pos = f.seek(0, 2)
+        rest = b""
+        while pos > 0:
+            step = min(chunk, pos)
+            pos -= step
+            f.seek(pos)
+            lines = (f.read(step) + rest).split(b"\n")
+            rest = lines[0]
+            yield from reversed(lines[1:])
+        yield rest
+
+
+def tail_sessions(log: Log, count: int) -> list[Session]:
+    """The last *count* sessions to start; a file is read from its end, only as far back as they go."""
+    if log.path is None:
+        return [s for s in sessions(log) if s.start][-count:]
+    found: dict[str, Session] = {}
+    starts = 0
+    for raw in _backwards(log.path):
+        record = _add(found, raw)
+        if record is not None and record.get("event") == "session_start":
+            starts += 1
+            if starts >= count:
+                break
+    started = [s for s in found.values() if s.start]
+    return sorted(started, key=lambda s: int(s.start.get("seq", 0)))[-count:]
+
+
+def _session_from(path: Path, session: str, offset: int) -> Session | None:
+    """One session, read forward from its session_start at *offset* to its session_end."""
+    found: dict[str, Session] = {}
+    key = f'"session":"{session}"'.encode()
+    with path.open("rb") as f:
+        f.seek(offset)
+        first = f.readline()
+        record = _add(found, first)
+        if record is None or record.get("event") != "session_start" or record.get("session") != session:
+            return None  # a stale index
+        for raw in f:
+            if key in raw and _add(found, raw) is not None and found[session].end is not None:
+                break
+    return found[session]
+
+
+def find_session(log: Log, prefix: str) -> Session | None:
+    """The one session whose id starts with *prefix*: through the index where it can, else a scan."""
+    if log.path is not None:
+        from appshell.audit.index import index_path, lookup, rebuild
+
+        index = index_path(log.path)
+        if not index.exists():
+            rebuild(log.path)
+        hits = lookup(index, prefix)
+        if len(hits) == 1:
+            found = _session_from(log.path, *hits[0])
+            if found is not None:
+                return found
+        elif len(hits) > 1:
+            return None
+    matches = [s for s in sessions(log) if s.id.startswith(prefix)]
+    return matches[0] if len(matches) == 1 else None
 
 
 def _who(s: Session) -> str:
@@ -89,18 +173,18 @@ def _who(s: Session) -> str:
 
 def render_tail(log: Log, count: int = 10) -> str:
     rows = [
-        [s.id, s.start.get("ts", "?")[:19].replace("T", " "), _who(s), s.start.get("profile", "?"), s.start.get("mode", "?"),
-         len(s.statements), s.status, s.start.get("reason") or ""]
-        for s in sessions(log)[-count:]
+        [printable(c) for c in (s.id, s.start.get("ts", "?")[:19].replace("T", " "), _who(s), s.start.get("profile", "?"),
+                                s.start.get("mode", "?"), len(s.statements), s.status, s.start.get("reason") or "")]
+        for s in tail_sessions(log, count)
     ]
     return table(["session", "started (UTC)", "who", "profile", "mode", "stmts", "status", "reason"], rows)
 
 
 def render_session(log: Log, prefix: str) -> str | None:
-    matches = [s for s in sessions(log) if s.id.startswith(prefix)]
-    if len(matches) != 1:
+    found = find_session(log, prefix)
+    if found is None:
         return None
-    s = matches[0]
+    s = found
     head = [
         f"session {s.id} — {_who(s)}, {s.start.get('mode', '?')} {s.start.get('shell') or ''}".rstrip(),
         f"  started  {s.start.get('ts', '?')}   profile {s.start.get('profile', '?')}   release {s.start.get('release', '?')}",
@@ -110,7 +194,7 @@ def render_session(log: Log, prefix: str) -> str | None:
     rows = []
     for n, st in sorted(s.statements.items()):
         result = s.results.get(n, {})
-        rows.append([n, st["ts"][11:23], result.get("status", "no result"), result.get("duration_ms", ""),
-                     len(result.get("sql") or []), (st.get("source") or "").strip(), result.get("error") or ""])
+        rows.append([printable(c) for c in (n, st["ts"][11:23], result.get("status", "no result"), result.get("duration_ms", ""),
+                     len(result.get("sql") or []), (st.get("source") or "").strip(), result.get("error") or "")])
     end = f"  ended    {s.end['ts']}  status {s.end['status']}" if s.end else "  no session_end: still open, or the process was killed"
-    return "\n".join([*head, table(["n", "time", "status", "ms", "sql", "source", "error"], rows), end])
+    return "\n".join([*(printable(h) for h in head), table(["n", "time", "status", "ms", "sql", "source", "error"], rows), printable(end)])

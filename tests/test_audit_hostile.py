@@ -1,0 +1,282 @@
+"""Issue 10's hostile operator, reproduced: each attack on the audit log is refused or caught."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pexpect
+import pytest
+
+from appshell.audit.records import canonical, digest
+from appshell.audit.seal import evolve, record_mac
+from conftest import APPSHELL, clean_environ, run
+
+
+def records(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def init(shop: Path, log: Path) -> str:
+    result = run(["audit", "init", "--log", str(log)], cwd=shop)
+    assert result.exit_code == 0, result.output
+    found = re.search(r"verification key \(shown once, keep it off this host\): (fss1-[0-9a-f]{64})", result.stdout)
+    assert found is not None, result.stdout
+    return found[1]
+
+
+def sessions(shop: Path, log: Path, *codes: str) -> None:
+    for code in codes:
+        assert run(["--audit-log", str(log), "-c", code], cwd=shop).exit_code == 0
+
+
+def verify(shop: Path, *args: str) -> Any:
+    return run(["audit", "verify", *args], cwd=shop)
+
+
+# -- the file: unlinked, replaced, cut ------------------------------------------------------
+
+
+def test_unlinking_the_log_inside_a_required_session_fails_closed(shop: Path, tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    result = run(["--profile", "staging", "--audit-log", str(log), "-c", f"import os; os.unlink({str(log)!r})"], cwd=shop)
+    assert result.exit_code == 3, result.output
+    assert "was removed while this session had it open (unlinked)" in result.stderr
+    assert "it ran; its outcome could not be recorded" in result.stderr
+
+
+def test_after_unlinking_the_next_statement_is_refused(shop: Path, tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    child = pexpect.spawn(APPSHELL, ["--shell", "python", "--profile", "staging", "--audit-log", str(log), "-q"], cwd=str(shop),
+                          env={**clean_environ(), "TERM": "dumb"}, encoding="utf-8", timeout=30)
+    child.expect(">>> ")
+    child.sendline(f"import os; os.unlink({str(log)!r})")
+    child.expect("it ran; its outcome could not be recorded")
+    child.expect(">>> ")
+    child.sendline("open('mark', 'w').close()")
+    child.expect("the statement was not run")
+    child.expect(">>> ")
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
+    assert not (shop / "mark").exists()
+
+
+def test_a_file_cut_under_a_running_session_is_a_sink_failure(shop: Path, tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    code = f"import os; os.truncate({str(log)!r}, 10)"
+    result = run(["--profile", "staging", "--audit-log", str(log), "-c", code], cwd=shop)
+    assert result.exit_code == 3 and "shorter than the" in result.stderr and "(cut)" in result.stderr
+
+
+# -- sealing: cut tail, edit and rehash -----------------------------------------------------
+
+
+def test_sealing_state_holds_only_the_current_key(shop: Path, tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    key = bytes.fromhex(init(shop, log)[5:])
+    sessions(shop, log, "print(1)", "print(2)")
+    state_file = log.with_suffix(".seal")
+    assert state_file.stat().st_mode & 0o777 == 0o600
+    state = json.loads(state_file.read_text())
+    recs = records(log)
+    assert state["epoch"] == len(recs) == 8 and state["seq"] == recs[-1]["seq"] and state["hash"] == recs[-1]["hash"]
+    k = key
+    for i, rec in enumerate(recs):  # each record sealed by its own key, the key stepped after it
+        assert rec["epoch"] == i and rec["mac"] == record_mac(k, rec)
+        k = evolve(k)
+    assert state["key"] == k.hex() and key.hex() not in state_file.read_text()
+    ok = verify(shop, "--log", str(log), "--key", "fss1-" + key.hex())
+    assert ok.exit_code == 0 and "8 sealed records authenticated" in ok.stdout, ok.output
+    plain = verify(shop, "--log", str(log))
+    assert plain.exit_code == 0 and "authenticity not checked (no --key)" in plain.stdout
+
+
+def test_a_cut_tail_is_caught_by_the_key(shop: Path, tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    key = init(shop, log)
+    sessions(shop, log, "print(1)", "print(2)", "print(3)")
+    lines = log.read_text().splitlines(keepends=True)
+    log.write_text("".join(lines[:-4]))  # head -n -4: the last session is gone
+    plain = verify(shop, "--log", str(log))
+    assert plain.exit_code == 0 and "authenticity not checked (no --key)" in plain.stdout  # the chain alone cannot see it
+    caught = verify(shop, "--log", str(log), "--key", key)
+    assert caught.exit_code == 1
+    assert "the log was cut: the sealing state has sealed 4 record(s) after" in caught.stderr and "audit.jsonl:8" in caught.stderr
+
+
+def rehash(recs: list[dict[str, Any]]) -> str:
+    """The hostile 10-line script: recompute seq, prev and hash after an edit."""
+    prev, out = "0" * 64, []
+    for i, rec in enumerate(recs, start=1):
+        rec = {k: v for k, v in rec.items() if k != "hash"}
+        rec["seq"], rec["prev"] = i, prev
+        rec["hash"] = prev = digest(rec)
+        out.append(canonical(rec).decode() + "\n")
+    return "".join(out)
+
+
+@pytest.mark.parametrize("attack", ["edit", "delete", "reorder"])
+def test_edit_and_rehash_is_caught_by_the_key(shop: Path, tmp_path: Path, attack: str) -> None:
+    log = tmp_path / "audit.jsonl"
+    key = init(shop, log)
+    sessions(shop, log, "print('refund 1')", "print('refund 2')", "print(3)")
+    recs = records(log)
+    if attack == "edit":
+        recs[5]["source"] = "print('nothing to see')"
+    elif attack == "delete":
+        del recs[4:8]  # the whole second session
+    else:
+        recs[4], recs[8] = recs[8], recs[4]
+    log.write_text(rehash(recs))
+    if attack == "edit":
+        assert verify(shop, "--log", str(log)).exit_code == 0  # the hash chain alone is fooled
+    caught = verify(shop, "--log", str(log), "--key", key)
+    assert caught.exit_code == 1, caught.output
+    assert "audit.jsonl:5" in caught.stderr or "audit.jsonl:6" in caught.stderr
+    assert "MAC mismatch" in caught.stderr or "sealed record(s) before it were removed" in caught.stderr or "reordered" in caught.stderr
+
+
+def test_a_wrong_key_or_a_deleted_state_is_not_taken_for_proof(shop: Path, tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    init(shop, log)
+    sessions(shop, log, "print(1)")
+    other = "fss1-" + "ab" * 32
+    assert "MAC mismatch" in verify(shop, "--log", str(log), "--key", other).stderr
+    key = bytes.fromhex(json.loads(log.with_suffix(".seal").read_text())["key"])  # what the operator can read
+    log.with_suffix(".seal").unlink()
+    missing = verify(shop, "--log", str(log), "--key", "fss1-" + key.hex())
+    assert missing.exit_code == 1
+
+
+# -- incremental verify, rotation ------------------------------------------------------------
+
+
+def test_verify_goes_on_from_a_checkpoint_and_rotation_continues_the_chain(shop: Path, tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    key = init(shop, log)
+    checkpoint = tmp_path / "auditor" / "checkpoint.json"
+    checkpoint.parent.mkdir()
+    sessions(shop, log, "print(1)", "print(2)")
+    first = verify(shop, "--log", str(log), "--key", key, "--checkpoint", str(checkpoint))
+    assert first.exit_code == 0 and checkpoint.exists(), first.output
+    rotated = run(["audit", "rotate", "--log", str(log)], cwd=shop)
+    assert rotated.exit_code == 0, rotated.output
+    old = tmp_path / "audit.000000000001.jsonl"
+    assert old.exists() and records(log)[0]["event"] == "log_rotated" and records(log)[0]["prev"] == records(old)[-1]["hash"]
+    sessions(shop, log, "print(3)")
+    again = verify(shop, "--log", str(log), "--key", key, "--checkpoint", str(checkpoint))
+    assert again.exit_code == 0, again.output
+    assert "from the checkpoint at seq 8" in again.stdout and "13 records" in again.stdout
+    whole = verify(shop, "--log", str(log), "--key", key)
+    assert whole.exit_code == 0 and "audit.000000000001.jsonl" in whole.stdout, whole.output
+    old.write_text(old.read_text().replace("print(2)", "print(9)"))  # an edit before the checkpoint: the full walk sees it
+    assert verify(shop, "--log", str(log), "--key", key).exit_code == 1
+
+
+# -- the witness --------------------------------------------------------------------------
+
+
+def witness_profile(shop: Path) -> None:
+    (shop / "profiles" / "development.toml").write_text('[audit]\nsinks = ["file", "sql"]\nrequired = true\n')
+
+
+@pytest.mark.parametrize("attack", ["none", "cut", "edit"])
+def test_the_witness_catches_what_the_file_lost(shop: Path, tmp_path: Path, attack: str) -> None:
+    witness_profile(shop)
+    log = tmp_path / "audit.jsonl"
+    url = f"sqlite:///{tmp_path / 'witness.db'}"
+    for code in ("print(1)", "print(2)", "print(3)"):
+        assert run(["--audit-log", str(log), "-c", code], cwd=shop, env={"APPSHELL_AUDIT_URL": url}).exit_code == 0
+    recs = records(log)
+    if attack == "cut":
+        log.write_text(rehash(recs[:-4]))
+    elif attack == "edit":
+        recs[5]["source"] = "print(0)"
+        log.write_text(rehash(recs))
+    result = verify(shop, "--log", str(log), "--witness", url)
+    if attack == "none":
+        assert result.exit_code == 0 and "the witness holds the same 3 session(s), record for record" in result.stdout, result.output
+    elif attack == "cut":
+        assert result.exit_code == 1 and "the file's tail was cut: the witness holds 4 record(s) after the file's last line" in result.stderr
+    else:
+        assert result.exit_code == 1 and "audit.jsonl:6: altered" in result.stderr
+
+
+# -- the SQL sink on PostgreSQL -------------------------------------------------------------
+
+
+def pg_app(app_dir: Any, pg_url: str) -> tuple[Path, dict[str, str]]:
+    root = app_dir("plainapp")
+    (root / "profiles").mkdir()
+    (root / "profiles" / "development.toml").write_text('[audit]\nsinks = ["file", "sql"]\nrequired = true\n')
+    env = {"DATABASE_URL": pg_url}
+    assert run(["-c", "metadata.create_all(engine)"], cwd=root, env=env).exit_code == 0
+    return root, env
+
+
+def test_deleting_rows_from_the_app_connection_is_caught(app_dir: Any, pg_url: str) -> None:
+    root, env = pg_app(app_dir, pg_url)
+    assert run(["-c", "print(count(Author))"], cwd=root, env=env).exit_code == 0
+    attack = run(["-c", "sql('delete from appshell_audit where seq > 2'); commit()"], cwd=root, env=env)
+    assert attack.exit_code == 0, attack.output
+    assert run(["-c", "print(1)"], cwd=root, env=env).exit_code == 0  # the sink goes on in its own session's chain
+    table = run(["audit", "verify", "--url", pg_url], cwd=root)
+    assert table.exit_code == 1 and "are missing between rows — rows were deleted" in table.stderr, table.output
+    log = root / ".appshell" / "audit.jsonl"
+    witness = run(["audit", "verify", "--log", str(log), "--witness", pg_url], cwd=root)
+    assert witness.exit_code == 1 and "extra — session" in witness.stderr and "is not in the witness" in witness.stderr
+
+
+def test_a_held_lock_cannot_hang_a_session(app_dir: Any, pg_url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    root, env = pg_app(app_dir, pg_url)
+    holder = create_engine(pg_url)
+    with holder.connect() as conn:
+        conn.execute(text("select pg_advisory_lock(hashtext('appshell_audit'))"))  # the old global lock: no effect now
+        result = run(["-c", "print('ran')"], cwd=root, env=env, timeout=60)
+        assert result.exit_code == 0 and result.stdout == "ran\n", result.output
+        conn.execute(text("select pg_advisory_unlock_all()"))
+        conn.commit()
+        conn.execute(text("lock table appshell_audit in access exclusive mode"))  # the table's owner can: the sink gives up
+        blocked = run(["-c", "print('ran')"], cwd=root, env=env, timeout=60)
+        conn.rollback()
+    holder.dispose()
+    assert blocked.exit_code == 3 and "ran" not in blocked.stdout, blocked.output
+    assert "lock timeout" in blocked.stderr.lower() and "the session was not started" in blocked.stderr
+
+
+# -- review: control characters ----------------------------------------------------------------
+
+
+def test_tail_and_show_escape_control_characters(shop: Path, tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    code = "x = 1  # \x1b[2K\x1b[G"
+    assert run(["--audit-log", str(log), "--reason", "INC\x1b]0;pwned\x07 \u202eevil", "-c", code], cwd=shop).exit_code == 0
+    session = records(log)[0]["session"]
+    shown = run(["audit", "show", session[:6], "--log", str(log)], cwd=shop)
+    tail = run(["audit", "tail", "--log", str(log)], cwd=shop)
+    for out in (shown.stdout, tail.stdout):
+        assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
+    assert "x = 1  # \\x1b[2K\\x1b[G" in shown.stdout and "\\u202e" in shown.stdout
+    assert "INC\\x1b]0;pwned\\x07" in tail.stdout
+
+
+def test_show_reads_one_session_through_the_index(shop: Path, tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    sessions(shop, log, "print(1)", "print(22)", "print(3)")
+    index = log.with_suffix(".idx").read_text().splitlines()
+    assert len(index) == 3
+    second, offset = index[1].split()
+    with log.open("rb") as f:
+        f.seek(int(offset))
+        assert json.loads(f.readline())["session"] == second
+    shown = run(["audit", "show", second, "--log", str(log)], cwd=shop)
+    assert "print(22)" in shown.stdout and "print(1)" not in shown.stdout
+    log.with_suffix(".idx").write_text(f"{second} 5\n")  # a wrong index costs a scan, never a wrong answer
+    assert "print(22)" in run(["audit", "show", second, "--log", str(log)], cwd=shop).stdout
