@@ -294,3 +294,22 @@ def test_pty_session_still_ends_cleanly_with_a_nested_console(shop: Path, log: P
     child.expect(r"\[dev\]")
     leave(child)
     assert audit_records(log)[-1]["status"] == "ok"
+
+
+# -- refusals inside a statement: one line in every shell ------------------------------
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_sandbox_refusal_is_one_line_in_every_shell(shop: Path, log: Path, shell: str) -> None:
+    child = spawn_shell(shop, "--shell", shell, "--sandbox", "--audit-log", str(log), "-q")
+    child.expect(r"\[dev\]")
+    child.sendline('sql("COMMIT")')
+    child.expect("SandboxRefused: ")
+    child.expect(r"\[dev\]")
+    assert "Traceback" not in child.before
+    child.sendline("print('still', 'here')")
+    child.expect("still here")
+    child.expect(r"\[dev\]")
+    leave(child)
+    result = next(r for r in audit_records(log) if r["event"] == "result")
+    assert result["status"] == "error" and result["error"].startswith("SandboxRefused")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from appshell.errors import ConfigError
+from appshell.errors import AppshellError, ConfigError
 from appshell.history import History
 from appshell.journal import file_info
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ShellSession", "Runner", "RUNNERS", "check_shell_name", "pick_shell", "get_runner", "run_startup_file", "startup_file",
-    "hold_safe_completion",
+    "hold_safe_completion", "refusal_line",
 ]
 
 
@@ -62,6 +62,14 @@ def run_startup_file(shell: ShellSession) -> None:
             exec(compile(info["text"], path, "exec"), shell.namespace)
     except Exception:  # like python: a broken startup file is reported, the shell still opens
         traceback.print_exc()
+
+
+def refusal_line(exc: BaseException) -> str | None:
+    """The one line that stands for an audit failure or a safety refusal (read-only, destructive,
+    sandbox); None for the user's own errors, whose traceback the shell shows as usual."""
+    from appshell.errors import Refused
+
+    return exc.format() if isinstance(exc, (AppshellError, Refused)) else None
 
 
 def hold_safe_completion(*places: tuple[Any, str]) -> None:

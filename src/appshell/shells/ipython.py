@@ -28,9 +28,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from appshell.errors import AppshellError
+from appshell.errors import AppshellError, Refused, SandboxBroken
 from appshell.journal import Entry, Journal, file_info
-from appshell.shells import ShellSession, hold_safe_completion
+from appshell.shells import ShellSession, hold_safe_completion, refusal_line
 
 __all__ = ["run", "install_hooks"]
 
@@ -52,6 +52,8 @@ class _Hooks:
         self.pending: list[bool] = []  # per run_cell call: its raw cell is not yet recorded
         self.entries: list[Entry | None] = []
         self.starting = True  # until IPython's start-up code (startup files, exec_files) has run
+        self.broken: SandboxBroken | None = None
+        self.shell: Any = None
 
     def wrap_run_cell(self, run_cell: Any) -> Any:
         def run_cell_journaled(raw_cell: str, *args: Any, **kwargs: Any) -> Any:
@@ -82,10 +84,14 @@ class _Hooks:
         return lines
 
     def post_run_cell(self, result: Any) -> None:
+        error = result.error_in_exec or result.error_before_exec
+        if isinstance(error, SandboxBroken):
+            self.broken = error  # the session stops: leave the shell, the runner raises it
+            self.shell.ask_exit()
         if not self.entries or self.entries[-1] is None:
             return
         entry, self.entries[-1] = self.entries[-1], None
-        self.journal.end(entry, result.error_in_exec or result.error_before_exec)
+        self.journal.end(entry, error)
 
     def journaled_file(self, run: Callable[..., Any], kind: str) -> Callable[..., Any]:
         """A runner of a file (%run, startup files, exec_files, PYTHONSTARTUP): record the file, then run it."""
@@ -142,8 +148,17 @@ def _is_ipython_own(path: str) -> bool:
     return os.path.realpath(path).startswith(os.path.realpath(os.path.dirname(IPython.__file__)) + os.sep)
 
 
+def _one_line(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None) -> None:
+    line = refusal_line(value)
+    print(line if line is not None else f"{etype.__name__}: {value}", file=sys.stderr)
+
+
 def install_hooks(shell: Any, journal: Journal) -> _Hooks:
     hooks = _Hooks(journal)
+    hooks.shell = shell
+    # A refusal (read-only, destructive, sandbox) or an audit failure inside a cell: one line,
+    # not the frames of SQLAlchemy and appshell.
+    shell.set_custom_exc((Refused, AppshellError), _one_line)
     shell.run_cell = hooks.wrap_run_cell(shell.run_cell)
     shell.events.register("post_run_cell", hooks.post_run_cell)
     shell.input_transformers_post.append(hooks.transform)
@@ -255,6 +270,8 @@ def run(shell_session: ShellSession) -> None:
         shell.refresh_style()
     try:
         app.start()
+        if app.appshell_hooks.broken is not None:
+            raise app.appshell_hooks.broken
     finally:
         # The app is a singleton: clear it so a later run in this process starts afresh.
         app_class.clear_instance()

@@ -7,10 +7,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from appshell.errors import AppshellError
+from appshell.errors import SandboxBroken
 from appshell.history import History
 from appshell.journal import Journal
-from appshell.shells import ShellSession, run_startup_file
+from appshell.shells import ShellSession, refusal_line, run_startup_file
 
 __all__ = ["run", "JournaledConsole"]
 
@@ -31,13 +31,14 @@ class JournaledConsole(code.InteractiveConsole):
         try:
             with self.journal.statement(self._source):
                 exec(code_obj, self.locals)
-        except SystemExit:
-            raise
-        except AppshellError as exc:  # the audit refused the statement: say so in one line
-            print(exc.format(), file=sys.stderr)
-        except BaseException:
-            # Like the REPL: show the traceback and carry on (KeyboardInterrupt included).
-            self.showtraceback()
+        except (SystemExit, SandboxBroken):
+            raise  # a broken sandbox stops the session at once
+        except BaseException as exc:
+            line = refusal_line(exc)  # the audit or a safety check refused: one line
+            if line is not None:
+                print(line, file=sys.stderr)
+            else:  # like the REPL: show the traceback and carry on (KeyboardInterrupt included)
+                self.showtraceback()
 
 
 HISTORY_LENGTH = 10_000

@@ -17,31 +17,42 @@ from collections.abc import Callable
 from html import escape
 from typing import Any
 
-from appshell.errors import AppshellError
+from appshell.errors import EXIT_AUDIT, AppshellError, Refused, SandboxBroken
 from appshell.journal import Journal
-from appshell.shells import ShellSession, run_startup_file
+from appshell.shells import ShellSession, refusal_line, run_startup_file
 
 __all__ = ["run", "install_hooks"]
 
 
-def install_hooks(repl: Any, journal: Journal) -> None:
+def install_hooks(repl: Any, journal: Journal, broken: list[SandboxBroken] | None = None) -> None:
+    """Every input through the journal. A refusal prints one line; a broken sandbox ends the REPL
+    (ptpython returns on SystemExit) and is kept in *broken* for the runner to raise."""
     plain_eval: Callable[[str], object] = repl.eval
     plain_eval_async = repl.eval_async
+
+    def refused(exc: Exception) -> None:
+        if isinstance(exc, SandboxBroken) and broken is not None:
+            broken.append(exc)
+            raise SystemExit(EXIT_AUDIT)
+        line = refusal_line(exc)
+        if line is None:
+            raise exc
+        print(line, file=sys.stderr)
 
     def eval(line: str) -> object:
         try:
             with journal.statement(line):
                 return plain_eval(line)
-        except AppshellError as exc:  # the audit refused the statement: one line, not a traceback
-            print(exc.format(), file=sys.stderr)
+        except (AppshellError, Refused) as exc:
+            refused(exc)
             return None
 
     async def eval_async(line: str) -> object:
         try:
             with journal.statement(line):
                 return await plain_eval_async(line)
-        except AppshellError as exc:
-            print(exc.format(), file=sys.stderr)
+        except (AppshellError, Refused) as exc:
+            refused(exc)
             return None
 
     repl.eval = eval
@@ -88,8 +99,10 @@ def run(shell_session: ShellSession) -> None:
 
     history = shell_session.history
 
+    broken: list[SandboxBroken] = []
+
     def configure(repl: Any) -> None:
-        install_hooks(repl, shell_session.journal)
+        install_hooks(repl, shell_session.journal, broken)
         store = repl.history.store_string
         repl.history.store_string = lambda line: store(history.redact(line))  # secrets masked before the disk
         repl.all_prompt_styles["appshell"] = LabelledPrompt()
@@ -105,3 +118,5 @@ def run(shell_session: ShellSession) -> None:
     path = history.file("ptpython")
     # Without a file, ptpython keeps an in-memory history only.
     embed(globals=namespace, locals=namespace, configure=configure, title="appshell", history_filename=str(path) if path else None)
+    if broken:
+        raise broken[0]
