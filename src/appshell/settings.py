@@ -181,7 +181,7 @@ def _locked_lookup(option: Option, layers: Mapping[str, Mapping[str, Any]], prof
     one error for every operator layer that tries to set another."""
     problems = []
     for layer in OPERATOR_LAYERS:
-        if layers.get(layer, {}).get(option.name) is None:
+        if not layers.get(layer, {}).get(option.name):  # unset or empty: nothing to override
             continue
         where, undo = {
             "flag": (option.flag or option.name, f"drop {option.flag}"),
