@@ -180,3 +180,44 @@ def test_raw_sqlite3_connect_to_the_database_refused_in_a_sandbox(lazy: tuple[Pa
         result = run([flag, "-c", code], cwd=root, env=env)
         assert result.exit_code == 1 and "outside SQLAlchemy" in result.stderr, result.output
     assert count_items(root, env) == 0
+
+
+# -- Ctrl-C during a long SQLite statement ---------------------------------------------
+
+def test_ctrl_c_interrupts_a_long_sqlite_query(lazy: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import time
+
+    from conftest import APPSHELL, clean_environ
+
+    root, env = lazy
+    if not env["DATABASE_URL"].startswith("sqlite"):
+        pytest.skip("PostgreSQL's own cancel is tested in test_interactive")
+    log = tmp_path / "audit.jsonl"
+    # go() prints once the statement runs inside SQLite: the signal then arrives mid-statement.
+    code = ("raw = session.connection().connection.dbapi_connection\n"
+            "raw.create_function('go', 0, lambda: print('go', flush=True) or 1)\n"
+            "sql('with recursive c(x) as (select go() union all select x + 1 from c) select count(*) from c')")
+    proc = subprocess.Popen([APPSHELL, "--audit-log", str(log), "-c", code], cwd=root, env=clean_environ(env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == b"go"
+    time.sleep(0.5)  # not a timed assertion: lets go() return, so the signal lands in SQLite's own loop (endless)
+    proc.send_signal(signal.SIGINT)
+    try:
+        assert proc.wait(timeout=30) == 130, proc.stderr.read() if proc.stderr else ""
+    finally:
+        proc.kill()  # the old code never came back from the statement
+    assert audit_records(log)[-2]["status"] == "interrupted"
+
+
+def test_idle_in_transaction_timeout_for_every_session(lazy: tuple[Path, dict[str, str]]) -> None:
+    root, env = lazy
+    if not env["DATABASE_URL"].startswith("postgresql"):
+        pytest.skip("a PostgreSQL setting")
+    (root / "profiles").mkdir()
+    (root / "profiles" / "development.toml").write_text("[database]\nidle_in_transaction_timeout_ms = 5000\n")
+    code = ("from lazyapp.tracking import get_engine\nfrom sqlalchemy import text\n"
+            "with get_engine().connect() as c:\n    print(c.scalar(text(\"select current_setting('idle_in_transaction_session_timeout')\")))")
+    result = run(["-c", code], cwd=root, env=env)  # no sandbox, and an engine the app made later
+    assert result.stdout.strip() == "5s", result.output
