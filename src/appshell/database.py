@@ -175,6 +175,12 @@ class Coverage:
         from appshell.redact import mask_url
 
         url = mask_url(engine.url.render_as_string(hide_password=True))
+        if engine.url.get_backend_name() == "sqlite" and engine.url.database:
+            from pathlib import Path
+
+            path = Path(engine.url.database)
+            if path.is_absolute() and path.is_relative_to(Path.cwd()):
+                url = f"sqlite:///{path.relative_to(Path.cwd())}"  # short, and the same wherever the project lives
         if url not in self.engines:
             self.engines[url] = backend(engine)
 
