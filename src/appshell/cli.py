@@ -143,7 +143,11 @@ def run_shell(argv: Sequence[str]) -> int:
 
     option_args, command, script, args = split_argv(argv)
     opts = build_parser().parse_args(option_args)
+    if opts.database_url == "":
+        raise UsageError("--database-url is empty", "give the database's URL, or drop the flag to use DATABASE_URL or .env")
     settings = resolve(_flags(opts), project=opts.project)
+    if settings.reason is not None and not settings.reason.strip():
+        raise UsageError("the reason for this session is blank", "say why in words: --reason 'INC-42 refund order 17' (or APPSHELL_REASON)")
     profile = settings.profile_data
     if opts.read_only is False and not profile["access.allow_write"]:
         raise ConfigError(f"profile '{settings.profile}' does not allow --write", "use another profile or drop --write")
@@ -160,6 +164,8 @@ def run_shell(argv: Sequence[str]) -> int:
         program = Program(sys.stdin.read(), "<stdin>", "stdin", ["-", *args])
     elif script is not None:
         path = Path(script)
+        if path.is_dir():
+            raise UsageError(f"'{script}' is a directory, not a script", "name the .py file to run")
         if not path.is_file():
             raise UsageError(f"cannot open script '{script}' (no such file)", "check the path")
         from appshell.journal import file_info
@@ -306,8 +312,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nappshell: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `appshell profiles | head`: the reader left; so does appshell, without a traceback.
+        _silence_stdout()
+        return EXIT_OK
     finally:
-        sys.stdout.flush()
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _silence_stdout()
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that Python's own flush at exit cannot fail again (Python's docs' recipe)."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":  # pragma: no cover

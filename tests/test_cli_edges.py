@@ -1,0 +1,42 @@
+"""Small command-line edges (issue 13 item 12): each a clear one-line error, or a quiet end."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import APPSHELL, Result, clean_environ
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--reason", " ", "-c", "1"], "appshell: error: the reason for this session is blank — say why in words"),
+        (["--reason", "", "-c", "1"], "appshell: error: the reason for this session is blank"),
+        (["--database-url", "", "-c", "1"], "appshell: error: --database-url is empty — give the database's URL"),
+        (["shop"], "appshell: error: 'shop' is a directory, not a script — name the .py file to run"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(shop: Path, invoke: Callable[..., Result], args: list[str], message: str) -> None:
+    result = invoke(args, cwd=shop)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(message) and result.stderr.count("\n") == 1
+    assert "Traceback" not in result.output
+
+
+def test_blank_reason_from_the_environment_is_refused_too(shop: Path, invoke: Callable[..., Result]) -> None:
+    result = invoke(["-c", "1"], cwd=shop, env={"APPSHELL_REASON": "   "})
+    assert result.exit_code == 2 and "reason for this session is blank" in result.stderr
+
+
+def test_output_into_a_closed_pipe_ends_quietly(shop: Path) -> None:
+    """`appshell profiles | head -1`: the reader is gone before appshell writes."""
+    proc = subprocess.Popen([APPSHELL, "profiles"], cwd=shop, env=clean_environ(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    proc.stdout.close()  # the reader leaves at once: every write of appshell's meets a broken pipe
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert b"Traceback" not in err and b"BrokenPipe" not in err
