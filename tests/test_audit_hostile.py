@@ -280,3 +280,32 @@ def test_show_reads_one_session_through_the_index(shop: Path, tmp_path: Path) ->
     assert "print(22)" in shown.stdout and "print(1)" not in shown.stdout
     log.with_suffix(".idx").write_text(f"{second} 5\n")  # a wrong index costs a scan, never a wrong answer
     assert "print(22)" in run(["audit", "show", second, "--log", str(log)], cwd=shop).stdout
+
+
+WRITER = """
+import sys
+from pathlib import Path
+from appshell.audit.auditor import Auditor
+from appshell.audit.sinks import FileSink
+from appshell.journal import Journal
+from appshell.redact import Redactor
+
+auditor = Auditor([FileSink(Path(sys.argv[1]))], required=True, redact=Redactor())
+auditor.start({"mode": "command"})
+journal = Journal([auditor])
+for i in range(50):
+    with journal.statement(f"writer {sys.argv[2]} statement {i}"):
+        pass
+auditor.end("ok")
+"""
+
+
+def test_concurrent_sealed_sessions_keep_one_sealed_chain(shop: Path, tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    key = init(shop, log)
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(log), str(w)]) for w in range(6)]
+    assert [w.wait(timeout=120) for w in writers] == [0] * 6
+    recs = records(log)
+    assert len(recs) == 6 * 102 and [r["epoch"] for r in recs] == list(range(len(recs)))
+    result = verify(shop, "--log", str(log), "--key", key)
+    assert result.exit_code == 0 and f"{len(recs)} sealed records authenticated" in result.stdout, result.output

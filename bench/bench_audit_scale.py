@@ -1,0 +1,117 @@
+"""Scale of the audit file (issue 10 item 6): a 1,000,000-record log, measured as ratios in one run.
+
+Builds a sealed log of N records (default 1,000,000, ~350 MB) in sessions of
+100 records, with its session index and sealing state, then measures, each in
+a fresh `appshell audit` process:
+
+- ``sha256sum`` of the file (the disk-hash baseline);
+- ``audit verify`` and ``audit verify --key`` (target: ≤ 3× sha256sum);
+- ``audit verify --checkpoint`` after 1,000 more records (incremental);
+- ``audit tail -n 5`` and ``audit show ID`` of an early session (target: ≤ 0.5 s, ≤ 100 MB).
+
+    .venv/bin/python bench/bench_audit_scale.py [--records 1000000] [--dir /var/tmp]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from appshell.audit.index import rebuild
+from appshell.audit.seal import SealState, fingerprint, format_key
+
+APPSHELL = str(Path(sys.executable).with_name("appshell"))
+STEP = b"appshell-evolve"
+
+
+def _canonical(record: dict[str, object]) -> bytes:
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def build(path: Path, count: int, k0: bytes, start: int = 0, prev: str = "0" * 64, key: bytes | None = None) -> tuple[str, bytes]:
+    """Append *count* sealed records in sessions of 100, as the file sink writes them (without its fsyncs)."""
+    key = k0 if key is None else key
+    with path.open("ab") as f:
+        for i in range(start, start + count):
+            session = f"{i // 100:016x}"
+            k = i % 100
+            if k == 0:
+                body: dict[str, object] = {"event": "session_start", "user": "deploy", "real_user": "alice", "host": "web-1", "pid": 4242,
+                                           "mode": "interactive", "shell": "ipython", "profile": "production", "reason": f"INC-{i}"}
+            elif k == 99:
+                body = {"event": "session_end", "status": "ok", "statements": 49, "duration_ms": 81234.5}
+            elif k % 2:
+                body = {"event": "statement", "n": (k + 1) // 2, "kind": "cell",
+                        "source": f"order = find(Order, {i}); order.status = 'refunded'; commit()  # INC-{i}"}
+            else:
+                body = {"event": "result", "n": k // 2, "status": "ok", "error": None, "duration_ms": 3.21,
+                        "sql": ["SELECT orders.id, orders.status FROM orders WHERE orders.id = ?", "UPDATE orders SET status=? WHERE orders.id = ?"]}
+            record: dict[str, object] = {"v": 1, "seq": i + 1, "ts": "2026-11-24T01:02:03.456789Z", "session": session, **body,
+                                         "prev": prev, "epoch": i}
+            record["mac"] = hmac.new(key, _canonical(record), "sha256").hexdigest()
+            prev = hashlib.sha256(_canonical(record)).hexdigest()
+            record["hash"] = prev
+            f.write(_canonical(record) + b"\n")
+            key = hmac.digest(key, STEP, "sha256")
+    state = SealState(start + count, key, start + count, prev, fingerprint(k0))
+    path.with_suffix(".seal").write_bytes(state.dump())
+    return prev, key
+
+
+def rss_of(args: list[str]) -> tuple[float, float]:
+    """Wall time and peak RSS (MB) of a child, from wait4's rusage."""
+    started = time.perf_counter()
+    pid = os.posix_spawn(args[0], args, os.environ, file_actions=[(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)])
+    _, status, usage = os.wait4(pid, 0)
+    elapsed = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        print(f"  ! {' '.join(args[1:4])} exited {os.waitstatus_to_exitcode(status)}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--dir", default=None, help="where to build the log (default: the system temp folder)")
+    opts = parser.parse_args()
+    with tempfile.TemporaryDirectory(dir=opts.dir) as tmp:
+        log = Path(tmp) / "audit.jsonl"
+        k0 = secrets.token_bytes(32)
+        started = time.perf_counter()
+        prev, key = build(log, opts.records, k0)
+        rebuild(log)
+        size = log.stat().st_size
+        print(f"built {opts.records:,} sealed records, {size / 1e6:.0f} MB, in {time.perf_counter() - started:.1f} s")
+        with log.open("rb") as f:  # warm the page cache for every reader alike
+            while f.read(1 << 24):
+                pass
+        base, _ = rss_of(["/usr/bin/sha256sum", str(log)])
+        plain, plain_mb = rss_of([APPSHELL, "audit", "verify", "--log", str(log)])
+        keyed, keyed_mb = rss_of([APPSHELL, "audit", "verify", "--log", str(log), "--key", format_key(k0)])
+        checkpoint = Path(tmp) / "checkpoint.json"
+        rss_of([APPSHELL, "audit", "verify", "--log", str(log), "--key", format_key(k0), "--checkpoint", str(checkpoint)])
+        build(log, 1000, k0, start=opts.records, prev=prev, key=key)
+        incremental, _ = rss_of([APPSHELL, "audit", "verify", "--log", str(log), "--key", format_key(k0), "--checkpoint", str(checkpoint)])
+        tail, tail_mb = rss_of([APPSHELL, "audit", "tail", "-n", "5", "--log", str(log)])
+        show, show_mb = rss_of([APPSHELL, "audit", "show", f"{7:016x}", "--log", str(log)])
+        startup, _ = rss_of([APPSHELL, "--version"])
+    print(f"sha256sum                      {base:6.2f} s")
+    print(f"audit verify                   {plain:6.2f} s  = {plain / base:4.2f}× sha256sum  (target ≤ 3×), {plain_mb:.0f} MB")
+    print(f"audit verify --key             {keyed:6.2f} s  = {keyed / base:4.2f}× sha256sum  (target ≤ 3×), {keyed_mb:.0f} MB")
+    print(f"verify --checkpoint, +1000 rec {incremental:6.2f} s  = {incremental / base:4.2f}× sha256sum of the whole file")
+    print(f"audit tail -n 5                {tail:6.2f} s, {tail_mb:.0f} MB  (target ≤ 0.5 s, ≤ 100 MB)")
+    print(f"audit show ID                  {show:6.2f} s, {show_mb:.0f} MB  (target ≤ 0.5 s, ≤ 100 MB)")
+    print(f"(appshell --version alone      {startup:6.2f} s: the interpreter's start-up, included above)")
+
+
+if __name__ == "__main__":
+    main()
