@@ -417,6 +417,21 @@ def _tables_of(cls: type) -> list[Any]:
     return list(getattr(mapper, "tables", []) or [])
 
 
+def _open_session(collector: _Collector, engine: Engine, sqlmodel: bool) -> Session:
+    """The app's session, else one from its sessionmaker, else a new one (SQLModel's for SQLModel tables)."""
+    if collector.session is not None:
+        return collector.session
+    if collector.sessionmaker is not None:
+        return collector.sessionmaker(bind=engine)
+    if sqlmodel:
+        from sqlmodel import Session as SQLModelSession  # session.exec(select(Hero)), as SQLModel's tutorial has it
+
+        return SQLModelSession(engine)
+    from sqlalchemy.orm import Session
+
+    return Session(engine)
+
+
 def boot(settings: Settings) -> AppContext:
     """Import the app and its models and open a database session."""
     folders = _search_path(settings.project_root, Path.cwd())
@@ -440,18 +455,7 @@ def boot(settings: Settings) -> AppContext:
         engine = collector.pick_engine() or _make_engine(settings.database_url)
         classes = _all_mapped(collector)
         sqlmodel = uses_sqlmodel(classes)
-        if collector.session is not None:
-            session = collector.session
-        elif collector.sessionmaker is not None:
-            session = collector.sessionmaker(bind=engine)
-        elif sqlmodel:
-            from sqlmodel import Session as SQLModelSession  # session.exec(select(Hero)), as SQLModel's tutorial has it
-
-            session = SQLModelSession(engine)
-        else:
-            from sqlalchemy.orm import Session
-
-            session = Session(engine)
+        session = _open_session(collector, engine, sqlmodel)
         check_connection(engine)
     except BaseException:
         for undo in reversed(teardown):
