@@ -32,6 +32,8 @@ modes:
   appshell doctor [--json]     check interpreter, release, settings, database, audit sinks
   appshell audit init|verify|tail|show SESSION|rotate [--log PATH | --url URL] [--key KEY] [--witness URL]
                                seal the audit log, check its chain and seal, review sessions
+  appshell audit serve [--log PATH | --url URL] [--host 127.0.0.1] [--port 8023] [--key KEY]
+                               the auditors' review web page (extra appshell[review])
 
 settings precedence, highest first: {" > ".join(LAYERS)}
   (flag, environment variable, .env file, profile, [tool.appshell] in pyproject.toml, default)
@@ -199,12 +201,17 @@ def list_profiles(argv: Sequence[str]) -> int:
 def audit_command(argv: Sequence[str]) -> int:
     import os
 
+    if list(argv[:1]) == ["serve"]:  # the review web page parses its own options
+        from appshell.review_web import serve
+
+        return serve(argv[1:])
+
     from appshell.audit.auditor import default_log_path
     from appshell.audit.review import Log, render_session, render_tail, verify
     from appshell.settings import resolve
 
     p = _Parser(prog="appshell audit", description="Seal, check and review the audit log.")
-    p.add_argument("action", choices=["verify", "tail", "show", "init", "rotate"])
+    p.add_argument("action", choices=["verify", "tail", "show", "init", "rotate", "serve"])
     p.add_argument("session", nargs="?", help="with show: a session id (a unique prefix is enough)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--log", metavar="PATH", help="the audit file (default: as the shell would write it)")
@@ -241,9 +248,10 @@ def audit_command(argv: Sequence[str]) -> int:
             from appshell.audit.witness import compare
 
             report = compare(log.path or path, opts.witness, report)
+        stream = sys.stdout if report.ok else sys.stderr  # the warnings are part of the report, before its verdict
         for warning in report.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
-        print(("ok: " if report.ok else "BROKEN: ") + report.summary, file=sys.stdout if report.ok else sys.stderr)
+            print(f"warning: {warning}", file=stream)
+        print(("ok: " if report.ok else "BROKEN: ") + report.summary, file=stream)
         return EXIT_OK if report.ok else EXIT_USER_ERROR
     if opts.action == "tail":
         print(render_tail(log, opts.n))
@@ -259,14 +267,14 @@ def audit_command(argv: Sequence[str]) -> int:
 
 def _audit_init(path: Path) -> int:
     """Set up forward-secure sealing for *path*; print the verification key, once."""
-    from appshell.audit.seal import format_key, init_state, state_path
+    from appshell.audit.seal import fingerprint, format_key, init_state, state_path
 
     if state_path(path).exists():
         raise UsageError(f"sealing is already set up for {path} ({state_path(path)})",
                          "verify with the key printed then; to start over, move the log and its .seal file away first")
     state, key = init_state(path)
     print(f"sealing on: every record appended to {path} is sealed; the host keeps only the current key, in {state}")
-    print(f"verification key (shown once, keep it off this host): {format_key(key)}")
+    print(f"verification key (shown once, keep it off this host): {format_key(key)}  (fingerprint {fingerprint(key)})")
     print(f"check with: appshell audit verify --log {path} --key KEY")
     return EXIT_OK
 

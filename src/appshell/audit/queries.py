@@ -1,0 +1,404 @@
+"""Questions the review page asks of an audit log: sessions newest first, filtered, and one session's chain.
+
+Built on :mod:`appshell.audit.review` (``Log``, ``Session``, reading one
+session from its ``session_start``) and on the session index
+(:mod:`appshell.audit.index`): a list page reads the index (one line per
+session), then only the sessions it shows, newest first. What it learns about a
+session (its summary) is kept in memory, so later pages and filters do not read
+it again; :meth:`Catalog.warm` fills that cache in the background.
+
+Chain state of one session (:func:`verify_session`): for a file, every line
+from the session's first record to its last — the session's records and the
+other sessions' records between them — is checked as ``audit verify`` checks
+the whole file (hash, ``seq``/``prev`` link to the line before), and with the
+verification key the seal (``epoch``/``mac``) of each. That proves the
+session's records were not edited, removed or reordered in place; only a
+whole-file ``audit verify`` proves nothing was cut off after them.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appshell.audit.records import GENESIS, digest
+from appshell.audit.review import Log, Session, _add, _session_from
+from appshell.audit.seal import evolve
+
+__all__ = ["Summary", "Filters", "Catalog", "ChainState", "verify_session", "KeyLadder", "summarize", "wrote_sql"]
+
+
+@dataclass
+class Summary:
+    """What the list page shows and filters on, for one session (its records are not kept)."""
+
+    id: str
+    start: dict[str, Any]
+    statements: int
+    status: str
+    errors: int
+    wrote: bool
+    ended: bool
+    text: str  # reason and statement sources, case-folded: the text search looks here
+
+    def get(self, key: str) -> Any:
+        return self.start.get(key)
+
+
+@dataclass
+class Filters:
+    """The list page's filters; empty means "any"."""
+
+    state: str = ""  # pending | reviewed | flagged
+    profile: str = ""
+    user: str = ""  # user or real_user
+    host: str = ""
+    since: str = ""  # YYYY-MM-DD (UTC), inclusive
+    until: str = ""  # YYYY-MM-DD (UTC), inclusive
+    errors: bool = False
+    wrote: bool = False
+    sandbox: str = ""  # "yes" | "no"
+    read_only: str = ""  # "yes" | "no"
+    q: str = ""
+
+    def matches(self, s: Summary, review_state: str) -> bool:
+        ts = str(s.start.get("ts") or "")
+        checks = (
+            not self.state or review_state == self.state,
+            not self.profile or s.start.get("profile") == self.profile,
+            not self.user or self.user in (s.start.get("user"), s.start.get("real_user")),
+            not self.host or s.start.get("host") == self.host,
+            not self.since or ts[:10] >= self.since,
+            not self.until or ts[:10] <= self.until,
+            not self.errors or s.errors > 0 or s.status == "error",
+            not self.wrote or s.wrote,
+            not self.sandbox or bool(s.start.get("sandbox")) == (self.sandbox == "yes"),
+            not self.read_only or bool(s.start.get("read_only")) == (self.read_only == "yes"),
+            not self.q or self.q.casefold() in s.text,
+        )
+        return all(checks)
+
+
+def _dialect(database: Any) -> str:
+    scheme = str(database or "").split(":", 1)[0].split("+", 1)[0]
+    return {"postgres": "postgresql"}.get(scheme, scheme)
+
+
+def wrote_sql(sql: list[str], database: Any) -> bool:
+    """Did any of these statements write (rows or schema)? Read with appshell's SQL classifier."""
+    from appshell.statements import classify
+
+    kind = _dialect(database)
+    for text in sql:
+        if not isinstance(text, str):
+            continue
+        try:
+            if any(st.writes or st.ddl for st in classify(text, kind)):
+                return True
+        except Exception:  # a classifier bug must not hide the session: lean to "wrote"
+            return True
+    return False
+
+
+def summarize(s: Session) -> Summary:
+    results = list(s.results.values())
+    database = s.start.get("database")
+    sources = [str(st.get("source") or "") for st in s.statements.values()]
+    return Summary(
+        id=s.id,
+        start=s.start,
+        statements=len(s.statements),
+        status=s.status,
+        errors=sum(1 for r in results if r.get("status") == "error"),
+        wrote=any(wrote_sql(list(r.get("sql") or []), database) for r in results),
+        ended=s.end is not None,
+        text="\n".join([str(s.start.get("reason") or ""), *sources]).casefold(),
+    )
+
+
+class Catalog:
+    """Sessions of one log, newest first, through the session index; summaries cached in memory."""
+
+    def __init__(self, log: Log) -> None:
+        self.log = log
+        self._summaries: dict[str, Summary] = {}
+        self._entries: list[tuple[str, int]] = []
+        self._entries_key: tuple[int, int, int] | None = None
+        self._lock = threading.Lock()
+
+    # -- which sessions exist -------------------------------------------------------
+
+    def entries(self) -> list[tuple[str, int]]:
+        """(session, position) oldest first: the file offset of its start, or the table id of its start."""
+        if self.log.path is not None:
+            return self._file_entries(self.log.path)
+        return self._sql_entries()
+
+    def _file_entries(self, path: Path) -> list[tuple[str, int]]:
+        from appshell.audit.index import index_path, lookup, rebuild
+
+        index = index_path(path)
+        if not index.exists():
+            rebuild(path)
+        st, ist = path.stat(), index.stat()
+        key = (st.st_size, ist.st_size, ist.st_mtime_ns)
+        with self._lock:
+            if key == self._entries_key:
+                return self._entries
+        entries = sorted(lookup(index, ""), key=lambda e: e[1])
+        # The index is appended after each start: sessions started after its last line may be missing.
+        last = entries[-1][1] if entries else 0
+        seen = {s for s, _ in entries}
+        entries += [e for e in _starts_after(path, last) if e[0] not in seen]
+        with self._lock:
+            self._entries, self._entries_key = entries, key
+        return entries
+
+    def _sql_entries(self) -> list[tuple[str, int]]:
+        from sqlalchemy import text
+
+        from appshell.audit.sqlsink import TABLE, _engine
+
+        engine = _engine(self.log.url or "")
+        try:
+            with engine.connect() as conn:
+                rows = conn.execute(text(f"SELECT session, id FROM {TABLE} WHERE event = 'session_start' ORDER BY id"))
+                return [(str(s), int(i)) for s, i in rows]
+        finally:
+            engine.dispose()
+
+    # -- one session ----------------------------------------------------------------
+
+    def session(self, session: str, position: int | None = None) -> Session | None:
+        """All records of *session*, read from its start (file) or by its chain (table)."""
+        if self.log.path is not None:
+            if position is None:
+                position = dict(self.entries()).get(session)
+                if position is None:
+                    return None
+            return _session_from(self.log.path, session, position)
+        return _sql_session(self.log.url or "", session)
+
+    def summary(self, session: str, position: int) -> Summary | None:
+        cached = self._summaries.get(session)
+        if cached is not None and cached.ended:
+            return cached  # an ended session does not change (its chain state is checked apart)
+        found = self.session(session, position)
+        if found is None or not found.start:
+            return None
+        summary = summarize(found)
+        self._summaries[session] = summary
+        return summary
+
+    # -- the list ---------------------------------------------------------------------
+
+    def page(self, filters: Filters, review_state: Any, before: int | None = None, limit: int = 50) -> tuple[list[Summary], int | None]:
+        """Up to *limit* matching sessions, newest first, older than list position *before*; and the next cursor."""
+        entries = self.entries()
+        end = len(entries) if before is None else max(0, min(before, len(entries)))
+        found: list[Summary] = []
+        for i in range(end - 1, -1, -1):
+            session, position = entries[i]
+            s = self.summary(session, position)
+            if s is None or not filters.matches(s, review_state(session)):
+                continue
+            if len(found) == limit:
+                return found, i + 1
+            found.append(s)
+        return found, None
+
+    def all(self, filters: Filters, review_state: Any) -> Iterator[Summary]:
+        """Every matching session, newest first (for export)."""
+        for session, position in reversed(self.entries()):
+            s = self.summary(session, position)
+            if s is not None and filters.matches(s, review_state(session)):
+                yield s
+
+    def warm(self) -> None:
+        """Read every session's summary once, newest first, so filters answer from memory."""
+        for session, position in reversed(self.entries()):
+            try:
+                self.summary(session, position)
+            except OSError:
+                return
+
+
+def _starts_after(path: Path, offset: int) -> list[tuple[str, int]]:
+    """Session starts at or after *offset* (the index's last line may lag behind the file)."""
+    found = []
+    with path.open("rb") as f:
+        f.seek(offset)
+        pos = offset
+        for raw in f:
+            if b'"event":"session_start"' in raw:
+                try:
+                    found.append((str(json.loads(raw)["session"]), pos))
+                except (ValueError, KeyError, TypeError):
+                    pass
+            pos += len(raw)
+    return found
+
+
+def _sql_session(url: str, session: str) -> Session | None:
+    found: dict[str, Session] = {}
+    for _row_id, record in _sql_records(url, session):
+        _add(found, record.encode("utf-8"))
+    return found.get(session)
+
+
+def _sql_records(url: str, session: str) -> list[tuple[int, str]]:
+    from sqlalchemy import text
+
+    from appshell.audit.sqlsink import TABLE, _engine
+
+    engine = _engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text(f"SELECT id, record FROM {TABLE} WHERE session = :s ORDER BY seq"), {"s": session})
+            return [(int(i), str(r)) for i, r in rows]
+    finally:
+        engine.dispose()
+
+
+# -- chain state of one session -------------------------------------------------------
+
+
+@dataclass
+class ChainState:
+    state: str  # intact | broken | unknown
+    detail: str
+    authenticated: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        if self.state == "broken":
+            return "broken"
+        if self.state == "intact":
+            return "intact, authenticated" if self.authenticated else "intact, not authenticated"
+        return "unknown"
+
+
+class KeyLadder:
+    """The sealing key of any epoch, from the verification key k0, remembering a rung every 4096 epochs."""
+
+    STEP = 4096
+
+    def __init__(self, k0: bytes) -> None:
+        self.rungs: dict[int, bytes] = {0: k0}
+        self._lock = threading.Lock()
+
+    def key(self, epoch: int) -> bytes:
+        with self._lock:
+            base = max(e for e in self.rungs if e <= epoch)
+            key = self.rungs[base]
+            for e in range(base + 1, epoch + 1):
+                key = evolve(key)
+                if e % self.STEP == 0:
+                    self.rungs[e] = key
+            return key
+
+
+def _line_before(f: Any, offset: int) -> bytes | None:
+    """The whole line that ends just before *offset* (None at the start of the file)."""
+    if offset == 0:
+        return None
+    size = 4096
+    while True:
+        start = max(0, offset - size)
+        f.seek(start)
+        chunk = f.read(offset - start)
+        body = chunk[:-1] if chunk.endswith(b"\n") else chunk
+        cut = body.rfind(b"\n")
+        if cut >= 0 or start == 0:
+            return body[cut + 1 :]
+        size *= 4
+
+
+def verify_session(log: Log, session: Session, offset: int | None, ladder: KeyLadder | None) -> ChainState:
+    """The chain state of *session*'s records (see the module docstring for what it proves)."""
+    if log.path is None:
+        return _verify_sql_session(log.url or "", session.id)
+    if offset is None:
+        return ChainState("unknown", "the session's start is not in the index")
+    return _verify_file_segment(log.path, session, offset, ladder)
+
+
+def _check(record: dict[str, Any], prev: str | None, seq: int | None) -> str | None:
+    if digest(record) != record.get("hash"):
+        return "hash mismatch — the record was edited after it was written"
+    if prev is not None and (record.get("prev") != prev or record.get("seq") != (seq or 0) + 1):
+        return "chain broken (prev/seq do not follow the record before) — a record before it was deleted, inserted or reordered"
+    return None
+
+
+def _verify_file_segment(path: Path, session: Session, offset: int, ladder: KeyLadder | None) -> ChainState:
+    last_seq = max((int(r.get("seq", 0)) for r in [session.start, *(session.end and [session.end] or []),
+                                                     *session.statements.values(), *session.results.values()]), default=0)
+    prev: str | None
+    seq: int | None
+    sealed = unsealed = 0
+    with path.open("rb") as f:
+        before = _line_before(f, offset)
+        if before is None:
+            prev, seq = GENESIS, 0
+        else:
+            try:
+                rec = json.loads(before)
+                prev, seq = str(rec["hash"]), int(rec["seq"])
+            except (ValueError, KeyError, TypeError):
+                prev = seq = None  # damage before the session: audit verify names it; check from here on
+        f.seek(offset)
+        number = 0
+        for raw in f:
+            number += 1
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                return ChainState("broken", f"{number - 1} record(s) after the session's start: not a JSON record — "
+                                            "edited, or a torn write (`appshell audit verify` tells which)")
+            if not isinstance(record, dict):
+                return ChainState("broken", f"record {number} of the segment is not a JSON object")
+            where = f"record seq {record.get('seq')}"
+            problem = _check(record, prev, seq)
+            if problem is not None:
+                return ChainState("broken", f"broken at {where}: {problem}")
+            if "mac" in record and isinstance(record.get("epoch"), int):
+                sealed += 1
+                if ladder is not None:
+                    key = ladder.key(record["epoch"])
+                    mac = hmac.new(key, json.dumps({k: v for k, v in record.items() if k not in ("mac", "hash")}, sort_keys=True,
+                                                   separators=(",", ":"), ensure_ascii=False, default=str).encode(), "sha256").hexdigest()
+                    if not hmac.compare_digest(mac, str(record["mac"])):
+                        return ChainState("broken", f"broken at {where}: MAC mismatch — not sealed by the key of its epoch: forged or edited")
+            else:
+                unsealed += 1
+            prev, seq = str(record["hash"]), int(record["seq"])
+            if seq >= last_seq:
+                break
+    span = f"records seq {session.start.get('seq')}–{last_seq} (this session's and those between them) hash and link"
+    if ladder is None:
+        return ChainState("intact", f"{span}; not authenticated: no verification key given (--key)")
+    if unsealed:
+        return ChainState("intact", f"{span}; {unsealed} record(s) are not sealed (written before `audit init`): not authenticated")
+    return ChainState("intact", f"{span}; all {sealed} sealed records authenticated with the verification key", authenticated=True)
+
+
+def _verify_sql_session(url: str, session: str) -> ChainState:
+    prev, seq = GENESIS, 0
+    for row_id, raw in _sql_records(url, session):
+        try:
+            record = json.loads(raw)
+        except ValueError:
+            return ChainState("broken", f"broken at row id {row_id}: not a JSON record — the row was edited")
+        problem = _check(record, prev, seq) if isinstance(record, dict) else "not a JSON object"
+        if problem is not None:
+            return ChainState("broken", f"broken at record seq {record.get('seq')} (row id {row_id}): {problem}")
+        prev, seq = str(record["hash"]), int(record["seq"])
+    return ChainState("intact", f"records seq 1–{seq} hash and link; not authenticated: the SQL sink's records are not sealed "
+                                "(a session whose last rows were deleted looks like a killed one — compare with the file, --witness)")

@@ -1,0 +1,7 @@
+"""`appshell audit serve`: the auditors' review web page (optional extra ``appshell[review]``)."""
+
+from __future__ import annotations
+
+from appshell.review_web.cli import serve
+
+__all__ = ["serve"]
