@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from appshell.errors import Refused
@@ -112,21 +112,23 @@ def _set_autocommit(raw: Any, on: bool) -> None:
         raw.autocommit(on)
 
 
-@dataclass(eq=False)
 class ConnState:
-    """What appshell knows about one DBAPI connection."""
+    """What appshell knows about one DBAPI connection (a plain class: a dataclass costs start-up time)."""
 
-    raw: Any
-    kind: str
-    dialect: Any
-    deadline: float = 0.0  # SQLite: when the running statement must stop (0: none)
-    timed_out: bool = False
-    denied: str | None = None  # SQLite: why the authorizer refused the statement being prepared
-    own: bool = False  # appshell's own statements are running: the authorizer lets them through
-    autocommit: bool = False  # the app asked for AUTOCOMMIT: in a sandbox each statement is "committed" at once
-    sandboxed: bool = False  # the sandbox's outer transaction and savepoint are open
-    frames: list[Any] = field(default_factory=list)  # the sandbox's accounting, one frame per open savepoint
-    pending: tuple[tuple[str, str], int] | None = None  # SQLite: a DML statement's changes, settled once fetched
+    __slots__ = ("raw", "kind", "dialect", "deadline", "timed_out", "denied", "own", "autocommit", "sandboxed", "frames", "pending")
+
+    def __init__(self, raw: Any, kind: str, dialect: Any) -> None:
+        self.raw = raw
+        self.kind = kind
+        self.dialect = dialect
+        self.deadline = 0.0  # SQLite: when the running statement must stop (0: none)
+        self.timed_out = False
+        self.denied: str | None = None  # SQLite: why the authorizer refused the statement being prepared
+        self.own = False  # appshell's own statements are running: the authorizer lets them through
+        self.autocommit = False  # the app asked for AUTOCOMMIT: in a sandbox each statement is "committed" at once
+        self.sandboxed = False  # the sandbox's outer transaction and savepoint are open
+        self.frames: list[Any] = []  # the sandbox's accounting, one frame per open savepoint
+        self.pending: tuple[tuple[str, str], int] | None = None  # SQLite: a DML statement's changes, settled once fetched
 
 
 class Coverage:
@@ -156,8 +158,9 @@ class Coverage:
         on_every_engine("handle_error", self._on_error)
         on_every_engine("set_connection_execution_options", self._on_options)
         on_every_engine("set_engine_execution_options", self._on_options)
-        if self.reads_sql:
-            _watch_raw_connects(self)
+        if not self.reads_sql and not self.plan.fresh_connections:
+            return  # connections made before are set up lazily, at their next statement: no heap walk at start-up
+        _watch_raw_connects(self)
         engines, fairies = existing()
         for engine in engines:
             if is_exempt(engine.dialect):
