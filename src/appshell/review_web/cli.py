@@ -41,11 +41,13 @@ def parser() -> argparse.ArgumentParser:
 
 def require_extra() -> None:
     """The web stack is the optional extra `appshell[review]`: say so in one line when it is missing."""
-    import importlib.util
+    import importlib
 
     for name in EXTRA:
-        if importlib.util.find_spec(name) is None:
-            raise UsageError(f"appshell audit serve needs the review extra ({name} is not installed)", "pip install 'appshell[review]'")
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            raise UsageError(f"appshell audit serve needs the review extra ({name} is not installed)", "pip install 'appshell[review]'") from None
 
 
 def build_config(opts: argparse.Namespace, environ: Any = os.environ) -> Any:
