@@ -143,7 +143,7 @@ def test_appending_after_a_torn_line_keeps_records_whole(shop: Path, log: Path) 
     assert lines[12] == '{"v":1,"seq":13,"ts"'
     assert json.loads(lines[13])["event"] == "session_start"  # whole, on its own line
     acknowledged = run(["audit", "verify", "--log", str(log)], cwd=shop)  # see test_audit_integrity.py
-    assert acknowledged.exit_code == 0 and "audit.jsonl:13: torn write (20 bytes): a crash cut this write" in acknowledged.stderr
+    assert acknowledged.exit_code == 0 and "audit.jsonl:13: torn write (20 bytes): a crash cut this write" in acknowledged.stdout
 
 
 def test_sigkill_during_a_long_statement_loses_nothing(shop: Path, log: Path) -> None:

@@ -181,7 +181,7 @@ def test_a_torn_tail_is_acknowledged_by_the_next_record_and_named_by_verify(shop
     assert ack["torn"] == {"offset": offset, "bytes": len(torn), "sha256": hashlib.sha256(torn).hexdigest()}
     result = run(["audit", "verify", "--log", str(log)], cwd=shop)
     assert result.exit_code == 0, result.output  # acknowledged: ok, with a warning that is never silent
-    assert f"audit.jsonl:13: torn write ({len(torn)} bytes): a crash cut this write; acknowledged by {log}:14" in result.stderr
+    assert f"audit.jsonl:13: torn write ({len(torn)} bytes): a crash cut this write; acknowledged by {log}:14" in result.stdout
     assert "16 records, chain intact" in result.stdout
 
 
