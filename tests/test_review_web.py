@@ -261,6 +261,7 @@ def test_session_page_shows_start_facts_statements_sql_and_files(client: TestCli
                  "UPDATE customers SET name=? WHERE customers.id = ?", "sandbox summary", 'class="src"', "intact, not authenticated"):
         assert text in page, text
     assert '<span class="n">session</span>' in page  # highlighted Python
+    assert "customers.created_at \nFROM customers" in page  # SQL keeps its line breaks (shown, not escaped as \\n)
     error = next(r for r in records(log) if r["event"] == "session_start" and r["read_only"])
     assert "ZeroDivisionError: division by zero" in client.get(f"/session/{error['session']}", headers=bearer()).text
     assert client.get("/session/ffffffffffffffff", headers=bearer()).status_code == 404

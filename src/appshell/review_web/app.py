@@ -62,12 +62,20 @@ def _environment() -> Any:
 
     env = Environment(loader=PackageLoader("appshell.review_web", "templates"), autoescape=True, finalize=_finalize)
     env.filters["when"] = lambda ts: str(ts or "?")[:19].replace("T", " ")
+    env.filters["lines"] = _lines_markup
     return env
 
 
 def _source_lines(text: str) -> str:
     """Source with every control character but the line break neutralised (a tab shows as \\t)."""
     return "\n".join(printable(line) for line in text.split("\n"))
+
+
+def _lines_markup(value: Any) -> Any:
+    """Multi-line text (SQL, errors, notes) escaped, its line breaks kept and every other control character shown."""
+    from markupsafe import Markup, escape
+
+    return Markup(escape(_source_lines("" if value is None else str(value))))
 
 
 def highlight(source: str) -> Any:

@@ -1,0 +1,149 @@
+"""The review page in a real headless browser (issue 14): log in, filter, open a session, flag it, reload, see the review.
+
+Debian's ``chromium`` driven by Playwright for Python, pointed at the system
+browser (no ``playwright install``), with JavaScript switched off: reading and
+reviewing work without it. ``appshell audit serve`` runs as a real subprocess
+on a free 127.0.0.1 port. Screenshots go to the test's tmp dir; set
+``APPSHELL_UPDATE_DOCS_SCREENSHOT=1`` to copy the session page's to
+docs/review.png (it is also written when that file is missing).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import APPSHELL, IN_CI, ROOT, SHOP, clean_environ, free_port, run
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+TOKEN = "alice-token-0123456789"
+
+
+def _unavailable(why: str) -> None:
+    if IN_CI:
+        pytest.fail(f"CI requires the browser test: {why} (scripts/test installs chromium; pip install -e '.[test]' installs playwright)")
+    pytest.skip(why)
+
+
+@pytest.fixture
+def browser_ready() -> None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _unavailable("playwright is not installed (pip install playwright; no `playwright install` needed)")
+    if not os.access(CHROMIUM, os.X_OK):
+        _unavailable(f"{CHROMIUM} is missing (apt-get install chromium; scripts/test does it)")
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Path:
+    shop = tmp_path / "shop"
+    shutil.copytree(SHOP, shop, ignore=shutil.ignore_patterns("var", "__pycache__", ".env", ".appshell"))
+    subprocess.run([sys.executable, "-m", "shop.seed"], cwd=shop, env=clean_environ(), check=True, capture_output=True)
+    log = tmp_path / "audit" / "audit.jsonl"
+    for args, operator in ((["--reason", "INC-7 weekly count", "-c", "print(count(Customer))"], "alice"),
+                           (["--sandbox", "--reason", "INC-8 rename customer 1", "-c",
+                             "c = find(Customer, 1)\nc.name = 'Renamed'\nsession.flush()"], "bob"),
+                           (["--read-only", "--reason", "INC-9 <script>alert(1)</script>", "-c", "1/0"], "bob")):
+        assert run(["--audit-log", str(log), *args], cwd=shop, env={"APPSHELL_OPERATOR": operator}).exit_code in (0, 1)
+    return log
+
+
+@pytest.fixture
+def server(log: Path, tmp_path: Path) -> Iterator[str]:
+    """`appshell audit serve` as a real process; its URL once it accepts connections."""
+    port = free_port()
+    errors = (tmp_path / "serve.stderr").open("w")
+    proc = subprocess.Popen([APPSHELL, "audit", "serve", "--log", str(log), "--port", str(port)], cwd=tmp_path,
+                            env=clean_environ({"APPSHELL_REVIEW_TOKENS": f"alice:{TOKEN}"}), stdout=errors, stderr=errors)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"appshell audit serve exited {proc.returncode}: {(tmp_path / 'serve.stderr').read_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("appshell audit serve did not listen within 60 s")
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        errors.close()
+
+
+def test_log_in_filter_open_flag_reload(browser_ready: None, server: str, log: Path, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, args=ARGS, headless=True,
+            java_script_enabled=False, viewport={"width": 1280, "height": 900})
+        try:
+            page = context.new_page()
+            response = page.goto(server + "/")
+            assert response is not None and response.status == 401
+            assert page.locator("h1").inner_text() == "Log in"
+            page.fill("#token", TOKEN)
+            page.click("button[type=submit]")
+            assert page.url == server + "/" and page.locator("table.sessions tbody tr").count() == 3
+            assert "auditor alice" in page.locator("header").inner_text()
+            page.screenshot(path=str(shots / "list.png"), full_page=True)
+
+            page.fill("input[name=user]", "bob")
+            page.check("input[name=errors]")
+            page.click("form.filters button[type=submit]")
+            rows = page.locator("table.sessions tbody tr")
+            assert rows.count() == 1 and "INC-9 <script>alert(1)</script>" in rows.first.inner_text()  # shown as text
+            page.fill("input[name=user]", "bob")
+            page.uncheck("input[name=errors]")
+            page.click("form.filters button[type=submit]")
+            assert page.locator("table.sessions tbody tr").count() == 2
+
+            page.click("text=INC-8 rename customer 1 >> xpath=.. >> a")
+            assert page.locator("h1").inner_text().startswith("Session ")
+            assert "c.name = 'Renamed'" in page.locator("pre.src").first.inner_text()
+            assert "UPDATE customers SET name=?" in page.locator("article.statement").first.inner_text()
+            assert "intact, not authenticated" in page.locator("#chain h2").inner_text()
+            page.check("input[value=flagged]")
+            page.fill("#note", "sandboxed rename: who asked for it? <b>ask bob</b>")
+            page.click("form.review button[type=submit]")
+
+            page.reload()
+            history = page.locator("table.history tbody tr")
+            assert history.count() == 1
+            row = history.first.inner_text()
+            assert "alice" in row and "flagged" in row and "sandboxed rename: who asked for it? <b>ask bob</b>" in row and "verified" in row
+            assert page.locator("h1 .state-flagged").inner_text() == "flagged"
+            page.screenshot(path=str(shots / "session.png"), full_page=True)
+
+            page.goto(server + "/?state=flagged")
+            assert page.locator("table.sessions tbody tr").count() == 1
+        finally:
+            context.close()
+    saved = [json.loads(line) for line in (log.parent / "reviews.jsonl").read_text().splitlines()]
+    assert [(r["auditor"], r["state"]) for r in saved] == [("alice", "flagged")]
+    assert (shots / "session.png").stat().st_size > 10_000
+    docs_png = ROOT / "docs" / "review.png"
+    if os.environ.get("APPSHELL_UPDATE_DOCS_SCREENSHOT") == "1" or not docs_png.exists():
+        shutil.copyfile(shots / "session.png", docs_png)
