@@ -221,3 +221,34 @@ def test_idle_in_transaction_timeout_for_every_session(lazy: tuple[Path, dict[st
             "with get_engine().connect() as c:\n    print(c.scalar(text(\"select current_setting('idle_in_transaction_session_timeout')\")))")
     result = run(["-c", code], cwd=root, env=env)  # no sandbox, and an engine the app made later
     assert result.stdout.strip() == "5s", result.output
+
+
+# -- the sync engine under an AsyncEngine ------------------------------------------------
+
+ASYNC_WRITE = """
+import asyncio
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+async def main():
+    e = create_async_engine(str(engine.url).replace("sqlite://", "sqlite+aiosqlite://"))
+    async with e.begin() as conn:
+        await conn.execute(text("insert into items (name) values ('async')"))
+    await e.dispose()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("flag", ["--sandbox", "--read-only"])
+def test_async_engine_is_covered(app_dir: Callable[[str], Path], sqlite_url: str, flag: str) -> None:
+    pytest.importorskip("aiosqlite")
+    root = app_dir("lazyapp")
+    env = {"DATABASE_URL": sqlite_url}
+    assert run(["-c", "from lazyapp.models import Base; Base.metadata.create_all(engine)"], cwd=root, env=env).exit_code == 0
+    result = run([flag, "-c", ASYNC_WRITE], cwd=root, env=env)
+    if flag == "--sandbox":
+        assert result.exit_code == 0 and "│ items │        1 │" in result.stderr and "sqlite+aiosqlite" in result.stderr, result.output
+    else:
+        assert result.exit_code == 1 and "readonly" in result.stderr.replace(" ", "").replace("-", ""), result.output
+    assert count_items(root, env) == 0

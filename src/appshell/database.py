@@ -115,7 +115,7 @@ def _set_autocommit(raw: Any, on: bool) -> None:
 class ConnState:
     """What appshell knows about one DBAPI connection (a plain class: a dataclass costs start-up time)."""
 
-    __slots__ = ("raw", "kind", "dialect", "deadline", "timed_out", "denied", "own", "autocommit", "sandboxed", "frames", "pending")
+    __slots__ = ("raw", "kind", "dialect", "deadline", "timed_out", "denied", "own", "autocommit", "sandboxed", "frames", "pending", "sqlite3")
 
     def __init__(self, raw: Any, kind: str, dialect: Any) -> None:
         self.raw = raw
@@ -129,6 +129,7 @@ class ConnState:
         self.sandboxed = False  # the sandbox's outer transaction and savepoint are open
         self.frames: list[Any] = []  # the sandbox's accounting, one frame per open savepoint
         self.pending: tuple[tuple[str, str], int] | None = None  # SQLite: a DML statement's changes, settled once fetched
+        self.sqlite3 = type(raw).__module__ == "sqlite3"  # the stdlib driver itself (not aiosqlite's adapter, in its own thread)
 
 
 class Coverage:
@@ -208,7 +209,7 @@ class Coverage:
             run_statements(raw, *statements)
             if st.kind != "sqlite":
                 raw.commit()  # the SETs opened a transaction on drivers without autocommit
-        if st.kind == "sqlite":
+        if st.sqlite3:
             self._sqlite(st)
         if self.sandbox is not None:
             self.sandbox.take_over(dialect)
@@ -287,7 +288,7 @@ class Coverage:
                     )
             if self.sandbox is not None:
                 self.sandbox.before(st, statement, parsed)
-        if self.plan.statement_timeout_ms and st.kind == "sqlite":
+        if self.plan.statement_timeout_ms and st.sqlite3:
             st.deadline = time.monotonic() + self.plan.statement_timeout_ms / 1000
             st.timed_out = False
 
@@ -315,7 +316,7 @@ class Coverage:
             if "read-only" in why:
                 raise ReadOnlyError(f"this session is read-only (profile {self.profile}): {why} — refused")
             raise SandboxRefused(f"{why}: refused in the sandbox — run it without --sandbox")
-        if st.kind == "sqlite" and "interrupted" in str(context.original_exception) and not st.timed_out:
+        if st.sqlite3 and "interrupted" in str(context.original_exception) and not st.timed_out:
             raise KeyboardInterrupt  # Ctrl-C stopped the statement (see _sqlite)
 
     def _on_options(self, target: Any, options: Any) -> None:
@@ -342,7 +343,8 @@ class RawConnectionRefused(Refused):
 
 
 _watching: list[Coverage] = []  # the session whose rules raw connects are checked against (one per process)
-_ALLOWED_CALLERS = ("sqlalchemy.", "IPython.", "appshell.")  # IPython keeps its history in SQLite
+# IPython keeps its history in SQLite; aiosqlite opens sqlite3 in its own thread (its connect() is wrapped below).
+_ALLOWED_CALLERS = ("sqlalchemy.", "IPython.", "appshell.", "aiosqlite.")
 
 
 def _from_allowed_caller() -> bool:
@@ -363,8 +365,8 @@ def _refuse_raw(what: str) -> None:
 
 
 def _watch_raw_connects(coverage: Coverage) -> None:
-    """sqlite3.connect() is seen by an audit hook (it raises an audit event); psycopg's and PyMySQL's
-    connect() are wrapped where the driver is imported — SQLAlchemy's own calls go through."""
+    """sqlite3.connect() is seen by an audit hook (it raises an audit event); other drivers' connect()
+    is wrapped where the driver is imported already — SQLAlchemy's own calls go through."""
     first = not _watching
     _watching[:] = [coverage]
     if not first:
@@ -375,7 +377,7 @@ def _watch_raw_connects(coverage: Coverage) -> None:
             _refuse_raw(f"sqlite3.connect({str(args[0])!r})")
 
     sys.addaudithook(hook)
-    for name in ("psycopg", "psycopg2", "pymysql"):
+    for name in ("psycopg", "psycopg2", "pymysql", "aiosqlite", "asyncpg", "aiomysql"):
         module = sys.modules.get(name)
         original = getattr(module, "connect", None)
         if original is None or getattr(original, "appshell_watched", False):

@@ -220,7 +220,7 @@ class Sandbox:
         for one in parsed:
             if one.escapes:
                 raise SandboxRefused(f"{one.escapes}: `{_short(one.text)}` refused in the sandbox — run it without --sandbox")
-        if st.kind == "sqlite":
+        if st.sqlite3:
             self._settle(st)
             st.pending = (("", ""), st.raw.total_changes)
 
@@ -240,12 +240,12 @@ class Sandbox:
                 key = (table_name, op)
                 if not main or several:
                     top.unknown.add(key)
-                elif st.kind == "sqlite":
+                elif st.sqlite3:
                     # sqlite3's rowcount is unreliable with RETURNING; total_changes is exact once fetched.
                     st.pending = (key, st.pending[1] if st.pending else st.raw.total_changes)
                 else:
                     top.rows[key] += max(cursor.rowcount, 0)
-        if st.kind == "sqlite" and st.pending is not None and st.pending[0] == ("", ""):
+        if st.sqlite3 and st.pending is not None and st.pending[0] == ("", ""):
             st.pending = None
         if st.autocommit and not self.frozen:  # the app asked for AUTOCOMMIT: each statement counts as committed
             self.commit(st)
