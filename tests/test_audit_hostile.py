@@ -309,3 +309,22 @@ def test_concurrent_sealed_sessions_keep_one_sealed_chain(shop: Path, tmp_path: 
     assert len(recs) == 6 * 102 and [r["epoch"] for r in recs] == list(range(len(recs)))
     result = verify(shop, "--log", str(log), "--key", key)
     assert result.exit_code == 0 and f"{len(recs)} sealed records authenticated" in result.stdout, result.output
+
+
+def test_sql_sink_on_mariadb_keeps_per_session_chains(shop: Path, tmp_path: Path, mariadb_url: str) -> None:
+    witness_profile(shop)
+    log = tmp_path / "audit.jsonl"
+    env = {"APPSHELL_AUDIT_URL": mariadb_url}
+    for code in ("print(1)", "print(2)"):
+        assert run(["--audit-log", str(log), "-c", code], cwd=shop, env=env).exit_code == 0
+    ok = verify(shop, "--url", mariadb_url)
+    assert ok.exit_code == 0 and "8 records in 2 sessions, every session's chain intact" in ok.stdout, ok.output
+    assert verify(shop, "--log", str(log), "--witness", mariadb_url).exit_code == 0
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(mariadb_url)
+    with engine.begin() as conn:
+        conn.execute(text("delete from appshell_audit where seq > 3"))  # each session's session_end
+    engine.dispose()
+    caught = verify(shop, "--log", str(log), "--witness", mariadb_url)
+    assert caught.exit_code == 1 and "is not in the witness" in caught.stderr, caught.output

@@ -285,15 +285,17 @@ def _lines(files: list[Path], start: Checkpoint | None) -> Iterator[tuple[Path, 
 
 def _check_checkpoint(files: list[Path], start: Checkpoint) -> None:
     """The record the checkpoint ends at must still be there, with the same hash."""
+    import os
+
+    from appshell.audit.filesink import read_tail
+
     for path in files:
         with path.open("rb") as f:
             first = _parse(f.readline().rstrip(b"\n"))
             if first is None or first.get("hash") != start.first_hash:
                 continue
-            f.seek(max(0, start.offset - 65536))
-            tail = f.read(start.offset - max(0, start.offset - 65536))
-            last = _parse(tail.rstrip(b"\n").rsplit(b"\n", 1)[-1])
-            if last is None or last.get("hash") != start.hash or digest(last) != start.hash:
+            last, end, _ = read_tail(f.fileno(), min(start.offset, os.fstat(f.fileno()).st_size))
+            if last is None or end != start.offset or last.get("hash") != start.hash or digest(last) != start.hash:
                 raise _Broken(f"{path}: the record at the checkpoint (seq {start.seq}) was changed or removed since it was verified")
             return
 

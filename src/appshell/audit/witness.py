@@ -22,9 +22,10 @@ __all__ = ["compare"]
 Entry = tuple[str, str, Any, str]  # (where, event, n, body digest)
 
 
-def _file_sessions(path: Path) -> tuple[dict[str, list[Entry]], set[str], str | None]:
+def _file_sessions(path: Path) -> tuple[dict[str, list[Entry]], set[str], str | None, set[str]]:
     sessions: dict[str, list[Entry]] = defaultdict(list)
     logs: set[str] = set()
+    with_sql: set[str] = set()  # sessions whose session_start lists the sql sink
     last_ts = None
     for file in rotation_set(path):
         with file.open("rb") as f:
@@ -35,18 +36,21 @@ def _file_sessions(path: Path) -> tuple[dict[str, list[Entry]], set[str], str | 
                     continue  # damage: verify without --witness names it
                 if not isinstance(record, dict) or "session" not in record:
                     continue
-                if record.get("event") == "session_start" and record.get("audit_log"):
-                    logs.add(str(record["audit_log"]))
+                if record.get("event") == "session_start":
+                    if record.get("audit_log"):
+                        logs.add(str(record["audit_log"]))
+                    if "sql" in (record.get("sinks") or []):
+                        with_sql.add(str(record["session"]))
                 sessions[str(record["session"])].append((f"{file}:{number}", str(record.get("event")), record.get("n"), body_digest(record)))
                 last_ts = record.get("ts", last_ts)
-    return sessions, logs, last_ts
+    return sessions, logs, last_ts, with_sql
 
 
 def compare(path: Path, url: str, report: Report) -> Report:
     """Missing, extra and altered records between the file set at *path* and the witness table at *url*."""
     from appshell.audit.sqlsink import TABLE, read_rows
 
-    file_sessions, logs, last_ts = _file_sessions(path)
+    file_sessions, logs, last_ts, with_sql = _file_sessions(path)
     logs.add(str(path.resolve()))
     witness: dict[str, list[Entry]] = defaultdict(list)
     in_scope: set[str] = set()
@@ -67,7 +71,7 @@ def compare(path: Path, url: str, report: Report) -> Report:
     compared = 0
     for session in sorted(in_scope):
         mine, theirs = file_sessions.get(session, []), witness.get(session, [])
-        if not theirs and not _listed_sql(path, session):
+        if not theirs and session not in with_sql:
             continue
         compared += 1
         for i in range(max(len(mine), len(theirs))):
@@ -86,15 +90,3 @@ def compare(path: Path, url: str, report: Report) -> Report:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         return Report(False, f"witness {TABLE}: {problems[0]}{more}", report.warnings + problems[1:])
     return Report(True, f"{report.summary}; the witness holds the same {compared} session(s), record for record", report.warnings)
-
-
-def _listed_sql(path: Path, session: str) -> bool:
-    for file in rotation_set(path):
-        with file.open("rb") as f:
-            for raw in f:
-                if session.encode() in raw and b'"session_start"' in raw:
-                    try:
-                        return "sql" in (json.loads(raw).get("sinks") or [])
-                    except ValueError:
-                        return False
-    return False
