@@ -65,6 +65,22 @@ def test_a_transaction_ended_behind_appshell_stops_the_session(app_dir: Callable
     assert run(["-c", YEARS], cwd=root, env=env).stdout.strip() == "1"
 
 
+def test_savepoint_released_behind_appshell_stops_the_session(app_dir: Callable[[str], Path], pg_url: str, tmp_path: Path) -> None:
+    root = app_dir("plainapp")
+    env = {"DATABASE_URL": pg_url}
+    assert run(["-c", LIBRARY_SETUP], cwd=root, env=env).exit_code == 0
+    log = tmp_path / "audit.jsonl"
+    code = ("raw = session.connection().connection.dbapi_connection\n"
+            "raw.execute('RELEASE SAVEPOINT appshell_sandbox')\n"
+            "sql('update books set year = 0 where id = 1'); commit()\n"
+            "print('still running')")
+    result = run(["--sandbox", "--audit-log", str(log), "-c", code], cwd=root, env=env)
+    assert result.exit_code == 3, result.output
+    assert "still running" not in result.stdout and "its savepoint was gone" in result.stderr
+    assert audit_records(log)[-1]["status"] == "sandbox_broken"
+    assert run(["-c", YEARS], cwd=root, env=env).stdout.strip() == "0"  # the outer transaction was still there
+
+
 MARIADB_ESCAPES = {
     "COMMIT": "sql('COMMIT')",
     "START TRANSACTION": "sql('START TRANSACTION')",

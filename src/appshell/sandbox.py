@@ -146,10 +146,20 @@ class Sandbox:
         finally:
             st.own = False
 
+    def _own_checked(self, st: ConnState, where: str, *statements: str) -> None:
+        """appshell's own savepoint statements; the savepoint gone (released behind appshell's back) breaks the sandbox."""
+        try:
+            self._own(st, *statements)
+        except Exception as exc:
+            text = str(exc).lower()
+            if SAVEPOINT in text or "no such savepoint" in text or "does not exist" in text:
+                self._broke(st, f"{where}: its savepoint was gone ({str(exc).splitlines()[0]})")
+            raise
+
     def commit(self, st: ConnState) -> None:
         self._check(st, "at a commit")
         self._settle(st)
-        self._own(st, f"RELEASE SAVEPOINT {SAVEPOINT}", f"SAVEPOINT {SAVEPOINT}")
+        self._own_checked(st, "at a commit", f"RELEASE SAVEPOINT {SAVEPOINT}", f"SAVEPOINT {SAVEPOINT}")
         if not self.frozen:
             for frame in st.frames:
                 self.committed.add(frame)
@@ -158,7 +168,7 @@ class Sandbox:
     def rollback(self, st: ConnState) -> None:
         self._check(st, "at a rollback")
         self._settle(st)
-        self._own(st, f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
+        self._own_checked(st, "at a rollback", f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
         st.frames = [Frame()]
 
     def end(self, st: ConnState) -> None:
