@@ -276,6 +276,7 @@ class Coverage:
     def _before(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
         raw = conn.connection.dbapi_connection
         st = self.ensure(raw, conn.dialect)
+        st.denied = None
         if self.reads_sql:
             from appshell.statements import classify
 
