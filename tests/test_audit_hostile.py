@@ -174,6 +174,10 @@ def test_verify_goes_on_from_a_checkpoint_and_rotation_continues_the_chain(shop:
     assert "from the checkpoint at seq 8" in again.stdout and "13 records" in again.stdout
     whole = verify(shop, "--log", str(log), "--key", key)
     assert whole.exit_code == 0 and "audit.000000000001.jsonl" in whole.stdout, whole.output
+    first_session = records(old)[0]["session"]
+    assert "print(1)" in run(["audit", "show", first_session, "--log", str(log)], cwd=shop).stdout  # in the rotated file
+    tail = run(["audit", "tail", "-n", "3", "--log", str(log)], cwd=shop).stdout
+    assert first_session in tail and records(log)[1]["session"] in tail  # across the set
     old.write_text(old.read_text().replace("print(2)", "print(9)"))  # an edit before the checkpoint: the full walk sees it
     assert verify(shop, "--log", str(log), "--key", key).exit_code == 1
 

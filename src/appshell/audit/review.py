@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appshell.audit.verify import Report, verify_files
+from appshell.audit.verify import Report, rotation_set, verify_files
 from appshell.render import table
 
 __all__ = ["Log", "verify", "sessions", "tail_sessions", "find_session", "render_tail", "render_session", "Session", "printable"]
@@ -38,11 +38,12 @@ class Log:
         return str(self.path) if self.path is not None else mask_url(self.url or "")
 
     def lines(self) -> Iterator[tuple[str, bytes, bool]]:
-        """(where, raw record, complete) in chain order: ``file:line`` or ``table#seq``."""
+        """(where, raw record, complete) in chain order: ``file:line`` (rotated files first) or ``table#id``."""
         if self.path is not None:
-            with self.path.open("rb") as f:
-                for number, raw in enumerate(f, start=1):
-                    yield f"{self.path}:{number}", raw.rstrip(b"\n"), raw.endswith(b"\n")
+            for path in rotation_set(self.path):
+                with path.open("rb") as f:
+                    for number, raw in enumerate(f, start=1):
+                        yield f"{path}:{number}", raw.rstrip(b"\n"), raw.endswith(b"\n")
             return
         from appshell.audit.sqlsink import TABLE, read_rows
 
@@ -120,12 +121,15 @@ def tail_sessions(log: Log, count: int) -> list[Session]:
         return [s for s in sessions(log) if s.start][-count:]
     found: dict[str, Session] = {}
     starts = 0
-    for raw in _backwards(log.path):
-        record = _add(found, raw)
-        if record is not None and record.get("event") == "session_start":
-            starts += 1
-            if starts >= count:
-                break
+    for path in reversed(rotation_set(log.path)):  # the live file, then the rotated ones, newest first
+        for raw in _backwards(path):
+            record = _add(found, raw)
+            if record is not None and record.get("event") == "session_start":
+                starts += 1
+                if starts >= count:
+                    break
+        if starts >= count:
+            break
     started = [s for s in found.values() if s.start]
     return sorted(started, key=lambda s: int(s.start.get("seq", 0)))[-count:]
 
