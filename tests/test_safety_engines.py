@@ -76,6 +76,16 @@ def test_read_only_covers_an_engine_made_later(lazy: tuple[Path, dict[str, str]]
     assert count_items(root, env) == 0
 
 
+def test_read_only_refuses_a_flush_of_any_orm_session(lazy: tuple[Path, dict[str, str]]) -> None:
+    root, env = lazy
+    code = ("from sqlalchemy.orm import Session\nfrom lazyapp.tracking import get_engine\n"
+            "own = Session(get_engine()); own.add(Item(name='x')); own.commit()")
+    result = run(["--read-only", "-c", code], cwd=root, env=env)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("ReadOnlyError: this session is read-only") and len(result.stderr.splitlines()) == 1, result.stderr
+    assert count_items(root, env) == 0
+
+
 def test_sandbox_covers_an_engine_made_later(lazy: tuple[Path, dict[str, str]]) -> None:
     root, env = lazy
     result = run(["--sandbox", "-c", "from lazyapp.tracking import track, get_engine; track('x'); track('y'); print(get_engine() is not engine)"],

@@ -405,14 +405,14 @@ def _short(sql: str) -> str:
     return text if len(text) <= 80 else text[:77] + "…"
 
 
-def _session_target(session: Any) -> Any:
-    # A scoped_session (Flask-SQLAlchemy's db.session) proxies a real Session.
-    return session.registry() if hasattr(session, "registry") and callable(session.registry) else session
-
-
 def refuse_orm_writes(session: Session, profile: str) -> None:
-    """The ORM refuses a flush before the database would: a clearer message, naming --write."""
-    from sqlalchemy import event
+    """The ORM refuses a flush before the database would: a clearer message, naming --write.
+
+    Every ORM session in the process, not only *session*: the app's other sessionmakers, Flask's, a library's.
+    """
+    from sqlalchemy.orm import Session as SessionClass
+
+    from appshell.engines import on_every_engine
 
     def before_flush(sess: Any, flush_context: Any, instances: Any) -> None:
         changes = len(sess.new) + len(sess.dirty) + len(sess.deleted)
@@ -422,7 +422,7 @@ def refuse_orm_writes(session: Session, profile: str) -> None:
                 "roll back with rollback(), or reopen appshell with --write"
             )
 
-    event.listen(_session_target(session), "before_flush", before_flush)
+    on_every_engine("before_flush", before_flush, target=SessionClass)
 
 
 class SqlEcho:

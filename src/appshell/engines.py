@@ -40,9 +40,10 @@ def is_exempt(dialect: Any) -> bool:
     return getattr(dialect, "appshell_exempt", False) is True
 
 
-def on_every_engine(identifier: str, fn: Callable[..., Any], *, pool: bool = False) -> None:
+def on_every_engine(identifier: str, fn: Callable[..., Any], *, pool: bool = False, target: Any = None) -> None:
     """Listen for *identifier* on every Engine (or, with *pool*, every Pool) in the process, now and later.
 
+    *target* names another class instead (the ORM's ``Session``, for every session the app makes).
     Engine-level identifiers include the ``ConnectionEvents`` (``before_cursor_execute``, ``engine_connect``…)
     and the ``DialectEvents`` (``do_connect``, ``handle_error``), which SQLAlchemy routes to every dialect.
     """
@@ -54,11 +55,11 @@ def on_every_engine(identifier: str, fn: Callable[..., Any], *, pool: bool = Fal
     def listener(*args: Any, **kw: Any) -> Any:
         if mine != _generation:
             return None
-        if not pool and is_exempt(getattr(args[0], "dialect", None)):  # a Connection, or an error's context
+        if target is None and not pool and is_exempt(getattr(args[0], "dialect", None)):  # a Connection, or an error's context
             return None
         return fn(*args, **kw)
 
-    event.listen(Pool if pool else Engine, identifier, listener)
+    event.listen(target if target is not None else Pool if pool else Engine, identifier, listener)
 
 
 def existing() -> tuple[list[Any], list[Any]]:
