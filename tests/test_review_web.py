@@ -480,3 +480,16 @@ def test_appshell_start_up_does_not_import_the_web_stack(tmp_path: Path) -> None
     code = "import sys, appshell.cli; print(sorted(m for m in ('starlette', 'jinja2', 'uvicorn', 'appshell.review_web') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=clean_environ(), check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("order", [[0, 1, 2, 700, 701, 255, 256, 257, 5000, 3, 4999], [4097, 0, 4096, 12, 300]])
+def test_key_ladder_gives_the_key_of_each_epoch_in_any_order(order: list[int]) -> None:
+    from appshell.audit.queries import KeyLadder
+    from appshell.audit.seal import evolve
+
+    k0 = bytes(range(32))
+    expected = [k0]
+    for _ in range(max(order)):
+        expected.append(evolve(expected[-1]))
+    ladder = KeyLadder(k0)
+    assert [ladder.key(e) for e in order] == [expected[e] for e in order]

@@ -285,22 +285,27 @@ class ChainState:
 
 
 class KeyLadder:
-    """The sealing key of any epoch, from the verification key k0, remembering a rung every 4096 epochs."""
+    """The sealing key of any epoch, from the verification key k0, remembering a rung every 256 epochs."""
 
-    STEP = 4096
+    STEP = 256
 
     def __init__(self, k0: bytes) -> None:
-        self.rungs: dict[int, bytes] = {0: k0}
+        self.rungs: dict[int, bytes] = {0: k0}  # every multiple of STEP up to self.top
+        self.top = 0
+        self.last = (0, k0)  # records are checked in order: the next key is one step from the last
         self._lock = threading.Lock()
 
     def key(self, epoch: int) -> bytes:
         with self._lock:
-            base = max(e for e in self.rungs if e <= epoch)
+            base = min(epoch // self.STEP * self.STEP, self.top)
             key = self.rungs[base]
+            if base < self.last[0] <= epoch:
+                base, key = self.last
             for e in range(base + 1, epoch + 1):
                 key = evolve(key)
-                if e % self.STEP == 0:
-                    self.rungs[e] = key
+                if e % self.STEP == 0 and e > self.top:
+                    self.rungs[e], self.top = key, e
+            self.last = (epoch, key)
             return key
 
 

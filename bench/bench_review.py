@@ -1,0 +1,115 @@
+"""The review page on a 1,000,000-record log (issue 14: the list page answers in ≤ 1 s).
+
+Builds a sealed log of N records in sessions of 100 with its session index
+(helper ``build`` of bench_audit_scale.py), adds 200 reviews, then times
+requests to the app in-process (Starlette TestClient: the whole ASGI stack,
+without the network), each against a fresh app — cold: nothing cached but the
+OS page cache — and again on the same app (warm):
+
+- ``GET /`` (the newest 50 sessions, with their chain state), with and without ``--key``;
+- ``GET /?before=…`` (a page in the middle of the log);
+- a start-fact filter and a text search that match almost nothing (they read every session);
+- ``GET /session/ID`` of an early session, with ``--key``;
+- ``Catalog.warm()`` (what the server does in the background at start).
+
+    .venv/bin/python bench/bench_review.py [--records 1000000] [--dir /var/tmp]
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_audit_scale import build  # noqa: E402  (helper-1's builder of a sealed log)
+
+from appshell.audit.index import rebuild  # noqa: E402
+from appshell.audit.reviews import reviews_path, FileReviews  # noqa: E402
+from appshell.audit.seal import format_key  # noqa: E402
+
+TOKEN = "bench-token-0123456789"
+
+
+def client(log: Path, key: bytes | None = None) -> Any:
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+    from appshell.review_web.app import create_app
+    from appshell.review_web.cli import build_config, parser
+
+    args = ["--log", str(log)] + (["--key", format_key(key)] if key else [])
+    config = build_config(parser().parse_args(args), {"APPSHELL_REVIEW_TOKENS": f"bench:{TOKEN}"})
+    config.warm = False
+    app = create_app(config)
+    return TestClient(app), app
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - started, out
+
+
+def get(c: Any, url: str) -> Any:
+    response = c.get(url, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 200, (url, response.status_code, response.text[:300])
+    return response
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--dir", default=None, help="where to build the log (default: the system temp folder)")
+    opts = parser.parse_args()
+    with tempfile.TemporaryDirectory(dir=opts.dir) as tmp:
+        log = Path(tmp) / "audit.jsonl"
+        k0 = secrets.token_bytes(32)
+        started = time.perf_counter()
+        build(log, opts.records, k0)
+        sessions = rebuild(log)
+        reviews = FileReviews(reviews_path(log))
+        for i in range(200):
+            reviews.append(f"{sessions - 1 - i * 7:016x}", "bench", "reviewed" if i % 3 else "flagged", f"note {i}")
+        print(f"built {opts.records:,} sealed records ({sessions:,} sessions), {log.stat().st_size / 1e6:.0f} MB, "
+              f"and 200 reviews in {time.perf_counter() - started:.1f} s")
+        with log.open("rb") as f:  # the page cache warm for every case alike
+            while f.read(1 << 24):
+                pass
+        rows: list[tuple[str, float]] = []
+
+        def case(name: str, url: str, key: bytes | None = None, expect: str | None = None) -> None:
+            c, _ = client(log, key)
+            cold, response = timed(lambda: get(c, url))
+            warm, _ = timed(lambda: get(c, url))
+            if expect is not None:
+                assert expect in response.text, (name, expect)
+            rows.append((f"{name} (cold)", cold))
+            rows.append((f"{name} (warm)", warm))
+
+        case("list page, newest 50", "/", expect="intact, not authenticated")
+        case("list page, newest 50, --key", "/", k0, expect="intact, authenticated")
+        case("list page, mid-log (before=)", f"/?before={sessions // 2}")
+        case("filter user=nobody (reads every session)", "/?user=nobody", expect="no session matches")
+        middle = opts.records // 2 + 51  # a statement's comment in the middle of the log
+        case(f"text search 'INC-{middle}' (reads every session)", f"/?q=INC-{middle}", expect=f"{middle // 100:016x}")
+        case("review state flagged", "/?state=flagged", expect="flagged")
+        case("session page, early session, --key", f"/session/{7:016x}", k0, expect="intact, authenticated")
+        c, app = client(log)
+        warm_all, _ = timed(app.state.review.catalog.warm)
+        rows.append(("Catalog.warm() (background, at server start)", warm_all))
+        after, _ = timed(lambda: get(c, f"/?q=INC-{middle}"))
+        rows.append(("text search after warm()", after))
+    for name, seconds in rows:
+        print(f"{name:55s} {seconds:7.3f} s")
+    print("target: the list page ≤ 1 s")
+
+
+if __name__ == "__main__":
+    main()
