@@ -126,27 +126,32 @@ def test_ipython_profile_code_is_recorded_before_it_runs(shop: Path, log: Path, 
 
 # -- nested consoles ----------------------------------------------------------------
 
+UPDATE = 'sql("update products set stock=111 where id=1")'
 NESTED = {
-    # what starts the nested console, its prompt, the lines typed inside it, how it is left
-    # (prompts are spelt in two halves so that the echo of the statement cannot match them)
+    # what starts the nested console, what shows it is ready, its prompt, the lines typed inside it,
+    # how it is left (prompts are spelt in two halves so that the echo of the statement cannot match)
     "interact": ("import code; type('C', (code.InteractiveConsole,), {'raw_input': lambda self, p='': input('NEST' + 'ED> ')})"
-                 "(globals()).interact(banner='', exitmsg='')", "NESTED> ",
-                 ['sql("update products set stock=111 where id=1")', "commit()"], "\x04"),
+                 "(globals()).interact(banner='', exitmsg='')", ["NESTED> "], "NESTED> ", [UPDATE, "commit()"], "\x04"),
     # `; pass`: pdb then stops as the statement's frame returns (a bare expression would stop in displayhook)
-    "pdb": ("breakpoint(); pass", r"\(Pdb\) ", ['!sql("update products set stock=111 where id=1")', "!commit()"], "c\n"),
-    "exec_input": ("exec(input('NESTED' + '> '))", "NESTED> ", ['sql("update products set stock=111 where id=1"); commit()'], ""),
+    "pdb": ("breakpoint(); pass", [r"\(Pdb\) "], r"\(Pdb\) ", ["!" + UPDATE, "!commit()"], "c\n"),
+    "exec_input": ("exec(input('NEST' + 'ED> '))", ["NESTED> "], "NESTED> ", [UPDATE + "; commit()"], ""),
+    "ipython_embed": ("from IPython import embed; embed(banner1='EMB' + 'EDDED')", ["EMBEDDED", r"In \[\d+\]:"], r"In \[\d+\]:",
+                      [UPDATE, "commit()"], "exit\n"),
 }
 
 
 @pytest.mark.parametrize("shell", SHELLS)
 @pytest.mark.parametrize("how", sorted(NESTED))
 def test_nested_consoles_record_what_is_typed_in_them(shop: Path, log: Path, shell: str, how: str) -> None:
-    start, prompt, lines, leave_nested = NESTED[how]
+    start, ready, prompt, lines, leave_nested = NESTED[how]
     child = spawn_shell(shop, "--shell", shell, "--audit-log", str(log), "-q")
     child.expect(r"\[dev\]")
     child.sendline(start)
-    for line in lines:
-        child.expect(prompt)
+    for pattern in ready:
+        child.expect(pattern)
+    for i, line in enumerate(lines):
+        if i:
+            child.expect(prompt)
         child.sendline(line)
     if leave_nested:
         child.expect(prompt)
@@ -165,13 +170,16 @@ def test_nested_consoles_record_what_is_typed_in_them(shop: Path, log: Path, she
     assert all(s["kind"] in ("nested", "input") for s in nested)
 
 
-@pytest.mark.parametrize("mode", ["command", "stdin"])
-def test_exec_of_input_is_recorded_without_a_tty(shop: Path, log: Path, mode: str) -> None:
-    program = "exec(input())"
+@pytest.mark.parametrize("mode", ["command", "script", "stdin"])
+def test_exec_of_input_is_recorded_without_a_tty(shop: Path, log: Path, tmp_path: Path, mode: str) -> None:
     payload = 'sql("update products set stock=222 where id=2"); commit()\n'
     if mode == "command":
-        result = run(["--audit-log", str(log), "-c", program], cwd=shop, input=payload)
-    else:  # the program and, after it, the line it reads come from one pipe: the program is read whole first
+        result = run(["--audit-log", str(log), "-c", "exec(input())"], cwd=shop, input=payload)
+    elif mode == "script":
+        script = tmp_path / "reader.py"
+        script.write_text("exec(input())\n")
+        result = run(["--audit-log", str(log), str(script)], cwd=shop, input=payload)
+    else:  # sys.stdin read directly, not through input()
         result = run(["--audit-log", str(log), "-c", "import sys; exec(sys.stdin.readline())"], cwd=shop, input=payload)
     assert result.exit_code == 0, result.stderr
     assert stock(shop, 2) == 222
