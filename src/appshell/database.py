@@ -159,9 +159,10 @@ class Coverage:
         on_every_engine("handle_error", self._on_error)
         on_every_engine("set_connection_execution_options", self._on_options)
         on_every_engine("set_engine_execution_options", self._on_options)
+        _watching[:] = [self]  # the rules raw connects are checked against: this session's, from now on
         if not self.reads_sql and not self.plan.fresh_connections:
             return  # connections made before are set up lazily, at their next statement: no heap walk at start-up
-        _watch_raw_connects(self)
+        _watch_raw_connects()
         engines, fairies = existing()
         for engine in engines:
             if is_exempt(engine.dialect):
@@ -344,6 +345,7 @@ class RawConnectionRefused(Refused):
 
 
 _watching: list[Coverage] = []  # the session whose rules raw connects are checked against (one per process)
+_hooked = False  # audit hooks cannot be removed: installed once per process
 # IPython keeps its history in SQLite; aiosqlite opens sqlite3 in its own thread (its connect() is wrapped below).
 _ALLOWED_CALLERS = ("sqlalchemy.", "IPython.", "appshell.", "aiosqlite.")
 
@@ -365,13 +367,13 @@ def _refuse_raw(what: str) -> None:
     )
 
 
-def _watch_raw_connects(coverage: Coverage) -> None:
+def _watch_raw_connects() -> None:
     """sqlite3.connect() is seen by an audit hook (it raises an audit event); other drivers' connect()
     is wrapped where the driver is imported already — SQLAlchemy's own calls go through."""
-    first = not _watching
-    _watching[:] = [coverage]
-    if not first:
+    global _hooked
+    if _hooked:
         return
+    _hooked = True
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
         if event == "sqlite3.connect" and str(args[0]) not in (":memory:", ""):
