@@ -10,6 +10,8 @@ moves the folder.
 from __future__ import annotations
 
 import os
+import sqlite3
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,12 +41,30 @@ class History:
     redact: Callable[[str], str] = field(default=lambda text: text)
 
     def file(self, shell: str) -> Path | None:
-        """This shell's history file, created 0600; None when history is off."""
+        """This shell's history file, created 0600; None when history is off or cannot be kept here."""
         if self.folder is None:
             return None
-        path = private_dir(self.folder) / shell
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        try:
+            path = private_dir(self.folder) / shell
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+            if path.suffix == ".sqlite":
+                _probe_sqlite(path)
+        except (OSError, sqlite3.Error) as exc:
+            # History is a convenience: a shell without it is better than no shell.
+            print(f"appshell: warning: no history this session ({exc}) — check {self.folder}, or set shell.history = false", file=sys.stderr)
+            return None
         return path
+
+
+def _probe_sqlite(path: Path) -> None:
+    """IPython's history is an SQLite database: make sure it can be written (a full disk, a file size limit)."""
+    conn = sqlite3.connect(path)
+    try:
+        with conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS appshell_probe (x)")
+            conn.execute("DROP TABLE appshell_probe")
+    finally:
+        conn.close()
 
 
 def history_for(settings: Settings, redact: Callable[[str], str]) -> History:
