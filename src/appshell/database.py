@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from appshell.sandbox import Sandbox
 
 __all__ = ["ConnectionPlan", "Coverage", "ConnState", "ReadOnlyError", "refuse_orm_writes", "SqlEcho", "backend",
-           "dialect_kind", "run_statements", "in_transaction", "configure_connections"]
+           "dialect_kind", "run_statements", "in_transaction", "configure_connections", "short_sql"]
 
 # SQLite authorizer action codes (sqlite3.h): what the sandbox and read-only deny below the parser.
 _SQLITE_PRAGMA, _SQLITE_TRANSACTION, _SQLITE_SAVEPOINT = 19, 22, 32
@@ -286,7 +286,7 @@ class Coverage:
                 if self.plan.read_only and one.read_write:
                     raise ReadOnlyError(
                         f"this session is read-only (profile {self.profile}): {one.read_write} — refused: "
-                        f"{_short(one.text)} — reopen appshell with --write"
+                        f"{short_sql(one.text)} — reopen appshell with --write"
                     )
             if self.sandbox is not None:
                 self.sandbox.before(st, statement, parsed)
@@ -402,7 +402,8 @@ def configure_connections(engine: Engine, plan: ConnectionPlan) -> None:
     event.listen(engine, "engine_connect", lambda conn: coverage.ensure(conn.connection.dbapi_connection, conn.dialect))
 
 
-def _short(sql: str) -> str:
+def short_sql(sql: str) -> str:
+    """A statement on one line, cut at 80 characters: for messages."""
     text = " ".join(sql.split())
     return text if len(text) <= 80 else text[:77] + "…"
 

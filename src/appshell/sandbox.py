@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from appshell.database import ConnState, in_transaction, run_statements
+from appshell.database import ConnState, in_transaction, run_statements, short_sql
 from appshell.errors import Refused, SandboxBroken
 from appshell.render import table
 from appshell.statements import SANDBOX_SAVEPOINT
@@ -68,11 +68,6 @@ class Frame:
 
 def _refuse_dbapi_commit(*args: Any, **kwargs: Any) -> None:
     raise SandboxRefused("commit() on the DBAPI connection would commit the sandbox's transaction: refused in the sandbox — run it without --sandbox")
-
-
-def _short(sql: str) -> str:
-    text = " ".join(sql.split())
-    return text if len(text) <= 80 else text[:77] + "…"
 
 
 class Sandbox:
@@ -226,10 +221,10 @@ class Sandbox:
     def before(self, st: ConnState, statement: str, parsed: Sequence[Statement]) -> None:
         if not st.sandboxed:
             return
-        self._check(st, f"before `{_short(statement)}` (a DBAPI commit() outside SQLAlchemy?)")
+        self._check(st, f"before `{short_sql(statement)}` (a DBAPI commit() outside SQLAlchemy?)")
         for one in parsed:
             if one.escapes:
-                raise SandboxRefused(f"{one.escapes}: `{_short(one.text)}` refused in the sandbox — run it without --sandbox")
+                raise SandboxRefused(f"{one.escapes}: `{short_sql(one.text)}` refused in the sandbox — run it without --sandbox")
         if st.sqlite3:
             self._settle(st)
             st.pending = (("", ""), st.raw.total_changes)
@@ -238,7 +233,7 @@ class Sandbox:
         if not st.sandboxed:
             return
         if in_transaction(st.raw) is False:
-            self._broke(st, f"after `{_short(statement)}`")
+            self._broke(st, f"after `{short_sql(statement)}`")
         top = st.frames[-1]
         several = sum(1 for one in parsed if one.writes) > 1
         for one in parsed:
