@@ -252,3 +252,16 @@ def test_doctor_without_alembic_environment_says_so(library: tuple[Path, dict[st
     assert rows["mapped tables"] == ("ok", "all 2 exist in the database")
     assert rows["migrations"] == ("info", "no Alembic environment (alembic.ini) in the working directory or project root")
 
+
+
+def test_describe_on_mariadb_shows_each_unique_constraint_once(app_dir: Callable[[str], Path], mariadb_url: str) -> None:
+    root = app_dir("typesapp")
+    env = {"DATABASE_URL": mariadb_url}
+    setup_types(root, env)
+    result = run(["-c", "describe(Purchase); print(explain(select(Purchase).where(Purchase.price > 1)))"], cwd=root, env=env)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "│ status      │ ENUM('new','paid') │ no       │" in out  # the database's own type
+    assert out.count("uq_purchases_token") == 1 and "│ uq_purchases_token         │ unique │ token             │" in out
+    assert "│ ck_purchases_price         │ check  │ `price` >= 0      │" in out
+    assert "│ select_type │" in out  # MySQL's EXPLAIN is a table, shown whole

@@ -34,13 +34,16 @@ def _reflect(inspector: Any, name: str, schema: str | None) -> dict[str, Any] | 
         except NotImplementedError:  # a dialect without that kind of reflection
             return []
 
+    uniques = optional("get_unique_constraints")
+    # PostgreSQL and MySQL list a unique constraint's own index too: shown once, as the constraint.
+    constraint_names = {u["name"] for u in uniques if u.get("name")}
+    indexes = [i for i in optional("get_indexes") if not i.get("duplicates_constraint") and i.get("name") not in constraint_names]
     return {
         "columns": inspector.get_columns(name, schema=schema),
         "pk": inspector.get_pk_constraint(name, schema=schema).get("constrained_columns") or [],
         "fks": inspector.get_foreign_keys(name, schema=schema),
-        # PostgreSQL lists a unique constraint's own index too: shown once, as the constraint.
-        "indexes": [i for i in optional("get_indexes") if not i.get("duplicates_constraint")],
-        "uniques": optional("get_unique_constraints"),
+        "indexes": indexes,
+        "uniques": uniques,
         "checks": optional("get_check_constraints"),
     }
 
