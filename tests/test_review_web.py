@@ -347,7 +347,9 @@ def test_reviews_are_append_only_chained_and_tampering_shows(client: TestClient,
     page = client.get(f"/session/{sid}").text
     assert "why count customers? &lt;i&gt;" in page and ESC not in page and page.count(">verified<") == 2
     assert "the review chain is broken" not in page
-    assert sid in session_ids(client.get("/?state=reviewed").text)  # the latest review counts
+    listing = client.get("/?state=reviewed").text
+    assert sid in session_ids(listing)  # the latest review counts
+    assert f"2 reviews in {reviews}; chain intact, head <code>{saved[1]['hash']}</code>" in listing
 
     reviews.write_text(reviews.read_text().replace("why count customers?", "all good here"))
     page = client.get(f"/session/{sid}").text
@@ -493,3 +495,23 @@ def test_key_ladder_gives_the_key_of_each_epoch_in_any_order(order: list[int]) -
         expected.append(evolve(expected[-1]))
     ladder = KeyLadder(k0)
     assert [ladder.key(e) for e in order] == [expected[e] for e in order]
+
+
+@pytest.mark.parametrize("target, expected", [("/?user=bob", "/?user=bob"), ("//evil.example/", "/"), ("/\\evil.example/", "/"),
+                                              ("https://evil.example/", "/"), ("/session/ab\r\nSet-Cookie: x=1", "/"), ("", "/")])
+def test_after_login_only_local_redirects(client: TestClient, target: str, expected: str) -> None:
+    page = client.get("/login")
+    response = client.post("/login", data={"token": ALICE, "csrf": csrf_of(page.text), "next": target})
+    assert response.status_code == 303 and response.headers["location"] == expected
+
+
+def test_warm_summaries_equal_those_read_through_the_index(log: Path) -> None:
+    from appshell.audit.queries import Catalog, Filters
+    from appshell.audit.review import Log
+
+    _sessions(log, 5, start=100)
+    cold, warm = Catalog(Log(path=log)), Catalog(Log(path=log))
+    warm.warm()
+    assert len(warm._summaries) == 9
+    pending = lambda _s: "pending"  # noqa: E731
+    assert list(warm.all(Filters(), pending)) == list(cold.all(Filters(), pending))

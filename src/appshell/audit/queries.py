@@ -220,7 +220,16 @@ class Catalog:
                 yield s
 
     def warm(self) -> None:
-        """Read every session's summary once, newest first, so filters answer from memory."""
+        """Read every session's summary once, so filters answer from memory: a file in one pass, a table session by session."""
+        if self.log.path is not None:
+            running: dict[str, Session] = {}
+            for _where, raw, complete in self.log.lines():
+                record = _add(running, raw) if complete else None
+                if record is not None and record.get("event") == "session_end":
+                    ended = running.pop(str(record["session"]))
+                    if ended.start:  # a session begun in a rotated file is not listed
+                        self._summaries.setdefault(ended.id, summarize(ended))
+            return  # sessions still open are read when shown: they may grow
         for session, position in reversed(self.entries()):
             try:
                 self.summary(session, position)

@@ -143,6 +143,20 @@ class State:
         return self.chain(session, positions.get(summary.id), stamp)
 
     def warm(self) -> None:
+        """At start, in the background: the keys up to the newest record (with --key), then every session's summary."""
+        path = self.config.log.path
+        if self.ladder is not None and path is not None:
+            import os
+
+            from appshell.audit.filesink import read_tail
+
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                last, _, _ = read_tail(fd, os.fstat(fd).st_size)
+            finally:
+                os.close(fd)
+            if last is not None and isinstance(last.get("epoch"), int):
+                self.ladder.key(last["epoch"])
         self.catalog.warm()
 
     def render(self, name: str, **context: Any) -> str:
@@ -191,7 +205,7 @@ def create_app(config: Config) -> Any:
         nonce = request.cookies.get(PRELOGIN_COOKIE) or secrets.token_urlsafe(24)
         nxt = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         html = state.render("login.html", csrf=state.signer.csrf(f"login|{nonce}"), message=message,
-                            next=nxt if nxt.startswith("/") and not nxt.startswith("//") and nxt != "/login" else "/",
+                            next=_local(nxt) if nxt != "/login" else "/",
                             header=auditors.trust_header, tokens=bool(auditors.hashes))
         response = secured(HTMLResponse(html, status_code=status))
         response.set_cookie(PRELOGIN_COOKIE, nonce, httponly=True, samesite="strict", max_age=3600)
@@ -221,7 +235,7 @@ def create_app(config: Config) -> Any:
                             next_url=f"/?{_query(f, before=nxt)}" if nxt is not None else None,
                             first_url=f"/?{_query(f)}" if before is not None else None,
                             export_csv=f"/export.csv?{_query(f)}", export_json=f"/export.json?{_query(f)}",
-                            banner=banner(reviews), total=len(positions), states=("pending", *STATES))
+                            banner=banner(reviews), total=len(positions), states=("pending", *STATES), reviews=reviews)
 
     async def index(request: Request) -> Response:
         auditor, binding, refused = await authed(request)
@@ -332,7 +346,7 @@ def create_app(config: Config) -> Any:
         if name is None:
             return login_page(request, "that token belongs to no auditor")
         nxt = str(form.get("next") or "/")
-        response = secured(RedirectResponse(nxt if nxt.startswith("/") and not nxt.startswith("//") else "/", status_code=303))
+        response = secured(RedirectResponse(_local(nxt), status_code=303))
         response.set_cookie(COOKIE, state.signer.cookie(name), max_age=SESSION_SECONDS, httponly=True, samesite="strict",
                             secure=request.url.scheme == "https")
         response.delete_cookie(PRELOGIN_COOKIE)
@@ -362,6 +376,12 @@ def create_app(config: Config) -> Any:
     if config.warm:
         threading.Thread(target=state.warm, name="appshell-review-warm", daemon=True).start()
     return app
+
+
+def _local(url: str) -> str:
+    """*url* if it is a path on this site, else "/": after logging in, never sent to another site."""
+    ok = url.startswith("/") and url[1:2] not in ("/", "\\") and not any(c in url for c in "\r\n\t\\")
+    return url if ok else "/"
 
 
 def _cell(value: Any) -> str:
