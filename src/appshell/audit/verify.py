@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,6 @@ from appshell.audit.seal import SealState, evolve, fingerprint, record_mac, stat
 
 __all__ = ["Report", "verify_files", "rotation_set", "Checkpoint"]
 
-_DIGITS = re.compile(rb"\d+")
 _STEP = b"appshell-evolve"
 
 
@@ -76,37 +74,6 @@ class _Broken(Exception):
     pass
 
 
-def _fast(line: bytes) -> tuple[int, str, str, int | None, str | None, bytes] | None:
-    """(seq, prev, hash, epoch, mac, mac-input) of a canonical line whose hash matches its bytes; else None.
-
-    None sends the line to the JSON check; so does any doubt (a key found twice, a torn acknowledgement).
-    """
-    i = line.find(b',"hash":"')
-    if i < 0 or line[i + 73 : i + 74] != b'"':
-        return None
-    rest = line[:i] + line[i + 74 :]
-    hash_ = line[i + 9 : i + 73]
-    if hashlib.sha256(rest).hexdigest().encode() != hash_ or b'"hash":' in rest or b'"torn":' in rest:
-        return None
-    j = rest.find(b',"prev":"')
-    k = rest.find(b',"seq":')
-    m = _DIGITS.match(rest, k + 7) if k >= 0 else None
-    if j < 0 or m is None:
-        return None
-    epoch = mac = None
-    mac_input = b""
-    a = rest.find(b',"mac":"')
-    if a >= 0:
-        mac_input = rest[:a] + rest[a + 73 :]
-        e = mac_input.find(b'"epoch":')  # may be the first key: after "{", not ","
-        me = _DIGITS.match(mac_input, e + 8) if e > 0 else None
-        if me is None or b'"mac":' in mac_input:
-            return None
-        mac = rest[a + 8 : a + 72].decode()
-        epoch = int(me[0])
-    return int(m[0]), rest[j + 9 : j + 73].decode(), hash_.decode(), epoch, mac, mac_input
-
-
 def _parse(line: bytes) -> dict[str, Any] | None:
     try:
         record = json.loads(line)
@@ -120,7 +87,8 @@ class _Walk:
 
     def __init__(self, key: bytes | None, start: Checkpoint | None) -> None:
         self.key0 = key
-        self.prev, self.seq, self.records = GENESIS, 0, 0
+        self.prev_b = GENESIS.encode()  # the last record's hash, as the bytes of its line (the fast path compares bytes)
+        self.seq, self.records = 0, 0
         self.epoch: int | None = None  # the next sealed record's epoch; None until one is seen
         self.key = key
         self.last_key: bytes | None = None
@@ -138,32 +106,66 @@ class _Walk:
                     self.key = evolve(self.key or b"")
 
     @property
+    def prev(self) -> str:
+        return self.prev_b.decode()
+
+    @prev.setter
+    def prev(self, value: str) -> None:
+        self.prev_b = value.encode()
+
+    @property
     def last_where(self) -> str:
         return "the start" if self.last is None else f"{self.last[0]}:{self.last[1]}"
 
     def line(self, path: Path, number: int, offset: int, raw: bytes) -> None:
-        if self.damage is None and raw[-1:] == b"\n":
-            fast = _fast(raw[:-1])
-            if fast is not None and fast[1] == self.prev and fast[0] == self.seq + 1 and self._fast_seal(fast[3], fast[4], fast[5]):
-                self.prev, self.seq, self.records, self.last = fast[2], fast[0], self.records + 1, (path, number)
-                self.last_end = offset + len(raw)
-                return
+        if self.damage is None and raw[-1:] == b"\n" and self._fast(raw):
+            self.last, self.last_end = (path, number), offset + len(raw)
+            return
         self._slow(path, number, offset, raw)  # names the fault, if there is one
 
-    def _fast_seal(self, epoch: int | None, mac: str | None, mac_input: bytes) -> bool:
-        """The seal of a line on the fast path; False leaves every state alone (the JSON check decides)."""
-        if mac is None:
-            if self.epoch is not None:
-                return False
-            self.unsealed += 1
-            return True
-        if epoch != (self.epoch or 0):
+    def _fast(self, raw: bytes) -> bool:
+        """Check a canonical line on its bytes: hash, link, seq and seal. False on any doubt, with no state changed.
+
+        The sink writes canonical JSON, so the line without its ``"hash"`` member is
+        the text the hash was taken of, and without ``"mac"`` too, what the MAC covers.
+        A line crafted to pass here and not the JSON check gains nothing: without the
+        key any record can be forged anyway, and with it the MAC pins every byte but
+        where the ``mac`` member sits, which can only make the line the same record or
+        not JSON at all.
+        """
+        i = raw.find(b',"hash":"')
+        if i < 0:
             return False
-        if self.key is not None:
-            if not hmac.compare_digest(hmac.new(self.key, mac_input, "sha256").hexdigest(), mac):
+        hash_ = raw[i + 9 : i + 73]
+        rest = raw[:i] + raw[i + 74 : -1]
+        # A record that acknowledges a torn write needs the damage accounting of the JSON check.
+        if hashlib.sha256(rest).hexdigest().encode() != hash_ or b'"torn":' in rest:
+            return False
+        j = rest.find(b',"prev":"')
+        if j < 0 or rest[j + 9 : j + 73] != self.prev_b:
+            return False
+        seq = b"%d" % (self.seq + 1)
+        k = rest.find(b',"seq":', j)
+        if k < 0 or not rest.startswith(seq, k + 7) or rest[k + 7 + len(seq) : k + 8 + len(seq)] not in (b",", b"}"):
+            return False
+        a = rest.find(b',"mac":"')
+        if a < 0:
+            if self.epoch is not None:
+                return False  # unsealed after sealed: the JSON check says so
+            self.unsealed += 1
+        else:
+            mac_input = rest[:a] + rest[a + 73 :]
+            epoch = self.epoch or 0
+            mark = b'"epoch":%d' % epoch
+            e = mac_input.find(b'"epoch":')  # may be the first key: after "{", not ","
+            if e <= 0 or not mac_input.startswith(mark, e) or mac_input[e + len(mark) : e + len(mark) + 1] not in (b",", b"}"):
                 return False
-            self.last_key, self.key = self.key, hmac.digest(self.key, _STEP, "sha256")
-        self.epoch = (epoch or 0) + 1
+            if self.key is not None:
+                if not hmac.compare_digest(hmac.digest(self.key, mac_input, "sha256").hex().encode(), rest[a + 8 : a + 72]):
+                    return False
+                self.last_key, self.key = self.key, hmac.digest(self.key, _STEP, "sha256")
+            self.epoch = epoch + 1
+        self.prev_b, self.seq, self.records = hash_, self.seq + 1, self.records + 1
         return True
 
     def _slow(self, path: Path, number: int, offset: int, raw: bytes) -> None:
