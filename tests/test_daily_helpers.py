@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import clean_environ, run
+from conftest import Result, clean_environ, run
 
 
 def setup_types(root: Path, env: dict[str, str]) -> None:
@@ -265,3 +265,9 @@ def test_describe_on_mariadb_shows_each_unique_constraint_once(app_dir: Callable
     assert out.count("uq_purchases_token") == 1 and "│ uq_purchases_token         │ unique │ token             │" in out
     assert "│ ck_purchases_price         │ check  │ `price` >= 0      │" in out
     assert "│ select_type │" in out  # MySQL's EXPLAIN is a table, shown whole
+
+
+def test_json_in_process_keeps_prints_off_stdout(invoke: Callable[..., Result], shop: Path) -> None:
+    result = invoke(["--json", "-c", "print('chatty'); [count(Product), first(Product).price]"], cwd=shop)
+    assert (result.exit_code, result.stdout) == (0, '[8, "5.99"]\n')
+    assert "chatty" in result.stderr
