@@ -180,12 +180,17 @@ def test_alembic_upgrade_under_sandbox_refused_on_mariadb(app_dir: Callable[[str
 
 # -- raw DBAPI connections outside SQLAlchemy -------------------------------------
 
-def test_raw_sqlite3_connect_to_the_database_refused_in_a_sandbox(lazy: tuple[Path, dict[str, str]]) -> None:
+def test_raw_dbapi_connect_refused_in_sandbox_and_read_only(lazy: tuple[Path, dict[str, str]]) -> None:
     root, env = lazy
-    if not env["DATABASE_URL"].startswith("sqlite"):
-        pytest.skip("sqlite3.connect is SQLite's")
-    path = env["DATABASE_URL"].removeprefix("sqlite:///")
-    code = f"import sqlite3\nc = sqlite3.connect({path!r}); c.execute(\"insert into items (name) values ('raw')\"); c.commit()"
+    url = env["DATABASE_URL"]
+    if url.startswith("sqlite"):
+        code = f"import sqlite3\nc = sqlite3.connect({url.removeprefix('sqlite:///')!r})"
+    else:
+        from sqlalchemy import make_url
+
+        dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        code = f"import psycopg\nc = psycopg.connect({dsn.split('?')[0]!r}, options='-csearch_path={url.rsplit('%3D', 1)[1]}')"
+    code += "\nc.execute(\"insert into items (name) values ('raw')\"); c.commit()"
     for flag in ("--sandbox", "--read-only"):
         result = run([flag, "-c", code], cwd=root, env=env)
         assert result.exit_code == 1 and "outside SQLAlchemy" in result.stderr, result.output

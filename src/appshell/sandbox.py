@@ -191,6 +191,8 @@ class Sandbox:
         """The program has ended: what it left uncommitted is counted now, before appshell rolls it back."""
         for st in list(self.conns.values()):
             if st.sandboxed:
+                if in_transaction(st.raw) is False:
+                    self._broke(st, "before the program's end (outside SQLAlchemy)", raise_=False)
                 self._settle(st)
                 for frame in st.frames:
                     self.left_open.add(frame)
@@ -234,6 +236,9 @@ class Sandbox:
             return
         if in_transaction(st.raw) is False:
             self._broke(st, f"after `{short_sql(statement)}`")
+        for other in list(self.conns.values()):  # every connection: one may have been committed from below meanwhile
+            if other is not st and other.sandboxed and in_transaction(other.raw) is False:
+                self._broke(other, f"outside SQLAlchemy, noticed after `{short_sql(statement)}` on another connection")
         top = st.frames[-1]
         several = sum(1 for one in parsed if one.writes) > 1
         for one in parsed:
