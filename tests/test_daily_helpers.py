@@ -43,6 +43,13 @@ def test_explain_never_cuts_plan_lines(library: tuple[Path, dict[str, str]]) -> 
     assert max(len(line) for line in result.stdout.splitlines()) > 60 or "SCAN books" in result.stdout
 
 
+def test_explain_takes_named_parameters_for_sql_strings(library: tuple[Path, dict[str, str]]) -> None:
+    root, env = library
+    result = run(["-c", "print(explain('select * from books where year > :y', y=1970))"], cwd=root, env=env)
+    assert result.exit_code == 0, result.output
+    assert "SCAN books" in result.stdout or "Filter: (year > 1970)" in result.stdout
+
+
 def test_explain_analyze_on_postgresql_runs_in_a_rolled_back_transaction(app_dir: Callable[[str], Path], pg_url: str) -> None:
     root = app_dir("plainapp")
     env = {"DATABASE_URL": pg_url}

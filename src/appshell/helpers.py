@@ -172,25 +172,28 @@ def make_helpers(ctx: AppContext, journal: Journal) -> dict[str, Callable[..., A
 
         print(describe_model(_mapper_of(model, "describe"), session.connection()))
 
-    def explain(query: Any, analyze: bool = False) -> Plan:
+    def explain(query: Any, analyze: bool = False, **params: Any) -> Plan:
         """The database's query plan, whole; analyze=True runs it (PostgreSQL, rolled back)."""
         bind = session.get_bind()
         dialect = bind.dialect.name
         if analyze and dialect != "postgresql":
             raise ValueError(f"explain(…, analyze=True) runs EXPLAIN ANALYZE on PostgreSQL only (this database is {dialect})")
         prefix = {"sqlite": "EXPLAIN QUERY PLAN ", "postgresql": "EXPLAIN ANALYZE " if analyze else "EXPLAIN "}.get(dialect, "EXPLAIN ")
-        compiled = _as_statement(query).compile(dialect=bind.dialect)
-        params: Any = compiled.params
+        statement = _as_statement(query)
+        if params:
+            statement = statement.bindparams(**params)
+        compiled = statement.compile(dialect=bind.dialect)
+        bound: Any = compiled.params
         if compiled.positional:
-            params = tuple(compiled.params[name] for name in compiled.positiontup or ())
+            bound = tuple(compiled.params[name] for name in compiled.positiontup or ())
         connection = session.connection()
         if not analyze:
-            return Plan(_plan_text(dialect, list(connection.exec_driver_sql(prefix + str(compiled), params))))
+            return Plan(_plan_text(dialect, list(connection.exec_driver_sql(prefix + str(compiled), bound))))
         # EXPLAIN ANALYZE runs the statement: inside a savepoint that is always rolled back,
         # so an UPDATE or DELETE being explained changes nothing.
         savepoint = connection.begin_nested()
         try:
-            rows = list(connection.exec_driver_sql(prefix + str(compiled), params))
+            rows = list(connection.exec_driver_sql(prefix + str(compiled), bound))
         finally:
             savepoint.rollback()
         return Plan(_plan_text(dialect, rows) + "\n(analyze: the statement ran inside a transaction that was rolled back)")
