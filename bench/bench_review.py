@@ -6,7 +6,8 @@ requests to the app in-process (Starlette TestClient: the whole ASGI stack,
 without the network), each against a fresh app — cold: nothing cached but the
 OS page cache — and again on the same app (warm):
 
-- ``GET /`` (the newest 50 sessions, with their chain state), with and without ``--key``;
+- ``GET /`` (the newest 50 sessions, with their chain state), with and without ``--key`` (and
+  with it after the keys were derived, as the server does in the background at start);
 - ``GET /?before=…`` (a page in the middle of the log);
 - a start-fact filter and a text search that match almost nothing (they read every session);
 - ``GET /session/ID`` of an early session, with ``--key``;
@@ -84,8 +85,11 @@ def main() -> None:
                 pass
         rows: list[tuple[str, float]] = []
 
-        def case(name: str, url: str, key: bytes | None = None, expect: str | None = None) -> None:
-            c, _ = client(log, key)
+        def case(name: str, url: str, key: bytes | None = None, expect: str | None = None, keys_first: bool = False) -> None:
+            c, app = client(log, key)
+            if keys_first:  # what the server does in the background at start
+                derive, _ = timed(lambda: app.state.review.ladder.key(opts.records - 1))
+                rows.append(("  deriving the keys up to the newest record", derive))
             cold, response = timed(lambda: get(c, url))
             warm, _ = timed(lambda: get(c, url))
             if expect is not None:
@@ -95,6 +99,7 @@ def main() -> None:
 
         case("list page, newest 50", "/", expect="intact, not authenticated")
         case("list page, newest 50, --key", "/", k0, expect="intact, authenticated")
+        case("list page, newest 50, --key, keys derived", "/", k0, expect="intact, authenticated", keys_first=True)
         case("list page, mid-log (before=)", f"/?before={sessions // 2}")
         case("filter user=nobody (reads every session)", "/?user=nobody", expect="no session matches")
         middle = opts.records // 2 + 51  # a statement's comment in the middle of the log
