@@ -40,3 +40,35 @@ def test_output_into_a_closed_pipe_ends_quietly(shop: Path) -> None:
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0
     assert b"Traceback" not in err and b"BrokenPipe" not in err
+
+
+@pytest.mark.parametrize(
+    ("word", "choices", "hint"),
+    [
+        ("prodution", ["development", "staging", "production"], " (did you mean 'production'?)"),
+        ("ipyton", ["auto", "ipython", "ptpython", "python"], " (did you mean 'ipython'?)"),
+        ("audit.requird", ["audit.required", "audit.sinks"], " (did you mean 'audit.required'?)"),
+        ("zzz", ["development", "staging"], ""),
+        ("x", [], ""),
+    ],
+)
+def test_did_you_mean(word: str, choices: list[str], hint: str) -> None:
+    from appshell.errors import did_you_mean
+
+    assert did_you_mean(word, choices) == hint
+
+
+@pytest.mark.parametrize(
+    ("args", "profile_text", "message"),
+    [
+        (["--profile", "prodution", "-c", "1"], None, "unknown profile 'prodution' (did you mean 'production'?)"),
+        (["--shell", "ipyton"], None, "unknown shell 'ipyton' (did you mean 'ipython'?)"),
+        (["--profile", "typo", "-c", "1"], "[audit]\nrequird = true\n", "unknown key 'audit.requird' (did you mean 'audit.required'?)"),
+    ],
+)
+def test_unknown_names_suggest_the_nearest(shop: Path, invoke: Callable[..., Result], args: list[str], profile_text: str | None,
+                                           message: str) -> None:
+    if profile_text is not None:
+        (shop / "profiles" / "typo.toml").write_text(profile_text)
+    result = invoke(args, cwd=shop)
+    assert result.exit_code == 2 and message in result.stderr and result.stderr.startswith("appshell: error: ")

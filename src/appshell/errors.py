@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 __all__ = [
     "AppshellError",
     "UsageError",
@@ -16,6 +18,7 @@ __all__ = [
     "EXIT_USAGE",
     "EXIT_AUDIT",
     "EXIT_INTERRUPTED",
+    "did_you_mean",
 ]
 
 EXIT_OK = 0
@@ -79,3 +82,11 @@ class Refused(RuntimeError):
 
     def format(self) -> str:
         return f"{type(self).__name__}: {self}"
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the nearest choice, as click says it; empty when none is near."""
+    import difflib  # only on the error path
+
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appshell.errors import ConfigError
+from appshell.errors import ConfigError, did_you_mean
 
 __all__ = ["Profile", "load_profile", "profile_names", "shipped_profiles_dir", "SCHEMA", "DEFAULTS"]
 
@@ -189,7 +189,7 @@ def _read(path: Path) -> dict[str, Any]:
     for key, value in _flatten(data):
         if key not in SCHEMA:
             raise ConfigError(
-                f"{path}: unknown key '{key}'",
+                f"{path}: unknown key '{key}'{did_you_mean(key, SCHEMA)}",
                 "use one of: " + ", ".join(sorted(SCHEMA)),
             )
         check, allowed = SCHEMA[key]
@@ -206,7 +206,7 @@ def load_profile(name: str, project_root: Path | None) -> Profile:
     found = tuple(f for f in files if f.is_file())
     if not found:
         raise ConfigError(
-            f"unknown profile '{name}'",
+            f"unknown profile '{name}'{did_you_mean(name, profile_names(project_root))}",
             "use --profile/APPSHELL_PROFILE with one of: "
             + ", ".join(profile_names(project_root))
             + f", or create profiles/{name}.toml",

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from appshell.errors import AppshellError, ConfigError
+from appshell.errors import AppshellError, ConfigError, did_you_mean
 from appshell.history import History
 from appshell.journal import file_info
 
@@ -111,7 +111,8 @@ def _available(name: str) -> bool:
 
 def check_shell_name(choice: str) -> None:
     if choice != "auto" and choice not in RUNNERS:
-        raise ConfigError(f"unknown shell '{choice}'", "use --shell/APPSHELL_SHELL with one of: auto, " + ", ".join(RUNNERS))
+        raise ConfigError(f"unknown shell '{choice}'{did_you_mean(choice, ['auto', *RUNNERS])}",
+                          "use --shell/APPSHELL_SHELL with one of: auto, " + ", ".join(RUNNERS))
 
 
 def pick_shell(choice: str) -> str:
