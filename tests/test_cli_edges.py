@@ -62,7 +62,7 @@ def test_did_you_mean(word: str, choices: list[str], hint: str) -> None:
     ("args", "profile_text", "message"),
     [
         (["--profile", "prodution", "-c", "1"], None, "unknown profile 'prodution' (did you mean 'production'?)"),
-        (["--shell", "ipyton"], None, "unknown shell 'ipyton' (did you mean 'ipython'?)"),
+        (["--shell", "ipyton", "-c", "1"], None, "unknown shell 'ipyton' (did you mean 'ipython'?)"),
         (["--profile", "typo", "-c", "1"], "[audit]\nrequird = true\n", "unknown key 'audit.requird' (did you mean 'audit.required'?)"),
     ],
 )
