@@ -27,10 +27,9 @@ import time
 from pathlib import Path
 
 from appshell.audit.index import rebuild
-from appshell.audit.seal import SealState, fingerprint, format_key
+from appshell.audit.seal import SealState, evolve, fingerprint, format_key
 
 APPSHELL = str(Path(sys.executable).with_name("appshell"))
-STEP = b"appshell-evolve"
 
 
 def _canonical(record: dict[str, object]) -> bytes:
@@ -61,7 +60,7 @@ def build(path: Path, count: int, k0: bytes, start: int = 0, prev: str = "0" * 6
             prev = hashlib.sha256(_canonical(record)).hexdigest()
             record["hash"] = prev
             f.write(_canonical(record) + b"\n")
-            key = hmac.digest(key, STEP, "sha256")
+            key = evolve(key)
     state = SealState(start + count, key, start + count, prev, fingerprint(k0))
     path.with_suffix(".seal").write_bytes(state.dump())
     return prev, key

@@ -146,6 +146,8 @@ class FileSink:
             body = {**body, "torn": {"offset": last_end, "bytes": len(damage), "sha256": hashlib.sha256(damage).hexdigest()}}
         record: dict[str, Any] = {"v": VERSION, "seq": seq, **body, "prev": prev}
         state = None
+        if self.sealer is None and state_path(self.path).exists():
+            self.sealer = Sealer(state_path(self.path))  # `audit init` ran while this session was open
         if self.sealer is not None:
             state = self.sealer.catch_up(self.sealer.read(), last)
             self.sealer.sign(record, state)

@@ -25,11 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from appshell.audit.records import GENESIS, digest
-from appshell.audit.seal import SealState, evolve, fingerprint, record_mac, state_path
+from appshell.audit.seal import SealState, evolve, fingerprint, state_path
 
 __all__ = ["Report", "verify_files", "rotation_set", "Checkpoint"]
 
-_STEP = b"appshell-evolve"
 
 
 def rotation_set(path: Path) -> list[Path]:
@@ -163,7 +162,7 @@ class _Walk:
             if self.key is not None:
                 if not hmac.compare_digest(hmac.digest(self.key, mac_input, "sha256").hex().encode(), rest[a + 8 : a + 72]):
                     return False
-                self.last_key, self.key = self.key, hmac.digest(self.key, _STEP, "sha256")
+                self.last_key, self.key = self.key, evolve(self.key)
             self.epoch = epoch + 1
         self.prev_b, self.seq, self.records = hash_, self.seq + 1, self.records + 1
         return True
@@ -224,10 +223,10 @@ class _Walk:
             raise _Broken(f"{where}: sealed with epoch {epoch}, an epoch already used before it — reordered or replayed")
         if self.key is not None:
             data = mac_input()
-            if not hmac.compare_digest(hmac.new(self.key, data, "sha256").hexdigest(), mac):
+            if not hmac.compare_digest(hmac.digest(self.key, data, "sha256").hex(), mac):
                 raise _Broken(f"{where}: MAC mismatch — the record was not sealed by the key of its epoch: forged or edited")
             self.last_key = self.key
-            self.key = hmac.digest(self.key, _STEP, "sha256")
+            self.key = evolve(self.key)
         self.epoch = epoch + 1
 
     def finish(self, state: SealState | None, state_file: Path) -> None:
