@@ -91,12 +91,20 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'test.db'}"
 
 
+@pytest.fixture(scope="session")
+def _seeded_shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example shop seeded once per test run: each test copies it (a file copy, not a seed run)."""
+    template = tmp_path_factory.mktemp("template") / "shop"
+    shutil.copytree(SHOP, template, ignore=shutil.ignore_patterns("var", "__pycache__", ".env", ".appshell"))
+    subprocess.run([sys.executable, "-m", "shop.seed"], cwd=template, env=clean_environ(), check=True, capture_output=True)
+    return template
+
+
 @pytest.fixture
-def shop(tmp_path: Path) -> Path:
+def shop(tmp_path: Path, _seeded_shop: Path) -> Path:
     """A seeded copy of the example shop (its SQLite database lives in the copy)."""
     target = tmp_path / "shop"
-    shutil.copytree(SHOP, target, ignore=shutil.ignore_patterns("var", "__pycache__", ".env", ".appshell"))
-    subprocess.run([sys.executable, "-m", "shop.seed"], cwd=target, env=clean_environ(), check=True, capture_output=True)
+    shutil.copytree(_seeded_shop, target, ignore=shutil.ignore_patterns("__pycache__", ".appshell"))
     return target
 
 
