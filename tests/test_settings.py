@@ -49,8 +49,20 @@ def test_precedence_table(tmp_path: Path, present: set[str], winner: str) -> Non
     assert settings.shell == (SHELL_BY_LAYER[winner] if winner != "default" else "auto")
 
 
-def test_layers_are_in_spec_order() -> None:
-    assert LAYERS == ("flag", "env", ".env", "profile", "pyproject", "default")
+def test_help_and_docs_state_the_order_resolve_uses() -> None:
+    """The order is written once (LAYERS); --help and docs/configuration.md must say the same."""
+    import re
+
+    from appshell.cli import build_parser
+
+    assert " > ".join(LAYERS) in build_parser().format_help()
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    listed = re.findall(r"^\d\. (.+)$", doc.split("## Where settings come from", 1)[1].split("\n\n|", 1)[0], re.M)
+    words = {"flag": "command-line flag", "env": "environment variable", ".env": "`.env` file", "profile": "profile",
+             "pyproject": "pyproject.toml", "default": "defaults"}
+    assert len(listed) == len(LAYERS)
+    for layer, line in zip(LAYERS, listed, strict=True):
+        assert words[layer] in line, (layer, line)
 
 
 def test_dotenv_selects_the_profile_and_never_overrides_real_environment(tmp_path: Path) -> None:
