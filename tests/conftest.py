@@ -204,7 +204,11 @@ def shop_web(shop: Path, env: Mapping[str, str] | None = None) -> Iterator[int]:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
                 break
             except OSError:
+                if proc.poll() is not None:
+                    pytest.fail(f"the shop's web process exited ({proc.returncode}) before answering /health")
                 time.sleep(0.1)
+        else:
+            pytest.fail(f"the shop's web process did not answer /health on port {port} within 10 s")
         yield port
     finally:
         proc.terminate()
