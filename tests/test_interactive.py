@@ -8,22 +8,9 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from conftest import APPSHELL, clean_environ, leave
+from conftest import APPSHELL, clean_environ, leave, spawn_shell
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]")
-
-
-def spawn(shop: Path, *args: str, env: dict[str, str] | None = None) -> pexpect.spawn:
-    child = pexpect.spawn(
-        APPSHELL,
-        list(args),
-        cwd=str(shop),
-        env={**clean_environ(env), "TERM": "xterm", "COLUMNS": "120", "LINES": "40"},
-        encoding="utf-8",
-        timeout=30,
-        dimensions=(40, 120),
-    )
-    return child
 
 
 def expect_output(child: pexpect.spawn, text: str) -> None:
@@ -33,7 +20,7 @@ def expect_output(child: pexpect.spawn, text: str) -> None:
 
 @pytest.mark.parametrize("shell", ["ipython", "ptpython", "python"])
 def test_short_session(shop: Path, shell: str) -> None:
-    child = spawn(shop, "--shell", shell)
+    child = spawn_shell(shop, "--shell", shell)
     expect_output(child, "appshell: loading shop.db")  # a status line while the app imports
     expect_output(child, "profile development")
     expect_output(child, "helpers() lists the helpers")
@@ -52,7 +39,7 @@ def test_short_session(shop: Path, shell: str) -> None:
 
 @pytest.mark.parametrize("shell", ["ipython", "ptpython", "python"])
 def test_production_prompt_is_red(shop: Path, shell: str) -> None:
-    child = spawn(shop, "--shell", shell, "--profile", "production", "--reason", "INC-42 check refunds")
+    child = spawn_shell(shop, "--shell", shell, "--profile", "production", "--reason", "INC-42 check refunds")
     child.expect(r"reason\s+INC-42 check refunds")
     # Red (31) on the label, wherever each shell puts its escape codes.
     child.expect(r"\x1b\[[0-9;]*31[0-9;]*m[^\n]*shop PRODUCTION")
@@ -63,7 +50,7 @@ def test_production_prompt_is_red(shop: Path, shell: str) -> None:
 
 
 def test_reason_is_asked_for_at_a_tty(shop: Path) -> None:
-    child = spawn(shop, "--shell", "python", "--profile", "production")
+    child = spawn_shell(shop, "--shell", "python", "--profile", "production")
     child.expect("Reason for this production session")
     child.sendline("")
     child.expect("A reason is required.")
@@ -76,7 +63,7 @@ def test_reason_is_asked_for_at_a_tty(shop: Path) -> None:
 
 
 def test_quiet_has_no_banner(shop: Path) -> None:
-    child = spawn(shop, "--shell", "python", "-q")
+    child = spawn_shell(shop, "--shell", "python", "-q")
     child.expect(r">>> ")
     assert "appshell" not in ANSI.sub("", child.before)
     child.sendcontrol("d")
