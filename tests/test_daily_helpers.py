@@ -278,3 +278,21 @@ def test_json_in_process_keeps_prints_off_stdout(invoke: Callable[..., Result], 
     result = invoke(["--json", "-c", "print('chatty'); [count(Product), first(Product).price]"], cwd=shop)
     assert (result.exit_code, result.stdout) == (0, '[8, "5.99"]\n')
     assert "chatty" in result.stderr
+
+
+def test_show_leaves_out_deferred_columns_it_would_load_row_by_row(app_dir: Callable[[str], Path], sqlite_url: str) -> None:
+    root = app_dir("typesapp")  # Customer.notes is deferred
+    env = {"DATABASE_URL": sqlite_url}
+    setup_types(root, env)
+    code = textwrap.dedent("""
+        from sqlalchemy import event
+        session.add_all([Customer(email=f'c{i}@x', notes='long text') for i in range(5)]); commit()
+        ran = []
+        event.listen(engine, 'before_cursor_execute', lambda *a: ran.append(a[2]))
+        show(where(Customer))
+        print(len(ran))
+    """)
+    result = run(["-c", code], cwd=root, env=env)
+    assert result.exit_code == 0, result.output
+    assert "│ id │ email │ name │" in result.stdout and "notes" not in result.stdout
+    assert result.stdout.split()[-1] == "1"  # one SELECT of 21 rows at most; no per-row loads

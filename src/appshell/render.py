@@ -107,7 +107,8 @@ def _columns_of(item: Any) -> list[str] | None:
         return list(item)
     state = orm_state(item)
     if state is not None:
-        return [attr.key for attr in state.mapper.column_attrs]
+        # A deferred column not loaded is left out: reading it would run one SELECT per row shown.
+        return [attr.key for attr in state.mapper.column_attrs if not attr.deferred or attr.key in state.dict]
     return None
 
 
