@@ -520,3 +520,13 @@ def test_warm_summaries_equal_those_read_through_the_index(log: Path) -> None:
     assert len(warm._summaries) == 9
     pending = lambda _s: "pending"  # noqa: E731
     assert list(warm.all(Filters(), pending)) == list(cold.all(Filters(), pending))
+
+
+def test_a_stale_index_is_rebuilt_not_believed(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    ids = _sessions(log, 3)
+    index = log.with_suffix(".idx")
+    index.write_text("".join(f"{sid} {int(offset) + 7}\n" for sid, offset in (line.split() for line in index.read_text().splitlines())))
+    page = client_for(["--log", str(log)]).get("/?user=op1", headers=bearer()).text
+    assert session_ids(page) == [ids[1]]
+    assert session_ids(client_for(["--log", str(log)]).get("/", headers=bearer()).text) == ids[::-1]

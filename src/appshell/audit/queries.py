@@ -66,22 +66,27 @@ class Filters:
     read_only: str = ""  # "yes" | "no"
     q: str = ""
 
-    def matches(self, s: Summary, review_state: str) -> bool:
-        ts = str(s.start.get("ts") or "")
+    def matches_start(self, start: dict[str, Any], review_state: str) -> bool:
+        """The filters that the session_start record (and the reviews) can answer alone."""
+        ts = str(start.get("ts") or "")
         checks = (
             not self.state or review_state == self.state,
-            not self.profile or s.start.get("profile") == self.profile,
-            not self.user or self.user in (s.start.get("user"), s.start.get("real_user")),
-            not self.host or s.start.get("host") == self.host,
+            not self.profile or start.get("profile") == self.profile,
+            not self.user or self.user in (start.get("user"), start.get("real_user")),
+            not self.host or start.get("host") == self.host,
             not self.since or ts[:10] >= self.since,
             not self.until or ts[:10] <= self.until,
-            not self.errors or s.errors > 0 or s.status == "error",
-            not self.wrote or s.wrote,
-            not self.sandbox or bool(s.start.get("sandbox")) == (self.sandbox == "yes"),
-            not self.read_only or bool(s.start.get("read_only")) == (self.read_only == "yes"),
-            not self.q or self.q.casefold() in s.text,
+            not self.sandbox or bool(start.get("sandbox")) == (self.sandbox == "yes"),
+            not self.read_only or bool(start.get("read_only")) == (self.read_only == "yes"),
         )
         return all(checks)
+
+    def matches(self, s: Summary, review_state: str) -> bool:
+        return self.matches_start(s.start, review_state) and all((
+            not self.errors or s.errors > 0 or s.status == "error",
+            not self.wrote or s.wrote,
+            not self.q or self.q.casefold() in s.text,
+        ))
 
 
 def _dialect(database: Any) -> str:
@@ -127,9 +132,11 @@ class Catalog:
     def __init__(self, log: Log) -> None:
         self.log = log
         self._summaries: dict[str, Summary] = {}
+        self._starts: dict[str, dict[str, Any]] = {}  # session_start records read on their own (a filter on start facts)
         self._entries: list[tuple[str, int]] = []
         self._entries_key: tuple[int, int, int] | None = None
         self._lock = threading.Lock()
+        self._rebuilt_at: int | None = None  # the log's size when the index was last rebuilt here
 
     # -- which sessions exist -------------------------------------------------------
 
@@ -167,10 +174,15 @@ class Catalog:
         engine = _engine(self.log.url or "")
         try:
             with engine.connect() as conn:
-                rows = conn.execute(text(f"SELECT session, id FROM {TABLE} WHERE event = 'session_start' ORDER BY id"))
-                return [(str(s), int(i)) for s, i in rows]
+                rows = conn.execute(text(f"SELECT session, id, record FROM {TABLE} WHERE event = 'session_start' ORDER BY id")).all()
         finally:
             engine.dispose()
+        for session, _id, record in rows:
+            try:
+                self._starts[str(session)] = json.loads(record)
+            except ValueError:
+                pass  # read again with its session: the chain check names it
+        return [(str(s), int(i)) for s, i, _ in rows]
 
     # -- one session ----------------------------------------------------------------
 
@@ -189,24 +201,66 @@ class Catalog:
         if cached is not None and cached.ended:
             return cached  # an ended session does not change (its chain state is checked apart)
         found = self.session(session, position)
+        if found is None and self.log.path is not None:
+            # The index is a cache, not evidence: an offset that is not this session's start means it is stale.
+            size = self.log.path.stat().st_size
+            if self._rebuilt_at != size:  # once per state of the file, not once per session
+                from appshell.audit.index import rebuild
+
+                rebuild(self.log.path)
+                self._rebuilt_at = size
+            fresh = dict(self.entries()).get(session)
+            if fresh is not None and fresh != position:
+                found = self.session(session, fresh)
         if found is None or not found.start:
             return None
         summary = summarize(found)
         self._summaries[session] = summary
         return summary
 
+    def start(self, session: str, position: int, f: Any) -> dict[str, Any] | None:
+        """The session_start record alone: one line at its offset (None: read the whole session instead)."""
+        cached = self._summaries.get(session)
+        if cached is not None:
+            return cached.start
+        start = self._starts.get(session)
+        if start is None and f is not None:
+            f.seek(position)
+            try:
+                record = json.loads(f.readline())
+            except ValueError:
+                return None
+            if isinstance(record, dict) and record.get("event") == "session_start" and record.get("session") == session:
+                start = self._starts[session] = record
+        return start
+
     # -- the list ---------------------------------------------------------------------
+
+    def _matching(self, filters: Filters, review_state: Any, end: int) -> Iterator[tuple[int, Summary]]:
+        """(list position, summary) of the matching sessions before *end*, newest first.
+
+        A session whose start facts do not match is passed over on its start record alone.
+        """
+        entries = self.entries()
+        f = self.log.path.open("rb") if self.log.path is not None else None
+        try:
+            for i in range(min(end, len(entries)) - 1, -1, -1):
+                session, position = entries[i]
+                state = review_state(session)
+                start = self.start(session, position, f)
+                if start is not None and not filters.matches_start(start, state):
+                    continue
+                s = self.summary(session, position)
+                if s is not None and filters.matches(s, state):
+                    yield i, s
+        finally:
+            if f is not None:
+                f.close()
 
     def page(self, filters: Filters, review_state: Any, before: int | None = None, limit: int = 50) -> tuple[list[Summary], int | None]:
         """Up to *limit* matching sessions, newest first, older than list position *before*; and the next cursor."""
-        entries = self.entries()
-        end = len(entries) if before is None else max(0, min(before, len(entries)))
         found: list[Summary] = []
-        for i in range(end - 1, -1, -1):
-            session, position = entries[i]
-            s = self.summary(session, position)
-            if s is None or not filters.matches(s, review_state(session)):
-                continue
+        for i, s in self._matching(filters, review_state, len(self.entries()) if before is None else max(0, before)):
             if len(found) == limit:
                 return found, i + 1
             found.append(s)
@@ -214,10 +268,8 @@ class Catalog:
 
     def all(self, filters: Filters, review_state: Any) -> Iterator[Summary]:
         """Every matching session, newest first (for export)."""
-        for session, position in reversed(self.entries()):
-            s = self.summary(session, position)
-            if s is not None and filters.matches(s, review_state(session)):
-                yield s
+        for _, s in self._matching(filters, review_state, len(self.entries())):
+            yield s
 
     def warm(self) -> None:
         """Read every session's summary once, so filters answer from memory: a file in one pass, a table session by session."""

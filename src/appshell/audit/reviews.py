@@ -59,6 +59,7 @@ class Reviews:
     items: list[Review] = field(default_factory=list)
     broken: str | None = None  # where and why the chain breaks
     head: str = GENESIS  # the last review's hash
+    _latest: tuple[int, dict[str, Review]] | None = field(default=None, repr=False, compare=False)
 
     def of(self, session: str) -> list[Review]:
         return [r for r in self.items if r.session == session]
@@ -70,10 +71,13 @@ class Reviews:
 
     @property
     def latest(self) -> dict[str, Review]:
-        found: dict[str, Review] = {}
-        for r in self.items:
-            found[r.session] = r
-        return found
+        """Each reviewed session's latest review (computed once: the list asks for every session)."""
+        if self._latest is None or self._latest[0] != len(self.items):
+            found: dict[str, Review] = {}
+            for r in self.items:
+                found[r.session] = r
+            self._latest = (len(self.items), found)
+        return self._latest[1]
 
 
 def _body(session: str, auditor: str, state: str, note: str) -> dict[str, Any]:

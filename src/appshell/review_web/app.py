@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from appshell.audit.queries import Catalog, ChainState, Filters, KeyLadder, Summary, verify_session
 from appshell.audit.review import Log, Session, printable
@@ -296,7 +296,7 @@ def create_app(config: Config) -> Any:
         if session_id not in dict(await run_in_threadpool(state.catalog.entries)):
             return secured(PlainTextResponse("404: no such session in this log", status_code=404))
         await run_in_threadpool(config.reviews.append, session_id, auditor, verdict, note)
-        return secured(RedirectResponse(f"/session/{session_id}#reviews", status_code=303))
+        return secured(RedirectResponse(f"/session/{quote(session_id, safe='')}#reviews", status_code=303))
 
     def export_rows(f: Filters) -> list[dict[str, Any]]:
         reviews = config.reviews.load()
