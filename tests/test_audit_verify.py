@@ -1,0 +1,62 @@
+"""`audit verify` on its own: the parallel first pass agrees with the line-by-line walk, fault for fault."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from appshell.audit import verify as verify_module
+from appshell.audit.filesink import FileSink
+from appshell.audit.seal import init_state
+from appshell.audit.verify import verify_files
+
+
+def sealed_log(tmp_path: Path, records: int = 240) -> tuple[Path, bytes]:
+    log = tmp_path / "audit.jsonl"
+    for i in range(20):  # unsealed records first: a log that was sealed later
+        FileSink(log).append({"ts": "2026-11-24T00:00:00.000000Z", "session": "old", "event": "statement", "n": i, "source": f"print({i})"})
+    _, key = init_state(log)
+    sink = FileSink(log)
+    for i in range(records):
+        sink.append({"ts": "2026-11-24T00:00:00.000000Z", "session": f"s{i // 40}", "event": "statement", "n": i, "source": f"refund({i})"})
+    sink.close()
+    return log, key
+
+
+def damage(log: Path, how: str) -> None:
+    lines = log.read_bytes().split(b"\n")
+    if how == "edit":
+        lines[150] = lines[150].replace(b"refund(", b"REFUND(")
+    elif how == "delete":
+        del lines[90]
+    elif how == "swap":
+        lines[100], lines[101] = lines[101], lines[100]
+    elif how == "torn":  # a crash's bytes, acknowledged by the record after them
+        sink = FileSink(log)
+        with log.open("ab") as f:
+            f.write(b'{"v":1,"seq":')
+        sink.append({"ts": "2026-11-24T00:00:00.000000Z", "session": "t", "event": "statement", "n": 0, "source": "x"})
+        sink.close()
+        return
+    elif how == "cut":
+        lines = lines[:-6] + [b""]
+    log.write_bytes(b"\n".join(lines))
+
+
+@pytest.mark.parametrize("how", ["none", "edit", "delete", "swap", "torn", "cut"])
+@pytest.mark.parametrize("with_key", [False, True])
+def test_the_parallel_pass_agrees_with_the_walk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str, with_key: bool) -> None:
+    log, key = sealed_log(tmp_path)
+    damage(log, how)
+    k = key if with_key else None
+    monkeypatch.setattr(verify_module, "PARALLEL_MIN", 1 << 60)
+    walked = verify_files(log, k)
+    monkeypatch.setattr(verify_module, "PARALLEL_MIN", 1)
+    monkeypatch.setattr(verify_module.os, "cpu_count", lambda: 3)
+    split = verify_files(log, k)
+    assert (split.ok, split.summary, split.warnings) == (walked.ok, walked.summary, walked.warnings)
+    expected_ok = how in ("none", "torn") or (how == "cut" and not with_key)
+    assert walked.ok == expected_ok, walked.summary
+    if with_key and walked.ok:
+        assert "the first 20 records were written before sealing began" in walked.summary
