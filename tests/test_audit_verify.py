@@ -60,3 +60,29 @@ def test_the_parallel_pass_agrees_with_the_walk(tmp_path: Path, monkeypatch: pyt
     assert walked.ok == expected_ok, walked.summary
     if with_key and walked.ok:
         assert "the first 20 records were written before sealing began" in walked.summary
+
+
+def test_a_session_open_during_rotation_follows_the_chain_into_the_new_file(tmp_path: Path) -> None:
+    from appshell.audit.filesink import rotate
+
+    log, key = sealed_log(tmp_path, records=10)
+    open_session = FileSink(log)
+    open_session.append({"ts": "2026-11-24T00:00:00.000000Z", "session": "live", "event": "statement", "n": 1, "source": "a"})
+    rotated = rotate(log)
+    record = open_session.append({"ts": "2026-11-24T00:00:00.000000Z", "session": "live", "event": "statement", "n": 2, "source": "b"})
+    open_session.close()
+    assert rotated.name == "audit.000000000001.jsonl" and record["seq"] == 33  # 20 + 10 + 1, the rotation marker, then this
+    assert log.read_text().count("\n") == 2
+    report = verify_files(log, key)
+    assert report.ok and "33 records" in report.summary, report.summary
+
+
+def test_a_replaced_file_is_not_taken_for_a_rotation(tmp_path: Path) -> None:
+    from appshell.audit.filesink import FileChanged
+
+    log, _ = sealed_log(tmp_path, records=3)
+    sink = FileSink(log)
+    log.rename(tmp_path / "audit.000000000001.jsonl")  # renamed, as logrotate would, with no rotation record
+    log.write_text("")
+    with pytest.raises(FileChanged, match="no longer the file this session opened"):
+        sink.append({"ts": "2026-11-24T00:00:00.000000Z", "session": "x", "event": "statement", "n": 1, "source": "c"})
