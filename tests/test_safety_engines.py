@@ -208,7 +208,7 @@ def test_ctrl_c_interrupts_a_long_sqlite_query(lazy: tuple[Path, dict[str, str]]
 
     root, env = lazy
     if not env["DATABASE_URL"].startswith("sqlite"):
-        pytest.skip("PostgreSQL's own cancel is tested in test_interactive")
+        pytest.skip("a SQLite test: the progress handler that lets Ctrl-C stop a statement")
     log = tmp_path / "audit.jsonl"
     # go() prints once the statement runs inside SQLite: the signal then arrives mid-statement.
     code = ("raw = session.connection().connection.dbapi_connection\n"
