@@ -250,3 +250,47 @@ def test_lock_error_says_how_to_undo_each_layer(tmp_path: Path, flags: dict[str,
     with pytest.raises(ConfigError) as info:
         resolve({**flags, "profile": "prod"}, environ=environ, cwd=root)
     assert info.value.fix == fix.format(root=root)
+
+
+# -- one option table, many views -------------------------------------------------------
+
+from appshell.cli import split_argv  # noqa: E402
+from appshell.settings import OPTIONS  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("argv", "options", "command", "script", "args"),
+    [
+        ([], [], None, None, []),
+        (["-c", "print(1)", "a", "b"], [], "print(1)", None, ["a", "b"]),
+        (["-cprint(1)"], [], "print(1)", None, []),
+        (["--profile", "staging", "fix.py", "--dry-run"], ["--profile", "staging"], None, "fix.py", ["--dry-run"]),
+        (["--sandbox", "fix.py"], ["--sandbox"], None, "fix.py", []),
+        (["--reason", "fix.py", "-c", "1"], ["--reason", "fix.py"], "1", None, []),  # a value that looks like a script
+        (["--models", "a.b", "--models", "c", "-"], ["--models", "a.b", "--models", "c"], None, "-", []),
+        (["--", "-weird.py", "x"], [], None, "-weird.py", ["x"]),
+        (["-q", "--json", "-c", "x", "--profile"], ["-q", "--json"], "x", None, ["--profile"]),  # after -c: the program's
+    ],
+)
+def test_split_argv(argv: list[str], options: list[str], command: str | None, script: str | None, args: list[str]) -> None:
+    assert split_argv(argv) == (options, command, script, args)
+
+
+@pytest.mark.parametrize("option", [o for o in OPTIONS if o.flag and o.kind != "bool"], ids=lambda o: o.name)
+def test_every_valued_flag_takes_its_value_before_the_script(option: object) -> None:
+    """The trap a hand-kept list of valued options was: `appshell --newopt X fix.py` ran X."""
+    flag = option.flag  # type: ignore[attr-defined]
+    assert split_argv([flag, "X", "fix.py"]) == ([flag, "X"], None, "fix.py", [])
+
+
+def test_the_docs_table_lists_every_option_as_the_table_declares_it() -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    rows = [line for line in doc.splitlines() if line.startswith("| ") and "|---" not in line]
+    for option in OPTIONS:
+        row = next((r for r in rows if (option.flag and f"`{option.flag}" in r.split("|")[1])
+                    or (not option.flag and option.env and f"`{option.env}`" in r.split("|")[2])), None)
+        assert row is not None, f"{option.name} is missing from docs/configuration.md's table"
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert (option.env or "") in cells[1] and (not option.env or cells[1]), (option.name, cells)
+        assert cells[2] == (f"`{option.pyproject}`" if option.pyproject else ""), (option.name, cells)
+        assert cells[3] == (f"`{option.profile}`" if option.profile else ""), (option.name, cells)

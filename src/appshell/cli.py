@@ -6,6 +6,7 @@ Errors become output in exactly one place, :func:`main`.
 from __future__ import annotations
 
 import argparse
+import functools
 import signal
 import sys
 from collections.abc import Sequence
@@ -14,13 +15,11 @@ from typing import Any, NoReturn
 
 from appshell import __version__
 from appshell.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, AppshellError, ConfigError, UsageError
-from appshell.settings import LAYERS
+from appshell.settings import LAYERS, OPTIONS
 
 __all__ = ["main", "build_parser", "split_argv"]
 
 SUBCOMMANDS = ("profiles", "audit", "doctor")  # a first argument that names one is not a SCRIPT
-# Options that take a value: the argv splitter must skip their value.
-_VALUED = {"--app", "--models", "--database-url", "--env-file", "--profile", "--project", "--shell", "--reason", "--audit-log"}
 
 EPILOG = f"""\
 modes:
@@ -54,20 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--app", metavar="MODULE[:ATTR]", help="the app's context provider [APPSHELL_APP]")
-    p.add_argument("--models", metavar="MODULE", action="append", help="module with mapped classes; repeatable [APPSHELL_MODELS]")
-    p.add_argument("--database-url", metavar="URL", help="the database [DATABASE_URL]")
-    p.add_argument("--env-file", metavar="PATH", help="the .env file (default: .env in the project root) [APPSHELL_ENV_FILE]")
-    p.add_argument("--profile", metavar="NAME", help="profile (default: development) [APPSHELL_PROFILE]")
+    for option in OPTIONS:
+        if option.flag is None:
+            continue
+        help = option.help + (f" [{option.env}{'=1' if option.kind == 'bool' else ''}]" if option.env else "")
+        if option.name == "read_only":  # a pair, one or the other
+            rw = p.add_mutually_exclusive_group()
+            rw.add_argument(option.flag, dest=option.name, action="store_const", const=True, help=help)
+            rw.add_argument("--write", dest=option.name, action="store_const", const=False, help="allow writes where the profile allows it")
+        elif option.kind == "bool":
+            p.add_argument(option.flag, dest=option.name, action="store_const", const=True, help=help)
+        else:
+            p.add_argument(option.flag, dest=option.name, metavar=option.metavar, action="append" if option.kind == "list" else "store", help=help)
     p.add_argument("--project", metavar="DIR", help="the project root (default: found upward from here)")
-    p.add_argument("--shell", metavar="NAME", help="auto|ipython|ptpython|python [APPSHELL_SHELL]")
-    p.add_argument("--sandbox", action="store_const", const=True, help="roll back every database change at exit [APPSHELL_SANDBOX=1]")
-    rw = p.add_mutually_exclusive_group()
-    rw.add_argument("--read-only", dest="read_only", action="store_const", const=True, help="the database refuses writes")
-    rw.add_argument("--write", dest="read_only", action="store_const", const=False, help="allow writes where the profile allows it")
-    p.add_argument("--reason", metavar="TEXT", help="why this session is opened [APPSHELL_REASON]")
-    p.add_argument("--audit-log", metavar="PATH", help="the audit file sink [APPSHELL_AUDIT_LOG]")
-    p.add_argument("--echo-sql", action="store_const", const=True, help="print each SQL statement as it runs")
     p.add_argument("-y", "--yes", action="store_true", help="allow destructive statements without asking (no tty)")
     p.add_argument("--json", action="store_true", help="with -c/SCRIPT: print the last expression's value as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no banner")
@@ -76,8 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@functools.cache
+def _valued() -> frozenset[str]:
+    """The options that take a value, read off the parser: the splitter must skip their value."""
+    return frozenset(s for action in build_parser()._actions if action.nargs != 0 for s in action.option_strings)
+
+
 def split_argv(argv: Sequence[str]) -> tuple[list[str], str | None, str | None, list[str]]:
     """Split like ``python``: options, then ``-c CODE`` or SCRIPT (or ``-``), then the program's ARGS."""
+    valued = _valued()
     options: list[str] = []
     i = 0
     while i < len(argv):
@@ -94,7 +99,7 @@ def split_argv(argv: Sequence[str]) -> tuple[list[str], str | None, str | None, 
             rest = argv[i + 1 :]
             return options, None, rest[0] if rest else None, list(rest[1:])
         options.append(arg)
-        if arg in _VALUED and i + 1 < len(argv):
+        if arg in valued and i + 1 < len(argv):
             options.append(argv[i + 1])
             i += 1
         i += 1
@@ -102,19 +107,10 @@ def split_argv(argv: Sequence[str]) -> tuple[list[str], str | None, str | None, 
 
 
 def _flags(opts: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "app": opts.app,
-        "models": tuple(opts.models) if opts.models else None,
-        "database_url": opts.database_url,
-        "env_file": opts.env_file,
-        "profile": opts.profile,
-        "shell": opts.shell,
-        "sandbox": opts.sandbox,
-        "read_only": opts.read_only,
-        "reason": opts.reason,
-        "echo_sql": opts.echo_sql,
-        "audit_log": opts.audit_log,
-    }
+    """The settings the command line gives (None: not given), by option name."""
+    flags = {o.name: getattr(opts, o.name) for o in OPTIONS if o.flag}
+    flags["models"] = tuple(opts.models) if opts.models else None
+    return flags
 
 
 def _ask_reason(profile: str) -> str:

@@ -44,22 +44,33 @@ class Option:
     pyproject: str | None = None
     kind: str = "str"  # str | bool | list
     default: Any = None
-    flag: str | None = None  # the command-line flag, where there is one
+    flag: str | None = None  # the command-line flag, where there is one (a bool flag takes no value)
     audit: bool = False  # an audit path, sink or redaction setting: the profile's alone where locked
+    metavar: str | None = None  # the flag's value in --help
+    help: str = ""  # the flag's line in --help (the variable is added to it)
 
 
+# Every option, written once: the CLI's flags, the environment's names, the profile's and
+# pyproject's keys and the docs table (tests/test_settings.py compares it) come from here.
 OPTIONS: tuple[Option, ...] = (
-    Option("app", env="APPSHELL_APP", pyproject="app"),
-    Option("models", env="APPSHELL_MODELS", pyproject="models", kind="list", default=()),
-    Option("database_url", env="DATABASE_URL", pyproject="database_url"),
-    Option("env_file", env="APPSHELL_ENV_FILE", pyproject="env_file", default=".env"),
-    Option("profile", env="APPSHELL_PROFILE", pyproject="profile", default="development"),
-    Option("shell", env="APPSHELL_SHELL", profile="shell.default", pyproject="shell", default="auto"),
-    Option("sandbox", env="APPSHELL_SANDBOX", profile="database.sandbox", kind="bool", default=False),
-    Option("read_only", profile="database.read_only", kind="bool", default=False),
-    Option("reason", env="APPSHELL_REASON"),
-    Option("echo_sql", profile="database.echo_sql", kind="bool", default=False),
-    Option("audit_log", env="APPSHELL_AUDIT_LOG", profile="audit.path", pyproject="audit_log", flag="--audit-log", audit=True),
+    Option("app", env="APPSHELL_APP", pyproject="app", flag="--app", metavar="MODULE[:ATTR]", help="the app's context provider"),
+    Option("models", env="APPSHELL_MODELS", pyproject="models", kind="list", default=(), flag="--models", metavar="MODULE",
+           help="module with mapped classes; repeatable"),
+    Option("database_url", env="DATABASE_URL", pyproject="database_url", flag="--database-url", metavar="URL", help="the database"),
+    Option("env_file", env="APPSHELL_ENV_FILE", pyproject="env_file", default=".env", flag="--env-file", metavar="PATH",
+           help="the .env file (default: .env in the project root)"),
+    Option("profile", env="APPSHELL_PROFILE", pyproject="profile", default="development", flag="--profile", metavar="NAME",
+           help="profile (default: development)"),
+    Option("shell", env="APPSHELL_SHELL", profile="shell.default", pyproject="shell", default="auto", flag="--shell", metavar="NAME",
+           help="auto|ipython|ptpython|python"),
+    Option("sandbox", env="APPSHELL_SANDBOX", profile="database.sandbox", kind="bool", default=False, flag="--sandbox",
+           help="roll back every database change at exit"),
+    # A pair of flags: --read-only, and --write (only where the profile allows it); see cli.build_parser.
+    Option("read_only", profile="database.read_only", kind="bool", default=False, flag="--read-only", help="the database refuses writes"),
+    Option("reason", env="APPSHELL_REASON", flag="--reason", metavar="TEXT", help="why this session is opened"),
+    Option("echo_sql", profile="database.echo_sql", kind="bool", default=False, flag="--echo-sql", help="print each SQL statement as it runs"),
+    Option("audit_log", env="APPSHELL_AUDIT_LOG", profile="audit.path", pyproject="audit_log", flag="--audit-log", audit=True,
+           metavar="PATH", help="the audit file sink"),
     Option("audit_url", env="APPSHELL_AUDIT_URL", profile="audit.url", audit=True),
     Option("audit_syslog", env="APPSHELL_SYSLOG_ADDRESS", profile="audit.syslog_address", audit=True),
 )
