@@ -10,7 +10,6 @@ moves the folder.
 from __future__ import annotations
 
 import os
-import sqlite3
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +43,8 @@ class History:
         """This shell's history file, created 0600; None when history is off or cannot be kept here."""
         if self.folder is None:
             return None
+        import sqlite3  # IPython's history is an SQLite database
+
         try:
             path = private_dir(self.folder) / shell
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
@@ -58,6 +59,8 @@ class History:
 
 def _probe_sqlite(path: Path) -> None:
     """IPython's history is an SQLite database: make sure it can be written (a full disk, a file size limit)."""
+    import sqlite3
+
     conn = sqlite3.connect(path)
     try:
         with conn:

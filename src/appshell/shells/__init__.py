@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from appshell.errors import AppshellError, ConfigError, did_you_mean
-from appshell.history import History
 from appshell.journal import file_info
 
 if TYPE_CHECKING:
     from appshell.banner import Look
+    from appshell.history import History
     from appshell.journal import Journal
 
 __all__ = [
@@ -36,7 +36,13 @@ class ShellSession:
     banner: str
     look: Look
     journal: Journal
-    history: History = field(default_factory=lambda: History(None))
+    history: History = field(default_factory=lambda: _no_history())
+
+
+def _no_history() -> History:
+    from appshell.history import History  # the shells' module, not -c's start-up, pays for it
+
+    return History(None)
 
 
 Runner = Callable[[ShellSession], None]
