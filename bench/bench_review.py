@@ -9,7 +9,8 @@ OS page cache — and again on the same app (warm):
 - ``GET /`` (the newest 50 sessions, with their chain state), with and without ``--key`` (and
   with it after the keys were derived, as the server does in the background at start);
 - ``GET /?before=…`` (a page in the middle of the log);
-- a start-fact filter and a text search that match almost nothing (they read every session);
+- a start-fact filter that matches nothing (it reads every session's start line) and a text
+  search that matches one session (one byte scan of the file, then that session);
 - ``GET /session/ID`` of an early session, with ``--key``;
 - ``Catalog.warm()`` (what the server does in the background at start).
 
@@ -101,9 +102,9 @@ def main() -> None:
         case("list page, newest 50, --key", "/", k0, expect="intact, authenticated")
         case("list page, newest 50, --key, keys derived", "/", k0, expect="intact, authenticated", keys_first=True)
         case("list page, mid-log (before=)", f"/?before={sessions // 2}")
-        case("filter user=nobody (reads every session)", "/?user=nobody", expect="no session matches")
+        case("filter user=nobody (reads every session's start)", "/?user=nobody", expect="no session matches")
         middle = opts.records // 2 + 51  # a statement's comment in the middle of the log
-        case(f"text search 'INC-{middle}' (reads every session)", f"/?q=INC-{middle}", expect=f"{middle // 100:016x}")
+        case(f"text search 'INC-{middle}' (scans the file)", f"/?q=INC-{middle}", expect=f"{middle // 100:016x}")
         case("review state flagged", "/?state=flagged", expect="flagged")
         case("session page, early session, --key", f"/session/{7:016x}", k0, expect="intact, authenticated")
         c, app = client(log)

@@ -530,3 +530,28 @@ def test_a_stale_index_is_rebuilt_not_believed(tmp_path: Path) -> None:
     page = client_for(["--log", str(log)]).get("/?user=op1", headers=bearer()).text
     assert session_ids(page) == [ids[1]]
     assert session_ids(client_for(["--log", str(log)]).get("/", headers=bearer()).text) == ids[::-1]
+
+
+@pytest.mark.parametrize("q, found", [("QUOTED", True), ('"quoted" \\ back', True), ("BACK; print(1)", True), ("Ärger", True),
+                                      ("ärger", False), ("nowhere at all", False), ("deploy", False)])
+def test_text_search_through_the_file_matches_the_search_in_memory(tmp_path: Path, q: str, found: bool) -> None:
+    from appshell.audit.filesink import FileSink
+    from appshell.audit.queries import Catalog, Filters
+    from appshell.audit.records import now_rfc3339
+    from appshell.audit.review import Log
+
+    log = tmp_path / "audit.jsonl"
+    _sessions(log, 60)  # enough unread sessions for the byte scan to be used
+    sink = FileSink(log)
+    try:
+        sink.append({"ts": now_rfc3339(), "session": "f" * 16, "event": "session_start", "user": "deploy", "reason": "Ärger"})
+        sink.append({"ts": now_rfc3339(), "session": "f" * 16, "event": "statement", "n": 1, "source": 'x = "Quoted" \\ back; print(1)'})
+    finally:
+        sink.close()
+    pending = lambda _s: "pending"  # noqa: E731
+    cold = Catalog(Log(path=log))
+    by_scan = [s.id for s in cold.all(Filters(q=q), pending)]
+    assert cold._hits is not None  # the byte scan was used
+    warm = Catalog(Log(path=log))
+    warm.warm()
+    assert by_scan == [s.id for s in warm.all(Filters(q=q), pending)] == (["f" * 16] if found else [])

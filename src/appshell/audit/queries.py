@@ -30,7 +30,7 @@ from appshell.audit.records import GENESIS, digest
 from appshell.audit.review import Log, Session, _add, _session_from
 from appshell.audit.seal import evolve
 
-__all__ = ["Summary", "Filters", "Catalog", "ChainState", "verify_session", "KeyLadder", "summarize", "wrote_sql"]
+__all__ = ["Summary", "Filters", "Catalog", "ChainState", "verify_session", "KeyLadder", "summarize", "wrote_sql", "fold"]
 
 
 @dataclass
@@ -44,7 +44,7 @@ class Summary:
     errors: int
     wrote: bool
     ended: bool
-    text: str  # reason and statement sources, case-folded: the text search looks here
+    text: str  # reason and statement sources, folded (see fold): the text search looks here
 
     def get(self, key: str) -> Any:
         return self.start.get(key)
@@ -85,8 +85,13 @@ class Filters:
         return self.matches_start(s.start, review_state) and all((
             not self.errors or s.errors > 0 or s.status == "error",
             not self.wrote or s.wrote,
-            not self.q or self.q.casefold() in s.text,
+            not self.q or fold(self.q) in s.text,
         ))
+
+
+def fold(text: str) -> str:
+    """Case-folded for the text search: ASCII letters only, as the byte scan of the file folds them."""
+    return text.encode("utf-8", "surrogatepass").lower().decode("utf-8", "surrogatepass")
 
 
 def _dialect(database: Any) -> str:
@@ -122,7 +127,7 @@ def summarize(s: Session) -> Summary:
         errors=sum(1 for r in results if r.get("status") == "error"),
         wrote=any(wrote_sql(list(r.get("sql") or []), database) for r in results),
         ended=s.end is not None,
-        text="\n".join([str(s.start.get("reason") or ""), *sources]).casefold(),
+        text=fold("\n".join([str(s.start.get("reason") or ""), *sources])),
     )
 
 
@@ -136,6 +141,7 @@ class Catalog:
         self._entries: list[tuple[str, int]] = []
         self._entries_key: tuple[int, int, int] | None = None
         self._lock = threading.Lock()
+        self._hits: tuple[Any, set[str]] | None = None  # the last text search's sessions, for one state of the file
         self._rebuilt_at: int | None = None  # the log's size when the index was last rebuilt here
 
     # -- which sessions exist -------------------------------------------------------
@@ -234,6 +240,39 @@ class Catalog:
                 start = self._starts[session] = record
         return start
 
+    def text_hits(self, q: str) -> set[str] | None:
+        """Sessions with a record whose bytes hold *q* (JSON-encoded, ASCII case folded): a superset of the matches.
+
+        One pass over the file with ``bytes.find``, near disk speed; only these
+        sessions are read whole. None for a table (the search reads each session).
+        """
+        path = self.log.path
+        if path is None:
+            return None
+        needle = json.dumps(q, ensure_ascii=False)[1:-1].encode("utf-8", "surrogatepass").lower()
+        st = path.stat()
+        key = (needle, st.st_size, st.st_mtime_ns)
+        if self._hits is not None and self._hits[0] == key:
+            return self._hits[1]
+        found: set[str] = set()
+        with path.open("rb") as f:
+            carry = b""
+            while chunk := f.read(1 << 24):
+                buf = carry + chunk
+                cut = buf.rfind(b"\n") + 1  # whole lines only; the rest goes with the next chunk
+                low = buf[:cut].lower()
+                i = low.find(needle)
+                while i >= 0:
+                    start, end = low.rfind(b"\n", 0, i) + 1, low.find(b"\n", i)
+                    try:
+                        found.add(str(json.loads(buf[start:end])["session"]))
+                    except (ValueError, KeyError, TypeError):
+                        pass
+                    i = low.find(needle, end)
+                carry = buf[cut:]
+        self._hits = (key, found)
+        return found
+
     # -- the list ---------------------------------------------------------------------
 
     def _matching(self, filters: Filters, review_state: Any, end: int) -> Iterator[tuple[int, Summary]]:
@@ -242,10 +281,14 @@ class Catalog:
         A session whose start facts do not match is passed over on its start record alone.
         """
         entries = self.entries()
+        unread = sum(1 for session, _ in entries if session not in self._summaries) if filters.q else 0
+        hits = self.text_hits(filters.q) if unread > 50 else None  # once all are in memory, memory is faster
         f = self.log.path.open("rb") if self.log.path is not None else None
         try:
             for i in range(min(end, len(entries)) - 1, -1, -1):
                 session, position = entries[i]
+                if hits is not None and session not in hits and session not in self._summaries:
+                    continue  # the text is nowhere in its records
                 state = review_state(session)
                 start = self.start(session, position, f)
                 if start is not None and not filters.matches_start(start, state):
