@@ -142,6 +142,7 @@ class Coverage:
         self.conns: dict[int, ConnState] = {}
         self.engines: dict[str, str] = {}  # masked URL -> backend, in the order seen
         self.reads_sql = plan.read_only or sandbox is not None
+        self.closed = False  # the session is over: connections made from now on are not this session's
         if sandbox is not None:
             sandbox.state, sandbox.conns, sandbox.engines = self.state, self.conns, self.engines
 
@@ -257,7 +258,7 @@ class Coverage:
     def _on_checkout(self, raw: Any, record: Any, fairy: Any) -> None:
         from appshell.engines import is_exempt
 
-        if not is_exempt(fairy._pool._dialect):
+        if not self.closed and not is_exempt(fairy._pool._dialect):
             self.ensure(raw, fairy._pool._dialect)
 
     def _on_engine_connect(self, conn: Any) -> None:
@@ -276,6 +277,8 @@ class Coverage:
 
     def _before(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
         raw = conn.connection.dbapi_connection
+        if self.closed:
+            return
         st = self.ensure(raw, conn.dialect)
         st.denied = None
         if self.reads_sql:
@@ -337,7 +340,13 @@ class Coverage:
         for st in list(self.conns.values()):
             if self.sandbox is not None and st.sandboxed:
                 self.sandbox.end(st)
+            if st.sqlite3:
+                try:
+                    st.raw.set_authorizer(None)
+                except Exception:  # noqa: BLE001 - closed already: nothing left to authorize
+                    pass
         self.conns.clear()
+        self.closed = True
 
 
 class RawConnectionRefused(Refused):
