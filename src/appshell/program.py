@@ -14,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from appshell import aio
 from appshell.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, AppshellError, Refused
 from appshell.journal import Journal
 
@@ -141,12 +142,12 @@ def run_program(program: Program, namespace: dict[str, Any], journal: Journal, w
         with journal.statement(program.source, kind=program.mode, **program.audit):
             tree = ast.parse(program.source, program.filename, "exec")
             if not want_json:
-                exec(compile(tree, program.filename, "exec"), namespace)
+                aio.execute(compile(tree, program.filename, "exec", aio.FLAGS), namespace)  # top-level await allowed
                 return EXIT_OK
             body, last = _split_last_expression(tree)
             with _stdout_to_stderr() as write_json:
-                exec(compile(body, program.filename, "exec"), namespace)
-                value = None if last is None else eval(compile(last, program.filename, "eval"), namespace)
+                aio.execute(compile(body, program.filename, "exec", aio.FLAGS), namespace)
+                value = None if last is None else aio.execute(compile(last, program.filename, "eval", aio.FLAGS), namespace)
                 write_json(json.dumps(to_jsonable(value), indent=None, default=str))
     except SystemExit as exc:
         return _exit_code(exc)

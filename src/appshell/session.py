@@ -136,7 +136,7 @@ def _apply_safety(settings: Settings, ctx: AppContext, session_id: str, options:
 
 
 def run_session(settings: Settings, program: Program | None, options: Options) -> int:
-    from appshell import nested
+    from appshell import aio, nested
     from appshell.context import boot
     from appshell.database import SqlEcho
     from appshell.journal import Journal
@@ -187,6 +187,7 @@ def run_session(settings: Settings, program: Program | None, options: Options) -
             if sandbox is not None:
                 print(sandbox.summary(), file=sys.stderr)
         finally:
+            aio.close()
             if journal is not None:
                 journal.close()  # threads the session leaves behind can run no more SQL
             if auditor is not None:

@@ -28,6 +28,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from appshell import aio
 from appshell.errors import AppshellError, Refused, SandboxBroken
 from appshell.journal import Entry, Journal, file_info
 from appshell.shells import ShellSession, hold_safe_completion, refusal_line
@@ -263,6 +264,7 @@ def run(shell_session: ShellSession) -> None:
             raise cause from None
         raise
     shell: Any = app.shell
+    shell.loop_runner = aio.run  # top-level await runs on the session's one event loop
     _redact_history(shell.history_manager, shell_session.history.redact)
     shell.prompts = _prompts(shell, look.label)
     if look.use_color and look.color != "none":

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from appshell import aio
 from appshell.errors import SandboxBroken
 from appshell.history import History
 from appshell.journal import Journal
@@ -20,6 +21,7 @@ class JournaledConsole(code.InteractiveConsole):
 
     def __init__(self, namespace: dict[str, Any], journal: Journal) -> None:
         super().__init__(namespace, filename="<console>")
+        self.compile.compiler.flags |= aio.FLAGS  # top-level await, as `python -m asyncio` allows
         self.journal = journal
         self._source = ""
 
@@ -30,7 +32,7 @@ class JournaledConsole(code.InteractiveConsole):
     def runcode(self, code_obj: Any) -> None:
         try:
             with self.journal.statement(self._source):
-                exec(code_obj, self.locals)
+                aio.execute(code_obj, self.locals)
         except (SystemExit, SandboxBroken):
             raise  # a broken sandbox stops the session at once
         except BaseException as exc:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from html import escape
 from typing import Any
 
+from appshell import aio
 from appshell.errors import EXIT_AUDIT, AppshellError, Refused, SandboxBroken
 from appshell.journal import Journal
 from appshell.shells import ShellSession, refusal_line, run_startup_file
@@ -27,8 +28,25 @@ __all__ = ["run", "install_hooks"]
 def install_hooks(repl: Any, journal: Journal, broken: list[SandboxBroken] | None = None) -> None:
     """Every input through the journal. A refusal prints one line; a broken sandbox ends the REPL
     (ptpython returns on SystemExit) and is kept in *broken* for the runner to raise."""
-    plain_eval: Callable[[str], object] = repl.eval
+    ptpython_eval: Callable[[str], object] = repl.eval
     plain_eval_async = repl.eval_async
+
+    def plain_eval(line: str) -> object:
+        # ptpython's own eval runs an awaiting input with get_running_loop(), which has no loop
+        # in embed(): such an input runs on the session's loop instead (appshell.aio).
+        if "await" not in line and "async" not in line:
+            return ptpython_eval(line)
+        try:
+            code, mode = repl._compile_with_flags(line, "eval"), "eval"
+        except SyntaxError:
+            code, mode = repl._compile_with_flags(line, "exec"), "exec"
+        if not aio.awaits(code):
+            return ptpython_eval(line)
+        result = aio.execute(code, repl.get_globals(), repl.get_locals())
+        if mode == "exec":
+            return None
+        repl._store_eval_result(result)
+        return result
 
     def refused(exc: Exception) -> None:
         if isinstance(exc, SandboxBroken) and broken is not None:

@@ -1,0 +1,58 @@
+"""Top-level `await` in every shell and mode, on one event loop per session (issue 12 item 4)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import audit_records, leave, run, spawn_shell
+
+SHELLS = ["ipython", "ptpython", "python"]
+# Two awaits in two statements: the second finds the loop the first ran on (one loop per session).
+FIRST = "import asyncio; loop_a = await asyncio.sleep(0, result=asyncio.get_running_loop())"
+SECOND = "loop_b = await asyncio.sleep(0, result=asyncio.get_running_loop()); print('same loop', loop_a is loop_b, count(Product))"
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_await_at_the_prompt(shop: Path, tmp_path: Path, shell: str) -> None:
+    log = tmp_path / "audit.jsonl"
+    child = spawn_shell(shop, "--shell", shell, "--audit-log", str(log), "-q")
+    child.expect(r"\[dev\]")
+    child.sendline(FIRST)
+    child.expect(r"\[dev\]")
+    child.sendline(SECOND)
+    child.expect("same loop True 8")
+    child.expect(r"\[dev\]")
+    child.sendline("await asyncio.sleep(0, result='awaited value')")  # an expression's value is shown
+    child.expect("awaited value")
+    child.expect(r"\[dev\]")
+    leave(child)
+    results = [r for r in audit_records(log) if r["event"] == "result"]
+    assert [r["status"] for r in results] == ["ok", "ok", "ok"]
+
+
+@pytest.mark.parametrize("mode", ["command", "script", "stdin", "json"])
+def test_await_in_programs(shop: Path, tmp_path: Path, mode: str) -> None:
+    program = f"{FIRST}\n{SECOND}\n"
+    if mode == "command":
+        result = run(["-c", program], cwd=shop)
+    elif mode == "script":
+        script = tmp_path / "job.py"
+        script.write_text(program)
+        result = run([str(script)], cwd=shop)
+    elif mode == "stdin":
+        result = run([], cwd=shop, input=program)
+    else:
+        result = run(["--json", "-c", "import asyncio\nawait asyncio.sleep(0, result={'products': count(Product)})"], cwd=shop)
+        assert result.exit_code == 0, result.stderr
+        assert result.stdout.strip() == '{"products": 8}'
+        return
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == "same loop True 8"
+
+
+def test_an_error_inside_awaited_code_is_the_users_traceback(shop: Path) -> None:
+    result = run(["-c", "import asyncio\nasync def boom():\n    raise ValueError('inside')\nawait boom()"], cwd=shop)
+    assert result.exit_code == 1
+    assert "ValueError: inside" in result.stderr and 'File "<string>", line 4' in result.stderr
