@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -267,3 +268,19 @@ def test_async_engine_is_covered(app_dir: Callable[[str], Path], sqlite_url: str
     else:
         assert result.exit_code == 1 and "readonly" in result.stderr.replace(" ", "").replace("-", ""), result.output
     assert count_items(root, env) == 0
+
+
+def test_sessions_in_one_process_do_not_leak_into_each_other(app_dir: Callable[[str], Path], sqlite_url: str,
+                                                              invoke: Callable[..., Any]) -> None:
+    """Class-level listeners outlive a session: the next one in the process must not inherit its rules."""
+    from conftest import LIBRARY_SETUP
+
+    root = app_dir("plainapp")
+    env = {"DATABASE_URL": sqlite_url}
+    assert run(["-c", LIBRARY_SETUP], cwd=root, env=env).exit_code == 0
+    assert invoke(["--sandbox", "-c", "sql('delete from books where id > 0')"], cwd=root, env=env).exit_code == 0
+    assert invoke(["--read-only", "-c", "print(count(Book))"], cwd=root, env=env).stdout.strip() == "2"
+    path = sqlite_url.removeprefix("sqlite:///")
+    plain = invoke(["-c", f"import sqlite3\nprint(sqlite3.connect({path!r}).execute('select count(*) from books').fetchone()[0])"],
+                   cwd=root, env=env)
+    assert plain.exit_code == 0 and plain.stdout.strip() == "2", plain.output  # no sandbox now: a raw connect is fine
