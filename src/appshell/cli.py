@@ -75,9 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 @functools.cache
+def _parser() -> argparse.ArgumentParser:
+    """The shell's parser, built once per process (argparse costs milliseconds of start-up)."""
+    return build_parser()
+
+
+@functools.cache
 def _valued() -> frozenset[str]:
     """The options that take a value, read off the parser: the splitter must skip their value."""
-    return frozenset(s for action in build_parser()._actions if action.nargs != 0 for s in action.option_strings)
+    return frozenset(s for action in _parser()._actions if action.nargs != 0 for s in action.option_strings)
 
 
 def split_argv(argv: Sequence[str]) -> tuple[list[str], str | None, str | None, list[str]]:
@@ -140,7 +146,7 @@ def run_shell(argv: Sequence[str]) -> int:
     from appshell.settings import export_environment, resolve
 
     option_args, command, script, args = split_argv(argv)
-    opts = build_parser().parse_args(option_args)
+    opts = _parser().parse_args(option_args)
     if opts.database_url == "":
         raise UsageError("--database-url is empty", "give the database's URL, or drop the flag to use DATABASE_URL or .env")
     settings = resolve(_flags(opts), project=opts.project)
