@@ -332,3 +332,17 @@ def test_sql_sink_on_mariadb_keeps_per_session_chains(shop: Path, tmp_path: Path
     engine.dispose()
     caught = verify(shop, "--log", str(log), "--witness", mariadb_url)
     assert caught.exit_code == 1 and "is not in the witness" in caught.stderr, caught.output
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "mariadb"])
+def test_tail_and_show_on_the_sql_table_read_only_their_sessions(shop: Path, tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> None:
+    witness_profile(shop)
+    url = f"sqlite:///{tmp_path / 'audit.db'}" if backend == "sqlite" else str(request.getfixturevalue("mariadb_url"))
+    for code in ("print(1)", "print('second_one')", "print(3)"):
+        result = run(["--audit-log", str(tmp_path / "a.jsonl"), "--reason", f"R-{code}", "-c", code], cwd=shop, env={"APPSHELL_AUDIT_URL": url})
+        assert result.exit_code == 0, result.output
+    tail = run(["audit", "tail", "-n", "2", "--url", url], cwd=shop)
+    assert tail.exit_code == 0 and "R-print(3)" in tail.stdout and "second_one" in tail.stdout and "R-print(1)" not in tail.stdout
+    second = records(tmp_path / "a.jsonl")[4]["session"]
+    shown = run(["audit", "show", second[:5], "--url", url], cwd=shop)
+    assert shown.exit_code == 0 and "print('second_one')" in shown.stdout and "status ok" in shown.stdout, shown.output

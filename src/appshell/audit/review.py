@@ -117,9 +117,13 @@ def _backwards(path: Path, chunk: int = 1 << 20) -> Iterator[bytes]:
 
 def tail_sessions(log: Log, count: int) -> list[Session]:
     """The last *count* sessions to start; a file is read from its end, only as far back as they go."""
-    if log.path is None:
-        return [s for s in sessions(log) if s.start][-count:]
     found: dict[str, Session] = {}
+    if log.path is None:
+        from appshell.audit.sqlsink import recent_session_rows
+
+        for row in recent_session_rows(log.url or "", count):
+            _add(found, row.encode("utf-8"))
+        return sorted((s for s in found.values() if s.start), key=lambda s: str(s.start.get("ts")))[-count:]
     starts = 0
     for path in reversed(rotation_set(log.path)):  # the live file, then the rotated ones, newest first
         for raw in _backwards(path):
@@ -165,6 +169,13 @@ def find_session(log: Log, prefix: str) -> Session | None:
                 return found
         elif len(hits) > 1:
             return None
+    else:
+        from appshell.audit.sqlsink import session_rows
+
+        by_id: dict[str, Session] = {}
+        for row in session_rows(log.url or "", prefix):
+            _add(by_id, row.encode("utf-8"))
+        return next(iter(by_id.values())) if len(by_id) == 1 else None
     matches = [s for s in sessions(log) if s.id.startswith(prefix)]
     return matches[0] if len(matches) == 1 else None
 

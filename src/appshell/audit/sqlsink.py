@@ -21,7 +21,7 @@ from typing import Any
 from appshell.audit.records import GENESIS, canonical, digest, seal
 from appshell.audit.verify import Report
 
-__all__ = ["SqlSink", "TABLE", "table_of", "verify_table", "read_rows", "LOCK_TIMEOUT_MS", "STATEMENT_TIMEOUT_MS"]
+__all__ = ["SqlSink", "TABLE", "table_of", "verify_table", "read_rows", "recent_session_rows", "session_rows", "LOCK_TIMEOUT_MS", "STATEMENT_TIMEOUT_MS"]
 
 TABLE = "appshell_audit"
 LOCK_TIMEOUT_MS = 3000
@@ -128,6 +128,37 @@ def read_rows(url: str) -> list[tuple[int, str]]:
     try:
         with engine.connect() as conn:
             return [(int(i), str(r)) for i, r in conn.execute(text(f"SELECT id, record FROM {TABLE} ORDER BY id"))]
+    finally:
+        engine.dispose()
+
+
+def recent_session_rows(url: str, count: int) -> list[str]:
+    """The records of the last *count* sessions to start, in table order: two indexed queries, not a scan."""
+    from sqlalchemy import bindparam, text
+
+    engine = _engine(url)
+    try:
+        with engine.connect() as conn:
+            ids = [r[0] for r in conn.execute(text(
+                f"SELECT session FROM {TABLE} WHERE event = 'session_start' ORDER BY id DESC LIMIT :n"), {"n": count})]
+            if not ids:
+                return []
+            query = text(f"SELECT record FROM {TABLE} WHERE session IN :ids ORDER BY id").bindparams(bindparam("ids", expanding=True))
+            return [str(r[0]) for r in conn.execute(query, {"ids": ids})]
+    finally:
+        engine.dispose()
+
+
+def session_rows(url: str, prefix: str) -> list[str]:
+    """The records of the sessions whose id starts with *prefix*, in table order (the (session, seq) index)."""
+    from sqlalchemy import text
+
+    engine = _engine(url)
+    try:
+        with engine.connect() as conn:
+            pattern = prefix.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"  # '!': no dialect treats it specially
+            rows = conn.execute(text(f"SELECT record FROM {TABLE} WHERE session LIKE :p ESCAPE '!' ORDER BY id"), {"p": pattern})
+            return [str(r[0]) for r in rows]
     finally:
         engine.dispose()
 
