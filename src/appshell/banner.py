@@ -1,4 +1,4 @@
-"""The banner and the prompt label: what the operator sees first (SPEC §2)."""
+"""The banner and the prompt label: what the operator sees first (docs/usage.md)."""
 
 from __future__ import annotations
 

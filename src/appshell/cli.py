@@ -297,7 +297,7 @@ def doctor_command(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The console-script entry point; returns the exit code (SPEC §7)."""
+    """The console-script entry point; returns the exit code (docs/design.md §7)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     from appshell.context import AppCrashed, format_crash
 

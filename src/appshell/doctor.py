@@ -1,4 +1,4 @@
-"""`appshell doctor`: is this the right interpreter, release, config, database and audit? (SPEC §8)
+"""`appshell doctor`: is this the right interpreter, release, config, database and audit? (docs/operations.md)
 
 Each check is a small function returning rows; a row is (check, status, detail)
 with status ``ok``, ``FAIL`` or ``info``. Any FAIL makes the exit code 1.

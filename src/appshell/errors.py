@@ -1,4 +1,4 @@
-"""One error hierarchy; each error carries its exit code (SPEC §7)."""
+"""One error hierarchy; each error carries its exit code (docs/design.md §7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Profiles: named bundles of settings in ``profiles/NAME.toml`` (SPEC §4).
+"""Profiles: named bundles of settings in ``profiles/NAME.toml`` (docs/configuration.md).
 
 A project's ``profiles/NAME.toml`` is merged key by key over the profile of the
 same name shipped with appshell, which is merged over the built-in defaults.

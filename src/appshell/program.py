@@ -1,4 +1,4 @@
-"""Non-interactive modes: ``-c CODE``, ``SCRIPT.py`` and a program on stdin (SPEC §1, §3)."""
+"""Non-interactive modes: ``-c CODE``, ``SCRIPT.py`` and a program on stdin (docs/usage.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Masking of secrets, without erasing evidence (SPEC §6, §9).
+"""Masking of secrets, without erasing evidence (docs/audit.md: redaction, threat model).
 
 Two kinds of masking live here:
 

@@ -1,4 +1,4 @@
-"""The release id: APPSHELL_RELEASE, SOURCE_VERSION, or git HEAD read from .git (SPEC §8)."""
+"""The release id: APPSHELL_RELEASE, SOURCE_VERSION, or git HEAD read from .git (docs/operations.md)."""
 
 from __future__ import annotations
 

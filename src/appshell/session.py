@@ -1,4 +1,4 @@
-"""One appshell session, start to end: boot, audit, safety, run, teardown (STYLE habit 8).
+"""One appshell session, start to end: boot, audit, safety, run, teardown (docs/design.md §2).
 
 Teardown is in ``finally``: the session is rolled back and closed, the
 sandbox's transaction rolled back, and the audit session ended on every path

@@ -1,4 +1,4 @@
-"""Resolved settings and the one place that knows their precedence (SPEC §1).
+"""Resolved settings and the one place that knows their precedence (docs/configuration.md).
 
 Highest first: command-line flag, real environment variable, the ``.env``
 file, the selected profile, ``[tool.appshell]`` in pyproject.toml, built-in
@@ -32,7 +32,7 @@ __all__ = [
 # The precedence order, highest first. Written once; --help and docs/ repeat it.
 LAYERS = ("flag", "env", ".env", "profile", "pyproject", "default")
 # The layers an operator sets at will for one run; where the profile sets audit.locked,
-# they cannot change an audit option (SPEC §6 amendments).
+# they cannot change an audit option (docs/audit.md, "Audit settings belong to the profile").
 OPERATOR_LAYERS = ("flag", "env", ".env")
 
 

@@ -1,4 +1,4 @@
-"""Interactive shells: small runners behind one interface (STYLE habit 7).
+"""Interactive shells: small runners behind one interface (docs/design.md §1, §3).
 
 Each runner takes a :class:`ShellSession` and returns when the operator leaves;
 each reports every input through the session's journal, so the audit and the
