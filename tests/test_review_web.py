@@ -555,3 +555,31 @@ def test_text_search_through_the_file_matches_the_search_in_memory(tmp_path: Pat
     warm = Catalog(Log(path=log))
     warm.warm()
     assert by_scan == [s.id for s in warm.all(Filters(q=q), pending)] == (["f" * 16] if found else [])
+
+
+def test_a_killed_session_is_listed_and_read_on_from_where_it_stopped(tmp_path: Path) -> None:
+    from appshell.audit.filesink import FileSink
+    from appshell.audit.records import now_rfc3339
+
+    log = tmp_path / "audit.jsonl"
+    killed = "c" * 16
+    sink = FileSink(log)
+    try:
+        sink.append({"ts": now_rfc3339(), "session": killed, "event": "session_start", "user": "deploy", "reason": "INC-kill"})
+        sink.append({"ts": now_rfc3339(), "session": killed, "event": "statement", "n": 1, "source": "import time; time.sleep(1e9)"})
+    finally:
+        sink.close()
+    _sessions(log, 3)
+    c = client_for(["--log", str(log)])
+    row = c.get("/?q=INC-kill", headers=bearer()).text
+    assert session_ids(row) == [killed] and "open (or killed)" in row
+    catalog = c.app.state.review.catalog  # type: ignore[attr-defined]
+    assert catalog._open[killed][2] == log.stat().st_size  # read once, to the end
+    sink = FileSink(log)  # the session was only slow: it goes on
+    try:
+        sink.append({"ts": now_rfc3339(), "session": killed, "event": "statement", "n": 2, "source": "print('still here')"})
+    finally:
+        sink.close()
+    page = c.get(f"/session/{killed}", headers=bearer()).text
+    assert "still here" in page and "Statements (2)" in page and "still open, or the process was killed" in page
+    assert catalog._open[killed][2] == log.stat().st_size

@@ -141,6 +141,7 @@ class Catalog:
         self._entries: list[tuple[str, int]] = []
         self._entries_key: tuple[int, int, int] | None = None
         self._lock = threading.Lock()
+        self._open: dict[str, tuple[Session, int, int]] = {}  # session without an end: (records so far, start offset, read up to)
         self._hits: tuple[Any, set[str]] | None = None  # the last text search's sessions, for one state of the file
         self._rebuilt_at: int | None = None  # the log's size when the index was last rebuilt here
 
@@ -199,8 +200,30 @@ class Catalog:
                 position = dict(self.entries()).get(session)
                 if position is None:
                     return None
-            return _session_from(self.log.path, session, position)
+            return self._file_session(self.log.path, session, position)
         return _sql_session(self.log.url or "", session)
+
+    def _file_session(self, path: Path, session: str, position: int) -> Session | None:
+        """Read through the index; a session with no end yet (open, or killed) is read once to the end of the
+        file and afterwards only from where that read stopped — a killed session never costs a whole read per page."""
+        resume = self._open.get(session)
+        size = path.stat().st_size
+        if resume is None or resume[1] != position:
+            found = _session_from(path, session, position)
+        else:
+            found, offset, _ = resume
+            if size > offset:
+                key = f'"session":"{session}"'.encode()
+                with path.open("rb") as f:
+                    f.seek(offset)
+                    for raw in f:
+                        if key in raw and _add({session: found}, raw) is not None and found.end is not None:
+                            break
+        if found is not None and found.end is None:
+            self._open[session] = (found, position, size)  # lines appended while reading are read again: harmless
+        else:
+            self._open.pop(session, None)
+        return found
 
     def summary(self, session: str, position: int) -> Summary | None:
         cached = self._summaries.get(session)
