@@ -83,14 +83,15 @@ class FileSink:
 
     name = "file"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, seal_state: Path | None = None) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # O_APPEND: every write lands at the end, whatever else has the file open.
         self.fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         self.end = os.fstat(self.fd).st_size  # the file may never be shorter than this again
         # Sealing is on when the state exists (`appshell audit init`); its key is read at each append.
-        self.sealer = Sealer(state_path(path)) if state_path(path).exists() else None
+        self.seal_state = seal_state or state_path(path)
+        self.sealer = Sealer(self.seal_state) if self.seal_state.exists() else None
         self.index = index_path(path)
 
     # -- checks -----------------------------------------------------------------
@@ -146,8 +147,8 @@ class FileSink:
             body = {**body, "torn": {"offset": last_end, "bytes": len(damage), "sha256": hashlib.sha256(damage).hexdigest()}}
         record: dict[str, Any] = {"v": VERSION, "seq": seq, **body, "prev": prev}
         state = None
-        if self.sealer is None and state_path(self.path).exists():
-            self.sealer = Sealer(state_path(self.path))  # `audit init` ran while this session was open
+        if self.sealer is None and self.seal_state.exists():
+            self.sealer = Sealer(self.seal_state)  # `audit init` ran while this session was open
         if self.sealer is not None:
             state = self.sealer.catch_up(self.sealer.read(), last)
             self.sealer.sign(record, state)
@@ -209,14 +210,20 @@ def rotate(path: Path) -> Path:
         if last is None or first is None or damage:
             raise UsageError(f"{path} has no whole records to rotate, or ends torn", "append a session first (it acknowledges a torn end), then rotate")
         rotated = path.with_name(f"{path.stem}.{int(first['seq']):012d}{path.suffix}")
-        os.rename(path, rotated)
-        if index_path(path).exists():
-            os.rename(index_path(path), index_path(rotated))
-        sink = FileSink(path)
+        # The new file is made whole under another name, then put in place in one rename:
+        # a session that opens the path at any moment finds either file, never a missing
+        # or an empty one, and a session holding the old file follows (see _rotated).
+        fresh = path.with_name(path.name + ".rotating")
+        fresh.unlink(missing_ok=True)
+        sink = FileSink(fresh, seal_state=state_path(path))
         try:
             sink.append({"ts": now_rfc3339(), "session": "-", "event": "log_rotated", "from": rotated.name}, after=last)
         finally:
             sink.close()
+        os.link(path, rotated)  # the old file under its rotated name (and still at the path)
+        os.rename(fresh, path)
+        if index_path(path).exists():
+            os.rename(index_path(path), index_path(rotated))
         return rotated
     finally:
         os.close(fd)
