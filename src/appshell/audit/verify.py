@@ -287,8 +287,6 @@ def _lines(files: list[Path], start: Checkpoint | None) -> Iterator[tuple[Path, 
 
 def _check_checkpoint(files: list[Path], start: Checkpoint) -> None:
     """The record the checkpoint ends at must still be there, with the same hash."""
-    import os
-
     from appshell.audit.filesink import read_tail
 
     for path in files:
@@ -338,7 +336,6 @@ def _parallel(path: Path, key: bytes | None, workers: int) -> _Walk | None:
     line-by-line walk then runs, and names what it finds.
     """
     import multiprocessing
-    import os
 
     from appshell.audit.filesink import read_tail
 
