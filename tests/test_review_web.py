@@ -583,3 +583,21 @@ def test_a_killed_session_is_listed_and_read_on_from_where_it_stopped(tmp_path: 
     page = c.get(f"/session/{killed}", headers=bearer()).text
     assert "still here" in page and "Statements (2)" in page and "still open, or the process was killed" in page
     assert catalog._open[killed][2] == log.stat().st_size
+
+
+def test_files_a_statement_ran_are_shown_with_their_sha256(tmp_path: Path) -> None:
+    from appshell.audit.filesink import FileSink
+    from appshell.audit.records import now_rfc3339
+
+    log = tmp_path / "audit.jsonl"
+    sid = "d" * 16
+    sink = FileSink(log)
+    try:
+        sink.append({"ts": now_rfc3339(), "session": sid, "event": "session_start", "user": "deploy"})
+        sink.append({"ts": now_rfc3339(), "session": sid, "event": "statement", "n": 1, "kind": "cell", "source": "%run fix.py",
+                     "files": [{"path": "/srv/app/fix.py", "sha256": "ab" * 32, "text": "print('<b>fixed</b>')\n"}]})
+    finally:
+        sink.close()
+    page = client_for(["--log", str(log)]).get(f"/session/{sid}", headers=bearer()).text
+    assert "file <code>/srv/app/fix.py</code> sha256 <code>" + "ab" * 32 + "</code>" in page
+    assert "'&lt;b&gt;fixed&lt;/b&gt;'" in page and "<b>fixed" not in page  # its text, highlighted and escaped

@@ -258,7 +258,8 @@ def create_app(config: Config) -> Any:
         statements = []
         for n, st in sorted(session.statements.items()):
             result = session.results.get(n, {})
-            files = [f for f in (st.get("files") or []) if isinstance(f, dict)]
+            files = [{**f, "html": highlight(str(f["text"])) if isinstance(f.get("text"), str) else None}
+                     for f in (st.get("files") or []) if isinstance(f, dict)]
             if st.get("path") or st.get("sha256"):
                 files.insert(0, {"path": st.get("path"), "sha256": st.get("sha256")})
             statements.append({"n": n, "ts": st.get("ts"), "kind": st.get("kind"), "html": highlight(str(st.get("source") or "")),
