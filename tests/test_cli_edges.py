@@ -72,3 +72,13 @@ def test_unknown_names_suggest_the_nearest(shop: Path, invoke: Callable[..., Res
         (shop / "profiles" / "typo.toml").write_text(profile_text)
     result = invoke(args, cwd=shop)
     assert result.exit_code == 2 and message in result.stderr and result.stderr.startswith("appshell: error: ")
+
+
+def test_json_stdout_holds_only_the_json_even_when_the_app_prints_while_booting(shop: Path) -> None:
+    from conftest import run
+
+    (shop / "noisy.py").write_text("print('booting the noisy app')\nfrom shop.db import engine, SessionLocal\nfrom shop.models import *\n")
+    result = run(["--app", "noisy", "--json", "-c", "count(Product)"], cwd=shop)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "8\n"
+    assert "booting the noisy app" in result.stderr

@@ -74,5 +74,5 @@ def make_banner(settings: Settings, ctx: AppContext, shell: str, release: str, l
     ]
     if settings.reason:
         lines.append(f"  reason    {settings.reason}")
-    lines.append("  helpers() lists the helpers · session, engine, metadata, settings are loaded · Ctrl-D exits")
+    lines.append("  helpers() lists the helpers · session, engine, metadata, settings, appshell_settings are loaded · Ctrl-D exits")
     return "\n".join(lines) + "\n"

@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext, redirect_stdout
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -148,7 +148,8 @@ def run_session(settings: Settings, program: Program | None, options: Options) -
     shell_name = pick_shell(settings.shell) if program is None else None
     release = release_id(settings.project_root)
     parity = _check_release(settings, release)
-    with _loading(settings, quiet=options.quiet or program is not None):
+    # --json: stdout carries the JSON alone, so what the app prints while it boots goes to stderr.
+    with _loading(settings, quiet=options.quiet or program is not None), redirect_stdout(sys.stderr) if options.json else nullcontext():
         ctx = boot(settings)
     code: int | None = None
     failure: BaseException | None = None
