@@ -136,11 +136,18 @@ def test_appshell_python_names_the_environment(project_venv: Path, shop: Path) -
     assert result.stdout.strip() == str(project_venv / ".venv")
 
 
-def test_project_venv_without_appshell_is_a_clear_error(shop: Path) -> None:
+def test_project_venv_without_appshell_is_a_clear_error_whose_command_works(shop: Path) -> None:
+    import shlex
+
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(shop / ".venv")], check=True)
     result = run(["-c", "1"], cwd=shop)
     assert result.exit_code == 2
     assert "does not have appshell installed" in result.stderr and "--no-reexec" in result.stderr
+    command = result.stderr.split("install it there: ", 1)[1].rsplit(" — or pass --no-reexec", 1)[0]
+    # The hint's command, as printed, installs appshell (--no-deps only keeps the test off the index).
+    installed = subprocess.run([*shlex.split(command), "--no-deps", "--quiet"], capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stderr
+    assert list((shop / ".venv").glob("lib/python*/site-packages/appshell-*.dist-info"))
 
 
 # -- doctor ---------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Run in the project's own virtual environment, as ``bundle exec`` does (SPEC §8).
+"""Run in the project's own virtual environment, as ``bundle exec`` does (docs/operations.md).
 
 Started by another interpreter while the project has ``.venv/`` (or
 ``APPSHELL_PYTHON`` names one), appshell re-executes itself there, keeping
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from appshell.errors import ConfigError
 
-__all__ = ["project_python", "same_environment", "reexec_target", "maybe_reexec", "GUARD"]
+__all__ = ["project_python", "same_environment", "reexec_target", "maybe_reexec", "install_command", "GUARD"]
 
 GUARD = "APPSHELL_REEXECUTED"  # set in the child: never re-exec twice (a loop guard)
 
@@ -52,9 +52,26 @@ def reexec_target(argv: Sequence[str], environ: Mapping[str, str], root: Path | 
     if not any(env_dir.glob("lib/python*/site-packages/appshell-*.dist-info")):
         raise ConfigError(
             f"the project's environment {env_dir} does not have appshell installed",
-            f"install it there ({env_dir}/bin/pip install appshell) or pass --no-reexec",
+            f"install it there: {install_command(python)} — or pass --no-reexec",
         )
     return python
+
+
+def install_command(python: Path) -> str:
+    """A command that installs this appshell into *python*'s environment.
+
+    It runs this interpreter's pip with ``--python`` (pip ≥ 22.3), so it works
+    in an environment made without pip too, and installs what runs now: the
+    source checkout it comes from, else the same version from the index.
+    """
+    import shlex
+
+    from appshell import __version__
+
+    checkout = Path(__file__).resolve().parents[2]
+    pyproject = checkout / "pyproject.toml"
+    source = str(checkout) if pyproject.is_file() and 'name = "appshell"' in pyproject.read_text(encoding="utf-8") else f"appshell=={__version__}"
+    return shlex.join([sys.executable, "-m", "pip", "--python", str(python), "install", source])
 
 
 def maybe_reexec(argv: Sequence[str], root: Path | None) -> None:
