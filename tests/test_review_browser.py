@@ -105,29 +105,34 @@ def test_log_in_filter_open_flag_reload(browser_ready: None, server: str, log: P
             assert response is not None and response.status == 401
             assert page.locator("h1").inner_text() == "Log in"
             page.fill("#token", TOKEN)
-            page.click("button[type=submit]")
+            with page.expect_navigation():
+                page.click("button[type=submit]")
             assert page.url == server + "/" and page.locator("table.sessions tbody tr").count() == 3
             assert "auditor alice" in page.locator("header").inner_text()
             page.screenshot(path=str(shots / "list.png"), full_page=True)
 
             page.fill("input[name=user]", "bob")
             page.check("input[name=errors]")
-            page.click("form.filters button[type=submit]")
+            with page.expect_navigation():
+                page.click("form.filters button[type=submit]")
             rows = page.locator("table.sessions tbody tr")
             assert rows.count() == 1 and "INC-9 <script>alert(1)</script>" in rows.first.inner_text()  # shown as text
             page.fill("input[name=user]", "bob")
             page.uncheck("input[name=errors]")
-            page.click("form.filters button[type=submit]")
+            with page.expect_navigation():
+                page.click("form.filters button[type=submit]")
             assert page.locator("table.sessions tbody tr").count() == 2
 
-            page.click("text=INC-8 rename customer 1 >> xpath=.. >> a")
+            with page.expect_navigation():
+                page.click("text=INC-8 rename customer 1 >> xpath=.. >> a")
             assert page.locator("h1").inner_text().startswith("Session ")
             assert "c.name = 'Renamed'" in page.locator("pre.src").first.inner_text()
             assert "UPDATE customers SET name=?" in page.locator("article.statement").first.inner_text()
             assert "intact, not authenticated" in page.locator("#chain h2").inner_text()
             page.check("input[value=flagged]")
             page.fill("#note", "sandboxed rename: who asked for it? <b>ask bob</b>")
-            page.click("form.review button[type=submit]")
+            with page.expect_navigation():
+                page.click("form.review button[type=submit]")  # POST, then 303 to the session page
 
             page.reload()
             history = page.locator("table.history tbody tr")
