@@ -28,7 +28,7 @@ from typing import Any
 
 from appshell.audit.records import GENESIS, digest
 from appshell.audit.review import Log, Session, _add, _session_from
-from appshell.audit.seal import evolve
+from appshell.audit.seal import evolve, record_mac
 
 __all__ = ["Summary", "Filters", "Catalog", "ChainState", "verify_session", "KeyLadder", "summarize", "wrote_sql", "fold"]
 
@@ -503,10 +503,7 @@ def _verify_file_segment(path: Path, session: Session, offset: int, ladder: KeyL
             if "mac" in record and isinstance(record.get("epoch"), int):
                 sealed += 1
                 if ladder is not None:
-                    key = ladder.key(record["epoch"])
-                    mac = hmac.new(key, json.dumps({k: v for k, v in record.items() if k not in ("mac", "hash")}, sort_keys=True,
-                                                   separators=(",", ":"), ensure_ascii=False, default=str).encode(), "sha256").hexdigest()
-                    if not hmac.compare_digest(mac, str(record["mac"])):
+                    if not hmac.compare_digest(record_mac(ladder.key(record["epoch"]), record), str(record["mac"])):
                         return ChainState("broken", f"broken at {where}: MAC mismatch — not sealed by the key of its epoch: forged or edited")
             else:
                 unsealed += 1
