@@ -16,19 +16,35 @@ sessions before it go quiet.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["on_every_engine", "take_over", "existing", "exempt", "is_exempt"]
+__all__ = ["on_every_engine", "take_over", "session_over", "existing", "exempt", "is_exempt"]
 
 _generation = 0
+_over_in: int | None = None  # the pid whose session has ended: its main thread runs plain SQLAlchemy again
 
 
 def take_over() -> int:
     """A new session owns the process's engines from now on; earlier sessions' listeners go quiet."""
-    global _generation
+    global _generation, _over_in
     _generation += 1
+    _over_in = None
     return _generation
+
+
+def session_over() -> None:
+    """The session has ended: its listeners stay on for threads it left behind and forked children
+    (the journal refuses their SQL), but the main thread of this process is no longer watched
+    (several sessions run in one process in the in-process test harness, with the tests' own SQL between)."""
+    global _over_in
+    _over_in = os.getpid()
+
+
+def _quiet() -> bool:
+    return _over_in == os.getpid() and threading.current_thread() is threading.main_thread()
 
 
 def exempt(engine: Any) -> None:
@@ -53,7 +69,7 @@ def on_every_engine(identifier: str, fn: Callable[..., Any], *, pool: bool = Fal
     mine = _generation
 
     def listener(*args: Any, **kw: Any) -> Any:
-        if mine != _generation:
+        if mine != _generation or (_over_in is not None and _quiet()):
             return None
         if target is None and not pool and is_exempt(getattr(args[0], "dialect", None)):  # a Connection, or an error's context
             return None

@@ -191,6 +191,9 @@ def run_session(settings: Settings, program: Program | None, options: Options) -
             aio.close()
             if journal is not None:
                 journal.close()  # threads the session leaves behind can run no more SQL
+            from appshell.engines import session_over
+
+            session_over()  # the class-level listeners keep watching leftover threads, not this main thread
             if auditor is not None:
                 auditor.end("sandbox_broken" if sandbox is not None and sandbox.broken else end_status(code, failure))
         if sandbox is not None and sandbox.broken is not None and type(failure) is not type(sandbox.broken):
