@@ -82,3 +82,15 @@ def test_json_stdout_holds_only_the_json_even_when_the_app_prints_while_booting(
     assert result.exit_code == 0, result.stderr
     assert result.stdout == "8\n"
     assert "booting the noisy app" in result.stderr
+
+
+def test_the_private_folder_is_never_committed(shop: Path) -> None:
+    """`.appshell/` (audit log, seal, history) gets a .gitignore of `*` as soon as appshell writes there."""
+    from conftest import run
+
+    assert not (shop / ".appshell").exists()
+    assert run(["-c", "1"], cwd=shop).exit_code == 0
+    assert (shop / ".appshell" / "audit.jsonl").is_file()
+    assert (shop / ".appshell" / ".gitignore").read_text().splitlines()[-1] == "*"
+    subprocess.run(["git", "init", "-q"], cwd=shop, check=True)
+    assert subprocess.run(["git", "check-ignore", "-q", ".appshell/audit.jsonl"], cwd=shop).returncode == 0  # git agrees

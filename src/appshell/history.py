@@ -16,22 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from appshell.private import private_dir
+
 if TYPE_CHECKING:
     from appshell.settings import Settings
 
-__all__ = ["History", "history_for", "private_dir"]
-
-
-def private_dir(path: Path) -> Path:
-    """Create *path* (0700) if needed; an ``.appshell`` folder gets a ``.gitignore`` so it is never committed."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for folder in (path, *path.parents):
-        if folder.name == ".appshell":
-            ignore = folder / ".gitignore"
-            if not ignore.exists():
-                ignore.write_text("# appshell's private state: audit log, history. Never commit it.\n*\n")
-            break
-    return path
+__all__ = ["History", "history_for"]
 
 
 @dataclass(frozen=True)

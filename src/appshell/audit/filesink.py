@@ -29,6 +29,7 @@ from typing import Any
 from appshell.audit.records import GENESIS, VERSION, canonical, digest
 from appshell.audit.index import index_path, note_session
 from appshell.audit.seal import Sealer, state_path
+from appshell.private import private_dir
 
 __all__ = ["FileSink", "FileChanged", "read_tail", "rotate"]
 
@@ -85,7 +86,7 @@ class FileSink:
 
     def __init__(self, path: Path, seal_state: Path | None = None) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(path.parent)
         # O_APPEND: every write lands at the end, whatever else has the file open.
         self.fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         self.end = os.fstat(self.fd).st_size  # the file may never be shorter than this again

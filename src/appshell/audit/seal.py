@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from appshell.errors import UsageError
+from appshell.private import private_dir
 
 __all__ = ["KEY_PREFIX", "SealState", "Sealer", "state_path", "evolve", "record_mac", "parse_key", "format_key", "fingerprint", "init_state"]
 
@@ -105,7 +106,7 @@ def init_state(log: Path) -> tuple[Path, bytes]:
     from appshell.audit.records import GENESIS
 
     path = state_path(log)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(path.parent)
     k0 = secrets.token_bytes(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never over an existing state
     try:
