@@ -174,8 +174,10 @@ def make_helpers(ctx: AppContext, journal: Journal) -> dict[str, Callable[..., A
 
     def explain(query: Any, analyze: bool = False, **params: Any) -> Plan:
         """The database's query plan, whole; analyze=True runs it (PostgreSQL, rolled back)."""
+        from appshell.database import dialect_kind
+
         bind = session.get_bind()
-        dialect = bind.dialect.name
+        dialect = dialect_kind(bind.dialect)  # MariaDB by its own name, not as "mysql"
         if analyze and dialect != "postgresql":
             raise ValueError(f"explain(…, analyze=True) runs EXPLAIN ANALYZE on PostgreSQL only (this database is {dialect})")
         prefix = {"sqlite": "EXPLAIN QUERY PLAN ", "postgresql": "EXPLAIN ANALYZE " if analyze else "EXPLAIN "}.get(dialect, "EXPLAIN ")
