@@ -4,7 +4,7 @@ Debian's ``chromium`` driven by Playwright for Python, pointed at the system
 browser (no ``playwright install``), with JavaScript switched off: reading and
 reviewing work without it. ``appshell audit serve`` runs as a real subprocess
 on a free 127.0.0.1 port. Screenshots go to the test's tmp dir; set
-``APPSHELL_UPDATE_DOCS_SCREENSHOT=1`` to copy the session page's to
+``UPDATE_DOCS_SCREENSHOTS=1`` to copy the session page's to
 docs/review.png (it is also written when that file is missing).
 """
 
@@ -150,5 +150,5 @@ def test_log_in_filter_open_flag_reload(browser_ready: None, server: str, log: P
     assert [(r["auditor"], r["state"]) for r in saved] == [("alice", "flagged")]
     assert (shots / "session.png").stat().st_size > 10_000
     docs_png = ROOT / "docs" / "review.png"
-    if os.environ.get("APPSHELL_UPDATE_DOCS_SCREENSHOT") == "1" or not docs_png.exists():
+    if os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1" or not docs_png.exists():
         shutil.copyfile(shots / "session.png", docs_png)

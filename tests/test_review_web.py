@@ -261,7 +261,7 @@ def test_csv_cells_never_start_a_formula() -> None:
 def test_session_page_shows_start_facts_statements_sql_and_files(client: TestClient, log: Path, tmp_path: Path) -> None:
     sid = start_of(log, "INC-8")["session"]
     page = client.get(f"/session/{sid}", headers=bearer()).text
-    for text in ("operator", "bob", "ssh origin", "release parity", "database (masked)", "sqlite:///", "INC-8 rename",
+    for text in ("operator (login/sudo user)</th><td>bob", "OS user", "ssh origin", "release parity", "database (masked)", "sqlite:///", "INC-8 rename",
                  "UPDATE customers SET name=? WHERE customers.id = ?", "sandbox summary", 'class="src"', "intact, not authenticated"):
         assert text in page, text
     assert '<span class="n">session</span>' in page  # highlighted Python

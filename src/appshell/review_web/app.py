@@ -32,7 +32,7 @@ HEADERS = {
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
-START_FIELDS = [("user", "operator"), ("real_user", "login user"), ("uid", "uid"), ("host", "host"), ("ssh_client", "ssh origin"),
+START_FIELDS = [("real_user", "operator (login/sudo user)"), ("user", "OS user"), ("uid", "uid"), ("host", "host"), ("ssh_client", "ssh origin"),
                 ("tty", "tty"), ("pid", "pid"), ("mode", "mode"), ("shell", "shell"), ("profile", "profile"), ("app", "app"),
                 ("release", "release"), ("release_expected", "web release"), ("release_parity", "release parity"),
                 ("database", "database (masked)"), ("sandbox", "sandbox"), ("read_only", "read-only"), ("reason", "reason"),
