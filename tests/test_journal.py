@@ -74,12 +74,13 @@ def test_nested_code_is_recorded_without_a_result(journal: tuple[Journal, Record
     assert sink.records[1][2] == {"parent": 1, "filename": "<string>", "source": "print('typed')", "kind": "nested"}
 
 
-def test_sql_is_collected_for_the_running_statement_and_refused_after_close(journal: tuple[Journal, Recorder]) -> None:
+def test_sql_is_collected_for_the_running_statement_recorded_between_and_refused_after_close(journal: tuple[Journal, Recorder]) -> None:
     j, _ = journal
     with j.statement("count(X)") as entry:
         j._on_sql(None, None, "SELECT 1")
-    j._on_sql(None, None, "SELECT 2")  # between statements: nobody's
+    j._on_sql(None, None, "SELECT 2")  # between statements (a thread, a signal handler): recorded before it runs
     assert entry.sql == ["SELECT 1"]
+    assert j.entries[-1].kind == "sql" and j.entries[-1].source == "SELECT 2" and j.entries[-1].parent is None
     j.close()
     with pytest.raises(SessionEnded, match="thread left running after the session ended"):
         j._on_sql(None, None, "SELECT 3")

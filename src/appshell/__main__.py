@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import sys
+from appshell.cli import entry
 
-from appshell.cli import main
-
-sys.exit(main())
+entry()

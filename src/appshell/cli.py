@@ -341,5 +341,25 @@ def _silence_stdout() -> None:
     os.dup2(devnull, sys.stdout.fileno())
 
 
+def entry() -> NoReturn:
+    """The console script: :func:`main`, then leave at once.
+
+    Once the audit session has ended, no more of the operator's code may run:
+    ``atexit`` handlers, finalizers and threads left running would run
+    unrecorded, after the read-only and sandbox guards were taken down. So the
+    process ends with ``os._exit`` after flushing its output (the shells saved
+    their history on the way out).
+    """
+    import os
+
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()

@@ -77,6 +77,18 @@ def outcome_of(exc: BaseException | None) -> tuple[str, str | None]:
     return "error", f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
+@contextmanager
+def _headroom() -> Iterator[None]:
+    """Stack for the sinks, however deep the operator's code has recursed: a record that fails
+    for want of stack would refuse the statement (or, where the audit is optional, drop the sink)."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(limit + 1000)
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(limit)
+
+
 class Journal:
     """Numbers statements, times them, collects their SQL and tells the sinks."""
 
@@ -91,6 +103,7 @@ class Journal:
         # Source texts the shell itself is about to compile for the running
         # statement: appshell.nested must not record them a second time.
         self.expected: set[str] = set()
+        self.imported: set[str] = set()  # module files recorded by appshell.nested, once each
 
     @property
     def current(self) -> Entry | None:
@@ -112,6 +125,10 @@ class Journal:
             raise SessionEnded(f"appshell: SQL from {where} is refused: no audit session would record it")
         if self.current is not None:
             self.current.sql.append(statement)
+        else:
+            # No statement is running: a thread, a signal handler, a result shown after its
+            # statement ended. Recorded before it runs, as a statement is; a sink that fails stops it.
+            self.nested(statement, kind="sql")
 
     def _alive(self) -> None:
         """A forked child cannot run statements under its parent's session: it leaves at once."""
@@ -126,8 +143,9 @@ class Journal:
         entry = Entry(n=len(self.entries) + 1, source=source, kind=kind, parent=parent.n if parent else None)
         self.entries.append(entry)
         fields = {"parent": parent.n, **extra} if parent is not None else extra
-        for sink in self.sinks:
-            sink.statement(entry, fields)
+        with _headroom():
+            for sink in self.sinks:
+                sink.statement(entry, fields)
         self.stack.append(entry)
         entry.started = time.perf_counter()
         return entry
@@ -138,8 +156,9 @@ class Journal:
         parent = self.current
         entry = Entry(n=len(self.entries) + 1, source=source, kind=kind, status="nested", parent=parent.n if parent else None)
         self.entries.append(entry)
-        for sink in self.sinks:
-            sink.statement(entry, {"parent": entry.parent, **extra})
+        with _headroom():
+            for sink in self.sinks:
+                sink.statement(entry, {"parent": entry.parent, **extra})
         return entry
 
     def end(self, entry: Entry, exc: BaseException | None = None) -> None:
@@ -151,8 +170,9 @@ class Journal:
         entry.duration_ms = round((time.perf_counter() - entry.started) * 1000, 3)
         entry.status, entry.error = outcome_of(exc)
         self.expected.clear()
-        for sink in self.sinks:
-            sink.result(entry)
+        with _headroom():
+            for sink in self.sinks:
+                sink.result(entry)
 
     def close(self) -> None:
         """The session is over: SQL from threads it left behind is refused from now on."""

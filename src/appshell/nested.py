@@ -17,20 +17,23 @@ ptpython's REPL).
 
 from __future__ import annotations
 
+import os
 import sys
 import sysconfig
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from appshell.errors import AppshellError
+from appshell.errors import AppshellError, AuditFailure
 
 if TYPE_CHECKING:
     from appshell.journal import Journal
 
 __all__ = ["watch", "unwatch"]
 
-_EVENTS = frozenset({"compile", "builtins.input/result"})
+_EVENTS = frozenset({"compile", "exec", "builtins.input/result"})
+_IMPORT_MACHINERY = frozenset({"importlib._bootstrap", "importlib._bootstrap_external", "zipimport"})
+_FROZEN_IMPORT = ("<frozen importlib.", "<frozen zipimport>")
 # Modules whose compile() calls compile what a person typed into a nested console.
 _REPL_MODULES = frozenset({
     "code", "codeop", "pdb", "bdb", "cmd",
@@ -74,6 +77,8 @@ def _caller(frame: FrameType | None) -> tuple[str, str]:
 
 
 def _is_library(filename: str) -> bool:
+    if filename.startswith(_FROZEN_IMPORT):
+        return True  # the import system compiling a module's source: the module is recorded on "exec"
     if filename.startswith("<"):
         return False  # code typed at a prompt, -c, exec'd strings: the operator's
     try:
@@ -95,21 +100,51 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
     if event not in _EVENTS:
         return
     journal = _active
-    if journal is None or journal.current is None:
+    if journal is None:
         return
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(limit + 1000)  # room to record, however deep the operator's code is
     try:
         module, filename = _caller(sys._getframe(1))
+        if event == "exec":
+            if module in _IMPORT_MACHINERY:  # a module's code, maybe from a .pyc: no compile() to see
+                _record_import(journal, args[0])
+            return
         repl = module in _REPL_MODULES
         if not repl and _is_library(filename):
             return
+        if journal.current is None and repl:
+            return  # the shell compiling the next input, which it records as a statement
         if event == "compile":
             _record_compile(journal, _text(args[0]), str(args[1]), module)
         elif not repl:  # a line typed at input(): REPLs compile theirs, which is recorded above
-            journal.nested(str(args[0]), kind="input")
+            journal.nested(str(args[0]), kind="input" if journal.current is not None else "background_input")
     except AppshellError:
         raise  # the audit failed: the compile (or input) raises, the code does not run
-    except Exception as exc:  # noqa: BLE001 - a bug here must not break the operator's code
-        print(f"appshell: warning: nested-code recording failed ({type(exc).__name__}: {exc})", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001
+        # Fail closed: code that could not be recorded does not run (near the recursion
+        # limit, say, where recording is exactly what an operator would try to break).
+        raise AuditFailure(
+            f"nested code could not be recorded ({type(exc).__name__}); it was not run",
+            "run it as a statement of its own",
+        ) from None
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def _record_import(journal: Journal, code: Any) -> None:
+    """A module of the operator's (not of the standard library or site-packages) imported during
+    the session: its file is recorded before its code runs, once per session."""
+    path = getattr(code, "co_filename", "")
+    if not path or path.startswith("<") or _is_library(path) or path in journal.imported:
+        return
+    journal.imported.add(path)
+    from appshell.journal import file_info
+
+    source = path if os.path.isfile(path) else None
+    info = file_info(source) if source else None
+    record = {"path": info["path"], "sha256": info["sha256"]} if info else {"path": path}
+    journal.nested(info["text"] if info else f"# import {path} (no source file)", kind="import", files=[record])
 
 
 def _record_compile(journal: Journal, text: str | None, filename: str, module: str) -> None:
@@ -117,7 +152,10 @@ def _record_compile(journal: Journal, text: str | None, filename: str, module: s
         return
     key = text.strip()
     current = journal.current
-    if current is None or key == current.source.strip() or key in journal.expected:
+    if current is not None and (key == current.source.strip() or key in journal.expected):
         return  # the running statement itself, compiled by the shell that recorded it
-    journal.expected.add(key)  # codeop and friends compile one input several times: record it once
-    journal.nested(text, kind="nested", filename=filename, via=module)
+    if module in _REPL_MODULES:
+        journal.expected.add(key)  # codeop and friends compile one input several times: record it once
+    # With no statement running, it is code a thread, a signal handler or a hook runs between
+    # statements: recorded all the same, before it compiles.
+    journal.nested(text, kind="nested" if current is not None else "background", filename=filename, via=module)

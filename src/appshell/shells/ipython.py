@@ -168,7 +168,27 @@ def install_hooks(shell: Any, journal: Journal) -> _Hooks:
     shell.safe_run_module = hooks.journaled_module(shell.safe_run_module)
     shell.extension_manager.load_extension = hooks.journaled_extension(shell.extension_manager.load_extension)
     _hold_completer(shell.Completer)
+    _record_unpickling(shell, journal)
     return hooks
+
+
+def _record_unpickling(shell: Any, journal: Journal) -> None:
+    """IPython's ``%store -r`` and ``StoreMagics.autorestore`` unpickle files, and unpickling runs
+    code: each file is recorded (path, sha256) before it is loaded."""
+    db_class = type(shell.db)
+    get = db_class.__getitem__
+    if getattr(get, "_appshell_recorded", False):
+        return
+
+    def getitem(self: Any, key: str) -> Any:
+        path = os.path.join(str(self.root), key)
+        if os.path.isfile(path):
+            info = file_info(path)
+            journal.nested(f"# unpickle {path}", kind="pickle", files=[info])  # its text shows what it would call
+        return get(self, key)
+
+    getitem._appshell_recorded = True  # type: ignore[attr-defined]
+    db_class.__getitem__ = getitem
 
 
 def _hold_completer(completer: Any) -> None:
@@ -186,6 +206,28 @@ def _hold_completer(completer: Any) -> None:
     import IPython.core.completer
 
     hold_safe_completion((IPython.core.completer, "_get_jedi"))
+    _hold_guarded_eval()
+
+
+SAFE_LEVELS = ("forbidden", "minimal", "limited")
+
+
+def _hold_guarded_eval() -> None:
+    """Below the completer object, where every completer passes: a new completer made by
+    ``init_completer()`` after ``%config Completer.evaluation = "unsafe"`` is held too."""
+    import IPython.core.guarded_eval as guarded
+
+    evaluate = guarded.guarded_eval
+    if getattr(evaluate, "_appshell_safe", False):
+        return
+
+    def guarded_eval(code: str, context: Any) -> Any:
+        if context.evaluation not in SAFE_LEVELS or context.policy_overrides:
+            context = context.replace(evaluation=SAFE_EVALUATION, policy_overrides={})
+        return evaluate(code, context)
+
+    guarded_eval._appshell_safe = True  # type: ignore[attr-defined]
+    guarded.guarded_eval = guarded_eval
 
 
 def _redact_history(manager: Any, redact: Callable[[str], str]) -> None:
@@ -213,6 +255,7 @@ def _app_class(journal: Journal) -> Any:
     """TerminalIPythonApp whose configuration files and start-up code are journaled."""
     from IPython.core.application import ProfileAwareConfigLoader
     from IPython.terminal.ipapp import TerminalIPythonApp
+    from traitlets.config.loader import JSONFileConfigLoader
 
     class JournaledConfigLoader(ProfileAwareConfigLoader):
         def _read_file_as_dict(self) -> None:
@@ -221,8 +264,17 @@ def _app_class(journal: Journal) -> Any:
             with journal.statement(info["text"], kind="config", files=[info]):
                 super()._read_file_as_dict()
 
+    class JournaledJSONConfigLoader(JSONFileConfigLoader):
+        def _read_file_as_dict(self) -> dict[str, Any]:
+            # JSON runs nothing itself, but it sets what runs (exec_lines, extensions, classes to import).
+            info = file_info(self.full_filename)
+            journal.nested(info["text"], kind="config", files=[info])
+            result: dict[str, Any] = super()._read_file_as_dict()
+            return result
+
     class JournaledIPythonApp(TerminalIPythonApp):
         python_config_loader_class = JournaledConfigLoader
+        json_config_loader_class = JournaledJSONConfigLoader
 
         def init_shell(self) -> None:
             super().init_shell()
@@ -275,6 +327,9 @@ def run(shell_session: ShellSession) -> None:
         if app.appshell_hooks.broken is not None:
             raise app.appshell_hooks.broken
     finally:
+        # What IPython does at interpreter exit (history written, temporary files removed) is
+        # done now: appshell leaves with os._exit once the session has ended (cli.entry).
+        shell.atexit_operations()
         # The app is a singleton: clear it so a later run in this process starts afresh.
         app_class.clear_instance()
         type(shell).clear_instance()

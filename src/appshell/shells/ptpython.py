@@ -83,7 +83,13 @@ _EVAL_OPTIONS = ("enable_dictionary_completion",)  # options whose completion ru
 
 def _hold_safe_completion(repl: Any) -> None:
     import ptpython.completer
+    import ptpython.python_input
     import ptpython.signatures
+
+    # At class level too, where every REPL passes: a statement that swaps this REPL's class
+    # back, or makes a completer of its own, still gets no eval-based completion.
+    ptpython.completer.DictionaryCompleter.get_completions = lambda self, document, complete_event: iter(())  # type: ignore[method-assign]
+    ptpython.python_input.get_signatures_using_eval = lambda *args, **kwargs: []  # type: ignore[attr-defined]
 
     from appshell.shells import hold_safe_completion
 
