@@ -30,6 +30,8 @@ class JournaledConsole(code.InteractiveConsole):
         return super().runsource(source, filename, symbol)
 
     def runcode(self, code_obj: Any) -> None:
+        if not self._source.strip():
+            return  # an empty line: nothing to run, nothing to record
         try:
             with self.journal.statement(self._source):
                 aio.execute(code_obj, self.locals)
