@@ -348,26 +348,39 @@ def test_every_path_in_the_docs_table_names_a_test_that_exists() -> None:
 
 @pytest.mark.parametrize("flag", ["--sandbox", "--read-only"])
 def test_no_code_of_the_operator_runs_after_the_session_ends(shop: Path, log: Path, tmp_path: Path, flag: str) -> None:
-    """atexit handlers, finalizers and timers would run after the guards were taken down: the process ends first."""
-    marker = tmp_path / "after-end"
+    """atexit handlers and finalizers run before the session ends, under its guards and recorded;
+    a timer that would fire later never does: the process ends with the session."""
+    marker = tmp_path / "timer-ran"
     program = textwrap.dedent(f"""
         import atexit, threading, weakref
         from shop.db import engine
         def late(value):
-            open({str(marker)!r}, "a").write(str(value))
+            try:
+                sql(f"update products set stock={{value}} where id=2"); commit()
+            except Exception as exc:
+                print("refused:", type(exc).__name__)
+        def raw_later():
+            open({str(marker)!r}, "w").write("ran")
             raw = engine.raw_connection()
-            raw.cursor().execute(f"update products set stock={{value}} where id=2")
+            raw.cursor().execute("update products set stock=7039 where id=2")
             raw.commit()
         atexit.register(late, 7037)
         class Held: pass
         held = Held()
         weakref.finalize(held, late, 7038)
-        threading.Timer(0.5, late, (7039,)).start()
+        threading.Timer(3, raw_later).start()
     """)
     result = run([flag, "--audit-log", str(log), "-c", program], cwd=shop)
     assert result.exit_code == 0, result.stderr
+    time.sleep(3.5)
     assert stock(shop, 2) == 20 and not marker.exists()
-    assert audit_records(log)[-1]["event"] == "session_end"
+    records = audit_records(log)
+    assert records[-1]["event"] == "session_end"
+    ran = [r for r in records if r["event"] == "statement" and r["kind"] == "sql" and "stock=7037" in r["source"]]
+    if flag == "--sandbox":  # it ran inside the sandbox, recorded before it ran, and was rolled back
+        assert ran and records.index(ran[0]) < len(records) - 1
+    else:  # the database refused it; appshell said so
+        assert "refused:" in result.stdout
 
 
 def test_nested_code_near_the_recursion_limit_is_recorded_or_not_run(shop: Path, log: Path, tmp_path: Path) -> None:
@@ -481,3 +494,11 @@ def test_an_operator_module_imported_from_its_byte_code_is_recorded(shop: Path, 
     command = next(s for s in recorded if s["kind"] == "command")
     imported = next(s for s in recorded if s["kind"] == "import")
     assert imported["files"][0]["path"].endswith("quietmod.py") and imported["parent"] == command["n"]
+
+
+def test_a_file_the_program_left_open_is_flushed_before_the_process_ends(shop: Path, tmp_path: Path) -> None:
+    """appshell leaves with os._exit after the session: what Python's exit would flush is flushed first."""
+    out = tmp_path / "report.csv"
+    result = run(["-c", f"report = open({str(out)!r}, 'w')\nreport.write('id,stock\\n1,10\\n')"], cwd=shop)
+    assert result.exit_code == 0, result.stderr
+    assert out.read_text() == "id,stock\n1,10\n"

@@ -352,6 +352,9 @@ def entry() -> NoReturn:
     """
     import os
 
+    from appshell import session
+
+    session.STANDALONE = True  # atexit handlers and finalizers run before the session ends, not after
     code = main()
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -156,6 +156,7 @@ def run_session(settings: Settings, program: Program | None, options: Options) -
     auditor: Auditor | None = None
     sandbox: Sandbox | None = None
     journal: Journal | None = None
+    namespace: dict[str, Any] = {}
     try:
         auditor = _start_audit(settings, ctx, program, shell_name, release, options, parity)
         for warning in ctx.warnings:
@@ -178,9 +179,12 @@ def run_session(settings: Settings, program: Program | None, options: Options) -
         raise
     finally:
         if journal is not None:
-            nested.unwatch(journal)
             if journal.forked:
+                nested.unwatch(journal)
                 _leave_forked_child(code)
+            if STANDALONE:
+                _finish_operator_code(namespace)
+            nested.unwatch(journal)
         try:
             if sandbox is not None:
                 sandbox.freeze()  # what the program left uncommitted is counted before appshell rolls it back
@@ -198,6 +202,23 @@ def run_session(settings: Settings, program: Program | None, options: Options) -
                 auditor.end("sandbox_broken" if sandbox is not None and sandbox.broken else end_status(code, failure))
         if sandbox is not None and sandbox.broken is not None and type(failure) is not type(sandbox.broken):
             raise sandbox.broken  # exit 3, whatever the program did with the exception (SandboxBroken)
+
+
+# True in the `appshell` process itself (cli.entry), which ends with os._exit right after the
+# audit session: what Python would run at its exit must run before, while it is still recorded.
+STANDALONE = False
+
+
+def _finish_operator_code(namespace: dict[str, Any]) -> None:
+    """What Python runs at exit, run now, while the guards are up and the journal records:
+    the operator's objects are let go (files they left open are flushed, finalizers run) and
+    the ``atexit`` handlers run. After the session's end nothing of theirs may run."""
+    import atexit
+    import gc
+
+    atexit._run_exitfuncs()  # first: the handlers still see the names they were written with
+    namespace.clear()
+    gc.collect()
 
 
 def _leave_forked_child(code: int | None) -> None:
