@@ -62,12 +62,16 @@ def test_read_only_covers_a_raw_write_through_the_second_bind(binds: tuple[Path,
 
 # -- an engine a library builds lazily from the URL ------------------------------
 
-@pytest.fixture
-def lazy(app_dir: Callable[[str], Path], db_url: str) -> tuple[Path, dict[str, str]]:
+def _lazy_on(app_dir: Callable[[str], Path], url: str) -> tuple[Path, dict[str, str]]:
     root = app_dir("lazyapp")
-    env = {"DATABASE_URL": db_url}
+    env = {"DATABASE_URL": url}
     assert run(["-c", "from lazyapp.models import Base; Base.metadata.create_all(engine)"], cwd=root, env=env).exit_code == 0
     return root, env
+
+
+@pytest.fixture
+def lazy(app_dir: Callable[[str], Path], db_url: str) -> tuple[Path, dict[str, str]]:
+    return _lazy_on(app_dir, db_url)
 
 
 def test_read_only_covers_an_engine_made_later(lazy: tuple[Path, dict[str, str]]) -> None:
@@ -200,16 +204,15 @@ def test_raw_dbapi_connect_refused_in_sandbox_and_read_only(lazy: tuple[Path, di
 
 # -- Ctrl-C during a long SQLite statement ---------------------------------------------
 
-def test_ctrl_c_interrupts_a_long_sqlite_query(lazy: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+def test_ctrl_c_interrupts_a_long_sqlite_query(app_dir: Callable[[str], Path], sqlite_url: str, tmp_path: Path) -> None:
+    """SQLite only: the progress handler that lets Ctrl-C stop a statement (PostgreSQL cancels on its own)."""
     import signal
     import subprocess
     import time
 
     from conftest import APPSHELL, clean_environ
 
-    root, env = lazy
-    if not env["DATABASE_URL"].startswith("sqlite"):
-        pytest.skip("a SQLite test: the progress handler that lets Ctrl-C stop a statement")
+    root, env = _lazy_on(app_dir, sqlite_url)
     log = tmp_path / "audit.jsonl"
     # go() prints once the statement runs inside SQLite: the signal then arrives mid-statement.
     code = ("raw = session.connection().connection.dbapi_connection\n"
@@ -227,10 +230,9 @@ def test_ctrl_c_interrupts_a_long_sqlite_query(lazy: tuple[Path, dict[str, str]]
     assert audit_records(log)[-2]["status"] == "interrupted"
 
 
-def test_idle_in_transaction_timeout_for_every_session(lazy: tuple[Path, dict[str, str]]) -> None:
-    root, env = lazy
-    if not env["DATABASE_URL"].startswith("postgresql"):
-        pytest.skip("a PostgreSQL setting")
+def test_idle_in_transaction_timeout_for_every_session(app_dir: Callable[[str], Path], pg_url: str) -> None:
+    """A PostgreSQL setting."""
+    root, env = _lazy_on(app_dir, pg_url)
     (root / "profiles").mkdir()
     (root / "profiles" / "development.toml").write_text("[database]\nidle_in_transaction_timeout_ms = 5000\n")
     code = ("from lazyapp.tracking import get_engine\nfrom sqlalchemy import text\n"
