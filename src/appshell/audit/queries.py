@@ -176,14 +176,10 @@ class Catalog:
     def _sql_entries(self) -> list[tuple[str, int]]:
         from sqlalchemy import text
 
-        from appshell.audit.sqlsink import TABLE, _engine
+        from appshell.audit.sqlsink import TABLE, connected
 
-        engine = _engine(self.log.url or "")
-        try:
-            with engine.connect() as conn:
-                rows = conn.execute(text(f"SELECT session, id, record FROM {TABLE} WHERE event = 'session_start' ORDER BY id")).all()
-        finally:
-            engine.dispose()
+        with connected(self.log.url or "") as conn:
+            rows = conn.execute(text(f"SELECT session, id, record FROM {TABLE} WHERE event = 'session_start' ORDER BY id")).all()
         for session, _id, record in rows:
             try:
                 self._starts[str(session)] = json.loads(record)
@@ -381,15 +377,11 @@ def _sql_session(url: str, session: str) -> Session | None:
 def _sql_records(url: str, session: str) -> list[tuple[int, str]]:
     from sqlalchemy import text
 
-    from appshell.audit.sqlsink import TABLE, _engine
+    from appshell.audit.sqlsink import TABLE, connected
 
-    engine = _engine(url)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(text(f"SELECT id, record FROM {TABLE} WHERE session = :s ORDER BY seq"), {"s": session})
-            return [(int(i), str(r)) for i, r in rows]
-    finally:
-        engine.dispose()
+    with connected(url) as conn:
+        rows = conn.execute(text(f"SELECT id, record FROM {TABLE} WHERE session = :s ORDER BY seq"), {"s": session})
+        return [(int(i), str(r)) for i, r in rows]
 
 
 # -- chain state of one session -------------------------------------------------------

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from appshell.audit.records import GENESIS, canonical, digest, seal
@@ -120,47 +122,46 @@ class SqlSink:
         self.engine.dispose()
 
 
+@contextmanager
+def connected(url: str) -> Iterator[Any]:
+    """A connection to the audit table's database, on an engine of its own, disposed after."""
+    engine = _engine(url)
+    try:
+        with engine.connect() as conn:
+            yield conn
+    finally:
+        engine.dispose()
+
+
 def read_rows(url: str) -> list[tuple[int, str]]:
     """(id, record) of every row, in table order."""
     from sqlalchemy import text
 
-    engine = _engine(url)
-    try:
-        with engine.connect() as conn:
-            return [(int(i), str(r)) for i, r in conn.execute(text(f"SELECT id, record FROM {TABLE} ORDER BY id"))]
-    finally:
-        engine.dispose()
+    with connected(url) as conn:
+        return [(int(i), str(r)) for i, r in conn.execute(text(f"SELECT id, record FROM {TABLE} ORDER BY id"))]
 
 
 def recent_session_rows(url: str, count: int) -> list[str]:
     """The records of the last *count* sessions to start, in table order: two indexed queries, not a scan."""
     from sqlalchemy import bindparam, text
 
-    engine = _engine(url)
-    try:
-        with engine.connect() as conn:
-            ids = [r[0] for r in conn.execute(text(
-                f"SELECT session FROM {TABLE} WHERE event = 'session_start' ORDER BY id DESC LIMIT :n"), {"n": count})]
-            if not ids:
-                return []
-            query = text(f"SELECT record FROM {TABLE} WHERE session IN :ids ORDER BY id").bindparams(bindparam("ids", expanding=True))
-            return [str(r[0]) for r in conn.execute(query, {"ids": ids})]
-    finally:
-        engine.dispose()
+    with connected(url) as conn:
+        ids = [r[0] for r in conn.execute(text(
+            f"SELECT session FROM {TABLE} WHERE event = 'session_start' ORDER BY id DESC LIMIT :n"), {"n": count})]
+        if not ids:
+            return []
+        query = text(f"SELECT record FROM {TABLE} WHERE session IN :ids ORDER BY id").bindparams(bindparam("ids", expanding=True))
+        return [str(r[0]) for r in conn.execute(query, {"ids": ids})]
 
 
 def session_rows(url: str, prefix: str) -> list[str]:
     """The records of the sessions whose id starts with *prefix*, in table order (the (session, seq) index)."""
     from sqlalchemy import text
 
-    engine = _engine(url)
-    try:
-        with engine.connect() as conn:
-            pattern = prefix.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"  # '!': no dialect treats it specially
-            rows = conn.execute(text(f"SELECT record FROM {TABLE} WHERE session LIKE :p ESCAPE '!' ORDER BY id"), {"p": pattern})
-            return [str(r[0]) for r in rows]
-    finally:
-        engine.dispose()
+    with connected(url) as conn:
+        pattern = prefix.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"  # '!': no dialect treats it specially
+        rows = conn.execute(text(f"SELECT record FROM {TABLE} WHERE session LIKE :p ESCAPE '!' ORDER BY id"), {"p": pattern})
+        return [str(r[0]) for r in rows]
 
 
 def verify_table(url: str) -> Report:
