@@ -216,9 +216,21 @@ def test_postgresql_connection_tagged_with_audit_session(app_dir: Callable[[str]
 def test_echo_sql_flag_and_helper(library: tuple[Path, dict[str, str]]) -> None:
     root, env = library
     result = run(["--echo-sql", "-c", "count(Book, year=1965)"], cwd=root, env=env)
-    assert re.search(r"-- SQL\nSELECT count\(\*\) AS count_1 \nFROM books \nWHERE books.year = (\?|%\(year_1\)s(::INTEGER)?)\n-- parameters: ", result.stderr), result.stderr
+    assert re.search(r"-- SQL from <string>:1\nSELECT count\(\*\) AS count_1 \nFROM books \nWHERE books.year = (\?|%\(year_1\)s(::INTEGER)?)\n"
+                     r"-- parameters: .*\n-- \d+\.\d ms", result.stderr), result.stderr
     toggled = run(["-c", "count(Book); echo_sql(); count(Author); echo_sql(False); first(Book)"], cwd=root, env=env)
     assert toggled.stderr.count("-- SQL") == 1 and "FROM authors" in toggled.stderr
+
+
+def test_echo_sql_names_the_operators_line_and_lays_out_long_sql(library: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    root, env = library
+    script = tmp_path / "report.py"
+    script.write_text("print('start')\n"
+                      "sql('select b.id, b.title, b.year from books b where b.year > 1900 and b.title is not null order by b.year desc')\n")
+    result = run(["--echo-sql", str(script)], cwd=root, env=env)
+    assert result.exit_code == 0, result.output
+    assert f"-- SQL from {script}:2\nSELECT\n  b.id,\n  b.title,\n  b.year\nFROM books AS b\nWHERE" in result.stderr, result.stderr
+    assert re.search(r"ORDER BY\n  b.year DESC\n-- \d+\.\d ms", result.stderr), result.stderr
 
 
 def test_mariadb_read_only_and_sandbox(app_dir: Callable[[str], Path], mariadb_url: str) -> None:

@@ -437,8 +437,39 @@ def refuse_orm_writes(session: Session, profile: str) -> None:
     on_every_engine("before_flush", before_flush, target=SessionClass)
 
 
+def _laid_out(text: str, kind: str) -> str:
+    """SQLAlchemy's own SQL comes in lines already; a long one-line statement (typed into sql())
+    is laid out by sqlglot, when it can read it."""
+    if "\n" in text or len(text) <= 80:
+        return text
+    try:
+        import sqlglot
+
+        dialect = {"postgresql": "postgres", "mariadb": "mysql"}.get(kind, kind)
+        return ";\n".join(sqlglot.transpile(text, read=dialect, write=dialect, pretty=True))
+    except Exception:  # noqa: BLE001 - unreadable to sqlglot (a driver's placeholders): shown as it is
+        return text
+
+
+def _operator_line() -> str | None:
+    """``file:line`` of the innermost frame of the operator's code (not a library's, not appshell's)."""
+    from appshell import nested
+
+    if not nested._library_dirs:
+        nested._library_dirs = nested._library_roots()
+    frame = sys._getframe(2)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not nested._is_library(filename):
+            return f"{filename}:{frame.f_lineno}"
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
 class SqlEcho:
-    """Prints each SQL statement the database runs, on stderr (stdout stays clean for data)."""
+    """Prints each SQL statement the database runs, on stderr (stdout stays clean for data): the
+    line of the operator's code that caused it, the SQL (a long one-line statement laid out),
+    its parameters, and afterwards how long it took — as shell_plus's --print-sql-location does."""
 
     def __init__(self, engine: Engine, enabled: bool) -> None:
         from appshell.engines import on_every_engine
@@ -446,21 +477,32 @@ class SqlEcho:
         self.enabled = enabled
         self.color = sys.stderr.isatty()
         on_every_engine("before_cursor_execute", self._show)  # every engine's SQL, not only *engine*'s
+        on_every_engine("after_cursor_execute", self._took)
 
-    def _show(self, conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+    def _show(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, *args: Any) -> None:
         if not self.enabled:
             return
-        text = statement.strip()
+        text = _laid_out(statement.strip(), dialect_kind(conn.dialect))
         if self.color:
             from pygments import highlight
             from pygments.formatters import TerminalFormatter
             from pygments.lexers import SqlLexer
 
             text = highlight(text, SqlLexer(), TerminalFormatter()).rstrip()
-        shown = f"-- SQL\n{text}"
+        where = _operator_line()
+        shown = f"-- SQL{f' from {where}' if where else ''}\n{text}"
         if parameters:
             shown += f"\n-- parameters: {parameters!r}"
         print(shown, file=sys.stderr)
+        if context is not None:
+            context._appshell_started = time.perf_counter()
+
+    def _took(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, *args: Any) -> None:
+        started = getattr(context, "_appshell_started", None)
+        if self.enabled and started is not None:
+            rows = getattr(cursor, "rowcount", -1)
+            counted = f", {rows} row{'s' if rows != 1 else ''}" if isinstance(rows, int) and rows >= 0 else ""
+            print(f"-- {(time.perf_counter() - started) * 1000:.1f} ms{counted}", file=sys.stderr)
 
     def helper(self) -> Callable[..., None]:
         def echo_sql(on: bool = True) -> None:
