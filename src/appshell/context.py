@@ -1,4 +1,4 @@
-"""Booting the application's context: its models, engine and session (SPEC §2).
+"""Booting the application's context: its models, engine and session (docs/usage.md).
 
 Sources, in order: ``--app`` (a module, or ``module:callable`` returning a
 mapping, a generator yielding one, or a Flask app), ``--models`` modules, and

@@ -1,4 +1,4 @@
-"""Per-connection setup of every engine in the process, enforced by the database itself (SPEC §5).
+"""Per-connection setup of every engine in the process, enforced by the database itself (docs/safety.md).
 
 :class:`Coverage` sets up each DBAPI connection of every SQLAlchemy engine
 once, the first time appshell sees it — when the pool hands it out, or when a

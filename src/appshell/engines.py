@@ -1,4 +1,4 @@
-"""Every SQLAlchemy engine in the process, not only the one appshell found (SPEC §5 "Scope").
+"""Every SQLAlchemy engine in the process, not only the one appshell found (docs/design.md §5).
 
 SQLAlchemy's events, listened for on the :class:`~sqlalchemy.engine.Engine`
 and :class:`~sqlalchemy.pool.Pool` *classes*, reach every engine and pool:

@@ -1,4 +1,4 @@
-"""The destructive-statement guard (SPEC §5, ``access.confirm_destructive``).
+"""The destructive-statement guard (docs/safety.md, ``access.confirm_destructive``).
 
 ``DELETE``/``UPDATE`` without ``WHERE`` (in a CTE too), ``DROP``, ``TRUNCATE``
 and ``ALTER … DROP`` — from raw SQL or from ORM bulk operations alike, on

@@ -1,4 +1,4 @@
-"""The helpers preloaded in every shell (SPEC §2); each has a one-line docstring.
+"""The helpers preloaded in every shell (docs/usage.md); each has a one-line docstring.
 
 They hold at production sizes: ``where()`` and ``show()`` fetch only the rows
 they show (``ROW_LIMIT`` unless told otherwise) and count the rest in the

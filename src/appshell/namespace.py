@@ -1,4 +1,4 @@
-"""The shell's namespace, built in layers (SPEC §2), and the settings view."""
+"""The shell's namespace, built in layers (docs/usage.md), and the settings view."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A read-only database role: the one level of read-only the operator cannot switch off (SPEC §5, §9).
+"""A read-only database role: the one level of read-only the operator cannot switch off (docs/safety.md).
 
 A profile names an environment variable (``database.read_only_url_env``, e.g.
 ``DATABASE_URL_READONLY``) holding a URL whose user has only ``SELECT``

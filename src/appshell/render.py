@@ -1,4 +1,4 @@
-"""Rows and objects as plain-text tables, for people (SPEC §2 show()).
+"""Rows and objects as plain-text tables, for people (docs/usage.md).
 
 Tables are capped (``ROW_LIMIT`` rows by default): the footer says how many
 rows were left out and how to see them, so that printing a big table never

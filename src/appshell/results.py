@@ -1,4 +1,4 @@
-"""A query's results that fetch only what is looked at (SPEC §2 where(), issue 13 item 7).
+"""A query's results that fetch only what is looked at (docs/usage.md, "Big tables").
 
 ``where(Order, status="paid")`` on a table of millions returns at once: showing
 it fetches ``ROW_LIMIT`` rows and counts the rest in the database, iterating

@@ -1,4 +1,4 @@
-"""The sandbox: everything the session does is rolled back at exit (SPEC §5).
+"""The sandbox: everything the session does is rolled back at exit (docs/safety.md).
 
 Each connection of every engine opens one outer transaction and a savepoint
 (:class:`appshell.database.Coverage` calls :meth:`Sandbox.begin`). Each

@@ -1,4 +1,4 @@
-"""What a SQL string does, read with a real parser per dialect (sqlglot; SPEC §5).
+"""What a SQL string does, read with a real parser per dialect (sqlglot; docs/safety.md).
 
 One function, :func:`classify`, serves the destructive guard, the sandbox
 (its refusals and its dry-run accounting) and read-only: it splits a string

@@ -1,4 +1,4 @@
-"""The audit log (SPEC §6): write-ahead, hash-chained, crash-safe, fail-closed."""
+"""The audit log (docs/audit.md): write-ahead, hash-chained, crash-safe, fail-closed."""
 
 from __future__ import annotations
 

@@ -70,7 +70,7 @@ def _redact_tree(value: Any, redact: Redactor) -> Any:
 
 
 class Auditor:
-    """A journal sink that writes SPEC §6 records to the audit sinks."""
+    """A journal sink that writes the records of docs/audit.md to the audit sinks."""
 
     def __init__(self, sinks: list[AuditSink], required: bool, redact: Redactor) -> None:
         self.sinks = sinks
