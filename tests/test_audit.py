@@ -1,4 +1,4 @@
-"""The audit log (SPEC §6): records, chain, verify, durability, concurrency, redaction, sinks, fail-closed."""
+"""The audit log: records, chain, verify, durability, concurrency, redaction, sinks, fail-closed."""
 
 from __future__ import annotations
 

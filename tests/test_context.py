@@ -1,4 +1,4 @@
-"""Booting real apps of every supported kind, and the namespace they get (SPEC §2)."""
+"""Booting real apps of every supported kind, and the namespace they get."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Usage and config errors: one line, `appshell: error: WHAT — HOW TO FIX`, exit 2 (SPEC §7).
+"""Usage and config errors: one line, `appshell: error: WHAT — HOW TO FIX`, exit 2.
 
 Errors found before the app is imported run in-process (`invoke`); the rest in a real subprocess.
 """

@@ -1,4 +1,4 @@
-"""The helpers against real SQLite and PostgreSQL databases (SPEC §2)."""
+"""The helpers against real SQLite and PostgreSQL databases."""
 
 from __future__ import annotations
 

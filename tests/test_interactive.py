@@ -1,4 +1,4 @@
-"""Real shells through a real pseudo-terminal (pexpect): IPython, ptpython and plain (SPEC §3)."""
+"""Real shells through a real pseudo-terminal (pexpect): IPython, ptpython and plain."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""-c, scripts and stdin: real subprocesses on the real example shop (SPEC §1, §3, §7)."""
+"""-c, scripts and stdin: real subprocesses on the real example shop."""
 
 from __future__ import annotations
 

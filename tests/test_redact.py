@@ -1,4 +1,4 @@
-"""Masking (SPEC §6): URL passwords parsed with make_url, and redaction that cannot erase evidence."""
+"""Masking: URL passwords parsed with make_url, and redaction that cannot erase evidence."""
 
 from __future__ import annotations
 

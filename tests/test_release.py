@@ -1,4 +1,4 @@
-"""Same release, same environment (SPEC §8): release ids, parity, re-exec into the project's venv, doctor."""
+"""Same release, same environment: release ids, parity, re-exec into the project's venv, doctor."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Safety (SPEC §5) on real SQLite and PostgreSQL: sandbox, read-only, destructive guard, timeouts, tagging."""
+"""Safety on real SQLite and PostgreSQL: sandbox, read-only, destructive guard, timeouts, tagging."""
 
 from __future__ import annotations
 

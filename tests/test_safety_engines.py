@@ -1,4 +1,4 @@
-"""Safety on every engine in the process (SPEC §5 "Scope", issue 11 item 1), on real databases.
+"""Safety on every engine in the process, on real databases.
 
 Each test is a reproduction from the issue: on the old code the write went
 through (committed, or reported as "no rows were changed").

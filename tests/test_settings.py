@@ -1,4 +1,4 @@
-"""Settings precedence (SPEC §1): one parametrised table, in-process."""
+"""Settings precedence: one parametrised table, in-process."""
 
 from __future__ import annotations
 
