@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_audit_scale import build  # noqa: E402  (helper-1's builder of a sealed log)
+from bench_audit_scale import build, warm  # noqa: E402  (the builder of a sealed log)
 
 from appshell.audit.index import rebuild  # noqa: E402
 from appshell.audit.reviews import reviews_path, FileReviews  # noqa: E402
@@ -81,9 +81,7 @@ def main() -> None:
             reviews.append(f"{sessions - 1 - i * 7:016x}", "bench", "reviewed" if i % 3 else "flagged", f"note {i}")
         print(f"built {opts.records:,} sealed records ({sessions:,} sessions), {log.stat().st_size / 1e6:.0f} MB, "
               f"and 200 reviews in {time.perf_counter() - started:.1f} s")
-        with log.open("rb") as f:  # the page cache warm for every case alike
-            while f.read(1 << 24):
-                pass
+        warm(log)
         rows: list[tuple[str, float]] = []
 
         def case(name: str, url: str, key: bytes | None = None, expect: str | None = None, keys_first: bool = False) -> None:
