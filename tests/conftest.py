@@ -177,13 +177,18 @@ LIBRARY_SETUP = textwrap.dedent("""
 """)
 
 
+def library_on(app_dir: Callable[[str], Path], url: str) -> tuple[Path, dict[str, str]]:
+    """tests/apps/plainapp with two books by one author, on the database at *url*."""
+    root = app_dir("plainapp")
+    env = {"DATABASE_URL": url}
+    assert run(["-c", LIBRARY_SETUP], cwd=root, env=env).exit_code == 0
+    return root, env
+
+
 @pytest.fixture
 def library(app_dir: Callable[[str], Path], db_url: str) -> tuple[Path, dict[str, str]]:
     """tests/apps/plainapp with two books by one author, on SQLite and on PostgreSQL."""
-    root = app_dir("plainapp")
-    env = {"DATABASE_URL": db_url}
-    assert run(["-c", LIBRARY_SETUP], cwd=root, env=env).exit_code == 0
-    return root, env
+    return library_on(app_dir, db_url)
 
 
 def free_port() -> int:

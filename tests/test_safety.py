@@ -14,7 +14,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from conftest import APPSHELL, LIBRARY_SETUP, clean_environ, run
+from conftest import APPSHELL, clean_environ, library_on, run
 
 STATE = "print(json.dumps([count(Author), count(Book), sorted(b.title for b in where(Book))]))"
 BEFORE = [1, 2, ["Children of Dune", "Dune"]]
@@ -234,9 +234,7 @@ def test_echo_sql_names_the_operators_line_and_lays_out_long_sql(library: tuple[
 
 
 def test_mariadb_read_only_and_sandbox(app_dir: Callable[[str], Path], mariadb_url: str) -> None:
-    root = app_dir("plainapp")
-    env = {"DATABASE_URL": mariadb_url}
-    assert run(["-c", LIBRARY_SETUP], cwd=root, env=env).exit_code == 0
+    root, env = library_on(app_dir, mariadb_url)
     ro = run(["--read-only", "-c", "sql('delete from books')"], cwd=root, env=env)
     assert ro.exit_code == 1 and "READ ONLY" in ro.stderr.upper()
     sandboxed = run(["--sandbox", "-c", "sql('delete from books'); commit(); print(count(Book))"], cwd=root, env=env)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from conftest import audit_records, run
+from conftest import audit_records, library_on, run
 
 PRODUCTION = ["--profile", "production", "--reason", "INC-1"]
 
@@ -275,11 +275,7 @@ def test_async_engine_is_covered(app_dir: Callable[[str], Path], sqlite_url: str
 def test_sessions_in_one_process_do_not_leak_into_each_other(app_dir: Callable[[str], Path], sqlite_url: str,
                                                               invoke: Callable[..., Any]) -> None:
     """Class-level listeners outlive a session: the next one in the process must not inherit its rules."""
-    from conftest import LIBRARY_SETUP
-
-    root = app_dir("plainapp")
-    env = {"DATABASE_URL": sqlite_url}
-    assert run(["-c", LIBRARY_SETUP], cwd=root, env=env).exit_code == 0
+    root, env = library_on(app_dir, sqlite_url)
     assert invoke(["--sandbox", "-c", "sql('delete from books where id > 0')"], cwd=root, env=env).exit_code == 0
     assert invoke(["--read-only", "-c", "print(count(Book))"], cwd=root, env=env).stdout.strip() == "2"
     path = sqlite_url.removeprefix("sqlite:///")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LIBRARY_SETUP, run
+from conftest import library_on, run
 
 WRITE = ["--profile", "production", "--reason", "INC-1", "--write"]
 STATE = "from sqlalchemy import inspect\nprint(count(Book), [c['name'] for c in inspect(engine).get_columns('books')])"
@@ -23,20 +23,17 @@ ATTACKS = {
 
 
 @pytest.fixture
-def library_on(app_dir: Callable[[str], Path], request: pytest.FixtureRequest) -> Callable[[str], tuple[Path, dict[str, str]]]:
+def library_of(app_dir: Callable[[str], Path], request: pytest.FixtureRequest) -> Callable[[str], tuple[Path, dict[str, str]]]:
+    """The library app on the database of the kind asked for (sqlite, postgresql, mariadb)."""
     def make(kind: str) -> tuple[Path, dict[str, str]]:
-        url = request.getfixturevalue({"postgresql": "pg_url", "sqlite": "sqlite_url", "mariadb": "mariadb_url"}[kind])
-        root = app_dir("plainapp")
-        env = {"DATABASE_URL": url}
-        assert run(["-c", LIBRARY_SETUP], cwd=root, env=env).exit_code == 0
-        return root, env
+        return library_on(app_dir, request.getfixturevalue({"postgresql": "pg_url", "sqlite": "sqlite_url", "mariadb": "mariadb_url"}[kind]))
 
     return make
 
 
 @pytest.mark.parametrize("kind,code", ATTACKS.values(), ids=ATTACKS.keys())
-def test_guard_sees_through(library_on: Callable[[str], tuple[Path, dict[str, str]]], kind: str, code: str) -> None:
-    root, env = library_on(kind)
+def test_guard_sees_through(library_of: Callable[[str], tuple[Path, dict[str, str]]], kind: str, code: str) -> None:
+    root, env = library_of(kind)
     before = run(["-c", STATE], cwd=root, env=env).stdout
     result = run([*WRITE, "-c", code + "; commit()"], cwd=root, env=env)
     assert result.exit_code == 1, result.output
@@ -45,15 +42,15 @@ def test_guard_sees_through(library_on: Callable[[str], tuple[Path, dict[str, st
     assert run(["-c", STATE], cwd=root, env=env).stdout == before
 
 
-def test_mysql_hash_comment(library_on: Callable[[str], tuple[Path, dict[str, str]]]) -> None:
-    root, env = library_on("mariadb")
+def test_mysql_hash_comment(library_of: Callable[[str], tuple[Path, dict[str, str]]]) -> None:
+    root, env = library_of("mariadb")
     result = run([*WRITE, "-c", "sql('delete from books # where'); commit()"], cwd=root, env=env)
     assert result.exit_code == 1 and "DELETE without WHERE refused" in result.stderr, result.output
     assert run(["-c", "print(count(Book))"], cwd=root, env=env).stdout.strip() == "2"
 
 
-def test_guard_covers_an_engine_made_later(library_on: Callable[[str], tuple[Path, dict[str, str]]]) -> None:
-    root, env = library_on("sqlite")
+def test_guard_covers_an_engine_made_later(library_of: Callable[[str], tuple[Path, dict[str, str]]]) -> None:
+    root, env = library_of("sqlite")
     code = "from sqlalchemy import create_engine, text\nwith create_engine(engine.url).begin() as c:\n    c.execute(text('delete from books'))"
     result = run([*WRITE, "-c", code], cwd=root, env=env)
     assert result.exit_code == 1 and "DELETE without WHERE refused" in result.stderr, result.output

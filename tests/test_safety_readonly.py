@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LIBRARY_SETUP, run
+from conftest import library_on, run
 
 UPDATE = "sql('update books set year = 0 where id > 0'); commit()"
 YEARS = "print(count(Book, year=0))"
@@ -23,9 +23,7 @@ PG_SWITCHES = {
 
 @pytest.mark.parametrize("switch", PG_SWITCHES.values(), ids=PG_SWITCHES.keys())
 def test_postgresql_read_only_cannot_be_switched_off(app_dir: Callable[[str], Path], pg_url: str, switch: str) -> None:
-    root = app_dir("plainapp")
-    env = {"DATABASE_URL": pg_url}
-    assert run(["-c", LIBRARY_SETUP], cwd=root, env=env).exit_code == 0
+    root, env = library_on(app_dir, pg_url)
     result = run(["--read-only", "-c", f"{switch}\nrollback()\n{UPDATE}"], cwd=root, env=env)
     assert result.exit_code == 1, result.output
     assert "ReadOnlyError: this session is read-only" in result.stderr and "refused" in result.stderr, result.stderr
@@ -36,9 +34,7 @@ def test_postgresql_read_only_cannot_be_switched_off(app_dir: Callable[[str], Pa
 @pytest.mark.parametrize("switch", ["sql('PRAGMA query_only = OFF')",
                                     "session.connection().connection.dbapi_connection.execute('PRAGMA query_only = OFF')"])
 def test_sqlite_read_only_cannot_be_switched_off(app_dir: Callable[[str], Path], sqlite_url: str, switch: str) -> None:
-    root = app_dir("plainapp")
-    env = {"DATABASE_URL": sqlite_url}
-    assert run(["-c", LIBRARY_SETUP], cwd=root, env=env).exit_code == 0
+    root, env = library_on(app_dir, sqlite_url)
     result = run(["--read-only", "-c", f"{switch}\n{UPDATE}"], cwd=root, env=env)
     assert result.exit_code == 1, result.output
     assert "ReadOnlyError" in result.stderr or "not authorized" in result.stderr, result.stderr
@@ -46,18 +42,14 @@ def test_sqlite_read_only_cannot_be_switched_off(app_dir: Callable[[str], Path],
 
 
 def test_mariadb_read_only_cannot_be_switched_off(app_dir: Callable[[str], Path], mariadb_url: str) -> None:
-    root = app_dir("plainapp")
-    env = {"DATABASE_URL": mariadb_url}
-    assert run(["-c", LIBRARY_SETUP], cwd=root, env=env).exit_code == 0
+    root, env = library_on(app_dir, mariadb_url)
     result = run(["--read-only", "-c", f"sql('SET SESSION TRANSACTION READ WRITE')\n{UPDATE}"], cwd=root, env=env)
     assert result.exit_code == 1 and "ReadOnlyError" in result.stderr, result.output
     assert run(["-c", YEARS], cwd=root, env=env).stdout.strip() == "0"
 
 
 def test_orm_write_refused_in_one_line(app_dir: Callable[[str], Path], sqlite_url: str) -> None:
-    root = app_dir("plainapp")
-    env = {"DATABASE_URL": sqlite_url}
-    assert run(["-c", LIBRARY_SETUP], cwd=root, env=env).exit_code == 0
+    root, env = library_on(app_dir, sqlite_url)
     result = run(["--read-only", "-c", "session.add(Author(name='x')); commit()"], cwd=root, env=env)
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [

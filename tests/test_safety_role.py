@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LIBRARY_SETUP, run
+from conftest import library_on, run
 
 # Past every refusal appshell makes: the raw DBAPI connection, session characteristics switched back.
 PG_RAW_WRITE = ("raw = session.connection().connection.dbapi_connection\n"
@@ -47,9 +47,7 @@ def pg_role(pg_url: str) -> Iterator[str]:
 
 
 def test_postgresql_read_only_role_holds_past_every_switch(app_dir: Callable[[str], Path], pg_url: str, pg_role: str) -> None:
-    root = app_dir("plainapp")
-    env = {"DATABASE_URL": pg_url}
-    assert run(["-c", LIBRARY_SETUP], cwd=root, env=env).exit_code == 0
+    root, env = library_on(app_dir, pg_url)
     _profile(root)
     env_ro = {**env, "DATABASE_URL_READONLY": pg_role}
     who = run(["-c", "print(sql('select current_user')[0][0], count(Book))"], cwd=root, env=env_ro)
@@ -60,9 +58,7 @@ def test_postgresql_read_only_role_holds_past_every_switch(app_dir: Callable[[st
 
 
 def test_doctor_proves_the_role_cannot_write(app_dir: Callable[[str], Path], pg_url: str, pg_role: str) -> None:
-    root = app_dir("plainapp")
-    env = {"DATABASE_URL": pg_url}
-    assert run(["-c", LIBRARY_SETUP], cwd=root, env=env).exit_code == 0
+    root, env = library_on(app_dir, pg_url)
     _profile(root)
     good = run(["doctor"], cwd=root, env={**env, "DATABASE_URL_READONLY": pg_role})
     assert "read-only role" in good.stdout and "cannot write" in good.stdout, good.output
@@ -97,9 +93,7 @@ def mariadb_role(mariadb_url: str) -> Iterator[str]:
 
 
 def test_mariadb_read_only_role(app_dir: Callable[[str], Path], mariadb_url: str, mariadb_role: str) -> None:
-    root = app_dir("plainapp")
-    env = {"DATABASE_URL": mariadb_url}
-    assert run(["-c", LIBRARY_SETUP], cwd=root, env=env).exit_code == 0
+    root, env = library_on(app_dir, mariadb_url)
     _profile(root)
     env_ro = {**env, "DATABASE_URL_READONLY": mariadb_role}
     result = run(["-c", MARIADB_RAW_WRITE], cwd=root, env=env_ro)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LIBRARY_SETUP, audit_records, run
+from conftest import audit_records, library_on, run
 
 YEARS = "print(count(Book, year=0))"
 
@@ -48,9 +48,7 @@ def test_sandbox_cannot_be_committed_through(library: tuple[Path, dict[str, str]
 
 def test_a_transaction_ended_behind_appshell_stops_the_session(app_dir: Callable[[str], Path], pg_url: str, tmp_path: Path) -> None:
     """psycopg's own execute('COMMIT') bypasses every hook: appshell cannot prevent it, it detects it."""
-    root = app_dir("plainapp")
-    env = {"DATABASE_URL": pg_url}
-    assert run(["-c", LIBRARY_SETUP], cwd=root, env=env).exit_code == 0
+    root, env = library_on(app_dir, pg_url)
     log = tmp_path / "audit.jsonl"
     code = ("raw = session.connection().connection.dbapi_connection\n"
             "raw.execute('update books set year = 0 where id = 1'); raw.execute('COMMIT')\n"
@@ -66,9 +64,7 @@ def test_a_transaction_ended_behind_appshell_stops_the_session(app_dir: Callable
 
 
 def test_savepoint_released_behind_appshell_stops_the_session(app_dir: Callable[[str], Path], pg_url: str, tmp_path: Path) -> None:
-    root = app_dir("plainapp")
-    env = {"DATABASE_URL": pg_url}
-    assert run(["-c", LIBRARY_SETUP], cwd=root, env=env).exit_code == 0
+    root, env = library_on(app_dir, pg_url)
     log = tmp_path / "audit.jsonl"
     code = ("raw = session.connection().connection.dbapi_connection\n"
             "raw.execute('RELEASE SAVEPOINT appshell_sandbox')\n"
@@ -94,9 +90,7 @@ MARIADB_ESCAPES = {
 
 @pytest.mark.parametrize("escape", MARIADB_ESCAPES.values(), ids=MARIADB_ESCAPES.keys())
 def test_mariadb_sandbox_cannot_be_committed_through(app_dir: Callable[[str], Path], mariadb_url: str, escape: str) -> None:
-    root = app_dir("plainapp")
-    env = {"DATABASE_URL": mariadb_url}
-    assert run(["-c", LIBRARY_SETUP], cwd=root, env=env).exit_code == 0
+    root, env = library_on(app_dir, mariadb_url)
     code = "sql('update books set year = 0 where id > 0')\n" + escape
     result = run(["--sandbox", "-c", code], cwd=root, env=env)
     assert result.exit_code == 1 and "refused in the sandbox" in result.stderr, result.output
@@ -129,9 +123,7 @@ def test_summary_does_not_claim_what_it_cannot_know(library: tuple[Path, dict[st
 
 
 def test_data_modifying_cte_counted(app_dir: Callable[[str], Path], pg_url: str) -> None:
-    root = app_dir("plainapp")
-    env = {"DATABASE_URL": pg_url}
-    assert run(["-c", LIBRARY_SETUP], cwd=root, env=env).exit_code == 0
+    root, env = library_on(app_dir, pg_url)
     result = run(["--sandbox", "-c", "print(sql('with d as (delete from books where id > 0 returning *) select count(*) as n from d')[0][0])"],
                  cwd=root, env=env)
     assert result.exit_code == 0, result.output
