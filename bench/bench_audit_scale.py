@@ -24,6 +24,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from appshell.audit.index import rebuild
@@ -84,26 +86,32 @@ def rss_of(args: list[str]) -> tuple[float, float]:
     return elapsed, usage.ru_maxrss / 1024
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+@contextmanager
+def big_log(description: str) -> Iterator[tuple[int, Path, bytes]]:
+    """The command line both scale benches take (--records, --dir), and a temporary folder for the log:
+    (records, the log's path, k0)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--dir", default=None, help="where to build the log (default: the system temp folder)")
     opts = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=opts.dir) as tmp:
-        log = Path(tmp) / "audit.jsonl"
-        k0 = secrets.token_bytes(32)
+        yield opts.records, Path(tmp) / "audit.jsonl", secrets.token_bytes(32)
+
+
+def main() -> None:
+    with big_log(__doc__.splitlines()[0]) as (records, log, k0):
         started = time.perf_counter()
-        prev, key = build(log, opts.records, k0)
+        prev, key = build(log, records, k0)
         rebuild(log)
         size = log.stat().st_size
-        print(f"built {opts.records:,} sealed records, {size / 1e6:.0f} MB, in {time.perf_counter() - started:.1f} s")
+        print(f"built {records:,} sealed records, {size / 1e6:.0f} MB, in {time.perf_counter() - started:.1f} s")
         warm(log)
         base, _ = rss_of(["/usr/bin/sha256sum", str(log)])
         plain, plain_mb = rss_of([APPSHELL, "audit", "verify", "--log", str(log)])
         keyed, keyed_mb = rss_of([APPSHELL, "audit", "verify", "--log", str(log), "--key", format_key(k0)])
-        checkpoint = Path(tmp) / "checkpoint.json"
+        checkpoint = log.with_name("checkpoint.json")
         rss_of([APPSHELL, "audit", "verify", "--log", str(log), "--key", format_key(k0), "--checkpoint", str(checkpoint)])
-        build(log, 1000, k0, start=opts.records, prev=prev, key=key)
+        build(log, 1000, k0, start=records, prev=prev, key=key)
         incremental, _ = rss_of([APPSHELL, "audit", "verify", "--log", str(log), "--key", format_key(k0), "--checkpoint", str(checkpoint)])
         tail, tail_mb = rss_of([APPSHELL, "audit", "tail", "-n", "5", "--log", str(log)])
         show, show_mb = rss_of([APPSHELL, "audit", "show", f"{7:016x}", "--log", str(log)])

@@ -19,10 +19,7 @@ OS page cache — and again on the same app (warm):
 
 from __future__ import annotations
 
-import argparse
-import secrets
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -30,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_audit_scale import build, warm  # noqa: E402  (the builder of a sealed log)
+from bench_audit_scale import big_log, build, warm  # noqa: E402  (the builder of a sealed log)
 
 from appshell.audit.index import rebuild  # noqa: E402
 from appshell.audit.reviews import reviews_path, FileReviews  # noqa: E402
@@ -66,20 +63,14 @@ def get(c: Any, url: str) -> Any:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=1_000_000)
-    parser.add_argument("--dir", default=None, help="where to build the log (default: the system temp folder)")
-    opts = parser.parse_args()
-    with tempfile.TemporaryDirectory(dir=opts.dir) as tmp:
-        log = Path(tmp) / "audit.jsonl"
-        k0 = secrets.token_bytes(32)
+    with big_log(__doc__.splitlines()[0]) as (records, log, k0):
         started = time.perf_counter()
-        build(log, opts.records, k0)
+        build(log, records, k0)
         sessions = rebuild(log)
         reviews = FileReviews(reviews_path(log))
         for i in range(200):
             reviews.append(f"{sessions - 1 - i * 7:016x}", "bench", "reviewed" if i % 3 else "flagged", f"note {i}")
-        print(f"built {opts.records:,} sealed records ({sessions:,} sessions), {log.stat().st_size / 1e6:.0f} MB, "
+        print(f"built {records:,} sealed records ({sessions:,} sessions), {log.stat().st_size / 1e6:.0f} MB, "
               f"and 200 reviews in {time.perf_counter() - started:.1f} s")
         warm(log)
         rows: list[tuple[str, float]] = []
@@ -87,7 +78,7 @@ def main() -> None:
         def case(name: str, url: str, key: bytes | None = None, expect: str | None = None, keys_first: bool = False) -> None:
             c, app = client(log, key)
             if keys_first:  # what the server does in the background at start
-                derive, _ = timed(lambda: app.state.review.ladder.key(opts.records - 1))
+                derive, _ = timed(lambda: app.state.review.ladder.key(records - 1))
                 rows.append(("  deriving the keys up to the newest record", derive))
             cold, response = timed(lambda: get(c, url))
             warm, _ = timed(lambda: get(c, url))
@@ -101,7 +92,7 @@ def main() -> None:
         case("list page, newest 50, --key, keys derived", "/", k0, expect="intact, authenticated", keys_first=True)
         case("list page, mid-log (before=)", f"/?before={sessions // 2}")
         case("filter user=nobody (reads every session's start)", "/?user=nobody", expect="no session matches")
-        middle = opts.records // 2 + 51  # a statement's comment in the middle of the log
+        middle = records // 2 + 51  # a statement's comment in the middle of the log
         case(f"text search 'INC-{middle}' (scans the file)", f"/?q=INC-{middle}", expect=f"{middle // 100:016x}")
         case("review state flagged", "/?state=flagged", expect="flagged")
         case("session page, early session, --key", f"/session/{7:016x}", k0, expect="intact, authenticated")
