@@ -5,25 +5,41 @@ does); a code object that awaits is a coroutine function's body, and
 :func:`execute` runs it to the end on the session's loop. The loop is made
 on first use — ``asyncio`` costs start-up time that a program without
 ``await`` never pays — and closed when the session ends.
+
+An async app (an ``AsyncEngine``, docs/design.md §6) turns on *greenlet mode*:
+every statement then runs inside SQLAlchemy's greenlet on that loop, so the
+helpers, lazy loads and ``session.sync_session`` do the async driver's IO
+without ``await``, and an awaiting statement may call them too — its coroutine
+is driven from inside the greenlet (:func:`_drive`), each future it waits on
+handed to the loop. ``asyncio.run()`` runs on the session's loop (with a
+hint): a second loop would strand the app's pooled connections.
 """
 
 from __future__ import annotations
 
 import ast
-from collections.abc import Awaitable
+import sys
+from collections.abc import Awaitable, Callable, Generator
 from types import CodeType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["FLAGS", "awaits", "execute", "run", "close"]
+__all__ = ["FLAGS", "awaits", "execute", "run", "sync_io", "use_greenlets", "greenlets", "close"]
 
 FLAGS = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
 _CO_COROUTINE = 0x80  # inspect.CO_COROUTINE, without importing inspect
 T = TypeVar("T")
 
 _loop: asyncio.AbstractEventLoop | None = None
+_greenlets = False
+_asyncio_run: Any = None  # asyncio.run as it was before the session put its own in its place
+_hinted = False
+
+
+class TaskIO(RuntimeError):
+    """A helper was called from a task the loop runs (not from the statement itself)."""
 
 
 def awaits(code: CodeType) -> bool:
@@ -31,26 +47,135 @@ def awaits(code: CodeType) -> bool:
     return bool(code.co_flags & _CO_COROUTINE)
 
 
-def run(awaitable: Awaitable[T]) -> T:
-    """Run *awaitable* to the end on the session's event loop."""
+def greenlets() -> bool:
+    """Whether the session's app is async (statements run inside SQLAlchemy's greenlet)."""
+    return _greenlets
+
+
+def use_greenlets() -> None:
+    """The app is async: from now on statements and helpers run inside SQLAlchemy's greenlet."""
+    global _greenlets
+    _greenlets = True
+    _install_run()
+
+
+def _get_loop() -> asyncio.AbstractEventLoop:
     global _loop
     import asyncio
 
     if _loop is None or _loop.is_closed():
         _loop = asyncio.new_event_loop()
         asyncio.set_event_loop(_loop)
-    return _loop.run_until_complete(awaitable)
+        _install_run()
+    return _loop
+
+
+def run(awaitable: Awaitable[T]) -> T:
+    """Run *awaitable* to the end on the session's event loop (inside the greenlet, for an async app)."""
+    loop = _get_loop()
+    if not _greenlets:
+        return loop.run_until_complete(awaitable)
+    from sqlalchemy.util.concurrency import await_, greenlet_spawn, in_greenlet
+
+    if in_greenlet():  # a helper's sync code reached an awaitable: the loop is already ours
+        return await_(awaitable)
+    return loop.run_until_complete(greenlet_spawn(_drive, awaitable))
+
+
+def sync_io(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call *fn*, whose SQLAlchemy calls may do an async driver's IO, where that IO can run."""
+    if not _greenlets:
+        return fn(*args, **kwargs)
+    from sqlalchemy.util.concurrency import greenlet_spawn, in_greenlet
+
+    if in_greenlet():
+        return fn(*args, **kwargs)
+    loop = _get_loop()
+    if loop.is_running():
+        raise TaskIO(f"{getattr(fn, '__name__', 'this')}() cannot run inside a task on the event loop: call it from the statement, or await the app's async functions there")
+    return loop.run_until_complete(greenlet_spawn(fn, *args, **kwargs))
 
 
 def execute(code: CodeType, globals: dict[str, Any], locals: dict[str, Any] | None = None) -> Any:
     """``eval`` of *code*; one that awaits at top level runs on the session's loop."""
-    result = eval(code, globals, globals if locals is None else locals)
+    scope = globals if locals is None else locals
+    if _greenlets:
+        if awaits(code):
+            return run(eval(code, globals, scope))
+        return sync_io(_eval, code, globals, scope)
+    result = eval(code, globals, scope)
     return run(result) if awaits(code) else result
 
 
+def _eval(code: CodeType, globals: dict[str, Any], scope: dict[str, Any]) -> Any:
+    return eval(code, globals, scope)
+
+
+class _Step:
+    """One thing a driven coroutine waits on (a future, or None for a bare yield), awaited again by the loop's task."""
+
+    __slots__ = ("item",)
+
+    def __init__(self, item: Any) -> None:
+        self.item = item
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        return (yield self.item)
+
+
+def _drive(awaitable: Awaitable[T]) -> T:
+    """Run a coroutine from inside the greenlet: its code (and the sync helpers it calls) runs
+    here, where SQLAlchemy's ``await_`` works; what it waits on is awaited by the loop's task."""
+    from sqlalchemy.util.concurrency import await_
+
+    steps = awaitable.__await__()
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            item = steps.throw(error) if error is not None else steps.send(value)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        try:
+            value, error = await_(_Step(item)), None
+        except BaseException as exc:  # cancelled, interrupted: the coroutine decides what happens
+            value, error = None, exc
+
+
+def _install_run() -> None:
+    """``asyncio.run()`` in the operator's code runs on the session's loop, with a one-line hint."""
+    global _asyncio_run
+    asyncio: Any = sys.modules.get("asyncio")
+    if asyncio is None or _asyncio_run is not None:
+        return
+    _asyncio_run = asyncio.run
+
+    def run_on_session_loop(main: Awaitable[T], *, debug: bool | None = None, **kwargs: Any) -> T:
+        global _hinted
+        from appshell.nested import is_library_file
+
+        if is_library_file(sys._getframe(1).f_code.co_filename):  # prompt_toolkit runs each prompt so
+            return _asyncio_run(main, debug=debug, **kwargs)  # type: ignore[no-any-return]
+        if not _hinted:
+            _hinted = True
+            print("appshell: hint: write `await …` instead of asyncio.run(…): "
+                  "it ran on the session's event loop, where the app's connections live", file=sys.stderr)
+        if not _greenlets and _loop is not None and _loop.is_running():
+            return _asyncio_run(main, debug=debug, **kwargs)  # asyncio's own error: a loop is running
+        return run(main)
+
+    run_on_session_loop.__doc__ = _asyncio_run.__doc__
+    asyncio.run = run_on_session_loop
+
+
 def close() -> None:
-    """The session is over: finish async generators and close the loop."""
-    global _loop
+    """The session is over: finish async generators, close the loop, give asyncio.run back."""
+    global _loop, _greenlets, _asyncio_run, _hinted
+    _greenlets = False
+    _hinted = False
+    if _asyncio_run is not None:
+        setattr(sys.modules["asyncio"], "run", _asyncio_run)
+        _asyncio_run = None
     if _loop is None or _loop.is_closed():
         return
     try:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from appshell.errors import AppNotFound, ConfigError, DatabaseUnavailable
 from appshell.redact import mask_url
@@ -55,17 +55,29 @@ class AppContext:
     warnings: list[str] = field(default_factory=list)
     sqlmodel: bool = False  # the models are SQLModel tables: `session` is a sqlmodel.Session
     teardown: list[Callable[[], object]] = field(default_factory=list)
+    # An async app's own objects (docs/design.md §6): the shell's `session` and `engine`. `engine`
+    # and `session` above are then their sync cores, which every safety listener watches.
+    async_engine: Any = None
+    async_session: Any = None
 
     def close(self) -> None:
         """Roll back what was not committed and run the app's teardown, newest first."""
+        from appshell import aio
+
         try:
-            self.session.rollback()
-            self.session.close()
-            # Close the pooled connections now: a sandbox's outer transaction ends here.
-            self.engine.dispose()
+            aio.sync_io(self._close_session)
+            if self.async_engine is not None:
+                aio.run(self.async_engine.dispose())  # the async pool's connections close on the loop
+            else:
+                # Close the pooled connections now: a sandbox's outer transaction ends here.
+                self.engine.dispose()
         finally:
             while self.teardown:
-                self.teardown.pop()()
+                aio.sync_io(self.teardown.pop())
+
+    def _close_session(self) -> None:
+        self.session.rollback()
+        self.session.close()
 
 
 def import_user_module(name: str, option: str) -> ModuleType:
@@ -204,11 +216,12 @@ class _Collector:
             self.take_mapping(shell_names, "the shell context")
 
     def take_object(self, value: Any, name: str) -> bool:
-        """An Engine, Session or sessionmaker the provider returned: used, not spilled into the namespace."""
+        """An Engine, Session or sessionmaker (sync or async) the provider returned: used, not spilled into the namespace."""
         from sqlalchemy import Engine
         from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
-        if isinstance(value, (Engine, Session, scoped_session, sessionmaker)):
+        kinds = _async_kinds()
+        if isinstance(value, (Engine, Session, scoped_session, sessionmaker, *kinds.engines, *kinds.sessions, *kinds.makers)):
             self._classify(value, name, explicit=True)
             return True
         return False
@@ -235,6 +248,7 @@ class _Collector:
         from sqlalchemy import inspect as sa_inspect
         from sqlalchemy.orm import Session, registry, scoped_session, sessionmaker
 
+        kinds = _async_kinds()
         if isinstance(value, type):
             if getattr(value, "__module__", "").startswith("sqlalchemy."):
                 return
@@ -244,14 +258,14 @@ class _Collector:
                 self.registries.append(mapper.registry)
             elif isinstance(getattr(value, "registry", None), registry):
                 self.registries.append(getattr(value, "registry"))  # a DeclarativeBase
-        elif isinstance(value, Engine):
+        elif isinstance(value, (Engine, *kinds.engines)):
             if explicit:
                 self.engine = self.engine or value
             elif value is not self.engine:
                 self.engines.setdefault(id(value), (where, value))
-        elif isinstance(value, (Session, scoped_session)):
+        elif isinstance(value, (Session, scoped_session, *kinds.sessions)):
             self.session = self.session or value
-        elif isinstance(value, sessionmaker):
+        elif isinstance(value, (sessionmaker, *kinds.makers)):
             self.sessionmaker = self.sessionmaker or value
         elif isinstance(value, registry):
             self.registries.append(value)
@@ -272,12 +286,40 @@ class _Collector:
         if others:
             return others[0][1]
         for source in (self.session, self.sessionmaker):
-            bind = getattr(source, "bind", None) if source is not None else None
-            if bind is None and source is not None:
-                bind = getattr(source, "kw", {}).get("bind")  # a sessionmaker keeps it in .kw
+            bind = _bind_of(source) if source is not None else None
             if bind is not None:
                 return bind
         return None
+
+
+class _AsyncKinds(NamedTuple):
+    engines: tuple[type, ...] = ()
+    sessions: tuple[type, ...] = ()
+    makers: tuple[type, ...] = ()
+
+
+def _async_kinds() -> _AsyncKinds:
+    """SQLAlchemy's async classes, where the app has imported them (a sync app never pays for the import)."""
+    if "sqlalchemy.ext.asyncio" not in sys.modules:
+        return _AsyncKinds()
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_scoped_session, async_sessionmaker
+
+    return _AsyncKinds((AsyncEngine,), (AsyncSession, async_scoped_session), (async_sessionmaker,))
+
+
+def _is_async(obj: Any) -> bool:
+    return isinstance(obj, (*_async_kinds().engines, *_async_kinds().sessions, *_async_kinds().makers))
+
+
+def _bind_of(source: Any) -> Any:
+    """The engine a session, scoped session or sessionmaker is bound to, without opening a session."""
+    factory = getattr(source, "session_factory", None)  # a scoped session: its registry would make one (in a task, for async)
+    if factory is not None:
+        source = factory
+    kw = getattr(source, "kw", None)  # a sessionmaker keeps it in .kw
+    if isinstance(kw, dict):
+        return kw.get("bind")
+    return getattr(source, "bind", None)
 
 
 def _name_models(classes: Iterable[type]) -> tuple[dict[str, type], list[str]]:
@@ -311,39 +353,57 @@ def _all_mapped(collector: _Collector) -> list[type]:
     return classes
 
 
-def _make_engine(url: str | None) -> Engine:
+_INSTALL_HINT = "install it (pip install 'appshell[postgres]' for PostgreSQL, 'appshell[mysql]' for MySQL, 'appshell[async]' for asyncpg/aiosqlite)"
+
+
+def _make_engine(url: str | None) -> Any:
+    """An engine for DATABASE_URL/--database-url: an AsyncEngine where the URL names an async driver."""
     if not url:
         raise ConfigError(
             "no database configured",
             "set DATABASE_URL (in the environment or .env) or pass --database-url",
         )
-    from sqlalchemy import create_engine
+    from sqlalchemy import create_engine, make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
     try:
+        if getattr(make_url(url).get_dialect(), "is_async", False):
+            from sqlalchemy.ext.asyncio import create_async_engine
+
+            return create_async_engine(url)
         return create_engine(url)
     except (ArgumentError, NoSuchModuleError) as exc:
         raise ConfigError(f"bad database URL {mask_url(url)} ({exc})", "fix DATABASE_URL/--database-url") from None
     except ModuleNotFoundError as exc:
-        raise DatabaseUnavailable(
-            f"the database driver '{exc.name}' is not installed",
-            "install it (pip install 'appshell[postgres]' for PostgreSQL, 'appshell[mysql]' for MySQL)",
-        ) from None
+        raise DatabaseUnavailable(f"the database driver '{exc.name}' is not installed", _INSTALL_HINT) from None
+    except ValueError as exc:
+        if "greenlet" not in str(exc):
+            raise
+        raise DatabaseUnavailable("async database URLs need the greenlet library, which is not installed", "pip install 'appshell[async]'") from None
 
 
 def check_connection(engine: Engine) -> None:
-    """Connect once, so an unreachable database is a clear error before the shell opens."""
+    """Connect once, so an unreachable database is a clear error before the shell opens (an async
+    engine's sync core connects inside SQLAlchemy's greenlet, on the session's loop)."""
     from sqlalchemy.exc import DBAPIError
 
-    try:
+    from appshell import aio
+
+    def connect() -> None:
         with engine.connect():
             pass  # the connection goes back to the pool for the session to reuse
-    except DBAPIError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+
+    try:
+        aio.sync_io(connect)
+    except (DBAPIError, OSError, TimeoutError) as exc:  # asyncpg's refusals are OSErrors, not wrapped by SQLAlchemy
+        orig = getattr(exc, "orig", None) or exc
+        reason = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
         raise DatabaseUnavailable(
             f"cannot connect to {mask_url(engine.url.render_as_string(hide_password=True))} ({reason})",
             "check DATABASE_URL/--database-url and that the server is running",
         ) from None
+    except ModuleNotFoundError as exc:  # a driver imported at first connect
+        raise DatabaseUnavailable(f"the database driver '{exc.name}' is not installed", _INSTALL_HINT) from None
 
 
 def _search_path(root: Path | None, cwd: Path) -> list[Path]:
@@ -417,11 +477,14 @@ def _tables_of(cls: type) -> list[Any]:
     return list(getattr(mapper, "tables", []) or [])
 
 
-def _open_session(collector: _Collector, engine: Engine, sqlmodel: bool) -> Session:
-    """The app's session, else one from its sessionmaker, else a new one (SQLModel's for SQLModel tables)."""
-    if collector.session is not None:
+def _open_session(collector: _Collector, engine: Any, sqlmodel: bool) -> Any:
+    """The app's session, else one from its sessionmaker, else a new one (SQLModel's for SQLModel tables).
+    For an async engine: the app's AsyncSession, or one from its async_sessionmaker, or a new one."""
+    if _async_kinds().engines and isinstance(engine, _async_kinds().engines):
+        return _open_async_session(collector, engine, sqlmodel)
+    if collector.session is not None and not _is_async(collector.session):
         return collector.session
-    if collector.sessionmaker is not None:
+    if collector.sessionmaker is not None and not _is_async(collector.sessionmaker):
         return collector.sessionmaker(bind=engine)
     if sqlmodel:
         from sqlmodel import Session as SQLModelSession  # session.exec(select(Hero)), as SQLModel's tutorial has it
@@ -430,6 +493,23 @@ def _open_session(collector: _Collector, engine: Engine, sqlmodel: bool) -> Sess
     from sqlalchemy.orm import Session
 
     return Session(engine)
+
+
+def _open_async_session(collector: _Collector, engine: Any, sqlmodel: bool) -> Any:
+    from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session, async_sessionmaker
+
+    if isinstance(collector.session, AsyncSession):
+        return collector.session
+    if isinstance(collector.session, async_scoped_session):
+        # Its registry is keyed by the current task: the shell keeps one session of that factory's.
+        return collector.session.session_factory(bind=engine)
+    if isinstance(collector.sessionmaker, async_sessionmaker):
+        return collector.sessionmaker(bind=engine)
+    if sqlmodel:
+        from sqlmodel.ext.asyncio.session import AsyncSession as SQLModelAsyncSession
+
+        return SQLModelAsyncSession(engine)
+    return AsyncSession(engine)
 
 
 def boot(settings: Settings) -> AppContext:
@@ -453,13 +533,27 @@ def boot(settings: Settings) -> AppContext:
         for module in _app_modules(folders):  # models on another base that the app imports (Flask-AppBuilder's Model)
             collector.take_module(module, everything=False)
         engine = collector.pick_engine() or _make_engine(settings.database_url)
+        async_engine = engine if _is_async(engine) else None
+        if async_engine is not None:
+            from appshell import aio
+
+            aio.use_greenlets()  # from here on the app's sync cores do their IO on the session's loop
+            engine = async_engine.sync_engine
         classes = _all_mapped(collector)
         sqlmodel = uses_sqlmodel(classes)
-        session = _open_session(collector, engine, sqlmodel)
+        session = _open_session(collector, async_engine or engine, sqlmodel)
+        async_session = session if _is_async(session) else None
+        if async_session is not None:
+            session = async_session.sync_session
         check_connection(engine)
     except BaseException:
-        for undo in reversed(teardown):
-            undo()
+        from appshell import aio
+
+        try:
+            for undo in reversed(teardown):
+                aio.sync_io(undo)
+        finally:
+            aio.close()  # the loop the app's boot may have made, and greenlet mode with it
         raise
     models, warnings = _name_models(classes)
     if not models:
@@ -476,6 +570,8 @@ def boot(settings: Settings) -> AppContext:
         warnings=warnings,
         teardown=teardown,
         sqlmodel=sqlmodel,
+        async_engine=async_engine,
+        async_session=async_session,
     )
 
 
@@ -502,16 +598,44 @@ def _boot_provider(spec: str, collector: _Collector, teardown: list[Callable[[],
         target = _call_factory(target, label, call)
     elif call is not None:
         raise ConfigError(f"--app '{spec}': {label} is not callable", f"drop the parentheses: --app {label}")
-    if inspect.isgenerator(target):
-        gen = target  # a setup hook (like pshell's): its code after `yield` is the teardown
-        target = _call_app_code(lambda: next(gen), f"{label}() failed")
-        teardown.append(lambda: next(gen, None))
+    target = _enter_provider(target, label, teardown)
     if _is_flask_app(target):
         collector.take_flask(target, teardown)
     elif isinstance(target, Mapping):
         collector.take_mapping(target)
     elif not collector.take_object(target, label):
         collector.take_mapping({k: v for k, v in vars(target).items() if not k.startswith("_")})
+
+
+def _enter_provider(target: Any, label: str, teardown: list[Callable[[], object]]) -> Any:
+    """What a provider gave, entered: a generator or async generator (its code after `yield` is the
+    teardown, like pshell's setup hook and FastAPI's dependencies), a context manager (sync or
+    async), a coroutine (awaited). Async ones run on the session's loop, their teardown too."""
+    from appshell import aio
+
+    if inspect.isgenerator(target):
+        gen = target
+        teardown.append(lambda: next(gen, None))
+        return _call_app_code(lambda: next(gen), f"{label}() failed")
+    if inspect.isasyncgen(target):
+        agen = target
+        teardown.append(lambda: aio.run(_anext_or_none(agen)))
+        return _call_app_code(lambda: aio.run(agen.__anext__()), f"{label}() failed")
+    if inspect.iscoroutine(target):
+        return _call_app_code(lambda: aio.run(target), f"{label}() failed")
+    if hasattr(target, "__aenter__") and hasattr(target, "__aexit__") and not _is_async(target):
+        manager = target  # an AsyncSession is one too, but it is used as is
+        teardown.append(lambda: aio.run(manager.__aexit__(None, None, None)))
+        return _call_app_code(lambda: aio.run(manager.__aenter__()), f"{label}() failed")
+    if hasattr(target, "__enter__") and hasattr(target, "__exit__") and type(target).__module__ == "contextlib":
+        manager = target  # @contextmanager: entered like the generator it wraps
+        teardown.append(lambda: manager.__exit__(None, None, None))
+        return _call_app_code(manager.__enter__, f"{label}() failed")
+    return target
+
+
+async def _anext_or_none(agen: Any) -> Any:
+    return await anext(agen, None)
 
 
 def format_crash(crash: AppCrashed) -> str:
@@ -525,4 +649,8 @@ def format_crash(crash: AppCrashed) -> str:
     ):
         tb = tb.tb_next
     lines = traceback.format_exception(type(exc), exc, tb)
-    return "".join(lines) + f"appshell: error: {crash.what} (the traceback above is from the app's own code)\n"
+    out = "".join(lines) + f"appshell: error: {crash.what} (the traceback above is from the app's own code)\n"
+    if "requires an async driver" in str(exc):  # create_async_engine() given a sync URL (e.g. by --database-url)
+        out += ("appshell: hint: the app makes an async engine: give DATABASE_URL/--database-url an async driver, "
+                "such as postgresql+asyncpg://, sqlite+aiosqlite:// or mysql+aiomysql:// (pip install 'appshell[async]')\n")
+    return out

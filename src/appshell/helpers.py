@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from appshell.aio import greenlets, sync_io
 from appshell.render import ROW_LIMIT, Rows, orm_state, table, tabulate, take
-from appshell.results import Results
+from appshell.results import Results, batches
 
 if TYPE_CHECKING:
     from appshell.context import AppContext
@@ -224,20 +225,32 @@ def make_helpers(ctx: AppContext, journal: Journal) -> dict[str, Callable[..., A
         """List the helpers and what each does."""
         print(helper_listing(found))
 
+    if greenlets():  # an async app: each helper's IO runs inside SQLAlchemy's greenlet, on the session's loop
+        found = {name: _in_greenlet(func) for name, func in found.items()}
     found["helpers"] = helpers
     return found
+
+
+def _in_greenlet(func: Callable[..., Any]) -> Callable[..., Any]:
+    import functools
+
+    @functools.wraps(func)
+    def helper(*args: Any, **kwargs: Any) -> Any:
+        return sync_io(func, *args, **kwargs)
+
+    return helper
 
 
 class _RowResults(Results):
     """A Select of columns (rows, not objects): shown and iterated like Results."""
 
     def __iter__(self) -> Any:
-        yield from self._session.execute(self.statement.execution_options(yield_per=1000))
+        yield from batches(self._session.execute, self.statement)
 
     def first(self) -> Any:
-        return self._session.execute(self.statement.limit(1)).first()
+        return sync_io(lambda: self._session.execute(self.statement.limit(1)).first())
 
-    def render(self, limit: int | None = ROW_LIMIT) -> str:
+    def _render(self, limit: int | None) -> str:
         if limit is None:
             return tabulate(list(self))
         shown = list(self._session.execute(self.statement.limit(limit + 1)))

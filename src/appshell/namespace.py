@@ -126,7 +126,10 @@ def build_namespace(ctx: AppContext, settings: Settings, journal: Journal, more_
     namespace.update(ctx.extra)
     view = SettingsView(settings)
     # The app's own `settings` (pydantic-settings, a Flask shell context) keeps its name.
-    namespace.update(session=ctx.session, engine=ctx.engine, metadata=ctx.metadata, **{SETTINGS_NAME: view})
+    # An async app's `session` is its AsyncSession (what its functions take); helpers need no await.
+    session = ctx.async_session if ctx.async_session is not None else ctx.session
+    engine = ctx.async_engine if ctx.async_engine is not None else ctx.engine
+    namespace.update(session=session, engine=engine, metadata=ctx.metadata, **{SETTINGS_NAME: view})
     namespace.setdefault("settings", view)
     helpers = make_helpers(ctx, journal)
     helpers.update(more_helpers or {})  # listed by helpers() too: it reads this same dict

@@ -88,6 +88,14 @@ def _is_library(filename: str) -> bool:
     return resolved.startswith(_library_dirs)
 
 
+def is_library_file(filename: str) -> bool:
+    """Whether code in *filename* is the standard library's, an installed package's or appshell's."""
+    global _library_dirs
+    if not _library_dirs:
+        _library_dirs = _library_roots()
+    return _is_library(filename)
+
+
 def _text(source: Any) -> str | None:
     if isinstance(source, str):
         return source
@@ -105,7 +113,7 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(limit + 1000)  # room to record, however deep the operator's code is
     try:
-        module, filename = _caller(sys._getframe(1))
+        module, filename = _caller(sys._getframe(0).f_back)  # None where C code in a greenlet's first frame asked
         if event == "exec":
             if module in _IMPORT_MACHINERY:  # a module's code, maybe from a .pyc: no compile() to see
                 _record_import(journal, args[0])

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from appshell.aio import sync_io
 from appshell.render import ROW_LIMIT, tabulate
 
 if TYPE_CHECKING:
@@ -32,8 +33,7 @@ class Results:
         self._limited = limited  # the user gave limit=: show all of them, not the first ROW_LIMIT
 
     def __iter__(self) -> Iterator[Any]:
-        stmt = self.statement.execution_options(yield_per=STREAM_BATCH)
-        yield from self._session.scalars(stmt)
+        yield from batches(self._session.scalars, self.statement)
 
     def all(self) -> list[Any]:
         """Every object, as a list (fetches them all)."""
@@ -41,14 +41,14 @@ class Results:
 
     def first(self) -> Any:
         """The first object, or None."""
-        return self._session.scalars(self.statement.limit(1)).first()
+        return sync_io(lambda: self._session.scalars(self.statement.limit(1)).first())
 
     def count(self) -> int:
         """How many rows the query selects, counted by the database."""
         from sqlalchemy import func, select
 
         inner = self.statement.order_by(None).subquery()
-        return int(self._session.scalar(select(func.count()).select_from(inner)) or 0)
+        return int(sync_io(self._session.scalar, select(func.count()).select_from(inner)) or 0)
 
     def __len__(self) -> int:
         return self.count()
@@ -57,6 +57,9 @@ class Results:
         return self.first() is not None
 
     def __getitem__(self, index: int | slice) -> Any:
+        return sync_io(self._item, index)
+
+    def _item(self, index: int | slice) -> Any:
         if isinstance(index, slice):
             if (index.start or 0) < 0 or (index.stop is not None and index.stop < 0) or index.step not in (None, 1):
                 raise IndexError("where() results take slices [start:stop] with start, stop ≥ 0")
@@ -73,6 +76,9 @@ class Results:
 
     def render(self, limit: int | None = ROW_LIMIT) -> str:
         """The table: at most *limit* rows (None: all), and a footer saying how many more there are."""
+        return sync_io(self._render, limit)
+
+    def _render(self, limit: int | None) -> str:
         if self._limited or limit is None:
             return tabulate(list(self))
         shown = list(self._session.scalars(self.statement.limit(limit + 1)))
@@ -89,3 +95,15 @@ class Results:
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # IPython's display hook
         printer.text(self.render())
+
+
+def batches(run: Any, statement: Any) -> Iterator[Any]:
+    """A statement's rows, STREAM_BATCH at a time (a server-side cursor where the driver has one);
+    each fetch runs where an async driver's IO can (appshell.aio.sync_io), so iterating works
+    outside the statement too — in a display hook, a generator the operator keeps."""
+    result = sync_io(run, statement.execution_options(yield_per=STREAM_BATCH))
+    try:
+        while batch := sync_io(result.fetchmany, STREAM_BATCH):
+            yield from batch
+    finally:
+        sync_io(result.close)

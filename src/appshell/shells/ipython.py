@@ -251,6 +251,28 @@ def _prompts(shell: Any, label: str) -> Any:
     return LabelledPrompts(shell)
 
 
+def _sync_cells_in_greenlet(shell: Any) -> None:
+    """An async app: a cell without `await` runs inside SQLAlchemy's greenlet too (lazy loads,
+    helpers, its display hook), as an awaiting one does through the loop runner."""
+    run_code = shell.run_code
+
+    async def run_code_in_greenlet(code_obj: Any, result: Any = None, *, async_: bool = False) -> Any:
+        if async_:
+            return await run_code(code_obj, result, async_=True)
+        return aio.sync_io(_finish, run_code(code_obj, result, async_=False))
+
+    shell.run_code = run_code_in_greenlet
+
+
+def _finish(coro: Any) -> Any:
+    """Run a coroutine that never waits (IPython's run_code of a sync cell) to its end, as IPython's own pseudo-sync runner does."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    raise RuntimeError("a cell without await waited on something")
+
+
 def _app_class(journal: Journal) -> Any:
     """TerminalIPythonApp whose configuration files and start-up code are journaled."""
     from IPython.core.application import ProfileAwareConfigLoader
@@ -317,6 +339,8 @@ def run(shell_session: ShellSession) -> None:
         raise
     shell: Any = app.shell
     shell.loop_runner = aio.run  # top-level await runs on the session's one event loop
+    if aio.greenlets():
+        _sync_cells_in_greenlet(shell)
     _redact_history(shell.history_manager, shell_session.history.redact)
     shell.prompts = _prompts(shell, look.label)
     if look.use_color and look.color != "none":
@@ -330,6 +354,9 @@ def run(shell_session: ShellSession) -> None:
         # What IPython does at interpreter exit (history written, temporary files removed) is
         # done now: appshell leaves with os._exit once the session has ended (cli.entry).
         shell.atexit_operations()
+        import atexit
+
+        atexit.unregister(shell.atexit_operations)  # done once: a second run finds its temporary files gone
         # The app is a singleton: clear it so a later run in this process starts afresh.
         app_class.clear_instance()
         type(shell).clear_instance()

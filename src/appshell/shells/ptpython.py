@@ -35,13 +35,13 @@ def install_hooks(repl: Any, journal: Journal, broken: list[SandboxBroken] | Non
         # ptpython's own eval runs an awaiting input with get_running_loop(), which has no loop
         # in embed(): such an input runs on the session's loop instead (appshell.aio).
         if "await" not in line and "async" not in line:
-            return ptpython_eval(line)
+            return aio.sync_io(ptpython_eval, line)  # an async app's sync IO runs in SQLAlchemy's greenlet
         try:
             code, mode = repl._compile_with_flags(line, "eval"), "eval"
         except SyntaxError:
             code, mode = repl._compile_with_flags(line, "exec"), "exec"
         if not aio.awaits(code):
-            return ptpython_eval(line)
+            return aio.sync_io(ptpython_eval, line)
         result = aio.execute(code, repl.get_globals(), repl.get_locals())
         if mode == "exec":
             return None
