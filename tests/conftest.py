@@ -147,6 +147,32 @@ def db_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
+def asyncpg_url(pg_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for the asyncpg driver (which takes no `options` in the URL,
+    so the per-test schema of pg_url cannot be used): postgresql+asyncpg://…/appshell_xxx."""
+    from sqlalchemy import create_engine, make_url, text
+
+    name = f"appshell_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(_pg_base_url(), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"create database {name}"))
+    try:
+        yield make_url(_pg_base_url()).set(drivername="postgresql+asyncpg", database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"drop database {name} with (force)"))
+        admin.dispose()
+
+
+@pytest.fixture(params=["aiosqlite", "asyncpg"])
+def async_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An async driver's URL: once SQLite through aiosqlite, once PostgreSQL through asyncpg."""
+    if request.param == "aiosqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'async.db'}"
+    return str(request.getfixturevalue("asyncpg_url"))
+
+
+@pytest.fixture
 def mariadb_url() -> Iterator[str]:
     """A fresh database on the local MariaDB/MySQL server; skipped (with the reason) if there is none."""
     from sqlalchemy import create_engine, text
