@@ -6,7 +6,7 @@ does); a code object that awaits is a coroutine function's body, and
 on first use — ``asyncio`` costs start-up time that a program without
 ``await`` never pays — and closed when the session ends.
 
-An async app (an ``AsyncEngine``, docs/design.md §6) turns on *greenlet mode*:
+An async app (an ``AsyncEngine``, docs/design.md §8) turns on *greenlet mode*:
 every statement then runs inside SQLAlchemy's greenlet on that loop, so the
 helpers, lazy loads and ``session.sync_session`` do the async driver's IO
 without ``await``, and an awaiting statement may call them too — its coroutine

@@ -55,7 +55,7 @@ class AppContext:
     warnings: list[str] = field(default_factory=list)
     sqlmodel: bool = False  # the models are SQLModel tables: `session` is a sqlmodel.Session
     teardown: list[Callable[[], object]] = field(default_factory=list)
-    # An async app's own objects (docs/design.md §6): the shell's `session` and `engine`. `engine`
+    # An async app's own objects (docs/design.md §8): the shell's `session` and `engine`. `engine`
     # and `session` above are then their sync cores, which every safety listener watches.
     async_engine: Any = None
     async_session: Any = None
