@@ -1,0 +1,1 @@
+"""Notes: an async FastAPI app (users and their notes) in the common layout."""
