@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import socket
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import traceback
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -54,24 +56,140 @@ class Result:
         return self.stdout + self.stderr
 
 
+# In-process or a real process (docs/design.md §9). A test module opts in with
+# `pytestmark = pytest.mark.in_process`: then run() calls cli.main in this process, inside
+# appshell.process_state.process_state(), like click's CliRunner. A test that only a real
+# process can show (signals, ptys, re-exec, fork, os._exit/atexit, threads left running, the
+# console script's entry() itself) carries @pytest.mark.subprocess, or passes process=True.
+_in_process_test = False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "in_process: run() calls appshell's main() in this process (a CliRunner-style harness)")
+    config.addinivalue_line("markers", "subprocess: run() starts the real console script (only a real process shows what this test checks)")
+
+
+@pytest.fixture(autouse=True)
+def _run_mode(request: pytest.FixtureRequest) -> Iterator[None]:
+    global _in_process_test
+    _in_process_test = request.node.get_closest_marker("in_process") is not None and request.node.get_closest_marker("subprocess") is None
+    before = _processes_started
+    try:
+        yield
+    finally:
+        _in_process_test = False
+        _started_by_test[request.node.nodeid] = _processes_started - before
+
+
+# How many test cases started no process at all (the terminal summary says): every process a
+# test starts passes through subprocess.Popen, os.fork or os.forkpty (pexpect), counted here.
+_processes_started = 0
+_started_by_test: dict[str, int] = {}
+
+
+def _counting(fn: Callable[..., object]) -> Callable[..., object]:
+    def counted(*args: object, **kwargs: object) -> object:
+        global _processes_started
+        _processes_started += 1
+        return fn(*args, **kwargs)
+
+    return counted
+
+
+subprocess.Popen._execute_child = _counting(subprocess.Popen._execute_child)  # type: ignore[attr-defined]
+os.fork = _counting(os.fork)  # type: ignore[assignment]
+os.forkpty = _counting(os.forkpty)  # type: ignore[assignment]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _started_by_test:
+        alone = sum(1 for n in _started_by_test.values() if n == 0)
+        share = 100 * alone // len(_started_by_test)
+        terminalreporter.write_line(f"in-process: {alone} of {len(_started_by_test)} test cases started no process ({share}%)")
+
+
+def _may_reexec(args: Sequence[str], cwd: Path, env: Mapping[str, str]) -> bool:
+    """Would appshell re-execute itself (os.execve would replace this test process)?"""
+    if "--no-reexec" in args or env.get("APPSHELL_REEXECUTED"):
+        return False
+    return bool(env.get("APPSHELL_PYTHON")) or any((folder / ".venv").exists() for folder in (cwd, *cwd.parents))
+
+
 def run(
     args: Sequence[str],
     cwd: Path,
     env: Mapping[str, str] | None = None,
     input: str | None = None,
     timeout: float = 120,
+    *,
+    process: bool | None = None,
 ) -> Result:
-    """Run the real `appshell` console script in a subprocess, without a tty."""
+    """Run appshell without a tty: in this process in modules marked in_process (unless *process*
+    is true), else the real `appshell` console script in a subprocess."""
+    environ = clean_environ(env)
+    in_process = _in_process_test if process is None else not process
+    if in_process and not _may_reexec(args, Path(cwd), environ):
+        return run_in_process(args, cwd, environ, input)
     proc = subprocess.run(
         [APPSHELL, *args],
         cwd=cwd,
-        env=clean_environ(env),
+        env=environ,
         input=input if input is not None else "",
         capture_output=True,
         text=True,
         timeout=timeout,
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+class _Stream(io.TextIOWrapper):
+    """A captured standard stream: text over bytes (``.buffer`` works), never a tty, no file descriptor."""
+
+    def __init__(self, data: bytes = b"") -> None:
+        super().__init__(io.BytesIO(data), encoding="utf-8", errors="surrogateescape", write_through=True)
+
+    def close(self) -> None:  # the program may close sys.stdout; what it wrote stays readable
+        self.flush()
+
+    def text(self) -> str:
+        self.flush()
+        data = self.buffer.getvalue()  # type: ignore[attr-defined]
+        # As subprocess.run(text=True) reads it: universal newlines.
+        return data.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "\n")
+
+
+# sys.path as the console script starts with it: its own folder first, not pytest's rootdir or cwd.
+_SCRIPT_PATH = [str(Path(APPSHELL).parent)] + [p for p in sys.path if p not in ("", str(ROOT), str(ROOT / "tests"), os.getcwd())]
+
+
+def run_in_process(args: Sequence[str], cwd: Path, environ: Mapping[str, str], input: str | None = None) -> Result:
+    """appshell's `main(args)` in this process, as the console script would run it: environment,
+    working directory, argv, stdin/stdout/stderr, sys.path set, everything put back after."""
+    from appshell.cli import main
+    from appshell.process_state import process_state
+
+    out, err = _Stream(), _Stream()
+    with process_state():
+        os.environ.clear()
+        os.environ.update(environ)
+        os.chdir(cwd)
+        sys.argv = [APPSHELL, *args]
+        sys.path[:] = _SCRIPT_PATH
+        sys.dont_write_bytecode = True  # PYTHONDONTWRITEBYTECODE=1, as the subprocess has it
+        sys.stdin, sys.stdout, sys.stderr = _Stream((input or "").encode()), out, err
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's --help and --version; what Python does with the rest
+            code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+            if not isinstance(exc.code, (int, type(None))):
+                print(exc.code, file=sys.stderr)
+        except BaseException:  # noqa: BLE001 - a bug's traceback, as the interpreter would print it
+            traceback.print_exc()
+            code = 1
+        finally:
+            for stream in (out, err):
+                stream.flush()
+    return Result(code, out.text(), err.text())
 
 
 @pytest.fixture
@@ -247,26 +365,11 @@ def shop_web(shop: Path, env: Mapping[str, str] | None = None) -> Iterator[int]:
 
 
 @pytest.fixture
-def invoke(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
+def invoke() -> Callable[..., Result]:
     """Run appshell's `main()` in this process (a CliRunner-style harness) for fast logic tests."""
-    import signal
 
-    from appshell.cli import main
-
-    def _invoke(args: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None) -> Result:
-        monkeypatch.chdir(cwd)
-        for key, value in (env or {}).items():
-            monkeypatch.setenv(key, value)
-        handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
-        try:
-            code = main(list(args))
-        except SystemExit as exc:  # argparse's --help and --version exit on their own
-            code = int(exc.code or 0)
-        finally:
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
-        out = capsys.readouterr()
-        return Result(code, out.out, out.err)
+    def _invoke(args: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None, input: str | None = None) -> Result:
+        return run_in_process(args, cwd, clean_environ(env), input)
 
     return _invoke
 

@@ -12,6 +12,8 @@ import pytest
 
 from conftest import Result, run
 
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+
 
 def one_line_error(result, *needles: str) -> None:  # type: ignore[no-untyped-def]
     assert result.exit_code == 2, result.output

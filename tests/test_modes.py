@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from conftest import run
+
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
 
 def test_command_runs_in_app_context(shop: Path) -> None:
