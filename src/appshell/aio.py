@@ -74,12 +74,12 @@ def run(awaitable: Awaitable[T]) -> T:
     """Run *awaitable* to the end on the session's event loop (inside the greenlet, for an async app)."""
     loop = _get_loop()
     if not _greenlets:
-        return loop.run_until_complete(awaitable)
+        return _complete(loop, awaitable)
     from sqlalchemy.util.concurrency import await_, greenlet_spawn, in_greenlet
 
     if in_greenlet():  # a helper's sync code reached an awaitable: the loop is already ours
         return await_(awaitable)
-    return loop.run_until_complete(greenlet_spawn(_drive, awaitable))
+    return _complete(loop, greenlet_spawn(_drive, awaitable))
 
 
 def sync_io(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -93,7 +93,7 @@ def sync_io(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     loop = _get_loop()
     if loop.is_running():
         raise TaskIO(f"{getattr(fn, '__name__', 'this')}() cannot run inside a task on the event loop: call it from the statement, or await the app's async functions there")
-    return loop.run_until_complete(greenlet_spawn(fn, *args, **kwargs))
+    return _complete(loop, greenlet_spawn(fn, *args, **kwargs))
 
 
 def execute(code: CodeType, globals: dict[str, Any], locals: dict[str, Any] | None = None) -> Any:
@@ -105,6 +105,24 @@ def execute(code: CodeType, globals: dict[str, Any], locals: dict[str, Any] | No
         return sync_io(_eval, code, globals, scope)
     result = eval(code, globals, scope)
     return run(result) if awaits(code) else result
+
+
+def _complete(loop: asyncio.AbstractEventLoop, awaitable: Awaitable[T]) -> T:
+    """Run *awaitable* to its end; Ctrl-C cancels it and waits for it to unwind (as asyncio.Runner
+    does), so a query in flight is cancelled and its connection is free for the next statement."""
+    import asyncio
+
+    task = asyncio.ensure_future(awaitable, loop=loop)
+    try:
+        return loop.run_until_complete(task)
+    except KeyboardInterrupt:
+        if not task.done():
+            task.cancel()
+            try:
+                loop.run_until_complete(task)
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - the interrupt is what the operator sees
+                pass
+        raise
 
 
 def _eval(code: CodeType, globals: dict[str, Any], scope: dict[str, Any]) -> Any:
