@@ -87,6 +87,42 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str], expect: str) -> tuple[
     return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+Runs = dict[str, tuple[list[str], dict[str, str]]]
+Times = dict[str, list[tuple[float, float]]]
+
+
+def measure(runs: Runs, cwd: Path, rounds: int, expect: str) -> Times:
+    """Each run once to warm the caches, then *rounds* rounds of all of them in turn (a slow
+    moment of the machine hits every run of its round alike)."""
+    for cmd, run_env in runs.values():  # warm the file cache and byte-code caches
+        timed(cmd, cwd, run_env, expect)
+    times: Times = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, (cmd, run_env) in runs.items():
+            times[name].append(timed(cmd, cwd, run_env, expect))
+    return times
+
+
+def report(times: Times, bases: dict[str, str]) -> None:
+    """The median of each run; for appshell's, the median (min–max) of its per-round ratios to each base."""
+    for kind, index in (("wall", 0), ("cpu", 1)):
+        for name, values in times.items():
+            own = [v[index] for v in values]
+            line = f"{kind:<4} {name:<24} median {statistics.median(own) * 1000:7.1f} ms"
+            if name.startswith("appshell"):
+                for base_name, base in bases.items():
+                    ratios = [a[index] / b[index] for a, b in zip(values, times[base])]
+                    line += f"   vs {base_name}: {statistics.median(ratios):.3f} ({min(ratios):.3f}–{max(ratios):.3f})"
+            print(line)
+    print("target: appshell -c ≤ 1.10 × the plain script")
+
+
+def bytecode_on(env: dict[str, str]) -> dict[str, str]:
+    """Byte-code caches on, as on a real host: with PYTHONDONTWRITEBYTECODE every run would
+    compile appshell's modules again, a cost no deployed process pays."""
+    return {k: v for k, v in env.items() if not k.startswith("APPSHELL_") and k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=11)
@@ -94,35 +130,16 @@ def main() -> None:
     appshell = str(Path(sys.executable).with_name("appshell"))
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        env = build_app(root)
-        # Byte-code caches on, as on a real host: with PYTHONDONTWRITEBYTECODE every run would
-        # compile appshell's modules again, a cost no deployed process pays.
-        env = {k: v for k, v in env.items() if not k.startswith("APPSHELL_") and k != "PYTHONDONTWRITEBYTECODE"}
+        env = bytecode_on(build_app(root))
         runs = {
             "plain script": ([sys.executable, "baseline.py"], env),
             "plain script, os._exit": ([sys.executable, "baseline_exit.py"], env),
             "appshell -c, audit on": ([appshell, "-c", "print(count(Model0))"], env),
             "appshell -c, audit off": ([appshell, "-c", "print(count(Model0))"], {**env, "APPSHELL_PROFILE": "noaudit"}),
         }
-        for cmd, run_env in runs.values():  # warm the file cache and byte-code caches
-            timed(cmd, root, run_env, "2")
-        times: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
-        for _ in range(opts.rounds):
-            for name, (cmd, run_env) in runs.items():
-                times[name].append(timed(cmd, root, run_env, "2"))
-    bases = {"plain": times["plain script"], "plain+_exit": times["plain script, os._exit"]}
+        times = measure(runs, root, opts.rounds, "2")
     print(f"models: {N_MODELS}, rounds: {opts.rounds}")
-    for kind, index in (("wall", 0), ("cpu", 1)):
-        for name, values in times.items():
-            own = [v[index] for v in values]
-            line = f"{kind:<4} {name:<24} median {statistics.median(own) * 1000:7.1f} ms"
-            if name.startswith("appshell"):
-                for base_name, base in bases.items():
-                    ratios = [a[index] / b[index] for a, b in zip(values, base)]
-                    line += f"   vs {base_name}: {statistics.median(ratios):.3f} ({min(ratios):.3f}–{max(ratios):.3f})"
-            print(line)
-    print("target: appshell -c ≤ 1.10 × the plain script")
-
+    report(times, {"plain": "plain script", "plain+_exit": "plain script, os._exit"})
 
 if __name__ == "__main__":
     main()

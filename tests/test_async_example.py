@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
 from conftest import IN_CI, ROOT, _pg_base_url, audit_records, clean_environ, leave, run, spawn_shell
 
@@ -37,7 +38,7 @@ def _seeded_notes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return template
 
 
-def _pg_admin():  # type: ignore[no-untyped-def]
+def _pg_admin() -> Engine:
     from sqlalchemy import create_engine
 
     return create_engine(_pg_base_url(), isolation_level="AUTOCOMMIT")
