@@ -650,6 +650,8 @@ def format_crash(crash: AppCrashed) -> str:
         tb = tb.tb_next
     lines = traceback.format_exception(type(exc), exc, tb)
     out = "".join(lines) + f"appshell: error: {crash.what} (the traceback above is from the app's own code)\n"
+    if "greenlet library is required" in str(exc):  # SQLAlchemy 2.1 no longer installs greenlet for asyncio
+        out += "appshell: hint: the app's async engine needs greenlet: pip install 'appshell[async]'\n"
     if "requires an async driver" in str(exc):  # create_async_engine() given a sync URL (e.g. by --database-url)
         out += ("appshell: hint: the app makes an async engine: give DATABASE_URL/--database-url an async driver, "
                 "such as postgresql+asyncpg://, sqlite+aiosqlite:// or mysql+aiomysql:// (pip install 'appshell[async]')\n")
