@@ -68,7 +68,7 @@ def test_help_and_docs_state_the_order_resolve_uses() -> None:
 def test_dotenv_selects_the_profile_and_never_overrides_real_environment(tmp_path: Path) -> None:
     root = make_project(tmp_path, dotenv="APPSHELL_PROFILE=staging\nDATABASE_URL=sqlite:///dotenv.db\nSHOP_TOKEN=abc\n")
     settings = resolve({}, environ={"DATABASE_URL": "sqlite:///real.db"}, cwd=root)
-    assert settings.profile == "staging" and settings.sources["profile"] == ".env"
+    assert settings.profile.name == "staging" and settings.sources["profile"] == ".env"
     assert settings.database_url == "sqlite:///real.db" and settings.sources["database_url"] == "env"
     environ = {"DATABASE_URL": "sqlite:///real.db"}
     export_environment(settings, environ)
@@ -106,9 +106,9 @@ def test_project_profile_merges_over_shipped(tmp_path: Path) -> None:
     (root / "profiles").mkdir()
     (root / "profiles" / "production.toml").write_text('[shell]\nprompt = "shop-prod"\n')
     profile = load_profile("production", root)
-    assert profile["shell.prompt"] == "shop-prod"
-    assert profile["database.read_only"] is True  # still the shipped value
-    assert profile["access.require_reason"] is True
+    assert profile.shell.prompt == "shop-prod"
+    assert profile.database.read_only is True  # still the shipped value
+    assert profile.access.require_reason is True
 
 
 @pytest.mark.parametrize(
@@ -172,7 +172,7 @@ def test_unlocked_profile_lets_flags_and_environment_choose(tmp_path: Path) -> N
 
 
 def test_shipped_production_profile_is_locked(tmp_path: Path) -> None:
-    assert load_profile("production", None)["audit.locked"] is True
+    assert load_profile("production", None).audit.locked is True
     with pytest.raises(ConfigError, match="--audit-log cannot change the audit settings: profile 'production'"):
         resolve({"profile": "production", "audit_log": "/tmp/x.jsonl"}, environ={}, cwd=make_project(tmp_path))
 

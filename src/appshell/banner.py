@@ -38,10 +38,10 @@ class Look:
 
     @classmethod
     def of(cls, settings: Settings) -> Look:
-        profile = settings.profile_data
-        label = profile["shell.prompt"] or settings.profile
+        profile = settings.profile
+        label = profile.shell.prompt or profile.name
         # No colour codes where the output is not a terminal (logs, pipes).
-        return cls(label=label, color=profile["shell.color"], use_color=sys.stdout.isatty())
+        return cls(label=label, color=profile.shell.color, use_color=sys.stdout.isatty())
 
 
 def alarm(text: str, use_color: bool) -> str:
@@ -66,7 +66,7 @@ def make_banner(settings: Settings, ctx: AppContext, shell: str, release: str, l
         "SANDBOX (all changes rolled back at exit)" if settings.sandbox else "sandbox off",
     ]
     lines = [
-        look.paint(f"appshell {__version__} · profile {settings.profile} · {shell}", bold=True),
+        look.paint(f"appshell {__version__} · profile {settings.profile.name} · {shell}", bold=True),
         f"  database  {mask_url(ctx.engine.url.render_as_string(hide_password=True))}",
         f"  mode      {' · '.join(state)}",
         f"  release   {release}{_parity_note(parity, look)}",

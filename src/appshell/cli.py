@@ -152,11 +152,11 @@ def run_shell(argv: Sequence[str]) -> int:
     settings = resolve(_flags(opts), project=opts.project)
     if settings.reason is not None and not settings.reason.strip():
         raise UsageError("the reason for this session is blank", "say why in words: --reason 'INC-42 refund order 17' (or APPSHELL_REASON)")
-    profile = settings.profile_data
-    if opts.read_only is False and not profile["access.allow_write"]:
-        raise ConfigError(f"profile '{settings.profile}' does not allow --write", "use another profile or drop --write")
-    if profile["access.require_reason"] and not settings.reason:
-        settings = replace(settings, reason=_ask_reason(settings.profile))
+    profile = settings.profile
+    if opts.read_only is False and not profile.access.allow_write:
+        raise ConfigError(f"profile '{profile.name}' does not allow --write", "use another profile or drop --write")
+    if profile.access.require_reason and not settings.reason:
+        settings = replace(settings, reason=_ask_reason(profile.name))
     export_environment(settings)
 
     from appshell.program import Program
@@ -193,9 +193,10 @@ def list_profiles(argv: Sequence[str]) -> int:
     root = find_project_root(Path.cwd().resolve(), argv[1] if len(argv) > 1 and argv[0] == "--project" else None)
     for name in profile_names(root):
         profile = load_profile(name, root)
-        rows = [[key, profile[key]] for key in sorted(profile.values) if key != "description"]
+        # Lists shown as the file writes them: ["file"], not ('file',).
+        rows = [[key, list(value) if isinstance(value, tuple) else value] for key, value in sorted(profile.items()) if key != "description"]
         where = ", ".join(str(p) for p in profile.sources)
-        print(table(["key", "value"], rows, f"{name} — {profile['description']}  ({where})"))
+        print(table(["key", "value"], rows, f"{name} — {profile.description}  ({where})"))
         print()
     return EXIT_OK
 

@@ -47,7 +47,7 @@ def _release(settings: Settings) -> Iterator[Row]:
     from appshell.release import check_parity, release_id
 
     release = release_id(settings.project_root)
-    parity = check_parity(release, settings.profile_data, settings.project_root)
+    parity = check_parity(release, settings.profile, settings.project_root)
     yield "release", "ok" if release != "unknown" else "info", release
     if parity.state in ("mismatch", "unknown"):
         yield "release parity", "FAIL", parity.describe(release)
@@ -71,9 +71,9 @@ def _settings(settings: Settings) -> Iterator[Row]:
     shown = mask_mapping(settings.public())
     for name, value in shown.items():
         yield f"setting {name}", "info", f"{value!r} (from {settings.sources.get(name, 'default')})"
-    profile = settings.profile_data
+    profile = settings.profile
     files = ", ".join(str(p) for p in profile.sources)
-    yield "profile", "ok", f"{profile.name}: {profile['description']} ({files})"
+    yield "profile", "ok", f"{profile.name}: {profile.description} ({files})"
 
 
 def _database(ctx: AppContext, settings: Settings) -> Iterator[Row]:
@@ -103,25 +103,25 @@ def _audit_policy(settings: Settings) -> Iterator[Row]:
     for problem in settings.audit_problems:
         yield "audit policy", "FAIL", f"{problem.what} — {problem.fix}"
     if not settings.audit_problems:
-        profile = settings.profile_data
-        locked = "locked by the profile" if profile["audit.locked"] else "flags and environment may change it"
-        yield "audit policy", "ok", f"profile '{profile.name}': {'required' if profile['audit.required'] else 'best-effort'}, {locked}"
+        profile = settings.profile
+        locked = "locked by the profile" if profile.audit.locked else "flags and environment may change it"
+        yield "audit policy", "ok", f"profile '{profile.name}': {'required' if profile.audit.required else 'best-effort'}, {locked}"
 
 
 def _audit(settings: Settings, database_url: str) -> Iterator[Row]:
-    profile = settings.profile_data
-    required = "required" if profile["audit.required"] else "best-effort"
-    for kind in profile["audit.sinks"]:
+    profile = settings.profile
+    required = "required" if profile.audit.required else "best-effort"
+    for kind in profile.audit.sinks:
         try:
             detail = _probe_sink(kind, settings, database_url)
         except Exception as exc:  # noqa: BLE001 - any failure is the finding
             yield f"audit sink {kind}", "FAIL", f"{type(exc).__name__}: {mask_url(str(exc))} ({required})"
             continue
         yield f"audit sink {kind}", "ok", f"{detail} ({required})"
-        if kind == "sql" and profile["audit.required"]:
+        if kind == "sql" and profile.audit.required:
             yield _guarded("audit sql rights", lambda: iter([_sql_rights(database_url)]))[0]
-    if not profile["audit.sinks"]:
-        yield "audit", "FAIL" if profile["audit.required"] else "info", "no sinks: statements are not audited"
+    if not profile.audit.sinks:
+        yield "audit", "FAIL" if profile.audit.required else "info", "no sinks: statements are not audited"
 
 
 def _sql_rights(database_url: str) -> Row:

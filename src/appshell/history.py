@@ -61,11 +61,11 @@ def _probe_sqlite(path: Path) -> None:
 
 
 def history_for(settings: Settings, redact: Callable[[str], str]) -> History:
-    profile = settings.profile_data
-    if not profile["shell.history"]:
+    shell = settings.profile.shell
+    if not shell.history:
         return History(None, redact)
-    if profile["shell.history_path"]:
-        folder = Path(profile["shell.history_path"]).expanduser()
+    if shell.history_path:
+        folder = Path(shell.history_path).expanduser()
         if not folder.is_absolute() and settings.project_root is not None:
             folder = settings.project_root / folder
     elif settings.project_root is not None:

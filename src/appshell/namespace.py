@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from appshell.context import import_user_module
@@ -41,7 +41,7 @@ class SettingsView(Mapping[str, Any]):
             real = environ.get(key, from_file)
             values[key], sources[key] = real, (".env" if real == from_file else "env")
             option = by_env.get(key)
-            if option is not None and getattr(settings, option, None) == real:
+            if option is not None and settings.public().get(option) == real:
                 sources[key] = settings.sources.get(option, sources[key])
         values.update(settings.public())
         sources.update(settings.sources)
@@ -77,7 +77,7 @@ class SettingsView(Mapping[str, Any]):
         printer.text(repr(self))
 
 
-def _profile_imports(lines: list[str], namespace: dict[str, Any], profile: str) -> None:
+def _profile_imports(lines: Sequence[str], namespace: dict[str, Any], profile: str) -> None:
     for line in lines:
         try:
             exec(compile(line, f"<profile {profile}: namespace.imports>", "exec"), namespace)
@@ -88,7 +88,7 @@ def _profile_imports(lines: list[str], namespace: dict[str, Any], profile: str) 
             ) from None
 
 
-def _profile_helpers(specs: list[str], namespace: dict[str, Any]) -> None:
+def _profile_helpers(specs: Sequence[str], namespace: dict[str, Any]) -> None:
     for spec in specs:
         module_name, _, attr = spec.partition(":")
         module = import_user_module(module_name, "namespace.helpers")
@@ -114,8 +114,8 @@ def _entry_point_helpers(namespace: dict[str, Any], helpers: dict[str, Any]) -> 
 def build_namespace(ctx: AppContext, settings: Settings, journal: Journal, more_helpers: dict[str, Any] | None = None) -> dict[str, Any]:
     """Models, then the app's extras, then the core objects and helpers, then profile and plug-ins."""
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
-    profile = settings.profile_data
-    if profile["namespace.vocabulary"]:
+    profile = settings.profile
+    if profile.namespace.vocabulary:
         from appshell.vocabulary import add_vocabulary
 
         kept = add_vocabulary(namespace, {**ctx.models, **ctx.extra}, sqlmodel=ctx.sqlmodel)
@@ -134,7 +134,7 @@ def build_namespace(ctx: AppContext, settings: Settings, journal: Journal, more_
     helpers = make_helpers(ctx, journal)
     helpers.update(more_helpers or {})  # listed by helpers() too: it reads this same dict
     namespace.update(helpers)
-    _profile_imports(profile["namespace.imports"], namespace, profile.name)
-    _profile_helpers(profile["namespace.helpers"], namespace)
+    _profile_imports(profile.namespace.imports, namespace, profile.name)
+    _profile_helpers(profile.namespace.helpers, namespace)
     _entry_point_helpers(namespace, helpers)
     return namespace

@@ -6,15 +6,19 @@ same name shipped with appshell, which is merged over the built-in defaults.
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import FrozenInstanceError, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar, cast, dataclass_transform
 
 from appshell.errors import ConfigError, did_you_mean
 
-__all__ = ["Profile", "load_profile", "profile_names", "shipped_profiles_dir", "SCHEMA", "DEFAULTS"]
+__all__ = [
+    "Profile", "Section", "Shell", "Database", "Access", "Audit", "Release", "Namespace",
+    "load_profile", "build_profile", "profile_names", "shipped_profiles_dir", "schema",
+]
 
 COLORS = ("none", "red", "yellow", "green", "blue", "magenta", "cyan")
 SHELLS = ("auto", "ipython", "ptpython", "python")
@@ -63,87 +67,165 @@ def _url_without_password(value: Any) -> bool:
     return not url.password or bool(re.fullmatch(r"\$\{\w+\}", str(url.password)))
 
 
-_BOOL = (lambda v: isinstance(v, bool)), "true or false"
-_STR = (lambda v: isinstance(v, str)), "a string"
-_STRS = (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)), "a list of strings"
-_MS = (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0), "a whole number of milliseconds ≥ 0"
+Rule = tuple[Callable[[Any], bool], str]  # a value's check, and the allowed values in words (for the error)
 
-# Every key a profile may set, with its check and a description of allowed values.
-SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "description": _STR,
-    "shell.default": _choice(*SHELLS),
-    "shell.prompt": _STR,
-    "shell.color": _choice(*COLORS),
-    "shell.history": _BOOL,
-    "shell.history_path": _STR,
-    "database.read_only": _BOOL,
-    "database.sandbox": _BOOL,
-    "database.statement_timeout_ms": _MS,
-    "database.idle_in_transaction_timeout_ms": _MS,
-    "database.read_only_url_env": _STR,
-    "database.echo_sql": _BOOL,
-    "access.require_reason": _BOOL,
-    "access.allow_write": _BOOL,
-    "access.confirm_destructive": _BOOL,
-    "audit.sinks": _list_of(*SINKS),
-    "audit.path": _STR,
-    "audit.required": _BOOL,
-    "audit.redact": (_regexes, "a list of valid regular expressions"),
-    "audit.locked": _BOOL,
-    "audit.url": (_url_without_password, 'a database URL whose password, if any, is written "${NAME}" (read from the variable NAME)'),
-    "audit.syslog_address": _STR,
-    "release.expected_file": _STR,
-    "release.expected_url": _STR,
-    "release.on_mismatch": _choice("warn", "error"),
-    "namespace.imports": _STRS,
-    "namespace.vocabulary": _BOOL,
-    "namespace.helpers": (
+_BOOL: Rule = (lambda v: isinstance(v, bool)), "true or false"
+_STR: Rule = (lambda v: isinstance(v, str)), "a string"
+_STRS: Rule = (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)), "a list of strings"
+_MS: Rule = (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0), "a whole number of milliseconds ≥ 0"
+_T = TypeVar("_T")
+_S = TypeVar("_S", bound="Section")
+
+
+class _Key:
+    __slots__ = ("default", "rule")
+
+    def __init__(self, default: Any, rule: Rule) -> None:
+        self.default, self.rule = default, rule
+
+
+def _key(*, default: _T, rule: Rule) -> _T:
+    """A profile key: its type is the attribute's annotation; its default and its rule are here, once."""
+    return cast(_T, _Key(default, rule))
+
+
+@dataclass_transform(frozen_default=True, field_specifiers=(_key,))
+class Section:
+    """A section of a profile (``[database]``): frozen, typed, built only from checked values.
+
+    What ``@dataclass(frozen=True)`` would give, without its cost: it writes and compiles
+    source for each class at import, ~0.8 ms a section (docs/design.md §1: start-up
+    matters). mypy sees a frozen dataclass (``dataclass_transform``).
+    """
+
+    __slots__ = ()
+    _keys: ClassVar[dict[str, _Key]]
+
+    def __init_subclass__(cls) -> None:
+        cls._keys = {name: vars(cls)[name] for name in cls.__dict__.get("__annotations__", {})}
+        for name in cls._keys:
+            delattr(cls, name)  # the instance's value, never the class's _Key, is what is read
+
+    def __init__(self, **values: Any) -> None:
+        unknown = set(values) - set(self._keys)
+        if unknown:
+            raise TypeError(f"{type(self).__name__}() got unexpected keys {sorted(unknown)}")
+        for name, key in self._keys.items():
+            object.__setattr__(self, name, values.get(name, key.default))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise FrozenInstanceError(f"cannot assign to field '{name}'")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field '{name}'")
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self._keys)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Section) and type(other) is type(self) and self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{n}={getattr(self, n)!r}' for n in self._keys)})"
+
+
+# One section per table of a profile file; a list in the file is a tuple here.
+
+
+class Shell(Section):
+    default: str = _key(default="auto", rule=_choice(*SHELLS))
+    prompt: str = _key(default="", rule=_STR)
+    color: str = _key(default="none", rule=_choice(*COLORS))
+    history: bool = _key(default=True, rule=_BOOL)
+    history_path: str = _key(default="", rule=_STR)
+
+
+class Database(Section):
+    read_only: bool = _key(default=False, rule=_BOOL)
+    sandbox: bool = _key(default=False, rule=_BOOL)
+    statement_timeout_ms: int = _key(default=0, rule=_MS)
+    idle_in_transaction_timeout_ms: int = _key(default=15 * 60 * 1000, rule=_MS)
+    read_only_url_env: str = _key(default="", rule=_STR)
+    echo_sql: bool = _key(default=False, rule=_BOOL)
+
+
+class Access(Section):
+    require_reason: bool = _key(default=False, rule=_BOOL)
+    allow_write: bool = _key(default=True, rule=_BOOL)
+    confirm_destructive: bool = _key(default=False, rule=_BOOL)
+
+
+class Audit(Section):
+    sinks: tuple[str, ...] = _key(default=("file",), rule=_list_of(*SINKS))
+    path: str = _key(default="", rule=_STR)
+    required: bool = _key(default=False, rule=_BOOL)
+    redact: tuple[str, ...] = _key(default=(), rule=(_regexes, "a list of valid regular expressions"))
+    locked: bool = _key(default=False, rule=_BOOL)
+    url: str = _key(default="", rule=(_url_without_password, 'a database URL whose password, if any, is written "${NAME}" (read from the variable NAME)'))
+    syslog_address: str = _key(default="", rule=_STR)
+
+
+class Release(Section):
+    expected_file: str = _key(default="", rule=_STR)
+    expected_url: str = _key(default="", rule=_STR)
+    on_mismatch: str = _key(default="warn", rule=_choice("warn", "error"))
+
+
+class Namespace(Section):
+    imports: tuple[str, ...] = _key(default=(), rule=_STRS)
+    vocabulary: bool = _key(default=True, rule=_BOOL)
+    helpers: tuple[str, ...] = _key(default=(), rule=(
         lambda v: isinstance(v, list) and all(isinstance(x, str) and ":" in x for x in v),
         'a list of "module:attribute" strings',
-    ),
-}
+    ))
 
-DEFAULTS: dict[str, Any] = {
-    "description": "",
-    "shell.default": "auto",
-    "shell.prompt": "",
-    "shell.color": "none",
-    "shell.history": True,
-    "shell.history_path": "",
-    "database.read_only": False,
-    "database.sandbox": False,
-    "database.statement_timeout_ms": 0,
-    "database.idle_in_transaction_timeout_ms": 15 * 60 * 1000,
-    "database.read_only_url_env": "",
-    "database.echo_sql": False,
-    "access.require_reason": False,
-    "access.allow_write": True,
-    "access.confirm_destructive": False,
-    "audit.sinks": ["file"],
-    "audit.path": "",
-    "audit.required": False,
-    "audit.redact": [],
-    "audit.locked": False,
-    "audit.url": "",
-    "audit.syslog_address": "",
-    "release.expected_file": "",
-    "release.expected_url": "",
-    "release.on_mismatch": "warn",
-    "namespace.imports": [],
-    "namespace.vocabulary": True,
-    "namespace.helpers": [],
-}
+
+def _section(cls: type[_S]) -> _S:
+    return field(default=cls(), metadata={"section": cls})
 
 
 @dataclass(frozen=True)
 class Profile:
-    name: str
-    values: dict[str, Any]
-    sources: tuple[Path, ...] = field(default=())
-    explicit: frozenset[str] = field(default=frozenset())  # keys a file sets
+    """A resolved profile: ``profile.database.statement_timeout_ms``; each section's defaults fill what no file sets."""
 
-    def __getitem__(self, key: str) -> Any:
-        return self.values[key]
+    name: str
+    description: str = field(default="", metadata={"rule": _STR})
+    shell: Shell = _section(Shell)
+    database: Database = _section(Database)
+    access: Access = _section(Access)
+    audit: Audit = _section(Audit)
+    release: Release = _section(Release)
+    namespace: Namespace = _section(Namespace)
+    sources: tuple[Path, ...] = ()  # the files merged, shipped first
+    explicit: frozenset[str] = frozenset()  # the keys ("audit.path") a file sets
+
+    def __str__(self) -> str:
+        return self.name  # "profile {settings.profile}" in a message names it
+
+    def value(self, key: str) -> Any:
+        """The value of a dotted key ("database.sandbox"), for the option table's generic layer."""
+        section, _, name = key.rpartition(".")
+        return getattr(getattr(self, section), name) if section else getattr(self, name)
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        """Every key, dotted, with its value, in schema order."""
+        for key in schema():
+            yield key, self.value(key)
+
+
+@functools.cache
+def schema() -> dict[str, Rule]:
+    """Every key a profile may set ("shell.color"), with its rule: read off the dataclasses above."""
+    keys: dict[str, Rule] = {}
+    for f in fields(Profile):
+        if "rule" in f.metadata:
+            keys[f.name] = f.metadata["rule"]
+        elif "section" in f.metadata:
+            keys.update((f"{f.name}.{name}", key.rule) for name, key in f.metadata["section"]._keys.items())
+    return keys
 
 
 def shipped_profiles_dir() -> Path:
@@ -187,12 +269,13 @@ def _read(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid TOML ({exc})", "fix the file's syntax") from None
     flat: dict[str, Any] = {}
     for key, value in _flatten(data):
-        if key not in SCHEMA:
+        keys = schema()
+        if key not in keys:
             raise ConfigError(
-                f"{path}: unknown key '{key}'{did_you_mean(key, SCHEMA)}",
-                "use one of: " + ", ".join(sorted(SCHEMA)),
+                f"{path}: unknown key '{key}'{did_you_mean(key, keys)}",
+                "use one of: " + ", ".join(sorted(keys)),
             )
-        check, allowed = SCHEMA[key]
+        check, allowed = keys[key]
         if not check(value):
             from appshell.redact import mask_url
 
@@ -211,10 +294,20 @@ def load_profile(name: str, project_root: Path | None) -> Profile:
             + ", ".join(profile_names(project_root))
             + f", or create profiles/{name}.toml",
         )
-    values = dict(DEFAULTS)
-    explicit: set[str] = set()
+    values: dict[str, Any] = {}
     for path in found:
-        data = _read(path)
-        values.update(data)
-        explicit.update(data)
-    return Profile(name, values, found, frozenset(explicit))
+        values.update(_read(path))
+    return build_profile(name, values, found)
+
+
+def build_profile(name: str, values: Mapping[str, Any], sources: tuple[Path, ...] = ()) -> Profile:
+    """The profile *values* (checked dotted keys, as read from files) set; defaults for the rest."""
+    top: dict[str, Any] = {}
+    sections: dict[str, dict[str, Any]] = {}
+    for key, value in values.items():
+        section, _, attr = key.rpartition(".")
+        if isinstance(value, list):
+            value = tuple(value)  # a frozen profile holds no list to append to
+        (sections.setdefault(section, {}) if section else top)[attr] = value
+    built = {f.name: f.metadata["section"](**sections.get(f.name, {})) for f in fields(Profile) if "section" in f.metadata}
+    return Profile(name, **top, **built, sources=sources, explicit=frozenset(values))

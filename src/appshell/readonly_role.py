@@ -27,13 +27,13 @@ _PROBE = "appshell_write_probe"
 
 def read_only_url(settings: Settings) -> str | None:
     """The read-only role's URL, where the profile names one; a named but unset variable is an error."""
-    name = settings.profile_data["database.read_only_url_env"]
+    name = settings.profile.database.read_only_url_env
     if not name:
         return None
     value = os.environ.get(name, "")
     if not value:
         raise ConfigError(
-            f"profile '{settings.profile}' sets database.read_only_url_env = \"{name}\", but {name} is not set",
+            f"profile '{settings.profile.name}' sets database.read_only_url_env = \"{name}\", but {name} is not set",
             f"set {name} to the URL of a database role with SELECT rights only",
         )
     return value

@@ -276,7 +276,7 @@ class Redactor:
         locked (then the operator's environment cannot change redaction), the profile's regexes."""
         from appshell.settings import redaction_sources
 
-        return cls.from_environment(redaction_sources(settings, environ), settings.profile_data["audit.redact"])
+        return cls.from_environment(redaction_sources(settings, environ), settings.profile.audit.redact)
 
     def _pattern_match(self, match: re.Match[str]) -> str:
         return match.group() if keeps_evidence(match.group()) else MASK

@@ -78,18 +78,18 @@ class Parity:
 
 def _published(profile: Profile, root: Path | None) -> tuple[str | None, str | None, str | None]:
     """(release, where it came from, problem) as the web process publishes it."""
-    if profile["release.expected_file"]:
-        path = Path(profile["release.expected_file"])
+    if profile.release.expected_file:
+        path = Path(profile.release.expected_file)
         path = path if path.is_absolute() or root is None else root / path
         try:
             return path.read_text(encoding="utf-8").strip(), str(path), None
         except OSError as exc:
             return None, str(path), exc.strerror or str(exc)
-    if profile["release.expected_url"]:
+    if profile.release.expected_url:
         import json
         import urllib.request
 
-        url = profile["release.expected_url"]
+        url = profile.release.expected_url
         try:
             with urllib.request.urlopen(url, timeout=3) as response:
                 body = response.read().decode("utf-8").strip()

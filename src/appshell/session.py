@@ -67,8 +67,8 @@ def _check_release(settings: Settings, release: str) -> Parity:
     from appshell.errors import ConfigError
     from appshell.release import check_parity
 
-    parity = check_parity(release, settings.profile_data, settings.project_root)
-    if parity.state == "mismatch" and settings.profile_data["release.on_mismatch"] == "error":
+    parity = check_parity(release, settings.profile, settings.project_root)
+    if parity.state == "mismatch" and settings.profile.release.on_mismatch == "error":
         raise ConfigError(parity.describe(release), "run appshell from the web process's release, or deploy this one to the web process first")
     if parity.state in ("mismatch", "unknown"):
         warning = f"appshell: WARNING: {parity.describe(release)}"
@@ -84,7 +84,7 @@ def _start_audit(settings: Settings, ctx: AppContext, program: Program | None, s
     auditor.start({
         "mode": program.mode if program else "interactive",
         "shell": shell,
-        "profile": settings.profile,
+        "profile": settings.profile.name,
         "release": release,
         "release_parity": parity.state,
         "release_expected": parity.expected,
@@ -104,7 +104,7 @@ def _apply_safety(settings: Settings, ctx: AppContext, session_id: str, options:
     from appshell.engines import take_over
 
     take_over()
-    profile = settings.profile_data
+    profile = settings.profile
     sandbox = None
     if settings.sandbox:
         from appshell.sandbox import Sandbox
@@ -119,16 +119,16 @@ def _apply_safety(settings: Settings, ctx: AppContext, session_id: str, options:
             use_role(role_url)  # every connection to the app's database logs in as the read-only role
     coverage = Coverage(ConnectionPlan(
         read_only=settings.read_only,
-        statement_timeout_ms=profile["database.statement_timeout_ms"],
-        idle_in_transaction_timeout_ms=profile["database.idle_in_transaction_timeout_ms"],
+        statement_timeout_ms=profile.database.statement_timeout_ms,
+        idle_in_transaction_timeout_ms=profile.database.idle_in_transaction_timeout_ms,
         application_name=f"appshell:{session_id}",
         fresh_connections=role_url is not None,
-    ), sandbox, settings.profile)
+    ), sandbox, profile.name)
     coverage.install()
     ctx.teardown.append(coverage.close_all)  # after the app's engine is disposed: every other engine's connections
     if settings.read_only:
-        refuse_orm_writes(ctx.session, settings.profile)
-    if profile["access.confirm_destructive"]:
+        refuse_orm_writes(ctx.session, profile.name)
+    if profile.access.confirm_destructive:
         from appshell.guard import install_guard
 
         install_guard(assume_yes=options.assume_yes)

@@ -88,7 +88,7 @@ class Settings:
     models: tuple[str, ...]
     database_url: str | None
     env_file: str
-    profile: str
+    profile: Profile  # the option "profile" is its name
     shell: str
     sandbox: bool
     read_only: bool
@@ -98,7 +98,6 @@ class Settings:
     audit_url: str | None
     audit_syslog: str | None
     project_root: Path | None
-    profile_data: Profile
     sources: dict[str, str] = field(default_factory=dict)
     dotenv: dict[str, str] = field(default_factory=dict)
     # What breaks the profile's audit policy: raised by resolve(), listed by doctor.
@@ -106,7 +105,9 @@ class Settings:
 
     def public(self) -> dict[str, Any]:
         """The option values, for display (not masked: callers mask)."""
-        return {o.name: getattr(self, o.name) for o in OPTIONS}
+        values = {o.name: getattr(self, o.name) for o in OPTIONS}
+        values["profile"] = self.profile.name
+        return values
 
 
 def find_project_root(start: Path, explicit: str | None = None) -> Path | None:
@@ -153,7 +154,7 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def _from_profile(profile: Profile) -> dict[str, Any]:
-    return {o.name: profile[o.profile] for o in OPTIONS if o.profile and o.profile in profile.explicit}
+    return {o.name: profile.value(o.profile) for o in OPTIONS if o.profile and o.profile in profile.explicit}
 
 
 def _convert(option: Option, value: Any, where: str) -> Any:
@@ -209,7 +210,7 @@ def _locked_lookup(option: Option, layers: Mapping[str, Mapping[str, Any]], prof
 
 
 def _policy_problems(profile: Profile) -> list[ConfigError]:
-    if profile["audit.required"] and not profile["audit.sinks"]:
+    if profile.audit.required and not profile.audit.sinks:
         return [ConfigError(
             f"profile '{profile.name}' requires the audit (audit.required = true) but names no sink (audit.sinks = [])",
             f'set audit.sinks in profiles/{profile.name}.toml (e.g. ["file"]), or audit.required = false',
@@ -262,14 +263,15 @@ def resolve(
     sources: dict[str, str] = {}
     problems = _policy_problems(profile)
     for option in OPTIONS:
-        if option.audit and profile["audit.locked"]:
+        if option.audit and profile.audit.locked:
             values[option.name], sources[option.name], found = _locked_lookup(option, layers, profile, env_path)
             problems += found
         else:
             values[option.name], sources[option.name] = _lookup(option, layers)
     if strict and problems:
         raise problems[0]
-    return Settings(**values, project_root=root, profile_data=profile, sources=sources, dotenv=dotenv, audit_problems=tuple(problems))
+    values["profile"] = profile
+    return Settings(**values, project_root=root, sources=sources, dotenv=dotenv, audit_problems=tuple(problems))
 
 
 def export_environment(settings: Settings, environ: MutableMapping[str, str] | None = None) -> None:
@@ -321,7 +323,7 @@ def redaction_sources(settings: Settings, environ: Mapping[str, str]) -> dict[st
     --env-file/APPSHELL_ENV_FILE) cannot change what is masked, so `B_KEY=order_lines` cannot
     blank out a table name in the record.
     """
-    if not settings.profile_data["audit.locked"]:
+    if not settings.profile.audit.locked:
         return {**settings.dotenv, **environ}
     if settings.sources.get("env_file") in OPERATOR_LAYERS:
         return {}

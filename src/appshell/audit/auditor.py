@@ -144,10 +144,10 @@ def _open_sink(kind: str, settings: Settings, database_url: str) -> AuditSink:
 
 def open_auditor(settings: Settings, database_url: str) -> Auditor:
     """Open the profile's sinks; a required one that fails to open stops appshell (exit 3)."""
-    profile = settings.profile_data
-    required = bool(profile["audit.required"])
+    profile = settings.profile
+    required = profile.audit.required
     sinks: list[AuditSink] = []
-    for kind in profile["audit.sinks"]:
+    for kind in profile.audit.sinks:
         try:
             sinks.append(_open_sink(kind, settings, database_url))
         except Exception as exc:  # noqa: BLE001
