@@ -112,7 +112,7 @@ def test_the_example_seeds_once_and_says_so(notes: tuple[Path, dict[str, str]]) 
 
 # (what is typed, a pattern of what it prints): one statement a line, as an operator types them.
 AT_THE_PROMPT = [
-    ("from app import crud; from app.db.session import SessionLocal, engine as app_engine", None),
+    ("import asyncio; from app import crud; from app.db.session import engine as app_engine", None),
     # `session` is an AsyncSession of the app's own async_sessionmaker (its expire_on_commit=False)
     ("print('kind', type(session).__name__, session.bind is app_engine, session.sync_session.expire_on_commit)", r"kind AsyncSession True False"),
     ("user = await crud.get_user(session, 1)", None),
@@ -129,6 +129,8 @@ AT_THE_PROMPT = [
     ("find(User, 2).name = 'Bri'; rollback(); print('rolled back', find(User, 2).name)", r"rolled back Brian"),
     ("find(User, 2).name = 'Brian B.'; commit(); print('committed', await session.scalar(select(User.name).where(User.id == 2)))",
      r"committed Brian B\."),
+    # the trap: asyncio.run() at a prompt runs on the session's loop (the app's pool stays usable), with a hint
+    ("print('ran', asyncio.run(crud.get_user(session, 4)).name, count(User))", r"appshell: hint: write `await …` instead of asyncio\.run\(…\).*ran Dana 5"),
 ]
 
 
