@@ -11,13 +11,18 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from appshell import __version__
-from appshell.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, AppshellError, ConfigError, UsageError
+from appshell.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, AppshellError, UsageError
 from appshell.settings import LAYERS, OPTIONS
 
-__all__ = ["main", "build_parser", "split_argv"]
+if TYPE_CHECKING:
+    from appshell.program import Program
+    from appshell.session import Options
+    from appshell.settings import Settings
+
+__all__ = ["main", "parse", "build_parser", "split_argv"]
 
 SUBCOMMANDS = ("profiles", "audit", "doctor")  # a first argument that names one is not a SCRIPT
 
@@ -119,70 +124,49 @@ def _flags(opts: argparse.Namespace) -> dict[str, Any]:
     return flags
 
 
-def _ask_reason(profile: str) -> str:
-    if not sys.stdin.isatty():
-        raise ConfigError(
-            f"profile '{profile}' requires a reason for this session",
-            "pass --reason TEXT or set APPSHELL_REASON",
-        )
-    while True:
-        try:
-            answer = input(f"Reason for this {profile} session (ticket, purpose): ").strip()
-        except EOFError:
-            raise ConfigError(f"profile '{profile}' requires a reason", "pass --reason TEXT") from None
-        if answer:
-            return answer
-        print("A reason is required.", file=sys.stderr)
-
-
 def _on_signal(signum: int, frame: Any) -> NoReturn:
     # Turn SIGTERM/SIGHUP into SystemExit so every `finally` runs: session rolled back, audit ended.
     raise SystemExit(128 + signum)
 
 
-def run_shell(argv: Sequence[str]) -> int:
-    from dataclasses import replace
+def _program(command: str | None, script: str | None, args: list[str]) -> Program | None:
+    """What runs instead of a shell, as ``python`` picks it: -c CODE, SCRIPT, ``-`` or stdin without a terminal."""
+    from appshell.program import Program
 
-    from appshell.settings import export_environment, resolve
+    if command is not None:
+        return Program.from_command(command, args)
+    if script == "-" or (script is None and not sys.stdin.isatty()):
+        return Program.from_stdin(args)
+    if script is not None:
+        return Program.from_script(script, args)
+    return None
+
+
+def parse(argv: Sequence[str]) -> tuple[Settings, Program | None, Options]:
+    """The shell's command line → what the session runs with, what it runs (None: a shell), and how."""
+    from appshell.policy import apply_policy
+    from appshell.settings import resolve
 
     option_args, command, script, args = split_argv(argv)
     opts = _parser().parse_args(option_args)
     if opts.database_url == "":
         raise UsageError("--database-url is empty", "give the database's URL, or drop the flag to use DATABASE_URL or .env")
-    settings = resolve(_flags(opts), project=opts.project)
-    if settings.reason is not None and not settings.reason.strip():
-        raise UsageError("the reason for this session is blank", "say why in words: --reason 'INC-42 refund order 17' (or APPSHELL_REASON)")
-    profile = settings.profile
-    if opts.read_only is False and not profile.access.allow_write:
-        raise ConfigError(f"profile '{profile.name}' does not allow --write", "use another profile or drop --write")
-    if profile.access.require_reason and not settings.reason:
-        settings = replace(settings, reason=_ask_reason(profile.name))
-    export_environment(settings)
-
-    from appshell.program import Program
-
-    program: Program | None = None
-    if command is not None:
-        program = Program(command, "<string>", "command", ["-c", *args])
-    elif script == "-" or (script is None and not sys.stdin.isatty()):
-        program = Program(sys.stdin.read(), "<stdin>", "stdin", ["-", *args])
-    elif script is not None:
-        path = Path(script)
-        if path.is_dir():
-            raise UsageError(f"'{script}' is a directory, not a script", "name the .py file to run")
-        if not path.is_file():
-            raise UsageError(f"cannot open script '{script}' (no such file)", "check the path")
-        from appshell.journal import file_info
-
-        data = path.read_bytes()  # read once: what runs is what is hashed
-        source = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as read_text() would
-        audit = {k: v for k, v in file_info(path, data).items() if k != "text"}
-        program = Program(source, str(path), "script", [script, *args], audit)
+    settings = apply_policy(resolve(_flags(opts), project=opts.project), write=opts.read_only is False)
+    program = _program(command, script, args)
     if opts.json and program is None:
         raise UsageError("--json needs -c CODE, a SCRIPT or stdin", 'use appshell --json -c "EXPR"')
-    from appshell.session import Options, run_session
+    from appshell.session import Options
 
-    return run_session(settings, program, Options(json=opts.json, quiet=opts.quiet, assume_yes=opts.yes, argv=list(argv)))
+    return settings, program, Options(json=opts.json, quiet=opts.quiet, assume_yes=opts.yes, argv=list(argv))
+
+
+def run_shell(argv: Sequence[str]) -> int:
+    from appshell.session import run_session
+    from appshell.settings import export_environment
+
+    settings, program, options = parse(argv)
+    export_environment(settings)
+    return run_session(settings, program, options)
 
 
 def list_profiles(argv: Sequence[str]) -> int:

@@ -7,27 +7,52 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TextIO
 
 from appshell import aio
-from appshell.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, AppshellError, Refused
-from appshell.journal import Journal
+from appshell.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, AppshellError, Refused, UsageError
+from appshell.journal import Journal, file_info
 
 __all__ = ["Program", "run_program", "to_jsonable"]
 
 
 @dataclass(frozen=True)
 class Program:
+    """What runs instead of a shell; *argv* becomes ``sys.argv``, as ``python`` sets it."""
+
     source: str
     filename: str  # "<string>", "<stdin>" or the script's path
     mode: str  # command | script | stdin
     argv: list[str]
     audit: dict[str, str] = field(default_factory=dict)  # extra statement fields: a script's path and sha256
+
+    @classmethod
+    def from_command(cls, code: str, args: Sequence[str] = ()) -> Program:
+        """``-c CODE [ARGS…]``."""
+        return cls(code, "<string>", "command", ["-c", *args])
+
+    @classmethod
+    def from_stdin(cls, args: Sequence[str] = (), stream: TextIO | None = None) -> Program:
+        """The program on stdin (``-``, or no terminal), read to its end."""
+        return cls((sys.stdin if stream is None else stream).read(), "<stdin>", "stdin", ["-", *args])
+
+    @classmethod
+    def from_script(cls, script: str, args: Sequence[str] = ()) -> Program:
+        """``SCRIPT.py [ARGS…]``: read once, so that what runs is what is hashed for the audit."""
+        path = Path(script)
+        if path.is_dir():
+            raise UsageError(f"'{script}' is a directory, not a script", "name the .py file to run")
+        if not path.is_file():
+            raise UsageError(f"cannot open script '{script}' (no such file)", "check the path")
+        data = path.read_bytes()
+        source = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as read_text() would
+        audit = {k: v for k, v in file_info(path, data).items() if k != "text"}
+        return cls(source, str(path), "script", [script, *args], audit)
 
 
 def _user_frames(tb: TracebackType | None, filename: str) -> TracebackType | None:

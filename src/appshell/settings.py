@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from appshell.errors import ConfigError
+from appshell.policy import audit_problems
 from appshell.profiles import Profile, load_profile
 
 __all__ = [
@@ -209,15 +210,6 @@ def _locked_lookup(option: Option, layers: Mapping[str, Mapping[str, Any]], prof
     return value, source, problems
 
 
-def _policy_problems(profile: Profile) -> list[ConfigError]:
-    if profile.audit.required and not profile.audit.sinks:
-        return [ConfigError(
-            f"profile '{profile.name}' requires the audit (audit.required = true) but names no sink (audit.sinks = [])",
-            f'set audit.sinks in profiles/{profile.name}.toml (e.g. ["file"]), or audit.required = false',
-        )]
-    return []
-
-
 def _read_dotenv(path: Path, explicit: bool) -> dict[str, str]:
     if not path.is_file():
         if explicit:
@@ -261,7 +253,7 @@ def resolve(
 
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    problems = _policy_problems(profile)
+    problems = audit_problems(profile)
     for option in OPTIONS:
         if option.audit and profile.audit.locked:
             values[option.name], sources[option.name], found = _locked_lookup(option, layers, profile, env_path)
