@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from appshell.audit.identity import identity
 from appshell.audit.records import encodable, now_rfc3339
 from appshell.audit.sinks import AuditSink, FileSink, SqlSink, SyslogSink
-from appshell.errors import AuditFailure
+from appshell.errors import AppshellError, AuditFailure
 from appshell.redact import Redactor, mask_url
 
 if TYPE_CHECKING:
@@ -152,9 +152,12 @@ def open_auditor(settings: Settings, database_url: str) -> Auditor:
             sinks.append(_open_sink(kind, settings, database_url))
         except Exception as exc:  # noqa: BLE001
             hint = {"file": "--audit-log/APPSHELL_AUDIT_LOG/audit.path", "sql": "APPSHELL_AUDIT_URL or the database", "syslog": "the syslog daemon"}[kind]
-            message = f"cannot open the audit {kind} sink ({type(exc).__name__}: {mask_url(str(exc))})"
+            if isinstance(exc, AppshellError):  # it knows its fix (a driver to install)
+                message, fix = f"cannot open the audit {kind} sink: {mask_url(exc.what)}", exc.fix
+            else:
+                message, fix = f"cannot open the audit {kind} sink ({type(exc).__name__}: {mask_url(str(exc))})", f"check {hint}"
             if required:
-                raise AuditFailure(message, f"check {hint}; profile '{settings.profile}' requires the audit") from None
-            print(f"appshell: warning: {message} — continuing without it", file=sys.stderr)
+                raise AuditFailure(message, f"{fix}; profile '{settings.profile}' requires the audit") from None
+            print(f"appshell: warning: {message} — {fix}; continuing without it", file=sys.stderr)
     redact = Redactor.for_settings(settings, os.environ)  # the profile decides what may be masked
     return Auditor(sinks, required, redact)

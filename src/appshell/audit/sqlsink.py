@@ -74,15 +74,21 @@ def _timeouts(engine: Any) -> None:
 
 
 def _engine(url: str) -> Any:
+    """The audit's own engine: synchronous, on the sync driver of an async URL's database (appshell.urls)."""
     from sqlalchemy import create_engine
 
     from appshell.engines import exempt
+    from appshell.urls import missing_driver, sync_url
 
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": LOCK_TIMEOUT_MS / 1000})
-    else:
-        engine = create_engine(url, pool_size=1, max_overflow=0)
-        _timeouts(engine)
+    sync = sync_url(url)
+    try:
+        if sync.startswith("sqlite"):
+            engine = create_engine(sync, connect_args={"timeout": LOCK_TIMEOUT_MS / 1000})
+        else:
+            engine = create_engine(sync, pool_size=1, max_overflow=0)
+            _timeouts(engine)
+    except ModuleNotFoundError as exc:  # create_engine imports the driver
+        raise missing_driver(url, exc, "the SQL audit sink") from None
     exempt(engine)  # the session's sandbox, read-only and SQL capture are not for the audit's own writes
     return engine
 
@@ -125,9 +131,20 @@ class SqlSink:
 @contextmanager
 def connected(url: str) -> Iterator[Any]:
     """A connection to the audit table's database, on an engine of its own, disposed after."""
+    from sqlalchemy.exc import DBAPIError
+
+    from appshell.errors import DatabaseUnavailable
+    from appshell.redact import mask_url
+
     engine = _engine(url)
     try:
-        with engine.connect() as conn:
+        try:
+            conn = engine.connect()
+        except (DBAPIError, OSError) as exc:
+            reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise DatabaseUnavailable(f"cannot connect to the audit table's database {mask_url(url)} ({mask_url(reason)})",
+                                      "check --url (or APPSHELL_AUDIT_URL) and that the server is running") from None
+        with conn:
             yield conn
     finally:
         engine.dispose()
