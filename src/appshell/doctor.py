@@ -114,6 +114,9 @@ def _audit(settings: Settings, database_url: str) -> Iterator[Row]:
     for kind in profile.audit.sinks:
         try:
             detail = _probe_sink(kind, settings, database_url)
+        except AppshellError as exc:  # it knows its fix (a driver to install)
+            yield f"audit sink {kind}", "FAIL", f"{mask_url(exc.what)} — {exc.fix} ({required})"
+            continue
         except Exception as exc:  # noqa: BLE001 - any failure is the finding
             yield f"audit sink {kind}", "FAIL", f"{type(exc).__name__}: {mask_url(str(exc))} ({required})"
             continue
@@ -130,11 +133,10 @@ def _sql_rights(database_url: str) -> Row:
     A witness the operator can rewrite witnesses nothing: where the audit is required, the
     sink's role must be able to INSERT and SELECT only (docs/audit.md has the recipe).
     """
-    from sqlalchemy import create_engine
-
     from appshell.audit.auditor import audit_url
+    from appshell.audit.sqlsink import _engine
 
-    engine = create_engine(audit_url(database_url))
+    engine = _engine(audit_url(database_url))  # as the sink connects: an async URL's sync driver
     try:
         with engine.connect() as conn:
             kind = conn.dialect.name
@@ -242,10 +244,12 @@ def _probe_sink(kind: str, settings: Settings, database_url: str) -> str:
             raise PermissionError(f"{target} is not writable")
         return f"{path} writable"
     if kind == "sql":
-        from sqlalchemy import create_engine, inspect
+        from sqlalchemy import inspect
+
+        from appshell.audit.sqlsink import _engine
 
         url = audit_url(database_url)
-        engine = create_engine(url)
+        engine = _engine(url)  # as the sink connects: an async URL's sync driver
         try:
             exists = inspect(engine).has_table("appshell_audit")
         finally:
@@ -265,6 +269,14 @@ def _guarded(name: str, check: Callable[[], Iterator[Row]]) -> list[Row]:
         return [(name, "FAIL", f"{exc.what} — {exc.fix}")]
     except Exception as exc:  # noqa: BLE001 - doctor reports, it does not crash
         return [(name, "FAIL", f"{type(exc).__name__}: {mask_url(str(exc)).splitlines()[0] if str(exc) else ''}")]
+
+
+def _app_io(check: Callable[[], Iterator[Row]]) -> Callable[[], Iterator[Row]]:
+    """*check* run where the app's engine can do its IO: an async app's sync core connects inside
+    SQLAlchemy's greenlet on the session's loop (docs/design.md §8); a sync app's, as it is."""
+    from appshell import aio
+
+    return lambda: iter(aio.sync_io(lambda: list(check())))
 
 
 def _boot_rows(settings: Settings) -> tuple[list[Row], AppContext | None]:
@@ -291,10 +303,15 @@ def run_doctor(settings: Settings, as_json: bool) -> int:
     if ctx is not None:
         try:
             database_url = ctx.engine.url.render_as_string(hide_password=False)
-            rows += _guarded("database", lambda: _database(ctx, settings))
-            rows += _guarded("migrations", lambda: check_migrations(ctx, settings))
+            rows += _guarded("database", _app_io(lambda: _database(ctx, settings)))
+            rows += _guarded("migrations", _app_io(lambda: check_migrations(ctx, settings)))
         finally:
-            ctx.close()
+            from appshell import aio
+
+            try:
+                ctx.close()
+            finally:
+                aio.close()  # the loop an async app's boot made
     from appshell.readonly_role import doctor_rows as read_only_role_rows  # noqa: I001 - issue 11's one call
 
     rows += _guarded("read-only role", lambda: read_only_role_rows(settings))
