@@ -174,7 +174,8 @@ def run_in_process(args: Sequence[str], cwd: Path, environ: Mapping[str, str], i
         os.environ.update(environ)
         os.chdir(cwd)
         sys.argv = [APPSHELL, *args]
-        sys.path[:] = _SCRIPT_PATH
+        extra = [p for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in _SCRIPT_PATH]
+        sys.path[:] = [_SCRIPT_PATH[0], *extra, *_SCRIPT_PATH[1:]]  # a test's own PYTHONPATH, as the interpreter reads it
         sys.dont_write_bytecode = True  # PYTHONDONTWRITEBYTECODE=1, as the subprocess has it
         sys.stdin, sys.stdout, sys.stderr = _Stream((input or "").encode()), out, err
         try:
@@ -189,7 +190,20 @@ def run_in_process(args: Sequence[str], cwd: Path, environ: Mapping[str, str], i
         finally:
             for stream in (out, err):
                 stream.flush()
+            _forget_sqlmodel_tables()
     return Result(code, out.text(), err.text())
+
+
+def _forget_sqlmodel_tables() -> None:
+    """SQLModel keeps every app's tables in one process-wide MetaData and registry (a library's
+    global, not appshell's): the next app that defines `hero` must not find the last one's."""
+    sqlmodel = sys.modules.get("sqlmodel")
+    if sqlmodel is None:
+        return
+    base = sqlmodel.SQLModel
+    for table in list(base.metadata.tables.values()):
+        base.metadata.remove(table)
+    base._sa_registry.dispose()
 
 
 @pytest.fixture

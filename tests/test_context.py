@@ -7,7 +7,11 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from conftest import run
+
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
 CORE = ["session", "engine", "metadata", "settings", "sql", "count", "find", "where", "first", "show",
         "describe", "explain", "commit", "rollback", "audit_log", "helpers"]

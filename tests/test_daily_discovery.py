@@ -11,6 +11,8 @@ import pytest
 
 from conftest import run
 
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+
 
 def json_of(cwd: Path, env: dict[str, str], code: str, *args: str) -> object:
     result = run([*args, "--json", "-c", code], cwd=cwd, env=env)

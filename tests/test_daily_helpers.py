@@ -17,6 +17,8 @@ import pytest
 
 from conftest import Result, clean_environ, run
 
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+
 
 def setup_types(root: Path, env: dict[str, str]) -> None:
     code = textwrap.dedent("""

@@ -11,6 +11,8 @@ import pytest
 
 from conftest import run
 
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+
 VOCABULARY = ["select", "func", "and_", "or_", "not_", "text", "insert", "update", "delete", "joinedload", "selectinload",
               "aliased", "case", "cast", "exists", "literal", "datetime", "date", "timedelta", "timezone", "Decimal", "uuid"]
 

@@ -15,6 +15,8 @@ import pytest
 
 from conftest import run
 
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+
 ROWS = 300_000
 
 MODELS = textwrap.dedent("""

@@ -7,7 +7,11 @@ import re
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from conftest import run, shop_web
+
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
 
 def test_web_process_and_admin_process_see_the_same_data(shop: Path) -> None:

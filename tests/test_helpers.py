@@ -6,7 +6,11 @@ import textwrap
 from pathlib import Path
 
 
+import pytest
+
 from conftest import run
+
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
 
 

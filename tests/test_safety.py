@@ -16,6 +16,8 @@ import pytest
 
 from conftest import APPSHELL, clean_environ, library_on, run
 
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+
 STATE = "print(json.dumps([count(Author), count(Book), sorted(b.title for b in where(Book))]))"
 BEFORE = [1, 2, ["Children of Dune", "Dune"]]
 

@@ -14,6 +14,8 @@ import pytest
 
 from conftest import audit_records, library_on, run
 
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+
 PRODUCTION = ["--profile", "production", "--reason", "INC-1"]
 
 

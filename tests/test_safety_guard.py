@@ -9,6 +9,8 @@ import pytest
 
 from conftest import library_on, run
 
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+
 WRITE = ["--profile", "production", "--reason", "INC-1", "--write"]
 STATE = "from sqlalchemy import inspect\nprint(count(Book), [c['name'] for c in inspect(engine).get_columns('books')])"
 

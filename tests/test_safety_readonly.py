@@ -9,6 +9,8 @@ import pytest
 
 from conftest import library_on, run
 
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+
 UPDATE = "sql('update books set year = 0 where id > 0'); commit()"
 YEARS = "print(count(Book, year=0))"
 

@@ -10,6 +10,8 @@ import pytest
 
 from conftest import library_on, run
 
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+
 # Past every refusal appshell makes: the raw DBAPI connection, session characteristics switched back.
 PG_RAW_WRITE = ("raw = session.connection().connection.dbapi_connection\n"
                 "raw.execute('SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE'); raw.commit()\n"

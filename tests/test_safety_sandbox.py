@@ -13,6 +13,8 @@ import pytest
 
 from conftest import audit_records, library_on, run
 
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+
 YEARS = "print(count(Book, year=0))"
 
 ESCAPES = {

@@ -380,15 +380,14 @@ def _watch_raw_connects() -> None:
     """sqlite3.connect() is seen by an audit hook (it raises an audit event); other drivers' connect()
     is wrapped where the driver is imported already — SQLAlchemy's own calls go through."""
     global _hooked
-    if _hooked:
-        return
-    _hooked = True
+    if not _hooked:  # the hook once per process; drivers imported since the last session are wrapped below
+        _hooked = True
 
-    def hook(event: str, args: tuple[Any, ...]) -> None:
-        if event == "sqlite3.connect" and str(args[0]) not in (":memory:", ""):
-            _refuse_raw(f"sqlite3.connect({str(args[0])!r})")
+        def hook(event: str, args: tuple[Any, ...]) -> None:
+            if event == "sqlite3.connect" and str(args[0]) not in (":memory:", ""):
+                _refuse_raw(f"sqlite3.connect({str(args[0])!r})")
 
-    sys.addaudithook(hook)
+        sys.addaudithook(hook)
     for name in ("psycopg", "psycopg2", "pymysql", "aiosqlite", "asyncpg", "aiomysql"):
         module = sys.modules.get(name)
         original = getattr(module, "connect", None)
