@@ -147,3 +147,11 @@ def test_every_option_a_profile_sets_names_a_key_of_the_right_type(option: Any) 
     default = Profile("x").value(option.profile)
     assert option.profile in schema()
     assert isinstance(default, bool) if option.kind == "bool" else isinstance(default, str)
+
+
+def test_the_docs_table_lists_every_profile_key() -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    table = doc.split("## Profiles", 1)[1].split("| key | values |", 1)[1].split("\n\n", 1)[0]
+    # a row may name two keys: | `release.expected_file` / `release.expected_url` | ... |
+    listed = {key.strip(" `") for row in table.splitlines() if row.startswith("| `") for key in row.split("|")[1].split("/")}
+    assert listed == set(schema())
