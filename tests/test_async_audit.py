@@ -170,6 +170,27 @@ def test_doctor_finds_the_missing_tables_of_an_async_app(app_dir: Callable[[str]
     assert rows["mapped tables"][0] == "FAIL" and "1 of 1 missing from the database: books" in rows["mapped tables"][1], output
 
 
+def test_doctor_reads_the_alembic_revision_of_an_async_app(asyncapp: tuple[Path, str]) -> None:
+    """An Alembic environment from the async template (`alembic init -t async`), at the async URL."""
+    root, url = asyncapp
+    env = clean_environ({"DATABASE_URL": url})
+
+    def alembic(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "alembic", *args], cwd=root, env=env, check=True, capture_output=True, text=True)
+        return done.stdout + done.stderr
+
+    alembic("init", "-t", "async", "migrations")
+    ini = root / "alembic.ini"
+    ini.write_text(re.sub(r"(?m)^sqlalchemy\.url = .*$", lambda _: f"sqlalchemy.url = {url}", ini.read_text()))
+    head = re.search(r"versions/(\w+)_first\.py", alembic("revision", "-m", "first"))
+    assert head is not None
+    _, rows, output = doctor(root, url)
+    assert rows["migrations"][0] == "FAIL" and f"the database has no Alembic revision; the head is {head[1]}" in rows["migrations"][1], output
+    alembic("stamp", "head")
+    _, rows, output = doctor(root, url)
+    assert rows["migrations"][0] == "ok" and rows["migrations"][1].startswith(f"at head {head[1]}"), output
+
+
 # -- a sync driver that is not installed ------------------------------------------------------------------------
 
 
