@@ -218,7 +218,7 @@ class Profile:
 
 @functools.cache
 def schema() -> dict[str, Rule]:
-    """Every key a profile may set ("shell.color"), with its rule: read off the dataclasses above."""
+    """Every key a profile may set ("shell.color"), with its rule: read off Profile and its sections."""
     keys: dict[str, Rule] = {}
     for f in fields(Profile):
         if "rule" in f.metadata:
@@ -268,8 +268,8 @@ def _read(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML ({exc})", "fix the file's syntax") from None
     flat: dict[str, Any] = {}
+    keys = schema()
     for key, value in _flatten(data):
-        keys = schema()
         if key not in keys:
             raise ConfigError(
                 f"{path}: unknown key '{key}'{did_you_mean(key, keys)}",
