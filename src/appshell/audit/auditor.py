@@ -157,7 +157,7 @@ def open_auditor(settings: Settings, database_url: str) -> Auditor:
             else:
                 message, fix = f"cannot open the audit {kind} sink ({type(exc).__name__}: {mask_url(str(exc))})", f"check {hint}"
             if required:
-                raise AuditFailure(message, f"{fix}; profile '{settings.profile}' requires the audit") from None
+                raise AuditFailure(message, f"{fix}; profile '{profile.name}' requires the audit") from None
             print(f"appshell: warning: {message} — {fix}; continuing without it", file=sys.stderr)
     redact = Redactor.for_settings(settings, os.environ)  # the profile decides what may be masked
     return Auditor(sinks, required, redact)
