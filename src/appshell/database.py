@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from appshell.sandbox import Sandbox
 
 __all__ = ["ConnectionPlan", "Coverage", "ConnState", "ReadOnlyError", "refuse_orm_writes", "SqlEcho", "backend",
-           "dialect_kind", "run_statements", "in_transaction", "configure_connections", "short_sql"]
+           "dialect_kind", "run_statements", "in_transaction", "sqlite_of", "configure_connections", "short_sql"]
 
 # SQLite authorizer action codes (sqlite3.h): what the sandbox and read-only deny below the parser.
 _SQLITE_PRAGMA, _SQLITE_TRANSACTION, _SQLITE_SAVEPOINT = 19, 22, 32
@@ -89,11 +89,33 @@ def run_statements(dbapi_conn: Any, *statements: str) -> None:
     cursor.close()
 
 
+# SQLAlchemy's adapters of async drivers: the DBAPI connection an AsyncEngine's sync core sees.
+ASYNCPG_ADAPTER = "sqlalchemy.dialects.postgresql.asyncpg"
+AIOSQLITE_ADAPTER = "sqlalchemy.dialects.sqlite.aiosqlite"
+
+
+def sqlite_of(raw: Any) -> Any:
+    """The sqlite3 connection under *raw*: itself, or the one aiosqlite's adapter drives in its own thread
+    (its ``in_transaction`` and ``total_changes`` may be read from any thread); None for other drivers."""
+    module = type(raw).__module__
+    if module == "sqlite3":
+        return raw
+    if module == AIOSQLITE_ADAPTER:
+        return getattr(raw.driver_connection, "_connection", None)  # aiosqlite's: None once closed
+    return None
+
+
 def in_transaction(raw: Any) -> bool | None:
     """Is a transaction open on this DBAPI connection? None where the driver cannot say without a round trip."""
     module = type(raw).__module__
-    if module == "sqlite3":
-        return bool(raw.in_transaction)
+    if module in ("sqlite3", AIOSQLITE_ADAPTER):
+        conn = sqlite_of(raw)
+        return None if conn is None else bool(conn.in_transaction)
+    if module == ASYNCPG_ADAPTER:
+        # The adapter begins asyncpg's transaction lazily, at its first statement, and keeps its own
+        # note of it; asyncpg's protocol knows the server's status from its last reply: no round trip.
+        driver = raw.driver_connection
+        return None if driver.is_closed() else bool(driver.is_in_transaction())
     if module.startswith("psycopg2"):
         return int(raw.get_transaction_status()) in (1, 2, 3)  # ACTIVE, INTRANS, INERROR
     if module.startswith("psycopg"):
@@ -110,12 +132,17 @@ def _set_autocommit(raw: Any, on: bool) -> None:
         raw.autocommit = on
     elif module.startswith("pymysql"):
         raw.autocommit(on)
+    elif module == ASYNCPG_ADAPTER and not on and raw.autocommit:
+        # An AUTOCOMMIT engine's adapter begins no transaction at all (its autocommit=False setter
+        # goes back to the isolation level it was made with: autocommit again); None is the server's default.
+        raw.set_isolation_level(None)
 
 
 class ConnState:
     """What appshell knows about one DBAPI connection (a plain class: a dataclass costs start-up time)."""
 
-    __slots__ = ("raw", "kind", "dialect", "deadline", "timed_out", "denied", "own", "autocommit", "sandboxed", "frames", "pending", "sqlite3")
+    __slots__ = ("raw", "kind", "dialect", "deadline", "timed_out", "denied", "own", "autocommit", "sandboxed", "frames", "pending", "sq",
+                 "sqlite3")
 
     def __init__(self, raw: Any, kind: str, dialect: Any) -> None:
         self.raw = raw
@@ -129,7 +156,8 @@ class ConnState:
         self.sandboxed = False  # the sandbox's outer transaction and savepoint are open
         self.frames: list[Any] = []  # the sandbox's accounting, one frame per open savepoint
         self.pending: tuple[tuple[str, str], int] | None = None  # SQLite: a DML statement's changes, settled once fetched
-        self.sqlite3 = type(raw).__module__ == "sqlite3"  # the stdlib driver itself (not aiosqlite's adapter, in its own thread)
+        self.sq = sqlite_of(raw)  # the sqlite3 connection: the stdlib driver's, or the one under aiosqlite's adapter
+        self.sqlite3 = self.sq is not None
 
 
 class Coverage:
@@ -232,7 +260,7 @@ class Coverage:
                 return 1
             return 0  # Ctrl-C: Python's SIGINT handler raises inside this call, and SQLite stops the statement
 
-        st.raw.set_progress_handler(progress, 1000 if timeout else 10_000)
+        _on_sqlite_thread(st, "set_progress_handler", progress, 1000 if timeout else 10_000)
         if not self.reads_sql:
             return
         sandbox, read_only = self.sandbox is not None, self.plan.read_only
@@ -251,7 +279,7 @@ class Coverage:
                 return _SQLITE_DENY
             return _SQLITE_OK
 
-        st.raw.set_authorizer(authorizer)
+        _on_sqlite_thread(st, "set_authorizer", authorizer)
 
     # -- the events ---------------------------------------------------------------
 
@@ -340,13 +368,24 @@ class Coverage:
         for st in list(self.conns.values()):
             if self.sandbox is not None and st.sandboxed:
                 self.sandbox.end(st)
-            if st.sqlite3:
+            if st.sqlite3 and self.reads_sql:
                 try:
-                    st.raw.set_authorizer(None)
-                except Exception:  # noqa: BLE001 - closed already: nothing left to authorize
+                    _on_sqlite_thread(st, "set_authorizer", None)
+                except Exception:  # noqa: BLE001 - closed already (or outside the greenlet): nothing left to authorize
                     pass
         self.conns.clear()
         self.closed = True
+
+
+def _on_sqlite_thread(st: ConnState, name: str, *args: Any) -> None:
+    """Call sqlite3's *name* where sqlite3 allows it: on the stdlib connection here, and on aiosqlite's
+    in aiosqlite's own thread (its async method of that name; we are inside SQLAlchemy's greenlet)."""
+    if st.raw is st.sq:
+        getattr(st.sq, name)(*args)
+        return
+    from sqlalchemy.util.concurrency import await_
+
+    await_(getattr(st.raw.driver_connection, name)(*args))
 
 
 class RawConnectionRefused(Refused):

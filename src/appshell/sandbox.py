@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from appshell.database import ConnState, in_transaction, run_statements, short_sql
+from appshell.database import AIOSQLITE_ADAPTER, ASYNCPG_ADAPTER, ConnState, in_transaction, run_statements, short_sql
 from appshell.errors import Refused, SandboxBroken
 from appshell.render import table
 from appshell.statements import SANDBOX_SAVEPOINT
@@ -68,6 +68,23 @@ class Frame:
 
 def _refuse_dbapi_commit(*args: Any, **kwargs: Any) -> None:
     raise SandboxRefused("commit() on the DBAPI connection would commit the sandbox's transaction: refused in the sandbox — run it without --sandbox")
+
+
+_REFUSING: dict[type, type] = {}  # an async driver's adapter class -> its subclass that refuses commit()
+_REFUSING_CLASSES: set[type] = set()
+
+
+def _refusing(cls: type) -> type:
+    sub = _REFUSING.get(cls)
+    if sub is None:
+        def commit(self: Any) -> None:
+            _refuse_dbapi_commit()
+
+        # Empty __slots__: the same layout, so an instance's __class__ may be switched to it and back.
+        sub = type(cls.__name__, (cls,), {"__slots__": (), "__module__": cls.__module__, "__qualname__": cls.__qualname__, "commit": commit})
+        _REFUSING[cls] = sub
+        _REFUSING_CLASSES.add(sub)
+    return sub
 
 
 class Sandbox:
@@ -129,10 +146,16 @@ class Sandbox:
             st.own = False
         st.frames = [Frame()]
         st.sandboxed = True
-        if type(st.raw).__module__.startswith(("psycopg", "pymysql")):
+        module = type(st.raw).__module__
+        if module.startswith(("psycopg", "pymysql")):
             # The DBAPI connection's own commit() bypasses the dialect: these drivers' connections are
             # Python objects, so an instance attribute refuses it (sqlite3's: the authorizer does).
             st.raw.commit = _refuse_dbapi_commit
+        elif module in (ASYNCPG_ADAPTER, AIOSQLITE_ADAPTER):
+            # SQLAlchemy's adapter of an async driver has __slots__ (no instance attribute): it becomes,
+            # for as long as it is sandboxed, a subclass whose commit() is refused. (aiosqlite's own
+            # connection below it meets the authorizer too; asyncpg's is watched: in_transaction.)
+            st.raw.__class__ = _refusing(type(st.raw))
 
     def _own(self, st: ConnState, *statements: str) -> None:
         st.own = True
@@ -186,6 +209,8 @@ class Sandbox:
             st.own = False
             if "commit" in getattr(st.raw, "__dict__", {}):
                 del st.raw.commit
+            elif type(st.raw) in _REFUSING_CLASSES:
+                st.raw.__class__ = type(st.raw).__mro__[1]
 
     def freeze(self) -> None:
         """The program has ended: what it left uncommitted is counted now, before appshell rolls it back."""
@@ -229,7 +254,7 @@ class Sandbox:
                 raise SandboxRefused(f"{one.escapes}: `{short_sql(one.text)}` refused in the sandbox — run it without --sandbox")
         if st.sqlite3:
             self._settle(st)
-            st.pending = (("", ""), st.raw.total_changes)
+            st.pending = (("", ""), st.sq.total_changes)
 
     def after(self, st: ConnState, cursor: Any, statement: str, parsed: Sequence[Statement]) -> None:
         if not st.sandboxed:
@@ -252,7 +277,7 @@ class Sandbox:
                     top.unknown.add(key)
                 elif st.sqlite3:
                     # sqlite3's rowcount is unreliable with RETURNING; total_changes is exact once fetched.
-                    st.pending = (key, st.pending[1] if st.pending else st.raw.total_changes)
+                    st.pending = (key, st.pending[1] if st.pending else st.sq.total_changes)
                 else:
                     top.rows[key] += max(cursor.rowcount, 0)
         if st.sqlite3 and st.pending is not None and st.pending[0] == ("", ""):
@@ -283,7 +308,7 @@ class Sandbox:
             key, before = st.pending
             st.pending = None
             if key != ("", ""):
-                st.frames[-1].rows[key] += st.raw.total_changes - before
+                st.frames[-1].rows[key] += st.sq.total_changes - before
 
     # -- the summary --------------------------------------------------------------
 
