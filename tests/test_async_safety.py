@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pexpect
 import pytest
 
-from conftest import audit_records, clean_environ, run
+from conftest import APPSHELL, audit_records, clean_environ, run
 
 APP = ["--app", "asyncapp.db"]
 PRE = "from asyncapp.db import add_book\nfrom sqlalchemy import text\n"
@@ -300,3 +302,19 @@ def test_async_sql_recorded_per_statement(asyncapp: tuple[Path, dict[str, str]],
     assert sql[0].startswith("INSERT INTO books (title) VALUES") and "update books set title = 'Z' where id = 1" in sql, sql
     assert sql[-1].startswith("SELECT count(*)")
     assert not any("appshell_sandbox" in s or "application_name" in s for s in sql)  # appshell's own SQL is not the operator's
+
+
+def test_ctrl_c_stops_an_aiosqlite_statement(aiosqlite_app: tuple[Path, dict[str, str]]) -> None:
+    """The statement runs in aiosqlite's thread, where Python's SIGINT handler never runs: without appshell's
+    interrupt it ran on, and the rollback at exit waited behind it for ever."""
+    root, env = aiosqlite_app
+    endless = "sql('with recursive c(x) as (select 1 union all select x + 1 from c) select count(*) from c')"
+    child = pexpect.spawn(APPSHELL, [*APP, "-c", f"print('go', flush=True); {endless}"], cwd=str(root),
+                          env={**clean_environ(env), "TERM": "dumb"}, encoding="utf-8", timeout=30)
+    child.expect("go")
+    time.sleep(0.5)
+    child.sendintr()
+    child.expect("KeyboardInterrupt", timeout=10)
+    child.expect(pexpect.EOF, timeout=10)
+    child.close()
+    assert child.exitstatus == 130, child.before

@@ -142,7 +142,7 @@ class ConnState:
     """What appshell knows about one DBAPI connection (a plain class: a dataclass costs start-up time)."""
 
     __slots__ = ("raw", "kind", "dialect", "deadline", "timed_out", "denied", "own", "autocommit", "sandboxed", "frames", "pending", "sq",
-                 "sqlite3")
+                 "sqlite3", "busy")
 
     def __init__(self, raw: Any, kind: str, dialect: Any) -> None:
         self.raw = raw
@@ -158,6 +158,7 @@ class ConnState:
         self.pending: tuple[tuple[str, str], int] | None = None  # SQLite: a DML statement's changes, settled once fetched
         self.sq = sqlite_of(raw)  # the sqlite3 connection: the stdlib driver's, or the one under aiosqlite's adapter
         self.sqlite3 = self.sq is not None
+        self.busy = False  # aiosqlite: a statement runs in aiosqlite's thread (Ctrl-C interrupts it: _interrupt_aiosqlite)
 
 
 class Coverage:
@@ -171,6 +172,7 @@ class Coverage:
         self.engines: dict[str, str] = {}  # masked URL -> backend, in the order seen
         self.reads_sql = plan.read_only or sandbox is not None
         self.closed = False  # the session is over: connections made from now on are not this session's
+        self._sigint = False  # the SIGINT handler that interrupts aiosqlite's statements is installed
         if sandbox is not None:
             sandbox.state, sandbox.conns, sandbox.engines = self.state, self.conns, self.engines
 
@@ -241,6 +243,8 @@ class Coverage:
                 raw.commit()  # the SETs opened a transaction on drivers without autocommit
         if st.sqlite3:
             self._sqlite(st)
+            if st.raw is not st.sq:
+                self._interrupt_aiosqlite()
         if self.sandbox is not None:
             self.sandbox.take_over(dialect)
             asked = getattr(dialect, "_on_connect_isolation_level", None) or getattr(dialect, "isolation_level", None)
@@ -280,6 +284,33 @@ class Coverage:
             return _SQLITE_OK
 
         _on_sqlite_thread(st, "set_authorizer", authorizer)
+
+    def _interrupt_aiosqlite(self) -> None:
+        """Ctrl-C stops an aiosqlite statement as it stops a sqlite3 one. The statement runs in aiosqlite's
+        thread, where Python's SIGINT handler never runs: the KeyboardInterrupt would leave it running, and
+        every later call on the connection (the rollback at exit too) queued behind it for ever. So while
+        one runs, SIGINT interrupts it (sqlite3's interrupt() may be called from any thread), and it fails
+        with "interrupted", which _on_error turns into the KeyboardInterrupt, raised where the statement was."""
+        import signal
+        import threading
+
+        if self._sigint or threading.current_thread() is not threading.main_thread():
+            return
+        self._sigint = True
+        previous = signal.getsignal(signal.SIGINT)
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            running = [st for st in self.conns.values() if st.busy and st.sq is not None]
+            if running:
+                for st in running:
+                    st.sq.interrupt()
+                return
+            if callable(previous):
+                previous(signum, frame)
+            elif previous != signal.SIG_IGN:
+                raise KeyboardInterrupt
+
+        signal.signal(signal.SIGINT, on_sigint)
 
     # -- the events ---------------------------------------------------------------
 
@@ -321,6 +352,8 @@ class Coverage:
                     )
             if self.sandbox is not None:
                 self.sandbox.before(st, statement, parsed)
+        if st.sqlite3 and st.raw is not st.sq:
+            st.busy = True
         if self.plan.statement_timeout_ms and st.sqlite3:
             st.deadline = time.monotonic() + self.plan.statement_timeout_ms / 1000
             st.timed_out = False
@@ -330,6 +363,7 @@ class Coverage:
         if st is None:
             return
         st.deadline = 0.0
+        st.busy = False
         if self.sandbox is not None:
             from appshell.statements import classify
 
@@ -342,6 +376,7 @@ class Coverage:
         if st is None:
             return
         st.deadline = 0.0
+        st.busy = False
         if st.denied:
             why, st.denied = st.denied, None
             from appshell.sandbox import SandboxRefused
