@@ -1,5 +1,5 @@
-"""A hostile review of async apps (issue 12, docs/design.md §8): each test is one finding that fails
-today, marked xfail(strict) until it is fixed. Real processes, real pty, aiosqlite and asyncpg."""
+"""A hostile review of async apps (issue 12, docs/design.md §8): each test is one finding, which failed
+when it was written; those still marked xfail(strict) are open. Real processes, real pty, aiosqlite and asyncpg."""
 
 from __future__ import annotations
 
@@ -52,7 +52,6 @@ sys.keep = agen
 """
 
 
-@pytest.mark.xfail(strict=True, reason="finding 1")
 @pytest.mark.parametrize("mode", ["--sandbox", "--read-only"])
 def test_an_async_generator_finalised_at_loop_close_cannot_write_past_sandbox_or_read_only(
     app_dir: Callable[[str], Path], async_url: str, mode: str, tmp_path: Path
@@ -78,7 +77,6 @@ sys.keep = agen
 """
 
 
-@pytest.mark.xfail(strict=True, reason="finding 2")
 def test_code_an_async_generator_finaliser_runs_at_loop_close_is_recorded(app_dir: Callable[[str], Path], tmp_path: Path) -> None:
     root, env = asyncapp_on(app_dir, f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
     log = tmp_path / "audit.jsonl"
@@ -92,7 +90,6 @@ def test_code_an_async_generator_finaliser_runs_at_loop_close_is_recorded(app_di
 # -- finding 3: a thread that calls a helper between statements takes the session's loop -----------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="finding 3")
 def test_a_thread_calling_a_helper_between_statements_leaves_the_shell_and_its_teardown_working(
     app_dir: Callable[[str], Path], tmp_path: Path
 ) -> None:
@@ -137,7 +134,6 @@ async def slow_boot():
 '''
 
 
-@pytest.mark.xfail(strict=True, reason="finding 4")
 def test_sigterm_while_an_async_provider_boots_ends_without_a_traceback(app_dir: Callable[[str], Path], tmp_path: Path) -> None:
     root, env = asyncapp_on(app_dir, f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
     (root / "asyncapp" / "slow.py").write_text(SLOW_PROVIDER)
@@ -156,7 +152,6 @@ def test_sigterm_while_an_async_provider_boots_ends_without_a_traceback(app_dir:
 # -- finding 5: SIGHUP/SIGTERM during an awaited query waits for the whole query ---------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="finding 5")
 def test_sighup_during_an_awaited_query_cancels_it_as_ctrl_c_does(app_dir: Callable[[str], Path], asyncpg_url: str, tmp_path: Path) -> None:
     root, env = asyncapp_on(app_dir, asyncpg_url)
     out = tmp_path / "out.txt"
@@ -226,7 +221,6 @@ def test_an_async_drivers_own_pool_or_connect_is_refused_in_a_sandbox(app_dir: C
 # -- finding 8: a helper called from a thread is told it runs "inside a task" --------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="finding 8")
 def test_a_helper_called_from_a_thread_says_thread(app_dir: Callable[[str], Path], tmp_path: Path) -> None:
     root, env = asyncapp_on(app_dir, f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
     program = ("import threading\nerrors = []\ndef work():\n    try:\n        count(Book)\n    except Exception as exc:\n        errors.append(str(exc))\n"
@@ -239,7 +233,6 @@ def test_a_helper_called_from_a_thread_says_thread(app_dir: Callable[[str], Path
 # -- finding 9: --json of an awaited async result object prints its repr -----------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="finding 9")
 def test_json_of_an_awaited_async_scalar_result_is_its_rows(app_dir: Callable[[str], Path], tmp_path: Path) -> None:
     root, env = asyncapp_on(app_dir, f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
     result = run(["--app", "asyncapp.db", "--json", "-c", "await session.stream_scalars(select(Book).order_by(Book.id))"], cwd=root, env=env)
@@ -256,7 +249,6 @@ CALLBACK_EXEC = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="finding 10")
 @pytest.mark.parametrize("how", sorted(CALLBACK_EXEC))
 def test_code_exec_runs_as_a_loop_callback_is_recorded(app_dir: Callable[[str], Path], tmp_path: Path, how: str) -> None:
     root, env = asyncapp_on(app_dir, f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")

@@ -23,23 +23,30 @@ from collections.abc import Awaitable, Callable, Generator
 from types import CodeType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from appshell.errors import Refused
+
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["FLAGS", "awaits", "execute", "run", "sync_io", "use_greenlets", "greenlets", "close"]
+__all__ = ["FLAGS", "awaits", "execute", "run", "sync_io", "use_greenlets", "greenlets", "finish", "keep", "close", "LoopMisuse"]
 
 FLAGS = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
 _CO_COROUTINE = 0x80  # inspect.CO_COROUTINE, without importing inspect
 T = TypeVar("T")
 
 _loop: asyncio.AbstractEventLoop | None = None
+_owner = 0  # the thread that made the loop: only it may run the loop
 _greenlets = False
+_kept: list[Any] = []  # the app's provider generators: closed by the app's teardown, not with the operator's
 _asyncio_run: Any = None  # asyncio.run as it was before the session put its own in its place
 _hinted = False
 
 
-class TaskIO(RuntimeError):
-    """A helper was called from a task the loop runs (not from the statement itself)."""
+FINISH_TIMEOUT = 5.0  # seconds the operator's tasks and executor threads get to end at the session's end
+
+
+class LoopMisuse(Refused):
+    """Sync IO asked for where the session's loop cannot run it: in a task the loop is running, or another thread."""
 
 
 def awaits(code: CodeType) -> bool:
@@ -59,20 +66,24 @@ def use_greenlets() -> None:
     _install_run()
 
 
-def _get_loop() -> asyncio.AbstractEventLoop:
-    global _loop
+def _get_loop(what: str = "this") -> asyncio.AbstractEventLoop:
+    global _loop, _owner
     import asyncio
+    import threading
 
     if _loop is None or _loop.is_closed():
         _loop = asyncio.new_event_loop()
+        _owner = threading.get_ident()
         asyncio.set_event_loop(_loop)
         _install_run()
+    elif threading.get_ident() != _owner:
+        raise LoopMisuse(f"{what}() cannot run in another thread: the session's event loop (and the app's connections on it) belong to the thread of the statements — call it from a statement")
     return _loop
 
 
 def run(awaitable: Awaitable[T]) -> T:
     """Run *awaitable* to the end on the session's event loop (inside the greenlet, for an async app)."""
-    loop = _get_loop()
+    loop = _get_loop("await")
     if not _greenlets:
         return _complete(loop, awaitable)
     from sqlalchemy.util.concurrency import await_, greenlet_spawn, in_greenlet
@@ -90,9 +101,10 @@ def sync_io(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
     if in_greenlet():
         return fn(*args, **kwargs)
-    loop = _get_loop()
+    name = getattr(fn, "__name__", "this").lstrip("_")
+    loop = _get_loop(name)
     if loop.is_running():
-        raise TaskIO(f"{getattr(fn, '__name__', 'this')}() cannot run inside a task on the event loop: call it from the statement, or await the app's async functions there")
+        raise LoopMisuse(f"{name}() cannot run inside a task on the event loop: call it from the statement itself, or await the app's async functions in the task")
     return _complete(loop, greenlet_spawn(fn, *args, **kwargs))
 
 
@@ -115,7 +127,7 @@ def _complete(loop: asyncio.AbstractEventLoop, awaitable: Awaitable[T]) -> T:
     task = asyncio.ensure_future(awaitable, loop=loop)
     try:
         return loop.run_until_complete(task)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, and SIGTERM/SIGHUP (SystemExit from the CLI's handler)
         if not task.done():
             task.cancel()
             try:
@@ -172,7 +184,11 @@ def _install_run() -> None:
         global _hinted
         from appshell.nested import is_library_file
 
-        if is_library_file(sys._getframe(1).f_code.co_filename):  # prompt_toolkit runs each prompt so
+        import threading
+
+        library = is_library_file(sys._getframe(1).f_code.co_filename)
+        if threading.get_ident() != (_owner or threading.main_thread().ident) or (library and not (_loop is not None and _loop.is_running())):
+            # prompt_toolkit runs each prompt so (between statements); a thread has its own loops
             return _asyncio_run(main, debug=debug, **kwargs)  # type: ignore[no-any-return]
         if not _hinted:
             _hinted = True
@@ -186,18 +202,70 @@ def _install_run() -> None:
     asyncio.run = run_on_session_loop
 
 
+def finish() -> None:
+    """What ``asyncio.Runner.close`` does, done while the session still records and guards (before
+    teardown): the operator's tasks cancelled and awaited, async generators finalised, the default
+    executor's threads joined. A task that will not end has its coroutine closed: after this, the
+    loop runs only appshell's teardown (the app's engine disposed), never the operator's code."""
+    import threading
+
+    if _loop is None or _loop.is_closed() or threading.get_ident() != _owner:
+        return
+    run(_wind_down())
+
+
+async def _wind_down() -> None:
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    me = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks(loop) if t is not me]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=FINISH_TIMEOUT)
+    await _close_asyncgens(loop)
+    try:
+        await asyncio.wait_for(loop.shutdown_default_executor(), FINISH_TIMEOUT)
+    except TimeoutError:
+        pass  # a thread still busy: it cannot reach the loop any more (sync_io refuses other threads)
+    for task in asyncio.all_tasks(loop):
+        if task is not me and not task.done():
+            task.get_coro().close()  # ignored its cancellation: its finally blocks run now, under the guards
+
+
+def keep(agen: Any) -> None:
+    """*agen* is the app's (a provider's async generator): :func:`finish` leaves it to the app's teardown."""
+    _kept.append(agen)
+
+
+async def _close_asyncgens(loop: asyncio.AbstractEventLoop) -> None:
+    """``loop.shutdown_asyncgens()`` for every async generator but the app's providers'."""
+    import asyncio
+
+    tracked = getattr(loop, "_asyncgens", None)  # asyncio's own loops track them here; another loop closes all
+    if tracked is None or not _kept:
+        await loop.shutdown_asyncgens()
+        return
+    closing = [agen for agen in list(tracked) if not any(agen is k for k in _kept)]
+    for agen in closing:
+        tracked.discard(agen)
+    await asyncio.gather(*(agen.aclose() for agen in closing), return_exceptions=True)
+
+
 def close() -> None:
-    """The session is over: finish async generators, close the loop, give asyncio.run back."""
+    """The session is over: close the loop (nothing of the operator's runs on it now), give asyncio.run back."""
     global _loop, _greenlets, _asyncio_run, _hinted
     _greenlets = False
     _hinted = False
+    _kept.clear()
     if _asyncio_run is not None:
         setattr(sys.modules["asyncio"], "run", _asyncio_run)
         _asyncio_run = None
     if _loop is None or _loop.is_closed():
         return
     try:
-        _loop.run_until_complete(_loop.shutdown_asyncgens())
-    finally:
         _loop.close()
-        _loop = None
+    except RuntimeError:  # a loop another thread still runs (the operator's): it is left to the process's end
+        pass
+    _loop = None

@@ -619,12 +619,14 @@ def _enter_provider(target: Any, label: str, teardown: list[Callable[[], object]
         return _call_app_code(lambda: next(gen), f"{label}() failed")
     if inspect.isasyncgen(target):
         agen = target
+        aio.keep(agen)  # closed by this teardown, after the operator's async code has ended
         teardown.append(lambda: aio.run(_anext_or_none(agen)))
         return _call_app_code(lambda: aio.run(agen.__anext__()), f"{label}() failed")
     if inspect.iscoroutine(target):
         return _call_app_code(lambda: aio.run(target), f"{label}() failed")
     if hasattr(target, "__aenter__") and hasattr(target, "__aexit__") and not _is_async(target):
         manager = target  # an AsyncSession is one too, but it is used as is
+        aio.keep(getattr(manager, "gen", None))  # @asynccontextmanager's generator
         teardown.append(lambda: aio.run(manager.__aexit__(None, None, None)))
         return _call_app_code(lambda: aio.run(manager.__aenter__()), f"{label}() failed")
     if hasattr(target, "__enter__") and hasattr(target, "__exit__") and type(target).__module__ == "contextlib":

@@ -76,6 +76,19 @@ def _caller(frame: FrameType | None) -> tuple[str, str]:
     return str(frame.f_globals.get("__name__", "")), frame.f_code.co_filename
 
 
+_COMPILERS = frozenset({"exec", "eval", "compile"})
+
+
+def _called_back(frame: FrameType | None, module: str, filename: str) -> bool:
+    """A library frame that compiles without naming exec/eval/compile ran one of them as a callback
+    it was handed — ``loop.call_soon(exec, src)``, ``Thread(target=exec)``, ``run_in_executor`` —
+    so the source is the operator's. (Code-generating libraries call them by name: dataclasses,
+    namedtuple, SQLAlchemy; the import system is told apart by its own frames.)"""
+    if frame is None or module in _IMPORT_MACHINERY or filename.startswith(_FROZEN_IMPORT):
+        return False
+    return _COMPILERS.isdisjoint(frame.f_code.co_names)
+
+
 def _is_library(filename: str) -> bool:
     if filename.startswith(_FROZEN_IMPORT):
         return True  # the import system compiling a module's source: the module is recorded on "exec"
@@ -113,13 +126,14 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(limit + 1000)  # room to record, however deep the operator's code is
     try:
-        module, filename = _caller(sys._getframe(0).f_back)  # None where C code in a greenlet's first frame asked
+        frame = sys._getframe(0).f_back  # None where C code in a greenlet's first frame asked
+        module, filename = _caller(frame)
         if event == "exec":
             if module in _IMPORT_MACHINERY:  # a module's code, maybe from a .pyc: no compile() to see
                 _record_import(journal, args[0])
             return
         repl = module in _REPL_MODULES
-        if not repl and _is_library(filename):
+        if not repl and _is_library(filename) and not (event == "compile" and _called_back(frame, module, filename)):
             return
         if journal.current is None and repl:
             return  # the shell compiling the next input, which it records as a statement

@@ -96,7 +96,13 @@ def to_jsonable(value: Any) -> Any:
         return {a.key: to_jsonable(getattr(value, a.key)) for a in state.mapper.column_attrs}
     if isinstance(value, Iterable) and not isinstance(value, type):  # lists, sets, where() results, generators
         return [to_jsonable(v) for v in value]
+    if hasattr(value, "__aiter__") and not isinstance(value, type):  # an awaited stream: AsyncResult, AsyncScalarResult
+        return [to_jsonable(v) for v in aio.run(_collect(value))]
     return str(value)
+
+
+async def _collect(stream: Any) -> list[Any]:
+    return [item async for item in stream]
 
 
 def _writes_to_fd1(stream: Any) -> bool:
@@ -173,7 +179,7 @@ def run_program(program: Program, namespace: dict[str, Any], journal: Journal, w
             with _stdout_to_stderr() as write_json:
                 aio.execute(compile(body, program.filename, "exec", aio.FLAGS), namespace)
                 value = None if last is None else aio.execute(compile(last, program.filename, "eval", aio.FLAGS), namespace)
-                write_json(json.dumps(to_jsonable(value), indent=None, default=str))
+                write_json(json.dumps(aio.sync_io(to_jsonable, value), indent=None, default=str))  # an async app's lazy loads
     except SystemExit as exc:
         return _exit_code(exc)
     except KeyboardInterrupt:

@@ -182,9 +182,14 @@ def run_session(settings: Settings, program: Program | None, options: Options) -
             if journal.forked:
                 nested.unwatch(journal)
                 _leave_forked_child(code)
-            if STANDALONE:
-                _finish_operator_code(namespace)
-            nested.unwatch(journal)
+            try:
+                # The operator's async code (tasks, async generators, executor threads) ends now,
+                # recorded and under the guards, as asyncio.Runner would end it at the program's end.
+                aio.finish()
+            finally:
+                if STANDALONE:
+                    _finish_operator_code(namespace)
+                nested.unwatch(journal)
         try:
             if sandbox is not None:
                 sandbox.freeze()  # what the program left uncommitted is counted before appshell rolls it back
@@ -192,14 +197,16 @@ def run_session(settings: Settings, program: Program | None, options: Options) -
             if sandbox is not None:
                 print(sandbox.summary(), file=sys.stderr)
         finally:
-            aio.close()
-            if journal is not None:
-                journal.close()  # threads the session leaves behind can run no more SQL
-            from appshell.engines import session_over
+            try:
+                aio.close()
+                if journal is not None:
+                    journal.close()  # threads the session leaves behind can run no more SQL
+                from appshell.engines import session_over
 
-            session_over()  # the class-level listeners keep watching leftover threads, not this main thread
-            if auditor is not None:
-                auditor.end("sandbox_broken" if sandbox is not None and sandbox.broken else end_status(code, failure))
+                session_over()  # the class-level listeners keep watching leftover threads, not this main thread
+            finally:
+                if auditor is not None:  # whatever failed above, the audit session ends
+                    auditor.end("sandbox_broken" if sandbox is not None and sandbox.broken else end_status(code, failure))
         if sandbox is not None and sandbox.broken is not None and type(failure) is not type(sandbox.broken):
             raise sandbox.broken  # exit 3, whatever the program did with the exception (SandboxBroken)
 
