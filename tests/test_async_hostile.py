@@ -264,7 +264,6 @@ def test_code_exec_runs_as_a_loop_callback_is_recorded(app_dir: Callable[[str], 
 # -- finding 11: asyncpg's own COMMIT, then BEGIN: the sandbox sees "a transaction is open" and misses that it is not its own
 
 
-@pytest.mark.xfail(strict=True, reason="finding 11")
 def test_asyncpg_commit_then_begin_through_the_driver_connection_is_detected(app_dir: Callable[[str], Path], asyncpg_url: str) -> None:
     root, env = asyncapp_on(app_dir, asyncpg_url)
     program = (

@@ -142,7 +142,7 @@ class ConnState:
     """What appshell knows about one DBAPI connection (a plain class: a dataclass costs start-up time)."""
 
     __slots__ = ("raw", "kind", "dialect", "deadline", "timed_out", "denied", "own", "autocommit", "sandboxed", "frames", "pending", "sq",
-                 "sqlite3", "busy")
+                 "sqlite3", "busy", "marker")
 
     def __init__(self, raw: Any, kind: str, dialect: Any) -> None:
         self.raw = raw
@@ -159,6 +159,7 @@ class ConnState:
         self.sq = sqlite_of(raw)  # the sqlite3 connection: the stdlib driver's, or the one under aiosqlite's adapter
         self.sqlite3 = self.sq is not None
         self.busy = False  # aiosqlite: a statement runs in aiosqlite's thread (Ctrl-C interrupts it: _interrupt_aiosqlite)
+        self.marker: Any = None  # PostgreSQL: the sandbox's transaction_timestamp(), to tell its transaction from a new one
 
 
 class Coverage:

@@ -13,7 +13,11 @@ events are told of a commit, they cannot stop it. The dialect's ``do_commit``
 ``commit()`` — is denied by SQLite's authorizer, and on the other databases
 detected: before and after every statement, and when a connection is
 returned or closed, appshell checks that the outer transaction is still open
-(the driver's transaction status, no round trip). If it is not, the session
+(the driver's transaction status, no round trip). On PostgreSQL a COMMIT then
+BEGIN sent through the driver's own ``execute`` leaves *a* transaction open,
+not the sandbox's: at each commit, rollback and close, and at the program's
+end, appshell reads ``transaction_timestamp()`` (one round trip) and compares
+it with the one it noted when it began. If either check fails, the session
 stops: :class:`~appshell.errors.SandboxBroken`, exit 3.
 
 Statements that would end or change the transaction (``COMMIT``, ``END``,
@@ -42,6 +46,9 @@ __all__ = ["Sandbox", "SandboxRefused"]
 
 SAVEPOINT = SANDBOX_SAVEPOINT
 _OPS = ("inserted", "updated", "deleted")
+# What tells the sandbox's own transaction from one opened in its place (constant within a transaction; no
+# transaction id is assigned, so it works on a read-only connection and on a hot standby too).
+MARKER_SQL = "SELECT transaction_timestamp()"
 
 
 class SandboxRefused(Refused):
@@ -85,6 +92,28 @@ def _refusing(cls: type) -> type:
         _REFUSING[cls] = sub
         _REFUSING_CLASSES.add(sub)
     return sub
+
+
+def _read_marker(raw: Any) -> Any:
+    cursor = raw.cursor()
+    try:
+        cursor.execute(MARKER_SQL)
+        row = cursor.fetchone()
+        return row[0] if row else None
+    finally:
+        cursor.close()
+
+
+def _quietly(st: ConnState, fn: Callable[[], Any]) -> None:
+    """appshell's own rollback of a connection; a dead connection (the server has dropped its transaction
+    already) or a transaction ended behind appshell's back has nothing more to say."""
+    st.own = True
+    try:
+        fn()
+    except Exception:  # noqa: BLE001 - see above
+        pass
+    finally:
+        st.own = False
 
 
 class Sandbox:
@@ -142,6 +171,8 @@ class Sandbox:
             elif st.kind in ("mysql", "mariadb"):
                 run_statements(st.raw, "START TRANSACTION")  # a SAVEPOINT alone does not open one (the IN_TRANS flag stays off)
             run_statements(st.raw, f"SAVEPOINT {SAVEPOINT}")
+            if st.kind == "postgresql":
+                st.marker = _read_marker(st.raw)
         finally:
             st.own = False
         st.frames = [Frame()]
@@ -178,15 +209,25 @@ class Sandbox:
         self._check(st, "at a commit")
         self._settle(st)
         self._own_checked(st, "at a commit", f"RELEASE SAVEPOINT {SAVEPOINT}", f"SAVEPOINT {SAVEPOINT}")
+        self._verify(st, "at a commit")
         if not self.frozen:
             for frame in st.frames:
                 self.committed.add(frame)
         st.frames = [Frame()]
 
     def rollback(self, st: ConnState) -> None:
+        if self.broken is not None:
+            # SANDBOX BROKEN was said already: the rollback of the pool's reset or of the app's teardown
+            # undoes what it can, without a second error (a traceback through SQLAlchemy's "Exception during
+            # reset"). Every further statement is still refused (before() -> _check).
+            self._settle(st)
+            st.frames = [Frame()]
+            _quietly(st, st.raw.rollback)
+            return
         self._check(st, "at a rollback")
         self._settle(st)
         self._own_checked(st, "at a rollback", f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
+        self._verify(st, "at a rollback")
         st.frames = [Frame()]
 
     def end(self, st: ConnState) -> None:
@@ -197,16 +238,14 @@ class Sandbox:
         self._settle(st)
         if in_transaction(st.raw) is False:
             self._broke(st, "before the connection closed", raise_=False)
+        else:
+            self._verify(st, "before the connection closed", raise_=False)
         if not self.frozen:
             for frame in st.frames:
                 self.left_open.add(frame)
-        st.own = True
         try:
-            st.raw.rollback()
-        except Exception:  # noqa: BLE001 - a dead connection: the server has dropped the transaction already
-            pass
+            _quietly(st, st.raw.rollback)
         finally:
-            st.own = False
             if "commit" in getattr(st.raw, "__dict__", {}):
                 del st.raw.commit
             elif type(st.raw) in _REFUSING_CLASSES:
@@ -214,6 +253,10 @@ class Sandbox:
 
     def freeze(self) -> None:
         """The program has ended: what it left uncommitted is counted now, before appshell rolls it back."""
+        if any(st.sandboxed and st.marker is not None for st in self.conns.values()):
+            from appshell import aio
+
+            aio.sync_io(self._verify_all)  # an asyncpg connection's round trip runs inside SQLAlchemy's greenlet
         for st in list(self.conns.values()):
             if st.sandboxed:
                 if in_transaction(st.raw) is False:
@@ -231,6 +274,38 @@ class Sandbox:
             raise SandboxBroken(self.broken.what, self.broken.fix)
         if in_transaction(st.raw) is False:
             self._broke(st, where)
+
+    def _verify(self, st: ConnState, where: str, raise_: bool = True) -> None:
+        """Is the open transaction still the sandbox's own? (PostgreSQL: one round trip.) A COMMIT then
+        BEGIN sent through the driver's own execute() leaves a transaction open, but a new one."""
+        if st.marker is None or self.broken is not None or in_transaction(st.raw) is False:
+            return
+        try:
+            now = self._marker_of(st)
+        except Exception:  # noqa: BLE001 - a dead connection, or a transaction in error: see below
+            if raise_:
+                raise
+            try:  # an aborted transaction answers nothing until it returns to the savepoint — if it is the sandbox's
+                self._own_checked(st, where, f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
+                now = self._marker_of(st)
+            except SandboxBroken:
+                return
+            except Exception:  # noqa: BLE001 - a dead connection: the server drops its transaction; nothing to say
+                return
+        if now != st.marker:
+            self._broke(st, f"{where}: another transaction was open in its place (COMMIT then BEGIN outside SQLAlchemy?)", raise_=raise_)
+
+    def _marker_of(self, st: ConnState) -> Any:
+        st.own = True
+        try:
+            return _read_marker(st.raw)
+        finally:
+            st.own = False
+
+    def _verify_all(self) -> None:
+        for st in list(self.conns.values()):
+            if st.sandboxed:
+                self._verify(st, "before the program's end (outside SQLAlchemy)", raise_=False)
 
     def _broke(self, st: ConnState, where: str, raise_: bool = True) -> None:
         error = SandboxBroken(
@@ -320,10 +395,10 @@ class Sandbox:
         total.add(self.left_open)
         covered = ", ".join(f"{url} ({kind})" for url, kind in engines.items()) or "none"
         lines: list[str] = []
-        if self.broken is not None:
-            lines.append(self.broken.format())
         if total.empty():
-            lines.append(f"appshell: sandbox — no changes seen through the engines appshell covered; all rolled back ({covered})")
+            # Broken: what reached the database outside SQLAlchemy may be committed; the error itself comes last (cli).
+            rolled = "those were rolled back, but the sandbox broke" if self.broken is not None else "all rolled back"
+            lines.append(f"appshell: sandbox — no changes seen through the engines appshell covered; {rolled} ({covered})")
             return "\n".join(lines)
         tables = sorted({t for t, _ in total.rows} | {t for t, _ in total.unknown})
         rows = [[t, *(("?" if (t, op) in total.unknown else total.rows[(t, op)]) for op in _OPS)] for t in tables]
@@ -336,5 +411,7 @@ class Sandbox:
             lines.append("?: rows changed by a statement whose count the database does not report (a data-modifying CTE, several statements in one string)")
         if not self.left_open.empty():
             lines.append("some of these were never committed by the program: a run without --sandbox would not keep those either")
+        if self.broken is not None:
+            lines.append("but the sandbox broke: what reached the database outside SQLAlchemy may have been committed")
         lines.append(f"engines covered: {covered}")
         return "\n".join(lines)
