@@ -174,7 +174,6 @@ def test_sighup_during_an_awaited_query_cancels_it_as_ctrl_c_does(app_dir: Calla
 # -- finding 6: SQL a task runs is recorded under whichever statement happens to run the loop next ------------------
 
 
-@pytest.mark.xfail(strict=True, reason="finding 6")
 def test_sql_from_a_task_is_not_credited_to_a_later_statement(app_dir: Callable[[str], Path], tmp_path: Path) -> None:
     root, env = asyncapp_on(app_dir, f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
     log = tmp_path / "audit.jsonl"

@@ -11,6 +11,7 @@ being one — a nested console, ``exec(input())``, pdb — is recorded by
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import os
 import sys
@@ -40,6 +41,11 @@ class Entry:
     sql: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
     parent: int | None = None
+
+
+# The statement running where a context was made: an asyncio task copies it when it is created,
+# so SQL a task runs later is told apart from the statement that happens to run the loop then.
+_started_by: contextvars.ContextVar[Entry | None] = contextvars.ContextVar("appshell_statement", default=None)
 
 
 class Sink(Protocol):
@@ -123,7 +129,12 @@ class Journal:
         if self.closed or self.forked:
             where = "a forked child process" if self.forked else "a thread left running after the session ended"
             raise SessionEnded(f"appshell: SQL from {where} is refused: no audit session would record it")
-        if self.current is not None:
+        origin = _started_by.get()
+        if origin is not None and origin.status != "running" and origin is not self.current:
+            # A task the statement `origin` started, running after that statement ended: recorded
+            # under its own statement before it runs, not credited to the one running the loop now.
+            self.nested(statement, kind="sql", parent=origin)
+        elif self.current is not None:
             self.current.sql.append(statement)
         else:
             # No statement is running: a thread, a signal handler, a result shown after its
@@ -147,13 +158,14 @@ class Journal:
             for sink in self.sinks:
                 sink.statement(entry, fields)
         self.stack.append(entry)
+        _started_by.set(entry)
         entry.started = time.perf_counter()
         return entry
 
-    def nested(self, source: str, kind: str, **extra: Any) -> Entry:
-        """Record code that the running statement executes without it being a statement (no result of its own)."""
+    def nested(self, source: str, kind: str, parent: Entry | None = None, **extra: Any) -> Entry:
+        """Record code that the running statement (or *parent*) executes without it being a statement (no result of its own)."""
         self._alive()
-        parent = self.current
+        parent = parent or self.current
         entry = Entry(n=len(self.entries) + 1, source=source, kind=kind, status="nested", parent=parent.n if parent else None)
         self.entries.append(entry)
         with _headroom():
@@ -165,6 +177,7 @@ class Journal:
         if entry in self.stack:
             # Statements nested in this one that never reported their end end with it.
             del self.stack[self.stack.index(entry):]
+            _started_by.set(self.current)
         if self.forked:
             return  # the parent records the outcome; a child's record would be a duplicate
         entry.duration_ms = round((time.perf_counter() - entry.started) * 1000, 3)
