@@ -205,7 +205,6 @@ RAW_ASYNC = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="finding 7")
 def test_an_async_drivers_own_pool_or_connect_is_refused_in_a_sandbox(app_dir: Callable[[str], Path], async_url: str) -> None:
     from sqlalchemy import make_url
 

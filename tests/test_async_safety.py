@@ -248,6 +248,41 @@ def test_a_raw_async_driver_connect_is_refused(asyncapp: tuple[Path, dict[str, s
     assert result.exit_code == 1 and "RawConnectionRefused" in result.stderr and "outside SQLAlchemy" in result.stderr, result.output
 
 
+# The drivers' other ways to a connection (hostile review finding 7): each writes, refused before it connects.
+# {dsn}: asyncpg's own DSN; {path}: the SQLite file. The driver's own frames are walked past to who asked.
+DRIVER_CONNECTS = {
+    "asyncpg pool": ("asyncpg", "import asyncpg\npool = await asyncpg.create_pool({dsn!r}, min_size=1, max_size=1)\n"
+                                "await pool.execute(\"insert into books (title) values ('raw')\")"),
+    "asyncpg pool filled by its tasks": ("asyncpg", "import asyncpg\npool = await asyncpg.create_pool({dsn!r}, min_size=3, max_size=3)\n"
+                                                    "await pool.execute(\"insert into books (title) values ('raw')\")"),
+    "asyncpg pool connecting at acquire": ("asyncpg", "import asyncpg\npool = await asyncpg.create_pool({dsn!r}, min_size=0)\n"
+                                                      "async with pool.acquire() as c:\n"
+                                                      "    await c.execute(\"insert into books (title) values ('raw')\")"),
+    "asyncpg.connection.connect": ("asyncpg", "import asyncpg.connection\nc = await asyncpg.connection.connect({dsn!r})\n"
+                                              "await c.execute(\"insert into books (title) values ('raw')\")"),
+    "aiosqlite.core.connect": ("aiosqlite", "import aiosqlite.core\ndb = await aiosqlite.core.connect({path!r})\n"
+                                            "await db.execute(\"insert into books (title) values ('raw')\")\nawait db.commit()"),
+    "aiosqlite Connection of sqlite3.connect": ("aiosqlite", "import aiosqlite.core, functools, sqlite3\n"
+                                                             "db = await aiosqlite.core.Connection(functools.partial(sqlite3.connect, {path!r}), 64)\n"
+                                                             "await db.execute(\"insert into books (title) values ('raw')\")\nawait db.commit()"),
+}
+
+
+@pytest.mark.parametrize("mode", ["--sandbox", "--read-only"])
+@pytest.mark.parametrize("how", sorted(DRIVER_CONNECTS))
+def test_an_async_drivers_own_ways_to_a_connection_are_refused(request: pytest.FixtureRequest, how: str, mode: str) -> None:
+    from sqlalchemy import make_url
+
+    driver, code = DRIVER_CONNECTS[how]
+    root, env = request.getfixturevalue(f"{driver}_app")
+    url = make_url(env["DATABASE_URL"])
+    program = code.format(dsn=url.set(drivername="postgresql").render_as_string(hide_password=False), path=url.database)
+    result = run([*APP, mode, "-c", program], cwd=root, env=env)
+    assert result.exit_code == 1 and "RawConnectionRefused" in result.stderr and "outside SQLAlchemy" in result.stderr, result.output
+    assert titles(root, env) == BEFORE
+    assert run([*APP, mode, "-c", "print(count(Book))"], cwd=root, env=env).stdout.strip() == "2"  # SQLAlchemy's own connects go through
+
+
 # -- timeouts, tagging, the guard, the audit ------------------------------------------
 
 def test_async_statement_timeout(asyncapp: tuple[Path, dict[str, str]]) -> None:

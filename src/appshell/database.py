@@ -430,14 +430,27 @@ class RawConnectionRefused(Refused):
 
 _watching: list[Coverage] = []  # the session whose rules raw connects are checked against (one per process)
 _hooked = False  # audit hooks cannot be removed: installed once per process
-# IPython keeps its history in SQLite; aiosqlite opens sqlite3 in its own thread (its connect() is wrapped below).
-_ALLOWED_CALLERS = ("sqlalchemy.", "IPython.", "appshell.", "aiosqlite.")
+# IPython keeps its history in SQLite.
+_ALLOWED_CALLERS = ("sqlalchemy.", "IPython.", "appshell.")
+# Where the drivers' own connects are: the public name and the function it is (asyncpg's pool calls
+# asyncpg.connection.connect, aiosqlite.connect is aiosqlite.core.connect). Each is wrapped under every name.
+_CONNECTS = (("psycopg", "connect"), ("psycopg2", "connect"), ("pymysql", "connect"), ("aiomysql", "connect"),
+             ("asyncpg", "connect"), ("asyncpg.connection", "connect"), ("aiosqlite", "connect"), ("aiosqlite.core", "connect"))
+# A driver's own frames between its connect and the code that asked for it (asyncpg's pool, aiosqlite's thread).
+_DRIVERS = frozenset({"asyncpg", "aiosqlite"})
+_wrappers: dict[Any, Any] = {}  # a driver's connect -> appshell's wrapper of it (one wrapper, under each of its names)
 
 
 def _from_allowed_caller() -> bool:
-    """Is the code that called connect() SQLAlchemy, IPython or appshell itself (not the user's code)?"""
-    caller = sys._getframe(3)  # 0: here, 1: _refuse_raw, 2: the audit hook or the wrapper, 3: who called connect()
-    return str(caller.f_globals.get("__name__", "")).startswith(_ALLOWED_CALLERS)
+    """Is the code that asked for the connection SQLAlchemy, IPython or appshell itself (not the user's code)?
+
+    Who called connect(), past the driver's own frames: a pool of asyncpg's connects from its own code, so
+    the code that awaited the pool decides. A connect with only a driver's and asyncio's frames below it
+    (a pool filled by tasks of its own) has nobody vouching for it: refused."""
+    frame: Any = sys._getframe(3)  # 0: here, 1: _refuse_raw, 2: the audit hook or the wrapper, 3: who called connect()
+    while frame is not None and str(frame.f_globals.get("__name__", "")).partition(".")[0] in _DRIVERS:
+        frame = frame.f_back
+    return frame is not None and str(frame.f_globals.get("__name__", "")).startswith(_ALLOWED_CALLERS)
 
 
 def _refuse_raw(what: str) -> None:
@@ -449,6 +462,28 @@ def _refuse_raw(what: str) -> None:
         f"{what} outside SQLAlchemy: appshell cannot cover that connection in this {mode} — refused; "
         "use an SQLAlchemy engine (appshell covers every one), or run without --sandbox/--read-only"
     )
+
+
+def _vouched(connector: Callable[[], Any]) -> Callable[[], Any]:
+    """aiosqlite opens sqlite3 in its own thread, where the audit hook sees only aiosqlite's frames: a connection
+    appshell let through opens from this frame, which the hook finds below aiosqlite's."""
+
+    def appshell_vouched_connector() -> Any:
+        return connector()
+
+    return appshell_vouched_connector
+
+
+def _wrapped_connect(original: Any, driver: str) -> Any:
+    def connect(*args: Any, **kwargs: Any) -> Any:
+        _refuse_raw(f"{driver}.connect()")
+        made = original(*args, **kwargs)
+        if driver == "aiosqlite" and callable(getattr(made, "_connector", None)):
+            made._connector = _vouched(made._connector)
+        return made
+
+    connect.appshell_watched = True  # type: ignore[attr-defined]
+    return connect
 
 
 def _watch_raw_connects() -> None:
@@ -463,18 +498,14 @@ def _watch_raw_connects() -> None:
                 _refuse_raw(f"sqlite3.connect({str(args[0])!r})")
 
         sys.addaudithook(hook)
-    for name in ("psycopg", "psycopg2", "pymysql", "aiosqlite", "asyncpg", "aiomysql"):
+    for name, attr in _CONNECTS:
         module = sys.modules.get(name)
-        original = getattr(module, "connect", None)
+        original = getattr(module, attr, None)
         if original is None or getattr(original, "appshell_watched", False):
             continue
-
-        def connect(*args: Any, _original: Any = original, _name: str = name, **kwargs: Any) -> Any:
-            _refuse_raw(f"{_name}.connect()")
-            return _original(*args, **kwargs)
-
-        connect.appshell_watched = True  # type: ignore[attr-defined]
-        setattr(module, "connect", connect)
+        if original not in _wrappers:
+            _wrappers[original] = _wrapped_connect(original, name.partition(".")[0])
+        setattr(module, attr, _wrappers[original])
 
 
 def configure_connections(engine: Engine, plan: ConnectionPlan) -> None:
