@@ -103,3 +103,57 @@ def test_mariadb_read_only_role(app_dir: Callable[[str], Path], mariadb_url: str
     assert run(["--write", "-c", "print(count(Book, year=0))"], cwd=root, env=env).stdout.strip() == "0"
     good = run(["doctor"], cwd=root, env=env_ro)
     assert "cannot write" in good.stdout, good.output
+
+
+# -- an async app: the role's URL may name asyncpg -----------------------------------
+
+@pytest.fixture
+def asyncpg_role(app_dir: Callable[[str], Path], asyncpg_url: str) -> Iterator[tuple[Path, dict[str, str], str]]:
+    """tests/apps/asyncapp on asyncpg, and the URL (asyncpg's) of a role with SELECT rights only on its tables."""
+    from sqlalchemy import create_engine, make_url, text
+
+    from test_async_hostile import asyncapp_on
+
+    root, env = asyncapp_on(app_dir, asyncpg_url)
+    role = f"ro_{uuid.uuid4().hex[:8]}"
+    engine = create_engine(make_url(asyncpg_url).set(drivername="postgresql+psycopg"))
+    with engine.begin() as conn:
+        conn.execute(text(f"CREATE ROLE {role} LOGIN"))
+        conn.execute(text("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
+        conn.execute(text(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"))
+    try:
+        yield root, env, make_url(asyncpg_url).set(username=role).render_as_string(hide_password=False)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP OWNED BY {role}"))
+            conn.execute(text(f"DROP ROLE {role}"))
+        engine.dispose()
+
+
+def test_doctor_proves_an_asyncpg_role_cannot_write(asyncpg_role: tuple[Path, dict[str, str], str]) -> None:
+    root, env, role_url = asyncpg_role
+    _profile(root)
+    good = run(["doctor", "--app", "asyncapp.db"], cwd=root, env={**env, "DATABASE_URL_READONLY": role_url})
+    assert "read-only role" in good.stdout and "cannot write" in good.stdout, good.output  # not MissingGreenlet
+    bad = run(["doctor", "--app", "asyncapp.db"], cwd=root, env={**env, "DATABASE_URL_READONLY": env["DATABASE_URL"]})
+    assert bad.exit_code == 1 and "can write" in bad.stdout, bad.output
+
+
+ASYNC_RAW_WRITE = ("raw = (await (await session.connection()).get_raw_connection()).driver_connection\n"
+                   "await raw.execute('SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE')\n"
+                   "await raw.execute('commit'); await raw.execute(\"insert into books (title) values ('raw')\")\n")
+
+
+def test_an_async_session_logs_in_as_an_asyncpg_role(asyncpg_role: tuple[Path, dict[str, str], str]) -> None:
+    from sqlalchemy import make_url
+
+    root, env, role_url = asyncpg_role
+    _profile(root)
+    env_ro = {**env, "DATABASE_URL_READONLY": role_url}
+    who = run(["--app", "asyncapp.db", "-c", "from sqlalchemy import text\nprint(await session.scalar(text('select current_user')))"],
+              cwd=root, env=env_ro)
+    assert who.exit_code == 0 and who.stdout.strip() == make_url(role_url).username, who.output
+    result = run(["--app", "asyncapp.db", "-c", ASYNC_RAW_WRITE], cwd=root, env=env_ro)  # past every refusal of appshell's
+    assert result.exit_code == 1 and "permission denied" in result.stderr, result.output
+    titles = run(["--app", "asyncapp.db", "--write", "-c", "print(sorted(b.title for b in where(Book)))"], cwd=root, env=env)
+    assert titles.stdout.strip() == "['Dune', 'Emma']", titles.output

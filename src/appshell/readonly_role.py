@@ -72,8 +72,9 @@ def prove_cannot_write(url: str) -> tuple[bool, str]:
     from sqlalchemy import create_engine, text
 
     from appshell.engines import exempt
+    from appshell.urls import sync_url
 
-    engine = create_engine(url)
+    engine = create_engine(sync_url(url))  # an async driver's URL (asyncpg): the same database through its sync driver
     exempt(engine)  # the probe must meet the role's rights, not appshell's session-level read-only
     try:
         with engine.connect() as conn:
