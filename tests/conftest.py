@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -129,7 +130,7 @@ def run(
     environ = clean_environ(env)
     in_process = _in_process_test if process is None else not process
     if in_process and not _may_reexec(args, Path(cwd), environ):
-        return run_in_process(args, cwd, environ, input)
+        return run_in_process(args, cwd, environ, input, timeout)
     proc = subprocess.run(
         [APPSHELL, *args],
         cwd=cwd,
@@ -162,12 +163,21 @@ class _Stream(io.TextIOWrapper):
 _SCRIPT_PATH = [str(Path(APPSHELL).parent)] + [p for p in sys.path if p not in ("", str(ROOT), str(ROOT / "tests"), os.getcwd())]
 
 
-def run_in_process(args: Sequence[str], cwd: Path, environ: Mapping[str, str], input: str | None = None) -> Result:
+class InProcessTimeout(Exception):
+    """An in-process run took longer than its timeout."""
+
+
+def _timed_out(signum: int, frame: object) -> None:
+    raise InProcessTimeout("the in-process run did not end in time")
+
+
+def run_in_process(args: Sequence[str], cwd: Path, environ: Mapping[str, str], input: str | None = None, timeout: float = 120) -> Result:
     """appshell's `main(args)` in this process, as the console script would run it: environment,
     working directory, argv, stdin/stdout/stderr, sys.path set, everything put back after."""
     from appshell.cli import main
     from appshell.process_state import process_state
 
+    _exempt_engines_alive()
     out, err = _Stream(), _Stream()
     with process_state():
         os.environ.clear()
@@ -178,6 +188,8 @@ def run_in_process(args: Sequence[str], cwd: Path, environ: Mapping[str, str], i
         sys.path[:] = [_SCRIPT_PATH[0], *extra, *_SCRIPT_PATH[1:]]  # a test's own PYTHONPATH, as the interpreter reads it
         sys.dont_write_bytecode = True  # PYTHONDONTWRITEBYTECODE=1, as the subprocess has it
         sys.stdin, sys.stdout, sys.stderr = _Stream((input or "").encode()), out, err
+        signal.signal(signal.SIGALRM, _timed_out)  # as subprocess.run(timeout=...) would: a hung run fails the test
+        signal.setitimer(signal.ITIMER_REAL, timeout)
         try:
             code = main(list(args))
         except SystemExit as exc:  # argparse's --help and --version; what Python does with the rest
@@ -188,10 +200,28 @@ def run_in_process(args: Sequence[str], cwd: Path, environ: Mapping[str, str], i
             traceback.print_exc()
             code = 1
         finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
             for stream in (out, err):
                 stream.flush()
             _forget_sqlmodel_tables()
     return Result(code, out.text(), err.text())
+
+
+def _exempt_engines_alive() -> None:
+    """The engines alive before a run — the fixtures' and the test's own, and earlier runs' not yet
+    collected — would not exist in the console script's process: appshell leaves them alone
+    (its sandbox, read-only and audit cover every engine in the process, docs/design.md §5)."""
+    if "sqlalchemy" not in sys.modules:
+        return
+    import gc
+
+    from sqlalchemy import Engine
+
+    from appshell.engines import exempt
+
+    for obj in gc.get_objects():  # ~10 ms: one pass over the heap, as appshell's own existing() makes
+        if isinstance(obj, Engine):
+            exempt(obj)
 
 
 def _forget_sqlmodel_tables() -> None:

@@ -17,6 +17,8 @@ import pytest
 from appshell.audit.records import digest
 from conftest import APPSHELL, clean_environ, run
 
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+
 START_FIELDS = {"v", "seq", "ts", "session", "event", "prev", "hash", "user", "real_user", "host", "pid", "ssh_client",
                 "tty", "mode", "shell", "profile", "release", "app", "database", "sandbox", "read_only", "reason", "argv"}
 COMMON = {"v", "seq", "ts", "session", "event", "prev", "hash"}

@@ -17,6 +17,8 @@ from appshell.audit.records import canonical, digest
 from appshell.audit.seal import evolve, record_mac
 from conftest import APPSHELL, clean_environ, run
 
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+
 
 def records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -20,6 +20,8 @@ from appshell.journal import Journal
 from appshell.redact import Redactor
 from conftest import APPSHELL, IN_CI, clean_environ, run
 
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+
 
 def lines_of(path: Path) -> list[bytes]:
     return path.read_bytes().split(b"\n")

@@ -15,6 +15,8 @@ import pytest
 
 from conftest import audit_records, leave, run, spawn_shell
 
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+
 LOG = Path(".appshell") / "audit.jsonl"
 PRODUCTION = ["--profile", "production", "--reason", "INC-7 policy test"]
 

@@ -8,6 +8,8 @@ import pytest
 
 from conftest import audit_records, leave, run, spawn_shell
 
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+
 SHELLS = ["ipython", "ptpython", "python"]
 # Two awaits in two statements: the second finds the loop the first ran on (one loop per session).
 FIRST = "import asyncio; loop_a = await asyncio.sleep(0, result=asyncio.get_running_loop())"

@@ -10,6 +10,8 @@ import pytest
 
 from conftest import APPSHELL, Result, clean_environ
 
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+
 
 @pytest.mark.parametrize(
     ("args", "message"),

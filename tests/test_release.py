@@ -15,6 +15,8 @@ import pytest
 from appshell.release import git_head, release_id
 from conftest import ROOT, clean_environ, run, shop_web
 
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+
 
 def git(cwd: Path, *args: str) -> str:
     env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}

@@ -32,6 +32,8 @@ from appshell.review_web.app import create_app  # noqa: E402
 from appshell.review_web.cli import build_config, parser  # noqa: E402
 from conftest import SHOP, clean_environ, run  # noqa: E402
 
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+
 ALICE, BOB = "alice-token-0123456789", "bob-token-9876543210xx"
 TOKENS = {"APPSHELL_REVIEW_TOKENS": f"alice:{ALICE},bob:{BOB}"}
 ESC = "\x1b"
@@ -473,6 +475,7 @@ def test_serve_refuses_to_start_without_auditors_or_log(tmp_path: Path, log: Pat
     assert bad.exit_code == 2 and "16+ characters" in bad.stderr
 
 
+@pytest.mark.subprocess  # its sitecustomize hides starlette: only a fresh interpreter runs it
 def test_serve_without_the_extra_is_a_one_line_error(tmp_path: Path, log: Path) -> None:
     blocker = tmp_path / "block"
     blocker.mkdir()

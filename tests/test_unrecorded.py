@@ -16,6 +16,8 @@ import pytest
 
 from conftest import audit_records, leave, run, spawn_shell
 
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+
 SHELLS = ["ipython", "ptpython", "python"]
 
 
@@ -231,6 +233,7 @@ def test_ipython_run_cell_inside_a_cell_keeps_both_outcomes(shop: Path, log: Pat
 # -- after the end: threads and forks -------------------------------------------------
 
 
+@pytest.mark.subprocess  # a thread left running: only the console script's os._exit ends it
 def test_a_thread_left_running_does_nothing_after_the_end(shop: Path, log: Path, tmp_path: Path) -> None:
     """The process ends with the audit session: a thread the statement started does not outlive it."""
     marker = tmp_path / "thread.txt"
@@ -249,6 +252,7 @@ def test_a_thread_left_running_does_nothing_after_the_end(shop: Path, log: Path,
     assert audit_records(log)[-1]["event"] == "session_end"
 
 
+@pytest.mark.subprocess  # os.fork: a child of pytest would run pytest's teardown
 def test_a_forked_child_writes_nothing_under_the_parent_session(shop: Path, log: Path) -> None:
     program = textwrap.dedent("""
         import os
@@ -272,6 +276,7 @@ def test_a_forked_child_writes_nothing_under_the_parent_session(shop: Path, log:
     assert run(["audit", "verify", "--log", str(log)], cwd=shop).exit_code == 0
 
 
+@pytest.mark.subprocess  # os.fork: a child of pytest would run pytest's teardown
 def test_a_forked_child_cannot_start_statements(shop: Path, log: Path) -> None:
     """A child that goes on to run code the parent's session would never see leaves at once (exit 3)."""
     program = textwrap.dedent("""
@@ -346,6 +351,7 @@ def test_every_path_in_the_docs_table_names_a_test_that_exists() -> None:
 # -- found by a hostile review: after the end, deep stacks, between statements, class-level holds --------
 
 
+@pytest.mark.subprocess  # atexit and finalizers run before the end only in the console script (session.STANDALONE)
 @pytest.mark.parametrize("flag", ["--sandbox", "--read-only"])
 def test_no_code_of_the_operator_runs_after_the_session_ends(shop: Path, log: Path, tmp_path: Path, flag: str) -> None:
     """atexit handlers and finalizers run before the session ends, under its guards and recorded;
