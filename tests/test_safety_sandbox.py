@@ -135,14 +135,18 @@ def test_data_modifying_cte_counted(app_dir: Callable[[str], Path], pg_url: str)
 
 # -- a transaction ended and another begun behind appshell's back (hostile review finding 11, sync twin) -------
 
-def test_commit_then_a_new_transaction_through_the_driver_is_detected(app_dir: Callable[[str], Path], pg_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("then", ["raw.execute('BEGIN')", "raw.execute('SAVEPOINT appshell_sandbox'); sql('select 1'); commit()"],
+                         ids=["BEGIN", "the savepoint made again"])
+def test_commit_then_a_new_transaction_through_the_driver_is_detected(
+    app_dir: Callable[[str], Path], pg_url: str, tmp_path: Path, then: str
+) -> None:
     """psycopg's own COMMIT, a write, COMMIT, and a transaction open again: the driver says "in a transaction",
-    but not the sandbox's — its transaction_timestamp() is not the one noted at BEGIN."""
+    but not the sandbox's — its transaction_timestamp() is not the one noted at BEGIN, savepoint or not."""
     root, env = library_on(app_dir, pg_url)
     log = tmp_path / "audit.jsonl"
     code = ("raw = session.connection().connection.dbapi_connection\n"
             "raw.execute('COMMIT'); raw.execute('update books set year = 0 where id = 1'); raw.execute('COMMIT')\n"
-            "raw.execute('BEGIN')\n"  # psycopg opens one itself before it; PostgreSQL only warns
+            f"{then}\n"  # psycopg opens a transaction itself before it (BEGIN: PostgreSQL only warns)
             "print('still running', count(Book))")
     result = run(["--sandbox", "--audit-log", str(log), "-c", code], cwd=root, env=env)
     assert run(["-c", YEARS], cwd=root, env=env).stdout.strip() == "1"  # it was committed: appshell cannot prevent it …
