@@ -207,6 +207,27 @@ def run_in_process(args: Sequence[str], cwd: Path, environ: Mapping[str, str], i
     return Result(code, out.text(), err.text())
 
 
+def run_module(module: str, cwd: Path, env: Mapping[str, str] | None = None) -> None:
+    """`python -m MODULE` for a test app's own script (a seed), which must succeed: in this process
+    in modules marked in_process (inside process_state, as run() does), else a subprocess."""
+    environ = clean_environ(env)
+    if not _in_process_test:
+        subprocess.run([sys.executable, "-m", module], cwd=cwd, env=environ, check=True, capture_output=True)
+        return
+    import runpy
+
+    from appshell.process_state import process_state
+
+    _exempt_engines_alive()
+    with process_state():
+        os.environ.clear()
+        os.environ.update(environ)
+        os.chdir(cwd)
+        sys.path[:] = [str(cwd), *_SCRIPT_PATH[1:]]  # `python -m` puts the working directory first
+        sys.argv = [module]
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
 def _exempt_engines_alive() -> None:
     """The engines alive before a run — the fixtures' and the test's own, and earlier runs' not yet
     collected — would not exist in the console script's process: appshell leaves them alone

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from conftest import clean_environ, run
+from conftest import run, run_module
+
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
 WHAT = "print(type(session).__name__, type(engine).__name__, count(Book))"
 
@@ -19,7 +19,7 @@ def asyncapp(app_dir: Callable[[str], Path], async_url: str) -> tuple[Path, dict
     """tests/apps/asyncapp with its two books, on aiosqlite and on asyncpg."""
     root = app_dir("asyncapp")
     env = {"DATABASE_URL": async_url}
-    subprocess.run([sys.executable, "-m", "asyncapp.seed"], cwd=root, env=clean_environ(env), check=True, capture_output=True)
+    run_module("asyncapp.seed", root, env)
     return root, env
 
 

@@ -15,14 +15,15 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import APPSHELL, IN_CI, ROOT, SHOP, clean_environ, free_port, run
+from conftest import APPSHELL, IN_CI, ROOT, clean_environ, free_port, run
+
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -47,10 +48,8 @@ def browser_ready() -> None:
 
 
 @pytest.fixture
-def log(tmp_path: Path) -> Path:
-    shop = tmp_path / "shop"
-    shutil.copytree(SHOP, shop, ignore=shutil.ignore_patterns("var", "__pycache__", ".env", ".appshell"))
-    subprocess.run([sys.executable, "-m", "shop.seed"], cwd=shop, env=clean_environ(), check=True, capture_output=True)
+def log(shop: Path, tmp_path: Path) -> Path:
+    """Three sessions on a copy of the shop seeded once per test run (conftest's `shop`)."""
     log = tmp_path / "audit" / "audit.jsonl"
     for args, operator in ((["--reason", "INC-7 weekly count", "-c", "print(count(Customer))"], "alice"),
                            (["--sandbox", "--reason", "INC-8 rename customer 1", "-c",
