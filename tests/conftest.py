@@ -63,6 +63,8 @@ class Result:
 # process can show (signals, ptys, re-exec, fork, os._exit/atexit, threads left running, the
 # console script's entry() itself) carries @pytest.mark.subprocess, or passes process=True.
 _in_process_test = False
+# APPSHELL_TEST_SUBPROCESS=1: every run() a real process, as before the in-process harness (to compare, or to rule it out).
+_ALL_SUBPROCESS = os.environ.get("APPSHELL_TEST_SUBPROCESS", "") not in ("", "0")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -73,7 +75,8 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(autouse=True)
 def _run_mode(request: pytest.FixtureRequest) -> Iterator[None]:
     global _in_process_test
-    _in_process_test = request.node.get_closest_marker("in_process") is not None and request.node.get_closest_marker("subprocess") is None
+    _in_process_test = (not _ALL_SUBPROCESS and request.node.get_closest_marker("in_process") is not None
+                        and request.node.get_closest_marker("subprocess") is None)
     before = _processes_started
     try:
         yield
