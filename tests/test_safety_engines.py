@@ -260,6 +260,7 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.subprocess  # aiosqlite is first imported during the session: in-process, an earlier run imported it already
 @pytest.mark.parametrize("flag", ["--sandbox", "--read-only"])
 def test_async_engine_is_covered(app_dir: Callable[[str], Path], sqlite_url: str, flag: str) -> None:
     pytest.importorskip("aiosqlite")
