@@ -195,6 +195,9 @@ class Coverage:
         if not self.reads_sql and not self.plan.fresh_connections:
             return  # connections made before are set up lazily, at their next statement: no heap walk at start-up
         _watch_raw_connects()
+        # A driver imported during the session (the first AsyncEngine on aiosqlite a statement makes) is
+        # wrapped before SQLAlchemy's first connect through it, so that connect is still SQLAlchemy's own.
+        on_every_engine("do_connect", lambda *args: _watch_raw_connects())
         engines, fairies = existing()
         for engine in engines:
             if is_exempt(engine.dialect):
