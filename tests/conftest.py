@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import pexpect
@@ -298,6 +299,20 @@ def _pg_base_url() -> str:
     return os.environ.get("APPSHELL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
+def postgres_or_skip(engine: Any) -> None:
+    """The PostgreSQL server answers through *engine*; else the test is skipped (failed under CI)."""
+    from sqlalchemy import text
+
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure means "no server"
+        message = f"PostgreSQL is not reachable at {_pg_base_url()}: {exc}"
+        if IN_CI:
+            pytest.fail("CI requires PostgreSQL: " + message)
+        pytest.skip(message)
+
+
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh schema on the real PostgreSQL server; skipped (or, under CI, failed) if it is down."""
@@ -305,14 +320,7 @@ def pg_url() -> Iterator[str]:
 
     base = _pg_base_url()
     engine = create_engine(base)
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("select 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure means "no server"
-        message = f"PostgreSQL is not reachable at {base}: {exc}"
-        if IN_CI:
-            pytest.fail("CI requires PostgreSQL: " + message)
-        pytest.skip(message)
+    postgres_or_skip(engine)
     schema = f"appshell_{uuid.uuid4().hex[:10]}"
     with engine.begin() as conn:
         conn.execute(text(f"create schema {schema}"))
@@ -461,3 +469,21 @@ def audit_records(path: Path) -> list[dict]:  # type: ignore[type-arg]
     import json
 
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def console_blocks(text: str, tag: str = "") -> list[list[tuple[str, str, int]]]:
+    """The ```console blocks of a docs page (```console TAG ones, given *tag*): each a list of
+    (command, what it prints, exit code), in order; `[exit N]` closing an output names its code."""
+    import re
+
+    found = []
+    for block in re.findall(r"```console" + (" " + re.escape(tag) if tag else "") + r"\n(.*?)```", text, re.S):
+        examples = []
+        for chunk in re.split(r"^\$ ", block, flags=re.M)[1:]:
+            command, _, output = chunk.partition("\n")
+            code = 0
+            if m := re.search(r"^\[exit (\d+)\]\n\Z", output, re.M):
+                code, output = int(m[1]), output[: m.start()]
+            examples.append((command, output, code))
+        found.append(examples)
+    return found

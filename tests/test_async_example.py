@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from conftest import IN_CI, ROOT, _pg_base_url, audit_records, clean_environ, leave, run, spawn_shell
+from conftest import ROOT, _pg_base_url, audit_records, clean_environ, console_blocks, leave, postgres_or_skip, run, spawn_shell
 
 EXAMPLE = ROOT / "examples" / "fastapi"
 IGNORE = shutil.ignore_patterns("*.db", "__pycache__", ".env", ".appshell")
@@ -57,14 +57,7 @@ def _seeded_pg(_seeded_notes: Path) -> Iterator[str]:
     from sqlalchemy import text
 
     admin = _pg_admin()
-    try:
-        with admin.connect() as conn:
-            conn.execute(text("select 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure means "no server"
-        message = f"PostgreSQL is not reachable at {_pg_base_url()}: {exc}"
-        if IN_CI:
-            pytest.fail("CI requires PostgreSQL: " + message)
-        pytest.skip(message)
+    postgres_or_skip(admin)
     name = f"appshell_notes_{uuid.uuid4().hex[:10]}"
     with admin.connect() as conn:
         conn.execute(text(f"create database {name}"))
@@ -298,18 +291,7 @@ def test_the_web_process_sees_what_the_shell_committed(notes: tuple[Path, dict[s
 
 def doc_blocks() -> list[list[tuple[str, str, int]]]:
     """Each ```console fastapi block of docs/usage.md: (command, what it prints, exit code), in order."""
-    text = (ROOT / "docs" / "usage.md").read_text(encoding="utf-8")
-    found = []
-    for block in re.findall(r"```console fastapi\n(.*?)```", text, re.S):
-        examples = []
-        for chunk in re.split(r"^\$ ", block, flags=re.M)[1:]:
-            command, _, output = chunk.partition("\n")
-            code = 0
-            if m := re.search(r"^\[exit (\d+)\]\n\Z", output, re.M):
-                code, output = int(m[1]), output[: m.start()]
-            examples.append((command, output, code))
-        found.append(examples)
-    return found
+    return console_blocks((ROOT / "docs" / "usage.md").read_text(encoding="utf-8"), "fastapi")
 
 
 def test_the_docs_have_async_examples() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run
+from conftest import ROOT, console_blocks, run
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
@@ -26,18 +26,8 @@ class Example:
 
 def blocks() -> list[list[Example]]:
     """Each ```console block: its commands run in order, in one copy of the shop."""
-    found = []
-    for page in sorted((ROOT / "docs").glob("*.md")):
-        for block in re.findall(r"```console\n(.*?)```", page.read_text(encoding="utf-8"), re.S):
-            examples = []
-            for chunk in re.split(r"^\$ ", block, flags=re.M)[1:]:
-                command, _, output = chunk.partition("\n")
-                code = 0
-                if m := re.search(r"^\[exit (\d+)\]\n\Z", output, re.M):
-                    code, output = int(m[1]), output[: m.start()]
-                examples.append(Example(page.name, command, output, code))
-            found.append(examples)
-    return found
+    return [[Example(page.name, *example) for example in block]
+            for page in sorted((ROOT / "docs").glob("*.md")) for block in console_blocks(page.read_text(encoding="utf-8"))]
 
 
 @pytest.mark.parametrize("block", blocks(), ids=lambda b: f"{b[0].page}: {b[0].command[:50]}")
