@@ -58,3 +58,17 @@ def test_an_error_inside_awaited_code_is_the_users_traceback(shop: Path) -> None
     result = run(["-c", "import asyncio\nasync def boom():\n    raise ValueError('inside')\nawait boom()"], cwd=shop)
     assert result.exit_code == 1
     assert "ValueError: inside" in result.stderr and 'File "<string>", line 4' in result.stderr
+
+
+def test_asyncio_run_inside_a_running_loop_is_asyncios_own_error_with_no_hint(shop: Path) -> None:
+    """The hint says the coroutine ran on the session's loop: where asyncio refuses to run it, no hint."""
+    program = (
+        "import asyncio\n"
+        "async def inner():\n    return 1\n"
+        "async def outer():\n    return asyncio.run(inner())\n"
+        "await outer()\n"
+    )
+    result = run(["-c", program], cwd=shop)
+    assert result.exit_code == 1, result.output
+    assert "asyncio.run() cannot be called from a running event loop" in result.stderr, result.output
+    assert "appshell: hint" not in result.stderr, result.output

@@ -190,12 +190,12 @@ def _install_run() -> None:
         if threading.get_ident() != (_owner or threading.main_thread().ident) or (library and not (_loop is not None and _loop.is_running())):
             # prompt_toolkit runs each prompt so (between statements); a thread has its own loops
             return _asyncio_run(main, debug=debug, **kwargs)  # type: ignore[no-any-return]
-        if not _hinted:
+        if not _greenlets and _loop is not None and _loop.is_running():
+            return _asyncio_run(main, debug=debug, **kwargs)  # asyncio's own error: a loop is running
+        if not _hinted:  # said only where it is true: the coroutine runs on the session's loop
             _hinted = True
             print("appshell: hint: write `await …` instead of asyncio.run(…): "
                   "it ran on the session's event loop, where the app's connections live", file=sys.stderr)
-        if not _greenlets and _loop is not None and _loop.is_running():
-            return _asyncio_run(main, debug=debug, **kwargs)  # asyncio's own error: a loop is running
         return run(main)
 
     run_on_session_loop.__doc__ = _asyncio_run.__doc__
