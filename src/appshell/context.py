@@ -220,8 +220,7 @@ class _Collector:
         from sqlalchemy import Engine
         from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
-        kinds = _async_kinds()
-        if isinstance(value, (Engine, Session, scoped_session, sessionmaker, *kinds.engines, *kinds.sessions, *kinds.makers)):
+        if isinstance(value, (Engine, Session, scoped_session, sessionmaker, *_async_kinds().all)):
             self._classify(value, name, explicit=True)
             return True
         return False
@@ -297,6 +296,10 @@ class _AsyncKinds(NamedTuple):
     sessions: tuple[type, ...] = ()
     makers: tuple[type, ...] = ()
 
+    @property
+    def all(self) -> tuple[type, ...]:
+        return (*self.engines, *self.sessions, *self.makers)
+
 
 def _async_kinds() -> _AsyncKinds:
     """SQLAlchemy's async classes, where the app has imported them (a sync app never pays for the import)."""
@@ -308,7 +311,7 @@ def _async_kinds() -> _AsyncKinds:
 
 
 def _is_async(obj: Any) -> bool:
-    return isinstance(obj, (*_async_kinds().engines, *_async_kinds().sessions, *_async_kinds().makers))
+    return isinstance(obj, _async_kinds().all)
 
 
 def _bind_of(source: Any) -> Any:
@@ -480,7 +483,7 @@ def _tables_of(cls: type) -> list[Any]:
 def _open_session(collector: _Collector, engine: Any, sqlmodel: bool) -> Any:
     """The app's session, else one from its sessionmaker, else a new one (SQLModel's for SQLModel tables).
     For an async engine: the app's AsyncSession, or one from its async_sessionmaker, or a new one."""
-    if _async_kinds().engines and isinstance(engine, _async_kinds().engines):
+    if isinstance(engine, _async_kinds().engines):
         return _open_async_session(collector, engine, sqlmodel)
     if collector.session is not None and not _is_async(collector.session):
         return collector.session
