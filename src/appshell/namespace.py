@@ -35,15 +35,16 @@ class SettingsView(Mapping[str, Any]):
         from appshell.settings import OPTIONS
 
         by_env = {o.env: o.name for o in OPTIONS if o.env}
+        public = settings.public()
         for key, from_file in settings.dotenv.items():
             # .env never overrides a real variable: where the environment differs, it won
             # (or, for appshell's own variables, the flag that was exported over it).
             real = environ.get(key, from_file)
             values[key], sources[key] = real, (".env" if real == from_file else "env")
             option = by_env.get(key)
-            if option is not None and settings.public().get(option) == real:
+            if option is not None and public.get(option) == real:
                 sources[key] = settings.sources.get(option, sources[key])
-        values.update(settings.public())
+        values.update(public)
         sources.update(settings.sources)
         values["project_root"] = str(settings.project_root) if settings.project_root else None
         sources["project_root"] = "found" if settings.project_root else "default"
