@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -106,16 +107,24 @@ def _read_marker(raw: Any) -> Any:
         cursor.close()
 
 
+@contextmanager
+def _owned(st: ConnState) -> Iterator[None]:
+    """appshell's own statements run on *st* (the authorizer and the accounting let them through)."""
+    st.own = True
+    try:
+        yield
+    finally:
+        st.own = False
+
+
 def _quietly(st: ConnState, fn: Callable[[], Any]) -> None:
     """appshell's own rollback of a connection; a dead connection (the server has dropped its transaction
     already) or a transaction ended behind appshell's back has nothing more to say."""
-    st.own = True
-    try:
-        fn()
-    except Exception:  # noqa: BLE001 - see above
-        pass
-    finally:
-        st.own = False
+    with _owned(st):
+        try:
+            fn()
+        except Exception:  # noqa: BLE001 - see above
+            pass
 
 
 class Sandbox:
@@ -164,8 +173,7 @@ class Sandbox:
     # -- one connection's transaction --------------------------------------------
 
     def begin(self, st: ConnState) -> None:
-        st.own = True
-        try:
+        with _owned(st):
             if st.kind == "sqlite":
                 # pysqlite's own transaction handling defeats SAVEPOINT: take it over.
                 st.raw.isolation_level = None
@@ -175,8 +183,6 @@ class Sandbox:
             run_statements(st.raw, f"SAVEPOINT {SAVEPOINT}")
             if st.kind == "postgresql":
                 st.marker = _read_marker(st.raw)
-        finally:
-            st.own = False
         st.frames = [Frame()]
         st.sandboxed = True
         module = type(st.raw).__module__
@@ -191,11 +197,8 @@ class Sandbox:
             st.raw.__class__ = _refusing(type(st.raw))
 
     def _own(self, st: ConnState, *statements: str) -> None:
-        st.own = True
-        try:
+        with _owned(st):
             run_statements(st.raw, *statements)
-        finally:
-            st.own = False
 
     def _own_checked(self, st: ConnState, where: str, *statements: str) -> None:
         """appshell's own savepoint statements; the savepoint gone (released behind appshell's back) breaks the sandbox."""
@@ -296,11 +299,8 @@ class Sandbox:
             self._broke(st, f"{where}: another transaction was open in its place (COMMIT then BEGIN outside SQLAlchemy?)", raise_=raise_)
 
     def _marker_of(self, st: ConnState) -> Any:
-        st.own = True
-        try:
+        with _owned(st):
             return _read_marker(st.raw)
-        finally:
-            st.own = False
 
     def _verify_all(self) -> None:
         for st in list(self.conns.values()):
