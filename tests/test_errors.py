@@ -122,3 +122,23 @@ def test_missing_import_inside_app_is_a_crash_not_not_found(app_dir: Callable[[s
     assert result.exit_code == 1
     assert "ModuleNotFoundError: No module named 'a_dependency_that_is_not_installed'" in result.stderr
     assert "missing_dep.py" in result.stderr
+
+
+class _Wrapped(Exception):
+    """SQLAlchemy's DBAPIError shape: the driver's exception in .orig."""
+
+    def __init__(self, orig: BaseException | None) -> None:
+        super().__init__("(wrapper) long SQLAlchemy text")
+        self.orig = orig
+
+
+@pytest.mark.parametrize("exc, reason", [
+    (_Wrapped(OSError("connection refused\nDETAIL: more")), "connection refused"),  # the driver's first line
+    (ConnectionRefusedError("[Errno 111] Connect call failed"), "[Errno 111] Connect call failed"),  # asyncpg: not wrapped
+    (_Wrapped(TimeoutError()), "TimeoutError"),  # no message: its type
+    (_Wrapped(None), "(wrapper) long SQLAlchemy text"),  # nothing underneath: the wrapper's own
+])
+def test_connect_reason(exc: BaseException, reason: str) -> None:
+    from appshell.errors import connect_reason
+
+    assert connect_reason(exc) == reason

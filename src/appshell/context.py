@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from appshell.errors import AppNotFound, ConfigError, DatabaseUnavailable
+from appshell.errors import AppNotFound, ConfigError, DatabaseUnavailable, connect_reason
 from appshell.redact import mask_url
 
 if TYPE_CHECKING:
@@ -399,10 +399,8 @@ def check_connection(engine: Engine) -> None:
     try:
         aio.sync_io(connect)
     except (DBAPIError, OSError, TimeoutError) as exc:  # asyncpg's refusals are OSErrors, not wrapped by SQLAlchemy
-        orig = getattr(exc, "orig", None) or exc
-        reason = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
         raise DatabaseUnavailable(
-            f"cannot connect to {mask_url(engine.url.render_as_string(hide_password=True))} ({reason})",
+            f"cannot connect to {mask_url(engine.url.render_as_string(hide_password=True))} ({connect_reason(exc)})",
             "check DATABASE_URL/--database-url and that the server is running",
         ) from None
     except ModuleNotFoundError as exc:  # a driver imported at first connect

@@ -13,6 +13,7 @@ __all__ = [
     "AuditFailure",
     "SandboxBroken",
     "Refused",
+    "connect_reason",
     "EXIT_OK",
     "EXIT_USER_ERROR",
     "EXIT_USAGE",
@@ -90,3 +91,10 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def connect_reason(exc: BaseException) -> str:
+    """Why a connect failed, in one line: the driver's own message (SQLAlchemy's wrapper left out),
+    or its type where it has none."""
+    orig = getattr(exc, "orig", None) or exc
+    return (str(orig).strip().splitlines() or [type(orig).__name__])[0]

@@ -133,7 +133,7 @@ def connected(url: str) -> Iterator[Any]:
     """A connection to the audit table's database, on an engine of its own, disposed after."""
     from sqlalchemy.exc import DBAPIError
 
-    from appshell.errors import DatabaseUnavailable
+    from appshell.errors import DatabaseUnavailable, connect_reason
     from appshell.redact import mask_url
 
     engine = _engine(url)
@@ -141,8 +141,7 @@ def connected(url: str) -> Iterator[Any]:
         try:
             conn = engine.connect()
         except (DBAPIError, OSError) as exc:
-            reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise DatabaseUnavailable(f"cannot connect to the audit table's database {mask_url(url)} ({mask_url(reason)})",
+            raise DatabaseUnavailable(f"cannot connect to the audit table's database {mask_url(url)} ({mask_url(connect_reason(exc))})",
                                       "check --url (or APPSHELL_AUDIT_URL) and that the server is running") from None
         with conn:
             yield conn
