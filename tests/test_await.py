@@ -65,7 +65,7 @@ def test_asyncio_run_inside_a_running_loop_is_asyncios_own_error_with_no_hint(sh
     program = (
         "import asyncio\n"
         "async def inner():\n    return 1\n"
-        "async def outer():\n    return asyncio.run(inner())\n"
+        "async def outer():\n    c = inner()\n    try:\n        return asyncio.run(c)\n    finally:\n        c.close()\n"  # closed: no warning later
         "await outer()\n"
     )
     result = run(["-c", program], cwd=shop)
