@@ -34,6 +34,9 @@ def clean_environ(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The test process's environment without any appshell setting or database URL."""
     env = {k: v for k, v in os.environ.items() if not (k.startswith("APPSHELL_") or k in ("DATABASE_URL", "SOURCE_VERSION", "PYTHONSTARTUP"))}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    # pexpect does not answer a terminal's cursor position request (CPR): prompt_toolkit (IPython,
+    # ptpython) would wait up to a second for the answer after every input, idle.
+    env["PROMPT_TOOLKIT_NO_CPR"] = "1"
     env.update(extra or {})
     return env
 
@@ -83,13 +86,20 @@ def _run_mode(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
     finally:
         _in_process_test = False
-        _started_by_test[request.node.nodeid] = _processes_started - before
+        # Carried by the teardown report, so a pytest-xdist worker's count reaches the controller.
+        request.node.user_properties.append(("processes_started", _processes_started - before))
 
 
 # How many test cases started no process at all (the terminal summary says): every process a
 # test starts passes through subprocess.Popen, os.fork or os.forkpty (pexpect), counted here.
 _processes_started = 0
 _started_by_test: dict[str, int] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for name, value in report.user_properties:
+        if name == "processes_started" and report.when == "teardown":
+            _started_by_test[report.nodeid] = int(value)
 
 
 def _counting(fn: Callable[..., object]) -> Callable[..., object]:

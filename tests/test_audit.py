@@ -225,36 +225,38 @@ def test_optional_audit_warns_and_goes_on(shop: Path, tmp_path: Path) -> None:
     assert "warning: cannot open the audit file sink" in result.stderr
 
 
-def _limit_file_size() -> None:
+def _ignore_sigxfsz() -> None:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of death, inherited over exec
+
+
+def _fill_disk_under(child: pexpect.spawn, log: Path) -> None:
+    """The disk fills under the running session: its file-size cap (prlimit on the live process) is
+    set to the log's size of this moment, so the very next record fails, whatever the records' sizes."""
     import resource
 
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of death, inherited over exec
-    resource.setrlimit(resource.RLIMIT_FSIZE, (2500, 2500))
+    resource.prlimit(child.pid, resource.RLIMIT_FSIZE, (log.stat().st_size, resource.RLIM_INFINITY))
 
 
 @pytest.mark.parametrize("shell", ["python", "ipython", "ptpython"])
 def test_sink_failing_mid_session_refuses_the_next_statement(shop: Path, tmp_path: Path, shell: str) -> None:
     log = tmp_path / "audit.jsonl"
     child = pexpect.spawn(APPSHELL, ["--shell", shell, "--profile", "staging", "--audit-log", str(log), "-q"], cwd=str(shop),
-                          env={**clean_environ(), "TERM": "xterm"}, encoding="utf-8", timeout=30, preexec_fn=_limit_file_size,
+                          env={**clean_environ(), "TERM": "xterm"}, encoding="utf-8", timeout=30, preexec_fn=_ignore_sigxfsz,
                           dimensions=(40, 200))
     prompt = r"\[staging\]"
     child.expect(prompt)
-    marks = []
-    for i in range(10):
-        child.sendline(f"open('mark{i}', 'w').close(); print('done', {i})")
-        index = child.expect([r"done \d", r"appshell: error: the audit file sink \(.*audit.jsonl\) failed"])
-        refusal = child.after
-        child.expect(prompt)
-        marks.append(index == 0)
-        if index == 1:
-            break
+    child.sendline("open('mark1', 'w').close(); print('do' + 'ne', 1)")
+    child.expect("done 1")
+    child.expect(prompt)
+    _fill_disk_under(child, log)
+    child.sendline("open('mark2', 'w').close(); print('do' + 'ne', 2)")
+    child.expect(r"appshell: error: the audit file sink \(.*audit.jsonl\) failed")
+    child.expect(prompt)
+    refusal = child.before
     child.sendcontrol("d")
     child.expect(pexpect.EOF)
-    assert marks[-1] is False and any(marks), marks  # some ran while the file had room, then refused
-    refused = len(marks) - 1
-    assert not (shop / f"mark{refused}").exists()  # the refused statement did not run
-    assert "File too large" in refusal + child.before or "the statement was not run" in child.before
+    assert (shop / "mark1").exists() and not (shop / "mark2").exists()  # the refused statement did not run
+    assert "File too large" in refusal and "the statement was not run" in refusal, refusal
 
 
 def test_sql_sink_sqlite_separate_database(shop: Path, tmp_path: Path) -> None:
@@ -393,10 +395,12 @@ def test_ctrl_c_interrupts_a_statement_not_the_shell(shop: Path, log: Path, shel
 def test_optional_sink_failing_mid_session_warns_once_and_goes_on(shop: Path, tmp_path: Path) -> None:
     log = tmp_path / "audit.jsonl"
     child = pexpect.spawn(APPSHELL, ["--shell", "python", "--audit-log", str(log), "-q"], cwd=str(shop),
-                          env={**clean_environ(), "TERM": "dumb"}, encoding="utf-8", timeout=30, preexec_fn=_limit_file_size)
+                          env={**clean_environ(), "TERM": "dumb"}, encoding="utf-8", timeout=30, preexec_fn=_ignore_sigxfsz)
     child.expect(">>> ")
     transcript = ""
-    for i in range(12):
+    for i in range(4):
+        if i == 1:
+            _fill_disk_under(child, log)
         child.sendline(f"open('mark{i}', 'w').close(); print('do' + 'ne', {i})")
         child.expect(f"done {i}")
         transcript += child.before
@@ -404,6 +408,6 @@ def test_optional_sink_failing_mid_session_warns_once_and_goes_on(shop: Path, tm
         transcript += child.before
     child.sendcontrol("d")
     child.expect(pexpect.EOF)
-    assert all((shop / f"mark{i}").exists() for i in range(12))  # nothing refused: audit.required is off
+    assert all((shop / f"mark{i}").exists() for i in range(4))  # nothing refused: audit.required is off
     assert transcript.count("appshell: warning: audit file sink") == 1
     assert "continuing without it" in transcript

@@ -80,7 +80,9 @@ def test_ipython_completion_never_calls_even_when_configured_unsafe(shop: Path, 
     child.send('(sql("update products set stock=777 where id=3"), commit()).')
     child.send("\t")
     time.sleep(2)
-    child.sendcontrol("c")
+    child.sendcontrol("c")  # clears the typed line (IPython redraws no new prompt for it)
+    child.sendline("print('line', 'discarded')")
+    child.expect("line discarded")
     child.expect(r"\[dev\]")
     leave(child)
     assert stock(shop, 3) == 30
