@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pexpect
 import pytest
@@ -218,6 +218,7 @@ def run_in_process(args: Sequence[str], cwd: Path, environ: Mapping[str, str], i
             for stream in (out, err):
                 stream.flush()
             _forget_sqlmodel_tables()
+    _retire_session_listeners()
     return Result(code, out.text(), err.text())
 
 
@@ -257,6 +258,15 @@ def _exempt_engines_alive() -> None:
     for obj in gc.get_objects():  # ~10 ms: one pass over the heap, as appshell's own existing() makes
         if isinstance(obj, Engine):
             exempt(obj)
+
+
+def _retire_session_listeners() -> None:
+    """The ended session's listeners on SQLAlchemy's classes: a process runs one session, so in the
+    console script they die with it; here they would pile up, quiet but called on every statement
+    of every later test (thousands by the end of the suite)."""
+    engines = sys.modules.get("appshell.engines")
+    if engines is not None:
+        engines.retire_ended()
 
 
 def _forget_sqlmodel_tables() -> None:
@@ -317,10 +327,14 @@ def postgres_or_skip(engine: Any) -> None:
         with engine.connect() as conn:
             conn.execute(text("select 1"))
     except Exception as exc:  # noqa: BLE001 - any failure means "no server"
-        message = f"PostgreSQL is not reachable at {_pg_base_url()}: {exc}"
-        if IN_CI:
-            pytest.fail("CI requires PostgreSQL: " + message)
-        pytest.skip(message)
+        unavailable(f"PostgreSQL is not reachable at {_pg_base_url()}: {exc}", "every database server")
+
+
+def unavailable(message: str, required: str) -> NoReturn:
+    """Skip the test with *message*; under CI, which must run every test, fail it ("CI requires *required*")."""
+    if IN_CI:
+        pytest.fail(f"CI requires {required}: {message}")
+    pytest.skip(message)
 
 
 @pytest.fixture
@@ -386,8 +400,8 @@ def mariadb_url() -> Iterator[str]:
     try:
         with engine.connect() as conn:
             conn.execute(text("select 1"))
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"MariaDB/MySQL is not reachable at {base}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - any failure means "no server"
+        unavailable(f"MariaDB/MySQL is not reachable at {base}: {exc}", "every database server")
     name = f"appshell_{uuid.uuid4().hex[:10]}"
     with engine.begin() as conn:
         conn.execute(text(f"create database {name}"))
@@ -468,10 +482,25 @@ def leave(child: pexpect.spawn) -> None:
     assert child.exitstatus == 0, child.before
 
 
-def spawn_shell(cwd: Path, *args: str, env: Mapping[str, str] | None = None, timeout: float = 30) -> pexpect.spawn:
-    """The real `appshell` in a real pseudo-terminal (an interactive shell)."""
-    return pexpect.spawn(APPSHELL, list(args), cwd=str(cwd), env={**clean_environ(env), "TERM": "xterm", "COLUMNS": "120", "LINES": "40"},
-                         encoding="utf-8", timeout=timeout, dimensions=(40, 120))
+def spawn_shell(cwd: Path, *args: str, env: Mapping[str, str] | None = None, timeout: float = 30, term: str = "xterm",
+                columns: int = 120, preexec_fn: Callable[[], None] | None = None) -> pexpect.spawn:
+    """The real `appshell` in a real pseudo-terminal (an interactive shell), 40 rows by *columns*."""
+    return pexpect.spawn(APPSHELL, list(args), cwd=str(cwd), env={**clean_environ(env), "TERM": term, "COLUMNS": str(columns), "LINES": "40"},
+                         encoding="utf-8", timeout=timeout, dimensions=(40, columns), preexec_fn=preexec_fn)
+
+
+def started(args: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """The real `appshell ARGS` running, once its program has printed `go` (a line of its own): a
+    signal sent now lands mid-statement. stdout and stderr are pipes; the caller ends the process."""
+    proc = subprocess.Popen([APPSHELL, *args], cwd=cwd, env=clean_environ(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if line.strip() != b"go":
+        proc.kill()
+        _, err = proc.communicate(timeout=10)
+        pytest.fail(f"appshell did not start its statement: {(line + err).decode(errors='replace')}")
+    return proc
 
 
 def audit_records(path: Path) -> list[dict]:  # type: ignore[type-arg]

@@ -15,7 +15,7 @@ import pexpect
 import pytest
 
 from appshell.audit.records import digest
-from conftest import APPSHELL, clean_environ, run
+from conftest import run, spawn_shell, started
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
@@ -149,9 +149,7 @@ def test_appending_after_a_torn_line_keeps_records_whole(shop: Path, log: Path) 
 
 
 def test_sigkill_during_a_long_statement_loses_nothing(shop: Path, log: Path) -> None:
-    proc = subprocess.Popen([APPSHELL, "--audit-log", str(log), "-c", "import time; print('go', flush=True); time.sleep(60)"],
-                            cwd=shop, env=clean_environ(), stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == b"go"
+    proc = started(["--audit-log", str(log), "-c", "import time; print('go', flush=True); time.sleep(60)"], shop)
     proc.kill()
     proc.wait(timeout=10)
     recs = records(log)
@@ -164,9 +162,7 @@ def test_sigkill_during_a_long_statement_loses_nothing(shop: Path, log: Path) ->
 
 
 def test_sigterm_ends_the_session(shop: Path, log: Path) -> None:
-    proc = subprocess.Popen([APPSHELL, "--audit-log", str(log), "-c", "import time; print('go', flush=True); time.sleep(60)"],
-                            cwd=shop, env=clean_environ(), stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == b"go"
+    proc = started(["--audit-log", str(log), "-c", "import time; print('go', flush=True); time.sleep(60)"], shop)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 128 + signal.SIGTERM
     recs = records(log)
@@ -240,9 +236,7 @@ def _fill_disk_under(child: pexpect.spawn, log: Path) -> None:
 @pytest.mark.parametrize("shell", ["python", "ipython", "ptpython"])
 def test_sink_failing_mid_session_refuses_the_next_statement(shop: Path, tmp_path: Path, shell: str) -> None:
     log = tmp_path / "audit.jsonl"
-    child = pexpect.spawn(APPSHELL, ["--shell", shell, "--profile", "staging", "--audit-log", str(log), "-q"], cwd=str(shop),
-                          env={**clean_environ(), "TERM": "xterm"}, encoding="utf-8", timeout=30, preexec_fn=_ignore_sigxfsz,
-                          dimensions=(40, 200))
+    child = spawn_shell(shop, "--shell", shell, "--profile", "staging", "--audit-log", str(log), "-q", columns=200, preexec_fn=_ignore_sigxfsz)
     prompt = r"\[staging\]"
     child.expect(prompt)
     child.sendline("open('mark1', 'w').close(); print('do' + 'ne', 1)")
@@ -337,8 +331,7 @@ def test_tail_and_show_render_sessions(shop: Path, log: Path) -> None:
 def test_interactive_shells_record_every_input(shop: Path, log: Path, tmp_path: Path, shell: str) -> None:
     startup = tmp_path / "startup.py"
     startup.write_text("STARTED = 'yes'\n")
-    child = pexpect.spawn(APPSHELL, ["--shell", shell, "--audit-log", str(log)], cwd=str(shop),
-                          env={**clean_environ({"PYTHONSTARTUP": str(startup)}), "TERM": "xterm"}, encoding="utf-8", timeout=30, dimensions=(40, 120))
+    child = spawn_shell(shop, "--shell", shell, "--audit-log", str(log), env={"PYTHONSTARTUP": str(startup)})
     child.expect(r"\[dev\]")
     child.sendline("print('s', STARTED, count(Product))")
     child.expect("s yes 8")
@@ -362,9 +355,7 @@ def test_interactive_shells_record_every_input(shop: Path, log: Path, tmp_path: 
 
 
 def test_real_sigint_in_a_command_exits_130(shop: Path, log: Path) -> None:
-    proc = subprocess.Popen([APPSHELL, "--audit-log", str(log), "-c", "import time; print('go', flush=True); time.sleep(60)"],
-                            cwd=shop, env=clean_environ(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == b"go"
+    proc = started(["--audit-log", str(log), "-c", "import time; print('go', flush=True); time.sleep(60)"], shop)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=10) == 130
     recs = records(log)
@@ -374,8 +365,7 @@ def test_real_sigint_in_a_command_exits_130(shop: Path, log: Path) -> None:
 
 @pytest.mark.parametrize("shell", ["ipython", "ptpython", "python"])
 def test_ctrl_c_interrupts_a_statement_not_the_shell(shop: Path, log: Path, shell: str) -> None:
-    child = pexpect.spawn(APPSHELL, ["--shell", shell, "--audit-log", str(log), "-q"], cwd=str(shop),
-                          env={**clean_environ(), "TERM": "xterm"}, encoding="utf-8", timeout=30, dimensions=(40, 120))
+    child = spawn_shell(shop, "--shell", shell, "--audit-log", str(log), "-q")
     child.expect(r"\[dev\]")
     child.sendline("import time; print('sleep' + 'ing', flush=True); time.sleep(30)")  # the echo does not match
     child.expect("sleeping")
@@ -394,8 +384,7 @@ def test_ctrl_c_interrupts_a_statement_not_the_shell(shop: Path, log: Path, shel
 
 def test_optional_sink_failing_mid_session_warns_once_and_goes_on(shop: Path, tmp_path: Path) -> None:
     log = tmp_path / "audit.jsonl"
-    child = pexpect.spawn(APPSHELL, ["--shell", "python", "--audit-log", str(log), "-q"], cwd=str(shop),
-                          env={**clean_environ(), "TERM": "dumb"}, encoding="utf-8", timeout=30, preexec_fn=_ignore_sigxfsz)
+    child = spawn_shell(shop, "--shell", "python", "--audit-log", str(log), "-q", term="dumb", preexec_fn=_ignore_sigxfsz)
     child.expect(">>> ")
     transcript = ""
     for i in range(4):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import subprocess
@@ -15,7 +14,7 @@ import pytest
 
 from appshell.audit.records import canonical, digest
 from appshell.audit.seal import evolve, record_mac
-from conftest import APPSHELL, clean_environ, run
+from conftest import run, spawn_shell
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
@@ -54,8 +53,7 @@ def test_unlinking_the_log_inside_a_required_session_fails_closed(shop: Path, tm
 
 def test_after_unlinking_the_next_statement_is_refused(shop: Path, tmp_path: Path) -> None:
     log = tmp_path / "audit.jsonl"
-    child = pexpect.spawn(APPSHELL, ["--shell", "python", "--profile", "staging", "--audit-log", str(log), "-q"], cwd=str(shop),
-                          env={**clean_environ(), "TERM": "dumb"}, encoding="utf-8", timeout=30)
+    child = spawn_shell(shop, "--shell", "python", "--profile", "staging", "--audit-log", str(log), "-q", term="dumb")
     child.expect(">>> ")
     child.sendline(f"import os; os.unlink({str(log)!r})")
     child.expect("it ran; its outcome could not be recorded")

@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import pexpect
 import pytest
 
 from conftest import audit_records, leave, run, spawn_shell

@@ -157,15 +157,12 @@ def test_repr_keeps_only_short_simple_values(value: object, shown: str | None) -
 def test_shells_show_the_repr_the_capped_table_and_know_the_vocabulary(app_dir: Callable[[str], Path], sqlite_url: str, shell: str) -> None:
     import re
 
-    import pexpect
-
-    from conftest import APPSHELL, clean_environ, leave
+    from conftest import leave, spawn_shell
 
     root = app_dir("plainapp")
     setup = "metadata.create_all(engine); session.add_all([Author(name=f'A{i}') for i in range(25)]); commit()"
     assert run(["-c", setup], cwd=root, env={"DATABASE_URL": sqlite_url}).exit_code == 0
-    child = pexpect.spawn(APPSHELL, ["--shell", shell, "-q"], cwd=str(root), encoding="utf-8", timeout=30, dimensions=(40, 160),
-                          env={**clean_environ({"DATABASE_URL": sqlite_url}), "TERM": "xterm", "COLUMNS": "160", "LINES": "40"})
+    child = spawn_shell(root, "--shell", shell, "-q", env={"DATABASE_URL": sqlite_url}, columns=160)
     child.sendline("find(Author, 3)")
     child.expect(re.escape("<Author id=3 name='A2'>"))
     child.sendline("where(Author)")

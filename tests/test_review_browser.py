@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import APPSHELL, IN_CI, ROOT, clean_environ, free_port, run
+from conftest import APPSHELL, ROOT, clean_environ, free_port, run, unavailable
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
@@ -32,9 +32,7 @@ TOKEN = "alice-token-0123456789"
 
 
 def _unavailable(why: str) -> None:
-    if IN_CI:
-        pytest.fail(f"CI requires the browser test: {why} (scripts/test installs chromium; pip install -e '.[test]' installs playwright)")
-    pytest.skip(why)
+    unavailable(why, "the browser test (scripts/test installs chromium; pip install -e '.[test]' installs playwright)")
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import subprocess
 import textwrap
 import time
 from collections.abc import Callable
@@ -14,7 +13,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from conftest import APPSHELL, clean_environ, library_on, run
+from conftest import library_on, run, spawn_shell, started
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
@@ -87,9 +86,7 @@ def test_flask_session_is_sandboxed(app_dir: Callable[[str], Path], sqlite_url: 
 def test_sandbox_killed_mid_session_leaves_nothing(library: tuple[Path, dict[str, str]], sig: signal.Signals) -> None:
     root, env = library
     code = "session.add(Author(name='Ghost')); commit(); sql('delete from books'); print('go', flush=True); import time; time.sleep(60)"
-    proc = subprocess.Popen([APPSHELL, "--sandbox", "-c", code], cwd=root, env=clean_environ(env),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == b"go"
+    proc = started(["--sandbox", "-c", code], root, env)
     proc.send_signal(sig)
     assert proc.wait(timeout=20) == (-9 if sig == signal.SIGKILL else 128 + signal.SIGTERM)
     if sig == signal.SIGTERM:
@@ -106,8 +103,7 @@ def test_sandbox_killed_mid_session_leaves_nothing(library: tuple[Path, dict[str
 
 def test_interactive_sandbox_ctrl_d(library: tuple[Path, dict[str, str]]) -> None:
     root, env = library
-    child = pexpect.spawn(APPSHELL, ["--shell", "python", "--sandbox"], cwd=str(root), env={**clean_environ(env), "TERM": "dumb"},
-                          encoding="utf-8", timeout=30)
+    child = spawn_shell(root, "--shell", "python", "--sandbox", env=env, term="dumb")
     child.expect(r"SANDBOX \(all changes rolled back at exit\)")
     child.expect(">>> ")
     child.sendline("sql('delete from books'); commit(); print('books', count(Book))")
@@ -173,8 +169,7 @@ def test_destructive_with_where_or_yes_runs(library: tuple[Path, dict[str, str]]
 
 def test_destructive_confirmation_at_a_tty(library: tuple[Path, dict[str, str]]) -> None:
     root, env = library
-    child = pexpect.spawn(APPSHELL, ["--shell", "python", "--profile", "staging", "-q"], cwd=str(root), env={**clean_environ(env), "TERM": "dumb"},
-                          encoding="utf-8", timeout=30)
+    child = spawn_shell(root, "--shell", "python", "--profile", "staging", "-q", env=env, term="dumb")
     child.expect(">>> ")
     child.sendline("sql('delete from books')")
     child.expect("DELETE without WHERE")

@@ -209,10 +209,9 @@ def test_raw_dbapi_connect_refused_in_sandbox_and_read_only(lazy: tuple[Path, di
 def test_ctrl_c_interrupts_a_long_sqlite_query(app_dir: Callable[[str], Path], sqlite_url: str, tmp_path: Path) -> None:
     """SQLite only: the progress handler that lets Ctrl-C stop a statement (PostgreSQL cancels on its own)."""
     import signal
-    import subprocess
     import time
 
-    from conftest import APPSHELL, clean_environ
+    from conftest import started
 
     root, env = _lazy_on(app_dir, sqlite_url)
     log = tmp_path / "audit.jsonl"
@@ -220,9 +219,7 @@ def test_ctrl_c_interrupts_a_long_sqlite_query(app_dir: Callable[[str], Path], s
     code = ("raw = session.connection().connection.dbapi_connection\n"
             "raw.create_function('go', 0, lambda: print('go', flush=True) or 1)\n"
             "sql('with recursive c(x) as (select go() union all select x + 1 from c) select count(*) from c')")
-    proc = subprocess.Popen([APPSHELL, "--audit-log", str(log), "-c", code], cwd=root, env=clean_environ(env),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == b"go"
+    proc = started(["--audit-log", str(log), "-c", code], root, env)
     time.sleep(0.5)  # not a timed assertion: lets go() return, so the signal lands in SQLite's own loop (endless)
     proc.send_signal(signal.SIGINT)
     try:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from conftest import APPSHELL, IN_CI, leave
+from conftest import APPSHELL, free_port, leave, unavailable
 
 SSHD = "/usr/sbin/sshd"
 
@@ -33,25 +33,16 @@ class Ssh:
                 "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", *extra, f"{self.user}@127.0.0.1"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ssh]:
     if not os.path.exists(SSHD):
-        message = f"{SSHD} is not installed (scripts/test installs openssh-server)"
-        if IN_CI:
-            pytest.fail("CI requires the ssh tests: " + message)
-        pytest.skip(message)
+        unavailable(f"{SSHD} is not installed (scripts/test installs openssh-server)", "the ssh tests")
     home = tmp_path_factory.mktemp("sshd")
     for name in ("host_key", "user_key"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(home / name)], check=True)
     (home / "authorized_keys").write_text((home / "user_key.pub").read_text())
     os.chmod(home / "authorized_keys", 0o600)
-    port = _free_port()
+    port = free_port()
     (home / "sshd_config").write_text(f"""
 Port {port}
 ListenAddress 127.0.0.1

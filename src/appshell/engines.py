@@ -21,9 +21,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["on_every_engine", "take_over", "session_over", "existing", "exempt", "is_exempt"]
+__all__ = ["on_every_engine", "take_over", "session_over", "retire_ended", "existing", "exempt", "is_exempt"]
 
 _generation = 0
+_registered: list[tuple[int, Any, str, Callable[..., Any]]] = []  # (generation, class, identifier, listener)
 _over_in: int | None = None  # the pid whose session has ended: its main thread runs plain SQLAlchemy again
 
 
@@ -75,7 +76,27 @@ def on_every_engine(identifier: str, fn: Callable[..., Any], *, pool: bool = Fal
             return None
         return fn(*args, **kw)
 
-    event.listen(target if target is not None else Pool if pool else Engine, identifier, listener)
+    cls = target if target is not None else Pool if pool else Engine
+    event.listen(cls, identifier, listener)
+    _registered.append((mine, cls, identifier, listener))
+
+
+def retire_ended() -> int:
+    """Remove the listeners of every session that has ended in this process; how many were removed.
+
+    Only for several sessions in one process (the in-process test harness, after a session that left
+    no thread running): there each session's listeners would pile up on SQLAlchemy's classes, all
+    quiet yet all called on every statement. A real session never calls this — its listeners stay on
+    for the threads it leaves behind."""
+    from sqlalchemy import event
+
+    global _registered
+    live = _generation if _over_in is None else _generation + 1
+    ended = [r for r in _registered if r[0] < live]
+    for _, cls, identifier, listener in ended:
+        event.remove(cls, identifier, listener)
+    _registered = [r for r in _registered if r[0] >= live]
+    return len(ended)
 
 
 def existing() -> tuple[list[Any], list[Any]]:
