@@ -474,10 +474,22 @@ def invoke() -> Callable[..., Result]:
     return _invoke
 
 
+def end_input(child: pexpect.spawn) -> None:
+    """Ctrl-D at the prompt, and the shell's end (EOF).
+
+    IPython and ptpython redraw the typed line, prompt included, when it is accepted, so a
+    prompt pattern can match that redraw while the statement still runs, the terminal in cooked
+    mode: there a Ctrl-D is an end-of-file for a read nobody makes, and is gone, as at a real
+    terminal. If the shell has not ended after a while, the prompt is a fresh one now: press it again."""
+    child.sendcontrol("d")
+    if child.expect([pexpect.EOF, pexpect.TIMEOUT], timeout=5) == 1:
+        child.sendcontrol("d")
+        child.expect(pexpect.EOF)
+
+
 def leave(child: pexpect.spawn) -> None:
     """Ctrl-D at a fresh prompt: the shell must end, and end with exit code 0."""
-    child.sendcontrol("d")
-    child.expect(pexpect.EOF)
+    end_input(child)
     child.close()
     assert child.exitstatus == 0, child.before
 

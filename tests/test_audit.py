@@ -15,7 +15,7 @@ import pexpect
 import pytest
 
 from appshell.audit.records import digest
-from conftest import run, spawn_shell, started
+from conftest import end_input, run, spawn_shell, started
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
@@ -247,8 +247,7 @@ def test_sink_failing_mid_session_refuses_the_next_statement(shop: Path, tmp_pat
     child.expect(r"appshell: error: the audit file sink \(.*audit.jsonl\) failed")
     child.expect(prompt)
     refusal = child.before
-    child.sendcontrol("d")
-    child.expect(pexpect.EOF)
+    end_input(child)
     assert (shop / "mark1").exists() and not (shop / "mark2").exists()  # the refused statement did not run
     assert "File too large" in refusal and "the statement was not run" in refusal, refusal
 
@@ -336,11 +335,10 @@ def test_interactive_shells_record_every_input(shop: Path, log: Path, tmp_path: 
     child.sendline("print('s', STARTED, count(Product))")
     child.expect("s yes 8")
     child.expect(r"\[dev\]")
-    child.sendline("!echo hi-from-shell")
-    child.expect("hi-from-shell")
+    child.sendline("!echo hi-from-'shell'")
+    child.expect("hi-from-shell" if shell != "python" else "SyntaxError")  # the output, not the echo of the typed line
     child.expect(r"\[dev\]")
-    child.sendcontrol("d")
-    child.expect(pexpect.EOF)
+    end_input(child)
     recs = records(log)
     assert recs[0]["shell"] == shell and recs[0]["mode"] == "interactive" and recs[0]["tty"].startswith("/dev/")
     statements = [r for r in recs if r["event"] == "statement"]
@@ -349,7 +347,7 @@ def test_interactive_shells_record_every_input(shop: Path, log: Path, tmp_path: 
     sources = [s["source"].strip() for s in statements[1:]]
     assert sources[0] == "print('s', STARTED, count(Product))"
     if shell != "python":  # the plain console has no `!` escapes: it is recorded, and fails, as Python
-        assert sources[1] == "!echo hi-from-shell"
+        assert sources[1] == "!echo hi-from-'shell'"
     assert recs[-1]["event"] == "session_end" and recs[-1]["status"] == "ok"
     assert run(["audit", "verify", "--log", str(log)], cwd=shop).exit_code == 0
 
@@ -375,8 +373,7 @@ def test_ctrl_c_interrupts_a_statement_not_the_shell(shop: Path, log: Path, shel
     child.sendline("print('alive', count(Customer))")
     child.expect("alive 20")
     child.expect(r"\[dev\]")
-    child.sendcontrol("d")
-    child.expect(pexpect.EOF)
+    end_input(child)
     results = [r for r in records(log) if r["event"] == "result"]
     assert [r["status"] for r in results][-2:] == ["interrupted", "ok"]
     assert records(log)[-1]["status"] == "ok"
@@ -395,8 +392,7 @@ def test_optional_sink_failing_mid_session_warns_once_and_goes_on(shop: Path, tm
         transcript += child.before
         child.expect(">>> ")
         transcript += child.before
-    child.sendcontrol("d")
-    child.expect(pexpect.EOF)
+    end_input(child)
     assert all((shop / f"mark{i}").exists() for i in range(4))  # nothing refused: audit.required is off
     assert transcript.count("appshell: warning: audit file sink") == 1
     assert "continuing without it" in transcript

@@ -9,12 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pexpect
 import pytest
 
 from appshell.audit.records import canonical, digest
 from appshell.audit.seal import evolve, record_mac
-from conftest import run, spawn_shell
+from conftest import end_input, run, spawn_shell
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
@@ -61,8 +60,7 @@ def test_after_unlinking_the_next_statement_is_refused(shop: Path, tmp_path: Pat
     child.sendline("open('mark', 'w').close()")
     child.expect("the statement was not run")
     child.expect(">>> ")
-    child.sendcontrol("d")
-    child.expect(pexpect.EOF)
+    end_input(child)
     assert not (shop / "mark").exists()
 
 

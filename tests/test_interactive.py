@@ -8,7 +8,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from conftest import APPSHELL, clean_environ, leave, spawn_shell
+from conftest import APPSHELL, clean_environ, end_input, leave, spawn_shell
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]")
 
@@ -66,8 +66,7 @@ def test_quiet_has_no_banner(shop: Path) -> None:
     child = spawn_shell(shop, "--shell", "python", "-q")
     child.expect(r">>> ")
     assert "appshell" not in ANSI.sub("", child.before)
-    child.sendcontrol("d")
-    child.expect(pexpect.EOF)
+    end_input(child)
 
 
 def test_no_colour_codes_when_output_is_not_a_terminal(shop: Path) -> None:

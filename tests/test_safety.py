@@ -13,7 +13,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from conftest import library_on, run, spawn_shell, started
+from conftest import end_input, library_on, run, spawn_shell, started
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
@@ -182,8 +182,7 @@ def test_destructive_confirmation_at_a_tty(library: tuple[Path, dict[str, str]])
     child.expect("Run it\\?")
     child.sendline("yes")
     child.expect(">>> ")
-    child.sendcontrol("d")
-    child.expect(pexpect.EOF)
+    end_input(child)
     assert run(["-c", "print(count(Book))"], cwd=root, env=env).stdout.strip() == "0"
 
 

@@ -438,7 +438,8 @@ def test_code_a_thread_runs_between_statements_is_recorded(shop: Path, log: Path
 def test_ptpython_completion_stays_safe_when_the_repl_class_is_swapped_back(shop: Path, log: Path) -> None:
     child = spawn_shell(shop, "--shell", "ptpython", "--audit-log", str(log), "-q")
     child.expect(r"\[dev\]")
-    child.sendline("r = get_ptpython(); r.__class__ = type(r).__mro__[1]; r.enable_dictionary_completion = True")
+    child.sendline("r = get_ptpython(); r.__class__ = type(r).__mro__[1]; r.enable_dictionary_completion = True; print('swapped', 'back')")
+    child.expect("swapped back")  # the statement's output: the next prompt is a fresh one, not the redraw of this line
     child.expect(r"\[dev\]")
     child.send('session[(sql("update products set stock=7030 where id=2"), commit())].')
     time.sleep(2)
