@@ -340,6 +340,13 @@ def unavailable(message: str, required: str) -> NoReturn:
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh schema on the real PostgreSQL server; skipped (or, under CI, failed) if it is down."""
+    with pg_schema() as url:
+        yield url
+
+
+@contextmanager
+def pg_schema() -> Iterator[str]:
+    """A schema of its own on the PostgreSQL server (the URL's search_path), dropped at the end."""
     from sqlalchemy import create_engine, text
 
     base = _pg_base_url()
