@@ -191,9 +191,8 @@ def run_in_process(args: Sequence[str], cwd: Path, environ: Mapping[str, str], i
     from appshell.cli import main
     from appshell.process_state import process_state
 
-    _exempt_engines_alive()
     out, err = _Stream(), _Stream()
-    with process_state():
+    with _before_the_run_unseen(), process_state():
         os.environ.clear()
         os.environ.update(environ)
         os.chdir(cwd)
@@ -233,8 +232,7 @@ def run_module(module: str, cwd: Path, env: Mapping[str, str] | None = None) -> 
 
     from appshell.process_state import process_state
 
-    _exempt_engines_alive()
-    with process_state():
+    with _before_the_run_unseen(), process_state():
         os.environ.clear()
         os.environ.update(environ)
         os.chdir(cwd)
@@ -243,21 +241,22 @@ def run_module(module: str, cwd: Path, env: Mapping[str, str] | None = None) -> 
         runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 
-def _exempt_engines_alive() -> None:
-    """The engines alive before a run — the fixtures' and the test's own, and earlier runs' not yet
-    collected — would not exist in the console script's process: appshell leaves them alone
-    (its sandbox, read-only and audit cover every engine in the process, docs/design.md §5)."""
-    if "sqlalchemy" not in sys.modules:
-        return
+@contextmanager
+def _before_the_run_unseen() -> Iterator[None]:
+    """What is alive before a run — the fixtures' and the test's own engines, earlier runs' not yet
+    collected, the whole test process — would not exist in the console script's process: frozen
+    (gc.freeze), it is out of appshell's sight, whose sandbox, read-only and audit cover every engine
+    alive in the process (docs/design.md §5): its one pass over the heap for them sees only the
+    run's own objects, as in the console script. (Over the whole test process's heap that pass
+    was most of an in-process run's time.) Frozen objects are not collected either: no earlier
+    run's pool is finalised in the middle of this one."""
     import gc
 
-    from sqlalchemy import Engine
-
-    from appshell.engines import exempt
-
-    for obj in gc.get_objects():  # ~10 ms: one pass over the heap, as appshell's own existing() makes
-        if isinstance(obj, Engine):
-            exempt(obj)
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _retire_session_listeners() -> None:
