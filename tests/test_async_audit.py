@@ -1,28 +1,33 @@
 """The audit side and doctor with async URLs (issue 12, items 6 and 7): the SQL sink, every `appshell audit`
 command and `appshell doctor` work when the only URL is an async one — on aiosqlite and on PostgreSQL
 through asyncpg — through the sync driver of the same database, and say in one line what to install
-when that driver is missing."""
+when that driver is missing.
+
+In-process (tests/conftest.py): run(), the seeds and Alembic run in this process; a driver hidden
+from the session (the `without` fixture) needs a fresh interpreter."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from conftest import IN_CI, clean_environ, run
+from conftest import IN_CI, run, run_module
+
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
 SQL_AUDIT = 'description = "the SQL sink, required"\n[audit]\nsinks = ["file", "sql"]\nrequired = true\n'
 ASYNC_TRACES = ("Traceback", "MissingGreenlet", "greenlet_spawn")
 
 
 def seeded(root: Path, url: str) -> None:
-    subprocess.run([sys.executable, "-m", "asyncapp.seed"], cwd=root, env=clean_environ({"DATABASE_URL": url}), check=True, capture_output=True)
+    run_module("asyncapp.seed", root, {"DATABASE_URL": url})
 
 
 @pytest.fixture
@@ -125,8 +130,10 @@ def test_the_review_page_reads_and_writes_reviews_on_an_async_url(asyncapp: tupl
 # -- doctor -----------------------------------------------------------------------------------------------------
 
 
-def doctor(root: Path, url: str, *args: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, tuple[str, str]], str]:
-    result = run(["doctor", "--profile", "sqlaudit", "--app", "asyncapp.db", "--json", *args], cwd=root, env={"DATABASE_URL": url, **(env or {})})
+def doctor(root: Path, url: str, *args: str, env: dict[str, str] | None = None,
+           process: bool | None = None) -> tuple[int, dict[str, tuple[str, str]], str]:
+    result = run(["doctor", "--profile", "sqlaudit", "--app", "asyncapp.db", "--json", *args], cwd=root,
+                 env={"DATABASE_URL": url, **(env or {})}, process=process)
     assert not any(t in result.output for t in ASYNC_TRACES), result.output
     report = json.loads(result.stdout)
     return result.exit_code, {c["check"]: (c["status"], c["detail"]) for c in report["checks"]}, result.output
@@ -170,19 +177,25 @@ def test_doctor_finds_the_missing_tables_of_an_async_app(app_dir: Callable[[str]
     assert rows["mapped tables"][0] == "FAIL" and "1 of 1 missing from the database: books" in rows["mapped tables"][1], output
 
 
-def test_doctor_reads_the_alembic_revision_of_an_async_app(asyncapp: tuple[Path, str]) -> None:
+def test_doctor_reads_the_alembic_revision_of_an_async_app(asyncapp: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """An Alembic environment from the async template (`alembic init -t async`), at the async URL."""
     root, url = asyncapp
-    env = clean_environ({"DATABASE_URL": url})
+    monkeypatch.chdir(root)
 
     def alembic(*args: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "alembic", *args], cwd=root, env=env, check=True, capture_output=True, text=True)
-        return done.stdout + done.stderr
+        """`alembic ARGS` in the app's folder, in this process (Alembic's own command line, not appshell's)."""
+        from alembic.config import main
+
+        said = io.StringIO()
+        with contextlib.redirect_stdout(said), contextlib.redirect_stderr(said):
+            main([*args], prog="alembic")  # a failure is SystemExit: the test fails, as check=True did
+        return said.getvalue()
 
     alembic("init", "-t", "async", "migrations")
     ini = root / "alembic.ini"
     ini.write_text(re.sub(r"(?m)^sqlalchemy\.url = .*$", lambda _: f"sqlalchemy.url = {url}", ini.read_text()))
-    head = re.search(r"versions/(\w+)_first\.py", alembic("revision", "-m", "first"))
+    alembic("revision", "-m", "first")
+    head = re.fullmatch(r"(\w+)_first\.py", " ".join(p.name for p in (root / "migrations" / "versions").glob("*.py")))
     assert head is not None
     _, rows, output = doctor(root, url)
     assert rows["migrations"][0] == "FAIL" and f"the database has no Alembic revision; the head is {head[1]}" in rows["migrations"][1], output
@@ -207,6 +220,7 @@ def without(tmp_path: Path) -> Callable[[str], dict[str, str]]:
     return env
 
 
+@pytest.mark.subprocess  # the driver is hidden by a package on PYTHONPATH: in-process, an earlier test imported the real one
 @pytest.mark.parametrize("url, module, fix", [
     ("postgresql+asyncpg://postgres@127.0.0.1:5432/test", "psycopg", "pip install 'appshell[postgres]'"),
     ("mysql+aiomysql://root@127.0.0.1:3306/test", "pymysql", "pip install 'appshell[mysql]'"),
@@ -228,13 +242,14 @@ def test_a_session_and_doctor_name_the_sync_driver_for_the_sql_sink(app_dir: Cal
     (root / "profiles").mkdir()
     (root / "profiles" / "sqlaudit.toml").write_text(SQL_AUDIT)
     env = {"DATABASE_URL": asyncpg_url, **without("psycopg")}
-    result = run(["--profile", "sqlaudit", "--app", "asyncapp.db", "-c", "print(count(Book))"], cwd=root, env=env)
+    # Real processes: psycopg is hidden by a package on PYTHONPATH; in this process it is imported already.
+    result = run(["--profile", "sqlaudit", "--app", "asyncapp.db", "-c", "print(count(Book))"], cwd=root, env=env, process=True)
     assert result.exit_code == 3, result.output
     line = one_line_error(result.stderr)
     assert "cannot open the audit sql sink: the database driver 'psycopg' is not installed" in line, line
     assert "pip install 'appshell[postgres]'; profile 'sqlaudit' requires the audit" in line, line
     assert result.stdout == ""
-    code, rows, output = doctor(root, asyncpg_url, env=without("psycopg"))
+    code, rows, output = doctor(root, asyncpg_url, env=without("psycopg"), process=True)
     assert code == 1
     assert rows["database"][0] == "ok", output  # the app's own asyncpg connection is fine
     status, detail = rows["audit sink sql"]

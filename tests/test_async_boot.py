@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import run, run_module
+from conftest import _pg_base_url, postgres_or_skip, run, run_module
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
@@ -23,6 +24,50 @@ def asyncapp(app_dir: Callable[[str], Path], async_url: str) -> tuple[Path, dict
     return root, env
 
 
+@pytest.fixture(scope="session")
+def _shared_books() -> Iterator[dict[str, str]]:
+    """The asyncpg URL of one PostgreSQL database with the two books, seeded by the first test that
+    needs it (a seed runs in-process only inside a test) and shared by the tests that only read."""
+    shared: dict[str, str] = {}
+    yield shared
+    if "database" in shared:
+        from sqlalchemy import create_engine, text
+
+        admin = create_engine(_pg_base_url(), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f"drop database if exists {shared['database']} with (force)"))
+        admin.dispose()
+
+
+@pytest.fixture(params=["aiosqlite", "asyncpg"])
+def books(request: pytest.FixtureRequest, app_dir: Callable[[str], Path], tmp_path: Path,
+          _shared_books: dict[str, str]) -> tuple[Path, dict[str, str]]:
+    """As asyncapp, for a test that writes nothing to the database: on asyncpg, one database for all
+    of them (a PostgreSQL database per test costs more than the test). A test that wrote to it
+    anyway would make the others count 3 books and fail."""
+    root = app_dir("asyncapp")
+    if request.param == "aiosqlite":
+        env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'async.db'}"}
+        run_module("asyncapp.seed", root, env)
+        return root, env
+    if "url" not in _shared_books:
+        from sqlalchemy import create_engine, make_url, text
+
+        admin = create_engine(_pg_base_url(), isolation_level="AUTOCOMMIT")
+        try:
+            postgres_or_skip(admin)
+            name = _shared_books.setdefault("database", f"appshell_books_{uuid.uuid4().hex[:10]}")
+            with admin.connect() as conn:
+                conn.execute(text(f"drop database if exists {name} with (force)"))  # what a seed that failed left
+                conn.execute(text(f"create database {name}"))
+        finally:
+            admin.dispose()
+        url = make_url(_pg_base_url()).set(drivername="postgresql+asyncpg", database=name).render_as_string(hide_password=False)
+        run_module("asyncapp.seed", root, {"DATABASE_URL": url})
+        _shared_books["url"] = url
+    return root, {"DATABASE_URL": _shared_books["url"]}
+
+
 @pytest.mark.parametrize("args", [
     ["--app", "asyncapp.db"],  # a module with an AsyncEngine and an async_sessionmaker
     ["--app", "asyncapp.providers:mapping"],  # {"engine": AsyncEngine}
@@ -32,16 +77,16 @@ def asyncapp(app_dir: Callable[[str], Path], async_url: str) -> tuple[Path, dict
     ["--app", "asyncapp.providers:scoped"],  # an async_scoped_session
     ["--models", "asyncapp.models"],  # no engine in the app: DATABASE_URL's async driver
 ])
-def test_an_async_app_boots_with_its_async_session(asyncapp: tuple[Path, dict[str, str]], args: list[str]) -> None:
-    root, env = asyncapp
+def test_an_async_app_boots_with_its_async_session(books: tuple[Path, dict[str, str]], args: list[str]) -> None:
+    root, env = books
     result = run([*args, "-c", WHAT], cwd=root, env=env)
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "AsyncSession AsyncEngine 2", result.output
 
 
 @pytest.mark.parametrize("provider, said", [("get_db", "get_db closed"), ("lifespan", "lifespan closed")])
-def test_an_async_providers_teardown_is_awaited_at_the_end(asyncapp: tuple[Path, dict[str, str]], provider: str, said: str) -> None:
-    root, env = asyncapp
+def test_an_async_providers_teardown_is_awaited_at_the_end(books: tuple[Path, dict[str, str]], provider: str, said: str) -> None:
+    root, env = books
     result = run(["--app", f"asyncapp.providers:{provider}", "-c", "print(count(Book))"], cwd=root, env=env)
     assert result.exit_code == 0, result.output
     assert (root / "teardown.txt").read_text() == said + "\n"
@@ -71,8 +116,8 @@ def test_uncommitted_async_work_is_rolled_back_at_the_end(asyncapp: tuple[Path, 
     assert run(["--app", "asyncapp.db", "-c", "print(count(Book))"], cwd=root, env=env).stdout.strip() == "2"
 
 
-def test_asyncio_run_runs_on_the_sessions_loop_with_a_hint(asyncapp: tuple[Path, dict[str, str]]) -> None:
-    root, env = asyncapp
+def test_asyncio_run_runs_on_the_sessions_loop_with_a_hint(books: tuple[Path, dict[str, str]]) -> None:
+    root, env = books
     script = root / "fix.py"
     script.write_text(
         "import asyncio\n"
@@ -90,8 +135,8 @@ def test_asyncio_run_runs_on_the_sessions_loop_with_a_hint(asyncapp: tuple[Path,
     assert hints == ["appshell: hint: write `await …` instead of asyncio.run(…): it ran on the session's event loop, where the app's connections live"], result.output
 
 
-def test_a_database_url_with_an_async_driver_reaches_the_app_unchanged(asyncapp: tuple[Path, dict[str, str]]) -> None:
-    root, env = asyncapp
+def test_a_database_url_with_an_async_driver_reaches_the_app_unchanged(books: tuple[Path, dict[str, str]]) -> None:
+    root, env = books
     result = run(["--app", "asyncapp.db", "-c", "import os; print(os.environ['DATABASE_URL'] == str(engine.url.render_as_string(hide_password=False)))"],
                  cwd=root, env=env)
     assert result.stdout.strip() == "True", result.output

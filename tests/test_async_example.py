@@ -1,6 +1,9 @@
 """The async example app (examples/fastapi, issue 12) on aiosqlite and on PostgreSQL through asyncpg:
 every shell through a real pty, every mode, safety and audit on its AsyncSession, and the
-"Async apps" examples of docs/usage.md."""
+"Async apps" examples of docs/usage.md.
+
+In-process (tests/conftest.py): run() and the seeds run in this process; the shells (a real
+pty) and the web process stay real processes."""
 
 from __future__ import annotations
 
@@ -17,7 +20,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from conftest import ROOT, _pg_base_url, audit_records, clean_environ, console_blocks, leave, postgres_or_skip, run, spawn_shell
+from conftest import ROOT, _pg_base_url, audit_records, clean_environ, console_blocks, leave, postgres_or_skip, run, run_module, spawn_shell
+
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
 EXAMPLE = ROOT / "examples" / "fastapi"
 IGNORE = shutil.ignore_patterns("*.db", "__pycache__", ".env", ".appshell")
@@ -30,12 +35,36 @@ HINT = "appshell: hint: write `await …` instead of asyncio.run(…): it ran on
 
 
 @pytest.fixture(scope="session")
-def _seeded_notes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The seeded templates of this test run, filled by the first test that needs each (below):
+    "aiosqlite" the seeded copy of the example (notes.db in it), "asyncpg" the PostgreSQL database
+    made for the seed ("asyncpg_seeded" once seeded), dropped at the end."""
+    made = {"tmp": str(tmp_path_factory.mktemp("template"))}
+    yield made
+    if "asyncpg" in made:
+        from sqlalchemy import text
+
+        admin = _pg_admin()
+        with admin.connect() as conn:
+            conn.execute(text(f"drop database if exists {made['asyncpg']} with (force)"))
+        admin.dispose()
+
+
+# The seeds run in this process (run_module), which conftest allows only inside a test of this
+# module (its in_process switch is function-scoped): so the templates are made by function-scoped
+# fixtures, once per test run, not by session-scoped ones.
+
+
+@pytest.fixture
+def _seeded_notes(_templates: dict[str, str]) -> Path:
     """The example seeded once per test run on its default database (notes.db, aiosqlite): tests copy it."""
-    template = tmp_path_factory.mktemp("template") / "fastapi"
-    shutil.copytree(EXAMPLE, template, ignore=IGNORE)
-    subprocess.run([sys.executable, "-m", "app.seed"], cwd=template, env=clean_environ(), check=True, capture_output=True)
-    return template
+    if "aiosqlite" not in _templates:
+        template = Path(_templates["tmp"]) / "fastapi"
+        shutil.rmtree(template, ignore_errors=True)  # what a seed that failed in an earlier test left
+        shutil.copytree(EXAMPLE, template, ignore=IGNORE)
+        run_module("app.seed", template)
+        _templates["aiosqlite"] = str(template)
+    return Path(_templates["aiosqlite"])
 
 
 def _pg_admin() -> Engine:
@@ -50,25 +79,25 @@ def _asyncpg_url(database: str) -> str:
     return make_url(_pg_base_url()).set(drivername="postgresql+asyncpg", database=database).render_as_string(hide_password=False)
 
 
-@pytest.fixture(scope="session")
-def _seeded_pg(_seeded_notes: Path) -> Iterator[str]:
-    """A PostgreSQL database seeded once per test run through asyncpg; each test gets a copy
-    (CREATE DATABASE … TEMPLATE). Skipped if the server is down — failed under CI."""
-    from sqlalchemy import text
+@pytest.fixture
+def _seeded_pg(_templates: dict[str, str], _seeded_notes: Path) -> str:
+    """A PostgreSQL database seeded once per test run through asyncpg, its name; each test gets a
+    copy (CREATE DATABASE … TEMPLATE). Skipped if the server is down — failed under CI."""
+    if "asyncpg_seeded" not in _templates:
+        from sqlalchemy import text
 
-    admin = _pg_admin()
-    postgres_or_skip(admin)
-    name = f"appshell_notes_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f"create database {name}"))
-    try:
-        subprocess.run([sys.executable, "-m", "app.seed"], cwd=_seeded_notes, env=clean_environ({"DATABASE_URL": _asyncpg_url(name)}),
-                       check=True, capture_output=True)
-        yield name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f"drop database {name} with (force)"))
-        admin.dispose()
+        admin = _pg_admin()
+        try:
+            postgres_or_skip(admin)
+            name = _templates.setdefault("asyncpg", f"appshell_notes_{uuid.uuid4().hex[:10]}")
+            with admin.connect() as conn:
+                conn.execute(text(f"drop database if exists {name} with (force)"))  # what a seed that failed left
+                conn.execute(text(f"create database {name}"))
+        finally:
+            admin.dispose()
+        run_module("app.seed", _seeded_notes, {"DATABASE_URL": _asyncpg_url(name)})
+        _templates["asyncpg_seeded"] = name
+    return _templates["asyncpg"]
 
 
 @pytest.fixture(params=["aiosqlite", "asyncpg"])
@@ -97,8 +126,11 @@ def notes(request: pytest.FixtureRequest, tmp_path: Path, _seeded_notes: Path) -
 
 def test_the_example_seeds_once_and_says_so(notes: tuple[Path, dict[str, str]]) -> None:
     root, env = notes
+    # A real process: what the seed prints is the point, and run_module() keeps no output
+    # (when APPSHELL_TEST_SUBPROCESS=1 sends it to a process too).
     again = subprocess.run([sys.executable, "-m", "app.seed"], cwd=root, env=clean_environ(env), capture_output=True, text=True, check=True)
     assert again.stdout == "the notes database is already seeded\n"
+    assert json.loads(run(["--json", "-c", "count(Note)"], cwd=root, env=env).stdout) == 15  # and it changed nothing
 
 
 # -- the shells, through a real pty -------------------------------------------------------------
@@ -127,12 +159,17 @@ AT_THE_PROMPT = [
 ]
 
 
+# spawn_shell is always the real console script in a real pty (IPython and ptpython are never
+# started in the test process); only the check afterwards runs in-process.
 @pytest.mark.parametrize("shell", SHELLS)
 def test_every_shell_awaits_the_apps_functions_and_runs_the_helpers_without_await(
         notes: tuple[Path, dict[str, str]], tmp_path: Path, shell: str) -> None:
     root, env = notes
     log = tmp_path / "audit.jsonl"
     child = spawn_shell(root, "--shell", shell, "--audit-log", str(log), "-q", env=env)
+    # No 50 ms pause before each line (pexpect's default, for programs that drop early typing):
+    # every line is sent after its prompt is shown, as an operator types it.
+    child.delaybeforesend = None
     child.expect(r"\[dev\]")
     for typed, shown in AT_THE_PROMPT:
         child.sendline(typed)
@@ -282,6 +319,7 @@ def test_the_web_process_sees_what_the_shell_committed(notes: tuple[Path, dict[s
     root, env = notes
     changed = run(["-c", "from app import crud\nawait crud.mark_done(session, 15)\nfind(User, 2).name = 'Brian B.'\ncommit()"], cwd=root, env=env)
     assert changed.exit_code == 0, changed.output
+    # A real process: the web app as it is deployed, apart from the shell that changed the data.
     web = subprocess.run([sys.executable, "-c", WEB], cwd=root, env=clean_environ(env), capture_output=True, text=True, timeout=120)
     assert web.returncode == 0, web.stderr
     assert web.stdout.splitlines() == ["Brian B. [\"Emil's note 3\", \"Emil's note 5\"]", "404"]
