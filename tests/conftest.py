@@ -143,7 +143,7 @@ def run(
     is true), else the real `appshell` console script in a subprocess."""
     environ = clean_environ(env)
     in_process = _in_process_test if process is None else not process
-    if in_process and not _may_reexec(args, Path(cwd), environ):
+    if in_process and not _ALL_SUBPROCESS and not _may_reexec(args, Path(cwd), environ):
         return run_in_process(args, cwd, environ, input, timeout)
     proc = subprocess.run(
         [APPSHELL, *args],
@@ -221,11 +221,14 @@ def run_in_process(args: Sequence[str], cwd: Path, environ: Mapping[str, str], i
     return Result(code, out.text(), err.text())
 
 
-def run_module(module: str, cwd: Path, env: Mapping[str, str] | None = None) -> None:
+def run_module(module: str, cwd: Path, env: Mapping[str, str] | None = None, *, process: bool | None = None) -> None:
     """`python -m MODULE` for a test app's own script (a seed), which must succeed: in this process
-    in modules marked in_process (inside process_state, as run() does), else a subprocess."""
+    in modules marked in_process (inside process_state, as run() does), else a subprocess. A
+    fixture wider than a test (a template seeded once) says which with *process*: the in_process
+    mark is read per test, after such a fixture is made."""
     environ = clean_environ(env)
-    if not _in_process_test:
+    in_process = _in_process_test if process is None else not process
+    if _ALL_SUBPROCESS or not in_process:
         subprocess.run([sys.executable, "-m", module], cwd=cwd, env=environ, check=True, capture_output=True)
         return
     import runpy
@@ -371,15 +374,24 @@ def db_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def asyncpg_url(pg_url: str) -> Iterator[str]:
+def asyncpg_url() -> Iterator[str]:
     """A fresh PostgreSQL database for the asyncpg driver (which takes no `options` in the URL,
     so the per-test schema of pg_url cannot be used): postgresql+asyncpg://…/appshell_xxx."""
+    with asyncpg_database() as url:
+        yield url
+
+
+@contextmanager
+def asyncpg_database(template: str | None = None) -> Iterator[str]:
+    """A PostgreSQL database of its own (a copy of *template*, if given), its asyncpg URL; dropped
+    at the end. Skipped if the server is down — failed under CI."""
     from sqlalchemy import create_engine, make_url, text
 
     name = f"appshell_{uuid.uuid4().hex[:10]}"
     admin = create_engine(_pg_base_url(), isolation_level="AUTOCOMMIT")
+    postgres_or_skip(admin)
     with admin.connect() as conn:
-        conn.execute(text(f"create database {name}"))
+        conn.execute(text(f"create database {name}" + (f" template {template}" if template else "")))
     try:
         yield make_url(_pg_base_url()).set(drivername="postgresql+asyncpg", database=name).render_as_string(hide_password=False)
     finally:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import _pg_base_url, postgres_or_skip, run, run_module
+from conftest import APPS, asyncpg_database, run, run_module
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
@@ -25,23 +25,17 @@ def asyncapp(app_dir: Callable[[str], Path], async_url: str) -> tuple[Path, dict
 
 
 @pytest.fixture(scope="session")
-def _shared_books() -> Iterator[dict[str, str]]:
-    """The asyncpg URL of one PostgreSQL database with the two books, seeded by the first test that
-    needs it (a seed runs in-process only inside a test) and shared by the tests that only read."""
-    shared: dict[str, str] = {}
-    yield shared
-    if "database" in shared:
-        from sqlalchemy import create_engine, text
-
-        admin = create_engine(_pg_base_url(), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f"drop database if exists {shared['database']} with (force)"))
-        admin.dispose()
+def _shared_books(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The asyncpg URL of one PostgreSQL database with the two books, seeded once per test run."""
+    root = tmp_path_factory.mktemp("books") / "asyncapp"
+    shutil.copytree(APPS / "asyncapp", root)
+    with asyncpg_database() as url:
+        run_module("asyncapp.seed", root, {"DATABASE_URL": url}, process=False)
+        yield url
 
 
 @pytest.fixture(params=["aiosqlite", "asyncpg"])
-def books(request: pytest.FixtureRequest, app_dir: Callable[[str], Path], tmp_path: Path,
-          _shared_books: dict[str, str]) -> tuple[Path, dict[str, str]]:
+def books(request: pytest.FixtureRequest, app_dir: Callable[[str], Path], tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """As asyncapp, for a test that writes nothing to the database: on asyncpg, one database for all
     of them (a PostgreSQL database per test costs more than the test). A test that wrote to it
     anyway would make the others count 3 books and fail."""
@@ -50,22 +44,7 @@ def books(request: pytest.FixtureRequest, app_dir: Callable[[str], Path], tmp_pa
         env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'async.db'}"}
         run_module("asyncapp.seed", root, env)
         return root, env
-    if "url" not in _shared_books:
-        from sqlalchemy import create_engine, make_url, text
-
-        admin = create_engine(_pg_base_url(), isolation_level="AUTOCOMMIT")
-        try:
-            postgres_or_skip(admin)
-            name = _shared_books.setdefault("database", f"appshell_books_{uuid.uuid4().hex[:10]}")
-            with admin.connect() as conn:
-                conn.execute(text(f"drop database if exists {name} with (force)"))  # what a seed that failed left
-                conn.execute(text(f"create database {name}"))
-        finally:
-            admin.dispose()
-        url = make_url(_pg_base_url()).set(drivername="postgresql+asyncpg", database=name).render_as_string(hide_password=False)
-        run_module("asyncapp.seed", root, {"DATABASE_URL": url})
-        _shared_books["url"] = url
-    return root, {"DATABASE_URL": _shared_books["url"]}
+    return root, {"DATABASE_URL": request.getfixturevalue("_shared_books")}
 
 
 @pytest.mark.parametrize("args", [

@@ -13,14 +13,13 @@ import shlex
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import make_url
 
-from conftest import ROOT, _pg_base_url, audit_records, clean_environ, console_blocks, leave, postgres_or_skip, run, run_module, spawn_shell
+from conftest import ROOT, asyncpg_database, audit_records, clean_environ, console_blocks, leave, run, run_module, spawn_shell
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
@@ -35,69 +34,21 @@ HINT = "appshell: hint: write `await …` instead of asyncio.run(…): it ran on
 
 
 @pytest.fixture(scope="session")
-def _templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """The seeded templates of this test run, filled by the first test that needs each (below):
-    "aiosqlite" the seeded copy of the example (notes.db in it), "asyncpg" the PostgreSQL database
-    made for the seed ("asyncpg_seeded" once seeded), dropped at the end."""
-    made = {"tmp": str(tmp_path_factory.mktemp("template"))}
-    yield made
-    if "asyncpg" in made:
-        from sqlalchemy import text
-
-        admin = _pg_admin()
-        with admin.connect() as conn:
-            conn.execute(text(f"drop database if exists {made['asyncpg']} with (force)"))
-        admin.dispose()
-
-
-# The seeds run in this process (run_module), which conftest allows only inside a test of this
-# module (its in_process switch is function-scoped): so the templates are made by function-scoped
-# fixtures, once per test run, not by session-scoped ones.
-
-
-@pytest.fixture
-def _seeded_notes(_templates: dict[str, str]) -> Path:
+def _seeded_notes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example seeded once per test run on its default database (notes.db, aiosqlite): tests copy it."""
-    if "aiosqlite" not in _templates:
-        template = Path(_templates["tmp"]) / "fastapi"
-        shutil.rmtree(template, ignore_errors=True)  # what a seed that failed in an earlier test left
-        shutil.copytree(EXAMPLE, template, ignore=IGNORE)
-        run_module("app.seed", template)
-        _templates["aiosqlite"] = str(template)
-    return Path(_templates["aiosqlite"])
+    template = tmp_path_factory.mktemp("template") / "fastapi"
+    shutil.copytree(EXAMPLE, template, ignore=IGNORE)
+    run_module("app.seed", template, process=False)
+    return template
 
 
-def _pg_admin() -> Engine:
-    from sqlalchemy import create_engine
-
-    return create_engine(_pg_base_url(), isolation_level="AUTOCOMMIT")
-
-
-def _asyncpg_url(database: str) -> str:
-    from sqlalchemy import make_url
-
-    return make_url(_pg_base_url()).set(drivername="postgresql+asyncpg", database=database).render_as_string(hide_password=False)
-
-
-@pytest.fixture
-def _seeded_pg(_templates: dict[str, str], _seeded_notes: Path) -> str:
+@pytest.fixture(scope="session")
+def _seeded_pg(_seeded_notes: Path) -> Iterator[str]:
     """A PostgreSQL database seeded once per test run through asyncpg, its name; each test gets a
-    copy (CREATE DATABASE … TEMPLATE). Skipped if the server is down — failed under CI."""
-    if "asyncpg_seeded" not in _templates:
-        from sqlalchemy import text
-
-        admin = _pg_admin()
-        try:
-            postgres_or_skip(admin)
-            name = _templates.setdefault("asyncpg", f"appshell_notes_{uuid.uuid4().hex[:10]}")
-            with admin.connect() as conn:
-                conn.execute(text(f"drop database if exists {name} with (force)"))  # what a seed that failed left
-                conn.execute(text(f"create database {name}"))
-        finally:
-            admin.dispose()
-        run_module("app.seed", _seeded_notes, {"DATABASE_URL": _asyncpg_url(name)})
-        _templates["asyncpg_seeded"] = name
-    return _templates["asyncpg"]
+    copy (CREATE DATABASE … TEMPLATE)."""
+    with asyncpg_database() as url:
+        run_module("app.seed", _seeded_notes, {"DATABASE_URL": url}, process=False)
+        yield str(make_url(url).database)
 
 
 @pytest.fixture(params=["aiosqlite", "asyncpg"])
@@ -109,19 +60,8 @@ def notes(request: pytest.FixtureRequest, tmp_path: Path, _seeded_notes: Path) -
     if request.param == "aiosqlite":
         yield root, {}
         return
-    from sqlalchemy import text
-
-    template = request.getfixturevalue("_seeded_pg")
-    name = f"appshell_{uuid.uuid4().hex[:10]}"
-    admin = _pg_admin()
-    with admin.connect() as conn:
-        conn.execute(text(f"create database {name} template {template}"))
-    try:
-        yield root, {"DATABASE_URL": _asyncpg_url(name)}
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f"drop database {name} with (force)"))
-        admin.dispose()
+    with asyncpg_database(template=request.getfixturevalue("_seeded_pg")) as url:
+        yield root, {"DATABASE_URL": url}
 
 
 def test_the_example_seeds_once_and_says_so(notes: tuple[Path, dict[str, str]]) -> None:
