@@ -124,7 +124,7 @@ def test_a_database_url_with_an_async_driver_reaches_the_app_unchanged(books: tu
 def test_an_unreachable_asyncpg_server_is_one_line(app_dir: Callable[[str], Path]) -> None:
     root = app_dir("asyncapp")
     result = run(["--app", "asyncapp.db", "-c", "1"], cwd=root, env={"DATABASE_URL": "postgresql+asyncpg://nobody@127.0.0.1:1/none"})
-    assert result.exit_code == 2, result.output  # as for a sync URL (SPEC §7: the configuration is wrong)
+    assert result.exit_code == 2, result.output  # as for a sync URL (docs/design.md §7: the configuration is wrong)
     assert result.stderr.startswith("appshell: error: cannot connect to postgresql+asyncpg://nobody@127.0.0.1:1/none"), result.output
     assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1, result.output
 
