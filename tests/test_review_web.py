@@ -30,7 +30,7 @@ except ImportError:
 
 from appshell.review_web.app import create_app  # noqa: E402
 from appshell.review_web.cli import build_config, parser  # noqa: E402
-from conftest import SHOP, clean_environ, run  # noqa: E402
+from conftest import clean_environ, run  # noqa: E402
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
@@ -41,12 +41,11 @@ SCRIPT = '<script>alert(1)</script>'
 
 
 @pytest.fixture(scope="module")
-def shop_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def shop_log(tmp_path_factory: pytest.TempPathFactory, _seeded_shop: Path) -> Path:
     """Real sessions in one audit file: plain, sandboxed write, read-only error, hostile text, another operator."""
     root = tmp_path_factory.mktemp("review")
     shop = root / "shop"
-    shutil.copytree(SHOP, shop, ignore=shutil.ignore_patterns("var", "__pycache__", ".env", ".appshell"))
-    subprocess.run([sys.executable, "-m", "shop.seed"], cwd=shop, env=clean_environ(), check=True, capture_output=True)
+    shutil.copytree(_seeded_shop, shop, ignore=shutil.ignore_patterns("__pycache__", ".appshell"))
     log = root / "audit" / "audit.jsonl"
     runs: list[tuple[list[str], dict[str, str]]] = [
         (["--reason", "INC-7 refund <b>bold</b>", "-c", "print(count(Customer))"], {"APPSHELL_OPERATOR": "alice"}),
@@ -55,7 +54,7 @@ def shop_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (["--reason", f"{SCRIPT} {ESC}]0;pwned{ESC}\\", "-c", f'print("{SCRIPT}{ESC}[2K")'], {"APPSHELL_OPERATOR": "mallory"}),
     ]
     for args, env in runs:
-        result = run(["--audit-log", str(log), *args], cwd=shop, env=env)
+        result = run(["--audit-log", str(log), *args], cwd=shop, env=env, process=False)  # in-process, as the module's tests
         assert result.exit_code in (0, 1), result.output
     return log
 
@@ -273,12 +272,9 @@ def test_session_page_shows_start_facts_statements_sql_and_files(client: TestCli
     assert client.get("/session/ffffffffffffffff", headers=bearer()).status_code == 404
 
 
-def test_script_files_with_their_sha256(tmp_path: Path) -> None:
+def test_script_files_with_their_sha256(tmp_path: Path, shop: Path) -> None:
     import hashlib
 
-    shop = tmp_path / "shop"
-    shutil.copytree(SHOP, shop, ignore=shutil.ignore_patterns("var", "__pycache__", ".env", ".appshell"))
-    subprocess.run([sys.executable, "-m", "shop.seed"], cwd=shop, env=clean_environ(), check=True, capture_output=True)
     script = tmp_path / "fix.py"
     script.write_text("print(count(Order))\n")
     log = tmp_path / "a" / "audit.jsonl"
