@@ -305,7 +305,7 @@ def _seeded_shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example shop seeded once per test run: each test copies it (a file copy, not a seed run)."""
     template = tmp_path_factory.mktemp("template") / "shop"
     shutil.copytree(SHOP, template, ignore=shutil.ignore_patterns("var", "__pycache__", ".env", ".appshell"))
-    subprocess.run([sys.executable, "-m", "shop.seed"], cwd=template, env=clean_environ(), check=True, capture_output=True)
+    run_module("shop.seed", template, process=False)
     return template
 
 
