@@ -100,3 +100,20 @@ def test_modules_of_installed_packages_stay_imported(tmp_path: Path) -> None:
         _import_app(tmp_path)
     assert "colorsys" in sys.modules
     assert "probeapp" not in sys.modules
+
+
+
+# The listeners on every Engine's before_cursor_execute, as one program line (it runs inside a session too).
+LISTENERS = "sum(len(fns) for fns in __import__('sqlalchemy').Engine.dispatch.before_cursor_execute._clslevel.values())"
+
+
+def test_an_in_process_run_leaves_no_listener_of_its_session(shop: Path) -> None:
+    """A session's class-level listeners end with it in the harness (engines.retire_ended), where
+    one process runs many sessions; they were there while it ran."""
+    from conftest import clean_environ, run_in_process
+
+    before = eval(LISTENERS)
+    during = run_in_process(["-c", f"print({LISTENERS})"], shop, clean_environ())
+    assert during.exit_code == 0, during.output
+    assert int(during.stdout) > before
+    assert eval(LISTENERS) == before
