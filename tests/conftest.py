@@ -408,6 +408,45 @@ def async_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("asyncpg_url"))
 
 
+@pytest.fixture(scope="session")
+def _asyncapp_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/apps/asyncapp seeded once per test run on aiosqlite (async.db in the folder): tests copy it."""
+    root = tmp_path_factory.mktemp("template") / "asyncapp"
+    shutil.copytree(APPS / "asyncapp", root)
+    run_module("asyncapp.seed", root, {"DATABASE_URL": f"sqlite+aiosqlite:///{root / 'async.db'}"}, process=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def _asyncapp_pg_template(_asyncapp_template: Path) -> Iterator[str]:
+    """A PostgreSQL database seeded once per test run through asyncpg, its name: tests get a copy."""
+    from sqlalchemy import make_url
+
+    with asyncpg_database() as url:
+        run_module("asyncapp.seed", _asyncapp_template, {"DATABASE_URL": url}, process=False)
+        yield str(make_url(url).database)
+
+
+@pytest.fixture
+def aiosqlite_app(app_dir: Callable[[str], Path], tmp_path: Path, _asyncapp_template: Path) -> tuple[Path, dict[str, str]]:
+    """tests/apps/asyncapp with its two books (Dune, Emma) on aiosqlite: a copy of the seeded file."""
+    shutil.copyfile(_asyncapp_template / "async.db", tmp_path / "async.db")
+    return app_dir("asyncapp"), {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'async.db'}"}
+
+
+@pytest.fixture
+def asyncpg_app(app_dir: Callable[[str], Path], _asyncapp_pg_template: str) -> Iterator[tuple[Path, dict[str, str]]]:
+    """tests/apps/asyncapp with its two books on PostgreSQL through asyncpg: a copy of the seeded database."""
+    with asyncpg_database(template=_asyncapp_pg_template) as url:
+        yield app_dir("asyncapp"), {"DATABASE_URL": url}
+
+
+@pytest.fixture(params=["aiosqlite", "asyncpg"])
+def asyncapp(request: pytest.FixtureRequest) -> tuple[Path, dict[str, str]]:
+    """tests/apps/asyncapp with its two books, on aiosqlite and on asyncpg."""
+    return request.getfixturevalue(f"{request.param}_app")  # type: ignore[no-any-return]
+
+
 @pytest.fixture
 def mariadb_url() -> Iterator[str]:
     """A fresh database on the local MariaDB/MySQL server; skipped (with the reason) if there is none."""

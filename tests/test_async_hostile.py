@@ -1,5 +1,7 @@
 """A hostile review of async apps (issue 12, docs/design.md §8): each test is one finding, which failed
-when it was written; those still marked xfail(strict) are open. Real processes, real pty, aiosqlite and asyncpg."""
+when it was written; those still marked xfail(strict) are open. Sessions in this process (tests/conftest.py,
+docs/design.md §9) where they can show the finding; real processes and a real pty for signals and the
+interactive shell. aiosqlite and asyncpg."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pexpect
@@ -17,13 +18,9 @@ import pytest
 
 from conftest import APPSHELL, audit_records, clean_environ, run, spawn_shell
 
+pytestmark = pytest.mark.in_process
 
-def asyncapp_on(app_dir: Callable[[str], Path], url: str) -> tuple[Path, dict[str, str]]:
-    """tests/apps/asyncapp with its two books (Dune, Emma) on *url*."""
-    root = app_dir("asyncapp")
-    env = {"DATABASE_URL": url}
-    subprocess.run([sys.executable, "-m", "asyncapp.seed"], cwd=root, env=clean_environ(env), check=True, capture_output=True)
-    return root, env
+App = tuple[Path, dict[str, str]]
 
 
 def titles(root: Path, env: dict[str, str]) -> list[str]:
@@ -54,11 +51,12 @@ sys.keep = agen
 
 @pytest.mark.parametrize("mode", ["--sandbox", "--read-only"])
 def test_an_async_generator_finalised_at_loop_close_cannot_write_past_sandbox_or_read_only(
-    app_dir: Callable[[str], Path], async_url: str, mode: str, tmp_path: Path
+    asyncapp: App, mode: str, tmp_path: Path
 ) -> None:
-    root, env = asyncapp_on(app_dir, async_url)
+    root, env = asyncapp
     log = tmp_path / "audit.jsonl"
     result = run(["--app", "asyncapp.db", mode, "--audit-log", str(log), "-c", FINALISED_WRITE], cwd=root, env=env)
+    vars(sys).pop("keep", None)  # in-process, sys outlives the session: the generator goes with the test
     assert "escaped" not in titles(root, env), result.output  # today: committed, and the sandbox says "all rolled back"
 
 
@@ -77,11 +75,12 @@ sys.keep = agen
 """
 
 
-def test_code_an_async_generator_finaliser_runs_at_loop_close_is_recorded(app_dir: Callable[[str], Path], tmp_path: Path) -> None:
-    root, env = asyncapp_on(app_dir, f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+def test_code_an_async_generator_finaliser_runs_at_loop_close_is_recorded(aiosqlite_app: App, tmp_path: Path) -> None:
+    root, env = aiosqlite_app
     log = tmp_path / "audit.jsonl"
     result = run(["--app", "asyncapp.db", "--audit-log", str(log), "-c", FINALISED_EXEC], cwd=root, env=env,
                  input="print('PAYLOAD' + 'RAN')\n")
+    vars(sys).pop("keep", None)  # in-process, sys outlives the session: the generator goes with the test
     assert "PAYLOADRAN" in result.stdout, result.output  # it ran …
     sources = [r.get("source", "") for r in audit_records(log) if r["event"] == "statement"]
     assert any("PAYLOAD" in s for s in sources), sources  # … and no record shows it (atexit's exec(input()) is recorded)
@@ -90,10 +89,11 @@ def test_code_an_async_generator_finaliser_runs_at_loop_close_is_recorded(app_di
 # -- finding 3: a thread that calls a helper between statements takes the session's loop -----------------------------
 
 
+@pytest.mark.subprocess  # the interactive shell, in a real pty
 def test_a_thread_calling_a_helper_between_statements_leaves_the_shell_and_its_teardown_working(
-    app_dir: Callable[[str], Path], tmp_path: Path
+    aiosqlite_app: App, tmp_path: Path
 ) -> None:
-    root, env = asyncapp_on(app_dir, f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+    root, env = aiosqlite_app
     log = tmp_path / "audit.jsonl"
     child = spawn_shell(root, "--app", "asyncapp.db", "--shell", "python", "-q", "--audit-log", str(log), env=env)
     seen = io.StringIO()
@@ -134,8 +134,9 @@ async def slow_boot():
 '''
 
 
-def test_sigterm_while_an_async_provider_boots_ends_without_a_traceback(app_dir: Callable[[str], Path], tmp_path: Path) -> None:
-    root, env = asyncapp_on(app_dir, f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+@pytest.mark.subprocess  # SIGTERM to a real process
+def test_sigterm_while_an_async_provider_boots_ends_without_a_traceback(aiosqlite_app: App) -> None:
+    root, env = aiosqlite_app
     (root / "asyncapp" / "slow.py").write_text(SLOW_PROVIDER)
     proc = subprocess.Popen([APPSHELL, "--app", "asyncapp.slow:slow_boot()", "-c", "print(1)"], cwd=root, env=clean_environ(env),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -152,8 +153,9 @@ def test_sigterm_while_an_async_provider_boots_ends_without_a_traceback(app_dir:
 # -- finding 5: SIGHUP/SIGTERM during an awaited query waits for the whole query ---------------------------------
 
 
-def test_sighup_during_an_awaited_query_cancels_it_as_ctrl_c_does(app_dir: Callable[[str], Path], asyncpg_url: str, tmp_path: Path) -> None:
-    root, env = asyncapp_on(app_dir, asyncpg_url)
+@pytest.mark.subprocess  # SIGHUP to a real process
+def test_sighup_during_an_awaited_query_cancels_it_as_ctrl_c_does(asyncpg_app: App, tmp_path: Path) -> None:
+    root, env = asyncpg_app
     out = tmp_path / "out.txt"
     program = "from sqlalchemy import text\nprint('sleeping', flush=True)\nawait session.execute(text('select pg_sleep(15)'))\n"
     with out.open("w") as sink:
@@ -174,8 +176,9 @@ def test_sighup_during_an_awaited_query_cancels_it_as_ctrl_c_does(app_dir: Calla
 # -- finding 6: SQL a task runs is recorded under whichever statement happens to run the loop next ------------------
 
 
-def test_sql_from_a_task_is_not_credited_to_a_later_statement(app_dir: Callable[[str], Path], tmp_path: Path) -> None:
-    root, env = asyncapp_on(app_dir, f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+@pytest.mark.subprocess  # the interactive shell, in a real pty (statements typed apart in time)
+def test_sql_from_a_task_is_not_credited_to_a_later_statement(aiosqlite_app: App, tmp_path: Path) -> None:
+    root, env = aiosqlite_app
     log = tmp_path / "audit.jsonl"
     child = spawn_shell(root, "--app", "asyncapp.db", "--shell", "python", "-q", "--audit-log", str(log), env=env)
     child.expect(">>> ")
@@ -205,11 +208,11 @@ RAW_ASYNC = {
 }
 
 
-def test_an_async_drivers_own_pool_or_connect_is_refused_in_a_sandbox(app_dir: Callable[[str], Path], async_url: str) -> None:
+def test_an_async_drivers_own_pool_or_connect_is_refused_in_a_sandbox(asyncapp: App) -> None:
     from sqlalchemy import make_url
 
-    root, env = asyncapp_on(app_dir, async_url)
-    url = make_url(async_url)
+    root, env = asyncapp
+    url = make_url(env["DATABASE_URL"])
     driver = "asyncpg" if url.drivername.endswith("asyncpg") else "aiosqlite"
     program = RAW_ASYNC[driver].format(path=url.database, dsn=url.set(drivername="postgresql").render_as_string(hide_password=False))
     result = run(["--app", "asyncapp.db", "--sandbox", "-c", program], cwd=root, env=env)
@@ -219,8 +222,8 @@ def test_an_async_drivers_own_pool_or_connect_is_refused_in_a_sandbox(app_dir: C
 # -- finding 8: a helper called from a thread is told it runs "inside a task" --------------------------------------
 
 
-def test_a_helper_called_from_a_thread_says_thread(app_dir: Callable[[str], Path], tmp_path: Path) -> None:
-    root, env = asyncapp_on(app_dir, f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+def test_a_helper_called_from_a_thread_says_thread(aiosqlite_app: App) -> None:
+    root, env = aiosqlite_app
     program = ("import threading\nerrors = []\ndef work():\n    try:\n        count(Book)\n    except Exception as exc:\n        errors.append(str(exc))\n"
                "th = threading.Thread(target=work); th.start(); th.join()\nprint(errors[0])\n")
     result = run(["--app", "asyncapp.db", "-c", program], cwd=root, env=env)
@@ -231,8 +234,8 @@ def test_a_helper_called_from_a_thread_says_thread(app_dir: Callable[[str], Path
 # -- finding 9: --json of an awaited async result object prints its repr -----------------------------------------
 
 
-def test_json_of_an_awaited_async_scalar_result_is_its_rows(app_dir: Callable[[str], Path], tmp_path: Path) -> None:
-    root, env = asyncapp_on(app_dir, f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+def test_json_of_an_awaited_async_scalar_result_is_its_rows(aiosqlite_app: App) -> None:
+    root, env = aiosqlite_app
     result = run(["--app", "asyncapp.db", "--json", "-c", "await session.stream_scalars(select(Book).order_by(Book.id))"], cwd=root, env=env)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == [{"id": 1, "title": "Dune"}, {"id": 2, "title": "Emma"}], result.stdout  # a sync ScalarResult's rows
@@ -240,16 +243,17 @@ def test_json_of_an_awaited_async_scalar_result_is_its_rows(app_dir: Callable[[s
 
 # -- finding 10: exec handed to the loop (or a thread) as a callback compiles unrecorded code -----------------------
 
+# The file is read by pathlib (closed at once): open(…).read() leaves it to the collector (a ResourceWarning in-process).
 CALLBACK_EXEC = {
-    "call_soon": "import asyncio\nasyncio.get_running_loop().call_soon(exec, open({path!r}).read())\nawait asyncio.sleep(0)\n",
-    "run_in_executor": "import asyncio\nawait asyncio.get_running_loop().run_in_executor(None, exec, open({path!r}).read())\n",
-    "to_thread": "import asyncio\nawait asyncio.to_thread(exec, open({path!r}).read())\n",
+    "call_soon": "import asyncio, pathlib\nasyncio.get_running_loop().call_soon(exec, pathlib.Path({path!r}).read_text())\nawait asyncio.sleep(0)\n",
+    "run_in_executor": "import asyncio, pathlib\nawait asyncio.get_running_loop().run_in_executor(None, exec, pathlib.Path({path!r}).read_text())\n",
+    "to_thread": "import asyncio, pathlib\nawait asyncio.to_thread(exec, pathlib.Path({path!r}).read_text())\n",
 }
 
 
 @pytest.mark.parametrize("how", sorted(CALLBACK_EXEC))
-def test_code_exec_runs_as_a_loop_callback_is_recorded(app_dir: Callable[[str], Path], tmp_path: Path, how: str) -> None:
-    root, env = asyncapp_on(app_dir, f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+def test_code_exec_runs_as_a_loop_callback_is_recorded(aiosqlite_app: App, tmp_path: Path, how: str) -> None:
+    root, env = aiosqlite_app
     hidden = tmp_path / "hidden.py"
     hidden.write_text("print('HIDDEN' + '-CODE')\n")  # text no record shows unless its compile is recorded
     log = tmp_path / "audit.jsonl"
@@ -262,8 +266,8 @@ def test_code_exec_runs_as_a_loop_callback_is_recorded(app_dir: Callable[[str], 
 # -- finding 11: asyncpg's own COMMIT, then BEGIN: the sandbox sees "a transaction is open" and misses that it is not its own
 
 
-def test_asyncpg_commit_then_begin_through_the_driver_connection_is_detected(app_dir: Callable[[str], Path], asyncpg_url: str) -> None:
-    root, env = asyncapp_on(app_dir, asyncpg_url)
+def test_asyncpg_commit_then_begin_through_the_driver_connection_is_detected(asyncpg_app: App) -> None:
+    root, env = asyncpg_app
     program = (
         "from sqlalchemy import text\n"
         "conn = await engine.connect()\n"

@@ -8,10 +8,7 @@ begins its transaction lazily and keeps its own note of it, aiosqlite's runs sql
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pexpect
@@ -19,33 +16,14 @@ import pytest
 
 from conftest import APPSHELL, audit_records, clean_environ, run
 
+# Sessions in this process (tests/conftest.py, docs/design.md §9); the few that only a real process shows say why.
+pytestmark = pytest.mark.in_process
+
 APP = ["--app", "asyncapp.db"]
 PRE = "from asyncapp.db import add_book\nfrom sqlalchemy import text\n"
 RAW = "raw = (await (await session.connection()).get_raw_connection()).dbapi_connection\n"  # SQLAlchemy's adapter
 BEFORE = ["Dune", "Emma"]
 UPDATE_ALL = "sql(\"update books set title = 'Q' where id > 0\")\n"
-
-
-@pytest.fixture
-def asyncapp(app_dir: Callable[[str], Path], async_url: str) -> tuple[Path, dict[str, str]]:
-    """tests/apps/asyncapp with its two books, on aiosqlite and on asyncpg."""
-    return seeded(app_dir("asyncapp"), async_url)
-
-
-def seeded(root: Path, url: str) -> tuple[Path, dict[str, str]]:
-    env = {"DATABASE_URL": url}
-    subprocess.run([sys.executable, "-m", "asyncapp.seed"], cwd=root, env=clean_environ(env), check=True, capture_output=True)
-    return root, env
-
-
-@pytest.fixture
-def aiosqlite_app(app_dir: Callable[[str], Path], tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    return seeded(app_dir("asyncapp"), f"sqlite+aiosqlite:///{tmp_path / 'async.db'}")
-
-
-@pytest.fixture
-def asyncpg_app(app_dir: Callable[[str], Path], asyncpg_url: str) -> tuple[Path, dict[str, str]]:
-    return seeded(app_dir("asyncapp"), asyncpg_url)
 
 
 def titles(root: Path, env: dict[str, str]) -> list[str]:
@@ -166,8 +144,10 @@ ESCAPES = {
                              "    c = await c.execution_options(isolation_level='AUTOCOMMIT')\n"
                              "    await c.execute(text(\"update books set title = 'Q' where id > 0\"))",
     "adapter commit": UPDATE_ALL + RAW + "raw.commit()",
-    "raw_connection commit": "c = await engine.raw_connection(); cur = c.cursor()\n"
-                             "cur.execute(\"update books set title = 'Q' where id > 0\"); c.commit()",
+    # Given back in `finally`, as careful code does: in-process, a connection left checked out outlives the
+    # session and its loop, and is collected later (SQLAlchemy's "non-checked-in connection" warning).
+    "raw_connection commit": "c = await engine.raw_connection()\ntry:\n    cur = c.cursor()\n"
+                             "    cur.execute(\"update books set title = 'Q' where id > 0\"); c.commit()\nfinally:\n    c.close()",
 }
 
 
@@ -339,6 +319,7 @@ def test_async_sql_recorded_per_statement(asyncapp: tuple[Path, dict[str, str]],
     assert not any("appshell_sandbox" in s or "application_name" in s for s in sql)  # appshell's own SQL is not the operator's
 
 
+@pytest.mark.subprocess  # Ctrl-C through a real pty: SIGINT to a real process
 def test_ctrl_c_stops_an_aiosqlite_statement(aiosqlite_app: tuple[Path, dict[str, str]]) -> None:
     """The statement runs in aiosqlite's thread, where Python's SIGINT handler never runs: without appshell's
     interrupt it ran on, and the rollback at exit waited behind it for ever."""

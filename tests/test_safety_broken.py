@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from conftest import APPSHELL, audit_records, clean_environ, library_on
-from test_async_hostile import asyncapp_on
 
 SYNC_BREAK = ("raw = session.connection().connection.dbapi_connection\n"
               "raw.execute('COMMIT')\n"
@@ -39,7 +38,7 @@ def test_teardown_after_a_broken_sandbox_is_one_error_psycopg(app_dir: Callable[
     _assert_quiet(_broken_session(root, env, [], SYNC_BREAK, log), log)
 
 
-def test_teardown_after_a_broken_sandbox_is_one_error_asyncpg(app_dir: Callable[[str], Path], asyncpg_url: str, tmp_path: Path) -> None:
-    root, env = asyncapp_on(app_dir, asyncpg_url)
+def test_teardown_after_a_broken_sandbox_is_one_error_asyncpg(asyncpg_app: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    root, env = asyncpg_app
     log = tmp_path / "audit.jsonl"
     _assert_quiet(_broken_session(root, env, ["--app", "asyncapp.db"], ASYNC_BREAK, log), log)

@@ -108,13 +108,12 @@ def test_mariadb_read_only_role(app_dir: Callable[[str], Path], mariadb_url: str
 # -- an async app: the role's URL may name asyncpg -----------------------------------
 
 @pytest.fixture
-def asyncpg_role(app_dir: Callable[[str], Path], asyncpg_url: str) -> Iterator[tuple[Path, dict[str, str], str]]:
+def asyncpg_role(asyncpg_app: tuple[Path, dict[str, str]]) -> Iterator[tuple[Path, dict[str, str], str]]:
     """tests/apps/asyncapp on asyncpg, and the URL (asyncpg's) of a role with SELECT rights only on its tables."""
     from sqlalchemy import create_engine, make_url, text
 
-    from test_async_hostile import asyncapp_on
-
-    root, env = asyncapp_on(app_dir, asyncpg_url)
+    root, env = asyncpg_app
+    asyncpg_url = env["DATABASE_URL"]
     role = f"ro_{uuid.uuid4().hex[:8]}"
     engine = create_engine(make_url(asyncpg_url).set(drivername="postgresql+psycopg"))
     with engine.begin() as conn:
