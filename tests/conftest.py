@@ -29,6 +29,13 @@ SHOP = ROOT / "examples" / "shop"
 APPSHELL = str(Path(sys.executable).with_name("appshell"))
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
+# Started as a background job of a shell without job control (`./scripts/test &`, some CI runners),
+# this process ignores SIGINT, and so would every process it starts — an ignored signal stays
+# ignored across exec, and Python then installs no KeyboardInterrupt handler. The tests that press
+# Ctrl-C need their shells as an operator's terminal starts them: with SIGINT's default.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 def clean_environ(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The test process's environment without any appshell setting or database URL."""

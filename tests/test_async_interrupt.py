@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from conftest import leave, spawn_shell
-# asyncapp with its two books, a copy of a database seeded once per test run (CREATE DATABASE … TEMPLATE).
 
 PROMPT = [r">>>", r"In \["]  # coloured prompts: their text, between escape codes
 
