@@ -87,3 +87,31 @@ def test_no_colour_codes_when_output_is_not_a_terminal(shop: Path) -> None:
     assert b"plain 20" in out and b"[shop PRODUCTION] >>> " in out
     assert b"profile production" in err  # the plain console writes its banner to stderr
     assert b"\x1b[" not in out + err
+
+
+def _ignore_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a wrapper's `trap '' INT` leaves it, inherited over exec
+
+
+@pytest.mark.parametrize("shell", ["ipython", "ptpython", "python"])
+def test_ctrl_c_stops_a_statement_even_when_the_launcher_ignored_sigint(shop: Path, shell: str) -> None:
+    child = spawn_shell(shop, "--shell", shell, "-q", preexec_fn=_ignore_sigint)
+    child.expect(r"\[dev\]")
+    child.sendline("import time; print('sleep' + 'ing', flush=True); time.sleep(30)")  # the echo does not match
+    child.expect("sleeping")
+    child.sendintr()
+    child.expect("KeyboardInterrupt", timeout=10)  # not the prompt after 30 s
+    child.expect(r"\[dev\]")
+    leave(child)
+
+
+def test_sigint_ignored_stays_ignored_without_a_terminal(shop: Path) -> None:
+    """`nohup appshell -c …` and the like: not an operator at a terminal, so what the launcher chose holds."""
+    import subprocess
+
+    proc = subprocess.Popen([APPSHELL, "-c", "import signal; print(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)"], cwd=shop,
+                            env=clean_environ(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, preexec_fn=_ignore_sigint)
+    out, _ = proc.communicate(timeout=60)
+    assert (proc.returncode, out) == (0, "True\n")

@@ -288,6 +288,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)  # a dropped ssh connection: end the session cleanly
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN and sys.stdin.isatty():
+        # An operator at a terminal: Ctrl-C stops a runaway statement even when whatever started
+        # appshell (a wrapper's `trap '' INT`, a background job) left SIGINT ignored — an ignored
+        # signal survives exec, and Python then installs no KeyboardInterrupt handler of its own.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         from appshell.reexec import maybe_reexec
         from appshell.settings import find_project_root
