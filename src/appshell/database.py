@@ -389,7 +389,7 @@ class Coverage:
                 raise ReadOnlyError(f"this session is read-only (profile {self.profile}): {why} — refused")
             raise SandboxRefused(f"{why}: refused in the sandbox — run it without --sandbox")
         if st.sqlite3 and "interrupted" in str(context.original_exception) and not st.timed_out:
-            raise KeyboardInterrupt  # Ctrl-C stopped the statement (see _sqlite)
+            raise KeyboardInterrupt from None  # Ctrl-C stopped the statement (see _sqlite); the driver's "interrupted" is how, not news
 
     def _on_options(self, target: Any, options: Any) -> None:
         if self.sandbox is not None and "isolation_level" in options:
