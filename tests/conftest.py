@@ -28,6 +28,9 @@ APPS = Path(__file__).resolve().parent / "apps"
 SHOP = ROOT / "examples" / "shop"
 APPSHELL = str(Path(sys.executable).with_name("appshell"))
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# The servers the tests use, read once here: every test's environment is cleaned of APPSHELL_* (_clean_env).
+PG_URL = os.environ.get("APPSHELL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+MYSQL_URL = os.environ.get("APPSHELL_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 
 # Started as a background job of a shell without job control (`./scripts/test &`, some CI runners),
 # this process ignores SIGINT, and so would every process it starts — an ignored signal stays
@@ -196,17 +199,11 @@ def run_in_process(args: Sequence[str], cwd: Path, environ: Mapping[str, str], i
     """appshell's `main(args)` in this process, as the console script would run it: environment,
     working directory, argv, stdin/stdout/stderr, sys.path set, everything put back after."""
     from appshell.cli import main
-    from appshell.process_state import process_state
 
     out, err = _Stream(), _Stream()
-    with _before_the_run_unseen(), process_state():
-        os.environ.clear()
-        os.environ.update(environ)
-        os.chdir(cwd)
-        sys.argv = [APPSHELL, *args]
-        extra = [p for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in _SCRIPT_PATH]
-        sys.path[:] = [_SCRIPT_PATH[0], *extra, *_SCRIPT_PATH[1:]]  # a test's own PYTHONPATH, as the interpreter reads it
-        sys.dont_write_bytecode = True  # PYTHONDONTWRITEBYTECODE=1, as the subprocess has it
+    extra = [p for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in _SCRIPT_PATH]
+    # A test's own PYTHONPATH, as the interpreter reads it.
+    with _as_a_process(environ, cwd, [APPSHELL, *args], [_SCRIPT_PATH[0], *extra, *_SCRIPT_PATH[1:]]):
         sys.stdin, sys.stdout, sys.stderr = _Stream((input or "").encode()), out, err
         signal.signal(signal.SIGALRM, _timed_out)  # as subprocess.run(timeout=...) would: a hung run fails the test
         signal.setitimer(signal.ITIMER_REAL, timeout)
@@ -240,15 +237,24 @@ def run_module(module: str, cwd: Path, env: Mapping[str, str] | None = None, *, 
         return
     import runpy
 
+    with _as_a_process(environ, cwd, [module], [str(cwd), *_SCRIPT_PATH[1:]]):  # `python -m` puts the working directory first
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+@contextmanager
+def _as_a_process(environ: Mapping[str, str], cwd: Path, argv: list[str], path: list[str]) -> Iterator[None]:
+    """This process set up as a new one would start with *environ*, *cwd*, *argv* and *path*
+    (sys.path), and everything put back after (process_state)."""
     from appshell.process_state import process_state
 
     with _before_the_run_unseen(), process_state():
         os.environ.clear()
         os.environ.update(environ)
         os.chdir(cwd)
-        sys.path[:] = [str(cwd), *_SCRIPT_PATH[1:]]  # `python -m` puts the working directory first
-        sys.argv = [module]
-        runpy.run_module(module, run_name="__main__", alter_sys=True)
+        sys.argv = argv
+        sys.path[:] = path
+        sys.dont_write_bytecode = True  # PYTHONDONTWRITEBYTECODE=1, as clean_environ gives a subprocess
+        yield
 
 
 @contextmanager
@@ -324,19 +330,15 @@ def shop(tmp_path: Path, _seeded_shop: Path) -> Path:
     return target
 
 
-def _pg_base_url() -> str:
-    return os.environ.get("APPSHELL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
-def postgres_or_skip(engine: Any) -> None:
-    """The PostgreSQL server answers through *engine*; else the test is skipped (failed under CI)."""
+def server_or_skip(engine: Any, server: str) -> None:
+    """The database server (*server*: its name) answers through *engine*; else the test is skipped (failed under CI)."""
     from sqlalchemy import text
 
     try:
         with engine.connect() as conn:
             conn.execute(text("select 1"))
     except Exception as exc:  # noqa: BLE001 - any failure means "no server"
-        unavailable(f"PostgreSQL is not reachable at {_pg_base_url()}: {exc}", "every database server")
+        unavailable(f"{server} is not reachable at {engine.url.render_as_string(hide_password=True)}: {exc}", "every database server")
 
 
 def unavailable(message: str, required: str) -> NoReturn:
@@ -358,9 +360,9 @@ def pg_schema() -> Iterator[str]:
     """A schema of its own on the PostgreSQL server (the URL's search_path), dropped at the end."""
     from sqlalchemy import create_engine, text
 
-    base = _pg_base_url()
+    base = PG_URL
     engine = create_engine(base)
-    postgres_or_skip(engine)
+    server_or_skip(engine, "PostgreSQL")
     schema = f"appshell_{uuid.uuid4().hex[:10]}"
     with engine.begin() as conn:
         conn.execute(text(f"create schema {schema}"))
@@ -395,12 +397,12 @@ def asyncpg_database(template: str | None = None) -> Iterator[str]:
     from sqlalchemy import create_engine, make_url, text
 
     name = f"appshell_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(_pg_base_url(), isolation_level="AUTOCOMMIT")
-    postgres_or_skip(admin)
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    server_or_skip(admin, "PostgreSQL")
     with admin.connect() as conn:
         conn.execute(text(f"create database {name}" + (f" template {template}" if template else "")))
     try:
-        yield make_url(_pg_base_url()).set(drivername="postgresql+asyncpg", database=name).render_as_string(hide_password=False)
+        yield make_url(PG_URL).set(drivername="postgresql+asyncpg", database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as conn:
             conn.execute(text(f"drop database {name} with (force)"))
@@ -456,16 +458,12 @@ def asyncapp(request: pytest.FixtureRequest) -> tuple[Path, dict[str, str]]:
 
 @pytest.fixture
 def mariadb_url() -> Iterator[str]:
-    """A fresh database on the local MariaDB/MySQL server; skipped (with the reason) if there is none."""
+    """A fresh database on the local MariaDB/MySQL server; skipped (or, under CI, failed) if it is down."""
     from sqlalchemy import create_engine, text
 
-    base = os.environ.get("APPSHELL_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+    base = MYSQL_URL
     engine = create_engine(base)
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("select 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure means "no server"
-        unavailable(f"MariaDB/MySQL is not reachable at {base}: {exc}", "every database server")
+    server_or_skip(engine, "MariaDB/MySQL")
     name = f"appshell_{uuid.uuid4().hex[:10]}"
     with engine.begin() as conn:
         conn.execute(text(f"create database {name}"))
