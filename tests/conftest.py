@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import signal
@@ -450,6 +451,13 @@ def asyncpg_app(app_dir: Callable[[str], Path], _asyncapp_pg_template: str) -> I
         yield app_dir("asyncapp"), {"DATABASE_URL": url}
 
 
+def titles(root: Path, env: Mapping[str, str]) -> list[str]:
+    """The asyncapp's book titles now, read by a fresh session that writes nothing."""
+    result = run(["--app", "asyncapp.db", "-c", "import json\nprint(json.dumps(sorted(b.title for b in where(Book))))"], cwd=root, env=env)
+    assert result.exit_code == 0, result.output
+    return list(json.loads(result.stdout))
+
+
 @pytest.fixture(params=["aiosqlite", "asyncpg"])
 def asyncapp(request: pytest.FixtureRequest) -> tuple[Path, dict[str, str]]:
     """tests/apps/asyncapp with its two books, on aiosqlite and on asyncpg."""
@@ -579,8 +587,6 @@ def started(args: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None
 
 def audit_records(path: Path) -> list[dict]:  # type: ignore[type-arg]
     """Every record of a file sink, in order."""
-    import json
-
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 

@@ -16,18 +16,11 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from conftest import APPSHELL, audit_records, clean_environ, run, spawn_shell
+from conftest import APPSHELL, audit_records, clean_environ, run, spawn_shell, titles
 
 pytestmark = pytest.mark.in_process
 
 App = tuple[Path, dict[str, str]]
-
-
-def titles(root: Path, env: dict[str, str]) -> list[str]:
-    """What is in the database now, read by a fresh session that writes nothing."""
-    result = run(["--app", "asyncapp.db", "-c", "import json; print(json.dumps(sorted(b.title for b in where(Book))))"], cwd=root, env=env)
-    assert result.exit_code == 0, result.output
-    return list(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
 # -- finding 1: an async generator finalised when the session's loop closes runs after the guards are down ------------

@@ -7,14 +7,13 @@ begins its transaction lazily and keeps its own note of it, aiosqlite's runs sql
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import pexpect
 import pytest
 
-from conftest import APPSHELL, audit_records, clean_environ, run
+from conftest import APPSHELL, audit_records, clean_environ, run, titles
 
 # Sessions in this process (tests/conftest.py, docs/design.md §9); the few that only a real process shows say why.
 pytestmark = pytest.mark.in_process
@@ -24,12 +23,6 @@ PRE = "from asyncapp.db import add_book\nfrom sqlalchemy import text\n"
 RAW = "raw = (await (await session.connection()).get_raw_connection()).dbapi_connection\n"  # SQLAlchemy's adapter
 BEFORE = ["Dune", "Emma"]
 UPDATE_ALL = "sql(\"update books set title = 'Q' where id > 0\")\n"
-
-
-def titles(root: Path, env: dict[str, str]) -> list[str]:
-    result = run([*APP, "-c", "import json\nprint(json.dumps(sorted(b.title for b in where(Book))))"], cwd=root, env=env)
-    assert result.exit_code == 0, result.output
-    return list(json.loads(result.stdout))
 
 
 def is_pg(env: dict[str, str]) -> bool:
