@@ -45,6 +45,12 @@ ESCAPES = [
     ("postgresql", "ROLLBACK TO SAVEPOINT sa_savepoint_1", False),
     ("postgresql", "RELEASE SAVEPOINT appshell_sandbox", True),
     ("postgresql", 'RELEASE "appshell_sandbox"', True),
+    ("postgresql", "RELEASE /* a comment */ SAVEPOINT appshell_sandbox", True),
+    ("postgresql", "select 1; RELEASE SAVEPOINT appshell_sandbox", True),
+    ("sqlite", "RELEASE SAVEPOINT appshell_sandbox", True),
+    ("sqlite", "RELEASE appshell_sandbox", True),
+    ("mariadb", "RELEASE SAVEPOINT appshell_sandbox", True),
+    ("mariadb", "RELEASE SAVEPOINT sa_savepoint_2", False),
     ("postgresql", "RELEASE SAVEPOINT sa_savepoint_1", False),
     ("postgresql", "SAVEPOINT sa_savepoint_1", False),
     ("postgresql", "update books set year = 0; commit", True),
@@ -139,3 +145,18 @@ def test_accounting(kind: str, sql: str, writes: list[tuple[str, str, bool]], dd
 ])
 def test_split(kind: str, sql: str, count: int) -> None:
     assert len(classify(sql, kind)) == count
+
+
+@pytest.mark.parametrize("dialect", ["postgres", "sqlite", "mysql"])
+def test_command_keywords_are_read_word_by_word(dialect: str) -> None:
+    """sqlglot reads a "command" keyword and then the rest of its statement as one string; which keywords
+    those are moves between releases (30.31 added RELEASE, and a sandbox refusal was lost). appshell
+    reads that string again: every statement's words are tokens whatever the release."""
+    from sqlglot.dialects.dialect import Dialect
+
+    from appshell.statements import _tokens
+
+    tokenizer = Dialect.get_or_raise(dialect)
+    for keyword in ("RELEASE", "DO", "SHOW", "EXECUTE", "CALL", "COPY", "MERGE", "PREPARE", "LOCK"):
+        texts = [str(t.text).upper() for t in _tokens(tokenizer, f"{keyword} SAVEPOINT appshell_sandbox; select 1")]
+        assert texts == [keyword, "SAVEPOINT", "APPSHELL_SANDBOX", ";", "SELECT", "1"], (dialect, keyword, texts)

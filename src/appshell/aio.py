@@ -28,7 +28,7 @@ from appshell.errors import Refused
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["FLAGS", "awaits", "execute", "run", "sync_io", "use_greenlets", "greenlets", "finish", "keep", "close", "LoopMisuse"]
+__all__ = ["FLAGS", "await_", "awaits", "execute", "run", "sync_io", "use_greenlets", "greenlets", "finish", "keep", "close", "LoopMisuse"]
 
 FLAGS = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
 _CO_COROUTINE = 0x80  # inspect.CO_COROUTINE, without importing inspect
@@ -66,6 +66,15 @@ def use_greenlets() -> None:
     _install_run()
 
 
+def await_(awaitable: Awaitable[T]) -> T:
+    """SQLAlchemy's own wait on an awaitable from inside its greenlet: ``await_`` from 2.1, ``await_only`` in 2.0
+    (2.1 keeps the old name as a deprecated alias, 2.2 drops it — so the new name first)."""
+    from sqlalchemy.util import concurrency
+
+    wait = getattr(concurrency, "await_", None) or concurrency.await_only
+    return wait(awaitable)  # type: ignore[no-any-return]
+
+
 def _get_loop(what: str = "this") -> asyncio.AbstractEventLoop:
     global _loop, _owner
     import asyncio
@@ -86,7 +95,7 @@ def run(awaitable: Awaitable[T]) -> T:
     loop = _get_loop("await")
     if not _greenlets:
         return _complete(loop, awaitable)
-    from sqlalchemy.util.concurrency import await_, greenlet_spawn, in_greenlet
+    from sqlalchemy.util.concurrency import greenlet_spawn, in_greenlet
 
     if in_greenlet():  # a helper's sync code reached an awaitable: the loop is already ours
         return await_(awaitable)
@@ -156,8 +165,6 @@ class _Step:
 def _drive(awaitable: Awaitable[T]) -> T:
     """Run a coroutine from inside the greenlet: its code (and the sync helpers it calls) runs
     here, where SQLAlchemy's ``await_`` works; what it waits on is awaited by the loop's task."""
-    from sqlalchemy.util.concurrency import await_
-
     steps = awaitable.__await__()
     value: Any = None
     error: BaseException | None = None

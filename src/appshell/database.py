@@ -422,7 +422,7 @@ def _on_sqlite_thread(st: ConnState, name: str, *args: Any) -> None:
     if st.raw is st.sq:
         getattr(st.sq, name)(*args)
         return
-    from sqlalchemy.util.concurrency import await_
+    from appshell.aio import await_
 
     await_(getattr(st.raw.driver_connection, name)(*args))
 

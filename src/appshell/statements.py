@@ -78,7 +78,7 @@ def _classify(sql: str, kind: str) -> tuple[Statement, ...]:
     dialect_name = _SQLGLOT.get(kind, "postgres")
     dialect = Dialect.get_or_raise(dialect_name)
     try:
-        tokens = dialect.tokenize(sql)
+        tokens = _tokens(dialect, sql)
     except SqlglotError:
         return (_unreadable(sql, kind),)
     out: list[Statement] = []
@@ -91,6 +91,32 @@ def _classify(sql: str, kind: str) -> tuple[Statement, ...]:
         else:
             chunk.append(token)
     return tuple(out) or (Statement(text=sql, head=""),)
+
+
+def _tokens(dialect: Any, sql: str) -> list[Any]:
+    """The dialect's tokens of *sql*, with what sqlglot swallowed into a command's string read as tokens too.
+
+    sqlglot's tokenizer reads a keyword it treats as a "command" (``RELEASE`` since 30.31, ``DO``, ``SHOW``…)
+    and then the rest of the statement as one STRING token. Which keywords those are changes between
+    releases — 30.31 turned ``RELEASE SAVEPOINT x`` into ``RELEASE`` + ``'SAVEPOINT x'`` and lifted a
+    sandbox refusal. So that string is tokenized again, and every statement is read word by word whatever
+    the release (tests/test_safety_statements.py pins this for every command keyword)."""
+    from sqlglot.tokens import TokenType
+
+    tokens = dialect.tokenize(sql)
+    out: list[Any] = []
+    for at, token in enumerate(tokens):
+        previous = tokens[at - 1] if at else None
+        if token.token_type == TokenType.STRING and previous is not None and previous.token_type in dialect.tokenizer_class.COMMANDS:
+            start = sql.find(token.text, previous.end + 1)
+            start = start if start >= 0 else previous.end + 1
+            for inner in dialect.tokenize(token.text):
+                inner.start += start
+                inner.end += start
+                out.append(inner)
+            continue
+        out.append(token)
+    return out
 
 
 def _unreadable(sql: str, kind: str) -> Statement:
