@@ -196,6 +196,7 @@ class _Collector:
         self.classes: list[type] = []
         self.extra: dict[str, Any] = {}
         self.app: Any = None
+        self.warnings: list[str] = []
 
     def take_flask(self, app: Any, teardown: list[Callable[[], object]]) -> None:
         app_ctx = app.app_context()
@@ -241,6 +242,33 @@ class _Collector:
                 self._classify(value, f"{module.__name__}.{name}", explicit=name == "engine")
             elif isinstance(value, type):
                 self._classify(value, name)
+
+    def take_models_module(self, module: ModuleType) -> None:
+        """A --models module: its globals, and the names its ``__all__`` exports lazily (a module ``__getattr__``)."""
+        self.take_module(module)
+        names = getattr(module, "__all__", None)
+        if not isinstance(names, (list, tuple)):
+            return
+        defined = vars(module)
+        missing: list[str] = []
+        for name in names:
+            if not isinstance(name, str) or name in defined:
+                continue  # the common case, an eager module: nothing to resolve
+            try:
+                value = getattr(module, name)
+            except AttributeError as exc:
+                if not _raised_by_getattr(exc, module):  # an AttributeError inside the module it imports: the app's bug
+                    raise AppCrashed(f"importing '{module.__name__}.{name}' (listed in its __all__) failed", exc) from exc
+                missing.append(name)
+                continue
+            except Exception as exc:  # the app's own lazy import raised
+                raise AppCrashed(f"importing '{module.__name__}.{name}' (listed in its __all__) failed", exc) from exc
+            self._classify(value, f"{module.__name__}.{name}", explicit=name == "engine")
+        if missing:
+            self.warnings.append(
+                f"{module.__name__}.__all__ lists {len(missing)} name{'s' if len(missing) > 1 else ''} that it does not define: "
+                f"{', '.join(missing)} — fix its __all__ or its __getattr__"
+            )
 
     def _classify(self, value: Any, where: str, explicit: bool = False) -> None:
         from sqlalchemy import Engine, MetaData
@@ -289,6 +317,20 @@ class _Collector:
             if bind is not None:
                 return bind
         return None
+
+
+def _raised_by_getattr(exc: AttributeError, module: ModuleType) -> bool:
+    """Was *exc* "no such name" — raised by the module's own ``__getattr__`` (or by ``getattr`` itself,
+    where it has none) — rather than by code that ``__getattr__`` imported? (Flask tells a missing
+    app from a crashing one the same way: by where the traceback ends.)"""
+    tb = exc.__traceback__
+    frames = 0
+    while tb is not None and tb.tb_next is not None:
+        tb, frames = tb.tb_next, frames + 1
+    if frames == 0:
+        return True  # raised by getattr() in our own frame: the module has no __getattr__
+    hook = vars(module).get("__getattr__")
+    return tb is not None and tb.tb_frame.f_code is getattr(hook, "__code__", None)
 
 
 class _AsyncKinds(NamedTuple):
@@ -530,7 +572,7 @@ def boot(settings: Settings) -> AppContext:
         if settings.app:
             _boot_provider(settings.app, collector, teardown)
         for name in settings.models:
-            collector.take_module(import_user_module(name, "--models"))
+            collector.take_models_module(import_user_module(name, "--models"))
         for module in _app_modules(folders):  # models on another base that the app imports (Flask-AppBuilder's Model)
             collector.take_module(module, everything=False)
         engine = collector.pick_engine() or _make_engine(settings.database_url)
@@ -557,6 +599,7 @@ def boot(settings: Settings) -> AppContext:
             aio.close()  # the loop the app's boot may have made, and greenlet mode with it
         raise
     models, warnings = _name_models(classes)
+    warnings[:0] = collector.warnings
     if not models:
         where = f"--app {settings.app}" if settings.app else "the --models modules"
         warnings.append(f"no mapped classes found in {where} — pass --models MODULE for the module that defines them")
