@@ -4,8 +4,12 @@ factory, a provider's unusable return value, and an app that makes its own engin
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +24,31 @@ def json_of(cwd: Path, env: dict[str, str], code: str, *args: str) -> object:
     result = run([*args, "--json", "-c", code], cwd=cwd, env=env)
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
+
+
+@contextmanager
+def booted(root: Path, env: dict[str, str], **flags: Any) -> Iterator[Any]:
+    """The app at *root* booted in this process as `appshell` would boot it (for the functions doctor
+    calls with the context); all process-wide state put back after."""
+    from appshell import aio
+    from appshell.context import boot
+    from appshell.process_state import process_state
+    from appshell.settings import export_environment, resolve
+
+    with process_state():
+        os.environ.update(env)
+        os.chdir(root)
+        sys.dont_write_bytecode = True
+        settings = resolve(flags, cwd=root)
+        export_environment(settings)
+        ctx = boot(settings)
+        try:
+            yield ctx
+        finally:
+            try:
+                ctx.close()
+            finally:
+                aio.close()
 
 
 # --- lazily exported models -------------------------------------------------------------------
@@ -46,3 +75,39 @@ def test_a_crash_inside_a_lazy_export_shows_its_traceback(app_dir: Apps, sqlite_
     assert result.stderr.endswith(
         "appshell: error: importing 'lazymodels.crashing.Invoice' (listed in its __all__) failed (the traceback above is from the app's own code)\n"
     )
+
+
+# --- an unbound session factory -----------------------------------------------------------------
+
+def test_an_unbound_scoped_session_is_bound_to_the_shells_engine(app_dir: Apps, db_url: str) -> None:
+    root = app_dir("unboundapp")  # models = ["unboundapp.models"]: DBSession = scoped_session(sessionmaker()), bound at run time
+    code = (
+        "metadata.create_all(engine); from unboundapp.models import DBSession; from unboundapp.services import add_task; "
+        "add_task('reindex'); commit(); "
+        "[count(Task), session is DBSession, DBSession.get_bind() is engine, DBSession.session_factory.kw.get('bind') is None]"
+    )
+    # The app's code (add_task uses DBSession) and the shell's helpers share the one session and engine;
+    # the app's factory is left as the app wrote it.
+    assert json_of(root, {"DATABASE_URL": db_url}, code) == [1, True, True, True]
+
+
+def test_doctor_session_check_runs_a_query_through_the_session_handed_out(app_dir: Apps, sqlite_url: str, tmp_path: Path) -> None:
+    from appshell.context import check_session
+
+    root = app_dir("unboundapp")
+    with booted(root, {"DATABASE_URL": sqlite_url}) as ctx:
+        assert check_session(ctx) is None
+        assert not ctx.session().in_transaction()  # the probe leaves nothing open
+    # The provider's session is bound to a database that cannot be opened; its engine is fine.
+    env = {"DATABASE_URL": sqlite_url, "OTHER_URL": f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}"}
+    with booted(root, env, app="unboundapp.elsewhere:context") as ctx:
+        assert check_session(ctx) == "OperationalError: (sqlite3.OperationalError) unable to open database file"
+
+
+def test_doctor_session_check_on_an_async_app(aiosqlite_app: tuple[Path, dict[str, str]]) -> None:
+    from appshell.context import check_session
+
+    root, env = aiosqlite_app
+    with booted(root, env, app="asyncapp.db") as ctx:
+        assert ctx.async_session is not None
+        assert check_session(ctx) is None

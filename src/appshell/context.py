@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from appshell.settings import Settings
 
-__all__ = ["AppContext", "boot", "import_user_module", "AppCrashed"]
+__all__ = ["AppContext", "boot", "import_user_module", "AppCrashed", "check_session"]
 
 _FACTORY_NAMES = ("create_app", "make_app")
 _MAPPING_KEYS = ("engine", "session", "metadata")
@@ -520,13 +520,13 @@ def _tables_of(cls: type) -> list[Any]:
     return list(getattr(mapper, "tables", []) or [])
 
 
-def _open_session(collector: _Collector, engine: Any, sqlmodel: bool) -> Any:
+def _open_session(collector: _Collector, engine: Any, sqlmodel: bool, classes: list[type]) -> Any:
     """The app's session, else one from its sessionmaker, else a new one (SQLModel's for SQLModel tables).
     For an async engine: the app's AsyncSession, or one from its async_sessionmaker, or a new one."""
     if isinstance(engine, _async_kinds().engines):
         return _open_async_session(collector, engine, sqlmodel)
     if collector.session is not None and not _is_async(collector.session):
-        return collector.session
+        return _bind_if_unbound(collector.session, engine, classes)
     if collector.sessionmaker is not None and not _is_async(collector.sessionmaker):
         return collector.sessionmaker(bind=engine)
     if sqlmodel:
@@ -536,6 +536,73 @@ def _open_session(collector: _Collector, engine: Any, sqlmodel: bool) -> Any:
     from sqlalchemy.orm import Session
 
     return Session(engine)
+
+
+def _bind_if_unbound(source: Any, engine: Any, classes: list[type]) -> Any:
+    """The app's Session or scoped_session, bound to *engine* where the app binds it only at run time.
+
+    Pyramid's and many Flask-era apps keep one ``scoped_session(sessionmaker())`` and call
+    ``Session.configure(bind=engine)`` at startup; imported by appshell, it has no bind and the
+    first query would fail with UnboundExecutionError. What is bound is the *session handed out*
+    (a scoped session's session for this thread, which its registry makes now), not the app's
+    factory: app code that the operator calls uses ``Session``/``Session()`` in this thread and so
+    gets this same session and engine, while the factory stays as the app wrote it — whatever else
+    makes a session from it (a thread the app starts) still fails loudly rather than silently
+    writing through an engine the app did not choose.
+    """
+    from sqlalchemy.orm import scoped_session
+
+    if isinstance(source, scoped_session):
+        if _bind_of(source) is not None:
+            return source  # the factory is bound: nothing to make or check
+        current = source()  # this thread's session, as the registry would make it at first use
+    else:
+        current = source
+    if not _has_bind(current, classes):
+        current.bind = engine
+    return source
+
+
+def _has_bind(session: Any, classes: list[type]) -> bool:
+    """Can *session* find an engine — its own bind, a bind per base or table (``binds=``), or its class's get_bind (Flask-SQLAlchemy's)?"""
+    from sqlalchemy.exc import UnboundExecutionError
+
+    for mapper in (None, *classes):
+        try:
+            session.get_bind(mapper=mapper)
+            return True
+        except UnboundExecutionError:
+            continue
+    return False
+
+
+def check_session(ctx: AppContext) -> str | None:
+    """Run ``SELECT 1`` through the session the shell hands out: None if it answers, else the error in one line (for doctor)."""
+    from sqlalchemy import text
+
+    from appshell import aio
+
+    def probe() -> None:
+        try:
+            ctx.session.execute(text("SELECT 1"))
+        finally:
+            ctx.session.rollback()  # leave no transaction open for what runs next
+
+    async def probe_async() -> None:
+        try:
+            await ctx.async_session.execute(text("SELECT 1"))
+        finally:
+            await ctx.async_session.rollback()
+
+    try:
+        if ctx.async_session is not None:
+            aio.run(probe_async())
+        else:
+            aio.sync_io(probe)
+    except Exception as exc:  # noqa: BLE001 - any failure is the finding
+        message = str(exc).strip().splitlines()
+        return f"{type(exc).__name__}: {mask_url(message[0]) if message else ''}".rstrip(": ")
+    return None
 
 
 def _open_async_session(collector: _Collector, engine: Any, sqlmodel: bool) -> Any:
@@ -584,7 +651,7 @@ def boot(settings: Settings) -> AppContext:
             engine = async_engine.sync_engine
         classes = _all_mapped(collector)
         sqlmodel = uses_sqlmodel(classes)
-        session = _open_session(collector, async_engine or engine, sqlmodel)
+        session = _open_session(collector, async_engine or engine, sqlmodel, classes)
         async_session = session if _is_async(session) else None
         if async_session is not None:
             session = async_session.sync_session
