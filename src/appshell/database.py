@@ -92,6 +92,8 @@ def run_statements(dbapi_conn: Any, *statements: str) -> None:
 # SQLAlchemy's adapters of async drivers: the DBAPI connection an AsyncEngine's sync core sees.
 ASYNCPG_ADAPTER = "sqlalchemy.dialects.postgresql.asyncpg"
 AIOSQLITE_ADAPTER = "sqlalchemy.dialects.sqlite.aiosqlite"
+AIOMYSQL_ADAPTER = "sqlalchemy.dialects.mysql.aiomysql"
+ASYNCMY_ADAPTER = "sqlalchemy.dialects.mysql.asyncmy"
 
 
 def sqlite_of(raw: Any) -> Any:
@@ -122,6 +124,10 @@ def in_transaction(raw: Any) -> bool | None:
         return int(raw.info.transaction_status) in (1, 2, 3)  # ACTIVE, INTRANS, INERROR
     if module.startswith("pymysql"):
         return bool(raw.server_status & 1)  # SERVER_STATUS_IN_TRANS, from the last reply: no round trip
+    if module in (AIOMYSQL_ADAPTER, ASYNCMY_ADAPTER):
+        # aiomysql's and asyncmy's connections keep the server's status flags of the last reply, as pymysql does.
+        driver = raw.driver_connection
+        return None if driver is None else bool(driver.get_transaction_status())
     return None
 
 
@@ -142,7 +148,7 @@ class ConnState:
     """What appshell knows about one DBAPI connection (a plain class: a dataclass costs start-up time)."""
 
     __slots__ = ("raw", "kind", "dialect", "deadline", "timed_out", "denied", "own", "autocommit", "sandboxed", "frames", "pending", "sq",
-                 "sqlite3", "busy", "marker")
+                 "sqlite3", "busy", "marker", "discarded", "counted")
 
     def __init__(self, raw: Any, kind: str, dialect: Any) -> None:
         self.raw = raw
@@ -159,7 +165,11 @@ class ConnState:
         self.sq = sqlite_of(raw)  # the sqlite3 connection: the stdlib driver's, or the one under aiosqlite's adapter
         self.sqlite3 = self.sq is not None
         self.busy = False  # aiosqlite: a statement runs in aiosqlite's thread (Ctrl-C interrupts it: _interrupt_aiosqlite)
-        self.marker: Any = None  # PostgreSQL: the sandbox's transaction_timestamp(), to tell its transaction from a new one
+        # What the database says identifies the sandbox's transaction (PostgreSQL: transaction_timestamp();
+        # MySQL/MariaDB: the session's transaction-statement counters), to tell it from one opened in its place.
+        self.marker: Any = None
+        self.discarded: Any = None  # PostgreSQL: Counter of the rows the program's own rollbacks undid (the database's counts)
+        self.counted: Any = None  # the database's count of what this connection changed, once the connection ended
 
 
 class Coverage:

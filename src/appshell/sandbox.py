@@ -24,20 +24,43 @@ session stops: :class:`~appshell.errors.SandboxBroken`, exit 3.
 
 Statements that would end or change the transaction (``COMMIT``, ``END``,
 outer ``ROLLBACK``, ``RELEASE`` of the sandbox's savepoint, autocommit and
-isolation changes, MySQL's implicitly committing statements — in
-multi-statement strings too) are refused before they run.
+isolation changes, MySQL's implicitly committing statements and executable
+comments — in multi-statement strings too) are refused before they run.
+
+The parser is the first line, the database the last (issue 21): the sandbox's
+transaction is identified by what the database says — PostgreSQL its
+``transaction_timestamp()``, MySQL/MariaDB the session's own counts of
+transaction statements (``Com_commit``, ``Com_rollback``, …), SQLite the
+connection's ``in_transaction`` under an authorizer that denies every
+transaction statement — read at the start, at each commit and rollback, after
+each statement the parser cannot read (``DO``, ``EXECUTE``, ``CALL``, …) and at
+the end. And the dry run's numbers come from the database's counters where it
+keeps them: PostgreSQL's ``pg_stat_xact_user_tables`` per table (cascades,
+triggers, functions, ``DO``, ``EXECUTE``, ``MERGE``, ``COPY`` included),
+MySQL/MariaDB's ``innodb_trx.trx_rows_modified`` (a total), SQLite's
+``total_changes()``.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from appshell.database import AIOSQLITE_ADAPTER, ASYNCPG_ADAPTER, ConnState, in_transaction, run_statements, short_sql
+from appshell.database import (
+    AIOMYSQL_ADAPTER,
+    AIOSQLITE_ADAPTER,
+    ASYNCMY_ADAPTER,
+    ASYNCPG_ADAPTER,
+    ConnState,
+    in_transaction,
+    run_statements,
+    short_sql,
+)
 from appshell.errors import Refused, SandboxBroken
 from appshell.render import table
 from appshell.statements import SANDBOX_SAVEPOINT
@@ -49,9 +72,26 @@ __all__ = ["Sandbox", "SandboxRefused"]
 
 SAVEPOINT = SANDBOX_SAVEPOINT
 _OPS = ("inserted", "updated", "deleted")
-# What tells the sandbox's own transaction from one opened in its place (constant within a transaction; no
-# transaction id is assigned, so it works on a read-only connection and on a hot standby too).
-MARKER_SQL = "SELECT transaction_timestamp()"
+# PostgreSQL, in one round trip: what tells the sandbox's own transaction from one opened in its place
+# (transaction_timestamp() is constant within a transaction; no transaction id is assigned, so it works on a
+# read-only connection and on a hot standby too), and the rows this transaction touched per table. Those
+# counters include every row a statement touched — cascades, triggers, functions, DO, EXECUTE, MERGE, COPY —
+# and the rows of savepoints rolled back too (the database counts attempts): the program's own rollbacks
+# are taken off with a snapshot of the counters at each savepoint (Frame.db).
+MARKER_SQL = ("SELECT transaction_timestamp(), s.relname, s.n_tup_ins, s.n_tup_upd, s.n_tup_del FROM (SELECT 1) AS one "
+              "LEFT JOIN pg_stat_xact_user_tables AS s ON s.n_tup_ins + s.n_tup_upd + s.n_tup_del > 0")
+# MySQL/MariaDB have no transaction id a session can read exactly: information_schema.innodb_trx is a cache
+# refreshed at most every 0.1 s (a read may be stale), and a read-only transaction's trx_id is 0. The session's
+# own counts of transaction statements change whenever a COMMIT (AND CHAIN), ROLLBACK, BEGIN or XA statement
+# runs, wherever it came from (an executable comment, a prepared statement, a stored procedure); the implicit
+# commits of DDL clear the protocol's IN_TRANS flag (in_transaction(), no round trip).
+MYSQL_MARKER_SQL = ("SHOW SESSION STATUS WHERE Variable_name IN "
+                    "('Com_commit', 'Com_rollback', 'Com_begin', 'Com_xa_commit', 'Com_xa_rollback', 'Com_xa_start', 'Com_xa_prepare')")
+# The rows the transaction modified, all tables together (InnoDB keeps no count per table), net of rollbacks
+# to savepoints. Read once, at the end, after the 0.1 s the cache may lag behind.
+MYSQL_ROWS_SQL = "SELECT trx_rows_modified FROM information_schema.innodb_trx WHERE trx_mysql_thread_id = connection_id()"
+_INNODB_TRX_CACHE_S = 0.11
+_SOURCES = {"postgresql": "pg_stat_xact_user_tables", "mysql": "rowcount", "mariadb": "rowcount", "sqlite": "total_changes()"}
 
 
 class SandboxRefused(Refused):
@@ -66,6 +106,8 @@ class Frame:
     rows: Counter[tuple[str, str]] = field(default_factory=Counter)
     unknown: set[tuple[str, str]] = field(default_factory=set)  # a count the driver cannot give (a data-modifying CTE)
     ddl: list[str] = field(default_factory=list)
+    # PostgreSQL: (the database's counters, the connection's discarded rows) when this frame began.
+    db: tuple[Counter[tuple[str, str]], Counter[tuple[str, str]]] | None = None
 
     def add(self, other: Frame) -> None:
         self.rows.update(other.rows)
@@ -97,14 +139,25 @@ def _refusing(cls: type) -> type:
     return sub
 
 
-def _read_marker(raw: Any) -> Any:
+def _rows(raw: Any, sql: str) -> list[Any]:
     cursor = raw.cursor()
     try:
-        cursor.execute(MARKER_SQL)
-        row = cursor.fetchone()
-        return row[0] if row else None
+        cursor.execute(sql)
+        return list(cursor.fetchall())
     finally:
         cursor.close()
+
+
+def _read_marker(raw: Any, kind: str = "postgresql") -> tuple[Any, Counter[tuple[str, str]] | None]:
+    """(what identifies the open transaction, the rows it touched per table — PostgreSQL only), one round trip."""
+    if kind in ("mysql", "mariadb"):
+        return tuple(sorted((str(name).lower(), int(value)) for name, value in _rows(raw, MYSQL_MARKER_SQL))), None
+    rows = _rows(raw, MARKER_SQL)
+    counts: Counter[tuple[str, str]] = Counter()
+    for _, table, ins, upd, dele in rows:
+        if table is not None:
+            counts.update({(str(table), "inserted"): int(ins), (str(table), "updated"): int(upd), (str(table), "deleted"): int(dele)})
+    return (rows[0][0] if rows else None), +counts
 
 
 @contextmanager
@@ -138,6 +191,13 @@ class Sandbox:
         self.conns: dict[int, ConnState] = {}
         self.engines: dict[str, str] = {}  # masked URL -> backend
         self._dialects: dict[int, Any] = {}
+        # The database's own counts (docs/safety.md, "What the dry run counts"):
+        self.db_committed: Counter[tuple[str, str]] = Counter()  # PostgreSQL, per table: committed by the program
+        self.db_left_open: Counter[tuple[str, str]] = Counter()  # … and left uncommitted at its end
+        self.db_totals: Counter[str] = Counter()  # MySQL/MariaDB: rows modified, all tables together, per backend
+        self.db_unknown: set[str] = set()  # backends whose counts could not be read on some connection
+        self.sources: dict[str, set[str]] = {}  # table -> where the parser-side numbers of it came from
+        self.db_asked: set[str] = set()  # the counters each of these backends keeps were read at the end
 
     # -- every engine's dialect ---------------------------------------------------
 
@@ -181,16 +241,22 @@ class Sandbox:
             elif st.kind in ("mysql", "mariadb"):
                 run_statements(st.raw, "START TRANSACTION")  # a SAVEPOINT alone does not open one (the IN_TRANS flag stays off)
             run_statements(st.raw, f"SAVEPOINT {SAVEPOINT}")
-            if st.kind == "postgresql":
-                st.marker = _read_marker(st.raw)
-        st.frames = [Frame()]
+            frame = Frame()
+            if st.kind in ("postgresql", "mysql", "mariadb"):
+                st.marker, counts = _read_marker(st.raw, st.kind)
+                if counts is not None:
+                    st.discarded = Counter()
+                    frame.db = (counts, Counter())
+        st.frames = [frame]
         st.sandboxed = True
         module = type(st.raw).__module__
-        if module.startswith(("psycopg", "pymysql")):
+        if module.startswith(("psycopg", "pymysql")) and not module.startswith("psycopg2"):
             # The DBAPI connection's own commit() bypasses the dialect: these drivers' connections are
             # Python objects, so an instance attribute refuses it (sqlite3's: the authorizer does).
+            # psycopg2's connection is a C type whose commit cannot be replaced: there, a commit() is detected
+            # (in_transaction() from the driver's status, then the marker), not refused — docs/safety.md.
             st.raw.commit = _refuse_dbapi_commit
-        elif module in (ASYNCPG_ADAPTER, AIOSQLITE_ADAPTER):
+        elif module in (ASYNCPG_ADAPTER, AIOSQLITE_ADAPTER, AIOMYSQL_ADAPTER, ASYNCMY_ADAPTER):
             # SQLAlchemy's adapter of an async driver has __slots__ (no instance attribute): it becomes,
             # for as long as it is sandboxed, a subclass whose commit() is refused. (aiosqlite's own
             # connection below it meets the authorizer too; asyncpg's is watched: in_transaction.)
@@ -217,7 +283,12 @@ class Sandbox:
         if not self.frozen:
             for frame in st.frames:
                 self.committed.add(frame)
-        st.frames = [Frame()]
+        fresh = Frame()
+        if st.marker is not None:
+            counts = self._identity(st, "at a commit")
+            if counts is not None:
+                fresh.db = (counts, Counter(st.discarded))
+        st.frames = [fresh]
 
     def rollback(self, st: ConnState) -> None:
         if self.broken is not None:
@@ -231,7 +302,12 @@ class Sandbox:
         self._check(st, "at a rollback")
         self._settle(st)
         self._own_checked(st, "at a rollback", f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
-        st.frames = [Frame()]
+        first = st.frames[0] if st.frames else Frame()
+        if st.marker is not None:
+            counts = self._identity(st, "at a rollback")
+            if counts is not None:
+                self._rewound(st, first, counts)
+        st.frames = [Frame(db=first.db)]
 
     def end(self, st: ConnState) -> None:
         """The connection closes: its outer transaction is rolled back, and with it everything."""
@@ -242,7 +318,9 @@ class Sandbox:
         if in_transaction(st.raw) is False:
             self._broke(st, "before the connection closed", raise_=False)
         else:
-            self._verify(st, "before the connection closed", raise_=False)
+            if st.kind in ("mysql", "mariadb") and not self.frozen:
+                time.sleep(_INNODB_TRX_CACHE_S)  # see MYSQL_ROWS_SQL
+            self._final(st, "before the connection closed")
         if not self.frozen:
             for frame in st.frames:
                 self.left_open.add(frame)
@@ -259,7 +337,8 @@ class Sandbox:
         if any(st.sandboxed and st.marker is not None for st in self.conns.values()):
             from appshell import aio
 
-            aio.sync_io(self._verify_all)  # an asyncpg connection's round trip runs inside SQLAlchemy's greenlet
+            # An async driver's round trip runs inside SQLAlchemy's greenlet.
+            aio.sync_io(self._final_all)
         for st in list(self.conns.values()):
             if st.sandboxed:
                 if in_transaction(st.raw) is False:
@@ -278,34 +357,96 @@ class Sandbox:
         if in_transaction(st.raw) is False:
             self._broke(st, where)
 
-    def _verify(self, st: ConnState, where: str, raise_: bool = True) -> None:
-        """Is the open transaction still the sandbox's own? (PostgreSQL: one round trip.) A COMMIT then
-        BEGIN sent through the driver's own execute() leaves a transaction open, but a new one."""
+    def _verify(self, st: ConnState, where: str, raise_: bool = True) -> Counter[tuple[str, str]] | None:
+        """Is the open transaction still the sandbox's own? (One round trip; PostgreSQL: with the rows it
+        touched, returned.) A COMMIT then BEGIN sent through the driver's own execute() — or COMMIT AND CHAIN
+        from an executable comment — leaves a transaction open, but a new one."""
         if st.marker is None or self.broken is not None or in_transaction(st.raw) is False:
-            return
+            return None
         try:
-            now = self._marker_of(st)
+            now, counts = self._marker_of(st)
         except Exception:  # noqa: BLE001 - a dead connection, or a transaction in error: see below
             if raise_:
                 raise
             try:  # an aborted transaction answers nothing until it returns to the savepoint — if it is the sandbox's
                 self._own_checked(st, where, f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
-                now = self._marker_of(st)
+                now, counts = self._marker_of(st)
             except SandboxBroken:
-                return
+                return None
             except Exception:  # noqa: BLE001 - a dead connection: the server drops its transaction; nothing to say
-                return
+                return None
         if now != st.marker:
-            self._broke(st, f"{where}: another transaction was open in its place (COMMIT then BEGIN outside SQLAlchemy?)", raise_=raise_)
+            self._broke(st, f"{where}: another transaction was open in its place (COMMIT then BEGIN outside SQLAlchemy, "
+                            "or COMMIT AND CHAIN?)", raise_=raise_)
+            return None
+        return counts
 
-    def _marker_of(self, st: ConnState) -> Any:
+    def _identity(self, st: ConnState, where: str) -> Counter[tuple[str, str]] | None:
+        """_verify, where a failure to read the counters costs the summary its numbers, not the statement."""
+        try:
+            counts = self._verify(st, where)
+        except SandboxBroken:
+            raise
+        except Exception:  # noqa: BLE001 - the database would not say (a transaction in error): unknown, never zero
+            counts = None
+        if counts is None and st.discarded is not None:
+            self.db_unknown.add(st.kind)
+            st.discarded = None
+            for frame in st.frames:
+                frame.db = None
+        return counts if st.discarded is not None else None
+
+    def _marker_of(self, st: ConnState) -> tuple[Any, Counter[tuple[str, str]] | None]:
         with _owned(st):
-            return _read_marker(st.raw)
+            return _read_marker(st.raw, st.kind)
 
-    def _verify_all(self) -> None:
+    def _rewound(self, st: ConnState, frame: Frame, counts: Counter[tuple[str, str]]) -> None:
+        """After a ROLLBACK TO *frame*'s savepoint: what the database counted since the frame began, less what
+        earlier rollbacks inside it took off already, is undone (the counters keep counting attempts)."""
+        if frame.db is None or st.discarded is None:
+            return
+        start, discarded_then = frame.db
+        st.discarded.update((counts - start) - (st.discarded - discarded_then))
+        frame.db = (counts, Counter(st.discarded))
+
+    def _final(self, st: ConnState, where: str) -> None:
+        """At the end of a connection's sandbox: its identity once more, and the database's count of what it changed."""
+        if st.counted is not None or st.marker is None or self.broken is not None:
+            return
+        counts = self._verify(st, where, raise_=False)
+        if self.broken is not None:
+            return
+        if st.kind in ("mysql", "mariadb"):
+            try:
+                with _owned(st):
+                    rows = _rows(st.raw, MYSQL_ROWS_SQL)
+            except Exception:  # noqa: BLE001 - the database would not say: unknown, never zero
+                self.db_unknown.add(st.kind)
+                return
+            st.counted = Counter({"": int(rows[0][0]) if rows else 0})
+            self.db_asked.add(f"innodb_trx on {st.kind}")
+            if not self.frozen:
+                self.db_totals[st.kind] += st.counted[""]
+            return
+        first = st.frames[0] if st.frames else None
+        if counts is None or st.discarded is None or first is None or first.db is None:
+            if st.kind == "postgresql":
+                self.db_unknown.add(st.kind)
+            return
+        net = counts - st.discarded
+        left = (counts - first.db[0]) - (st.discarded - first.db[1])
+        st.counted = net
+        self.db_asked.add(_SOURCES[st.kind])
+        if not self.frozen:
+            self.db_left_open.update(left)
+            self.db_committed.update(net - left)
+
+    def _final_all(self) -> None:
+        if any(st.sandboxed and st.kind in ("mysql", "mariadb") for st in self.conns.values()):
+            time.sleep(_INNODB_TRX_CACHE_S)  # see MYSQL_ROWS_SQL
         for st in list(self.conns.values()):
             if st.sandboxed:
-                self._verify(st, "before the program's end (outside SQLAlchemy)", raise_=False)
+                self._final(st, "before the program's end (outside SQLAlchemy)")
 
     def _broke(self, st: ConnState, where: str, raise_: bool = True) -> None:
         error = SandboxBroken(
@@ -341,13 +482,18 @@ class Sandbox:
                 self._broke(other, f"outside SQLAlchemy, noticed after `{short_sql(statement)}` on another connection")
         top = st.frames[-1]
         several = sum(1 for one in parsed if one.writes) > 1
+        counted_by_db = st.discarded is not None  # PostgreSQL: the database's counters, read at commits and the end
+        asked = False
         for one in parsed:
-            self._savepoint(st, one)
+            asked = self._savepoint(st, one) or asked
             top = st.frames[-1]
             if one.ddl:
                 top.ddl.append(one.ddl)
+            if counted_by_db:
+                continue
             for table_name, op, main in one.writes:
                 key = (table_name, op)
+                self.sources.setdefault(table_name, set()).add(_SOURCES.get(st.kind, "rowcount"))
                 if not main or several:
                     top.unknown.add(key)
                 elif st.sqlite3:
@@ -357,17 +503,27 @@ class Sandbox:
                     top.rows[key] += max(cursor.rowcount, 0)
         if st.sqlite3 and st.pending is not None and st.pending[0] == ("", ""):
             st.pending = None
+        if not asked and st.marker is not None and any(one.opaque for one in parsed):
+            # What the parser cannot read (DO, EXECUTE, CALL, …): is the transaction still the sandbox's? One round trip.
+            self._identity(st, f"after `{short_sql(statement)}`")
         if st.autocommit and not self.frozen:  # the app asked for AUTOCOMMIT: each statement counts as committed
             self.commit(st)
 
-    def _savepoint(self, st: ConnState, one: Statement) -> None:
+    def _savepoint(self, st: ConnState, one: Statement) -> bool:
+        """The program's own savepoints, in the accounting; True where the database was asked (PostgreSQL)."""
         if one.savepoint is None:
-            return
+            return False
         action, name = one.savepoint
         names = [f.name for f in st.frames]
+        where = f"after `{short_sql(one.text)}`"
         if action == "begin":
-            st.frames.append(Frame(name))
-        elif name in names:
+            frame = Frame(name)
+            if st.discarded is not None:
+                counts = self._identity(st, where)
+                frame.db = None if counts is None else (counts, Counter(st.discarded))
+            st.frames.append(frame)
+            return st.discarded is not None
+        if name in names:
             at = len(names) - 1 - names[::-1].index(name)
             if action == "release" and at > 0:
                 for frame in st.frames[at:]:
@@ -375,8 +531,15 @@ class Sandbox:
                 del st.frames[at:]
             elif action == "rollback":
                 self._settle(st)
+                old = st.frames[at]
+                if st.discarded is not None:
+                    counts = self._identity(st, where)
+                    if counts is not None:
+                        self._rewound(st, old, counts)
                 del st.frames[at + 1:]
-                st.frames[at] = Frame(name)
+                st.frames[at] = Frame(name, db=old.db)
+                return True
+        return False
 
     def _settle(self, st: ConnState) -> None:
         if st.pending is not None and st.frames:
@@ -388,30 +551,57 @@ class Sandbox:
     # -- the summary --------------------------------------------------------------
 
     def summary(self) -> str:
-        """What the dry run saw, honestly: through which engines, and what it cannot see."""
-        engines = self.engines
+        """What the dry run saw, honestly: through which engines, counted by whom, and what it cannot see."""
         total = Frame()
         total.add(self.committed)
         total.add(self.left_open)
-        covered = ", ".join(f"{url} ({kind})" for url, kind in engines.items()) or "none"
+        db = self.db_committed + self.db_left_open
+        covered = ", ".join(f"{url} ({kind})" for url, kind in self.engines.items()) or "none"
         lines: list[str] = []
-        if total.empty():
+        if total.empty() and not db and not any(self.db_totals.values()) and not self.db_unknown:
             # Broken: what reached the database outside SQLAlchemy may be committed; the error itself comes last (cli).
             rolled = "those were rolled back, but the sandbox broke" if self.broken is not None else "all rolled back"
-            lines.append(f"appshell: sandbox — no changes seen through the engines appshell covered; {rolled} ({covered})")
+            told = f" (and {', '.join(sorted(self.db_asked))} counted none)" if self.db_asked else ""
+            lines.append(f"appshell: sandbox — no changes seen through the engines appshell covered{told}; {rolled} ({covered})")
             return "\n".join(lines)
-        tables = sorted({t for t, _ in total.rows} | {t for t, _ in total.unknown})
-        rows = [[t, *(("?" if (t, op) in total.unknown else total.rows[(t, op)]) for op in _OPS)] for t in tables]
         lines.append("appshell: sandbox dry run — these changes were made, then rolled back:")
+        rows = self._rows(total, db)
         if rows:
-            lines.append(table(["table", *_OPS], rows))
+            lines.append(table(["table", *_OPS, "counted by"], rows))
+        for kind, rows_modified in sorted(self.db_totals.items()):
+            lines.append(f"{kind}: {rows_modified} row(s) modified in all, by the database's count (innodb_trx.trx_rows_modified: "
+                         "a total over every table, cascades and triggers included — InnoDB keeps no count per table)")
         if total.ddl:
             lines.append("schema changes (rolled back): " + "; ".join(total.ddl))
         if total.unknown:
             lines.append("?: rows changed by a statement whose count the database does not report (a data-modifying CTE, several statements in one string)")
-        if not self.left_open.empty():
+        if self.db_unknown:
+            lines.append(f"?: the database's own counts could not be read on {', '.join(sorted(self.db_unknown))} "
+                         "(a transaction in error, or a connection lost): what is shown there is what the statements reported")
+        if "total_changes()" in {src for srcs in self.sources.values() for src in srcs}:
+            lines.append("total_changes(): SQLite counts per statement, not per table — a table's number includes rows its "
+                         "cascades and triggers changed in other tables (at least this many rows changed)")
+        if not self.left_open.empty() or self.db_left_open:
             lines.append("some of these were never committed by the program: a run without --sandbox would not keep those either")
         if self.broken is not None:
             lines.append("but the sandbox broke: what reached the database outside SQLAlchemy may have been committed")
         lines.append(f"engines covered: {covered}")
         return "\n".join(lines)
+
+    def _rows(self, total: Frame, db: Counter[tuple[str, str]]) -> list[list[Any]]:
+        """One row per table: the database's counts (PostgreSQL) beside the statements' own (other backends)."""
+        tables = sorted({t for t, _ in total.rows} | {t for t, _ in total.unknown} | {t for t, _ in db})
+        out: list[list[Any]] = []
+        for name in tables:
+            cells: list[Any] = []
+            for op in _OPS:
+                key = (name, op)
+                if key in total.unknown and not any(t == name for t, _ in db):
+                    cells.append("?")
+                else:
+                    cells.append(db[key] + total.rows[key])
+            sources = set(self.sources.get(name, ()))
+            if any(t == name for t, _ in db):
+                sources.add(_SOURCES["postgresql"])
+            out.append([name, *cells, ", ".join(sorted(sources)) or "?"])
+        return out

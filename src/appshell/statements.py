@@ -12,7 +12,13 @@ and again.
 
 Where sqlglot cannot parse a statement, the answer leans to caution: a
 statement that mentions ``DELETE``/``UPDATE``/``DROP``/``TRUNCATE`` is then
-treated as destructive.
+treated as destructive. What the parser cannot read at all — MySQL/MariaDB
+executable comments (``/*! … */``, ``/*M! … */``: the server runs them), ``DO``,
+``EXECUTE``/``PREPARE``, ``CALL``, ``MERGE``, ``COPY``, unicode-escaped names
+(``U&"…"``), anything sqlglot reads as a ``Command`` — is marked ``opaque``: the
+guard asks about it, the sandbox and read-only refuse it where it could end the
+transaction or change the setting, and they ask the database afterwards
+(docs/safety.md, "What the parser cannot read").
 """
 
 from __future__ import annotations
@@ -32,9 +38,19 @@ _SQLGLOT = {"sqlite": "sqlite", "postgresql": "postgres", "mysql": "mysql", "mar
 _WORTH_PARSING = re.compile(
     r"\b(insert|update|delete|replace|merge|create|alter|drop|truncate|rename|commit|end|rollback|abort|release|savepoint|"
     r"begin|start|set|reset|discard|pragma|prepare|xa|lock|unlock|analyze|optimize|repair|check|flush|grant|revoke|load|"
-    r"cache|install|uninstall|call|handler|do|set_config)\b",
+    r"cache|install|uninstall|call|handler|do|set_config|execute|exec|copy|explain)\b|u&|/\*m?!",
     re.I,
 )
+# The statement heads whose effect the parser cannot read, per dialect (MySQL's CALL/EXECUTE/PREPARE are
+# refused in a sandbox anyway: they are not on the transactional allow-list below).
+_OPAQUE_HEADS = {
+    "postgresql": {"DO", "EXECUTE", "CALL", "MERGE", "COPY", "PREPARE"},
+    "mysql": {"CALL", "EXECUTE", "PREPARE"},
+    "mariadb": {"CALL", "EXECUTE", "PREPARE", "EXECUTE IMMEDIATE"},
+    "sqlite": set(),
+}
+# MySQL/MariaDB run what is inside /*! … */ and /*M! … */ (optionally from a version number on).
+_EXECUTABLE_COMMENT = re.compile(r"/\*M?!\d*", re.I)
 # MySQL/MariaDB commit implicitly before (and after) most statements that are not these:
 # in a sandbox, everything else is refused (an allow-list: a new statement type is refused, not missed).
 _MYSQL_TRANSACTIONAL = {"SELECT", "INSERT", "UPDATE", "DELETE", "REPLACE", "WITH", "SAVEPOINT", "RELEASE", "ROLLBACK",
@@ -56,6 +72,7 @@ class Statement:
     escapes: str | None = None  # why this would end or change the sandbox's transaction
     read_write: str | None = None  # why this would switch a read-only session to read-write
     implicit_commit: bool = False  # MySQL/MariaDB would commit the transaction for it
+    opaque: str | None = None  # why the parser cannot read what it does: the database is asked afterwards
 
 
 def sqlglot_dialect(kind: str) -> str | None:
@@ -66,7 +83,60 @@ def classify(sql: str, kind: str) -> tuple[Statement, ...]:
     """The statements of *sql* on a *kind* database (sqlite, postgresql, mysql, mariadb)."""
     if not _WORTH_PARSING.search(sql):
         return (Statement(text=sql, head="SELECT"),)
+    if kind in ("mysql", "mariadb"):
+        served = server_text(sql)
+        if served != sql:
+            return _executable_comments(served, kind)
     return _classify(sql, kind)
+
+
+def server_text(sql: str) -> str:
+    """*sql* as a MySQL/MariaDB server of the newest version reads it: the markers of executable comments
+    (``/*!50000 … */``, ``/*M! … */``) dropped, their contents kept. Quoted text and plain comments stay."""
+    out: list[str] = []
+    at, n, depth = 0, len(sql), 0
+    while at < n:
+        c = sql[at]
+        if c in "'\"`":
+            end = at + 1
+            while end < n and sql[end] != c:
+                end += 2 if sql[end] == "\\" and c != "`" else 1
+            out.append(sql[at:end + 1])
+            at = end + 1
+        elif sql.startswith("/*", at):
+            opener = _EXECUTABLE_COMMENT.match(sql, at)
+            if opener is not None:
+                out.append(" ")
+                depth += 1
+                at = opener.end()
+            else:
+                end = sql.find("*/", at + 2)
+                end = n if end < 0 else end + 2
+                out.append(sql[at:end])
+                at = end
+        elif depth and sql.startswith("*/", at):
+            out.append(" ")
+            depth -= 1
+            at += 2
+        elif c == "#" or sql.startswith("-- ", at):
+            end = sql.find("\n", at)
+            end = n if end < 0 else end
+            out.append(sql[at:end])
+            at = end
+        else:
+            out.append(c)
+            at += 1
+    return "".join(out)
+
+
+def _executable_comments(served: str, kind: str) -> tuple[Statement, ...]:
+    """What the server runs out of executable comments is classified as the statement it is, and is opaque:
+    a version number decides whether it runs, and the sandbox and read-only refuse it (the worst case)."""
+    from dataclasses import replace
+
+    why = "an executable comment (/*! … */: the server runs what a parser reads as a comment)"
+    return tuple(replace(one, opaque=why, escapes=one.escapes or why, read_write=one.read_write or why)
+                 for one in _classify(served, kind))
 
 
 @lru_cache(maxsize=2048)
@@ -125,7 +195,7 @@ def _unreadable(sql: str, kind: str) -> Statement:
     bad = words & {"delete", "update", "drop", "truncate"}
     return Statement(text=sql, head=(sql.split() or [""])[0].upper(), destructive="a statement appshell cannot read" if bad else None,
                      escapes="a statement appshell cannot read" if words & {"commit", "end", "release", "begin", "start", "autocommit"} else None,
-                     implicit_commit=kind in ("mysql", "mariadb"))
+                     implicit_commit=kind in ("mysql", "mariadb"), opaque="a statement the tokenizer cannot read")
 
 
 def _name(token: Any) -> str:
@@ -182,18 +252,64 @@ def _one(text: str, tokens: list[Any], kind: str, dialect: str) -> Statement:
     if implicit and escapes is None:
         escapes = f"{head} cannot be rolled back on {kind} (it commits implicitly)"
 
-    writes, ddl, destructive = _parse(text, head, words, dialect)
+    writes, ddl, destructive, parsed = _parse(text, head, words, dialect)
+    opaque = _opaque(head, words, tokens, kind, parsed)
+    if opaque is not None:
+        destructive = destructive or _worst_case(head, words, text, kind)
+        if _unicode_name(tokens) and head in ("SET", "RESET", "ALTER", "SELECT"):
+            # A name the parser cannot spell may be default_transaction_read_only or transaction_isolation.
+            read_write = read_write or "a unicode-escaped name (U&\"…\") may change the read-only mode"
+            escapes = escapes or ("a unicode-escaped name (U&\"…\") may change the transaction mode" if head != "SELECT" else None)
     return Statement(text=text, head=head, writes=writes, ddl=ddl, destructive=destructive, savepoint=savepoint,
-                     escapes=escapes, read_write=read_write, implicit_commit=implicit)
+                     escapes=escapes, read_write=read_write, implicit_commit=implicit, opaque=opaque)
+
+
+def _unicode_name(tokens: list[Any]) -> bool:
+    """``U&"…"`` (PostgreSQL): sqlglot reads a variable U, an ampersand and a name it cannot unescape."""
+    return any(str(a.text).upper() == "U" and b.token_type.name == "AMP" and c.token_type.name in ("IDENTIFIER", "STRING")
+               for a, b, c in zip(tokens, tokens[1:], tokens[2:]))
+
+
+def _opaque(head: str, words: list[str], tokens: list[Any], kind: str, parsed: bool | None) -> str | None:
+    """Why the parser cannot read what this statement does, or None where it can."""
+    if head == "PREPARE" and "TRANSACTION" in words:
+        return None  # two-phase commit: an escape, read as such
+    if head in _OPAQUE_HEADS.get(kind, ()) or (head == "EXECUTE" and kind == "mariadb"):
+        return f"{head} runs what appshell cannot read"
+    if _unicode_name(tokens):
+        return "a unicode-escaped name (U&\"…\")"
+    if head == "EXPLAIN" and "ANALYZE" in words:
+        return "EXPLAIN ANALYZE runs the statement it explains"
+    if parsed is False:
+        return f"{head}: sqlglot could not parse it"
+    return None
+
+
+def _worst_case(head: str, words: list[str], text: str, kind: str) -> str | None:
+    """What the guard asks about a statement the parser cannot read."""
+    if head in ("DO", "CALL", "EXECUTE") or (head == "PREPARE" and "TRANSACTION" not in words and kind != "postgresql"):
+        return f"{head} runs code appshell cannot read (it may change or remove every row)"
+    if head == "PREPARE":
+        inner = re.split(r"\bAS\b", text, maxsplit=1, flags=re.I)
+        found = _classify(inner[1], kind) if len(inner) > 1 else ()
+        reason = next((one.destructive for one in found if one.destructive), None)
+        return f"PREPARE of a {reason}" if reason else None
+    if head == "MERGE" and {"DELETE", "UPDATE"} & set(words):
+        return "MERGE that updates or deletes rows (appshell cannot tell which)"
+    if head == "COPY" and "FROM" in words:
+        return "COPY … FROM loads rows appshell cannot see"
+    if head == "EXPLAIN" and "ANALYZE" in words and {"DELETE", "UPDATE"} & set(words):
+        return "EXPLAIN ANALYZE runs the DELETE/UPDATE it explains"
+    return None
 
 
 _DDL_HEADS = ("CREATE", "ALTER", "DROP", "TRUNCATE", "RENAME", "COMMENT")
 
 
-def _parse(text: str, head: str, words: list[str], dialect: str) -> tuple[tuple[tuple[str, str, bool], ...], str | None, str | None]:
-    """(writes, ddl, destructive) from sqlglot's tree of one statement."""
+def _parse(text: str, head: str, words: list[str], dialect: str) -> tuple[tuple[tuple[str, str, bool], ...], str | None, str | None, bool | None]:
+    """(writes, ddl, destructive, parsed) from sqlglot's tree of one statement (parsed: None where it was not tried)."""
     if head not in ("INSERT", "UPDATE", "DELETE", "REPLACE", "WITH", "(", "MERGE", *_DDL_HEADS):
-        return (), None, None
+        return (), None, None, None
     import sqlglot
     from sqlglot import exp
     from sqlglot.errors import SqlglotError
@@ -205,7 +321,7 @@ def _parse(text: str, head: str, words: list[str], dialect: str) -> tuple[tuple[
     except SqlglotError:
         tree = None
     if tree is None or isinstance(tree, exp.Command):
-        return _by_keywords(head, words)
+        return (*_by_keywords(head, words), False)
     writes: list[tuple[str, str, bool]] = []
     destructive = None
     for node in tree.find_all(exp.Insert, exp.Update, exp.Delete):
@@ -225,7 +341,7 @@ def _parse(text: str, head: str, words: list[str], dialect: str) -> tuple[tuple[
             destructive = ddl + " … DROP"
     elif isinstance(tree, exp.Create):
         ddl = f"CREATE {str(tree.args.get('kind') or '').upper()} {_table_of(tree)}"
-    return tuple(writes), ddl, destructive
+    return tuple(writes), ddl, destructive, True
 
 
 def _table_of(node: Any) -> str:
