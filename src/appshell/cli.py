@@ -6,119 +6,46 @@ Errors become output in exactly one place, :func:`main`.
 from __future__ import annotations
 
 import argparse
-import functools
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from appshell import __version__
+from appshell.command_line import DOCTOR, PROFILES, SHELL, Line, audit_key, audit_log, audit_verb, project_of, split
+from appshell.command_line import parser as command_parser
 from appshell.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, AppshellError, UsageError
-from appshell.settings import LAYERS, OPTIONS
+from appshell.settings import OPTIONS
 
 if TYPE_CHECKING:
+    from appshell.audit.review import Log
     from appshell.program import Program
     from appshell.session import Options
     from appshell.settings import Settings
 
 __all__ = ["main", "parse", "build_parser", "split_argv"]
 
-SUBCOMMANDS = ("profiles", "audit", "doctor")  # a first argument that names one is not a SCRIPT
-
-EPILOG = f"""\
-modes:
-  appshell                     interactive shell at a terminal; without one, the program on stdin
-  appshell -c CODE [ARGS...]   run CODE in the app context, then exit
-  appshell SCRIPT.py [ARGS...] run a one-off script in the app context, then exit
-  appshell - [ARGS...]         read the program from stdin
-  appshell profiles            list the profiles and what each sets
-  appshell doctor [--json]     check interpreter, release, settings, database, audit sinks
-  appshell audit init|verify|tail|show SESSION|rotate [--log PATH | --url URL] [--key KEY] [--witness URL]
-                               seal the audit log, check its chain and seal, review sessions
-  appshell audit serve [--log PATH | --url URL] [--host 127.0.0.1] [--port 8023] [--key KEY]
-                               the auditors' review web page (extra appshell[review])
-
-settings precedence, highest first: {" > ".join(LAYERS)}
-  (flag, environment variable, .env file, profile, [tool.appshell] in pyproject.toml, default)
-
-exit codes: 0 ok, 1 your code raised, 2 usage/config error, 3 audit failure, 130 interrupted
-"""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message, "see appshell --help")
-
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog="appshell",
-        description="Open a shell (or run code) in your SQLAlchemy app's context, every statement audited.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    for option in OPTIONS:
-        if option.flag is None:
-            continue
-        help = option.help + (f" [{option.env}{'=1' if option.kind == 'bool' else ''}]" if option.env else "")
-        if option.name == "read_only":  # a pair, one or the other
-            rw = p.add_mutually_exclusive_group()
-            rw.add_argument(option.flag, dest=option.name, action="store_const", const=True, help=help)
-            rw.add_argument("--write", dest=option.name, action="store_const", const=False, help="allow writes where the profile allows it")
-        elif option.kind == "bool":
-            p.add_argument(option.flag, dest=option.name, action="store_const", const=True, help=help)
-        else:
-            p.add_argument(option.flag, dest=option.name, metavar=option.metavar, action="append" if option.kind == "list" else "store", help=help)
-    p.add_argument("--project", metavar="DIR", help="the project root (default: found upward from here)")
-    p.add_argument("-y", "--yes", action="store_true", help="allow destructive statements without asking (no tty)")
-    p.add_argument("--json", action="store_true", help="with -c/SCRIPT: print the last expression's value as JSON")
-    p.add_argument("-q", "--quiet", action="store_true", help="no banner")
-    p.add_argument("--no-reexec", action="store_true", help="stay in this interpreter, even if the project has .venv/")
-    p.add_argument("-V", "--version", action="version", version=f"appshell {__version__}")
-    return p
-
-
-@functools.cache
-def _parser() -> argparse.ArgumentParser:
-    """The shell's parser, built once per process (argparse costs milliseconds of start-up)."""
-    return build_parser()
-
-
-@functools.cache
-def _valued() -> frozenset[str]:
-    """The options that take a value, read off the parser: the splitter must skip their value."""
-    return frozenset(s for action in _parser()._actions if action.nargs != 0 for s in action.option_strings)
+    """The session's parser (``appshell --help``); every command's comes from one table (command_line)."""
+    return command_parser(SHELL)
 
 
 def split_argv(argv: Sequence[str]) -> tuple[list[str], str | None, str | None, list[str]]:
-    """Split like ``python``: options, then ``-c CODE`` or SCRIPT (or ``-``), then the program's ARGS."""
-    valued = _valued()
-    options: list[str] = []
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg == "-c":
-            if i + 1 >= len(argv):
-                raise UsageError("-c needs the code to run", 'use appshell -c "CODE"')
-            return options, argv[i + 1], None, list(argv[i + 2 :])
-        if arg.startswith("-c") and not arg.startswith("--"):
-            return options, arg[2:], None, list(argv[i + 1 :])
-        if arg == "-" or not arg.startswith("-"):
-            return options, None, arg, list(argv[i + 1 :])
-        if arg == "--":
-            rest = argv[i + 1 :]
-            return options, None, rest[0] if rest else None, list(rest[1:])
-        options.append(arg)
-        if arg in valued and i + 1 < len(argv):
-            options.append(argv[i + 1])
-            i += 1
-        i += 1
-    return options, None, None, []
+    """Split like ``python``: options, then ``-c CODE`` or SCRIPT (or ``-``), then the program's ARGS.
+
+    A command's name (doctor, profiles, audit) stands where the SCRIPT would: see :func:`command_line.split`.
+    """
+    line = split(argv)
+    if line.command != SHELL:
+        return line.options, None, line.command, line.args
+    return line.options, line.code, line.script, line.args
 
 
 def _flags(opts: argparse.Namespace) -> dict[str, Any]:
     """The settings the command line gives (None: not given), by option name."""
+    if opts.database_url == "":
+        raise UsageError("--database-url is empty", "give the database's URL, or drop the flag to use DATABASE_URL or .env")
     flags = {o.name: getattr(opts, o.name) for o in OPTIONS if o.flag}
     flags["models"] = tuple(opts.models) if opts.models else None
     return flags
@@ -144,15 +71,18 @@ def _program(command: str | None, script: str | None, args: list[str]) -> Progra
 
 def parse(argv: Sequence[str]) -> tuple[Settings, Program | None, Options]:
     """The shell's command line → what the session runs with, what it runs (None: a shell), and how."""
+    return _parse_session(split(argv), argv)
+
+
+def _parse_session(line: Line, argv: Sequence[str]) -> tuple[Settings, Program | None, Options]:
     from appshell.policy import apply_policy
     from appshell.settings import resolve
 
-    option_args, command, script, args = split_argv(argv)
-    opts = _parser().parse_args(option_args)
-    if opts.database_url == "":
-        raise UsageError("--database-url is empty", "give the database's URL, or drop the flag to use DATABASE_URL or .env")
+    if line.command != SHELL:
+        raise UsageError(f"'{line.command}' is a command, not a session", f"run appshell {line.command}, or a script so named as ./{line.command}")
+    opts = command_parser(SHELL).parse_args(line.options)
     settings = apply_policy(resolve(_flags(opts), project=opts.project), write=opts.read_only is False)
-    program = _program(command, script, args)
+    program = _program(line.code, line.script, line.args)
     if opts.json and program is None:
         raise UsageError("--json needs -c CODE, a SCRIPT or stdin", 'use appshell --json -c "EXPR"')
     from appshell.session import Options
@@ -160,11 +90,11 @@ def parse(argv: Sequence[str]) -> tuple[Settings, Program | None, Options]:
     return settings, program, Options(json=opts.json, quiet=opts.quiet, assume_yes=opts.yes, argv=list(argv))
 
 
-def run_shell(argv: Sequence[str]) -> int:
+def run_shell(line: Line, argv: Sequence[str]) -> int:
     from appshell.session import run_session
     from appshell.settings import export_environment
 
-    settings, program, options = parse(argv)
+    settings, program, options = _parse_session(line, argv)
     export_environment(settings)
     return run_session(settings, program, options)
 
@@ -174,7 +104,8 @@ def list_profiles(argv: Sequence[str]) -> int:
     from appshell.render import table
     from appshell.settings import find_project_root
 
-    root = find_project_root(Path.cwd().resolve(), argv[1] if len(argv) > 1 and argv[0] == "--project" else None)
+    opts = command_parser(PROFILES).parse_args(argv)
+    root = find_project_root(Path.cwd().resolve(), opts.project)
     for name in profile_names(root):
         profile = load_profile(name, root)
         # Lists shown as the file writes them: ["file"], not ('file',).
@@ -186,61 +117,30 @@ def list_profiles(argv: Sequence[str]) -> int:
 
 
 def audit_command(argv: Sequence[str]) -> int:
-    import os
-
-    if list(argv[:1]) == ["serve"]:  # the review web page parses its own options
+    """``appshell audit VERB``: its flags before or after the verb, each refused where it means nothing."""
+    verb, rest = audit_verb(argv)
+    opts = command_parser(f"audit {verb}").parse_args(rest)
+    if verb == "serve":
         from appshell.review_web import serve
 
-        return serve(argv[1:])
-
-    from appshell.audit.auditor import default_log_path
-    from appshell.audit.review import Log, render_session, render_tail, verify
-    from appshell.settings import resolve
-
-    p = _Parser(prog="appshell audit", description="Seal, check and review the audit log.")
-    p.add_argument("action", choices=["verify", "tail", "show", "init", "rotate", "serve"])
-    p.add_argument("session", nargs="?", help="with show: a session id (a unique prefix is enough)")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--log", metavar="PATH", help="the audit file (default: as the shell would write it)")
-    where.add_argument("--url", metavar="URL", help="the database of an SQL sink's appshell_audit table")
-    p.add_argument("-n", type=int, default=10, help="with tail: how many sessions")
-    p.add_argument("--key", metavar="KEY", help="with verify: the verification key `audit init` printed [APPSHELL_AUDIT_KEY]")
-    p.add_argument("--witness", metavar="URL", help="with verify: compare the file with the SQL sink's table in this database")
-    p.add_argument("--checkpoint", metavar="FILE", help="with verify: go on from (and then update) this checkpoint, kept off the host")
-    opts = p.parse_args(argv)
-    if opts.url:
-        if opts.action in ("init", "rotate") or opts.witness or opts.key or opts.checkpoint:
-            raise UsageError(f"--url works with verify, tail and show, without --key/--witness/--checkpoint", "name the file with --log PATH")
-        log = Log(url=opts.url)
-    else:
-        path = Path(opts.log) if opts.log else default_log_path(resolve({}))
-        if opts.action == "init":
-            return _audit_init(path)
-        if not path.is_file():
-            raise UsageError(f"no audit log at {path}", "name it with --log PATH (or --url for an SQL sink)")
-        log = Log(path=path)
-    if opts.action == "rotate":
+        return serve(opts)
+    if verb == "init":
+        return _audit_init(audit_log(opts, must_exist=False).path)
+    if opts.url and verb == "verify" and (opts.key or opts.witness or opts.checkpoint):
+        raise UsageError("--key, --witness and --checkpoint check a file, not an SQL sink's table (--url)", "name the file with --log PATH")
+    log = audit_log(opts)
+    if verb == "rotate":
         from appshell.audit.filesink import rotate
 
-        rotated = rotate(log.path or path)
-        print(f"rotated: {rotated} (the chain goes on in {path})")
+        assert log.path is not None  # --url means nothing to rotate: the parser refused it
+        rotated = rotate(log.path)
+        print(f"rotated: {rotated} (the chain goes on in {log.path})")
         return EXIT_OK
-    if opts.action == "verify":
-        from appshell.audit.seal import parse_key
+    if verb == "verify":
+        return _audit_verify(log, opts)
+    from appshell.audit.review import render_session, render_tail
 
-        key_text = opts.key or os.environ.get("APPSHELL_AUDIT_KEY")
-        key = parse_key(key_text) if key_text else None
-        report = verify(log, key, Path(opts.checkpoint) if opts.checkpoint else None)
-        if report.ok and opts.witness:
-            from appshell.audit.witness import compare
-
-            report = compare(log.path or path, opts.witness, report)
-        stream = sys.stdout if report.ok else sys.stderr  # the warnings are part of the report, before its verdict
-        for warning in report.warnings:
-            print(f"warning: {warning}", file=stream)
-        print(("ok: " if report.ok else "BROKEN: ") + report.summary, file=stream)
-        return EXIT_OK if report.ok else EXIT_USER_ERROR
-    if opts.action == "tail":
+    if verb == "tail":
         print(render_tail(log, opts.n))
         return EXIT_OK
     if not opts.session:
@@ -252,10 +152,27 @@ def audit_command(argv: Sequence[str]) -> int:
     return EXIT_OK
 
 
-def _audit_init(path: Path) -> int:
+def _audit_verify(log: Log, opts: argparse.Namespace) -> int:
+    from appshell.audit.review import verify
+
+    report = verify(log, audit_key(opts), Path(opts.checkpoint) if opts.checkpoint else None)
+    if report.ok and opts.witness:
+        from appshell.audit.witness import compare
+
+        assert log.path is not None  # --witness with --url was refused
+        report = compare(log.path, opts.witness, report)
+    stream = sys.stdout if report.ok else sys.stderr  # the warnings are part of the report, before its verdict
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=stream)
+    print(("ok: " if report.ok else "BROKEN: ") + report.summary, file=stream)
+    return EXIT_OK if report.ok else EXIT_USER_ERROR
+
+
+def _audit_init(path: Path | None) -> int:
     """Set up forward-secure sealing for *path*; print the verification key, once."""
     from appshell.audit.seal import fingerprint, format_key, init_state, state_path
 
+    assert path is not None  # --url means nothing to init: the parser refused it
     if state_path(path).exists():
         raise UsageError(f"sealing is already set up for {path} ({state_path(path)})",
                          "verify with the key printed then; to start over, move the log and its .seal file away first")
@@ -270,15 +187,13 @@ def doctor_command(argv: Sequence[str]) -> int:
     from appshell.doctor import run_doctor
     from appshell.settings import export_environment, resolve
 
-    option_args, command, script, _ = split_argv(argv)
-    p = build_parser()
-    p.prog = "appshell doctor"
-    opts = p.parse_args(option_args)
-    if command is not None or script is not None:
-        raise UsageError("appshell doctor takes options only", "see appshell doctor --help")
+    opts = command_parser(DOCTOR).parse_args(argv)
     settings = resolve(_flags(opts), project=opts.project, strict=False)  # doctor reports audit-policy problems as FAIL rows
     export_environment(settings)
     return run_doctor(settings, as_json=opts.json)
+
+
+COMMANDS = {"profiles": list_profiles, "audit": audit_command, "doctor": doctor_command}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -297,12 +212,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from appshell.reexec import maybe_reexec
         from appshell.settings import find_project_root
 
-        project = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--project"), None)
-        maybe_reexec(argv, find_project_root(Path.cwd().resolve(), project))
-        if argv and argv[0] in SUBCOMMANDS:
-            command = {"profiles": list_profiles, "audit": audit_command, "doctor": doctor_command}[argv[0]]
-            return command(argv[1:])
-        return run_shell(argv)
+        line = split(argv)
+        maybe_reexec(argv, find_project_root(Path.cwd().resolve(), project_of(line)))
+        if line.command != SHELL:
+            return COMMANDS[line.command](line.command_args)  # the options before its name are its own too
+        return run_shell(line, argv)
     except AppshellError as exc:
         print(exc.format(), file=sys.stderr)
         return exc.exit_code

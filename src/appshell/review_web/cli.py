@@ -1,4 +1,8 @@
-"""`appshell audit serve [--log PATH | --url URL] [--host 127.0.0.1] [--port 8023] [--key KEY]`."""
+"""`appshell audit serve [--log PATH | --url URL] [--host 127.0.0.1] [--port 8023] [--key KEY]`.
+
+Its flags are declared with every other command's (appshell.command_line), and its log and key
+are resolved there, as for the other audit verbs; here is what the review page makes of them.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,11 @@ import argparse
 import ipaddress
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
+from appshell.command_line import audit_key, audit_log
+from appshell.command_line import parser as command_parser
 from appshell.errors import EXIT_OK, UsageError
 
 __all__ = ["serve", "build_config", "parser", "require_extra"]
@@ -17,26 +22,9 @@ __all__ = ["serve", "build_config", "parser", "require_extra"]
 EXTRA = ("starlette", "jinja2", "uvicorn", "multipart")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message, "see appshell audit serve --help")
-
-
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="appshell audit serve", description="The auditors' review web page: sessions, reviews, export.",
-                epilog="Auditors log in with a token: APPSHELL_REVIEW_TOKENS=name:token,... or --tokens-file FILE "
-                       "(name:sha256-of-token lines), or through a reverse proxy that sets --trust-header. See docs/review.md.")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--log", metavar="PATH", help="the audit file (default: as the shell would write it)")
-    where.add_argument("--url", metavar="URL", help="the database of an SQL sink's appshell_audit table")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8023, help="port (default 8023)")
-    p.add_argument("--key", metavar="KEY", help="the verification key `audit init` printed, to authenticate sealed records [APPSHELL_AUDIT_KEY]")
-    p.add_argument("--tokens-file", metavar="FILE", help="auditors' hashed tokens, name:sha256hex a line [APPSHELL_REVIEW_TOKENS_FILE]")
-    p.add_argument("--trust-header", metavar="NAME", help="take the auditor's name from this header, set by a reverse proxy that "
-                                                          "authenticated them (only behind such a proxy) [APPSHELL_REVIEW_TRUST_HEADER]")
-    p.add_argument("--reviews", metavar="PATH", help="the reviews file (default: reviews.jsonl beside the log; table appshell_review with --url)")
-    return p
+    """``appshell audit serve``'s parser, made from the one table of flags."""
+    return command_parser("audit serve")
 
 
 def require_extra() -> None:
@@ -51,27 +39,12 @@ def require_extra() -> None:
 
 
 def build_config(opts: argparse.Namespace, environ: Any = os.environ) -> Any:
-    from appshell.audit.review import Log
     from appshell.audit.reviews import open_reviews
     from appshell.review_web.app import Config
     from appshell.review_web.auth import load_auditors
 
-    if opts.url:
-        log = Log(url=opts.url)
-    else:
-        from appshell.audit.auditor import default_log_path
-        from appshell.settings import resolve
-
-        path = Path(opts.log) if opts.log else default_log_path(resolve({}))
-        if not path.is_file():
-            raise UsageError(f"no audit log at {path}", "name it with --log PATH (or --url for an SQL sink)")
-        log = Log(path=path)
-    key_text = opts.key or environ.get("APPSHELL_AUDIT_KEY")
-    key = None
-    if key_text:
-        from appshell.audit.seal import parse_key
-
-        key = parse_key(key_text)
+    log = audit_log(opts)
+    key = audit_key(opts, environ)
     tokens_file = opts.tokens_file or environ.get("APPSHELL_REVIEW_TOKENS_FILE")
     auditors = load_auditors(environ, Path(tokens_file) if tokens_file else None,
                              opts.trust_header or environ.get("APPSHELL_REVIEW_TRUST_HEADER"))
@@ -88,8 +61,8 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def serve(argv: Sequence[str]) -> int:
-    opts = parser().parse_args(list(argv))
+def serve(opts: argparse.Namespace) -> int:
+    """Serve the review page for *opts* (``appshell audit serve``'s, parsed by :func:`parser`)."""
     require_extra()
     config = build_config(opts)
     import uvicorn
