@@ -111,3 +111,56 @@ def test_doctor_session_check_on_an_async_app(aiosqlite_app: tuple[Path, dict[st
     with booted(root, env, app="asyncapp.db") as ctx:
         assert ctx.async_session is not None
         assert check_session(ctx) is None
+
+
+# --- what a provider gives -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("spec", ["dbinterface.containers:get_database", "dbinterface.container:database"])
+def test_an_object_holding_the_engine_and_session_factory_is_used(app_dir: Apps, tmp_path: Path, spec: str) -> None:
+    # The app reads its own DB_URL; DATABASE_URL, which appshell would make an engine of, names another file.
+    root = app_dir("dbinterface")
+    env = {"DB_URL": f"sqlite:///{tmp_path / 'app.db'}", "DATABASE_URL": f"sqlite:///{tmp_path / 'other.db'}"}
+    code = ("session.add(Customer(name='Ada')); commit(); "
+            "[count(Customer), engine.url.database.rsplit('/', 1)[-1], engine is session.get_bind(), 'create_database' in globals()]")
+    assert json_of(root, env, code, "--app", spec) == [1, "app.db", True, False]
+
+
+@pytest.mark.parametrize(
+    ("spec", "given"),
+    [
+        ("dbinterface.containers:get_settings", "--app dbinterface.containers:get_settings returned a dbinterface.containers.Settings"),
+        ("dbinterface.containers:nothing", "--app dbinterface.containers:nothing returned None"),
+        ("dbinterface.containers:Settings.__doc__", "--app dbinterface.containers:Settings.__doc__ is a str"),
+    ],
+)
+def test_a_provider_giving_nothing_usable_is_a_one_line_error(app_dir: Apps, sqlite_url: str, spec: str, given: str) -> None:
+    # DATABASE_URL is set: before, the provider's value was dropped and the shell quietly used it.
+    result = run(["--app", spec, "-c", "print('ran')"], cwd=app_dir("dbinterface"), env={"DB_URL": sqlite_url, "DATABASE_URL": sqlite_url})
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"appshell: error: {given}, in which appshell finds no engine, session, session factory, metadata or models — "
+        "make it give a mapping ({'engine': …, 'session': …}), an Engine or AsyncEngine, a Session, scoped_session or "
+        "sessionmaker (sync or async), a Flask app, or an object whose attributes hold an engine or session factory\n"
+    )
+
+
+def test_an_object_holding_two_engines_is_an_error_naming_both(app_dir: Apps, tmp_path: Path) -> None:
+    env = {"DB_URL": f"sqlite:///{tmp_path / 'w.db'}", "READER_URL": f"sqlite:///{tmp_path / 'r.db'}"}
+    result = run(["--app", "dbinterface.containers:replicated", "-c", "1"], cwd=app_dir("dbinterface"), env=env)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        "appshell: error: --app dbinterface.containers:replicated returned a dbinterface.containers.Replicated holding 2 engines: "
+        f"'writer' (sqlite:///{tmp_path / 'w.db'}), 'reader' (sqlite:///{tmp_path / 'r.db'}) — "
+        "return a mapping from --app that names the one the shell should use: {'engine': …, 'session': …}\n"
+    )
+
+
+def test_an_object_holding_two_session_factories_is_an_error_naming_both(app_dir: Apps, sqlite_url: str) -> None:
+    result = run(["--app", "dbinterface.containers:two_factories", "-c", "1"], cwd=app_dir("dbinterface"), env={"DB_URL": sqlite_url})
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        "appshell: error: --app dbinterface.containers:two_factories returned a dbinterface.containers.TwoFactories holding "
+        "2 session factories: '_sessions' (sessionmaker), '_batch_sessions' (sessionmaker) — "
+        "return a mapping from --app that names the one the shell should use: {'engine': …, 'session': …}\n"
+    )

@@ -235,6 +235,49 @@ class _Collector:
                 self.extra[name] = value
             self._classify(value, f"{where}'s '{name}'")
 
+    def take_attributes(self, obj: Any, what: str) -> None:
+        """An object the provider gave that is none of the known kinds — an app's "database interface"
+        holding its engine and session factory as (often private) attributes: those are used, its
+        public attributes go into the namespace; one that holds none of them is a one-line error."""
+        from sqlalchemy import Engine, MetaData
+        from sqlalchemy.orm import Session, registry, scoped_session, sessionmaker
+
+        attributes: dict[str, Any]
+        try:
+            attributes = dict(vars(obj))
+        except TypeError:  # None, a str, a number: no attributes at all
+            attributes = {}
+        kinds = _async_kinds()
+        engines: dict[str, Any] = {n: v for n, v in attributes.items() if isinstance(v, (Engine, *kinds.engines))}
+        makers = {n: v for n, v in attributes.items() if isinstance(v, (Session, scoped_session, sessionmaker, *kinds.sessions, *kinds.makers))}
+        # A scoped session and the sessionmaker it wraps are one factory, not two.
+        wrapped = {id(getattr(v, "session_factory", None)) for v in makers.values()}
+        makers = {n: v for n, v in makers.items() if id(v) not in wrapped}
+        held = {n: v for n, v in attributes.items() if isinstance(v, (MetaData, registry)) or _is_model_or_base(v)}
+        if not (engines or makers or held):
+            raise ConfigError(
+                f"{what} {_a_type(obj)}, in which appshell finds no engine, session, session factory, metadata or models",
+                "make it give a mapping ({'engine': …, 'session': …}), an Engine or AsyncEngine, a Session, scoped_session "
+                "or sessionmaker (sync or async), a Flask app, or an object whose attributes hold an engine or session factory",
+            )
+        named = [n for n in engines if n.lstrip("_") == "engine"]
+        if len({id(v) for v in engines.values()}) > 1 and len(named) != 1:
+            shown = ", ".join(f"'{n}' ({mask_url(v.url.render_as_string(hide_password=True))})" for n, v in engines.items())
+            raise ConfigError(
+                f"{what} {_a_type(obj)} holding {len(engines)} engines: {shown}",
+                "return a mapping from --app that names the one the shell should use: {'engine': …, 'session': …}",
+            )
+        if len(makers) > 1:
+            shown = ", ".join(f"'{n}' ({type(v).__name__})" for n, v in makers.items())
+            raise ConfigError(
+                f"{what} {_a_type(obj)} holding {len(makers)} session factories: {shown}",
+                "return a mapping from --app that names the one the shell should use: {'engine': …, 'session': …}",
+            )
+        for name, value in attributes.items():
+            if not name.startswith("_"):
+                self.extra[name] = value  # as a mapping's other keys: the app's own names in the shell
+            self._classify(value, f"{what}'s attribute '{name}'", explicit=name in named)
+
     def take_module(self, module: ModuleType, everything: bool = True) -> None:
         """Classify a module's globals; only its models where *everything* is False (an app module found by the scan)."""
         for name, value in list(vars(module).items()):
@@ -331,6 +374,25 @@ def _raised_by_getattr(exc: AttributeError, module: ModuleType) -> bool:
         return True  # raised by getattr() in our own frame: the module has no __getattr__
     hook = vars(module).get("__getattr__")
     return tb is not None and tb.tb_frame.f_code is getattr(hook, "__code__", None)
+
+
+def _a_type(obj: Any) -> str:
+    """How an error names what a provider gave: ``None``, ``a str``, ``a shop.db.Database``."""
+    if obj is None:
+        return "None"
+    cls = type(obj)
+    name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    return f"an {name}" if name[:1].lower() in "aeiou" else f"a {name}"
+
+
+def _is_model_or_base(value: Any) -> bool:
+    """A mapped class, or a declarative base (its registry holds the models)."""
+    from sqlalchemy import inspect as sa_inspect
+    from sqlalchemy.orm import registry
+
+    if not isinstance(value, type) or value.__module__.startswith("sqlalchemy."):
+        return False
+    return sa_inspect(value, raiseerr=False) is not None or isinstance(getattr(value, "registry", None), registry)
 
 
 class _AsyncKinds(NamedTuple):
@@ -705,7 +767,8 @@ def _boot_provider(spec: str, collector: _Collector, teardown: list[Callable[[],
             if value is not None and not isinstance(value, ModuleType) and not callable(value):
                 collector.extra.setdefault(name, value)
         return
-    if callable(target) and not _is_flask_app(target) and not isinstance(target, type):
+    called = callable(target) and not _is_flask_app(target) and not isinstance(target, type)
+    if called:
         target = _call_factory(target, label, call)
     elif call is not None:
         raise ConfigError(f"--app '{spec}': {label} is not callable", f"drop the parentheses: --app {label}")
@@ -715,7 +778,7 @@ def _boot_provider(spec: str, collector: _Collector, teardown: list[Callable[[],
     elif isinstance(target, Mapping):
         collector.take_mapping(target)
     elif not collector.take_object(target, label):
-        collector.take_mapping({k: v for k, v in vars(target).items() if not k.startswith("_")})
+        collector.take_attributes(target, f"--app {label} {'returned' if called else 'is'}")
 
 
 def _enter_provider(target: Any, label: str, teardown: list[Callable[[], object]]) -> Any:
