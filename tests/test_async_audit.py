@@ -145,12 +145,12 @@ def test_doctor_checks_an_async_app_on_its_async_url(asyncapp: tuple[Path, str])
     assert rows["app"][0] == "ok", output
     assert rows["database"][0] == "ok" and "reachable" in rows["database"][1], output
     assert rows["mapped tables"] == ("ok", "all 1 exist in the database"), output
-    assert rows["audit sink sql"][0] == "ok" and "table appshell_audit will be created" in rows["audit sink sql"][1], output
+    assert rows["audit sink sql"][0] == "ok" and "appshell_audit will be created" in rows["audit sink sql"][1], output
     if not url.startswith("sqlite"):
-        assert rows["audit sql rights"][1].startswith("table appshell_audit does not exist yet: the sink would create it as postgres"), output
+        assert rows["audit sql rights"][1].startswith("table public.appshell_audit does not exist yet: the sink would create it as postgres"), output
     assert run(["--profile", "sqlaudit", "--app", "asyncapp.db", "-c", "1"], cwd=root, env={"DATABASE_URL": url}).exit_code == 0
     code, rows, output = doctor(root, url)
-    assert rows["audit sink sql"][0] == "ok" and "table appshell_audit exists" in rows["audit sink sql"][1], output
+    assert rows["audit sink sql"][0] == "ok" and "appshell_audit exists" in rows["audit sink sql"][1], output
     # the rights check really ran, on the sink's own connection
     if url.startswith("sqlite"):
         assert rows["audit sql rights"][0] == "FAIL" and rows["audit sql rights"][1].startswith("SQLite has no privileges"), output

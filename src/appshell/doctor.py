@@ -1,7 +1,9 @@
 """`appshell doctor`: is this the right interpreter, release, config, database and audit? (docs/operations.md)
 
 Each check is a small function returning rows; a row is (check, status, detail)
-with status ``ok``, ``FAIL`` or ``info``. Any FAIL makes the exit code 1.
+with status ``ok``, ``FAIL``, ``WARN`` or ``info``. Any FAIL makes the exit code 1; a WARN
+names a power worth taking away (what the app's role can do outside the transaction) that
+does not stop a session from running as it is.
 """
 
 from __future__ import annotations
@@ -98,6 +100,23 @@ def _database(ctx: AppContext, settings: Settings) -> Iterator[Row]:
     yield "read-only", "ok" if enforced else "FAIL", f"{probe} = {value}" + ("" if enforced else " — the database does not enforce it")
 
 
+def _powers(ctx: AppContext) -> Iterator[Row]:
+    """What the app's role can do outside the session's transaction (appshell.powers): a WARN each."""
+    from appshell.powers import powers
+
+    with ctx.engine.connect() as conn:
+        found = powers(conn)
+    if found is None:
+        return
+    user, held = found
+    for power in held:
+        yield f"role power: {power.name}", "WARN", power.detail
+    if not held:
+        yield "role powers", "ok", (f"{user} cannot reach past the transaction: no superuser, dblink, postgres_fdw, server files or "
+                                    "programs, lo_export, or CREATE on the database" if ctx.engine.dialect.name == "postgresql" else
+                                    f"{user} holds none of FILE, EVENT, SUPER, CREATE")
+
+
 def _audit_policy(settings: Settings) -> Iterator[Row]:
     """Does the run follow the profile's audit policy (audit.locked, audit.required)?"""
     for problem in settings.audit_problems:
@@ -123,6 +142,8 @@ def _audit(settings: Settings, database_url: str) -> Iterator[Row]:
         yield f"audit sink {kind}", "ok", f"{detail} ({required})"
         if kind == "sql" and profile.audit.required:
             yield _guarded("audit sql rights", lambda: iter([_sql_rights(database_url)]))[0]
+        if kind == "sql":
+            yield from _guarded("audit sql schema", lambda: _sql_schema(database_url))
     if not profile.audit.sinks:
         yield "audit", "FAIL" if profile.audit.required else "info", "no sinks: statements are not audited"
 
@@ -134,14 +155,15 @@ def _sql_rights(database_url: str) -> Row:
     sink's role must be able to INSERT and SELECT only (docs/audit.md has the recipe).
     """
     from appshell.audit.auditor import audit_url
-    from appshell.audit.sqlsink import _engine
+    from appshell.audit.sqlsink import _engine, schema_of
 
-    engine = _engine(audit_url(database_url))  # as the sink connects: an async URL's sync driver
+    url = audit_url(database_url)
+    engine = _engine(url)  # as the sink connects: an async URL's sync driver
     try:
         with engine.connect() as conn:
             kind = conn.dialect.name
             if kind == "postgresql":
-                problems = _postgresql_rights(conn)
+                problems = _postgresql_rights(conn, schema_of(url) or "public")
             elif kind in ("mysql", "mariadb"):
                 problems = _mysql_rights(conn)
             elif kind == "sqlite":
@@ -156,20 +178,29 @@ def _sql_rights(database_url: str) -> Row:
     return "audit sql rights", "ok", "the sink's role can only INSERT and SELECT appshell_audit"
 
 
-def _postgresql_rights(conn: Connection) -> list[str]:
+def _qualified(conn: Connection, schema: str) -> str:
+    """schema.appshell_audit, quoted where needed, for to_regclass."""
+    from appshell.audit.sqlsink import TABLE
+
+    preparer = conn.dialect.identifier_preparer
+    return f"{preparer.quote_schema(schema)}.{preparer.quote(TABLE)}"
+
+
+def _postgresql_rights(conn: Connection, schema: str) -> list[str]:
     from sqlalchemy import text
 
+    name = _qualified(conn, schema)
     row = conn.execute(text(
         "SELECT current_user, r.rolsuper,"
         " pg_has_role(current_user, c.relowner, 'MEMBER'), pg_has_role(current_user, n.nspowner, 'MEMBER'),"
         " has_table_privilege(c.oid, 'DELETE'), has_table_privilege(c.oid, 'UPDATE'),"
         " has_table_privilege(c.oid, 'TRUNCATE'), has_table_privilege(c.oid, 'TRIGGER')"
         " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_roles r ON r.rolname = current_user"
-        " WHERE c.oid = to_regclass('appshell_audit')"
-    )).first()
+        " WHERE c.oid = to_regclass(:name)"
+    ), {"name": name}).first()
     if row is None:
         user = conn.execute(text("SELECT current_user")).scalar()
-        return [f"table appshell_audit does not exist yet: the sink would create it as {user}, who would own it"]
+        return [f"table {schema}.appshell_audit does not exist yet: the sink would create it as {user}, who would own it"]
     user, superuser, owner, schema_owner, *rights = row
     if superuser:
         return [f"{user} is a superuser"]
@@ -183,52 +214,63 @@ def _postgresql_rights(conn: Connection) -> list[str]:
 
 
 # MySQL/MariaDB privileges that delete, change or replace rows of an existing table.
-_MYSQL_RISKY = ("ALL PRIVILEGES", "DELETE", "UPDATE", "DROP", "ALTER", "TRIGGER")
+_MYSQL_RISKY = ("ALL PRIVILEGES", "DELETE", "UPDATE", "DROP", "ALTER", "TRIGGER", "DELETE HISTORY")
 
 
 def _mysql_pattern_covers(target: str, database: str) -> bool:
-    """Does a database-level grant target like `shop\\_%`.* (LIKE wildcards) cover *database*?"""
-    import re
+    from appshell.powers import mysql_pattern_covers
 
-    match = re.fullmatch(r"`((?:[^`]|``)*)`\.\*", target)
-    if match is None:
-        return False
-    pattern = "".join(
-        ".*" if part == "%" else "." if part == "_" else re.escape(part[-1])
-        for part in re.findall(r"\\.|%|_|.", match[1].replace("``", "`"))
-    )
-    return re.fullmatch(pattern, database) is not None
+    return mysql_pattern_covers(target, database)
 
 
 def _mysql_rights(conn: Connection) -> list[str]:
     """SHOW GRANTS for the user and the roles it holds; grants on *.*, the database, or the table."""
-    import re
+    from appshell.powers import mysql_grants
 
+    user = conn.exec_driver_sql("SELECT CURRENT_USER()").scalar()
+    held = {name for name, _ in mysql_grants(conn, tables=("appshell_audit",)) if name in _MYSQL_RISKY}
+    return [f"{user} holds {', '.join(sorted(held))} on appshell_audit"] if held else []
+
+
+def _sql_schema(database_url: str) -> Iterator[Row]:
+    """PostgreSQL: could the sink's table be shadowed for anyone who names it without its schema?
+
+    appshell writes and reads schema.appshell_audit on a pinned search_path, so a schema named
+    after a role ("$user", first in its search_path) no longer catches the records; psql, an
+    older appshell, or an auditor's own query that says only "appshell_audit" would still be
+    led there. Hence: no CREATE on the database for the sink's role, and no other table that
+    an unqualified name finds first.
+    """
     from sqlalchemy import text
 
-    database = conn.execute(text("SELECT DATABASE()")).scalar() or ""
-    targets = {"*.*", f"`{database}`.*", f"`{database}`.`appshell_audit`"}
-    user = conn.execute(text("SELECT CURRENT_USER()")).scalar()
-    queue, seen, held = ["SHOW GRANTS"], set(), set()
-    while queue:
-        statement = queue.pop()
-        if statement in seen:
-            continue
-        seen.add(statement)
-        for (line,) in conn.exec_driver_sql(statement):
-            grant = re.match(r"GRANT (?P<privs>.+?) ON (?P<target>\S+) TO ", line)
-            if grant is None:
-                role = re.match(r"GRANT (?P<role>`[^`]+`(?:@`[^`]*`)?) TO ", line)
-                if role:
-                    queue.append(f"SHOW GRANTS FOR {role['role']}")
-                continue
-            if grant["target"] not in targets and not _mysql_pattern_covers(grant["target"], database):
-                continue
-            for priv in grant["privs"].split(","):
-                name = re.sub(r"\s*\(.*", "", priv.strip().upper())
-                if name in _MYSQL_RISKY or name == "DELETE HISTORY":
-                    held.add(name)
-    return [f"{user} holds {', '.join(sorted(held))} on appshell_audit"] if held else []
+    from appshell.audit.auditor import audit_url
+    from appshell.audit.sqlsink import TABLE, _engine, schema_of
+
+    url = audit_url(database_url)
+    engine = _engine(url)
+    schema = schema_of(url) or "public"
+    try:
+        with engine.connect() as conn:
+            if conn.dialect.name != "postgresql":
+                return
+            user, database, create = conn.execute(text(
+                "SELECT current_user, current_database(), has_database_privilege(current_database(), 'CREATE')")).one()
+            conn.exec_driver_sql("RESET search_path")  # the role's own search_path, as psql would have it (the sink pins its own)
+            found = conn.execute(text(
+                "SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(:t)"), {"t": TABLE}).scalar()
+            conn.rollback()
+    finally:
+        engine.dispose()
+    if found is not None and found != schema:
+        yield ("audit sql table", "WARN", f"for {user}, an unqualified {TABLE} is {found}.{TABLE}, not {schema}.{TABLE}: appshell writes and reads "
+               f"only {schema}.{TABLE}, but psql, an older appshell and an auditor's own query that names the table without its schema "
+               f"meet the other one — see who owns schema {found} and what is in it, then drop it")
+    if create:
+        yield ("audit sql schema", "WARN", f"the sink's role {user} may CREATE schemas in database {database}: one named after a role (\"$user\", "
+               f"first in its search_path) would stand in for {TABLE} wherever that role names it without its schema — "
+               f"REVOKE CREATE ON DATABASE {database} FROM PUBLIC, {user} (docs/audit.md: the INSERT-only role)")
+    elif found is None or found == schema:
+        yield "audit sql schema", "ok", f"{user} cannot CREATE schemas in {database}; the table is {schema}.{TABLE}, qualified and pinned"
 
 
 def _probe_sink(kind: str, settings: Settings, database_url: str) -> str:
@@ -246,15 +288,17 @@ def _probe_sink(kind: str, settings: Settings, database_url: str) -> str:
     if kind == "sql":
         from sqlalchemy import inspect
 
-        from appshell.audit.sqlsink import _engine
+        from appshell.audit.sqlsink import TABLE, _engine, schema_of
 
         url = audit_url(database_url)
+        schema = schema_of(url)
         engine = _engine(url)  # as the sink connects: an async URL's sync driver
         try:
-            exists = inspect(engine).has_table("appshell_audit")
+            exists = inspect(engine).has_table(TABLE, schema=schema)
         finally:
             engine.dispose()
-        return f"{mask_url(url)}: table appshell_audit {'exists' if exists else 'will be created'}"
+        name = f"{schema}.{TABLE}" if schema else TABLE
+        return f"{mask_url(url)}: table {name} {'exists' if exists else 'will be created'}"
     from appshell.audit.sinks import SyslogSink
 
     address = syslog_address()
@@ -304,6 +348,7 @@ def run_doctor(settings: Settings, as_json: bool) -> int:
         try:
             database_url = ctx.engine.url.render_as_string(hide_password=False)
             rows += _guarded("database", _app_io(lambda: _database(ctx, settings)))
+            rows += _guarded("role powers", _app_io(lambda: _powers(ctx)))
             rows += _guarded("migrations", _app_io(lambda: check_migrations(ctx, settings)))
         finally:
             from appshell import aio

@@ -174,12 +174,13 @@ class Catalog:
         return entries
 
     def _sql_entries(self) -> list[tuple[str, int]]:
-        from sqlalchemy import text
+        from sqlalchemy import select
 
-        from appshell.audit.sqlsink import TABLE, connected
+        from appshell.audit.sqlsink import connected, table_at
 
+        t = table_at(self.log.url or "")
         with connected(self.log.url or "") as conn:
-            rows = conn.execute(text(f"SELECT session, id, record FROM {TABLE} WHERE event = 'session_start' ORDER BY id")).all()
+            rows = conn.execute(select(t.c.session, t.c.id, t.c.record).where(t.c.event == "session_start").order_by(t.c.id)).all()
         for session, _id, record in rows:
             try:
                 self._starts[str(session)] = json.loads(record)
@@ -375,12 +376,13 @@ def _sql_session(url: str, session: str) -> Session | None:
 
 
 def _sql_records(url: str, session: str) -> list[tuple[int, str]]:
-    from sqlalchemy import text
+    from sqlalchemy import select
 
-    from appshell.audit.sqlsink import TABLE, connected
+    from appshell.audit.sqlsink import connected, table_at
 
+    t = table_at(url)
     with connected(url) as conn:
-        rows = conn.execute(text(f"SELECT id, record FROM {TABLE} WHERE session = :s ORDER BY seq"), {"s": session})
+        rows = conn.execute(select(t.c.id, t.c.record).where(t.c.session == session).order_by(t.c.seq))
         return [(int(i), str(r)) for i, r in rows]
 
 

@@ -159,7 +159,10 @@ class SqlReviews:
         self.url = url
 
     def _table(self, metadata: Any) -> Any:
+        """appshell_review, named with the audit table's schema, for the reason sqlsink gives."""
         from sqlalchemy import BigInteger, Column, Integer, String, Table, Text
+
+        from appshell.audit.sqlsink import schema_of
 
         return Table(
             TABLE, metadata,
@@ -167,6 +170,7 @@ class SqlReviews:
             Column("session", String(64), nullable=False),
             Column("hash", String(64), nullable=False),
             Column("record", Text, nullable=False),
+            schema=schema_of(self.url),
         )
 
     def load(self) -> Reviews:
@@ -178,7 +182,7 @@ class SqlReviews:
         try:
             table = self._table(MetaData())
             with engine.connect() as conn:
-                if not inspect(conn).has_table(TABLE):
+                if not inspect(conn).has_table(TABLE, schema=table.schema):
                     return Reviews(TABLE)
                 rows = conn.execute(select(table.c.seq, table.c.record).order_by(table.c.seq)).all()
         finally:

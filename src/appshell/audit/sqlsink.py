@@ -10,11 +10,19 @@ required audit refuse) instead of hanging the session.
 Records are written on the sink's own connection, committed at once: a
 rollback of the app's session — ``rollback()``, a sandbox, a crash — never
 erases them.
+
+The table is always named with its schema (:func:`schema_of`), by the sink and
+by every reader, and the sink's PostgreSQL connections pin ``search_path``: an
+unqualified name would follow the role's ``search_path``, whose first entry is
+``"$user"`` — a role with CREATE on the database could make a schema named after
+itself, put its own ``appshell_audit`` there, and catch (then truncate) every
+later session's records while ``verify --url`` read the same decoy (issue 21).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,14 +31,67 @@ from typing import Any
 from appshell.audit.records import GENESIS, canonical, digest, seal
 from appshell.audit.verify import Report
 
-__all__ = ["SqlSink", "TABLE", "table_of", "verify_table", "read_rows", "recent_session_rows", "session_rows", "LOCK_TIMEOUT_MS", "STATEMENT_TIMEOUT_MS"]
+__all__ = ["SqlSink", "TABLE", "SCHEMA", "schema_of", "table_at", "table_of", "verify_table", "read_rows", "recent_session_rows", "session_rows", "LOCK_TIMEOUT_MS", "STATEMENT_TIMEOUT_MS"]
 
 TABLE = "appshell_audit"
+SCHEMA = "public"  # PostgreSQL's, unless the URL names a search_path (schema_of)
 LOCK_TIMEOUT_MS = 3000
 STATEMENT_TIMEOUT_MS = 10000
 
 
-def table_of(metadata: Any) -> Any:
+def _search_path(options: str) -> list[str] | None:
+    """The schemas a libpq ``options`` string sets search_path to (``-c search_path=a,b``,
+    ``-csearch_path=a``, ``--search_path=a``; the last one wins, as in the server), else None."""
+    words = re.split(r"(?<!\\)\s+", options.strip())
+    found = None
+    i = 0
+    while i < len(words):
+        word, i = words[i], i + 1
+        if word == "-c" and i < len(words):
+            word, i = "-c" + words[i], i + 1
+        if not word.startswith(("-c", "--")):
+            continue
+        name, _, value = word[2:].replace("\\ ", " ").partition("=")
+        if name.strip().lower().replace("-", "_") == "search_path":
+            found = value
+    if found is None:
+        return None
+    names = []
+    for entry in (e.strip() for e in found.split(",")):
+        quoted = len(entry) >= 2 and entry[0] == entry[-1] == '"'
+        names.append(entry[1:-1].replace('""', '"') if quoted else entry.lower())  # unquoted names fold, as the server folds them
+    return names
+
+
+def schema_of(url: str) -> str | None:
+    """Where the table lives: on PostgreSQL the first schema the URL's own search_path names
+    (``?options=-csearch_path=audit``), else ``public`` — never the role's ``"$user"`` schema;
+    on MySQL/MariaDB the URL's database; None on SQLite, which has no schemas to shadow it
+    (another connection's TEMP tables are not this connection's)."""
+    from sqlalchemy.engine import make_url
+
+    from appshell.urls import sync_url
+
+    parsed = make_url(sync_url(url))
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        options = parsed.query.get("options")
+        text = options[-1] if isinstance(options, tuple) else options
+        chosen = [n for n in _search_path(text or "") or [] if n not in ("$user", "pg_temp", "pg_catalog", "")]
+        return chosen[0] if chosen else SCHEMA
+    if backend in ("mysql", "mariadb"):
+        return parsed.database or None
+    return None
+
+
+def table_at(url: str) -> Any:
+    """The table of the sink at *url*, named with its schema."""
+    from sqlalchemy import MetaData
+
+    return table_of(MetaData(), schema_of(url))
+
+
+def table_of(metadata: Any, schema: str | None = None) -> Any:
     from sqlalchemy import BigInteger, Column, Identity, Index, Integer, String, Table, Text
 
     return Table(
@@ -46,17 +107,22 @@ def table_of(metadata: Any) -> Any:
         Column("hash", String(64), nullable=False),
         Column("record", Text, nullable=False),
         Index("appshell_audit_session_seq", "session", "seq", unique=True),
+        schema=schema,
     )
 
 
-def _timeouts(engine: Any) -> None:
-    """Every connection of the sink gives up on a lock or a slow statement instead of waiting for ever."""
+def _timeouts(engine: Any, schema: str | None) -> None:
+    """Every connection of the sink gives up on a lock or a slow statement instead of waiting for
+    ever; on PostgreSQL its search_path is pinned to the sink's schema (pg_catalog first, so no
+    function or operator of another schema stands in for a built-in one)."""
     from sqlalchemy import event
 
     dialect = engine.dialect.name
     if dialect == "postgresql":
+        pinned = engine.dialect.identifier_preparer.quote_schema(schema or SCHEMA)
         statements = [f"SET lock_timeout = {LOCK_TIMEOUT_MS}", f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}",
-                      f"SET idle_in_transaction_session_timeout = {STATEMENT_TIMEOUT_MS}"]
+                      f"SET idle_in_transaction_session_timeout = {STATEMENT_TIMEOUT_MS}",
+                      f"SET search_path = pg_catalog, {pinned}"]
     elif dialect in ("mysql", "mariadb"):
         seconds = max(1, LOCK_TIMEOUT_MS // 1000)
         statements = [f"SET SESSION innodb_lock_wait_timeout = {seconds}", f"SET SESSION lock_wait_timeout = {seconds}"]
@@ -86,7 +152,7 @@ def _engine(url: str) -> Any:
             engine = create_engine(sync, connect_args={"timeout": LOCK_TIMEOUT_MS / 1000})
         else:
             engine = create_engine(sync, pool_size=1, max_overflow=0)
-            _timeouts(engine)
+            _timeouts(engine, schema_of(url))
     except ModuleNotFoundError as exc:  # create_engine imports the driver
         raise missing_driver(url, exc, "the SQL audit sink") from None
     exempt(engine)  # the session's sandbox, read-only and SQL capture are not for the audit's own writes
@@ -100,18 +166,20 @@ class SqlSink:
     TABLE = TABLE
 
     def __init__(self, url: str) -> None:
-        from sqlalchemy import MetaData, inspect
+        from sqlalchemy import inspect
 
         self.engine = _engine(url)
-        metadata = MetaData()
-        self.table = table_of(metadata)
+        self.table = table_at(url)
+        schema = self.table.schema
         with self.engine.connect() as conn:
-            columns = {c["name"] for c in inspect(conn).get_columns(TABLE)} if inspect(conn).has_table(TABLE) else None
+            found = inspect(conn).has_table(TABLE, schema=schema)
+            columns = {c["name"] for c in inspect(conn).get_columns(TABLE, schema=schema)} if found else None
         if columns is not None and "id" not in columns:
-            raise RuntimeError(f"table {TABLE} has the old layout (one chain for all sessions); rename it "
-                               f"(ALTER TABLE {TABLE} RENAME TO {TABLE}_v1) and appshell creates the new one")
+            name = f"{schema}.{TABLE}" if schema else TABLE
+            raise RuntimeError(f"table {name} has the old layout (one chain for all sessions); rename it "
+                               f"(ALTER TABLE {name} RENAME TO {TABLE}_v1) and appshell creates the new one")
         if columns is None:
-            metadata.create_all(self.engine)
+            self.table.metadata.create_all(self.engine)
         self.seq, self.prev = 0, GENESIS
 
     def append(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -151,32 +219,33 @@ def connected(url: str) -> Iterator[Any]:
 
 def read_rows(url: str) -> list[tuple[int, str]]:
     """(id, record) of every row, in table order."""
-    from sqlalchemy import text
+    from sqlalchemy import select
 
+    t = table_at(url)
     with connected(url) as conn:
-        return [(int(i), str(r)) for i, r in conn.execute(text(f"SELECT id, record FROM {TABLE} ORDER BY id"))]
+        return [(int(i), str(r)) for i, r in conn.execute(select(t.c.id, t.c.record).order_by(t.c.id))]
 
 
 def recent_session_rows(url: str, count: int) -> list[str]:
     """The records of the last *count* sessions to start, in table order: two indexed queries, not a scan."""
-    from sqlalchemy import bindparam, text
+    from sqlalchemy import select
 
+    t = table_at(url)
     with connected(url) as conn:
-        ids = [r[0] for r in conn.execute(text(
-            f"SELECT session FROM {TABLE} WHERE event = 'session_start' ORDER BY id DESC LIMIT :n"), {"n": count})]
+        ids = [r[0] for r in conn.execute(select(t.c.session).where(t.c.event == "session_start").order_by(t.c.id.desc()).limit(count))]
         if not ids:
             return []
-        query = text(f"SELECT record FROM {TABLE} WHERE session IN :ids ORDER BY id").bindparams(bindparam("ids", expanding=True))
-        return [str(r[0]) for r in conn.execute(query, {"ids": ids})]
+        return [str(r[0]) for r in conn.execute(select(t.c.record).where(t.c.session.in_(ids)).order_by(t.c.id))]
 
 
 def session_rows(url: str, prefix: str) -> list[str]:
     """The records of the sessions whose id starts with *prefix*, in table order (the (session, seq) index)."""
-    from sqlalchemy import text
+    from sqlalchemy import select
 
+    t = table_at(url)
     with connected(url) as conn:
         pattern = prefix.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"  # '!': no dialect treats it specially
-        rows = conn.execute(text(f"SELECT record FROM {TABLE} WHERE session LIKE :p ESCAPE '!' ORDER BY id"), {"p": pattern})
+        rows = conn.execute(select(t.c.record).where(t.c.session.like(pattern, escape="!")).order_by(t.c.id))
         return [str(r[0]) for r in rows]
 
 
