@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from appshell.errors import Refused
+from appshell.errors import ReadOnlyLifted, Refused
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -131,6 +131,38 @@ def in_transaction(raw: Any) -> bool | None:
     return None
 
 
+# What says a connection is read-only now, per backend: (SQL, the answers that mean read-only).
+_READ_ONLY_NOW = {
+    # The current transaction's and the next ones' (SET default_transaction_read_only = off takes effect at the next).
+    "postgresql": "SELECT current_setting('transaction_read_only'), current_setting('default_transaction_read_only')",
+    "mariadb": "SELECT @@session.tx_read_only",  # MariaDB before 11.1 has no transaction_read_only
+    "mysql": "SELECT @@session.transaction_read_only",
+}
+
+
+def read_only_now(st: ConnState) -> bool | None:
+    """Is this connection read-only now, by what the database says? None where it cannot be asked here."""
+    if st.sqlite3:
+        if st.raw is not st.sq:
+            return None  # aiosqlite: its sqlite3 connection belongs to its own thread; the authorizer denies the PRAGMA
+        st.own = True  # the authorizer lets appshell's own PRAGMA through
+        try:
+            row = st.sq.execute("PRAGMA query_only").fetchone()
+        finally:
+            st.own = False
+        return bool(row and row[0])
+    sql = _READ_ONLY_NOW.get(st.kind)
+    if sql is None:
+        return None
+    cursor = st.raw.cursor()
+    try:
+        cursor.execute(sql)
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    return all(str(value).lower() in ("on", "1", "true") for value in row)
+
+
 def _set_autocommit(raw: Any, on: bool) -> None:
     """Drivers' autocommit flag; an engine made with isolation_level='AUTOCOMMIT' set it on."""
     module = type(raw).__module__
@@ -183,6 +215,11 @@ class Coverage:
         self.engines: dict[str, str] = {}  # masked URL -> backend, in the order seen
         self.reads_sql = plan.read_only or sandbox is not None
         self.closed = False  # the session is over: connections made from now on are not this session's
+        # Read-only by a session setting is *guarded*: an operator's SQL could switch it off, so the setting is read
+        # back after every statement the parser cannot prove harmless. A read-only role (fresh_connections: every
+        # connection logs in as it) is *enforced* by the database: nothing to re-check.
+        self.guarded = plan.read_only and not plan.fresh_connections
+        self.lifted: ReadOnlyLifted | None = None  # the setting was found switched off: every statement is refused
         self._sigint = False  # the SIGINT handler that interrupts aiosqlite's statements is installed
         if sandbox is not None:
             sandbox.state, sandbox.conns, sandbox.engines = self.state, self.conns, self.engines
@@ -354,6 +391,8 @@ class Coverage:
             return
         st = self.ensure(raw, conn.dialect)
         st.denied = None
+        if self.lifted is not None:
+            raise ReadOnlyLifted(self.lifted.what, self.lifted.fix)
         if self.reads_sql:
             from appshell.statements import classify
 
@@ -378,10 +417,28 @@ class Coverage:
             return
         st.deadline = 0.0
         st.busy = False
-        if self.sandbox is not None:
-            from appshell.statements import classify
+        if self.sandbox is not None or self.guarded:
+            from appshell.statements import classify, proven_harmless
 
-            self.sandbox.after(st, cursor, statement, classify(statement, st.kind))
+            parsed = classify(statement, st.kind)
+            if self.sandbox is not None:
+                self.sandbox.after(st, cursor, statement, parsed)
+            if self.guarded and not proven_harmless(statement, parsed):
+                self._recheck(st, statement)
+
+    def _recheck(self, st: ConnState, statement: str) -> None:
+        """Guarded read-only: is the connection still read-only, by its own word? (One round trip; SQLite: none.)"""
+        still = read_only_now(st)
+        if still is not False:
+            return
+        self.lifted = ReadOnlyLifted(
+            f"this session was read-only (profile {self.profile}, a session setting) and `{short_sql(statement)}` switched it off "
+            f"on {st.kind} — the session stops; what ran after it was refused",
+            "check the database by hand; the audit log names the statement; a read-only role (database.read_only_url_env) "
+            "cannot be switched off",
+        )
+        print(f"\n{self.lifted.format()}\n", file=sys.stderr, flush=True)
+        raise self.lifted
 
     def _on_error(self, context: Any) -> None:
         """Say why the database refused, in one line, instead of a driver error about 'not authorized'."""

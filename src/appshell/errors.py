@@ -12,6 +12,7 @@ __all__ = [
     "DatabaseUnavailable",
     "AuditFailure",
     "SandboxBroken",
+    "ReadOnlyLifted",
     "Refused",
     "connect_reason",
     "EXIT_OK",
@@ -72,6 +73,16 @@ class SandboxBroken(AppshellError):
 
     def format(self) -> str:
         return f"appshell: error: SANDBOX BROKEN — {self.what} — {self.fix}"
+
+
+class ReadOnlyLifted(SandboxBroken):
+    """A guarded read-only session found its read-only setting switched off: the session stops (exit 3).
+
+    A SandboxBroken, so that every shell and runner that stops the session for a broken sandbox stops it for
+    this too; appshell refuses every further statement of the session in any case."""
+
+    def format(self) -> str:
+        return f"appshell: error: READ-ONLY LIFTED — {self.what} — {self.fix}"
 
 
 class Refused(RuntimeError):

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["Statement", "classify", "sqlglot_dialect", "SANDBOX_SAVEPOINT"]
+__all__ = ["Statement", "classify", "proven_harmless", "server_text", "sqlglot_dialect", "SANDBOX_SAVEPOINT"]
 
 SANDBOX_SAVEPOINT = "appshell_sandbox"
 
@@ -88,6 +88,34 @@ def classify(sql: str, kind: str) -> tuple[Statement, ...]:
         if served != sql:
             return _executable_comments(served, kind)
     return _classify(sql, kind)
+
+
+# Heads whose statements cannot switch a session setting (a write in a read-only transaction fails before any
+# trigger runs), and the words before "(" that are SQL syntax or built-in functions, not user functions.
+_SETTING_SAFE_HEADS = {"SELECT", "INSERT", "UPDATE", "DELETE", "REPLACE", "WITH", "(", "VALUES", "TABLE", "SHOW", "DESCRIBE", "DESC",
+                       "SAVEPOINT", "RELEASE"}
+_CALL = re.compile(r"([A-Za-z_][\w$]*)\s*\(")
+_NOT_A_USER_FUNCTION = frozenset((
+    "in exists any all some values as over from join on and or not where select filter within using cast case when then else "
+    "into by partition table is returning set "
+    "count sum min max avg coalesce nullif greatest least lower upper length char_length octet_length substr substring trim "
+    "ltrim rtrim concat replace round abs floor ceil ceiling now date time timestamp extract date_trunc current_timestamp "
+    "row_number rank dense_rank lag lead first_value last_value array_agg string_agg group_concat json_object json_array "
+    "jsonb_build_object json_build_object to_char to_date position strftime datetime julianday ifnull iif decimal numeric "
+    "varchar char interval"
+).split())
+
+
+def proven_harmless(sql: str, parsed: tuple[Statement, ...]) -> bool:
+    """Can *sql* be shown, without asking the database, to leave the session's settings as they were?
+    False for what the parser cannot read, for settings statements, and for calls of functions that are not
+    SQL's own (a user function may call set_config()): after those, guarded read-only asks the database."""
+    if any(one.opaque or one.read_write or one.head not in _SETTING_SAFE_HEADS for one in parsed):
+        return False
+    return all(name.lower() in _NOT_A_USER_FUNCTION for name in _CALL.findall(_STRINGS.sub("''", sql)))
+
+
+_STRINGS = re.compile(r"'(?:[^']|'')*'")
 
 
 def server_text(sql: str) -> str:
