@@ -91,10 +91,10 @@ def _parse_session(line: Line, argv: Sequence[str]) -> tuple[Settings, Program |
 
 
 def run_shell(line: Line, argv: Sequence[str]) -> int:
+    settings, program, options = _parse_session(line, argv)  # first: --help imports nothing more
     from appshell.session import run_session
     from appshell.settings import export_environment
 
-    settings, program, options = _parse_session(line, argv)
     export_environment(settings)
     return run_session(settings, program, options)
 
@@ -128,6 +128,8 @@ def audit_command(argv: Sequence[str]) -> int:
         return _audit_init(audit_log(opts, must_exist=False).path)
     if opts.url and verb == "verify" and (opts.key or opts.witness or opts.checkpoint):
         raise UsageError("--key, --witness and --checkpoint check a file, not an SQL sink's table (--url)", "name the file with --log PATH")
+    if verb == "show" and not opts.session:
+        raise UsageError("audit show needs a session id", "see appshell audit tail for the ids")
     log = audit_log(opts)
     if verb == "rotate":
         from appshell.audit.filesink import rotate
@@ -143,8 +145,6 @@ def audit_command(argv: Sequence[str]) -> int:
     if verb == "tail":
         print(render_tail(log, opts.n))
         return EXIT_OK
-    if not opts.session:
-        raise UsageError("audit show needs a session id", "see appshell audit tail for the ids")
     shown = render_session(log, opts.session)
     if shown is None:
         raise UsageError(f"no single session matches '{opts.session}' in {log.name}", "use an id from appshell audit tail")
@@ -184,10 +184,10 @@ def _audit_init(path: Path | None) -> int:
 
 
 def doctor_command(argv: Sequence[str]) -> int:
+    opts = command_parser(DOCTOR).parse_args(argv)
     from appshell.doctor import run_doctor
     from appshell.settings import export_environment, resolve
 
-    opts = command_parser(DOCTOR).parse_args(argv)
     settings = resolve(_flags(opts), project=opts.project, strict=False)  # doctor reports audit-policy problems as FAIL rows
     export_environment(settings)
     return run_doctor(settings, as_json=opts.json)
