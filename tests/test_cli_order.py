@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from appshell.command_line import FLAGS, Line, split
+from appshell.command_line import FLAGS, Line, project_of, split
 from conftest import Result, run
 
 pytestmark = pytest.mark.in_process
@@ -51,6 +51,21 @@ def test_every_flag_with_a_value_has_its_value_skipped_by_the_splitter() -> None
         if flag.metavar is not None:
             for name in flag.names:
                 assert split([name, "doctor", "fix.py"]) == Line([name, "doctor"], script="fix.py"), name
+
+
+@pytest.mark.parametrize(("argv", "project"), [
+    (["--project", "p", "-c", "1"], "p"),
+    (["--project=p", "doctor"], "p"),
+    (["doctor", "--project", "p"], "p"),  # a command's own options are its options wherever they stand
+    (["audit", "tail", "--project", "q"], "q"),
+    (["-c", "1", "--project", "p"], None),  # the program's ARGS, not appshell's
+    (["fix.py", "--project", "p"], None),
+    (["--reason", "--project", "-c", "1"], None),  # a value
+    (["--reason", "--project", "--sandbox", "doctor"], None),
+])
+def test_project_is_read_where_the_options_are(argv: list[str], project: str | None) -> None:
+    """Re-exec looks for the project's .venv before parsing: it reads --project where the parser will."""
+    assert project_of(split(argv)) == project
 
 
 # -- global flags before a command ----------------------------------------------------------------

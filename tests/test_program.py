@@ -85,6 +85,8 @@ PARSE_ERRORS = [
     (["--write", "missing.py"], "[access]\nallow_write = false\n", "appshell: error: profile 'development' does not allow --write"),
     (["--reason", " ", "--write", "-c1"], "[access]\nallow_write = false\n", "appshell: error: the reason for this session is blank"),
     (["missing.py"], "", "appshell: error: cannot open script 'missing.py' (no such file)"),
+    (["-q", "doctor"], "", "appshell: error: 'doctor' is a command, not a session — run appshell doctor, or a script so named as ./doctor"),
+    (["--log", "x", "-c", "1"], "", "appshell: error: --log means nothing to a session (the shell, -c, SCRIPT) — use it with appshell audit"),
 ]
 
 

@@ -300,12 +300,16 @@ def split(argv: Sequence[str]) -> Line:
 def project_of(line: Line) -> str | None:
     """``--project DIR`` where the options say it (not in a program's ARGS): re-exec looks there before parsing."""
     words = line.command_args if line.command != SHELL else line.options
+    valued = _valued()
     project = None
-    for i, word in enumerate(words):
+    i = 0
+    while i < len(words):
+        word = words[i]
         if word == "--project" and i + 1 < len(words):
             project = words[i + 1]
         elif word.startswith("--project="):
             project = word.partition("=")[2]
+        i += 2 if word in valued else 1  # a value is not an option, even one spelled --project
     return project
 
 
