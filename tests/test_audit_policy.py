@@ -198,25 +198,26 @@ def roles(pg_url: str) -> Iterator[tuple[str, str, str]]:
         admin.dispose()
 
 
-def recipe(schema: str, owner: str, app: str) -> list[list[str]]:
+def recipe(schema: str, owner: str, app: str, database: str) -> list[list[str]]:
     """The ```sql blocks of the INSERT-only recipe in docs/audit.md, statement by statement,
-    with the test's role and schema names."""
+    with the test's role, schema and database names."""
     page = (Path(__file__).resolve().parents[1] / "docs" / "audit.md").read_text(encoding="utf-8")
     section = page.split("### The INSERT-only role on PostgreSQL", 1)[1].split("\n## ", 1)[0]
     blocks = []
     for sql in re.findall(r"```sql\n(.*?)```", section, re.S):
-        sql = sql.replace("appshell_audit_owner", owner).replace("shop_app", app).replace("SCHEMA public", f"SCHEMA {schema}")
+        sql = (sql.replace("appshell_audit_owner", owner).replace("shop_app", app).replace("SCHEMA public", f"SCHEMA {schema}")
+               .replace("public.appshell_audit", f"{schema}.appshell_audit").replace("DATABASE shop", f"DATABASE {database}"))
         lines = [line.split("--", 1)[0] for line in sql.splitlines()]
         blocks.append([s.strip() for s in "\n".join(lines).split(";") if s.strip()])
     return blocks
 
 
 def test_insert_only_role_recipe(shop: Path, pg_url: str, roles: tuple[str, str, str]) -> None:
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import create_engine, make_url, text
     from sqlalchemy.exc import ProgrammingError
 
     schema, owner, app = roles
-    as_admin, as_owner = recipe(schema, owner, app)
+    as_admin, as_owner = recipe(schema, owner, app, str(make_url(pg_url).database))
     owner_url, app_url = (pg_url.replace("postgres@", f"{role}@", 1) for role in (owner, app))
     (shop / "profiles" / "production.toml").write_text('[audit]\nsinks = ["file", "sql"]\n')
     # 1. an administrator creates the owner
@@ -253,6 +254,7 @@ def test_insert_only_role_recipe(shop: Path, pg_url: str, roles: tuple[str, str,
     doctor = run(["doctor", "--json", "--profile", "production"], cwd=shop, env=env)
     checks = {c["check"]: c for c in json.loads(doctor.stdout)["checks"]}
     assert checks["audit sql rights"]["status"] == "ok", checks["audit sql rights"]
+    assert checks["audit sql schema"]["status"] == "ok", checks["audit sql schema"]  # no CREATE on the database
     assert checks["audit sink sql"]["status"] == "ok" and checks["audit policy"]["status"] == "ok"
 
 
