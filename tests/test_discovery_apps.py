@@ -164,3 +164,65 @@ def test_an_object_holding_two_session_factories_is_an_error_naming_both(app_dir
         "2 session factories: '_sessions' (sessionmaker), '_batch_sessions' (sessionmaker) — "
         "return a mapping from --app that names the one the shell should use: {'engine': …, 'session': …}\n"
     )
+
+
+# --- appshell's own engine beside the app's ----------------------------------------------------------
+
+CASCADE = ("metadata.create_all(engine); session.add(Shelf(id=1, label='top')); session.flush(); session.add(Jar(shelf_id=1)); commit(); "
+           "sql('DELETE FROM shelves'); commit(); [sql('PRAGMA foreign_keys')[0][0], count(Jar)]")
+
+FACTORY_NOTE = (
+    "made by appshell from DATABASE_URL, but the app makes its own (ownengine.db:make_engine(), which adds a 'connect' listener): "
+    "the shell's connections may differ from the web process's — pass --app ownengine.db:make_engine to use it"
+)
+
+
+def test_appshells_own_engine_beside_the_apps_factory_is_named(app_dir: Apps, sqlite_url: str) -> None:
+    from appshell.context import own_engine_note
+
+    root = app_dir("ownengine")  # models = ["ownengine.models"]; the app's engine comes from ownengine.db:make_engine()
+    env = {"DATABASE_URL": sqlite_url}
+    # What the difference costs: appshell's engine has no foreign keys on, so the cascade the app relies on is skipped ...
+    assert json_of(root, env, CASCADE) == [0, 1]
+    with booted(root, env) as ctx:
+        assert own_engine_note(ctx) == FACTORY_NOTE
+    # ... and the --app the note names gives the web process's connections: the jar goes with its shelf.
+    fresh = {"DATABASE_URL": sqlite_url.replace("test.db", "fresh.db")}
+    assert json_of(root, fresh, CASCADE, "--app", "ownengine.db:make_engine") == [1, 0]
+    with booted(root, fresh, app="ownengine.db:make_engine") as ctx:
+        assert own_engine_note(ctx) is None
+
+
+def test_a_module_level_engine_of_the_app_is_named_with_its_listener(app_dir: Apps, sqlite_url: str) -> None:
+    from appshell.context import own_engine_note
+
+    root = app_dir("ownengine")
+    with booted(root, {"DATABASE_URL": sqlite_url}, models=["ownengine.views"], database_url=sqlite_url) as ctx:
+        assert own_engine_note(ctx) == (
+            "made by appshell from --database-url, but the app makes its own (ownengine.web.engine, with connect listener "
+            "ownengine.db.foreign_keys_on; ownengine.db:make_engine(), which adds a 'connect' listener): the shell's connections "
+            "may differ from the web process's — pass --app ownengine.web to use it"
+        )
+    with booted(root, {"DATABASE_URL": sqlite_url}, app="ownengine.web") as ctx:
+        assert own_engine_note(ctx) is None
+
+
+def test_an_app_without_an_engine_of_its_own_gets_no_note(app_dir: Apps, sqlite_url: str) -> None:
+    from appshell.context import own_engine_note
+
+    with booted(app_dir("plainapp"), {"DATABASE_URL": sqlite_url}) as ctx:
+        assert ctx.made_engine == "DATABASE_URL"
+        assert own_engine_note(ctx) is None
+
+
+@pytest.mark.subprocess
+def test_the_banner_says_so(app_dir: Apps, sqlite_url: str) -> None:
+    from conftest import end_input, spawn_shell
+
+    child = spawn_shell(app_dir("ownengine"), "--shell", "python", env={"DATABASE_URL": sqlite_url})
+    child.expect(">>> ")
+    banner = child.before.replace("\r\n", "\n")
+    end_input(child)
+    lines = banner.splitlines()
+    database = next(i for i, line in enumerate(lines) if line.startswith("  database  "))
+    assert lines[database + 1] == f"  engine    {FACTORY_NOTE}"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from appshell import __version__
+from appshell.context import own_engine_note
 from appshell.redact import mask_url
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ def make_banner(settings: Settings, ctx: AppContext, shell: str, release: str, l
     lines = [
         look.paint(f"appshell {__version__} · profile {settings.profile.name} · {shell}", bold=True),
         f"  database  {mask_url(ctx.engine.url.render_as_string(hide_password=True))}",
+        *[f"  engine    {note}" for note in [own_engine_note(ctx)] if note],  # the app makes its own engine: connections may differ
         f"  mode      {' · '.join(state)}",
         f"  release   {release}{_parity_note(parity, look)}",
         f"  app       {ctx.label} — {len(models)} models: {shown or '(none)'}",

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from appshell.settings import Settings
 
-__all__ = ["AppContext", "boot", "import_user_module", "AppCrashed", "check_session"]
+__all__ = ["AppContext", "boot", "import_user_module", "AppCrashed", "check_session", "own_engine_note"]
 
 _FACTORY_NAMES = ("create_app", "make_app")
 _MAPPING_KEYS = ("engine", "session", "metadata")
@@ -59,6 +59,10 @@ class AppContext:
     # and `session` above are then their sync cores, which every safety listener watches.
     async_engine: Any = None
     async_session: Any = None
+    # Where the URL of the engine appshell made came from ("" where the engine is the app's own),
+    # and the app's modules: own_engine_note() reads them on demand (banner, doctor), never on -c.
+    made_engine: str = ""
+    app_modules: list[ModuleType] = field(default_factory=list)
 
     def close(self) -> None:
         """Roll back what was not committed and run the app's teardown, newest first."""
@@ -702,9 +706,12 @@ def boot(settings: Settings) -> AppContext:
             _boot_provider(settings.app, collector, teardown)
         for name in settings.models:
             collector.take_models_module(import_user_module(name, "--models"))
-        for module in _app_modules(folders):  # models on another base that the app imports (Flask-AppBuilder's Model)
+        app_modules = _app_modules(folders)
+        for module in app_modules:  # models on another base that the app imports (Flask-AppBuilder's Model)
             collector.take_module(module, everything=False)
-        engine = collector.pick_engine() or _make_engine(settings.database_url)
+        engine = collector.pick_engine()
+        made_engine = "" if engine is not None else _url_source(settings)
+        engine = engine or _make_engine(settings.database_url)
         async_engine = engine if _is_async(engine) else None
         if async_engine is not None:
             from appshell import aio
@@ -745,7 +752,123 @@ def boot(settings: Settings) -> AppContext:
         sqlmodel=sqlmodel,
         async_engine=async_engine,
         async_session=async_session,
+        made_engine=made_engine,
+        app_modules=app_modules,
     )
+
+
+def _url_source(settings: Settings) -> str:
+    """Where the database URL came from, as the operator would name it."""
+    return {
+        "flag": "--database-url", ".env": "DATABASE_URL in .env", "pyproject": "database_url in pyproject.toml",
+        "profile": f"the profile '{settings.profile.name}'",
+    }.get(settings.sources.get("database_url", ""), "DATABASE_URL")
+
+
+# What makes an engine, by the names a function's code calls it by (``create_engine(…)``, ``sa.create_engine(…)``).
+_ENGINE_MAKERS = frozenset({"create_engine", "create_async_engine", "engine_from_config", "async_engine_from_config"})
+
+
+def own_engine_note(ctx: AppContext) -> str | None:
+    """Where appshell made its own engine while the app makes its own (a module-level engine, an
+    engine factory, an object holding one): one line saying so and naming the --app that uses the
+    app's — its connect listeners (SQLite's ``PRAGMA foreign_keys=ON``, say), pool and options are
+    not on appshell's (for the banner and doctor; None where there is nothing to say)."""
+    if not ctx.made_engine:
+        return None
+    found = _apps_engines(ctx.app_modules)
+    if not found:
+        return None
+    shown = "; ".join(what for what, _ in found[:3]) + (f"; {len(found) - 3} more" if len(found) > 3 else "")
+    return (f"made by appshell from {ctx.made_engine}, but the app makes its own ({shown}): the shell's connections may "
+            f"differ from the web process's — {found[0][1]}")
+
+
+def _apps_engines(modules: list[ModuleType]) -> list[tuple[str, str]]:
+    """(what, the --app that uses it) for each engine the app's modules hold or make, best --app first."""
+    from sqlalchemy import Engine
+
+    kinds = (Engine, *_async_kinds().engines)
+    own = {m.__name__ for m in modules}
+    makers = _engine_maker_objects()
+    engines: list[tuple[str, str]] = []
+    holders: list[tuple[str, str]] = []
+    factories: list[tuple[str, str]] = []
+    for module in modules:
+        name = module.__name__
+        values = list(vars(module).items())
+        # Only a module that imports create_engine (or sqlalchemy itself) can call it: the others' code is not read.
+        calls = any(any(v is m for m in makers) for _, v in values)
+        for attr, value in values:
+            if isinstance(value, kinds):
+                engines.append((f"{name}.{attr}{_listeners_note(value, own)}", f"pass --app {name} to use it"))
+            elif inspect.isfunction(value) or isinstance(value, type):
+                if calls and value.__module__ == name and _makes_engine(value):
+                    if isinstance(value, type):
+                        factories.append((f"{name}.{attr}", f"pass --app MODULE:CALLABLE that returns a {name}.{attr}"))
+                    else:
+                        factories.append((f"{name}:{attr}(){_static_listener_note(value)}", f"pass --app {name}:{attr} to use it"))
+            elif type(value).__module__ in own:
+                held = [(k, v) for k, v in _instance_attributes(value) if isinstance(v, kinds)]
+                for key, engine in held:
+                    holders.append((f"{name}.{attr}.{key}{_listeners_note(engine, own)}", f"pass --app {name}:{attr} to use it"))
+    return engines + holders + factories
+
+
+def _engine_maker_objects() -> tuple[Any, ...]:
+    """SQLAlchemy's engine-making functions and the modules they are reached through (``sa.create_engine``)."""
+    import sqlalchemy
+    from sqlalchemy import create_engine, engine_from_config
+
+    found: list[Any] = [sqlalchemy, sys.modules.get("sqlalchemy.engine"), create_engine, engine_from_config]
+    asyncio_ext = sys.modules.get("sqlalchemy.ext.asyncio")
+    if asyncio_ext is not None:
+        found += [asyncio_ext, getattr(asyncio_ext, "create_async_engine", None), getattr(asyncio_ext, "async_engine_from_config", None)]
+    return tuple(f for f in found if f is not None)
+
+
+def _makes_engine(obj: Any) -> bool:
+    """Does a function's code (nested functions included), or a class's methods', call create_engine and its kin?"""
+    if isinstance(obj, type):
+        return any(_makes_engine(v) for v in vars(obj).values() if inspect.isfunction(v))
+    code = getattr(obj, "__code__", None)
+    return code is not None and _code_calls(code, _ENGINE_MAKERS)
+
+
+def _code_calls(code: Any, names: frozenset[str]) -> bool:
+    if not names.isdisjoint(code.co_names):
+        return True
+    return any(_code_calls(c, names) for c in code.co_consts if hasattr(c, "co_names"))
+
+
+def _static_listener_note(func: Any) -> str:
+    """A factory whose code adds a 'connect' listener (``@event.listens_for(engine, "connect")``): say so."""
+    code = getattr(func, "__code__", None)
+    if code is not None and _code_calls(code, frozenset({"listens_for", "listen"})) and _code_has_const(code, "connect"):
+        return ", which adds a 'connect' listener"
+    return ""
+
+
+def _code_has_const(code: Any, value: str) -> bool:
+    return any(c == value or (hasattr(c, "co_consts") and _code_has_const(c, value)) for c in code.co_consts)
+
+
+def _listeners_note(engine: Any, own: set[str]) -> str:
+    """The app's own 'connect' listeners on *engine*'s pool (not SQLAlchemy's, not appshell's)."""
+    pool = getattr(getattr(engine, "sync_engine", engine), "pool", None)
+    try:
+        listeners = list(pool.dispatch.connect) if pool is not None else []
+    except Exception:  # noqa: BLE001 - a pool without events: nothing to name
+        listeners = []
+    names = [f"{fn.__module__}.{fn.__name__}" for fn in listeners if getattr(fn, "__module__", None) in own]
+    return f", with connect listener{'s' if len(names) > 1 else ''} {', '.join(names)}" if names else ""
+
+
+def _instance_attributes(obj: Any) -> list[tuple[str, Any]]:
+    try:
+        return list(vars(obj).items())
+    except TypeError:
+        return []
 
 
 _SETTINGS_NAMES = ("settings", "config")  # the app's own config object keeps its name in the shell
