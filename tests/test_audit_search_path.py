@@ -3,6 +3,7 @@ not by the role's search_path, so a schema named after a role cannot catch or hi
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -50,6 +51,7 @@ class Scratch:
     admin_url: str  # postgres: owns the audit table, reads it as an auditor would
     app_url: str  # the app's role, which may INSERT and SELECT the table, and CREATE in the database
     app: str
+    database: str
 
 
 @pytest.fixture
@@ -78,7 +80,7 @@ def scratch() -> Iterator[Scratch]:
             conn.execute(text("REVOKE ALL ON public.appshell_audit FROM PUBLIC"))
             conn.execute(text(f"GRANT SELECT, INSERT ON public.appshell_audit TO {app}"))
         engine.dispose()
-        yield Scratch(admin_url, base.set(username=app).render_as_string(hide_password=False), app)
+        yield Scratch(admin_url, base.set(username=app).render_as_string(hide_password=False), app, name)
     finally:
         with admin.connect() as conn:
             conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
@@ -200,3 +202,28 @@ def test_reviews_are_kept_beside_the_qualified_table(scratch: Scratch) -> None:
     reviews.append("0123456789abcdef", "alice", "flagged", "why on prod?")
     assert count(scratch.admin_url, "public.appshell_review", "0123456789abcdef") == 1
     assert reviews.load().state("0123456789abcdef") == "flagged"
+
+
+def test_doctor_warns_where_an_unqualified_name_finds_another_table(shop: Path, scratch: Scratch) -> None:
+    """The sink is safe from the decoy now; doctor still names it (psql and older appshells meet it)
+    and the right that made it possible, for the sink's role."""
+    from sqlalchemy import create_engine, text
+
+    decoy(scratch.app_url, scratch.app)
+    (shop / "profiles" / "production.toml").write_text(f'[audit]\nsinks = ["file", "sql"]\nrequired = true\nurl = "{scratch.app_url}"\n')
+    result = run(["doctor", "--json", "--profile", "production"], cwd=shop)
+    checks = {c["check"]: (c["status"], c["detail"]) for c in json.loads(result.stdout)["checks"]}
+    assert checks["audit sql rights"][0] == "ok", checks  # INSERT and SELECT only, on public.appshell_audit
+    table, schema = checks["audit sql table"], checks["audit sql schema"]
+    assert table[0] == "WARN" and table[1].startswith(f"for {scratch.app}, an unqualified appshell_audit is {scratch.app}.appshell_audit, "
+                                                      "not public.appshell_audit"), table
+    assert schema[0] == "WARN" and f"REVOKE CREATE ON DATABASE {scratch.database} FROM PUBLIC, {scratch.app}" in schema[1], schema
+    # the fix: the decoy goes, and the right with it
+    admin = create_engine(scratch.admin_url)
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {scratch.app} CASCADE"))
+        conn.execute(text(f"REVOKE CREATE ON DATABASE {scratch.database} FROM PUBLIC, {scratch.app}"))
+    admin.dispose()
+    result = run(["doctor", "--json", "--profile", "production"], cwd=shop)
+    checks = {c["check"]: (c["status"], c["detail"]) for c in json.loads(result.stdout)["checks"]}
+    assert "audit sql table" not in checks and checks["audit sql schema"][0] == "ok", checks

@@ -165,15 +165,15 @@ def test_doctor_names_a_superuser_once(app_dir: Callable[[str], Path], scratch: 
 
 def test_the_loopback_doctor_warns_about_commits_from_inside_a_sandbox(app_dir: Callable[[str], Path], scratch: Scratch) -> None:
     """What the superuser row is about, shown: dblink_exec writes on its own connection while the
-    sandbox rolls back its own — the row it writes stays."""
-    root = app_dir("plainapp")
+    sandbox rolls back its own — the row it writes stays, whatever appshell reported (it cannot see
+    the other connection)."""
     from sqlalchemy import create_engine, text
 
+    root = app_dir("plainapp")
     as_admin(scratch, "CREATE EXTENSION dblink", "CREATE TABLE marks (x int)")
     loopback = f"dbname={scratch.database} host=127.0.0.1 user=postgres"
     code = f"sql(\"select dblink_exec('{loopback}', 'insert into marks values (1)')\")"
-    result = run(["--sandbox", "-c", code], cwd=root, env={"DATABASE_URL": scratch.admin_url})
-    assert result.exit_code == 0, result.output
+    run(["--sandbox", "-c", code], cwd=root, env={"DATABASE_URL": scratch.admin_url})
     engine = create_engine(scratch.admin_url)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM marks")).scalar() == 1  # committed, whatever the sandbox did
