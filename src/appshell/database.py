@@ -193,7 +193,8 @@ class ConnState:
         self.autocommit = False  # the app asked for AUTOCOMMIT: in a sandbox each statement is "committed" at once
         self.sandboxed = False  # the sandbox's outer transaction and savepoint are open
         self.frames: list[Any] = []  # the sandbox's accounting, one frame per open savepoint
-        self.pending: tuple[tuple[str, str], int] | None = None  # SQLite: a DML statement's changes, settled once fetched
+        # SQLite: a DML statement's changes, settled once fetched: (table, op), total_changes before, its cursor
+        self.pending: tuple[tuple[str, str], int, Any] | None = None
         self.sq = sqlite_of(raw)  # the sqlite3 connection: the stdlib driver's, or the one under aiosqlite's adapter
         self.sqlite3 = self.sq is not None
         self.busy = False  # aiosqlite: a statement runs in aiosqlite's thread (Ctrl-C interrupts it: _interrupt_aiosqlite)

@@ -91,6 +91,7 @@ MYSQL_MARKER_SQL = ("SHOW SESSION STATUS WHERE Variable_name IN "
 # to savepoints. Read once, at the end, after the 0.1 s the cache may lag behind.
 MYSQL_ROWS_SQL = "SELECT trx_rows_modified FROM information_schema.innodb_trx WHERE trx_mysql_thread_id = connection_id()"
 _INNODB_TRX_CACHE_S = 0.11
+OTHER_TABLES = "(other tables)"  # SQLite: rows a statement's cascades and triggers changed, tables unnamed
 _SOURCES = {"postgresql": "pg_stat_xact_user_tables", "mysql": "rowcount", "mariadb": "rowcount", "sqlite": "total_changes()"}
 
 
@@ -470,7 +471,7 @@ class Sandbox:
                 raise SandboxRefused(f"{one.escapes}: `{short_sql(one.text)}` refused in the sandbox — run it without --sandbox")
         if st.sqlite3:
             self._settle(st)
-            st.pending = (("", ""), st.sq.total_changes)
+            st.pending = (("", ""), st.sq.total_changes, None)
 
     def after(self, st: ConnState, cursor: Any, statement: str, parsed: Sequence[Statement]) -> None:
         if not st.sandboxed:
@@ -498,7 +499,7 @@ class Sandbox:
                     top.unknown.add(key)
                 elif st.sqlite3:
                     # sqlite3's rowcount is unreliable with RETURNING; total_changes is exact once fetched.
-                    st.pending = (key, st.pending[1] if st.pending else st.sq.total_changes)
+                    st.pending = (key, st.pending[1] if st.pending else st.sq.total_changes, cursor)
                 else:
                     top.rows[key] += max(cursor.rowcount, 0)
         if st.sqlite3 and st.pending is not None and st.pending[0] == ("", ""):
@@ -543,10 +544,19 @@ class Sandbox:
 
     def _settle(self, st: ConnState) -> None:
         if st.pending is not None and st.frames:
-            key, before = st.pending
+            key, before, cursor = st.pending
             st.pending = None
-            if key != ("", ""):
-                st.frames[-1].rows[key] += st.sq.total_changes - before
+            if key == ("", ""):
+                return
+            changes = st.sq.total_changes - before
+            # rowcount is the statement's own rows (sqlite3_changes); total_changes adds what its cascades and
+            # triggers changed in other tables — which SQLite does not name: counted apart, as "other tables".
+            own = getattr(cursor, "rowcount", -1)
+            own = own if isinstance(own, int) and 0 <= own <= changes else changes
+            st.frames[-1].rows[key] += own
+            if changes > own:
+                st.frames[-1].rows[(OTHER_TABLES, key[1])] += changes - own
+                self.sources.setdefault(OTHER_TABLES, set()).add("total_changes()")
 
     # -- the summary --------------------------------------------------------------
 
@@ -578,9 +588,9 @@ class Sandbox:
         if self.db_unknown:
             lines.append(f"?: the database's own counts could not be read on {', '.join(sorted(self.db_unknown))} "
                          "(a transaction in error, or a connection lost): what is shown there is what the statements reported")
-        if "total_changes()" in {src for srcs in self.sources.values() for src in srcs}:
-            lines.append("total_changes(): SQLite counts per statement, not per table — a table's number includes rows its "
-                         "cascades and triggers changed in other tables (at least this many rows changed)")
+        if OTHER_TABLES in {t for t, _ in total.rows}:
+            lines.append(f"{OTHER_TABLES}: rows that cascades and triggers changed, by SQLite's total_changes(), which does not "
+                         "say in which tables — shown under the operation of the statement that caused them")
         if not self.left_open.empty() or self.db_left_open:
             lines.append("some of these were never committed by the program: a run without --sandbox would not keep those either")
         if self.broken is not None:

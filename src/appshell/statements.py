@@ -90,10 +90,10 @@ def classify(sql: str, kind: str) -> tuple[Statement, ...]:
     return _classify(sql, kind)
 
 
-# Heads whose statements cannot switch a session setting (a write in a read-only transaction fails before any
-# trigger runs), and the words before "(" that are SQL syntax or built-in functions, not user functions.
-_SETTING_SAFE_HEADS = {"SELECT", "INSERT", "UPDATE", "DELETE", "REPLACE", "WITH", "(", "VALUES", "TABLE", "SHOW", "DESCRIBE", "DESC",
-                       "SAVEPOINT", "RELEASE"}
+# Heads whose statements cannot switch a session setting, and the words before "(" that are SQL syntax or
+# built-in functions, not user functions. Writes are not on the list: in a read-only session one that succeeds
+# is itself news (the setting was lifted behind the parser's back — by the driver's own execute(), say).
+_SETTING_SAFE_HEADS = {"SELECT", "WITH", "(", "VALUES", "TABLE", "SHOW", "DESCRIBE", "DESC", "SAVEPOINT", "RELEASE"}
 _CALL = re.compile(r"([A-Za-z_][\w$]*)\s*\(")
 _NOT_A_USER_FUNCTION = frozenset((
     "in exists any all some values as over from join on and or not where select filter within using cast case when then else "
@@ -110,7 +110,7 @@ def proven_harmless(sql: str, parsed: tuple[Statement, ...]) -> bool:
     """Can *sql* be shown, without asking the database, to leave the session's settings as they were?
     False for what the parser cannot read, for settings statements, and for calls of functions that are not
     SQL's own (a user function may call set_config()): after those, guarded read-only asks the database."""
-    if any(one.opaque or one.read_write or one.head not in _SETTING_SAFE_HEADS for one in parsed):
+    if any(one.opaque or one.read_write or one.writes or one.head not in _SETTING_SAFE_HEADS for one in parsed):
         return False
     return all(name.lower() in _NOT_A_USER_FUNCTION for name in _CALL.findall(_STRINGS.sub("''", sql)))
 
@@ -163,7 +163,8 @@ def _executable_comments(served: str, kind: str) -> tuple[Statement, ...]:
     from dataclasses import replace
 
     why = "an executable comment (/*! … */: the server runs what a parser reads as a comment)"
-    return tuple(replace(one, opaque=why, escapes=one.escapes or why, read_write=one.read_write or why)
+    return tuple(replace(one, opaque=why, escapes=f"{one.escapes}, in {why}" if one.escapes else why,
+                         read_write=f"{one.read_write}, in {why}" if one.read_write else why)
                  for one in _classify(served, kind))
 
 
