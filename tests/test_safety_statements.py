@@ -160,3 +160,110 @@ def test_command_keywords_are_read_word_by_word(dialect: str) -> None:
     for keyword in ("RELEASE", "DO", "SHOW", "EXECUTE", "CALL", "COPY", "MERGE", "PREPARE", "LOCK"):
         texts = [str(t.text).upper() for t in _tokens(tokenizer, f"{keyword} SAVEPOINT appshell_sandbox; select 1")]
         assert texts == [keyword, "SAVEPOINT", "APPSHELL_SANDBOX", ";", "SELECT", "1"], (dialect, keyword, texts)
+
+
+# -- what the parser cannot read (issue 21 item 4): opaque, the worst case --------------------------------------
+
+OPAQUE = [
+    ("postgresql", "DO $$ begin delete from books; end $$", True),
+    ("postgresql", "EXECUTE d", True),
+    ("postgresql", "PREPARE d AS DELETE FROM books", True),
+    ("postgresql", "CALL purge()", True),
+    ("postgresql", "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE", True),
+    ("postgresql", "COPY books FROM STDIN", True),
+    ("postgresql", 'SET U&"default_transaction_read_onl\\0079" = off', True),
+    ("postgresql", "EXPLAIN ANALYZE DELETE FROM books", True),
+    ("postgresql", "EXPLAIN DELETE FROM books", False),
+    ("postgresql", "PREPARE TRANSACTION 'x'", False),
+    ("postgresql", "select count(*) from books", False),
+    ("postgresql", "delete from books where id = 1", False),
+    ("mariadb", "/*!50000 COMMIT AND CHAIN */", True),
+    ("mariadb", "/*M!100000 DELETE FROM books */", True),
+    ("mysql", "select 1 /*!50000 , sleep(1) */", True),
+    ("mariadb", "select '/*!50000 COMMIT */'", False),
+    ("mariadb", "select 1 /* COMMIT */", False),
+    ("sqlite", "delete from books where id = 1", False),
+]
+
+
+@pytest.mark.parametrize("kind,sql,opaque", OPAQUE)
+def test_opaque(kind: str, sql: str, opaque: bool) -> None:
+    assert any(one.opaque for one in classify(sql, kind)) is opaque
+
+
+WORST_CASE = [  # (kind, sql, what the guard asks about it)
+    ("postgresql", "PREPARE d AS DELETE FROM order_lines", "PREPARE of a DELETE without WHERE"),
+    ("postgresql", "PREPARE d AS DELETE FROM order_lines WHERE id = $1", None),
+    ("postgresql", "EXECUTE d", "EXECUTE runs code appshell cannot read (it may change or remove every row)"),
+    ("postgresql", "DO $$ begin perform 1; end $$", "DO runs code appshell cannot read (it may change or remove every row)"),
+    ("postgresql", "CALL purge()", "CALL runs code appshell cannot read (it may change or remove every row)"),
+    ("postgresql", "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE", "MERGE that updates or deletes rows (appshell cannot tell which)"),
+    ("postgresql", "MERGE INTO t USING s ON t.id = s.id WHEN NOT MATCHED THEN INSERT VALUES (s.id)", None),
+    ("postgresql", "COPY books FROM STDIN", "COPY … FROM loads rows appshell cannot see"),
+    ("postgresql", "COPY books TO STDOUT", None),
+    ("postgresql", "EXPLAIN ANALYZE DELETE FROM books", "EXPLAIN ANALYZE runs the DELETE/UPDATE it explains"),
+    ("mariadb", "/*!50000 DELETE FROM order_lines */", "DELETE without WHERE"),
+    ("mariadb", "/*M!100000 TRUNCATE order_lines */", "TRUNCATE order_lines"),
+    ("mariadb", "/*!50000 DELETE FROM order_lines WHERE id = 1 */", None),
+]
+
+
+@pytest.mark.parametrize("kind,sql,reason", WORST_CASE)
+def test_the_guard_asks_about_the_worst_case(kind: str, sql: str, reason: str | None) -> None:
+    assert destructive(sql, kind) == reason
+
+
+EXECUTABLE_COMMENTS = [  # refused in the sandbox and under read-only, whatever they hold
+    ("mariadb", "/*!50000 COMMIT AND CHAIN */", "COMMIT ends the transaction, in an executable comment"),
+    ("mariadb", "/*!40101 SET SESSION TRANSACTION READ WRITE */", "it changes the transaction mode, in an executable comment"),
+    ("mysql", "select 1 /*!50000 , 2 */", "an executable comment"),
+]
+
+
+@pytest.mark.parametrize("kind,sql,why", EXECUTABLE_COMMENTS)
+def test_executable_comments_are_refused(kind: str, sql: str, why: str) -> None:
+    found = classify(sql, kind)
+    assert any(one.escapes and one.escapes.startswith(why) for one in found), found
+    assert all(one.read_write for one in found), found
+
+
+SERVER_TEXT = [
+    ("/*!50000 COMMIT AND CHAIN */", "  COMMIT AND CHAIN  "),
+    ("/*M!100000 DELETE FROM x */", "  DELETE FROM x  "),
+    ("select '/*!1 x*/'", "select '/*!1 x*/'"),
+    ("select 1 /* plain */", "select 1 /* plain */"),
+    ("select 1 -- /*!50000 commit */\n", "select 1 -- /*!50000 commit */\n"),
+    ("select 1 # /*!50000 commit */", "select 1 # /*!50000 commit */"),
+    ("select 'it''s' /*!commit*/", "select 'it''s'  commit "),
+    ('select "a\\"b" /*!commit*/', 'select "a\\"b"  commit '),
+]
+
+
+@pytest.mark.parametrize("sql,served", SERVER_TEXT)
+def test_server_text(sql: str, served: str) -> None:
+    from appshell.statements import server_text
+
+    assert server_text(sql) == served
+
+
+HARMLESS = [  # after which guarded read-only need not ask the database whether it is still read-only
+    ("postgresql", "SELECT books.id, books.title FROM books WHERE books.id = %(pk_1)s::INTEGER", True),
+    ("postgresql", "select count(*) from books where id in (1, 2)", True),
+    ("postgresql", "select coalesce(max(year), 0) from books", True),
+    ("postgresql", "select 'set_config(x)' as s", True),
+    ("postgresql", "select my_function(1)", False),  # a user function may call set_config()
+    ("postgresql", "select set_config('default_transaction_read_only', 'off', false)", False),
+    ("postgresql", "update books set year = 0 where id = 1", False),  # under read-only, a write that succeeds is news
+    ("postgresql", "DO $$ begin perform 1; end $$", False),
+    ("postgresql", "SET application_name = 'x'", False),
+    ("postgresql", "SAVEPOINT sa_savepoint_1", True),
+    ("mariadb", "/*!40101 select 1 */", False),
+    ("sqlite", "PRAGMA table_info(books)", False),
+]
+
+
+@pytest.mark.parametrize("kind,sql,harmless", HARMLESS)
+def test_proven_harmless(kind: str, sql: str, harmless: bool) -> None:
+    from appshell.statements import proven_harmless
+
+    assert proven_harmless(sql, classify(sql, kind)) is harmless
