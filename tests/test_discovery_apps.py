@@ -67,6 +67,14 @@ def test_models_exported_lazily_through_all_are_found(app_dir: Apps, db_url: str
     assert "appshell: warning: lazymodels.models.__all__ lists 1 name that it does not define: Refund — fix its __all__ or its __getattr__\n" in result.stderr
 
 
+def test_submodules_that_all_names_are_imported_as_import_star_would(app_dir: Apps, sqlite_url: str) -> None:
+    result = run(["--models", "lazymodels.legacy", "--json", "-c", "sorted(k for k, v in globals().items() if hasattr(v, '__table__'))"],
+                 cwd=app_dir("lazymodels"), env={"DATABASE_URL": sqlite_url})
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == ["LedgerEntry", "User"]  # User: the base's registry holds it too
+    assert result.stderr == "appshell: warning: lazymodels.legacy.__all__ lists 1 name that it does not define: archive — fix its __all__ or its __getattr__\n"
+
+
 def test_a_crash_inside_a_lazy_export_shows_its_traceback(app_dir: Apps, sqlite_url: str) -> None:
     # An AttributeError raised inside the module that __getattr__ imports is the app's bug, not "not found".
     result = run(["--models", "lazymodels.crashing", "-c", "1"], cwd=app_dir("lazymodels"), env={"DATABASE_URL": sqlite_url})

@@ -301,15 +301,18 @@ class _Collector:
         for name in names:
             if not isinstance(name, str) or name in defined:
                 continue  # the common case, an eager module: nothing to resolve
+            what = f"importing '{module.__name__}.{name}' (listed in its __all__) failed"
             try:
                 value = getattr(module, name)
             except AttributeError as exc:
                 if not _raised_by_getattr(exc, module):  # an AttributeError inside the module it imports: the app's bug
-                    raise AppCrashed(f"importing '{module.__name__}.{name}' (listed in its __all__) failed", exc) from exc
-                missing.append(name)
-                continue
+                    raise AppCrashed(what, exc) from exc
+                value = _submodule(module, name, what)  # as `from package import *` does: __all__ may name submodules
+                if value is None:
+                    missing.append(name)
+                    continue
             except Exception as exc:  # the app's own lazy import raised
-                raise AppCrashed(f"importing '{module.__name__}.{name}' (listed in its __all__) failed", exc) from exc
+                raise AppCrashed(what, exc) from exc
             self._classify(value, f"{module.__name__}.{name}", explicit=name == "engine")
         if missing:
             self.warnings.append(
@@ -364,6 +367,21 @@ class _Collector:
             if bind is not None:
                 return bind
         return None
+
+
+def _submodule(package: ModuleType, name: str, what: str) -> ModuleType | None:
+    """The submodule *name* of *package*, imported; None where there is none (or *package* is a plain module)."""
+    if not hasattr(package, "__path__"):
+        return None
+    full = f"{package.__name__}.{name}"
+    try:
+        return importlib.import_module(full)
+    except ModuleNotFoundError as exc:
+        if exc.name == full:
+            return None
+        raise AppCrashed(what, exc) from exc
+    except Exception as exc:
+        raise AppCrashed(what, exc) from exc
 
 
 def _raised_by_getattr(exc: AttributeError, module: ModuleType) -> bool:
@@ -794,24 +812,30 @@ def _apps_engines(modules: list[ModuleType]) -> list[tuple[str, str]]:
     engines: list[tuple[str, str]] = []
     holders: list[tuple[str, str]] = []
     factories: list[tuple[str, str]] = []
+    seen: set[int] = set()  # an engine or factory re-exported by another module is named once, where first found
     for module in modules:
         name = module.__name__
         values = list(vars(module).items())
         # Only a module that imports create_engine (or sqlalchemy itself) can call it: the others' code is not read.
         calls = any(any(v is m for m in makers) for _, v in values)
         for attr, value in values:
+            if id(value) in seen:
+                continue
             if isinstance(value, kinds):
+                seen.add(id(value))
                 engines.append((f"{name}.{attr}{_listeners_note(value, own)}", f"pass --app {name} to use it"))
             elif inspect.isfunction(value) or isinstance(value, type):
                 if calls and value.__module__ == name and _makes_engine(value):
+                    seen.add(id(value))
                     if isinstance(value, type):
                         factories.append((f"{name}.{attr}", f"pass --app MODULE:CALLABLE that returns a {name}.{attr}"))
                     else:
                         factories.append((f"{name}:{attr}(){_static_listener_note(value)}", f"pass --app {name}:{attr} to use it"))
             elif type(value).__module__ in own:
-                held = [(k, v) for k, v in _instance_attributes(value) if isinstance(v, kinds)]
-                for key, engine in held:
-                    holders.append((f"{name}.{attr}.{key}{_listeners_note(engine, own)}", f"pass --app {name}:{attr} to use it"))
+                for key, engine in _instance_attributes(value):
+                    if isinstance(engine, kinds) and id(engine) not in seen:
+                        seen.update((id(value), id(engine)))
+                        holders.append((f"{name}.{attr}.{key}{_listeners_note(engine, own)}", f"pass --app {name}:{attr} to use it"))
     return engines + holders + factories
 
 
