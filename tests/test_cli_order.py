@@ -293,3 +293,12 @@ def test_help_imports_nothing_heavy(tmp_path: Path) -> None:
             " file=sys.stderr)")
     err = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=clean_environ(), check=True).stderr
     assert err.strip() == "[]"
+
+
+def test_every_audit_verb_is_declared_once() -> None:
+    """The verbs' list (command_line.VERBS) gives the parsers, --help's list and the dispatch: none without the others."""
+    from appshell.cli import AUDIT_VERBS
+    from appshell.command_line import VERB_HELP, VERBS
+
+    assert tuple(AUDIT_VERBS) == tuple(VERB_HELP) == VERBS
+    assert all(any(f"audit {verb}" in flag.takes for flag in FLAGS if flag.dest == "log") for verb in VERBS)

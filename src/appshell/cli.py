@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -18,7 +18,6 @@ from appshell.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, Appshell
 from appshell.settings import OPTIONS
 
 if TYPE_CHECKING:
-    from appshell.audit.review import Log
     from appshell.program import Program
     from appshell.session import Options
     from appshell.settings import Settings
@@ -119,59 +118,20 @@ def list_profiles(argv: Sequence[str]) -> int:
 def audit_command(argv: Sequence[str]) -> int:
     """``appshell audit VERB``: its flags before or after the verb, each refused where it means nothing."""
     verb, rest = audit_verb(argv)
-    opts = command_parser(f"audit {verb}").parse_args(rest)
-    if verb == "serve":
-        from appshell.review_web import serve
-
-        return serve(opts)
-    if verb == "init":
-        return _audit_init(audit_log(opts, must_exist=False).path)
-    if opts.url and verb == "verify" and (opts.key or opts.witness or opts.checkpoint):
-        raise UsageError("--key, --witness and --checkpoint check a file, not an SQL sink's table (--url)", "name the file with --log PATH")
-    if verb == "show" and not opts.session:
-        raise UsageError("audit show needs a session id", "see appshell audit tail for the ids")
-    log = audit_log(opts)
-    if verb == "rotate":
-        from appshell.audit.filesink import rotate
-
-        assert log.path is not None  # --url means nothing to rotate: the parser refused it
-        rotated = rotate(log.path)
-        print(f"rotated: {rotated} (the chain goes on in {log.path})")
-        return EXIT_OK
-    if verb == "verify":
-        return _audit_verify(log, opts)
-    from appshell.audit.review import render_session, render_tail
-
-    if verb == "tail":
-        print(render_tail(log, opts.n))
-        return EXIT_OK
-    shown = render_session(log, opts.session)
-    if shown is None:
-        raise UsageError(f"no single session matches '{opts.session}' in {log.name}", "use an id from appshell audit tail")
-    print(shown)
-    return EXIT_OK
+    return AUDIT_VERBS[verb](command_parser(f"audit {verb}").parse_args(rest))
 
 
-def _audit_verify(log: Log, opts: argparse.Namespace) -> int:
-    from appshell.audit.review import verify
+def _audit_serve(opts: argparse.Namespace) -> int:
+    from appshell.review_web import serve
 
-    report = verify(log, audit_key(opts), Path(opts.checkpoint) if opts.checkpoint else None)
-    if report.ok and opts.witness:
-        from appshell.audit.witness import compare
-
-        assert log.path is not None  # --witness with --url was refused
-        report = compare(log.path, opts.witness, report)
-    stream = sys.stdout if report.ok else sys.stderr  # the warnings are part of the report, before its verdict
-    for warning in report.warnings:
-        print(f"warning: {warning}", file=stream)
-    print(("ok: " if report.ok else "BROKEN: ") + report.summary, file=stream)
-    return EXIT_OK if report.ok else EXIT_USER_ERROR
+    return serve(opts)
 
 
-def _audit_init(path: Path | None) -> int:
-    """Set up forward-secure sealing for *path*; print the verification key, once."""
+def _audit_init(opts: argparse.Namespace) -> int:
+    """Set up forward-secure sealing for the log; print the verification key, once."""
     from appshell.audit.seal import fingerprint, format_key, init_state, state_path
 
+    path = audit_log(opts, must_exist=False).path
     assert path is not None  # --url means nothing to init: the parser refused it
     if state_path(path).exists():
         raise UsageError(f"sealing is already set up for {path} ({state_path(path)})",
@@ -181,6 +141,59 @@ def _audit_init(path: Path | None) -> int:
     print(f"verification key (shown once, keep it off this host): {format_key(key)}  (fingerprint {fingerprint(key)})")
     print(f"check with: appshell audit verify --log {path} --key KEY")
     return EXIT_OK
+
+
+def _audit_rotate(opts: argparse.Namespace) -> int:
+    from appshell.audit.filesink import rotate
+
+    path = audit_log(opts).path
+    assert path is not None  # --url means nothing to rotate: the parser refused it
+    print(f"rotated: {rotate(path)} (the chain goes on in {path})")
+    return EXIT_OK
+
+
+def _audit_verify(opts: argparse.Namespace) -> int:
+    from appshell.audit.review import verify
+
+    if opts.url and (opts.key or opts.witness or opts.checkpoint):
+        raise UsageError("--key, --witness and --checkpoint check a file, not an SQL sink's table (--url)", "name the file with --log PATH")
+    log = audit_log(opts)
+    report = verify(log, audit_key(opts), Path(opts.checkpoint) if opts.checkpoint else None)
+    if report.ok and opts.witness:
+        from appshell.audit.witness import compare
+
+        assert log.path is not None  # --witness with --url was refused above
+        report = compare(log.path, opts.witness, report)
+    stream = sys.stdout if report.ok else sys.stderr  # the warnings are part of the report, before its verdict
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=stream)
+    print(("ok: " if report.ok else "BROKEN: ") + report.summary, file=stream)
+    return EXIT_OK if report.ok else EXIT_USER_ERROR
+
+
+def _audit_tail(opts: argparse.Namespace) -> int:
+    from appshell.audit.review import render_tail
+
+    print(render_tail(audit_log(opts), opts.n))
+    return EXIT_OK
+
+
+def _audit_show(opts: argparse.Namespace) -> int:
+    from appshell.audit.review import render_session
+
+    if not opts.session:
+        raise UsageError("audit show needs a session id", "see appshell audit tail for the ids")
+    log = audit_log(opts)
+    shown = render_session(log, opts.session)
+    if shown is None:
+        raise UsageError(f"no single session matches '{opts.session}' in {log.name}", "use an id from appshell audit tail")
+    print(shown)
+    return EXIT_OK
+
+
+AUDIT_VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "init": _audit_init, "verify": _audit_verify, "tail": _audit_tail, "show": _audit_show, "rotate": _audit_rotate, "serve": _audit_serve,
+}
 
 
 def doctor_command(argv: Sequence[str]) -> int:
