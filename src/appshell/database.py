@@ -180,7 +180,7 @@ class ConnState:
     """What appshell knows about one DBAPI connection (a plain class: a dataclass costs start-up time)."""
 
     __slots__ = ("raw", "kind", "dialect", "deadline", "timed_out", "denied", "own", "autocommit", "sandboxed", "frames", "pending", "sq",
-                 "sqlite3", "busy", "marker", "discarded", "counted")
+                 "sqlite3", "busy", "marker", "discarded", "counted", "read_only_seen")
 
     def __init__(self, raw: Any, kind: str, dialect: Any) -> None:
         self.raw = raw
@@ -203,6 +203,7 @@ class ConnState:
         self.marker: Any = None
         self.discarded: Any = None  # PostgreSQL: Counter of the rows the program's own rollbacks undid (the database's counts)
         self.counted: Any = None  # the database's count of what this connection changed, once the connection ended
+        self.read_only_seen: bool | None = None  # PostgreSQL: the sandbox's round trip of this statement read the setting too
 
 
 class Coverage:
@@ -422,6 +423,7 @@ class Coverage:
             from appshell.statements import classify, proven_harmless
 
             parsed = classify(statement, st.kind)
+            st.read_only_seen = None
             if self.sandbox is not None:
                 self.sandbox.after(st, cursor, statement, parsed)
             if self.guarded and not proven_harmless(statement, parsed):
@@ -429,7 +431,7 @@ class Coverage:
 
     def _recheck(self, st: ConnState, statement: str) -> None:
         """Guarded read-only: is the connection still read-only, by its own word? (One round trip; SQLite: none.)"""
-        still = read_only_now(st)
+        still = st.read_only_seen if st.read_only_seen is not None else read_only_now(st)  # one round trip, not two
         if still is not False:
             return
         self.lifted = ReadOnlyLifted(

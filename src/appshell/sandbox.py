@@ -77,8 +77,10 @@ _OPS = ("inserted", "updated", "deleted")
 # read-only connection and on a hot standby too), and the rows this transaction touched per table. Those
 # counters include every row a statement touched — cascades, triggers, functions, DO, EXECUTE, MERGE, COPY —
 # and the rows of savepoints rolled back too (the database counts attempts): the program's own rollbacks
-# are taken off with a snapshot of the counters at each savepoint (Frame.db).
-MARKER_SQL = ("SELECT transaction_timestamp(), s.relname, s.n_tup_ins, s.n_tup_upd, s.n_tup_del FROM (SELECT 1) AS one "
+# are taken off with a snapshot of the counters at each savepoint (Frame.db). The read-only settings come
+# along, so that a guarded read-only session's re-check of the same statement costs no second round trip.
+MARKER_SQL = ("SELECT transaction_timestamp(), current_setting('transaction_read_only'), current_setting('default_transaction_read_only'), "
+              "s.relname, s.n_tup_ins, s.n_tup_upd, s.n_tup_del FROM (SELECT 1) AS one "
               "LEFT JOIN pg_stat_xact_user_tables AS s ON s.n_tup_ins + s.n_tup_upd + s.n_tup_del > 0")
 # MySQL/MariaDB have no transaction id a session can read exactly: information_schema.innodb_trx is a cache
 # refreshed at most every 0.1 s (a read may be stale), and a read-only transaction's trx_id is 0. The session's
@@ -149,13 +151,15 @@ def _rows(raw: Any, sql: str) -> list[Any]:
         cursor.close()
 
 
-def _read_marker(raw: Any, kind: str = "postgresql") -> tuple[Any, Counter[tuple[str, str]] | None]:
+def _read_marker(st: ConnState) -> tuple[Any, Counter[tuple[str, str]] | None]:
     """(what identifies the open transaction, the rows it touched per table — PostgreSQL only), one round trip."""
-    if kind in ("mysql", "mariadb"):
-        return tuple(sorted((str(name).lower(), int(value)) for name, value in _rows(raw, MYSQL_MARKER_SQL))), None
-    rows = _rows(raw, MARKER_SQL)
+    if st.kind in ("mysql", "mariadb"):
+        return tuple(sorted((str(name).lower(), int(value)) for name, value in _rows(st.raw, MYSQL_MARKER_SQL))), None
+    rows = _rows(st.raw, MARKER_SQL)
+    if rows:
+        st.read_only_seen = str(rows[0][1]).lower() == "on" and str(rows[0][2]).lower() == "on"
     counts: Counter[tuple[str, str]] = Counter()
-    for _, table, ins, upd, dele in rows:
+    for _, _, _, table, ins, upd, dele in rows:
         if table is not None:
             counts.update({(str(table), "inserted"): int(ins), (str(table), "updated"): int(upd), (str(table), "deleted"): int(dele)})
     return (rows[0][0] if rows else None), +counts
@@ -244,7 +248,7 @@ class Sandbox:
             run_statements(st.raw, f"SAVEPOINT {SAVEPOINT}")
             frame = Frame()
             if st.kind in ("postgresql", "mysql", "mariadb"):
-                st.marker, counts = _read_marker(st.raw, st.kind)
+                st.marker, counts = _read_marker(st)
                 if counts is not None:
                     st.discarded = Counter()
                     frame.db = (counts, Counter())
@@ -399,7 +403,7 @@ class Sandbox:
 
     def _marker_of(self, st: ConnState) -> tuple[Any, Counter[tuple[str, str]] | None]:
         with _owned(st):
-            return _read_marker(st.raw, st.kind)
+            return _read_marker(st)
 
     def _rewound(self, st: ConnState, frame: Frame, counts: Counter[tuple[str, str]]) -> None:
         """After a ROLLBACK TO *frame*'s savepoint: what the database counted since the frame began, less what
