@@ -59,11 +59,20 @@ def _parity_note(parity: Parity | None, look: Look) -> str:
     return alarm(note, look.use_color)
 
 
+def _read_only_label(settings: Settings) -> str:
+    from appshell.readonly_role import read_only_level
+
+    level = read_only_level(settings)
+    if level is None:
+        return "read-write"
+    return "READ-ONLY (enforced: a read-only database role)" if level == "enforced" else "READ-ONLY (guarded: a session setting, re-checked)"
+
+
 def make_banner(settings: Settings, ctx: AppContext, shell: str, release: str, look: Look, parity: Parity | None = None) -> str:
     models = sorted(ctx.models)
     shown = ", ".join(models[:8]) + (f", … ({len(models) - 8} more)" if len(models) > 8 else "")
     state = [
-        "READ-ONLY" if settings.read_only else "read-write",
+        _read_only_label(settings),
         "SANDBOX (all changes rolled back at exit)" if settings.sandbox else "sandbox off",
     ]
     lines = [

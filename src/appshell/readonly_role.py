@@ -20,7 +20,7 @@ from appshell.errors import ConfigError
 if TYPE_CHECKING:
     from appshell.settings import Settings
 
-__all__ = ["read_only_url", "use_role", "prove_cannot_write", "doctor_rows"]
+__all__ = ["read_only_url", "read_only_level", "use_role", "prove_cannot_write", "doctor_rows"]
 
 _PROBE = "appshell_write_probe"
 
@@ -37,6 +37,15 @@ def read_only_url(settings: Settings) -> str | None:
             f"set {name} to the URL of a database role with SELECT rights only",
         )
     return value
+
+
+def read_only_level(settings: Settings) -> str | None:
+    """How a session's read-only holds (docs/safety.md): "enforced" by a read-only role the operator cannot
+    switch off, "guarded" by a session setting appshell re-checks after every statement it cannot prove
+    harmless (an operator's SQL could switch it off; appshell then ends the session) — None when read-write."""
+    if not settings.read_only:
+        return None
+    return "enforced" if read_only_url(settings) is not None else "guarded"
 
 
 def _target(params: dict[str, Any]) -> tuple[str, str, str]:
