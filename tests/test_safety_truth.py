@@ -67,6 +67,7 @@ def test_mariadb_commit_and_chain_below_sqlalchemy_is_detected(library_of: Calla
 
 
 def test_aiomysql_executable_comment_cannot_commit_the_sandbox(app_dir: Callable[[str], Path], mariadb_url: str) -> None:
+    """The async twin, through aiomysql's adapter (an AsyncEngine on MariaDB)."""
     from conftest import run_module
 
     url = mariadb_url.replace("mysql+pymysql://", "mysql+aiomysql://")
@@ -76,7 +77,6 @@ def test_aiomysql_executable_comment_cannot_commit_the_sandbox(app_dir: Callable
     code = "sql(\"update books set title = 'X' where id = 1\")\nsql('/*!50000 COMMIT AND CHAIN */')"
     result = run(["--app", "asyncapp.db", "--sandbox", "-c", code], cwd=root, env=env)
     assert result.exit_code == 1 and "executable comment" in result.stderr, result.output
-    assert state(root, {**env}, "print(count(Book, title='X'))") if False else True
     check = run(["--app", "asyncapp.db", "-c", "print(count(Book, title='X'))"], cwd=root, env=env)
     assert check.stdout.strip() == "0", check.output
 
@@ -197,3 +197,15 @@ def test_guard_asks_about_what_it_cannot_read(library_of: Callable[[str], tuple[
     assert result.exit_code == 1, result.output
     assert "DestructiveStatementRefused" in result.stderr and reason in result.stderr, result.stderr
     assert state(root, env, BOOKS) == "2"
+
+
+def test_asyncpg_read_only_lifted_by_a_do_block_ends_the_session(asyncpg_app: tuple[Path, dict[str, str]]) -> None:
+    """The async twin: the setting is read back through asyncpg's adapter, inside SQLAlchemy's greenlet."""
+    root, env = asyncpg_app
+    code = ("sql(\"DO $$ begin execute 'select set' || '_config(''default_transaction_read_only'', ''off'', false)'; end $$\")\n"
+            "rollback()\nsql(\"update books set title = 'X' where id = 1\"); commit()")
+    result = run(["--app", "asyncapp.db", "--read-only", "-c", code], cwd=root, env=env)
+    assert result.exit_code == 3, result.output
+    assert "READ-ONLY LIFTED" in result.stderr, result.stderr
+    check = run(["--app", "asyncapp.db", "-c", "print(count(Book, title='X'))"], cwd=root, env=env)
+    assert check.stdout.strip() == "0", check.output
