@@ -106,6 +106,7 @@ _NOT_A_USER_FUNCTION = frozenset((
 ).split())
 
 
+@lru_cache(maxsize=2048)  # SQLAlchemy sends the same text again and again
 def proven_harmless(sql: str, parsed: tuple[Statement, ...]) -> bool:
     """Can *sql* be shown, without asking the database, to leave the session's settings as they were?
     False for what the parser cannot read, for settings statements, and for calls of functions that are not
