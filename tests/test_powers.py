@@ -173,10 +173,10 @@ def test_the_loopback_doctor_warns_about_commits_from_inside_a_sandbox(app_dir: 
     as_admin(scratch, "CREATE EXTENSION dblink", "CREATE TABLE marks (x int)")
     loopback = f"dbname={scratch.database} host=127.0.0.1 user=postgres"
     code = f"sql(\"select dblink_exec('{loopback}', 'insert into marks values (1)')\")"
-    run(["--sandbox", "-c", code], cwd=root, env={"DATABASE_URL": scratch.admin_url})
+    result = run(["--sandbox", "-c", code], cwd=root, env={"DATABASE_URL": scratch.admin_url})
     engine = create_engine(scratch.admin_url)
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM marks")).scalar() == 1  # committed, whatever the sandbox did
+        assert conn.execute(text("SELECT count(*) FROM marks")).scalar() == 1, result.output  # committed, whatever the sandbox said
     engine.dispose()
     assert doctor_rows(root, scratch.admin_url)["role power: superuser"][0] == "WARN"
 
