@@ -227,3 +227,15 @@ def test_doctor_warns_where_an_unqualified_name_finds_another_table(shop: Path, 
     result = run(["doctor", "--json", "--profile", "production"], cwd=shop)
     checks = {c["check"]: (c["status"], c["detail"]) for c in json.loads(result.stdout)["checks"]}
     assert "audit sql table" not in checks and checks["audit sql schema"][0] == "ok", checks
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_readers_say_in_one_line_where_there_is_no_table(tmp_path: Path, database: str, request: pytest.FixtureRequest) -> None:
+    """An upgraded reader that finds no table where it now looks says so, and what to do — no traceback."""
+    url = f"sqlite:///{tmp_path / 'empty.db'}" if database == "sqlite" else request.getfixturevalue("pg_url")
+    name = "appshell_audit" if database == "sqlite" else url.rsplit("%3D", 1)[1] + ".appshell_audit"
+    for args in (["verify"], ["tail"], ["show", "abc"]):
+        result = run(["audit", *args, "--url", url], cwd=tmp_path)
+        assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+        assert result.stderr.startswith(f"appshell: error: no table {name} in "), result.stderr
+        assert ("SET SCHEMA" in result.stderr) is (database == "postgresql")

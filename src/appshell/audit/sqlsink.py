@@ -212,9 +212,30 @@ def connected(url: str) -> Iterator[Any]:
             raise DatabaseUnavailable(f"cannot connect to the audit table's database {mask_url(url)} ({mask_url(connect_reason(exc))})",
                                       "check --url (or APPSHELL_AUDIT_URL) and that the server is running") from None
         with conn:
-            yield conn
+            try:
+                yield conn
+            except DBAPIError:
+                _table_or_error(conn, url)  # a missing table is the operator's to fix, not a traceback
+                raise
     finally:
         engine.dispose()
+
+
+def _table_or_error(conn: Any, url: str) -> None:
+    """Raise the one-line error for a database that has no audit table where appshell looks."""
+    from sqlalchemy import inspect
+
+    from appshell.errors import ConfigError
+    from appshell.redact import mask_url
+
+    conn.rollback()  # the failed statement's transaction, before asking the catalog
+    schema = schema_of(url)
+    if inspect(conn).has_table(TABLE, schema=schema):
+        return
+    name = f"{schema}.{TABLE}" if schema else TABLE
+    moved = (f"; a table an older appshell made in another schema moves with ALTER TABLE … SET SCHEMA {schema} (docs/audit.md: the table's schema)"
+             if conn.dialect.name == "postgresql" else "")
+    raise ConfigError(f"no table {name} in {mask_url(url)}", f"check --url (a session with the sql sink creates the table){moved}") from None
 
 
 def read_rows(url: str) -> list[tuple[int, str]]:
