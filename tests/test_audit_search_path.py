@@ -121,18 +121,21 @@ def count(url: str, table: str, session: str) -> int:
     return found
 
 
-def session_as_the_app(shop: Path, scratch: Scratch) -> Result:
-    """A production session whose records go to the file and, as the app's role, to the SQL sink."""
-    (shop / "profiles" / "production.toml").write_text(f'[audit]\nsinks = ["file", "sql"]\nrequired = true\nurl = "{scratch.app_url}"\n')
+def session_as_the_app(shop: Path, scratch: Scratch, driver: str = "psycopg") -> Result:
+    """A production session whose records go to the file and, as the app's role, to the SQL sink
+    (its URL naming *driver*: an async one is reached through the sync driver of the same database)."""
+    url = scratch.app_url.replace("+psycopg", f"+{driver}", 1)
+    (shop / "profiles" / "production.toml").write_text(f'[audit]\nsinks = ["file", "sql"]\nrequired = true\nurl = "{url}"\n')
     return run([*PRODUCTION, "-c", "print(count(Customer))"], cwd=shop)
 
 
-def test_a_schema_named_after_the_app_role_does_not_catch_the_records(shop: Path, scratch: Scratch) -> None:
+@pytest.mark.parametrize("driver", ["psycopg", "asyncpg"])
+def test_a_schema_named_after_the_app_role_does_not_catch_the_records(shop: Path, scratch: Scratch, driver: str) -> None:
     from sqlalchemy import create_engine, text
 
     decoy(scratch.app_url, scratch.app)
     assert unqualified_table(scratch.app_url) == f"{scratch.app}.appshell_audit"  # "$user" is first in search_path
-    result = session_as_the_app(shop, scratch)
+    result = session_as_the_app(shop, scratch, driver)
     assert result.exit_code == 0, result.output
     written = audit_records(shop / LOG)
     session = written[0]["session"]

@@ -117,7 +117,7 @@ def postgresql_powers(f: PgFacts) -> list[Power]:
                            "dblink can run statements on a new connection, outside the sandbox and read-only: they commit at once, "
                            "and the dry-run summary does not see them",
                            "DROP EXTENSION dblink where the app does not use it; else keep it in a schema of its own "
-                           f"(ALTER EXTENSION dblink SET SCHEMA dblink) and REVOKE USAGE ON SCHEMA {'dblink' if schema == 'public' else schema} FROM PUBLIC, {user}"))
+                           f"(CREATE SCHEMA dblink; ALTER EXTENSION dblink SET SCHEMA dblink) and REVOKE USAGE ON SCHEMA {'dblink' if schema == 'public' else schema} FROM PUBLIC, {user}"))
     if f.fdw_schema is not None and (f.fdw_usage or f.fdw_servers):
         what = [*(["may create foreign servers (USAGE on the wrapper)"] if f.fdw_usage else []),
                 *([f"may use foreign server(s) {', '.join(f.fdw_servers)}"] if f.fdw_servers else [])]
