@@ -217,12 +217,6 @@ def _postgresql_rights(conn: Connection, schema: str) -> list[str]:
 _MYSQL_RISKY = ("ALL PRIVILEGES", "DELETE", "UPDATE", "DROP", "ALTER", "TRIGGER", "DELETE HISTORY")
 
 
-def _mysql_pattern_covers(target: str, database: str) -> bool:
-    from appshell.powers import mysql_pattern_covers
-
-    return mysql_pattern_covers(target, database)
-
-
 def _mysql_rights(conn: Connection) -> list[str]:
     """SHOW GRANTS for the user and the roles it holds; grants on *.*, the database, or the table."""
     from appshell.powers import mysql_grants
