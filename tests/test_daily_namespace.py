@@ -97,7 +97,8 @@ def test_appshell_settings_show_the_effective_value_and_its_true_source(app_dir:
     root = app_dir("plainapp")
     (root / ".env").write_text(f"DATABASE_URL=sqlite:///{tmp_path / 'from-dotenv.db'}\nSHOP_REGION=eu\nSHOP_TIER=gold\n")
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'from-env.db'}", "SHOP_REGION": "us"}
-    result = run(["-c", "print(repr(appshell_settings)); print(settings is appshell_settings)"], cwd=root, env=env)
+    # A wide "terminal", so that each setting stays on one line to be parsed (at 80 columns long paths wrap).
+    result = run(["-c", "print(repr(appshell_settings)); print(settings is appshell_settings)"], cwd=root, env={**env, "COLUMNS": "400"})
     assert result.exit_code == 0, result.output
     rows = {cells[0]: cells[1:] for cells in ([c.strip() for c in line.strip("│").split("│")] for line in result.stdout.splitlines() if line.startswith("│"))}
     assert rows["SHOP_REGION"] == ["us", "env"]  # the environment won over .env: its value, its source

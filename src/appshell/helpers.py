@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from appshell.aio import greenlets, sync_io
-from appshell.render import ROW_LIMIT, Rows, orm_state, table, tabulate, take
+from appshell.render import ROW_LIMIT, Rows, pick_columns, orm_state, table, tabulate, take
 from appshell.results import Results, batches
 
 if TYPE_CHECKING:
@@ -130,21 +130,21 @@ def make_helpers(ctx: AppContext, journal: Journal) -> dict[str, Callable[..., A
             )
         return session.get(model, pk)
 
-    def where(model: Any, *criteria: Any, order_by: Any = None, limit: int | None = None, **filters: Any) -> Results:
-        """Objects matching expressions and/or column=value filters, by primary key; shows the first 20."""
+    def where(model: Any, *criteria: Any, order_by: Any = None, limit: int | None = None, columns: Any = None, **filters: Any) -> Results:
+        """Objects matching expressions and/or column=value filters, by primary key; shows the first 20 (columns=[…]: those)."""
         stmt = _select_of(model, criteria, filters, "where").order_by(*_order_terms(model, order_by))
         if limit is not None:
             stmt = stmt.limit(limit)
         hint = "where(…, limit=N) shows N, show(…, limit=None) shows all, list(…) fetches all"
-        return Results(session, stmt, hint, limited=limit is not None)
+        return Results(session, stmt, hint, limited=limit is not None, columns=[columns] if isinstance(columns, str) else columns)
 
     def first(model: Any, *criteria: Any, order_by: Any = None, **filters: Any) -> Any:
         """The first object of a model by primary key (or order_by), optionally filtered, or None."""
         stmt = _select_of(model, criteria, filters, "first").order_by(*_order_terms(model, order_by)).limit(1)
         return session.scalars(stmt).first()
 
-    def show(rows: Any, limit: int | None = ROW_LIMIT) -> None:
-        """Print rows, objects, a model's rows or a query's results as a table (limit=None: all rows)."""
+    def show(rows: Any, limit: int | None = ROW_LIMIT, columns: Any = None, expanded: bool | None = None) -> None:
+        """Print rows, objects or a query's results as a table that fits the terminal (limit=None, columns=[…], expanded=True)."""
         from sqlalchemy.sql import Executable, Select
 
         hint = "show(…, limit=N) shows N, limit=None shows all"
@@ -153,19 +153,21 @@ def make_helpers(ctx: AppContext, journal: Journal) -> dict[str, Callable[..., A
         if isinstance(rows, Select):
             rows = Results(session, rows, hint, limited=False) if _single_entity(rows) else _RowResults(session, rows, hint, limited=False)
         if isinstance(rows, (Results, _RowResults)):
-            print(rows.render(limit))
+            print(rows.render(limit, columns, expanded))
             return
         if isinstance(rows, (str, Executable)):
-            print(_stream_table(session, _as_statement(rows), limit, hint))
+            print(_stream_table(session, _as_statement(rows), limit, hint, columns, expanded))
             return
         state = orm_state(rows)
         if state is not None:  # one object: a vertical table
-            print(table(["column", "value"], [[c.key, getattr(rows, c.key)] for c in state.mapper.column_attrs], type(rows).__name__))
+            keys = [c.key for c in state.mapper.column_attrs]
+            keys = keys if columns is None else pick_columns(keys, columns)
+            print(table(["column", "value"], [[key, getattr(rows, key)] for key in keys], type(rows).__name__))
             return
         if isinstance(rows, dict) or not isinstance(rows, Iterable):
             rows = [rows]
         shown, more = take(rows, limit)
-        print(tabulate(shown, more=more, hint=hint))
+        print(tabulate(shown, more=more, hint=hint, columns=columns, expanded=expanded))
 
     def describe(model: Any) -> None:
         """Print a model's columns (the database's own types), indexes, constraints and relationships."""
@@ -250,15 +252,11 @@ class _RowResults(Results):
     def first(self) -> Any:
         return sync_io(lambda: self._session.execute(self.statement.limit(1)).first())
 
-    def _render(self, limit: int | None) -> str:
-        if limit is None:
-            return tabulate(list(self))
-        shown = list(self._session.execute(self.statement.limit(limit + 1)))
-        more = self.count() - limit if len(shown) > limit else 0
-        return tabulate(shown[:limit], more=more, hint=self._hint)
+    def _fetch(self, statement: Any) -> list[Any]:
+        return list(self._session.execute(statement))
 
 
-def _stream_table(session: Any, statement: Any, limit: int | None, hint: str) -> str:
+def _stream_table(session: Any, statement: Any, limit: int | None, hint: str, columns: Any = None, expanded: bool | None = None) -> str:
     """Run a statement once; keep the first *limit* rows, count the rest as they stream past."""
     result = session.execute(statement.execution_options(stream_results=True))
     if not getattr(result, "returns_rows", True):
@@ -267,7 +265,7 @@ def _stream_table(session: Any, statement: Any, limit: int | None, hint: str) ->
         shown, more = take(result, limit)
     finally:
         result.close()
-    return tabulate(shown, more=more, hint=hint)
+    return tabulate(shown, more=more, hint=hint, columns=columns, expanded=expanded)
 
 
 def helper_listing(found: dict[str, Callable[..., Any]]) -> str:
@@ -287,4 +285,4 @@ def helper_listing(found: dict[str, Callable[..., Any]]) -> str:
             sig = "(…)"
         doc = (inspect.getdoc(func) or "").splitlines()
         rows.append([name + sig, doc[0] if doc else ""])
-    return table(["helper", "what it does"], rows, max_cell=120)
+    return table(["helper", "what it does"], rows, max_cell=400)  # wrapped to the terminal, never cut

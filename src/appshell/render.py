@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from typing import Any
 
-__all__ = ["Rows", "table", "tabulate", "orm_state", "take", "ROW_LIMIT"]
+__all__ = ["Rows", "table", "tabulate", "pick_columns", "orm_state", "take", "terminal_width", "ROW_LIMIT"]
 
 _MAX_CELL = 60
 ROW_LIMIT = 20  # rows a helper shows unless told otherwise (Django's QuerySet repr shows 20 too)
@@ -43,6 +43,57 @@ def _plural(n: int) -> str:
     return f"{n} row{'s' if n != 1 else ''}"
 
 
+_EXPANDED_CELL = 1000  # what a value may show in the expanded display (wrapped), where a table cell shows _MAX_CELL
+_MIN_WIDTH = 6  # a column is not squeezed below this; a row that still cannot fit is shown expanded
+
+
+def terminal_width() -> int:
+    """The width to fit, read at print time: ``COLUMNS``, else the terminal's, else 80."""
+    import shutil
+
+    return max(shutil.get_terminal_size((80, 24)).columns, 20)
+
+
+def _fit(natural: Sequence[int], headers: Sequence[str], avail: int) -> list[int] | None:
+    """Column widths that fit *avail* characters: the widest columns give way first, none below
+    ``_MIN_WIDTH`` or its header's longest word (a header stays readable); None where even that
+    cannot fit — then the records are shown expanded, as psql does."""
+    if sum(natural) <= avail:
+        return list(natural)
+    floors = [min(w, max(_MIN_WIDTH, *(len(word) for word in h.split()))) for w, h in zip(natural, headers)]
+    if sum(floors) > avail:
+        return None
+    low, high = 0, max(natural)
+    while low < high:  # the largest cap whose capped widths still fit
+        mid = (low + high + 1) // 2
+        if sum(max(f, min(w, mid)) for f, w in zip(floors, natural)) <= avail:
+            low = mid
+        else:
+            high = mid - 1
+    widths = [max(f, min(w, low)) for f, w in zip(floors, natural)]
+    left = avail - sum(widths)
+    for i, want in enumerate(natural):  # what the cap left over goes to the columns it cut
+        if left <= 0:
+            break
+        if widths[i] < want:
+            widths[i] += 1
+            left -= 1
+    return widths
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+def _lines(text: str, width: int, wrap: bool) -> list[str]:
+    """A cell's text in a column *width* wide: cut with …, or wrapped onto as many lines as it takes."""
+    if not wrap or len(text) <= width:
+        return [_clip(text, width)]
+    import textwrap
+
+    return textwrap.wrap(text, width, break_long_words=True, break_on_hyphens=False) or [""]
+
+
 def table(
     headers: Sequence[str],
     rows: Iterable[Sequence[Any]],
@@ -51,33 +102,68 @@ def table(
     *,
     more: int | None = None,
     hint: str = "",
+    width: int | None = None,
+    expanded: bool | None = None,
+    wrap: bool = True,
 ) -> str:
-    """A boxed table; numbers right-aligned; a footer counting the rows.
+    """A boxed table that fits *width* (the terminal's, read now); numbers right-aligned; a footer.
 
-    *more* is how many rows were left out (a capped table); *hint* says how to see them.
+    Columns shrink and cells are *wrap*ped (reports, listings: nothing an auditor needs is cut) or,
+    with ``wrap=False``, cut with … (rows of data, as psql does) to fit; where a row cannot fit even so,
+    each record is shown as a block of ``column │ value`` lines, as psql's ``\\x auto`` does
+    (*expanded* True forces that, False never). *more* is how many rows were left out (a capped
+    table); *hint* says how to see them.
     """
+    width = terminal_width() if width is None else width
     raw = [list(r) for r in rows]  # once: a generator can be read only once
     body = [[_cell(v, max_cell) for v in row] for row in raw]
-    widths = [len(h) for h in headers]
+    natural = [len(h) for h in headers]
     for row in body:
-        widths = [max(w, len(c)) for w, c in zip(widths, row)]
+        natural = [max(w, len(c)) for w, c in zip(natural, row)]
+    widths = None if expanded else _fit(natural, headers, width - 3 * len(headers) - 1)
+    if widths is None and expanded is not False:
+        # A block a record has room for more of each value: up to _EXPANDED_CELL characters, wrapped.
+        body = [[_cell(v, max(max_cell, _EXPANDED_CELL)) for v in row] for row in raw]
+        return _expanded(headers, body, title, width, footer(len(body), more, hint))
+    widths = widths or [min(w, _MIN_WIDTH) for w in natural]
     numeric = [
         any(r[i] is not None for r in raw) and all(_is_number(r[i]) for r in raw if r[i] is not None)
         for i in range(len(headers))
     ]
 
-    def line(cells: Sequence[str], align: Sequence[bool]) -> str:
-        parts = [c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, align)]
-        return "│ " + " │ ".join(parts) + " │"
+    def lines(cells: Sequence[str], align: Sequence[bool]) -> list[str]:
+        split = [_lines(c, w, wrap) for c, w in zip(cells, widths)]
+        out = []
+        for k in range(max(len(s) for s in split)):
+            parts = [(s[k] if k < len(s) else "") for s in split]
+            parts = [p.rjust(w) if num else p.ljust(w) for p, w, num in zip(parts, widths, align)]
+            out.append("│ " + " │ ".join(parts) + " │")
+        return out
 
     rule = "─┼─".join("─" * w for w in widths)
-    out = [] if title is None else [title]
+    out = [] if title is None else [_clip(title, width)]
     out.append("┌─" + "─┬─".join("─" * w for w in widths) + "─┐")
-    out.append(line(list(headers), numeric))
+    out.extend(lines(list(headers) if wrap else [_clip(h, w) for h, w in zip(headers, widths)], numeric))
     out.append("├─" + rule + "─┤")
-    out.extend(line(row, numeric) for row in body)
+    for row in body:
+        out.extend(lines(row, numeric))
     out.append("└─" + "─┴─".join("─" * w for w in widths) + "─┘")
     out.append(footer(len(body), more, hint))
+    return "\n".join(out)
+
+
+def _expanded(headers: Sequence[str], body: Sequence[Sequence[str]], title: str | None, width: int, foot: str) -> str:
+    """One block per record, ``column │ value``, values wrapped to the width (psql's expanded display)."""
+    key = min(max((len(h) for h in headers), default=1), max(width // 3, _MIN_WIDTH))
+    value = max(width - key - 3, _MIN_WIDTH)
+    out = [] if title is None else [_clip(title, width)]
+    for n, row in enumerate(body, 1):
+        label = f"─[ RECORD {n} ]"
+        out.append(label + "─" * max(width - len(label), 0))
+        for header, cell in zip(headers, row):
+            for k, part in enumerate(_lines(cell, value, wrap=True)):
+                out.append(f"{_clip(header, key).ljust(key) if k == 0 else ' ' * key} │ {part}")
+    out.append(foot)
     return "\n".join(out)
 
 
@@ -112,24 +198,36 @@ def _columns_of(item: Any) -> list[str] | None:
     return None
 
 
-def tabulate(items: Iterable[Any], *, more: int | None = None, hint: str = "") -> str:
-    """Rows, mappings, ORM objects or plain values as one table."""
+def tabulate(
+    items: Iterable[Any], *, more: int | None = None, hint: str = "", columns: Sequence[str] | None = None, expanded: bool | None = None
+) -> str:
+    """Rows, mappings, ORM objects or plain values as one table (*columns*: only these, in this order)."""
     items = list(items)
     if not items:
         return "(0 rows)"
-    columns = _columns_of(items[0])
-    if columns is None:
-        return table(["value"], [[item] for item in items], more=more, hint=hint)
+    found = _columns_of(items[0])
+    if found is None:
+        return table(["value"], [[item] for item in items], more=more, hint=hint, expanded=expanded, wrap=False)
+    picked = found if columns is None else pick_columns(found, columns)
     rows: list[list[Any]] = []
     for item in items:
         if isinstance(item, dict):
-            rows.append([item.get(c) for c in columns])
+            rows.append([item.get(c) for c in picked])
         elif hasattr(item, "_mapping"):
-            rows.append(list(item))
+            rows.append([item._mapping[c] for c in picked])
         else:
-            rows.append([getattr(item, c, None) for c in columns])
+            rows.append([getattr(item, c, None) for c in picked])
     title = type(items[0]).__name__ if orm_state(items[0]) is not None else None
-    return table(columns, rows, title, more=more, hint=hint)
+    return table(picked, rows, title, more=more, hint=hint, expanded=expanded, wrap=False)
+
+
+def pick_columns(found: Sequence[str], columns: Sequence[str]) -> list[str]:
+    if isinstance(columns, str):
+        columns = [columns]
+    unknown = [c for c in columns if c not in found]
+    if unknown:
+        raise ValueError(f"no column {', '.join(map(repr, unknown))} here — the columns are: {', '.join(found)}")
+    return list(columns)
 
 
 class Rows(list):  # type: ignore[type-arg]

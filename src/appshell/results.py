@@ -8,7 +8,7 @@ the results always show what the database holds now.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from appshell.aio import sync_io
@@ -26,11 +26,12 @@ STREAM_BATCH = 1000  # rows fetched at a time while iterating (server-side curso
 class Results:
     """The objects a query selects: shown capped, iterated in batches, never all held at once."""
 
-    def __init__(self, session: Session, statement: Select[Any], hint: str, limited: bool) -> None:
+    def __init__(self, session: Session, statement: Select[Any], hint: str, limited: bool, columns: Sequence[str] | None = None) -> None:
         self._session = session
         self.statement = statement
         self._hint = hint  # the footer's "how to see more", in the words of the helper that made it
         self._limited = limited  # the user gave limit=: show all of them, not the first ROW_LIMIT
+        self._columns = columns  # where(…, columns=[…]): the columns shown (the objects are whole)
 
     def __iter__(self) -> Iterator[Any]:
         yield from batches(self._session.scalars, self.statement)
@@ -74,19 +75,22 @@ class Results:
             raise IndexError(f"where() results: index {index} out of range")
         return found
 
-    def render(self, limit: int | None = ROW_LIMIT) -> str:
+    def render(self, limit: int | None = ROW_LIMIT, columns: Sequence[str] | None = None, expanded: bool | None = None) -> str:
         """The table: at most *limit* rows (None: all), and a footer saying how many more there are."""
-        return sync_io(self._render, limit)
+        return sync_io(self._render, limit, columns or self._columns, expanded)
 
-    def _render(self, limit: int | None) -> str:
+    def _fetch(self, statement: Any) -> list[Any]:
+        return list(self._session.scalars(statement))
+
+    def _render(self, limit: int | None, columns: Sequence[str] | None = None, expanded: bool | None = None) -> str:
         if self._limited or limit is None:
-            return tabulate(list(self))
-        shown = list(self._session.scalars(self.statement.limit(limit + 1)))
+            return tabulate(list(self), columns=columns, expanded=expanded)
+        shown = self._fetch(self.statement.limit(limit + 1))
         more = 0
         if len(shown) > limit:
             shown = shown[:limit]
             more = self.count() - limit
-        return tabulate(shown, more=more, hint=self._hint)
+        return tabulate(shown, more=more, hint=self._hint, columns=columns, expanded=expanded)
 
     def __repr__(self) -> str:
         return self.render()
