@@ -150,7 +150,7 @@ def test_a_schema_named_after_the_app_role_does_not_catch_the_records(shop: Path
         verify = run(["audit", "verify", "--url", url], cwd=shop)
         assert verify.exit_code == 0 and f"{len(written)} records in 1 sessions" in verify.stdout, verify.output
         tail = run(["audit", "tail", "--url", url], cwd=shop)
-        assert tail.exit_code == 0 and session[:8] in tail.stdout, tail.output
+        assert tail.exit_code == 0 and "(1 row)" in tail.stdout, tail.output  # the session; the decoy would show none
         shown = run(["audit", "show", session[:8], "--url", url], cwd=shop)
         assert shown.exit_code == 0 and "print(count(Customer))" in shown.stdout, shown.output
     witness = run(["audit", "verify", "--log", str(shop / LOG), "--witness", scratch.admin_url], cwd=shop)
@@ -170,7 +170,7 @@ def test_a_schema_named_after_the_auditor_does_not_hide_the_records(shop: Path, 
     session = written[0]["session"]
     verify = run(["audit", "verify", "--url", scratch.admin_url], cwd=shop)
     assert verify.exit_code == 0 and f"{len(written)} records in 1 sessions" in verify.stdout, verify.output
-    assert session[:8] in run(["audit", "tail", "--url", scratch.admin_url], cwd=shop).stdout
+    assert "(1 row)" in run(["audit", "tail", "--url", scratch.admin_url], cwd=shop).stdout
     page = review_page(scratch.admin_url)
     assert f"/session/{session}" in page
 
