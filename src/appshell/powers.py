@@ -107,8 +107,8 @@ def postgresql_powers(f: PgFacts) -> list[Power]:
     user, db = _ident(f.user), _ident(f.database)
     if f.superuser:
         return [Power("superuser", f"{f.user} is a superuser",
-                      "it can do everything below and more — run programs on the database server (COPY … TO PROGRAM), "
-                      "write its files, open connections outside the sandbox and read-only (dblink), turn read-only off",
+                      "it holds every power doctor checks for, and more — run programs on the database server (COPY … TO PROGRAM), "
+                      "read and write its files, open connections outside the sandbox and read-only (dblink), change server settings",
                       f"connect the app as a role without SUPERUSER (ALTER ROLE {user} NOSUPERUSER, once it is granted what the app needs)")]
     found: list[Power] = []
     if f.dblink_schema is not None and f.dblink_usable:
