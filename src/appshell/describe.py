@@ -34,10 +34,16 @@ def _reflect(inspector: Any, name: str, schema: str | None) -> dict[str, Any] | 
         except NotImplementedError:  # a dialect without that kind of reflection
             return []
 
-    uniques = optional("get_unique_constraints")
+    import warnings
+
+    with warnings.catch_warnings():
+        # SQLite's reflection warns that it skips expression indexes: _index_definitions reads them instead.
+        warnings.simplefilter("ignore")
+        uniques = optional("get_unique_constraints")
+        indexes = optional("get_indexes")
     # PostgreSQL and MySQL list a unique constraint's own index too: shown once, as the constraint.
     constraint_names = {u["name"] for u in uniques if u.get("name")}
-    indexes = [i for i in optional("get_indexes") if not i.get("duplicates_constraint") and i.get("name") not in constraint_names]
+    indexes = [i for i in indexes if not i.get("duplicates_constraint") and i.get("name") not in constraint_names]
     return {
         "columns": inspector.get_columns(name, schema=schema),
         "pk": inspector.get_pk_constraint(name, schema=schema).get("constrained_columns") or [],
@@ -83,12 +89,67 @@ def _column_rows(tbl: Any, info: dict[str, Any], dialect: Any, in_db: bool) -> l
     return rows
 
 
+def _index_definitions(connection: Any, name: str, schema: str | None) -> dict[str, tuple[bool, str]]:
+    """Each index of a table as the database itself defines it: {name: (unique, definition)}.
+
+    Reflection leaves out what an index is besides its plain columns (SQLite skips expression indexes
+    with a warning; partial WHERE, DESC, COLLATE and INCLUDE are never shown), and then ``explain()``
+    uses an index ``describe()`` does not list. So the definition comes from the database's catalog:
+    ``pg_indexes.indexdef``, ``sqlite_master.sql``, MySQL/MariaDB's ``information_schema.STATISTICS``.
+    """
+    from sqlalchemy import text
+
+    from appshell.database import dialect_kind
+
+    kind = dialect_kind(connection.dialect)
+    if kind == "postgresql":
+        rows = connection.execute(text(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :t AND schemaname = coalesce(:s, current_schema())"
+        ), {"t": name, "s": schema})
+        return {r[0]: (r[1].startswith("CREATE UNIQUE"), _after_table(r[1], using=True)) for r in rows}
+    if kind == "sqlite":
+        master = f"{schema}.sqlite_master" if schema else "sqlite_master"
+        rows = connection.execute(text(f"SELECT name, sql FROM {master} WHERE type = 'index' AND tbl_name = :t AND sql IS NOT NULL"), {"t": name})
+        return {r[0]: (r[1].upper().startswith("CREATE UNIQUE"), _after_table(r[1])) for r in rows}
+    if kind in ("mysql", "mariadb"):
+        rows = connection.execute(text(
+            "SELECT * FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = coalesce(:s, DATABASE()) AND TABLE_NAME = :t "
+            "AND INDEX_NAME <> 'PRIMARY' ORDER BY INDEX_NAME, SEQ_IN_INDEX"
+        ), {"t": name, "s": schema})
+        parts: dict[str, tuple[bool, list[str]]] = {}
+        for row in rows:
+            r = {k.upper(): v for k, v in row._mapping.items()}
+            part = r.get("EXPRESSION") or f"`{r['COLUMN_NAME']}`"  # MySQL 8's functional key parts
+            part += f"({r['SUB_PART']})" if r.get("SUB_PART") else ""
+            part += " DESC" if r.get("COLLATION") == "D" else ""
+            parts.setdefault(r["INDEX_NAME"], (not int(r["NON_UNIQUE"]), []))[1].append(part)
+        return {index: (unique, f"({', '.join(p)})") for index, (unique, p) in parts.items()}
+    return {}
+
+
+def _after_table(create_index: str, using: bool = False) -> str:
+    """``CREATE INDEX ix ON t USING btree (lower(name)) WHERE …`` → ``(lower(name)) WHERE …``: the key
+    list and what follows it; a method other than btree is kept (``gin (tags)``)."""
+    at = create_index.find("(")
+    if using:
+        method = create_index.rfind(" USING ", 0, at)
+        if method >= 0:
+            name = create_index[method + 7: at].strip()
+            return create_index[at:] if name == "btree" else f"{name} {create_index[at:]}"
+    return create_index[at:] if at >= 0 else create_index
+
+
 def _constraint_rows(info: dict[str, Any]) -> list[list[Any]]:
     rows: list[list[Any]] = []
+    definitions = dict(info.get("definitions") or {})
     for index in info["indexes"]:
-        kind = "unique index" if index.get("unique") else "index"
-        columns = ", ".join(c for c in index["column_names"] if c) or str(index.get("expressions", ""))
-        rows.append([index["name"] or "(unnamed)", kind, columns])
+        unique, definition = definitions.pop(index["name"], (bool(index.get("unique")), ""))
+        columns = definition or ", ".join(c for c in index["column_names"] if c) or str(index.get("expressions", ""))
+        rows.append([index["name"] or "(unnamed)", "unique index" if unique else "index", columns])
+    constraint_names = {u.get("name") for u in info["uniques"]}
+    for name, (unique, definition) in sorted(definitions.items()):  # the catalog's indexes reflection left out
+        if name not in constraint_names:
+            rows.append([name, "unique index" if unique else "index", definition])
     for unique in info["uniques"]:
         rows.append([unique["name"] or "(unnamed)", "unique", ", ".join(unique["column_names"])])
     for check in info["checks"]:
@@ -105,6 +166,8 @@ def describe_model(mapper: Any, connection: Any) -> str:
     parts = []
     for tbl in mapper.tables:
         reflected = _reflect(inspector, tbl.name, tbl.schema)
+        if reflected is not None:
+            reflected["definitions"] = _index_definitions(connection, tbl.name, tbl.schema)
         info = reflected if reflected is not None else _from_model(tbl)
         where = "" if reflected is not None else ", not in the database: as the model declares it"
         title = f"{mapper.class_.__name__} (table {tbl.fullname}{where})"
