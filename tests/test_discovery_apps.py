@@ -96,7 +96,7 @@ def test_an_unbound_scoped_session_is_bound_to_the_shells_engine(app_dir: Apps, 
     )
     # The app's code (add_task uses DBSession) and the shell's helpers share the one session and engine;
     # the app's factory is left as the app wrote it.
-    assert json_of(root, {"DATABASE_URL": db_url}, code) == [1, True, True, True]
+    assert json_of(root, {}, code, "--database-url", db_url) == [1, True, True, True]
 
 
 def test_doctor_session_check_runs_a_query_through_the_session_handed_out(app_dir: Apps, sqlite_url: str, tmp_path: Path) -> None:
