@@ -156,3 +156,27 @@ def test_an_async_session_logs_in_as_an_asyncpg_role(asyncpg_role: tuple[Path, d
     assert result.exit_code == 1 and "permission denied" in result.stderr, result.output
     titles = run(["--app", "asyncapp.db", "--write", "-c", "print(sorted(b.title for b in where(Book)))"], cwd=root, env=env)
     assert titles.stdout.strip() == "['Dune', 'Emma']", titles.output
+
+
+@pytest.mark.parametrize("profile,environ,level", [
+    ("", {}, None),
+    ('[database]\nread_only = true\n', {}, "guarded"),
+    (PROFILE, {"DATABASE_URL_READONLY": "postgresql://ro@localhost/x"}, "enforced"),
+], ids=["read-write", "a session setting", "a read-only role"])
+def test_read_only_is_labelled_for_what_it_is(app_dir: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch, profile: str,
+                                             environ: dict[str, str], level: str | None) -> None:
+    """Guarded (a setting appshell re-checks, an operator's SQL could lift) or enforced (a role): issue 21 item 3."""
+    from appshell.banner import _read_only_label
+    from appshell.readonly_role import read_only_level
+    from appshell.settings import resolve
+
+    root = app_dir("plainapp")
+    if profile:
+        _profile(root)
+        (root / "profiles" / "development.toml").write_text(profile)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)  # read_only_url() reads the process's environment, as the session does
+    settings = resolve({}, environ={"DATABASE_URL": "sqlite://", **environ}, cwd=root)
+    assert read_only_level(settings) == level
+    assert _read_only_label(settings) == {None: "read-write", "guarded": "READ-ONLY (guarded: a session setting, re-checked)",
+                                          "enforced": "READ-ONLY (enforced: a read-only database role)"}[level]
