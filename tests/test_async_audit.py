@@ -47,7 +47,7 @@ def one_line_error(stderr: str) -> str:
 
 
 def session_id(tail: str) -> str:
-    ids = re.findall(r"│ ([0-9a-f]{16}) │", tail)
+    ids = re.findall(r"│ ([0-9a-f]{16})(?: │|$)", tail, re.M)  # a table's cell, or an expanded record's line
     assert len(ids) == 1, tail
     return ids[0]
 

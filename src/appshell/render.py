@@ -44,6 +44,7 @@ def _plural(n: int) -> str:
 
 
 _EXPANDED_CELL = 1000  # what a value may show in the expanded display (wrapped), where a table cell shows _MAX_CELL
+_WHOLE_WORD = 20  # a wrapped column keeps words up to this long whole (ids, timestamps); longer ones (URLs) may break
 _MIN_WIDTH = 6  # a column is not squeezed below this; a row that still cannot fit is shown expanded
 
 
@@ -54,13 +55,19 @@ def terminal_width() -> int:
     return max(shutil.get_terminal_size((80, 24)).columns, 20)
 
 
-def _fit(natural: Sequence[int], headers: Sequence[str], avail: int) -> list[int] | None:
+def _longest_word(texts: Iterable[str]) -> int:
+    return max((len(word) for text in texts for word in text.split()), default=0)
+
+
+def _fit(natural: Sequence[int], headers: Sequence[str], avail: int, words: Sequence[int] = ()) -> list[int] | None:
     """Column widths that fit *avail* characters: the widest columns give way first, none below
-    ``_MIN_WIDTH`` or its header's longest word (a header stays readable); None where even that
-    cannot fit — then the records are shown expanded, as psql does."""
+    ``_MIN_WIDTH``, its header's longest word (a header stays readable) or *words* (a wrapped column's
+    longest word: an id or a timestamp is never broken); None where even that cannot fit — then the
+    records are shown expanded, as psql does."""
     if sum(natural) <= avail:
         return list(natural)
-    floors = [min(w, max(_MIN_WIDTH, *(len(word) for word in h.split()))) for w, h in zip(natural, headers)]
+    words = words or [0] * len(natural)
+    floors = [min(w, max(_MIN_WIDTH, _longest_word([h]), longest)) for w, h, longest in zip(natural, headers, words)]
     if sum(floors) > avail:
         return None
     low, high = 0, max(natural)
@@ -91,7 +98,7 @@ def _lines(text: str, width: int, wrap: bool) -> list[str]:
         return [_clip(text, width)]
     import textwrap
 
-    return textwrap.wrap(text, width, break_long_words=True, break_on_hyphens=False) or [""]
+    return textwrap.wrap(text, width, break_long_words=True, break_on_hyphens=False) or [""]  # a word breaks only where it is wider than the column
 
 
 def table(
@@ -120,7 +127,8 @@ def table(
     natural = [len(h) for h in headers]
     for row in body:
         natural = [max(w, len(c)) for w, c in zip(natural, row)]
-    widths = None if expanded else _fit(natural, headers, width - 3 * len(headers) - 1)
+    words = [min(_longest_word(row[i] for row in body), _WHOLE_WORD) for i in range(len(headers))] if wrap else []
+    widths = None if expanded else _fit(natural, headers, width - 3 * len(headers) - 1, words)
     if widths is None and expanded is not False:
         # A block a record has room for more of each value: up to _EXPANDED_CELL characters, wrapped.
         body = [[_cell(v, max(max_cell, _EXPANDED_CELL)) for v in row] for row in raw]
