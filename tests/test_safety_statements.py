@@ -267,3 +267,15 @@ def test_proven_harmless(kind: str, sql: str, harmless: bool) -> None:
     from appshell.statements import proven_harmless
 
     assert proven_harmless(sql, classify(sql, kind)) is harmless
+
+
+@pytest.mark.parametrize("sql,refused", [
+    ('SET U&"default_transaction_read_onl\\0079" = off', True),
+    ('RESET U&"default_transaction_read_onl\\0079"', True),
+    ('select U&"title" from books', False),  # opaque (re-checked after), not refused
+])
+def test_unicode_names_in_settings_are_refused(sql: str, refused: bool) -> None:
+    found = classify(sql, "postgresql")
+    assert any(one.read_write for one in found) is refused
+    assert any(one.escapes for one in found) is refused
+    assert all(one.opaque for one in found)

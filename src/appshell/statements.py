@@ -46,7 +46,7 @@ _WORTH_PARSING = re.compile(
 _OPAQUE_HEADS = {
     "postgresql": {"DO", "EXECUTE", "CALL", "MERGE", "COPY", "PREPARE"},
     "mysql": {"CALL", "EXECUTE", "PREPARE"},
-    "mariadb": {"CALL", "EXECUTE", "PREPARE", "EXECUTE IMMEDIATE"},
+    "mariadb": {"CALL", "EXECUTE", "PREPARE"},
     "sqlite": set(),
 }
 # MySQL/MariaDB run what is inside /*! … */ and /*M! … */ (optionally from a version number on).
@@ -286,10 +286,11 @@ def _one(text: str, tokens: list[Any], kind: str, dialect: str) -> Statement:
     opaque = _opaque(head, words, tokens, kind, parsed)
     if opaque is not None:
         destructive = destructive or _worst_case(head, words, text, kind)
-        if _unicode_name(tokens) and head in ("SET", "RESET", "ALTER", "SELECT"):
-            # A name the parser cannot spell may be default_transaction_read_only or transaction_isolation.
+        if _unicode_name(tokens) and head in ("SET", "RESET", "ALTER"):
+            # A name the parser cannot spell may be default_transaction_read_only or transaction_isolation
+            # (elsewhere, in a SELECT say, it is re-checked after: it is opaque).
             read_write = read_write or "a unicode-escaped name (U&\"…\") may change the read-only mode"
-            escapes = escapes or ("a unicode-escaped name (U&\"…\") may change the transaction mode" if head != "SELECT" else None)
+            escapes = escapes or "a unicode-escaped name (U&\"…\") may change the transaction mode"
     return Statement(text=text, head=head, writes=writes, ddl=ddl, destructive=destructive, savepoint=savepoint,
                      escapes=escapes, read_write=read_write, implicit_commit=implicit, opaque=opaque)
 
@@ -304,7 +305,7 @@ def _opaque(head: str, words: list[str], tokens: list[Any], kind: str, parsed: b
     """Why the parser cannot read what this statement does, or None where it can."""
     if head == "PREPARE" and "TRANSACTION" in words:
         return None  # two-phase commit: an escape, read as such
-    if head in _OPAQUE_HEADS.get(kind, ()) or (head == "EXECUTE" and kind == "mariadb"):
+    if head in _OPAQUE_HEADS.get(kind, ()):
         return f"{head} runs what appshell cannot read"
     if _unicode_name(tokens):
         return "a unicode-escaped name (U&\"…\")"
