@@ -112,6 +112,25 @@ def test_doctor_session_check_runs_a_query_through_the_session_handed_out(app_di
         assert check_session(ctx) == "OperationalError: (sqlite3.OperationalError) unable to open database file"
 
 
+def test_doctor_rows_for_the_session_and_appshells_own_engine(app_dir: Apps, sqlite_url: str, tmp_path: Path) -> None:
+    """doctor runs a real query through the session it will hand out (FAIL where the provider's session
+    cannot reach its database, though the engine can), and WARNs where appshell made its own engine."""
+    root = app_dir("unboundapp")
+
+    def rows(result: Any) -> dict[str, tuple[str, str]]:
+        return {c["check"]: (c["status"], c["detail"]) for c in json.loads(result.stdout)["checks"]}
+
+    found = rows(run(["doctor", "--json"], cwd=root, env={"DATABASE_URL": sqlite_url}))
+    assert found["session"] == ("ok", "SELECT 1 through the session the shell hands out")
+    env = {"DATABASE_URL": sqlite_url, "OTHER_URL": f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}"}
+    broken = run(["--app", "unboundapp.elsewhere:context", "doctor", "--json"], cwd=root, env=env)
+    assert broken.exit_code == 1
+    status, detail = rows(broken)["session"]
+    assert status == "FAIL" and detail.startswith("OperationalError: (sqlite3.OperationalError) unable to open database file"), detail
+    own = rows(run(["doctor", "--json"], cwd=app_dir("ownengine"), env={"DATABASE_URL": sqlite_url}))
+    assert own["engine"][0] == "WARN" and "--app ownengine.db:make_engine" in own["engine"][1]
+
+
 def test_doctor_session_check_on_an_async_app(aiosqlite_app: tuple[Path, dict[str, str]]) -> None:
     from appshell.context import check_session
 

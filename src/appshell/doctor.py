@@ -300,6 +300,21 @@ def _probe_sink(kind: str, settings: Settings, database_url: str) -> str:
     return f"{address} reachable"
 
 
+def _session(ctx: AppContext) -> Iterator[Row]:
+    """A real query through the session the shell hands out (an app's unbound factory is caught here, not at
+    the operator's first query); a WARN where appshell made its own engine beside the app's."""
+    from appshell.context import check_session, own_engine_note
+
+    problem = check_session(ctx)
+    if problem:
+        yield "session", "FAIL", f"{problem} — the shell's session cannot query its database: check the session --app gives"
+    else:
+        yield "session", "ok", "SELECT 1 through the session the shell hands out"
+    note = own_engine_note(ctx)
+    if note:
+        yield "engine", "WARN", note
+
+
 def _guarded(name: str, check: Callable[[], Iterator[Row]]) -> list[Row]:
     try:
         return list(check())
@@ -342,6 +357,7 @@ def run_doctor(settings: Settings, as_json: bool) -> int:
         try:
             database_url = ctx.engine.url.render_as_string(hide_password=False)
             rows += _guarded("database", _app_io(lambda: _database(ctx, settings)))
+            rows += _guarded("session", _app_io(lambda: _session(ctx)))
             rows += _guarded("role powers", _app_io(lambda: _powers(ctx)))
             rows += _guarded("migrations", _app_io(lambda: check_migrations(ctx, settings)))
         finally:
