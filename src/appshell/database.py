@@ -7,6 +7,12 @@ transaction it holds from before is rolled back first (read-only and sandbox
 sessions), then come tagging (``application_name``), timeouts, read-only, and
 last the sandbox's outer transaction. The listeners are class-level
 (:mod:`appshell.engines`), so engines made later are covered too.
+
+Read-only by a session setting is *guarded*: after every statement the parser
+cannot prove harmless, the setting is read back from the database
+(:func:`read_only_now`), and a session that finds it switched off stops
+(:class:`~appshell.errors.ReadOnlyLifted`, exit 3). A read-only role is
+*enforced* by the database, and not re-checked.
 """
 
 from __future__ import annotations

@@ -196,7 +196,7 @@ class Sandbox:
         self.conns: dict[int, ConnState] = {}
         self.engines: dict[str, str] = {}  # masked URL -> backend
         self._dialects: dict[int, Any] = {}
-        # The database's own counts (docs/safety.md, "What the dry run counts"):
+        # The database's own counts (docs/safety.md, the summary's "counted by"):
         self.db_committed: Counter[tuple[str, str]] = Counter()  # PostgreSQL, per table: committed by the program
         self.db_left_open: Counter[tuple[str, str]] = Counter()  # … and left uncommitted at its end
         self.db_totals: Counter[str] = Counter()  # MySQL/MariaDB: rows modified, all tables together, per backend
