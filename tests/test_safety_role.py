@@ -180,3 +180,40 @@ def test_read_only_is_labelled_for_what_it_is(app_dir: Callable[[str], Path], mo
     assert read_only_level(settings) == level
     assert _read_only_label(settings) == {None: "read-write", "guarded": "READ-ONLY (guarded: a session setting, re-checked)",
                                           "enforced": "READ-ONLY (enforced: a read-only database role)"}[level]
+
+
+# -- doctor says which level a session's read-only has (issue 21 item 3) ---------------------
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql", "mariadb"])
+def test_doctor_labels_read_only_and_warns_where_a_read_only_profile_is_only_guarded(
+    kind: str, app_dir: Callable[[str], Path], tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    import json
+
+    url = {"sqlite": lambda: f"sqlite:///{tmp_path / 'lib.db'}", "postgresql": lambda: request.getfixturevalue("pg_url"),
+           "mariadb": lambda: request.getfixturevalue("mariadb_url")}[kind]()
+    root, env = library_on(app_dir, url)
+    (root / "profiles").mkdir()
+    (root / "profiles" / "development.toml").write_text("[database]\nread_only = true\n")  # read-only by profile, no role
+
+    def rows(args: list[str]) -> dict[str, tuple[str, str]]:
+        result = run([*args, "doctor", "--json"], cwd=root, env=env)
+        return {c["check"]: (c["status"], c["detail"]) for c in json.loads(result.stdout)["checks"]}
+
+    found = rows([])
+    assert found["read-only"][0] == "ok", found  # the setting is in force (MariaDB: @@tx_read_only, which 10.11 has)
+    status, detail = found["read-only level"]
+    assert status == "WARN" and detail.startswith("guarded:") and "database.read_only_url_env" in detail
+    (root / "profiles" / "development.toml").write_text("")
+    status, detail = rows(["--read-only"])["read-only level"]
+    assert status == "info" and detail.startswith("guarded:")  # asked for by a flag: said, not warned about
+
+
+def test_doctor_says_a_role_is_enforced(app_dir: Callable[[str], Path], pg_url: str, pg_role: str) -> None:
+    import json
+
+    root, env = library_on(app_dir, pg_url)
+    _profile(root)
+    result = run(["doctor", "--json"], cwd=root, env={**env, "DATABASE_URL_READONLY": pg_role})
+    checks = {c["check"]: (c["status"], c["detail"]) for c in json.loads(result.stdout)["checks"]}
+    assert checks["read-only level"][0] == "ok" and checks["read-only level"][1].startswith("enforced:"), checks

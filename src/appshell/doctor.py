@@ -91,13 +91,27 @@ def _database(ctx: AppContext, settings: Settings) -> Iterator[Row]:
     if not settings.read_only:
         yield "read-only", "info", "off (read-write)"
         return
+    from appshell.readonly_role import read_only_level
+
     kind = backend(ctx.engine)
     configure_connections(ctx.engine, ConnectionPlan(read_only=True))
-    probe = {"sqlite": "PRAGMA query_only", "postgresql": "SHOW transaction_read_only"}.get(kind, "SELECT @@transaction_read_only")
+    probe = {"sqlite": "PRAGMA query_only", "postgresql": "SHOW transaction_read_only",
+             "mariadb": "SELECT @@tx_read_only"}.get(kind, "SELECT @@transaction_read_only")  # MariaDB < 11.1: no transaction_read_only
     with ctx.engine.connect() as conn:
         value = str(conn.exec_driver_sql(probe).scalar()).lower()
-    enforced = value in ("1", "on", "true")
-    yield "read-only", "ok" if enforced else "FAIL", f"{probe} = {value}" + ("" if enforced else " — the database does not enforce it")
+    in_force = value in ("1", "on", "true")
+    yield "read-only", "ok" if in_force else "FAIL", f"{probe} = {value}" + ("" if in_force else " — the database does not enforce it")
+    level = read_only_level(settings)
+    if level == "enforced":
+        yield "read-only level", "ok", "enforced: a read-only role (database.read_only_url_env), which no statement can switch off"
+    elif settings.profile.database.read_only:
+        # The profile means every session to be read-only: a setting the operator's own SQL can lift is the weaker level.
+        yield "read-only level", "WARN", (f"guarded: a session setting appshell re-checks after every statement, which the operator's "
+                                          f"SQL can switch off (the session then ends) — for enforced read-only, set "
+                                          f"database.read_only_url_env in profile {settings.profile.name} to a variable holding a "
+                                          "read-only role's URL (docs/safety.md)")
+    else:
+        yield "read-only level", "info", "guarded: a session setting appshell re-checks after every statement (--read-only)"
 
 
 def _powers(ctx: AppContext) -> Iterator[Row]:
