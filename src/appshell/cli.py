@@ -86,7 +86,7 @@ def _parse_session(line: Line, argv: Sequence[str]) -> tuple[Settings, Program |
         raise UsageError("--json needs -c CODE, a SCRIPT or stdin", 'use appshell --json -c "EXPR"')
     from appshell.session import Options
 
-    return settings, program, Options(json=opts.json, quiet=opts.quiet, assume_yes=opts.yes, argv=list(argv))
+    return settings, program, Options(json=opts.json, quiet=opts.quiet, assume_yes=opts.yes, traceback=opts.traceback, argv=list(argv))
 
 
 def run_shell(line: Line, argv: Sequence[str]) -> int:

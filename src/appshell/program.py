@@ -12,11 +12,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from appshell import aio
-from appshell.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, AppshellError, Refused, UsageError
+from appshell.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, AppshellError, UsageError
 from appshell.journal import Journal, file_info
+
+if TYPE_CHECKING:
+    from appshell.refusals import Refusals
 
 __all__ = ["Program", "run_program", "to_jsonable"]
 
@@ -163,7 +166,8 @@ def _exit_code(exc: SystemExit) -> int:
     return EXIT_USER_ERROR
 
 
-def run_program(program: Program, namespace: dict[str, Any], journal: Journal, want_json: bool = False) -> int:
+def run_program(program: Program, namespace: dict[str, Any], journal: Journal, want_json: bool = False,
+                refusals: Refusals | None = None) -> int:
     """Run the program in the namespace as Python would; returns the exit code."""
     sys.argv = program.argv
     if program.mode == "script":
@@ -187,13 +191,16 @@ def run_program(program: Program, namespace: dict[str, Any], journal: Journal, w
         return EXIT_INTERRUPTED
     except AppshellError:
         raise  # an audit failure: not the user's error, exit code of its own
-    except Refused as exc:  # read-only, destructive, sandbox: one line, not SQLAlchemy's frames
-        print(exc.format(), file=sys.stderr)
-        return EXIT_USER_ERROR
     except SyntaxError as exc:
         traceback.print_exception(type(exc), exc, None)
         return EXIT_USER_ERROR
     except Exception as exc:
-        traceback.print_exception(type(exc), exc, _user_frames(exc.__traceback__, program.filename))
+        from appshell.refusals import Refusals  # the error path only
+
+        line = (refusals or Refusals()).line(exc)  # read-only, destructive, sandbox: one line, not SQLAlchemy's frames
+        if line is not None:
+            print(line, file=sys.stderr)
+        else:
+            traceback.print_exception(type(exc), exc, _user_frames(exc.__traceback__, program.filename))
         return EXIT_USER_ERROR
     return EXIT_OK

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from appshell.context import AppContext
     from appshell.journal import Journal
     from appshell.program import Program
+    from appshell.refusals import Refusals
     from appshell.release import Parity
     from appshell.sandbox import Sandbox
     from appshell.settings import Settings
@@ -36,6 +37,7 @@ class Options:
     json: bool = False
     quiet: bool = False
     assume_yes: bool = False
+    traceback: bool = False  # --traceback: refusals with their whole traceback
     argv: list[str] = field(default_factory=list)
 
 
@@ -167,12 +169,16 @@ def run_session(settings: Settings, program: Program | None, options: Options) -
         journal.attach(ctx.engine)
         nested.watch(journal)
         namespace = build_namespace(ctx, settings, journal, {"echo_sql": echo.helper()})
+        from appshell.refusals import Refusals
+
+        refusals = Refusals.of(settings, traceback=options.traceback)
         if program is not None:
             from appshell.program import run_program
 
-            code = run_program(program, namespace, journal, want_json=options.json)
+            code = run_program(program, namespace, journal, want_json=options.json, refusals=refusals)
         else:
-            code = _interactive(settings, ctx, namespace, journal, shell_name or "python", options.quiet, release, parity, auditor.redact)
+            code = _interactive(settings, ctx, namespace, journal, shell_name or "python", options.quiet, release, parity, auditor.redact,
+                                refusals)
         return code
     except BaseException as exc:
         failure = exc
@@ -237,7 +243,7 @@ def _leave_forked_child(code: int | None) -> None:
 
 def _interactive(
     settings: Settings, ctx: AppContext, namespace: dict[str, Any], journal: Journal, shell_name: str, quiet: bool, release: str, parity: Parity,
-    redact: Callable[[str], str],
+    redact: Callable[[str], str], refusals: Refusals,
 ) -> int:
     from appshell.banner import Look, make_banner
     from appshell.history import history_for
@@ -245,5 +251,5 @@ def _interactive(
 
     look = Look.of(settings)
     banner = "" if quiet else make_banner(settings, ctx, shell_name, release, look, parity)
-    get_runner(shell_name)(ShellSession(namespace, banner, look, journal, history_for(settings, redact)))
+    get_runner(shell_name)(ShellSession(namespace, banner, look, journal, history_for(settings, redact), refusals))
     return EXIT_OK

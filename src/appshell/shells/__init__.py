@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from appshell.banner import Look
     from appshell.history import History
     from appshell.journal import Journal
+    from appshell.refusals import Refusals
 
 __all__ = [
     "ShellSession", "Runner", "RUNNERS", "check_shell_name", "pick_shell", "get_runner", "run_startup_file", "startup_file",
@@ -37,12 +38,19 @@ class ShellSession:
     look: Look
     journal: Journal
     history: History = field(default_factory=lambda: _no_history())
+    refusals: Refusals = field(default_factory=lambda: _no_refusals())
 
 
 def _no_history() -> History:
     from appshell.history import History  # the shells' module, not -c's start-up, pays for it
 
     return History(None)
+
+
+def _no_refusals() -> Refusals:
+    from appshell.refusals import Refusals
+
+    return Refusals()
 
 
 Runner = Callable[[ShellSession], None]
@@ -70,12 +78,13 @@ def run_startup_file(shell: ShellSession) -> None:
         traceback.print_exc()
 
 
-def refusal_line(exc: BaseException) -> str | None:
+def refusal_line(exc: BaseException, refusals: Refusals | None = None) -> str | None:
     """The one line that stands for an audit failure or a safety refusal (read-only, destructive,
-    sandbox); None for the user's own errors, whose traceback the shell shows as usual."""
-    from appshell.errors import Refused
+    sandbox), found anywhere in *exc*'s chain; None for the user's own errors, whose traceback the
+    shell shows as usual (and for every refusal, with --traceback)."""
+    from appshell.refusals import Refusals
 
-    return exc.format() if isinstance(exc, (AppshellError, Refused)) else None
+    return (refusals or Refusals()).line(exc)
 
 
 def hold_safe_completion(*places: tuple[Any, str]) -> None:

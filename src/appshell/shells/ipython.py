@@ -29,8 +29,9 @@ from collections.abc import Callable
 from typing import Any
 
 from appshell import aio
-from appshell.errors import AppshellError, Refused, SandboxBroken
+from appshell.errors import AppshellError, SandboxBroken
 from appshell.journal import Entry, Journal, file_info
+from appshell.refusals import Refusals
 from appshell.shells import ShellSession, hold_safe_completion, refusal_line
 
 __all__ = ["run", "install_hooks"]
@@ -149,17 +150,36 @@ def _is_ipython_own(path: str) -> bool:
     return os.path.realpath(path).startswith(os.path.realpath(os.path.dirname(IPython.__file__)) + os.sep)
 
 
-def _one_line(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None) -> None:
-    line = refusal_line(value)
-    print(line if line is not None else f"{etype.__name__}: {value}", file=sys.stderr)
+def _refusals_in_one_line(shell: Any, refusals: Refusals | None) -> None:
+    """A refusal (read-only, destructive, sandbox; bare or wrapped by SQLAlchemy) or an audit failure
+    inside a cell: one line, not the frames of SQLAlchemy and appshell. ``%tb`` shows the whole
+    traceback: it asks for the last exception, where a failing cell shows the one it is handling.
+
+    ``showtraceback`` is where every cell's exception passes (``set_custom_exc`` would skip
+    ``sys.last_traceback``, which ``%tb`` and ``%debug`` read)."""
+    show = shell.showtraceback
+
+    def showtraceback(exc_tuple: Any = None, *args: Any, **kwargs: Any) -> Any:
+        handling = exc_tuple is not None or sys.exc_info()[0] is not None  # else %tb (or %debug): the last one, whole
+        try:
+            _etype, value, _tb = shell._get_exc_info(exc_tuple)  # sets sys.last_* as IPython's own does
+        except ValueError:
+            return show(exc_tuple, *args, **kwargs)
+        if handling and isinstance(value, SandboxBroken):
+            return None  # said once, when it was found (SANDBOX BROKEN / READ-ONLY LIFTED); the session ends
+        line = refusal_line(value, refusals) if handling else None
+        if line is None:
+            return show(exc_tuple, *args, **kwargs)
+        print(line, file=sys.stderr)
+        return None
+
+    shell.showtraceback = showtraceback
 
 
-def install_hooks(shell: Any, journal: Journal) -> _Hooks:
+def install_hooks(shell: Any, journal: Journal, refusals: Refusals | None = None) -> _Hooks:
     hooks = _Hooks(journal)
     hooks.shell = shell
-    # A refusal (read-only, destructive, sandbox) or an audit failure inside a cell: one line,
-    # not the frames of SQLAlchemy and appshell.
-    shell.set_custom_exc((Refused, AppshellError), _one_line)
+    _refusals_in_one_line(shell, refusals)
     shell.run_cell = hooks.wrap_run_cell(shell.run_cell)
     shell.events.register("post_run_cell", hooks.post_run_cell)
     shell.input_transformers_post.append(hooks.transform)
@@ -273,7 +293,7 @@ def _finish(coro: Any) -> Any:
     raise RuntimeError("a cell without await waited on something")
 
 
-def _app_class(journal: Journal) -> Any:
+def _app_class(journal: Journal, refusals: Refusals | None = None) -> Any:
     """TerminalIPythonApp whose configuration files and start-up code are journaled."""
     from IPython.core.application import ProfileAwareConfigLoader
     from IPython.terminal.ipapp import TerminalIPythonApp
@@ -300,7 +320,7 @@ def _app_class(journal: Journal) -> Any:
 
         def init_shell(self) -> None:
             super().init_shell()
-            self.appshell_hooks = install_hooks(self.shell, journal)  # before extensions, startup files and exec_lines run
+            self.appshell_hooks = install_hooks(self.shell, journal, refusals)  # before extensions, startup files and exec_lines run
 
         def init_code(self) -> None:
             super().init_code()
@@ -325,7 +345,7 @@ def run(shell_session: ShellSession) -> None:
         config.HistoryManager.enabled = False  # not the global ~/.ipython history either
     else:
         config.HistoryManager.hist_file = str(history)
-    app_class = _app_class(shell_session.journal)
+    app_class = _app_class(shell_session.journal, shell_session.refusals)
     app = app_class.instance(config=config, user_ns=shell_session.namespace)
     try:
         app.initialize(argv=[])

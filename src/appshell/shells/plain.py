@@ -11,6 +11,7 @@ from appshell import aio
 from appshell.errors import SandboxBroken
 from appshell.history import History
 from appshell.journal import Journal
+from appshell.refusals import Refusals
 from appshell.shells import ShellSession, refusal_line, run_startup_file
 
 __all__ = ["run", "JournaledConsole"]
@@ -19,10 +20,11 @@ __all__ = ["run", "JournaledConsole"]
 class JournaledConsole(code.InteractiveConsole):
     """An InteractiveConsole whose every complete input goes through the journal."""
 
-    def __init__(self, namespace: dict[str, Any], journal: Journal) -> None:
+    def __init__(self, namespace: dict[str, Any], journal: Journal, refusals: Refusals | None = None) -> None:
         super().__init__(namespace, filename="<console>")
         self.compile.compiler.flags |= aio.FLAGS  # top-level await, as `python -m asyncio` allows
         self.journal = journal
+        self.refusals = refusals
         self._source = ""
 
     def runsource(self, source: str, filename: str = "<input>", symbol: str = "single") -> bool:
@@ -38,7 +40,7 @@ class JournaledConsole(code.InteractiveConsole):
         except (SystemExit, SandboxBroken):
             raise  # a broken sandbox stops the session at once
         except BaseException as exc:
-            line = refusal_line(exc)  # the audit or a safety check refused: one line
+            line = refusal_line(exc, self.refusals)  # the audit or a safety check refused: one line
             if line is not None:
                 print(line, file=sys.stderr)
             else:  # like the REPL: show the traceback and carry on (KeyboardInterrupt included)
@@ -86,6 +88,6 @@ def run(shell: ShellSession) -> None:
     save_history = _enable_readline(shell.namespace, shell.history)
     try:
         run_startup_file(shell)
-        JournaledConsole(shell.namespace, shell.journal).interact(banner=shell.banner, exitmsg="")
+        JournaledConsole(shell.namespace, shell.journal, shell.refusals).interact(banner=shell.banner, exitmsg="")
     finally:
         save_history()

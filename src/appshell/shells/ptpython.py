@@ -18,14 +18,15 @@ from html import escape
 from typing import Any
 
 from appshell import aio
-from appshell.errors import EXIT_AUDIT, AppshellError, Refused, SandboxBroken
+from appshell.errors import EXIT_AUDIT, SandboxBroken
 from appshell.journal import Journal
+from appshell.refusals import Refusals
 from appshell.shells import ShellSession, refusal_line, run_startup_file
 
 __all__ = ["run", "install_hooks"]
 
 
-def install_hooks(repl: Any, journal: Journal, broken: list[SandboxBroken] | None = None) -> None:
+def install_hooks(repl: Any, journal: Journal, broken: list[SandboxBroken] | None = None, refusals: Refusals | None = None) -> None:
     """Every input through the journal. A refusal prints one line; a broken sandbox ends the REPL
     (ptpython returns on SystemExit) and is kept in *broken* for the runner to raise."""
     ptpython_eval: Callable[[str], object] = repl.eval
@@ -48,29 +49,33 @@ def install_hooks(repl: Any, journal: Journal, broken: list[SandboxBroken] | Non
         repl._store_eval_result(result)
         return result
 
-    def refused(exc: Exception) -> None:
+    def refused(exc: Exception) -> bool:
+        """Whether *exc* was a refusal, said in one line; else ptpython shows its traceback."""
         if isinstance(exc, SandboxBroken) and broken is not None:
             broken.append(exc)
             raise SystemExit(EXIT_AUDIT)
-        line = refusal_line(exc)
+        line = refusal_line(exc, refusals)
         if line is None:
-            raise exc
+            return False
         print(line, file=sys.stderr)
+        return True
 
     def eval(line: str) -> object:
         try:
             with journal.statement(line):
                 return plain_eval(line)
-        except (AppshellError, Refused) as exc:
-            refused(exc)
+        except Exception as exc:  # a refusal, bare or wrapped by SQLAlchemy: one line
+            if not refused(exc):
+                raise
             return None
 
     async def eval_async(line: str) -> object:
         try:
             with journal.statement(line):
                 return await plain_eval_async(line)
-        except (AppshellError, Refused) as exc:
-            refused(exc)
+        except Exception as exc:  # a refusal, bare or wrapped by SQLAlchemy: one line
+            if not refused(exc):
+                raise
             return None
 
     repl.eval = eval
@@ -126,7 +131,7 @@ def run(shell_session: ShellSession) -> None:
     broken: list[SandboxBroken] = []
 
     def configure(repl: Any) -> None:
-        install_hooks(repl, shell_session.journal, broken)
+        install_hooks(repl, shell_session.journal, broken, shell_session.refusals)
         store = repl.history.store_string
         repl.history.store_string = lambda line: store(history.redact(line))  # secrets masked before the disk
         repl.all_prompt_styles["appshell"] = LabelledPrompt()
