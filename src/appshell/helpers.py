@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from appshell.aio import greenlets, sync_io
+from appshell.protect import mask_mapping, origins_of
 from appshell.render import ROW_LIMIT, Rows, pick_columns, orm_state, table, tabulate, take
 from appshell.results import Results, batches
 
@@ -95,9 +96,14 @@ def make_helpers(ctx: AppContext, journal: Journal) -> dict[str, Callable[..., A
     session = ctx.session
 
     def execute(statement: Any, params: dict[str, Any] | None = None) -> Any:
-        result: Any = session.execute(_as_statement(statement), params or {})
+        statement = _as_statement(statement)
+        result: Any = session.execute(statement, params or {})
         # ORM results always return rows; a Core CursorResult says whether it does.
-        return Rows(result.all()) if getattr(result, "returns_rows", True) else result.rowcount
+        if not getattr(result, "returns_rows", True):
+            return result.rowcount
+        rows = Rows(result.all())
+        rows.origins = origins_of(statement)  # protected columns masked by their origin where it is known
+        return rows
 
     def sql(text: str, **params: Any) -> Any:
         """Run raw SQL with :named parameters; rows come back as a table, writes as a row count."""
@@ -162,7 +168,8 @@ def make_helpers(ctx: AppContext, journal: Journal) -> dict[str, Callable[..., A
         if state is not None:  # one object: a vertical table
             keys = [c.key for c in state.mapper.column_attrs]
             keys = keys if columns is None else pick_columns(keys, columns)
-            print(table(["column", "value"], [[key, getattr(rows, key)] for key in keys], type(rows).__name__))
+            values = mask_mapping(rows, {key: getattr(rows, key) for key in keys})  # protected data masked
+            print(table(["column", "value"], [[key, value] for key, value in values.items()], type(rows).__name__))
             return
         if isinstance(rows, dict) or not isinstance(rows, Iterable):
             rows = [rows]
@@ -255,6 +262,9 @@ class _RowResults(Results):
     def _fetch(self, statement: Any) -> list[Any]:
         return list(self._session.execute(statement))
 
+    def _origins(self) -> list[Any] | None:
+        return origins_of(self.statement)
+
 
 def _stream_table(session: Any, statement: Any, limit: int | None, hint: str, columns: Any = None, expanded: bool | None = None) -> str:
     """Run a statement once; keep the first *limit* rows, count the rest as they stream past."""
@@ -265,7 +275,7 @@ def _stream_table(session: Any, statement: Any, limit: int | None, hint: str, co
         shown, more = take(result, limit)
     finally:
         result.close()
-    return tabulate(shown, more=more, hint=hint, columns=columns, expanded=expanded)
+    return tabulate(shown, more=more, hint=hint, columns=columns, expanded=expanded, origins=origins_of(statement))
 
 
 def helper_listing(found: dict[str, Callable[..., Any]]) -> str:

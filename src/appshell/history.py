@@ -3,8 +3,9 @@
 Each shell keeps its own file under ``.appshell/history/`` in the project root
 (``$XDG_STATE_HOME/appshell/history/`` outside a project), created 0600 in a
 0700 folder, with secrets masked by the audit's redactor before a line is
-stored. The profile's ``shell.history`` turns it off; ``shell.history_path``
-moves the folder.
+stored, and the strings given for protected columns (``email="…"``) masked where the session
+protects data (appshell.protect): history outlives an ``unlock()``. The profile's
+``shell.history`` turns it off; ``shell.history_path`` moves the folder.
 """
 
 from __future__ import annotations
@@ -60,8 +61,19 @@ def _probe_sqlite(path: Path) -> None:
         conn.close()
 
 
+def _masking(redact: Callable[[str], str]) -> Callable[[str], str]:
+    def masked(text: str) -> str:
+        from appshell.protect import mask_source
+
+        return mask_source(redact(text))
+
+    return masked
+
+
 def history_for(settings: Settings, redact: Callable[[str], str]) -> History:
     shell = settings.profile.shell
+    if settings.profile.protect.enabled:
+        redact = _masking(redact)
     if not shell.history:
         return History(None, redact)
     if shell.history_path:

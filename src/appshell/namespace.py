@@ -112,6 +112,21 @@ def _entry_point_helpers(namespace: dict[str, Any], helpers: dict[str, Any]) -> 
         helpers[ep.name] = obj
 
 
+def _protect(ctx: AppContext, settings: Settings) -> bool:
+    """The session's protected data (appshell.protect), on until the context's teardown; what each
+    table protects is worked out when a table or repr is first drawn, not here (start-up)."""
+    from appshell import protect
+
+    rules = protect.Rules.of(settings.profile)
+    if not rules.enabled:
+        protect.deactivate()
+        return False
+    models, metadata = list(ctx.models.values()), ctx.metadata
+    protect.activate(protect.Protection(rules, lambda: protect.tables_of(models, metadata)))
+    ctx.teardown.append(protect.deactivate)
+    return True
+
+
 def build_namespace(ctx: AppContext, settings: Settings, journal: Journal, more_helpers: dict[str, Any] | None = None) -> dict[str, Any]:
     """Models, then the app's extras, then the core objects and helpers, then profile and plug-ins."""
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
@@ -122,7 +137,8 @@ def build_namespace(ctx: AppContext, settings: Settings, journal: Journal, more_
         kept = add_vocabulary(namespace, {**ctx.models, **ctx.extra}, sqlmodel=ctx.sqlmodel)
         if kept:
             print(f"appshell: warning: the app's own {', '.join(kept)} keep their names (the query vocabulary's are left out)", file=sys.stderr)
-    install_reprs(ctx.models.values())
+    protected = _protect(ctx, settings)
+    install_reprs(ctx.models.values(), protect=protected)
     namespace.update(ctx.models)
     namespace.update(ctx.extra)
     view = SettingsView(settings)
@@ -133,6 +149,9 @@ def build_namespace(ctx: AppContext, settings: Settings, journal: Journal, more_
     namespace.update(session=session, engine=engine, metadata=ctx.metadata, **{SETTINGS_NAME: view})
     namespace.setdefault("settings", view)
     helpers = make_helpers(ctx, journal)
+    from appshell.protect import make_unlock
+
+    helpers.update(make_unlock(journal, profile.name))
     helpers.update(more_helpers or {})  # listed by helpers() too: it reads this same dict
     namespace.update(helpers)
     _profile_imports(profile.namespace.imports, namespace, profile.name)

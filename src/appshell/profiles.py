@@ -16,7 +16,7 @@ from typing import Any, ClassVar, TypeVar, cast, dataclass_transform
 from appshell.errors import ConfigError, did_you_mean
 
 __all__ = [
-    "Profile", "Section", "Shell", "Database", "Access", "Audit", "Release", "Namespace",
+    "Profile", "Section", "Shell", "Database", "Access", "Audit", "Release", "Namespace", "Protect",
     "load_profile", "build_profile", "profile_names", "shipped_profiles_dir", "schema",
 ]
 
@@ -183,6 +183,25 @@ class Namespace(Section):
     ))
 
 
+def _column_patterns(value: Any) -> bool:
+    """Glob patterns on "table.column" (a schema may stand before the table: "billing.invoices.iban")."""
+    return isinstance(value, list) and all(
+        isinstance(x, str) and "." in x.strip(".") and not x.startswith(".") and not x.endswith(".") and " " not in x for x in value
+    )
+
+
+_COLUMNS: Rule = (_column_patterns, 'a list of "table.column" glob patterns, such as ["customers.email", "*.password_hash"]')
+
+
+class Protect(Section):
+    """Protected data (docs/usage.md "Protected data"): masked in every output until unlock(reason)."""
+
+    enabled: bool = _key(default=False, rule=_BOOL)
+    columns: tuple[str, ...] = _key(default=(), rule=_COLUMNS)
+    default_names: bool = _key(default=True, rule=_BOOL)
+    exclude: tuple[str, ...] = _key(default=(), rule=_COLUMNS)
+
+
 def _section(cls: type[_S]) -> _S:
     return field(default=cls(), metadata={"section": cls})
 
@@ -199,6 +218,7 @@ class Profile:
     audit: Audit = _section(Audit)
     release: Release = _section(Release)
     namespace: Namespace = _section(Namespace)
+    protect: Protect = _section(Protect)
     sources: tuple[Path, ...] = ()  # the files merged, shipped first
     explicit: frozenset[str] = frozenset()  # the keys ("audit.path") a file sets
 

@@ -207,9 +207,13 @@ def _columns_of(item: Any) -> list[str] | None:
 
 
 def tabulate(
-    items: Iterable[Any], *, more: int | None = None, hint: str = "", columns: Sequence[str] | None = None, expanded: bool | None = None
+    items: Iterable[Any], *, more: int | None = None, hint: str = "", columns: Sequence[str] | None = None, expanded: bool | None = None,
+    origins: Sequence[Any] | None = None,
 ) -> str:
-    """Rows, mappings, ORM objects or plain values as one table (*columns*: only these, in this order)."""
+    """Rows, mappings, ORM objects or plain values as one table (*columns*: only these, in this order).
+
+    Protected columns are masked before the table is laid out (appshell.protect): an object's by its
+    mapper, a row's by *origins* (its result's columns, where SQLAlchemy knows them), else by name."""
     items = list(items)
     if not items:
         return "(0 rows)"
@@ -225,6 +229,11 @@ def tabulate(
             rows.append([item._mapping[c] for c in picked])
         else:
             rows.append([getattr(item, c, None) for c in picked])
+    if origins is not None:  # in the order of the columns shown; None where they do not line up (a row of objects)
+        origins = [origins[found.index(c)] for c in picked] if len(origins) == len(found) else None
+    from appshell.protect import mask_rows
+
+    rows = mask_rows(items[0], picked, rows, origins)
     title = type(items[0]).__name__ if orm_state(items[0]) is not None else None
     return table(picked, rows, title, more=more, hint=hint, expanded=expanded, wrap=False)
 
@@ -241,9 +250,11 @@ def pick_columns(found: Sequence[str], columns: Sequence[str]) -> list[str]:
 class Rows(list):  # type: ignore[type-arg]
     """A list of results that shows itself as a table wherever it is printed (the first ROW_LIMIT rows)."""
 
+    origins: Sequence[Any] | None = None  # the result's columns, where SQLAlchemy knows them (protected data is masked by them)
+
     def __repr__(self) -> str:
         shown, more = take(self, ROW_LIMIT)
-        return tabulate(shown, more=more, hint="show(rows, limit=None) prints them all")
+        return tabulate(shown, more=more, hint="show(rows, limit=None) prints them all", origins=self.origins)
 
     __str__ = __repr__
 

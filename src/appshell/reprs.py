@@ -3,7 +3,9 @@
 ``<Customer id=3 email='a@x'>``: the primary key and a few short columns,
 read only from what the object already holds (its ``__dict__``), so showing an
 object never runs SQL: relationships, deferred and expired columns are left out.
-Classes whose own code (or their base's) defines ``__repr__`` are not touched.
+Classes whose own code (or their base's) defines ``__repr__`` keep it; where the session protects
+data (appshell.protect), the protected values either shows are masked — the app's own repr's
+by the loaded values it contains.
 """
 
 from __future__ import annotations
@@ -41,17 +43,18 @@ def mapped_repr(obj: Any) -> str:
         loaded = state.dict
         pk_keys = [mapper.get_property_by_column(c).key for c in mapper.primary_key]
         identity = state.identity or ()
+        hidden = _hidden(mapper)
         parts = []
         for i, key in enumerate(pk_keys):
             value = loaded.get(key, identity[i] if i < len(identity) else None)
-            parts.append(f"{key}={value!r}")
+            parts.append(f"{key}={_masked(value) if key in hidden else repr(value)}")
         extra = 0
         for prop in mapper.column_attrs:
             if extra == _MAX_COLUMNS:
                 break
             if prop.key in pk_keys or prop.key not in loaded:
                 continue
-            short = _short(loaded[prop.key])
+            short = _masked(loaded[prop.key]) if prop.key in hidden else _short(loaded[prop.key])
             if short is not None:
                 parts.append(f"{prop.key}={short}")
                 extra += 1
@@ -63,6 +66,36 @@ def mapped_repr(obj: Any) -> str:
 mapped_repr.appshell = True  # type: ignore[attr-defined]  # marks the repr as ours
 
 
+def _hidden(mapper: Any) -> set[str]:
+    """The mapper's attributes whose values are masked now (protected, not unlocked)."""
+    from appshell.protect import active
+
+    protection = active()
+    if protection is None or protection.unlocked_all:
+        return set()
+    return {key for key, dotted in protection.mapper(mapper).items() if protection.hides(dotted)}
+
+
+def _masked(value: Any) -> str:
+    from appshell.protect import mask
+
+    shown = mask(value)
+    return repr(shown) if isinstance(value, str) else str(shown)
+
+
+def _scrubbing(own: Any) -> Any:
+    """The class's own ``__repr__``, its output's protected values masked (while the session protects any)."""
+
+    def __repr__(self: Any) -> str:
+        from appshell.protect import active, scrub_repr
+
+        text = own(self)
+        return text if active() is None else scrub_repr(self, text)
+
+    __repr__.appshell_scrubs = own  # type: ignore[attr-defined]
+    return __repr__
+
+
 def _has_own_repr(cls: type) -> bool:
     for klass in cls.__mro__:
         if "__repr__" in vars(klass):
@@ -70,11 +103,14 @@ def _has_own_repr(cls: type) -> bool:
     return False
 
 
-def install_reprs(models: Iterable[type]) -> list[type]:
-    """Give each mapped class without a ``__repr__`` of its own (or its bases') the readable one."""
+def install_reprs(models: Iterable[type], protect: bool = False) -> list[type]:
+    """Give each mapped class without a ``__repr__`` of its own (or its bases') the readable one;
+    with *protect*, wrap each own one so that the protected values it shows are masked."""
     changed = []
     for cls in models:
         if not _has_own_repr(cls):
             cls.__repr__ = mapped_repr  # type: ignore[assignment,method-assign]
             changed.append(cls)
+        elif protect and not hasattr(cls.__repr__, "appshell_scrubs"):
+            cls.__repr__ = _scrubbing(cls.__repr__)  # type: ignore[method-assign]
     return changed

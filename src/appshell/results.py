@@ -82,15 +82,18 @@ class Results:
     def _fetch(self, statement: Any) -> list[Any]:
         return list(self._session.scalars(statement))
 
+    def _origins(self) -> list[Any] | None:
+        return None  # objects: masked by their mapper (appshell.protect)
+
     def _render(self, limit: int | None, columns: Sequence[str] | None = None, expanded: bool | None = None) -> str:
         if self._limited or limit is None:
-            return tabulate(list(self), columns=columns, expanded=expanded)
+            return tabulate(list(self), columns=columns, expanded=expanded, origins=self._origins())
         shown = self._fetch(self.statement.limit(limit + 1))
         more = 0
         if len(shown) > limit:
             shown = shown[:limit]
             more = self.count() - limit
-        return tabulate(shown, more=more, hint=self._hint, columns=columns, expanded=expanded)
+        return tabulate(shown, more=more, hint=self._hint, columns=columns, expanded=expanded, origins=self._origins())
 
     def __repr__(self) -> str:
         return self.render()
