@@ -157,6 +157,8 @@ def test_command_keywords_are_read_word_by_word(dialect: str) -> None:
     from appshell.statements import _tokens
 
     tokenizer = Dialect.get_or_raise(dialect)
+    texts = [str(t.text).upper() for t in _tokens(tokenizer, "EXPLAIN ANALYZE DELETE FROM books")]
+    assert texts == ["EXPLAIN", "ANALYZE", "DELETE", "FROM", "BOOKS"], (dialect, texts)  # a command in a command's string
     for keyword in ("RELEASE", "DO", "SHOW", "EXECUTE", "CALL", "COPY", "MERGE", "PREPARE", "LOCK"):
         texts = [str(t.text).upper() for t in _tokens(tokenizer, f"{keyword} SAVEPOINT appshell_sandbox; select 1")]
         assert texts == [keyword, "SAVEPOINT", "APPSHELL_SANDBOX", ";", "SELECT", "1"], (dialect, keyword, texts)

@@ -210,7 +210,7 @@ def _tokens(dialect: Any, sql: str) -> list[Any]:
         if token.token_type == TokenType.STRING and previous is not None and previous.token_type in dialect.tokenizer_class.COMMANDS:
             start = sql.find(token.text, previous.end + 1)
             start = start if start >= 0 else previous.end + 1
-            for inner in dialect.tokenize(token.text):
+            for inner in _tokens(dialect, token.text):  # again: EXPLAIN ANALYZE … is two commands in sqlglot 25
                 inner.start += start
                 inner.end += start
                 out.append(inner)
