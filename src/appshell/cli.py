@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from appshell.command_line import DOCTOR, PROFILES, SHELL, Line, audit_key, audit_log, audit_verb, project_of, split
 from appshell.command_line import parser as command_parser
-from appshell.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, AppshellError, UsageError
+from appshell.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, AppshellError, SandboxBroken, UsageError
 from appshell.settings import OPTIONS
 
 if TYPE_CHECKING:
@@ -231,7 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return COMMANDS[line.command](line.command_args)  # the options before its name are its own too
         return run_shell(line, argv)
     except AppshellError as exc:
-        print(exc.format(), file=sys.stderr)
+        if not isinstance(exc, SandboxBroken):  # SANDBOX BROKEN / READ-ONLY LIFTED: said once already, when it was found
+            print(exc.format(), file=sys.stderr)
         return exc.exit_code
     except AppCrashed as crash:
         sys.stderr.write(format_crash(crash))

@@ -86,7 +86,7 @@ FLAGS: tuple[Flag, ...] = (
          default=False),
     Flag(("-q", "--quiet"), "quiet", EVERY, "no banner", default=False),
     Flag(("--traceback",), "traceback", frozenset({SHELL}), "show a refused statement's whole traceback, not its one line "
-         "(IPython: %tb shows the last one)", default=False),
+         "(IPython: %%tb shows the last one)", default=False),
     Flag(("--no-reexec",), "no_reexec", EVERY, "stay in this interpreter, even if the project has .venv/", default=False),
     # The audit verbs' own.
     Flag(("--log",), "log", AUDIT, "the audit file (default: where the shell writes it: --audit-log, --profile, ...)", "PATH", group="where"),
