@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from appshell.command_line import DOCTOR, PROFILES, SHELL, Line, audit_key, audit_log, audit_verb, project_of, split
+from appshell.command_line import DOCTOR, PROFILES, PROTECTED, SHELL, Line, audit_key, audit_log, audit_verb, project_of, split
 from appshell.command_line import parser as command_parser
 from appshell.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, AppshellError, SandboxBroken, UsageError
 from appshell.settings import OPTIONS
@@ -206,7 +206,28 @@ def doctor_command(argv: Sequence[str]) -> int:
     return run_doctor(settings, as_json=opts.json)
 
 
-COMMANDS = {"profiles": list_profiles, "audit": audit_command, "doctor": doctor_command}
+def protected_command(argv: Sequence[str]) -> int:
+    """``appshell protected``: the app's protected columns and why, from its models and the profile."""
+    opts = command_parser(PROTECTED).parse_args(argv)
+    from appshell import aio
+    from appshell.context import boot
+    from appshell.protect import report
+    from appshell.settings import export_environment, resolve
+
+    settings = resolve(_flags(opts), project=opts.project, strict=False)
+    export_environment(settings)
+    ctx = boot(settings)
+    try:
+        print(report(settings.profile, ctx.models.values(), ctx.metadata, as_json=opts.json))
+    finally:
+        try:
+            ctx.close()
+        finally:
+            aio.close()
+    return EXIT_OK
+
+
+COMMANDS = {"profiles": list_profiles, "audit": audit_command, "doctor": doctor_command, "protected": protected_command}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -32,11 +32,11 @@ __all__ = ["Flag", "FLAGS", "Line", "split", "SUBCOMMANDS", "VERBS", "parser", "
 
 # The commands a flag can mean something to: a session (the shell, -c, SCRIPT, stdin), the two
 # other commands, and each audit verb, as "audit VERB".
-SHELL, DOCTOR, PROFILES = "shell", "doctor", "profiles"
-SUBCOMMANDS = ("profiles", "audit", "doctor")  # the first word that is not an option's: a command, not a SCRIPT
+SHELL, DOCTOR, PROFILES, PROTECTED = "shell", "doctor", "profiles", "protected"
+SUBCOMMANDS = ("profiles", "audit", "doctor", "protected")  # the first word that is not an option's: a command, not a SCRIPT
 VERBS = ("init", "verify", "tail", "show", "rotate", "serve")
 AUDIT = frozenset(f"audit {verb}" for verb in VERBS)
-RUNS = frozenset({SHELL, DOCTOR})  # doctor checks what a session would run with: every setting counts
+RUNS = frozenset({SHELL, DOCTOR, PROTECTED})  # doctor and protected boot the app as a session would: every setting counts
 EVERY = RUNS | {PROFILES} | AUDIT
 READERS = AUDIT - {"audit init", "audit rotate"}  # what can read an SQL sink's table (--url)
 # The settings that say where the shell writes its audit log: the audit verbs read it from there.
@@ -115,6 +115,7 @@ modes:
   appshell SCRIPT.py [ARGS...] run a one-off script in the app context, then exit
   appshell - [ARGS...]         read the program from stdin
   appshell profiles            list the profiles and what each sets
+  appshell protected [--json]  list the protected columns (masked until unlock(reason)) and why
   appshell doctor [--json]     check interpreter, release, settings, database, audit sinks
   appshell audit init|verify|tail|show SESSION|rotate [--log PATH | --url URL] [--key KEY] [--witness URL]
                                seal the audit log, check its chain and seal, review sessions
@@ -183,7 +184,7 @@ def describe(commands: frozenset[str]) -> str:
     parts = []
     if SHELL in commands:
         parts.append("a session (the shell, -c, SCRIPT)")
-    parts += [f"appshell {name}" for name in (DOCTOR, PROFILES) if name in commands]
+    parts += [f"appshell {name}" for name in (DOCTOR, PROFILES, PROTECTED) if name in commands]
     verbs = [verb for verb in VERBS if f"audit {verb}" in commands]
     if verbs:
         parts.append("appshell audit" + ("" if len(verbs) == len(VERBS) else " " + "|".join(verbs)))
@@ -229,6 +230,8 @@ def _parser(command: str | None) -> Parser:
     if command == DOCTOR:
         return _build(DOCTOR, "appshell doctor", "Check interpreter, release, settings, database and audit sinks; "
                       "exit non-zero on any problem.", f"settings precedence, highest first: {' > '.join(LAYERS)}")
+    if command == PROTECTED:
+        return _build(PROTECTED, "appshell protected", "List the columns the app's data protects (masked until unlock(reason)) and why each is.")
     if command == PROFILES:
         return _build(PROFILES, "appshell profiles", "List the profiles (shipped, and the project's profiles/) and what each sets.")
     if command is None:  # `appshell audit` before its verb is known: --help only
