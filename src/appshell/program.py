@@ -67,45 +67,10 @@ def _user_frames(tb: TracebackType | None, filename: str) -> TracebackType | Non
 
 
 def to_jsonable(value: Any) -> Any:
-    """ORM objects become dicts of their columns, rows dicts; enums their values, datetimes ISO 8601, Decimals strings."""
-    import datetime
-    import decimal
-    import enum
-    import uuid
-    from collections.abc import Iterable
+    """--json's conversion (appshell.jsonable), imported only when a program asks for JSON."""
+    from appshell.jsonable import to_jsonable as convert
 
-    from appshell.render import orm_state
-
-    if isinstance(value, enum.Enum):
-        return to_jsonable(value.value)
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if isinstance(value, (datetime.date, datetime.time)):  # datetime is a date: "2024-05-01T12:00:00+00:00"
-        return value.isoformat()
-    if isinstance(value, datetime.timedelta):
-        return value.total_seconds()
-    if isinstance(value, (decimal.Decimal, uuid.UUID)):
-        return str(value)  # a string: a JSON number would lose a Decimal's digits
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        import base64
-
-        return base64.b64encode(bytes(value)).decode("ascii")
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if hasattr(value, "_mapping"):
-        return {k: to_jsonable(v) for k, v in value._mapping.items()}
-    state = orm_state(value)
-    if state is not None:
-        return {a.key: to_jsonable(getattr(value, a.key)) for a in state.mapper.column_attrs}
-    if isinstance(value, Iterable) and not isinstance(value, type):  # lists, sets, where() results, generators
-        return [to_jsonable(v) for v in value]
-    if hasattr(value, "__aiter__") and not isinstance(value, type):  # an awaited stream: AsyncResult, AsyncScalarResult
-        return [to_jsonable(v) for v in aio.run(_collect(value))]
-    return str(value)
-
-
-async def _collect(stream: Any) -> list[Any]:
-    return [item async for item in stream]
+    return convert(value)
 
 
 def _writes_to_fd1(stream: Any) -> bool:
