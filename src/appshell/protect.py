@@ -368,22 +368,37 @@ def origins_of(statement: Any) -> list[Any] | None:
         return None
 
 
-def scrub_repr(obj: Any, text: str) -> str:
-    """An app's own ``__repr__`` of *obj*, with the protected values it shows masked (the loaded ones)."""
+def scrub_repr(obj: Any, own: Callable[[Any], str]) -> str:
+    """An app's own ``__repr__`` of *obj* (*own*), the protected values it shows masked.
+
+    The repr runs with the masks of the loaded protected strings in the object's ``__dict__`` (put
+    back at once, bypassing SQLAlchemy's events: nothing is marked changed), so it shows them where it
+    would show the values; a repr that cannot run so, and any other protected value (a date, a number),
+    is masked in its output, by the value's text."""
     protection = _active
-    if protection is None or protection.unlocked_all:
-        return text
     from appshell.render import orm_state
 
-    state = orm_state(obj)
+    state = orm_state(obj) if protection is not None and not protection.unlocked_all else None
     if state is None:
-        return text
-    for key, dotted in protection.mapper(state.mapper).items():
-        value = state.dict.get(key)
-        if value is None or isinstance(value, bool) or not protection.hides(dotted):
-            continue
+        return own(obj)
+    assert protection is not None
+    loaded = state.dict
+    hidden = [k for k, d in protection.mapper(state.mapper).items() if loaded.get(k) is not None and protection.hides(d)]
+    saved = {k: loaded[k] for k in hidden}
+    swapped = [k for k in hidden if isinstance(saved[k], str)]
+    try:
+        loaded.update((k, mask(saved[k])) for k in swapped)
+        text: str | None = own(obj)
+    except Exception:  # noqa: BLE001 - it needs the real value: its output is masked instead
+        text = None
+    finally:
+        loaded.update(saved)
+    if text is None:
+        text, swapped = own(obj), []
+    for key in hidden:
+        value = saved[key]
         shown = value if isinstance(value, str) else str(value)
-        if len(shown) >= 3:  # a shorter value would mask letters of everything around it
+        if key not in swapped and not isinstance(value, bool) and len(shown) >= 3:  # shorter: it would mask letters of everything
             text = text.replace(shown, str(mask(value)))
     return text
 
@@ -499,3 +514,21 @@ def listing(rules: Rules, tables: Iterable[Any]) -> list[list[str]]:
         for name, why in protection.table(table).items():
             rows.append([f"{table.fullname}.{name}", "; ".join(why)])
     return rows
+
+
+def report(profile: Profile, models: Iterable[type], metadata: Any = None, as_json: bool = False) -> str:
+    """``appshell protected``: every protected column of the app, why, and what the profile does with them."""
+    rules = Rules.of(profile)
+    rows = listing(rules, tables_of(models, metadata))
+    if as_json:
+        import json
+
+        return json.dumps({"profile": profile.name, "enabled": rules.enabled, "columns": [{"column": c, "why": w} for c, w in rows]})
+    from appshell.render import table
+
+    if rules.enabled:
+        state = ("masked in every output until unlock(reason), which is recorded: a guard against accidental exposure, "
+                 "not enforcement — Python code in the session can read them (docs/safety.md)")
+    else:
+        state = "not masked: protect.enabled is off in this profile (a profile that turns it on masks these)"
+    return table(["column", "why"], rows, f"protected columns — profile {profile.name}", max_cell=400) + f"\n{state}"

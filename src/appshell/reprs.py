@@ -89,8 +89,7 @@ def _scrubbing(own: Any) -> Any:
     def __repr__(self: Any) -> str:
         from appshell.protect import active, scrub_repr
 
-        text = own(self)
-        return text if active() is None else scrub_repr(self, text)
+        return own(self) if active() is None else scrub_repr(self, own)
 
     __repr__.appshell_scrubs = own  # type: ignore[attr-defined]
     return __repr__
