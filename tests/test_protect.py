@@ -197,8 +197,8 @@ def test_production_protects_and_development_does_not() -> None:
 
 
 def test_reprs_mask_protected_values_never_loading_anything() -> None:
-    from sqlalchemy import String
-    from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+    from sqlalchemy import Integer, String
+    from sqlalchemy.orm import DeclarativeBase, mapped_column
 
     from appshell.reprs import install_reprs
 
@@ -207,14 +207,14 @@ def test_reprs_mask_protected_values_never_loading_anything() -> None:
 
     class Account(Base):  # no __repr__ of its own: appshell's, masked
         __tablename__ = "accounts"
-        id: Mapped[int] = mapped_column(primary_key=True)
-        login: Mapped[str] = mapped_column(String(50))
-        password_hash: Mapped[str] = mapped_column(String(100))
+        id = mapped_column(Integer, primary_key=True)
+        login = mapped_column(String(50))
+        password_hash = mapped_column(String(100))
 
     class Card(Base):  # its own __repr__: kept, the protected values it shows masked
         __tablename__ = "cards"
-        id: Mapped[int] = mapped_column(primary_key=True)
-        card_number: Mapped[str] = mapped_column(String(20))
+        id = mapped_column(Integer, primary_key=True)
+        card_number = mapped_column(String(20))
 
         def __repr__(self) -> str:
             return f"Card({self.card_number!r})"
@@ -225,7 +225,7 @@ def test_reprs_mask_protected_values_never_loading_anything() -> None:
     protection = Protection(DEFAULT, lambda: [Account.__table__, Card.__table__])
     protect.activate(protection)
     try:
-        assert repr(account) == "<Account id=1 login='ann' password_hash='$*************'>"
+        assert repr(account) == "<Account id=1 login='ann' password_hash='$************'>"
         assert repr(card) == "Card('4***************')"
         assert card.card_number == "4111111111111111"  # the object itself is untouched
         protection.unlock([])
