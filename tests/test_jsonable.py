@@ -88,6 +88,8 @@ TABLE: list[tuple[str, object, object]] = [
     ("keys made strings", {Colour.RED: 1, 2: "two", None: 0, True: 1, datetime.date(2024, 5, 1): "d"},
      {"red": 1, "2": "two", "null": 0, "true": 1, "2024-05-01": "d"}),
     ("set, sorted", {3, 1, 2}, [1, 2, 3]),
+    ("set of Decimals, as numbers", {decimal.Decimal("10.00"), decimal.Decimal("9.50")}, ["9.50", "10.00"]),
+    ("set of enums, by their JSON text", {Colour.RED, Colour.TWO}, ["red", 2]),
     ("frozenset of strings", frozenset({"b", "a"}), ["a", "b"]),
     ("set of mixed types, by their JSON text", {1, "a"}, ["a", 1]),
     ("generator", (x for x in range(2)), [0, 1]),

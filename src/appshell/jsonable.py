@@ -83,7 +83,7 @@ class _Converter:
         if dumped is not _NOT_SIMPLE:
             return self.convert(dumped)
         if isinstance(value, (set, frozenset)):
-            return _sorted([self.convert(v) for v in value])
+            return self._sorted(value)
         if isinstance(value, Iterable) and not isinstance(value, type):  # lists, tuples, where() results, generators
             return [self.convert(v) for v in value]
         if hasattr(value, "__aiter__") and not isinstance(value, type):  # an awaited stream: AsyncResult, AsyncScalarResult
@@ -91,6 +91,15 @@ class _Converter:
 
             return [self.convert(v) for v in aio.run(_collect(value))]
         return str(value)
+
+    def _sorted(self, members: Any) -> list[Any]:
+        """A set's members in a stable order: by value where they compare (Decimals as numbers), else by their JSON text."""
+        try:
+            return [self.convert(v) for v in sorted(members)]
+        except TypeError:
+            import json
+
+            return sorted((self.convert(v) for v in members), key=lambda v: json.dumps(v, sort_keys=True))
 
     def key(self, key: Any) -> str:
         """A JSON object's key: a string, as json.dumps writes one (1 → "1", True → "true", None → "null")."""
@@ -147,16 +156,6 @@ def _pydantic(value: Any) -> Any:
 
         return json.loads(value.json())
     return _NOT_SIMPLE
-
-
-def _sorted(values: list[Any]) -> list[Any]:
-    """A set's members in a stable order: by value where they compare, else by their JSON text."""
-    try:
-        return sorted(values)
-    except TypeError:
-        import json
-
-        return sorted(values, key=lambda v: json.dumps(v, sort_keys=True))
 
 
 async def _collect(stream: Any) -> list[Any]:
