@@ -573,7 +573,7 @@ def test_a_killed_session_is_listed_and_read_on_from_where_it_stopped(tmp_path: 
     row = c.get("/?q=INC-kill", headers=bearer()).text
     assert session_ids(row) == [killed] and "open (or killed)" in row
     catalog = c.app.state.review.catalog  # type: ignore[attr-defined]
-    assert catalog._open[killed][2] == log.stat().st_size  # read once, to the end
+    assert catalog._read[killed][2] == log.stat().st_size  # read once, to the end
     sink = FileSink(log)  # the session was only slow: it goes on
     try:
         sink.append({"ts": now_rfc3339(), "session": killed, "event": "statement", "n": 2, "source": "print('still here')"})
@@ -581,7 +581,7 @@ def test_a_killed_session_is_listed_and_read_on_from_where_it_stopped(tmp_path: 
         sink.close()
     page = c.get(f"/session/{killed}", headers=bearer()).text
     assert "still here" in page and "Statements (2)" in page and "still open, or the process was killed" in page
-    assert catalog._open[killed][2] == log.stat().st_size
+    assert catalog._read[killed][2] == log.stat().st_size
 
 
 def test_files_a_statement_ran_are_shown_with_their_sha256(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from appshell.command_line import DOCTOR, PROFILES, PROTECTED, SHELL, Line, audit_key, audit_log, audit_verb, project_of, split
 from appshell.command_line import parser as command_parser
-from appshell.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, AppshellError, SandboxBroken, UsageError
+from appshell.errors import EXIT_AUDIT, EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, AppshellError, SandboxBroken, UsageError
 from appshell.settings import OPTIONS
 
 if TYPE_CHECKING:
@@ -168,23 +168,27 @@ def _audit_verify(opts: argparse.Namespace) -> int:
     for warning in report.warnings:
         print(f"warning: {warning}", file=stream)
     print(("ok: " if report.ok else "BROKEN: ") + report.summary, file=stream)
-    return EXIT_OK if report.ok else EXIT_USER_ERROR
+    return EXIT_OK if report.ok else EXIT_AUDIT  # a broken chain is an audit failure (3), not "your code raised" (1)
 
 
 def _audit_tail(opts: argparse.Namespace) -> int:
-    from appshell.audit.review import render_tail
+    from appshell.audit.review import render_tail, tail_json
 
-    print(render_tail(audit_log(opts), opts.n))
+    print((tail_json if opts.json else render_tail)(audit_log(opts), opts.n))
     return EXIT_OK
 
 
 def _audit_show(opts: argparse.Namespace) -> int:
-    from appshell.audit.review import render_session
+    from appshell.audit.review import find_session, render_session, session_json
 
     if not opts.session:
         raise UsageError("audit show needs a session id", "see appshell audit tail for the ids")
     log = audit_log(opts)
-    shown = render_session(log, opts.session)
+    if opts.json:
+        found = find_session(log, opts.session)
+        shown = session_json(found) if found is not None else None
+    else:
+        shown = render_session(log, opts.session)
     if shown is None:
         raise UsageError(f"no single session matches '{opts.session}' in {log.name}", "use an id from appshell audit tail")
     print(shown)

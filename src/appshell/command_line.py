@@ -82,8 +82,8 @@ FLAGS: tuple[Flag, ...] = (
     *_settings_flags(),
     Flag(("--project",), "project", EVERY, "the project root (default: found upward from here)", "DIR"),
     Flag(("-y", "--yes"), "yes", frozenset({SHELL}), "allow destructive statements without asking (no tty)", default=False),
-    Flag(("--json",), "json", RUNS, "with -c/SCRIPT: print the last expression's value as JSON; with doctor: the report as JSON",
-         default=False),
+    Flag(("--json",), "json", RUNS | {"audit tail", "audit show"},
+         "with -c/SCRIPT: print the last expression's value as JSON; with doctor, audit tail/show: the report as JSON", default=False),
     Flag(("-q", "--quiet"), "quiet", EVERY, "no banner", default=False),
     Flag(("--traceback",), "traceback", frozenset({SHELL}), "show a refused statement's whole traceback, not its one line "
          "(IPython: %%tb shows the last one)", default=False),

@@ -98,7 +98,10 @@ class Auditor:
         what = f"audit {where} failed ({type(exc).__name__}: {exc})"
         if self.required:
             consequence, fix = CONSEQUENCES.get(event, (f"its {event} record was not written", ""))
-            raise AuditFailure(f"the {what}; {consequence}", f"{fix}fix the sink (permissions, disk, database) and reopen appshell") from exc
+            how = exc.fix if isinstance(exc, AppshellError) else "fix the sink (permissions, disk, database) and reopen appshell"
+            if isinstance(exc, AppshellError):
+                what = f"audit {where} failed: {exc.what}"
+            raise AuditFailure(f"the {what}; {consequence}", f"{fix}{how}") from exc
         self.sinks.remove(sink)
         print(f"appshell: warning: {what} — continuing without it (audit.required is off)", file=sys.stderr)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from appshell.audit.records import GENESIS, digest
-from appshell.audit.review import Log, Session, _add, _session_from
+from appshell.audit.review import Log, Session, _add, scan_session
 from appshell.audit.seal import evolve, record_mac
 
 __all__ = ["Summary", "Filters", "Catalog", "ChainState", "verify_session", "KeyLadder", "summarize", "wrote_sql", "fold"]
@@ -45,6 +46,8 @@ class Summary:
     wrote: bool
     ended: bool
     text: str  # reason and statement sources, folded (see fold): the text search looks here
+    flags: list[str] = field(default_factory=list)  # what is odd about its records (Session.flags)
+    sensitive: int = 0  # sensitive_access records
 
     def get(self, key: str) -> Any:
         return self.start.get(key)
@@ -99,14 +102,49 @@ def _dialect(database: Any) -> str:
     return {"postgres": "postgresql"}.get(scheme, scheme)
 
 
+# The first word of a statement that writes (rows or schema): such a statement is "wrote" without a parse.
+_WRITE_VERBS = frozenset({"insert", "update", "delete", "merge", "replace", "upsert", "create", "drop", "alter", "truncate",
+                          "rename", "grant", "revoke", "copy", "load", "comment", "reindex", "cluster", "vacuum", "call", "do",
+                          "execute", "exec", "import", "refresh"})
+# A statement holding none of these words (outside nothing: a literal counts too) cannot write: no parse either.
+_MAY_WRITE = re.compile(r"\b(?:" + "|".join(sorted(_WRITE_VERBS | {"into", "set", "lock", "pragma", "attach", "detach"})) + r")\b",
+                        re.IGNORECASE)
+_LEAD = re.compile(r"(?:\s+|--[^\n]*\n?|/\*.*?\*/|\()*([A-Za-z]+)", re.DOTALL)
+PARSE_MAX = 64 * 1024  # longer statements than this that the two word checks cannot decide lean to "wrote", unparsed
+
+
+def _cheap_wrote(text: str) -> bool | None:
+    """True or False where two word checks decide it (a write verb first; no writing word anywhere), else None."""
+    lead = _LEAD.match(text)
+    if lead is not None and lead[1].lower() in _WRITE_VERBS:
+        return True
+    if _MAY_WRITE.search(text) is None:
+        return False
+    return None
+
+
 def wrote_sql(sql: list[str], database: Any) -> bool:
-    """Did any of these statements write (rows or schema)? Read with appshell's SQL classifier."""
+    """Did any of these statements write (rows or schema)? Word checks first, then appshell's SQL classifier.
+
+    A parse of a megabyte INSERT takes seconds (issue 25): a statement whose first word writes is
+    "wrote" at once, one with no writing word anywhere is not, and only the rest is parsed — up to
+    PARSE_MAX characters; a longer one leans to "wrote" (a review must never miss a write).
+    """
     from appshell.statements import classify
 
     kind = _dialect(database)
+    undecided = []
     for text in sql:
         if not isinstance(text, str):
             continue
+        cheap = _cheap_wrote(text)
+        if cheap:
+            return True
+        if cheap is None:
+            undecided.append(text)
+    for text in undecided:
+        if len(text) > PARSE_MAX:
+            return True
         try:
             if any(st.writes or st.ddl for st in classify(text, kind)):
                 return True
@@ -115,35 +153,48 @@ def wrote_sql(sql: list[str], database: Any) -> bool:
     return False
 
 
-def summarize(s: Session) -> Summary:
-    results = list(s.results.values())
+def session_wrote(s: Session) -> bool:
     database = s.start.get("database")
-    sources = [str(st.get("source") or "") for st in s.statements.values()]
+    return any(wrote_sql(list(r.get("sql") or []), database) for r in s.records if r.get("event") == "result")
+
+
+def summarize(s: Session) -> Summary:
+    results = [r for r in s.records if r.get("event") == "result"]
+    sources = [str(st.get("source") or "") for st in s.records if st.get("event") == "statement"]
     return Summary(
         id=s.id,
         start=s.start,
-        statements=len(s.statements),
+        statements=len(sources),
         status=s.status,
         errors=sum(1 for r in results if r.get("status") == "error"),
-        wrote=any(wrote_sql(list(r.get("sql") or []), database) for r in results),
+        wrote=session_wrote(s),
         ended=s.end is not None,
         text=fold("\n".join([str(s.start.get("reason") or ""), *sources])),
+        flags=s.flags(),
+        sensitive=s.sensitive(),
     )
 
 
 class Catalog:
-    """Sessions of one log, newest first, through the session index; summaries cached in memory."""
+    """Sessions of one log, newest first; summaries cached in memory.
+
+    The sessions of a file are found in the file (:class:`appshell.audit.index.StartScan`: the
+    index is only a cache, repaired where it differs), and each session is every record naming it
+    from its start to the end of the file. What is appended later is scanned once for the
+    sessions it names (:meth:`_sync`): only their cached summaries are read again, from where
+    their last read stopped.
+    """
 
     def __init__(self, log: Log) -> None:
         self.log = log
-        self._summaries: dict[str, Summary] = {}
+        self._summaries: dict[str, tuple[Summary, int]] = {}  # summary and the file offset it is current up to
         self._starts: dict[str, dict[str, Any]] = {}  # session_start records read on their own (a filter on start facts)
-        self._entries: list[tuple[str, int]] = []
-        self._entries_key: tuple[int, int, int] | None = None
         self._lock = threading.Lock()
-        self._open: dict[str, tuple[Session, int, int]] = {}  # session without an end: (records so far, start offset, read up to)
+        self._read: dict[str, tuple[Session, int, int]] = {}  # session: (records so far, start offset, read up to)
         self._hits: tuple[Any, set[str]] | None = None  # the last text search's sessions, for one state of the file
-        self._rebuilt_at: int | None = None  # the log's size when the index was last rebuilt here
+        self._scan: Any = None
+        self._synced: tuple[tuple[int, int], int] | None = None  # (file id, size) up to which appends are tracked
+        self._last_line: dict[str, int] = {}  # session: the offset of its last line appended since tracking began
 
     # -- which sessions exist -------------------------------------------------------
 
@@ -154,24 +205,39 @@ class Catalog:
         return self._sql_entries()
 
     def _file_entries(self, path: Path) -> list[tuple[str, int]]:
-        from appshell.audit.index import index_path, lookup, rebuild
+        from appshell.audit.index import StartScan
 
-        index = index_path(path)
-        if not index.exists():
-            rebuild(path)
-        st, ist = path.stat(), index.stat()
-        key = (st.st_size, ist.st_size, ist.st_mtime_ns)
         with self._lock:
-            if key == self._entries_key:
-                return self._entries
-        entries = sorted(lookup(index, ""), key=lambda e: e[1])
-        # The index is appended after each start: sessions started after its last line may be missing.
-        last = entries[-1][1] if entries else 0
-        seen = {s for s, _ in entries}
-        entries += [e for e in _starts_after(path, last) if e[0] not in seen]
-        with self._lock:
-            self._entries, self._entries_key = entries, key
-        return entries
+            if self._scan is None:
+                self._scan = StartScan(path)
+            self._sync(path)
+            return list(self._scan.current())
+
+    def _sync(self, path: Path) -> None:
+        """Note which sessions the bytes appended since the last call name (their cached reads are then resumed)."""
+        st = path.stat()
+        fid = (st.st_dev, st.st_ino)
+        if self._synced is None or self._synced[0] != fid or st.st_size < self._synced[1]:
+            if self._synced is not None:  # another file, or a cut one: forget everything read
+                self._summaries.clear()
+                self._read.clear()
+                self._starts.clear()
+            self._synced, self._last_line = (fid, st.st_size), {}
+            return
+        begin = self._synced[1]
+        if st.st_size == begin:
+            return
+        with path.open("rb") as f:
+            f.seek(begin)
+            data = f.read(st.st_size - begin)
+        cut = data.rfind(b"\n") + 1
+        for m in _SESSION_FIELD.finditer(data, 0, cut):
+            self._last_line[m[1].decode("utf-8", "replace")] = begin + m.start()
+        self._synced = (fid, begin + cut)
+
+    def _current(self, session: str, upto: int) -> bool:
+        """Has nothing naming *session* been appended at or after *upto*?"""
+        return self._last_line.get(session, -1) < upto
 
     def _sql_entries(self) -> list[tuple[str, int]]:
         from sqlalchemy import select
@@ -201,54 +267,38 @@ class Catalog:
         return _sql_session(self.log.url or "", session)
 
     def _file_session(self, path: Path, session: str, position: int) -> Session | None:
-        """Read through the index; a session with no end yet (open, or killed) is read once to the end of the
-        file and afterwards only from where that read stopped — a killed session never costs a whole read per page."""
-        resume = self._open.get(session)
-        size = path.stat().st_size
-        if resume is None or resume[1] != position:
-            found = _session_from(path, session, position)
+        """Every record of *session* from its start to the end of the file; read once, then only what was appended."""
+        with self._lock:
+            cached = self._read.get(session)
+        found: Session | None
+        if cached is not None and cached[1] == position:
+            found, _, upto = cached
+            if not self._current(session, upto):
+                found, upto = scan_session(path, session, upto, into=found)
         else:
-            found, offset, _ = resume
-            if size > offset:
-                key = f'"session":"{session}"'.encode()
-                with path.open("rb") as f:
-                    f.seek(offset)
-                    for raw in f:
-                        if key in raw and _add({session: found}, raw) is not None and found.end is not None:
-                            break
-        if found is not None and found.end is None:
-            self._open[session] = (found, position, size)  # lines appended while reading are read again: harmless
-        else:
-            self._open.pop(session, None)
+            found, upto = scan_session(path, session, position)
+        if found is not None:
+            with self._lock:
+                self._read[session] = (found, position, upto)
         return found
 
     def summary(self, session: str, position: int) -> Summary | None:
         cached = self._summaries.get(session)
-        if cached is not None and cached.ended:
-            return cached  # an ended session does not change (its chain state is checked apart)
+        if cached is not None and self._current(session, cached[1]):
+            return cached[0]
         found = self.session(session, position)
-        if found is None and self.log.path is not None:
-            # The index is a cache, not evidence: an offset that is not this session's start means it is stale.
-            size = self.log.path.stat().st_size
-            if self._rebuilt_at != size:  # once per state of the file, not once per session
-                from appshell.audit.index import rebuild
-
-                rebuild(self.log.path)
-                self._rebuilt_at = size
-            fresh = dict(self.entries()).get(session)
-            if fresh is not None and fresh != position:
-                found = self.session(session, fresh)
         if found is None or not found.start:
             return None
         summary = summarize(found)
-        self._summaries[session] = summary
+        upto = self._read[session][2] if session in self._read else 0
+        self._summaries[session] = (summary, upto)
         return summary
 
     def start(self, session: str, position: int, f: Any) -> dict[str, Any] | None:
         """The session_start record alone: one line at its offset (None: read the whole session instead)."""
         cached = self._summaries.get(session)
         if cached is not None:
-            return cached.start
+            return cached[0].start
         start = self._starts.get(session)
         if start is None and f is not None:
             f.seek(position)
@@ -336,14 +386,31 @@ class Catalog:
 
     def warm(self) -> None:
         """Read every session's summary once, so filters answer from memory: a file in one pass, a table session by session."""
-        if self.log.path is not None:
+        path = self.log.path
+        if path is not None:
+            self.entries()  # tracking of appends begins here
             running: dict[str, Session] = {}
-            for _where, raw, complete in self.log.lines():
-                record = _add(running, raw) if complete else None
-                if record is not None and record.get("event") == "session_end":
-                    ended = running.pop(str(record["session"]))
-                    if ended.start:  # a session begun in a rotated file is not listed
-                        self._summaries.setdefault(ended.id, summarize(ended))
+            ended: set[str] = set()
+            offset = 0
+            with path.open("rb") as f:
+                for raw in f:
+                    where = f"{path}@{offset}"
+                    offset += len(raw)
+                    if not raw.endswith(b"\n"):
+                        break
+                    record = _add(running, raw, where)
+                    if record is None:
+                        continue
+                    sid = str(record["session"])
+                    if sid in ended:  # a record after its end: the summary must show it; read it whole when shown
+                        self._summaries.pop(sid, None)
+                        running.pop(sid, None)
+                        continue
+                    if record.get("event") == "session_end" and record.get("hash"):
+                        done = running.pop(sid)
+                        ended.add(sid)
+                        if done.start:  # a session begun in a rotated file is not listed
+                            self._summaries.setdefault(sid, (summarize(done), offset))
             return  # sessions still open are read when shown: they may grow
         for session, position in reversed(self.entries()):
             try:
@@ -352,20 +419,7 @@ class Catalog:
                 return
 
 
-def _starts_after(path: Path, offset: int) -> list[tuple[str, int]]:
-    """Session starts at or after *offset* (the index's last line may lag behind the file)."""
-    found = []
-    with path.open("rb") as f:
-        f.seek(offset)
-        pos = offset
-        for raw in f:
-            if b'"event":"session_start"' in raw:
-                try:
-                    found.append((str(json.loads(raw)["session"]), pos))
-                except (ValueError, KeyError, TypeError):
-                    pass
-            pos += len(raw)
-    return found
+_SESSION_FIELD = re.compile(rb'"session"\s*:\s*"([^"\\]*)"')
 
 
 def _sql_session(url: str, session: str) -> Session | None:
@@ -456,6 +510,8 @@ def verify_session(log: Log, session: Session, offset: int | None, ladder: KeyLa
 
 
 def _check(record: dict[str, Any], prev: str | None, seq: int | None) -> str | None:
+    if not isinstance(record.get("hash"), str) or not isinstance(record.get("seq"), int):
+        return "a whole JSON line with no hash or seq: not written by appshell's sink — forged"
     if digest(record) != record.get("hash"):
         return "hash mismatch — the record was edited after it was written"
     if prev is not None and (record.get("prev") != prev or record.get("seq") != (seq or 0) + 1):
@@ -464,8 +520,7 @@ def _check(record: dict[str, Any], prev: str | None, seq: int | None) -> str | N
 
 
 def _verify_file_segment(path: Path, session: Session, offset: int, ladder: KeyLadder | None) -> ChainState:
-    last_seq = max((int(r.get("seq", 0)) for r in [session.start, *(session.end and [session.end] or []),
-                                                     *session.statements.values(), *session.results.values()]), default=0)
+    last_seq = max((int(r["seq"]) for r in session.records if isinstance(r.get("seq"), int)), default=0)
     prev: str | None
     seq: int | None
     sealed = unsealed = 0

@@ -1,4 +1,10 @@
-"""`appshell audit verify|tail|show`: check the chain, and render sessions for people."""
+"""`appshell audit verify|tail|show`: check the chain, and render sessions for people.
+
+Readers never hide a record (issue 22 item 6): a session is *every* record that names it, in
+file order — a second record with the same ``n``, a second ``session_end``, records after the
+end, and whole JSON lines that carry no hash or seal are all shown, and flagged
+(:meth:`Session.flags`). Nothing here decides which of two records is "the" one.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from appshell.audit.verify import Report, rotation_set, verify_files
-from appshell.render import table
 
-__all__ = ["Log", "verify", "sessions", "tail_sessions", "find_session", "render_tail", "render_session", "Session", "printable"]
+__all__ = ["Log", "verify", "sessions", "tail_sessions", "find_session", "render_tail", "render_session", "Session", "printable",
+           "tail_json", "session_json", "scan_session"]
 
 # C0 and C1 controls, DEL, and the bidirectional overrides that reorder what a terminal shows.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+FORGED = "a whole JSON line with no seal or hash: not written by appshell's sink (forged)"
+UNSEALED = "not sealed while this session's other records are: written without the sealing key (forged)"
 
 
 def printable(value: Any) -> Any:
@@ -60,20 +68,102 @@ def verify(log: Log, key: bytes | None = None, checkpoint: Path | None = None) -
     return verify_table(log.url or "")
 
 
+def _chained(record: dict[str, Any]) -> bool:
+    """Does the record carry the chain fields the sink writes (a hash and a seq)?"""
+    return isinstance(record.get("hash"), str) and isinstance(record.get("seq"), int) and not isinstance(record.get("seq"), bool)
+
+
 @dataclass
 class Session:
+    """Every record of one session, in the order of the log; ``start``/``end``/``statements``/``results`` point into them."""
+
     id: str
     start: dict[str, Any] = field(default_factory=dict)
     end: dict[str, Any] | None = None
-    statements: dict[int, dict[str, Any]] = field(default_factory=dict)
-    results: dict[int, dict[str, Any]] = field(default_factory=dict)
+    statements: dict[int, dict[str, Any]] = field(default_factory=dict)  # the first statement record of each n
+    results: dict[int, dict[str, Any]] = field(default_factory=dict)  # the first result record of each n
+    records: list[dict[str, Any]] = field(default_factory=list)
+    where: list[str] = field(default_factory=list)  # where each record is: file:line, file@offset or table#id
 
     @property
     def status(self) -> str:
-        return self.end["status"] if self.end else "open (or killed)"
+        return str(self.end.get("status")) if self.end else "open (or killed)"
+
+    def add(self, record: dict[str, Any], where: str) -> None:
+        self.records.append(record)
+        self.where.append(where)
+        event = record.get("event")
+        if event == "session_start":
+            # The chained start wins over a hash-less one; otherwise the first.
+            if not self.start or (_chained(record) and not _chained(self.start)):
+                self.start = record
+        elif event == "session_end":
+            if self.end is None or (_chained(record) and not _chained(self.end)):
+                self.end = record
+        elif event in ("statement", "result"):
+            n = record.get("n")
+            if isinstance(n, int):
+                into = self.statements if event == "statement" else self.results
+                if n not in into or (_chained(record) and not _chained(into[n])):
+                    into[n] = record
+
+    def record_flags(self) -> list[list[str]]:
+        """For each record, what is odd about it (empty: nothing)."""
+        out: list[list[str]] = [[] for _ in self.records]
+        sealed = any("mac" in r for r in self.records)
+        seen: dict[tuple[Any, Any], str] = {}
+        end_at = None
+        if self.end is not None:
+            end_at = next(i for i, r in enumerate(self.records) if r is self.end)
+        for i, r in enumerate(self.records):
+            event = r.get("event")
+            if not _chained(r):
+                out[i].append(FORGED)
+            elif sealed and "mac" not in r:
+                out[i].append(UNSEALED)
+            if event in ("statement", "result", "session_start", "session_end"):
+                key = (event, r.get("n") if event in ("statement", "result") else None)
+                if key in seen:
+                    name = f"{event} n={key[1]}" if key[1] is not None else f"{event}"
+                    out[i].append(f"duplicate {name} (also at {seen[key]})" if event != "session_end"
+                                  else f"a second session_end (also at {seen[key]})")
+                else:
+                    seen[key] = self.where[i]
+            if end_at is not None and i > end_at:
+                out[i].append(f"after the session_end at {self.where[end_at]}")
+        return out
+
+    def flags(self) -> list[str]:
+        """What is odd about the session, one line each: forged lines, duplicates, extra or missing ends."""
+        out = [f"{self.where[i]}: {self.records[i].get('event')} — {', '.join(f)}" for i, f in enumerate(self.record_flags()) if f]
+        if self.end is None:
+            out.append("no session_end: still open, or the process was killed")
+        return out
+
+    def blocks(self) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        """Each statement record with the result records that answer it (same n, after it), in the log's order.
+
+        A result with no statement before it gets a block of its own (statement ``{}``)."""
+        out: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+        open_: dict[Any, int] = {}
+        for r in self.records:
+            event = r.get("event")
+            if event == "statement":
+                open_[r.get("n")] = len(out)
+                out.append((r, []))
+            elif event == "result":
+                at = open_.pop(r.get("n"), None)
+                if at is None:
+                    out.append(({}, [r]))
+                else:
+                    out[at][1].append(r)
+        return out
+
+    def sensitive(self) -> int:
+        return sum(1 for r in self.records if r.get("event") == "sensitive_access")
 
 
-def _add(found: dict[str, Session], raw: bytes) -> dict[str, Any] | None:
+def _add(found: dict[str, Session], raw: bytes, where: str = "") -> dict[str, Any] | None:
     try:
         record = json.loads(raw)
     except ValueError:
@@ -81,27 +171,29 @@ def _add(found: dict[str, Session], raw: bytes) -> dict[str, Any] | None:
     if not isinstance(record, dict) or record.get("session") in (None, "-"):
         return None  # not a session's record (a rotation marker)
     s = found.setdefault(str(record["session"]), Session(str(record["session"])))
-    event = record.get("event")
-    if event == "session_start":
-        s.start = record
-    elif event == "session_end":
-        s.end = record
-    elif event == "statement":
-        s.statements[record["n"]] = record
-    elif event == "result":
-        s.results[record["n"]] = record
+    s.add(record, where)
     return record
+
+
+def _add_if(found: dict[str, Session], session: str, raw: bytes, where: str) -> None:
+    """Add the line if it is a record of *session* (its id may also appear in another session's source)."""
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return
+    if isinstance(record, dict) and record.get("session") == session:
+        found.setdefault(session, Session(session)).add(record, where)
 
 
 def sessions(log: Log) -> list[Session]:
     found: dict[str, Session] = {}
-    for _, raw, _complete in log.lines():
-        _add(found, raw)
+    for where, raw, _complete in log.lines():
+        _add(found, raw, where)
     return list(found.values())
 
 
-def _backwards(path: Path, chunk: int = 1 << 20) -> Iterator[bytes]:
-    """The lines of *path*, last first, read from the end in chunks."""
+def _backwards(path: Path, chunk: int = 1 << 20) -> Iterator[tuple[int, bytes]]:
+    """(offset, line) of *path*, last first, read from the end in chunks."""
     with path.open("rb") as f:
         pos = f.seek(0, 2)
         rest = b""
@@ -111,12 +203,17 @@ def _backwards(path: Path, chunk: int = 1 << 20) -> Iterator[bytes]:
             f.seek(pos)
             lines = (f.read(step) + rest).split(b"\n")
             rest = lines[0]
-            yield from reversed(lines[1:])
-        yield rest
+            offset = pos + len(rest) + 1
+            ends = []
+            for line in lines[1:]:
+                ends.append((offset, line))
+                offset += len(line) + 1
+            yield from reversed(ends)
+        yield 0, rest
 
 
 def tail_sessions(log: Log, count: int) -> list[Session]:
-    """The last *count* sessions to start; a file is read from its end, only as far back as they go."""
+    """The last *count* sessions to start, with every record naming them after their start (read from the end)."""
     found: dict[str, Session] = {}
     if log.path is None:
         from appshell.audit.sqlsink import recent_session_rows
@@ -125,44 +222,80 @@ def tail_sessions(log: Log, count: int) -> list[Session]:
             _add(found, row.encode("utf-8"))
         return sorted((s for s in found.values() if s.start), key=lambda s: str(s.start.get("ts")))[-count:]
     starts = 0
+    seen: list[tuple[str, bytes]] = []
     for path in reversed(rotation_set(log.path)):  # the live file, then the rotated ones, newest first
-        for raw in _backwards(path):
-            record = _add(found, raw)
-            if record is not None and record.get("event") == "session_start":
-                starts += 1
-                if starts >= count:
-                    break
+        for offset, raw in _backwards(path):
+            if not raw:
+                continue
+            seen.append((f"{path}@{offset}", raw))
+            if b'"session_start"' in raw:
+                try:
+                    record = json.loads(raw)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and record.get("event") == "session_start":
+                    starts += 1
+                    if starts >= count:
+                        break
         if starts >= count:
             break
+    for where, raw in reversed(seen):  # forwards: each session's records in the log's order
+        _add(found, raw, where)
     started = [s for s in found.values() if s.start]
-    return sorted(started, key=lambda s: int(s.start.get("seq", 0)))[-count:]
+    return sorted(started, key=lambda s: int(s.start.get("seq", 0) or 0))[-count:]
+
+
+def scan_session(path: Path, session: str, offset: int, into: Session | None = None, stop: int | None = None) -> tuple[Session | None, int]:
+    """*session* read from *offset* (its start) to the end of the file: every line naming it, found with a byte search.
+
+    Returns the session and where the read stopped (to go on from there later). Not only up to
+    its first session_end: a record appended after it, anywhere later, is part of what is shown.
+    """
+    found: dict[str, Session] = {}
+    if into is not None:
+        found[session] = into
+    # The id's bytes, quoted: a line written by hand (`"session": "…"`, with spaces) is found too; the parse decides.
+    key = json.dumps(session).encode()
+    with path.open("rb") as f:
+        if into is None:
+            f.seek(offset)
+            first = f.readline()
+            record = _add(found, first, f"{path}@{offset}")
+            if record is None or record.get("event") != "session_start" or record.get("session") != session:
+                return None, offset  # a stale index
+            pos = offset + len(first)
+        else:
+            pos = offset
+            f.seek(pos)
+        carry = b""
+        base = pos  # the file offset of carry's first byte
+        while True:
+            chunk = f.read(1 << 22)
+            if not chunk:
+                break
+            buf = carry + chunk
+            cut = buf.rfind(b"\n") + 1  # whole lines only; a partial last line waits for more (or is torn)
+            i = buf.find(key, 0, cut)
+            while i >= 0:
+                start, end = buf.rfind(b"\n", 0, i) + 1, buf.find(b"\n", i)
+                _add_if(found, session, buf[start:end], f"{path}@{base + start}")
+                i = buf.find(key, end, cut)
+            carry, base = buf[cut:], base + cut
+        end = base
+    return found.get(session), end
 
 
 def _session_from(path: Path, session: str, offset: int) -> Session | None:
-    """One session, read forward from its session_start at *offset* to its session_end."""
-    found: dict[str, Session] = {}
-    key = f'"session":"{session}"'.encode()
-    with path.open("rb") as f:
-        f.seek(offset)
-        first = f.readline()
-        record = _add(found, first)
-        if record is None or record.get("event") != "session_start" or record.get("session") != session:
-            return None  # a stale index
-        for raw in f:
-            if key in raw and _add(found, raw) is not None and found[session].end is not None:
-                break
-    return found[session]
+    """One session: every record naming it, from its session_start at *offset* on."""
+    return scan_session(path, session, offset)[0]
 
 
 def find_session(log: Log, prefix: str) -> Session | None:
     """The one session whose id starts with *prefix*: through the index where it can, else a scan."""
     if log.path is not None:
-        from appshell.audit.index import index_path, lookup, rebuild
+        from appshell.audit.index import checked_lookup
 
-        index = index_path(log.path)
-        if not index.exists():
-            rebuild(log.path)
-        hits = lookup(index, prefix)
+        hits = checked_lookup(log.path, prefix)
         if len(hits) == 1:
             found = _session_from(log.path, *hits[0])
             if found is not None:
@@ -176,7 +309,7 @@ def find_session(log: Log, prefix: str) -> Session | None:
         for row in session_rows(log.url or "", prefix):
             _add(by_id, row.encode("utf-8"))
         return next(iter(by_id.values())) if len(by_id) == 1 else None
-    matches = [s for s in sessions(log) if s.id.startswith(prefix)]
+    matches = [s for s in sessions(log) if s.id.startswith(prefix) and s.start]
     return matches[0] if len(matches) == 1 else None
 
 
@@ -186,30 +319,135 @@ def _who(s: Session) -> str:
     return f"{who}@{s.start.get('host', '?')}"
 
 
+def errors_of(s: Session) -> int:
+    return sum(1 for r in s.records if r.get("event") == "result" and r.get("status") == "error")
+
+
+def wrote_of(s: Session) -> bool:
+    from appshell.audit.queries import session_wrote
+
+    return session_wrote(s)
+
+
+def _marks(s: Session) -> list[str]:
+    """What tail shows beside each session: sandbox, read-only, wrote, errors, sensitive access, flags."""
+    marks = []
+    if s.start.get("sandbox"):
+        marks.append("sandbox")
+    if s.start.get("read_only"):
+        marks.append("read-only")
+    if wrote_of(s):
+        marks.append("wrote" + (" (rolled back)" if s.start.get("sandbox") else ""))
+    errors = errors_of(s)
+    if errors:
+        marks.append(f"{errors} error{'s' if errors != 1 else ''}")
+    if s.sensitive():
+        marks.append(f"{s.sensitive()} sensitive access")
+    flagged = sum(1 for f in s.record_flags() if f)
+    if flagged:
+        marks.append(f"FLAGGED: {flagged} odd record{'s' if flagged != 1 else ''} (audit show)")
+    return marks
+
+
 def render_tail(log: Log, count: int = 10) -> str:
+    from appshell.render import table
+
     rows = [
-        [printable(c) for c in (s.id, s.start.get("ts", "?")[:19].replace("T", " "), _who(s), s.start.get("profile", "?"),
-                                s.start.get("mode", "?"), len(s.statements), s.status, s.start.get("reason") or "")]
+        [printable(c) for c in (s.id, str(s.start.get("ts", "?"))[:19].replace("T", " "), _who(s), s.start.get("profile", "?"),
+                                s.start.get("mode", "?"), len(s.blocks()), s.status, ", ".join(_marks(s)), s.start.get("reason") or "")]
         for s in tail_sessions(log, count)
     ]
-    return table(["session", "started (UTC)", "who", "profile", "mode", "stmts", "status", "reason"], rows)
+    return table(["session", "started (UTC)", "who", "profile", "mode", "stmts", "status", "marks", "reason"], rows)
+
+
+def _tail_row(s: Session) -> dict[str, Any]:
+    return {"session": s.id, "started": s.start.get("ts"), "user": s.start.get("user"), "real_user": s.start.get("real_user"),
+            "host": s.start.get("host"), "profile": s.start.get("profile"), "mode": s.start.get("mode"), "reason": s.start.get("reason"),
+            "statements": len(s.blocks()), "status": s.status, "ended": s.end is not None, "sandbox": bool(s.start.get("sandbox")),
+            "read_only": bool(s.start.get("read_only")), "wrote": wrote_of(s), "errors": errors_of(s), "sensitive": s.sensitive(),
+            "flags": s.flags()}
+
+
+def tail_json(log: Log, count: int = 10) -> str:
+    """The tail as JSON for scripts: one object a session, oldest first (ASCII: no raw control character)."""
+    return json.dumps([_tail_row(s) for s in tail_sessions(log, count)], indent=1, ensure_ascii=True)
+
+
+def session_json(s: Session) -> str:
+    """One session for scripts: every record as written, where it is, and what is odd about it."""
+    flags = s.record_flags()
+    return json.dumps({**_tail_row(s), "records": [{**r, "_where": w, "_flags": f} for r, w, f in zip(s.records, s.where, flags)]},
+                      indent=1, ensure_ascii=True)
+
+
+def _wrapped(text: str, indent: str, width: int) -> list[str]:
+    """*text*'s lines, each control character escaped, wrapped to *width* with *indent* (whole words where they fit)."""
+    import textwrap
+
+    out = []
+    room = max(width - len(indent), 20)
+    for line in str(text).split("\n"):
+        shown = printable(line)
+        if not shown:
+            out.append(indent.rstrip())
+            continue
+        lead = len(shown) - len(shown.lstrip(" "))
+        parts = textwrap.wrap(shown, room, break_long_words=True, break_on_hyphens=False, drop_whitespace=False,
+                              subsequent_indent=" " * min(lead, room // 2), replace_whitespace=False) or [""]
+        out.extend(indent + p.rstrip() for p in parts)
+    return out
 
 
 def render_session(log: Log, prefix: str) -> str | None:
+    from appshell.render import terminal_width
+
     found = find_session(log, prefix)
     if found is None:
         return None
     s = found
+    width = terminal_width()
     head = [
         f"session {s.id} — {_who(s)}, {s.start.get('mode', '?')} {s.start.get('shell') or ''}".rstrip(),
-        f"  started  {s.start.get('ts', '?')}   profile {s.start.get('profile', '?')}   release {s.start.get('release', '?')}",
-        f"  database {s.start.get('database', '?')}   read-only {s.start.get('read_only')}   sandbox {s.start.get('sandbox')}",
-        f"  reason   {s.start.get('reason') or '(none)'}   ssh {s.start.get('ssh_client') or '-'}   tty {s.start.get('tty') or '-'}",
+        f"started {s.start.get('ts', '?')}  profile {s.start.get('profile', '?')}  release {s.start.get('release', '?')}",
+        f"database {s.start.get('database', '?')}  read-only {s.start.get('read_only')}  sandbox {s.start.get('sandbox')}",
+        f"reason {s.start.get('reason') or '(none)'}  ssh {s.start.get('ssh_client') or '-'}  tty {s.start.get('tty') or '-'}",
     ]
-    rows = []
-    for n, st in sorted(s.statements.items()):
-        result = s.results.get(n, {})
-        rows.append([printable(c) for c in (n, st["ts"][11:23], result.get("status", "no result"), result.get("duration_ms", ""),
-                     len(result.get("sql") or []), (st.get("source") or "").strip(), result.get("error") or "")])
-    end = f"  ended    {s.end['ts']}  status {s.end['status']}" if s.end else "  no session_end: still open, or the process was killed"
-    return "\n".join([*(printable(h) for h in head), table(["n", "time", "status", "ms", "sql", "source", "error"], rows), printable(end)])
+    out: list[str] = []
+    for h in head:
+        out.extend(_wrapped(h, "", width) if not out else _wrapped(h, "  ", width))
+    flags = s.flags()
+    if flags:
+        out.append(f"FLAGGED — {len(flags)} thing(s) an auditor must look at:")
+        for f in flags:
+            out.extend(_wrapped("! " + f, "  ", width))
+    per_record = dict(zip((id(r) for r in s.records), s.record_flags()))
+    for st, results in s.blocks():
+        n = st.get("n") if st else (results[0].get("n") if results else "?")
+        status = ", ".join(str(r.get("status")) for r in results) or "no result recorded"
+        ms = ", ".join(str(r.get("duration_ms")) for r in results if r.get("duration_ms") is not None)
+        title = f"── #{n}  {str((st or results[0]).get('ts', ''))[11:23]}  {status}" + (f"  {ms} ms" if ms else "")
+        title += f"  {st.get('kind') or ''}".rstrip() if st else "  (a result with no statement before it)"
+        out.extend(_wrapped(title, "", width))
+        for r in ([st] if st else []) + results:
+            for f in per_record.get(id(r), []):
+                out.extend(_wrapped(f"! {r.get('event')}: {f}", "  ", width))
+        if st:
+            for key in ("path", "sha256", "source_sha256"):
+                if st.get(key):
+                    out.extend(_wrapped(f"{key} {st[key]}", "  ", width))
+            out.extend(_wrapped(str(st.get("source") or ""), "  │ ", width))
+        for r in results:
+            sql = r.get("sql") or []
+            if sql:
+                out.append(f"  sql ({len(sql)}):")
+                for i, q in enumerate(sql, 1):
+                    out.extend(_wrapped(f"{i}. {q}", "    ", width))
+            if r.get("error"):
+                out.append("  error:")
+                out.extend(_wrapped(str(r["error"]), "    ", width))
+    out.append(f"{len(s.blocks())} statement(s)")
+    if s.end:
+        out.extend(_wrapped(f"ended {s.end.get('ts')}  status {s.end.get('status')}", "", width))
+    else:
+        out.append("no session_end: still open, or the process was killed")
+    return "\n".join(out)

@@ -29,14 +29,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from appshell.errors import UsageError
+from appshell.errors import AuditFailure, UsageError
 from appshell.private import private_dir
 
-__all__ = ["KEY_PREFIX", "SealState", "Sealer", "state_path", "evolve", "record_mac", "parse_key", "format_key", "fingerprint", "init_state"]
+__all__ = ["SealRefused", "KEY_PREFIX", "SealState", "Sealer", "state_path", "evolve", "record_mac", "parse_key", "format_key", "fingerprint", "init_state"]
 
 KEY_PREFIX = "fss1-"
 STEP = b"appshell-evolve"
 STATE_SIZE = 512  # the state is rewritten in place at this fixed size, so no old key bytes survive in the file
+
+
+class SealRefused(AuditFailure):
+    """The log or the sealing state asks for what no crash leaves behind: appshell refuses to seal on it (exit 3)."""
 
 
 def evolve(key: bytes) -> bytes:
@@ -133,13 +137,26 @@ class Sealer:
         return SealState.load(os.pread(self.fd, STATE_SIZE, 0))
 
     def catch_up(self, state: SealState, last: dict[str, Any] | None) -> SealState:
-        """After a crash between a record and its key step, the record is durable and the step is not: take it now."""
-        if last is not None and isinstance(last.get("epoch"), int) and last["epoch"] >= state.epoch and last.get("mac"):
-            key = state.key
-            for _ in range(last["epoch"] - state.epoch + 1):
-                key = evolve(key)
-            state = SealState(last["epoch"] + 1, key, int(last["seq"]), str(last["hash"]), state.fingerprint)
-            self.write(state)
+        """After a crash between a record and its key step, the record is durable and the step is not: take it now.
+
+        A crash leaves exactly one step to take, for a record sealed with the state's own key. Any
+        other claim — an epoch ahead of the state (``"epoch": 1000000000000`` would mean 10^12
+        key steps: a hang), or a MAC the current key did not make — is a record this sealer did
+        not write: refused at once, fail closed (issue 22 attack 8).
+        """
+        if last is None or not last.get("mac") or type(last.get("epoch")) is not int or last["epoch"] < state.epoch:
+            return state
+        where = f"the log's last record (seq {last.get('seq')})"
+        fix = ("find it with `appshell audit verify --key KEY`; to go on, move the log and its sealing state aside "
+               "and run `appshell audit init` (keep the old ones as evidence)")
+        if last["epoch"] > state.epoch:
+            raise SealRefused(f"{where} claims sealing epoch {last['epoch']}, but the sealing state {self.path} is at epoch "
+                              f"{state.epoch}: it was not sealed here (forged, or the log or its state was replaced); "
+                              "appshell refuses to step the key to it", fix)
+        if not hmac.compare_digest(record_mac(state.key, last), str(last["mac"])):
+            raise SealRefused(f"{where} is sealed with epoch {state.epoch} but not by its key: forged", fix)
+        state = SealState(state.epoch + 1, evolve(state.key), int(last["seq"]), str(last["hash"]), state.fingerprint)
+        self.write(state)
         return state
 
     def sign(self, record: dict[str, Any], state: SealState) -> None:

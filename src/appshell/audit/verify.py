@@ -82,6 +82,23 @@ def _parse(line: bytes) -> dict[str, Any] | None:
     return record if isinstance(record, dict) and "hash" in record else None
 
 
+def _whole_lines(data: bytes) -> str | None:
+    """What in damaged bytes is not a torn write: a whole JSON object on a line of its own, with no seal or hash."""
+    lines = data.split(b"\n")
+    for i, line in enumerate(lines):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict):
+            continue
+        whole = i < len(lines) - 1  # ended by its own end of line
+        if whole or digest(record) != record.get("hash"):
+            what = "a whole JSON line" if whole else "a whole JSON object"
+            return f"{what} with no seal or hash (event {record.get('event')!r}), not written by appshell's sink: forged"
+    return None
+
+
 class _Walk:
     """The state of one verification, line by line."""
 
@@ -208,6 +225,10 @@ class _Walk:
         size = torn.get("bytes")
         if not isinstance(size, int) or data[size:] not in (b"", b"\n") or hashlib.sha256(data[:size]).hexdigest() != torn.get("sha256"):
             raise _Broken(f"{at}: damaged bytes that differ from the torn write line {where.rsplit(':', 1)[-1]} acknowledges — edited after the crash")
+        forged = _whole_lines(bytes(data[:size]))
+        if forged is not None:
+            raise _Broken(f"{at}: {forged} — a torn write is only a partial line; {where} acknowledges it as torn, "
+                          "but whole lines were appended to the log by hand")
         self.warnings.append(f"{at}: torn write ({size} bytes): a crash cut this write; acknowledged by {where}, which hashes its bytes")
 
     def _sealed(self, where: str, epoch: int | None, mac: str | None, mac_input: Any, seq: int) -> None:
@@ -236,7 +257,7 @@ class _Walk:
             if not data.endswith(b"\n"):
                 raise _Broken(f"{at}: torn write at the end of the file ({len(data)} bytes, no end of line) — a crash cut this write, "
                               "or the file was cut; no record acknowledges it yet")
-            raise _Broken(f"{at}: not a JSON record — the line was edited or damaged")
+            raise _Broken(f"{at}: {_whole_lines(bytes(data)) or 'not a JSON record'} — the line was edited, damaged or forged")
         if self.key0 is None:
             return
         if state is None:

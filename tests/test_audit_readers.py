@@ -1,0 +1,214 @@
+"""Readers never hide a record (issue 22 item 6, attacks 1, 5, 8): show, tail, verify and the index.
+
+Each test here reproduces an attack of issue 22 on a real log written by real `appshell` runs
+against the example shop, then asks the readers what they show.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from appshell.audit.records import canonical, digest
+from conftest import clean_environ, run
+
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+
+HIDE = """
+import json
+p = {log!r}
+recs = [json.loads(l) for l in open(p)]
+me = recs[-1]
+sid, n = me['session'], me['n']
+fake = [
+    {{"v": 1, "ts": me['ts'], "session": sid, "event": "statement", "n": n, "source": "print(count(Product))", "kind": "code"}},
+    {{"v": 1, "ts": me['ts'], "session": sid, "event": "result", "n": n, "status": "ok", "error": None, "duration_ms": 1.0, "sql": []}},
+    {{"v": 1, "ts": me['ts'], "session": sid, "event": "session_end", "status": "ok", "statements": 1, "duration_ms": 2.0}},
+]
+with open(p, 'a') as f:
+    for r in fake:
+        f.write(json.dumps(r) + "\\n")
+"""
+
+
+def records(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def init(shop: Path, log: Path) -> str:
+    result = run(["audit", "init", "--log", str(log)], cwd=shop)
+    assert result.exit_code == 0, result.output
+    found = re.search(r"(fss1-[0-9a-f]{64})", result.stdout)
+    assert found is not None
+    return found[1]
+
+
+def hidden_update(shop: Path, log: Path) -> str:
+    """Attack 1: an UPDATE runs, then hash-less lines claim the statement was a harmless count and the session ended."""
+    code = "sql('update products set stock = 0'); commit()\n" + HIDE.format(log=str(log))
+    result = run(["--audit-log", str(log), "--write", "-c", code], cwd=shop)
+    assert result.exit_code == 0, result.output
+    return next(r["session"] for r in records(log) if r["event"] == "session_start")
+
+
+def test_verify_calls_whole_unsealed_lines_forged_not_torn(shop: Path, tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    key = init(shop, log)
+    hidden_update(shop, log)
+    result = run(["audit", "verify", "--log", str(log), "--key", key], cwd=shop)
+    assert result.exit_code == 3, result.output  # tampering: the audit's exit code
+    assert "BROKEN" in result.stderr and "no seal or hash" in result.stderr and "forged" in result.stderr, result.stderr
+    assert "torn write (" not in result.output
+
+
+def test_verify_without_key_also_refuses_whole_hashless_lines(shop: Path, tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    hidden_update(shop, log)
+    result = run(["audit", "verify", "--log", str(log)], cwd=shop)
+    assert result.exit_code == 3 and "forged" in result.stderr, result.output
+
+
+def test_a_torn_partial_last_line_is_still_a_torn_write(shop: Path, tmp_path: Path) -> None:
+    """The honest case stays honest: a cut write (no end of line) acknowledged by the next record is a warning."""
+    log = tmp_path / "audit.jsonl"
+    run(["--audit-log", str(log), "-c", "1"], cwd=shop)
+    with log.open("ab") as f:
+        f.write(b'{"v":1,"seq":99,"ts":"2026')
+    run(["--audit-log", str(log), "-c", "2"], cwd=shop)
+    result = run(["audit", "verify", "--log", str(log)], cwd=shop)
+    assert result.exit_code == 0 and "torn write" in result.stdout, result.output
+
+
+def test_show_shows_every_record_and_flags_the_forgery(shop: Path, tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    init(shop, log)
+    sid = hidden_update(shop, log)
+    shown = run(["audit", "show", sid, "--log", str(log)], cwd=shop, env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    out = shown.stdout
+    assert "update products set stock = 0" in out  # the real statement is shown
+    assert "print(count(Product))" in out  # and so is the fake one, flagged
+    assert "no seal or hash" in out and "forged" in out
+    assert "duplicate" in out and f"statement n={1}" in out
+    assert "second session_end" in out
+    as_json = run(["audit", "show", sid, "--log", str(log), "--json"], cwd=shop)
+    data = json.loads(as_json.stdout)
+    assert len([r for r in data["records"] if r["event"] == "statement"]) == 2
+    assert any("no seal or hash" in f for f in data["flags"])
+
+
+def test_show_and_tail_flag_records_after_the_end(shop: Path, tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    run(["--audit-log", str(log), "-c", "1"], cwd=shop)
+    first = records(log)[0]["session"]
+    # A later session appends, under the first session's id, a sealed-looking but hash-less statement after its end.
+    code = f"open({str(log)!r}, 'a').write({json.dumps(json.dumps({'v': 1, 'ts': 'x', 'session': first, 'event': 'statement', 'n': 9, 'source': 'drop table x'}))} + chr(10))"
+    run(["--audit-log", str(log), "-c", code], cwd=shop)
+    shown = run(["audit", "show", first, "--log", str(log)], cwd=shop, env={"COLUMNS": "200"})
+    assert "drop table x" in shown.stdout and "after the session_end" in shown.stdout, shown.stdout
+    tail = run(["audit", "tail", "--log", str(log), "--json"], cwd=shop)
+    rows = {r["session"]: r for r in json.loads(tail.stdout)}
+    assert any("after the session_end" in f for f in rows[first]["flags"])
+
+
+def test_a_deleted_index_line_hides_no_session_from_show(shop: Path, tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    for code in ("1", "2", "3"):
+        run(["--audit-log", str(log), "-c", code], cwd=shop)
+    idx = log.with_suffix(".idx")
+    lines = idx.read_text().splitlines()
+    victim = lines[1].split()[0]
+    idx.write_text("\n".join([lines[0], lines[2]]) + "\n")
+    shown = run(["audit", "show", victim, "--log", str(log)], cwd=shop)
+    assert shown.exit_code == 0 and victim in shown.stdout, shown.output
+
+
+def test_tail_marks_sandbox_read_only_wrote_and_errors(shop: Path, tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    run(["--audit-log", str(log), "--sandbox", "-c", "sql('update products set stock = 1')"], cwd=shop)
+    run(["--audit-log", str(log), "--read-only", "-c", "1/0"], cwd=shop)
+    run(["--audit-log", str(log), "-c", "sql('update products set stock = 2'); commit()"], cwd=shop)
+    tail = run(["audit", "tail", "--log", str(log), "--json"], cwd=shop)
+    rows = json.loads(tail.stdout)
+    assert [(r["sandbox"], r["read_only"], r["wrote"], r["errors"]) for r in rows] == [
+        (True, False, True, 0), (False, True, False, 1), (False, False, True, 0)]
+    text = run(["audit", "tail", "--log", str(log)], cwd=shop, env={"COLUMNS": "200"}).stdout
+    assert "sandbox" in text and "read-only" in text and "wrote" in text and "1 error" in text, text
+
+
+def test_show_prints_whole_source_and_its_sql(shop: Path, tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    padded = "print(1)" + " " * 200 + "; sql('update products set stock = 7 where id = 1'); commit()"
+    run(["--audit-log", str(log), "-c", padded], cwd=shop)
+    sid = records(log)[0]["session"]
+    out = run(["audit", "show", sid, "--log", str(log)], cwd=shop, env={"COLUMNS": "80"}).stdout
+    flat = re.sub(r"[\s│]+", "", out)
+    assert "sql('updateproductssetstock=7whereid=1')" in flat
+    assert re.search(r"UPDATE\s+products", out, re.IGNORECASE)
+    assert all(len(line) <= 80 for line in out.splitlines()), max(out.splitlines(), key=len)
+
+
+# -- attack 8: an absurd catch-up is refused at once; SIGTERM ends a session ------------------
+
+
+def _forge_epoch(log: Path) -> None:
+    last = records(log)[-1]
+    forged = {**last, "seq": last["seq"] + 1, "prev": last["hash"], "epoch": 10**12, "mac": "0" * 64, "event": "statement", "n": 5}
+    forged.pop("hash")
+    forged["hash"] = digest(forged)
+    with log.open("ab") as f:
+        f.write(canonical(forged) + b"\n")
+
+
+def test_an_absurd_epoch_is_refused_at_once(shop: Path, tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    init(shop, log)
+    run(["--audit-log", str(log), "-c", "1"], cwd=shop)
+    _forge_epoch(log)
+    began = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "appshell", "--no-reexec", "--profile", "staging", "--audit-log", str(log), "-c", "print(2)"],
+                          cwd=shop, env=clean_environ(), capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - began < 30
+    assert proc.returncode == 3, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("appshell: error: ") and " — " in lines[0], proc.stderr
+    assert "epoch" in lines[0]
+    assert "2" not in proc.stdout
+
+
+def test_sigterm_ends_a_sealed_session_and_its_record(shop: Path, tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    init(shop, log)
+    proc = subprocess.Popen([sys.executable, "-m", "appshell", "--no-reexec", "--audit-log", str(log), "-c", "import time; time.sleep(120)"],
+                            cwd=shop, env=clean_environ(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (log.exists() and b'"event":"statement"' in log.read_bytes()):
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode != 0
+    ends = [r for r in records(log) if r["event"] == "session_end"]
+    assert len(ends) == 1
+
+
+def test_an_absurd_epoch_where_the_audit_is_not_required_drops_the_sink_at_once(shop: Path, tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    init(shop, log)
+    run(["--audit-log", str(log), "-c", "1"], cwd=shop)
+    _forge_epoch(log)
+    proc = subprocess.run([sys.executable, "-m", "appshell", "--no-reexec", "--audit-log", str(log), "-c", "print(2)"],
+                          cwd=shop, env=clean_environ(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "appshell: warning:" in proc.stderr and "epoch 1000000000000" in proc.stderr, proc.stderr
