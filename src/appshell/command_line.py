@@ -36,11 +36,13 @@ SHELL, DOCTOR, PROFILES, PROTECTED = "shell", "doctor", "profiles", "protected"
 SUBCOMMANDS = ("profiles", "audit", "doctor", "protected")  # the first word that is not an option's: a command, not a SCRIPT
 VERBS = ("init", "verify", "tail", "show", "rotate", "serve")
 AUDIT = frozenset(f"audit {verb}" for verb in VERBS)
-RUNS = frozenset({SHELL, DOCTOR, PROTECTED})  # doctor and protected boot the app as a session would: every setting counts
-EVERY = RUNS | {PROFILES} | AUDIT
+RUNS = frozenset({SHELL, DOCTOR})  # doctor checks what a session would run with: every setting counts
+EVERY = RUNS | {PROFILES, PROTECTED} | AUDIT
 READERS = AUDIT - {"audit init", "audit rotate"}  # what can read an SQL sink's table (--url)
 # The settings that say where the shell writes its audit log: the audit verbs read it from there.
 _LOG_SETTINGS = ("profile", "env_file", "audit_log")
+# The settings that say which app, database and profile: `appshell protected` boots the app with them.
+_BOOT_SETTINGS = ("app", "models", "database_url", "env_file", "profile")
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ def _settings_flags() -> list[Flag]:
     for option in OPTIONS:
         if option.flag is None:
             continue
-        takes = RUNS | (AUDIT if option.name in _LOG_SETTINGS else frozenset())
+        takes = RUNS | (AUDIT if option.name in _LOG_SETTINGS else frozenset()) | ({PROTECTED} if option.name in _BOOT_SETTINGS else frozenset())
         env = f"{option.env}{'=1' if option.kind == 'bool' else ''}" if option.env else None
         if option.kind == "bool":
             flags.append(Flag((option.flag,), option.name, takes, option.help, env=env, group="rw" if option.name == "read_only" else None))
@@ -82,7 +84,7 @@ FLAGS: tuple[Flag, ...] = (
     *_settings_flags(),
     Flag(("--project",), "project", EVERY, "the project root (default: found upward from here)", "DIR"),
     Flag(("-y", "--yes"), "yes", frozenset({SHELL}), "allow destructive statements without asking (no tty)", default=False),
-    Flag(("--json",), "json", RUNS | {"audit tail", "audit show"},
+    Flag(("--json",), "json", RUNS | {"audit tail", "audit show", PROTECTED},
          "with -c/SCRIPT: print the last expression's value as JSON; with doctor, audit tail/show: the report as JSON", default=False),
     Flag(("-q", "--quiet"), "quiet", EVERY, "no banner", default=False),
     Flag(("--traceback",), "traceback", frozenset({SHELL}), "show a refused statement's whole traceback, not its one line "

@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from appshell.aio import greenlets, sync_io
-from appshell.protect import mask_mapping, origins_of
 from appshell.render import ROW_LIMIT, Rows, pick_columns, orm_state, table, tabulate, take
 from appshell.results import Results, batches
 
@@ -101,6 +100,8 @@ def make_helpers(ctx: AppContext, journal: Journal) -> dict[str, Callable[..., A
         # ORM results always return rows; a Core CursorResult says whether it does.
         if not getattr(result, "returns_rows", True):
             return result.rowcount
+        from appshell.protect import origins_of
+
         rows = Rows(result.all())
         rows.origins = origins_of(statement)  # protected columns masked by their origin where it is known
         return rows
@@ -168,6 +169,8 @@ def make_helpers(ctx: AppContext, journal: Journal) -> dict[str, Callable[..., A
         if state is not None:  # one object: a vertical table
             keys = [c.key for c in state.mapper.column_attrs]
             keys = keys if columns is None else pick_columns(keys, columns)
+            from appshell.protect import mask_mapping
+
             values = mask_mapping(rows, {key: getattr(rows, key) for key in keys})  # protected data masked
             print(table(["column", "value"], [[key, value] for key, value in values.items()], type(rows).__name__))
             return
@@ -263,6 +266,8 @@ class _RowResults(Results):
         return list(self._session.execute(statement))
 
     def _origins(self) -> list[Any] | None:
+        from appshell.protect import origins_of
+
         return origins_of(self.statement)
 
 
@@ -275,6 +280,8 @@ def _stream_table(session: Any, statement: Any, limit: int | None, hint: str, co
         shown, more = take(result, limit)
     finally:
         result.close()
+    from appshell.protect import origins_of
+
     return tabulate(shown, more=more, hint=hint, columns=columns, expanded=expanded, origins=origins_of(statement))
 
 

@@ -115,16 +115,34 @@ def _entry_point_helpers(namespace: dict[str, Any], helpers: dict[str, Any]) -> 
 def _protect(ctx: AppContext, settings: Settings) -> bool:
     """The session's protected data (appshell.protect), on until the context's teardown; what each
     table protects is worked out when a table or repr is first drawn, not here (start-up)."""
+    if not settings.profile.protect.enabled:  # appshell.protect is not even imported (start-up)
+        loaded = sys.modules.get("appshell.protect")
+        if loaded is not None:
+            loaded.deactivate()
+        return False
     from appshell import protect
 
     rules = protect.Rules.of(settings.profile)
-    if not rules.enabled:
-        protect.deactivate()
-        return False
     models, metadata = list(ctx.models.values()), ctx.metadata
     protect.activate(protect.Protection(rules, lambda: protect.tables_of(models, metadata)))
     ctx.teardown.append(protect.deactivate)
     return True
+
+
+def _unlock_helpers(journal: Journal, profile: str, protected: bool) -> dict[str, Any]:
+    if protected:
+        from appshell.protect import make_unlock
+
+        return make_unlock(journal, profile)
+
+    def unlock(reason: str | None = None, *columns: Any) -> None:
+        """Show protected values until lock(): unlock("INC-42: why"), recorded; unlock(reason, "customers.email") opens one."""
+        print(f"appshell: nothing is masked in this session (profile {profile}: protect.enabled is off)", file=sys.stderr)
+
+    def lock() -> None:
+        """Mask protected values again (after unlock())."""
+
+    return {"unlock": unlock, "lock": lock}
 
 
 def build_namespace(ctx: AppContext, settings: Settings, journal: Journal, more_helpers: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -149,9 +167,7 @@ def build_namespace(ctx: AppContext, settings: Settings, journal: Journal, more_
     namespace.update(session=session, engine=engine, metadata=ctx.metadata, **{SETTINGS_NAME: view})
     namespace.setdefault("settings", view)
     helpers = make_helpers(ctx, journal)
-    from appshell.protect import make_unlock
-
-    helpers.update(make_unlock(journal, profile.name))
+    helpers.update(_unlock_helpers(journal, profile.name, protected))
     helpers.update(more_helpers or {})  # listed by helpers() too: it reads this same dict
     namespace.update(helpers)
     _profile_imports(profile.namespace.imports, namespace, profile.name)

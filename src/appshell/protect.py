@@ -26,7 +26,6 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
@@ -65,14 +64,16 @@ def _encrypted(type_: Any) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
 class Rules:
-    """What the profile's ``[protect]`` section says."""
+    """What the profile's ``[protect]`` section says. (A plain class: a dataclass costs start-up time.)"""
 
-    enabled: bool = False
-    columns: tuple[str, ...] = ()
-    default_names: bool = True
-    exclude: tuple[str, ...] = ()
+    __slots__ = ("enabled", "columns", "default_names", "exclude")
+
+    def __init__(self, enabled: bool = False, columns: tuple[str, ...] = (), default_names: bool = True, exclude: tuple[str, ...] = ()) -> None:
+        self.enabled, self.columns, self.default_names, self.exclude = enabled, columns, default_names, exclude
+
+    def __repr__(self) -> str:
+        return f"Rules(enabled={self.enabled}, columns={self.columns}, default_names={self.default_names}, exclude={self.exclude})"
 
     @classmethod
     def of(cls, profile: Profile) -> Rules:
