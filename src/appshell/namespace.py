@@ -136,11 +136,11 @@ def _unlock_helpers(journal: Journal, profile: str, protected: bool) -> dict[str
         return make_unlock(journal, profile)
 
     def unlock(reason: str | None = None, *columns: Any) -> None:
-        """Show protected values until lock(): unlock("INC-42: why"), recorded; unlock(reason, "customers.email") opens one."""
+        """Show protected values until lock(), with a reason that is recorded: unlock("INC-42: why")."""
         print(f"appshell: nothing is masked in this session (profile {profile}: protect.enabled is off)", file=sys.stderr)
 
     def lock() -> None:
-        """Mask protected values again (after unlock())."""
+        """Mask protected values again."""
 
     return {"unlock": unlock, "lock": lock}
 

@@ -471,7 +471,7 @@ def make_unlock(journal: Journal, profile: str) -> dict[str, Callable[..., None]
     """The namespace's ``unlock`` and ``lock``, recording to *journal*."""
 
     def unlock(reason: str | None = None, *columns: Any) -> None:
-        """Show protected values until lock(): unlock("INC-42: why"), recorded; unlock(reason, "customers.email") opens one."""
+        """Show protected values until lock(), with a reason that is recorded: unlock("INC-42: why")."""
         protection = _active
         if protection is None:
             print(f"appshell: nothing is masked in this session (profile {profile}: protect.enabled is off)", file=sys.stderr)
@@ -492,7 +492,7 @@ def make_unlock(journal: Journal, profile: str) -> dict[str, Callable[..., None]
         print(f"appshell: unlocked {', '.join(opened) or 'nothing'} until lock() or the session's end — recorded as sensitive access", file=sys.stderr)
 
     def lock() -> None:
-        """Mask protected values again (after unlock())."""
+        """Mask protected values again."""
         protection = _active
         if protection is None:
             return
