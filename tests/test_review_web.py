@@ -600,3 +600,90 @@ def test_files_a_statement_ran_are_shown_with_their_sha256(tmp_path: Path) -> No
     page = client_for(["--log", str(log)]).get(f"/session/{sid}", headers=bearer()).text
     assert "file <code>/srv/app/fix.py</code> sha256 <code>" + "ab" * 32 + "</code>" in page
     assert "'&lt;b&gt;fixed&lt;/b&gt;'" in page and "<b>fixed" not in page  # its text, highlighted and escaped
+
+
+# -- readers never hide a record (issue 22 attacks 1 and 5; issue 25 item 2) ------------------------------------
+
+HIDE = """
+import json
+p = {log!r}
+recs = [json.loads(l) for l in open(p)]
+me = recs[-1]
+sid, n = me['session'], me['n']
+fake = [
+    {{"v": 1, "ts": me['ts'], "session": sid, "event": "statement", "n": n, "source": "print(count(Product))", "kind": "code"}},
+    {{"v": 1, "ts": me['ts'], "session": sid, "event": "result", "n": n, "status": "ok", "error": None, "duration_ms": 1.0, "sql": []}},
+    {{"v": 1, "ts": me['ts'], "session": sid, "event": "session_end", "status": "ok", "statements": 1, "duration_ms": 2.0}},
+]
+with open(p, 'a') as f:
+    for r in fake:
+        f.write(json.dumps(r) + "\\n")
+"""
+
+
+def test_hashless_lines_do_not_hide_the_real_statement_on_the_page(shop: Path, tmp_path: Path) -> None:
+    log = tmp_path / "audit" / "audit.jsonl"
+    init = run(["audit", "init", "--log", str(log)], cwd=shop)
+    key = re.search(r"(fss1-[0-9a-f]{64})", init.stdout)
+    assert key is not None
+    code = "sql('update products set stock = 0'); commit()\n" + HIDE.format(log=str(log))
+    assert run(["--audit-log", str(log), "--write", "-c", code], cwd=shop).exit_code == 0
+    sid = records(log)[0]["session"]
+    c = client_for(["--log", str(log), "--key", key[1]])
+    page = c.get(f"/session/{sid}", headers=bearer()).text
+    assert "update products set stock = 0" in page and "print(count(Product))" in page
+    assert "Flagged:" in page and "no seal or hash" in page and "duplicate statement n=1" in page and "a second session_end" in page
+    assert "intact, authenticated" not in page
+    listed = c.get("/", headers=bearer()).text
+    assert "FLAGGED" in listed
+    exported = json.loads(c.get("/export.json", headers=bearer()).text)
+    assert any("no seal or hash" in f for f in exported[0]["flags"])
+
+
+def test_a_deleted_index_line_hides_no_session_from_the_page(log: Path) -> None:
+    idx = log.with_suffix(".idx")
+    lines = idx.read_text().splitlines()
+    victim = lines[1].split()[0]
+    reason = next(r["reason"] for r in records(log) if r["event"] == "session_start" and r["session"] == victim)
+    idx.write_text("\n".join(line for line in lines if not line.startswith(victim)) + "\n")
+    c = client_for(["--log", str(log)])
+    assert victim in session_ids(c.get("/", headers=bearer()).text)
+    assert victim in session_ids(c.get("/?q=" + quote_q(reason.split()[0]), headers=bearer()).text)
+    assert victim in [r["session"] for r in json.loads(c.get("/export.json", headers=bearer()).text)]
+    assert c.get(f"/session/{victim}", headers=bearer()).status_code == 200
+    assert victim in idx.read_text()  # the cache was repaired
+
+
+def quote_q(text: str) -> str:
+    from urllib.parse import quote
+
+    return quote(text)
+
+
+def test_a_3mb_statement_renders_in_under_a_second(tmp_path: Path) -> None:
+    import time
+
+    from appshell.audit.filesink import FileSink
+    from appshell.audit.records import now_rfc3339
+
+    log = tmp_path / "audit.jsonl"
+    big = "rows = [\n" + "".join(f"    ({i}, 'name {i}', {i * 3.5}),\n" for i in range(90_000)) + "]\n"
+    assert len(big) > 3_000_000
+    insert = "INSERT INTO products (id, name) VALUES " + ",".join(f"({i}, 'p{i}')" for i in range(40_000))
+    sid = "d" * 16
+    sink = FileSink(log)
+    try:
+        sink.append({"ts": now_rfc3339(), "session": sid, "event": "session_start", "user": "deploy", "database": "sqlite:///x"})
+        sink.append({"ts": now_rfc3339(), "session": sid, "event": "statement", "n": 1, "source": big, "kind": "script"})
+        sink.append({"ts": now_rfc3339(), "session": sid, "event": "result", "n": 1, "status": "ok", "sql": [insert]})
+        sink.append({"ts": now_rfc3339(), "session": sid, "event": "session_end", "status": "ok"})
+    finally:
+        sink.close()
+    c = client_for(["--log", str(log)])
+    began = time.perf_counter()
+    listed = c.get("/?wrote=1", headers=bearer()).text
+    page = c.get(f"/session/{sid}", headers=bearer())
+    took = time.perf_counter() - began
+    assert sid in session_ids(listed)
+    assert page.status_code == 200 and "(89999, &#39;name 89999&#39;" in page.text and "shown without highlighting" in page.text
+    assert took < 2.0, took  # the list (wrote) and the page together; ≤ 1 s each on the bench machine

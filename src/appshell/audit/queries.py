@@ -48,6 +48,7 @@ class Summary:
     text: str  # reason and statement sources, folded (see fold): the text search looks here
     flags: list[str] = field(default_factory=list)  # what is odd about its records (Session.flags)
     sensitive: int = 0  # sensitive_access records
+    record_flags: int = 0  # how many of its records are flagged
 
     def get(self, key: str) -> Any:
         return self.start.get(key)
@@ -172,6 +173,7 @@ def summarize(s: Session) -> Summary:
         text=fold("\n".join([str(s.start.get("reason") or ""), *sources])),
         flags=s.flags(),
         sensitive=s.sensitive(),
+        record_flags=sum(1 for f in s.record_flags() if f),
     )
 
 

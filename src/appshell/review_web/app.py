@@ -9,6 +9,7 @@ from a statement renders. The Content-Security-Policy allows no script at all.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import threading
@@ -78,8 +79,19 @@ def _lines_markup(value: Any) -> Any:
     return Markup(escape(_source_lines("" if value is None else str(value))))
 
 
+HIGHLIGHT_MAX = 200_000  # characters: longer sources are shown escaped, not highlighted (pygments is ~linear, ~5 s a MB)
+
+
 def highlight(source: str) -> Any:
-    """Python source as highlighted, escaped HTML (pygments escapes every token)."""
+    """Python source as highlighted, escaped HTML (pygments escapes every token); a long one escaped only."""
+    if len(source) > HIGHLIGHT_MAX:
+        return _lines_markup(source)
+    return _highlighted(source)
+
+
+@functools.lru_cache(maxsize=256)
+def _highlighted(source: str) -> Any:
+    """Highlighting is cached: a page seen again, or the same source in many sessions, is not highlighted again."""
     from markupsafe import Markup
     from pygments import highlight as pyg
     from pygments.formatters import HtmlFormatter
@@ -256,22 +268,32 @@ def create_app(config: Config) -> Any:
         chain = state.chain(session, positions[session_id], state.log_stamp())
         reviews = config.reviews.load()
         statements = []
-        for n, st in sorted(session.statements.items()):
-            result = session.results.get(n, {})
+        per_record = dict(zip((id(r) for r in session.records), session.record_flags()))
+        for k, (st, results) in enumerate(session.blocks()):
+            result = results[0] if results else {}
+            flags = [f"{r.get('event')}: {f}" for r in ([st] if st else []) + results for f in per_record.get(id(r), [])]
+            flags += [f"another result for #{st.get('n')}: {r.get('status')}" for r in results[1:]]
             files = [{**f, "html": highlight(str(f["text"])) if isinstance(f.get("text"), str) else None}
                      for f in (st.get("files") or []) if isinstance(f, dict)]
             if st.get("path") or st.get("sha256"):
                 files.insert(0, {"path": st.get("path"), "sha256": st.get("sha256")})
-            statements.append({"n": n, "ts": st.get("ts"), "kind": st.get("kind"), "html": highlight(str(st.get("source") or "")),
+            source = str(st.get("source") or "") if st else ""
+            masked = st.get("redacted")
+            redacted: dict[str, Any] = masked if isinstance(masked, dict) else {}
+            digest = (f"masked before it was recorded; sha256 of the text as typed: {redacted.get('source')}"
+                      if redacted.get("source") else None)
+            statements.append({"n": st.get("n") if st else result.get("n"), "anchor": f"r{k}", "ts": (st or result).get("ts"),
+                               "kind": st.get("kind") if st else "(a result with no statement before it)",
+                               "html": highlight(source), "plain": len(source) > HIGHLIGHT_MAX, "size": len(source), "limit": HIGHLIGHT_MAX,
                                "status": result.get("status", "no result recorded"), "duration": result.get("duration_ms"),
-                               "sql": [str(q) for q in (result.get("sql") or [])], "error": result.get("error"), "files": files,
-                               "result_ts": result.get("ts")})
+                               "sql": [str(q) for r in results for q in (r.get("sql") or [])], "error": result.get("error"),
+                               "files": files, "result_ts": result.get("ts"), "flags": flags, "digest": digest})
         start = session.start
         known = [(label, start.get(key)) for key, label in START_FIELDS if key in start]
         other = [(k, v) for k, v in sorted(start.items()) if k not in CHAIN_KEYS and k not in dict(START_FIELDS)]
         end = session.end or {}
         end_other = [(k, v) for k, v in sorted(end.items()) if k not in CHAIN_KEYS and k not in ("status", "statements", "duration_ms")]
-        return state.render("session.html", s=session, start=start, known=known, other=other, end=session.end, end_other=end_other,
+        return state.render("session.html", s=session, flags=session.flags() if session.end is not None else session.flags()[:-1], start=start, known=known, other=other, end=session.end, end_other=end_other,
                             statements=statements, chain=chain, history=reviews.of(session_id), review_state=reviews.state(session_id),
                             banner=banner(reviews), auditor=auditor, csrf=state.signer.csrf(binding), states=STATES,
                             fmt=lambda v: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else ("-" if v is None else str(v)))
@@ -311,7 +333,7 @@ def create_app(config: Config) -> Any:
                          "errors": s.errors, "wrote": s.wrote, "sandbox": bool(s.start.get("sandbox")),
                          "read_only": bool(s.start.get("read_only")), "review_state": reviews.state(s.id),
                          "reviewed_by": last.auditor if last else None, "review_note": last.note if last else None,
-                         "review_chain": "broken" if reviews.broken else "intact"})
+                         "review_chain": "broken" if reviews.broken else "intact", "flags": s.flags})
         return rows
 
     async def export(request: Request) -> Response:
