@@ -258,17 +258,16 @@ def tables_of(models: Iterable[type], metadata: Any = None) -> list[Any]:
 
 # -- masking ----------------------------------------------------------------------
 
-_EMAIL = re.compile(r"([^@\s]+)@([^@\s]+)\.([A-Za-z]{2,})")
-
-
 def mask(value: Any) -> Any:
     """A value's mask, which keeps its shape: ``j***@e***.com``, a string's length, another type's name."""
     if value is None:
         return None
     if isinstance(value, str):
-        email = _EMAIL.fullmatch(value)
-        if email:
-            return f"{email[1][:1]}***@{email[2][:1]}***.{email[3]}"
+        if "@" in value:
+            local, _, domain = value.partition("@")
+            host, dot, tld = domain.rpartition(".")
+            if local and host and tld.isalpha() and len(tld) >= 2 and "@" not in domain and len(value.split(None, 1)) == 1:
+                return f"{local[0]}***@{host[0]}***.{tld}"
         return value[:1] + "*" * (len(value) - 1) if len(value) >= 6 else "*" * len(value)
     if isinstance(value, (bytes, bytearray, memoryview)):
         return f"<{len(bytes(value))} bytes>"
@@ -298,10 +297,16 @@ def mask_rows(sample: Any, keys: Sequence[str], rows: list[list[Any]], origins: 
     protection = _active
     if protection is None or protection.unlocked_all or not rows:
         return rows
-    hidden = _hidden_positions(protection, sample, keys, origins)
+    hidden = sorted(_hidden_positions(protection, sample, keys, origins))
     if not hidden:
         return rows
-    return [[mask(v) if i in hidden else v for i, v in enumerate(row)] for row in rows]
+    masked = []
+    for row in rows:
+        row = list(row)
+        for i in hidden:
+            row[i] = mask(row[i])
+        masked.append(row)
+    return masked
 
 
 def mask_mapping(target: Any, mapping: Mapping[str, Any]) -> dict[str, Any]:
