@@ -63,7 +63,8 @@ def server(log: Path, tmp_path: Path) -> Iterator[str]:
     port = free_port()
     errors = (tmp_path / "serve.stderr").open("w")
     proc = subprocess.Popen([APPSHELL, "audit", "serve", "--log", str(log), "--port", str(port)], cwd=tmp_path,
-                            env=clean_environ({"APPSHELL_REVIEW_TOKENS": f"alice:{TOKEN}"}), stdout=errors, stderr=errors)
+                            env=clean_environ({"APPSHELL_REVIEW_TOKENS": f"alice:{TOKEN}",
+                                                       "APPSHELL_REVIEW_KEY_FILE": str(tmp_path / "reviewer" / "review.key")}), stdout=errors, stderr=errors)
     try:
         deadline = time.monotonic() + 60
         while True:

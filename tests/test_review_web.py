@@ -34,6 +34,12 @@ from conftest import clean_environ, run  # noqa: E402
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
+@pytest.fixture(autouse=True)
+def _review_key_here(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The review server's key file in this test's folder, never the developer's ~/.config."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "reviewer-config"))
+
+
 ALICE, BOB = "alice-token-0123456789", "bob-token-9876543210xx"
 TOKENS = {"APPSHELL_REVIEW_TOKENS": f"alice:{ALICE},bob:{BOB}"}
 ESC = "\x1b"
@@ -687,3 +693,28 @@ def test_a_3mb_statement_renders_in_under_a_second(tmp_path: Path) -> None:
     assert sid in session_ids(listed)
     assert page.status_code == 200 and "(89999, &#39;name 89999&#39;" in page.text and "shown without highlighting" in page.text
     assert took < 2.0, took  # the list (wrote) and the page together; ≤ 1 s each on the bench machine
+
+
+def test_a_chained_review_appended_by_the_operator_is_not_taken_for_a_review(client: TestClient, log: Path, tmp_path: Path) -> None:
+    """Issue 22 attack 7: the operator appends a correctly chained review; it shows flagged and the session stays pending."""
+    from appshell.audit.records import GENESIS, canonical, now_rfc3339, seal
+    from appshell.audit.reviews import review_key_path
+
+    sid = start_of(log, "INC-7")["session"]
+    key_file = review_key_path()
+    assert key_file.exists() and stat.S_IMODE(key_file.stat().st_mode) == 0o600  # made by the server at its start
+    assert stat.S_IMODE(key_file.parent.stat().st_mode) == 0o700
+    reviews = log.parent / "reviews.jsonl"
+    forged = seal({"ts": now_rfc3339(), "session": sid, "event": "review", "auditor": "alice", "state": "reviewed", "note": "fine"}, 1, GENESIS)
+    reviews.write_bytes(canonical(forged) + b"\n")
+    page = client.get(f"/session/{sid}", headers=bearer()).text
+    assert "NOT verified — not authenticated by this review server&#39;s key" in page and ">verified<" not in page
+    assert sid in session_ids(client.get("/?state=pending", headers=bearer()).text)
+    assert sid not in session_ids(client.get("/?state=reviewed", headers=bearer()).text)
+    # A review the server records goes on the chain and counts.
+    login(client)
+    token = csrf_of(client.get(f"/session/{sid}").text)
+    assert client.post(f"/session/{sid}/review", data={"state": "reviewed", "note": "real", "csrf": token}).status_code == 303
+    assert sid in session_ids(client.get("/?state=reviewed").text)
+    saved = records(reviews)
+    assert saved[1]["prev"] == saved[0]["hash"] and "auth" in saved[1] and "auth" not in saved[0]

@@ -185,6 +185,7 @@ def create_app(config: Config) -> Any:
 
     state = State(config)
     auditors = config.auditors
+    config.reviews.ensure_key()  # the review server holds the key that authenticates reviews (made at its first start)
     css = (Path(__file__).parent / "static" / "style.css").read_text(encoding="utf-8")
     from pygments.formatters import HtmlFormatter
 
