@@ -202,9 +202,9 @@ class FileReviews:
             lines.pop()
         return _load(str(self.path), [(f"{self.path}:{i}", raw) for i, raw in enumerate(lines, start=1)], self._key())
 
-    def _key(self) -> bytes | None:
+    def _key(self, create: bool = False) -> bytes | None:
         if self.key is None:
-            self.key = load_review_key(self.key_file)
+            self.key = load_review_key(self.key_file, create=create)
         return self.key
 
     def append(self, session: str, auditor: str, state: str, note: str) -> dict[str, Any]:
@@ -219,7 +219,7 @@ class FileReviews:
             last, _, damage = read_tail(fd, size)
             if damage:
                 raise OSError(errno.EIO, f"{self.path} ends with bytes that are not a review — it was edited; not appending to it")
-            record = _sealed_review(self._key(), body, int(last["seq"]) + 1 if last else 1, str(last["hash"]) if last else GENESIS)
+            record = _sealed_review(self._key(create=True), body, int(last["seq"]) + 1 if last else 1, str(last["hash"]) if last else GENESIS)
             data = canonical(record) + b"\n"
             written = 0
             try:
@@ -246,9 +246,9 @@ class SqlReviews:
     def ensure_key(self) -> None:
         self.key = load_review_key(self.key_file, create=True)
 
-    def _key(self) -> bytes | None:
+    def _key(self, create: bool = False) -> bytes | None:
         if self.key is None:
-            self.key = load_review_key(self.key_file)
+            self.key = load_review_key(self.key_file, create=create)
         return self.key
 
     def _table(self, metadata: Any) -> Any:
@@ -297,7 +297,7 @@ class SqlReviews:
             for _ in range(5):  # a concurrent review took the same seq: chain onto it instead
                 with engine.connect() as conn:
                     last = conn.execute(select(table.c.seq, table.c.hash).order_by(table.c.seq.desc()).limit(1)).first()
-                record = _sealed_review(self._key(), body, int(last[0]) + 1 if last else 1, str(last[1]) if last else GENESIS)
+                record = _sealed_review(self._key(create=True), body, int(last[0]) + 1 if last else 1, str(last[1]) if last else GENESIS)
                 try:
                     with engine.begin() as conn:
                         conn.execute(table.insert().values(seq=record["seq"], session=session, hash=record["hash"],
