@@ -22,6 +22,12 @@ PRODUCTION = ["--profile", "production", "--reason", "INC-21 search_path"]
 
 # -- where the table is, from the URL alone ----------------------------------------------------
 
+@pytest.fixture(autouse=True)
+def _review_key_here(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The review server's key file in this test's folder, never the developer's ~/.config."""
+    monkeypatch.setenv("APPSHELL_REVIEW_KEY_FILE", str(tmp_path / "reviewer" / "review.key"))
+
+
 @pytest.mark.parametrize(("url", "schema"), [
     ("postgresql+psycopg://u@h/shop", "public"),
     ("postgresql+asyncpg://u@h/shop", "public"),
@@ -38,11 +44,6 @@ PRODUCTION = ["--profile", "production", "--reason", "INC-21 search_path"]
     ("sqlite:///audit.db", None),
     ("sqlite+aiosqlite:///audit.db", None),
 ])
-
-@pytest.fixture(autouse=True)
-def _review_key_here(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The review server's key file in this test's folder, never the developer's ~/.config."""
-    monkeypatch.setenv("APPSHELL_REVIEW_KEY_FILE", str(tmp_path / "reviewer" / "review.key"))
 
 def test_schema_of_the_sink_table(url: str, schema: str | None) -> None:
     from appshell.audit.sqlsink import schema_of
