@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "INFO_KEY", "DEFAULT_NAMES", "Rules", "Protection", "UnlockRefused", "active", "activate", "deactivate",
     "mask", "mask_rows", "mask_mapping", "mask_parameters", "mask_source", "scrub_repr", "origins_of",
-    "check_reason", "make_unlock", "listing", "tables_of",
+    "check_reason", "make_unlock", "listing", "tables_of", "report", "prove_column_grants", "doctor_rows",
 ]
 
 INFO_KEY = "protected"  # Column(..., info={"protected": True})
@@ -538,3 +538,69 @@ def report(profile: Profile, models: Iterable[type], metadata: Any = None, as_js
     else:
         state = "not masked: protect.enabled is off in this profile (a profile that turns it on masks these)"
     return table(["column", "why"], rows, f"protected columns — profile {profile.name}", max_cell=400) + f"\n{state}"
+
+
+# -- enforced by the database: column grants (doctor) ---------------------------------
+
+
+def _refused(exc: BaseException) -> bool:
+    """The database refused for want of a privilege (PostgreSQL 42501; MySQL/MariaDB 1142, 1143)."""
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if code is not None:
+        return str(code) == "42501"
+    args: tuple[Any, ...] = tuple(getattr(orig, "args", ()))
+    return bool(args) and args[0] in (1142, 1143)
+
+
+def prove_column_grants(url: str, columns: Sequence[str]) -> tuple[bool | None, str]:
+    """Read each protected column (``table.column``) as the role of *url*: (True, why) where every read is
+    refused by the database, (False, which it can read), (None, why it cannot tell) — SQLite has no grants."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import DBAPIError
+
+    from appshell.engines import exempt
+    from appshell.urls import sync_url
+
+    engine = create_engine(sync_url(url))
+    exempt(engine)  # the probe meets the role's own rights, not appshell's session settings
+    readable: list[str] = []
+    refused: list[str] = []
+    unknown: list[str] = []
+    try:
+        if engine.dialect.name == "sqlite":
+            return None, "SQLite has no column grants: protected data is masked in Python only (guarded)"
+        quote = engine.dialect.identifier_preparer.quote
+        with engine.connect() as conn:
+            user = conn.exec_driver_sql("SELECT current_user" if engine.dialect.name == "postgresql" else "SELECT CURRENT_USER()").scalar()
+            for dotted in columns:
+                *table, column = dotted.split(".")
+                try:
+                    conn.exec_driver_sql(f"SELECT {quote(column)} FROM {'.'.join(map(quote, table))} WHERE 1 = 0").all()
+                    readable.append(dotted)
+                except DBAPIError as exc:
+                    (refused if _refused(exc) else unknown).append(dotted)
+                conn.rollback()
+    finally:
+        engine.dispose()
+    if readable:
+        return False, f"role {user} can read {', '.join(readable)}: masked in Python only (guarded) — revoke its SELECT on them (docs/safety.md)"
+    if unknown:
+        return None, f"role {user}: reading {', '.join(unknown)} failed for another reason than a missing privilege (does the table exist?)"
+    return True, f"role {user} cannot read {', '.join(refused)}: the database refuses (enforced)"
+
+
+def doctor_rows(settings: Any, ctx: Any) -> Iterator[tuple[str, str, str]]:
+    """For ``appshell doctor``: whether the role a session reads with can read the protected columns."""
+    rules = Rules.of(settings.profile)
+    if not rules.enabled:
+        return
+    columns = [column for column, _ in listing(rules, tables_of(ctx.models.values(), ctx.metadata))]
+    if not columns:
+        yield "protected data", "WARN", f"profile {settings.profile.name} protects data, but no column of the app is protected (see appshell protected)"
+        return
+    from appshell.readonly_role import read_only_url
+
+    url = (read_only_url(settings) if settings.read_only else None) or ctx.engine.url.render_as_string(hide_password=False)
+    enforced, message = prove_column_grants(url, columns)
+    yield "protected data", "ok" if enforced else "WARN", message
