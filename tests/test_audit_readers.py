@@ -212,3 +212,31 @@ def test_an_absurd_epoch_where_the_audit_is_not_required_drops_the_sink_at_once(
     proc = subprocess.run([sys.executable, "-m", "appshell", "--no-reexec", "--audit-log", str(log), "-c", "print(2)"],
                           cwd=shop, env=clean_environ(), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "appshell: warning:" in proc.stderr and "epoch 1000000000000" in proc.stderr, proc.stderr
+
+
+# -- attack 3: redaction never erases evidence ----------------------------------------------------
+
+
+def test_sql_hidden_in_a_url_password_keeps_a_digest_of_what_ran(shop: Path, tmp_path: Path) -> None:
+    """SQL hex-encoded into the password position of a URL in the operator's code is masked — and its digest kept."""
+    import hashlib
+
+    log = tmp_path / "audit.jsonl"
+    hexed = b"update products set stock = 0".hex()
+    code = (f"u = 'postgresql://report:{hexed}@replica/shop'\n"
+            "c = engine.raw_connection(); cur = c.cursor(); cur.execute(bytes.fromhex(u.split(':')[2].split('@')[0]).decode()); c.commit()")
+    result = run(["--audit-log", str(log), "--write", "-c", code], cwd=shop)
+    assert result.exit_code == 0, result.output
+    statement = next(r for r in records(log) if r["event"] == "statement")
+    assert hexed not in statement["source"] and "***" in statement["source"]
+    assert statement["redacted"] == {"source": hashlib.sha256(code.encode()).hexdigest()}  # what the auditor can prove
+    shown = run(["audit", "show", statement["session"], "--log", str(log)], cwd=shop, env={"COLUMNS": "200"}).stdout
+    assert hashlib.sha256(code.encode()).hexdigest() in shown
+
+
+def test_credentials_appshell_read_are_masked_without_a_digest(shop: Path, tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    code = "t = 'tok-abcdef123'; print(len(t))"
+    run(["--audit-log", str(log), "-c", code], cwd=shop, env={"SHOP_API_TOKEN": "tok-abcdef123"})
+    statement = next(r for r in records(log) if r["event"] == "statement")
+    assert "tok-abcdef123" not in statement["source"] and "redacted" not in statement

@@ -281,10 +281,15 @@ class Redactor:
     def _pattern_match(self, match: re.Match[str]) -> str:
         return match.group() if keeps_evidence(match.group()) else MASK
 
-    def __call__(self, text: str) -> str:
-        text = mask_url(text)
+    def known(self, text: str) -> str:
+        """*text* with only the secret values appshell itself read (config, environment) masked."""
         for secret in self._secrets:
             text = text.replace(secret, MASK)
+        return text
+
+    def __call__(self, text: str) -> str:
+        text = mask_url(text)
+        text = self.known(text)
         for pattern in self._patterns:
             text = pattern.sub(self._pattern_match, text)
         return text

@@ -8,6 +8,7 @@ dropped with one warning, and the session goes on.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import time
@@ -59,13 +60,21 @@ CONSEQUENCES = {
 }
 
 
-def _redact_tree(value: Any, redact: Redactor) -> Any:
+def _redact_tree(value: Any, redact: Redactor, digests: dict[str, str] | None = None, where: str = "") -> Any:
+    """*value* with secrets masked; in *digests*, for each text a pattern (a URL's password, a profile regex) changed,
+    the sha256 of that text with only appshell's own known secrets masked (issue 22 item 8: redaction never erases
+    evidence — an auditor holding the text the operator ran can prove it is what ran)."""
     if isinstance(value, str):
-        return redact(value)
+        masked = redact(value)
+        if masked != value and digests is not None:
+            known = redact.known(value)
+            if known != masked:  # a pattern masked more than the values appshell read: keep a digest of what it masked
+                digests[where] = hashlib.sha256(known.encode("utf-8", "surrogatepass")).hexdigest()
+        return masked
     if isinstance(value, list):
-        return [_redact_tree(v, redact) for v in value]
+        return [_redact_tree(v, redact, digests, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, dict):
-        return {k: _redact_tree(v, redact) for k, v in value.items()}
+        return {k: _redact_tree(v, redact, digests, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
     return value
 
 
@@ -85,7 +94,12 @@ class Auditor:
         # Made encodable once, before any sink: undecodable input is the input's
         # property, not a sink's failure, and every sink records the same body.
         body = encodable({"ts": now_rfc3339(), "session": self.session, "event": event, **fields})
-        body = _redact_tree(body, self.redact)
+        digests: dict[str, str] = {}
+        # Digests for what the operator ran (statements, their SQL and errors) only: a session_start's
+        # database URL or argv holds real credentials, and a digest of a short one could be guessed.
+        body = _redact_tree(body, self.redact, digests if event in ("statement", "result") else None)
+        if digests:
+            body["redacted"] = digests  # field path -> sha256 of its text before the pattern masks (see _redact_tree)
         for sink in list(self.sinks):
             try:
                 sink.append(body)

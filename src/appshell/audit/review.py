@@ -432,9 +432,14 @@ def render_session(log: Log, prefix: str) -> str | None:
             for f in per_record.get(id(r), []):
                 out.extend(_wrapped(f"! {r.get('event')}: {f}", "  ", width))
         if st:
-            for key in ("path", "sha256", "source_sha256"):
+            for key in ("path", "sha256"):
                 if st.get(key):
                     out.extend(_wrapped(f"{key} {st[key]}", "  ", width))
+        for r in ([st] if st else []) + results:
+            masked = r.get("redacted")
+            for field_, digest in (masked.items() if isinstance(masked, dict) else []):
+                out.extend(_wrapped(f"{field_} masked by a pattern; sha256 of it as run: {digest}", "  ", width))
+        if st:
             out.extend(_wrapped(str(st.get("source") or ""), "  │ ", width))
         for r in results:
             sql = r.get("sql") or []
