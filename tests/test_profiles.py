@@ -16,7 +16,7 @@ ALL_KEYS = (
     "access.allow_write, access.confirm_destructive, access.require_reason, audit.locked, audit.path, audit.redact, "
     "audit.required, audit.sinks, audit.syslog_address, audit.url, database.echo_sql, database.idle_in_transaction_timeout_ms, "
     "database.read_only, database.read_only_url_env, database.sandbox, database.statement_timeout_ms, description, "
-    "namespace.helpers, namespace.imports, namespace.vocabulary, protect.columns, protect.default_names, protect.enabled, "
+    "namespace.helpers, namespace.imports, namespace.vocabulary, protect.column_grants, protect.columns, protect.default_names, protect.enabled, "
     "protect.exclude, release.expected_file, release.expected_url, "
     "release.on_mismatch, shell.color, shell.default, shell.history, shell.history_path, shell.prompt"
 )
@@ -109,7 +109,7 @@ DEFAULTS = [
     ("audit.url", ""), ("audit.syslog_address", ""),
     ("release.expected_file", ""), ("release.expected_url", ""), ("release.on_mismatch", "warn"),
     ("namespace.imports", ()), ("namespace.vocabulary", True), ("namespace.helpers", ()),
-    ("protect.enabled", False), ("protect.columns", ()), ("protect.default_names", True), ("protect.exclude", ()),
+    ("protect.enabled", False), ("protect.columns", ()), ("protect.default_names", True), ("protect.exclude", ()), ("protect.column_grants", False),
 ]
 
 

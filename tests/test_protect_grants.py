@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from conftest import run, run_module
+
 from appshell.profiles import build_profile
 from appshell.protect import doctor_rows, prove_column_grants
+
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
 PROTECTED = ["customers.email", "customers.name"]
 
@@ -81,3 +86,68 @@ def test_doctor_rows_read_through_the_read_only_role(customers: tuple[str, str],
         assert list(doctor_rows(SimpleNamespace(profile=build_profile("development", {}), read_only=True), ctx)) == []
     finally:
         engine.dispose()
+
+
+@pytest.fixture
+def pg_shop(shop: Path, pg_url: str) -> Iterator[tuple[Path, dict[str, str]]]:
+    """The shop on PostgreSQL, its production profile reading through a role with no SELECT on the
+    customers' e-mail and name (column grants): (the shop, its environment)."""
+    from sqlalchemy import create_engine, make_url, text
+
+    env = {"DATABASE_URL": pg_url}
+    run_module("shop.seed", shop, env)
+    schema = pg_url.rsplit("%3D", 1)[1]
+    role = f"masked_{uuid.uuid4().hex[:8]}"
+    engine = create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(text(f"CREATE ROLE {role} LOGIN"))
+        conn.execute(text(f"GRANT USAGE ON SCHEMA {schema} TO {role}"))
+        conn.execute(text(f"GRANT SELECT ON orders, order_lines, products TO {role}"))
+        conn.execute(text(f"GRANT SELECT (id, country, created_at) ON customers TO {role}"))
+    with (shop / "profiles" / "production.toml").open("a") as profile:
+        profile.write('\n[database]\nread_only_url_env = "DATABASE_URL_READONLY"\n')
+    text_ = (shop / "profiles" / "production.toml").read_text().replace("[protect]\n", "[protect]\ncolumn_grants = true\n")
+    (shop / "profiles" / "production.toml").write_text(text_)
+    try:
+        yield shop, {**env, "DATABASE_URL_READONLY": make_url(pg_url).set(username=role).render_as_string(hide_password=False)}
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP OWNED BY {role}"))
+            conn.execute(text(f"DROP ROLE {role}"))
+        engine.dispose()
+
+
+PRODUCTION = ["--profile", "production", "--reason", "INC-8 grants check"]
+
+
+def test_an_enforced_session_never_reads_the_protected_columns(pg_shop: tuple[Path, dict[str, str]]) -> None:
+    shop, env = pg_shop
+    result = run([*PRODUCTION, "-c", "print(where(Customer, limit=2)); print(first(Customer)); show(find(Customer, 2)); print(count(Order))"],
+                 cwd=shop, env=env)
+    assert result.exit_code == 0, result.output
+    assert "│  1 │ <no access> │ <no access> │ FR      │" in result.stdout
+    assert "<Customer id=1 country='FR'" in result.stdout  # the shop's own repr reads the e-mail: appshell's instead
+    assert "│ email      │ <no access>" in result.stdout
+    assert result.stdout.rstrip().endswith("50")
+    assert "example.com" not in result.stdout
+
+
+@pytest.mark.parametrize("code", [
+    "print(sql('SELECT email FROM customers'))",  # raw SQL: the database refuses
+    "print(session.scalar(select(Customer.email)))",
+    "print(first(Customer).email)",  # reading the attribute: never loaded, not loadable
+    "print(where(Customer, email='customer1@example.com'))",  # a filter on it is a read of it
+])
+def test_raw_sql_and_attributes_meet_the_database_refusal(pg_shop: tuple[Path, dict[str, str]], code: str) -> None:
+    shop, env = pg_shop
+    result = run([*PRODUCTION, "-c", code], cwd=shop, env=env)
+    assert result.exit_code == 1
+    assert "permission denied for table customers" in result.stderr or "'Customer.email' is not available due to raiseload=True" in result.stderr, result.stderr
+    assert "customer1@example.com" not in result.stdout
+
+
+def test_unlock_says_the_role_cannot_read_them(pg_shop: tuple[Path, dict[str, str]]) -> None:
+    shop, env = pg_shop
+    result = run([*PRODUCTION, "-c", "unlock('INC-42: customer asked for a copy of their data')"], cwd=shop, env=env)
+    assert result.exit_code == 1
+    assert "UnlockRefused: this session's database role may not read the protected columns" in result.stderr

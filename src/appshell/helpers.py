@@ -169,9 +169,10 @@ def make_helpers(ctx: AppContext, journal: Journal) -> dict[str, Callable[..., A
         if state is not None:  # one object: a vertical table
             keys = [c.key for c in state.mapper.column_attrs]
             keys = keys if columns is None else pick_columns(keys, columns)
-            from appshell.protect import mask_mapping
+            from appshell.protect import mask_mapping, unreadable
 
-            values = mask_mapping(rows, {key: getattr(rows, key) for key in keys})  # protected data masked
+            unread = unreadable(rows)  # what the session's role may not read is not loaded
+            values = mask_mapping(rows, {key: unread[key] if key in unread and key not in vars(rows) else getattr(rows, key) for key in keys})
             print(table(["column", "value"], [[key, value] for key, value in values.items()], type(rows).__name__))
             return
         if isinstance(rows, dict) or not isinstance(rows, Iterable):

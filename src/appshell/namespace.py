@@ -124,8 +124,11 @@ def _protect(ctx: AppContext, settings: Settings) -> bool:
 
     rules = protect.Rules.of(settings.profile)
     models, metadata = list(ctx.models.values()), ctx.metadata
-    protect.activate(protect.Protection(rules, lambda: protect.tables_of(models, metadata)))
+    protection = protect.Protection(rules, lambda: protect.tables_of(models, metadata))
+    protect.activate(protection)
     ctx.teardown.append(protect.deactivate)
+    if rules.column_grants:  # the role cannot read them: ORM queries leave them out
+        ctx.teardown.append(protect.leave_out(protection))
     return True
 
 

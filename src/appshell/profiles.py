@@ -200,6 +200,7 @@ class Protect(Section):
     columns: tuple[str, ...] = _key(default=(), rule=_COLUMNS)
     default_names: bool = _key(default=True, rule=_BOOL)
     exclude: tuple[str, ...] = _key(default=(), rule=_COLUMNS)
+    column_grants: bool = _key(default=False, rule=_BOOL)  # the session's role has no SELECT on them: ORM queries leave them out
 
 
 def _section(cls: type[_S]) -> _S:

@@ -39,6 +39,7 @@ __all__ = [
     "INFO_KEY", "DEFAULT_NAMES", "Rules", "Protection", "UnlockRefused", "active", "activate", "deactivate",
     "mask", "mask_rows", "mask_mapping", "mask_parameters", "mask_source", "scrub_repr", "origins_of",
     "check_reason", "make_unlock", "listing", "tables_of", "report", "prove_column_grants", "doctor_rows",
+    "NOT_READ", "unreadable", "leave_out", "narrowed",
 ]
 
 INFO_KEY = "protected"  # Column(..., info={"protected": True})
@@ -67,18 +68,21 @@ def _encrypted(type_: Any) -> str | None:
 class Rules:
     """What the profile's ``[protect]`` section says. (A plain class: a dataclass costs start-up time.)"""
 
-    __slots__ = ("enabled", "columns", "default_names", "exclude")
+    __slots__ = ("enabled", "columns", "default_names", "exclude", "column_grants")
 
-    def __init__(self, enabled: bool = False, columns: tuple[str, ...] = (), default_names: bool = True, exclude: tuple[str, ...] = ()) -> None:
+    def __init__(self, enabled: bool = False, columns: tuple[str, ...] = (), default_names: bool = True, exclude: tuple[str, ...] = (),
+                 column_grants: bool = False) -> None:
         self.enabled, self.columns, self.default_names, self.exclude = enabled, columns, default_names, exclude
+        self.column_grants = column_grants  # the session's role cannot read them: never loaded
 
     def __repr__(self) -> str:
-        return f"Rules(enabled={self.enabled}, columns={self.columns}, default_names={self.default_names}, exclude={self.exclude})"
+        return (f"Rules(enabled={self.enabled}, columns={self.columns}, default_names={self.default_names}, exclude={self.exclude}, "
+                f"column_grants={self.column_grants})")
 
     @classmethod
     def of(cls, profile: Profile) -> Rules:
         section = profile.protect
-        return cls(section.enabled, tuple(section.columns), section.default_names, tuple(section.exclude))
+        return cls(section.enabled, tuple(section.columns), section.default_names, tuple(section.exclude), section.column_grants)
 
     def reasons(self, table: str, name: str, info: Mapping[str, Any] | None = None, type_: Any = None) -> tuple[str, ...]:
         """Why the column *table.name* is protected (each place that says so); () where it is not."""
@@ -258,10 +262,17 @@ def tables_of(models: Iterable[type], metadata: Any = None) -> list[Any]:
 
 # -- masking ----------------------------------------------------------------------
 
+class NotRead(str):
+    """What a table shows for a column the session's role may not read (column grants): it was never loaded."""
+
+
+NOT_READ = NotRead("<no access>")
+
+
 def mask(value: Any) -> Any:
     """A value's mask, which keeps its shape: ``j***@e***.com``, a string's length, another type's name."""
-    if value is None:
-        return None
+    if value is None or isinstance(value, NotRead):
+        return value
     if isinstance(value, str):
         if "@" in value:
             local, _, domain = value.partition("@")
@@ -339,6 +350,58 @@ def mask_mapping(target: Any, mapping: Mapping[str, Any]) -> dict[str, Any]:
     return {k: mask(v) if k in hidden else v for k, v in values.items()}
 
 
+def unreadable(sample: Any) -> dict[str, NotRead]:
+    """The protected attributes of *sample*'s class that the session's role may not read (column grants):
+    a table shows them as ``<no access>`` where the object has not loaded them, rather than loading them."""
+    protection = _active
+    if protection is None or not protection.rules.column_grants:
+        return {}
+    from appshell.render import orm_state
+
+    state = orm_state(sample)
+    return {key: NOT_READ for key in protection.mapper(state.mapper)} if state is not None else {}
+
+
+def leave_out(protection: Protection) -> Callable[[], None]:
+    """Where the session's role has no SELECT on the protected columns (``protect.column_grants``), ORM
+    queries of whole objects leave them out (deferred: reading one raises, never a permission error
+    mid-table); a query that names one (``select(Customer.email)``) meets the database's refusal.
+    Returns what takes the listener away again."""
+    from sqlalchemy import event, inspect as sa_inspect
+    from sqlalchemy.orm import Session, defer
+
+    def do_orm_execute(state: Any) -> None:
+        if not state.is_select:
+            return
+        options = []
+        for described in state.statement.column_descriptions:
+            entity = described.get("entity")
+            if entity is None or described.get("expr") is not entity:
+                continue  # a column or an expression, not whole objects: as written
+            mapper = sa_inspect(entity, raiseerr=False)
+            for key in protection.mapper(getattr(mapper, "mapper", mapper)) if mapper is not None else ():
+                options.append(defer(getattr(entity, key), raiseload=True))
+        if options:
+            state.statement = state.statement.options(*options)
+
+    event.listen(Session, "do_orm_execute", do_orm_execute)  # every session: the app's own too
+    return lambda: event.remove(Session, "do_orm_execute", do_orm_execute)
+
+
+def narrowed(statement: Any) -> Any:
+    """A select of whole objects, for counting: where the session's role may not read the protected
+    columns, by the primary key only (a subquery naming a column is a read of it)."""
+    protection = _active
+    if protection is None or not protection.rules.column_grants:
+        return statement
+    described = getattr(statement, "column_descriptions", None) or []
+    if len(described) != 1 or not isinstance(described[0].get("expr"), type):
+        return statement
+    from sqlalchemy import inspect as sa_inspect
+
+    return statement.with_only_columns(*sa_inspect(described[0]["entity"]).primary_key, maintain_column_froms=True)
+
+
 _BIND_SUFFIX = re.compile(r"(_\d+|__\d+)+$")  # email_1, email__0: SQLAlchemy's names for a column's bind parameters
 
 
@@ -400,7 +463,12 @@ def scrub_repr(obj: Any, own: Callable[[Any], str]) -> str:
     finally:
         loaded.update(saved)
     if text is None:
-        text, swapped = own(obj), []
+        try:
+            text, swapped = own(obj), []
+        except Exception:  # noqa: BLE001 - it reads a column the session's role may not read (column grants)
+            from appshell.reprs import mapped_repr
+
+            return mapped_repr(obj)
     for key in hidden:
         value = saved[key]
         shown = value if isinstance(value, str) else str(value)
@@ -481,6 +549,9 @@ def make_unlock(journal: Journal, profile: str) -> dict[str, Callable[..., None]
         if protection is None:
             print(f"appshell: nothing is masked in this session (profile {profile}: protect.enabled is off)", file=sys.stderr)
             return
+        if protection.rules.column_grants:
+            raise UnlockRefused(f"this session's database role may not read the protected columns (profile {profile}: protect.column_grants): "
+                                "unlock() cannot show them — a session whose role can read them can")
         if reason is None and sys.stdin.isatty():
             reason = input("Why do you need to see protected data? ")
         text = check_reason(reason)

@@ -221,6 +221,9 @@ def tabulate(
     if found is None:
         return table(["value"], [[item] for item in items], more=more, hint=hint, expanded=expanded, wrap=False)
     picked = found if columns is None else pick_columns(found, columns)
+    from appshell.protect import mask_rows, unreadable
+
+    unread = unreadable(items[0])  # protected columns the session's role may not read: never loaded for a table
     rows: list[list[Any]] = []
     for item in items:
         if isinstance(item, dict):
@@ -228,11 +231,9 @@ def tabulate(
         elif hasattr(item, "_mapping"):
             rows.append([item._mapping[c] for c in picked])
         else:
-            rows.append([getattr(item, c, None) for c in picked])
+            rows.append([unread[c] if c in unread and c not in vars(item) else getattr(item, c, None) for c in picked])
     if origins is not None:  # in the order of the columns shown; None where they do not line up (a row of objects)
         origins = [origins[found.index(c)] for c in picked] if len(origins) == len(found) else None
-    from appshell.protect import mask_rows
-
     rows = mask_rows(items[0], picked, rows, origins)
     title = type(items[0]).__name__ if orm_state(items[0]) is not None else None
     return table(picked, rows, title, more=more, hint=hint, expanded=expanded, wrap=False)

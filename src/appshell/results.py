@@ -48,7 +48,9 @@ class Results:
         """How many rows the query selects, counted by the database."""
         from sqlalchemy import func, select
 
-        inner = self.statement.order_by(None).subquery()
+        from appshell.protect import narrowed
+
+        inner = narrowed(self.statement.order_by(None)).subquery()
         return int(sync_io(self._session.scalar, select(func.count()).select_from(inner)) or 0)
 
     def __len__(self) -> int:
