@@ -718,3 +718,20 @@ def test_a_chained_review_appended_by_the_operator_is_not_taken_for_a_review(cli
     assert sid in session_ids(client.get("/?state=reviewed").text)
     saved = records(reviews)
     assert saved[1]["prev"] == saved[0]["hash"] and "auth" in saved[1] and "auth" not in saved[0]
+
+
+def test_a_session_far_from_the_end_is_read_to_its_last_line_wherever_it_is(log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Far from the end of a big file, a session is read to its last line as one pass over the file found it —
+    a record appended long after its end included."""
+    import appshell.audit.queries as queries
+
+    monkeypatch.setattr(queries, "FAR", 0)  # every session is "far": the path a 480 MB log takes
+    first = records(log)[0]["session"]
+    c = client_for(["--log", str(log)])
+    assert "Flagged" not in c.get(f"/session/{first}", headers=bearer()).text
+    with log.open("a") as f:
+        f.write(json.dumps({"v": 1, "session": first, "event": "statement", "n": 7, "source": "late_and_forged()"}) + "\n")
+    page = c.get(f"/session/{first}", headers=bearer()).text  # read again from where it stopped: the appended line
+    assert "late_and_forged" in page and "after the session_end" in page
+    fresh = client_for(["--log", str(log)]).get(f"/session/{first}", headers=bearer()).text  # a new server: the one pass
+    assert "late_and_forged" in fresh and "after the session_end" in fresh

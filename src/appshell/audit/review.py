@@ -250,6 +250,7 @@ def scan_session(path: Path, session: str, offset: int, into: Session | None = N
 
     Returns the session and where the read stopped (to go on from there later). Not only up to
     its first session_end: a record appended after it, anywhere later, is part of what is shown.
+    *stop*: the offset of the session's last line, where a scan of the whole file found it.
     """
     found: dict[str, Session] = {}
     if into is not None:
@@ -281,6 +282,8 @@ def scan_session(path: Path, session: str, offset: int, into: Session | None = N
                 _add_if(found, session, buf[start:end], f"{path}@{base + start}")
                 i = buf.find(key, end, cut)
             carry, base = buf[cut:], base + cut
+            if stop is not None and base > stop:
+                break  # the session's last line (known from a scan of the whole file) is read
         end = base
     return found.get(session), end
 
