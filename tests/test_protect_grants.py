@@ -151,3 +151,39 @@ def test_unlock_says_the_role_cannot_read_them(pg_shop: tuple[Path, dict[str, st
     result = run([*PRODUCTION, "-c", "unlock('INC-42: customer asked for a copy of their data')"], cwd=shop, env=env)
     assert result.exit_code == 1
     assert "UnlockRefused: this session's database role may not read the protected columns" in result.stderr
+
+
+def test_unlock_logs_in_as_the_role_that_can_read_them_and_lock_logs_out(pg_shop: tuple[Path, dict[str, str]], pg_url: str) -> None:
+    from sqlalchemy import make_url
+
+    shop, env = pg_shop
+    profile = shop / "profiles" / "production.toml"
+    profile.write_text(profile.read_text().replace("[protect]\n", '[protect]\nunlock_url_env = "DATABASE_URL_UNLOCKED"\n'))
+    code = "\n".join([
+        "print(where(Customer, limit=1))",
+        "unlock('INC-42: customer asked for a copy of their data')",
+        "print(sql('select current_user')[0][0]); print(where(Customer, limit=1))",
+        "lock()",
+        "print(sql('select current_user')[0][0]); print(where(Customer, limit=1))",
+    ])
+    result = run([*PRODUCTION, "-c", code], cwd=shop, env={**env, "DATABASE_URL_UNLOCKED": pg_url})
+    assert result.exit_code == 0, result.output
+    owner, masked = make_url(pg_url).username, make_url(env["DATABASE_URL_READONLY"]).username
+    before, unlocked, after = result.stdout.split("(1 row)")[:3]
+    assert "<no access>" in before and "example.com" not in before
+    assert unlocked.split()[0] == owner and "│  1 │ customer1@example.com │ Customer 1 │" in unlocked
+    assert after.split()[0] == masked and "<no access>" in after and "example.com" not in after
+    assert f"(the database role {owner}) until lock()" in result.stderr
+    from conftest import audit_records
+
+    access = [r for r in audit_records(shop / ".appshell" / "audit.jsonl") if r.get("kind") == "sensitive_access"]
+    assert [(r["role"], r["columns"]) for r in access] == [(owner, ["customers.email", "customers.name"])]
+
+
+def test_an_unlock_role_named_but_unset_is_an_error(pg_shop: tuple[Path, dict[str, str]]) -> None:
+    shop, env = pg_shop
+    profile = shop / "profiles" / "production.toml"
+    profile.write_text(profile.read_text().replace("[protect]\n", '[protect]\nunlock_url_env = "DATABASE_URL_UNLOCKED"\n'))
+    result = run([*PRODUCTION, "-c", "pass"], cwd=shop, env=env)
+    assert result.exit_code == 2
+    assert 'protect.unlock_url_env = "DATABASE_URL_UNLOCKED", but it is not set — set DATABASE_URL_UNLOCKED to the URL of a role' in result.stderr

@@ -128,15 +128,16 @@ def _protect(ctx: AppContext, settings: Settings) -> bool:
     protect.activate(protection)
     ctx.teardown.append(protect.deactivate)
     if rules.column_grants:  # the role cannot read them: ORM queries leave them out
-        ctx.teardown.append(protect.leave_out(protection))
+        protect.leave_out(protection)
     return True
 
 
-def _unlock_helpers(journal: Journal, profile: str, protected: bool) -> dict[str, Any]:
+def _unlock_helpers(journal: Journal, ctx: AppContext, settings: Settings, protected: bool) -> dict[str, Any]:
+    profile = settings.profile.name
     if protected:
-        from appshell.protect import make_unlock
+        from appshell.protect import make_unlock, role_switch
 
-        return make_unlock(journal, profile)
+        return make_unlock(journal, profile, role_switch(settings, ctx), sandbox=settings.sandbox)
 
     def unlock(reason: str | None = None, *columns: Any) -> None:
         """Show protected values until lock(), with a reason that is recorded: unlock("INC-42: why")."""
@@ -170,7 +171,7 @@ def build_namespace(ctx: AppContext, settings: Settings, journal: Journal, more_
     namespace.update(session=session, engine=engine, metadata=ctx.metadata, **{SETTINGS_NAME: view})
     namespace.setdefault("settings", view)
     helpers = make_helpers(ctx, journal)
-    helpers.update(_unlock_helpers(journal, profile.name, protected))
+    helpers.update(_unlock_helpers(journal, ctx, settings, protected))
     helpers.update(more_helpers or {})  # listed by helpers() too: it reads this same dict
     namespace.update(helpers)
     _profile_imports(profile.namespace.imports, namespace, profile.name)

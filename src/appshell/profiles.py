@@ -201,6 +201,7 @@ class Protect(Section):
     default_names: bool = _key(default=True, rule=_BOOL)
     exclude: tuple[str, ...] = _key(default=(), rule=_COLUMNS)
     column_grants: bool = _key(default=False, rule=_BOOL)  # the session's role has no SELECT on them: ORM queries leave them out
+    unlock_url_env: str = _key(default="", rule=_STR)  # the variable holding the URL of a role that can read them: unlock() logs in as it
 
 
 def _section(cls: type[_S]) -> _S:

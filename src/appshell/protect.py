@@ -39,7 +39,7 @@ __all__ = [
     "INFO_KEY", "DEFAULT_NAMES", "Rules", "Protection", "UnlockRefused", "active", "activate", "deactivate",
     "mask", "mask_rows", "mask_mapping", "mask_parameters", "mask_source", "scrub_repr", "origins_of",
     "check_reason", "make_unlock", "listing", "tables_of", "report", "prove_column_grants", "doctor_rows",
-    "NOT_READ", "unreadable", "leave_out", "narrowed",
+    "NOT_READ", "unreadable", "leave_out", "narrowed", "RoleSwitch", "role_switch",
 ]
 
 INFO_KEY = "protected"  # Column(..., info={"protected": True})
@@ -121,6 +121,7 @@ class Protection:
         self._names: dict[str, list[str]] | None = None
         self.unlocked_all = False
         self.unlocked: list[str] = []  # patterns on "table.column" unlock() opened
+        self.switched = False  # unlock() logged in as the role that can read them (protect.unlock_url_env)
 
     # -- what is protected ------------------------------------------------------
 
@@ -354,7 +355,7 @@ def unreadable(sample: Any) -> dict[str, NotRead]:
     """The protected attributes of *sample*'s class that the session's role may not read (column grants):
     a table shows them as ``<no access>`` where the object has not loaded them, rather than loading them."""
     protection = _active
-    if protection is None or not protection.rules.column_grants:
+    if protection is None or not protection.rules.column_grants or protection.switched:
         return {}
     from appshell.render import orm_state
 
@@ -362,16 +363,18 @@ def unreadable(sample: Any) -> dict[str, NotRead]:
     return {key: NOT_READ for key in protection.mapper(state.mapper)} if state is not None else {}
 
 
-def leave_out(protection: Protection) -> Callable[[], None]:
+def leave_out(protection: Protection) -> None:
     """Where the session's role has no SELECT on the protected columns (``protect.column_grants``), ORM
     queries of whole objects leave them out (deferred: reading one raises, never a permission error
-    mid-table); a query that names one (``select(Customer.email)``) meets the database's refusal.
-    Returns what takes the listener away again."""
-    from sqlalchemy import event, inspect as sa_inspect
+    mid-table), in every session of the process; a query that names one (``select(Customer.email)``)
+    meets the database's refusal. Not while unlock() has switched to a role that can read them."""
+    from sqlalchemy import inspect as sa_inspect
     from sqlalchemy.orm import Session, defer
 
+    from appshell.engines import on_every_engine
+
     def do_orm_execute(state: Any) -> None:
-        if not state.is_select:
+        if not state.is_select or protection.switched:
             return
         options = []
         for described in state.statement.column_descriptions:
@@ -384,15 +387,14 @@ def leave_out(protection: Protection) -> Callable[[], None]:
         if options:
             state.statement = state.statement.options(*options)
 
-    event.listen(Session, "do_orm_execute", do_orm_execute)  # every session: the app's own too
-    return lambda: event.remove(Session, "do_orm_execute", do_orm_execute)
+    on_every_engine("do_orm_execute", do_orm_execute, target=Session)  # every session: the app's own too
 
 
 def narrowed(statement: Any) -> Any:
     """A select of whole objects, for counting: where the session's role may not read the protected
     columns, by the primary key only (a subquery naming a column is a read of it)."""
     protection = _active
-    if protection is None or not protection.rules.column_grants:
+    if protection is None or not protection.rules.column_grants or protection.switched:
         return statement
     described = getattr(statement, "column_descriptions", None) or []
     if len(described) != 1 or not isinstance(described[0].get("expr"), type):
@@ -540,8 +542,71 @@ def _dotted(column: Any) -> str:
     return dotted
 
 
-def make_unlock(journal: Journal, profile: str) -> dict[str, Callable[..., None]]:
-    """The namespace's ``unlock`` and ``lock``, recording to *journal*."""
+def _where(params: Mapping[str, Any]) -> tuple[str, str]:
+    host = str(params.get("host") or "localhost").replace("127.0.0.1", "localhost")
+    return host, str(params.get("dbname") or params.get("database") or params.get("db") or "")
+
+
+class RoleSwitch:
+    """unlock()'s way to a role that can read the protected columns (``protect.unlock_url_env``), where the
+    session's own role cannot (``protect.column_grants``): while it is on, every new connection to that
+    database logs in as that role; switching rolls the session back and closes the pooled connections."""
+
+    def __init__(self, url: str, ctx: Any) -> None:
+        from sqlalchemy import make_url
+
+        from appshell.engines import on_every_engine
+
+        self.role = make_url(url)
+        self.ctx = ctx
+        self.on = False
+        on_every_engine("do_connect", self._do_connect)  # after the read-only role's: this one wins while on
+
+    def _do_connect(self, dialect: Any, conn_rec: Any, cargs: list[Any], cparams: dict[str, Any]) -> None:
+        if not self.on or dialect.name != self.role.get_backend_name():
+            return
+        _, wanted = dialect.create_connect_args(self.role.set(drivername=f"{dialect.name}+{dialect.driver}"))
+        if _where(cparams) != _where(wanted):
+            return  # another database
+        for key in ("user", "password", "passwd"):
+            cparams.pop(key, None)
+        cparams.update({k: v for k, v in wanted.items() if k in ("user", "password", "passwd")})
+
+    def check(self, sandbox: bool) -> None:
+        """Refuse a switch that would lose something: a sandbox's transaction, changes not committed."""
+        session = self.ctx.session
+        if sandbox:
+            raise UnlockRefused("unlock() logs in as another role, and the sandbox's transaction lives on this connection: "
+                                "open a session without --sandbox to unlock")
+        if self.ctx.async_engine is not None:
+            raise UnlockRefused("unlock() cannot switch an async app's connections to another role yet: open a session as that role")
+        if session.new or session.dirty or session.deleted:
+            raise UnlockRefused("the session has changes not committed, and unlock() starts a new connection: commit() or rollback() first")
+
+    def switch(self, on: bool) -> None:
+        self.ctx.session.rollback()  # its objects expire: read again as the role now in use
+        self.on = on
+        self.ctx.engine.dispose()  # pooled connections logged in as the other role are closed
+
+
+def role_switch(settings: Any, ctx: Any) -> RoleSwitch | None:
+    """The role switch, where the profile has column grants and names an unlock role; its variable unset is an error."""
+    import os
+
+    from appshell.errors import ConfigError
+
+    section = settings.profile.protect
+    if not (section.enabled and section.column_grants and section.unlock_url_env):
+        return None
+    url = os.environ.get(section.unlock_url_env, "")
+    if not url:
+        raise ConfigError(f"profile '{settings.profile.name}' sets protect.unlock_url_env = \"{section.unlock_url_env}\", but it is not set",
+                          f"set {section.unlock_url_env} to the URL of a role that can read the protected columns")
+    return RoleSwitch(url, ctx)
+
+
+def make_unlock(journal: Journal, profile: str, switch: RoleSwitch | None = None, sandbox: bool = False) -> dict[str, Callable[..., None]]:
+    """The namespace's ``unlock`` and ``lock``, recording to *journal*; *switch*: the role unlock() logs in as."""
 
     def unlock(reason: str | None = None, *columns: Any) -> None:
         """Show protected values until lock(), with a reason that is recorded: unlock("INC-42: why")."""
@@ -549,9 +614,11 @@ def make_unlock(journal: Journal, profile: str) -> dict[str, Callable[..., None]
         if protection is None:
             print(f"appshell: nothing is masked in this session (profile {profile}: protect.enabled is off)", file=sys.stderr)
             return
-        if protection.rules.column_grants:
+        if protection.rules.column_grants and switch is None:
             raise UnlockRefused(f"this session's database role may not read the protected columns (profile {profile}: protect.column_grants): "
-                                "unlock() cannot show them — a session whose role can read them can")
+                                "unlock() cannot show them — name a role that can in protect.unlock_url_env")
+        if switch is not None and not switch.on:
+            switch.check(sandbox)
         if reason is None and sys.stdin.isatty():
             reason = input("Why do you need to see protected data? ")
         text = check_reason(reason)
@@ -563,17 +630,28 @@ def make_unlock(journal: Journal, profile: str) -> dict[str, Callable[..., None]
         import getpass
 
         # Recorded first: where the audit cannot record it, nothing is unlocked.
-        journal.nested(f"# unlock: {text}", kind="sensitive_access", reason=text, columns=opened, user=getpass.getuser())
+        role: dict[str, Any] = {"role": switch.role.username} if switch is not None else {}
+        journal.nested(f"# unlock: {text}", kind="sensitive_access", reason=text, columns=opened, user=getpass.getuser(), **role)
+        if switch is not None and not switch.on:
+            switch.switch(True)
+            protection.switched = True
         protection.unlock(patterns)
-        print(f"appshell: unlocked {', '.join(opened) or 'nothing'} until lock() or the session's end — recorded as sensitive access", file=sys.stderr)
+        as_role = f" (the database role {switch.role.username})" if switch is not None else ""
+        print(f"appshell: unlocked {', '.join(opened) or 'nothing'}{as_role} until lock() or the session's end — recorded as sensitive access",
+              file=sys.stderr)
 
     def lock() -> None:
         """Mask protected values again."""
         protection = _active
         if protection is None:
             return
+        if switch is not None and switch.on:
+            switch.check(sandbox=False)
         if protection.unlocked_all or protection.unlocked:
             journal.nested("# lock", kind="sensitive_access_end")
+        if switch is not None and switch.on:
+            switch.switch(False)  # back to the session's own role
+            protection.switched = False
         protection.lock()
         print("appshell: protected values are masked again", file=sys.stderr)
 
