@@ -38,7 +38,7 @@ def chain(exc: BaseException) -> Iterator[BaseException]:
         seen.add(id(one))
         yield one
         orig = getattr(one, "orig", None)
-        todo += [orig if isinstance(orig, BaseException) else None, one.__cause__, one.__context__]
+        todo += [orig if isinstance(orig, BaseException) else None, one.__cause__, None if one.__suppress_context__ else one.__context__]
 
 
 def find_refused(exc: BaseException) -> Refused | AppshellError | None:

@@ -251,5 +251,12 @@ def _interactive(
 
     look = Look.of(settings)
     banner = "" if quiet else make_banner(settings, ctx, shell_name, release, look, parity)
-    get_runner(shell_name)(ShellSession(namespace, banner, look, journal, history_for(settings, redact), refusals))
+    interrupted = None
+    if callable(namespace.get("rollback")):
+        from appshell.interrupted import Interrupted
+
+        # The helper as built (the operator may rebind the name); in a sandbox it returns to the sandbox's savepoint.
+        interrupted = Interrupted(journal, namespace["rollback"], sandbox=settings.sandbox)
+        interrupted.install()
+    get_runner(shell_name)(ShellSession(namespace, banner, look, journal, history_for(settings, redact), refusals, interrupted))
     return EXIT_OK

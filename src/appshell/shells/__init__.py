@@ -22,6 +22,7 @@ from appshell.journal import file_info
 if TYPE_CHECKING:
     from appshell.banner import Look
     from appshell.history import History
+    from appshell.interrupted import Interrupted
     from appshell.journal import Journal
     from appshell.refusals import Refusals
 
@@ -39,6 +40,7 @@ class ShellSession:
     journal: Journal
     history: History = field(default_factory=lambda: _no_history())
     refusals: Refusals = field(default_factory=lambda: _no_refusals())
+    interrupted: Interrupted | None = None  # Ctrl-C during a database statement: its transaction rolled back, recorded
 
 
 def _no_history() -> History:

@@ -30,6 +30,7 @@ from typing import Any
 
 from appshell import aio
 from appshell.errors import AppshellError, SandboxBroken
+from appshell.interrupted import Interrupted, ctrl_c
 from appshell.journal import Entry, Journal, file_info
 from appshell.refusals import Refusals
 from appshell.shells import ShellSession, hold_safe_completion, refusal_line
@@ -48,8 +49,9 @@ def _refusal(exc: AppshellError) -> Exception:
 
 
 class _Hooks:
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: Journal, interrupted: Interrupted | None = None) -> None:
         self.journal = journal
+        self.interrupted = interrupted
         self.raw: list[str] = []  # raw cells of the run_cell calls in progress (they nest)
         self.pending: list[bool] = []  # per run_cell call: its raw cell is not yet recorded
         self.entries: list[Entry | None] = []
@@ -59,6 +61,8 @@ class _Hooks:
 
     def wrap_run_cell(self, run_cell: Any) -> Any:
         def run_cell_journaled(raw_cell: str, *args: Any, **kwargs: Any) -> Any:
+            if self.interrupted is not None and not self.raw:
+                self.interrupted.start()
             self.raw.append(raw_cell)
             self.pending.append(True)
             self.entries.append(None)
@@ -90,10 +94,13 @@ class _Hooks:
         if isinstance(error, SandboxBroken):
             self.broken = error  # the session stops: leave the shell, the runner raises it
             self.shell.ask_exit()
-        if not self.entries or self.entries[-1] is None:
-            return
-        entry, self.entries[-1] = self.entries[-1], None
-        self.journal.end(entry, error)
+        if self.entries and self.entries[-1] is not None:
+            entry, self.entries[-1] = self.entries[-1], None
+            self.journal.end(entry, error)
+        if error is not None and ctrl_c(error) is not None and self.interrupted is not None:
+            line = self.interrupted.recover(error)  # after the cell's outcome: the rollback is a statement of its own
+            if line is not None:
+                print(line, file=sys.stderr)
 
     def journaled_file(self, run: Callable[..., Any], kind: str) -> Callable[..., Any]:
         """A runner of a file (%run, startup files, exec_files, PYTHONSTARTUP): record the file, then run it."""
@@ -150,7 +157,7 @@ def _is_ipython_own(path: str) -> bool:
     return os.path.realpath(path).startswith(os.path.realpath(os.path.dirname(IPython.__file__)) + os.sep)
 
 
-def _refusals_in_one_line(shell: Any, refusals: Refusals | None) -> None:
+def _refusals_in_one_line(shell: Any, refusals: Refusals | None, interrupted: Interrupted | None = None) -> None:
     """A refusal (read-only, destructive, sandbox; bare or wrapped by SQLAlchemy) or an audit failure
     inside a cell: one line, not the frames of SQLAlchemy and appshell. ``%tb`` shows the whole
     traceback: it asks for the last exception, where a failing cell shows the one it is handling.
@@ -167,6 +174,11 @@ def _refusals_in_one_line(shell: Any, refusals: Refusals | None) -> None:
             return show(exc_tuple, *args, **kwargs)
         if handling and isinstance(value, SandboxBroken):
             return None  # said once, when it was found (SANDBOX BROKEN / READ-ONLY LIFTED); the session ends
+        pressed = ctrl_c(value) if handling else None
+        if pressed is not None and interrupted is not None and interrupted.running:
+            return None  # Ctrl-C stopped a database statement: post_run_cell rolls back and says so in one line
+        if pressed is not None and pressed is not value:  # the task Ctrl-C cancelled: the operator pressed Ctrl-C, say that
+            return show((KeyboardInterrupt, pressed, pressed.__traceback__), *args, **kwargs)
         line = refusal_line(value, refusals) if handling else None
         if line is None:
             return show(exc_tuple, *args, **kwargs)
@@ -176,10 +188,10 @@ def _refusals_in_one_line(shell: Any, refusals: Refusals | None) -> None:
     shell.showtraceback = showtraceback
 
 
-def install_hooks(shell: Any, journal: Journal, refusals: Refusals | None = None) -> _Hooks:
-    hooks = _Hooks(journal)
+def install_hooks(shell: Any, journal: Journal, refusals: Refusals | None = None, interrupted: Interrupted | None = None) -> _Hooks:
+    hooks = _Hooks(journal, interrupted)
     hooks.shell = shell
-    _refusals_in_one_line(shell, refusals)
+    _refusals_in_one_line(shell, refusals, interrupted)
     shell.run_cell = hooks.wrap_run_cell(shell.run_cell)
     shell.events.register("post_run_cell", hooks.post_run_cell)
     shell.input_transformers_post.append(hooks.transform)
@@ -293,7 +305,7 @@ def _finish(coro: Any) -> Any:
     raise RuntimeError("a cell without await waited on something")
 
 
-def _app_class(journal: Journal, refusals: Refusals | None = None) -> Any:
+def _app_class(journal: Journal, refusals: Refusals | None = None, interrupted: Interrupted | None = None) -> Any:
     """TerminalIPythonApp whose configuration files and start-up code are journaled."""
     from IPython.core.application import ProfileAwareConfigLoader
     from IPython.terminal.ipapp import TerminalIPythonApp
@@ -320,7 +332,7 @@ def _app_class(journal: Journal, refusals: Refusals | None = None) -> Any:
 
         def init_shell(self) -> None:
             super().init_shell()
-            self.appshell_hooks = install_hooks(self.shell, journal, refusals)  # before extensions, startup files and exec_lines run
+            self.appshell_hooks = install_hooks(self.shell, journal, refusals, interrupted)  # before extensions, startup files and exec_lines run
 
         def init_code(self) -> None:
             super().init_code()
@@ -345,7 +357,7 @@ def run(shell_session: ShellSession) -> None:
         config.HistoryManager.enabled = False  # not the global ~/.ipython history either
     else:
         config.HistoryManager.hist_file = str(history)
-    app_class = _app_class(shell_session.journal, shell_session.refusals)
+    app_class = _app_class(shell_session.journal, shell_session.refusals, shell_session.interrupted)
     app = app_class.instance(config=config, user_ns=shell_session.namespace)
     try:
         app.initialize(argv=[])

@@ -10,6 +10,7 @@ from typing import Any
 from appshell import aio
 from appshell.errors import SandboxBroken
 from appshell.history import History
+from appshell.interrupted import Interrupted
 from appshell.journal import Journal
 from appshell.refusals import Refusals
 from appshell.shells import ShellSession, refusal_line, run_startup_file
@@ -20,11 +21,13 @@ __all__ = ["run", "JournaledConsole"]
 class JournaledConsole(code.InteractiveConsole):
     """An InteractiveConsole whose every complete input goes through the journal."""
 
-    def __init__(self, namespace: dict[str, Any], journal: Journal, refusals: Refusals | None = None) -> None:
+    def __init__(self, namespace: dict[str, Any], journal: Journal, refusals: Refusals | None = None,
+                 interrupted: Interrupted | None = None) -> None:
         super().__init__(namespace, filename="<console>")
         self.compile.compiler.flags |= aio.FLAGS  # top-level await, as `python -m asyncio` allows
         self.journal = journal
         self.refusals = refusals
+        self.interrupted = interrupted
         self._source = ""
 
     def runsource(self, source: str, filename: str = "<input>", symbol: str = "single") -> bool:
@@ -34,6 +37,8 @@ class JournaledConsole(code.InteractiveConsole):
     def runcode(self, code_obj: Any) -> None:
         if not self._source.strip():
             return  # an empty line: nothing to run, nothing to record
+        if self.interrupted is not None:
+            self.interrupted.start()
         try:
             with self.journal.statement(self._source):
                 aio.execute(code_obj, self.locals)
@@ -41,6 +46,8 @@ class JournaledConsole(code.InteractiveConsole):
             raise  # a broken sandbox stops the session at once
         except BaseException as exc:
             line = refusal_line(exc, self.refusals)  # the audit or a safety check refused: one line
+            if line is None and self.interrupted is not None:
+                line = self.interrupted.recover(exc)  # Ctrl-C stopped a database statement: rolled back, one line
             if line is not None:
                 print(line, file=sys.stderr)
             else:  # like the REPL: show the traceback and carry on (KeyboardInterrupt included)
@@ -88,6 +95,6 @@ def run(shell: ShellSession) -> None:
     save_history = _enable_readline(shell.namespace, shell.history)
     try:
         run_startup_file(shell)
-        JournaledConsole(shell.namespace, shell.journal, shell.refusals).interact(banner=shell.banner, exitmsg="")
+        JournaledConsole(shell.namespace, shell.journal, shell.refusals, shell.interrupted).interact(banner=shell.banner, exitmsg="")
     finally:
         save_history()

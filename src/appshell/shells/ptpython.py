@@ -19,6 +19,7 @@ from typing import Any
 
 from appshell import aio
 from appshell.errors import EXIT_AUDIT, SandboxBroken
+from appshell.interrupted import Interrupted
 from appshell.journal import Journal
 from appshell.refusals import Refusals
 from appshell.shells import ShellSession, refusal_line, run_startup_file
@@ -26,7 +27,8 @@ from appshell.shells import ShellSession, refusal_line, run_startup_file
 __all__ = ["run", "install_hooks"]
 
 
-def install_hooks(repl: Any, journal: Journal, broken: list[SandboxBroken] | None = None, refusals: Refusals | None = None) -> None:
+def install_hooks(repl: Any, journal: Journal, broken: list[SandboxBroken] | None = None, refusals: Refusals | None = None,
+                  interrupted: Interrupted | None = None) -> None:
     """Every input through the journal. A refusal prints one line; a broken sandbox ends the REPL
     (ptpython returns on SystemExit) and is kept in *broken* for the runner to raise."""
     ptpython_eval: Callable[[str], object] = repl.eval
@@ -60,7 +62,16 @@ def install_hooks(repl: Any, journal: Journal, broken: list[SandboxBroken] | Non
         print(line, file=sys.stderr)
         return True
 
+    def recovered(exc: KeyboardInterrupt) -> bool:
+        """Ctrl-C stopped a database statement: its transaction rolled back (recorded), said in one line."""
+        line = interrupted.recover(exc) if interrupted is not None else None
+        if line is not None:
+            print(line, file=sys.stderr)
+        return line is not None
+
     def eval(line: str) -> object:
+        if interrupted is not None:
+            interrupted.start()
         try:
             with journal.statement(line):
                 return plain_eval(line)
@@ -68,13 +79,23 @@ def install_hooks(repl: Any, journal: Journal, broken: list[SandboxBroken] | Non
             if not refused(exc):
                 raise
             return None
+        except KeyboardInterrupt as exc:
+            if not recovered(exc):
+                raise
+            return None
 
     async def eval_async(line: str) -> object:
+        if interrupted is not None:
+            interrupted.start()
         try:
             with journal.statement(line):
                 return await plain_eval_async(line)
         except Exception as exc:  # a refusal, bare or wrapped by SQLAlchemy: one line
             if not refused(exc):
+                raise
+            return None
+        except KeyboardInterrupt as exc:
+            if not recovered(exc):
                 raise
             return None
 
@@ -131,7 +152,7 @@ def run(shell_session: ShellSession) -> None:
     broken: list[SandboxBroken] = []
 
     def configure(repl: Any) -> None:
-        install_hooks(repl, shell_session.journal, broken, shell_session.refusals)
+        install_hooks(repl, shell_session.journal, broken, shell_session.refusals, shell_session.interrupted)
         store = repl.history.store_string
         repl.history.store_string = lambda line: store(history.redact(line))  # secrets masked before the disk
         repl.all_prompt_styles["appshell"] = LabelledPrompt()
