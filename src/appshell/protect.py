@@ -681,7 +681,10 @@ def report(profile: Profile, models: Iterable[type], metadata: Any = None, as_js
         return json.dumps({"profile": profile.name, "enabled": rules.enabled, "columns": [{"column": c, "why": w} for c, w in rows]})
     from appshell.render import table
 
-    if rules.enabled:
+    if rules.enabled and rules.column_grants:
+        state = ("the role sessions read with is declared to have no SELECT on them (protect.column_grants): ORM queries leave them out, "
+                 "the database refuses the rest — enforced where its grants hold (docs/safety.md)")
+    elif rules.enabled:
         state = ("masked in every output until unlock(reason), which is recorded: a guard against accidental exposure, "
                  "not enforcement — Python code in the session can read them (docs/safety.md)")
     else:
