@@ -11,11 +11,13 @@ What is protected is declared once, read from the places a team already states i
   their class name, so sqlalchemy-utils need not be installed;
 - and ``protect.exclude`` patterns take columns back out.
 
-Masking happens in this process, on what it shows a person: helper tables, reprs, history, the SQL
-echo's parameters, ``--json``. It is a guard against *accidental* exposure, not enforcement: the
-operator runs arbitrary Python as the app's user, and reading an attribute (``customer.email``)
-gives the real value, as the app's own code needs it. Only a database role without ``SELECT`` on
-the columns keeps them from a session (docs/safety.md).
+Masking happens in this process, on what it shows a person: helper tables, reprs, history (and,
+through :func:`mask_parameters` and :func:`mask_mapping`, the SQL echo's parameters and ``--json``,
+where those call them). It is a guard against *accidental* exposure, not enforcement: the operator
+runs arbitrary Python as the app's user, and reading an attribute (``customer.email``) gives the
+real value, as the app's own code needs it. Only a database role without ``SELECT`` on the columns
+keeps them from a session (``protect.column_grants``: :func:`leave_out`, :func:`prove_column_grants`,
+:class:`RoleSwitch`; docs/safety.md).
 
 Nothing here is computed at start-up: what a table protects is worked out the first time a table
 or a repr is drawn, and kept per table and per mapper.
