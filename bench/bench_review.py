@@ -19,6 +19,7 @@ OS page cache — and again on the same app (warm):
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import warnings
@@ -67,6 +68,7 @@ def main() -> None:
         started = time.perf_counter()
         build(log, records, k0)
         sessions = rebuild(log)
+        os.environ["APPSHELL_REVIEW_KEY_FILE"] = str(log.parent / "review.key")  # the review server's key, here
         reviews = FileReviews(reviews_path(log))
         for i in range(200):
             reviews.append(f"{sessions - 1 - i * 7:016x}", "bench", "reviewed" if i % 3 else "flagged", f"note {i}")

@@ -268,23 +268,22 @@ def scan_session(path: Path, session: str, offset: int, into: Session | None = N
         else:
             pos = offset
             f.seek(pos)
-        carry = b""
-        base = pos  # the file offset of carry's first byte
-        while True:
-            chunk = f.read(1 << 22)
-            if not chunk:
-                break
-            buf = carry + chunk
-            cut = buf.rfind(b"\n") + 1  # whole lines only; a partial last line waits for more (or is torn)
-            i = buf.find(key, 0, cut)
+        import mmap
+        import os
+
+        size = os.fstat(f.fileno()).st_size
+        if size <= pos:
+            return found.get(session), pos
+        with mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) as mm:  # found in the page cache, no copy
+            end = mm.rfind(b"\n", pos) + 1  # whole lines only; a partial last line waits for more (or is torn)
+            if stop is not None:  # the session's last line (known from a scan of the whole file): read to its end
+                end = min(end, mm.find(b"\n", max(stop, pos)) + 1 or end)
+            end = max(end, pos)
+            i = mm.find(key, pos, end)
             while i >= 0:
-                start, end = buf.rfind(b"\n", 0, i) + 1, buf.find(b"\n", i)
-                _add_if(found, session, buf[start:end], f"{path}@{base + start}")
-                i = buf.find(key, end, cut)
-            carry, base = buf[cut:], base + cut
-            if stop is not None and base > stop:
-                break  # the session's last line (known from a scan of the whole file) is read
-        end = base
+                start, stop_at = mm.rfind(b"\n", pos, i) + 1 or pos, mm.find(b"\n", i, end)
+                _add_if(found, session, mm[start:stop_at], f"{path}@{start}")
+                i = mm.find(key, stop_at, end)
     return found.get(session), end
 
 
