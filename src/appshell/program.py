@@ -132,8 +132,9 @@ def _exit_code(exc: SystemExit) -> int:
 
 
 def run_program(program: Program, namespace: dict[str, Any], journal: Journal, want_json: bool = False,
-                refusals: Refusals | None = None) -> int:
-    """Run the program in the namespace as Python would; returns the exit code."""
+                refusals: Callable[[], Refusals] | None = None) -> int:
+    """Run the program in the namespace as Python would; returns the exit code. *refusals* makes, on the
+    error path only, what says a refusal in one line (appshell.refusals)."""
     sys.argv = program.argv
     if program.mode == "script":
         namespace["__file__"] = program.filename
@@ -162,7 +163,7 @@ def run_program(program: Program, namespace: dict[str, Any], journal: Journal, w
     except Exception as exc:
         from appshell.refusals import Refusals  # the error path only
 
-        line = (refusals or Refusals()).line(exc)  # read-only, destructive, sandbox: one line, not SQLAlchemy's frames
+        line = (refusals() if refusals is not None else Refusals()).line(exc)  # read-only, destructive, sandbox: one line, not SQLAlchemy's frames
         if line is not None:
             print(line, file=sys.stderr)
         else:

@@ -13,7 +13,6 @@ path only.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from appshell.errors import AppshellError, Refused
@@ -84,15 +83,20 @@ def _is_wrapper(exc: BaseException) -> bool:
     return type(exc).__module__.startswith(_WRAPPERS) or isinstance(exc, (Refused, AppshellError))
 
 
-@dataclass(frozen=True)
 class Refusals:
-    """What a session's refusals are about, and how they are shown (built from the settings in session.py)."""
+    """What a session's refusals are about, and how they are shown (built from the settings in session.py).
 
-    read_only: bool = False
-    profile: str = ""
-    enforced: bool = False  # read-only by a role: the database answers "permission denied"
-    allow_write: bool = True
-    traceback: bool = False  # --traceback: every exception with its traceback, refusals included
+    A plain class, not a dataclass: this is imported on every session's start, and a dataclass costs ~1 ms to make."""
+
+    __slots__ = ("read_only", "profile", "enforced", "allow_write", "traceback")
+
+    def __init__(self, read_only: bool = False, profile: str = "", enforced: bool = False, allow_write: bool = True,
+                 traceback: bool = False) -> None:
+        self.read_only = read_only
+        self.profile = profile
+        self.enforced = enforced  # read-only by a role: the database answers "permission denied"
+        self.allow_write = allow_write
+        self.traceback = traceback  # --traceback: every exception with its traceback, refusals included
 
     def line(self, exc: BaseException) -> str | None:
         """The one line that stands for *exc*, if it is a refusal (appshell's, or the database's in a read-only

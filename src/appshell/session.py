@@ -169,16 +169,13 @@ def run_session(settings: Settings, program: Program | None, options: Options) -
         journal.attach(ctx.engine)
         nested.watch(journal)
         namespace = build_namespace(ctx, settings, journal, {"echo_sql": echo.helper()})
-        from appshell.refusals import Refusals
-
-        refusals = Refusals.of(settings, traceback=options.traceback)
         if program is not None:
             from appshell.program import run_program
 
-            code = run_program(program, namespace, journal, want_json=options.json, refusals=refusals)
+            code = run_program(program, namespace, journal, want_json=options.json, refusals=lambda: _refusals(settings, options))
         else:
             code = _interactive(settings, ctx, namespace, journal, shell_name or "python", options.quiet, release, parity, auditor.redact,
-                                refusals)
+                                _refusals(settings, options))
         return code
     except BaseException as exc:
         failure = exc
@@ -215,6 +212,13 @@ def run_session(settings: Settings, program: Program | None, options: Options) -
                     auditor.end("sandbox_broken" if sandbox is not None and sandbox.broken else end_status(code, failure))
         if sandbox is not None and sandbox.broken is not None and type(failure) is not type(sandbox.broken):
             raise sandbox.broken  # exit 3, whatever the program did with the exception (SandboxBroken)
+
+
+def _refusals(settings: Settings, options: Options) -> Refusals:
+    """How refusals are shown: made where one is, for a program (not on -c's start-up path)."""
+    from appshell.refusals import Refusals
+
+    return Refusals.of(settings, traceback=options.traceback)
 
 
 # True in the `appshell` process itself (cli.entry), which ends with os._exit right after the
