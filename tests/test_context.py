@@ -14,7 +14,7 @@ from conftest import run
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
 CORE = ["session", "engine", "metadata", "settings", "sql", "count", "find", "where", "first", "show",
-        "describe", "explain", "commit", "rollback", "audit_log", "helpers"]
+        "describe", "explain", "commit", "rollback", "audit_log", "helpers", "unlock", "lock"]
 
 
 def names(cwd: Path, env: dict[str, str], *args: str) -> list[str]:
@@ -135,7 +135,7 @@ def test_helpers_listing_has_one_line_docs(shop: Path) -> None:
     result = run(["-c", "helpers()"], cwd=shop)
     for name in CORE[4:]:
         assert f"│ {name}(" in result.stdout, name
-    assert "(13 rows)" in result.stdout and "│ echo_sql(on=True)" in result.stdout
+    assert "(15 rows)" in result.stdout and "│ echo_sql(on=True)" in result.stdout
 
 
 def test_dotenv_feeds_the_app_config(shop: Path, tmp_path: Path) -> None:
