@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Result, leave, library_on, run, spawn_shell
+from test_safety_role import pg_role  # noqa: F401 - a fixture: a role with SELECT rights only
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
@@ -192,3 +193,40 @@ def test_sandbox_broken_is_said_once_in_each_shell(app_dir: Callable[[str], Path
     child.close()
     assert child.exitstatus == 3
     assert str(child.before).count("SANDBOX BROKEN") == 1, child.before
+
+
+def test_a_read_only_role_refusal_is_one_line(app_dir: Callable[[str], Path], pg_url: str, pg_role: str) -> None:
+    root, env = library_on(app_dir, pg_url)
+    (root / "profiles").mkdir()
+    (root / "profiles" / "development.toml").write_text('[database]\nread_only = true\nread_only_url_env = "DATABASE_URL_READONLY"\n')
+    line = _one_line(run(["-c", RAW], cwd=root, env={**env, "DATABASE_URL_READONLY": pg_role}), "a read-only role", "--write")
+    assert "the database refused `delete from books`" in line
+
+
+class _DriverError(Exception):
+    """A driver's error, as psycopg (sqlstate) and pymysql (args: number, message) carry their codes."""
+
+    def __init__(self, *args: object, sqlstate: str | None = None) -> None:
+        super().__init__(*args)
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize(("error", "enforced", "says"), [
+    (_DriverError("cannot execute DELETE in a read-only transaction", sqlstate="25006"), False, "its transaction is aborted"),
+    (_DriverError("permission denied for table books", sqlstate="42501"), True, "a read-only role"),
+    (_DriverError("permission denied for table books", sqlstate="42501"), False, None),  # the app's own user lacks a grant
+    (_DriverError(1792, "Cannot execute statement in a READ ONLY transaction", sqlstate="25006"), False, "READ ONLY transaction"),
+    (_DriverError(1142, "DELETE command denied to user 'ro'", sqlstate="42000"), True, "command denied"),
+    (_DriverError("no such table: books"), False, None),
+], ids=["pg-read-only", "pg-role", "pg-grant", "mysql-read-only", "mysql-role", "other"])
+def test_the_databases_refusals(error: Exception, enforced: bool, says: str | None) -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    from appshell.refusals import Refusals
+
+    wrapped = DBAPIError.instance("delete from books", {}, error, _DriverError)
+    line = Refusals(read_only=True, profile="p", enforced=enforced).line(wrapped)
+    assert (line is None) == (says is None), line
+    if says is not None:
+        assert line is not None and says in line and "`delete from books`" in line and "--write" in line
+    assert Refusals(read_only=False).line(wrapped) is None  # a read-write session: the database's error, as it is
