@@ -134,3 +134,28 @@ def test_a_production_terminal_session_masks_and_unlocks(shop: Path) -> None:
     leave(child)
     records = audit_records(shop / ".appshell" / "audit.jsonl")
     assert [r["reason"] for r in records if r.get("kind") == "sensitive_access"] == ["INC-42: customer asked for a copy of their data"]
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("shell, file", [("ipython", "ipython.sqlite"), ("ptpython", "ptpython"), ("python", "python")])
+def test_history_keeps_the_strings_given_for_protected_columns_masked(shop: Path, shell: str, file: str) -> None:
+    import sqlite3
+
+    child = spawn_shell(shop, "--shell", shell, "-q", *PRODUCTION)
+    child.expect(r"\[shop PRODUCTION\]")
+    child.sendline(f"print('found', count(Customer, email='{REAL}'))")
+    child.expect("found 1")  # the filter used the real value
+    child.expect(r"\[shop PRODUCTION\]")
+    leave(child)
+    path = shop / ".appshell" / "history" / file
+    if shell == "ipython":
+        with sqlite3.connect(path) as conn:
+            text = "\n".join(row[0] for row in conn.execute("select source_raw from history"))
+    else:
+        text = path.read_text()
+    assert f"count(Customer, email='{MASKED}')" in text and REAL not in text, text
+
+
+def test_audit_log_shows_the_typed_values_masked(shop: Path) -> None:
+    out = session(shop, f"count(Customer, email='{REAL}')\nshow(audit_log())")
+    assert f"count(Customer, email='{MASKED}')" in out and REAL not in out

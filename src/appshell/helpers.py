@@ -224,8 +224,9 @@ def make_helpers(ctx: AppContext, journal: Journal) -> dict[str, Callable[..., A
 
     def audit_log() -> Rows:
         """This session's statements: number, status, duration, source."""
+        shown = _masking_source()  # strings given for protected columns, masked as the history keeps them
         return Rows(
-            {"n": e.n, "status": e.status, "ms": e.duration_ms, "sql": len(e.sql), "source": e.source.strip()}
+            {"n": e.n, "status": e.status, "ms": e.duration_ms, "sql": len(e.sql), "source": shown(e.source.strip())}
             for e in journal.entries
         )
 
@@ -242,6 +243,13 @@ def make_helpers(ctx: AppContext, journal: Journal) -> dict[str, Callable[..., A
         found = {name: _in_greenlet(func) for name, func in found.items()}
     found["helpers"] = helpers
     return found
+
+
+def _masking_source() -> Callable[[str], str]:
+    import sys
+
+    protect = sys.modules.get("appshell.protect")  # imported where the session protects data
+    return protect.mask_source if protect is not None and protect.active() is not None else str
 
 
 def _in_greenlet(func: Callable[..., Any]) -> Callable[..., Any]:
