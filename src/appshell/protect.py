@@ -700,11 +700,10 @@ def report(profile: Profile, models: Iterable[type], metadata: Any = None, as_js
 def _refused(exc: BaseException) -> bool:
     """The database refused for want of a privilege (PostgreSQL 42501; MySQL/MariaDB 1142, 1143)."""
     orig = getattr(exc, "orig", None)
-    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-    if code is not None:
-        return str(code) == "42501"
     args: tuple[Any, ...] = tuple(getattr(orig, "args", ()))
-    return bool(args) and args[0] in (1142, 1143)
+    if args and isinstance(args[0], int):  # MySQL/MariaDB drivers: (errno, message)
+        return args[0] in (1142, 1143)
+    return str(getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)) == "42501"
 
 
 def prove_column_grants(url: str, columns: Sequence[str]) -> tuple[bool | None, str]:
