@@ -142,3 +142,19 @@ def test_ctrl_c_outside_a_query_keeps_the_pending_changes(app_dir: Callable[[str
     child.expect("kept 1")
     child.expect(PROMPT)
     leave(child)
+
+
+def test_ctrl_c_on_a_connection_of_ones_own_says_whose_it_was(app_dir: Callable[[str], Path], sqlite_url: str) -> None:
+    """The session's rollback() cannot end a transaction on the operator's own connection: the line does not claim it did."""
+    root, env = library_on(app_dir, sqlite_url)
+    child = spawn_shell(root, "--shell", "python", "-q", env=env)
+    child.expect(PROMPT)
+    child.sendline("conn = engine.connect()")
+    child.expect(PROMPT)
+    _interrupt(child, LONG["sqlite"].replace("sql(", "conn.execute(text(") + ")")
+    child.expect(r"KeyboardInterrupt: the database statement was interrupted; it ran on a connection of your own", timeout=15)
+    child.expect(PROMPT)
+    child.sendline("conn.rollback(); conn.close(); print('after', count(Book))")
+    child.expect("after 2")
+    child.expect(PROMPT)
+    leave(child)

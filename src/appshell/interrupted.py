@@ -42,6 +42,7 @@ class Interrupted:
         self.rollback = rollback  # the session's rollback() helper, as it was before the operator's code ran
         self.sandbox = sandbox
         self.running = False  # a statement was sent and has not come back
+        self.conn: Any = None  # the SQLAlchemy Connection it was sent on
         self.closed = False  # SQLAlchemy closed the interrupted statement's connection: the database ended its transaction
         self._thread = threading.get_ident()
 
@@ -56,13 +57,13 @@ class Interrupted:
     def _here(self) -> bool:
         return threading.get_ident() == self._thread  # a thread the operator started is not the statement at the prompt
 
-    def _before(self, *args: Any) -> None:
+    def _before(self, conn: Any, *args: Any) -> None:
         if self._here():
-            self.running = True
+            self.running, self.conn = True, conn
 
     def _after(self, *args: Any) -> None:
         if self._here():
-            self.running = False
+            self.running, self.conn = False, None
 
     def _closed(self, *args: Any) -> None:
         if self._here() and self.running:
@@ -90,15 +91,15 @@ class Interrupted:
 
     def start(self) -> None:
         """A new input: whatever an earlier one left unfinished (a failed statement) is not this one's."""
-        self.running = False
-        self.closed = False
+        self.running, self.closed, self.conn = False, False, None
 
     def recover(self, exc: BaseException) -> str | None:
         """After *exc*: where it is a Ctrl-C that stopped a database statement, roll the session back
         (recorded) and return the line to show; None where there is nothing to undo."""
         if ctrl_c(exc) is None or not self.running:
             return None
-        closed, self.running, self.closed = self.closed, False, False
+        closed, conn = self.closed, self.conn
+        self.running, self.closed, self.conn = False, False, None
         from appshell.journal import outcome_of
 
         try:
@@ -109,9 +110,21 @@ class Interrupted:
         except Exception as error:  # noqa: BLE001 - said in the line; the operator can retry
             return (f"KeyboardInterrupt: the database statement was interrupted; appshell's rollback() of its transaction failed "
                     f"({outcome_of(error)[1]}) — call rollback()")
+        if conn is not None and _still_open(conn):  # not the session's: the operator's own Session or connection ran it
+            return ("KeyboardInterrupt: the database statement was interrupted; it ran on a connection of your own, not the "
+                    "session's (rolled back): roll that one back")
         if closed:  # the database ended the transaction with the connection: the sandbox's too
             lost = "the sandbox's changes so far too" if self.sandbox else "uncommitted changes are gone"
             return (f"KeyboardInterrupt: the database statement was interrupted; its transaction was rolled back "
                     f"(SQLAlchemy closed its connection: {lost})")
         kept = "to the sandbox's last commit()" if self.sandbox else "(uncommitted changes are gone)"
         return f"KeyboardInterrupt: the database statement was interrupted; its transaction was rolled back {kept}"
+
+
+def _still_open(conn: Any) -> bool:
+    """Whether the interrupted statement's Connection still holds its transaction after the session's rollback
+    (the session's own are closed by it)."""
+    try:
+        return not conn.closed and bool(conn.in_transaction())
+    except Exception:  # noqa: BLE001 - a state we cannot read: the session's rollback ran, which is what we know
+        return False
