@@ -159,3 +159,20 @@ def test_history_keeps_the_strings_given_for_protected_columns_masked(shop: Path
 def test_audit_log_shows_the_typed_values_masked(shop: Path) -> None:
     out = session(shop, f"count(Customer, email='{REAL}')\nshow(audit_log())")
     assert f"count(Customer, email='{MASKED}')" in out and REAL not in out
+
+
+def test_a_changed_object_is_never_written_with_its_masks(shop: Path) -> None:
+    """The app's own repr runs with the masks in place of the values: never on an object with changes
+    a flush would write (appshell's own repr then), and never with autoflush on."""
+    code = "\n".join([
+        "c = find(Customer, 1); c.name = 'Renamed Customer'",
+        "print(repr(c))",
+        "print(c.orders[0].customer is c)",  # a lazy load: autoflush writes the change, not a mask
+        "print(tuple(sql('SELECT name, email FROM customers WHERE id = 1')[0])); unlock('INC-9: check what was written'); "
+        "print(tuple(sql('SELECT name, email FROM customers WHERE id = 1')[0]))",
+    ])
+    result = run(["--profile", "production", "--reason", "INC-9 rename", "--write", "-c", code], cwd=shop)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "<Customer id=1 email='c***@e***.com' name='R***************' country='FR'>"  # appshell's repr: the object changed
+    assert lines[-1] == "('Renamed Customer', 'customer1@example.com')"

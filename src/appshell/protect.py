@@ -25,6 +25,7 @@ or a repr is drawn, and kept per table and per mapper.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -444,10 +445,10 @@ def origins_of(statement: Any) -> list[Any] | None:
 def scrub_repr(obj: Any, own: Callable[[Any], str]) -> str:
     """An app's own ``__repr__`` of *obj* (*own*), the protected values it shows masked.
 
-    The repr runs with the masks of the loaded protected strings in the object's ``__dict__`` (put
-    back at once, bypassing SQLAlchemy's events: nothing is marked changed), so it shows them where it
-    would show the values; a repr that cannot run so, and any other protected value (a date, a number),
-    is masked in its output, by the value's text."""
+    The repr runs with the masks of the loaded protected values in the object's ``__dict__`` (put
+    back at once, bypassing SQLAlchemy's events: nothing is marked changed), so it shows the masks
+    where it would show the values. A repr that cannot run so (it does arithmetic on a masked
+    number, or reads a column the session's role may not read) gives way to appshell's own."""
     protection = _active
     from appshell.render import orm_state
 
@@ -457,28 +458,23 @@ def scrub_repr(obj: Any, own: Callable[[Any], str]) -> str:
     assert protection is not None
     loaded = state.dict
     hidden = [k for k, d in protection.mapper(state.mapper).items() if loaded.get(k) is not None and protection.hides(d)]
+    from appshell.reprs import mapped_repr
+
+    if not hidden and not protection.rules.column_grants:
+        return own(obj)
+    session = state.session
+    if session is not None and state.modified:
+        return mapped_repr(obj)  # a flush while the masks stand in would write them: no swap on a changed object
     saved = {k: loaded[k] for k in hidden}
-    swapped = [k for k in hidden if isinstance(saved[k], str)]
     try:
-        loaded.update((k, mask(saved[k])) for k in swapped)
-        text: str | None = own(obj)
-    except Exception:  # noqa: BLE001 - it needs the real value: its output is masked instead
-        text = None
+        with session.no_autoflush if session is not None else contextlib.nullcontext():  # a lazy load in the repr flushes nothing
+            loaded.update((k, mask(saved[k])) for k in hidden)
+            return own(obj)
+    except Exception:  # noqa: BLE001 - a repr must not raise: appshell's own, which masks by itself
+        loaded.update(saved)
+        return mapped_repr(obj)
     finally:
         loaded.update(saved)
-    if text is None:
-        try:
-            text, swapped = own(obj), []
-        except Exception:  # noqa: BLE001 - it reads a column the session's role may not read (column grants)
-            from appshell.reprs import mapped_repr
-
-            return mapped_repr(obj)
-    for key in hidden:
-        value = saved[key]
-        shown = value if isinstance(value, str) else str(value)
-        if key not in swapped and not isinstance(value, bool) and len(shown) >= 3:  # shorter: it would mask letters of everything
-            text = text.replace(shown, str(mask(value)))
-    return text
 
 
 def mask_source(text: str) -> str:
