@@ -145,19 +145,25 @@ class Session:
 
         A result with no statement before it gets a block of its own (statement ``{}``)."""
         out: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
-        open_: dict[Any, int] = {}
+        open_: dict[tuple[Any, bool], int] = {}  # (n, chained): a chained result answers a chained statement first
         for r in self.records:
             event = r.get("event")
             if event == "statement":
-                open_[r.get("n")] = len(out)
+                open_[(r.get("n"), _chained(r))] = len(out)
                 out.append((r, []))
             elif event == "result":
-                at = open_.pop(r.get("n"), None)
+                n, chained = r.get("n"), _chained(r)
+                at = open_.pop((n, chained), None)
+                if at is None:
+                    at = open_.pop((n, not chained), None)
                 if at is None:
                     out.append(({}, [r]))
                 else:
                     out[at][1].append(r)
         return out
+
+    def statement_count(self) -> int:
+        return sum(1 for r in self.records if r.get("event") == "statement")
 
     def sensitive(self) -> int:
         return sum(1 for r in self.records if r.get("event") == "sensitive_access")
@@ -356,7 +362,7 @@ def render_tail(log: Log, count: int = 10) -> str:
 
     rows = [
         [printable(c) for c in (s.id, str(s.start.get("ts", "?"))[:19].replace("T", " "), _who(s), s.start.get("profile", "?"),
-                                s.start.get("mode", "?"), len(s.blocks()), s.status, ", ".join(_marks(s)), s.start.get("reason") or "")]
+                                s.start.get("mode", "?"), s.statement_count(), s.status, ", ".join(_marks(s)), s.start.get("reason") or "")]
         for s in tail_sessions(log, count)
     ]
     return table(["session", "started (UTC)", "who", "profile", "mode", "stmts", "status", "marks", "reason"], rows)
@@ -365,7 +371,7 @@ def render_tail(log: Log, count: int = 10) -> str:
 def _tail_row(s: Session) -> dict[str, Any]:
     return {"session": s.id, "started": s.start.get("ts"), "user": s.start.get("user"), "real_user": s.start.get("real_user"),
             "host": s.start.get("host"), "profile": s.start.get("profile"), "mode": s.start.get("mode"), "reason": s.start.get("reason"),
-            "statements": len(s.blocks()), "status": s.status, "ended": s.end is not None, "sandbox": bool(s.start.get("sandbox")),
+            "statements": s.statement_count(), "status": s.status, "ended": s.end is not None, "sandbox": bool(s.start.get("sandbox")),
             "read_only": bool(s.start.get("read_only")), "wrote": wrote_of(s), "errors": errors_of(s), "sensitive": s.sensitive(),
             "flags": s.flags()}
 
@@ -382,8 +388,10 @@ def session_json(s: Session) -> str:
                       indent=1, ensure_ascii=True)
 
 
-def _wrapped(text: str, indent: str, width: int) -> list[str]:
-    """*text*'s lines, each control character escaped, wrapped to *width* with *indent* (whole words where they fit)."""
+def _wrapped(text: str, indent: str, width: int, exact: bool = False) -> list[str]:
+    """*text*'s lines, each control character escaped, wrapped to *width* with *indent* (whole words where they fit).
+
+    *exact*: every space kept where a line breaks (source, SQL: joined again, they are the text)."""
     import textwrap
 
     out = []
@@ -394,7 +402,7 @@ def _wrapped(text: str, indent: str, width: int) -> list[str]:
             out.append(indent.rstrip())
             continue
         lead = len(shown) - len(shown.lstrip(" "))
-        parts = textwrap.wrap(shown, room, break_long_words=True, break_on_hyphens=False, drop_whitespace=False,
+        parts = textwrap.wrap(shown, room, break_long_words=True, break_on_hyphens=False, drop_whitespace=not exact,
                               subsequent_indent=" " * min(lead, room // 2), replace_whitespace=False) or [""]
         out.extend(indent + p.rstrip() for p in parts)
     return out
@@ -442,17 +450,17 @@ def render_session(log: Log, prefix: str) -> str | None:
             for field_, digest in (masked.items() if isinstance(masked, dict) else []):
                 out.extend(_wrapped(f"{field_} masked by a pattern; sha256 of it as run: {digest}", "  ", width))
         if st:
-            out.extend(_wrapped(str(st.get("source") or ""), "  │ ", width))
+            out.extend(_wrapped(str(st.get("source") or ""), "  │ ", width, exact=True))
         for r in results:
             sql = r.get("sql") or []
             if sql:
                 out.append(f"  sql ({len(sql)}):")
                 for i, q in enumerate(sql, 1):
-                    out.extend(_wrapped(f"{i}. {q}", "    ", width))
+                    out.extend(_wrapped(f"{i}. {q}", "    ", width, exact=True))
             if r.get("error"):
                 out.append("  error:")
                 out.extend(_wrapped(str(r["error"]), "    ", width))
-    out.append(f"{len(s.blocks())} statement(s)")
+    out.append(f"{s.statement_count()} statement(s)")
     if s.end:
         out.extend(_wrapped(f"ended {s.end.get('ts')}  status {s.end.get('status')}", "", width))
     else:
