@@ -240,3 +240,48 @@ def test_credentials_appshell_read_are_masked_without_a_digest(shop: Path, tmp_p
     run(["--audit-log", str(log), "-c", code], cwd=shop, env={"SHOP_API_TOKEN": "tok-abcdef123"})
     statement = next(r for r in records(log) if r["event"] == "statement")
     assert "tok-abcdef123" not in statement["source"] and "redacted" not in statement
+
+
+def test_verify_never_steps_to_a_forged_epoch(shop: Path, tmp_path: Path) -> None:
+    """Neither a forged record nor a forged sealing state makes verify step the key 10^12 times."""
+    from appshell.audit.seal import SealState, state_path
+
+    log = tmp_path / "audit.jsonl"
+    key = init(shop, log)
+    run(["--audit-log", str(log), "-c", "1"], cwd=shop)
+    state = SealState.read(state_path(log))
+    state_path(log).write_bytes(SealState(10**12, state.key, 10**12, state.hash, state.fingerprint).dump())
+    began = time.monotonic()
+    result = run(["audit", "verify", "--log", str(log), "--key", key], cwd=shop)
+    assert result.exit_code == 3 and "not checked (over 10,000,000 key steps)" in result.stderr, result.output
+    _forge_epoch(log)
+    result = run(["audit", "verify", "--log", str(log), "--key", key], cwd=shop)
+    assert result.exit_code == 3 and "sealed with epoch 1000000000000" in result.stderr, result.output
+    assert time.monotonic() - began < 20
+
+
+def test_the_review_page_never_steps_to_a_forged_epoch(shop: Path, tmp_path: Path) -> None:
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient
+
+    from appshell.review_web.app import create_app
+    from appshell.review_web.cli import build_config, parser
+
+    log = tmp_path / "audit.jsonl"
+    key = init(shop, log)
+    run(["--audit-log", str(log), "-c", "1"], cwd=shop)
+    sid = records(log)[0]["session"]
+    last = records(log)[-1]
+    forged = {**last, "seq": last["seq"] + 1, "prev": last["hash"], "epoch": 10**12, "mac": "0" * 64}
+    forged.pop("hash")
+    forged["hash"] = digest(forged)
+    with log.open("ab") as f:
+        f.write(canonical(forged) + b"\n")
+    token = "alice-token-0123456789"
+    config = build_config(parser().parse_args(["--log", str(log), "--key", key]),
+                          {"APPSHELL_REVIEW_TOKENS": f"alice:{token}", "APPSHELL_REVIEW_KEY_FILE": str(tmp_path / "review.key")})
+    began = time.monotonic()
+    app = create_app(config)  # warms in the background, deriving keys up to the newest record
+    page = TestClient(app).get(f"/session/{sid}", headers={"Authorization": f"Bearer {token}"}).text
+    assert "beyond its seq — forged" in page
+    assert time.monotonic() - began < 20

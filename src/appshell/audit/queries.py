@@ -587,6 +587,8 @@ def _verify_file_segment(path: Path, session: Session, offset: int, ladder: KeyL
             if "mac" in record and isinstance(record.get("epoch"), int):
                 sealed += 1
                 if ladder is not None:
+                    if not record["epoch"] < record["seq"]:  # one epoch a sealed record: never a hang on a forged one
+                        return ChainState("broken", f"broken at {where}: sealed with epoch {record['epoch']}, beyond its seq — forged")
                     if not hmac.compare_digest(record_mac(ladder.key(record["epoch"]), record), str(record["mac"])):
                         return ChainState("broken", f"broken at {where}: MAC mismatch — not sealed by the key of its epoch: forged or edited")
             else:

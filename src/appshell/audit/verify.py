@@ -273,6 +273,9 @@ class _Walk:
             return
         if state.epoch < expected:
             raise _Broken(f"the sealing state {state_file} is at epoch {state.epoch}, behind the log's last record — restored from an old copy?")
+        if state.epoch - expected > MAX_STEPS:  # never a hang on a forged state (issue 22 item 11)
+            raise _Broken(f"the sealing state {state_file} claims {state.epoch - expected:,} sealed record(s) after {self.last_where}: "
+                          f"not checked (over {MAX_STEPS:,} key steps) — a forged state, or a log cut by that much")
         key = self.key or b""
         for _ in range(state.epoch - expected):
             key = evolve(key)
@@ -321,12 +324,15 @@ def _check_checkpoint(files: list[Path], start: Checkpoint) -> None:
             return
 
 
+MAX_STEPS = 10_000_000  # key steps verify takes to reach a sealing state's epoch (~10 s): more is refused, not hung on
 PARALLEL_MIN = 64 << 20  # files at least this big are first checked by one process per CPU
 
 
 def _range_worker(args: tuple[str, int, int, str, int, int | None, str | None]) -> tuple[Any, ...] | None:
     """The fast path over the lines in [begin, end) of a file, from the given chain state; None on any doubt."""
     name, begin, end, prev, seq, epoch, key0 = args
+    if epoch is not None and epoch > seq:
+        return None  # a record's epoch never exceeds its seq: a forged one; the line-by-line walk names it, without stepping to it
     k0 = bytes.fromhex(key0) if key0 is not None else None
     walk = _Walk(k0, None)
     walk.prev, walk.seq, walk.epoch = prev, seq, epoch

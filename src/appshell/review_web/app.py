@@ -167,8 +167,8 @@ class State:
                 last, _, _ = read_tail(fd, os.fstat(fd).st_size)
             finally:
                 os.close(fd)
-            if last is not None and isinstance(last.get("epoch"), int):
-                self.ladder.key(last["epoch"])
+            if last is not None and isinstance(last.get("epoch"), int) and last["epoch"] < int(last.get("seq") or 0):
+                self.ladder.key(last["epoch"])  # (a forged epoch beyond its seq is not stepped to: never a hang)
         self.catalog.warm()
 
     def render(self, name: str, **context: Any) -> str:
