@@ -176,3 +176,19 @@ def test_a_changed_object_is_never_written_with_its_masks(shop: Path) -> None:
     lines = result.stdout.splitlines()
     assert lines[0] == "<Customer id=1 email='c***@e***.com' name='R***************' country='FR'>"  # appshell's repr: the object changed
     assert lines[-1] == "('Renamed Customer', 'customer1@example.com')"
+
+
+def test_the_sql_echo_masks_the_parameters_bound_to_protected_columns(shop: Path) -> None:
+    result = run([*PRODUCTION, "--echo-sql", "-c", f"print(count(Customer, email='{REAL}'))"], cwd=shop)
+    assert result.exit_code == 0, result.output
+    assert "-- parameters:" in result.stderr and REAL not in result.stderr and MASKED in result.stderr, result.stderr
+
+
+def test_doctor_says_how_protected_data_holds(shop: Path) -> None:
+    import json
+
+    result = run([*PRODUCTION, "doctor", "--json"], cwd=shop)
+    checks = {c["check"]: (c["status"], c["detail"]) for c in json.loads(result.stdout)["checks"]}
+    assert checks["protected data"] == ("WARN", "SQLite has no column grants: protected data is masked in Python only (guarded)")
+    development = run(["doctor", "--json"], cwd=shop)
+    assert "protected data" not in {c["check"] for c in json.loads(development.stdout)["checks"]}  # nothing protected: no row

@@ -676,7 +676,9 @@ class SqlEcho:
         where = _operator_line()
         shown = f"-- SQL{f' from {where}' if where else ''}\n{text}"
         if parameters:
-            shown += f"\n-- parameters: {parameters!r}"
+            from appshell.protect import mask_parameters
+
+            shown += f"\n-- parameters: {mask_parameters(parameters, context)!r}"  # protected columns' values masked
         print(shown, file=sys.stderr)
         if context is not None:
             context._appshell_started = time.perf_counter()

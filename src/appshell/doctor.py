@@ -314,6 +314,13 @@ def _probe_sink(kind: str, settings: Settings, database_url: str) -> str:
     return f"{address} reachable"
 
 
+def _protected(settings: Settings, ctx: AppContext) -> Iterator[Row]:
+    """Can the role a session reads with read the protected columns? (appshell.protect: enforced or guarded)"""
+    from appshell.protect import doctor_rows
+
+    yield from doctor_rows(settings, ctx)
+
+
 def _session(ctx: AppContext) -> Iterator[Row]:
     """A real query through the session the shell hands out (an app's unbound factory is caught here, not at
     the operator's first query); a WARN where appshell made its own engine beside the app's."""
@@ -373,6 +380,7 @@ def run_doctor(settings: Settings, as_json: bool) -> int:
             rows += _guarded("database", _app_io(lambda: _database(ctx, settings)))
             rows += _guarded("session", _app_io(lambda: _session(ctx)))
             rows += _guarded("role powers", _app_io(lambda: _powers(ctx)))
+            rows += _guarded("protected data", _app_io(lambda: _protected(settings, ctx)))
             rows += _guarded("migrations", _app_io(lambda: check_migrations(ctx, settings)))
         finally:
             from appshell import aio
