@@ -43,7 +43,7 @@ class Interrupted:
         self.sandbox = sandbox
         self.running = False  # a statement was sent and has not come back
         self.conn: Any = None  # the SQLAlchemy Connection it was sent on
-        self.closed = False  # SQLAlchemy closed the interrupted statement's connection: the database ended its transaction
+        self.closed = False  # SQLAlchemy closed the statement's connection: the database ended its transaction
         self._thread = threading.get_ident()
 
     def install(self) -> None:
@@ -83,7 +83,9 @@ class Interrupted:
         try:
             from psycopg.pq import TransactionStatus
 
-            whole = raw.info.transaction_status in (TransactionStatus.INERROR, TransactionStatus.INTRANS, TransactionStatus.IDLE)
+            # Not ACTIVE (a result still coming) nor UNKNOWN (the connection is broken).
+            idle = (TransactionStatus.INERROR, TransactionStatus.INTRANS, TransactionStatus.IDLE)
+            whole = raw.info.transaction_status in idle
         except Exception:  # noqa: BLE001 - not what we know: leave SQLAlchemy's choice
             return
         if whole:
@@ -106,13 +108,14 @@ class Interrupted:
             with self.journal.statement(ROLLBACK_SOURCE, kind="rollback"):
                 self.rollback()
         except KeyboardInterrupt:
-            return "KeyboardInterrupt: the database statement was interrupted; so was appshell's rollback() of its transaction — call rollback()"
+            return ("KeyboardInterrupt: the database statement was interrupted; so was appshell's rollback() of its "
+                    "transaction — call rollback()")
         except Exception as error:  # noqa: BLE001 - said in the line; the operator can retry
-            return (f"KeyboardInterrupt: the database statement was interrupted; appshell's rollback() of its transaction failed "
-                    f"({outcome_of(error)[1]}) — call rollback()")
+            return (f"KeyboardInterrupt: the database statement was interrupted; appshell's rollback() of its "
+                    f"transaction failed ({outcome_of(error)[1]}) — call rollback()")
         if conn is not None and _still_open(conn):  # not the session's: the operator's own Session or connection ran it
-            return ("KeyboardInterrupt: the database statement was interrupted; it ran on a connection of your own, not the "
-                    "session's (rolled back): roll that one back")
+            return ("KeyboardInterrupt: the database statement was interrupted; it ran on a connection of your own, "
+                    "not the session's (rolled back): roll that one back")
         if closed:  # the database ended the transaction with the connection: the sandbox's too
             lost = "the sandbox's changes so far too" if self.sandbox else "uncommitted changes are gone"
             return (f"KeyboardInterrupt: the database statement was interrupted; its transaction was rolled back "

@@ -86,14 +86,14 @@ class _Converter:
             return self._sorted(value)
         if isinstance(value, Iterable) and not isinstance(value, type):  # lists, tuples, where() results, generators
             return [self.convert(v) for v in value]
-        if hasattr(value, "__aiter__") and not isinstance(value, type):  # an awaited stream: AsyncResult, AsyncScalarResult
+        if hasattr(value, "__aiter__") and not isinstance(value, type):  # an awaited stream: AsyncResult and the like
             from appshell import aio
 
             return [self.convert(v) for v in aio.run(_collect(value))]
         return str(value)
 
     def _sorted(self, members: Any) -> list[Any]:
-        """A set's members in a stable order: by value where they compare (Decimals as numbers), else by their JSON text."""
+        """A set's members in a stable order: by value where they compare (Decimals as numbers), else by JSON text."""
         try:
             return [self.convert(v) for v in sorted(members)]
         except TypeError:

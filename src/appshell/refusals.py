@@ -23,7 +23,8 @@ _PG_READ_ONLY, _PG_DENIED = "25006", "42501"  # read_only_sql_transaction, insuf
 _MYSQL_READ_ONLY = 1792  # ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION
 _MYSQL_DENIED = frozenset({1142, 1143, 1044, 1227})  # table/column/database command denied, needs a privilege
 _SQLITE_READONLY = 8  # SQLITE_READONLY; extended codes keep it in the low byte
-_WRAPPERS = ("sqlalchemy.", "greenlet", "appshell.", "asyncio.", "concurrent.")  # whose exceptions only carry another one
+# Modules whose exceptions only carry another one (the user's own exceptions come from elsewhere).
+_WRAPPERS = ("sqlalchemy.", "greenlet", "appshell.", "asyncio.", "concurrent.")
 
 
 def chain(exc: BaseException) -> Iterator[BaseException]:
@@ -37,7 +38,8 @@ def chain(exc: BaseException) -> Iterator[BaseException]:
         seen.add(id(one))
         yield one
         orig = getattr(one, "orig", None)
-        todo += [orig if isinstance(orig, BaseException) else None, one.__cause__, None if one.__suppress_context__ else one.__context__]
+        context = None if one.__suppress_context__ else one.__context__
+        todo += [orig if isinstance(orig, BaseException) else None, one.__cause__, context]
 
 
 def find_refused(exc: BaseException) -> Refused | AppshellError | None:
@@ -55,8 +57,8 @@ def _sql_of(exc: BaseException) -> str | None:
 
 
 def _database_says(exc: BaseException) -> tuple[str, str, str, BaseException] | None:
-    """(how, driver's message, dialect, the driver's error) where the database refused a write as read-only ("read-only") or for want
-    of a privilege ("denied"); None for any other error."""
+    """(how, driver's message, dialect, the driver's error) where the database refused a write as read-only
+    ("read-only") or for want of a privilege ("denied"); None for any other error."""
     for one in chain(exc):
         code = getattr(one, "sqlstate", None) or getattr(one, "pgcode", None)
         message = (str(one).strip().splitlines() or [type(one).__name__])[0]
@@ -72,7 +74,7 @@ def _database_says(exc: BaseException) -> tuple[str, str, str, BaseException] | 
         if code == _PG_DENIED:
             return "denied", message, "postgresql", one
         sqlite_code = getattr(one, "sqlite_errorcode", None)
-        wrapper = isinstance(getattr(one, "orig", None), BaseException)  # SQLAlchemy's: the driver's own error comes next
+        wrapper = isinstance(getattr(one, "orig", None), BaseException)  # SQLAlchemy's: the driver's error comes next
         if (isinstance(sqlite_code, int) and sqlite_code & 0xFF == _SQLITE_READONLY) or (
                 not wrapper and "attempt to write a readonly database" in message):
             return "read-only", message, "sqlite", one
@@ -123,10 +125,12 @@ class Refusals:
         level = "a read-only role" if self.enforced else "a session setting"
         sql = _sql_of(exc)
         what = f"`{sql}`" if sql else "the statement"
-        fix = "reopen appshell with --write" if self.allow_write else f"profile '{self.profile}' does not allow --write: use another profile"
+        fix = ("reopen appshell with --write" if self.allow_write
+               else f"profile '{self.profile}' does not allow --write: use another profile")
         if dialect == "postgresql":
             fix = f"its transaction is aborted: rollback() to go on; to write, {fix}"
-        return f"{type(error).__name__}: this session is read-only (profile {self.profile}, {level}): the database refused {what} ({message}) — {fix}"
+        return (f"{type(error).__name__}: this session is read-only (profile {self.profile}, {level}): "
+                f"the database refused {what} ({message}) — {fix}")
 
     @classmethod
     def of(cls, settings: Any, traceback: bool = False) -> Refusals:
