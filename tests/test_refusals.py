@@ -230,3 +230,15 @@ def test_the_databases_refusals(error: Exception, enforced: bool, says: str | No
     if says is not None:
         assert line is not None and says in line and "`delete from books`" in line and "--write" in line
     assert Refusals(read_only=False).line(wrapped) is None  # a read-write session: the database's error, as it is
+
+
+@pytest.mark.subprocess
+def test_a_refusal_in_pythonstartup_is_one_line(app_dir: Callable[[str], Path], sqlite_url: str, tmp_path: Path) -> None:
+    root, env = library_on(app_dir, sqlite_url)
+    startup = tmp_path / "startup.py"
+    startup.write_text(RAW + "\n")
+    child = spawn_shell(root, "--shell", "python", "--read-only", "-q", env={**env, "PYTHONSTARTUP": str(startup)})
+    child.expect(r"this session is read-only[^\r\n]*--write")
+    child.expect(PROMPT)
+    assert "Traceback" not in str(child.before)
+    leave(child)

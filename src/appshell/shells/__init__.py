@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -76,8 +77,12 @@ def run_startup_file(shell: ShellSession) -> None:
     try:
         with shell.journal.statement(info["text"], kind="startup", files=[info]):
             exec(compile(info["text"], path, "exec"), shell.namespace)
-    except Exception:  # like python: a broken startup file is reported, the shell still opens
-        traceback.print_exc()
+    except Exception as exc:  # like python: a broken startup file is reported, the shell still opens
+        line = refusal_line(exc, shell.refusals)  # a refusal: one line, as at the prompt
+        if line is not None:
+            print(line, file=sys.stderr)
+        else:
+            traceback.print_exc()
 
 
 def refusal_line(exc: BaseException, refusals: Refusals | None = None) -> str | None:
