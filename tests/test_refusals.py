@@ -218,13 +218,15 @@ class _DriverError(Exception):
     (_DriverError(1792, "Cannot execute statement in a READ ONLY transaction", sqlstate="25006"), False, "READ ONLY transaction"),
     (_DriverError(1142, "DELETE command denied to user 'ro'", sqlstate="42000"), True, "command denied"),
     (_DriverError("no such table: books"), False, None),
-], ids=["pg-read-only", "pg-role", "pg-grant", "mysql-read-only", "mysql-role", "other"])
+    (_DriverError(1143, "SELECT command denied to user 'ro' for column 'email'", sqlstate="42000"), True, None),
+], ids=["pg-read-only", "pg-role", "pg-grant", "mysql-read-only", "mysql-role", "other", "a-read-refused"])
 def test_the_databases_refusals(error: Exception, enforced: bool, says: str | None) -> None:
     from sqlalchemy.exc import DBAPIError
 
     from appshell.refusals import Refusals
 
-    wrapped = DBAPIError.instance("delete from books", {}, error, _DriverError)
+    sql = "select email from books" if "SELECT" in str(error) else "delete from books"  # a protected column's grant: a read
+    wrapped = DBAPIError.instance(sql, {}, error, _DriverError)
     line = Refusals(read_only=True, profile="p", enforced=enforced).line(wrapped)
     assert (line is None) == (says is None), line
     if says is not None:

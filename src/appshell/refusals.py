@@ -47,13 +47,30 @@ def find_refused(exc: BaseException) -> Refused | AppshellError | None:
     return next((one for one in chain(exc) if isinstance(one, (Refused, AppshellError))), None)
 
 
-def _sql_of(exc: BaseException) -> str | None:
+def _statement_of(exc: BaseException) -> str | None:
     for one in chain(exc):
         statement = getattr(one, "statement", None)
         if isinstance(statement, str) and statement.strip():
-            text = " ".join(statement.split())
-            return text if len(text) <= 80 else text[:77] + "…"
+            return statement
     return None
+
+
+def _short(sql: str) -> str:
+    text = " ".join(sql.split())
+    return text if len(text) <= 80 else text[:77] + "…"
+
+
+def _writes(sql: str | None, dialect: str) -> bool:
+    """Whether the parser reads *sql* as a write (rows or schema): a privilege refused on a read (a protected
+    column's grant) is not read-only's doing."""
+    if sql is None:
+        return False
+    from appshell.statements import classify
+
+    try:
+        return any(one.writes or one.ddl for one in classify(sql, dialect))
+    except Exception:  # noqa: BLE001 - what the parser cannot read is not claimed a write
+        return False
 
 
 def _database_says(exc: BaseException) -> tuple[str, str, str, BaseException] | None:
@@ -120,11 +137,11 @@ class Refusals:
         if said is None:
             return None
         how, message, dialect, error = said
-        if how == "denied" and not self.enforced:
-            return None  # a privilege the app's own user lacks: not appshell's read-only
+        sql = _statement_of(exc)
+        if how == "denied" and not (self.enforced and _writes(sql, dialect)):
+            return None  # a privilege the app's own user lacks, or a read refused (a protected column): not read-only's
         level = "a read-only role" if self.enforced else "a session setting"
-        sql = _sql_of(exc)
-        what = f"`{sql}`" if sql else "the statement"
+        what = f"`{_short(sql)}`" if sql else "the statement"
         fix = ("reopen appshell with --write" if self.allow_write
                else f"profile '{self.profile}' does not allow --write: use another profile")
         if dialect == "postgresql":
