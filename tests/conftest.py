@@ -57,8 +57,9 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPat
     for key in list(os.environ):
         if key.startswith("APPSHELL_") or key in ("DATABASE_URL", "SOURCE_VERSION", "PYTHONSTARTUP"):
             monkeypatch.delenv(key)
-    # IPython keeps history and config here: never the developer's own.
+    # IPython keeps history and config here, the review server its key: never the developer's own.
     monkeypatch.setenv("IPYTHONDIR", str(tmp_path_factory.mktemp("ipython")))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
 
 
 @dataclass
