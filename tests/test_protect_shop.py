@@ -192,3 +192,12 @@ def test_doctor_says_how_protected_data_holds(shop: Path) -> None:
     assert checks["protected data"] == ("WARN", "SQLite has no column grants: protected data is masked in Python only (guarded)")
     development = run(["doctor", "--json"], cwd=shop)
     assert "protected data" not in {c["check"] for c in json.loads(development.stdout)["checks"]}  # nothing protected: no row
+
+
+@pytest.mark.parametrize("code", ["first(Customer)", "where(Customer, limit=2)", "sql('SELECT id, email FROM customers ORDER BY id LIMIT 2')"])
+def test_json_masks_protected_columns(shop: Path, code: str) -> None:
+    result = run([*PRODUCTION, "--json", "-c", code], cwd=shop)
+    assert result.exit_code == 0, result.output
+    assert REAL not in result.stdout and MASKED in result.stdout, result.stdout
+    unlocked = run([*PRODUCTION, "--json", "-c", f"unlock('INC-7: customer asked for a copy of their data'); {code}"], cwd=shop)
+    assert REAL in unlocked.stdout, unlocked.output

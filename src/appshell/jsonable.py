@@ -69,13 +69,19 @@ class _Converter:
 
         if isinstance(value, Mapping):
             return {self.key(k): self.convert(v) for k, v in value.items()}
-        if hasattr(value, "_mapping") and not isinstance(value, type):  # a Row
-            return {str(k): self.convert(v) for k, v in value._mapping.items()}
+        from appshell.protect import mask_mapping, unreadable
+
+        if hasattr(value, "_mapping") and not isinstance(value, type):  # a Row: protected columns masked by name
+            return {str(k): self.convert(v) for k, v in mask_mapping(None, value._mapping).items()}
         from appshell.render import orm_state
 
         state = orm_state(value)
         if state is not None:
-            return {a.key: self.convert(getattr(value, a.key)) for a in state.mapper.column_attrs}
+            # Protected columns masked (issue 24); under column grants, those the role cannot read are not loaded.
+            unread = unreadable(value)
+            values = {a.key: unread[a.key] if a.key in unread and a.key not in state.dict else getattr(value, a.key)
+                      for a in state.mapper.column_attrs}
+            return {k: self.convert(v) for k, v in mask_mapping(value, values).items()}
         fields = _fields(value)
         if fields is not None:
             return {name: self.convert(getattr(value, name)) for name in fields}
