@@ -178,6 +178,29 @@ def test_read_only_cannot_be_lifted_unseen(library_of: Callable[[str], tuple[Pat
     assert state(root, env) == "0"
 
 
+def test_a_program_that_catches_the_lift_still_ends_with_exit_3_and_the_record_says_so(
+    library_of: Callable[[str], tuple[Path, dict[str, str]]], tmp_path: Path
+) -> None:
+    root, env = library_of("postgresql")
+    log = tmp_path / "audit.jsonl"
+    lift = READ_ONLY_LIFTS["postgresql DO set_config"][1].split("\n")[0]
+    code = f"try:\n    {lift}\nexcept Exception:\n    print('caught, went on')"
+    result = run(["--read-only", "--audit-log", str(log), "-c", code], cwd=root, env=env)
+    assert result.exit_code == 3 and "caught, went on" in result.stdout, result.output
+    records = audit_records(log)
+    assert records[0]["read_only_level"] == "guarded"
+    assert records[-1]["event"] == "session_end" and records[-1]["status"] == "read_only_lifted"
+
+
+@pytest.mark.parametrize("flags,level", [([], None), (["--read-only"], "guarded")])
+def test_session_start_says_which_read_only_the_session_had(library_of: Callable[[str], tuple[Path, dict[str, str]]], tmp_path: Path,
+                                                            flags: list[str], level: str | None) -> None:
+    root, env = library_of("sqlite")
+    log = tmp_path / "audit.jsonl"
+    assert run([*flags, "--audit-log", str(log), "-c", "print(1)"], cwd=root, env=env).exit_code == 0
+    assert audit_records(log)[0]["read_only_level"] == level
+
+
 # -- item 4: the guard asks about what the parser cannot read -----------------------------------------------
 
 GUARD = {

@@ -20,6 +20,7 @@ from appshell.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR
 if TYPE_CHECKING:
     from appshell.audit import Auditor
     from appshell.context import AppContext
+    from appshell.database import Coverage
     from appshell.journal import Journal
     from appshell.program import Program
     from appshell.refusals import Refusals
@@ -80,6 +81,7 @@ def _check_release(settings: Settings, release: str) -> Parity:
 
 def _start_audit(settings: Settings, ctx: AppContext, program: Program | None, shell: str | None, release: str, options: Options, parity: Parity) -> Auditor:
     from appshell.audit import open_auditor
+    from appshell.readonly_role import read_only_level
     from appshell.redact import mask_url
 
     auditor = open_auditor(settings, ctx.engine.url.render_as_string(hide_password=False))
@@ -94,13 +96,14 @@ def _start_audit(settings: Settings, ctx: AppContext, program: Program | None, s
         "database": mask_url(ctx.engine.url.render_as_string(hide_password=True)),
         "sandbox": settings.sandbox,
         "read_only": settings.read_only,
+        "read_only_level": read_only_level(settings),  # "enforced" (a read-only role), "guarded" (a session setting) or None
         "reason": settings.reason,
         "argv": options.argv,
     })
     return auditor
 
 
-def _apply_safety(settings: Settings, ctx: AppContext, session_id: str, options: Options) -> Sandbox | None:
+def _apply_safety(settings: Settings, ctx: AppContext, session_id: str, options: Options) -> tuple[Sandbox | None, Coverage]:
     """Read-only, sandbox, timeouts, tagging and the destructive guard, on every engine in the process."""
     from appshell.database import ConnectionPlan, Coverage, refuse_orm_writes
     from appshell.engines import take_over
@@ -134,7 +137,7 @@ def _apply_safety(settings: Settings, ctx: AppContext, session_id: str, options:
         from appshell.guard import install_guard
 
         install_guard(assume_yes=options.assume_yes)
-    return sandbox
+    return sandbox, coverage
 
 
 def run_session(settings: Settings, program: Program | None, options: Options) -> int:
@@ -157,13 +160,14 @@ def run_session(settings: Settings, program: Program | None, options: Options) -
     failure: BaseException | None = None
     auditor: Auditor | None = None
     sandbox: Sandbox | None = None
+    coverage: Coverage | None = None
     journal: Journal | None = None
     namespace: dict[str, Any] = {}
     try:
         auditor = _start_audit(settings, ctx, program, shell_name, release, options, parity)
         for warning in ctx.warnings:
             print(f"appshell: warning: {warning}", file=sys.stderr)
-        sandbox = _apply_safety(settings, ctx, auditor.session, options)
+        sandbox, coverage = _apply_safety(settings, ctx, auditor.session, options)
         echo = SqlEcho(ctx.engine, settings.echo_sql)
         journal = Journal([auditor])
         journal.attach(ctx.engine)
@@ -209,9 +213,12 @@ def run_session(settings: Settings, program: Program | None, options: Options) -
                 session_over()  # the class-level listeners keep watching leftover threads, not this main thread
             finally:
                 if auditor is not None:  # whatever failed above, the audit session ends
-                    auditor.end("sandbox_broken" if sandbox is not None and sandbox.broken else end_status(code, failure))
+                    auditor.end("sandbox_broken" if sandbox is not None and sandbox.broken else
+                                "read_only_lifted" if coverage is not None and coverage.lifted else end_status(code, failure))
         if sandbox is not None and sandbox.broken is not None and type(failure) is not type(sandbox.broken):
             raise sandbox.broken  # exit 3, whatever the program did with the exception (SandboxBroken)
+        if coverage is not None and coverage.lifted is not None and failure is not coverage.lifted:
+            raise coverage.lifted  # exit 3 too: read-only was switched off, even where the program caught the error
 
 
 def _refusals(settings: Settings, options: Options) -> Refusals:
