@@ -17,7 +17,7 @@ ALL_KEYS = (
     "audit.required, audit.sinks, audit.syslog_address, audit.url, database.echo_sql, database.idle_in_transaction_timeout_ms, "
     "database.read_only, database.read_only_url_env, database.sandbox, database.statement_timeout_ms, description, "
     "namespace.helpers, namespace.imports, namespace.vocabulary, protect.column_grants, protect.columns, protect.default_names, protect.enabled, "
-    "protect.exclude, protect.unlock_url_env, release.expected_file, release.expected_url, "
+    "protect.exclude, protect.hosts, protect.unlock_url_env, release.expected_file, release.expected_url, "
     "release.on_mismatch, shell.color, shell.default, shell.history, shell.history_path, shell.prompt"
 )
 
@@ -110,7 +110,7 @@ DEFAULTS = [
     ("release.expected_file", ""), ("release.expected_url", ""), ("release.on_mismatch", "warn"),
     ("namespace.imports", ()), ("namespace.vocabulary", True), ("namespace.helpers", ()),
     ("protect.enabled", False), ("protect.columns", ()), ("protect.default_names", True), ("protect.exclude", ()), ("protect.column_grants", False),
-    ("protect.unlock_url_env", ""),
+    ("protect.unlock_url_env", ""), ("protect.hosts", ()),
 ]
 
 

@@ -193,6 +193,22 @@ def _column_patterns(value: Any) -> bool:
 _COLUMNS: Rule = (_column_patterns, 'a list of "table.column" glob patterns, such as ["customers.email", "*.password_hash"]')
 
 
+def _host_patterns(value: Any) -> bool:
+    """Glob patterns on "host[:port]", or URLs ("https://api.stripe.com"): their host and port are what a socket sees."""
+    if not isinstance(value, list):
+        return False
+    for entry in value:
+        if not isinstance(entry, str) or not entry.strip() or any(c.isspace() for c in entry):
+            return False
+        rest = entry.split("://", 1)[1] if "://" in entry else entry
+        if not rest or rest[0] in "/:" or "@" in rest:
+            return False
+    return True
+
+
+_HOSTS: Rule = (_host_patterns, 'a list of hosts: glob patterns on "host[:port]" or URLs, such as ["search.internal:9200", "api.stripe.com"]')
+
+
 class Protect(Section):
     """Protected data (docs/usage.md "Protected data"): masked in every output until unlock(reason)."""
 
@@ -202,6 +218,7 @@ class Protect(Section):
     exclude: tuple[str, ...] = _key(default=(), rule=_COLUMNS)
     column_grants: bool = _key(default=False, rule=_BOOL)  # the session's role has no SELECT on them: ORM queries leave them out
     unlock_url_env: str = _key(default="", rule=_STR)  # the variable holding the URL of a role that can read them: unlock() logs in as it
+    hosts: tuple[str, ...] = _key(default=(), rule=_HOSTS)  # sockets to them are refused until unlock(reason)
 
 
 def _section(cls: type[_S]) -> _S:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import re
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
@@ -42,7 +43,7 @@ __all__ = [
     "INFO_KEY", "DEFAULT_NAMES", "Rules", "Protection", "UnlockRefused", "active", "activate", "deactivate",
     "mask", "mask_rows", "mask_mapping", "mask_parameters", "mask_source", "scrub_repr", "origins_of",
     "check_reason", "make_unlock", "listing", "tables_of", "report", "prove_column_grants", "doctor_rows",
-    "NOT_READ", "unreadable", "leave_out", "narrowed", "RoleSwitch", "role_switch",
+    "NOT_READ", "unreadable", "leave_out", "narrowed", "RoleSwitch", "role_switch", "HostRefused", "host_patterns", "guard_hosts",
 ]
 
 INFO_KEY = "protected"  # Column(..., info={"protected": True})
@@ -61,6 +62,13 @@ class UnlockRefused(Refused):
     """unlock() was refused (no reason worth recording, an unknown column): nothing was unlocked."""
 
 
+class HostRefused(Refused):
+    """A connection to a protected host (``protect.hosts``) while protected data is locked."""
+
+    def format(self) -> str:
+        return f"appshell: refused: {self}"
+
+
 def _encrypted(type_: Any) -> str | None:
     for klass in type(type_).__mro__:
         if klass.__name__ in _ENCRYPTED:
@@ -71,21 +79,23 @@ def _encrypted(type_: Any) -> str | None:
 class Rules:
     """What the profile's ``[protect]`` section says. (A plain class: a dataclass costs start-up time.)"""
 
-    __slots__ = ("enabled", "columns", "default_names", "exclude", "column_grants")
+    __slots__ = ("enabled", "columns", "default_names", "exclude", "column_grants", "hosts")
 
     def __init__(self, enabled: bool = False, columns: tuple[str, ...] = (), default_names: bool = True, exclude: tuple[str, ...] = (),
-                 column_grants: bool = False) -> None:
+                 column_grants: bool = False, hosts: tuple[str, ...] = ()) -> None:
         self.enabled, self.columns, self.default_names, self.exclude = enabled, columns, default_names, exclude
         self.column_grants = column_grants  # the session's role cannot read them: never loaded
+        self.hosts = hosts  # protect.hosts: sockets to them are refused until unlock(reason)
 
     def __repr__(self) -> str:
         return (f"Rules(enabled={self.enabled}, columns={self.columns}, default_names={self.default_names}, exclude={self.exclude}, "
-                f"column_grants={self.column_grants})")
+                f"column_grants={self.column_grants}, hosts={self.hosts})")
 
     @classmethod
     def of(cls, profile: Profile) -> Rules:
         section = profile.protect
-        return cls(section.enabled, tuple(section.columns), section.default_names, tuple(section.exclude), section.column_grants)
+        return cls(section.enabled, tuple(section.columns), section.default_names, tuple(section.exclude), section.column_grants,
+                   tuple(section.hosts))
 
     def reasons(self, table: str, name: str, info: Mapping[str, Any] | None = None, type_: Any = None) -> tuple[str, ...]:
         """Why the column *table.name* is protected (each place that says so); () where it is not."""
@@ -125,6 +135,8 @@ class Protection:
         self.unlocked_all = False
         self.unlocked: list[str] = []  # patterns on "table.column" unlock() opened
         self.switched = False  # unlock() logged in as the role that can read them (protect.unlock_url_env)
+        self.hosts = host_patterns(rules.hosts)  # (host glob, port glob or None, as the profile wrote it)
+        self.journal: Journal | None = None  # where a refused connection to a protected host is recorded (guard_hosts)
 
     # -- what is protected ------------------------------------------------------
 
@@ -604,7 +616,12 @@ def role_switch(settings: Any, ctx: Any) -> RoleSwitch | None:
 
 
 def make_unlock(journal: Journal, profile: str, switch: RoleSwitch | None = None, sandbox: bool = False) -> dict[str, Callable[..., None]]:
-    """The namespace's ``unlock`` and ``lock``, recording to *journal*; *switch*: the role unlock() logs in as."""
+    """The namespace's ``unlock`` and ``lock``, recording to *journal*; *switch*: the role unlock() logs in as.
+
+    The session's protected hosts are guarded from here on too: ``unlock(reason)`` opens them, and their
+    refusals are recorded to the same *journal*."""
+    if _active is not None:
+        guard_hosts(_active, journal)
 
     def unlock(reason: str | None = None, *columns: Any) -> None:
         """Show protected values until lock(), with a reason that is recorded: unlock("INC-42: why")."""
@@ -629,13 +646,16 @@ def make_unlock(journal: Journal, profile: str, switch: RoleSwitch | None = None
 
         # Recorded first: where the audit cannot record it, nothing is unlocked.
         role: dict[str, Any] = {"role": switch.role.username} if switch is not None else {}
+        if protection.hosts and not patterns:
+            role["hosts"] = [entry for *_, entry in protection.hosts]
         journal.nested(f"# unlock: {text}", kind="sensitive_access", reason=text, columns=opened, user=getpass.getuser(), **role)
         if switch is not None and not switch.on:
             switch.switch(True)
             protection.switched = True
         protection.unlock(patterns)
         as_role = f" (the database role {switch.role.username})" if switch is not None else ""
-        print(f"appshell: unlocked {', '.join(opened) or 'nothing'}{as_role} until lock() or the session's end — recorded as sensitive access",
+        hosts = ["the protected hosts"] if protection.hosts and not patterns else []
+        print(f"appshell: unlocked {', '.join(opened + hosts) or 'nothing'}{as_role} until lock() or the session's end — recorded as sensitive access",
               file=sys.stderr)
 
     def lock() -> None:
@@ -654,6 +674,126 @@ def make_unlock(journal: Journal, profile: str, switch: RoleSwitch | None = None
         print("appshell: protected values are masked again", file=sys.stderr)
 
     return {"unlock": unlock, "lock": lock}
+
+
+# -- protected hosts ----------------------------------------------------------------
+# Python raises an audit event before every socket connect and name lookup, whoever makes it (requests,
+# httpx, a driver, the app's own client): one hook per process sees them all (audit hooks cannot be
+# removed: it goes quiet where no session protects hosts), and reads the running session's rules.
+
+_hooked = False
+_busy = threading.local()  # recording a refusal: what the journal's sinks connect to is not checked again
+
+
+def host_patterns(hosts: Iterable[str]) -> tuple[tuple[str, str | None, str], ...]:
+    """``protect.hosts`` read: (host glob, port glob or None for any port, the entry) each.
+
+    ``"search.internal:9200"``, ``"*.stripe.com"``, ``"[::1]:5000"``, and URLs (``"https://api.stripe.com/v1"``:
+    a socket sees no scheme or path, so its host and the port it writes, if any)."""
+    found = []
+    for entry in hosts:
+        rest = entry.split("://", 1)[1] if "://" in entry else entry
+        netloc = rest.split("/", 1)[0]
+        if netloc.startswith("["):
+            host, _, after = netloc[1:].partition("]")
+            port = after[1:] if after.startswith(":") and after[1:] else None
+        elif netloc.count(":") == 1:
+            host, _, port_ = netloc.partition(":")
+            port = port_ or None
+        else:
+            host, port = netloc, None  # a bare IPv6 address, or no port
+        found.append((host.lower(), port, entry))
+    return tuple(found)
+
+
+def _port_text(port: Any) -> str | None:
+    if port is None:
+        return None
+    if isinstance(port, bytes):
+        port = port.decode("ascii", "replace")
+    text = str(port)
+    if text.isdigit() or not text:
+        return text or None
+    import socket
+
+    try:
+        return str(socket.getservbyname(text))  # "https" -> 443
+    except OSError:
+        return text
+
+
+def _protected(protection: Protection, host: str, port: str | None) -> str | None:
+    """The entry of ``protect.hosts`` that *host*:*port* matches, or None. A lookup of a name without a port
+    matches whatever port the entry names: the connect after it sees an address, not the name."""
+    host = host.lower().strip("[]")
+    for host_glob, port_glob, entry in protection.hosts:
+        if fnmatchcase(host, host_glob) and (port_glob is None or port is None or fnmatchcase(port, port_glob)):
+            return entry
+    return None
+
+
+def _appshells_own(frame: Any) -> bool:
+    """Is the connection appshell's own or SQLAlchemy's (the database, an audit sink), not the operator's or the app's?
+
+    The innermost frame outside the libraries decides: appshell or SQLAlchemy let it through; the operator's code,
+    the app's, or no one (a thread a library started) does not."""
+    from appshell.nested import is_library_file
+
+    while frame is not None:
+        name = str(frame.f_globals.get("__name__", ""))
+        if name.startswith(("appshell.", "sqlalchemy.")):
+            return True
+        if not is_library_file(frame.f_code.co_filename):
+            return False
+        frame = frame.f_back
+    return False
+
+
+def _host_hook(event: str, args: tuple[Any, ...]) -> None:
+    if event != "socket.connect" and event != "socket.getaddrinfo":
+        return  # every audit event of the process comes here: the others leave at once
+    protection = _active
+    if protection is None or not protection.hosts or protection.unlocked_all or getattr(_busy, "on", False):
+        return
+    if event == "socket.connect":
+        address = args[1]
+        if not isinstance(address, tuple) or len(address) < 2 or not isinstance(address[0], str):
+            return  # a Unix socket's path, a netlink address: not a host
+        host, port = address[0], _port_text(address[1])
+    else:
+        host = args[0].decode("ascii", "replace") if isinstance(args[0], bytes) else args[0]
+        port = _port_text(args[1])
+        if not isinstance(host, str) or not host:
+            return
+    entry = _protected(protection, host, port)
+    if entry is None or _appshells_own(sys._getframe(1)):
+        return
+    _refuse_host(protection, f"[{host}]:{port}" if ":" in host and port else f"{host}:{port}" if port else host, entry, event)
+
+
+def _refuse_host(protection: Protection, where: str, entry: str, event: str) -> None:
+    """Record the attempt (a ``protected_host`` statement under the running one), then refuse it in one line."""
+    _busy.on = True
+    try:
+        if protection.journal is not None:
+            what = "look up" if event == "socket.getaddrinfo" else "connect to"
+            protection.journal.nested(f"# refused: {what} {where}", kind="protected_host", host=where, pattern=entry)
+    finally:
+        _busy.on = False
+    raise HostRefused(f"{where} is a protected host (protect.hosts {entry!r}) — unlock(\"reason\") first, which is recorded, "
+                      "or open the session with a profile that does not list it")
+
+
+def guard_hosts(protection: Protection, journal: Journal) -> None:
+    """Refuse sockets to ``protect.hosts`` while *protection* is the session's and is locked, recording each
+    attempt in *journal*. Nothing is installed where the profile lists no host (start-up)."""
+    protection.journal = journal
+    if not protection.hosts:
+        return
+    global _hooked
+    if not _hooked:
+        _hooked = True
+        sys.addaudithook(_host_hook)
 
 
 # -- appshell protected -------------------------------------------------------------
@@ -676,7 +816,8 @@ def report(profile: Profile, models: Iterable[type], metadata: Any = None, as_js
     if as_json:
         import json
 
-        return json.dumps({"profile": profile.name, "enabled": rules.enabled, "columns": [{"column": c, "why": w} for c, w in rows]})
+        return json.dumps({"profile": profile.name, "enabled": rules.enabled, "columns": [{"column": c, "why": w} for c, w in rows],
+                           "hosts": list(rules.hosts)})
     from appshell.render import table
 
     if rules.enabled and rules.column_grants:
@@ -687,6 +828,9 @@ def report(profile: Profile, models: Iterable[type], metadata: Any = None, as_js
                  "not enforcement — Python code in the session can read them (docs/safety.md)")
     else:
         state = "not masked: protect.enabled is off in this profile (a profile that turns it on masks these)"
+    if rules.hosts:
+        refused = "refused until unlock(reason)" if rules.enabled else "not refused: protect.enabled is off"
+        state += f"\nprotected hosts ({refused}): {', '.join(rules.hosts)}"
     return table(["column", "why"], rows, f"protected columns — profile {profile.name}", max_cell=400) + f"\n{state}"
 
 
