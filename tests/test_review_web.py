@@ -735,3 +735,56 @@ def test_a_session_far_from_the_end_is_read_to_its_last_line_wherever_it_is(log:
     assert "late_and_forged" in page and "after the session_end" in page
     fresh = client_for(["--log", str(log)]).get(f"/session/{first}", headers=bearer()).text  # a new server: the one pass
     assert "late_and_forged" in fresh and "after the session_end" in fresh
+
+
+@pytest.fixture
+def sensitive_log(shop: Path) -> tuple[Path, str, str]:
+    """Two production sessions of the shop (its protected customers' e-mail and name): one unlocks, one does not.
+    (the log, the unlocking session's id, the other's)"""
+    unlock = "print(count(Customer))\nunlock('INC-42: customer asked for a copy of their data')\nprint(first(Customer))\nlock()"
+    for reason, code in (("INC-41 count only", "print(count(Customer))"), ("INC-42 data request", unlock)):
+        result = run(["--profile", "production", "--reason", reason, "-c", code], cwd=shop, process=False)
+        assert result.exit_code == 0, result.output
+    log = shop / ".appshell" / "audit.jsonl"
+    return log, start_of(log, "INC-42")["session"], start_of(log, "INC-41")["session"]
+
+
+def test_sessions_with_sensitive_access_are_marked_and_can_be_listed_alone(sensitive_log: tuple[Path, str, str]) -> None:
+    log, unlocked, plain = sensitive_log
+    client = client_for(["--log", str(log)])
+    page = client.get("/", headers=bearer()).text
+    assert session_ids(page) == [unlocked, plain]
+    rows = page.split("<tbody>", 1)[1].split("</tr>")
+    assert '<a class="tag sensitive" href="/?sensitive=1"' in rows[0] and "sensitive access</a>" in rows[0]
+    assert "tag sensitive" not in rows[1]
+    assert '<input type="checkbox" name="sensitive" value="1">' in page
+    only = client.get("/?sensitive=1", headers=bearer()).text
+    assert session_ids(only) == [unlocked]
+    assert '<input type="checkbox" name="sensitive" value="1" checked>' in only
+    assert session_ids(client.get("/?sensitive=1&user=nobody", headers=bearer()).text) == []
+    assert [(r["session"], r["sensitive"]) for r in client.get("/export.json?sensitive=1", headers=bearer()).json()] == [(unlocked, 1)]
+    assert f"export <a href=\"/export.csv?sensitive=1\">CSV</a>" in only
+
+
+def test_the_session_page_says_who_unlocked_what_and_why(sensitive_log: tuple[Path, str, str]) -> None:
+    log, unlocked, plain = sensitive_log
+    client = client_for(["--log", str(log)])
+    page = client.get(f"/session/{unlocked}", headers=bearer()).text
+    section = page.split('<section class="sensitive" id="sensitive">', 1)[1].split("</section>", 1)[0]
+    assert "Sensitive access: protected data shown 1 time</h2>" in section
+    assert "reason: <q>INC-42: customer asked for a copy of their data</q>" in section
+    assert "opened: customers.email, customers.name" in section
+    anchor = re.search(r'<a href="#(r\d+)">#\d+</a>', section)
+    assert anchor is not None
+    assert re.search(f'<article class="statement status-[a-z]+ sensitive" id="{anchor[1]}">', page), page
+    assert 'id="sensitive"' not in client.get(f"/session/{plain}", headers=bearer()).text
+
+
+def test_audit_tail_marks_sensitive_access(sensitive_log: tuple[Path, str, str]) -> None:
+    log, unlocked, plain = sensitive_log
+    from appshell.audit.review import Log, render_tail, tail_json
+
+    tail = render_tail(Log(log))
+    assert tail.count("sensitive access") == 1 and tail.index(unlocked) < tail.index("1 sensitive access"), tail
+    assert tail.index(plain) < tail.index(unlocked)  # oldest first: the plain session's marks come before
+    assert {r["session"]: r["sensitive"] for r in json.loads(tail_json(Log(log)))} == {unlocked: 1, plain: 0}

@@ -68,6 +68,7 @@ class Filters:
     wrote: bool = False
     sandbox: str = ""  # "yes" | "no"
     read_only: str = ""  # "yes" | "no"
+    sensitive: bool = False  # sessions with sensitive access (unlock(reason): appshell.protect) only
     q: str = ""
 
     def matches_start(self, start: dict[str, Any], review_state: str) -> bool:
@@ -89,6 +90,7 @@ class Filters:
         return self.matches_start(s.start, review_state) and all((
             not self.errors or s.errors > 0 or s.status == "error",
             not self.wrote or s.wrote,
+            not self.sensitive or s.sensitive > 0,
             not self.q or fold(self.q) in s.text,
         ))
 

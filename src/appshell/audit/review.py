@@ -165,8 +165,16 @@ class Session:
     def statement_count(self) -> int:
         return sum(1 for r in self.records if r.get("event") == "statement")
 
+    def sensitive_records(self) -> list[dict[str, Any]]:
+        """The session's unlock(reason) records: statements of kind ``sensitive_access`` (appshell.protect)."""
+        return [r for r in self.records if r.get("event") == "statement" and r.get("kind") == "sensitive_access"]
+
     def sensitive(self) -> int:
-        return sum(1 for r in self.records if r.get("event") == "sensitive_access")
+        return len(self.sensitive_records())
+
+    def protected_hosts(self) -> int:
+        """Connections to protected hosts that were refused (statements of kind ``protected_host``)."""
+        return sum(1 for r in self.records if r.get("event") == "statement" and r.get("kind") == "protected_host")
 
 
 def _add(found: dict[str, Session], raw: bytes, where: str = "") -> dict[str, Any] | None:
@@ -351,6 +359,8 @@ def _marks(s: Session) -> list[str]:
         marks.append(f"{errors} error{'s' if errors != 1 else ''}")
     if s.sensitive():
         marks.append(f"{s.sensitive()} sensitive access")
+    if s.protected_hosts():
+        marks.append(f"{s.protected_hosts()} protected host refused")
     flagged = sum(1 for f in s.record_flags() if f)
     if flagged:
         marks.append(f"FLAGGED: {flagged} odd record{'s' if flagged != 1 else ''} (audit show)")
@@ -373,7 +383,7 @@ def _tail_row(s: Session) -> dict[str, Any]:
             "host": s.start.get("host"), "profile": s.start.get("profile"), "mode": s.start.get("mode"), "reason": s.start.get("reason"),
             "statements": s.statement_count(), "status": s.status, "ended": s.end is not None, "sandbox": bool(s.start.get("sandbox")),
             "read_only": bool(s.start.get("read_only")), "wrote": wrote_of(s), "errors": errors_of(s), "sensitive": s.sensitive(),
-            "flags": s.flags()}
+            "protected_hosts": s.protected_hosts(), "flags": s.flags()}
 
 
 def tail_json(log: Log, count: int = 10) -> str:

@@ -269,6 +269,7 @@ def create_app(config: Config) -> Any:
         chain = state.chain(session, positions[session_id], state.log_stamp())
         reviews = config.reviews.load()
         statements = []
+        sensitive = []  # each unlock(reason): who, why, what it opened, and where it is among the statements
         per_record = dict(zip((id(r) for r in session.records), session.record_flags()))
         for k, (st, results) in enumerate(session.blocks()):
             result = results[0] if results else {}
@@ -288,14 +289,18 @@ def create_app(config: Config) -> Any:
                                "html": highlight(source), "plain": len(source) > HIGHLIGHT_MAX, "size": len(source), "limit": HIGHLIGHT_MAX,
                                "status": result.get("status", "no result recorded"), "duration": result.get("duration_ms"),
                                "sql": [str(q) for r in results for q in (r.get("sql") or [])], "error": result.get("error"),
-                               "files": files, "result_ts": result.get("ts"), "flags": flags, "digest": digest})
+                               "files": files, "result_ts": result.get("ts"), "flags": flags, "digest": digest,
+                               "sensitive": bool(st) and st.get("kind") in ("sensitive_access", "protected_host")})
+            if st and st.get("kind") == "sensitive_access":
+                sensitive.append({"anchor": f"r{k}", "n": st.get("n"), "ts": st.get("ts"), "reason": st.get("reason"), "user": st.get("user"),
+                                  "role": st.get("role"), "opened": [*_strings(st.get("columns")), *_strings(st.get("hosts"))]})
         start = session.start
         known = [(label, start.get(key)) for key, label in START_FIELDS if key in start]
         other = [(k, v) for k, v in sorted(start.items()) if k not in CHAIN_KEYS and k not in dict(START_FIELDS)]
         end = session.end or {}
         end_other = [(k, v) for k, v in sorted(end.items()) if k not in CHAIN_KEYS and k not in ("status", "statements", "duration_ms")]
         return state.render("session.html", s=session, flags=session.flags() if session.end is not None else session.flags()[:-1], start=start, known=known, other=other, end=session.end, end_other=end_other,
-                            statements=statements, chain=chain, history=reviews.of(session_id), review_state=reviews.state(session_id),
+                            statements=statements, sensitive=sensitive, chain=chain, history=reviews.of(session_id), review_state=reviews.state(session_id),
                             banner=banner(reviews), auditor=auditor, csrf=state.signer.csrf(binding), states=STATES,
                             fmt=lambda v: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else ("-" if v is None else str(v)))
 
@@ -331,7 +336,7 @@ def create_app(config: Config) -> Any:
             rows.append({"session": s.id, "started": s.start.get("ts"), "user": s.start.get("user"), "real_user": s.start.get("real_user"),
                          "host": s.start.get("host"), "ssh_client": s.start.get("ssh_client"), "profile": s.start.get("profile"),
                          "mode": s.start.get("mode"), "reason": s.start.get("reason"), "statements": s.statements, "status": s.status,
-                         "errors": s.errors, "wrote": s.wrote, "sandbox": bool(s.start.get("sandbox")),
+                         "errors": s.errors, "wrote": s.wrote, "sensitive": s.sensitive, "sandbox": bool(s.start.get("sandbox")),
                          "read_only": bool(s.start.get("read_only")), "review_state": reviews.state(s.id),
                          "reviewed_by": last.auditor if last else None, "review_note": last.note if last else None,
                          "review_chain": "broken" if reviews.broken else "intact", "flags": s.flags})
@@ -406,6 +411,13 @@ def _local(url: str) -> str:
     """*url* if it is a path on this site, else "/": after logging in, never sent to another site."""
     ok = url.startswith("/") and url[1:2] not in ("/", "\\") and not any(c in url for c in "\r\n\t\\")
     return url if ok else "/"
+
+
+def _strings(value: Any) -> list[str]:
+    """A record's list of names (columns, hosts) as strings; anything else (a forged shape) as one string."""
+    if value is None:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
 def _cell(value: Any) -> str:
