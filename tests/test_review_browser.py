@@ -47,12 +47,15 @@ def browser_ready() -> None:
 
 @pytest.fixture
 def log(shop: Path, tmp_path: Path) -> Path:
-    """Three sessions on a copy of the shop seeded once per test run (conftest's `shop`)."""
+    """Four sessions on a copy of the shop seeded once per test run (conftest's `shop`); the last one unlocks protected data."""
     log = tmp_path / "audit" / "audit.jsonl"
+    (shop / "profiles" / "masked.toml").write_text('[protect]\nenabled = true\ncolumns = ["customers.email", "customers.name"]\n')
+    unlock = "unlock('INC-10: customer asked for a copy of their data')\nprint(first(Customer))\nlock()"
     for args, operator in ((["--reason", "INC-7 weekly count", "-c", "print(count(Customer))"], "alice"),
                            (["--sandbox", "--reason", "INC-8 rename customer 1", "-c",
                              "c = find(Customer, 1)\nc.name = 'Renamed'\nsession.flush()"], "bob"),
-                           (["--read-only", "--reason", "INC-9 <script>alert(1)</script>", "-c", "1/0"], "bob")):
+                           (["--read-only", "--reason", "INC-9 <script>alert(1)</script>", "-c", "1/0"], "bob"),
+                           (["--profile", "masked", "--reason", "INC-10 data request", "-c", unlock], "carol")):
         assert run(["--audit-log", str(log), *args], cwd=shop, env={"APPSHELL_OPERATOR": operator}).exit_code in (0, 1)
     return log
 
@@ -105,7 +108,7 @@ def test_log_in_filter_open_flag_reload(browser_ready: None, server: str, log: P
             page.fill("#token", TOKEN)
             with page.expect_navigation():
                 page.click("button[type=submit]")
-            assert page.url == server + "/" and page.locator("table.sessions tbody tr").count() == 3
+            assert page.url == server + "/" and page.locator("table.sessions tbody tr").count() == 4
             assert "auditor alice" in page.locator("header").inner_text()
             page.screenshot(path=str(shots / "list.png"), full_page=True)
 
@@ -142,6 +145,28 @@ def test_log_in_filter_open_flag_reload(browser_ready: None, server: str, log: P
 
             page.goto(server + "/?state=flagged")
             assert page.locator("table.sessions tbody tr").count() == 1
+
+            # A session with sensitive access: marked in the list, the mark lists only such sessions, its page says why.
+            page.goto(server + "/")
+            marks = page.locator("table.sessions a.tag.sensitive")
+            assert marks.count() == 1 and marks.first.inner_text() == "sensitive access"
+            assert "INC-10 data request" in page.locator("table.sessions tbody tr", has=page.locator("a.tag.sensitive")).inner_text()
+            with page.expect_navigation():
+                marks.first.click()
+            assert page.url == server + "/?sensitive=1"
+            assert page.locator("input[name=sensitive]").is_checked()
+            rows = page.locator("table.sessions tbody tr")
+            assert rows.count() == 1 and "INC-10 data request" in rows.first.inner_text()
+            with page.expect_navigation():
+                rows.first.locator("a").first.click()
+            sensitive = page.locator("section#sensitive")
+            assert sensitive.is_visible()
+            text = sensitive.inner_text()
+            assert "Sensitive access: protected data shown 1 time" in text
+            assert "reason: “INC-10: customer asked for a copy of their data”" in text or "INC-10: customer asked for a copy of their data" in text
+            assert "opened: customers.email, customers.name" in text
+            assert page.locator("article.statement.sensitive").count() == 1
+            page.screenshot(path=str(shots / "sensitive.png"), full_page=True)
         finally:
             context.close()
     saved = [json.loads(line) for line in (log.parent / "reviews.jsonl").read_text().splitlines()]
