@@ -12,10 +12,14 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from appshell.errors import ConfigError
 
-__all__ = ["project_python", "same_environment", "reexec_target", "maybe_reexec", "install_command", "GUARD"]
+__all__ = [
+    "project_python", "same_environment", "reexec_target", "maybe_reexec", "install_command", "GUARD",
+    "ISOLATED", "before_session", "isolate", "influences", "interpreter_record", "preloaded_modules", "remember_launch_environment",
+]
 
 GUARD = "APPSHELL_REEXECUTED"  # set in the child: never re-exec twice (a loop guard)
 
@@ -75,9 +79,238 @@ def install_command(python: Path) -> str:
 
 
 def maybe_reexec(argv: Sequence[str], root: Path | None) -> None:
+    remember_launch_environment()
     python = reexec_target(argv, os.environ, root)
     if python is None:
         return
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(str(python), [str(python), "-m", "appshell", *argv], {**os.environ, GUARD: "1"})
+
+
+# -- what runs before the session (issue 22 item 10) -------------------------------------------
+#
+# Code can change a session before its first statement without being any statement: a
+# `sitecustomize.py` or `usercustomize.py` on PYTHONPATH or in the user site, a `.pth` file, a
+# PYTHONWARNINGS category naming a module, PYTHONPYCACHEPREFIX pointing at other byte code,
+# PYTHONINSPECT, PYTHONHOME. Python runs all that before appshell's first line. session_start
+# records what could have done it (before_session); where the profile locks the audit, the
+# session re-executes itself isolated (`python -I`), so none of it runs in the session's process.
+
+ISOLATED = "APPSHELL_ISOLATED"  # set in the isolated child: what its launcher neutralised (JSON)
+# PYTHON* variables that change no code that runs: the isolated child would read them the same.
+# (PYTHONSTARTUP is not read by the interpreter for `-m appshell`: appshell runs it itself,
+# recorded with its text and sha256 — the -I child does so too.)
+HARMLESS = frozenset({"PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PYTHONIOENCODING", "PYTHONUTF8", "PYTHONHASHSEED", "PYTHONSTARTUP"})
+_OTHER_LOADERS = ("LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT")  # not Python's, but they change what the interpreter runs too
+_launch_environ: dict[str, str] | None = None  # the environment as appshell started, before .env was exported into it
+
+
+def remember_launch_environment() -> None:
+    """Keep the environment as it was when appshell started (the isolated child gets it, not what settings exported)."""
+    global _launch_environ
+    _launch_environ = dict(os.environ)  # each main() call: the in-process test harness runs many
+
+
+def _stdlib_dirs() -> tuple[str, ...]:
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    dirs = {paths[k] for k in ("stdlib", "platstdlib") if k in paths}
+    return tuple(sorted({d.rstrip("/") + "/" for d in dirs} | {os.path.realpath(d) + "/" for d in dirs}))
+
+
+def preloaded_modules(limit: int = 50) -> list[dict[str, Any]]:
+    """Modules in this process that are neither the standard library's nor appshell's, each with its file's sha256
+    (a `sitecustomize` from PYTHONPATH, a module a `.pth` file imported); before the app boots, there should be none."""
+    import hashlib
+
+    stdlib = _stdlib_dirs()
+    own = os.path.dirname(os.path.abspath(__file__)) + "/"
+    found: list[dict[str, Any]] = []
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if name == "__main__" or not isinstance(path, str) or path.startswith(stdlib) or os.path.abspath(path).startswith(own):
+            continue
+        entry: dict[str, Any] = {"name": name, "path": path}
+        if len(found) < limit:
+            try:
+                with open(path, "rb") as f:
+                    entry["sha256"] = hashlib.file_digest(f, "sha256").hexdigest()
+            except OSError:
+                entry["sha256"] = None
+        found.append(entry)
+    found.sort(key=lambda e: (e["name"] not in ("sitecustomize", "usercustomize"), e["name"]))
+    return found[:limit] + ([{"name": f"… {len(found) - limit} more", "path": None}] if len(found) > limit else [])
+
+
+def _file_sha256(path: str) -> str | None:
+    import hashlib
+
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
+def _library_path() -> str | None:
+    """The shared libpython this interpreter runs (where its code is: the executable is a small stub)."""
+    import sysconfig
+
+    if not sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        return None
+    name, folder = sysconfig.get_config_var("INSTSONAME") or sysconfig.get_config_var("LDLIBRARY"), sysconfig.get_config_var("LIBDIR")
+    path = os.path.join(folder or "", name or "")
+    return path if name and os.path.isfile(path) else None
+
+
+def _cached_sha256(path: str) -> tuple[str | None, bool]:
+    """*path*'s sha256, cached per (path, size, mtime, inode) in the user's cache: hashing a 23 MB
+    libpython costs ~30 ms a start. The cache is the operator's own file, so the record says when
+    the hash came from it (``cached``)."""
+    import json
+
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None, False
+    stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+    cache_dir = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "appshell"
+    cache = cache_dir / "interpreters.json"
+    try:
+        entries = json.loads(cache.read_text(encoding="utf-8"))
+        entry = entries.get(path) if isinstance(entries, dict) else None
+        if isinstance(entry, dict) and entry.get("stamp") == stamp and isinstance(entry.get("sha256"), str):
+            return entry["sha256"], True
+    except (OSError, ValueError):
+        entries = {}
+    digest = _file_sha256(path)
+    if digest is not None:
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            fresh = cache_dir / f".interpreters.{os.getpid()}.tmp"
+            fresh.write_text(json.dumps({**(entries if isinstance(entries, dict) else {}), path: {"stamp": stamp, "sha256": digest}}), encoding="utf-8")
+            os.replace(fresh, cache)
+        except OSError:
+            pass  # no cache: hashed again next time
+    return digest, False
+
+
+def interpreter_record() -> dict[str, Any]:
+    """The interpreter that runs the session: its path, its executable's sha256 and its libpython's."""
+    real = os.path.realpath(sys.executable)
+    record: dict[str, Any] = {"path": sys.executable, "real_path": real, "sha256": _file_sha256(real), "version": sys.version.split()[0]}
+    library = _library_path()
+    if library is not None:
+        digest, cached = _cached_sha256(os.path.realpath(library))
+        record["library"] = {"path": library, "sha256": digest, "cached": cached}
+    return record
+
+
+_FLAGS = ("isolated", "ignore_environment", "no_user_site", "no_site", "safe_path", "inspect", "interactive", "optimize",
+          "dont_write_bytecode", "dev_mode", "verbose")
+
+
+def influences(environ: Mapping[str, str]) -> list[str]:
+    """What in this process's start could have run code or changed it before appshell: what an
+    isolated interpreter would not do. Empty: nothing to neutralise."""
+    found = [f"{name} is set" for name in sorted(environ) if name.startswith("PYTHON") and name not in HARMLESS]
+    import site
+
+    if site.ENABLE_USER_SITE and site.USER_SITE and site.USER_SITE in sys.path:
+        found.append(f"the user site {site.USER_SITE} is on sys.path")
+    for name in ("sitecustomize", "usercustomize"):
+        module = sys.modules.get(name)
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str) and not path.startswith(_stdlib_dirs()):
+            found.append(f"{name} was imported from {path}")
+    return found
+
+
+def before_session(environ: Mapping[str, str]) -> dict[str, Any]:
+    """session_start's account of what could change the session before its first statement."""
+    from appshell.redact import MASK, is_secret_name
+
+    python_env = {k: (MASK if is_secret_name(k) else v) for k, v in sorted(environ.items()) if k.startswith("PYTHON") or k in _OTHER_LOADERS}
+    record: dict[str, Any] = {
+        "python_env": python_env,
+        "appshell_env": sorted(k for k in environ if k.startswith("APPSHELL_")),
+        "sys_path": list(sys.path),
+        "interpreter": interpreter_record(),
+        "python_flags": {name: getattr(sys.flags, name) for name in _FLAGS},
+        "preloaded": preloaded_modules(),
+    }
+    launcher = environ.get(ISOLATED)
+    if launcher is not None and sys.flags.isolated:
+        import json
+
+        try:
+            record["isolated"] = {"neutralised": json.loads(launcher)}  # what the launcher had; it did not run here
+        except ValueError:
+            record["isolated"] = {"neutralised": [launcher]}
+    return record
+
+
+def isolate(locked: bool, profile: str, argv: Sequence[str], stdin_program: str | None, reason: str | None, *, standalone: bool) -> list[str]:
+    """Under a profile that locks the audit, run the session in an isolated interpreter (``-I``):
+    no PYTHON* variable, no user site, no sitecustomize from PYTHONPATH runs in it. Re-executes
+    (exec: same pid, argv, exit code) and does not return when there is something to neutralise
+    and this is the console script; returns what it could not neutralise otherwise (in-process:
+    recorded, not neutralised). In the isolated child, PYTHONPATH's folders go to the *end* of
+    sys.path: the app's modules on them still import, nothing on them runs at start-up or
+    shadows the standard library or an installed package."""
+    if not locked:
+        return []
+    if sys.flags.isolated:
+        if os.environ.get(ISOLATED) is not None:
+            for folder in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+                if folder and os.path.isdir(folder) and folder not in sys.path:
+                    sys.path.append(folder)
+        return []
+    found = influences(os.environ if _launch_environ is None else _launch_environ)
+    if not found or not standalone:
+        return found
+    import json
+
+    env = {**(_launch_environ if _launch_environ is not None else os.environ), GUARD: "1", ISOLATED: json.dumps(found)}
+    if reason:
+        env["APPSHELL_REASON"] = reason  # asked at the terminal already: not asked twice (a --reason flag still wins)
+    if stdin_program is not None:
+        _stdin_from(stdin_program)  # read already: the child reads the very same program from its stdin
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execve(sys.executable, [sys.executable, *_harmless_flags(), "-I", "-m", "appshell", *argv], env)
+    except OSError as exc:
+        raise ConfigError(f"profile '{profile}' locks the audit and {found[0]}, but appshell could not re-execute isolated ({exc})",
+                          f"unset what is listed ({'; '.join(found)}) and run appshell again") from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _harmless_flags() -> list[str]:
+    """The HARMLESS variables' effects, as flags: -I makes the child ignore the variables themselves."""
+    flags = ["-B"] if sys.flags.dont_write_bytecode else []
+    if os.environ.get("PYTHONUNBUFFERED"):
+        flags.append("-u")
+    if sys.flags.utf8_mode:
+        flags += ["-X", "utf8"]
+    return flags
+
+
+def _stdin_from(text: str) -> None:
+    """Make fd 0 a file holding *text* (an anonymous memory file), for the process about to be exec'd."""
+    data = text.encode("utf-8", "surrogateescape")
+    try:
+        fd = os.memfd_create("appshell-stdin")
+    except (AttributeError, OSError):
+        import tempfile
+
+        fd, name = tempfile.mkstemp(prefix="appshell-stdin-")
+        os.unlink(name)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.dup2(fd, 0)
+    os.close(fd)

@@ -79,7 +79,8 @@ def _check_release(settings: Settings, release: str) -> Parity:
     return parity
 
 
-def _start_audit(settings: Settings, ctx: AppContext, program: Program | None, shell: str | None, release: str, options: Options, parity: Parity) -> Auditor:
+def _start_audit(settings: Settings, ctx: AppContext, program: Program | None, shell: str | None, release: str, options: Options, parity: Parity,
+                 before: dict[str, Any]) -> Auditor:
     from appshell.audit import open_auditor
     from appshell.readonly_role import read_only_level
     from appshell.redact import mask_url
@@ -99,8 +100,22 @@ def _start_audit(settings: Settings, ctx: AppContext, program: Program | None, s
         "read_only_level": read_only_level(settings),  # "enforced" (a read-only role), "guarded" (a session setting) or None
         "reason": settings.reason,
         "argv": options.argv,
+        **before,  # what could change the session before its first statement (reexec.before_session)
     })
     return auditor
+
+
+def _before_session(settings: Settings, program: Program | None, options: Options) -> dict[str, Any]:
+    """What could have changed this process before its first statement, taken before the app boots
+    (issue 22 item 10); under a locked audit, the session first re-executes itself isolated."""
+    from appshell.reexec import before_session, isolate
+
+    left = isolate(settings.profile.audit.locked, settings.profile.name, options.argv,
+                   program.source if program is not None and program.mode == "stdin" else None, settings.reason, standalone=STANDALONE)
+    before = before_session(os.environ)
+    if left:
+        before["not_neutralised"] = left  # locked, but run in-process (a library call of main()): recorded only
+    return before
 
 
 def _apply_safety(settings: Settings, ctx: AppContext, session_id: str, options: Options) -> tuple[Sandbox | None, Coverage]:
@@ -150,6 +165,7 @@ def run_session(settings: Settings, program: Program | None, options: Options) -
     from appshell.shells import check_shell_name, pick_shell
 
     check_shell_name(settings.shell)  # before booting: a bad --shell costs nothing
+    before = _before_session(settings, program, options)
     shell_name = pick_shell(settings.shell) if program is None else None
     release = release_id(settings.project_root)
     parity = _check_release(settings, release)
@@ -164,7 +180,7 @@ def run_session(settings: Settings, program: Program | None, options: Options) -
     journal: Journal | None = None
     namespace: dict[str, Any] = {}
     try:
-        auditor = _start_audit(settings, ctx, program, shell_name, release, options, parity)
+        auditor = _start_audit(settings, ctx, program, shell_name, release, options, parity, before)
         for warning in ctx.warnings:
             print(f"appshell: warning: {warning}", file=sys.stderr)
         sandbox, coverage = _apply_safety(settings, ctx, auditor.session, options)
