@@ -501,6 +501,24 @@ def library_on(app_dir: Callable[[str], Path], url: str) -> tuple[Path, dict[str
 
 
 @pytest.fixture
+def url_of(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """A fresh database of the kind asked for (sqlite, postgresql, mariadb): its URL (the servers' skipped, or under CI failed, if down)."""
+    def url(kind: str) -> str:
+        return str(request.getfixturevalue({"postgresql": "pg_url", "sqlite": "sqlite_url", "mariadb": "mariadb_url"}[kind]))
+
+    return url
+
+
+@pytest.fixture
+def library_of(app_dir: Callable[[str], Path], url_of: Callable[[str], str]) -> Callable[[str], tuple[Path, dict[str, str]]]:
+    """The library app (two books, year 1965 and 1976) on the database of the kind asked for."""
+    def make(kind: str) -> tuple[Path, dict[str, str]]:
+        return library_on(app_dir, url_of(kind))
+
+    return make
+
+
+@pytest.fixture
 def library(app_dir: Callable[[str], Path], db_url: str) -> tuple[Path, dict[str, str]]:
     """tests/apps/plainapp with two books by one author, on SQLite and on PostgreSQL."""
     return library_on(app_dir, db_url)

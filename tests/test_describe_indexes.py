@@ -35,10 +35,9 @@ INDEXES = {
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql", "mariadb"])
 def test_describe_shows_each_index_as_the_database_defines_it(
-    kind: str, app_dir: Callable[[str], Path], tmp_path: Path, request: pytest.FixtureRequest
+    kind: str, app_dir: Callable[[str], Path], url_of: Callable[[str], str]
 ) -> None:
-    url = {"sqlite": lambda: f"sqlite:///{tmp_path / 'wide.db'}", "postgresql": lambda: request.getfixturevalue("pg_url"),
-           "mariadb": lambda: request.getfixturevalue("mariadb_url")}[kind]()
+    url = url_of(kind)
     root = app_dir("wideapp")
     statements, expected = INDEXES[kind]
     if kind == "mariadb":  # MariaDB has no expression indexes: the model's is left out of its table

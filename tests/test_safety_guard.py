@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import library_on, run
+from conftest import run
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
@@ -22,15 +22,6 @@ ATTACKS = {
     "ALTER … DROP COLUMN": ("sqlite", "sql('alter table books drop column year')"),
     "ALTER … DROP COLUMN (PostgreSQL)": ("postgresql", "sql('alter table books drop column year')"),
 }
-
-
-@pytest.fixture
-def library_of(app_dir: Callable[[str], Path], request: pytest.FixtureRequest) -> Callable[[str], tuple[Path, dict[str, str]]]:
-    """The library app on the database of the kind asked for (sqlite, postgresql, mariadb)."""
-    def make(kind: str) -> tuple[Path, dict[str, str]]:
-        return library_on(app_dir, request.getfixturevalue({"postgresql": "pg_url", "sqlite": "sqlite_url", "mariadb": "mariadb_url"}[kind]))
-
-    return make
 
 
 @pytest.mark.parametrize("kind,code", ATTACKS.values(), ids=ATTACKS.keys())

@@ -186,13 +186,11 @@ def test_read_only_is_labelled_for_what_it_is(app_dir: Callable[[str], Path], mo
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql", "mariadb"])
 def test_doctor_labels_read_only_and_warns_where_a_read_only_profile_is_only_guarded(
-    kind: str, app_dir: Callable[[str], Path], tmp_path: Path, request: pytest.FixtureRequest
+    kind: str, library_of: Callable[[str], tuple[Path, dict[str, str]]]
 ) -> None:
     import json
 
-    url = {"sqlite": lambda: f"sqlite:///{tmp_path / 'lib.db'}", "postgresql": lambda: request.getfixturevalue("pg_url"),
-           "mariadb": lambda: request.getfixturevalue("mariadb_url")}[kind]()
-    root, env = library_on(app_dir, url)
+    root, env = library_of(kind)
     (root / "profiles").mkdir()
     (root / "profiles" / "development.toml").write_text("[database]\nread_only = true\n")  # read-only by profile, no role
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import audit_records, library_on, run
+from conftest import audit_records, run
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
@@ -20,15 +20,6 @@ YEARS = "print(count(Book, year=0))"
 BOOKS = "print(count(Book))"
 RAW = "raw = session.connection().connection.dbapi_connection\n"
 GUARDED = 'description = "confirm destructive statements"\n[access]\nconfirm_destructive = true\n'
-
-
-@pytest.fixture
-def library_of(app_dir: Callable[[str], Path], request: pytest.FixtureRequest) -> Callable[[str], tuple[Path, dict[str, str]]]:
-    """The library app (two books, year 1965 and 1976) on the database of the kind asked for."""
-    def make(kind: str) -> tuple[Path, dict[str, str]]:
-        return library_on(app_dir, request.getfixturevalue({"postgresql": "pg_url", "sqlite": "sqlite_url", "mariadb": "mariadb_url"}[kind]))
-
-    return make
 
 
 def state(root: Path, env: dict[str, str], code: str = YEARS) -> str:
