@@ -184,3 +184,39 @@ def test_appshell_protected_lists_the_protected_hosts(shop: Path) -> None:
     assert "protected hosts (refused until unlock(reason)): search.internal:9200, *.stripe.com" in result.stdout
     as_json = run(["protected", "--profile", "production", "--json"], cwd=shop)
     assert '"hosts": ["search.internal:9200", "*.stripe.com"]' in as_json.stdout
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("shell", ["ipython", "ptpython", "python"])
+def test_refused_in_one_line_at_every_shells_prompt_and_the_shell_goes_on(shop: Path, listening: int, shell: str) -> None:
+    from conftest import leave, spawn_shell
+
+    _protect_hosts(shop, "127.0.0.1")
+    child = spawn_shell(shop, "--shell", shell, "-q", *PRODUCTION)
+    child.expect(r"\[shop PRODUCTION\]")
+    child.sendline(f"import socket; socket.create_connection(('127.0.0.1', {listening}), timeout=5)")
+    child.expect(f"appshell: refused: 127.0.0.1:{listening} is a protected host \\(protect.hosts '127.0.0.1'\\)")
+    child.expect(r"\[shop PRODUCTION\]")
+    assert "Traceback" not in child.before
+    child.sendline("print('still', 'here')")
+    child.expect("still here")
+    child.expect(r"\[shop PRODUCTION\]")
+    leave(child)
+    assert len([r for r in audit_records(shop / ".appshell" / "audit.jsonl") if r.get("kind") == "protected_host"]) == 1
+
+
+@pytest.mark.parametrize("code", [
+    # a thread the operator starts: its frames end in threading's, the operator's function among them
+    "import socket, threading\nfound = []\n"
+    "def go():\n    try:\n        socket.create_connection(('127.0.0.1', {port}), timeout=5)\n    except Exception as exc:\n        found.append(exc)\n"
+    "t = threading.Thread(target=go); t.start(); t.join(); print(type(found[0]).__name__)",
+    # asyncio: the name is looked up in the loop's executor thread (no caller vouches for it), the connect in the loop
+    "import asyncio\nasync def go():\n    try:\n        await asyncio.open_connection('localhost', {port})\n    except Exception as exc:\n"
+    "        return type(exc).__name__\nloop = asyncio.new_event_loop(); print(loop.run_until_complete(go())); loop.close()",
+])
+@pytest.mark.parametrize("process", [False, True], ids=["in-process", "console-script"])
+def test_threads_and_event_loops_are_refused_too(shop: Path, listening: int, code: str, process: bool) -> None:
+    _protect_hosts(shop, "127.0.0.1", "localhost")
+    result = run([*PRODUCTION, "-c", code.format(port=listening)], cwd=shop, process=process)
+    assert result.stdout.strip() == "HostRefused", result.output
+    assert [r for r in audit_records(shop / ".appshell" / "audit.jsonl") if r.get("kind") == "protected_host"]  # recorded from that thread too
