@@ -220,3 +220,18 @@ def test_threads_and_event_loops_are_refused_too(shop: Path, listening: int, cod
     result = run([*PRODUCTION, "-c", code.format(port=listening)], cwd=shop, process=process)
     assert result.stdout.strip() == "HostRefused", result.output
     assert [r for r in audit_records(shop / ".appshell" / "audit.jsonl") if r.get("kind") == "protected_host"]  # recorded from that thread too
+
+
+def test_datagrams_and_connect_ex_are_refused_too(shop: Path, listening: int) -> None:
+    _protect_hosts(shop, "127.0.0.1")
+    code = "\n".join([
+        "import socket",
+        "udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)",
+        f"for send in (lambda: udp.sendto(b'x', ('127.0.0.1', {listening})), lambda: udp.sendmsg([b'x'], [], 0, ('127.0.0.1', {listening})),",
+        f"             lambda: socket.socket().connect_ex(('127.0.0.1', {listening}))):",
+        "    try:\n        send()\n    except Exception as exc:\n        print(type(exc).__name__)",
+    ])
+    result = run([*PRODUCTION, "-c", code], cwd=shop)
+    assert result.stdout.split() == ["HostRefused"] * 3, result.output
+    sources = [r["source"] for r in audit_records(shop / ".appshell" / "audit.jsonl") if r.get("kind") == "protected_host"]
+    assert sources == [f"# refused: send to 127.0.0.1:{listening}"] * 2 + [f"# refused: connect to 127.0.0.1:{listening}"]

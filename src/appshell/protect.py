@@ -749,13 +749,16 @@ def _appshells_own(frame: Any) -> bool:
     return False
 
 
+_SOCKET_EVENTS = frozenset({"socket.connect", "socket.getaddrinfo", "socket.sendto", "socket.sendmsg"})  # connect_ex's is connect's
+
+
 def _host_hook(event: str, args: tuple[Any, ...]) -> None:
-    if event != "socket.connect" and event != "socket.getaddrinfo":
+    if event not in _SOCKET_EVENTS:
         return  # every audit event of the process comes here: the others leave at once
     protection = _active
     if protection is None or not protection.hosts or protection.unlocked_all or getattr(_busy, "on", False):
         return
-    if event == "socket.connect":
+    if event != "socket.getaddrinfo":  # an address: a connect's, or a datagram's (sendto, sendmsg: None when connected)
         address = args[1]
         if not isinstance(address, tuple) or len(address) < 2 or not isinstance(address[0], str):
             return  # a Unix socket's path, a netlink address: not a host
@@ -776,7 +779,7 @@ def _refuse_host(protection: Protection, where: str, entry: str, event: str) -> 
     _busy.on = True
     try:
         if protection.journal is not None:
-            what = "look up" if event == "socket.getaddrinfo" else "connect to"
+            what = {"socket.getaddrinfo": "look up", "socket.connect": "connect to"}.get(event, "send to")
             protection.journal.nested(f"# refused: {what} {where}", kind="protected_host", host=where, pattern=entry)
     finally:
         _busy.on = False
