@@ -235,3 +235,31 @@ def test_datagrams_and_connect_ex_are_refused_too(shop: Path, listening: int) ->
     assert result.stdout.split() == ["HostRefused"] * 3, result.output
     sources = [r["source"] for r in audit_records(shop / ".appshell" / "audit.jsonl") if r.get("kind") == "protected_host"]
     assert sources == [f"# refused: send to 127.0.0.1:{listening}"] * 2 + [f"# refused: connect to 127.0.0.1:{listening}"]
+
+
+def test_the_hook_is_quiet_once_the_session_is_over(listening: int) -> None:
+    """Audit hooks cannot be removed: after its session (deactivated, or its journal closed) it refuses nothing."""
+    from appshell import protect
+    from appshell.protect import HostRefused, guard_hosts
+
+    class Journal:
+        closed = False
+
+        def nested(self, source: str, kind: str, **extra: object) -> None:
+            self.recorded = (source, kind, extra)
+
+    journal = Journal()
+    protection = Protection(Rules(True, hosts=("127.0.0.1",)))
+    protect.activate(protection)
+    try:
+        guard_hosts(protection, journal)  # type: ignore[arg-type]
+        with pytest.raises(HostRefused, match=f"127.0.0.1:{listening} is a protected host"):
+            socket.create_connection(("127.0.0.1", listening), timeout=5)
+        assert journal.recorded == (f"# refused: connect to 127.0.0.1:{listening}", "protected_host",
+                                    {"host": f"127.0.0.1:{listening}", "pattern": "127.0.0.1"})
+        journal.closed = True
+        socket.create_connection(("127.0.0.1", listening), timeout=5).close()
+        journal.closed = False
+    finally:
+        protect.deactivate()
+    socket.create_connection(("127.0.0.1", listening), timeout=5).close()

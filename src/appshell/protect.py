@@ -758,6 +758,8 @@ def _host_hook(event: str, args: tuple[Any, ...]) -> None:
     protection = _active
     if protection is None or not protection.hosts or protection.unlocked_all or getattr(_busy, "on", False):
         return
+    if protection.journal is None or protection.journal.closed:
+        return  # the session is over (its teardown had no chance to deactivate it): quiet, as after deactivate()
     if event != "socket.getaddrinfo":  # an address: a connect's, or a datagram's (sendto, sendmsg: None when connected)
         address = args[1]
         if not isinstance(address, tuple) or len(address) < 2 or not isinstance(address[0], str):
@@ -771,11 +773,20 @@ def _host_hook(event: str, args: tuple[Any, ...]) -> None:
     entry = _protected(protection, host, port)
     if entry is None or _appshells_own(sys._getframe(1)):
         return
-    _refuse_host(protection, f"[{host}]:{port}" if ":" in host and port else f"{host}:{port}" if port else host, entry, event)
+    _refuse_host(protection, host, port, entry, event)
 
 
-def _refuse_host(protection: Protection, where: str, entry: str, event: str) -> None:
+def _refuse_host(protection: Protection, host: str, port: str | None, entry: str, event: str) -> None:
     """Record the attempt (a ``protected_host`` statement under the running one), then refuse it in one line."""
+    import ipaddress
+
+    where = f"[{host}]:{port}" if ":" in host and port else f"{host}:{port}" if port else host
+    if event == "socket.getaddrinfo":
+        try:
+            ipaddress.ip_address(host)
+            event = "socket.connect"  # an address is not looked up: create_connection() asks getaddrinfo() for every connect
+        except ValueError:
+            pass
     _busy.on = True
     try:
         if protection.journal is not None:
