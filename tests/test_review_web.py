@@ -788,3 +788,22 @@ def test_audit_tail_marks_sensitive_access(sensitive_log: tuple[Path, str, str])
     assert tail.count("sensitive access") == 1 and tail.index(unlocked) < tail.index("1 sensitive access"), tail
     assert tail.index(plain) < tail.index(unlocked)  # oldest first: the plain session's marks come before
     assert {r["session"]: r["sensitive"] for r in json.loads(tail_json(Log(log)))} == {unlocked: 1, plain: 0}
+
+
+def test_refused_connections_to_protected_hosts_are_marked(shop: Path) -> None:
+    from conftest import free_port
+
+    profile = shop / "profiles" / "production.toml"
+    profile.write_text(profile.read_text().replace("[protect]\n", '[protect]\nhosts = ["127.0.0.1"]\n'))
+    port = free_port()  # nothing listens there, and the connect never leaves the process
+    code = f"import socket\ntry:\n    socket.create_connection(('127.0.0.1', {port}), timeout=1)\nexcept Exception as exc:\n    print(type(exc).__name__)"
+    result = run(["--profile", "production", "--reason", "INC-43 search reindex", "-c", code], cwd=shop, process=False)
+    assert result.stdout.strip() == "HostRefused", result.output
+    log = shop / ".appshell" / "audit.jsonl"
+    session = start_of(log, "INC-43")["session"]
+    client = client_for(["--log", str(log)])
+    assert 'title="connections to protected hosts that were refused">protected host refused</span>' in client.get("/", headers=bearer()).text
+    page = client.get(f"/session/{session}", headers=bearer()).text
+    box = page.split('<section class="sensitive" id="protected-hosts">', 1)[1].split("</section>", 1)[0]
+    assert "Protected hosts: 1 connection refused</h2>" in box and f"127.0.0.1:{port} (protect.hosts 127.0.0.1)" in box
+    assert [r["protected_hosts"] for r in client.get("/export.json", headers=bearer()).json()] == [1]

@@ -48,6 +48,7 @@ class Summary:
     text: str  # reason and statement sources, folded (see fold): the text search looks here
     flags: list[str] = field(default_factory=list)  # what is odd about its records (Session.flags)
     sensitive: int = 0  # sensitive_access records
+    protected_hosts: int = 0  # refused connections to protected hosts (protected_host records)
     record_flags: int = 0  # how many of its records are flagged
 
     def get(self, key: str) -> Any:
@@ -175,6 +176,7 @@ def summarize(s: Session) -> Summary:
         text=fold("\n".join([str(s.start.get("reason") or ""), *sources])),
         flags=s.flags(),
         sensitive=s.sensitive(),
+        protected_hosts=s.protected_hosts(),
         record_flags=sum(1 for f in s.record_flags() if f),
     )
 

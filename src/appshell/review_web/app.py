@@ -270,6 +270,7 @@ def create_app(config: Config) -> Any:
         reviews = config.reviews.load()
         statements = []
         sensitive = []  # each unlock(reason): who, why, what it opened, and where it is among the statements
+        refused_hosts = []  # each connection to a protected host that was refused
         per_record = dict(zip((id(r) for r in session.records), session.record_flags()))
         for k, (st, results) in enumerate(session.blocks()):
             result = results[0] if results else {}
@@ -290,7 +291,9 @@ def create_app(config: Config) -> Any:
                                "status": result.get("status", "no result recorded"), "duration": result.get("duration_ms"),
                                "sql": [str(q) for r in results for q in (r.get("sql") or [])], "error": result.get("error"),
                                "files": files, "result_ts": result.get("ts"), "flags": flags, "digest": digest,
-                               "sensitive": bool(st) and st.get("kind") in ("sensitive_access", "protected_host")})
+                               "sensitive": bool(st) and st.get("kind") in ("sensitive_access", "sensitive_access_end", "protected_host")})
+            if st and st.get("kind") == "protected_host":
+                refused_hosts.append({"anchor": f"r{k}", "n": st.get("n"), "ts": st.get("ts"), "host": st.get("host"), "pattern": st.get("pattern")})
             if st and st.get("kind") == "sensitive_access":
                 sensitive.append({"anchor": f"r{k}", "n": st.get("n"), "ts": st.get("ts"), "reason": st.get("reason"), "user": st.get("user"),
                                   "role": st.get("role"), "opened": [*_strings(st.get("columns")), *_strings(st.get("hosts"))]})
@@ -300,7 +303,7 @@ def create_app(config: Config) -> Any:
         end = session.end or {}
         end_other = [(k, v) for k, v in sorted(end.items()) if k not in CHAIN_KEYS and k not in ("status", "statements", "duration_ms")]
         return state.render("session.html", s=session, flags=session.flags() if session.end is not None else session.flags()[:-1], start=start, known=known, other=other, end=session.end, end_other=end_other,
-                            statements=statements, sensitive=sensitive, chain=chain, history=reviews.of(session_id), review_state=reviews.state(session_id),
+                            statements=statements, sensitive=sensitive, refused_hosts=refused_hosts, chain=chain, history=reviews.of(session_id), review_state=reviews.state(session_id),
                             banner=banner(reviews), auditor=auditor, csrf=state.signer.csrf(binding), states=STATES,
                             fmt=lambda v: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else ("-" if v is None else str(v)))
 
@@ -336,7 +339,7 @@ def create_app(config: Config) -> Any:
             rows.append({"session": s.id, "started": s.start.get("ts"), "user": s.start.get("user"), "real_user": s.start.get("real_user"),
                          "host": s.start.get("host"), "ssh_client": s.start.get("ssh_client"), "profile": s.start.get("profile"),
                          "mode": s.start.get("mode"), "reason": s.start.get("reason"), "statements": s.statements, "status": s.status,
-                         "errors": s.errors, "wrote": s.wrote, "sensitive": s.sensitive, "sandbox": bool(s.start.get("sandbox")),
+                         "errors": s.errors, "wrote": s.wrote, "sensitive": s.sensitive, "protected_hosts": s.protected_hosts, "sandbox": bool(s.start.get("sandbox")),
                          "read_only": bool(s.start.get("read_only")), "review_state": reviews.state(s.id),
                          "reviewed_by": last.auditor if last else None, "review_note": last.note if last else None,
                          "review_chain": "broken" if reviews.broken else "intact", "flags": s.flags})
