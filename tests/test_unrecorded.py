@@ -488,7 +488,9 @@ def test_ipython_json_config_and_stored_pickles_are_recorded(shop: Path, log: Pa
     assert "stock=8014" in pickled["files"][0]["text"]  # what the pickle calls, readable in the record
 
 
-def test_an_operator_module_imported_from_its_byte_code_is_recorded(shop: Path, log: Path, tmp_path: Path) -> None:
+def test_an_operator_module_imported_from_byte_code_without_source_is_recorded_and_refused(shop: Path, log: Path, tmp_path: Path) -> None:
+    """A sourceless .pyc runs no compile() in the session at all: its import is recorded, and refused —
+    the record could not say what it runs (tests/test_imports_recorded.py has the doctored .pyc of issue 22)."""
     import py_compile
 
     mods = tmp_path / "mods"
@@ -496,13 +498,16 @@ def test_an_operator_module_imported_from_its_byte_code_is_recorded(shop: Path, 
     source = mods / "quietmod.py"
     source.write_text('from shop.db import engine\nwith engine.begin() as c:\n    c.exec_driver_sql("update products set stock=8017 where id=2")\n')
     py_compile.compile(str(source), cfile=str(mods / "quietmod.pyc"))
-    source.unlink()  # a sourceless .pyc: no compile() in the session at all
+    source.unlink()
     result = run(["--audit-log", str(log), "-c", f"import sys; sys.path.insert(0, {str(mods)!r}); import quietmod"], cwd=shop)
-    assert result.exit_code == 0, result.stderr
+    assert result.exit_code == 1
+    assert "byte code with no source" in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert stock(shop, 2) != 8017
     recorded = statements(log)
     command = next(s for s in recorded if s["kind"] == "command")
     imported = next(s for s in recorded if s["kind"] == "import")
-    assert imported["files"][0]["path"].endswith("quietmod.py") and imported["parent"] == command["n"]
+    assert imported["files"][0]["path"] == str(mods / "quietmod.pyc") and imported["parent"] == command["n"]
+    assert imported["files"][0]["matches_source"] is None and "no source" in imported["files"][0]["refused"]
 
 
 def test_a_file_the_program_left_open_is_flushed_before_the_process_ends(shop: Path, tmp_path: Path) -> None:

@@ -24,12 +24,12 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from appshell.errors import AppshellError, AuditFailure
+from appshell.errors import AppshellError, AuditFailure, Refused
 
 if TYPE_CHECKING:
     from appshell.journal import Journal
 
-__all__ = ["watch", "unwatch"]
+__all__ = ["watch", "unwatch", "BytecodeRefused", "import_record"]
 
 _EVENTS = frozenset({"compile", "exec", "builtins.input/result"})
 _IMPORT_MACHINERY = frozenset({"importlib._bootstrap", "importlib._bootstrap_external", "zipimport"})
@@ -130,7 +130,7 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
         module, filename = _caller(frame)
         if event == "exec":
             if module in _IMPORT_MACHINERY:  # a module's code, maybe from a .pyc: no compile() to see
-                _record_import(journal, args[0])
+                _record_import(journal, args[0], _module_globals(frame))
             return
         repl = module in _REPL_MODULES
         if not repl and _is_library(filename) and not (event == "compile" and _called_back(frame, module, filename)):
@@ -141,8 +141,8 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
             _record_compile(journal, _text(args[0]), str(args[1]), module)
         elif not repl:  # a line typed at input(): REPLs compile theirs, which is recorded above
             journal.nested(str(args[0]), kind="input" if journal.current is not None else "background_input")
-    except AppshellError:
-        raise  # the audit failed: the compile (or input) raises, the code does not run
+    except (AppshellError, Refused):
+        raise  # the audit failed, or the code is refused (byte code that is not its source): it does not run
     except Exception as exc:  # noqa: BLE001
         # Fail closed: code that could not be recorded does not run (near the recursion
         # limit, say, where recording is exactly what an operator would try to break).
@@ -154,19 +154,98 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
         sys.setrecursionlimit(limit)
 
 
-def _record_import(journal: Journal, code: Any) -> None:
-    """A module of the operator's (not of the standard library or site-packages) imported during
-    the session: its file is recorded before its code runs, once per session."""
-    path = getattr(code, "co_filename", "")
-    if not path or path.startswith("<") or _is_library(path) or path in journal.imported:
-        return
-    journal.imported.add(path)
+class BytecodeRefused(Refused):
+    """An operator module whose byte code is not its source (altered, stale) or has no source: not run.
+
+    Not an ImportError: ``except ImportError`` fallbacks in the operator's code must not hide it."""
+
+
+def _module_globals(frame: FrameType | None) -> dict[str, Any] | None:
+    """The globals of the module the import system is about to run: ``_call_with_frames_removed(exec, code,
+    module.__dict__)`` is the frame that runs it (importlib._bootstrap_external's exec_module, CPython 3.8+)."""
+    if frame is None:
+        return None
+    args = frame.f_locals.get("args")
+    if isinstance(args, tuple) and len(args) >= 2 and isinstance(args[1], dict):
+        return args[1]
+    return None
+
+
+def _code_sha256(code: Any) -> str:
+    """The sha256 of a code object as marshal writes it, in format 2: no back-references, which depend on
+    reference counts, so the same code hashes the same whether it was just compiled or read from a .pyc."""
+    import hashlib
+    import marshal
+
+    return hashlib.sha256(marshal.dumps(code, 2)).hexdigest()
+
+
+def import_record(code: Any, module: dict[str, Any] | None) -> tuple[dict[str, Any], str, str | None]:
+    """What an import runs: (the record's file entry, the source text to record, why it is refused or None).
+
+    The entry holds the source file's path and sha256, the sha256 of the code object that runs
+    (``code_sha256``), the byte-code file beside it (``bytecode``: path and sha256) and whether that
+    code is what the source compiles to (``matches_source``). The import system picks a ``.pyc`` by
+    the source's size and mtime alone (SourceFileLoader.get_code), so a .pyc compiled from other
+    source, then covered by a file of the same size and mtime, runs while the source reads benign."""
+    path = module.get("__file__") if module is not None else None
+    path = path if isinstance(path, str) else getattr(code, "co_filename", "")
+    cached = module.get("__cached__") if module is not None else None
+    entry: dict[str, Any] = {"path": path, "code_sha256": _code_sha256(code)}
+    if isinstance(cached, str) and os.path.isfile(cached):
+        entry["bytecode"] = {"path": cached, "sha256": _file_sha256(cached)}
+    if path.endswith((".pyc", ".pyo")) or not os.path.isfile(path):
+        entry["matches_source"] = None
+        what = f"{path} is byte code with no source" if os.path.isfile(path) else f"{path} (no source file) ran from byte code"
+        return entry, f"# import {path} (no source file)", (
+            f"{what}: what it runs cannot be read in the audit log — put its .py source beside it, or delete the byte code")
     from appshell.journal import file_info
 
-    source = path if os.path.isfile(path) else None
-    info = file_info(source) if source else None
-    record = {"path": info["path"], "sha256": info["sha256"]} if info else {"path": path}
-    journal.nested(info["text"] if info else f"# import {path} (no source file)", kind="import", files=[record])
+    with open(path, "rb") as f:
+        data = f.read()
+    info = file_info(path, data)
+    entry.update(path=info["path"], sha256=info["sha256"])
+    try:
+        # dont_inherit: this module's own `from __future__ import annotations` must not change the compile.
+        matches = compile(data, path, "exec", dont_inherit=True) == code
+    except (SyntaxError, ValueError):
+        matches = False  # the source does not even compile: the code that runs came from elsewhere
+    entry["matches_source"] = matches
+    if matches:
+        return entry, info["text"], None
+    pyc = entry.get("bytecode", {}).get("path") or "its __pycache__ entry"
+    return entry, info["text"], (f"the byte code {pyc} does not match its source {info['path']} (altered, or stale with the same size "
+                                 f"and mtime) — delete {pyc} and import it again")
+
+
+def _file_sha256(path: str) -> str | None:
+    import hashlib
+
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
+def _record_import(journal: Journal, code: Any, module: dict[str, Any] | None) -> None:
+    """A module of the operator's (not of the standard library or site-packages) imported during
+    the session: what runs is recorded before it runs, once per session — and refused where its
+    byte code is not its source (or has none): the record could not say what ran."""
+    path = getattr(code, "co_filename", "")
+    where = module.get("__file__") if module is not None else None
+    key = where if isinstance(where, str) else path
+    if not path or path.startswith("<") or (_is_library(path) and (not isinstance(where, str) or _is_library(where))) or key in journal.imported:
+        return
+    entry, text, refusal = import_record(code, module)
+    if refusal is not None:
+        entry["refused"] = refusal
+    else:
+        journal.imported.add(key)  # a refused one is refused again, and recorded again, at its next import
+    journal.nested(text, kind="import", files=[entry])
+    if refusal is not None:
+        name = module.get("__name__") if module is not None else None
+        raise BytecodeRefused(f"import {name or path} refused: {refusal}")
 
 
 def _record_compile(journal: Journal, text: str | None, filename: str, module: str) -> None:
