@@ -68,7 +68,8 @@ def test_a_sitecustomize_cannot_rewrite_the_record_of_a_locked_session(shop: Pat
     assert start["python_env"]["PYTHONPATH"] == str(rewriter)
     neutralised = " | ".join(start["isolated"]["neutralised"])
     assert "PYTHONPATH is set" in neutralised and f"sitecustomize was imported from {rewriter / 'sitecustomize.py'}" in neutralised
-    assert start["preloaded"] == []  # nothing but the standard library and appshell before the app boots
+    # Nothing from PYTHONPATH ran in the session (what the venv's own .pth files import still may: see docs/audit.md).
+    assert not any(m["name"] == "sitecustomize" or str(rewriter) in (m["path"] or "") for m in start["preloaded"])
 
 
 def test_what_ran_before_an_unlocked_session_is_recorded(shop: Path, rewriter: Path, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from appshell.errors import ConfigError
 
 __all__ = [
     "project_python", "same_environment", "reexec_target", "maybe_reexec", "install_command", "GUARD",
-    "ISOLATED", "before_session", "isolate", "influences", "interpreter_record", "preloaded_modules", "remember_launch_environment",
+    "ISOLATED", "before_session", "isolate", "launch_environment", "influences", "interpreter_record", "preloaded_modules", "remember_launch_environment",
 ]
 
 GUARD = "APPSHELL_REEXECUTED"  # set in the child: never re-exec twice (a loop guard)
@@ -112,36 +112,41 @@ def remember_launch_environment() -> None:
     _launch_environ = dict(os.environ)  # each main() call: the in-process test harness runs many
 
 
-def _stdlib_dirs() -> tuple[str, ...]:
+def launch_environment() -> Mapping[str, str]:
+    """The environment as appshell started (main() remembered it), else as it is now."""
+    return os.environ if _launch_environ is None else _launch_environ
+
+
+def _stdlib_test() -> Callable[[str], bool]:
+    """Whether a file is the standard library's (sysconfig read once per call of this)."""
     import sysconfig
 
     paths = sysconfig.get_paths()
-    dirs = {paths[k] for k in ("stdlib", "platstdlib") if k in paths}
-    return tuple(sorted({d.rstrip("/") + "/" for d in dirs} | {os.path.realpath(d) + "/" for d in dirs}))
+
+    def dirs(*keys: str) -> tuple[str, ...]:
+        found = {paths[k] for k in keys if k in paths}
+        return tuple(sorted({d.rstrip("/") + "/" for d in found} | {os.path.realpath(d) + "/" for d in found}))
+
+    # In a virtual environment platstdlib is the venv's lib/pythonX.Y, which holds site-packages too.
+    stdlib, site_packages = dirs("stdlib", "platstdlib"), dirs("purelib", "platlib")
+    return lambda path: path.startswith(stdlib) and not path.startswith(site_packages)
 
 
 def preloaded_modules(limit: int = 50) -> list[dict[str, Any]]:
     """Modules in this process that are neither the standard library's nor appshell's, each with its file's sha256
     (a `sitecustomize` from PYTHONPATH, a module a `.pth` file imported); before the app boots, there should be none."""
-    import hashlib
-
-    stdlib = _stdlib_dirs()
+    is_stdlib = _stdlib_test()
     own = os.path.dirname(os.path.abspath(__file__)) + "/"
-    found: list[dict[str, Any]] = []
-    for name, module in list(sys.modules.items()):
-        path = getattr(module, "__file__", None)
-        if name == "__main__" or not isinstance(path, str) or path.startswith(stdlib) or os.path.abspath(path).startswith(own):
-            continue
-        entry: dict[str, Any] = {"name": name, "path": path}
-        if len(found) < limit:
-            try:
-                with open(path, "rb") as f:
-                    entry["sha256"] = hashlib.file_digest(f, "sha256").hexdigest()
-            except OSError:
-                entry["sha256"] = None
-        found.append(entry)
-    found.sort(key=lambda e: (e["name"] not in ("sitecustomize", "usercustomize"), e["name"]))
-    return found[:limit] + ([{"name": f"… {len(found) - limit} more", "path": None}] if len(found) > limit else [])
+    found = sorted(
+        ((name, path) for name, module in list(sys.modules.items())
+         if name != "__main__" and isinstance(path := getattr(module, "__file__", None), str) and not is_stdlib(path)
+         and not os.path.abspath(path).startswith(own)),
+        key=lambda item: (item[0] not in ("sitecustomize", "usercustomize"), item[0]),
+    )
+    shown: list[dict[str, Any]] = [{"name": name, "path": path, "sha256": _file_sha256(path)} for name, path in found[:limit]]
+    if len(found) > limit:
+        shown.append({"name": f"… {len(found) - limit} more", "path": None})
+    return shown
 
 
 def _file_sha256(path: str) -> str | None:
@@ -220,10 +225,11 @@ def influences(environ: Mapping[str, str]) -> list[str]:
 
     if site.ENABLE_USER_SITE and site.USER_SITE and site.USER_SITE in sys.path:
         found.append(f"the user site {site.USER_SITE} is on sys.path")
+    is_stdlib = _stdlib_test()
     for name in ("sitecustomize", "usercustomize"):
         module = sys.modules.get(name)
         path = getattr(module, "__file__", None)
-        if isinstance(path, str) and not path.startswith(_stdlib_dirs()):
+        if isinstance(path, str) and not is_stdlib(path):
             found.append(f"{name} was imported from {path}")
     return found
 
@@ -268,12 +274,12 @@ def isolate(locked: bool, profile: str, argv: Sequence[str], stdin_program: str 
                 if folder and os.path.isdir(folder) and folder not in sys.path:
                     sys.path.append(folder)
         return []
-    found = influences(os.environ if _launch_environ is None else _launch_environ)
+    found = influences(launch_environment())
     if not found or not standalone:
         return found
     import json
 
-    env = {**(_launch_environ if _launch_environ is not None else os.environ), GUARD: "1", ISOLATED: json.dumps(found)}
+    env = {**launch_environment(), GUARD: "1", ISOLATED: json.dumps(found)}
     if reason:
         env["APPSHELL_REASON"] = reason  # asked at the terminal already: not asked twice (a --reason flag still wins)
     if stdin_program is not None:

@@ -108,11 +108,11 @@ def _start_audit(settings: Settings, ctx: AppContext, program: Program | None, s
 def _before_session(settings: Settings, program: Program | None, options: Options) -> dict[str, Any]:
     """What could have changed this process before its first statement, taken before the app boots
     (issue 22 item 10); under a locked audit, the session first re-executes itself isolated."""
-    from appshell.reexec import before_session, isolate
+    from appshell.reexec import before_session, isolate, launch_environment
 
     left = isolate(settings.profile.audit.locked, settings.profile.name, options.argv,
                    program.source if program is not None and program.mode == "stdin" else None, settings.reason, standalone=STANDALONE)
-    before = before_session(os.environ)
+    before = before_session(launch_environment())  # as appshell found it, not with what settings exported into it
     if left:
         before["not_neutralised"] = left  # locked, but run in-process (a library call of main()): recorded only
     return before
