@@ -105,3 +105,29 @@ def test_library_imports_are_not_checked(shop: Path, tmp_path: Path) -> None:
     result = run(["--audit-log", str(log), "-c", "import colorsys, wave"], cwd=shop)
     assert result.exit_code == 0, result.output
     assert imports(log) == []
+
+
+def test_a_module_from_a_zip_archive_is_compared_with_the_source_in_it(shop: Path, tmp_path: Path) -> None:
+    import zipfile
+
+    log, archive = tmp_path / "audit.jsonl", tmp_path / "ops.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("helpers_zip.py", "ANSWER = 7\n")
+    result = run(["--audit-log", str(log), "-c", importing(archive, "helpers_zip") + "; print(helpers_zip.ANSWER)"], cwd=shop)
+    assert result.exit_code == 0, result.output
+    entry = imports(log)[0]["files"][0]
+    assert entry["matches_source"] is True and entry["path"].endswith("ops.zip/helpers_zip.py")
+    assert imports(log)[0]["source"] == "ANSWER = 7\n"
+
+
+def test_the_private_import_frame_appshell_reads_is_still_there() -> None:
+    """Private API pinned (CPython 3.8–3.13): the import system runs a module's code as
+    ``_call_with_frames_removed(exec, code, module.__dict__)``; appshell.nested reads that frame's
+    ``args`` to learn the module's own file, whatever the code's co_filename claims."""
+    import importlib._bootstrap as bootstrap
+    import importlib._bootstrap_external as external  # frozen: no source to read, its code's names are enough
+    import inspect
+
+    assert list(inspect.signature(bootstrap._call_with_frames_removed).parameters) == ["f", "args", "kwds"]
+    assert {"_call_with_frames_removed", "exec", "__dict__"} <= set(external._LoaderBasics.exec_module.__code__.co_names)
+    # (test_byte_code_that_names_a_standard_library_file_is_still_checked fails too if the frame moves.)

@@ -194,15 +194,14 @@ def import_record(code: Any, module: dict[str, Any] | None) -> tuple[dict[str, A
     entry: dict[str, Any] = {"path": path, "code_sha256": _code_sha256(code)}
     if isinstance(cached, str) and os.path.isfile(cached):
         entry["bytecode"] = {"path": cached, "sha256": _file_sha256(cached)}
-    if path.endswith((".pyc", ".pyo")) or not os.path.isfile(path):
+    data = _source_of(path, module)
+    if data is None:
         entry["matches_source"] = None
         what = f"{path} is byte code with no source" if os.path.isfile(path) else f"{path} (no source file) ran from byte code"
         return entry, f"# import {path} (no source file)", (
             f"{what}: what it runs cannot be read in the audit log — put its .py source beside it, or delete the byte code")
     from appshell.journal import file_info
 
-    with open(path, "rb") as f:
-        data = f.read()
     info = file_info(path, data)
     entry.update(path=info["path"], sha256=info["sha256"])
     try:
@@ -216,6 +215,23 @@ def import_record(code: Any, module: dict[str, Any] | None) -> tuple[dict[str, A
     pyc = entry.get("bytecode", {}).get("path") or "its __pycache__ entry"
     return entry, info["text"], (f"the byte code {pyc} does not match its source {info['path']} (altered, or stale with the same size "
                                  f"and mtime) — delete {pyc} and import it again")
+
+
+def _source_of(path: str, module: dict[str, Any] | None) -> bytes | None:
+    """The source the module says it was made from: its file, else what its loader hands out (a zip archive's)."""
+    if path.endswith((".pyc", ".pyo")):
+        return None
+    if os.path.isfile(path):
+        with open(path, "rb") as f:
+            return f.read()
+    spec = module.get("__spec__") if module is not None else None
+    get_source = getattr(getattr(spec, "loader", None), "get_source", None)
+    try:
+        text = get_source(spec.name) if spec is not None and callable(get_source) else None
+    except (ImportError, OSError):
+        text = None
+    # Decoded by the loader (a coding cookie honoured): its UTF-8 compiles to the same code, the cookie aside.
+    return text.encode("utf-8") if isinstance(text, str) and "coding" not in text[:200] else None
 
 
 def _file_sha256(path: str) -> str | None:
