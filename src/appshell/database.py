@@ -140,7 +140,7 @@ def in_transaction(raw: Any) -> bool | None:
 # What says a connection is read-only now, per backend: (SQL, the answers that mean read-only).
 _READ_ONLY_NOW = {
     # The current transaction's and the next ones' (SET default_transaction_read_only = off takes effect at the next).
-    "postgresql": "SELECT current_setting('transaction_read_only'), current_setting('default_transaction_read_only')",
+    "postgresql": "SELECT pg_catalog.current_setting('transaction_read_only'), pg_catalog.current_setting('default_transaction_read_only')",
     "mariadb": "SELECT @@session.tx_read_only",  # MariaDB before 11.1 has no transaction_read_only
     "mysql": "SELECT @@session.transaction_read_only",
 }
@@ -167,6 +167,12 @@ def read_only_now(st: ConnState) -> bool | None:
     finally:
         cursor.close()
     return all(str(value).lower() in ("on", "1", "true") for value in row)
+
+
+def classify_cached(sql: str, kind: str) -> tuple[Any, ...]:
+    from appshell.statements import classify
+
+    return classify(sql, kind)
 
 
 def _set_autocommit(raw: Any, on: bool) -> None:
@@ -437,12 +443,22 @@ class Coverage:
 
     def _recheck(self, st: ConnState, statement: str) -> None:
         """Guarded read-only: is the connection still read-only, by its own word? (One round trip; SQLite: none.)"""
-        still = st.read_only_seen if st.read_only_seen is not None else read_only_now(st)  # one round trip, not two
+        failed = ""
+        try:
+            still = st.read_only_seen if st.read_only_seen is not None else read_only_now(st)  # one round trip, not two
+        except Exception as exc:  # noqa: BLE001 - a check that fails is never a pass (issue 25, F1): the session ends
+            still, failed = False, (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         if still is not False:
             return
+        several = len(classify_cached(statement, st.kind)) > 1
+        after = ("what ran after it in the same string ran too; what came after that was refused" if several
+                 else "what ran after it was refused")
+        what = (f"appshell could not confirm this session is still read-only after `{short_sql(statement)}` on {st.kind} "
+                f"(its check failed: {failed}) — the session stops; {after}" if failed else
+                f"this session was read-only (profile {self.profile}, a session setting) and `{short_sql(statement)}` switched it off "
+                f"on {st.kind} — the session stops; {after}")
         self.lifted = ReadOnlyLifted(
-            f"this session was read-only (profile {self.profile}, a session setting) and `{short_sql(statement)}` switched it off "
-            f"on {st.kind} — the session stops; what ran after it was refused",
+            what,
             "check the database by hand; the audit log names the statement; a read-only role (database.read_only_url_env) "
             "cannot be switched off",
         )

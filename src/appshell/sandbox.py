@@ -79,9 +79,14 @@ _OPS = ("inserted", "updated", "deleted")
 # and the rows of savepoints rolled back too (the database counts attempts): the program's own rollbacks
 # are taken off with a snapshot of the counters at each savepoint (Frame.db). The read-only settings come
 # along, so that a guarded read-only session's re-check of the same statement costs no second round trip.
-MARKER_SQL = ("SELECT transaction_timestamp(), current_setting('transaction_read_only'), current_setting('default_transaction_read_only'), "
+# Every catalog object and function is named with its schema, pg_catalog (operators too): a temporary view of
+# the same name (pg_temp is searched first) or a function in a schema put before pg_catalog in search_path would
+# otherwise answer in its place (issue 25, F1/F2).
+MARKER_SQL = ("SELECT pg_catalog.transaction_timestamp(), pg_catalog.current_setting('transaction_read_only'), "
+              "pg_catalog.current_setting('default_transaction_read_only'), "
               "s.relname, s.n_tup_ins, s.n_tup_upd, s.n_tup_del FROM (SELECT 1) AS one "
-              "LEFT JOIN pg_stat_xact_user_tables AS s ON s.n_tup_ins + s.n_tup_upd + s.n_tup_del > 0")
+              "LEFT JOIN pg_catalog.pg_stat_xact_user_tables AS s ON "
+              "(s.n_tup_ins OPERATOR(pg_catalog.+) s.n_tup_upd OPERATOR(pg_catalog.+) s.n_tup_del) OPERATOR(pg_catalog.>) 0")
 # MySQL/MariaDB have no transaction id a session can read exactly: information_schema.innodb_trx is a cache
 # refreshed at most every 0.1 s (a read may be stale), and a read-only transaction's trx_id is 0. The session's
 # own counts of transaction statements change whenever a COMMIT (AND CHAIN), ROLLBACK, BEGIN or XA statement
@@ -370,21 +375,33 @@ class Sandbox:
             return None
         try:
             now, counts = self._marker_of(st)
-        except Exception:  # noqa: BLE001 - a dead connection, or a transaction in error: see below
+        except Exception as exc:  # noqa: BLE001 - a transaction in error, a dead connection, or a catalog made to fail
+            failed: Exception = exc
             if raise_:
-                raise
-            try:  # an aborted transaction answers nothing until it returns to the savepoint — if it is the sandbox's
+                self._unconfirmed(st, where, failed, raise_)
+                return None
+            try:  # at the end: an aborted transaction answers nothing until it returns to the savepoint
                 self._own_checked(st, where, f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
                 now, counts = self._marker_of(st)
             except SandboxBroken:
                 return None
-            except Exception:  # noqa: BLE001 - a dead connection: the server drops its transaction; nothing to say
+            except Exception as again:  # noqa: BLE001 - never a pass: the transaction could not be confirmed
+                self._unconfirmed(st, where, again, raise_)
                 return None
+        if now is None:
+            self._unconfirmed(st, where, None, raise_)
+            return None
         if now != st.marker:
             self._broke(st, f"{where}: another transaction was open in its place (COMMIT then BEGIN outside SQLAlchemy, "
                             "or COMMIT AND CHAIN?)", raise_=raise_)
             return None
         return counts
+
+    def _unconfirmed(self, st: ConnState, where: str, exc: Exception | None, raise_: bool) -> None:
+        """The marker could not be read (or read nothing): never a pass (issue 25, F1)."""
+        why = f"its check failed: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}" if exc else "its check read nothing"
+        self._broke(st, where, raise_=raise_,
+                    what=f"appshell could not confirm its transaction survived on {st.kind} {where} ({why}) — changes may have been committed")
 
     def _identity(self, st: ConnState, where: str) -> Counter[tuple[str, str]] | None:
         """_verify, where a failure to read the counters costs the summary its numbers, not the statement."""
@@ -453,9 +470,9 @@ class Sandbox:
             if st.sandboxed:
                 self._final(st, "before the program's end (outside SQLAlchemy)")
 
-    def _broke(self, st: ConnState, where: str, raise_: bool = True) -> None:
+    def _broke(self, st: ConnState, where: str, raise_: bool = True, what: str | None = None) -> None:
         error = SandboxBroken(
-            f"the sandbox's transaction on {st.kind} ended {where} — changes may have been committed",
+            what or f"the sandbox's transaction on {st.kind} ended {where} — changes may have been committed",
             "check the database by hand; the audit log names the statement",
         )
         if self.broken is None:
@@ -574,7 +591,8 @@ class Sandbox:
         lines: list[str] = []
         if total.empty() and not db and not any(self.db_totals.values()) and not self.db_unknown:
             # Broken: what reached the database outside SQLAlchemy may be committed; the error itself comes last (cli).
-            rolled = "those were rolled back, but the sandbox broke" if self.broken is not None else "all rolled back"
+            rolled = ("but the sandbox broke: what may have been committed is unknown" if self.broken is not None
+                      else "all rolled back")
             told = f" (and {', '.join(sorted(self.db_asked))} counted none)" if self.db_asked else ""
             lines.append(f"appshell: sandbox — no changes seen through the engines appshell covered{told}; {rolled} ({covered})")
             return "\n".join(lines)

@@ -1,0 +1,61 @@
+"""The hostile review (issue 25): each attack that broke the sandbox, read-only or the guard, reproduced on a
+real database; each failed (the attack succeeded, or was reported wrongly) before its fix."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import run
+
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+
+YEARS = "print(count(Book, year=0))"
+RAW = "raw = session.connection().connection.dbapi_connection\nc = raw.cursor()\n"
+Library = Callable[[str], tuple[Path, dict[str, str]]]
+
+
+def state(root: Path, env: dict[str, str], code: str = YEARS) -> str:
+    result = run(["-c", code], cwd=root, env=env)
+    assert result.exit_code == 0, result.output
+    return result.stdout.strip()
+
+
+def broken(result: object) -> None:
+    assert result.exit_code == 3, result.output  # type: ignore[attr-defined]
+    assert "SANDBOX BROKEN" in result.stderr, result.stderr  # type: ignore[attr-defined]
+    assert "all rolled back" not in result.stderr and "those were rolled back" not in result.stderr  # type: ignore[attr-defined]
+
+
+# -- F1/F2/F3/F8: catalog names shadowed ------------------------------------------------------------------
+
+COMMITTED = "c.execute('COMMIT'); c.execute('BEGIN'); c.execute('SAVEPOINT appshell_sandbox')\n"
+PG_SHADOWS = {
+    "temp view pg_stat_xact_user_tables": "c.execute('create temp view pg_stat_xact_user_tables as select 1 as x')\n",
+    "function before pg_catalog": (
+        "c.execute('select transaction_timestamp(), current_schema()'); t, s = c.fetchone()\n"
+        "c.execute(f\"create function {s}.transaction_timestamp() returns timestamptz language sql as $$ select '{t}'::timestamptz $$\")\n"
+        "c.execute(f'set search_path = {s}, pg_catalog')\n"),
+}
+
+
+@pytest.mark.parametrize("shadow", PG_SHADOWS.values(), ids=PG_SHADOWS.keys())
+def test_postgresql_shadowed_catalog_cannot_hide_a_commit(library_of: Library, shadow: str) -> None:
+    root, env = library_of("postgresql")
+    code = RAW + "c.execute('update books set year = 0 where id = 1')\n" + shadow + COMMITTED
+    result = run(["--sandbox", "-c", code], cwd=root, env=env)
+    assert state(root, env) == "1"  # committed below SQLAlchemy: appshell cannot prevent it …
+    broken(result)  # … it must say so
+
+
+def test_postgresql_failing_marker_read_breaks_the_sandbox(library_of: Library) -> None:
+    """A marker read that fails is never a pass (the old code swallowed it and said "rolled back"): here the
+    check is made to fail from the operator's Python, the bluntest way to stand for every way it can fail."""
+    root, env = library_of("postgresql")
+    code = RAW + ("c.execute('update books set year = 0 where id = 1')\n" + COMMITTED
+                  + "import appshell.sandbox\nappshell.sandbox.MARKER_SQL = 'select 1/0'\n")
+    result = run(["--sandbox", "-c", code], cwd=root, env=env)
+    broken(result)
+    assert "could not confirm its transaction survived" in result.stderr, result.stderr
