@@ -165,7 +165,7 @@ def test_log_in_filter_open_flag_reload(browser_ready: None, server: str, log: P
             assert "Sensitive access: protected data shown 1 time" in text
             assert "reason: “INC-10: customer asked for a copy of their data”" in text or "INC-10: customer asked for a copy of their data" in text
             assert "opened: customers.email, customers.name" in text
-            assert page.locator("article.statement.sensitive").count() == 1
+            assert page.locator("article.statement.sensitive").count() == 2  # unlock() and lock()
             page.screenshot(path=str(shots / "sensitive.png"), full_page=True)
         finally:
             context.close()
