@@ -263,3 +263,14 @@ def test_the_hook_is_quiet_once_the_session_is_over(listening: int) -> None:
     finally:
         protect.deactivate()
     socket.create_connection(("127.0.0.1", listening), timeout=5).close()
+
+
+def test_doctor_names_the_protected_hosts_and_what_the_guard_is(shop: Path) -> None:
+    import json
+
+    _protect_hosts(shop, "search.internal:9200")
+    result = run([*PRODUCTION, "doctor", "--json"], cwd=shop)
+    checks = {c["check"]: (c["status"], c["detail"]) for c in json.loads(result.stdout)["checks"]}
+    status, detail = checks["protected hosts"]
+    assert status == "ok" and detail.startswith("search.internal:9200: sockets refused until unlock(reason) — an in-process guard")
+    assert "protected hosts" not in {c["check"] for c in json.loads(run(["doctor", "--json"], cwd=shop).stdout)["checks"]}

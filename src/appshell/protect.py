@@ -898,10 +898,13 @@ def prove_column_grants(url: str, columns: Sequence[str]) -> tuple[bool | None, 
 
 
 def doctor_rows(settings: Any, ctx: Any) -> Iterator[tuple[str, str, str]]:
-    """For ``appshell doctor``: whether the role a session reads with can read the protected columns."""
+    """For ``appshell doctor``: the protected hosts, and whether the role a session reads with can read the protected columns."""
     rules = Rules.of(settings.profile)
     if not rules.enabled:
         return
+    if rules.hosts:
+        yield ("protected hosts", "ok", f"{', '.join(rules.hosts)}: sockets refused until unlock(reason) — an in-process guard against "
+               "mistakes, not enforcement: a firewall rule keeps them out of reach (docs/safety.md)")
     columns = [column for column, _ in listing(rules, tables_of(ctx.models.values(), ctx.metadata))]
     if not columns:
         yield "protected data", "WARN", f"profile {settings.profile.name} protects data, but no column of the app is protected (see appshell protected)"
