@@ -50,12 +50,63 @@ def test_postgresql_shadowed_catalog_cannot_hide_a_commit(library_of: Library, s
     broken(result)  # … it must say so
 
 
-def test_postgresql_failing_marker_read_breaks_the_sandbox(library_of: Library) -> None:
+def test_postgresql_failing_marker_read_breaks_the_sandbox(library_of: Library, monkeypatch: pytest.MonkeyPatch) -> None:
     """A marker read that fails is never a pass (the old code swallowed it and said "rolled back"): here the
     check is made to fail from the operator's Python, the bluntest way to stand for every way it can fail."""
+    import appshell.sandbox
+
+    monkeypatch.setattr(appshell.sandbox, "MARKER_SQL", appshell.sandbox.MARKER_SQL)  # put back after the test
     root, env = library_of("postgresql")
     code = RAW + ("c.execute('update books set year = 0 where id = 1')\n" + COMMITTED
                   + "import appshell.sandbox\nappshell.sandbox.MARKER_SQL = 'select 1/0'\n")
     result = run(["--sandbox", "-c", code], cwd=root, env=env)
     broken(result)
     assert "could not confirm its transaction survived" in result.stderr, result.stderr
+
+
+# -- F2: the parser and the server read quotes differently ------------------------------------------------
+
+WRITE = ["--profile", "production", "--reason", "INC-1", "--write"]  # the destructive guard, no tty
+LEXING = {
+    "standard_conforming_strings": ("postgresql", "sql('SET standard_conforming_strings = off')"),
+    "set_config": ("postgresql", "sql(\"select set_config('standard_conforming_strings', 'off', false)\")"),
+    "backslash_quote": ("postgresql", "sql('SET SESSION backslash_quote = on')"),
+    "NO_BACKSLASH_ESCAPES": ("mariadb", "sql(\"SET SESSION sql_mode = 'NO_BACKSLASH_ESCAPES'\")"),
+    "@@sql_mode": ("mariadb", "sql(\"SET @@sql_mode = 'ANSI_QUOTES'\")"),
+    "SET STATEMENT sql_mode": ("mariadb", "sql(\"SET STATEMENT sql_mode = 'NO_BACKSLASH_ESCAPES' FOR SELECT 1\")"),
+}
+
+
+@pytest.mark.parametrize("mode", [["--sandbox"], ["--read-only"], WRITE], ids=["sandbox", "read-only", "guard"])
+@pytest.mark.parametrize("kind,code", LEXING.values(), ids=LEXING.keys())
+def test_settings_that_change_how_sql_is_read_are_refused(library_of: Library, kind: str, code: str, mode: list[str]) -> None:
+    root, env = library_of(kind)
+    result = run([*mode, "-c", code], cwd=root, env=env)
+    assert result.exit_code == 1, result.output
+    assert "it changes how SQL is read" in result.stderr and len(result.stderr.strip().splitlines()) <= 3, result.stderr
+
+
+def test_postgresql_hidden_commit_after_standard_conforming_strings(library_of: Library) -> None:
+    """The attack: with standard_conforming_strings off the server ends the string at the second quote; a parser
+    reading the default way sees one string and no COMMIT."""
+    root, env = library_of("postgresql")
+    code = ("sql(\"SET standard_conforming_strings = off\")\n"
+            "sql(\"update books set year = 0 where id = 1; select 'a\\\\'; COMMIT; BEGIN; SAVEPOINT appshell_sandbox; select '\")\n")
+    result = run(["--sandbox", "-c", code], cwd=root, env=env)
+    assert result.exit_code == 1 and "it changes how SQL is read" in result.stderr, result.output
+    assert state(root, env) == "0"
+
+
+@pytest.mark.parametrize("kind,setting", [("postgresql", "standard_conforming_strings=off"), ("mariadb", "ANSI_QUOTES")])
+def test_sandbox_refuses_to_start_where_quotes_are_read_otherwise(library_of: Library, kind: str, setting: str) -> None:
+    from urllib.parse import quote
+
+    root, env = library_of(kind)
+    url = env["DATABASE_URL"]
+    if kind == "postgresql":
+        url = url.replace("options=", f"options={quote('-c' + setting + ' ')}")
+    else:
+        url += ("&" if "?" in url else "?") + "init_command=" + quote(f"SET sql_mode = '{setting}'")
+    result = run(["--sandbox", "-c", YEARS], cwd=root, env={**env, "DATABASE_URL": url})
+    assert result.exit_code != 0, result.output
+    assert "cannot start" in result.stderr and "appshell's parser" in result.stderr, result.stderr

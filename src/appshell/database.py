@@ -140,10 +140,17 @@ def in_transaction(raw: Any) -> bool | None:
 # What says a connection is read-only now, per backend: (SQL, the answers that mean read-only).
 _READ_ONLY_NOW = {
     # The current transaction's and the next ones' (SET default_transaction_read_only = off takes effect at the next).
-    "postgresql": "SELECT pg_catalog.current_setting('transaction_read_only'), pg_catalog.current_setting('default_transaction_read_only')",
+    # standard_conforming_strings along: off, appshell's parser would misread what follows (issue 25, F2) — read as lifted.
+    "postgresql": "SELECT pg_catalog.current_setting('transaction_read_only'), pg_catalog.current_setting('default_transaction_read_only'), "
+                  "pg_catalog.current_setting('standard_conforming_strings')",
     "mariadb": "SELECT @@session.tx_read_only",  # MariaDB before 11.1 has no transaction_read_only
     "mysql": "SELECT @@session.transaction_read_only",
 }
+
+
+# What says how the server reads quotes now (checked once per connection in sandbox and read-only sessions).
+_LEXING_NOW = {"postgresql": "SELECT pg_catalog.current_setting('standard_conforming_strings')",
+               "mysql": "SELECT @@session.sql_mode", "mariadb": "SELECT @@session.sql_mode"}
 
 
 def read_only_now(st: ConnState) -> bool | None:
@@ -306,6 +313,8 @@ class Coverage:
             run_statements(raw, *statements)
             if st.kind != "sqlite":
                 raw.commit()  # the SETs opened a transaction on drivers without autocommit
+        if self.reads_sql and st.kind in _LEXING_NOW:
+            self._lexing_at_start(st)
         if st.sqlite3:
             self._sqlite(st)
             if st.raw is not st.sq:
@@ -317,6 +326,32 @@ class Coverage:
             _set_autocommit(raw, False)
             self.sandbox.begin(st)
         return st
+
+    def _lexing_at_start(self, st: ConnState) -> None:
+        """A connection whose server reads quotes differently from appshell's parser (PostgreSQL's
+        standard_conforming_strings off; MySQL/MariaDB's sql_mode with NO_BACKSLASH_ESCAPES or ANSI_QUOTES): the
+        sandbox and read-only refuse to start on it, in one line (issue 25, F2) — appshell does not read SQL that way."""
+        cursor = st.raw.cursor()
+        try:
+            cursor.execute(_LEXING_NOW[st.kind])
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        value = str(row[0] if row else "")
+        if st.kind in ("mysql", "mariadb"):
+            bad = [mode for mode in ("NO_BACKSLASH_ESCAPES", "ANSI_QUOTES", "ANSI") if mode in value.upper().split(",")]
+            what = f"its sql_mode has {', '.join(bad)}" if bad else None
+        else:
+            what = None if value.lower() == "on" else f"its standard_conforming_strings is {value}"
+        if what:
+            from appshell.errors import LexingRefused
+
+            if st.kind != "sqlite" and in_transaction(st.raw):
+                st.raw.rollback()
+            del self.conns[id(st.raw)]
+            mode = "sandbox" if self.sandbox is not None else "read-only session"
+            raise LexingRefused(f"this {mode} cannot start on a {st.kind} connection where {what}: appshell's parser reads "
+                                "SQL the default way and would misread statements — refused; connect with the default setting")
 
     def _sqlite(self, st: ConnState) -> None:
         """SQLite has no server-side timeout and no interrupt from a signal: a progress handler does both;
@@ -412,6 +447,12 @@ class Coverage:
 
             parsed = classify(statement, st.kind)
             for one in parsed:
+                if one.lexing:
+                    from appshell.errors import LexingRefused
+                    from appshell.statements import LEXING_REASON
+
+                    mode = "sandbox" if self.sandbox is not None else "read-only session"
+                    raise LexingRefused(f"{one.lexing}: {LEXING_REASON} — refused in this {mode}: {short_sql(one.text)}")
                 if self.plan.read_only and one.read_write:
                     raise ReadOnlyError(
                         f"this session is read-only (profile {self.profile}): {one.read_write} — refused: "

@@ -96,6 +96,11 @@ class Refused(RuntimeError):
         return f"{type(self).__name__}: {self}"
 
 
+class LexingRefused(Refused):
+    """A statement that would change how the database reads SQL (quotes, escapes, encoding), in a session whose
+    safety reads SQL with a parser: refused, since the parser would read the next statements differently."""
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the nearest choice, as click says it; empty when none is near."""
     import difflib  # only on the error path

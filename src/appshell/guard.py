@@ -47,8 +47,17 @@ def install_guard(assume_yes: bool, ask: Callable[[str, str], bool] | None = Non
     ask = ask or _ask_tty
 
     def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        reason = destructive(statement, dialect_kind(conn.dialect))
-        if reason is None or assume_yes:
+        if assume_yes:
+            return
+        from appshell.statements import LEXING_REASON, classify
+
+        kind = dialect_kind(conn.dialect)
+        lexing = next((one for one in classify(statement, kind) if one.lexing), None)
+        if lexing is not None:  # the guard would misread every statement after it (issue 25, F2): never asked, refused
+            raise DestructiveStatementRefused(f"{lexing.lexing}: {LEXING_REASON} — refused while the destructive-statement "
+                                              "guard is on; the statement was not run")
+        reason = destructive(statement, kind)
+        if reason is None:
             return
         if interactive and ask(reason, statement):
             return

@@ -63,7 +63,7 @@ from appshell.database import (
 )
 from appshell.errors import Refused, SandboxBroken
 from appshell.render import table
-from appshell.statements import SANDBOX_SAVEPOINT
+from appshell.statements import LEXING_REASON, SANDBOX_SAVEPOINT
 
 if TYPE_CHECKING:
     from appshell.statements import Statement
@@ -83,7 +83,7 @@ _OPS = ("inserted", "updated", "deleted")
 # the same name (pg_temp is searched first) or a function in a schema put before pg_catalog in search_path would
 # otherwise answer in its place (issue 25, F1/F2).
 MARKER_SQL = ("SELECT pg_catalog.transaction_timestamp(), pg_catalog.current_setting('transaction_read_only'), "
-              "pg_catalog.current_setting('default_transaction_read_only'), "
+              "pg_catalog.current_setting('default_transaction_read_only'), pg_catalog.current_setting('standard_conforming_strings'), "
               "s.relname, s.n_tup_ins, s.n_tup_upd, s.n_tup_del FROM (SELECT 1) AS one "
               "LEFT JOIN pg_catalog.pg_stat_xact_user_tables AS s ON "
               "(s.n_tup_ins OPERATOR(pg_catalog.+) s.n_tup_upd OPERATOR(pg_catalog.+) s.n_tup_del) OPERATOR(pg_catalog.>) 0")
@@ -163,8 +163,10 @@ def _read_marker(st: ConnState) -> tuple[Any, Counter[tuple[str, str]] | None]:
     rows = _rows(st.raw, MARKER_SQL)
     if rows:
         st.read_only_seen = str(rows[0][1]).lower() == "on" and str(rows[0][2]).lower() == "on"
+        if str(rows[0][3]).lower() != "on":  # a DO block or a function switched it off (issue 25, F2)
+            raise RuntimeError(f"standard_conforming_strings is {rows[0][3]}: {LEXING_REASON}")
     counts: Counter[tuple[str, str]] = Counter()
-    for _, _, _, table, ins, upd, dele in rows:
+    for _, _, _, _, table, ins, upd, dele in rows:
         if table is not None:
             counts.update({(str(table), "inserted"): int(ins), (str(table), "updated"): int(upd), (str(table), "deleted"): int(dele)})
     return (rows[0][0] if rows else None), +counts

@@ -24,11 +24,13 @@ transaction or change the setting, and they ask the database afterwards
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["Statement", "classify", "proven_harmless", "server_text", "sqlglot_dialect", "SANDBOX_SAVEPOINT"]
+__all__ = ["LEXING_REASON", "Statement", "classify", "proven_harmless", "server_text", "sqlglot_dialect", "SANDBOX_SAVEPOINT"]
 
 SANDBOX_SAVEPOINT = "appshell_sandbox"
 
@@ -73,6 +75,7 @@ class Statement:
     read_write: str | None = None  # why this would switch a read-only session to read-write
     implicit_commit: bool = False  # MySQL/MariaDB would commit the transaction for it
     opaque: str | None = None  # why the parser cannot read what it does: the database is asked afterwards
+    lexing: str | None = None  # why this would change how the server reads SQL (quotes, escapes, encoding)
 
 
 def sqlglot_dialect(kind: str) -> str | None:
@@ -267,12 +270,18 @@ def _one(text: str, tokens: list[Any], kind: str, dialect: str) -> Statement:
     elif head == "PRAGMA" and len(words) > 1 and words[1].lower() == "query_only":
         if len(words) > 2:
             read_write = "PRAGMA query_only changes the read-only mode"
+    lexing = None
+    lexed = _LEXING.get(kind)
+    if head in ("SET", "RESET") and lexed is not None and lexed.search(text):
+        lexing = f"{short(text)} changes how SQL is read"
     if "SET_CONFIG" in words:
         at = words.index("SET_CONFIG")
         first = tokens[at + 2] if at + 3 < len(tokens) else None
         name = str(first.text).lower() if first is not None and first.token_type.name == "STRING" else None
         if name is None or tokens[at + 3].token_type.name != "COMMA" or "read_only" in name or "isolation" in name:
             read_write = "set_config() may change the read-only mode"
+        if name is None or tokens[at + 3].token_type.name != "COMMA" or (lexed is not None and lexed.search(name)):
+            lexing = "set_config() may change how SQL is read"
 
     implicit = mysql and head not in _MYSQL_TRANSACTIONAL and not (
         head in ("CREATE", "DROP") and len(words) > 1 and words[1] == "TEMPORARY"
@@ -292,7 +301,22 @@ def _one(text: str, tokens: list[Any], kind: str, dialect: str) -> Statement:
             read_write = read_write or "a unicode-escaped name (U&\"…\") may change the read-only mode"
             escapes = escapes or "a unicode-escaped name (U&\"…\") may change the transaction mode"
     return Statement(text=text, head=head, writes=writes, ddl=ddl, destructive=destructive, savepoint=savepoint,
-                     escapes=escapes, read_write=read_write, implicit_commit=implicit, opaque=opaque)
+                     escapes=escapes, read_write=read_write, implicit_commit=implicit, opaque=opaque, lexing=lexing)
+
+
+def short(text: str) -> str:
+    one = " ".join(text.split())
+    return one if len(one) <= 60 else one[:57] + "…"
+
+
+# Settings that change how the server reads SQL — quotes, backslashes, the bytes of the text (issue 25, F2):
+# after one, appshell's parser would read the next statements differently from the database.
+_MYSQL_LEXING = re.compile(r"sql_mode|\bnames\b|character\s+set|\bcharset\b|character_set_(client|connection)", re.I)
+_LEXING: dict[str, re.Pattern[str] | None] = {
+    "postgresql": re.compile(r"standard_conforming_strings|escape_string_warning|backslash_quote|client_encoding|\bnames\b", re.I),
+    "mysql": _MYSQL_LEXING, "mariadb": _MYSQL_LEXING, "sqlite": None,
+}
+LEXING_REASON = "it changes how SQL is read: appshell's parser would read the next statements differently from the database"
 
 
 def _unicode_name(tokens: list[Any]) -> bool:
@@ -348,7 +372,8 @@ def _parse(text: str, head: str, words: list[str], dialect: str) -> tuple[tuple[
     try:
         # A parameter cannot change a statement's shape: a NULL literal stands in for it (sqlglot reads
         # pyformat placeholders in some dialects only, and `?::VARCHAR` in none).
-        tree = sqlglot.parse_one(_PARAMS.sub("NULL", text), read=dialect)
+        with _quiet_sqlglot():  # "contains unsupported syntax. Falling back to parsing as a 'Command'" is not the operator's news
+            tree = sqlglot.parse_one(_PARAMS.sub("NULL", text), read=dialect)
     except SqlglotError:
         tree = None
     if tree is None or isinstance(tree, exp.Command):
@@ -373,6 +398,18 @@ def _parse(text: str, head: str, words: list[str], dialect: str) -> tuple[tuple[
     elif isinstance(tree, exp.Create):
         ddl = f"CREATE {str(tree.args.get('kind') or '').upper()} {_table_of(tree)}"
     return tuple(writes), ddl, destructive, True
+
+
+@contextmanager
+def _quiet_sqlglot() -> Iterator[None]:
+    import logging
+
+    logger = logging.getLogger("sqlglot")
+    was, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = was
 
 
 def _table_of(node: Any) -> str:
