@@ -69,7 +69,7 @@ def test_a_sitecustomize_cannot_rewrite_the_record_of_a_locked_session(shop: Pat
     neutralised = " | ".join(start["isolated"]["neutralised"])
     assert "PYTHONPATH is set" in neutralised and f"sitecustomize was imported from {rewriter / 'sitecustomize.py'}" in neutralised
     # Nothing from PYTHONPATH ran in the session (what the venv's own .pth files import still may: see docs/audit.md).
-    assert not any(m["name"] == "sitecustomize" or str(rewriter) in (m["path"] or "") for m in start["preloaded"])
+    assert start["preloaded"]["outside"] == []
 
 
 def test_what_ran_before_an_unlocked_session_is_recorded(shop: Path, rewriter: Path, tmp_path: Path) -> None:
@@ -81,7 +81,8 @@ def test_what_ran_before_an_unlocked_session_is_recorded(shop: Path, rewriter: P
     assert result.exit_code == 0, result.output
     start, statements = session_of(log)
     assert [s["source"] for s in statements] == ["print(count(Product))"]  # not prevented here: detected
-    custom = next(m for m in start["preloaded"] if m["name"] == "sitecustomize")
+    custom = start["preloaded"]["outside"][0]
+    assert custom["name"] == "sitecustomize"
     assert custom["path"] == str(rewriter / "sitecustomize.py")
     assert custom["sha256"] == hashlib.sha256(REWRITER.encode()).hexdigest()
     assert start["python_env"]["PYTHONPATH"] == str(rewriter)

@@ -117,8 +117,8 @@ def launch_environment() -> Mapping[str, str]:
     return os.environ if _launch_environ is None else _launch_environ
 
 
-def _stdlib_test() -> Callable[[str], bool]:
-    """Whether a file is the standard library's (sysconfig read once per call of this)."""
+def _stdlib_test() -> tuple[Callable[[str], bool], tuple[str, ...]]:
+    """Whether a file is the standard library's, and the site-packages folders (sysconfig read once per call)."""
     import sysconfig
 
     paths = sysconfig.get_paths()
@@ -129,13 +129,15 @@ def _stdlib_test() -> Callable[[str], bool]:
 
     # In a virtual environment platstdlib is the venv's lib/pythonX.Y, which holds site-packages too.
     stdlib, site_packages = dirs("stdlib", "platstdlib"), dirs("purelib", "platlib")
-    return lambda path: path.startswith(stdlib) and not path.startswith(site_packages)
+    return (lambda path: path.startswith(stdlib) and not path.startswith(site_packages)), site_packages
 
 
-def preloaded_modules(limit: int = 50) -> list[dict[str, Any]]:
-    """Modules in this process that are neither the standard library's nor appshell's, each with its file's sha256
-    (a `sitecustomize` from PYTHONPATH, a module a `.pth` file imported); before the app boots, there should be none."""
-    is_stdlib = _stdlib_test()
+def preloaded_modules(limit: int = 50) -> dict[str, list[Any]]:
+    """Modules in this process before the app boots that are neither the standard library's nor appshell's:
+    ``outside`` the environment's site-packages (a `sitecustomize` from PYTHONPATH, the user site), each with
+    its file's sha256; and ``packages``, the names of those from site-packages (what a `.pth` file imported,
+    appshell's own dependencies), whose files the release installed."""
+    is_stdlib, site_packages = _stdlib_test()
     own = os.path.dirname(os.path.abspath(__file__)) + "/"
     found = sorted(
         ((name, path) for name, module in list(sys.modules.items())
@@ -143,10 +145,13 @@ def preloaded_modules(limit: int = 50) -> list[dict[str, Any]]:
          and not os.path.abspath(path).startswith(own)),
         key=lambda item: (item[0] not in ("sitecustomize", "usercustomize"), item[0]),
     )
-    shown: list[dict[str, Any]] = [{"name": name, "path": path, "sha256": _file_sha256(path)} for name, path in found[:limit]]
-    if len(found) > limit:
-        shown.append({"name": f"… {len(found) - limit} more", "path": None})
-    return shown
+    custom = ("sitecustomize", "usercustomize")  # listed with their hash wherever they are, site-packages included
+    outside = [(name, path) for name, path in found if name in custom or not path.startswith(site_packages)]
+    packages = sorted({name.partition(".")[0] for name, path in found if name not in custom and path.startswith(site_packages)})
+    shown: list[Any] = [{"name": name, "path": path, "sha256": _file_sha256(path)} for name, path in outside[:limit]]
+    if len(outside) > limit:
+        shown.append({"name": f"… {len(outside) - limit} more", "path": None})
+    return {"outside": shown, "packages": packages[:limit] + ([f"… {len(packages) - limit} more"] if len(packages) > limit else [])}
 
 
 def _file_sha256(path: str) -> str | None:
@@ -225,7 +230,7 @@ def influences(environ: Mapping[str, str]) -> list[str]:
 
     if site.ENABLE_USER_SITE and site.USER_SITE and site.USER_SITE in sys.path:
         found.append(f"the user site {site.USER_SITE} is on sys.path")
-    is_stdlib = _stdlib_test()
+    is_stdlib, _ = _stdlib_test()
     for name in ("sitecustomize", "usercustomize"):
         module = sys.modules.get(name)
         path = getattr(module, "__file__", None)
