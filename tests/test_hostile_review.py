@@ -110,3 +110,28 @@ def test_sandbox_refuses_to_start_where_quotes_are_read_otherwise(library_of: Li
     result = run(["--sandbox", "-c", YEARS], cwd=root, env={**env, "DATABASE_URL": url})
     assert result.exit_code != 0, result.output
     assert "cannot start" in result.stderr and "appshell's parser" in result.stderr, result.stderr
+
+
+# -- F3: read-only, several statements in one string ------------------------------------------------------
+
+def test_postgresql_read_only_lifted_and_restored_within_one_string(library_of: Library) -> None:
+    root, env = library_of("postgresql")
+    code = ("sql(\"DO $$ begin execute 'SET SESSION CHARACTERISTICS AS TRANSACTION READ WR' || 'ITE'; end $$; COMMIT; BEGIN; "
+            "UPDATE books SET year = 0 WHERE id = 1; COMMIT; SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; COMMIT; BEGIN\")")
+    result = run(["--read-only", "-c", code], cwd=root, env=env)
+    assert result.exit_code == 1, result.output
+    assert "send them one at a time" in result.stderr, result.stderr
+    assert state(root, env) == "0"
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mariadb", "sqlite"])
+def test_read_only_refuses_commit_inside_a_string(library_of: Library, kind: str) -> None:
+    root, env = library_of(kind)
+    result = run(["--read-only", "-c", "sql('select 1; COMMIT; select 2')"], cwd=root, env=env)
+    assert result.exit_code == 1 and "send them one at a time" in result.stderr, result.output
+
+
+def test_read_only_still_runs_plain_reads_in_one_string(library_of: Library) -> None:
+    root, env = library_of("postgresql")
+    result = run(["--read-only", "-c", "sql('select 1; select 2')"], cwd=root, env=env)
+    assert result.exit_code == 0, result.output

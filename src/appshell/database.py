@@ -458,6 +458,8 @@ class Coverage:
                         f"this session is read-only (profile {self.profile}): {one.read_write} — refused: "
                         f"{short_sql(one.text)} — reopen appshell with --write"
                     )
+            if self.plan.read_only and len(parsed) > 1:
+                self._one_at_a_time(parsed)
             if self.sandbox is not None:
                 self.sandbox.before(st, statement, parsed)
         if st.sqlite3 and st.raw is not st.sq:
@@ -465,6 +467,20 @@ class Coverage:
         if self.plan.statement_timeout_ms and st.sqlite3:
             st.deadline = time.monotonic() + self.plan.statement_timeout_ms / 1000
             st.timed_out = False
+
+    def _one_at_a_time(self, parsed: tuple[Any, ...]) -> None:
+        """Read-only, several statements in one string (issue 25, F3): the re-check runs after the string, so a
+        statement the parser cannot prove harmless (opaque, transaction control, settings) among them could lift
+        the setting, write and put it back before it — refused; sent one at a time, each is re-checked."""
+        from appshell.statements import proven_harmless
+
+        for one in parsed:
+            control = one.escapes or one.head in ("COMMIT", "BEGIN", "END", "START", "ROLLBACK", "ABORT")
+            if control or (self.guarded and not proven_harmless(one.text, (one,))):
+                raise ReadOnlyError(
+                    f"this session is read-only (profile {self.profile}): `{short_sql(one.text)}` in a string of "
+                    f"{len(parsed)} statements — appshell re-checks read-only after each string, so send them one at a time"
+                )
 
     def _after(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
         st = self.state(conn.connection)
