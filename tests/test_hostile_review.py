@@ -135,3 +135,20 @@ def test_read_only_still_runs_plain_reads_in_one_string(library_of: Library) -> 
     root, env = library_of("postgresql")
     result = run(["--read-only", "-c", "sql('select 1; select 2')"], cwd=root, env=env)
     assert result.exit_code == 0, result.output
+
+
+# -- F10: MariaDB SET TRANSACTION READ WRITE through PREPARE/EXECUTE ----------------------------------------
+
+DYNAMIC = {
+    "PREPARE": "sql(\"PREPARE s FROM CONCAT('SET TRANSACTION READ WR', 'ITE')\")\nsql('COMMIT')\nsql('EXECUTE s')\n",
+    "EXECUTE IMMEDIATE": "sql(\"EXECUTE IMMEDIATE CONCAT('SET TRANSACTION READ WR', 'ITE')\")\n",
+    "SET TRANSACTION READ WRITE": "sql('SET TRANSACTION READ WRITE')\n",
+}
+
+
+@pytest.mark.parametrize("code", DYNAMIC.values(), ids=DYNAMIC.keys())
+def test_mariadb_read_only_refuses_dynamic_sql(library_of: Library, code: str) -> None:
+    root, env = library_of("mariadb")
+    result = run(["--read-only", "-c", code + "sql('UPDATE books SET year = 0 WHERE id = 1')\nsql('COMMIT')"], cwd=root, env=env)
+    assert result.exit_code == 1 and "ReadOnlyError" in result.stderr, result.output
+    assert state(root, env) == "0"

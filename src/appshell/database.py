@@ -458,6 +458,14 @@ class Coverage:
                         f"this session is read-only (profile {self.profile}): {one.read_write} — refused: "
                         f"{short_sql(one.text)} — reopen appshell with --write"
                     )
+            if self.plan.read_only and st.kind in ("mysql", "mariadb"):
+                dynamic = next((one for one in parsed if one.head in ("PREPARE", "EXECUTE", "CALL")), None)
+                if dynamic is not None:  # issue 25, F10: PREPARE s FROM CONCAT('SET TRANSACTION READ WR', 'ITE')
+                    raise ReadOnlyError(
+                        f"this session is read-only (profile {self.profile}): {dynamic.head} runs SQL appshell cannot read "
+                        f"(dynamic SQL, a stored procedure: it may switch read-only off) — refused on {st.kind}: "
+                        f"{short_sql(dynamic.text)} — reopen appshell with --write"
+                    )
             if self.plan.read_only and len(parsed) > 1:
                 self._one_at_a_time(parsed)
             if self.sandbox is not None:
