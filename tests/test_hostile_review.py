@@ -152,3 +152,28 @@ def test_mariadb_read_only_refuses_dynamic_sql(library_of: Library, code: str) -
     result = run(["--read-only", "-c", code + "sql('UPDATE books SET year = 0 WHERE id = 1')\nsql('COMMIT')"], cwd=root, env=env)
     assert result.exit_code == 1 and "ReadOnlyError" in result.stderr, result.output
     assert state(root, env) == "0"
+
+
+# -- F4: pymysql's autocommit switch -------------------------------------------------------------------------
+
+def test_pymysql_autocommit_switch_is_refused_in_the_sandbox(library_of: Library) -> None:
+    root, env = library_of("mariadb")
+    code = (RAW + "c.execute('update books set year = 0 where id = 1')\n"
+            "raw.autocommit(True); raw.autocommit(False); c.execute('SAVEPOINT appshell_sandbox')")
+    result = run(["--sandbox", "-c", code], cwd=root, env=env)
+    assert result.exit_code == 1 and "autocommit(True) on the DBAPI connection" in result.stderr, result.output
+    assert state(root, env) == "0"
+
+
+def test_aiomysql_autocommit_switch_is_refused_in_the_sandbox(app_dir: Callable[[str], Path], mariadb_url: str) -> None:
+    from conftest import run_module
+
+    root = app_dir("asyncapp")
+    env = {"DATABASE_URL": mariadb_url.replace("mysql+pymysql://", "mysql+aiomysql://")}
+    run_module("asyncapp.seed", root, env, process=False)
+    code = ("sql(\"update books set title = 'X' where id = 1\")\n"
+            "raw = session.sync_session.connection().connection.dbapi_connection\nraw.autocommit(True)")
+    result = run(["--app", "asyncapp.db", "--sandbox", "-c", code], cwd=root, env=env)
+    assert result.exit_code == 1 and "autocommit(True) on the DBAPI connection" in result.stderr, result.output
+    check = run(["--app", "asyncapp.db", "-c", "print(count(Book, title='X'))"], cwd=root, env=env)
+    assert check.stdout.strip() == "0", check.output

@@ -130,6 +130,16 @@ def _refuse_dbapi_commit(*args: Any, **kwargs: Any) -> None:
     raise SandboxRefused("commit() on the DBAPI connection would commit the sandbox's transaction: refused in the sandbox — run it without --sandbox")
 
 
+def _refusing_autocommit(original: Callable[[bool], Any]) -> Callable[[bool], Any]:
+    def autocommit(value: bool) -> Any:
+        if value:
+            raise SandboxRefused("autocommit(True) on the DBAPI connection would commit the sandbox's transaction: "
+                                 "refused in the sandbox — run it without --sandbox")
+        return original(value)
+
+    return autocommit
+
+
 _REFUSING: dict[type, type] = {}  # an async driver's adapter class -> its subclass that refuses commit()
 _REFUSING_CLASSES: set[type] = set()
 
@@ -140,8 +150,14 @@ def _refusing(cls: type) -> type:
         def commit(self: Any) -> None:
             _refuse_dbapi_commit()
 
+        members: dict[str, Any] = {"__slots__": (), "__module__": cls.__module__, "__qualname__": cls.__qualname__, "commit": commit}
+        if callable(getattr(cls, "autocommit", None)):  # aiomysql's and asyncmy's adapters: autocommit(True) commits (F4)
+            def autocommit(self: Any, value: Any) -> None:
+                _refusing_autocommit(lambda on: cls.autocommit(self, on))(value)  # type: ignore[attr-defined]
+
+            members["autocommit"] = autocommit
         # Empty __slots__: the same layout, so an instance's __class__ may be switched to it and back.
-        sub = type(cls.__name__, (cls,), {"__slots__": (), "__module__": cls.__module__, "__qualname__": cls.__qualname__, "commit": commit})
+        sub = type(cls.__name__, (cls,), members)
         _REFUSING[cls] = sub
         _REFUSING_CLASSES.add(sub)
     return sub
@@ -268,6 +284,9 @@ class Sandbox:
             # psycopg2's connection is a C type whose commit cannot be replaced: there, a commit() is detected
             # (in_transaction() from the driver's status, then the marker), not refused — docs/safety.md.
             st.raw.commit = _refuse_dbapi_commit
+            if module.startswith("pymysql"):
+                # autocommit(True) commits the open transaction, and no Com_* counter moves for it (issue 25, F4).
+                st.raw.autocommit = _refusing_autocommit(st.raw.autocommit)
         elif module in (ASYNCPG_ADAPTER, AIOSQLITE_ADAPTER, AIOMYSQL_ADAPTER, ASYNCMY_ADAPTER):
             # SQLAlchemy's adapter of an async driver has __slots__ (no instance attribute): it becomes,
             # for as long as it is sandboxed, a subclass whose commit() is refused. (aiosqlite's own
@@ -341,6 +360,7 @@ class Sandbox:
         finally:
             if "commit" in getattr(st.raw, "__dict__", {}):
                 del st.raw.commit
+                st.raw.__dict__.pop("autocommit", None)
             elif type(st.raw) in _REFUSING_CLASSES:
                 st.raw.__class__ = type(st.raw).__mro__[1]
 
