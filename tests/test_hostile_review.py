@@ -177,3 +177,16 @@ def test_aiomysql_autocommit_switch_is_refused_in_the_sandbox(app_dir: Callable[
     assert result.exit_code == 1 and "autocommit(True) on the DBAPI connection" in result.stderr, result.output
     check = run(["--app", "asyncapp.db", "-c", "print(count(Book, title='X'))"], cwd=root, env=env)
     assert check.stdout.strip() == "0", check.output
+
+
+# -- F6: SQLite, an in-memory connection and ATTACH ------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["--sandbox", "--read-only"])
+def test_sqlite_memory_connect_cannot_attach_the_database(library_of: Library, mode: str) -> None:
+    root, env = library_of("sqlite")
+    path = env["DATABASE_URL"].removeprefix("sqlite:///")
+    code = (f"import sqlite3\nm = sqlite3.connect(':memory:')\nm.execute(\"ATTACH {path!r} AS shop\")\n"
+            "m.execute('update shop.books set year = 0 where id = 1'); m.commit()")
+    result = run([mode, "-c", code], cwd=root, env=env)
+    assert result.exit_code == 1 and "RawConnectionRefused" in result.stderr, result.output
+    assert state(root, env) == "0"

@@ -654,7 +654,9 @@ def _watch_raw_connects() -> None:
         _hooked = True
 
         def hook(event: str, args: tuple[Any, ...]) -> None:
-            if event == "sqlite3.connect" and str(args[0]) not in (":memory:", ""):
+            # An in-memory database is refused too (issue 25, F6): ATTACH 'var/shop.db' on it writes the app's
+            # database outside the sandbox and read-only (an authorizer set on it could be taken off by its owner).
+            if event == "sqlite3.connect":
                 _refuse_raw(f"sqlite3.connect({str(args[0])!r})")
 
         sys.addaudithook(hook)
