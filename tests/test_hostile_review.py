@@ -190,3 +190,23 @@ def test_sqlite_memory_connect_cannot_attach_the_database(library_of: Library, m
     result = run([mode, "-c", code], cwd=root, env=env)
     assert result.exit_code == 1 and "RawConnectionRefused" in result.stderr, result.output
     assert state(root, env) == "0"
+
+
+# -- F7: what a rollback does not undo ----------------------------------------------------------------------
+
+def test_postgresql_setval_refused_in_the_sandbox(library_of: Library) -> None:
+    root, env = library_of("postgresql")
+    result = run(["--sandbox", "-c", "sql(\"select setval(pg_get_serial_sequence('books', 'id'), 1000)\")"], cwd=root, env=env)
+    assert result.exit_code == 1 and "setval() sets a sequence" in result.stderr, result.output
+    assert state(root, env, "print(session.execute(text(\"select last_value from books_id_seq\")).scalar())") != "1000"
+
+
+def test_mariadb_write_to_an_aria_table_refused_in_the_sandbox(library_of: Library) -> None:
+    root, env = library_of("mariadb")
+    assert run(["-c", "sql('create table notes (id int primary key, body text) engine=Aria')\n"
+                      "sql(\"insert into notes values (1, 'kept')\")\ncommit()"], cwd=root, env=env).exit_code == 0
+    result = run(["--sandbox", "-c", "sql(\"update notes set body = 'changed' where id = 1\")"], cwd=root, env=env)
+    assert result.exit_code == 1 and "is a Aria table, which has no transactions" in result.stderr, result.output
+    assert state(root, env, "print(session.execute(text('select body from notes')).scalar())") == "kept"
+    ok = run(["--sandbox", "-c", "sql(\"insert into books (title, year, author_id) values ('x', 1, 1)\")"], cwd=root, env=env)
+    assert ok.exit_code == 0 and "are not rolled back" in ok.stderr, ok.output  # InnoDB: runs; the summary names sequences

@@ -43,6 +43,7 @@ MySQL/MariaDB's ``innodb_trx.trx_rows_modified`` (a total), SQLite's
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections import Counter
@@ -98,6 +99,9 @@ MYSQL_MARKER_SQL = ("SHOW SESSION STATUS WHERE Variable_name IN "
 # to savepoints. Read once, at the end, after the 0.1 s the cache may lag behind.
 MYSQL_ROWS_SQL = "SELECT trx_rows_modified FROM information_schema.innodb_trx WHERE trx_mysql_thread_id = connection_id()"
 _INNODB_TRX_CACHE_S = 0.11
+_SETVAL = re.compile(r"\bsetval\s*\(", re.I)
+_ENGINE_SQL = ("SELECT t.ENGINE, e.TRANSACTIONS FROM information_schema.TABLES AS t JOIN information_schema.ENGINES AS e "
+               "ON e.ENGINE = t.ENGINE WHERE t.TABLE_SCHEMA = DATABASE() AND t.TABLE_NAME = %s")
 OTHER_TABLES = "(other tables)"  # SQLite: rows a statement's cascades and triggers changed, tables unnamed
 _SOURCES = {"postgresql": "pg_stat_xact_user_tables", "mysql": "rowcount", "mariadb": "rowcount", "sqlite": "total_changes()"}
 
@@ -226,6 +230,7 @@ class Sandbox:
         self.db_unknown: set[str] = set()  # backends whose counts could not be read on some connection
         self.sources: dict[str, set[str]] = {}  # table -> where the parser-side numbers of it came from
         self.db_asked: set[str] = set()  # the counters each of these backends keeps were read at the end
+        self._engines: dict[int, dict[str, str | None]] = {}  # MySQL/MariaDB, per connection: table -> its engine if not transactional
 
     # -- every engine's dialect ---------------------------------------------------
 
@@ -512,9 +517,41 @@ class Sandbox:
         for one in parsed:
             if one.escapes:
                 raise SandboxRefused(f"{one.escapes}: `{short_sql(one.text)}` refused in the sandbox — run it without --sandbox")
+        if st.kind != "sqlite":
+            self._non_transactional(st, statement, parsed)
         if st.sqlite3:
             self._settle(st)
             st.pending = (("", ""), st.sq.total_changes, None)
+
+    def _non_transactional(self, st: ConnState, statement: str, parsed: Sequence[Statement]) -> None:
+        """What a rollback does not undo is refused before it runs (issue 25, F7): setval() (PostgreSQL, MariaDB),
+        and on MySQL/MariaDB a write to a table whose engine has no transactions (Aria, MyISAM, MEMORY…) —
+        asked of information_schema once per table and connection."""
+        if "setval" in statement.lower() and _SETVAL.search(statement):
+            raise SandboxRefused(f"setval() sets a sequence, and a rollback does not undo it: `{short_sql(statement)}` "
+                                 "refused in the sandbox — run it without --sandbox")
+        if st.kind not in ("mysql", "mariadb"):
+            return
+        for one in parsed:
+            for table_name, _, _ in one.writes:
+                engine = self._engine_of(st, table_name)
+                if engine is not None:
+                    raise SandboxRefused(f"{table_name} is a {engine} table, which has no transactions: a rollback would not undo "
+                                         f"`{short_sql(one.text)}` — refused in the sandbox; run it without --sandbox")
+
+    def _engine_of(self, st: ConnState, table_name: str) -> str | None:
+        """The engine of *table_name* in the connection's current database when it is not transactional, else None."""
+        cache = self._engines.setdefault(id(st.raw), {})
+        if table_name not in cache:
+            with _owned(st):
+                cursor = st.raw.cursor()
+                try:
+                    cursor.execute(_ENGINE_SQL, (table_name,))
+                    row = cursor.fetchone()
+                finally:
+                    cursor.close()
+            cache[table_name] = str(row[0]) if row and str(row[1]).upper() != "YES" else None
+        return cache[table_name]
 
     def after(self, st: ConnState, cursor: Any, statement: str, parsed: Sequence[Statement]) -> None:
         if not st.sandboxed:
@@ -637,8 +674,13 @@ class Sandbox:
                          "say in which tables — shown under the operation of the statement that caused them")
         if not self.left_open.empty() or self.db_left_open:
             lines.append("some of these were never committed by the program: a run without --sandbox would not keep those either")
+        if any(kind != "sqlite" for kind in self.engines.values()) and (
+                any(op == "inserted" for _, op in total.rows) or any(op == "inserted" for _, op in total.unknown)
+                or any(op == "inserted" and n for (_, op), n in db.items()) or any(self.db_totals.values())):
+            lines.append("sequences: values drawn (serial/identity, nextval(), AUTO_INCREMENT) are not rolled back — "
+                         "the next ids will skip them")
         if self.broken is not None:
-            lines.append("but the sandbox broke: what reached the database outside SQLAlchemy may have been committed")
+            lines.append("but the sandbox broke: what may have been committed is unknown — appshell could not see it")
         lines.append(f"engines covered: {covered}")
         return "\n".join(lines)
 
