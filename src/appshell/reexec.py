@@ -239,8 +239,16 @@ def influences(environ: Mapping[str, str]) -> list[str]:
     return found
 
 
-def before_session(environ: Mapping[str, str]) -> dict[str, Any]:
-    """session_start's account of what could change the session before its first statement."""
+def _host_modules() -> dict[str, Any]:
+    listed = preloaded_modules(limit=10**6)
+    custom = [m for m in listed["outside"] if m["name"] in ("sitecustomize", "usercustomize")]
+    return {"outside": custom, "packages": [], "host": len(listed["outside"]) - len(custom) + len(listed["packages"])}
+
+
+def before_session(environ: Mapping[str, str], *, standalone: bool = True) -> dict[str, Any]:
+    """session_start's account of what could change the session before its first statement. Called as a
+    library (*standalone* false: main() in another program, as the test harness runs it), the modules
+    loaded before are that program's: only a sitecustomize/usercustomize is listed, the rest counted."""
     from appshell.redact import MASK, is_secret_name
 
     python_env = {k: (MASK if is_secret_name(k) else v) for k, v in sorted(environ.items()) if k.startswith("PYTHON") or k in _OTHER_LOADERS}
@@ -250,7 +258,7 @@ def before_session(environ: Mapping[str, str]) -> dict[str, Any]:
         "sys_path": list(sys.path),
         "interpreter": interpreter_record(),
         "python_flags": {name: getattr(sys.flags, name) for name in _FLAGS},
-        "preloaded": preloaded_modules(),
+        "preloaded": preloaded_modules() if standalone else _host_modules(),
     }
     launcher = environ.get(ISOLATED)
     if launcher is not None and sys.flags.isolated:

@@ -112,7 +112,7 @@ def _before_session(settings: Settings, program: Program | None, options: Option
 
     left = isolate(settings.profile.audit.locked, settings.profile.name, options.argv,
                    program.source if program is not None and program.mode == "stdin" else None, settings.reason, standalone=STANDALONE)
-    before = before_session(launch_environment())  # as appshell found it, not with what settings exported into it
+    before = before_session(launch_environment(), standalone=STANDALONE)  # the environment as appshell found it, not with what settings exported
     if left:
         before["not_neutralised"] = left  # locked, but run in-process (a library call of main()): recorded only
     return before
