@@ -210,3 +210,31 @@ def test_mariadb_write_to_an_aria_table_refused_in_the_sandbox(library_of: Libra
     assert state(root, env, "print(session.execute(text('select body from notes')).scalar())") == "kept"
     ok = run(["--sandbox", "-c", "sql(\"insert into books (title, year, author_id) values ('x', 1, 1)\")"], cwd=root, env=env)
     assert ok.exit_code == 0 and "are not rolled back" in ok.stderr, ok.output  # InnoDB: runs; the summary names sequences
+
+
+# -- F8: the summary says what it does not know ---------------------------------------------------------------
+
+SUMMARY_UNKNOWNS = {
+    "TRUNCATE CASCADE": ("postgresql", "sql('TRUNCATE authors CASCADE')", ["(tables it cascaded to)", "?"]),
+    "TRUNCATE in a DO block": ("postgresql", "sql('DO $$ begin truncate books; end $$')", ["statements appshell cannot read ran"]),
+    "REPLACE over a row": ("sqlite", "sql(\"REPLACE INTO books (id, title, year, author_id) VALUES (1, 'X', 1, 1)\")", ["│ books │ ?"]),
+}
+
+
+@pytest.mark.parametrize("kind,code,expected", SUMMARY_UNKNOWNS.values(), ids=SUMMARY_UNKNOWNS.keys())
+def test_summary_never_says_no_changes_for_what_it_cannot_count(library_of: Library, kind: str, code: str, expected: list[str]) -> None:
+    root, env = library_of(kind)
+    result = run(["--sandbox", "-c", code], cwd=root, env=env)
+    assert result.exit_code == 0, result.output
+    assert "no changes seen" not in result.stderr, result.stderr
+    for text in expected:
+        assert text in result.stderr, result.stderr
+    assert state(root, env, "print(count(Book))") == "2"
+
+
+def test_summary_after_a_break_does_not_say_rolled_back(library_of: Library) -> None:
+    root, env = library_of("postgresql")
+    code = RAW + "c.execute('update books set year = 0 where id = 1')\n" + COMMITTED + "sql('update books set year = 1 where id = 2')"
+    result = run(["--sandbox", "-c", code], cwd=root, env=env)
+    broken(result)
+    assert "then rolled back" not in result.stderr and "what may have been committed is unknown" in result.stderr, result.stderr

@@ -102,6 +102,7 @@ _INNODB_TRX_CACHE_S = 0.11
 _SETVAL = re.compile(r"\bsetval\s*\(", re.I)
 _ENGINE_SQL = ("SELECT t.ENGINE, e.TRANSACTIONS FROM information_schema.TABLES AS t JOIN information_schema.ENGINES AS e "
                "ON e.ENGINE = t.ENGINE WHERE t.TABLE_SCHEMA = DATABASE() AND t.TABLE_NAME = %s")
+CASCADED = "(tables it cascaded to)"  # TRUNCATE … CASCADE: the tables that reference it, unnamed
 OTHER_TABLES = "(other tables)"  # SQLite: rows a statement's cascades and triggers changed, tables unnamed
 _SOURCES = {"postgresql": "pg_stat_xact_user_tables", "mysql": "rowcount", "mariadb": "rowcount", "sqlite": "total_changes()"}
 
@@ -230,6 +231,7 @@ class Sandbox:
         self.db_unknown: set[str] = set()  # backends whose counts could not be read on some connection
         self.sources: dict[str, set[str]] = {}  # table -> where the parser-side numbers of it came from
         self.db_asked: set[str] = set()  # the counters each of these backends keeps were read at the end
+        self.unread: set[str] = set()  # statements the parser could not read (DO, EXECUTE…): what they did may be uncounted
         self._engines: dict[int, dict[str, str | None]] = {}  # MySQL/MariaDB, per connection: table -> its engine if not transactional
 
     # -- every engine's dialect ---------------------------------------------------
@@ -379,7 +381,7 @@ class Sandbox:
         for st in list(self.conns.values()):
             if st.sandboxed:
                 if in_transaction(st.raw) is False:
-                    self._broke(st, "before the program's end (outside SQLAlchemy)", raise_=False)
+                    self._broke(st, "before the program's end (by something that ran since the last check — a statement or a driver call: the audit log lists them)", raise_=False)
                 self._settle(st)
                 for frame in st.frames:
                     self.left_open.add(frame)
@@ -495,7 +497,7 @@ class Sandbox:
             time.sleep(_INNODB_TRX_CACHE_S)  # see MYSQL_ROWS_SQL
         for st in list(self.conns.values()):
             if st.sandboxed:
-                self._final(st, "before the program's end (outside SQLAlchemy)")
+                self._final(st, "before the program's end (by something that ran since the last check — a statement or a driver call: the audit log lists them)")
 
     def _broke(self, st: ConnState, where: str, raise_: bool = True, what: str | None = None) -> None:
         error = SandboxBroken(
@@ -513,7 +515,7 @@ class Sandbox:
     def before(self, st: ConnState, statement: str, parsed: Sequence[Statement]) -> None:
         if not st.sandboxed:
             return
-        self._check(st, f"before `{short_sql(statement)}` (a DBAPI commit() outside SQLAlchemy?)")
+        self._check(st, f"before `{short_sql(statement)}` (by a statement or a driver call since the last check)")
         for one in parsed:
             if one.escapes:
                 raise SandboxRefused(f"{one.escapes}: `{short_sql(one.text)}` refused in the sandbox — run it without --sandbox")
@@ -560,7 +562,7 @@ class Sandbox:
             self._broke(st, f"after `{short_sql(statement)}`")
         for other in list(self.conns.values()):  # every connection: one may have been committed from below meanwhile
             if other is not st and other.sandboxed and in_transaction(other.raw) is False:
-                self._broke(other, f"outside SQLAlchemy, noticed after `{short_sql(statement)}` on another connection")
+                self._broke(other, f"noticed after `{short_sql(statement)}` on another connection")
         top = st.frames[-1]
         several = sum(1 for one in parsed if one.writes) > 1
         counted_by_db = st.discarded is not None  # PostgreSQL: the database's counters, read at commits and the end
@@ -570,13 +572,23 @@ class Sandbox:
             top = st.frames[-1]
             if one.ddl:
                 top.ddl.append(one.ddl)
+            if one.head == "TRUNCATE" and one.ddl:
+                # No counter counts TRUNCATE's rows (pg_stat_xact_user_tables neither): "?", never 0 (issue 25, F8).
+                for name in one.ddl.removeprefix("TRUNCATE ").split(", "):
+                    top.unknown.add((name, "deleted"))
+                if "CASCADE" in one.text.upper():
+                    top.unknown.add((CASCADED, "deleted"))
+            if one.opaque:
+                self.unread.add(short_sql(one.text))
             if counted_by_db:
                 continue
             for table_name, op, main in one.writes:
                 key = (table_name, op)
                 self.sources.setdefault(table_name, set()).add(_SOURCES.get(st.kind, "rowcount"))
-                if not main or several:
-                    top.unknown.add(key)
+                if not main or several or one.head == "REPLACE":
+                    top.unknown.add(key)  # REPLACE over an existing row is a delete and an insert: "?" for both
+                    if one.head == "REPLACE":
+                        top.unknown.add((table_name, "deleted"))
                 elif st.sqlite3:
                     # sqlite3's rowcount is unreliable with RETURNING; total_changes is exact once fetched.
                     st.pending = (key, st.pending[1] if st.pending else st.sq.total_changes, cursor)
@@ -648,14 +660,17 @@ class Sandbox:
         db = self.db_committed + self.db_left_open
         covered = ", ".join(f"{url} ({kind})" for url, kind in self.engines.items()) or "none"
         lines: list[str] = []
-        if total.empty() and not db and not any(self.db_totals.values()) and not self.db_unknown:
+        if total.empty() and not db and not any(self.db_totals.values()) and not self.db_unknown and not self.unread:
             # Broken: what reached the database outside SQLAlchemy may be committed; the error itself comes last (cli).
             rolled = ("but the sandbox broke: what may have been committed is unknown" if self.broken is not None
                       else "all rolled back")
             told = f" (and {', '.join(sorted(self.db_asked))} counted none)" if self.db_asked else ""
             lines.append(f"appshell: sandbox — no changes seen through the engines appshell covered{told}; {rolled} ({covered})")
             return "\n".join(lines)
-        lines.append("appshell: sandbox dry run — these changes were made, then rolled back:")
+        if self.broken is not None:
+            lines.append("appshell: sandbox dry run — these changes were seen; the sandbox broke, so what may have been committed is unknown:")
+        else:
+            lines.append("appshell: sandbox dry run — these changes were made, then rolled back:")
         rows = self._rows(total, db)
         if rows:
             lines.append(table(["table", *_OPS, "counted by"], rows))
@@ -665,7 +680,11 @@ class Sandbox:
         if total.ddl:
             lines.append("schema changes (rolled back): " + "; ".join(total.ddl))
         if total.unknown:
-            lines.append("?: rows changed by a statement whose count the database does not report (a data-modifying CTE, several statements in one string)")
+            lines.append("?: rows changed by a statement whose count the database does not report (TRUNCATE, REPLACE, a data-modifying CTE, "
+                         "several statements in one string)")
+        if self.unread:
+            lines.append(f"?: statements appshell cannot read ran ({'; '.join(sorted(self.unread)[:3])}): rows they changed are counted "
+                         "where the database counts them, but a TRUNCATE or a schema change inside them is not")
         if self.db_unknown:
             lines.append(f"?: the database's own counts could not be read on {', '.join(sorted(self.db_unknown))} "
                          "(a transaction in error, or a connection lost): what is shown there is what the statements reported")
@@ -692,7 +711,7 @@ class Sandbox:
             cells: list[Any] = []
             for op in _OPS:
                 key = (name, op)
-                if key in total.unknown and not any(t == name for t, _ in db):
+                if key in total.unknown:
                     cells.append("?")
                 else:
                     cells.append(db[key] + total.rows[key])
