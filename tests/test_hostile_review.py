@@ -238,3 +238,27 @@ def test_summary_after_a_break_does_not_say_rolled_back(library_of: Library) -> 
     result = run(["--sandbox", "-c", code], cwd=root, env=env)
     broken(result)
     assert "then rolled back" not in result.stderr and "what may have been committed is unknown" in result.stderr, result.stderr
+
+
+# -- F9: the guard, MariaDB's versioned comments and SET STATEMENT … FOR ------------------------------------------
+
+GUARD_BYPASSES = {
+    "a WHERE the server skips": "sql('DELETE FROM books /*M!999999 WHERE id = 1 */')",
+    "SET STATEMENT … FOR DELETE": "sql('SET STATEMENT max_statement_time = 1000 FOR DELETE FROM books')",
+}
+
+
+@pytest.mark.parametrize("code", GUARD_BYPASSES.values(), ids=GUARD_BYPASSES.keys())
+def test_mariadb_guard_bypasses(library_of: Library, code: str) -> None:
+    root, env = library_of("mariadb")
+    result = run([*WRITE, "-c", code + "; commit()"], cwd=root, env=env)
+    assert result.exit_code == 1 and "DestructiveStatementRefused" in result.stderr and "DELETE without WHERE" in result.stderr, result.output
+    assert state(root, env, "print(count(Book))") == "2"
+
+
+def test_mariadb_set_statement_for_commit_refused_in_the_sandbox(library_of: Library) -> None:
+    root, env = library_of("mariadb")
+    code = "sql('update books set year = 0 where id = 1')\nsql('SET STATEMENT max_statement_time = 1000 FOR COMMIT AND CHAIN')"
+    result = run(["--sandbox", "-c", code], cwd=root, env=env)
+    assert result.exit_code == 1 and "refused in the sandbox" in result.stderr, result.output
+    assert state(root, env) == "0"

@@ -89,8 +89,22 @@ def classify(sql: str, kind: str) -> tuple[Statement, ...]:
     if kind in ("mysql", "mariadb"):
         served = server_text(sql)
         if served != sql:
-            return _executable_comments(served, kind)
+            return _worst_of_both(sql, _executable_comments(served, kind), kind)
     return _classify(sql, kind)
+
+
+def _worst_of_both(sql: str, served: tuple[Statement, ...], kind: str) -> tuple[Statement, ...]:
+    """A versioned executable comment (``/*M!999999 WHERE id = 1 */``) runs or not by the server's version: the
+    guard reads the string both ways — its contents kept, and skipped as a plain comment — and takes the worst
+    (issue 25, F9: a WHERE the server never saw)."""
+    from dataclasses import replace
+
+    if any(one.destructive for one in served):
+        return served
+    skipped = next((one.destructive for one in _classify(sql, kind) if one.destructive), None)
+    if skipped is None or not served:
+        return served
+    return (replace(served[0], destructive=f"{skipped} (where the server skips an executable comment)"), *served[1:])
 
 
 # Heads whose statements cannot switch a session setting, and the words before "(" that are SQL syntax or
@@ -291,6 +305,15 @@ def _one(text: str, tokens: list[Any], kind: str, dialect: str) -> Statement:
     if implicit and escapes is None:
         escapes = f"{head} cannot be rolled back on {kind} (it commits implicitly)"
 
+    if mysql and head == "SET" and len(words) > 2 and words[1] == "STATEMENT" and "FOR" in words[2:]:
+        # MariaDB's SET STATEMENT var=value [, …] FOR <statement>: the statement after FOR is what runs (issue 25, F9).
+        at = words.index("FOR", 2) + 1
+        if at < len(tokens):
+            from dataclasses import replace
+
+            inner = _one(text[tokens[at].start - tokens[0].start:], tokens[at:], kind, dialect)
+            return replace(inner, text=text, escapes=escapes or inner.escapes, read_write=read_write or inner.read_write,
+                           lexing=lexing or inner.lexing, implicit_commit=inner.implicit_commit or bool(escapes))
     writes, ddl, destructive, parsed = _parse(text, head, words, dialect)
     opaque = _opaque(head, words, tokens, kind, parsed)
     if opaque is not None:
