@@ -262,3 +262,11 @@ def test_mariadb_set_statement_for_commit_refused_in_the_sandbox(library_of: Lib
     result = run(["--sandbox", "-c", code], cwd=root, env=env)
     assert result.exit_code == 1 and "refused in the sandbox" in result.stderr, result.output
     assert state(root, env) == "0"
+
+
+def test_mariadb_alter_table_rename_refused_in_the_sandbox(library_of: Library) -> None:
+    """DDL commits implicitly on MariaDB: refused before it runs (F7's check)."""
+    root, env = library_of("mariadb")
+    result = run(["--sandbox", "-c", "sql('ALTER TABLE books RENAME TO books_gone')"], cwd=root, env=env)
+    assert result.exit_code == 1 and "commits implicitly" in result.stderr, result.output
+    assert state(root, env, "print(count(Book))") == "2"
