@@ -270,3 +270,17 @@ def test_mariadb_alter_table_rename_refused_in_the_sandbox(library_of: Library) 
     result = run(["--sandbox", "-c", "sql('ALTER TABLE books RENAME TO books_gone')"], cwd=root, env=env)
     assert result.exit_code == 1 and "commits implicitly" in result.stderr, result.output
     assert state(root, env, "print(count(Book))") == "2"
+
+
+def test_read_only_recheck_that_fails_ends_the_session(library_of: Library, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A re-check that errs is never a pass (F1): made to fail from the operator's Python, as a fake
+    current_setting() earlier in search_path would have made it lie."""
+    import appshell.database
+
+    monkeypatch.setattr(appshell.database, "_READ_ONLY_NOW", dict(appshell.database._READ_ONLY_NOW))  # put back after
+    root, env = library_of("postgresql")
+    code = ("import appshell.database\nappshell.database._READ_ONLY_NOW['postgresql'] = 'select 1/0'\n"
+            "sql('DO $$ begin perform 1; end $$')\nprint('still here')")
+    result = run(["--read-only", "-c", code], cwd=root, env=env)
+    assert result.exit_code == 3, result.output
+    assert "READ-ONLY LIFTED" in result.stderr and "could not confirm" in result.stderr and "still here" not in result.stdout, result.output
