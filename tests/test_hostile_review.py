@@ -221,6 +221,7 @@ def test_mariadb_write_to_an_aria_table_refused_in_the_sandbox(library_of: Libra
 SUMMARY_UNKNOWNS = {
     "TRUNCATE CASCADE": ("postgresql", "sql('TRUNCATE authors CASCADE')", ["(tables it cascaded to)", "?"]),
     "TRUNCATE in a DO block": ("postgresql", "sql('DO $$ begin truncate books; end $$')", ["statements appshell cannot read ran"]),
+    "ALTER … TYPE … USING": ("postgresql", "sql('ALTER TABLE books ALTER COLUMN year TYPE bigint USING 0')", ["│ books │        0 │ ?       │"]),
     "REPLACE over a row": ("sqlite", "sql(\"REPLACE INTO books (id, title, year, author_id) VALUES (1, 'X', 1, 1)\")", ["│ books │ ?"]),
 }
 
