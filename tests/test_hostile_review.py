@@ -289,3 +289,18 @@ def test_read_only_recheck_that_fails_ends_the_session(library_of: Library, monk
     result = run(["--read-only", "-c", code], cwd=root, env=env)
     assert result.exit_code == 3, result.output
     assert "READ-ONLY LIFTED" in result.stderr and "could not confirm" in result.stderr and "still here" not in result.stdout, result.output
+
+
+@pytest.mark.parametrize("after", ["", "import time; time.sleep(1.1)\nc.execute('update books set year = 1 where id = 2')\n"],
+                         ids=["nothing after", "a write a second later"])
+def test_mariadb_autocommit_through_the_cursor_is_detected(library_of: Library, after: str) -> None:
+    """SET autocommit = 1 then = 0 through the driver's own cursor: the implied commit moves no Com_* counter;
+    InnoDB's list of transactions tells (the sandbox's is gone, or a later one is there). A write in the same second
+    as the sandbox's start: not told (docs/safety.md). Before: a write through the cursor put the protocol's IN_TRANS
+    flag back on, and the session ended 'rolled back', exit 0."""
+    root, env = library_of("mariadb")
+    code = (RAW + "c.execute('update books set year = 0 where id = 1')\n"
+            "c.execute('SET autocommit = 1'); c.execute('SET autocommit = 0'); c.execute('SAVEPOINT appshell_sandbox')\n" + after)
+    result = run(["--sandbox", "-c", code], cwd=root, env=env)
+    assert state(root, env) == "1"  # committed below SQLAlchemy …
+    broken(result)  # … and said

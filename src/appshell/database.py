@@ -199,7 +199,7 @@ class ConnState:
     """What appshell knows about one DBAPI connection (a plain class: a dataclass costs start-up time)."""
 
     __slots__ = ("raw", "kind", "dialect", "deadline", "timed_out", "denied", "own", "autocommit", "sandboxed", "frames", "pending", "sq",
-                 "sqlite3", "busy", "marker", "discarded", "counted", "read_only_seen")
+                 "sqlite3", "busy", "marker", "discarded", "counted", "read_only_seen", "began")
 
     def __init__(self, raw: Any, kind: str, dialect: Any) -> None:
         self.raw = raw
@@ -222,6 +222,7 @@ class ConnState:
         self.marker: Any = None
         self.discarded: Any = None  # PostgreSQL: Counter of the rows the program's own rollbacks undid (the database's counts)
         self.counted: Any = None  # the database's count of what this connection changed, once the connection ended
+        self.began: tuple[int, bool] | None = None  # MySQL/MariaDB: (the server's time when the sandbox began, InnoDB lists it from then)
         self.read_only_seen: bool | None = None  # PostgreSQL: the sandbox's round trip of this statement read the setting too
 
 

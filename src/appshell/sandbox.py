@@ -97,7 +97,8 @@ MYSQL_MARKER_SQL = ("SHOW SESSION STATUS WHERE Variable_name IN "
                     "('Com_commit', 'Com_rollback', 'Com_begin', 'Com_xa_commit', 'Com_xa_rollback', 'Com_xa_start', 'Com_xa_prepare')")
 # The rows the transaction modified, all tables together (InnoDB keeps no count per table), net of rollbacks
 # to savepoints. Read once, at the end, after the 0.1 s the cache may lag behind.
-MYSQL_ROWS_SQL = "SELECT trx_rows_modified FROM information_schema.innodb_trx WHERE trx_mysql_thread_id = connection_id()"
+MYSQL_ROWS_SQL = ("SELECT trx_rows_modified, UNIX_TIMESTAMP(trx_started) FROM information_schema.innodb_trx "
+                  "WHERE trx_mysql_thread_id = connection_id()")
 _INNODB_TRX_CACHE_S = 0.11
 _REWRITE = re.compile(r"\bTYPE\b[\s\S]*\bUSING\b", re.I)
 _SETVAL = re.compile(r"\bsetval\s*\(", re.I)
@@ -275,7 +276,13 @@ class Sandbox:
                 st.raw.isolation_level = None
                 run_statements(st.raw, "BEGIN")
             elif st.kind in ("mysql", "mariadb"):
-                run_statements(st.raw, "START TRANSACTION")  # a SAVEPOINT alone does not open one (the IN_TRANS flag stays off)
+                # A SAVEPOINT alone does not open one (the IN_TRANS flag stays off). WITH CONSISTENT SNAPSHOT starts
+                # InnoDB's transaction now (under REPEATABLE READ), so innodb_trx lists it from the start: at the end,
+                # a transaction missing there or begun later is another one (issue 25, F4: an implied commit).
+                run_statements(st.raw, "START TRANSACTION WITH CONSISTENT SNAPSHOT")
+                isolation = "tx_isolation" if st.kind == "mariadb" else "transaction_isolation"
+                began = _rows(st.raw, f"SELECT UNIX_TIMESTAMP(), @@session.{isolation}")
+                st.began = (int(began[0][0]), str(began[0][1]).upper() == "REPEATABLE-READ") if began else None
             run_statements(st.raw, f"SAVEPOINT {SAVEPOINT}")
             frame = Frame()
             if st.kind in ("postgresql", "mysql", "mariadb"):
@@ -475,6 +482,16 @@ class Sandbox:
             except Exception:  # noqa: BLE001 - the database would not say: unknown, never zero
                 self.db_unknown.add(st.kind)
                 return
+            if st.began is not None:
+                began, listed_from_start = st.began
+                # Only under REPEATABLE READ does WITH CONSISTENT SNAPSHOT start InnoDB's transaction at once; under
+                # another isolation level it starts at its first read, and a later trx_started says nothing.
+                if listed_from_start and (not rows or (rows[0][1] is not None and int(rows[0][1]) > began)):
+                    # SET autocommit = 1 then = 0 through the driver's own cursor commits with no Com_* counter moving.
+                    self._broke(st, f"{where}: another transaction was open in its place (InnoDB's transaction "
+                                    f"{'began after the sandbox' if rows else 'of the sandbox is gone'}: an implicit commit — "
+                                    "SET autocommit through the driver's own cursor?)", raise_=False)
+                    return
             st.counted = Counter({"": int(rows[0][0]) if rows else 0})
             self.db_asked.add(f"innodb_trx on {st.kind}")
             if not self.frozen:
