@@ -114,6 +114,7 @@ def test_sandbox_refuses_to_start_where_quotes_are_read_otherwise(library_of: Li
     result = run(["--sandbox", "-c", YEARS], cwd=root, env={**env, "DATABASE_URL": url})
     assert result.exit_code != 0, result.output
     assert "cannot start" in result.stderr and "appshell's parser" in result.stderr, result.stderr
+    assert result.stderr.splitlines()[0].startswith("LexingRefused: this sandbox cannot start"), result.stderr  # one line
 
 
 # -- F3: read-only, several statements in one string ------------------------------------------------------
