@@ -101,8 +101,9 @@ def test_postgresql_statements_hidden_by_standard_conforming_strings(library_of:
     assert state(root, env) == "0"
 
 
+@pytest.mark.parametrize("mode", [["--sandbox"], WRITE], ids=["sandbox", "guard"])
 @pytest.mark.parametrize("kind,setting", [("postgresql", "standard_conforming_strings=off"), ("mariadb", "ANSI_QUOTES")])
-def test_sandbox_refuses_to_start_where_quotes_are_read_otherwise(library_of: Library, kind: str, setting: str) -> None:
+def test_sandbox_refuses_to_start_where_quotes_are_read_otherwise(library_of: Library, kind: str, setting: str, mode: list[str]) -> None:
     from urllib.parse import quote
 
     root, env = library_of(kind)
@@ -111,10 +112,11 @@ def test_sandbox_refuses_to_start_where_quotes_are_read_otherwise(library_of: Li
         url = url.replace("options=", f"options={quote('-c' + setting + ' ')}")
     else:
         url += ("&" if "?" in url else "?") + "init_command=" + quote(f"SET sql_mode = '{setting}'")
-    result = run(["--sandbox", "-c", YEARS], cwd=root, env={**env, "DATABASE_URL": url})
+    result = run([*mode, "-c", YEARS], cwd=root, env={**env, "DATABASE_URL": url})
     assert result.exit_code != 0, result.output
-    assert "cannot start" in result.stderr and "appshell's parser" in result.stderr, result.stderr
-    assert result.stderr.splitlines()[0].startswith("LexingRefused: this sandbox cannot start"), result.stderr  # one line
+    first = result.stderr.splitlines()[0]  # one line
+    assert first.startswith(("LexingRefused: this sandbox cannot start", "DestructiveStatementRefused: the destructive-statement guard cannot read SQL")), result.stderr
+    assert "appshell's parser" in first, result.stderr
 
 
 # -- F3: read-only, several statements in one string ------------------------------------------------------

@@ -153,6 +153,24 @@ _LEXING_NOW = {"postgresql": "SELECT pg_catalog.current_setting('standard_confor
                "mysql": "SELECT @@session.sql_mode", "mariadb": "SELECT @@session.sql_mode"}
 
 
+def lexing_mismatch(raw: Any, kind: str) -> str | None:
+    """Why this connection's server reads quotes otherwise than appshell's parser (one round trip), or None."""
+    sql = _LEXING_NOW.get(kind)
+    if sql is None:
+        return None
+    cursor = raw.cursor()
+    try:
+        cursor.execute(sql)
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    value = str(row[0] if row else "")
+    if kind in ("mysql", "mariadb"):
+        bad = [mode for mode in ("NO_BACKSLASH_ESCAPES", "ANSI_QUOTES", "ANSI") if mode in value.upper().split(",")]
+        return f"its sql_mode has {', '.join(bad)}" if bad else None
+    return None if value.lower() == "on" else f"its standard_conforming_strings is {value}"
+
+
 def read_only_now(st: ConnState) -> bool | None:
     """Is this connection read-only now, by what the database says? None where it cannot be asked here."""
     if st.sqlite3:
@@ -332,18 +350,7 @@ class Coverage:
         """A connection whose server reads quotes differently from appshell's parser (PostgreSQL's
         standard_conforming_strings off; MySQL/MariaDB's sql_mode with NO_BACKSLASH_ESCAPES or ANSI_QUOTES): the
         sandbox and read-only refuse to start on it, in one line (issue 25, F2) — appshell does not read SQL that way."""
-        cursor = st.raw.cursor()
-        try:
-            cursor.execute(_LEXING_NOW[st.kind])
-            row = cursor.fetchone()
-        finally:
-            cursor.close()
-        value = str(row[0] if row else "")
-        if st.kind in ("mysql", "mariadb"):
-            bad = [mode for mode in ("NO_BACKSLASH_ESCAPES", "ANSI_QUOTES", "ANSI") if mode in value.upper().split(",")]
-            what = f"its sql_mode has {', '.join(bad)}" if bad else None
-        else:
-            what = None if value.lower() == "on" else f"its standard_conforming_strings is {value}"
+        what = lexing_mismatch(st.raw, st.kind)
         if what:
             from appshell.errors import LexingRefused
 

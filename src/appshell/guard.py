@@ -39,12 +39,28 @@ def _ask_tty(reason: str, statement: str) -> bool:
     return answer.strip().lower() == "yes"
 
 
+def _quoting_checked(raw: Any, kind: str) -> None:
+    """A connection whose server reads quotes otherwise (standard_conforming_strings off, sql_mode with
+    NO_BACKSLASH_ESCAPES or ANSI_QUOTES) would be misread by the guard: refused (issue 25, F2)."""
+    from appshell.database import lexing_mismatch
+    from appshell.statements import LEXING_REASON
+
+    try:
+        what = lexing_mismatch(raw, kind)
+    except Exception:  # noqa: BLE001 - a transaction in error answers nothing: the statement itself will fail
+        return
+    if what:
+        raise DestructiveStatementRefused(f"the destructive-statement guard cannot read SQL on this {kind} connection: {what} — "
+                                          f"{LEXING_REASON}; refused — connect with the default setting")
+
+
 def install_guard(assume_yes: bool, ask: Callable[[str, str], bool] | None = None) -> None:
     from appshell.database import dialect_kind
     from appshell.engines import on_every_engine
 
     interactive = sys.stdin.isatty()
     ask = ask or _ask_tty
+    checked: dict[int, Any] = {}  # DBAPI connections whose quoting was found the parser's (id -> the connection)
 
     def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         if assume_yes:
@@ -52,6 +68,10 @@ def install_guard(assume_yes: bool, ask: Callable[[str, str], bool] | None = Non
         from appshell.statements import LEXING_REASON, classify
 
         kind = dialect_kind(conn.dialect)
+        raw = conn.connection.dbapi_connection
+        if checked.get(id(raw)) is not raw and kind != "sqlite":
+            _quoting_checked(raw, kind)  # once per connection: one round trip
+            checked[id(raw)] = raw
         lexing = next((one for one in classify(statement, kind) if one.lexing), None)
         if lexing is not None:  # the guard would misread every statement after it (issue 25, F2): never asked, refused
             raise DestructiveStatementRefused(f"{lexing.lexing}: {LEXING_REASON} — refused while the destructive-statement "
