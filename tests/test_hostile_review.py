@@ -307,3 +307,14 @@ def test_mariadb_autocommit_through_the_cursor_is_detected(library_of: Library, 
     result = run(["--sandbox", "-c", code], cwd=root, env=env)
     assert state(root, env) == "1"  # committed below SQLAlchemy …
     broken(result)  # … and said
+
+
+@pytest.mark.parametrize("mode", ["--sandbox", "--read-only"])
+def test_postgresql_do_block_switching_standard_conforming_strings_off_stops_the_session(library_of: Library, mode: str) -> None:
+    """What the parser cannot read (a DO block) cannot be refused: the database is asked right after it."""
+    root, env = library_of("postgresql")
+    code = ("sql(\"DO $$ begin perform set_config('standard_conforming_' || 'strings', 'off', false); end $$\")\n"
+            "print('still here')")
+    result = run([mode, "-c", code], cwd=root, env=env)
+    assert result.exit_code == 3 and "still here" not in result.stdout, result.output
+    assert ("SANDBOX BROKEN" if mode == "--sandbox" else "READ-ONLY LIFTED") in result.stderr, result.stderr

@@ -529,7 +529,8 @@ class Coverage:
         what = (f"appshell could not confirm this session is still read-only after `{short_sql(statement)}` on {st.kind} "
                 f"(its check failed: {failed}) — the session stops; {after}" if failed else
                 f"this session was read-only (profile {self.profile}, a session setting) and `{short_sql(statement)}` switched it off "
-                f"on {st.kind} — the session stops; {after}")
+                f"on {st.kind}{' (or switched standard_conforming_strings off: SQL would be misread)' if st.kind == 'postgresql' else ''}"
+                f" — the session stops; {after}")
         self.lifted = ReadOnlyLifted(
             what,
             "check the database by hand; the audit log names the statement; a read-only role (database.read_only_url_env) "
