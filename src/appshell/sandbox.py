@@ -39,6 +39,12 @@ keeps them: PostgreSQL's ``pg_stat_xact_user_tables`` per table (cascades,
 triggers, functions, ``DO``, ``EXECUTE``, ``MERGE``, ``COPY`` included),
 MySQL/MariaDB's ``innodb_trx.trx_rows_modified`` (a total), SQLite's
 ``total_changes()``.
+
+A check that cannot be made is never a pass (issue 25): PostgreSQL's catalog objects, functions and operators
+are named ``pg_catalog.…`` (a temporary view or a function earlier in ``search_path`` does not answer for
+them), and a marker read that fails or reads nothing breaks the sandbox. MySQL/MariaDB's transaction starts
+``WITH CONSISTENT SNAPSHOT``, so ``innodb_trx`` lists it from its start: at the end a transaction missing there,
+or begun in a later second, is another one (an implied commit moves no ``Com_*`` counter).
 """
 
 from __future__ import annotations

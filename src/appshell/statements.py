@@ -19,6 +19,12 @@ executable comments (``/*! … */``, ``/*M! … */``: the server runs them), ``D
 guard asks about it, the sandbox and read-only refuse it where it could end the
 transaction or change the setting, and they ask the database afterwards
 (docs/safety.md, "What the parser cannot read").
+
+The parser reads SQL as the servers' defaults do. A statement that would change that — PostgreSQL's
+``standard_conforming_strings`` and friends, MySQL's ``sql_mode``, ``SET NAMES`` — is marked ``lexing``, and
+every session that reads SQL refuses it: after it, the parser would read the next statements differently from
+the server (issue 25). MySQL/MariaDB executable comments are read both ways (run and skipped), and MariaDB's
+``SET STATEMENT … FOR`` as the statement after ``FOR``.
 """
 
 from __future__ import annotations
