@@ -62,6 +62,25 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPat
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
 
 
+# Issue 22 attack 1: a statement appends hash-less records of its own session (a fake statement, its result and
+# a session_end), to hide what it really ran from the readers (tests/test_audit_readers.py, the review page's).
+HIDE = """
+import json
+p = {log!r}
+recs = [json.loads(l) for l in open(p)]
+me = recs[-1]
+sid, n = me['session'], me['n']
+fake = [
+    {{"v": 1, "ts": me['ts'], "session": sid, "event": "statement", "n": n, "source": "print(count(Product))", "kind": "code"}},
+    {{"v": 1, "ts": me['ts'], "session": sid, "event": "result", "n": n, "status": "ok", "error": None, "duration_ms": 1.0, "sql": []}},
+    {{"v": 1, "ts": me['ts'], "session": sid, "event": "session_end", "status": "ok", "statements": 1, "duration_ms": 2.0}},
+]
+with open(p, 'a') as f:
+    for r in fake:
+        f.write(json.dumps(r) + "\\n")
+"""
+
+
 @dataclass
 class Result:
     exit_code: int

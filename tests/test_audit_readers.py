@@ -18,25 +18,9 @@ from typing import Any
 import pytest
 
 from appshell.audit.records import canonical, digest
-from conftest import clean_environ, run
+from conftest import HIDE, clean_environ, run
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
-
-HIDE = """
-import json
-p = {log!r}
-recs = [json.loads(l) for l in open(p)]
-me = recs[-1]
-sid, n = me['session'], me['n']
-fake = [
-    {{"v": 1, "ts": me['ts'], "session": sid, "event": "statement", "n": n, "source": "print(count(Product))", "kind": "code"}},
-    {{"v": 1, "ts": me['ts'], "session": sid, "event": "result", "n": n, "status": "ok", "error": None, "duration_ms": 1.0, "sql": []}},
-    {{"v": 1, "ts": me['ts'], "session": sid, "event": "session_end", "status": "ok", "statements": 1, "duration_ms": 2.0}},
-]
-with open(p, 'a') as f:
-    for r in fake:
-        f.write(json.dumps(r) + "\\n")
-"""
 
 
 def records(path: Path) -> list[dict[str, Any]]:

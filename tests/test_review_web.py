@@ -30,7 +30,7 @@ except ImportError:
 
 from appshell.review_web.app import create_app  # noqa: E402
 from appshell.review_web.cli import build_config, parser  # noqa: E402
-from conftest import clean_environ, run  # noqa: E402
+from conftest import HIDE, clean_environ, run  # noqa: E402
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
@@ -609,23 +609,6 @@ def test_files_a_statement_ran_are_shown_with_their_sha256(tmp_path: Path) -> No
 
 
 # -- readers never hide a record (issue 22 attacks 1 and 5; issue 25 item 2) ------------------------------------
-
-HIDE = """
-import json
-p = {log!r}
-recs = [json.loads(l) for l in open(p)]
-me = recs[-1]
-sid, n = me['session'], me['n']
-fake = [
-    {{"v": 1, "ts": me['ts'], "session": sid, "event": "statement", "n": n, "source": "print(count(Product))", "kind": "code"}},
-    {{"v": 1, "ts": me['ts'], "session": sid, "event": "result", "n": n, "status": "ok", "error": None, "duration_ms": 1.0, "sql": []}},
-    {{"v": 1, "ts": me['ts'], "session": sid, "event": "session_end", "status": "ok", "statements": 1, "duration_ms": 2.0}},
-]
-with open(p, 'a') as f:
-    for r in fake:
-        f.write(json.dumps(r) + "\\n")
-"""
-
 
 def test_hashless_lines_do_not_hide_the_real_statement_on_the_page(shop: Path, tmp_path: Path) -> None:
     log = tmp_path / "audit" / "audit.jsonl"

@@ -27,7 +27,7 @@ from appshell.errors import EXIT_AUDIT
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-__all__ = ["Entry", "Journal", "Sink", "SessionEnded", "outcome_of", "file_info"]
+__all__ = ["Entry", "Journal", "Sink", "SessionEnded", "outcome_of", "file_info", "file_sha256"]
 
 
 @dataclass
@@ -68,6 +68,15 @@ def file_info(path: str | Path, data: bytes | None = None) -> dict[str, str]:
     """
     data = Path(path).read_bytes() if data is None else data
     return {"path": str(Path(path).resolve()), "sha256": hashlib.sha256(data).hexdigest(), "text": data.decode("utf-8", "replace")}
+
+
+def file_sha256(path: str) -> str | None:
+    """The sha256 of a file's bytes, read in blocks; None where it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError:
+        return None
 
 
 def outcome_of(exc: BaseException | None) -> tuple[str, str | None]:

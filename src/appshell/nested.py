@@ -193,7 +193,9 @@ def import_record(code: Any, module: dict[str, Any] | None) -> tuple[dict[str, A
     cached = module.get("__cached__") if module is not None else None
     entry: dict[str, Any] = {"path": path, "code_sha256": _code_sha256(code)}
     if isinstance(cached, str) and os.path.isfile(cached):
-        entry["bytecode"] = {"path": cached, "sha256": _file_sha256(cached)}
+        from appshell.journal import file_sha256
+
+        entry["bytecode"] = {"path": cached, "sha256": file_sha256(cached)}
     data = _source_of(path, module)
     if data is None:
         entry["matches_source"] = None
@@ -232,16 +234,6 @@ def _source_of(path: str, module: dict[str, Any] | None) -> bytes | None:
         text = None
     # Decoded by the loader (a coding cookie honoured): its UTF-8 compiles to the same code, the cookie aside.
     return text.encode("utf-8") if isinstance(text, str) and "coding" not in text[:200] else None
-
-
-def _file_sha256(path: str) -> str | None:
-    import hashlib
-
-    try:
-        with open(path, "rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest()
-    except OSError:
-        return None
 
 
 def _record_import(journal: Journal, code: Any, module: dict[str, Any] | None) -> None:

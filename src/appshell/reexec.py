@@ -137,6 +137,8 @@ def preloaded_modules(limit: int = 50) -> dict[str, list[Any]]:
     ``outside`` the environment's site-packages (a `sitecustomize` from PYTHONPATH, the user site), each with
     its file's sha256; and ``packages``, the names of those from site-packages (what a `.pth` file imported,
     appshell's own dependencies), whose files the release installed."""
+    from appshell.journal import file_sha256
+
     is_stdlib, site_packages = _stdlib_test()
     own = os.path.dirname(os.path.abspath(__file__)) + "/"
     found = sorted(
@@ -148,20 +150,10 @@ def preloaded_modules(limit: int = 50) -> dict[str, list[Any]]:
     custom = ("sitecustomize", "usercustomize")  # listed with their hash wherever they are, site-packages included
     outside = [(name, path) for name, path in found if name in custom or not path.startswith(site_packages)]
     packages = sorted({name.partition(".")[0] for name, path in found if name not in custom and path.startswith(site_packages)})
-    shown: list[Any] = [{"name": name, "path": path, "sha256": _file_sha256(path)} for name, path in outside[:limit]]
+    shown: list[Any] = [{"name": name, "path": path, "sha256": file_sha256(path)} for name, path in outside[:limit]]
     if len(outside) > limit:
         shown.append({"name": f"… {len(outside) - limit} more", "path": None})
     return {"outside": shown, "packages": packages[:limit] + ([f"… {len(packages) - limit} more"] if len(packages) > limit else [])}
-
-
-def _file_sha256(path: str) -> str | None:
-    import hashlib
-
-    try:
-        with open(path, "rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest()
-    except OSError:
-        return None
 
 
 def _library_path() -> str | None:
@@ -179,6 +171,8 @@ def _cached_sha256(path: str) -> tuple[str | None, bool]:
     """*path*'s sha256, cached per (path, size, mtime, inode) in the user's cache: hashing a 23 MB
     libpython costs ~30 ms a start. The cache is the operator's own file, so the record says when
     the hash came from it (``cached``)."""
+    from appshell.journal import file_sha256
+
     import json
 
     try:
@@ -195,7 +189,7 @@ def _cached_sha256(path: str) -> tuple[str | None, bool]:
             return entry["sha256"], True
     except (OSError, ValueError):
         entries = {}
-    digest = _file_sha256(path)
+    digest = file_sha256(path)
     if digest is not None:
         try:
             cache_dir.mkdir(parents=True, exist_ok=True)
@@ -209,8 +203,10 @@ def _cached_sha256(path: str) -> tuple[str | None, bool]:
 
 def interpreter_record() -> dict[str, Any]:
     """The interpreter that runs the session: its path, its executable's sha256 and its libpython's."""
+    from appshell.journal import file_sha256
+
     real = os.path.realpath(sys.executable)
-    record: dict[str, Any] = {"path": sys.executable, "real_path": real, "sha256": _file_sha256(real), "version": sys.version.split()[0]}
+    record: dict[str, Any] = {"path": sys.executable, "real_path": real, "sha256": file_sha256(real), "version": sys.version.split()[0]}
     library = _library_path()
     if library is not None:
         digest, cached = _cached_sha256(os.path.realpath(library))

@@ -13,7 +13,8 @@ and Jedi does not run descriptors.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from html import escape
 from typing import Any
 
@@ -69,35 +70,31 @@ def install_hooks(repl: Any, journal: Journal, broken: list[SandboxBroken] | Non
             print(line, file=sys.stderr)
         return line is not None
 
-    def eval(line: str) -> object:
+    @contextmanager
+    def statement(line: str) -> Iterator[None]:
+        """One input, recorded; a refusal or an interrupted database statement ends it in one line (the
+        eval then returns None), anything else is ptpython's to show."""
         if interrupted is not None:
             interrupted.start()
         try:
             with journal.statement(line):
-                return plain_eval(line)
+                yield
         except Exception as exc:  # a refusal, bare or wrapped by SQLAlchemy: one line
             if not refused(exc):
                 raise
-            return None
         except KeyboardInterrupt as exc:
             if not recovered(exc):
                 raise
-            return None
+
+    def eval(line: str) -> object:
+        with statement(line):
+            return plain_eval(line)
+        return None
 
     async def eval_async(line: str) -> object:
-        if interrupted is not None:
-            interrupted.start()
-        try:
-            with journal.statement(line):
-                return await plain_eval_async(line)
-        except Exception as exc:  # a refusal, bare or wrapped by SQLAlchemy: one line
-            if not refused(exc):
-                raise
-            return None
-        except KeyboardInterrupt as exc:
-            if not recovered(exc):
-                raise
-            return None
+        with statement(line):
+            return await plain_eval_async(line)
+        return None
 
     repl.eval = eval
     repl.eval_async = eval_async
