@@ -236,6 +236,10 @@ def _fill_disk_under(child: pexpect.spawn, log: Path) -> None:
 @pytest.mark.parametrize("shell", ["python", "ipython", "ptpython"])
 def test_sink_failing_mid_session_refuses_the_next_statement(shop: Path, tmp_path: Path, shell: str) -> None:
     log = tmp_path / "audit.jsonl"
+    # The file-size cap is the process's, not the log's: the shell's own history file (IPython's is an SQLite
+    # database, larger than the log) would meet it too, and IPython lost the next input when its history
+    # write failed first (a flaky timeout). History off: only the audit sink meets the full disk.
+    (shop / "profiles" / "staging.toml").write_text("[shell]\nhistory = false\n")
     child = spawn_shell(shop, "--shell", shell, "--profile", "staging", "--audit-log", str(log), "-q", columns=200, preexec_fn=_ignore_sigxfsz)
     prompt = r"\[staging\]"
     child.expect(prompt)
