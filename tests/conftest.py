@@ -520,6 +520,27 @@ def library_on(app_dir: Callable[[str], Path], url: str) -> tuple[Path, dict[str
 
 
 @pytest.fixture
+def pg_role(pg_url: str) -> Iterator[str]:
+    """A role with SELECT rights only on the test's schema; yields its URL."""
+    from sqlalchemy import create_engine, make_url, text
+
+    schema = pg_url.rsplit("%3D", 1)[1]
+    role = f"ro_{uuid.uuid4().hex[:8]}"
+    engine = create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(text(f"CREATE ROLE {role} LOGIN"))
+        conn.execute(text(f"GRANT USAGE ON SCHEMA {schema} TO {role}"))
+        conn.execute(text(f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT SELECT ON TABLES TO {role}"))
+    try:
+        yield make_url(pg_url).set(username=role).render_as_string(hide_password=False)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP OWNED BY {role}"))
+            conn.execute(text(f"DROP ROLE {role}"))
+        engine.dispose()
+
+
+@pytest.fixture
 def url_of(request: pytest.FixtureRequest) -> Callable[[str], str]:
     """A fresh database of the kind asked for (sqlite, postgresql, mariadb): its URL (the servers' skipped, or under CI failed, if down)."""
     def url(kind: str) -> str:

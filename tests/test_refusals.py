@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from conftest import Result, leave, library_on, run, spawn_shell
-from test_safety_role import pg_role  # noqa: F401 - a fixture: a role with SELECT rights only
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 

@@ -746,7 +746,7 @@ def test_sessions_with_sensitive_access_are_marked_and_can_be_listed_alone(sensi
     assert '<input type="checkbox" name="sensitive" value="1" checked>' in only
     assert session_ids(client.get("/?sensitive=1&user=nobody", headers=bearer()).text) == []
     assert [(r["session"], r["sensitive"]) for r in client.get("/export.json?sensitive=1", headers=bearer()).json()] == [(unlocked, 1)]
-    assert f"export <a href=\"/export.csv?sensitive=1\">CSV</a>" in only
+    assert "export <a href=\"/export.csv?sensitive=1\">CSV</a>" in only
 
 
 def test_the_session_page_says_who_unlocked_what_and_why(sensitive_log: tuple[Path, str, str]) -> None:

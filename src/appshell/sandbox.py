@@ -195,9 +195,9 @@ def _read_marker(st: ConnState) -> tuple[Any, Counter[tuple[str, str]] | None]:
         if str(rows[0][3]).lower() != "on":  # a DO block or a function switched it off (issue 25, F2)
             raise RuntimeError(f"standard_conforming_strings is {rows[0][3]}: {LEXING_REASON}")
     counts: Counter[tuple[str, str]] = Counter()
-    for _, _, _, _, table, ins, upd, dele in rows:
-        if table is not None:
-            counts.update({(str(table), "inserted"): int(ins), (str(table), "updated"): int(upd), (str(table), "deleted"): int(dele)})
+    for _, _, _, _, name, ins, upd, dele in rows:
+        if name is not None:
+            counts.update({(str(name), "inserted"): int(ins), (str(name), "updated"): int(upd), (str(name), "deleted"): int(dele)})
     return (rows[0][0] if rows else None), +counts
 
 

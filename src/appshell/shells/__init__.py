@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from appshell.errors import AppshellError, ConfigError, did_you_mean
+from appshell.errors import ConfigError, did_you_mean
 from appshell.journal import file_info
 
 if TYPE_CHECKING:
