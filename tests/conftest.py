@@ -649,6 +649,17 @@ def audit_records(path: Path) -> list[dict]:  # type: ignore[type-arg]
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def audit_init(shop: Path, log: Path) -> str:
+    """`appshell audit init` on *log*: the verification key it shows once."""
+    import re
+
+    result = run(["audit", "init", "--log", str(log)], cwd=shop)
+    assert result.exit_code == 0, result.output
+    found = re.search(r"verification key \(shown once, keep it off this host\): (fss1-[0-9a-f]{64})", result.stdout)
+    assert found is not None, result.stdout
+    return found[1]
+
+
 def console_blocks(text: str, tag: str = "") -> list[list[tuple[str, str, int]]]:
     """The ```console blocks of a docs page (```console TAG ones, given *tag*): each a list of
     (command, what it prints, exit code), in order; `[exit N]` closing an output names its code."""

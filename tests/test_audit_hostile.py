@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,21 +12,9 @@ import pytest
 
 from appshell.audit.records import canonical, digest
 from appshell.audit.seal import evolve, record_mac
-from conftest import end_input, run, spawn_shell
+from conftest import audit_init as init, audit_records as records, end_input, run, spawn_shell
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
-
-
-def records(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def init(shop: Path, log: Path) -> str:
-    result = run(["audit", "init", "--log", str(log)], cwd=shop)
-    assert result.exit_code == 0, result.output
-    found = re.search(r"verification key \(shown once, keep it off this host\): (fss1-[0-9a-f]{64})", result.stdout)
-    assert found is not None, result.stdout
-    return found[1]
 
 
 def sessions(shop: Path, log: Path, *codes: str) -> None:

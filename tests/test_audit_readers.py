@@ -13,26 +13,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from appshell.audit.records import canonical, digest
-from conftest import HIDE, clean_environ, run
+from conftest import HIDE, audit_init as init, audit_records as records, clean_environ, run
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
-
-
-def records(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def init(shop: Path, log: Path) -> str:
-    result = run(["audit", "init", "--log", str(log)], cwd=shop)
-    assert result.exit_code == 0, result.output
-    found = re.search(r"(fss1-[0-9a-f]{64})", result.stdout)
-    assert found is not None
-    return found[1]
 
 
 def hidden_update(shop: Path, log: Path) -> str:

@@ -8,14 +8,13 @@ on both, so one program serves every driver. Real databases only: PostgreSQL, Ma
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from conftest import MYSQL_URL, audit_records, library_on, run, run_module, server_or_skip
+from conftest import audit_records, library_on, run, run_module
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
@@ -43,24 +42,6 @@ DRIVERS = [
 ]
 
 
-@pytest.fixture
-def mariadb_database() -> Iterator[str]:
-    """A database of its own on the MariaDB server (its name); skipped (failed under CI) if the server is down."""
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(MYSQL_URL)
-    server_or_skip(engine, "MariaDB/MySQL")
-    name = f"appshell_{uuid.uuid4().hex[:10]}"
-    with engine.begin() as conn:
-        conn.execute(text(f"create database {name}"))
-    try:
-        yield name
-    finally:
-        with engine.begin() as conn:
-            conn.execute(text(f"drop database {name}"))
-        engine.dispose()
-
-
 @pytest.fixture(params=DRIVERS, ids=[d.name for d in DRIVERS])
 def on_driver(request: pytest.FixtureRequest, app_dir: Callable[[str], Path], tmp_path: Path) -> tuple[Driver, Path, dict[str, str]]:
     """(the driver, the app's folder, its environment): books with id 1 titled 'Dune', on that driver."""
@@ -71,8 +52,7 @@ def on_driver(request: pytest.FixtureRequest, app_dir: Callable[[str], Path], tm
         root, env = request.getfixturevalue(f"{driver.name}_app")
         return driver, root, env
     if driver.backend == "mariadb":
-        name = request.getfixturevalue("mariadb_database")
-        url = make_url(MYSQL_URL).set(drivername=f"mysql+{driver.name}", database=name).render_as_string(hide_password=False)
+        url = make_url(request.getfixturevalue("mariadb_url")).set(drivername=f"mysql+{driver.name}").render_as_string(hide_password=False)
     elif driver.backend == "postgresql":
         url = str(request.getfixturevalue("pg_url")).replace("postgresql+psycopg://", f"postgresql+{driver.name}://")
     else:
