@@ -519,6 +519,41 @@ def library_on(app_dir: Callable[[str], Path], url: str) -> tuple[Path, dict[str
     return root, env
 
 
+@dataclass
+class Scratch:
+    """A scratch PostgreSQL database and a login role of its own (pg_scratch)."""
+
+    admin_url: str  # postgres, on the scratch database
+    app_url: str  # the app's role on it
+    app: str
+    database: str
+
+
+@contextmanager
+def pg_scratch(*grants: str) -> Iterator[Scratch]:
+    """A database and a login role of their own, both dropped at the end; *grants* run as postgres
+    right after, with {database} and {app} filled in."""
+    from sqlalchemy import create_engine, make_url, text
+
+    suffix = uuid.uuid4().hex[:10]
+    name, app = f"appshell_{suffix}", f"shop_app_{suffix}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    server_or_skip(admin, "PostgreSQL")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+        conn.execute(text(f"CREATE ROLE {app} LOGIN"))
+        for grant in grants:
+            conn.execute(text(grant.format(database=name, app=app)))
+    base = make_url(PG_URL).set(database=name)
+    try:
+        yield Scratch(base.render_as_string(hide_password=False), base.set(username=app).render_as_string(hide_password=False), app, name)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
+            conn.execute(text(f"DROP ROLE {app}"))
+        admin.dispose()
+
+
 @pytest.fixture
 def pg_role(pg_url: str) -> Iterator[str]:
     """A role with SELECT rights only on the test's schema; yields its URL."""

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from conftest import PG_URL, Result, audit_records, run, server_or_skip
+from conftest import Result, Scratch, audit_records, pg_scratch, run
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
@@ -53,46 +51,23 @@ def test_schema_of_the_sink_table(url: str, schema: str | None) -> None:
 
 # -- the attack on PostgreSQL --------------------------------------------------------------------
 
-@dataclass
-class Scratch:
-    admin_url: str  # postgres: owns the audit table, reads it as an auditor would
-    app_url: str  # the app's role, which may INSERT and SELECT the table, and CREATE in the database
-    app: str
-    database: str
-
-
 @pytest.fixture
 def scratch() -> Iterator[Scratch]:
     """A database of its own whose audit table (public.appshell_audit, owned by postgres) the app's
     role may only insert into and read, as docs/audit.md's recipe has it — but the role has CREATE
     on the database. Database and role are dropped at the end."""
-    from sqlalchemy import create_engine, make_url, text
+    from sqlalchemy import create_engine, text
 
     from appshell.audit.sqlsink import SqlSink
 
-    suffix = uuid.uuid4().hex[:10]
-    name, app = f"appshell_{suffix}", f"shop_app_{suffix}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    server_or_skip(admin, "PostgreSQL")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-        conn.execute(text(f"CREATE ROLE {app} LOGIN"))
-        conn.execute(text(f"GRANT CREATE ON DATABASE {name} TO {app}"))  # the one right too many
-    base = make_url(PG_URL).set(database=name)
-    admin_url = base.render_as_string(hide_password=False)
-    try:
-        SqlSink(admin_url).close()  # creates public.appshell_audit, owned by postgres
-        engine = create_engine(admin_url)
+    with pg_scratch("GRANT CREATE ON DATABASE {database} TO {app}") as made:  # the one right too many
+        SqlSink(made.admin_url).close()  # creates public.appshell_audit, owned by postgres
+        engine = create_engine(made.admin_url)
         with engine.begin() as conn:
             conn.execute(text("REVOKE ALL ON public.appshell_audit FROM PUBLIC"))
-            conn.execute(text(f"GRANT SELECT, INSERT ON public.appshell_audit TO {app}"))
+            conn.execute(text(f"GRANT SELECT, INSERT ON public.appshell_audit TO {made.app}"))
         engine.dispose()
-        yield Scratch(admin_url, base.set(username=app).render_as_string(hide_password=False), app, name)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
-            conn.execute(text(f"DROP ROLE {app}"))
-        admin.dispose()
+        yield made
 
 
 def decoy(url: str, schema: str) -> None:

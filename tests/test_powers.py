@@ -7,13 +7,12 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from appshell.powers import MysqlFacts, PgFacts, mysql_powers, postgresql_powers
-from conftest import MYSQL_URL, PG_URL, run, server_or_skip
+from conftest import MYSQL_URL, Scratch, pg_scratch, run, server_or_skip
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
@@ -81,34 +80,11 @@ def test_mysql_rows_name_the_revoke_for_the_target_granted() -> None:
 
 # -- PostgreSQL: a real role, each power granted, doctor names it ---------------------------------
 
-@dataclass
-class Scratch:
-    admin_url: str  # postgres, on the scratch database
-    app_url: str
-    app: str
-    database: str
-
-
 @pytest.fixture
 def scratch() -> Iterator[Scratch]:
     """A database and a login role of their own, both dropped at the end."""
-    from sqlalchemy import create_engine, make_url, text
-
-    suffix = uuid.uuid4().hex[:10]
-    name, app = f"appshell_{suffix}", f"shop_app_{suffix}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    server_or_skip(admin, "PostgreSQL")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-        conn.execute(text(f"CREATE ROLE {app} LOGIN"))
-    base = make_url(PG_URL).set(database=name)
-    try:
-        yield Scratch(base.render_as_string(hide_password=False), base.set(username=app).render_as_string(hide_password=False), app, name)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
-            conn.execute(text(f"DROP ROLE {app}"))
-        admin.dispose()
+    with pg_scratch() as made:
+        yield made
 
 
 def as_admin(scratch: Scratch, *statements: str) -> None:
