@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from appshell.sandbox import Sandbox
 
 __all__ = ["ConnectionPlan", "Coverage", "ConnState", "ReadOnlyError", "refuse_orm_writes", "SqlEcho", "backend",
-           "dialect_kind", "run_statements", "in_transaction", "sqlite_of", "configure_connections", "short_sql"]
+           "dialect_kind", "run_statements", "fetch_rows", "in_transaction", "sqlite_of", "configure_connections", "short_sql"]
 
 # SQLite authorizer action codes (sqlite3.h): what the sandbox and read-only deny below the parser.
 _SQLITE_PRAGMA, _SQLITE_TRANSACTION, _SQLITE_SAVEPOINT = 19, 22, 32
@@ -93,6 +93,19 @@ def run_statements(dbapi_conn: Any, *statements: str) -> None:
     for statement in statements:
         cursor.execute(statement)
     cursor.close()
+
+
+def fetch_rows(dbapi_conn: Any, sql: str, params: Sequence[Any] | None = None) -> list[Any]:
+    """The rows of one query run on a raw DBAPI connection, below SQLAlchemy (what appshell asks the database)."""
+    cursor = dbapi_conn.cursor()
+    try:
+        if params is None:
+            cursor.execute(sql)
+        else:
+            cursor.execute(sql, params)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
 
 
 # SQLAlchemy's adapters of async drivers: the DBAPI connection an AsyncEngine's sync core sees.
@@ -158,13 +171,8 @@ def lexing_mismatch(raw: Any, kind: str) -> str | None:
     sql = _LEXING_NOW.get(kind)
     if sql is None:
         return None
-    cursor = raw.cursor()
-    try:
-        cursor.execute(sql)
-        row = cursor.fetchone()
-    finally:
-        cursor.close()
-    value = str(row[0] if row else "")
+    rows = fetch_rows(raw, sql)
+    value = str(rows[0][0] if rows else "")
     if kind in ("mysql", "mariadb"):
         bad = [mode for mode in ("NO_BACKSLASH_ESCAPES", "ANSI_QUOTES", "ANSI") if mode in value.upper().split(",")]
         return f"its sql_mode has {', '.join(bad)}" if bad else None
@@ -185,13 +193,8 @@ def read_only_now(st: ConnState) -> bool | None:
     sql = _READ_ONLY_NOW.get(st.kind)
     if sql is None:
         return None
-    cursor = st.raw.cursor()
-    try:
-        cursor.execute(sql)
-        row = cursor.fetchone()
-    finally:
-        cursor.close()
-    return all(str(value).lower() in ("on", "1", "true") for value in row)
+    rows = fetch_rows(st.raw, sql)
+    return all(str(value).lower() in ("on", "1", "true") for value in rows[0])
 
 
 def classify_cached(sql: str, kind: str) -> tuple[Any, ...]:

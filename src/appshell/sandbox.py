@@ -64,6 +64,7 @@ from appshell.database import (
     ASYNCMY_ADAPTER,
     ASYNCPG_ADAPTER,
     ConnState,
+    fetch_rows,
     in_transaction,
     run_statements,
     short_sql,
@@ -176,20 +177,11 @@ def _refusing(cls: type) -> type:
     return sub
 
 
-def _rows(raw: Any, sql: str) -> list[Any]:
-    cursor = raw.cursor()
-    try:
-        cursor.execute(sql)
-        return list(cursor.fetchall())
-    finally:
-        cursor.close()
-
-
 def _read_marker(st: ConnState) -> tuple[Any, Counter[tuple[str, str]] | None]:
     """(what identifies the open transaction, the rows it touched per table — PostgreSQL only), one round trip."""
     if st.kind in ("mysql", "mariadb"):
-        return tuple(sorted((str(name).lower(), int(value)) for name, value in _rows(st.raw, MYSQL_MARKER_SQL))), None
-    rows = _rows(st.raw, MARKER_SQL)
+        return tuple(sorted((str(name).lower(), int(value)) for name, value in fetch_rows(st.raw, MYSQL_MARKER_SQL))), None
+    rows = fetch_rows(st.raw, MARKER_SQL)
     if rows:
         st.read_only_seen = str(rows[0][1]).lower() == "on" and str(rows[0][2]).lower() == "on"
         if str(rows[0][3]).lower() != "on":  # a DO block or a function switched it off (issue 25, F2)
@@ -287,7 +279,7 @@ class Sandbox:
                 # a transaction missing there or begun later is another one (issue 25, F4: an implied commit).
                 run_statements(st.raw, "START TRANSACTION WITH CONSISTENT SNAPSHOT")
                 isolation = "tx_isolation" if st.kind == "mariadb" else "transaction_isolation"
-                began = _rows(st.raw, f"SELECT UNIX_TIMESTAMP(), @@session.{isolation}")
+                began = fetch_rows(st.raw, f"SELECT UNIX_TIMESTAMP(), @@session.{isolation}")
                 st.began = (int(began[0][0]), str(began[0][1]).upper() == "REPEATABLE-READ") if began else None
             run_statements(st.raw, f"SAVEPOINT {SAVEPOINT}")
             frame = Frame()
@@ -484,7 +476,7 @@ class Sandbox:
         if st.kind in ("mysql", "mariadb"):
             try:
                 with _owned(st):
-                    rows = _rows(st.raw, MYSQL_ROWS_SQL)
+                    rows = fetch_rows(st.raw, MYSQL_ROWS_SQL)
             except Exception:  # noqa: BLE001 - the database would not say: unknown, never zero
                 self.db_unknown.add(st.kind)
                 return
@@ -570,13 +562,8 @@ class Sandbox:
         cache = self._engines.setdefault(id(st.raw), {})
         if table_name not in cache:
             with _owned(st):
-                cursor = st.raw.cursor()
-                try:
-                    cursor.execute(_ENGINE_SQL, (table_name,))
-                    row = cursor.fetchone()
-                finally:
-                    cursor.close()
-            cache[table_name] = str(row[0]) if row and str(row[1]).upper() != "YES" else None
+                rows = fetch_rows(st.raw, _ENGINE_SQL, (table_name,))
+            cache[table_name] = str(rows[0][0]) if rows and str(rows[0][1]).upper() != "YES" else None
         return cache[table_name]
 
     def after(self, st: ConnState, cursor: Any, statement: str, parsed: Sequence[Statement]) -> None:
