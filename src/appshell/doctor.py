@@ -103,7 +103,8 @@ def _database(ctx: AppContext, settings: Settings) -> Iterator[Row]:
     yield "read-only", "ok" if in_force else "FAIL", f"{probe} = {value}" + ("" if in_force else " — the database does not enforce it")
     level = read_only_level(settings)
     if level == "enforced":
-        yield "read-only level", "ok", "enforced: a read-only role (database.read_only_url_env), which no statement can switch off"
+        yield "read-only level", "ok", ("enforced: sessions log in as the read-only role database.read_only_url_env names — the "
+                                                "'read-only role' row says whether that role can write")
     elif settings.profile.database.read_only:
         # The profile means every session to be read-only: a setting the operator's own SQL can lift is the weaker level.
         yield "read-only level", "WARN", (f"guarded: a session setting appshell re-checks after every statement, which the operator's "
