@@ -1,0 +1,284 @@
+"""Privilege-separated mode: the recorder and the session run as two OS users (docs/privsep.md).
+
+The shape is sudo's and OpenSSH's. ``sudo appshell …`` (one sudoers line, ``env_reset``) starts
+appshell as root; it reads the root-owned :data:`CONFIG_PATH`, opens what only root can open, and
+forks. The child calls :func:`drop_to` the app's user and runs the operator's code; the parent calls
+:func:`become_recorder`, the user that owns the log and the sealing state, *before* it reads a byte
+from the child. Neither process keeps a way back to root, so the operator's code (the child) can
+neither open the log nor signal, trace or read the memory of the recorder: the kernel refuses, not
+appshell. These are the building blocks; wiring them into ``appshell`` itself is separate.
+
+Linux only (``prctl``). Nothing here is imported on the common path: same-user mode never needs it.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import stat
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from appshell.errors import ConfigError, did_you_mean
+
+__all__ = ["CONFIG_PATH", "KEYS", "SESSION_ENV_KEEP", "RecorderConfig", "privileged", "drop_to", "become_recorder",
+           "not_dumpable", "session_environ"]
+
+# Fixed, never read from the environment or the command line: under sudo the caller still chooses part of
+# both, and the file decides which users the recorder and the session become.
+CONFIG_PATH = Path("/etc/appshell/recorder.toml")
+KEYS = ("recorder_user", "session_user", "project", "log")
+_EXAMPLE = {"recorder_user": "appshell-audit", "session_user": "shop", "project": "/srv/shop",
+            "log": "/var/log/appshell/shop/audit.jsonl"}
+
+# What the session keeps of the caller's environment (sudo's env_reset keeps a list of the same kind): the
+# terminal and the locale. Everything else, PYTHON*, LD_*, SUDO_* and APPSHELL_* included, is dropped; the
+# recorder passes the session what it needs explicitly.
+SESSION_ENV_KEEP = ("TERM", "COLORTERM", "NO_COLOR", "COLUMNS", "LINES", "LANG", "LANGUAGE", "TZ")
+_SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+_PR_GET_DUMPABLE = 3
+_PR_SET_DUMPABLE = 4
+_PR_SET_NO_NEW_PRIVS = 38
+_PR_GET_NO_NEW_PRIVS = 39
+
+
+@dataclass(frozen=True)
+class RecorderConfig:
+    """``/etc/appshell/recorder.toml``: who the recorder and the session run as, the project and the log."""
+
+    recorder_user: str
+    session_user: str
+    project: Path
+    log: Path
+    path: Path  # the file it was read from
+
+    @classmethod
+    def load(cls, path: Path = CONFIG_PATH) -> RecorderConfig:
+        """Read and check *path* (root's alone, known keys, real users, the log directory the recorder's alone)."""
+        data = _read_trusted(path)
+        unknown = sorted(set(data) - set(KEYS))
+        if unknown:
+            raise ConfigError(f"{path}: unknown key '{unknown[0]}'{did_you_mean(unknown[0], KEYS)}",
+                              f"the keys are {', '.join(KEYS)} (docs/privsep.md)")
+        for key in KEYS:
+            if key not in data:
+                raise ConfigError(f"{path} has no {key}", f'add {key} = "{_EXAMPLE[key]}" to it (docs/privsep.md)')
+            if not isinstance(data[key], str) or not data[key]:
+                raise ConfigError(f"{path}: {key} is not a non-empty string", f'write it as {key} = "{_EXAMPLE[key]}"')
+        recorder = _user(path, "recorder_user", data["recorder_user"])
+        session = _user(path, "session_user", data["session_user"])
+        if recorder.pw_uid == session.pw_uid:
+            raise ConfigError(f"{path}: recorder_user and session_user are the same user (uid {recorder.pw_uid})",
+                              f'give the recorder a user of its own: recorder_user = "{_EXAMPLE["recorder_user"]}"')
+        project, log = _absolute(path, "project", data["project"]), _absolute(path, "log", data["log"])
+        if not project.is_dir():
+            raise ConfigError(f"{path}: project {project} is not a directory", "name the app's directory in project")
+        _check_log(path, log, recorder)
+        return cls(recorder.pw_name, session.pw_name, project, log, path)
+
+
+def privileged(path: Path = CONFIG_PATH) -> bool:
+    """Privilege-separated mode: running as root with *path* present (a broken file then refuses, never falls back)."""
+    return os.geteuid() == 0 and os.path.lexists(path)
+
+
+def drop_to(user: str, *, no_new_privs: bool = True) -> pwd.struct_passwd:
+    """Become *user* for good: its groups, gid and uid, real, effective and saved; root cannot be regained.
+
+    With *no_new_privs* (the default) no later exec can gain privileges either (setuid programs such as
+    sudo and su run without them), as OpenSSH's sandboxed child does."""
+    pw = _lookup(user)
+    _require_root(user, pw)
+    groups = sorted(os.getgrouplist(pw.pw_name, pw.pw_gid))
+    libc = _libc()  # loaded before the drop: the interpreter's own files may be readable by root only
+    os.initgroups(pw.pw_name, pw.pw_gid)  # the groups first: setgroups needs root, which setresuid gives up
+    os.setresgid(pw.pw_gid, pw.pw_gid, pw.pw_gid)
+    os.setresuid(pw.pw_uid, pw.pw_uid, pw.pw_uid)
+    if no_new_privs:
+        _prctl(libc, _PR_SET_NO_NEW_PRIVS, 1)
+        if _prctl(libc, _PR_GET_NO_NEW_PRIVS, 0) != 1:
+            raise ConfigError(f"no_new_privs did not hold after becoming '{user}'",
+                              "run appshell on a Linux kernel of 3.5 or later (prctl PR_SET_NO_NEW_PRIVS)")
+    _check_dropped(pw, groups)
+    return pw
+
+
+def become_recorder(user: str) -> pwd.struct_passwd:
+    """Become the recorder's *user* for good (:func:`drop_to`), and not dumpable (:func:`not_dumpable`).
+
+    The kernel already clears "dumpable" when the uid changes, but to ``fs.suid_dumpable``, which a host
+    may set to 1 to collect core dumps; a core file of the recorder holds the sealing key, and one press of
+    Ctrl-\\ at the operator's terminal would write it. So it is set here, and checked."""
+    pw = drop_to(user)
+    not_dumpable()
+    return pw
+
+
+def not_dumpable() -> None:
+    """Not dumpable: no core file; tracing it or opening its /proc files needs CAP_SYS_PTRACE, even for its own uid.
+
+    :func:`become_recorder` calls it; a same-user recorder should too (its own user cannot then trace it or
+    read its memory, though it can still signal it and open its files)."""
+    libc = _libc()
+    _prctl(libc, _PR_SET_DUMPABLE, 0)
+    if _prctl(libc, _PR_GET_DUMPABLE, 0) != 0:
+        raise ConfigError("the recorder is still dumpable after prctl(PR_SET_DUMPABLE, 0)",
+                          "run appshell on a Linux kernel that honours prctl (not under an emulator)")
+
+
+def session_environ(pw: pwd.struct_passwd, environ: Mapping[str, str]) -> dict[str, str]:
+    """The session's environment: the terminal and locale of *environ*, and HOME, USER, LOGNAME, SHELL of *pw*."""
+    env = {k: v for k, v in environ.items() if k in SESSION_ENV_KEEP or k.startswith("LC_")}
+    env.update(HOME=pw.pw_dir, USER=pw.pw_name, LOGNAME=pw.pw_name, SHELL=pw.pw_shell or "/bin/sh", PATH=_SAFE_PATH)
+    return env
+
+
+def _read_trusted(path: Path) -> dict[str, Any]:
+    """The TOML in *path*, if root alone can have written it: the file and every directory above it."""
+    import tomllib  # only privileged mode reads this file
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist", "create it as root (docs/privsep.md), "
+                          "or run appshell without sudo (same-user mode)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path} cannot be read: {exc.strerror}",
+                          f"make it a root-owned file, mode 644: chmod 644 {path}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())  # the file that is read, not whatever the name points to a moment later
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{path} is not a regular file", f"make {path} a file owned by root, mode 644")
+        if st.st_uid != 0:
+            raise ConfigError(f"{path} is owned by {_owner(st.st_uid)}, not root", f"chown root:root {path}")
+        if st.st_mode & 0o022:
+            raise ConfigError(f"{path} can be written by others than root (mode {stat.S_IMODE(st.st_mode):o})",
+                              f"chmod go-w {path}")
+        raw = f.read()
+    # Whoever can write a directory above the file can swap the file: OpenSSH's StrictModes checks the same.
+    for directory in _ancestors(path):
+        _check_root_dir(path, directory)
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}", f"correct {path} where the message points") from None
+
+
+def _ancestors(path: Path) -> list[Path]:
+    """The directories above *path* as named and as resolved (a symlinked file has two chains)."""
+    named, resolved = Path(os.path.abspath(path)).parents, Path(os.path.realpath(path)).parents
+    return list(dict.fromkeys([*named, *resolved]))
+
+
+def _check_root_dir(path: Path, directory: Path) -> None:
+    st = os.stat(directory)
+    # A root-owned sticky directory (/tmp) lets others add names but not rename or remove root's: safe.
+    writable = st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX
+    if st.st_uid != 0 or writable:
+        raise ConfigError(f"{directory}, above {path}, can be changed by others than root "
+                          f"(owner {_owner(st.st_uid)}, mode {stat.S_IMODE(st.st_mode):o})",
+                          f"chown root:root {directory} && chmod go-w {directory}")
+
+
+def _user(path: Path, key: str, name: str) -> pwd.struct_passwd:
+    try:
+        pw = pwd.getpwnam(name)
+    except KeyError:
+        raise ConfigError(f"{path}: {key} '{name}' is not a user on this host",
+                          f"create it (useradd --system {name}) or name an existing user in {key}") from None
+    if pw.pw_uid == 0:
+        raise ConfigError(f"{path}: {key} '{name}' is root",
+                          f"name an unprivileged user in {key}: in this mode neither process keeps root")
+    return pw
+
+
+def _absolute(path: Path, key: str, value: str) -> Path:
+    if not os.path.isabs(value):
+        raise ConfigError(f"{path}: {key} '{value}' is a relative path",
+                          f"give {key} as an absolute path: the recorder does not resolve it against "
+                          "the caller's directory")
+    return Path(value)
+
+
+def _check_log(path: Path, log: Path, recorder: pwd.struct_passwd) -> None:
+    """The log's directory is the recorder's alone (0700): nothing in it, the sealing state included, is in reach."""
+    directory, user = log.parent, recorder.pw_name
+    fix = f"install -d -o {user} -g {recorder.pw_gid} -m 700 {directory}"
+    try:
+        st = os.stat(directory)
+    except FileNotFoundError:
+        raise ConfigError(f"the log directory {directory} (log in {path}) does not exist",
+                          f"create it: {fix}") from None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != recorder.pw_uid or st.st_mode & 0o077:
+        raise ConfigError(f"the log directory {directory} is not {user}'s alone "
+                          f"(owner {_owner(st.st_uid)}, mode {stat.S_IMODE(st.st_mode):o})",
+                          f"chown {user} {directory} && chmod 700 {directory}")
+    try:
+        lst = os.lstat(log)
+    except FileNotFoundError:
+        return  # the recorder creates it
+    if not stat.S_ISREG(lst.st_mode) or lst.st_uid != recorder.pw_uid:
+        raise ConfigError(f"the log {log} is not a file owned by {user} (owner {_owner(lst.st_uid)})",
+                          f"chown {user} {log} && chmod 600 {log}")
+
+
+def _owner(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _lookup(user: str) -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(user)
+    except KeyError:
+        raise ConfigError(f"'{user}' is not a user on this host",
+                          f"create it (useradd --system {user}) or name another user in {CONFIG_PATH}") from None
+
+
+def _require_root(user: str, pw: pwd.struct_passwd) -> None:
+    if sys.platform != "linux":
+        raise ConfigError(f"privilege-separated mode needs Linux, and this is {sys.platform}",
+                          "run appshell without sudo here (same-user mode)")
+    if os.geteuid() != 0:
+        raise ConfigError(f"becoming user '{user}' needs root, and appshell runs as {_owner(os.geteuid())}",
+                          "start it with sudo, through the sudoers line of docs/privsep.md")
+    if pw.pw_uid == 0:
+        raise ConfigError(f"'{user}' is root: there is nothing to drop to",
+                          f"name an unprivileged user in {CONFIG_PATH}")
+
+
+def _check_dropped(pw: pwd.struct_passwd, groups: list[int]) -> None:
+    """Every id is *pw*'s and setuid(0) fails: what a capability or a saved uid left behind would let back in."""
+    ids = (os.getresuid(), os.getresgid(), sorted(set(os.getgroups())))
+    if ids != ((pw.pw_uid,) * 3, (pw.pw_gid,) * 3, sorted(set(groups))):
+        raise ConfigError(f"after becoming '{pw.pw_name}' the process holds uids/gids/groups {ids}",
+                          "report this: the kernel did not apply setresuid/setresgid/initgroups")
+    try:
+        os.setuid(0)
+    except PermissionError:
+        return
+    raise ConfigError(f"after becoming '{pw.pw_name}' the process could become root again",
+                      "start appshell from plain sudo, not from a wrapper that grants capabilities (CAP_SETUID)")
+
+
+def _libc() -> Any:
+    import ctypes  # only privileged mode needs it
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _prctl(libc: Any, option: int, value: int) -> int:
+    import ctypes
+
+    result = int(libc.prctl(option, ctypes.c_ulong(value), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)))
+    if result < 0:
+        err = ctypes.get_errno()
+        raise ConfigError(f"prctl({option}, {value}) failed: {os.strerror(err)}",
+                          "run appshell where prctl is allowed (not inside a seccomp filter that blocks it)")
+    return result

@@ -1,0 +1,492 @@
+"""Privilege-separated mode's building blocks, as root: real OS users, a real process tree (docs/privsep.md).
+
+A driver started as root forks as appshell will: the child drops to the session's user and runs an operator's
+program, which tries every way at the recorder it can think of; the parent becomes the recorder's user, records
+what the child reports and, when the operator kills its own process, ends the record from waitpid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import secrets
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT, clean_environ, unavailable
+
+from appshell.errors import ConfigError
+from appshell.recorder.privsep import RecorderConfig, privileged
+
+
+@pytest.fixture(autouse=True)
+def _as_root() -> None:
+    if os.geteuid() != 0:
+        unavailable("privilege-separated mode is tested as root: the tests create OS users", "root")
+    if not shutil.which("useradd"):
+        unavailable("useradd is not installed: the tests create OS users with it", "useradd (package passwd)")
+
+
+@dataclass
+class Host:
+    """A recorder's user and a session's user made for this run, and their directories under *base*."""
+
+    base: Path  # root's, 0755: the users can pass through it
+    recorder: pwd.struct_passwd
+    session: pwd.struct_passwd
+    project: Path  # the app, which the session's user reads
+    secret: bytes  # what the key states hold
+    log_dir: Path = field(init=False)  # the recorder's alone, 0700, with a key state in it
+
+    def __post_init__(self) -> None:
+        self.log_dir = self.make_log_dir()
+
+    def values(self, log_dir: Path | None = None) -> dict[str, Any]:
+        return {"recorder_user": self.recorder.pw_name, "session_user": self.session.pw_name,
+                "project": str(self.project), "log": str((log_dir or self.log_dir) / "audit.jsonl")}
+
+    def make_log_dir(self) -> Path:
+        """A log directory the recorder's alone (0700), holding a key state (0600) as audit.seal beside audit.jsonl."""
+        log_dir = self.directory(0o700, self.recorder.pw_uid)
+        key_state = log_dir / "audit.seal"
+        key_state.write_bytes(self.secret)
+        os.chown(key_state, self.recorder.pw_uid, self.recorder.pw_gid)
+        os.chmod(key_state, 0o600)
+        return log_dir
+
+    def directory(self, mode: int = 0o755, owner: int = 0) -> Path:
+        path = Path(tempfile.mkdtemp(dir=self.base))
+        os.chown(path, owner, -1)
+        os.chmod(path, mode)
+        return path
+
+    def write_config(self, values: dict[str, Any]) -> Path:
+        path = self.directory() / "recorder.toml"
+        # A JSON string is a TOML basic string; a number or a bool is written the same in both.
+        path.write_text("".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items()))
+        os.chmod(path, 0o644)
+        return path
+
+
+@pytest.fixture(scope="module")
+def host() -> Iterator[Host]:
+    suffix = secrets.token_hex(3)  # names of their own: the xdist workers and an aborted run never collide
+    base = Path(tempfile.mkdtemp(prefix=f"appshell-privsep-{suffix}-"))
+    made: list[str] = []
+    try:
+        os.chmod(base, 0o755)
+        for role in ("rec", "ses"):
+            name = f"apsh-{role}-{suffix}"
+            subprocess.run(["useradd", "--system", "--create-home", "--home-dir", str(base / f"home-{role}"),
+                            "--shell", "/usr/sbin/nologin", name], check=True, capture_output=True)
+            made.append(name)
+        recorder, session = (pwd.getpwnam(name) for name in made)
+        project = base / "project"
+        project.mkdir(mode=0o755)
+        yield Host(base, recorder, session, project, secrets.token_hex(16).encode())
+    finally:
+        for name in made:
+            subprocess.run(["userdel", "--remove", name], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+        leftover = [name for name in made if _user_exists(name)]
+        assert not leftover, f"userdel left {leftover} behind"
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+# --- the process tree -------------------------------------------------------------------------------------
+
+# Run by root with this venv's interpreter. Everything the recorder uses after it drops is imported before:
+# here Python's own files live under /root (mode 700), which the recorder's user cannot read.
+DRIVER = r'''
+import ctypes, json, os, pwd, sys
+from pathlib import Path
+from appshell.recorder.privsep import RecorderConfig, become_recorder, drop_to, session_environ
+
+config = RecorderConfig.load(Path(sys.argv[1]))
+python, operator, mode = sys.argv[2], sys.argv[3], sys.argv[4]
+key_state = config.log.with_suffix(".seal")
+recorder_user = config.recorder_user
+if mode == "same-user":  # the control: the recorder as the app's user, which then owns the log, as in same-user mode
+    recorder_user = config.session_user
+    app = pwd.getpwnam(recorder_user)
+    for path in (config.log.parent, key_state):
+        os.chown(path, app.pw_uid, app.pw_gid)
+ready_r, ready_w = os.pipe()  # "the recorder has dropped": the operator attacks the recorder as it runs
+chan_r, chan_w = os.pipe()  # stands in for the channel: the operator's stdout, read by the recorder
+pid = os.fork()
+if pid == 0:
+    try:
+        os.close(ready_w)
+        os.close(chan_r)
+        user = drop_to(config.session_user)
+        env = session_environ(user, os.environ)
+        os.chdir(config.project)
+        os.read(ready_r, 1)
+        os.dup2(chan_w, 1)
+        os.execve(python, [python, "-I", "-c", operator, str(os.getppid()), str(config.log), str(key_state), mode], env)
+    except BaseException as exc:
+        os.write(2, f"session: {exc!r}\n".encode())
+    finally:
+        os._exit(127)
+os.close(ready_r)
+os.close(chan_w)
+become_recorder(recorder_user)  # before a byte from the child is read
+key = key_state.read_bytes()  # held in the recorder's memory, as the sealing key is
+log = os.open(config.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+def record(**fields):
+    os.write(log, (json.dumps(fields) + "\n").encode())
+
+record(event="session_start", recorder=os.getpid(), session=pid, resuid=os.getresuid(), resgid=os.getresgid(),
+       dumpable=ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))
+os.write(ready_w, b".")
+with os.fdopen(chan_r, "rb") as channel:
+    for line in channel:
+        record(event="reported", text=line.decode("utf-8", "replace"))
+try:  # the other way round: may the recorder signal its session, dropped (unreaped, it keeps its credentials)?
+    os.kill(pid, 0)  # signal 0: only the kernel's permission check
+    signal_session = "ALLOWED"
+except PermissionError:
+    signal_session = "EPERM"
+_, status = os.waitpid(pid, 0)
+record(event="session_end", by="recorder", signal=os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+       exit=os.WEXITSTATUS(status) if os.WIFEXITED(status) else None, signal_session=signal_session)
+'''
+
+# The operator's program, as the session's user: each attack's errno (or ALLOWED), then it kills itself.
+OPERATOR = r'''
+import ctypes, errno, json, os, signal, sys
+recorder, log, key_state, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+# The control's recorder can be signalled: there signal 0 asks the same permission without ending the run.
+TERM, KILL, STOP = (0, 0, 0) if mode == "same-user" else (signal.SIGTERM, signal.SIGKILL, signal.SIGSTOP)
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+libc.ptrace.restype = ctypes.c_long
+libc.syscall.restype = ctypes.c_long
+PTRACE_ATTACH = 16
+SYS_pidfd_getfd = 438  # one number on every architecture (Linux 5.6 added it to the common table)
+
+def outcome(attack):
+    try:
+        attack()
+    except OSError as exc:
+        return errno.errorcode.get(exc.errno, str(exc.errno))
+    return "ALLOWED"
+
+def checked(result):
+    if result == -1:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+def read(path):
+    with open(path, "rb") as f:
+        f.read(1)
+
+def append(path):
+    with open(path, "ab") as f:
+        f.write(b'{"event": "forged"}\n')
+
+def take_fd():
+    pidfd = os.pidfd_open(recorder)
+    try:
+        checked(libc.syscall(SYS_pidfd_getfd, pidfd, 3, 0))
+    finally:
+        os.close(pidfd)
+
+attacks = {
+    "read the log": lambda: read(log),
+    "append to the log": lambda: append(log),
+    "list the log directory": lambda: os.listdir(os.path.dirname(log)),
+    "create a file beside the log": lambda: open(os.path.join(os.path.dirname(log), "forged.jsonl"), "x").close(),
+    "read the key state": lambda: read(key_state),
+    "write the key state": lambda: append(key_state),
+    "SIGTERM the recorder": lambda: os.kill(recorder, TERM),
+    "SIGKILL the recorder": lambda: os.kill(recorder, KILL),
+    "SIGSTOP the recorder": lambda: os.kill(recorder, STOP),
+    "read the recorder's memory": lambda: read(f"/proc/{recorder}/mem"),
+    "read the recorder's environment": lambda: read(f"/proc/{recorder}/environ"),
+    "list the recorder's open files": lambda: os.listdir(f"/proc/{recorder}/fd"),
+    "ptrace-attach the recorder": lambda: checked(libc.ptrace(PTRACE_ATTACH, recorder, None, None)),
+    "take a descriptor of the recorder (pidfd_getfd)": take_fd,
+    "become root again (setuid 0)": lambda: os.setuid(0),
+}
+status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines() if ":\t" in line)
+me = {"resuid": os.getresuid(), "resgid": os.getresgid(), "cwd": os.getcwd(), "environ": dict(os.environ),
+      "no_new_privs": status["NoNewPrivs"].strip()}
+print(json.dumps({"attacks": {name: outcome(attack) for name, attack in attacks.items()}, "me": me}), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+'''
+
+DENIED = {  # what the kernel answers each attack
+    "read the log": "EACCES",
+    "append to the log": "EACCES",
+    "list the log directory": "EACCES",
+    "create a file beside the log": "EACCES",
+    "read the key state": "EACCES",
+    "write the key state": "EACCES",
+    "SIGTERM the recorder": "EPERM",
+    "SIGKILL the recorder": "EPERM",
+    "SIGSTOP the recorder": "EPERM",
+    "read the recorder's memory": "EACCES",
+    "read the recorder's environment": "EACCES",
+    "list the recorder's open files": "EACCES",
+    "ptrace-attach the recorder": "EPERM",
+    "take a descriptor of the recorder (pidfd_getfd)": "EPERM",
+    "become root again (setuid 0)": "EPERM",
+}
+
+
+def _open_to_others(path: Path) -> bool:
+    """Another user can reach *path* (every directory above it searchable by others) and read it."""
+    dirs_ok = all(os.stat(d).st_mode & stat.S_IXOTH for d in path.parents)
+    return path.exists() and dirs_ok and bool(os.stat(path).st_mode & stat.S_IROTH)
+
+
+def session_python() -> str:
+    """An interpreter the session's user can run: this one where others can reach it, else the system's.
+
+    Not a chmod of /root for the test's duration: that is a host-wide change, and two xdist workers doing it
+    at once would restore each other's mode wrongly. The operator's program needs only the standard library."""
+    for candidate in (sys.executable, "/usr/bin/python3"):
+        real = Path(os.path.realpath(candidate))
+        if _open_to_others(real) and _open_to_others(Path(os.path.realpath(Path(real).parents[1] / "lib"))):
+            return str(real)
+    unavailable(f"no Python that another user can run: {sys.executable} is under a directory closed to others, "
+                "and there is no /usr/bin/python3", "a Python interpreter other users can execute")
+
+
+@dataclass
+class Tree:
+    """What one run of the driver left: its exit, its stderr, the log's records, what the operator reported."""
+
+    exit_code: int
+    stderr: str
+    log_dir: Path
+    records: list[dict[str, Any]]
+    log_text: str
+    report: dict[str, Any]
+
+
+def run_tree(host: Host, log_dir: Path, mode: str) -> Tree:
+    python = session_python()
+    config = host.write_config(host.values(log_dir))
+    driver = host.directory() / "driver.py"
+    driver.write_text(DRIVER)
+    # Stands for the witness's credentials, which the recorder holds and the session must not.
+    env = clean_environ({"APPSHELL_TEST_WITNESS_PASSWORD": host.secret.decode()})
+    proc = subprocess.run([sys.executable, str(driver), str(config), python, OPERATOR, mode], env=env, cwd=ROOT,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    log_text = (log_dir / "audit.jsonl").read_text() if (log_dir / "audit.jsonl").exists() else ""
+    records = [json.loads(line) for line in log_text.splitlines()]
+    reported = [r for r in records if r["event"] == "reported"]
+    report = json.loads(reported[0]["text"]) if reported else {}
+    return Tree(proc.returncode, proc.stderr, log_dir, records, log_text, report)
+
+
+@pytest.fixture(scope="module")
+def tree(host: Host) -> Tree:
+    """Privilege-separated: the recorder as its own user, the session as the app's."""
+    return run_tree(host, host.log_dir, "privsep")
+
+
+@pytest.fixture(scope="module")
+def same_user_tree(host: Host) -> Tree:
+    """The control: the same run with the recorder as the app's user, which owns the log (same-user mode)."""
+    return run_tree(host, host.make_log_dir(), "same-user")
+
+
+@pytest.mark.parametrize("attack", sorted(DENIED))
+def test_the_operator_cannot_reach_the_recorder(tree: Tree, attack: str) -> None:
+    assert tree.report, f"the operator reported nothing; the driver's stderr: {tree.stderr}"
+    assert tree.report["attacks"][attack] == DENIED[attack]
+
+
+def test_every_attack_is_in_the_table(tree: Tree) -> None:
+    assert set(tree.report["attacks"]) == set(DENIED)
+
+
+def test_the_session_runs_as_the_apps_user_and_cannot_gain_privileges(tree: Tree, host: Host) -> None:
+    me = tree.report["me"]
+    assert me["resuid"] == [host.session.pw_uid] * 3 and me["resgid"] == [host.session.pw_gid] * 3
+    assert me["no_new_privs"] == "1"
+    assert me["cwd"] == str(host.project)
+    env = me["environ"]
+    session = host.session
+    assert (env["HOME"], env["USER"], env["LOGNAME"]) == (session.pw_dir, session.pw_name, session.pw_name)
+    assert not [key for key in env if key.startswith(("APPSHELL_", "PYTHON", "LD_", "SUDO_"))], env
+    assert host.secret.decode() not in json.dumps(tree.report)
+
+
+def test_the_recorder_runs_as_its_own_user_and_is_not_dumpable(tree: Tree, host: Host) -> None:
+    start = tree.records[0]
+    assert start["event"] == "session_start"
+    assert start["resuid"] == [host.recorder.pw_uid] * 3 and start["resgid"] == [host.recorder.pw_gid] * 3
+    assert start["dumpable"] == 0
+
+
+def test_the_recorder_cannot_signal_its_session_either(tree: Tree, same_user_tree: Tree) -> None:
+    """The kernel's rule is symmetric: once the recorder drops, it may reap its child (waitpid) but not signal it.
+
+    Ending a session on SIGTERM therefore needs another way than kill(): a pty hang-up, a cgroup the recorder
+    may kill, or a root monitor that stays, as sudo's does (docs/privsep.md)."""
+    assert tree.records[-1]["signal_session"] == "EPERM"
+    assert same_user_tree.records[-1]["signal_session"] == "ALLOWED"
+
+
+def test_a_session_killed_by_its_operator_is_ended_by_the_recorder(tree: Tree, host: Host) -> None:
+    assert tree.exit_code == 0, tree.stderr
+    assert [r["event"] for r in tree.records] == ["session_start", "reported", "session_end"]
+    end = tree.records[-1]
+    assert (end["by"], end["signal"], end["exit"]) == ("recorder", 9, None)
+    assert "forged" not in tree.log_text
+    assert sorted(p.name for p in tree.log_dir.iterdir()) == ["audit.jsonl", "audit.seal"]
+    assert (tree.log_dir / "audit.seal").read_bytes() == host.secret
+    log = (tree.log_dir / "audit.jsonl").stat()
+    assert (log.st_uid, stat.S_IMODE(log.st_mode)) == (host.recorder.pw_uid, 0o600)
+
+
+# The control: what the same operator program gets where the recorder runs as the app's user. The files and the
+# signals are open to it; not being dumpable still keeps it from tracing the recorder or reading its memory.
+SAME_USER = {**DENIED, **dict.fromkeys(["read the log", "append to the log", "list the log directory",
+                                         "create a file beside the log", "read the key state", "write the key state",
+                                         "SIGTERM the recorder", "SIGKILL the recorder", "SIGSTOP the recorder"],
+                                        "ALLOWED")}
+
+
+def test_the_control_run_as_one_user_reaches_the_files_and_signals(same_user_tree: Tree, host: Host) -> None:
+    """Shows that the table above is the users' doing, not the harness's: the same attacks, one user, succeed."""
+    assert same_user_tree.exit_code == 0, same_user_tree.stderr
+    assert same_user_tree.report["attacks"] == SAME_USER
+    assert same_user_tree.records[0]["resuid"] == [host.session.pw_uid] * 3
+    assert '{"event": "forged"}' in same_user_tree.log_text
+    assert same_user_tree.records[-1] == {"event": "session_end", "by": "recorder", "signal": 9, "exit": None,
+                                          "signal_session": "ALLOWED"}
+
+
+# --- the configuration --------------------------------------------------------------------------------------
+
+Edit = Callable[[Host, dict[str, Any]], object]
+Touch = Callable[[Host, Path], object]
+
+
+def _set(key: str, value: Any) -> Edit:
+    return lambda host, values: values.__setitem__(key, value)
+
+
+def _log_in(mode: int, owner: str) -> Edit:
+    def edit(host: Host, values: dict[str, Any]) -> None:
+        uid = getattr(host, owner).pw_uid
+        values["log"] = str(host.directory(mode, uid) / "audit.jsonl")
+    return edit
+
+
+# (id, change to the values, change to the written file, what the error says, how it says to fix it)
+CONFIG_ERRORS: list[tuple[str, Edit | None, Touch | None, str, str]] = [
+    ("owned by another user", None, lambda h, p: os.chown(p, h.session.pw_uid, -1),
+     "is owned by {session}, not root", "chown root:root {path}"),
+    ("world-writable", None, lambda h, p: os.chmod(p, 0o666), "can be written by others than root (mode 666)",
+     "chmod go-w {path}"),
+    ("group-writable", None, lambda h, p: os.chmod(p, 0o664), "can be written by others than root (mode 664)",
+     "chmod go-w {path}"),
+    ("its directory writable by others", None, lambda h, p: os.chmod(p.parent, 0o777),
+     "{dir}, above {path}, can be changed by others than root", "chown root:root {dir} && chmod go-w {dir}"),
+    ("its directory owned by another user", None, lambda h, p: os.chown(p.parent, h.session.pw_uid, -1),
+     "{dir}, above {path}, can be changed by others than root", "chmod go-w {dir}"),
+    ("not TOML", None, lambda h, p: p.write_text("recorder_user = \n"), "is not valid TOML", "correct {path}"),
+    ("missing", None, lambda h, p: p.unlink(), "{path} does not exist", "run appshell without sudo (same-user mode)"),
+    ("a key missing", lambda h, v: v.pop("session_user"), None, "{path} has no session_user",
+     'add session_user = "shop" to it'),
+    ("an unknown key", lambda h, v: v.__setitem__("recorder_usr", v.pop("recorder_user")), None,
+     "unknown key 'recorder_usr' (did you mean 'recorder_user'?)", "the keys are recorder_user, session_user"),
+    ("not a string", _set("log", 5), None, "log is not a non-empty string", 'write it as log = "'),
+    ("an unknown user", _set("recorder_user", "apsh-nosuchuser"), None,
+     "recorder_user 'apsh-nosuchuser' is not a user on this host", "useradd --system apsh-nosuchuser"),
+    ("root as the session's user", _set("session_user", "root"), None, "session_user 'root' is root",
+     "name an unprivileged user in session_user"),
+    ("one user for both", lambda h, v: v.__setitem__("session_user", v["recorder_user"]), None,
+     "recorder_user and session_user are the same user", 'recorder_user = "appshell-audit"'),
+    ("a relative log", _set("log", "var/audit.jsonl"), None, "log 'var/audit.jsonl' is a relative path",
+     "give log as an absolute path"),
+    ("no project directory", _set("project", "/nonexistent/shop"), None,
+     "project /nonexistent/shop is not a directory", "name the app's directory in project"),
+    ("no log directory", _set("log", "/nonexistent/appshell/audit.jsonl"), None,
+     "the log directory /nonexistent/appshell", "install -d -o {recorder} -g"),
+    ("a log directory others can read", _log_in(0o755, "recorder"), None, "is not {recorder}'s alone",
+     "chmod 700"),
+    ("a log directory of the session's user", _log_in(0o700, "session"), None,
+     "is not {recorder}'s alone (owner {session}, mode 700)", "chown {recorder}"),
+]
+
+
+@pytest.mark.parametrize("edit, touch, what, fix", [c[1:] for c in CONFIG_ERRORS], ids=[c[0] for c in CONFIG_ERRORS])
+def test_a_config_that_is_not_safe_is_refused_in_one_line_naming_the_fix(
+        host: Host, edit: Edit | None, touch: Touch | None, what: str, fix: str) -> None:
+    values = host.values()
+    if edit:
+        edit(host, values)
+    path = host.write_config(values)
+    if touch:
+        touch(host, path)
+    names = {"path": path, "dir": path.parent, "recorder": host.recorder.pw_name, "session": host.session.pw_name}
+    with pytest.raises(ConfigError) as caught:
+        RecorderConfig.load(path)
+    assert what.format(**names) in caught.value.what
+    assert fix.format(**names) in caught.value.fix
+    assert "\n" not in caught.value.format()
+
+
+def test_a_safe_config_loads(host: Host) -> None:
+    path = host.write_config(host.values())
+    config = RecorderConfig.load(path)
+    assert config == RecorderConfig(host.recorder.pw_name, host.session.pw_name, host.project,
+                                    host.log_dir / "audit.jsonl", path)
+
+
+def test_a_config_in_a_sticky_directory_of_root_loads(host: Host) -> None:
+    """/tmp: others may add names there, not rename or remove root's, so the file cannot be swapped."""
+    path = host.write_config(host.values())
+    os.chmod(path.parent, 0o1777)
+    assert RecorderConfig.load(path).path == path
+
+
+def test_privileged_means_root_with_the_config_present(host: Host) -> None:
+    path = host.write_config(host.values())
+    assert privileged(path)
+    assert not privileged(path.with_name("absent.toml"))
+
+
+def test_without_root_the_drops_refuse_in_one_line(host: Host) -> None:
+    """Run as the session's user (no root to give up): drop_to and become_recorder name sudo; privileged() is off."""
+    config = host.write_config(host.values())
+    program = (f"import sys; sys.path.insert(0, {str(ROOT / 'src')!r})\n"
+               "from appshell.errors import ConfigError\n"
+               "from appshell.recorder.privsep import become_recorder, drop_to, privileged\n"
+               f"print(privileged(__import__('pathlib').Path({str(config)!r})))\n"
+               f"for step in (drop_to, become_recorder):\n"
+               f"    try:\n"
+               f"        step({host.recorder.pw_name!r})\n"
+               f"    except ConfigError as exc:\n"
+               f"        print(exc.format())\n")
+    proc = subprocess.run([session_python(), "-I", "-c", program], user=host.session.pw_uid, group=host.session.pw_gid,
+                          extra_groups=[], cwd="/", env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    refused = (f"appshell: error: becoming user '{host.recorder.pw_name}' needs root, and appshell runs as "
+               f"{host.session.pw_name} — start it with sudo, through the sudoers line of docs/privsep.md")
+    assert proc.stdout.splitlines() == ["False", refused, refused]
