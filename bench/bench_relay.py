@@ -10,7 +10,8 @@ types one key at a time and waits for its echo, three ways, in alternating round
 * relay+output: the same with output recording on.
 
 Keys cycle through "abcdefghi\\r", so one key in ten takes the flush-before-forwarding path. Prints
-the median and p95 of each, and the relay's added median (budget: +2 ms, issue 22) and ratio.
+the median and p95 of each, the relay's added median (budget: +2 ms, issue 22) and ratio, and the
+relay process's CPU time per key (user + system, from /proc: steadier than latency on a busy box).
 
     .venv/bin/python bench/bench_relay.py [--rounds 10] [--keys 200]
 """
@@ -89,10 +90,20 @@ def round_trip_ms(master: int, keys: int, gap: float) -> list[float]:
     return samples
 
 
-def run_round(mode: str, keys: int, gap: float) -> list[float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process so far (Linux /proc), which a busy machine disturbs far less."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_round(mode: str, keys: int, gap: float) -> tuple[list[float], float]:
+    """Round-trip times in ms, and the CPU seconds the process between terminal and child spent."""
     proc, master = start(mode)
     try:
-        return round_trip_ms(master, keys, gap)
+        before = cpu_seconds(proc.pid) if mode != "direct" else 0.0
+        samples = round_trip_ms(master, keys, gap)
+        return samples, (cpu_seconds(proc.pid) - before if mode != "direct" else 0.0)
     finally:
         os.write(master, b"\x1d")
         proc.wait(timeout=10)
@@ -112,18 +123,26 @@ def main(argv: list[str] | None = None) -> int:
 
     modes = ("direct", "relay", "relay+output")
     samples: dict[str, list[float]] = {mode: [] for mode in modes}
+    cpu = dict.fromkeys(modes, 0.0)
     for r in range(args.rounds):
         for mode in modes if r % 2 == 0 else reversed(modes):
-            samples[mode] += run_round(mode, args.keys, args.gap)
+            times, seconds = run_round(mode, args.keys, args.gap)
+            samples[mode] += times
+            cpu[mode] += seconds
 
     direct = statistics.median(samples["direct"])
-    print(f"{'':14} {'median ms':>10} {'p95 ms':>8} {'added ms':>9} {'ratio':>6}   ({args.rounds}×{args.keys} keys)")
+    keys = args.rounds * args.keys
+    print(
+        f"{'':14} {'median ms':>10} {'p95 ms':>8} {'added ms':>9} {'ratio':>6} {'relay CPU µs/key':>17}"
+        f"   ({args.rounds}×{args.keys} keys, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f})"
+    )
     worst = 0.0
     for mode in modes:
         median = statistics.median(samples[mode])
         worst = max(worst, median - direct)
         print(
             f"{mode:14} {median:10.3f} {p95(samples[mode]):8.3f} {median - direct:+9.3f} {median / direct:6.2f}"
+            f" {cpu[mode] / keys * 1e6:17.1f}"
         )
     verdict = "within" if worst <= BUDGET_MS else "OVER"
     print(f"the relay adds {worst:.3f} ms at the median: {verdict} the +{BUDGET_MS} ms budget")
