@@ -18,8 +18,8 @@ from pathlib import Path
 
 from appshell.audit.auditor import Auditor
 from appshell.audit.sinks import FileSink
-from appshell.journal import Journal
-from appshell.redact import Redactor
+from appshell.record.journal import Journal
+from appshell.config.redact import Redactor
 
 
 def per_statement(journal: Journal, count: int) -> list[float]:

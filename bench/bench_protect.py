@@ -37,9 +37,9 @@ def main() -> None:
     from sqlalchemy import Integer, String, create_engine, select
     from sqlalchemy.orm import DeclarativeBase, Session, mapped_column
 
-    from appshell import protect
-    from appshell.render import tabulate
-    from appshell.results import Results
+    from appshell.console import protect
+    from appshell.console.render import tabulate
+    from appshell.console.results import Results
 
     class Base(DeclarativeBase):
         pass

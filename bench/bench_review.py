@@ -41,8 +41,8 @@ def client(log: Path, key: bytes | None = None) -> Any:
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-    from appshell.review_web.app import create_app
-    from appshell.review_web.cli import build_config, parser
+    from appshell.cli.review_web.app import create_app
+    from appshell.cli.review_web.cli import build_config, parser
 
     args = ["--log", str(log)] + (["--key", format_key(key)] if key else [])
     config = build_config(parser().parse_args(args), {"APPSHELL_REVIEW_TOKENS": f"bench:{TOKEN}"})

@@ -50,8 +50,8 @@ def main() -> None:
     opts = args.parse_args()
     from starlette.testclient import TestClient
 
-    from appshell.review_web.app import Config, create_app
-    from appshell.review_web.auth import load_auditors
+    from appshell.cli.review_web.app import Config, create_app
+    from appshell.cli.review_web.auth import load_auditors
     from appshell.audit.review import Log
     from appshell.audit.reviews import FileReviews
 
@@ -74,7 +74,7 @@ def main() -> None:
         from pygments.formatters import HtmlFormatter
         from pygments.lexers import PythonLexer
 
-        from appshell.statements import classify
+        from appshell.safety.statements import classify
 
         timed("before: pygments over the whole source (every view)", lambda: highlight(big, PythonLexer(), HtmlFormatter(nowrap=True)))
         timed("before: classify() over the whole INSERT (wrote)", lambda: classify(insert, "sqlite"))

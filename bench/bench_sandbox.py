@@ -1,6 +1,6 @@
 """What do the database's checks cost per statement (issue 21)? Round trips and time, on PostgreSQL.
 
-Sets up the same per-connection safety a session does (appshell.database.Coverage, with a Sandbox and/or
+Sets up the same per-connection safety a session does (appshell.safety.database.Coverage, with a Sandbox and/or
 read-only by a session setting: "guarded"), on a table of its own in a schema of its own, and runs four
 kinds of statement through SQLAlchemy: a read by primary key (what the ORM sends most), an UPDATE, a
 ``DO`` block (what the parser cannot read: the sandbox asks the database whether its transaction survived)
@@ -51,9 +51,9 @@ def _counting_commit(self: Any) -> Any:
 
 def _mode(name: str, url: str) -> tuple[Any, Callable[[], None]]:
     """An engine with the safety of *name* on it, and what undoes it."""
-    from appshell.database import ConnectionPlan, Coverage
-    from appshell.engines import session_over, take_over
-    from appshell.sandbox import Sandbox
+    from appshell.safety.database import ConnectionPlan, Coverage
+    from appshell.safety.engines import session_over, take_over
+    from appshell.safety.sandbox import Sandbox
 
     engine = create_engine(url)
     if name == "no appshell":

@@ -94,7 +94,7 @@ class Result:
 
 # In-process or a real process (docs/design.md §9). A test module opts in with
 # `pytestmark = pytest.mark.in_process`: then run() calls cli.main in this process, inside
-# appshell.process_state.process_state(), like click's CliRunner. A test that only a real
+# appshell.runtime.process_state.process_state(), like click's CliRunner. A test that only a real
 # process can show (signals, ptys, re-exec, fork, os._exit/atexit, threads left running, the
 # console script's entry() itself) carries @pytest.mark.subprocess, or passes process=True.
 _in_process_test = False
@@ -219,7 +219,7 @@ def _timed_out(signum: int, frame: object) -> None:
 def run_in_process(args: Sequence[str], cwd: Path, environ: Mapping[str, str], input: str | None = None, timeout: float = 120) -> Result:
     """appshell's `main(args)` in this process, as the console script would run it: environment,
     working directory, argv, stdin/stdout/stderr, sys.path set, everything put back after."""
-    from appshell.cli import main
+    from appshell.cli.main import main
 
     out, err = _Stream(), _Stream()
     extra = [p for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in _SCRIPT_PATH]
@@ -266,7 +266,7 @@ def run_module(module: str, cwd: Path, env: Mapping[str, str] | None = None, *, 
 def _as_a_process(environ: Mapping[str, str], cwd: Path, argv: list[str], path: list[str]) -> Iterator[None]:
     """This process set up as a new one would start with *environ*, *cwd*, *argv* and *path*
     (sys.path), and everything put back after (process_state)."""
-    from appshell.process_state import process_state
+    from appshell.runtime.process_state import process_state
 
     with _before_the_run_unseen(), process_state():
         os.environ.clear()
@@ -300,7 +300,7 @@ def _retire_session_listeners() -> None:
     """The ended session's listeners on SQLAlchemy's classes: a process runs one session, so in the
     console script they die with it; here they would pile up, quiet but called on every statement
     of every later test (thousands by the end of the suite)."""
-    engines = sys.modules.get("appshell.engines")
+    engines = sys.modules.get("appshell.safety.engines")
     if engines is not None:
         engines.retire_ended()
 

@@ -105,8 +105,8 @@ def test_the_review_page_reads_and_writes_reviews_on_an_async_url(asyncapp: tupl
             raise  # CI installs the test extra, which has appshell[review]
         pytest.skip("the review extra is not installed: pip install -e '.[test]'")
 
-    from appshell.review_web.app import create_app
-    from appshell.review_web.cli import build_config, parser
+    from appshell.cli.review_web.app import create_app
+    from appshell.cli.review_web.cli import build_config, parser
 
     root, url = asyncapp
     assert run(["--profile", "sqlaudit", "--app", "asyncapp.db", "-c", "print(count(Book))"], cwd=root, env={"DATABASE_URL": url}).exit_code == 0

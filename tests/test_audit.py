@@ -175,8 +175,8 @@ WRITER = textwrap.dedent("""
     from pathlib import Path
     from appshell.audit.auditor import Auditor
     from appshell.audit.sinks import FileSink
-    from appshell.journal import Journal
-    from appshell.redact import Redactor
+    from appshell.record.journal import Journal
+    from appshell.config.redact import Redactor
 
     auditor = Auditor([FileSink(Path(sys.argv[1]))], required=True, redact=Redactor())
     auditor.start({"mode": "command", "writer": sys.argv[2]})

@@ -16,8 +16,8 @@ import pytest
 
 from appshell.audit.auditor import Auditor
 from appshell.errors import AuditFailure
-from appshell.journal import Journal
-from appshell.redact import Redactor
+from appshell.record.journal import Journal
+from appshell.config.redact import Redactor
 from conftest import APPSHELL, IN_CI, clean_environ, run
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)

@@ -325,6 +325,6 @@ def test_doctor_sql_rights_on_mariadb(shop: Path, mariadb_url: str) -> None:
     ],
 )
 def test_mysql_database_grant_patterns(target: str, database: str, covers: bool) -> None:
-    from appshell.powers import mysql_pattern_covers
+    from appshell.safety.powers import mysql_pattern_covers
 
     assert mysql_pattern_covers(target, database) is covers

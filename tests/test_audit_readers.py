@@ -235,8 +235,8 @@ def test_the_review_page_never_steps_to_a_forged_epoch(shop: Path, tmp_path: Pat
     pytest.importorskip("starlette")
     from starlette.testclient import TestClient
 
-    from appshell.review_web.app import create_app
-    from appshell.review_web.cli import build_config, parser
+    from appshell.cli.review_web.app import create_app
+    from appshell.cli.review_web.cli import build_config, parser
 
     log = tmp_path / "audit.jsonl"
     key = init(shop, log)

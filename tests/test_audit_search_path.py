@@ -165,8 +165,8 @@ def review_page(url: str) -> str:
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             raise  # CI installs the test extra, which has appshell[review]
         pytest.skip("the review extra is not installed")
-    from appshell.review_web.app import create_app
-    from appshell.review_web.cli import build_config, parser
+    from appshell.cli.review_web.app import create_app
+    from appshell.cli.review_web.cli import build_config, parser
 
     token = "alice-token-0123456789"
     config = build_config(parser().parse_args(["--url", url]), {"APPSHELL_REVIEW_TOKENS": f"alice:{token}"})

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.subprocess
 PRODUCTION = ["--profile", "production", "--reason", "INC-6 before the session"]
 # Attack 6: a sitecustomize that makes every statement's record read as a harmless one.
 REWRITER = textwrap.dedent('''
-    from appshell.journal import Journal
+    from appshell.record.journal import Journal
 
     _begin = Journal.begin
 
@@ -117,7 +117,7 @@ def test_a_locked_session_with_nothing_to_neutralise_is_not_reexecuted(shop: Pat
 
 
 def test_only_variables_that_change_what_runs_count() -> None:
-    from appshell.reexec import influences
+    from appshell.runtime.reexec import influences
 
     assert influences({"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8", "HOME": "/root"}) == []
     assert influences({"PYTHONWARNINGS": "ignore::mod.Warning", "PYTHONPYCACHEPREFIX": "/tmp/b"}) == [

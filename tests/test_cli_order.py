@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from appshell.command_line import FLAGS, Line, project_of, split
+from appshell.cli.command_line import FLAGS, Line, project_of, split
 from conftest import Result, run
 
 pytestmark = pytest.mark.in_process
@@ -171,8 +171,8 @@ def test_every_audit_verb_takes_its_flags_before_or_after_it(recorded: Path, ver
 def test_serve_with_its_log_before_the_verb_reaches_the_page(recorded: Path) -> None:
     """`appshell audit --log x serve` answered 'audit show needs a session id'."""
     pytest.importorskip("starlette")
-    from appshell.command_line import parser
-    from appshell.review_web.cli import build_config
+    from appshell.cli.command_line import parser
+    from appshell.cli.review_web.cli import build_config
 
     log = recorded / "var" / "rec.jsonl"
     opts = parser("audit serve").parse_args(["--log", str(log), "--port", "9999"])
@@ -284,11 +284,11 @@ def test_help_imports_nothing_heavy(tmp_path: Path) -> None:
 
     from conftest import clean_environ
 
-    code = ("import sys; from appshell.cli import main\n"
+    code = ("import sys; from appshell.cli.main import main\n"
             "for argv in (['--help'], ['doctor', '--help'], ['audit', 'serve', '--help']):\n"
             "    try: main(argv)\n"
             "    except SystemExit: pass\n"
-            "print(sorted(m for m in ('sqlalchemy', 'IPython', 'ptpython', 'starlette', 'appshell.session', 'appshell.doctor') if m in sys.modules),"
+            "print(sorted(m for m in ('sqlalchemy', 'IPython', 'ptpython', 'starlette', 'appshell.runtime.session', 'appshell.cli.doctor') if m in sys.modules),"
             " file=sys.stderr)")
     err = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=clean_environ(), check=True).stderr
     assert err.strip() == "[]"
@@ -296,8 +296,8 @@ def test_help_imports_nothing_heavy(tmp_path: Path) -> None:
 
 def test_every_audit_verb_is_declared_once() -> None:
     """The verbs' list (command_line.VERBS) gives the parsers, --help's list and the dispatch: none without the others."""
-    from appshell.cli import AUDIT_VERBS
-    from appshell.command_line import VERB_HELP, VERBS
+    from appshell.cli.main import AUDIT_VERBS
+    from appshell.cli.command_line import VERB_HELP, VERBS
 
     assert tuple(AUDIT_VERBS) == tuple(VERB_HELP) == VERBS
     assert all(any(f"audit {verb}" in flag.takes for flag in FLAGS if flag.dest == "log") for verb in VERBS)

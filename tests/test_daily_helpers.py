@@ -138,7 +138,7 @@ def test_helpers_name_a_non_model_argument(library: tuple[Path, dict[str, str]])
 
 @pytest.mark.parametrize("make", [list, tuple, iter, lambda rows: (r for r in rows)], ids=["list", "tuple", "iterator", "generator"])
 def test_table_right_aligns_numbers_whatever_the_rows_are(make: Callable[[list[list[object]]], object]) -> None:
-    from appshell.render import table
+    from appshell.console.render import table
 
     rows = [["a", 1, decimal.Decimal("2.50")], ["bb", 10, None]]
     assert table(["name", "n", "price"], make(rows)).splitlines()[3:5] == ["│ a    │  1 │  2.50 │", "│ bb   │ 10 │  NULL │"]
@@ -154,7 +154,7 @@ def test_table_right_aligns_numbers_whatever_the_rows_are(make: Callable[[list[l
     ],
 )
 def test_footer(shown: int, more: int | None, hint: str, expected: str) -> None:
-    from appshell.render import footer
+    from appshell.console.render import footer
 
     assert footer(shown, more, hint) == expected
 
@@ -185,7 +185,7 @@ class Colour(enum.Enum):
     ids=lambda v: type(v).__name__,
 )
 def test_to_jsonable(value: object, expected: object) -> None:
-    from appshell.program import to_jsonable
+    from appshell.runtime.program import to_jsonable
 
     assert to_jsonable(value) == expected
 

@@ -147,7 +147,7 @@ def test_mapped_classes_get_a_repr_that_never_loads_anything(app_dir: Callable[[
     [("short", "'short'"), ("x" * 40, None), (3, "3"), (None, "None"), (True, "True"), (b"bytes", None), ([1], None)],
 )
 def test_repr_keeps_only_short_simple_values(value: object, shown: str | None) -> None:
-    from appshell.reprs import _short
+    from appshell.console.reprs import _short
 
     assert _short(value) == shown
 

@@ -30,10 +30,10 @@ def json_of(cwd: Path, env: dict[str, str], code: str, *args: str) -> object:
 def booted(root: Path, env: dict[str, str], **flags: Any) -> Iterator[Any]:
     """The app at *root* booted in this process as `appshell` would boot it (for the functions doctor
     calls with the context); all process-wide state put back after."""
-    from appshell import aio
-    from appshell.context import boot
-    from appshell.process_state import process_state
-    from appshell.settings import export_environment, resolve
+    from appshell.hooks import aio
+    from appshell.boot.context import boot
+    from appshell.runtime.process_state import process_state
+    from appshell.config.settings import export_environment, resolve
 
     with process_state():
         os.environ.update(env)
@@ -100,7 +100,7 @@ def test_an_unbound_scoped_session_is_bound_to_the_shells_engine(app_dir: Apps, 
 
 
 def test_doctor_session_check_runs_a_query_through_the_session_handed_out(app_dir: Apps, sqlite_url: str, tmp_path: Path) -> None:
-    from appshell.context import check_session
+    from appshell.boot.context import check_session
 
     root = app_dir("unboundapp")
     with booted(root, {"DATABASE_URL": sqlite_url}) as ctx:
@@ -132,7 +132,7 @@ def test_doctor_rows_for_the_session_and_appshells_own_engine(app_dir: Apps, sql
 
 
 def test_doctor_session_check_on_an_async_app(aiosqlite_app: tuple[Path, dict[str, str]]) -> None:
-    from appshell.context import check_session
+    from appshell.boot.context import check_session
 
     root, env = aiosqlite_app
     with booted(root, env, app="asyncapp.db") as ctx:
@@ -205,7 +205,7 @@ FACTORY_NOTE = (
 
 
 def test_appshells_own_engine_beside_the_apps_factory_is_named(app_dir: Apps, sqlite_url: str) -> None:
-    from appshell.context import own_engine_note
+    from appshell.boot.context import own_engine_note
 
     root = app_dir("ownengine")  # models = ["ownengine.models"]; the app's engine comes from ownengine.db:make_engine()
     env = {"DATABASE_URL": sqlite_url}
@@ -221,7 +221,7 @@ def test_appshells_own_engine_beside_the_apps_factory_is_named(app_dir: Apps, sq
 
 
 def test_a_module_level_engine_of_the_app_is_named_with_its_listener(app_dir: Apps, sqlite_url: str) -> None:
-    from appshell.context import own_engine_note
+    from appshell.boot.context import own_engine_note
 
     root = app_dir("ownengine")
     with booted(root, {"DATABASE_URL": sqlite_url}, models=["ownengine.views"], database_url=sqlite_url) as ctx:
@@ -235,7 +235,7 @@ def test_a_module_level_engine_of_the_app_is_named_with_its_listener(app_dir: Ap
 
 
 def test_an_app_without_an_engine_of_its_own_gets_no_note(app_dir: Apps, sqlite_url: str) -> None:
-    from appshell.context import own_engine_note
+    from appshell.boot.context import own_engine_note
 
     with booted(app_dir("plainapp"), {"DATABASE_URL": sqlite_url}) as ctx:
         assert ctx.made_engine == "DATABASE_URL"

@@ -53,12 +53,12 @@ def test_postgresql_shadowed_catalog_cannot_hide_a_commit(library_of: Library, s
 def test_postgresql_failing_marker_read_breaks_the_sandbox(library_of: Library, monkeypatch: pytest.MonkeyPatch) -> None:
     """A marker read that fails is never a pass (the old code swallowed it and said "rolled back"): here the
     check is made to fail from the operator's Python, the bluntest way to stand for every way it can fail."""
-    import appshell.sandbox
+    import appshell.safety.sandbox
 
-    monkeypatch.setattr(appshell.sandbox, "MARKER_SQL", appshell.sandbox.MARKER_SQL)  # put back after the test
+    monkeypatch.setattr(appshell.safety.sandbox, "MARKER_SQL", appshell.safety.sandbox.MARKER_SQL)  # put back after the test
     root, env = library_of("postgresql")
     code = RAW + ("c.execute('update books set year = 0 where id = 1')\n" + COMMITTED
-                  + "import appshell.sandbox\nappshell.sandbox.MARKER_SQL = 'select 1/0'\n")
+                  + "import appshell.safety.sandbox\nappshell.safety.sandbox.MARKER_SQL = 'select 1/0'\n")
     result = run(["--sandbox", "-c", code], cwd=root, env=env)
     broken(result)
     assert "could not confirm its transaction survived" in result.stderr, result.stderr
@@ -283,11 +283,11 @@ def test_mariadb_alter_table_rename_refused_in_the_sandbox(library_of: Library) 
 def test_read_only_recheck_that_fails_ends_the_session(library_of: Library, monkeypatch: pytest.MonkeyPatch) -> None:
     """A re-check that errs is never a pass (F1): made to fail from the operator's Python, as a fake
     current_setting() earlier in search_path would have made it lie."""
-    import appshell.database
+    import appshell.safety.database
 
-    monkeypatch.setattr(appshell.database, "_READ_ONLY_NOW", dict(appshell.database._READ_ONLY_NOW))  # put back after
+    monkeypatch.setattr(appshell.safety.database, "_READ_ONLY_NOW", dict(appshell.safety.database._READ_ONLY_NOW))  # put back after
     root, env = library_of("postgresql")
-    code = ("import appshell.database\nappshell.database._READ_ONLY_NOW['postgresql'] = 'select 1/0'\n"
+    code = ("import appshell.safety.database\nappshell.safety.database._READ_ONLY_NOW['postgresql'] = 'select 1/0'\n"
             "sql('DO $$ begin perform 1; end $$')\nprint('still here')")
     result = run(["--read-only", "-c", code], cwd=root, env=env)
     assert result.exit_code == 3, result.output

@@ -122,7 +122,7 @@ def test_a_module_from_a_zip_archive_is_compared_with_the_source_in_it(shop: Pat
 
 def test_the_private_import_frame_appshell_reads_is_still_there() -> None:
     """Private API pinned (CPython 3.8–3.13): the import system runs a module's code as
-    ``_call_with_frames_removed(exec, code, module.__dict__)``; appshell.nested reads that frame's
+    ``_call_with_frames_removed(exec, code, module.__dict__)``; appshell.record.nested reads that frame's
     ``args`` to learn the module's own file, whatever the code's co_filename claims."""
     import importlib._bootstrap as bootstrap
     import importlib._bootstrap_external as external  # frozen: no source to read, its code's names are enough

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from appshell import nested
-from appshell.journal import Entry, Journal, SessionEnded, outcome_of
+from appshell.record import nested
+from appshell.record.journal import Entry, Journal, SessionEnded, outcome_of
 
 
 class Recorder:

@@ -1,4 +1,4 @@
-"""--json's conversion (appshell.jsonable, issue 25 item 4): one table of values and the JSON a consumer expects."""
+"""--json's conversion (appshell.console.jsonable, issue 25 item 4): one table of values and the JSON a consumer expects."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 import pydantic
 import pytest
 
-from appshell.jsonable import to_jsonable
+from appshell.console.jsonable import to_jsonable
 from conftest import run
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
@@ -149,7 +149,7 @@ def test_a_value_that_contains_itself_is_an_error() -> None:
 
 
 def test_pydantic_and_attrs_are_never_imported_for_json() -> None:
-    code = ("import sys, decimal\nfrom appshell.jsonable import to_jsonable\n"
+    code = ("import sys, decimal\nfrom appshell.console.jsonable import to_jsonable\n"
             "assert to_jsonable({'a': [decimal.Decimal('1')]}) == {'a': ['1']}\n"
             "print(sorted(m for m in ('pydantic', 'attr', 'attrs') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from appshell.errors import EXIT_USAGE, ConfigError, UsageError
-from appshell.policy import apply_policy, audit_problems, check_session
-from appshell.profiles import build_profile
-from appshell.settings import resolve
+from appshell.config.policy import apply_policy, audit_problems, check_session
+from appshell.config.profiles import build_profile
+from appshell.config.settings import resolve
 
 BLANK = "appshell: error: the reason for this session is blank — say why in words: --reason 'INC-42 refund order 17' (or APPSHELL_REASON)"
 NO_WRITE = "appshell: error: profile 'p' does not allow --write — use another profile or drop --write"

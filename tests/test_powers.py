@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from appshell.powers import MysqlFacts, PgFacts, mysql_powers, postgresql_powers
+from appshell.safety.powers import MysqlFacts, PgFacts, mysql_powers, postgresql_powers
 from conftest import MYSQL_URL, Scratch, pg_scratch, run, server_or_skip
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from appshell.process_state import process_state
+from appshell.runtime.process_state import process_state
 
 
 def _umask() -> int:
@@ -42,7 +42,8 @@ def _sqlalchemy_echo(tmp: Path) -> None:
 
 
 def _session_globals(tmp: Path) -> None:
-    from appshell import nested, session
+    from appshell.record import nested
+    from appshell.runtime import session
 
     session.STANDALONE = True
     nested._active = object()  # type: ignore[assignment]
@@ -73,7 +74,7 @@ CASES: list[tuple[str, Callable[[], object], Callable[[Path], object]]] = [
     ("logging handlers", lambda: (list(logging.getLogger("sqlalchemy.engine.Engine").handlers), logging.getLogger("sqlalchemy.engine.Engine").level),
      _sqlalchemy_echo),
     ("warning filters", lambda: list(warnings.filters), lambda tmp: warnings.simplefilter("error")),
-    ("appshell's globals", lambda: (__import__("appshell.session").session.STANDALONE, __import__("appshell.nested").nested._active), _session_globals),
+    ("appshell's globals", lambda: (sys.modules["appshell.runtime.session"].STANDALONE, sys.modules["appshell.record.nested"]._active), _session_globals),
     ("recursion limit and umask", lambda: (sys.getrecursionlimit(), _umask()),
      lambda tmp: (sys.setrecursionlimit(sys.getrecursionlimit() + 500), os.umask(0o077))),
 ]
@@ -81,8 +82,8 @@ CASES: list[tuple[str, Callable[[], object], Callable[[Path], object]]] = [
 
 @pytest.mark.parametrize(("what", "read", "change"), CASES, ids=[c[0] for c in CASES])
 def test_what_a_session_changes_is_put_back(what: str, read: Callable[[], object], change: Callable[[Path], object], tmp_path: Path) -> None:
-    import appshell.nested  # noqa: F401 - imported already, as after a first session
-    import appshell.session  # noqa: F401
+    import appshell.record.nested  # noqa: F401 - imported already, as after a first session
+    import appshell.runtime.session  # noqa: F401
 
     before = read()
     with process_state():

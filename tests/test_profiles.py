@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from appshell.errors import ConfigError
-from appshell.profiles import Access, Audit, Database, Namespace, Profile, Release, Shell, build_profile, load_profile, schema
-from appshell.settings import OPTIONS
+from appshell.config.profiles import Access, Audit, Database, Namespace, Profile, Release, Shell, build_profile, load_profile, schema
+from appshell.config.settings import OPTIONS
 
 ALL_KEYS = (
     "access.allow_write, access.confirm_destructive, access.require_reason, audit.locked, audit.path, audit.redact, "

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from appshell.cli import parse
+from appshell.cli.main import parse
 from appshell.errors import EXIT_USAGE, AppshellError, UsageError
-from appshell.program import Program
+from appshell.runtime.program import Program
 
 
 def test_from_command_and_from_stdin() -> None:

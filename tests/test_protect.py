@@ -1,4 +1,4 @@
-"""Protected data, unit by unit: which columns are protected and why, how values are masked (appshell.protect)."""
+"""Protected data, unit by unit: which columns are protected and why, how values are masked (appshell.console.protect)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from appshell import protect
+from appshell.console import protect
 from appshell.errors import ConfigError
-from appshell.profiles import load_profile
-from appshell.protect import Protection, Rules, UnlockRefused, check_reason, mask, mask_parameters, mask_source
+from appshell.config.profiles import load_profile
+from appshell.console.protect import Protection, Rules, UnlockRefused, check_reason, mask, mask_parameters, mask_source
 
 
 class StringEncryptedType:  # named as sqlalchemy-utils names it: told by its class name, not imported
@@ -200,7 +200,7 @@ def test_reprs_mask_protected_values_never_loading_anything() -> None:
     from sqlalchemy import Integer, String
     from sqlalchemy.orm import DeclarativeBase, mapped_column
 
-    from appshell.reprs import install_reprs
+    from appshell.console.reprs import install_reprs
 
     class Base(DeclarativeBase):
         pass

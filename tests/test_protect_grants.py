@@ -13,8 +13,8 @@ import pytest
 
 from conftest import run, run_module
 
-from appshell.profiles import build_profile
-from appshell.protect import doctor_rows, prove_column_grants
+from appshell.config.profiles import build_profile
+from appshell.console.protect import doctor_rows, prove_column_grants
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 

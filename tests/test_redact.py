@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from appshell.redact import MASK, Redactor, is_secret_value, keeps_evidence, mask_mapping, mask_url, url_secrets
+from appshell.config.redact import MASK, Redactor, is_secret_value, keeps_evidence, mask_mapping, mask_url, url_secrets
 
 # (text, masked). Passwords may hold any character; the rest of the text stays as it was.
 MASK_URL = [

@@ -98,8 +98,8 @@ def test_other_database_errors_keep_their_traceback(app_dir: Callable[[str], Pat
 def test_a_refusal_wrapped_by_sqlalchemy_is_found() -> None:
     from sqlalchemy.exc import StatementError
 
-    from appshell.guard import DestructiveStatementRefused
-    from appshell.refusals import Refusals
+    from appshell.safety.guard import DestructiveStatementRefused
+    from appshell.console.refusals import Refusals
 
     refused = DestructiveStatementRefused("DELETE without WHERE refused (no terminal to ask); the statement was not run")
     wrapped = StatementError("wrapped", "delete from books", {}, refused)
@@ -222,7 +222,7 @@ class _DriverError(Exception):
 def test_the_databases_refusals(error: Exception, enforced: bool, says: str | None) -> None:
     from sqlalchemy.exc import DBAPIError
 
-    from appshell.refusals import Refusals
+    from appshell.console.refusals import Refusals
 
     sql = "select email from books" if "SELECT" in str(error) else "delete from books"  # a protected column's grant: a read
     wrapped = DBAPIError.instance(sql, {}, error, _DriverError)

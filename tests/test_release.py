@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from appshell.release import git_head, release_id
+from appshell.boot.release import git_head, release_id
 from conftest import ROOT, clean_environ, run, shop_web
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from appshell.render import _fit, table, tabulate
+from appshell.console.render import _fit, table, tabulate
 
 FIT = [
     # natural widths, headers, room, expected widths (None: cannot fit, shown expanded)

@@ -28,8 +28,8 @@ except ImportError:
         raise  # CI installs the test extra, which has appshell[review]
     pytest.skip("the review extra is not installed: pip install -e '.[test]' (or 'appshell[review]' and httpx2)", allow_module_level=True)
 
-from appshell.review_web.app import create_app  # noqa: E402
-from appshell.review_web.cli import build_config, parser  # noqa: E402
+from appshell.cli.review_web.app import create_app  # noqa: E402
+from appshell.cli.review_web.cli import build_config, parser  # noqa: E402
 from conftest import HIDE, clean_environ, run  # noqa: E402
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
@@ -256,7 +256,7 @@ def test_export_csv_and_json_of_a_filtered_list(client: TestClient, log: Path) -
 
 
 def test_csv_cells_never_start_a_formula() -> None:
-    from appshell.review_web.app import _cell
+    from appshell.cli.review_web.app import _cell
 
     assert [_cell(v) for v in ("=cmd|' /C calc'!A0", "+1", "@x", "-2", "ok", None, f"a{ESC}b")] == \
         ["'=cmd|' /C calc'!A0", "'+1", "'@x", "'-2", "ok", "", "a\\x1bb"]
@@ -489,7 +489,7 @@ def test_serve_without_the_extra_is_a_one_line_error(tmp_path: Path, log: Path) 
 
 
 def test_appshell_start_up_does_not_import_the_web_stack(tmp_path: Path) -> None:
-    code = "import sys, appshell.cli; print(sorted(m for m in ('starlette', 'jinja2', 'uvicorn', 'appshell.review_web') if m in sys.modules))"
+    code = "import sys, appshell.cli.main; print(sorted(m for m in ('starlette', 'jinja2', 'uvicorn', 'appshell.cli.review_web') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=clean_environ(), check=True).stdout
     assert out.strip() == "[]"
 

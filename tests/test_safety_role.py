@@ -145,9 +145,9 @@ def test_an_async_session_logs_in_as_an_asyncpg_role(asyncpg_role: tuple[Path, d
 def test_read_only_is_labelled_for_what_it_is(app_dir: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch, profile: str,
                                              environ: dict[str, str], level: str | None) -> None:
     """Guarded (a setting appshell re-checks, an operator's SQL could lift) or enforced (a role): issue 21 item 3."""
-    from appshell.banner import _read_only_label
-    from appshell.readonly_role import read_only_level
-    from appshell.settings import resolve
+    from appshell.console.banner import _read_only_label
+    from appshell.safety.readonly_role import read_only_level
+    from appshell.config.settings import resolve
 
     root = app_dir("plainapp")
     if profile:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from appshell.guard import destructive
-from appshell.statements import classify
+from appshell.safety.guard import destructive
+from appshell.safety.statements import classify
 
 DESTRUCTIVE = [
     ("postgresql", "select 1; delete from order_lines", "DELETE without WHERE"),
@@ -154,7 +154,7 @@ def test_command_keywords_are_read_word_by_word(dialect: str) -> None:
     reads that string again: every statement's words are tokens whatever the release."""
     from sqlglot.dialects.dialect import Dialect
 
-    from appshell.statements import _tokens
+    from appshell.safety.statements import _tokens
 
     tokenizer = Dialect.get_or_raise(dialect)
     texts = [str(t.text).upper() for t in _tokens(tokenizer, "EXPLAIN ANALYZE DELETE FROM books")]
@@ -243,7 +243,7 @@ SERVER_TEXT = [
 
 @pytest.mark.parametrize("sql,served", SERVER_TEXT)
 def test_server_text(sql: str, served: str) -> None:
-    from appshell.statements import server_text
+    from appshell.safety.statements import server_text
 
     assert server_text(sql) == served
 
@@ -266,7 +266,7 @@ HARMLESS = [  # after which guarded read-only need not ask the database whether 
 
 @pytest.mark.parametrize("kind,sql,harmless", HARMLESS)
 def test_proven_harmless(kind: str, sql: str, harmless: bool) -> None:
-    from appshell.statements import proven_harmless
+    from appshell.safety.statements import proven_harmless
 
     assert proven_harmless(sql, classify(sql, kind)) is harmless
 

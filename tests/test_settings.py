@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from appshell.errors import ConfigError
-from appshell.profiles import load_profile
-from appshell.settings import LAYERS, export_environment, find_project_root, resolve
+from appshell.config.profiles import load_profile
+from appshell.config.settings import LAYERS, export_environment, find_project_root, resolve
 
 
 def make_project(tmp_path: Path, pyproject: str = "", dotenv: str = "", profile: str = "") -> Path:
@@ -53,7 +53,7 @@ def test_help_and_docs_state_the_order_resolve_uses() -> None:
     """The order is written once (LAYERS); --help and docs/configuration.md must say the same."""
     import re
 
-    from appshell.cli import build_parser
+    from appshell.cli.main import build_parser
 
     assert " > ".join(LAYERS) in build_parser().format_help()
     doc = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
@@ -217,7 +217,7 @@ REDACTION_ROWS = [
 
 @pytest.mark.parametrize(("locked", "env_file_by", "dotenv", "environ", "masked"), REDACTION_ROWS)
 def test_redaction_sources(tmp_path: Path, locked: bool, env_file_by: str | None, dotenv: str, environ: dict[str, str], masked: set[str]) -> None:
-    from appshell.redact import Redactor
+    from appshell.config.redact import Redactor
 
     root = make_project(tmp_path, dotenv=dotenv, profile=f"[audit]\nlocked = {str(locked).lower()}\n")
     flags = {"env_file": str(root / ".env")} if env_file_by == "flag" else {}
@@ -254,8 +254,8 @@ def test_lock_error_says_how_to_undo_each_layer(tmp_path: Path, flags: dict[str,
 
 # -- one option table, many views -------------------------------------------------------
 
-from appshell.cli import split_argv  # noqa: E402
-from appshell.settings import OPTIONS  # noqa: E402
+from appshell.cli.main import split_argv  # noqa: E402
+from appshell.config.settings import OPTIONS  # noqa: E402
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,11 @@
-"""appshell.urls: the sync driver of the same database for an async URL (the audit's and doctor's own engines)."""
+"""appshell.config.urls: the sync driver of the same database for an async URL (the audit's and doctor's own engines)."""
 
 from __future__ import annotations
 
 import pytest
 
 from appshell.errors import DatabaseUnavailable
-from appshell.urls import driver_module, missing_driver, sync_url
+from appshell.config.urls import driver_module, missing_driver, sync_url
 
 
 @pytest.mark.parametrize("url, expected", [

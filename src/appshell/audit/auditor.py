@@ -20,11 +20,11 @@ from appshell.audit.identity import identity
 from appshell.audit.records import encodable, now_rfc3339
 from appshell.audit.sinks import AuditSink, FileSink, SqlSink, SyslogSink
 from appshell.errors import AppshellError, AuditFailure
-from appshell.redact import Redactor, mask_url
+from appshell.config.redact import Redactor, mask_url
 
 if TYPE_CHECKING:
-    from appshell.journal import Entry
-    from appshell.settings import Settings
+    from appshell.record.journal import Entry
+    from appshell.config.settings import Settings
 
 __all__ = ["Auditor", "open_auditor", "default_log_path", "audit_url", "syslog_address"]
 

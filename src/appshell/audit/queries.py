@@ -69,7 +69,7 @@ class Filters:
     wrote: bool = False
     sandbox: str = ""  # "yes" | "no"
     read_only: str = ""  # "yes" | "no"
-    sensitive: bool = False  # sessions with sensitive access (unlock(reason): appshell.protect) only
+    sensitive: bool = False  # sessions with sensitive access (unlock(reason): appshell.console.protect) only
     q: str = ""
 
     def matches_start(self, start: dict[str, Any], review_state: str) -> bool:
@@ -134,7 +134,7 @@ def wrote_sql(sql: list[str], database: Any) -> bool:
     "wrote" at once, one with no writing word anywhere is not, and only the rest is parsed — up to
     PARSE_MAX characters; a longer one leans to "wrote" (a review must never miss a write).
     """
-    from appshell.statements import classify
+    from appshell.safety.statements import classify
 
     kind = _dialect(database)
     undecided = []

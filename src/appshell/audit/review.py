@@ -41,7 +41,7 @@ class Log:
 
     @property
     def name(self) -> str:
-        from appshell.redact import mask_url
+        from appshell.config.redact import mask_url
 
         return str(self.path) if self.path is not None else mask_url(self.url or "")
 
@@ -166,7 +166,7 @@ class Session:
         return sum(1 for r in self.records if r.get("event") == "statement")
 
     def sensitive_records(self) -> list[dict[str, Any]]:
-        """The session's unlock(reason) records: statements of kind ``sensitive_access`` (appshell.protect)."""
+        """The session's unlock(reason) records: statements of kind ``sensitive_access`` (appshell.console.protect)."""
         return [r for r in self.records if r.get("event") == "statement" and r.get("kind") == "sensitive_access"]
 
     def sensitive(self) -> int:
@@ -368,7 +368,7 @@ def _marks(s: Session) -> list[str]:
 
 
 def render_tail(log: Log, count: int = 10) -> str:
-    from appshell.render import table
+    from appshell.console.render import table
 
     rows = [
         [printable(c) for c in (s.id, str(s.start.get("ts", "?"))[:19].replace("T", " "), _who(s), s.start.get("profile", "?"),
@@ -419,7 +419,7 @@ def _wrapped(text: str, indent: str, width: int, exact: bool = False) -> list[st
 
 
 def render_session(log: Log, prefix: str) -> str | None:
-    from appshell.render import terminal_width
+    from appshell.console.render import terminal_width
 
     found = find_session(log, prefix)
     if found is None:

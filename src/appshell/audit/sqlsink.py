@@ -70,7 +70,7 @@ def schema_of(url: str) -> str | None:
     (another connection's TEMP tables are not this connection's)."""
     from sqlalchemy.engine import make_url
 
-    from appshell.urls import sync_url
+    from appshell.config.urls import sync_url
 
     parsed = make_url(sync_url(url))
     backend = parsed.get_backend_name()
@@ -140,11 +140,11 @@ def _timeouts(engine: Any, schema: str | None) -> None:
 
 
 def _engine(url: str) -> Any:
-    """The audit's own engine: synchronous, on the sync driver of an async URL's database (appshell.urls)."""
+    """The audit's own engine: synchronous, on the sync driver of an async URL's database (appshell.config.urls)."""
     from sqlalchemy import create_engine
 
-    from appshell.engines import exempt
-    from appshell.urls import missing_driver, sync_url
+    from appshell.safety.engines import exempt
+    from appshell.config.urls import missing_driver, sync_url
 
     sync = sync_url(url)
     try:
@@ -202,7 +202,7 @@ def connected(url: str) -> Iterator[Any]:
     from sqlalchemy.exc import DBAPIError
 
     from appshell.errors import DatabaseUnavailable, connect_reason
-    from appshell.redact import mask_url
+    from appshell.config.redact import mask_url
 
     engine = _engine(url)
     try:
@@ -226,7 +226,7 @@ def _table_or_error(conn: Any, url: str) -> None:
     from sqlalchemy import inspect
 
     from appshell.errors import ConfigError
-    from appshell.redact import mask_url
+    from appshell.config.redact import mask_url
 
     conn.rollback()  # the failed statement's transaction, before asking the catalog
     schema = schema_of(url)

@@ -18,13 +18,13 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from appshell.errors import AppNotFound, ConfigError, DatabaseUnavailable, connect_reason
-from appshell.redact import mask_url
+from appshell.config.redact import mask_url
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine, MetaData
     from sqlalchemy.orm import Session
 
-    from appshell.settings import Settings
+    from appshell.config.settings import Settings
 
 __all__ = ["AppContext", "boot", "import_user_module", "AppCrashed", "check_session", "own_engine_note"]
 
@@ -66,7 +66,7 @@ class AppContext:
 
     def close(self) -> None:
         """Roll back what was not committed and run the app's teardown, newest first."""
-        from appshell import aio
+        from appshell.hooks import aio
 
         try:
             aio.sync_io(self._close_session)
@@ -516,7 +516,7 @@ def check_connection(engine: Engine) -> None:
     engine's sync core connects inside SQLAlchemy's greenlet, on the session's loop)."""
     from sqlalchemy.exc import DBAPIError
 
-    from appshell import aio
+    from appshell.hooks import aio
 
     def connect() -> None:
         with engine.connect():
@@ -664,7 +664,7 @@ def check_session(ctx: AppContext) -> str | None:
     """Run ``SELECT 1`` through the session the shell hands out: None if it answers, else the error in one line (for doctor)."""
     from sqlalchemy import text
 
-    from appshell import aio
+    from appshell.hooks import aio
 
     def probe() -> None:
         try:
@@ -732,7 +732,7 @@ def boot(settings: Settings) -> AppContext:
         engine = engine or _make_engine(settings.database_url)
         async_engine = engine if _is_async(engine) else None
         if async_engine is not None:
-            from appshell import aio
+            from appshell.hooks import aio
 
             aio.use_greenlets()  # from here on the app's sync cores do their IO on the session's loop
             engine = async_engine.sync_engine
@@ -744,7 +744,7 @@ def boot(settings: Settings) -> AppContext:
             session = async_session.sync_session
         check_connection(engine)
     except BaseException:
-        from appshell import aio
+        from appshell.hooks import aio
 
         try:
             for undo in reversed(teardown):
@@ -932,7 +932,7 @@ def _enter_provider(target: Any, label: str, teardown: list[Callable[[], object]
     """What a provider gave, entered: a generator or async generator (its code after `yield` is the
     teardown, like pshell's setup hook and FastAPI's dependencies), a context manager (sync or
     async), a coroutine (awaited). Async ones run on the session's loop, their teardown too."""
-    from appshell import aio
+    from appshell.hooks import aio
 
     if inspect.isgenerator(target):
         gen = target
@@ -966,7 +966,7 @@ def format_crash(crash: AppCrashed) -> str:
     exc = crash.exc
     tb = exc.__traceback__
     # Drop the leading frames of appshell and importlib: the story starts in the app.
-    ours = str(Path(__file__).resolve().parent)
+    ours = str(Path(__file__).resolve().parents[1])  # the appshell package
     while tb is not None and (
         tb.tb_frame.f_code.co_filename.startswith(ours) or "importlib" in tb.tb_frame.f_code.co_filename
     ):

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from appshell.context import AppContext
-    from appshell.settings import Settings
+    from appshell.boot.context import AppContext
+    from appshell.config.settings import Settings
 
 __all__ = ["check_migrations", "find_alembic_ini", "missing_tables"]
 

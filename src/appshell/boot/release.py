@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from appshell.profiles import Profile
+    from appshell.config.profiles import Profile
 
 __all__ = ["release_id", "git_head", "Parity", "check_parity"]
 

@@ -1,6 +1,6 @@
 """The command line, declared once: every flag and the commands it means something to.
 
-One table (:data:`FLAGS`, the settings' flags taken from :data:`appshell.settings.OPTIONS`)
+One table (:data:`FLAGS`, the settings' flags taken from :data:`appshell.config.settings.OPTIONS`)
 gives the splitter the flags that take a value, each command its parser and its ``--help``,
 and the error that says where a flag goes when it is given to a command it means nothing to.
 A flag means the same wherever it stands: ``appshell -q doctor`` is ``appshell doctor -q``,
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from appshell import __version__
 from appshell.errors import UsageError, did_you_mean
-from appshell.settings import LAYERS, OPTIONS
+from appshell.config.settings import LAYERS, OPTIONS
 
 if TYPE_CHECKING:
     from appshell.audit.review import Log
@@ -351,7 +351,7 @@ def audit_log(opts: argparse.Namespace, must_exist: bool = True) -> Log:
         path = Path(opts.log)
     else:
         from appshell.audit.auditor import default_log_path
-        from appshell.settings import resolve
+        from appshell.config.settings import resolve
 
         flags = {name: getattr(opts, name, None) for name in _LOG_SETTINGS}
         path = default_log_path(resolve(flags, project=getattr(opts, "project", None)))

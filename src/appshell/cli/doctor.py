@@ -16,15 +16,15 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from appshell.errors import AppshellError
-from appshell.migrations import check_migrations
-from appshell.redact import mask_mapping, mask_url
-from appshell.render import table
+from appshell.boot.migrations import check_migrations
+from appshell.config.redact import mask_mapping, mask_url
+from appshell.console.render import table
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
-    from appshell.context import AppContext
-    from appshell.settings import Settings
+    from appshell.boot.context import AppContext
+    from appshell.config.settings import Settings
 
 __all__ = ["run_doctor", "PACKAGES"]
 
@@ -33,7 +33,7 @@ PACKAGES = ("appshell", "SQLAlchemy", "ipython", "ptpython", "prompt-toolkit", "
 
 
 def _interpreter(settings: Settings) -> Iterator[Row]:
-    from appshell.reexec import same_environment, project_python
+    from appshell.runtime.reexec import same_environment, project_python
 
     yield "interpreter", "info", f"{sys.executable} (Python {sys.version.split()[0]})"
     python = project_python(settings.project_root, os.environ)
@@ -46,7 +46,7 @@ def _interpreter(settings: Settings) -> Iterator[Row]:
 
 
 def _release(settings: Settings) -> Iterator[Row]:
-    from appshell.release import check_parity, release_id
+    from appshell.boot.release import check_parity, release_id
 
     release = release_id(settings.project_root)
     parity = check_parity(release, settings.profile, settings.project_root)
@@ -81,7 +81,7 @@ def _settings(settings: Settings) -> Iterator[Row]:
 def _database(ctx: AppContext, settings: Settings) -> Iterator[Row]:
     from sqlalchemy import text
 
-    from appshell.database import ConnectionPlan, backend, configure_connections
+    from appshell.safety.database import ConnectionPlan, backend, configure_connections
 
     url = mask_url(ctx.engine.url.render_as_string(hide_password=True))
     started = time.perf_counter()
@@ -91,7 +91,7 @@ def _database(ctx: AppContext, settings: Settings) -> Iterator[Row]:
     if not settings.read_only:
         yield "read-only", "info", "off (read-write)"
         return
-    from appshell.readonly_role import read_only_level
+    from appshell.safety.readonly_role import read_only_level
 
     kind = backend(ctx.engine)
     configure_connections(ctx.engine, ConnectionPlan(read_only=True))
@@ -116,8 +116,8 @@ def _database(ctx: AppContext, settings: Settings) -> Iterator[Row]:
 
 
 def _powers(ctx: AppContext) -> Iterator[Row]:
-    """What the app's role can do outside the session's transaction (appshell.powers): a WARN each."""
-    from appshell.powers import powers
+    """What the app's role can do outside the session's transaction (appshell.safety.powers): a WARN each."""
+    from appshell.safety.powers import powers
 
     with ctx.engine.connect() as conn:
         found = powers(conn)
@@ -234,7 +234,7 @@ _MYSQL_RISKY = ("ALL PRIVILEGES", "DELETE", "UPDATE", "DROP", "ALTER", "TRIGGER"
 
 def _mysql_rights(conn: Connection) -> list[str]:
     """SHOW GRANTS for the user and the roles it holds; grants on *.*, the database, or the table."""
-    from appshell.powers import mysql_grants
+    from appshell.safety.powers import mysql_grants
 
     user = conn.exec_driver_sql("SELECT CURRENT_USER()").scalar()
     held = {name for name, _ in mysql_grants(conn, tables=("appshell_audit",)) if name in _MYSQL_RISKY}
@@ -316,8 +316,8 @@ def _probe_sink(kind: str, settings: Settings, database_url: str) -> str:
 
 
 def _protected(settings: Settings, ctx: AppContext) -> Iterator[Row]:
-    """Can the role a session reads with read the protected columns? (appshell.protect: enforced or guarded)"""
-    from appshell.protect import doctor_rows
+    """Can the role a session reads with read the protected columns? (appshell.console.protect: enforced or guarded)"""
+    from appshell.console.protect import doctor_rows
 
     yield from doctor_rows(settings, ctx)
 
@@ -325,7 +325,7 @@ def _protected(settings: Settings, ctx: AppContext) -> Iterator[Row]:
 def _session(ctx: AppContext) -> Iterator[Row]:
     """A real query through the session the shell hands out (an app's unbound factory is caught here, not at
     the operator's first query); a WARN where appshell made its own engine beside the app's."""
-    from appshell.context import check_session, own_engine_note
+    from appshell.boot.context import check_session, own_engine_note
 
     problem = check_session(ctx)
     if problem:
@@ -349,13 +349,13 @@ def _guarded(name: str, check: Callable[[], Iterator[Row]]) -> list[Row]:
 def _app_io(check: Callable[[], Iterator[Row]]) -> Callable[[], Iterator[Row]]:
     """*check* run where the app's engine can do its IO: an async app's sync core connects inside
     SQLAlchemy's greenlet on the session's loop (docs/design.md §8); a sync app's, as it is."""
-    from appshell import aio
+    from appshell.hooks import aio
 
     return lambda: iter(aio.sync_io(lambda: list(check())))
 
 
 def _boot_rows(settings: Settings) -> tuple[list[Row], AppContext | None]:
-    from appshell.context import AppCrashed, boot
+    from appshell.boot.context import AppCrashed, boot
 
     try:
         ctx = boot(settings)
@@ -384,13 +384,13 @@ def run_doctor(settings: Settings, as_json: bool) -> int:
             rows += _guarded("protected data", _app_io(lambda: _protected(settings, ctx)))
             rows += _guarded("migrations", _app_io(lambda: check_migrations(ctx, settings)))
         finally:
-            from appshell import aio
+            from appshell.hooks import aio
 
             try:
                 ctx.close()
             finally:
                 aio.close()  # the loop an async app's boot made
-    from appshell.readonly_role import doctor_rows as read_only_role_rows  # noqa: I001 - issue 11's one call
+    from appshell.safety.readonly_role import doctor_rows as read_only_role_rows  # noqa: I001 - issue 11's one call
 
     rows += _guarded("read-only role", lambda: read_only_role_rows(settings))
     rows += _guarded("audit policy", lambda: _audit_policy(settings))

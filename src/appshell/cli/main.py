@@ -12,15 +12,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from appshell.command_line import DOCTOR, PROFILES, PROTECTED, SHELL, Line, audit_key, audit_log, audit_verb, project_of, split
-from appshell.command_line import parser as command_parser
+from appshell.cli.command_line import DOCTOR, PROFILES, PROTECTED, SHELL, Line, audit_key, audit_log, audit_verb, project_of, split
+from appshell.cli.command_line import parser as command_parser
 from appshell.errors import EXIT_AUDIT, EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, AppshellError, SandboxBroken, UsageError
-from appshell.settings import OPTIONS
+from appshell.config.settings import OPTIONS
 
 if TYPE_CHECKING:
-    from appshell.program import Program
-    from appshell.session import Options
-    from appshell.settings import Settings
+    from appshell.runtime.program import Program
+    from appshell.runtime.session import Options
+    from appshell.config.settings import Settings
 
 __all__ = ["main", "parse", "build_parser", "split_argv"]
 
@@ -57,7 +57,7 @@ def _on_signal(signum: int, frame: Any) -> NoReturn:
 
 def _program(command: str | None, script: str | None, args: list[str]) -> Program | None:
     """What runs instead of a shell, as ``python`` picks it: -c CODE, SCRIPT, ``-`` or stdin without a terminal."""
-    from appshell.program import Program
+    from appshell.runtime.program import Program
 
     if command is not None:
         return Program.from_command(command, args)
@@ -74,8 +74,8 @@ def parse(argv: Sequence[str]) -> tuple[Settings, Program | None, Options]:
 
 
 def _parse_session(line: Line, argv: Sequence[str]) -> tuple[Settings, Program | None, Options]:
-    from appshell.policy import apply_policy
-    from appshell.settings import resolve
+    from appshell.config.policy import apply_policy
+    from appshell.config.settings import resolve
 
     if line.command != SHELL:
         raise UsageError(f"'{line.command}' is a command, not a session", f"run appshell {line.command}, or a script so named as ./{line.command}")
@@ -84,24 +84,24 @@ def _parse_session(line: Line, argv: Sequence[str]) -> tuple[Settings, Program |
     program = _program(line.code, line.script, line.args)
     if opts.json and program is None:
         raise UsageError("--json needs -c CODE, a SCRIPT or stdin", 'use appshell --json -c "EXPR"')
-    from appshell.session import Options
+    from appshell.runtime.session import Options
 
     return settings, program, Options(json=opts.json, quiet=opts.quiet, assume_yes=opts.yes, traceback=opts.traceback, argv=list(argv))
 
 
 def run_shell(line: Line, argv: Sequence[str]) -> int:
     settings, program, options = _parse_session(line, argv)  # first: --help imports nothing more
-    from appshell.session import run_session
-    from appshell.settings import export_environment
+    from appshell.runtime.session import run_session
+    from appshell.config.settings import export_environment
 
     export_environment(settings)
     return run_session(settings, program, options)
 
 
 def list_profiles(argv: Sequence[str]) -> int:
-    from appshell.profiles import load_profile, profile_names
-    from appshell.render import table
-    from appshell.settings import find_project_root
+    from appshell.config.profiles import load_profile, profile_names
+    from appshell.console.render import table
+    from appshell.config.settings import find_project_root
 
     opts = command_parser(PROFILES).parse_args(argv)
     root = find_project_root(Path.cwd().resolve(), opts.project)
@@ -122,7 +122,7 @@ def audit_command(argv: Sequence[str]) -> int:
 
 
 def _audit_serve(opts: argparse.Namespace) -> int:
-    from appshell.review_web import serve
+    from appshell.cli.review_web import serve
 
     return serve(opts)
 
@@ -202,8 +202,8 @@ AUDIT_VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def doctor_command(argv: Sequence[str]) -> int:
     opts = command_parser(DOCTOR).parse_args(argv)
-    from appshell.doctor import run_doctor
-    from appshell.settings import export_environment, resolve
+    from appshell.cli.doctor import run_doctor
+    from appshell.config.settings import export_environment, resolve
 
     settings = resolve(_flags(opts), project=opts.project, strict=False)  # doctor reports audit-policy problems as FAIL rows
     export_environment(settings)
@@ -213,10 +213,10 @@ def doctor_command(argv: Sequence[str]) -> int:
 def protected_command(argv: Sequence[str]) -> int:
     """``appshell protected``: the app's protected columns and why, from its models and the profile."""
     opts = command_parser(PROTECTED).parse_args(argv)
-    from appshell import aio
-    from appshell.context import boot
-    from appshell.protect import report
-    from appshell.settings import export_environment, resolve
+    from appshell.hooks import aio
+    from appshell.boot.context import boot
+    from appshell.console.protect import report
+    from appshell.config.settings import export_environment, resolve
 
     settings = resolve(_flags(opts), project=opts.project, strict=False)
     export_environment(settings)
@@ -237,7 +237,7 @@ COMMANDS = {"profiles": list_profiles, "audit": audit_command, "doctor": doctor_
 def main(argv: Sequence[str] | None = None) -> int:
     """The console-script entry point; returns the exit code (docs/design.md §7)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    from appshell.context import AppCrashed, format_crash
+    from appshell.boot.context import AppCrashed, format_crash
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)  # a dropped ssh connection: end the session cleanly
@@ -247,8 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # signal survives exec, and Python then installs no KeyboardInterrupt handler of its own.
         signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        from appshell.reexec import maybe_reexec
-        from appshell.settings import find_project_root
+        from appshell.runtime.reexec import maybe_reexec
+        from appshell.config.settings import find_project_root
 
         line = split(argv)
         maybe_reexec(argv, find_project_root(Path.cwd().resolve(), project_of(line)))
@@ -295,7 +295,7 @@ def entry() -> NoReturn:
     """
     import os
 
-    from appshell import session
+    from appshell.runtime import session
 
     session.STANDALONE = True  # atexit handlers and finalizers run before the session ends, not after
     code = main()

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 from appshell.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
-    from appshell.profiles import Profile
-    from appshell.settings import Settings
+    from appshell.config.profiles import Profile
+    from appshell.config.settings import Settings
 
 __all__ = ["check_session", "ask_reason", "apply_policy", "audit_problems"]
 

@@ -60,7 +60,7 @@ def _url_without_password(value: Any) -> bool:
         url = make_url(value)
     except (ArgumentError, ValueError):
         return False
-    from appshell.redact import is_secret_name
+    from appshell.config.redact import is_secret_name
 
     if any(is_secret_name(name) or name.lower() in ("pwd", "pass") for name in url.query):
         return False  # a password in the query string: not expanded, and it would sit in the file
@@ -269,11 +269,11 @@ def schema() -> dict[str, Rule]:
 
 def shipped_profiles_dir() -> Path:
     """Where the profiles shipped with appshell live."""
-    inside = Path(__file__).with_name("profiles")
+    inside = Path(__file__).parents[1] / "profiles"  # appshell/profiles
     if inside.is_dir():  # an installed wheel carries them inside the package
         return inside
     # A source checkout or editable install: the repository's top-level profiles/.
-    return Path(__file__).resolve().parents[2] / "profiles"
+    return Path(__file__).resolve().parents[3] / "profiles"
 
 
 def _search_dirs(project_root: Path | None) -> list[Path]:
@@ -316,7 +316,7 @@ def _read(path: Path) -> dict[str, Any]:
             )
         check, allowed = keys[key]
         if not check(value):
-            from appshell.redact import mask_url
+            from appshell.config.redact import mask_url
 
             raise ConfigError(f"{path}: bad value {mask_url(repr(value))} for '{key}'", f"use {allowed}")
         flat[key] = value

@@ -22,7 +22,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from appshell.settings import Settings
+    from appshell.config.settings import Settings
 
 __all__ = [
     "MASK",
@@ -274,7 +274,7 @@ class Redactor:
     def for_settings(cls, settings: Settings, environ: Mapping[str, str]) -> Redactor:
         """The redactor of a session: the app's .env, the environment unless the profile is
         locked (then the operator's environment cannot change redaction), the profile's regexes."""
-        from appshell.settings import redaction_sources
+        from appshell.config.settings import redaction_sources
 
         return cls.from_environment(redaction_sources(settings, environ), settings.profile.audit.redact)
 

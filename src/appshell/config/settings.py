@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from appshell.errors import ConfigError
-from appshell.policy import audit_problems
-from appshell.profiles import Profile, load_profile
+from appshell.config.policy import audit_problems
+from appshell.config.profiles import Profile, load_profile
 
 __all__ = [
     "Settings",

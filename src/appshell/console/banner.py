@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from appshell import __version__
-from appshell.context import own_engine_note
-from appshell.redact import mask_url
+from appshell.boot.context import own_engine_note
+from appshell.config.redact import mask_url
 
 if TYPE_CHECKING:
-    from appshell.context import AppContext
-    from appshell.release import Parity
-    from appshell.settings import Settings
+    from appshell.boot.context import AppContext
+    from appshell.boot.release import Parity
+    from appshell.config.settings import Settings
 
 __all__ = ["Look", "make_banner", "alarm", "ANSI"]
 
@@ -60,7 +60,7 @@ def _parity_note(parity: Parity | None, look: Look) -> str:
 
 
 def _read_only_label(settings: Settings) -> str:
-    from appshell.readonly_role import read_only_level
+    from appshell.safety.readonly_role import read_only_level
 
     level = read_only_level(settings)
     if level is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from appshell.render import table
+from appshell.console.render import table
 
 __all__ = ["describe_model"]
 
@@ -99,7 +99,7 @@ def _index_definitions(connection: Any, name: str, schema: str | None) -> dict[s
     """
     from sqlalchemy import text
 
-    from appshell.database import dialect_kind
+    from appshell.safety.database import dialect_kind
 
     kind = dialect_kind(connection.dialect)
     if kind == "postgresql":

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from appshell.aio import greenlets, sync_io
-from appshell.render import ROW_LIMIT, Rows, pick_columns, orm_state, table, tabulate, take
-from appshell.results import Results, batches
+from appshell.hooks.aio import greenlets, sync_io
+from appshell.console.render import ROW_LIMIT, Rows, pick_columns, orm_state, table, tabulate, take
+from appshell.console.results import Results, batches
 
 if TYPE_CHECKING:
-    from appshell.context import AppContext
-    from appshell.journal import Journal
+    from appshell.boot.context import AppContext
+    from appshell.record.journal import Journal
 
 __all__ = ["make_helpers", "helper_listing", "Plan"]
 
@@ -100,7 +100,7 @@ def make_helpers(ctx: AppContext, journal: Journal) -> dict[str, Callable[..., A
         # ORM results always return rows; a Core CursorResult says whether it does.
         if not getattr(result, "returns_rows", True):
             return result.rowcount
-        from appshell.protect import origins_of
+        from appshell.console.protect import origins_of
 
         rows = Rows(result.all())
         rows.origins = origins_of(statement)  # protected columns masked by their origin where it is known
@@ -169,7 +169,7 @@ def make_helpers(ctx: AppContext, journal: Journal) -> dict[str, Callable[..., A
         if state is not None:  # one object: a vertical table
             keys = [c.key for c in state.mapper.column_attrs]
             keys = keys if columns is None else pick_columns(keys, columns)
-            from appshell.protect import mask_mapping, unreadable
+            from appshell.console.protect import mask_mapping, unreadable
 
             unread = unreadable(rows)  # what the session's role may not read is not loaded
             values = mask_mapping(rows, {key: unread[key] if key in unread and key not in vars(rows) else getattr(rows, key) for key in keys})
@@ -182,13 +182,13 @@ def make_helpers(ctx: AppContext, journal: Journal) -> dict[str, Callable[..., A
 
     def describe(model: Any) -> None:
         """Print a model's columns (the database's own types), indexes, constraints and relationships."""
-        from appshell.describe import describe_model
+        from appshell.console.describe import describe_model
 
         print(describe_model(_mapper_of(model, "describe"), session.connection()))
 
     def explain(query: Any, analyze: bool = False, **params: Any) -> Plan:
         """The database's query plan, whole; analyze=True runs it (PostgreSQL, rolled back)."""
-        from appshell.database import dialect_kind
+        from appshell.safety.database import dialect_kind
 
         bind = session.get_bind()
         dialect = dialect_kind(bind.dialect)  # MariaDB by its own name, not as "mysql"
@@ -248,7 +248,7 @@ def make_helpers(ctx: AppContext, journal: Journal) -> dict[str, Callable[..., A
 def _masking_source() -> Callable[[str], str]:
     import sys
 
-    protect = sys.modules.get("appshell.protect")  # imported where the session protects data
+    protect = sys.modules.get("appshell.console.protect")  # imported where the session protects data
     return protect.mask_source if protect is not None and protect.active() is not None else str
 
 
@@ -275,7 +275,7 @@ class _RowResults(Results):
         return list(self._session.execute(statement))
 
     def _origins(self) -> list[Any] | None:
-        from appshell.protect import origins_of
+        from appshell.console.protect import origins_of
 
         return origins_of(self.statement)
 
@@ -289,7 +289,7 @@ def _stream_table(session: Any, statement: Any, limit: int | None, hint: str, co
         shown, more = take(result, limit)
     finally:
         result.close()
-    from appshell.protect import origins_of
+    from appshell.console.protect import origins_of
 
     return tabulate(shown, more=more, hint=hint, columns=columns, expanded=expanded, origins=origins_of(statement))
 

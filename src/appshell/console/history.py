@@ -4,7 +4,7 @@ Each shell keeps its own file under ``.appshell/history/`` in the project root
 (``$XDG_STATE_HOME/appshell/history/`` outside a project), created 0600 in a
 0700 folder, with secrets masked by the audit's redactor before a line is
 stored, and the strings given for protected columns (``email="…"``) masked where the session
-protects data (appshell.protect): history outlives an ``unlock()``. The profile's
+protects data (appshell.console.protect): history outlives an ``unlock()``. The profile's
 ``shell.history`` turns it off; ``shell.history_path`` moves the folder.
 """
 
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from appshell.private import private_dir
 
 if TYPE_CHECKING:
-    from appshell.settings import Settings
+    from appshell.config.settings import Settings
 
 __all__ = ["History", "history_for"]
 
@@ -63,7 +63,7 @@ def _probe_sqlite(path: Path) -> None:
 
 def _masking(redact: Callable[[str], str]) -> Callable[[str], str]:
     def masked(text: str) -> str:
-        from appshell.protect import mask_source
+        from appshell.console.protect import mask_source
 
         return mask_source(redact(text))
 

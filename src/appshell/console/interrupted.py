@@ -7,7 +7,7 @@ while the ORM session still holds its changes. Each shell asks :meth:`Interrupte
 would show a ``KeyboardInterrupt``: where a database statement was running when it came, the
 session's ``rollback()`` runs as a statement of its own in the journal (kind ``rollback``), so the
 audit log shows it and its outcome. In a sandbox that ``rollback()`` returns to the sandbox's
-savepoint, as the operator's own does (appshell.sandbox).
+savepoint, as the operator's own does (appshell.safety.sandbox).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from appshell.journal import Journal
+    from appshell.record.journal import Journal
 
 __all__ = ["Interrupted", "ROLLBACK_SOURCE", "ctrl_c"]
 
@@ -47,7 +47,7 @@ class Interrupted:
         self._thread = threading.get_ident()
 
     def install(self) -> None:
-        from appshell.engines import on_every_engine
+        from appshell.safety.engines import on_every_engine
 
         on_every_engine("before_cursor_execute", self._before)
         on_every_engine("after_cursor_execute", self._after)
@@ -102,7 +102,7 @@ class Interrupted:
             return None
         closed, conn = self.closed, self.conn
         self.running, self.closed, self.conn = False, False, None
-        from appshell.journal import outcome_of
+        from appshell.record.journal import outcome_of
 
         try:
             with self.journal.statement(ROLLBACK_SOURCE, kind="rollback"):

@@ -69,11 +69,11 @@ class _Converter:
 
         if isinstance(value, Mapping):
             return {self.key(k): self.convert(v) for k, v in value.items()}
-        from appshell.protect import mask_mapping, unreadable
+        from appshell.console.protect import mask_mapping, unreadable
 
         if hasattr(value, "_mapping") and not isinstance(value, type):  # a Row: protected columns masked by name
             return {str(k): self.convert(v) for k, v in mask_mapping(None, value._mapping).items()}
-        from appshell.render import orm_state
+        from appshell.console.render import orm_state
 
         state = orm_state(value)
         if state is not None:
@@ -93,7 +93,7 @@ class _Converter:
         if isinstance(value, Iterable) and not isinstance(value, type):  # lists, tuples, where() results, generators
             return [self.convert(v) for v in value]
         if hasattr(value, "__aiter__") and not isinstance(value, type):  # an awaited stream: AsyncResult and the like
-            from appshell import aio
+            from appshell.hooks import aio
 
             return [self.convert(v) for v in aio.run(_collect(value))]
         return str(value)

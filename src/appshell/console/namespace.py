@@ -7,17 +7,17 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from appshell.context import import_user_module
+from appshell.boot.context import import_user_module
 from appshell.errors import ConfigError
-from appshell.helpers import make_helpers
-from appshell.redact import mask_mapping
-from appshell.render import table
-from appshell.reprs import install_reprs
+from appshell.console.helpers import make_helpers
+from appshell.config.redact import mask_mapping
+from appshell.console.render import table
+from appshell.console.reprs import install_reprs
 
 if TYPE_CHECKING:
-    from appshell.context import AppContext
-    from appshell.journal import Journal
-    from appshell.settings import Settings
+    from appshell.boot.context import AppContext
+    from appshell.record.journal import Journal
+    from appshell.config.settings import Settings
 
 __all__ = ["build_namespace", "SettingsView", "ENTRY_POINT_GROUP", "SETTINGS_NAME"]
 
@@ -32,7 +32,7 @@ class SettingsView(Mapping[str, Any]):
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
-        from appshell.settings import OPTIONS
+        from appshell.config.settings import OPTIONS
 
         by_env = {o.env: o.name for o in OPTIONS if o.env}
         public = settings.public()
@@ -113,14 +113,14 @@ def _entry_point_helpers(namespace: dict[str, Any], helpers: dict[str, Any]) -> 
 
 
 def _protect(ctx: AppContext, settings: Settings) -> bool:
-    """The session's protected data (appshell.protect), on until the context's teardown; what each
+    """The session's protected data (appshell.console.protect), on until the context's teardown; what each
     table protects is worked out when a table or repr is first drawn, not here (start-up)."""
-    if not settings.profile.protect.enabled:  # appshell.protect is not even imported (start-up)
-        loaded = sys.modules.get("appshell.protect")
+    if not settings.profile.protect.enabled:  # appshell.console.protect is not even imported (start-up)
+        loaded = sys.modules.get("appshell.console.protect")
         if loaded is not None:
             loaded.deactivate()
         return False
-    from appshell import protect
+    from appshell.console import protect
 
     rules = protect.Rules.of(settings.profile)
     models, metadata = list(ctx.models.values()), ctx.metadata
@@ -135,7 +135,7 @@ def _protect(ctx: AppContext, settings: Settings) -> bool:
 def _unlock_helpers(journal: Journal, ctx: AppContext, settings: Settings, protected: bool) -> dict[str, Any]:
     profile = settings.profile.name
     if protected:
-        from appshell.protect import make_unlock, role_switch
+        from appshell.console.protect import make_unlock, role_switch
 
         return make_unlock(journal, profile, role_switch(settings, ctx), sandbox=settings.sandbox)
 
@@ -154,7 +154,7 @@ def build_namespace(ctx: AppContext, settings: Settings, journal: Journal, more_
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
     profile = settings.profile
     if profile.namespace.vocabulary:
-        from appshell.vocabulary import add_vocabulary
+        from appshell.console.vocabulary import add_vocabulary
 
         kept = add_vocabulary(namespace, {**ctx.models, **ctx.extra}, sqlmodel=ctx.sqlmodel)
         if kept:

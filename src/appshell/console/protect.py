@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any
 from appshell.errors import Refused
 
 if TYPE_CHECKING:
-    from appshell.journal import Journal
-    from appshell.profiles import Profile
+    from appshell.record.journal import Journal
+    from appshell.config.profiles import Profile
 
 __all__ = [
     "INFO_KEY", "DEFAULT_NAMES", "Rules", "Protection", "UnlockRefused", "active", "activate", "deactivate",
@@ -302,7 +302,7 @@ def mask(value: Any) -> Any:
 
 
 def _hidden_positions(protection: Protection, sample: Any, keys: Sequence[str], origins: Sequence[Any] | None) -> set[int]:
-    from appshell.render import orm_state
+    from appshell.console.render import orm_state
 
     state = orm_state(sample)
     if state is not None:
@@ -347,7 +347,7 @@ def mask_mapping(target: Any, mapping: Mapping[str, Any]) -> dict[str, Any]:
         return values
     from sqlalchemy import inspect as sa_inspect
 
-    from appshell.render import orm_state
+    from appshell.console.render import orm_state
 
     state = orm_state(target)
     mapper = state.mapper if state is not None else sa_inspect(target, raiseerr=False) if isinstance(target, type) else None
@@ -372,7 +372,7 @@ def unreadable(sample: Any) -> dict[str, NotRead]:
     protection = _active
     if protection is None or not protection.rules.column_grants or protection.switched:
         return {}
-    from appshell.render import orm_state
+    from appshell.console.render import orm_state
 
     state = orm_state(sample)
     return {key: NOT_READ for key in protection.mapper(state.mapper)} if state is not None else {}
@@ -386,7 +386,7 @@ def leave_out(protection: Protection) -> None:
     from sqlalchemy import inspect as sa_inspect
     from sqlalchemy.orm import Session, defer
 
-    from appshell.engines import on_every_engine
+    from appshell.safety.engines import on_every_engine
 
     def do_orm_execute(state: Any) -> None:
         if not state.is_select or protection.switched:
@@ -462,7 +462,7 @@ def scrub_repr(obj: Any, own: Callable[[Any], str]) -> str:
     where it would show the values. A repr that cannot run so (it does arithmetic on a masked
     number, or reads a column the session's role may not read) gives way to appshell's own."""
     protection = _active
-    from appshell.render import orm_state
+    from appshell.console.render import orm_state
 
     state = orm_state(obj) if protection is not None and not protection.unlocked_all else None
     if state is None:
@@ -470,7 +470,7 @@ def scrub_repr(obj: Any, own: Callable[[Any], str]) -> str:
     assert protection is not None
     loaded = state.dict
     hidden = [k for k, d in protection.mapper(state.mapper).items() if loaded.get(k) is not None and protection.hides(d)]
-    from appshell.reprs import mapped_repr
+    from appshell.console.reprs import mapped_repr
 
     if not hidden and not protection.rules.column_grants:
         return own(obj)
@@ -565,7 +565,7 @@ class RoleSwitch:
     def __init__(self, url: str, ctx: Any) -> None:
         from sqlalchemy import make_url
 
-        from appshell.engines import on_every_engine
+        from appshell.safety.engines import on_every_engine
 
         self.role = make_url(url)
         self.ctx = ctx
@@ -737,7 +737,7 @@ def _appshells_own(frame: Any) -> bool:
 
     The innermost frame outside the libraries decides: appshell or SQLAlchemy let it through; the operator's code,
     the app's, or no one (a thread a library started) does not."""
-    from appshell.nested import is_library_file
+    from appshell.record.nested import is_library_file
 
     while frame is not None:
         name = str(frame.f_globals.get("__name__", ""))
@@ -832,7 +832,7 @@ def report(profile: Profile, models: Iterable[type], metadata: Any = None, as_js
 
         return json.dumps({"profile": profile.name, "enabled": rules.enabled, "columns": [{"column": c, "why": w} for c, w in rows],
                            "hosts": list(rules.hosts)})
-    from appshell.render import table
+    from appshell.console.render import table
 
     if rules.enabled and rules.column_grants:
         state = ("the role sessions read with is declared to have no SELECT on them (protect.column_grants): ORM queries leave them out, "
@@ -866,8 +866,8 @@ def prove_column_grants(url: str, columns: Sequence[str]) -> tuple[bool | None, 
     from sqlalchemy import create_engine
     from sqlalchemy.exc import DBAPIError
 
-    from appshell.engines import exempt
-    from appshell.urls import sync_url
+    from appshell.safety.engines import exempt
+    from appshell.config.urls import sync_url
 
     engine = create_engine(sync_url(url))
     exempt(engine)  # the probe meets the role's own rights, not appshell's session settings
@@ -909,7 +909,7 @@ def doctor_rows(settings: Any, ctx: Any) -> Iterator[tuple[str, str, str]]:
     if not columns:
         yield "protected data", "WARN", f"profile {settings.profile.name} protects data, but no column of the app is protected (see appshell protected)"
         return
-    from appshell.readonly_role import read_only_url
+    from appshell.safety.readonly_role import read_only_url
 
     url = (read_only_url(settings) if settings.read_only else None) or ctx.engine.url.render_as_string(hide_password=False)
     enforced, message = prove_column_grants(url, columns)

@@ -65,7 +65,7 @@ def _writes(sql: str | None, dialect: str) -> bool:
     column's grant) is not read-only's doing."""
     if sql is None:
         return False
-    from appshell.statements import classify
+    from appshell.safety.statements import classify
 
     try:
         return any(one.writes or one.ddl for one in classify(sql, dialect))
@@ -154,7 +154,7 @@ class Refusals:
         """The session's refusals, from its resolved settings."""
         enforced = False
         if settings.read_only:
-            from appshell.readonly_role import read_only_level
+            from appshell.safety.readonly_role import read_only_level
 
             enforced = read_only_level(settings) == "enforced"
         return cls(read_only=bool(settings.read_only), profile=settings.profile.name, enforced=enforced,

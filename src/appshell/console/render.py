@@ -212,7 +212,7 @@ def tabulate(
 ) -> str:
     """Rows, mappings, ORM objects or plain values as one table (*columns*: only these, in this order).
 
-    Protected columns are masked before the table is laid out (appshell.protect): an object's by its
+    Protected columns are masked before the table is laid out (appshell.console.protect): an object's by its
     mapper, a row's by *origins* (its result's columns, where SQLAlchemy knows them), else by name."""
     items = list(items)
     if not items:
@@ -221,7 +221,7 @@ def tabulate(
     if found is None:
         return table(["value"], [[item] for item in items], more=more, hint=hint, expanded=expanded, wrap=False)
     picked = found if columns is None else pick_columns(found, columns)
-    from appshell.protect import mask_rows, unreadable
+    from appshell.console.protect import mask_rows, unreadable
 
     unread = unreadable(items[0])  # protected columns the session's role may not read: never loaded for a table
     rows: list[list[Any]] = []

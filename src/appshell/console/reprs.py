@@ -4,7 +4,7 @@
 read only from what the object already holds (its ``__dict__``), so showing an
 object never runs SQL: relationships, deferred and expired columns are left out.
 Classes whose own code (or their base's) defines ``__repr__`` keep it; where the session protects
-data (appshell.protect), the protected values either shows are masked — the app's own repr's
+data (appshell.console.protect), the protected values either shows are masked — the app's own repr's
 by the loaded values it contains.
 """
 
@@ -68,7 +68,7 @@ mapped_repr.appshell = True  # type: ignore[attr-defined]  # marks the repr as o
 
 def _hidden(mapper: Any) -> set[str]:
     """The mapper's attributes whose values are masked now (protected, not unlocked)."""
-    from appshell.protect import active
+    from appshell.console.protect import active
 
     protection = active()
     if protection is None or protection.unlocked_all:
@@ -77,7 +77,7 @@ def _hidden(mapper: Any) -> set[str]:
 
 
 def _masked(value: Any) -> str:
-    from appshell.protect import mask
+    from appshell.console.protect import mask
 
     shown = mask(value)
     return repr(shown) if isinstance(value, str) else str(shown)
@@ -87,7 +87,7 @@ def _scrubbing(own: Any) -> Any:
     """The class's own ``__repr__``, its output's protected values masked (while the session protects any)."""
 
     def __repr__(self: Any) -> str:
-        from appshell.protect import active, scrub_repr
+        from appshell.console.protect import active, scrub_repr
 
         return own(self) if active() is None else scrub_repr(self, own)
 

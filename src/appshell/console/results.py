@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from appshell.aio import sync_io
-from appshell.render import ROW_LIMIT, tabulate
+from appshell.hooks.aio import sync_io
+from appshell.console.render import ROW_LIMIT, tabulate
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -48,7 +48,7 @@ class Results:
         """How many rows the query selects, counted by the database."""
         from sqlalchemy import func, select
 
-        from appshell.protect import narrowed
+        from appshell.console.protect import narrowed
 
         inner = narrowed(self.statement.order_by(None)).subquery()
         return int(sync_io(self._session.scalar, select(func.count()).select_from(inner)) or 0)
@@ -85,7 +85,7 @@ class Results:
         return list(self._session.scalars(statement))
 
     def _origins(self) -> list[Any] | None:
-        return None  # objects: masked by their mapper (appshell.protect)
+        return None  # objects: masked by their mapper (appshell.console.protect)
 
     def _render(self, limit: int | None, columns: Sequence[str] | None = None, expanded: bool | None = None) -> str:
         if self._limited or limit is None:
@@ -108,7 +108,7 @@ class Results:
 
 def batches(run: Any, statement: Any) -> Iterator[Any]:
     """A statement's rows, STREAM_BATCH at a time (a server-side cursor where the driver has one);
-    each fetch runs where an async driver's IO can (appshell.aio.sync_io), so iterating works
+    each fetch runs where an async driver's IO can (appshell.hooks.aio.sync_io), so iterating works
     outside the statement too — in a display hook, a generator the operator keeps."""
     result = sync_io(run, statement.execution_options(yield_per=STREAM_BATCH))
     try:

@@ -6,7 +6,7 @@ so the audit wraps the shell interface once, not once per shell. Statements
 nest: a cell that calls ``run_cell``, or ``%run`` inside a cell, is a statement
 of its own whose record names its ``parent``. Code a statement runs without
 being one — a nested console, ``exec(input())``, pdb — is recorded by
-:mod:`appshell.nested` through :meth:`Journal.nested`.
+:mod:`appshell.record.nested` through :meth:`Journal.nested`.
 """
 
 from __future__ import annotations
@@ -116,9 +116,9 @@ class Journal:
         # records under it (they would be duplicates, or unseen by the parent).
         self.pid = os.getpid()
         # Source texts the shell itself is about to compile for the running
-        # statement: appshell.nested must not record them a second time.
+        # statement: appshell.record.nested must not record them a second time.
         self.expected: set[str] = set()
-        self.imported: set[str] = set()  # module files recorded by appshell.nested, once each
+        self.imported: set[str] = set()  # module files recorded by appshell.record.nested, once each
 
     @property
     def current(self) -> Entry | None:
@@ -130,7 +130,7 @@ class Journal:
 
     def attach(self, engine: Engine) -> None:
         """Collect the SQL the database runs for each statement (parameters left out)."""
-        from appshell.engines import on_every_engine
+        from appshell.safety.engines import on_every_engine
 
         on_every_engine("before_cursor_execute", self._on_sql)  # every engine in the process, not only *engine*
 

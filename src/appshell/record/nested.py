@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from appshell.errors import AppshellError, AuditFailure, Refused
 
 if TYPE_CHECKING:
-    from appshell.journal import Journal
+    from appshell.record.journal import Journal
 
 __all__ = ["watch", "unwatch", "BytecodeRefused", "import_record"]
 
@@ -49,7 +49,7 @@ _library_dirs: tuple[str, ...] = ()
 def _library_roots() -> tuple[str, ...]:
     paths = sysconfig.get_paths()
     roots = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
-    roots.add(str(Path(__file__).resolve().parent))  # appshell's own compiles (programs, transformers)
+    roots.add(str(Path(__file__).resolve().parents[1]))  # appshell's own compiles (programs, transformers)
     return tuple(sorted(str(Path(r).resolve()) + "/" for r in roots))
 
 
@@ -193,7 +193,7 @@ def import_record(code: Any, module: dict[str, Any] | None) -> tuple[dict[str, A
     cached = module.get("__cached__") if module is not None else None
     entry: dict[str, Any] = {"path": path, "code_sha256": _code_sha256(code)}
     if isinstance(cached, str) and os.path.isfile(cached):
-        from appshell.journal import file_sha256
+        from appshell.record.journal import file_sha256
 
         entry["bytecode"] = {"path": cached, "sha256": file_sha256(cached)}
     data = _source_of(path, module)
@@ -202,7 +202,7 @@ def import_record(code: Any, module: dict[str, Any] | None) -> tuple[dict[str, A
         what = f"{path} is byte code with no source" if os.path.isfile(path) else f"{path} (no source file) ran from byte code"
         return entry, f"# import {path} (no source file)", (
             f"{what}: what it runs cannot be read in the audit log — put its .py source beside it, or delete the byte code")
-    from appshell.journal import file_info
+    from appshell.record.journal import file_info
 
     info = file_info(path, data)
     entry.update(path=info["path"], sha256=info["sha256"])

@@ -37,8 +37,8 @@ _SYS_ATTRS = (
 _MISSING = object()
 # appshell's globals that a session sets and its teardown normally clears (by module, by name).
 _APPSHELL_GLOBALS = {
-    "appshell.session": ("STANDALONE",),
-    "appshell.nested": ("_active",),
+    "appshell.runtime.session": ("STANDALONE",),
+    "appshell.record.nested": ("_active",),
 }
 
 
@@ -46,7 +46,7 @@ def _library_roots() -> tuple[str, ...]:
     """Where modules that may stay imported live: the interpreter's, the environment's, appshell's."""
     import sysconfig
 
-    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, os.path.dirname(os.path.abspath(__file__))}
+    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
     roots.update(v for k, v in sysconfig.get_paths().items() if k in ("stdlib", "platstdlib", "purelib", "platlib"))
     return tuple(os.path.join(os.path.realpath(r), "") for r in roots)
 
@@ -95,8 +95,8 @@ class _Saved:
         self.builtins = dict(vars(builtins))
         self.signals = self._signals()
         self.globals = {(m, n): getattr(sys.modules[m], n) for m, names in _APPSHELL_GLOBALS.items() if m in sys.modules for n in names}
-        self.watching = list(_module_attr("appshell.database", "_watching") or ())
-        self.generation = _module_attr("appshell.engines", "_generation")
+        self.watching = list(_module_attr("appshell.safety.database", "_watching") or ())
+        self.generation = _module_attr("appshell.safety.engines", "_generation")
         self.asyncio = self._asyncio()
         self.logging = self._logging()
         self.warnings = self._warnings()
@@ -182,7 +182,7 @@ class _Saved:
                 now[name] = value
 
     def _appshell(self) -> None:
-        aio: Any = sys.modules.get("appshell.aio")
+        aio: Any = sys.modules.get("appshell.hooks.aio")
         if aio is not None and (aio._loop is not None or aio._greenlets or aio._asyncio_run is not None):
             aio.close()  # a session that did not reach its teardown: its loop closed, asyncio.run given back
         for module_name, names in _APPSHELL_GLOBALS.items():
@@ -192,10 +192,10 @@ class _Saved:
             defaults = {"STANDALONE": False, "_active": None}
             for name in names:
                 setattr(module, name, self.globals.get((module_name, name), defaults[name]))
-        database: Any = sys.modules.get("appshell.database")
+        database: Any = sys.modules.get("appshell.safety.database")
         if database is not None:
             database._watching[:] = self.watching
-        engines: Any = sys.modules.get("appshell.engines")
+        engines: Any = sys.modules.get("appshell.safety.engines")
         if engines is not None and engines._generation != self.generation:
             # Never turn the generation back: the listeners of the sessions that ran must stay quiet.
             engines.session_over()

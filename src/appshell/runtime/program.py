@@ -14,12 +14,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TextIO
 
-from appshell import aio
+from appshell.hooks import aio
 from appshell.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, AppshellError, UsageError
-from appshell.journal import Journal, file_info
+from appshell.record.journal import Journal, file_info
 
 if TYPE_CHECKING:
-    from appshell.refusals import Refusals
+    from appshell.console.refusals import Refusals
 
 __all__ = ["Program", "run_program", "to_jsonable"]
 
@@ -67,8 +67,8 @@ def _user_frames(tb: TracebackType | None, filename: str) -> TracebackType | Non
 
 
 def to_jsonable(value: Any) -> Any:
-    """--json's conversion (appshell.jsonable), imported only when a program asks for JSON."""
-    from appshell.jsonable import to_jsonable as convert
+    """--json's conversion (appshell.console.jsonable), imported only when a program asks for JSON."""
+    from appshell.console.jsonable import to_jsonable as convert
 
     return convert(value)
 
@@ -134,7 +134,7 @@ def _exit_code(exc: SystemExit) -> int:
 def run_program(program: Program, namespace: dict[str, Any], journal: Journal, want_json: bool = False,
                 refusals: Callable[[], Refusals] | None = None) -> int:
     """Run the program in the namespace as Python would; returns the exit code. *refusals* makes, on the
-    error path only, what says a refusal in one line (appshell.refusals)."""
+    error path only, what says a refusal in one line (appshell.console.refusals)."""
     sys.argv = program.argv
     if program.mode == "script":
         namespace["__file__"] = program.filename
@@ -161,7 +161,7 @@ def run_program(program: Program, namespace: dict[str, Any], journal: Journal, w
         traceback.print_exception(type(exc), exc, None)
         return EXIT_USER_ERROR
     except Exception as exc:
-        from appshell.refusals import Refusals  # the error path only
+        from appshell.console.refusals import Refusals  # the error path only
 
         line = (refusals() if refusals is not None else Refusals()).line(exc)  # read-only, destructive, sandbox: one line, not SQLAlchemy's frames
         if line is not None:

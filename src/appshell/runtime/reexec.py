@@ -72,7 +72,7 @@ def install_command(python: Path) -> str:
 
     from appshell import __version__
 
-    checkout = Path(__file__).resolve().parents[2]
+    checkout = Path(__file__).resolve().parents[3]  # src/appshell/runtime/reexec.py
     pyproject = checkout / "pyproject.toml"
     source = str(checkout) if pyproject.is_file() and 'name = "appshell"' in pyproject.read_text(encoding="utf-8") else f"appshell=={__version__}"
     return shlex.join([sys.executable, "-m", "pip", "--python", str(python), "install", source])
@@ -137,10 +137,10 @@ def preloaded_modules(limit: int = 50) -> dict[str, list[Any]]:
     ``outside`` the environment's site-packages (a `sitecustomize` from PYTHONPATH, the user site), each with
     its file's sha256; and ``packages``, the names of those from site-packages (what a `.pth` file imported,
     appshell's own dependencies), whose files the release installed."""
-    from appshell.journal import file_sha256
+    from appshell.record.journal import file_sha256
 
     is_stdlib, site_packages = _stdlib_test()
-    own = os.path.dirname(os.path.abspath(__file__)) + "/"
+    own = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + "/"  # the appshell package
     found = sorted(
         ((name, path) for name, module in list(sys.modules.items())
          if name != "__main__" and isinstance(path := getattr(module, "__file__", None), str) and not is_stdlib(path)
@@ -171,7 +171,7 @@ def _cached_sha256(path: str) -> tuple[str | None, bool]:
     """*path*'s sha256, cached per (path, size, mtime, inode) in the user's cache: hashing a 23 MB
     libpython costs ~30 ms a start. The cache is the operator's own file, so the record says when
     the hash came from it (``cached``)."""
-    from appshell.journal import file_sha256
+    from appshell.record.journal import file_sha256
 
     import json
 
@@ -203,7 +203,7 @@ def _cached_sha256(path: str) -> tuple[str | None, bool]:
 
 def interpreter_record() -> dict[str, Any]:
     """The interpreter that runs the session: its path, its executable's sha256 and its libpython's."""
-    from appshell.journal import file_sha256
+    from appshell.record.journal import file_sha256
 
     real = os.path.realpath(sys.executable)
     record: dict[str, Any] = {"path": sys.executable, "real_path": real, "sha256": file_sha256(real), "version": sys.version.split()[0]}
@@ -245,7 +245,7 @@ def before_session(environ: Mapping[str, str], *, standalone: bool = True) -> di
     """session_start's account of what could change the session before its first statement. Called as a
     library (*standalone* false: main() in another program, as the test harness runs it), the modules
     loaded before are that program's: only a sitecustomize/usercustomize is listed, the rest counted."""
-    from appshell.redact import MASK, is_secret_name
+    from appshell.config.redact import MASK, is_secret_name
 
     python_env = {k: (MASK if is_secret_name(k) else v) for k, v in sorted(environ.items()) if k.startswith("PYTHON") or k in _OTHER_LOADERS}
     record: dict[str, Any] = {

@@ -19,14 +19,14 @@ from appshell.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR
 
 if TYPE_CHECKING:
     from appshell.audit import Auditor
-    from appshell.context import AppContext
-    from appshell.database import Coverage
-    from appshell.journal import Journal
-    from appshell.program import Program
-    from appshell.refusals import Refusals
-    from appshell.release import Parity
-    from appshell.sandbox import Sandbox
-    from appshell.settings import Settings
+    from appshell.boot.context import AppContext
+    from appshell.safety.database import Coverage
+    from appshell.record.journal import Journal
+    from appshell.runtime.program import Program
+    from appshell.console.refusals import Refusals
+    from appshell.boot.release import Parity
+    from appshell.safety.sandbox import Sandbox
+    from appshell.config.settings import Settings
 
 __all__ = ["Options", "run_session", "end_status"]
 
@@ -66,9 +66,9 @@ def _loading(settings: Settings, quiet: bool) -> Iterator[None]:
 
 def _check_release(settings: Settings, release: str) -> Parity:
     """Same release as the web process? A mismatch is loud, or an error where the profile says so."""
-    from appshell.banner import alarm
+    from appshell.console.banner import alarm
     from appshell.errors import ConfigError
-    from appshell.release import check_parity
+    from appshell.boot.release import check_parity
 
     parity = check_parity(release, settings.profile, settings.project_root)
     if parity.state == "mismatch" and settings.profile.release.on_mismatch == "error":
@@ -82,8 +82,8 @@ def _check_release(settings: Settings, release: str) -> Parity:
 def _start_audit(settings: Settings, ctx: AppContext, program: Program | None, shell: str | None, release: str, options: Options, parity: Parity,
                  before: dict[str, Any]) -> Auditor:
     from appshell.audit import open_auditor
-    from appshell.readonly_role import read_only_level
-    from appshell.redact import mask_url
+    from appshell.safety.readonly_role import read_only_level
+    from appshell.config.redact import mask_url
 
     auditor = open_auditor(settings, ctx.engine.url.render_as_string(hide_password=False))
     auditor.start({
@@ -108,7 +108,7 @@ def _start_audit(settings: Settings, ctx: AppContext, program: Program | None, s
 def _before_session(settings: Settings, program: Program | None, options: Options) -> dict[str, Any]:
     """What could have changed this process before its first statement, taken before the app boots
     (issue 22 item 10); under a locked audit, the session first re-executes itself isolated."""
-    from appshell.reexec import before_session, isolate, launch_environment
+    from appshell.runtime.reexec import before_session, isolate, launch_environment
 
     left = isolate(settings.profile.audit.locked, settings.profile.name, options.argv,
                    program.source if program is not None and program.mode == "stdin" else None, settings.reason, standalone=STANDALONE)
@@ -120,19 +120,19 @@ def _before_session(settings: Settings, program: Program | None, options: Option
 
 def _apply_safety(settings: Settings, ctx: AppContext, session_id: str, options: Options) -> tuple[Sandbox | None, Coverage]:
     """Read-only, sandbox, timeouts, tagging and the destructive guard, on every engine in the process."""
-    from appshell.database import ConnectionPlan, Coverage, refuse_orm_writes
-    from appshell.engines import take_over
+    from appshell.safety.database import ConnectionPlan, Coverage, refuse_orm_writes
+    from appshell.safety.engines import take_over
 
     take_over()
     profile = settings.profile
     sandbox = None
     if settings.sandbox:
-        from appshell.sandbox import Sandbox
+        from appshell.safety.sandbox import Sandbox
 
         sandbox = Sandbox()
     role_url = None
     if settings.read_only:
-        from appshell.readonly_role import read_only_url, use_role
+        from appshell.safety.readonly_role import read_only_url, use_role
 
         role_url = read_only_url(settings)
         if role_url is not None:
@@ -149,20 +149,21 @@ def _apply_safety(settings: Settings, ctx: AppContext, session_id: str, options:
     if settings.read_only:
         refuse_orm_writes(ctx.session, profile.name)
     if profile.access.confirm_destructive:
-        from appshell.guard import install_guard
+        from appshell.safety.guard import install_guard
 
         install_guard(assume_yes=options.assume_yes)
     return sandbox, coverage
 
 
 def run_session(settings: Settings, program: Program | None, options: Options) -> int:
-    from appshell import aio, nested
-    from appshell.context import boot
-    from appshell.database import SqlEcho
-    from appshell.journal import Journal
-    from appshell.namespace import build_namespace
-    from appshell.release import release_id
-    from appshell.shells import check_shell_name, pick_shell
+    from appshell.hooks import aio
+    from appshell.record import nested
+    from appshell.boot.context import boot
+    from appshell.safety.database import SqlEcho
+    from appshell.record.journal import Journal
+    from appshell.console.namespace import build_namespace
+    from appshell.boot.release import release_id
+    from appshell.runtime.shells import check_shell_name, pick_shell
 
     check_shell_name(settings.shell)  # before booting: a bad --shell costs nothing
     before = _before_session(settings, program, options)
@@ -190,7 +191,7 @@ def run_session(settings: Settings, program: Program | None, options: Options) -
         nested.watch(journal)
         namespace = build_namespace(ctx, settings, journal, {"echo_sql": echo.helper()})
         if program is not None:
-            from appshell.program import run_program
+            from appshell.runtime.program import run_program
 
             code = run_program(program, namespace, journal, want_json=options.json, refusals=lambda: _refusals(settings, options))
         else:
@@ -224,7 +225,7 @@ def run_session(settings: Settings, program: Program | None, options: Options) -
                 aio.close()
                 if journal is not None:
                     journal.close()  # threads the session leaves behind can run no more SQL
-                from appshell.engines import session_over
+                from appshell.safety.engines import session_over
 
                 session_over()  # the class-level listeners keep watching leftover threads, not this main thread
             finally:
@@ -239,7 +240,7 @@ def run_session(settings: Settings, program: Program | None, options: Options) -
 
 def _refusals(settings: Settings, options: Options) -> Refusals:
     """How refusals are shown: made where one is, for a program (not on -c's start-up path)."""
-    from appshell.refusals import Refusals
+    from appshell.console.refusals import Refusals
 
     return Refusals.of(settings, traceback=options.traceback)
 
@@ -272,15 +273,15 @@ def _interactive(
     settings: Settings, ctx: AppContext, namespace: dict[str, Any], journal: Journal, shell_name: str, quiet: bool, release: str, parity: Parity,
     redact: Callable[[str], str], refusals: Refusals,
 ) -> int:
-    from appshell.banner import Look, make_banner
-    from appshell.history import history_for
-    from appshell.shells import ShellSession, get_runner
+    from appshell.console.banner import Look, make_banner
+    from appshell.console.history import history_for
+    from appshell.runtime.shells import ShellSession, get_runner
 
     look = Look.of(settings)
     banner = "" if quiet else make_banner(settings, ctx, shell_name, release, look, parity)
     interrupted = None
     if callable(namespace.get("rollback")):
-        from appshell.interrupted import Interrupted
+        from appshell.console.interrupted import Interrupted
 
         # The helper as built (the operator may rebind the name); in a sandbox it returns to the sandbox's savepoint.
         interrupted = Interrupted(journal, namespace["rollback"], sandbox=settings.sandbox)

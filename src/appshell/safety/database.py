@@ -6,7 +6,7 @@ connection checked out before appshell took over runs its next statement: a
 transaction it holds from before is rolled back first (read-only and sandbox
 sessions), then come tagging (``application_name``), timeouts, read-only, and
 last the sandbox's outer transaction. The listeners are class-level
-(:mod:`appshell.engines`), so engines made later are covered too.
+(:mod:`appshell.safety.engines`), so engines made later are covered too.
 
 Read-only by a session setting is *guarded*: after every statement the parser
 cannot prove harmless, the setting is read back from the database
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
     from sqlalchemy.orm import Session
 
-    from appshell.sandbox import Sandbox
+    from appshell.safety.sandbox import Sandbox
 
 __all__ = ["ConnectionPlan", "Coverage", "ConnState", "ReadOnlyError", "refuse_orm_writes", "SqlEcho", "backend",
            "dialect_kind", "run_statements", "fetch_rows", "in_transaction", "sqlite_of", "configure_connections", "short_sql"]
@@ -198,7 +198,7 @@ def read_only_now(st: ConnState) -> bool | None:
 
 
 def classify_cached(sql: str, kind: str) -> tuple[Any, ...]:
-    from appshell.statements import classify
+    from appshell.safety.statements import classify
 
     return classify(sql, kind)
 
@@ -270,7 +270,7 @@ class Coverage:
     # -- installing -------------------------------------------------------------
 
     def install(self) -> None:
-        from appshell.engines import existing, is_exempt, on_every_engine
+        from appshell.safety.engines import existing, is_exempt, on_every_engine
 
         on_every_engine("checkout", self._on_checkout, pool=True)
         on_every_engine("close", self._forget, pool=True)
@@ -302,7 +302,7 @@ class Coverage:
                 self.ensure(fairy.dbapi_connection, fairy._pool._dialect)
 
     def _note(self, engine: Any) -> None:
-        from appshell.redact import mask_url
+        from appshell.config.redact import mask_url
 
         url = mask_url(engine.url.render_as_string(hide_password=True))
         if engine.url.get_backend_name() == "sqlite" and engine.url.database:
@@ -426,7 +426,7 @@ class Coverage:
     # -- the events ---------------------------------------------------------------
 
     def _on_checkout(self, raw: Any, record: Any, fairy: Any) -> None:
-        from appshell.engines import is_exempt
+        from appshell.safety.engines import is_exempt
 
         if not self.closed and not is_exempt(fairy._pool._dialect):
             self.ensure(raw, fairy._pool._dialect)
@@ -454,13 +454,13 @@ class Coverage:
         if self.lifted is not None:
             raise ReadOnlyLifted(self.lifted.what, self.lifted.fix)
         if self.reads_sql:
-            from appshell.statements import classify
+            from appshell.safety.statements import classify
 
             parsed = classify(statement, st.kind)
             for one in parsed:
                 if one.lexing:
                     from appshell.errors import LexingRefused
-                    from appshell.statements import LEXING_REASON
+                    from appshell.safety.statements import LEXING_REASON
 
                     mode = "sandbox" if self.sandbox is not None else "read-only session"
                     raise LexingRefused(f"{one.lexing}: {LEXING_REASON} — refused in this {mode}: {short_sql(one.text)}")
@@ -491,7 +491,7 @@ class Coverage:
         """Read-only, several statements in one string (issue 25, F3): the re-check runs after the string, so a
         statement the parser cannot prove harmless (opaque, transaction control, settings) among them could lift
         the setting, write and put it back before it — refused; sent one at a time, each is re-checked."""
-        from appshell.statements import proven_harmless
+        from appshell.safety.statements import proven_harmless
 
         for one in parsed:
             control = one.escapes or one.head in ("COMMIT", "BEGIN", "END", "START", "ROLLBACK", "ABORT")
@@ -508,7 +508,7 @@ class Coverage:
         st.deadline = 0.0
         st.busy = False
         if self.sandbox is not None or self.guarded:
-            from appshell.statements import classify, proven_harmless
+            from appshell.safety.statements import classify, proven_harmless
 
             parsed = classify(statement, st.kind)
             st.read_only_seen = None
@@ -552,7 +552,7 @@ class Coverage:
         st.busy = False
         if st.denied:
             why, st.denied = st.denied, None
-            from appshell.sandbox import SandboxRefused
+            from appshell.safety.sandbox import SandboxRefused
 
             if "read-only" in why:
                 raise ReadOnlyError(f"this session is read-only (profile {self.profile}): {why} — refused")
@@ -562,7 +562,7 @@ class Coverage:
 
     def _on_options(self, target: Any, options: Any) -> None:
         if self.sandbox is not None and "isolation_level" in options:
-            from appshell.sandbox import SandboxRefused
+            from appshell.safety.sandbox import SandboxRefused
 
             raise SandboxRefused(
                 f"isolation_level={options['isolation_level']!r} would take the connection out of the sandbox's transaction: "
@@ -591,7 +591,7 @@ def _on_sqlite_thread(st: ConnState, name: str, *args: Any) -> None:
     if st.raw is st.sq:
         getattr(st.sq, name)(*args)
         return
-    from appshell.aio import await_
+    from appshell.hooks.aio import await_
 
     await_(getattr(st.raw.driver_connection, name)(*args))
 
@@ -703,7 +703,7 @@ def refuse_orm_writes(session: Session, profile: str) -> None:
     """
     from sqlalchemy.orm import Session as SessionClass
 
-    from appshell.engines import on_every_engine
+    from appshell.safety.engines import on_every_engine
 
     def before_flush(sess: Any, flush_context: Any, instances: Any) -> None:
         changes = len(sess.new) + len(sess.dirty) + len(sess.deleted)
@@ -732,7 +732,7 @@ def _laid_out(text: str, kind: str) -> str:
 
 def _operator_line() -> str | None:
     """``file:line`` of the innermost frame of the operator's code (not a library's, not appshell's)."""
-    from appshell import nested
+    from appshell.record import nested
 
     if not nested._library_dirs:
         nested._library_dirs = nested._library_roots()
@@ -751,7 +751,7 @@ class SqlEcho:
     its parameters, and afterwards how long it took — as shell_plus's --print-sql-location does."""
 
     def __init__(self, engine: Engine, enabled: bool) -> None:
-        from appshell.engines import on_every_engine
+        from appshell.safety.engines import on_every_engine
 
         self.enabled = enabled
         self.color = sys.stderr.isatty()
@@ -771,7 +771,7 @@ class SqlEcho:
         where = _operator_line()
         shown = f"-- SQL{f' from {where}' if where else ''}\n{text}"
         if parameters:
-            from appshell.protect import mask_parameters
+            from appshell.console.protect import mask_parameters
 
             shown += f"\n-- parameters: {mask_parameters(parameters, context)!r}"  # protected columns' values masked
         print(shown, file=sys.stderr)

@@ -3,7 +3,7 @@
 ``DELETE``/``UPDATE`` without ``WHERE`` (in a CTE too), ``DROP``, ``TRUNCATE``
 and ``ALTER … DROP`` — from raw SQL or from ORM bulk operations alike, on
 every engine in the process, since it reads the SQL the database is about to
-run with a parser for its dialect (:mod:`appshell.statements`) — are shown and
+run with a parser for its dialect (:mod:`appshell.safety.statements`) — are shown and
 asked about at a terminal, and refused without one unless ``--yes``.
 """
 
@@ -24,7 +24,7 @@ class DestructiveStatementRefused(Refused):
 
 def destructive(statement: str, kind: str = "postgresql") -> str | None:
     """What makes *statement* (one or several) destructive on a *kind* database, or None."""
-    from appshell.statements import classify
+    from appshell.safety.statements import classify
 
     return next((one.destructive for one in classify(statement, kind) if one.destructive), None)
 
@@ -42,8 +42,8 @@ def _ask_tty(reason: str, statement: str) -> bool:
 def _quoting_checked(raw: Any, kind: str) -> None:
     """A connection whose server reads quotes otherwise (standard_conforming_strings off, sql_mode with
     NO_BACKSLASH_ESCAPES or ANSI_QUOTES) would be misread by the guard: refused (issue 25, F2)."""
-    from appshell.database import lexing_mismatch
-    from appshell.statements import LEXING_REASON
+    from appshell.safety.database import lexing_mismatch
+    from appshell.safety.statements import LEXING_REASON
 
     try:
         what = lexing_mismatch(raw, kind)
@@ -55,8 +55,8 @@ def _quoting_checked(raw: Any, kind: str) -> None:
 
 
 def install_guard(assume_yes: bool, ask: Callable[[str, str], bool] | None = None) -> None:
-    from appshell.database import dialect_kind
-    from appshell.engines import on_every_engine
+    from appshell.safety.database import dialect_kind
+    from appshell.safety.engines import on_every_engine
 
     interactive = sys.stdin.isatty()
     ask = ask or _ask_tty
@@ -65,7 +65,7 @@ def install_guard(assume_yes: bool, ask: Callable[[str, str], bool] | None = Non
     def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         if assume_yes:
             return
-        from appshell.statements import LEXING_REASON, classify
+        from appshell.safety.statements import LEXING_REASON, classify
 
         kind = dialect_kind(conn.dialect)
         raw = conn.connection.dbapi_connection

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from appshell.errors import ConfigError
 
 if TYPE_CHECKING:
-    from appshell.settings import Settings
+    from appshell.config.settings import Settings
 
 __all__ = ["read_only_url", "read_only_level", "use_role", "prove_cannot_write", "doctor_rows"]
 
@@ -59,7 +59,7 @@ def use_role(url: str) -> None:
     """Every new connection to the role's database logs in as the role (class-level ``do_connect``)."""
     from sqlalchemy import make_url
 
-    from appshell.engines import on_every_engine, is_exempt
+    from appshell.safety.engines import on_every_engine, is_exempt
 
     role = make_url(url)
 
@@ -80,8 +80,8 @@ def prove_cannot_write(url: str) -> tuple[bool, str]:
     """Try to write as the role, and read its rights from the catalog: (True, why) only if it cannot."""
     from sqlalchemy import create_engine, text
 
-    from appshell.engines import exempt
-    from appshell.urls import sync_url
+    from appshell.safety.engines import exempt
+    from appshell.config.urls import sync_url
 
     engine = create_engine(sync_url(url))  # an async driver's URL (asyncpg): the same database through its sync driver
     exempt(engine)  # the probe must meet the role's rights, not appshell's session-level read-only

@@ -1,7 +1,7 @@
 """The sandbox: everything the session does is rolled back at exit (docs/safety.md).
 
 Each connection of every engine opens one outer transaction and a savepoint
-(:class:`appshell.database.Coverage` calls :meth:`Sandbox.begin`). Each
+(:class:`appshell.safety.database.Coverage` calls :meth:`Sandbox.begin`). Each
 engine's dialect is taken over: its commit only releases and re-opens that
 savepoint, its rollback returns to it, and closing the connection rolls the
 outer transaction back. This works below the ORM, so the app's own sessions,
@@ -58,7 +58,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from appshell.database import (
+from appshell.safety.database import (
     AIOMYSQL_ADAPTER,
     AIOSQLITE_ADAPTER,
     ASYNCMY_ADAPTER,
@@ -70,11 +70,11 @@ from appshell.database import (
     short_sql,
 )
 from appshell.errors import Refused, SandboxBroken
-from appshell.render import table
-from appshell.statements import LEXING_REASON, SANDBOX_SAVEPOINT
+from appshell.console.render import table
+from appshell.safety.statements import LEXING_REASON, SANDBOX_SAVEPOINT
 
 if TYPE_CHECKING:
-    from appshell.statements import Statement
+    from appshell.safety.statements import Statement
 
 __all__ = ["Sandbox", "SandboxRefused"]
 
@@ -380,7 +380,7 @@ class Sandbox:
     def freeze(self) -> None:
         """The program has ended: what it left uncommitted is counted now, before appshell rolls it back."""
         if any(st.sandboxed and st.marker is not None for st in self.conns.values()):
-            from appshell import aio
+            from appshell.hooks import aio
 
             # An async driver's round trip runs inside SQLAlchemy's greenlet.
             aio.sync_io(self._final_all)

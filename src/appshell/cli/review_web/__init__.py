@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from appshell.review_web.cli import serve
+from appshell.cli.review_web.cli import serve
 
 __all__ = ["serve"]

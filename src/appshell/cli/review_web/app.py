@@ -21,7 +21,7 @@ from urllib.parse import quote, urlencode
 from appshell.audit.queries import Catalog, ChainState, Filters, KeyLadder, Summary, verify_session
 from appshell.audit.review import Log, Session, printable
 from appshell.audit.reviews import STATES, FileReviews, Reviews, SqlReviews
-from appshell.review_web.auth import COOKIE, PRELOGIN_COOKIE, SESSION_SECONDS, Auditors, Signer
+from appshell.cli.review_web.auth import COOKIE, PRELOGIN_COOKIE, SESSION_SECONDS, Auditors, Signer
 
 __all__ = ["Config", "create_app"]
 
@@ -61,7 +61,7 @@ def _finalize(value: Any) -> Any:
 def _environment() -> Any:
     from jinja2 import Environment, PackageLoader
 
-    env = Environment(loader=PackageLoader("appshell.review_web", "templates"), autoescape=True, finalize=_finalize)
+    env = Environment(loader=PackageLoader("appshell.cli.review_web", "templates"), autoescape=True, finalize=_finalize)
     env.filters["when"] = lambda ts: str(ts or "?")[:19].replace("T", " ")
     env.filters["lines"] = _lines_markup
     return env

@@ -1,6 +1,6 @@
 """`appshell audit serve [--log PATH | --url URL] [--host 127.0.0.1] [--port 8023] [--key KEY]`.
 
-Its flags are declared with every other command's (appshell.command_line), and its log and key
+Its flags are declared with every other command's (appshell.cli.command_line), and its log and key
 are resolved there, as for the other audit verbs; here is what the review page makes of them.
 """
 
@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from appshell.command_line import audit_key, audit_log
-from appshell.command_line import parser as command_parser
+from appshell.cli.command_line import audit_key, audit_log
+from appshell.cli.command_line import parser as command_parser
 from appshell.errors import EXIT_OK, UsageError
 
 __all__ = ["serve", "build_config", "parser", "require_extra"]
@@ -40,8 +40,8 @@ def require_extra() -> None:
 
 def build_config(opts: argparse.Namespace, environ: Any = os.environ) -> Any:
     from appshell.audit.reviews import open_reviews
-    from appshell.review_web.app import Config
-    from appshell.review_web.auth import load_auditors
+    from appshell.cli.review_web.app import Config
+    from appshell.cli.review_web.auth import load_auditors
 
     log = audit_log(opts)
     key = audit_key(opts, environ)
@@ -67,7 +67,7 @@ def serve(opts: argparse.Namespace) -> int:
     config = build_config(opts)
     import uvicorn
 
-    from appshell.review_web.app import create_app
+    from appshell.cli.review_web.app import create_app
 
     if not _loopback(opts.host):
         print(f"appshell: warning: listening on {opts.host} over plain HTTP — tokens and reviews cross the network in clear; "

@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from appshell.errors import ConfigError, did_you_mean
-from appshell.journal import file_info
+from appshell.record.journal import file_info
 
 if TYPE_CHECKING:
-    from appshell.banner import Look
-    from appshell.history import History
-    from appshell.interrupted import Interrupted
-    from appshell.journal import Journal
-    from appshell.refusals import Refusals
+    from appshell.console.banner import Look
+    from appshell.console.history import History
+    from appshell.console.interrupted import Interrupted
+    from appshell.record.journal import Journal
+    from appshell.console.refusals import Refusals
 
 __all__ = [
     "ShellSession", "Runner", "RUNNERS", "check_shell_name", "pick_shell", "get_runner", "run_startup_file", "startup_file",
@@ -45,13 +45,13 @@ class ShellSession:
 
 
 def _no_history() -> History:
-    from appshell.history import History  # the shells' module, not -c's start-up, pays for it
+    from appshell.console.history import History  # the shells' module, not -c's start-up, pays for it
 
     return History(None)
 
 
 def _no_refusals() -> Refusals:
-    from appshell.refusals import Refusals
+    from appshell.console.refusals import Refusals
 
     return Refusals()
 
@@ -89,7 +89,7 @@ def refusal_line(exc: BaseException, refusals: Refusals | None = None) -> str | 
     """The one line that stands for an audit failure or a safety refusal (read-only, destructive,
     sandbox), found anywhere in *exc*'s chain; None for the user's own errors, whose traceback the
     shell shows as usual (and for every refusal, with --traceback)."""
-    from appshell.refusals import Refusals
+    from appshell.console.refusals import Refusals
 
     return (refusals or Refusals()).line(exc)
 
@@ -117,11 +117,11 @@ def hold_safe_completion(*places: tuple[Any, str]) -> None:
         setattr(module, attribute, safe)
 
 
-# name -> (module that must be importable, runner module in appshell.shells)
+# name -> (module that must be importable, runner module in appshell.runtime.shells)
 RUNNERS: dict[str, tuple[str, str]] = {
-    "ipython": ("IPython", "appshell.shells.ipython"),
-    "ptpython": ("ptpython", "appshell.shells.ptpython"),
-    "python": ("code", "appshell.shells.plain"),
+    "ipython": ("IPython", "appshell.runtime.shells.ipython"),
+    "ptpython": ("ptpython", "appshell.runtime.shells.ptpython"),
+    "python": ("code", "appshell.runtime.shells.plain"),
 }
 AUTO_ORDER = ("ipython", "ptpython", "python")
 

@@ -28,12 +28,12 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from appshell import aio
+from appshell.hooks import aio
 from appshell.errors import AppshellError, SandboxBroken
-from appshell.interrupted import Interrupted, ctrl_c
-from appshell.journal import Entry, Journal, file_info
-from appshell.refusals import Refusals
-from appshell.shells import ShellSession, hold_safe_completion, refusal_line
+from appshell.console.interrupted import Interrupted, ctrl_c
+from appshell.record.journal import Entry, Journal, file_info
+from appshell.console.refusals import Refusals
+from appshell.runtime.shells import ShellSession, hold_safe_completion, refusal_line
 
 __all__ = ["run", "install_hooks"]
 

@@ -7,13 +7,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from appshell import aio
+from appshell.hooks import aio
 from appshell.errors import SandboxBroken
-from appshell.history import History
-from appshell.interrupted import Interrupted
-from appshell.journal import Journal
-from appshell.refusals import Refusals
-from appshell.shells import ShellSession, refusal_line, run_startup_file
+from appshell.console.history import History
+from appshell.console.interrupted import Interrupted
+from appshell.record.journal import Journal
+from appshell.console.refusals import Refusals
+from appshell.runtime.shells import ShellSession, refusal_line, run_startup_file
 
 __all__ = ["run", "JournaledConsole"]
 

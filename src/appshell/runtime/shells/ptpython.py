@@ -18,12 +18,12 @@ from contextlib import contextmanager
 from html import escape
 from typing import Any
 
-from appshell import aio
+from appshell.hooks import aio
 from appshell.errors import EXIT_AUDIT, SandboxBroken
-from appshell.interrupted import Interrupted
-from appshell.journal import Journal
-from appshell.refusals import Refusals
-from appshell.shells import ShellSession, refusal_line, run_startup_file
+from appshell.console.interrupted import Interrupted
+from appshell.record.journal import Journal
+from appshell.console.refusals import Refusals
+from appshell.runtime.shells import ShellSession, refusal_line, run_startup_file
 
 __all__ = ["run", "install_hooks"]
 
@@ -37,7 +37,7 @@ def install_hooks(repl: Any, journal: Journal, broken: list[SandboxBroken] | Non
 
     def plain_eval(line: str) -> object:
         # ptpython's own eval runs an awaiting input with get_running_loop(), which has no loop
-        # in embed(): such an input runs on the session's loop instead (appshell.aio).
+        # in embed(): such an input runs on the session's loop instead (appshell.hooks.aio).
         if "await" not in line and "async" not in line:
             return aio.sync_io(ptpython_eval, line)  # an async app's sync IO runs in SQLAlchemy's greenlet
         try:
@@ -114,7 +114,7 @@ def _hold_safe_completion(repl: Any) -> None:
     ptpython.completer.DictionaryCompleter.get_completions = lambda self, document, complete_event: iter(())  # type: ignore[method-assign]
     ptpython.python_input.get_signatures_using_eval = lambda *args, **kwargs: []  # type: ignore[attr-defined]
 
-    from appshell.shells import hold_safe_completion
+    from appshell.runtime.shells import hold_safe_completion
 
     # A data descriptor on the class wins over the instance's attribute: the
     # option reads False whatever the menu, a config or a statement sets.

@@ -1,0 +1,1 @@
+"""Configuration: the options and their precedence (settings), profiles, the audit policy, secret masking, URLs."""

@@ -1,0 +1,1 @@
+"""What the operator sees and uses: the namespace, helpers, tables, reprs, protected data, refusals, history."""

@@ -1,0 +1,1 @@
+"""Process-wide primitives every layer may use: the session's event loop and greenlet bridge, library frames."""
