@@ -1,0 +1,276 @@
+"""Start the session as the recorder's child, serve its channel, and end its record from ``waitpid``.
+
+:func:`run_recorded` is the recorder's whole life in the modes without a terminal relay: it seals the
+``session_start`` (the child is never started if that fails: exit 3), starts the child with one end
+of a socket pair and an environment scrubbed of the sinks' credentials, serves the channel until the
+child exits, and seals the ``session_end`` from its exit status — also when it died, was killed or
+closed the channel early. It returns the child's exit code, or 128 + the signal that ended it.
+
+Signals sent to the recorder, and what the user means by them:
+
+* SIGTERM, SIGHUP: end the session. Forwarded to the child; a child still running ``grace`` seconds
+  later (or at a second one) is killed with SIGKILL. The recorder itself always stays to seal the end.
+* SIGINT, SIGQUIT: interrupt the statement. From a terminal, the tty driver sends them to the whole
+  foreground process group, the child included: forwarding would deliver them twice (and a second
+  Ctrl-C means more than the first to a REPL), so the recorder only keeps recording. Sent any other
+  way (``kill -INT`` of the recorder, or a child in a session of its own behind the pty relay), they
+  are forwarded.
+
+Hardening in same-user mode (:func:`harden`): ``prctl(PR_SET_DUMPABLE, 0)``, so a child of the same
+uid can neither ptrace the recorder nor read its ``/proc/PID/mem`` or ``environ``. What it does not
+stop, in that mode: the operator's code can still signal the recorder (SIGKILL ends it; the record
+then lacks its ``session_end``, which readers flag) and can write the log file itself, which verify
+finds by its chain and seal. The privilege-separated mode takes both out of reach.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
+
+from appshell.recorder.channel import FD_VARIABLE, MAX_MESSAGE
+from appshell.recorder.server import Recorder, as_writer, exit_code
+
+__all__ = ["run_recorded", "scrubbed_env", "harden", "Supervisor", "GRACE", "SCRUBBED", "SECRET_WORDS"]
+
+GRACE = 2.0  # seconds between the SIGTERM forwarded to a child and its SIGKILL
+EOF_GRACE = 0.2  # seconds the child has to exit after closing its channel before that is recorded
+# The sinks' credentials and configuration, the sealing key's and the review server's: the child never needs them.
+SCRUBBED = frozenset({
+    "APPSHELL_AUDIT_URL", "APPSHELL_SYSLOG_ADDRESS", "APPSHELL_AUDIT_LOG", "APPSHELL_AUDIT_KEY",
+    "APPSHELL_REVIEW_KEY_FILE", "APPSHELL_REVIEW_TOKENS", "APPSHELL_REVIEW_TOKENS_FILE",
+})
+# And any APPSHELL_* variable with one of these words in its name (APPSHELL_AUDIT_*, APPSHELL_SEAL_STATE, ...).
+SECRET_WORDS = frozenset({"AUDIT", "SEAL", "KEY", "KEYS", "TOKEN", "TOKENS", "SYSLOG", "WITNESS", "SECRET", "PASSWORD"})
+_STOP = (signal.SIGTERM, signal.SIGHUP)
+_INTERRUPT = (signal.SIGINT, signal.SIGQUIT)
+
+
+def scrubbed_env(environ: Mapping[str, str], fd: int | None = None) -> dict[str, str]:
+    """*environ* without what only the recorder may hold; ``APPSHELL_RECORDER_FD`` set to *fd* (or removed)."""
+    env = {k: v for k, v in environ.items() if not _secret(k)}
+    env.pop(FD_VARIABLE, None)
+    if fd is not None:
+        env[FD_VARIABLE] = str(fd)
+    return env
+
+
+def _secret(name: str) -> bool:
+    if name in SCRUBBED:
+        return True
+    return name.startswith("APPSHELL_") and not SECRET_WORDS.isdisjoint(name[len("APPSHELL_"):].split("_"))
+
+
+def harden() -> bool:
+    """Make this process non-dumpable (Linux): no ptrace, no /proc/PID/mem or environ for a same-uid child.
+
+    True where it was done; False on other systems. A failing prctl raises OSError: the recorder
+    does not run half-protected without saying so.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes  # only here: ~3 ms, and only Linux needs it
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_dumpable = 4
+    if libc.prctl(pr_set_dumpable, 0, 0, 0, 0) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"prctl(PR_SET_DUMPABLE, 0) failed: {os.strerror(errno)}")
+    return True
+
+
+def run_recorded(argv: Sequence[str], env: Mapping[str, str], auditor: Any, session_start: dict[str, Any], *,
+                 grace: float = GRACE, hardened: bool = True, max_message: int = MAX_MESSAGE,
+                 **popen: Any) -> int:
+    """Record a session of *argv* (run with *env*, scrubbed): its exit code, or 128 + the signal that ended it.
+
+    *auditor*: an ``Auditor`` (or any :class:`~appshell.recorder.server.AuditWriter`), opened by the
+    caller; its sinks are closed on return. *session_start*: what the recorder knows (argv, mode, raw
+    input), sealed with ``"by": "recorder"`` before the child starts; an AuditFailure there propagates
+    and nothing is started. *popen*: more arguments for ``subprocess.Popen`` (stdin, cwd, ...).
+    """
+    writer = as_writer(auditor)
+    if hardened:
+        harden()
+    writer.start({**session_start, "by": "recorder"})
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    began = time.monotonic()
+    try:
+        fds = (theirs.fileno(), *popen.pop("pass_fds", ()))
+        proc = subprocess.Popen(list(argv), env=scrubbed_env(env, theirs.fileno()), pass_fds=fds, **popen)
+    except BaseException as exc:
+        ours.close()
+        try:
+            writer.write("session_end", {"by": "recorder", "status": "not started", "exit_code": None, "signal": None,
+                                         "reported": None, "statements": 0, "refused": 0,
+                                         "error": f"{type(exc).__name__}: {exc}"})
+        finally:
+            writer.close()
+        raise
+    finally:
+        theirs.close()  # the child's copy is the only one: its exit is the channel's end
+    recorder = Recorder(writer, ours, max_message=max_message)
+    supervisor = Supervisor(proc, grace)
+    try:
+        with supervisor.signals():
+            supervisor.serve(recorder)
+    finally:
+        try:
+            supervisor.stop()  # on an error of the recorder's own: the child is not left running unrecorded
+            duration = round((time.monotonic() - began) * 1000, 3)
+            recorder.end(proc.returncode, pid=proc.pid, duration_ms=duration,
+                         **({"channel": recorder.closed_early} if recorder.closed_early else {}))
+        finally:
+            ours.close()
+    return exit_code(proc.returncode)
+
+
+class Supervisor:
+    """Waits for one child while its channel is served: forwards signals, kills after a grace, never hangs."""
+
+    def __init__(self, proc: subprocess.Popen[Any], grace: float = GRACE) -> None:
+        self.proc = proc
+        self.grace = grace
+        self.deadline: float | None = None  # when a child asked to stop is killed
+        self.wake: tuple[socket.socket, socket.socket] | None = None
+
+    # -- signals ------------------------------------------------------------------
+
+    @contextmanager
+    def signals(self) -> Iterator[None]:
+        """Forward signals while the child runs (main thread only: elsewhere Python delivers none)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        wake_r, wake_w = socket.socketpair()
+        wake_r.setblocking(False)
+        wake_w.setblocking(False)
+        self.wake = (wake_r, wake_w)
+        saved = {signum: signal.signal(signum, self._on_signal) for signum in (*_STOP, *_INTERRUPT)}
+        # A signal wakes the loop's select (it would otherwise be retried with the old timeout).
+        old_fd = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
+        try:
+            yield
+        finally:
+            signal.set_wakeup_fd(old_fd)
+            for signum, handler in saved.items():
+                signal.signal(signum, handler)
+            self.wake = None
+            wake_r.close()
+            wake_w.close()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if signum in _INTERRUPT and self._terminal_delivers(signum):
+            return
+        if self.proc.returncode is None:
+            self.proc.send_signal(signum)
+        if signum in _STOP:
+            now = time.monotonic()
+            self.deadline = now if self.deadline is not None else now + self.grace  # a second one: kill now
+
+    def _terminal_delivers(self, signum: int) -> bool:
+        """Did the child get this signal from the terminal too (same process group, in the foreground)?"""
+        try:
+            if os.getpgid(self.proc.pid) != os.getpgrp():
+                return False
+            fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+        except OSError:
+            return False
+        try:
+            return os.tcgetpgrp(fd) == os.getpgrp()
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+
+    # -- the loop -----------------------------------------------------------------
+
+    def serve(self, recorder: Recorder) -> None:
+        """Answer the channel until the child has exited; then what it sent before exiting."""
+        with selectors.DefaultSelector() as sel:
+            pidfd = _pidfd(self.proc.pid)
+            try:
+                sel.register(recorder.fileno(), selectors.EVENT_READ, "channel")
+                if pidfd is not None:
+                    sel.register(pidfd, selectors.EVENT_READ, "exit")
+                if self.wake is not None:
+                    sel.register(self.wake[0], selectors.EVENT_READ, "wake")
+                self._loop(sel, recorder, pidfd is not None)
+            finally:
+                if pidfd is not None:
+                    os.close(pidfd)
+        recorder.drain()
+
+    def _loop(self, sel: selectors.BaseSelector, recorder: Recorder, exit_events: bool) -> None:
+        eof_at: float | None = None
+        while True:
+            timeout = self._timeout(exit_events, eof_at)
+            events = sel.select(timeout)
+            look = not events or eof_at is not None  # waitpid only when something may have changed
+            for key, _ in events:
+                if key.data == "channel":
+                    if not recorder.on_readable():
+                        sel.unregister(recorder.fileno())
+                        eof_at = time.monotonic()
+                else:  # "exit", or a signal ("wake")
+                    if key.data == "wake":
+                        self._drain_wake()
+                    look = True
+            if look and self.proc.poll() is not None:
+                return
+            self._enforce_deadline()
+            if eof_at is not None and time.monotonic() - eof_at >= EOF_GRACE and recorder.reported_end is None:
+                recorder.channel_closed("the session closed its channel to the recorder and went on running: "
+                                        "nothing it ran after that could be recorded")
+
+    def _timeout(self, exit_events: bool, eof_at: float | None) -> float | None:
+        waits = [] if exit_events else [0.1]  # without a pidfd, look for the child's exit ten times a second
+        if self.deadline is not None:
+            waits.append(max(0.0, self.deadline - time.monotonic()))
+        if eof_at is not None:
+            waits.append(max(0.0, eof_at + EOF_GRACE - time.monotonic()) or 0.1)
+        return min(waits) if waits else None
+
+    def _enforce_deadline(self) -> None:
+        if self.deadline is not None and time.monotonic() >= self.deadline and self.proc.poll() is None:
+            self.proc.kill()
+            self.deadline = None
+
+    def _drain_wake(self) -> None:
+        assert self.wake is not None
+        try:
+            while self.wake[0].recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def stop(self) -> None:
+        """The child ended, or ended now: SIGTERM, then SIGKILL after the grace; reaped either way."""
+        if self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(self.grace)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _pidfd(pid: int) -> int | None:
+    """A descriptor that becomes readable when *pid* exits (Linux 5.3+); None elsewhere."""
+    if not hasattr(os, "pidfd_open"):
+        return None
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return None
