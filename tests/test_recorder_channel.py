@@ -91,8 +91,9 @@ def start_recorder(tmp: Path, body: str, **opts: Any) -> tuple[subprocess.Popen[
     (tmp / "child.py").write_text(HEAD + textwrap.dedent(body))
     env = {**os.environ, "APPSHELL_AUDIT_LOG": str(log), "APPSHELL_AUDIT_URL": "postgresql://audit:s3cret@db/audit"}
     prefix, python = opts.pop("prefix", []), opts.pop("python", sys.executable)
+    # A session of its own: no controlling terminal, as under a service manager or ssh without a tty.
     proc = subprocess.Popen([*prefix, python, str(tmp / "driver.py"), str(log), str(tmp / "child.py"), json.dumps(opts)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     return proc, log
 
 
@@ -122,7 +123,8 @@ def test_a_session_is_sealed_in_order_and_acknowledged(tmp_path: Path) -> None:
         report("session_end", status="ok")
     """)
     assert code == 0, err
-    assert "env ['APPSHELL_RECORDER_FD']" in out  # the sinks' configuration and credentials stay with the recorder
+    # The sinks' configuration and credentials stay with the recorder; the channel's number is taken out at once.
+    assert "env []" in out
     assert out.count("ok ") == 5
     recs = records(log)
     assert [(r["event"], r["by"]) for r in recs] == [
@@ -277,8 +279,7 @@ def test_a_session_whose_recorder_is_gone_fails_closed(tmp_path: Path) -> None:
     """)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL
-    time.sleep(0.5)  # the orphaned child prints its last line to the pipe's other holders: read what came
-    assert "ready" in out
+    assert "ready" in out  # communicate read until the orphaned child, which holds the pipe too, exited
     assert "refused statement the recorder process is gone (its channel is closed); the statement was not run" in out
     assert not [r for r in records(log) if r["event"] == "statement"]
 
@@ -327,6 +328,27 @@ def test_sigterm_to_the_recorder_ends_the_session_without_hanging(tmp_path: Path
     end = the_end(records(log))
     assert (end["status"], end["signal"]) == ("killed", expected.name)
     assert verify_files(log).ok
+
+
+def test_sigint_to_a_recorder_without_a_terminal_reaches_the_session(tmp_path: Path) -> None:
+    # At a terminal the tty sends ^C to the child itself; sent to the recorder alone, it is passed on.
+    proc, log = start_recorder(tmp_path, """
+        def interrupted(signum, frame):
+            report("session_end", status="interrupted")
+            sys.exit(130)
+        signal.signal(signal.SIGINT, interrupted)
+        report("session_start")
+        print("ready", flush=True)
+        time.sleep(60)
+    """)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ok session_start"
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=10)
+    assert proc.returncode == 130
+    end = the_end(records(log))
+    assert (end["status"], end["exit_code"], end["reported"]) == ("interrupted", 130, {"status": "interrupted"})
 
 
 # -- hardening -------------------------------------------------------------------------------------------
@@ -477,3 +499,25 @@ def test_a_request_interrupted_while_waiting_reads_its_reply_before_the_next() -
     thread.join(5)
     with pytest.raises(AuditFailure, match="this session closed its channel"):
         ch.request("statement", {"n": 3, "source": "x"})
+
+
+def test_a_session_that_leaves_its_acknowledgements_unread_loses_its_channel_not_the_recorder() -> None:
+    ours, theirs = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    writer = _Writer()
+    recorder = Recorder(writer, ours, reply_timeout=0.2)
+    theirs.setblocking(False)
+    began = time.monotonic()
+    sent = 0
+    try:
+        while time.monotonic() - began < 5:  # reports, and never a reply read
+            theirs.send(encode({"kind": "statement", "fields": {"n": sent + 1, "source": "x"}}))
+            sent += 1
+            if not recorder.on_readable():
+                break
+    except (BlockingIOError, BrokenPipeError):
+        pass
+    while recorder.on_readable():
+        pass
+    assert time.monotonic() - began < 5
+    assert writer.events[-1] == "channel_closed" and not recorder.open

@@ -70,12 +70,18 @@ class Channel:
 
     @classmethod
     def from_fd(cls, fd: int) -> Channel:
+        """The channel on *fd*, which this process's own children will not inherit."""
+        os.set_inheritable(fd, False)
         return cls(socket.socket(fileno=fd))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Channel | None:
-        """The channel the recorder passed in ``APPSHELL_RECORDER_FD``; None when there is no recorder."""
-        value = (os.environ if environ is None else environ).get(FD_VARIABLE)
+        """The channel the recorder passed in ``APPSHELL_RECORDER_FD``; None when there is no recorder.
+
+        Without *environ*, the variable is taken out of ``os.environ``: the channel is this process's
+        alone, and an appshell started by the session's code must not take a stale number for its own.
+        """
+        value = os.environ.pop(FD_VARIABLE, None) if environ is None else environ.get(FD_VARIABLE)
         return cls.from_fd(int(value)) if value else None
 
     def fileno(self) -> int:

@@ -42,7 +42,7 @@ from typing import Any, Protocol
 from appshell.errors import AuditFailure
 from appshell.recorder.channel import HEADER, KINDS, MAX_MESSAGE, encode
 
-__all__ = ["AuditWriter", "AuditorAdapter", "as_writer", "Recorder", "Frames", "Oversize", "RECORDER_FIELDS",
+__all__ = ["REPLY_TIMEOUT", "AuditWriter", "AuditorAdapter", "as_writer", "Recorder", "Frames", "Oversize", "RECORDER_FIELDS",
            "MAX_DEPTH", "exit_code", "end_status"]
 
 # Fields only the recorder (or the sinks under it) sets; a report holding one is refused.
@@ -203,10 +203,12 @@ def _is_n(value: Any) -> bool:
 class Recorder:
     """Serves one session's channel: every report checked, sealed through *auditor*, and answered."""
 
-    def __init__(self, auditor: Any, sock: socket.socket, *, max_message: int = MAX_MESSAGE) -> None:
+    def __init__(self, auditor: Any, sock: socket.socket, *, max_message: int = MAX_MESSAGE,
+                 reply_timeout: float = REPLY_TIMEOUT) -> None:
         self.writer = as_writer(auditor)
         self.sock = sock
-        sock.settimeout(REPLY_TIMEOUT)  # a reply the session does not read cannot block the recorder for long
+        self.reply_timeout = reply_timeout
+        sock.settimeout(reply_timeout)  # a reply the session does not read cannot block the recorder for long
         self.frames = Frames(max_message)
         self.max_message = max_message
         self.open = True  # False once the channel is at its end (EOF, or closed by the recorder)
@@ -251,7 +253,7 @@ class Recorder:
         try:
             self.sock.sendall(encode(reply))
         except TimeoutError:
-            self.channel_closed(f"the session left the recorder's acknowledgements unread for {REPLY_TIMEOUT:g} s")
+            self.channel_closed(f"the session left the recorder's acknowledgements unread for {self.reply_timeout:g} s")
             self.shutdown()
         except OSError:  # EPIPE, ECONNRESET: the session's end is closed; the record stays as it was written
             self.open = False

@@ -39,7 +39,7 @@ from types import FrameType
 from typing import Any
 
 from appshell.recorder.channel import FD_VARIABLE, MAX_MESSAGE
-from appshell.recorder.server import Recorder, as_writer, exit_code
+from appshell.recorder.server import REPLY_TIMEOUT, Recorder, as_writer, exit_code
 
 __all__ = ["run_recorded", "scrubbed_env", "harden", "Supervisor", "GRACE", "SCRUBBED", "SECRET_WORDS"]
 
@@ -91,7 +91,7 @@ def harden() -> bool:
 
 def run_recorded(argv: Sequence[str], env: Mapping[str, str], auditor: Any, session_start: dict[str, Any], *,
                  grace: float = GRACE, hardened: bool = True, max_message: int = MAX_MESSAGE,
-                 **popen: Any) -> int:
+                 reply_timeout: float = REPLY_TIMEOUT, **popen: Any) -> int:
     """Record a session of *argv* (run with *env*, scrubbed): its exit code, or 128 + the signal that ended it.
 
     *auditor*: an ``Auditor`` (or any :class:`~appshell.recorder.server.AuditWriter`), opened by the
@@ -119,19 +119,19 @@ def run_recorded(argv: Sequence[str], env: Mapping[str, str], auditor: Any, sess
         raise
     finally:
         theirs.close()  # the child's copy is the only one: its exit is the channel's end
-    recorder = Recorder(writer, ours, max_message=max_message)
+    recorder = Recorder(writer, ours, max_message=max_message, reply_timeout=reply_timeout)
     supervisor = Supervisor(proc, grace)
-    try:
-        with supervisor.signals():
-            supervisor.serve(recorder)
-    finally:
+    with supervisor.signals():  # until the session_end is sealed: a second SIGTERM must not cut it
         try:
-            supervisor.stop()  # on an error of the recorder's own: the child is not left running unrecorded
-            duration = round((time.monotonic() - began) * 1000, 3)
-            recorder.end(proc.returncode, pid=proc.pid, duration_ms=duration,
-                         **({"channel": recorder.closed_early} if recorder.closed_early else {}))
+            supervisor.serve(recorder)
         finally:
-            ours.close()
+            try:
+                supervisor.stop()  # on an error of the recorder's own: the child is not left running unrecorded
+                duration = round((time.monotonic() - began) * 1000, 3)
+                recorder.end(proc.returncode, pid=proc.pid, duration_ms=duration,
+                             **({"channel": recorder.closed_early} if recorder.closed_early else {}))
+            finally:
+                ours.close()
     return exit_code(proc.returncode)
 
 
