@@ -36,7 +36,6 @@ import select
 import signal
 import socket
 import time
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from appshell.errors import AuditFailure
@@ -123,13 +122,13 @@ def end_status(returncode: int, reported: dict[str, Any] | None) -> str:
     return "ok" if returncode == 0 else "error"
 
 
-@dataclass
 class Oversize:
     """A frame over the cap, read past without keeping it: its declared size, its sha256, its first bytes."""
 
-    size: int
-    hasher: Any = field(default_factory=hashlib.sha256)
-    preview: bytes = b""
+    def __init__(self, size: int) -> None:  # (not a dataclass: importing dataclasses costs the recorder ~10 ms)
+        self.size = size
+        self.hasher = hashlib.sha256()
+        self.preview = b""
 
     def add(self, chunk: bytes) -> None:
         self.hasher.update(chunk)
