@@ -1,0 +1,242 @@
+"""The recorder's life around a forked session: fork first, then open the record, then let the session go.
+
+The console script forks as soon as it knows what runs (argv parsed, settings and the program read,
+nothing of the app imported). The order is what keeps the record out of the session's reach:
+
+1. ``fork()``: the child (the session) is a copy of a process that has not yet opened a sink nor
+   read the sealing key, so it never holds the log's descriptor, the key or the witness connection;
+2. the parent (the recorder) makes itself non-dumpable, opens the sinks and seals ``session_start``
+   (``"by": "recorder"``), holding the raw input it read: the ``-c`` code, a script's bytes and their
+   sha256, a program read from stdin. A sink that cannot be opened ends the child before it ran
+   anything (exit 3);
+3. only then does the recorder tell the child to go (one byte on a pipe; the pipe's end without it
+   means "stop": the child exits 3 without booting the app);
+4. the recorder serves the child's channel (every structured report checked and sealed,
+   :mod:`appshell.recorder.server`) and, at a terminal, relays the pty between the operator's terminal
+   and the child (every byte typed recorded before the child can read it; what was shown, opt-in,
+   :mod:`appshell.recorder.relay`);
+5. ``waitpid`` says how the child ended, and the recorder seals ``session_end`` from it: also when the
+   child was killed, crashed, or closed its channel early.
+
+Fork, not exec, because a second interpreter with appshell's imports costs ~60 ms on every ``-c``
+(the budget is 10 % over the app's own start); the child is the same program, already started.
+What a fork cannot give: variables of the environment the operator started appshell with stay
+readable in the child's ``/proc/self/environ`` (the kernel's copy), so a sink credential given that
+way is known to the session — in same-user mode the operator set it anyway. The
+privilege-separated mode reads the recorder's credentials after the fork, as the recorder's user.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from appshell.errors import EXIT_AUDIT, EXIT_USER_ERROR
+from appshell.recorder.channel import Channel
+from appshell.recorder.server import Recorder, as_writer, exit_code
+from appshell.recorder.spawn import GRACE, SCRUBBED, Supervisor, _secret, harden
+
+__all__ = ["ForkedChild", "record_forked", "io_fields", "Io"]
+
+_RESET = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGWINCH, signal.SIGCHLD, signal.SIGPIPE)
+
+
+class ForkedChild:
+    """A forked child as much of ``subprocess.Popen`` as :class:`Supervisor` uses."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.returncode = EXIT_USER_ERROR  # reaped elsewhere: its status is lost
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)  # negative: the signal that ended it
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0)
+            time.sleep(0.005)
+        assert self.returncode is not None
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+class Io:
+    """Terminal input and output as ``io`` records: the relay's events, text decoded without losing a byte."""
+
+    def __init__(self, write: Callable[[str, dict[str, Any]], None]) -> None:
+        self.write = write
+
+    def __call__(self, t: float, code: str, data: bytes) -> None:
+        self.write("io", io_fields(t, code, data))
+
+
+def io_fields(t: float, code: str, data: bytes) -> dict[str, Any]:
+    """One relay event as a record's fields. Bytes that are not UTF-8 stay as lone surrogates, which the
+    record escapes losslessly (``undecodable``): replay gives back the very bytes."""
+    return {"by": "recorder", "t": round(t, 4), "stream": code, "data": data.decode("utf-8", "surrogateescape")}
+
+
+def _scrub_environment() -> None:
+    """The session's ``os.environ`` (and its children's) without the sinks' credentials and configuration."""
+    for name in [k for k in os.environ if k in SCRUBBED or _secret(k)]:
+        del os.environ[name]
+
+
+def _child(slave: int | None, master: int | None, ready: tuple[int, int], theirs: socket.socket, ours: socket.socket,
+           main: Callable[[Channel], int]) -> None:
+    """In the forked child: become the session, wait for the recorder's go, run *main*, and leave."""
+    code = EXIT_USER_ERROR
+    try:
+        ours.close()
+        os.close(ready[1])  # the recorder's end: while any copy of it is open, the go could never end in EOF
+        signal.set_wakeup_fd(-1)
+        for signum in _RESET:
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if slave is not None:
+            os.setsid()
+            for fd in (0, 1, 2):
+                os.dup2(slave, fd)
+            import fcntl
+            import termios
+
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            os.close(slave)
+            if master is not None:
+                os.close(master)
+        _scrub_environment()
+        if not os.read(ready[0], 1):  # the recorder could not open the record: nothing runs
+            os._exit(EXIT_AUDIT)
+        os.close(ready[0])
+        code = main(Channel.from_fd(theirs.detach()))
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
+    except BaseException:  # noqa: BLE001 - a bug: shown, and the child still leaves through os._exit
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+
+
+def record_forked(main: Callable[[Channel], int], open_writer: Callable[[], Any], session_start: dict[str, Any], *,
+                  terminal: bool = False, record_output: bool = False, output_cap: int | None = None,
+                  grace: float = GRACE) -> int:
+    """Run ``main(channel)`` in a forked child, recorded; its exit code (128 + a signal that ended it).
+
+    *open_writer* opens the auditor (sinks, key), called in the recorder after the fork. *terminal*:
+    put a pty between the operator's terminal and the child, recording what is typed (and shown,
+    with *record_output*, at most *output_cap* bytes).
+    """
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()  # what is buffered now would otherwise be written twice, once by each process
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    ready_r, ready_w = os.pipe()
+    relay = None
+    if terminal:
+        from appshell.recorder.relay import Relay
+
+        io: list[Callable[[float, str, bytes], None]] = []
+        relay = Relay(lambda t, code, data: io[0](t, code, data), record_output=record_output, output_cap=output_cap)
+        relay.__enter__()
+    try:
+        if relay is not None:
+            pid = relay.start(lambda slave: _fork(slave, relay.master, (ready_r, ready_w), theirs, ours, main))
+        else:
+            pid = _fork(None, None, (ready_r, ready_w), theirs, ours, main)
+        os.close(ready_r)
+        theirs.close()
+        child = ForkedChild(pid)
+        began = time.monotonic()
+        harden()
+        try:
+            writer = as_writer(open_writer())
+            writer.start({**session_start, "by": "recorder", "pid": pid,
+                          "terminal": {"relay": True, "output_recorded": record_output} if relay is not None else None})
+        except BaseException:
+            os.close(ready_w)  # the child reads the end of the pipe: it exits without running anything
+            child.wait()
+            raise
+        if relay is not None:
+            io.append(Io(writer.write))
+        os.write(ready_w, b"1")
+        os.close(ready_w)
+        recorder = Recorder(writer, ours)
+        supervisor = Supervisor(child, grace)  # type: ignore[arg-type]  # a ForkedChild is the Popen it uses
+        try:
+            if relay is None:
+                with supervisor.signals():
+                    supervisor.serve(recorder)
+            else:
+                _relay(relay, recorder, supervisor)
+        finally:
+            supervisor.stop()
+            duration = round((time.monotonic() - began) * 1000, 3)
+            assert child.returncode is not None
+            recorder.end(child.returncode, pid=pid, duration_ms=duration,
+                         **({"channel": recorder.closed_early} if recorder.closed_early else {}))
+            ours.close()
+        return exit_code(child.returncode)
+    finally:
+        if relay is not None:
+            relay.__exit__(None, None, None)
+
+
+def _fork(slave: int | None, master: int | None, ready: tuple[int, int], theirs: socket.socket, ours: socket.socket,
+          main: Callable[[Channel], int]) -> int:
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child leaves through os._exit; its tests run it as a process
+        _child(slave, master, ready, theirs, ours, main)
+    return pid
+
+
+def _relay(relay: Any, recorder: Recorder, supervisor: Supervisor) -> None:
+    """One loop for the pty and the channel, until the pty closes; then the channel alone, until the child exits.
+
+    A SIGTERM/SIGHUP that ended the relay's loop is passed on to the session (the relay's handlers had it).
+    """
+
+    def on_channel() -> None:
+        if not recorder.on_readable():
+            relay.unwatch(recorder.fileno())
+
+    relay.watch(recorder.fileno(), on_channel)
+    relay.run(pid=supervisor.proc.pid)
+    relay.unwatch(recorder.fileno())
+    if relay.signal is not None:
+        supervisor.proc.send_signal(relay.signal)
+        supervisor.deadline = time.monotonic() + supervisor.grace
+    with supervisor.signals():
+        supervisor.serve(recorder)  # the session's teardown still reports (its session_end) after its terminal closed

@@ -1,0 +1,102 @@
+"""record_forked: the session forked before the record is opened, the record kept by the recorder (issue 22 items 1, 2, 11)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pexpect
+
+DRIVER = textwrap.dedent('''
+    import json, os, signal, sys, time
+    from pathlib import Path
+    from appshell.audit.auditor import Auditor
+    from appshell.audit.sinks import FileSink
+    from appshell.config.redact import Redactor
+    from appshell.recorder.forked import record_forked
+
+    log, behaviour, marker = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+
+    def open_writer():
+        if behaviour == "sink-fails":
+            raise OSError("the disk is gone")
+        return Auditor([FileSink(log)], required=True, redact=Redactor())
+
+    def main(channel):
+        marker.write_text(json.dumps({"pid": os.getpid(),
+                                      "fds": sorted(os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+                                                    if os.path.exists(f"/proc/self/fd/{fd}")),
+                                      "url": os.environ.get("APPSHELL_AUDIT_URL")}))
+        channel.request("session_start", {"app": "demo"})
+        channel.request("statement", {"n": 1, "source": "print(1)", "kind": "code"})
+        if behaviour == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if behaviour == "terminal":
+            print("typed:", input("> "), flush=True)
+        channel.request("result", {"n": 1, "status": "ok", "error": None, "duration_ms": 1.0, "sql": []})
+        channel.request("session_end", {"status": "ok"})
+        return 5
+
+    sys.exit(record_forked(main, open_writer, {"mode": "command", "argv": ["-c", "print(1)"]},
+                           terminal=behaviour == "terminal", record_output=True))
+''')
+
+
+def _run(tmp_path: Path, behaviour: str) -> tuple[subprocess.CompletedProcess[str], list[dict], Path]:
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    log, marker = tmp_path / "audit.jsonl", tmp_path / "marker.json"
+    env = {**os.environ, "APPSHELL_AUDIT_URL": "postgresql://audit:secret@localhost/audit"}
+    done = subprocess.run([sys.executable, str(driver), str(log), behaviour, str(marker)], capture_output=True, text=True,
+                          env=env, timeout=60)
+    records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return done, records, marker
+
+
+def test_the_record_is_opened_after_the_fork_and_ended_by_the_recorder(tmp_path: Path) -> None:
+    done, records, marker = _run(tmp_path, "ok")
+    assert done.returncode == 5, done.stderr
+    assert [(r["event"], r["by"]) for r in records] == [
+        ("session_start", "recorder"), ("session_info", "session"), ("statement", "session"), ("result", "session"),
+        ("session_end", "recorder")]
+    assert records[-1]["exit_code"] == 5 and records[-1]["reported"] == {"status": "ok"}
+    seen = json.loads(marker.read_text())
+    assert not any(str(tmp_path / "audit.jsonl") in fd or "audit.seal" in fd for fd in seen["fds"]), seen["fds"]
+    assert seen["url"] is None  # the sinks' credentials are not in the session's environment
+
+
+def test_a_session_killed_mid_statement_is_ended_by_the_recorder(tmp_path: Path) -> None:
+    done, records, _ = _run(tmp_path, "kill")
+    assert done.returncode == 128 + 9
+    assert [r["event"] for r in records] == ["session_start", "session_info", "statement", "session_end"]
+    assert records[-1]["status"] == "killed" and records[-1]["signal"] == "SIGKILL" and records[-1]["by"] == "recorder"
+
+
+def test_a_record_that_cannot_be_opened_runs_nothing(tmp_path: Path) -> None:
+    done, records, marker = _run(tmp_path, "sink-fails")
+    assert done.returncode != 0 and "the disk is gone" in done.stderr
+    assert not marker.exists() and records == []
+
+
+def test_at_a_terminal_what_is_typed_is_recorded(tmp_path: Path) -> None:
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    log, marker = tmp_path / "audit.jsonl", tmp_path / "marker.json"
+    child = pexpect.spawn(sys.executable, [str(driver), str(log), "terminal", str(marker)], encoding="utf-8", timeout=30)
+    child.expect("> ")
+    child.sendline("hello recorder")
+    child.expect("typed: hello recorder")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 5
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    typed = "".join(r["data"] for r in records if r["event"] == "io" and r["stream"] == "i")
+    shown = "".join(r["data"] for r in records if r["event"] == "io" and r["stream"] == "o")
+    assert "hello recorder" in typed and "typed: hello recorder" in shown
+    start = records[0]
+    assert start["event"] == "session_start" and start["terminal"] == {"relay": True, "output_recorded": True}
+    assert records[-1]["event"] == "session_end" and records[-1]["exit_code"] == 5
