@@ -31,6 +31,8 @@ DRIVER = textwrap.dedent('''
                                       "fds": sorted(os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
                                                     if os.path.exists(f"/proc/self/fd/{fd}")),
                                       "url": os.environ.get("APPSHELL_AUDIT_URL")}))
+        if behaviour == "die-early":
+            os._exit(9)
         channel.request("session_start", {"app": "demo"})
         channel.request("statement", {"n": 1, "source": "print(1)", "kind": "code"})
         if behaviour == "kill":
@@ -61,8 +63,9 @@ def test_the_record_is_opened_after_the_fork_and_ended_by_the_recorder(tmp_path:
     done, records, marker = _run(tmp_path, "ok")
     assert done.returncode == 5, done.stderr
     assert [(r["event"], r["by"]) for r in records] == [
-        ("session_start", "recorder"), ("session_info", "session"), ("statement", "session"), ("result", "session"),
-        ("session_end", "recorder")]
+        ("session_start", "recorder"), ("statement", "session"), ("result", "session"), ("session_end", "recorder")]
+    start = records[0]
+    assert start["app"] == "demo" and start["session_reported"] == ["app"] and start["mode"] == "command"
     assert records[-1]["exit_code"] == 5 and records[-1]["reported"] == {"status": "ok"}
     seen = json.loads(marker.read_text())
     assert not any(str(tmp_path / "audit.jsonl") in fd or "audit.seal" in fd for fd in seen["fds"]), seen["fds"]
@@ -72,7 +75,7 @@ def test_the_record_is_opened_after_the_fork_and_ended_by_the_recorder(tmp_path:
 def test_a_session_killed_mid_statement_is_ended_by_the_recorder(tmp_path: Path) -> None:
     done, records, _ = _run(tmp_path, "kill")
     assert done.returncode == 128 + 9
-    assert [r["event"] for r in records] == ["session_start", "session_info", "statement", "session_end"]
+    assert [r["event"] for r in records] == ["session_start", "statement", "session_end"]
     assert records[-1]["status"] == "killed" and records[-1]["signal"] == "SIGKILL" and records[-1]["by"] == "recorder"
 
 
@@ -100,3 +103,11 @@ def test_at_a_terminal_what_is_typed_is_recorded(tmp_path: Path) -> None:
     start = records[0]
     assert start["event"] == "session_start" and start["terminal"] == {"relay": True, "output_recorded": True}
     assert records[-1]["event"] == "session_end" and records[-1]["exit_code"] == 5
+
+
+def test_a_session_that_dies_before_reporting_its_start_still_has_start_and_end(tmp_path: Path) -> None:
+    done, records, _ = _run(tmp_path, "die-early")
+    assert done.returncode == 9
+    assert [(r["event"], r["by"]) for r in records] == [("session_start", "recorder"), ("session_end", "recorder")]
+    assert records[0]["session_reported"] is None and records[0]["mode"] == "command"
+    assert records[1]["exit_code"] == 9 and records[1]["reported"] is None

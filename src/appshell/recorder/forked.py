@@ -182,18 +182,18 @@ def record_forked(main: Callable[[Channel], int], open_writer: Callable[[], Any]
         began = time.monotonic()
         harden()
         try:
-            writer = as_writer(open_writer())
-            writer.start({**session_start, "by": "recorder", "pid": pid,
-                          "terminal": {"relay": True, "output_recorded": record_output} if relay is not None else None})
+            writer = as_writer(open_writer())  # the sinks open (and fail) before the session boots anything
         except BaseException:
             os.close(ready_w)  # the child reads the end of the pipe: it exits without running anything
             child.wait()
             raise
+        start = {**session_start, "pid": pid,
+                 "terminal": {"relay": True, "output_recorded": record_output} if relay is not None else None}
+        recorder = Recorder(writer, ours, start=start)
         if relay is not None:
-            io.append(Io(writer.write))
+            io.append(Io(recorder.write))
         os.write(ready_w, b"1")
         os.close(ready_w)
-        recorder = Recorder(writer, ours)
         supervisor = Supervisor(child, grace)  # type: ignore[arg-type]  # a ForkedChild is the Popen it uses
         try:
             if relay is None:

@@ -203,8 +203,13 @@ class Recorder:
     """Serves one session's channel: every report checked, sealed through *auditor*, and answered."""
 
     def __init__(self, auditor: Any, sock: socket.socket, *, max_message: int = MAX_MESSAGE,
-                 reply_timeout: float = REPLY_TIMEOUT) -> None:
+                 reply_timeout: float = REPLY_TIMEOUT, start: dict[str, Any] | None = None) -> None:
         self.writer = as_writer(auditor)
+        # With *start*, the session's one session_start is written when the session reports its own (what
+        # it learnt booting the app: its label, the database), the recorder's fields over the session's,
+        # and ``session_reported`` naming the session's; without, the recorder wrote it before the child ran.
+        self.start = start
+        self.held: list[tuple[str, dict[str, Any]]] = []  # the recorder's own records (typed input) until then
         self.sock = sock
         self.reply_timeout = reply_timeout
         sock.settimeout(reply_timeout)  # a reply the session does not read cannot block the recorder for long
@@ -329,7 +334,14 @@ class Recorder:
             self.reported_end = fields
             return {"ok": True}
         try:
-            self.writer.write(_EVENT[kind], {**fields, "by": "session"})
+            if kind == "session_start" and self.start is not None:
+                self.writer.start({**fields, **self.start, "by": "recorder", "session_reported": sorted(fields)})
+                self.start = None
+                for event, held in self.held:
+                    self.writer.write(event, held)
+                self.held.clear()
+            else:
+                self.writer.write(_EVENT[kind], {**fields, "by": "session"})
         except AuditFailure as exc:
             return {"ok": False, "what": exc.what, "fix": exc.fix}
         n: Any = fields.get("n")
@@ -358,7 +370,7 @@ class Recorder:
             evidence = {"report": message}
         what = f"the recorder refused this {kind} report: {reason}"
         try:
-            self.writer.write("refused_report", {"by": "recorder", "kind": kind, "reason": reason, **evidence})
+            self.write("refused_report", {"by": "recorder", "kind": kind, "reason": reason, **evidence})
         except AuditFailure as exc:
             return {"ok": False, "what": f"{what}; and could not record the refusal: {exc.what}", "fix": exc.fix}
         return {"ok": False, "what": what,
@@ -366,10 +378,27 @@ class Recorder:
 
     # -- the recorder's own records -------------------------------------------------
 
+    def write(self, event: str, fields: dict[str, Any]) -> None:
+        """A record of the recorder's own (``"by": "recorder"``): held until the session_start is written."""
+        if self.start is not None:
+            self.held.append((event, fields))
+        else:
+            self.writer.write(event, fields)
+
+    def _start_unreported(self) -> None:
+        """The session never reported its start: the session_start with what the recorder knows, then what was held."""
+        if self.start is not None:
+            self.writer.start({**self.start, "by": "recorder", "session_reported": None})
+            self.start = None
+            for event, held in self.held:
+                self.writer.write(event, held)
+            self.held.clear()
+
     def channel_closed(self, reason: str) -> None:
         """Record, once, that the channel ended while the session went on."""
         if self.closed_early is None:
             self.closed_early = reason
+            self._start_unreported()
             self.writer.write("channel_closed", {"by": "recorder", "reason": reason})
 
     def end(self, returncode: int, *, pid: int | None = None, duration_ms: float | None = None,
@@ -388,6 +417,7 @@ class Recorder:
             **extra,
         }
         try:
+            self._start_unreported()
             self.writer.write("session_end", fields)
         finally:
             self.writer.close()
