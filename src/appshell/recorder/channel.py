@@ -27,7 +27,7 @@ from typing import Any
 
 from appshell.errors import AuditFailure
 
-__all__ = ["FD_VARIABLE", "MAX_MESSAGE", "KINDS", "HEADER", "Channel", "SessionSink", "encode"]
+__all__ = ["FD_VARIABLE", "MAX_MESSAGE", "KINDS", "HEADER", "Channel", "SessionSink", "SessionAuditor", "encode"]
 
 FD_VARIABLE = "APPSHELL_RECORDER_FD"
 MAX_MESSAGE = 4 * 1024 * 1024  # a message body larger than this is refused (and recorded as refused)
@@ -196,3 +196,38 @@ class SessionSink:
     def result(self, entry: Any) -> None:
         self.channel.request("result", {"n": entry.n, "status": entry.status, "error": entry.error,
                                         "duration_ms": entry.duration_ms, "sql": entry.sql})
+
+
+class SessionAuditor(SessionSink):
+    """What the session holds in place of an ``Auditor`` when a recorder keeps the record.
+
+    The same calls (``start``, ``statement``, ``result``, ``end``, ``session``, ``required``,
+    ``redact``), each a report over the channel; nothing of the log, the key or the sinks.
+    """
+
+    def __init__(self, channel: Channel, session: str, required: bool, redact: Any) -> None:
+        super().__init__(channel)
+        self.session = session  # chosen by the recorder before the fork: the one its records carry
+        self.required = required
+        self.redact = redact  # the session's own masking (history, echo), a convenience: the record is masked by the recorder
+        self.statements = 0
+        self.ended = False
+
+    def start(self, fields: Mapping[str, Any]) -> None:
+        self.channel.request("session_start", fields)
+
+    def statement(self, entry: Any, extra: dict[str, Any]) -> None:
+        super().statement(entry, extra)
+        self.statements += 1
+
+    def end(self, status: str) -> None:
+        """Report the session's own view of its end; the record's end is the recorder's, from waitpid."""
+        if self.ended:
+            return
+        self.ended = True
+        try:
+            self.channel.request("session_end", {"status": status, "statements": self.statements})
+        except AuditFailure:
+            pass  # the recorder writes the session_end from the exit status whatever this report did
+        finally:
+            self.channel.close()
