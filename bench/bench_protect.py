@@ -38,7 +38,7 @@ def main() -> None:
     from sqlalchemy.orm import DeclarativeBase, Session, mapped_column
 
     from appshell.console import protect
-    from appshell.console.render import tabulate
+    from appshell.console.rows import tabulate
     from appshell.console.results import Results
 
     class Base(DeclarativeBase):

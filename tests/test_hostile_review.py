@@ -283,11 +283,11 @@ def test_mariadb_alter_table_rename_refused_in_the_sandbox(library_of: Library) 
 def test_read_only_recheck_that_fails_ends_the_session(library_of: Library, monkeypatch: pytest.MonkeyPatch) -> None:
     """A re-check that errs is never a pass (F1): made to fail from the operator's Python, as a fake
     current_setting() earlier in search_path would have made it lie."""
-    import appshell.safety.database
+    import appshell.safety.connection
 
-    monkeypatch.setattr(appshell.safety.database, "_READ_ONLY_NOW", dict(appshell.safety.database._READ_ONLY_NOW))  # put back after
+    monkeypatch.setattr(appshell.safety.connection, "_READ_ONLY_NOW", dict(appshell.safety.connection._READ_ONLY_NOW))  # put back after
     root, env = library_of("postgresql")
-    code = ("import appshell.safety.database\nappshell.safety.database._READ_ONLY_NOW['postgresql'] = 'select 1/0'\n"
+    code = ("import appshell.safety.connection\nappshell.safety.connection._READ_ONLY_NOW['postgresql'] = 'select 1/0'\n"
             "sql('DO $$ begin perform 1; end $$')\nprint('still here')")
     result = run(["--read-only", "-c", code], cwd=root, env=env)
     assert result.exit_code == 3, result.output

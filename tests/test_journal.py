@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from appshell.hooks.frames import is_library_file
 from appshell.record import nested
 from appshell.record.journal import Entry, Journal, SessionEnded, outcome_of
 
@@ -123,8 +124,7 @@ def test_compiled_source_as_text(source: Any, text: str | None) -> None:
     ],
 )
 def test_who_compiles_is_the_operator_or_a_library(filename: str, library: bool) -> None:
-    nested._library_dirs = nested._library_roots()
-    assert nested._is_library(filename) is library
+    assert is_library_file(filename) is library
 
 
 def test_the_shells_own_compile_of_the_statement_is_not_recorded_twice(journal: tuple[Journal, Recorder]) -> None:

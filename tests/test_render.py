@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from appshell.console.render import _fit, table, tabulate
+from appshell.console.render import _fit, table
+from appshell.console.rows import tabulate
 
 FIT = [
     # natural widths, headers, room, expected widths (None: cannot fit, shown expanded)

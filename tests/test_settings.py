@@ -217,12 +217,12 @@ REDACTION_ROWS = [
 
 @pytest.mark.parametrize(("locked", "env_file_by", "dotenv", "environ", "masked"), REDACTION_ROWS)
 def test_redaction_sources(tmp_path: Path, locked: bool, env_file_by: str | None, dotenv: str, environ: dict[str, str], masked: set[str]) -> None:
-    from appshell.config.redact import Redactor
+    from appshell.config.settings import session_redactor
 
     root = make_project(tmp_path, dotenv=dotenv, profile=f"[audit]\nlocked = {str(locked).lower()}\n")
     flags = {"env_file": str(root / ".env")} if env_file_by == "flag" else {}
     settings = resolve(flags, environ=environ, cwd=root)
-    assert set(Redactor.for_settings(settings, environ).secrets) == masked
+    assert set(session_redactor(settings, environ).secrets) == masked
 
 
 @pytest.mark.parametrize(

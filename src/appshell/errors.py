@@ -14,6 +14,7 @@ __all__ = [
     "SandboxBroken",
     "ReadOnlyLifted",
     "Refused",
+    "SandboxRefused",
     "connect_reason",
     "EXIT_OK",
     "EXIT_USER_ERROR",
@@ -94,6 +95,13 @@ class Refused(RuntimeError):
 
     def format(self) -> str:
         return f"{type(self).__name__}: {self}"
+
+
+class SandboxRefused(Refused):
+    """A statement that would end or change the sandbox's transaction; raised in the user's code, not run.
+
+    Here, not in appshell.safety.sandbox, so that the connection setup (appshell.safety.database) can raise it
+    without importing the sandbox; the sandbox re-exports it."""
 
 
 class LexingRefused(Refused):

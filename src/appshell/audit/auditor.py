@@ -21,6 +21,7 @@ from appshell.audit.records import encodable, now_rfc3339
 from appshell.audit.sinks import AuditSink, FileSink, SqlSink, SyslogSink
 from appshell.errors import AppshellError, AuditFailure
 from appshell.config.redact import Redactor, mask_url
+from appshell.config.settings import session_redactor
 
 if TYPE_CHECKING:
     from appshell.record.journal import Entry
@@ -176,5 +177,5 @@ def open_auditor(settings: Settings, database_url: str) -> Auditor:
             if required:
                 raise AuditFailure(message, f"{fix}; profile '{profile.name}' requires the audit") from None
             print(f"appshell: warning: {message} — {fix}; continuing without it", file=sys.stderr)
-    redact = Redactor.for_settings(settings, os.environ)  # the profile decides what may be masked
+    redact = session_redactor(settings, os.environ)  # the profile decides what may be masked
     return Auditor(sinks, required, redact)

@@ -340,7 +340,7 @@ def errors_of(s: Session) -> int:
 
 
 def wrote_of(s: Session) -> bool:
-    from appshell.audit.queries import session_wrote
+    from appshell.audit.wrote import session_wrote
 
     return session_wrote(s)
 

@@ -81,7 +81,8 @@ def _settings(settings: Settings) -> Iterator[Row]:
 def _database(ctx: AppContext, settings: Settings) -> Iterator[Row]:
     from sqlalchemy import text
 
-    from appshell.safety.database import ConnectionPlan, backend, configure_connections
+    from appshell.safety.connection import backend
+    from appshell.safety.database import ConnectionPlan, configure_connections
 
     url = mask_url(ctx.engine.url.render_as_string(hide_password=True))
     started = time.perf_counter()

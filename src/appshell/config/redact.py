@@ -19,10 +19,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from appshell.config.settings import Settings
 
 __all__ = [
     "MASK",
@@ -269,14 +265,6 @@ class Redactor:
             if "://" in value:
                 secrets.extend(url_secrets(value))
         return cls(secrets, patterns)
-
-    @classmethod
-    def for_settings(cls, settings: Settings, environ: Mapping[str, str]) -> Redactor:
-        """The redactor of a session: the app's .env, the environment unless the profile is
-        locked (then the operator's environment cannot change redaction), the profile's regexes."""
-        from appshell.config.settings import redaction_sources
-
-        return cls.from_environment(redaction_sources(settings, environ), settings.profile.audit.redact)
 
     def _pattern_match(self, match: re.Match[str]) -> str:
         return match.group() if keeps_evidence(match.group()) else MASK

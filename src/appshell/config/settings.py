@@ -12,11 +12,14 @@ import re
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appshell.errors import ConfigError
 from appshell.config.policy import audit_problems
 from appshell.config.profiles import Profile, load_profile
+
+if TYPE_CHECKING:
+    from appshell.config.redact import Redactor
 
 __all__ = [
     "Settings",
@@ -27,6 +30,7 @@ __all__ = [
     "find_project_root",
     "export_environment",
     "redaction_sources",
+    "session_redactor",
     "expand_url_password",
 ]
 
@@ -305,6 +309,14 @@ def expand_url_password(url: str, environ: Mapping[str, str]) -> str:
     if not environ.get(name):
         raise ConfigError(f"audit.url takes its password from ${{{name}}}, which is not set", f"set {name} in the environment or .env")
     return make_url(url.replace(match[0], ":@", 1)).set(password=environ[name]).render_as_string(hide_password=False)
+
+
+def session_redactor(settings: Settings, environ: Mapping[str, str]) -> Redactor:
+    """The redactor of a session: the app's .env, the environment unless the profile is
+    locked (then the operator's environment cannot change redaction), the profile's regexes."""
+    from appshell.config.redact import Redactor
+
+    return Redactor.from_environment(redaction_sources(settings, environ), settings.profile.audit.redact)
 
 
 def redaction_sources(settings: Settings, environ: Mapping[str, str]) -> dict[str, str]:

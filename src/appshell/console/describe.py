@@ -99,7 +99,7 @@ def _index_definitions(connection: Any, name: str, schema: str | None) -> dict[s
     """
     from sqlalchemy import text
 
-    from appshell.safety.database import dialect_kind
+    from appshell.safety.connection import dialect_kind
 
     kind = dialect_kind(connection.dialect)
     if kind == "postgresql":

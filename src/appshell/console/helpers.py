@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from appshell.hooks.aio import greenlets, sync_io
-from appshell.console.render import ROW_LIMIT, Rows, pick_columns, orm_state, table, tabulate, take
+from appshell.console.render import ROW_LIMIT, pick_columns, orm_state, table, take
+from appshell.console.rows import Rows, tabulate
 from appshell.console.results import Results, batches
 
 if TYPE_CHECKING:
@@ -188,7 +189,7 @@ def make_helpers(ctx: AppContext, journal: Journal) -> dict[str, Callable[..., A
 
     def explain(query: Any, analyze: bool = False, **params: Any) -> Plan:
         """The database's query plan, whole; analyze=True runs it (PostgreSQL, rolled back)."""
-        from appshell.safety.database import dialect_kind
+        from appshell.safety.connection import dialect_kind
 
         bind = session.get_bind()
         dialect = dialect_kind(bind.dialect)  # MariaDB by its own name, not as "mysql"

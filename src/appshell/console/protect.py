@@ -25,7 +25,6 @@ or a repr is drawn, and kept per table and per mapper.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import sys
 import threading
@@ -41,7 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "INFO_KEY", "DEFAULT_NAMES", "Rules", "Protection", "UnlockRefused", "active", "activate", "deactivate",
-    "mask", "mask_rows", "mask_mapping", "mask_parameters", "mask_source", "scrub_repr", "origins_of",
+    "mask", "mask_rows", "mask_mapping", "mask_parameters", "mask_source", "origins_of",
     "check_reason", "make_unlock", "listing", "tables_of", "report", "prove_column_grants", "doctor_rows",
     "NOT_READ", "unreadable", "leave_out", "narrowed", "RoleSwitch", "role_switch", "HostRefused", "host_patterns", "guard_hosts",
 ]
@@ -454,41 +453,6 @@ def origins_of(statement: Any) -> list[Any] | None:
         return None
 
 
-def scrub_repr(obj: Any, own: Callable[[Any], str]) -> str:
-    """An app's own ``__repr__`` of *obj* (*own*), the protected values it shows masked.
-
-    The repr runs with the masks of the loaded protected values in the object's ``__dict__`` (put
-    back at once, bypassing SQLAlchemy's events: nothing is marked changed), so it shows the masks
-    where it would show the values. A repr that cannot run so (it does arithmetic on a masked
-    number, or reads a column the session's role may not read) gives way to appshell's own."""
-    protection = _active
-    from appshell.console.render import orm_state
-
-    state = orm_state(obj) if protection is not None and not protection.unlocked_all else None
-    if state is None:
-        return own(obj)
-    assert protection is not None
-    loaded = state.dict
-    hidden = [k for k, d in protection.mapper(state.mapper).items() if loaded.get(k) is not None and protection.hides(d)]
-    from appshell.console.reprs import mapped_repr
-
-    if not hidden and not protection.rules.column_grants:
-        return own(obj)
-    session = state.session
-    if session is not None and state.modified:
-        return mapped_repr(obj)  # a flush while the masks stand in would write them: no swap on a changed object
-    saved = {k: loaded[k] for k in hidden}
-    try:
-        with session.no_autoflush if session is not None else contextlib.nullcontext():  # a lazy load in the repr flushes nothing
-            loaded.update((k, mask(saved[k])) for k in hidden)
-            return own(obj)
-    except Exception:  # noqa: BLE001 - a repr must not raise: appshell's own, which masks by itself
-        loaded.update(saved)
-        return mapped_repr(obj)
-    finally:
-        loaded.update(saved)
-
-
 def mask_source(text: str) -> str:
     """An input line as history keeps it: a string given for a protected column (``email="…"``,
     ``Customer.email == "…"``) masked. Read with Python's tokenizer; what it cannot read is kept."""
@@ -737,7 +701,7 @@ def _appshells_own(frame: Any) -> bool:
 
     The innermost frame outside the libraries decides: appshell or SQLAlchemy let it through; the operator's code,
     the app's, or no one (a thread a library started) does not."""
-    from appshell.record.nested import is_library_file
+    from appshell.hooks.frames import is_library_file
 
     while frame is not None:
         name = str(frame.f_globals.get("__name__", ""))

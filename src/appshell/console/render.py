@@ -1,4 +1,4 @@
-"""Rows and objects as plain-text tables, for people (docs/usage.md).
+"""Plain-text tables that fit the terminal, for people (docs/usage.md); rows of data: appshell.console.rows.
 
 Tables are capped (``ROW_LIMIT`` rows by default): the footer says how many
 rows were left out and how to see them, so that printing a big table never
@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from typing import Any
 
-__all__ = ["Rows", "table", "tabulate", "pick_columns", "orm_state", "take", "terminal_width", "ROW_LIMIT"]
+__all__ = ["table", "pick_columns", "orm_state", "take", "terminal_width", "footer", "ROW_LIMIT"]
 
 _MAX_CELL = 60
 ROW_LIMIT = 20  # rows a helper shows unless told otherwise (Django's QuerySet repr shows 20 too)
@@ -206,39 +206,6 @@ def _columns_of(item: Any) -> list[str] | None:
     return None
 
 
-def tabulate(
-    items: Iterable[Any], *, more: int | None = None, hint: str = "", columns: Sequence[str] | None = None, expanded: bool | None = None,
-    origins: Sequence[Any] | None = None,
-) -> str:
-    """Rows, mappings, ORM objects or plain values as one table (*columns*: only these, in this order).
-
-    Protected columns are masked before the table is laid out (appshell.console.protect): an object's by its
-    mapper, a row's by *origins* (its result's columns, where SQLAlchemy knows them), else by name."""
-    items = list(items)
-    if not items:
-        return "(0 rows)"
-    found = _columns_of(items[0])
-    if found is None:
-        return table(["value"], [[item] for item in items], more=more, hint=hint, expanded=expanded, wrap=False)
-    picked = found if columns is None else pick_columns(found, columns)
-    from appshell.console.protect import mask_rows, unreadable
-
-    unread = unreadable(items[0])  # protected columns the session's role may not read: never loaded for a table
-    rows: list[list[Any]] = []
-    for item in items:
-        if isinstance(item, dict):
-            rows.append([item.get(c) for c in picked])
-        elif hasattr(item, "_mapping"):
-            rows.append([item._mapping[c] for c in picked])
-        else:
-            rows.append([unread[c] if c in unread and c not in vars(item) else getattr(item, c, None) for c in picked])
-    if origins is not None:  # in the order of the columns shown; None where they do not line up (a row of objects)
-        origins = [origins[found.index(c)] for c in picked] if len(origins) == len(found) else None
-    rows = mask_rows(items[0], picked, rows, origins)
-    title = type(items[0]).__name__ if orm_state(items[0]) is not None else None
-    return table(picked, rows, title, more=more, hint=hint, expanded=expanded, wrap=False)
-
-
 def pick_columns(found: Sequence[str], columns: Sequence[str]) -> list[str]:
     if isinstance(columns, str):
         columns = [columns]
@@ -246,18 +213,3 @@ def pick_columns(found: Sequence[str], columns: Sequence[str]) -> list[str]:
     if unknown:
         raise ValueError(f"no column {', '.join(map(repr, unknown))} here — the columns are: {', '.join(found)}")
     return list(columns)
-
-
-class Rows(list):  # type: ignore[type-arg]
-    """A list of results that shows itself as a table wherever it is printed (the first ROW_LIMIT rows)."""
-
-    origins: Sequence[Any] | None = None  # the result's columns, where SQLAlchemy knows them (protected data is masked by them)
-
-    def __repr__(self) -> str:
-        shown, more = take(self, ROW_LIMIT)
-        return tabulate(shown, more=more, hint="show(rows, limit=None) prints them all", origins=self.origins)
-
-    __str__ = __repr__
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # IPython's display hook
-        printer.text(repr(self))

@@ -10,10 +10,11 @@ by the loaded values it contains.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["install_reprs", "mapped_repr"]
+__all__ = ["install_reprs", "mapped_repr", "scrub_repr"]
 
 _MAX_COLUMNS = 3  # besides the primary key
 _MAX_VALUE = 30  # characters of a value's repr; longer values are left out
@@ -83,11 +84,45 @@ def _masked(value: Any) -> str:
     return repr(shown) if isinstance(value, str) else str(shown)
 
 
+def scrub_repr(obj: Any, own: Callable[[Any], str]) -> str:
+    """An app's own ``__repr__`` of *obj* (*own*), the protected values it shows masked.
+
+    The repr runs with the masks of the loaded protected values in the object's ``__dict__`` (put
+    back at once, bypassing SQLAlchemy's events: nothing is marked changed), so it shows the masks
+    where it would show the values. A repr that cannot run so (it does arithmetic on a masked
+    number, or reads a column the session's role may not read) gives way to appshell's own."""
+    from appshell.console.protect import active, mask
+    from appshell.console.render import orm_state
+
+    protection = active()
+    state = orm_state(obj) if protection is not None and not protection.unlocked_all else None
+    if state is None:
+        return own(obj)
+    assert protection is not None
+    loaded = state.dict
+    hidden = [k for k, d in protection.mapper(state.mapper).items() if loaded.get(k) is not None and protection.hides(d)]
+    if not hidden and not protection.rules.column_grants:
+        return own(obj)
+    session = state.session
+    if session is not None and state.modified:
+        return mapped_repr(obj)  # a flush while the masks stand in would write them: no swap on a changed object
+    saved = {k: loaded[k] for k in hidden}
+    try:
+        with session.no_autoflush if session is not None else contextlib.nullcontext():  # a lazy load in the repr flushes nothing
+            loaded.update((k, mask(saved[k])) for k in hidden)
+            return own(obj)
+    except Exception:  # noqa: BLE001 - a repr must not raise: appshell's own, which masks by itself
+        loaded.update(saved)
+        return mapped_repr(obj)
+    finally:
+        loaded.update(saved)
+
+
 def _scrubbing(own: Any) -> Any:
     """The class's own ``__repr__``, its output's protected values masked (while the session protects any)."""
 
     def __repr__(self: Any) -> str:
-        from appshell.console.protect import active, scrub_repr
+        from appshell.console.protect import active
 
         return own(self) if active() is None else scrub_repr(self, own)
 

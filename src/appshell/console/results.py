@@ -12,7 +12,8 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from appshell.hooks.aio import sync_io
-from appshell.console.render import ROW_LIMIT, tabulate
+from appshell.console.render import ROW_LIMIT
+from appshell.console.rows import tabulate
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session

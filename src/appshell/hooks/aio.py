@@ -189,7 +189,7 @@ def _install_run() -> None:
 
     def run_on_session_loop(main: Awaitable[T], *, debug: bool | None = None, **kwargs: Any) -> T:
         global _hinted
-        from appshell.record.nested import is_library_file
+        from appshell.hooks.frames import is_library_file
 
         import threading
 

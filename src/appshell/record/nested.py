@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import os
 import sys
-import sysconfig
-from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from appshell.errors import AppshellError, AuditFailure, Refused
+from appshell.hooks.frames import FROZEN_IMPORT, is_library_file, library_dirs
 
 if TYPE_CHECKING:
     from appshell.record.journal import Journal
@@ -33,7 +32,7 @@ __all__ = ["watch", "unwatch", "BytecodeRefused", "import_record"]
 
 _EVENTS = frozenset({"compile", "exec", "builtins.input/result"})
 _IMPORT_MACHINERY = frozenset({"importlib._bootstrap", "importlib._bootstrap_external", "zipimport"})
-_FROZEN_IMPORT = ("<frozen importlib.", "<frozen zipimport>")
+_FROZEN_IMPORT = FROZEN_IMPORT
 # Modules whose compile() calls compile what a person typed into a nested console.
 _REPL_MODULES = frozenset({
     "code", "codeop", "pdb", "bdb", "cmd",
@@ -43,22 +42,14 @@ _REPL_MODULES = frozenset({
 
 _active: Journal | None = None
 _installed = False
-_library_dirs: tuple[str, ...] = ()
-
-
-def _library_roots() -> tuple[str, ...]:
-    paths = sysconfig.get_paths()
-    roots = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
-    roots.add(str(Path(__file__).resolve().parents[1]))  # appshell's own compiles (programs, transformers)
-    return tuple(sorted(str(Path(r).resolve()) + "/" for r in roots))
 
 
 def watch(journal: Journal) -> None:
     """Record nested code into *journal* until :func:`unwatch`; the hook is installed once per process."""
-    global _active, _installed, _library_dirs
+    global _active, _installed
     _active = journal
     if not _installed:
-        _library_dirs = _library_roots()
+        library_dirs()  # read now, not inside the first audited call
         sys.addaudithook(_hook)  # audit hooks cannot be removed: it goes quiet when no journal is active
         _installed = True
 
@@ -89,26 +80,6 @@ def _called_back(frame: FrameType | None, module: str, filename: str) -> bool:
     return _COMPILERS.isdisjoint(frame.f_code.co_names)
 
 
-def _is_library(filename: str) -> bool:
-    if filename.startswith(_FROZEN_IMPORT):
-        return True  # the import system compiling a module's source: the module is recorded on "exec"
-    if filename.startswith("<"):
-        return False  # code typed at a prompt, -c, exec'd strings: the operator's
-    try:
-        resolved = str(Path(filename).resolve())
-    except OSError:
-        return False
-    return resolved.startswith(_library_dirs)
-
-
-def is_library_file(filename: str) -> bool:
-    """Whether code in *filename* is the standard library's, an installed package's or appshell's."""
-    global _library_dirs
-    if not _library_dirs:
-        _library_dirs = _library_roots()
-    return _is_library(filename)
-
-
 def _text(source: Any) -> str | None:
     if isinstance(source, str):
         return source
@@ -133,7 +104,7 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
                 _record_import(journal, args[0], _module_globals(frame))
             return
         repl = module in _REPL_MODULES
-        if not repl and _is_library(filename) and not (event == "compile" and _called_back(frame, module, filename)):
+        if not repl and is_library_file(filename) and not (event == "compile" and _called_back(frame, module, filename)):
             return
         if journal.current is None and repl:
             return  # the shell compiling the next input, which it records as a statement
@@ -243,7 +214,7 @@ def _record_import(journal: Journal, code: Any, module: dict[str, Any] | None) -
     path = getattr(code, "co_filename", "")
     where = module.get("__file__") if module is not None else None
     key = where if isinstance(where, str) else path
-    if not path or path.startswith("<") or (_is_library(path) and (not isinstance(where, str) or _is_library(where))) or key in journal.imported:
+    if not path or path.startswith("<") or (is_library_file(path) and (not isinstance(where, str) or is_library_file(where))) or key in journal.imported:
         return
     entry, text, refusal = import_record(code, module)
     if refusal is not None:

@@ -95,7 +95,7 @@ class _Saved:
         self.builtins = dict(vars(builtins))
         self.signals = self._signals()
         self.globals = {(m, n): getattr(sys.modules[m], n) for m, names in _APPSHELL_GLOBALS.items() if m in sys.modules for n in names}
-        self.watching = list(_module_attr("appshell.safety.database", "_watching") or ())
+        self.watching = list(_module_attr("appshell.safety.raw_connect", "_watching") or ())
         self.generation = _module_attr("appshell.safety.engines", "_generation")
         self.asyncio = self._asyncio()
         self.logging = self._logging()
@@ -192,9 +192,9 @@ class _Saved:
             defaults = {"STANDALONE": False, "_active": None}
             for name in names:
                 setattr(module, name, self.globals.get((module_name, name), defaults[name]))
-        database: Any = sys.modules.get("appshell.safety.database")
-        if database is not None:
-            database._watching[:] = self.watching
+        raw_connect: Any = sys.modules.get("appshell.safety.raw_connect")
+        if raw_connect is not None:
+            raw_connect._watching[:] = self.watching
         engines: Any = sys.modules.get("appshell.safety.engines")
         if engines is not None and engines._generation != self.generation:
             # Never turn the generation back: the listeners of the sessions that ran must stay quiet.

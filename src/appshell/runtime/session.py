@@ -159,7 +159,7 @@ def run_session(settings: Settings, program: Program | None, options: Options) -
     from appshell.hooks import aio
     from appshell.record import nested
     from appshell.boot.context import boot
-    from appshell.safety.database import SqlEcho
+    from appshell.console.echo import SqlEcho
     from appshell.record.journal import Journal
     from appshell.console.namespace import build_namespace
     from appshell.boot.release import release_id
@@ -219,7 +219,9 @@ def run_session(settings: Settings, program: Program | None, options: Options) -
                 sandbox.freeze()  # what the program left uncommitted is counted before appshell rolls it back
             ctx.close()
             if sandbox is not None:
-                print(sandbox.summary(), file=sys.stderr)
+                from appshell.console.dry_run import summary
+
+                print(summary(sandbox), file=sys.stderr)
         finally:
             try:
                 aio.close()

@@ -19,11 +19,25 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from appshell.errors import ReadOnlyLifted, Refused
+from appshell.errors import ReadOnlyLifted, SandboxRefused
+from appshell.safety.connection import (
+    _LEXING_NOW,
+    ConnState,
+    ReadOnlyError,
+    _set_autocommit,
+    backend,
+    dialect_kind,
+    in_transaction,
+    lexing_mismatch,
+    read_only_now,
+    classify_cached,
+    run_statements,
+    short_sql,
+)
+from appshell.safety.raw_connect import _watch_raw_connects, _watching
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -31,26 +45,11 @@ if TYPE_CHECKING:
 
     from appshell.safety.sandbox import Sandbox
 
-__all__ = ["ConnectionPlan", "Coverage", "ConnState", "ReadOnlyError", "refuse_orm_writes", "SqlEcho", "backend",
-           "dialect_kind", "run_statements", "fetch_rows", "in_transaction", "sqlite_of", "configure_connections", "short_sql"]
+__all__ = ["ConnectionPlan", "Coverage", "refuse_orm_writes", "configure_connections"]
 
 # SQLite authorizer action codes (sqlite3.h): what the sandbox and read-only deny below the parser.
 _SQLITE_PRAGMA, _SQLITE_TRANSACTION, _SQLITE_SAVEPOINT = 19, 22, 32
 _SQLITE_OK, _SQLITE_DENY = 0, 1
-
-
-class ReadOnlyError(Refused):
-    """The session is read-only; raised in the user's code."""
-
-
-def dialect_kind(dialect: Any) -> str:
-    """sqlite, postgresql, mysql or mariadb."""
-    return "mariadb" if getattr(dialect, "is_mariadb", False) else str(dialect.name)
-
-
-def backend(engine: Engine) -> str:
-    """sqlite, postgresql, mysql or mariadb."""
-    return dialect_kind(engine.dialect)
 
 
 @dataclass(frozen=True)
@@ -85,166 +84,6 @@ def _session_statements(kind: str, plan: ConnectionPlan) -> list[str]:
     elif kind == "sqlite" and plan.read_only:
         out.append("PRAGMA query_only = ON")
     return out
-
-
-def run_statements(dbapi_conn: Any, *statements: str) -> None:
-    """Run SQL on a raw DBAPI connection, below SQLAlchemy (connection setup, the sandbox's savepoints)."""
-    cursor = dbapi_conn.cursor()
-    for statement in statements:
-        cursor.execute(statement)
-    cursor.close()
-
-
-def fetch_rows(dbapi_conn: Any, sql: str, params: Sequence[Any] | None = None) -> list[Any]:
-    """The rows of one query run on a raw DBAPI connection, below SQLAlchemy (what appshell asks the database)."""
-    cursor = dbapi_conn.cursor()
-    try:
-        if params is None:
-            cursor.execute(sql)
-        else:
-            cursor.execute(sql, params)
-        return list(cursor.fetchall())
-    finally:
-        cursor.close()
-
-
-# SQLAlchemy's adapters of async drivers: the DBAPI connection an AsyncEngine's sync core sees.
-ASYNCPG_ADAPTER = "sqlalchemy.dialects.postgresql.asyncpg"
-AIOSQLITE_ADAPTER = "sqlalchemy.dialects.sqlite.aiosqlite"
-AIOMYSQL_ADAPTER = "sqlalchemy.dialects.mysql.aiomysql"
-ASYNCMY_ADAPTER = "sqlalchemy.dialects.mysql.asyncmy"
-
-
-def sqlite_of(raw: Any) -> Any:
-    """The sqlite3 connection under *raw*: itself, or the one aiosqlite's adapter drives in its own thread
-    (its ``in_transaction`` and ``total_changes`` may be read from any thread); None for other drivers."""
-    module = type(raw).__module__
-    if module == "sqlite3":
-        return raw
-    if module == AIOSQLITE_ADAPTER:
-        return getattr(raw.driver_connection, "_connection", None)  # aiosqlite's: None once closed
-    return None
-
-
-def in_transaction(raw: Any) -> bool | None:
-    """Is a transaction open on this DBAPI connection? None where the driver cannot say without a round trip."""
-    module = type(raw).__module__
-    if module in ("sqlite3", AIOSQLITE_ADAPTER):
-        conn = sqlite_of(raw)
-        return None if conn is None else bool(conn.in_transaction)
-    if module == ASYNCPG_ADAPTER:
-        # The adapter begins asyncpg's transaction lazily, at its first statement, and keeps its own
-        # note of it; asyncpg's protocol knows the server's status from its last reply: no round trip.
-        driver = raw.driver_connection
-        return None if driver.is_closed() else bool(driver.is_in_transaction())
-    if module.startswith("psycopg2"):
-        return int(raw.get_transaction_status()) in (1, 2, 3)  # ACTIVE, INTRANS, INERROR
-    if module.startswith("psycopg"):
-        return int(raw.info.transaction_status) in (1, 2, 3)  # ACTIVE, INTRANS, INERROR
-    if module.startswith("pymysql"):
-        return bool(raw.server_status & 1)  # SERVER_STATUS_IN_TRANS, from the last reply: no round trip
-    if module in (AIOMYSQL_ADAPTER, ASYNCMY_ADAPTER):
-        # aiomysql's and asyncmy's connections keep the server's status flags of the last reply, as pymysql does.
-        driver = raw.driver_connection
-        return None if driver is None else bool(driver.get_transaction_status())
-    return None
-
-
-# What says a connection is read-only now, per backend: (SQL, the answers that mean read-only).
-_READ_ONLY_NOW = {
-    # The current transaction's and the next ones' (SET default_transaction_read_only = off takes effect at the next).
-    # standard_conforming_strings along: off, appshell's parser would misread what follows (issue 25, F2) — read as lifted.
-    "postgresql": "SELECT pg_catalog.current_setting('transaction_read_only'), pg_catalog.current_setting('default_transaction_read_only'), "
-                  "pg_catalog.current_setting('standard_conforming_strings')",
-    "mariadb": "SELECT @@session.tx_read_only",  # MariaDB before 11.1 has no transaction_read_only
-    "mysql": "SELECT @@session.transaction_read_only",
-}
-
-
-# What says how the server reads quotes now (checked once per connection in sandbox and read-only sessions).
-_LEXING_NOW = {"postgresql": "SELECT pg_catalog.current_setting('standard_conforming_strings')",
-               "mysql": "SELECT @@session.sql_mode", "mariadb": "SELECT @@session.sql_mode"}
-
-
-def lexing_mismatch(raw: Any, kind: str) -> str | None:
-    """Why this connection's server reads quotes otherwise than appshell's parser (one round trip), or None."""
-    sql = _LEXING_NOW.get(kind)
-    if sql is None:
-        return None
-    rows = fetch_rows(raw, sql)
-    value = str(rows[0][0] if rows else "")
-    if kind in ("mysql", "mariadb"):
-        bad = [mode for mode in ("NO_BACKSLASH_ESCAPES", "ANSI_QUOTES", "ANSI") if mode in value.upper().split(",")]
-        return f"its sql_mode has {', '.join(bad)}" if bad else None
-    return None if value.lower() == "on" else f"its standard_conforming_strings is {value}"
-
-
-def read_only_now(st: ConnState) -> bool | None:
-    """Is this connection read-only now, by what the database says? None where it cannot be asked here."""
-    if st.sqlite3:
-        if st.raw is not st.sq:
-            return None  # aiosqlite: its sqlite3 connection belongs to its own thread; the authorizer denies the PRAGMA
-        st.own = True  # the authorizer lets appshell's own PRAGMA through
-        try:
-            row = st.sq.execute("PRAGMA query_only").fetchone()
-        finally:
-            st.own = False
-        return bool(row and row[0])
-    sql = _READ_ONLY_NOW.get(st.kind)
-    if sql is None:
-        return None
-    rows = fetch_rows(st.raw, sql)
-    return all(str(value).lower() in ("on", "1", "true") for value in rows[0])
-
-
-def classify_cached(sql: str, kind: str) -> tuple[Any, ...]:
-    from appshell.safety.statements import classify
-
-    return classify(sql, kind)
-
-
-def _set_autocommit(raw: Any, on: bool) -> None:
-    """Drivers' autocommit flag; an engine made with isolation_level='AUTOCOMMIT' set it on."""
-    module = type(raw).__module__
-    if module.startswith("psycopg") and bool(raw.autocommit) != on:
-        raw.autocommit = on
-    elif module.startswith("pymysql"):
-        raw.autocommit(on)
-    elif module == ASYNCPG_ADAPTER and not on and raw.autocommit:
-        # An AUTOCOMMIT engine's adapter begins no transaction at all (its autocommit=False setter
-        # goes back to the isolation level it was made with: autocommit again); None is the server's default.
-        raw.set_isolation_level(None)
-
-
-class ConnState:
-    """What appshell knows about one DBAPI connection (a plain class: a dataclass costs start-up time)."""
-
-    __slots__ = ("raw", "kind", "dialect", "deadline", "timed_out", "denied", "own", "autocommit", "sandboxed", "frames", "pending", "sq",
-                 "sqlite3", "busy", "marker", "discarded", "counted", "read_only_seen", "began")
-
-    def __init__(self, raw: Any, kind: str, dialect: Any) -> None:
-        self.raw = raw
-        self.kind = kind
-        self.dialect = dialect
-        self.deadline = 0.0  # SQLite: when the running statement must stop (0: none)
-        self.timed_out = False
-        self.denied: str | None = None  # SQLite: why the authorizer refused the statement being prepared
-        self.own = False  # appshell's own statements are running: the authorizer lets them through
-        self.autocommit = False  # the app asked for AUTOCOMMIT: in a sandbox each statement is "committed" at once
-        self.sandboxed = False  # the sandbox's outer transaction and savepoint are open
-        self.frames: list[Any] = []  # the sandbox's accounting, one frame per open savepoint
-        # SQLite: a DML statement's changes, settled once fetched: (table, op), total_changes before, its cursor
-        self.pending: tuple[tuple[str, str], int, Any] | None = None
-        self.sq = sqlite_of(raw)  # the sqlite3 connection: the stdlib driver's, or the one under aiosqlite's adapter
-        self.sqlite3 = self.sq is not None
-        self.busy = False  # aiosqlite: a statement runs in aiosqlite's thread (Ctrl-C interrupts it: _interrupt_aiosqlite)
-        # What the database says identifies the sandbox's transaction (PostgreSQL: transaction_timestamp();
-        # MySQL/MariaDB: the session's transaction-statement counters), to tell it from one opened in its place.
-        self.marker: Any = None
-        self.discarded: Any = None  # PostgreSQL: Counter of the rows the program's own rollbacks undid (the database's counts)
-        self.counted: Any = None  # the database's count of what this connection changed, once the connection ended
-        self.began: tuple[int, bool] | None = None  # MySQL/MariaDB: (the server's time when the sandbox began, InnoDB lists it from then)
-        self.read_only_seen: bool | None = None  # PostgreSQL: the sandbox's round trip of this statement read the setting too
 
 
 class Coverage:
@@ -552,8 +391,6 @@ class Coverage:
         st.busy = False
         if st.denied:
             why, st.denied = st.denied, None
-            from appshell.safety.sandbox import SandboxRefused
-
             if "read-only" in why:
                 raise ReadOnlyError(f"this session is read-only (profile {self.profile}): {why} — refused")
             raise SandboxRefused(f"{why}: refused in the sandbox — run it without --sandbox")
@@ -562,8 +399,6 @@ class Coverage:
 
     def _on_options(self, target: Any, options: Any) -> None:
         if self.sandbox is not None and "isolation_level" in options:
-            from appshell.safety.sandbox import SandboxRefused
-
             raise SandboxRefused(
                 f"isolation_level={options['isolation_level']!r} would take the connection out of the sandbox's transaction: "
                 "refused in the sandbox — run it without --sandbox"
@@ -596,104 +431,12 @@ def _on_sqlite_thread(st: ConnState, name: str, *args: Any) -> None:
     await_(getattr(st.raw.driver_connection, name)(*args))
 
 
-class RawConnectionRefused(Refused):
-    """A DBAPI connect() outside SQLAlchemy, in a sandbox or read-only session: appshell could not cover it."""
-
-
-_watching: list[Coverage] = []  # the session whose rules raw connects are checked against (one per process)
-_hooked = False  # audit hooks cannot be removed: installed once per process
-# IPython keeps its history in SQLite.
-_ALLOWED_CALLERS = ("sqlalchemy.", "IPython.", "appshell.")
-# Where the drivers' own connects are: the public name and the function it is (asyncpg's pool calls
-# asyncpg.connection.connect, aiosqlite.connect is aiosqlite.core.connect). Each is wrapped under every name.
-_CONNECTS = (("psycopg", "connect"), ("psycopg2", "connect"), ("pymysql", "connect"), ("aiomysql", "connect"),
-             ("asyncpg", "connect"), ("asyncpg.connection", "connect"), ("aiosqlite", "connect"), ("aiosqlite.core", "connect"))
-# A driver's own frames between its connect and the code that asked for it (asyncpg's pool, aiosqlite's thread).
-_DRIVERS = frozenset({"asyncpg", "aiosqlite"})
-_wrappers: dict[Any, Any] = {}  # a driver's connect -> appshell's wrapper of it (one wrapper, under each of its names)
-
-
-def _from_allowed_caller() -> bool:
-    """Is the code that asked for the connection SQLAlchemy, IPython or appshell itself (not the user's code)?
-
-    Who called connect(), past the driver's own frames: a pool of asyncpg's connects from its own code, so
-    the code that awaited the pool decides. A connect with only a driver's and asyncio's frames below it
-    (a pool filled by tasks of its own) has nobody vouching for it: refused."""
-    frame: Any = sys._getframe(3)  # 0: here, 1: _refuse_raw, 2: the audit hook or the wrapper, 3: who called connect()
-    while frame is not None and str(frame.f_globals.get("__name__", "")).partition(".")[0] in _DRIVERS:
-        frame = frame.f_back
-    return frame is not None and str(frame.f_globals.get("__name__", "")).startswith(_ALLOWED_CALLERS)
-
-
-def _refuse_raw(what: str) -> None:
-    coverage = _watching[-1] if _watching else None
-    if coverage is None or not coverage.reads_sql or _from_allowed_caller():
-        return
-    mode = "sandbox" if coverage.sandbox is not None else "read-only session"
-    raise RawConnectionRefused(
-        f"{what} outside SQLAlchemy: appshell cannot cover that connection in this {mode} — refused; "
-        "use an SQLAlchemy engine (appshell covers every one), or run without --sandbox/--read-only"
-    )
-
-
-def _vouched(connector: Callable[[], Any]) -> Callable[[], Any]:
-    """aiosqlite opens sqlite3 in its own thread, where the audit hook sees only aiosqlite's frames: a connection
-    appshell let through opens from this frame, which the hook finds below aiosqlite's."""
-
-    def appshell_vouched_connector() -> Any:
-        return connector()
-
-    return appshell_vouched_connector
-
-
-def _wrapped_connect(original: Any, driver: str) -> Any:
-    def connect(*args: Any, **kwargs: Any) -> Any:
-        _refuse_raw(f"{driver}.connect()")
-        made = original(*args, **kwargs)
-        if driver == "aiosqlite" and callable(getattr(made, "_connector", None)):
-            made._connector = _vouched(made._connector)
-        return made
-
-    connect.appshell_watched = True  # type: ignore[attr-defined]
-    return connect
-
-
-def _watch_raw_connects() -> None:
-    """sqlite3.connect() is seen by an audit hook (it raises an audit event); other drivers' connect()
-    is wrapped where the driver is imported already — SQLAlchemy's own calls go through."""
-    global _hooked
-    if not _hooked:  # the hook once per process; drivers imported since the last session are wrapped below
-        _hooked = True
-
-        def hook(event: str, args: tuple[Any, ...]) -> None:
-            # An in-memory database is refused too (issue 25, F6): ATTACH 'var/shop.db' on it writes the app's
-            # database outside the sandbox and read-only (an authorizer set on it could be taken off by its owner).
-            if event == "sqlite3.connect":
-                _refuse_raw(f"sqlite3.connect({str(args[0])!r})")
-
-        sys.addaudithook(hook)
-    for name, attr in _CONNECTS:
-        module = sys.modules.get(name)
-        original = getattr(module, attr, None)
-        if original is None or getattr(original, "appshell_watched", False):
-            continue
-        if original not in _wrappers:
-            _wrappers[original] = _wrapped_connect(original, name.partition(".")[0])
-        setattr(module, attr, _wrappers[original])
-
-
 def configure_connections(engine: Engine, plan: ConnectionPlan) -> None:
     """The plan's setup on the connections of this one engine only (doctor's probe; sessions use Coverage)."""
     from sqlalchemy import event
 
     coverage = Coverage(plan)
     event.listen(engine, "engine_connect", lambda conn: coverage.ensure(conn.connection.dbapi_connection, conn.dialect))
-
-
-def short_sql(sql: str) -> str:
-    """A statement on one line, cut at 80 characters: for messages."""
-    text = " ".join(sql.split())
-    return text if len(text) <= 80 else text[:77] + "…"
 
 
 def refuse_orm_writes(session: Session, profile: str) -> None:
@@ -714,80 +457,3 @@ def refuse_orm_writes(session: Session, profile: str) -> None:
             )
 
     on_every_engine("before_flush", before_flush, target=SessionClass)
-
-
-def _laid_out(text: str, kind: str) -> str:
-    """SQLAlchemy's own SQL comes in lines already; a long one-line statement (typed into sql())
-    is laid out by sqlglot, when it can read it."""
-    if "\n" in text or len(text) <= 80:
-        return text
-    try:
-        import sqlglot
-
-        dialect = {"postgresql": "postgres", "mariadb": "mysql"}.get(kind, kind)
-        return ";\n".join(sqlglot.transpile(text, read=dialect, write=dialect, pretty=True))
-    except Exception:  # noqa: BLE001 - unreadable to sqlglot (a driver's placeholders): shown as it is
-        return text
-
-
-def _operator_line() -> str | None:
-    """``file:line`` of the innermost frame of the operator's code (not a library's, not appshell's)."""
-    from appshell.record import nested
-
-    if not nested._library_dirs:
-        nested._library_dirs = nested._library_roots()
-    frame = sys._getframe(2)
-    while frame is not None:
-        filename = frame.f_code.co_filename
-        if not nested._is_library(filename):
-            return f"{filename}:{frame.f_lineno}"
-        frame = frame.f_back  # type: ignore[assignment]
-    return None
-
-
-class SqlEcho:
-    """Prints each SQL statement the database runs, on stderr (stdout stays clean for data): the
-    line of the operator's code that caused it, the SQL (a long one-line statement laid out),
-    its parameters, and afterwards how long it took — as shell_plus's --print-sql-location does."""
-
-    def __init__(self, engine: Engine, enabled: bool) -> None:
-        from appshell.safety.engines import on_every_engine
-
-        self.enabled = enabled
-        self.color = sys.stderr.isatty()
-        on_every_engine("before_cursor_execute", self._show)  # every engine's SQL, not only *engine*'s
-        on_every_engine("after_cursor_execute", self._took)
-
-    def _show(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, *args: Any) -> None:
-        if not self.enabled:
-            return
-        text = _laid_out(statement.strip(), dialect_kind(conn.dialect))
-        if self.color:
-            from pygments import highlight
-            from pygments.formatters import TerminalFormatter
-            from pygments.lexers import SqlLexer
-
-            text = highlight(text, SqlLexer(), TerminalFormatter()).rstrip()
-        where = _operator_line()
-        shown = f"-- SQL{f' from {where}' if where else ''}\n{text}"
-        if parameters:
-            from appshell.console.protect import mask_parameters
-
-            shown += f"\n-- parameters: {mask_parameters(parameters, context)!r}"  # protected columns' values masked
-        print(shown, file=sys.stderr)
-        if context is not None:
-            context._appshell_started = time.perf_counter()
-
-    def _took(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, *args: Any) -> None:
-        started = getattr(context, "_appshell_started", None)
-        if self.enabled and started is not None:
-            rows = getattr(cursor, "rowcount", -1)
-            counted = f", {rows} row{'s' if rows != 1 else ''}" if isinstance(rows, int) and rows >= 0 else ""
-            print(f"-- {(time.perf_counter() - started) * 1000:.1f} ms{counted}", file=sys.stderr)
-
-    def helper(self) -> Callable[..., None]:
-        def echo_sql(on: bool = True) -> None:
-            """Print each SQL statement as it runs: echo_sql() to start, echo_sql(False) to stop."""
-            self.enabled = bool(on)
-
-        return echo_sql

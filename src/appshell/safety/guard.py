@@ -42,7 +42,7 @@ def _ask_tty(reason: str, statement: str) -> bool:
 def _quoting_checked(raw: Any, kind: str) -> None:
     """A connection whose server reads quotes otherwise (standard_conforming_strings off, sql_mode with
     NO_BACKSLASH_ESCAPES or ANSI_QUOTES) would be misread by the guard: refused (issue 25, F2)."""
-    from appshell.safety.database import lexing_mismatch
+    from appshell.safety.connection import lexing_mismatch
     from appshell.safety.statements import LEXING_REASON
 
     try:
@@ -55,7 +55,7 @@ def _quoting_checked(raw: Any, kind: str) -> None:
 
 
 def install_guard(assume_yes: bool, ask: Callable[[str, str], bool] | None = None) -> None:
-    from appshell.safety.database import dialect_kind
+    from appshell.safety.connection import dialect_kind
     from appshell.safety.engines import on_every_engine
 
     interactive = sys.stdin.isatty()

@@ -58,7 +58,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from appshell.safety.database import (
+from appshell.safety.connection import (
     AIOMYSQL_ADAPTER,
     AIOSQLITE_ADAPTER,
     ASYNCMY_ADAPTER,
@@ -69,8 +69,7 @@ from appshell.safety.database import (
     run_statements,
     short_sql,
 )
-from appshell.errors import Refused, SandboxBroken
-from appshell.console.render import table
+from appshell.errors import SandboxBroken, SandboxRefused
 from appshell.safety.statements import LEXING_REASON, SANDBOX_SAVEPOINT
 
 if TYPE_CHECKING:
@@ -114,10 +113,6 @@ _ENGINE_SQL = ("SELECT t.ENGINE, e.TRANSACTIONS FROM information_schema.TABLES A
 CASCADED = "(tables it cascaded to)"  # TRUNCATE … CASCADE: the tables that reference it, unnamed
 OTHER_TABLES = "(other tables)"  # SQLite: rows a statement's cascades and triggers changed, tables unnamed
 _SOURCES = {"postgresql": "pg_stat_xact_user_tables", "mysql": "rowcount", "mariadb": "rowcount", "sqlite": "total_changes()"}
-
-
-class SandboxRefused(Refused):
-    """A statement that would end or change the sandbox's transaction; raised in the user's code, not run."""
 
 
 @dataclass
@@ -663,74 +658,3 @@ class Sandbox:
             if changes > own:
                 st.frames[-1].rows[(OTHER_TABLES, key[1])] += changes - own
                 self.sources.setdefault(OTHER_TABLES, set()).add("total_changes()")
-
-    # -- the summary --------------------------------------------------------------
-
-    def summary(self) -> str:
-        """What the dry run saw, honestly: through which engines, counted by whom, and what it cannot see."""
-        total = Frame()
-        total.add(self.committed)
-        total.add(self.left_open)
-        db = self.db_committed + self.db_left_open
-        covered = ", ".join(f"{url} ({kind})" for url, kind in self.engines.items()) or "none"
-        lines: list[str] = []
-        if total.empty() and not db and not any(self.db_totals.values()) and not self.db_unknown and not self.unread:
-            # Broken: what reached the database outside SQLAlchemy may be committed; the error itself comes last (cli).
-            rolled = ("but the sandbox broke: what may have been committed is unknown" if self.broken is not None
-                      else "all rolled back")
-            told = f" (and {', '.join(sorted(self.db_asked))} counted none)" if self.db_asked else ""
-            lines.append(f"appshell: sandbox — no changes seen through the engines appshell covered{told}; {rolled} ({covered})")
-            return "\n".join(lines)
-        if self.broken is not None:
-            lines.append("appshell: sandbox dry run — these changes were seen; the sandbox broke, so what may have been committed is unknown:")
-        else:
-            lines.append("appshell: sandbox dry run — these changes were made, then rolled back:")
-        rows = self._rows(total, db)
-        if rows:
-            lines.append(table(["table", *_OPS, "counted by"], rows))
-        for kind, rows_modified in sorted(self.db_totals.items()):
-            lines.append(f"{kind}: {rows_modified} row(s) modified in all, by the database's count (innodb_trx.trx_rows_modified: "
-                         "a total over every table, cascades and triggers included — InnoDB keeps no count per table)")
-        if total.ddl:
-            lines.append("schema changes (rolled back): " + "; ".join(total.ddl))
-        if total.unknown:
-            lines.append("?: rows changed by a statement whose count the database does not report (TRUNCATE, REPLACE, a data-modifying CTE, "
-                         "several statements in one string)")
-        if self.unread:
-            lines.append(f"?: statements appshell cannot read ran ({'; '.join(sorted(self.unread)[:3])}): rows they changed are counted "
-                         "where the database counts them, but a TRUNCATE or a schema change inside them is not")
-        if self.db_unknown:
-            lines.append(f"?: the database's own counts could not be read on {', '.join(sorted(self.db_unknown))} "
-                         "(a transaction in error, or a connection lost): what is shown there is what the statements reported")
-        if OTHER_TABLES in {t for t, _ in total.rows}:
-            lines.append(f"{OTHER_TABLES}: rows that cascades and triggers changed, by SQLite's total_changes(), which does not "
-                         "say in which tables — shown under the operation of the statement that caused them")
-        if not self.left_open.empty() or self.db_left_open:
-            lines.append("some of these were never committed by the program: a run without --sandbox would not keep those either")
-        if any(kind != "sqlite" for kind in self.engines.values()) and (
-                any(op == "inserted" for _, op in total.rows) or any(op == "inserted" for _, op in total.unknown)
-                or any(op == "inserted" and n for (_, op), n in db.items()) or any(self.db_totals.values())):
-            lines.append("sequences: values drawn (serial/identity, nextval(), AUTO_INCREMENT) are not rolled back — "
-                         "the next ids will skip them")
-        if self.broken is not None:
-            lines.append("but the sandbox broke: what may have been committed is unknown — appshell could not see it")
-        lines.append(f"engines covered: {covered}")
-        return "\n".join(lines)
-
-    def _rows(self, total: Frame, db: Counter[tuple[str, str]]) -> list[list[Any]]:
-        """One row per table: the database's counts (PostgreSQL) beside the statements' own (other backends)."""
-        tables = sorted({t for t, _ in total.rows} | {t for t, _ in total.unknown} | {t for t, _ in db})
-        out: list[list[Any]] = []
-        for name in tables:
-            cells: list[Any] = []
-            for op in _OPS:
-                key = (name, op)
-                if key in total.unknown:
-                    cells.append("?")
-                else:
-                    cells.append(db[key] + total.rows[key])
-            sources = set(self.sources.get(name, ()))
-            if any(t == name for t, _ in db):
-                sources.add(_SOURCES["postgresql"])
-            out.append([name, *cells, ", ".join(sorted(sources)) or "?"])
-        return out
