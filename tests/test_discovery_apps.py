@@ -205,7 +205,7 @@ FACTORY_NOTE = (
 
 
 def test_appshells_own_engine_beside_the_apps_factory_is_named(app_dir: Apps, sqlite_url: str) -> None:
-    from appshell.boot.context import own_engine_note
+    from appshell.boot.engine import own_engine_note
 
     root = app_dir("ownengine")  # models = ["ownengine.models"]; the app's engine comes from ownengine.db:make_engine()
     env = {"DATABASE_URL": sqlite_url}
@@ -221,7 +221,7 @@ def test_appshells_own_engine_beside_the_apps_factory_is_named(app_dir: Apps, sq
 
 
 def test_a_module_level_engine_of_the_app_is_named_with_its_listener(app_dir: Apps, sqlite_url: str) -> None:
-    from appshell.boot.context import own_engine_note
+    from appshell.boot.engine import own_engine_note
 
     root = app_dir("ownengine")
     with booted(root, {"DATABASE_URL": sqlite_url}, models=["ownengine.views"], database_url=sqlite_url) as ctx:
@@ -235,7 +235,7 @@ def test_a_module_level_engine_of_the_app_is_named_with_its_listener(app_dir: Ap
 
 
 def test_an_app_without_an_engine_of_its_own_gets_no_note(app_dir: Apps, sqlite_url: str) -> None:
-    from appshell.boot.context import own_engine_note
+    from appshell.boot.engine import own_engine_note
 
     with booted(app_dir("plainapp"), {"DATABASE_URL": sqlite_url}) as ctx:
         assert ctx.made_engine == "DATABASE_URL"

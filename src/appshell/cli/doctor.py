@@ -326,7 +326,8 @@ def _protected(settings: Settings, ctx: AppContext) -> Iterator[Row]:
 def _session(ctx: AppContext) -> Iterator[Row]:
     """A real query through the session the shell hands out (an app's unbound factory is caught here, not at
     the operator's first query); a WARN where appshell made its own engine beside the app's."""
-    from appshell.boot.context import check_session, own_engine_note
+    from appshell.boot.context import check_session
+    from appshell.boot.engine import own_engine_note
 
     problem = check_session(ctx)
     if problem:
@@ -356,7 +357,8 @@ def _app_io(check: Callable[[], Iterator[Row]]) -> Callable[[], Iterator[Row]]:
 
 
 def _boot_rows(settings: Settings) -> tuple[list[Row], AppContext | None]:
-    from appshell.boot.context import AppCrashed, boot
+    from appshell.boot.context import boot
+    from appshell.boot.crash import AppCrashed
 
     try:
         ctx = boot(settings)

@@ -237,7 +237,7 @@ COMMANDS = {"profiles": list_profiles, "audit": audit_command, "doctor": doctor_
 def main(argv: Sequence[str] | None = None) -> int:
     """The console-script entry point; returns the exit code (docs/design.md §7)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    from appshell.boot.context import AppCrashed, format_crash
+    from appshell.boot.crash import AppCrashed, format_crash
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)  # a dropped ssh connection: end the session cleanly

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from appshell import __version__
-from appshell.boot.context import own_engine_note
+from appshell.boot.engine import own_engine_note
 from appshell.config.redact import mask_url
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from appshell.boot.context import import_user_module
+from appshell.boot.crash import import_user_module
 from appshell.errors import ConfigError
 from appshell.console.helpers import make_helpers
 from appshell.config.redact import mask_mapping
