@@ -13,7 +13,8 @@ import pytest
 from appshell.console import protect
 from appshell.errors import ConfigError
 from appshell.config.profiles import load_profile
-from appshell.console.protect import Protection, Rules, UnlockRefused, check_reason, mask, mask_parameters, mask_source
+from appshell.console.protect import Protection, Rules, mask, mask_parameters, mask_source
+from appshell.console.unlock import UnlockRefused, check_reason
 
 
 class StringEncryptedType:  # named as sqlalchemy-utils names it: told by its class name, not imported

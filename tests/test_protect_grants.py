@@ -14,7 +14,7 @@ import pytest
 from conftest import run, run_module
 
 from appshell.config.profiles import build_profile
-from appshell.console.protect import doctor_rows, prove_column_grants
+from appshell.console.protect_report import doctor_rows, prove_column_grants
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 

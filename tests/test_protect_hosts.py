@@ -11,7 +11,8 @@ import pytest
 
 from appshell.errors import ConfigError
 from appshell.config.profiles import load_profile
-from appshell.console.protect import Protection, Rules, _protected, host_patterns
+from appshell.console.protect import Protection, Rules, host_patterns
+from appshell.console.protect_hosts import _protected
 from conftest import audit_records, library_on, run
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
@@ -240,7 +241,7 @@ def test_datagrams_and_connect_ex_are_refused_too(shop: Path, listening: int) ->
 def test_the_hook_is_quiet_once_the_session_is_over(listening: int) -> None:
     """Audit hooks cannot be removed: after its session (deactivated, or its journal closed) it refuses nothing."""
     from appshell.console import protect
-    from appshell.console.protect import HostRefused, guard_hosts
+    from appshell.console.protect_hosts import HostRefused, guard_hosts
 
     class Journal:
         closed = False

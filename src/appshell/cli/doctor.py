@@ -318,7 +318,7 @@ def _probe_sink(kind: str, settings: Settings, database_url: str) -> str:
 
 def _protected(settings: Settings, ctx: AppContext) -> Iterator[Row]:
     """Can the role a session reads with read the protected columns? (appshell.console.protect: enforced or guarded)"""
-    from appshell.console.protect import doctor_rows
+    from appshell.console.protect_report import doctor_rows
 
     yield from doctor_rows(settings, ctx)
 

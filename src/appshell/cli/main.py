@@ -215,7 +215,7 @@ def protected_command(argv: Sequence[str]) -> int:
     opts = command_parser(PROTECTED).parse_args(argv)
     from appshell.hooks import aio
     from appshell.boot.context import boot
-    from appshell.console.protect import report
+    from appshell.console.protect_report import report
     from appshell.config.settings import export_environment, resolve
 
     settings = resolve(_flags(opts), project=opts.project, strict=False)

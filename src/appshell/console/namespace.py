@@ -135,7 +135,7 @@ def _protect(ctx: AppContext, settings: Settings) -> bool:
 def _unlock_helpers(journal: Journal, ctx: AppContext, settings: Settings, protected: bool) -> dict[str, Any]:
     profile = settings.profile.name
     if protected:
-        from appshell.console.protect import make_unlock, role_switch
+        from appshell.console.unlock import make_unlock, role_switch
 
         return make_unlock(journal, profile, role_switch(settings, ctx), sandbox=settings.sandbox)
 

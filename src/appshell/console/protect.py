@@ -26,54 +26,36 @@ or a repr is drawn, and kept per table and per mapper.
 from __future__ import annotations
 
 import re
-import sys
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
-from appshell.errors import Refused
 
 if TYPE_CHECKING:
     from appshell.record.journal import Journal
     from appshell.config.profiles import Profile
 
-__all__ = [
-    "INFO_KEY", "DEFAULT_NAMES", "Rules", "Protection", "UnlockRefused", "active", "activate", "deactivate",
-    "mask", "mask_rows", "mask_mapping", "mask_parameters", "mask_source", "origins_of",
-    "check_reason", "make_unlock", "listing", "tables_of", "report", "prove_column_grants", "doctor_rows",
-    "NOT_READ", "unreadable", "leave_out", "narrowed", "RoleSwitch", "role_switch", "HostRefused", "host_patterns", "guard_hosts",
-]
+__all__ = ["INFO_KEY", "DEFAULT_NAMES", "Rules", "Protection", "active", "activate", "deactivate", "tables_of", "NotRead", "NOT_READ", "mask", "mask_rows", "mask_mapping", "unreadable", "leave_out", "narrowed", "mask_parameters", "origins_of", "mask_source", "host_patterns"]
+
 
 INFO_KEY = "protected"  # Column(..., info={"protected": True})
+
 # Column names that are secret or personal wherever they appear (glob patterns on the lower-cased name).
 DEFAULT_NAMES: tuple[str, ...] = (
     "*password*", "*passwd*", "*passphrase*", "*secret*", "*token*", "*api_key*", "*apikey*", "*private_key*",
     "ssn", "*_ssn", "*social_security*", "iban", "*_iban", "*card_number*", "*cardnumber*", "*credit_card*",
     "cvv", "cvc", "*_cvv", "*_cvc",
 )
+
 _ENCRYPTED = ("EncryptedType", "StringEncryptedType")  # sqlalchemy-utils' encrypted types (and subclasses)
+
 _ANY_TABLE = "\x00"  # the table of a column known by name only: matched by a "*.name" pattern, by no table's name
-MIN_REASON = 12  # characters; and at least two words
-
-
-class UnlockRefused(Refused):
-    """unlock() was refused (no reason worth recording, an unknown column): nothing was unlocked."""
-
-
-class HostRefused(Refused):
-    """A connection to a protected host (``protect.hosts``) while protected data is locked."""
-
-    def format(self) -> str:
-        return f"appshell: refused: {self}"
-
 
 def _encrypted(type_: Any) -> str | None:
     for klass in type(type_).__mro__:
         if klass.__name__ in _ENCRYPTED:
             return type(type_).__name__
     return None
-
 
 class Rules:
     """What the profile's ``[protect]`` section says. (A plain class: a dataclass costs start-up time.)"""
@@ -113,13 +95,11 @@ class Rules:
             found += [f"name pattern {p!r}" for p in DEFAULT_NAMES if fnmatchcase(name.lower(), p)][:1]
         return tuple(found)
 
-
 def _table_key(table: Any) -> str | None:
     """A table's name as patterns see it ("customers", "billing.invoices"); None for what is not a table."""
     from sqlalchemy import Table
 
     return str(table.fullname) if isinstance(table, Table) else None
-
 
 class Protection:
     """This session's protection: the rules, what each table and mapper protects (worked out when first
@@ -239,25 +219,20 @@ class Protection:
         self.unlocked_all = False
         self.unlocked.clear()
 
-
 # The session's protection: set while a session with protect.enabled runs (namespace.build_namespace),
 # cleared by the context's teardown. Reprs and tables are drawn far from the session, so they read it here.
 _active: Protection | None = None
-
 
 def active() -> Protection | None:
     """The running session's protection, or None (no session, or its profile protects nothing)."""
     return _active
 
-
 def activate(protection: Protection | None) -> None:
     global _active
     _active = protection if protection is not None and protection.rules.enabled else None
 
-
 def deactivate() -> None:
     activate(None)
-
 
 def tables_of(models: Iterable[type], metadata: Any = None) -> list[Any]:
     """The tables an app maps: its models' and its metadata's, each once."""
@@ -274,15 +249,12 @@ def tables_of(models: Iterable[type], metadata: Any = None) -> list[Any]:
         seen.setdefault(str(table.fullname), table)
     return list(seen.values())
 
-
 # -- masking ----------------------------------------------------------------------
 
 class NotRead(str):
     """What a table shows for a column the session's role may not read (column grants): it was never loaded."""
 
-
 NOT_READ = NotRead("<no access>")
-
 
 def mask(value: Any) -> Any:
     """A value's mask, which keeps its shape: ``j***@e***.com``, a string's length, another type's name."""
@@ -299,7 +271,6 @@ def mask(value: Any) -> Any:
         return f"<{len(bytes(value))} bytes>"
     return f"<{type(value).__name__}>"
 
-
 def _hidden_positions(protection: Protection, sample: Any, keys: Sequence[str], origins: Sequence[Any] | None) -> set[int]:
     from appshell.console.render import orm_state
 
@@ -313,7 +284,6 @@ def _hidden_positions(protection: Protection, sample: Any, keys: Sequence[str], 
         if known or (known is None and protection.hides_name(key)):
             hidden.add(i)
     return hidden
-
 
 def mask_rows(sample: Any, keys: Sequence[str], rows: list[list[Any]], origins: Sequence[Any] | None = None) -> list[list[Any]]:
     """A table's cells, the protected columns' masked (the step before render.table lays them out).
@@ -333,7 +303,6 @@ def mask_rows(sample: Any, keys: Sequence[str], rows: list[list[Any]], origins: 
             row[i] = mask(row[i])
         masked.append(row)
     return masked
-
 
 def mask_mapping(target: Any, mapping: Mapping[str, Any]) -> dict[str, Any]:
     """*mapping* (a row's or an object's values by column key) with the protected ones masked.
@@ -364,7 +333,6 @@ def mask_mapping(target: Any, mapping: Mapping[str, Any]) -> dict[str, Any]:
             hidden = {k for k in values if protection.hides_name(k)}
     return {k: mask(v) if k in hidden else v for k, v in values.items()}
 
-
 def unreadable(sample: Any) -> dict[str, NotRead]:
     """The protected attributes of *sample*'s class that the session's role may not read (column grants):
     a table shows them as ``<no access>`` where the object has not loaded them, rather than loading them."""
@@ -375,7 +343,6 @@ def unreadable(sample: Any) -> dict[str, NotRead]:
 
     state = orm_state(sample)
     return {key: NOT_READ for key in protection.mapper(state.mapper)} if state is not None else {}
-
 
 def leave_out(protection: Protection) -> None:
     """Where the session's role has no SELECT on the protected columns (``protect.column_grants``), ORM
@@ -403,7 +370,6 @@ def leave_out(protection: Protection) -> None:
 
     on_every_engine("do_orm_execute", do_orm_execute, target=Session)  # every session: the app's own too
 
-
 def narrowed(statement: Any) -> Any:
     """A select of whole objects, for counting: where the session's role may not read the protected
     columns, by the primary key only (a subquery naming a column is a read of it)."""
@@ -417,9 +383,7 @@ def narrowed(statement: Any) -> Any:
 
     return statement.with_only_columns(*sa_inspect(described[0]["entity"]).primary_key, maintain_column_froms=True)
 
-
 _BIND_SUFFIX = re.compile(r"(_\d+|__\d+)+$")  # email_1, email__0: SQLAlchemy's names for a column's bind parameters
-
 
 def mask_parameters(parameters: Any, context: Any = None) -> Any:
     """A statement's parameters with those bound to a protected column masked, by the bind
@@ -443,7 +407,6 @@ def mask_parameters(parameters: Any, context: Any = None) -> Any:
         return tuple(mask(v) if hides(n) else v for n, v in zip(names, parameters))
     return parameters
 
-
 def origins_of(statement: Any) -> list[Any] | None:
     """A statement's result columns as SQLAlchemy knows them (a select's ``selected_columns``), or None (text())."""
     try:
@@ -451,7 +414,6 @@ def origins_of(statement: Any) -> list[Any] | None:
         return list(columns) if columns is not None else None
     except Exception:  # noqa: BLE001 - an odd statement: its results are masked by name
         return None
-
 
 def mask_source(text: str) -> str:
     """An input line as history keeps it: a string given for a protected column (``email="…"``,
@@ -487,167 +449,9 @@ def mask_source(text: str) -> str:
         text = text[:begin] + new + text[end:]
     return text
 
-
 def _protected_name(protection: Protection, name: str) -> bool:
     """Protected anywhere, unlocked or not: history outlives the unlock."""
     return bool(protection.names().get(name.lower()) or protection.rules.reasons(_ANY_TABLE, name))
-
-
-# -- unlocking --------------------------------------------------------------------
-
-
-def check_reason(reason: Any) -> str:
-    """The reason, tidied; refused where an auditor could not read why."""
-    text = " ".join(str(reason or "").split())
-    if len(text) < MIN_REASON or len(text.split()) < 2:
-        raise UnlockRefused('unlock() needs a reason of a few words, which is recorded: unlock("INC-42: customer asked for a copy of their data")')
-    return text
-
-
-def _dotted(column: Any) -> str:
-    """``"customers.email"``, ``Customer.email`` → the pattern unlock() opens."""
-    if isinstance(column, str):
-        return column
-    expr = getattr(column, "expression", column)
-    protection = _active
-    dotted = protection.column(expr) if protection is not None else None
-    if dotted is None:
-        raise UnlockRefused(f"unlock(reason, …): {column!r} is not a protected column — see appshell protected")
-    return dotted
-
-
-def _where(params: Mapping[str, Any]) -> tuple[str, str]:
-    host = str(params.get("host") or "localhost").replace("127.0.0.1", "localhost")
-    return host, str(params.get("dbname") or params.get("database") or params.get("db") or "")
-
-
-class RoleSwitch:
-    """unlock()'s way to a role that can read the protected columns (``protect.unlock_url_env``), where the
-    session's own role cannot (``protect.column_grants``): while it is on, every new connection to that
-    database logs in as that role; switching rolls the session back and closes the pooled connections."""
-
-    def __init__(self, url: str, ctx: Any) -> None:
-        from sqlalchemy import make_url
-
-        from appshell.safety.engines import on_every_engine
-
-        self.role = make_url(url)
-        self.ctx = ctx
-        self.on = False
-        on_every_engine("do_connect", self._do_connect)  # after the read-only role's: this one wins while on
-
-    def _do_connect(self, dialect: Any, conn_rec: Any, cargs: list[Any], cparams: dict[str, Any]) -> None:
-        if not self.on or dialect.name != self.role.get_backend_name():
-            return
-        _, wanted = dialect.create_connect_args(self.role.set(drivername=f"{dialect.name}+{dialect.driver}"))
-        if _where(cparams) != _where(wanted):
-            return  # another database
-        for key in ("user", "password", "passwd"):
-            cparams.pop(key, None)
-        cparams.update({k: v for k, v in wanted.items() if k in ("user", "password", "passwd")})
-
-    def check(self, sandbox: bool) -> None:
-        """Refuse a switch that would lose something: a sandbox's transaction, changes not committed."""
-        session = self.ctx.session
-        if sandbox:
-            raise UnlockRefused("unlock() logs in as another role, and the sandbox's transaction lives on this connection: "
-                                "open a session without --sandbox to unlock")
-        if self.ctx.async_engine is not None:
-            raise UnlockRefused("unlock() cannot switch an async app's connections to another role yet: open a session as that role")
-        if session.new or session.dirty or session.deleted:
-            raise UnlockRefused("the session has changes not committed, and unlock() starts a new connection: commit() or rollback() first")
-
-    def switch(self, on: bool) -> None:
-        self.ctx.session.rollback()  # its objects expire: read again as the role now in use
-        self.on = on
-        self.ctx.engine.dispose()  # pooled connections logged in as the other role are closed
-
-
-def role_switch(settings: Any, ctx: Any) -> RoleSwitch | None:
-    """The role switch, where the profile has column grants and names an unlock role; its variable unset is an error."""
-    import os
-
-    from appshell.errors import ConfigError
-
-    section = settings.profile.protect
-    if not (section.enabled and section.column_grants and section.unlock_url_env):
-        return None
-    url = os.environ.get(section.unlock_url_env, "")
-    if not url:
-        raise ConfigError(f"profile '{settings.profile.name}' sets protect.unlock_url_env = \"{section.unlock_url_env}\", but it is not set",
-                          f"set {section.unlock_url_env} to the URL of a role that can read the protected columns")
-    return RoleSwitch(url, ctx)
-
-
-def make_unlock(journal: Journal, profile: str, switch: RoleSwitch | None = None, sandbox: bool = False) -> dict[str, Callable[..., None]]:
-    """The namespace's ``unlock`` and ``lock``, recording to *journal*; *switch*: the role unlock() logs in as.
-
-    The session's protected hosts are guarded from here on too: ``unlock(reason)`` opens them, and their
-    refusals are recorded to the same *journal*."""
-    if _active is not None:
-        guard_hosts(_active, journal)
-
-    def unlock(reason: str | None = None, *columns: Any) -> None:
-        """Show protected values until lock(), with a reason that is recorded: unlock("INC-42: why")."""
-        protection = _active
-        if protection is None:
-            print(f"appshell: nothing is masked in this session (profile {profile}: protect.enabled is off)", file=sys.stderr)
-            return
-        if protection.rules.column_grants and switch is None:
-            raise UnlockRefused(f"this session's database role may not read the protected columns (profile {profile}: protect.column_grants): "
-                                "unlock() cannot show them — name a role that can in protect.unlock_url_env")
-        if switch is not None and not switch.on:
-            switch.check(sandbox)
-        if reason is None and sys.stdin.isatty():
-            reason = input("Why do you need to see protected data? ")
-        text = check_reason(reason)
-        patterns = [_dotted(c) for c in columns]
-        everything = protection.everything()
-        opened = [d for d in everything if any(fnmatchcase(d.lower(), p.lower()) for p in patterns)] if patterns else everything
-        if patterns and not opened:
-            raise UnlockRefused(f"unlock(reason, {', '.join(map(repr, patterns))}): no protected column matches — these are: {', '.join(everything)}")
-        import getpass
-
-        # Recorded first: where the audit cannot record it, nothing is unlocked.
-        role: dict[str, Any] = {"role": switch.role.username} if switch is not None else {}
-        if protection.hosts and not patterns:
-            role["hosts"] = [entry for *_, entry in protection.hosts]
-        journal.nested(f"# unlock: {text}", kind="sensitive_access", reason=text, columns=opened, user=getpass.getuser(), **role)
-        if switch is not None and not switch.on:
-            switch.switch(True)
-            protection.switched = True
-        protection.unlock(patterns)
-        as_role = f" (the database role {switch.role.username})" if switch is not None else ""
-        hosts = ["the protected hosts"] if protection.hosts and not patterns else []
-        print(f"appshell: unlocked {', '.join(opened + hosts) or 'nothing'}{as_role} until lock() or the session's end — recorded as sensitive access",
-              file=sys.stderr)
-
-    def lock() -> None:
-        """Mask protected values again."""
-        protection = _active
-        if protection is None:
-            return
-        if switch is not None and switch.on:
-            switch.check(sandbox=False)
-        if protection.unlocked_all or protection.unlocked:
-            journal.nested("# lock", kind="sensitive_access_end")
-        if switch is not None and switch.on:
-            switch.switch(False)  # back to the session's own role
-            protection.switched = False
-        protection.lock()
-        print("appshell: protected values are masked again", file=sys.stderr)
-
-    return {"unlock": unlock, "lock": lock}
-
-
-# -- protected hosts ----------------------------------------------------------------
-# Python raises an audit event before every socket connect and name lookup, whoever makes it (requests,
-# httpx, a driver, the app's own client): one hook per process sees them all (audit hooks cannot be
-# removed: it goes quiet where no session protects hosts), and reads the running session's rules.
-
-_hooked = False
-_busy = threading.local()  # recording a refusal: what the journal's sinks connect to is not checked again
-
 
 def host_patterns(hosts: Iterable[str]) -> tuple[tuple[str, str | None, str], ...]:
     """``protect.hosts`` read: (host glob, port glob or None for any port, the entry) each.
@@ -668,213 +472,3 @@ def host_patterns(hosts: Iterable[str]) -> tuple[tuple[str, str | None, str], ..
             host, port = netloc, None  # a bare IPv6 address, or no port
         found.append((host.lower(), port, entry))
     return tuple(found)
-
-
-def _port_text(port: Any) -> str | None:
-    if port is None:
-        return None
-    if isinstance(port, bytes):
-        port = port.decode("ascii", "replace")
-    text = str(port)
-    if text.isdigit() or not text:
-        return text or None
-    import socket
-
-    try:
-        return str(socket.getservbyname(text))  # "https" -> 443
-    except OSError:
-        return text
-
-
-def _protected(protection: Protection, host: str, port: str | None) -> str | None:
-    """The entry of ``protect.hosts`` that *host*:*port* matches, or None. A lookup of a name without a port
-    matches whatever port the entry names: the connect after it sees an address, not the name."""
-    host = host.lower().strip("[]")
-    for host_glob, port_glob, entry in protection.hosts:
-        if fnmatchcase(host, host_glob) and (port_glob is None or port is None or fnmatchcase(port, port_glob)):
-            return entry
-    return None
-
-
-def _appshells_own(frame: Any) -> bool:
-    """Is the connection appshell's own or SQLAlchemy's (the database, an audit sink), not the operator's or the app's?
-
-    The innermost frame outside the libraries decides: appshell or SQLAlchemy let it through; the operator's code,
-    the app's, or no one (a thread a library started) does not."""
-    from appshell.hooks.frames import is_library_file
-
-    while frame is not None:
-        name = str(frame.f_globals.get("__name__", ""))
-        if name.startswith(("appshell.", "sqlalchemy.")):
-            return True
-        if not is_library_file(frame.f_code.co_filename):
-            return False
-        frame = frame.f_back
-    return False
-
-
-_SOCKET_EVENTS = frozenset({"socket.connect", "socket.getaddrinfo", "socket.sendto", "socket.sendmsg"})  # connect_ex's is connect's
-
-
-def _host_hook(event: str, args: tuple[Any, ...]) -> None:
-    if event not in _SOCKET_EVENTS:
-        return  # every audit event of the process comes here: the others leave at once
-    protection = _active
-    if protection is None or not protection.hosts or protection.unlocked_all or getattr(_busy, "on", False):
-        return
-    if protection.journal is None or protection.journal.closed:
-        return  # the session is over (its teardown had no chance to deactivate it): quiet, as after deactivate()
-    if event != "socket.getaddrinfo":  # an address: a connect's, or a datagram's (sendto, sendmsg: None when connected)
-        address = args[1]
-        if not isinstance(address, tuple) or len(address) < 2 or not isinstance(address[0], str):
-            return  # a Unix socket's path, a netlink address: not a host
-        host, port = address[0], _port_text(address[1])
-    else:
-        host = args[0].decode("ascii", "replace") if isinstance(args[0], bytes) else args[0]
-        port = _port_text(args[1])
-        if not isinstance(host, str) or not host:
-            return
-    entry = _protected(protection, host, port)
-    if entry is None or _appshells_own(sys._getframe(1)):
-        return
-    _refuse_host(protection, host, port, entry, event)
-
-
-def _refuse_host(protection: Protection, host: str, port: str | None, entry: str, event: str) -> None:
-    """Record the attempt (a ``protected_host`` statement under the running one), then refuse it in one line."""
-    import ipaddress
-
-    where = f"[{host}]:{port}" if ":" in host and port else f"{host}:{port}" if port else host
-    if event == "socket.getaddrinfo":
-        try:
-            ipaddress.ip_address(host)
-            event = "socket.connect"  # an address is not looked up: create_connection() asks getaddrinfo() for every connect
-        except ValueError:
-            pass
-    _busy.on = True
-    try:
-        if protection.journal is not None:
-            what = {"socket.getaddrinfo": "look up", "socket.connect": "connect to"}.get(event, "send to")
-            protection.journal.nested(f"# refused: {what} {where}", kind="protected_host", host=where, pattern=entry)
-    finally:
-        _busy.on = False
-    raise HostRefused(f"{where} is a protected host (protect.hosts {entry!r}) — unlock(\"reason\") first, which is recorded, "
-                      "or open the session with a profile that does not list it")
-
-
-def guard_hosts(protection: Protection, journal: Journal) -> None:
-    """Refuse sockets to ``protect.hosts`` while *protection* is the session's and is locked, recording each
-    attempt in *journal*. Nothing is installed where the profile lists no host (start-up)."""
-    protection.journal = journal
-    if not protection.hosts:
-        return
-    global _hooked
-    if not _hooked:
-        _hooked = True
-        sys.addaudithook(_host_hook)
-
-
-# -- appshell protected -------------------------------------------------------------
-
-
-def listing(rules: Rules, tables: Iterable[Any]) -> list[list[str]]:
-    """Every protected column of *tables*, with why: ``[["customers.email", "protect.columns '…'"], …]``."""
-    protection = Protection(rules)
-    rows = []
-    for table in sorted(tables, key=lambda t: str(t.fullname)):
-        for name, why in protection.table(table).items():
-            rows.append([f"{table.fullname}.{name}", "; ".join(why)])
-    return rows
-
-
-def report(profile: Profile, models: Iterable[type], metadata: Any = None, as_json: bool = False) -> str:
-    """``appshell protected``: every protected column of the app, why, and what the profile does with them."""
-    rules = Rules.of(profile)
-    rows = listing(rules, tables_of(models, metadata))
-    if as_json:
-        import json
-
-        return json.dumps({"profile": profile.name, "enabled": rules.enabled, "columns": [{"column": c, "why": w} for c, w in rows],
-                           "hosts": list(rules.hosts)})
-    from appshell.console.render import table
-
-    if rules.enabled and rules.column_grants:
-        state = ("the role sessions read with is declared to have no SELECT on them (protect.column_grants): ORM queries leave them out, "
-                 "the database refuses the rest — enforced where its grants hold (docs/safety.md)")
-    elif rules.enabled:
-        state = ("masked in every output until unlock(reason), which is recorded: a guard against accidental exposure, "
-                 "not enforcement — Python code in the session can read them (docs/safety.md)")
-    else:
-        state = "not masked: protect.enabled is off in this profile (a profile that turns it on masks these)"
-    if rules.hosts:
-        refused = "refused until unlock(reason)" if rules.enabled else "not refused: protect.enabled is off"
-        state += f"\nprotected hosts ({refused}): {', '.join(rules.hosts)}"
-    return table(["column", "why"], rows, f"protected columns — profile {profile.name}", max_cell=400) + f"\n{state}"
-
-
-# -- enforced by the database: column grants (doctor) ---------------------------------
-
-
-def _refused(exc: BaseException) -> bool:
-    """The database refused for want of a privilege (PostgreSQL 42501; MySQL/MariaDB 1142, 1143)."""
-    orig = getattr(exc, "orig", None)
-    args: tuple[Any, ...] = tuple(getattr(orig, "args", ()))
-    if args and isinstance(args[0], int):  # MySQL/MariaDB drivers: (errno, message)
-        return args[0] in (1142, 1143)
-    return str(getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)) == "42501"
-
-
-def prove_column_grants(url: str, columns: Sequence[str]) -> tuple[bool | None, str]:
-    """Read each protected column (``table.column``) as the role of *url*: (True, why) where every read is
-    refused by the database, (False, which it can read), (None, why it cannot tell) — SQLite has no grants."""
-    from sqlalchemy import create_engine
-    from sqlalchemy.exc import DBAPIError
-
-    from appshell.safety.engines import exempt
-    from appshell.config.urls import sync_url
-
-    engine = create_engine(sync_url(url))
-    exempt(engine)  # the probe meets the role's own rights, not appshell's session settings
-    readable: list[str] = []
-    refused: list[str] = []
-    unknown: list[str] = []
-    try:
-        if engine.dialect.name == "sqlite":
-            return None, "SQLite has no column grants: protected data is masked in Python only (guarded)"
-        quote = engine.dialect.identifier_preparer.quote
-        with engine.connect() as conn:
-            user = conn.exec_driver_sql("SELECT current_user" if engine.dialect.name == "postgresql" else "SELECT CURRENT_USER()").scalar()
-            for dotted in columns:
-                *table, column = dotted.split(".")
-                try:
-                    conn.exec_driver_sql(f"SELECT {quote(column)} FROM {'.'.join(map(quote, table))} WHERE 1 = 0").all()
-                    readable.append(dotted)
-                except DBAPIError as exc:
-                    (refused if _refused(exc) else unknown).append(dotted)
-                conn.rollback()
-    finally:
-        engine.dispose()
-    if readable:
-        return False, f"role {user} can read {', '.join(readable)}: masked in Python only (guarded) — revoke its SELECT on them (docs/safety.md)"
-    if unknown:
-        return None, f"role {user}: reading {', '.join(unknown)} failed for another reason than a missing privilege (does the table exist?)"
-    return True, f"role {user} cannot read {', '.join(refused)}: the database refuses (enforced)"
-
-
-def doctor_rows(settings: Any, ctx: Any) -> Iterator[tuple[str, str, str]]:
-    """For ``appshell doctor``: the protected hosts, and whether the role a session reads with can read the protected columns."""
-    rules = Rules.of(settings.profile)
-    if not rules.enabled:
-        return
-    if rules.hosts:
-        yield ("protected hosts", "ok", f"{', '.join(rules.hosts)}: sockets refused until unlock(reason) — an in-process guard against "
-               "mistakes, not enforcement: a firewall rule keeps them out of reach (docs/safety.md)")
-    columns = [column for column, _ in listing(rules, tables_of(ctx.models.values(), ctx.metadata))]
-    if not columns:
-        yield "protected data", "WARN", f"profile {settings.profile.name} protects data, but no column of the app is protected (see appshell protected)"
-        return
-    from appshell.safety.readonly_role import read_only_url
-
-    url = (read_only_url(settings) if settings.read_only else None) or ctx.engine.url.render_as_string(hide_password=False)
-    enforced, message = prove_column_grants(url, columns)
-    yield "protected data", "ok" if enforced else "WARN", message
