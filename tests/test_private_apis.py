@@ -45,13 +45,13 @@ PRIVATE = [
      "0.22.x", lambda: _has(_aiosqlite_connection(), "_connection")),
     ("aiosqlite", "Connection._connector", "raw_connect._wrapped_connect(): aiosqlite's connect vouched for",
      "0.22.x", lambda: callable(getattr(_aiosqlite_connection(), "_connector", None))),
-    ("ipython", "IPython.core.completer._get_jedi", "shells/ipython.py: completion never evaluates calls",
+    ("ipython", "IPython.core.completer._get_jedi", "runtime/shells/ipython.py: completion never evaluates calls",
      "9.16–9.18", lambda: _has(importlib.import_module("IPython.core.completer"), "_get_jedi")),
-    ("ipython", "IPython.core.guarded_eval.EvaluationContext.replace", "shells/ipython.py: guarded_eval held to a safe level",
+    ("ipython", "IPython.core.guarded_eval.EvaluationContext.replace", "runtime/shells/ipython.py: guarded_eval held to a safe level",
      "9.8–9.18", lambda: _has(importlib.import_module("IPython.core.guarded_eval").EvaluationContext, "replace")),
-    ("traitlets", "PyFileConfigLoader._read_file_as_dict", "shells/ipython.py: an ipython_config.py is recorded before it runs",
+    ("traitlets", "PyFileConfigLoader._read_file_as_dict", "runtime/shells/ipython.py: an ipython_config.py is recorded before it runs",
      "5.x", lambda: _has(importlib.import_module("traitlets.config.loader").PyFileConfigLoader, "_read_file_as_dict")),
-    ("traitlets", "JSONFileConfigLoader._read_file_as_dict", "shells/ipython.py: an ipython_config.json is recorded before it is read",
+    ("traitlets", "JSONFileConfigLoader._read_file_as_dict", "runtime/shells/ipython.py: an ipython_config.json is recorded before it is read",
      "5.x", lambda: _has(importlib.import_module("traitlets.config.loader").JSONFileConfigLoader, "_read_file_as_dict")),
 ]
 
