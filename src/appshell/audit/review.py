@@ -5,7 +5,7 @@ file order — a second record with the same ``n``, a second ``session_end``, re
 end, and whole JSON lines that carry no hash or seal are all shown, and flagged
 (:meth:`Session.flags`). Nothing here decides which of two records is "the" one.
 """
-# Over 350 lines (479): tail and show over both sinks: one Session reader, its flags, two renderings.
+# Over 350 lines (661): tail and show over both sinks: one Session reader, its flags (the recorder's records too), the terminal transcript, two renderings.
 
 from __future__ import annotations
 
@@ -19,12 +19,36 @@ from typing import Any
 from appshell.audit.verify import Report, rotation_set, verify_files
 
 __all__ = ["Log", "verify", "sessions", "tail_sessions", "find_session", "render_tail", "render_session", "Session", "printable",
-           "tail_json", "session_json", "scan_session"]
+           "tail_json", "session_json", "scan_session", "unescape", "field_bytes", "typed_lines", "NOT_THE_INPUT", "PROGRAM_INPUTS"]
 
 # C0 and C1 controls, DEL, and the bidirectional overrides that reorder what a terminal shows.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 FORGED = "a whole JSON line with no seal or hash: not written by appshell's sink (forged)"
 UNSEALED = "not sealed while this session's other records are: written without the sealing key (forged)"
+NOT_THE_INPUT = "the session reported a statement that is not the input the recorder read"
+NO_STATEMENT = "a result with no statement before it"
+PROGRAM_INPUTS = ("command", "script", "stdin")  # input.kind where the recorder read the whole program before the session ran
+_ESCAPED = re.compile(r"\\\\|\\x([0-9a-fA-F]{2})")
+
+
+def unescape(text: str) -> bytes:
+    """The bytes of a field that :func:`appshell.audit.records.encodable` escaped: ``\\xNN`` is byte NN, ``\\\\`` a backslash."""
+    out, pos = bytearray(), 0
+    for m in _ESCAPED.finditer(text):
+        out += text[pos : m.start()].encode("utf-8", "surrogatepass")
+        out += b"\\" if m[1] is None else bytes([int(m[1], 16)])
+        pos = m.end()
+    out += text[pos:].encode("utf-8", "surrogatepass")
+    return bytes(out)
+
+
+def field_bytes(record: dict[str, Any], key: str, value: Any) -> bytes:
+    """*value* (found under the record's top-level field *key*) as the bytes it stands for: unescaped where ``undecodable`` lists *key*."""
+    text = value if isinstance(value, str) else str(value)
+    undecodable = record.get("undecodable")
+    if isinstance(undecodable, list) and key in undecodable:
+        return unescape(text)
+    return text.encode("utf-8", "surrogatepass")
 
 
 def printable(value: Any) -> Any:
@@ -116,8 +140,20 @@ class Session:
         end_at = None
         if self.end is not None:
             end_at = next(i for i, r in enumerate(self.records) if r is self.end)
+        stated: set[Any] = set()  # the n of each statement so far
+        first_program = self._first_program_statement()
         for i, r in enumerate(self.records):
             event = r.get("event")
+            if event == "statement":
+                stated.add(r.get("n"))
+            elif event == "result" and r.get("n") not in stated:
+                out[i].append(NO_STATEMENT)
+            elif event == "refused_report":
+                out[i].append(f"the recorder refused a {printable(str(r.get('kind')))} report: {printable(str(r.get('reason')))}")
+            elif event == "channel_closed":
+                out[i].append(f"the session's channel closed early: {printable(str(r.get('reason')))}")
+            if r is first_program and not self._is_the_input(r):
+                out[i].append(NOT_THE_INPUT + f" ({self.start['input'].get('kind')} input, sha256 {self.start['input'].get('sha256')})")
             if not _chained(r):
                 out[i].append(FORGED)
             elif sealed and "mac" not in r:
@@ -133,6 +169,44 @@ class Session:
             if end_at is not None and i > end_at:
                 out[i].append(f"after the session_end at {self.where[end_at]}")
         return out
+
+    def program_input(self) -> dict[str, Any] | None:
+        """The raw program the recorder read (session_start's ``input``) in a program mode; else None."""
+        given = self.start.get("input")
+        if isinstance(given, dict) and given.get("kind") in PROGRAM_INPUTS and isinstance(given.get("text"), str):
+            return given
+        return None
+
+    def _first_program_statement(self) -> dict[str, Any] | None:
+        """In a program mode, the session's first top-level statement (no ``parent``): it must be the input."""
+        if self.program_input() is None:
+            return None
+        return next((r for r in self.records if r.get("event") == "statement" and r.get("parent") is None), None)
+
+    def _is_the_input(self, statement: dict[str, Any]) -> bool:
+        given = self.program_input()
+        assert given is not None
+        return field_bytes(statement, "source", statement.get("source")) == field_bytes(self.start, "input", given["text"])
+
+    def reported_by_session(self) -> list[str] | None:
+        """The session_start's fields that are the session's word (``session_reported``); None where the recorder wrote them all."""
+        reported = self.start.get("session_reported")
+        return [str(k) for k in reported] if isinstance(reported, list) else None
+
+    def io_events(self) -> list[tuple[float, str, bytes]]:
+        """The terminal's ``io`` records as (seconds, stream, bytes), in the log's order (every one, whoever wrote it)."""
+        out = []
+        for r in self.records:
+            if r.get("event") != "io":
+                continue
+            t = r.get("t")
+            out.append((float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else 0.0, str(r.get("stream")),
+                        field_bytes(r, "data", r.get("data") or "")))
+        return out
+
+    def output_recorded(self) -> bool:
+        """Did the recorder keep what the terminal showed (any ``"o"`` record)?"""
+        return any(r.get("event") == "io" and r.get("stream") == "o" for r in self.records)
 
     def flags(self) -> list[str]:
         """What is odd about the session, one line each: forged lines, duplicates, extra or missing ends."""
@@ -176,6 +250,59 @@ class Session:
     def protected_hosts(self) -> int:
         """Connections to protected hosts that were refused (statements of kind ``protected_host``)."""
         return sum(1 for r in self.records if r.get("event") == "statement" and r.get("kind") == "protected_host")
+
+
+# What a terminal sends that is not text: CSI (arrows, bracketed paste), SS3 (keypad, F1-F4), strings, other escapes.
+_KEY_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|O.|[\]PX^_][^\x07\x1b]*(?:\x07|\x1b\\)?|[ -/]*[0-~])?", re.S)
+
+
+def typed_lines(events: list[tuple[float, str, bytes]]) -> list[tuple[float, str]]:
+    """What was typed (the ``"i"`` events), as (seconds of the line's first key, line): backspaces applied, a line ending at CR or LF
+    (CR LF is one end), escape sequences (arrow keys, paste brackets) dropped, other control keys shown as ``^C``.
+
+    It is the keys, not what the shell made of them: a line edited with the arrow keys reads as typed, without the moves."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")("backslashreplace")  # a character cut between two reads comes out whole
+    text, times = "", []  # times: (offset in text where an event's keys begin, its seconds)
+    for t, stream, data in events:
+        if stream == "i":
+            times.append((len(text), t))
+            text += decoder.decode(data)
+    text += decoder.decode(b"", final=True)
+    out: list[tuple[float, str]] = []
+    line: list[str] = []
+    began: float | None = None
+    after_cr, event, i = False, 0, 0
+    while i < len(text):
+        while event + 1 < len(times) and times[event + 1][0] <= i:
+            event += 1
+        char = text[i]
+        if char == "\x1b":
+            m = _KEY_ESCAPE.match(text, i)
+            i = m.end() if m else i + 1
+            continue
+        i += 1
+        if char == "\n" and after_cr:
+            after_cr = False
+            continue
+        after_cr = char == "\r"
+        if char in "\r\n":
+            out.append((times[event][1] if began is None else began, "".join(line)))
+            line, began = [], None
+            continue
+        if began is None:
+            began = times[event][1]
+        if char in "\x7f\b":
+            if line:
+                line.pop()
+        elif char < " " and char != "\t":
+            line.append("^" + chr(ord(char) + 64))
+        else:
+            line.append(char)
+    if line:
+        out.append((began if began is not None else times[event][1], "".join(line)))
+    return out
 
 
 def _add(found: dict[str, Session], raw: bytes, where: str = "") -> dict[str, Any] | None:
@@ -395,7 +522,8 @@ def tail_json(log: Log, count: int = 10) -> str:
 def session_json(s: Session) -> str:
     """One session for scripts: every record as written, where it is, and what is odd about it."""
     flags = s.record_flags()
-    return json.dumps({**_tail_row(s), "records": [{**r, "_where": w, "_flags": f} for r, w, f in zip(s.records, s.where, flags)]},
+    typed = [{"t": t, "line": line} for t, line in typed_lines(s.io_events())]
+    return json.dumps({**_tail_row(s), "typed": typed, "output_recorded": s.output_recorded(), "records": [{**r, "_where": w, "_flags": f} for r, w, f in zip(s.records, s.where, flags)]},
                       indent=1, ensure_ascii=True)
 
 
@@ -419,6 +547,49 @@ def _wrapped(text: str, indent: str, width: int, exact: bool = False) -> list[st
     return out
 
 
+_SHOWN = {"statement", "result", "session_start", "session_end", "io"}
+_CHAIN_KEYS = {"v", "seq", "ts", "session", "event", "prev", "hash", "epoch", "mac"}
+
+
+def _provenance(s: Session) -> list[str]:
+    """Who said what at the start: the recorder's fields and the session's, the raw input, the terminal."""
+    out = []
+    if "session_reported" in s.start:
+        said = s.reported_by_session()
+        out.append("recorded by a recorder process; the session reported " + (", ".join(said) or "nothing") + " (its word)"
+                   if said is not None else "recorded by a recorder process; the session never reported its start")
+    given = s.start.get("input")
+    if isinstance(given, dict):
+        where = f" {given.get('path')}" if given.get("path") else ""
+        out.append(f"input {given.get('kind')}{where}, read by the recorder before the session ran: sha256 {given.get('sha256')}")
+    terminal = s.start.get("terminal")
+    if isinstance(terminal, dict):
+        out.append("terminal: every key typed recorded by the recorder" + ("; what was shown too" if terminal.get("output_recorded") else ""))
+    return out
+
+
+def _terminal(s: Session, width: int) -> list[str]:
+    """The terminal transcript: what was typed, line by line with its time; where the output was kept, how to replay it."""
+    events = s.io_events()
+    if not events and not isinstance(s.start.get("terminal"), dict):
+        return []
+    out = ["── terminal: what was typed (keys as the recorder read them, backspaces applied; seconds since the relay started)"]
+    for t, line in typed_lines(events):
+        out.extend(_wrapped(f"{t:8.2f}s  {line}", "  ", width))
+    if not any(stream == "i" for _, stream, _ in events):
+        out.append("  (nothing typed was recorded)")
+    markers = [data.decode("utf-8", "replace") for _, stream, data in events if stream == "m"]
+    for label in markers:
+        out.extend(_wrapped(f"[{label}]", "  ", width))
+    if s.output_recorded():
+        shown = sum(len(data) for _, stream, data in events if stream == "o")
+        out.extend(_wrapped(f"output recorded ({shown} bytes): appshell audit replay {s.id} plays it; "
+                            f"appshell audit export {s.id} --asciicast writes it for asciinema", "  ", width))
+    else:
+        out.append("  output not recorded (audit.record_output = true in the profile records it)")
+    return out
+
+
 def render_session(log: Log, prefix: str) -> str | None:
     from appshell.console.render import terminal_width
 
@@ -427,11 +598,17 @@ def render_session(log: Log, prefix: str) -> str | None:
         return None
     s = found
     width = terminal_width()
+    said = set(s.reported_by_session() or ())
+
+    def fact(key: str) -> str:  # a session_start field, marked where it is the session's word
+        return f"{s.start.get(key, '?')}" + (" (reported by the session)" if key in said else "")
+
     head = [
         f"session {s.id} — {_who(s)}, {s.start.get('mode', '?')} {s.start.get('shell') or ''}".rstrip(),
-        f"started {s.start.get('ts', '?')}  profile {s.start.get('profile', '?')}  release {s.start.get('release', '?')}",
-        f"database {s.start.get('database', '?')}  read-only {s.start.get('read_only')}  sandbox {s.start.get('sandbox')}",
+        f"started {s.start.get('ts', '?')}  profile {fact('profile')}  release {fact('release')}",
+        f"app {fact('app')}  database {fact('database')}  read-only {fact('read_only')}  sandbox {fact('sandbox')}",
         f"reason {s.start.get('reason') or '(none)'}  ssh {s.start.get('ssh_client') or '-'}  tty {s.start.get('tty') or '-'}",
+        *_provenance(s),
     ]
     out: list[str] = []
     for h in head:
@@ -471,6 +648,11 @@ def render_session(log: Log, prefix: str) -> str | None:
             if r.get("error"):
                 out.append("  error:")
                 out.extend(_wrapped(str(r["error"]), "    ", width))
+    for r in s.records:  # what is neither a statement, its result, the start, the end nor the terminal: shown as written
+        if r.get("event") not in _SHOWN:
+            fields_ = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False, default=str)}" for k, v in sorted(r.items()) if k not in _CHAIN_KEYS)
+            out.extend(_wrapped(f"── {r.get('event')}  {str(r.get('ts', ''))[11:23]}  {fields_}", "", width))
+    out.extend(_terminal(s, width))
     out.append(f"{s.statement_count()} statement(s)")
     if s.end:
         out.extend(_wrapped(f"ended {s.end.get('ts')}  status {s.end.get('status')}", "", width))

@@ -10,7 +10,7 @@ Also here, because the audit verbs and the review page share them: what ``--log`
 ``--audit-log``/``--profile`` and ``--key`` resolve to (:func:`audit_log`, :func:`audit_key`).
 Nothing heavy is imported: ``--help`` works where the app cannot boot.
 """
-# Over 350 lines (371): the flag table of every command, and the parsers and help generated from it.
+# Over 350 lines (380): the flag table of every command, and the parsers and help generated from it.
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ __all__ = ["Flag", "FLAGS", "Line", "split", "SUBCOMMANDS", "VERBS", "parser", "
 # other commands, and each audit verb, as "audit VERB".
 SHELL, DOCTOR, PROFILES, PROTECTED = "shell", "doctor", "profiles", "protected"
 SUBCOMMANDS = ("profiles", "audit", "doctor", "protected")  # the first word that is not an option's: a command, not a SCRIPT
-VERBS = ("init", "verify", "tail", "show", "rotate", "serve")
+VERBS = ("init", "verify", "tail", "show", "rotate", "serve", "replay", "export")
 AUDIT = frozenset(f"audit {verb}" for verb in VERBS)
 RUNS = frozenset({SHELL, DOCTOR})  # doctor checks what a session would run with: every setting counts
 EVERY = RUNS | {PROFILES, PROTECTED} | AUDIT
@@ -109,6 +109,11 @@ FLAGS: tuple[Flag, ...] = (
          env="APPSHELL_REVIEW_TRUST_HEADER"),
     Flag(("--reviews",), "reviews", frozenset({"audit serve"}),
          "the reviews file (default: reviews.jsonl beside the log; table appshell_review with --url)", "PATH"),
+    Flag(("--speed",), "speed", frozenset({"audit replay"}), "play this many times faster (default 1: as recorded)", "X", type=float,
+         default=1.0),
+    Flag(("--idle-limit",), "idle_limit", frozenset({"audit replay"}), "cut every pause to at most S seconds", "S", type=float),
+    Flag(("--asciicast",), "asciicast", frozenset({"audit export"}), "asciicast v2, asciinema's format", default=False),
+    Flag(("-o", "--output"), "output", frozenset({"audit export"}), "write to FILE (default: stdout)", "FILE"),
 )
 
 EPILOG = f"""\
@@ -124,6 +129,8 @@ modes:
                                seal the audit log, check its chain and seal, review sessions
   appshell audit serve [--log PATH | --url URL] [--host 127.0.0.1] [--port 8023] [--key KEY]
                                the auditors' review web page (extra appshell[review])
+  appshell audit replay SESSION [--speed X] | export SESSION --asciicast [-o FILE]
+                               a terminal session's recorded output, played or as asciicast v2
 
 options stand before or after a command's name: appshell -q --profile staging doctor, appshell audit --log PATH tail.
 The first word that is not an option's value is the command (profiles, doctor, audit) or the SCRIPT: a script
@@ -143,6 +150,8 @@ VERB_HELP = {
     "show": "one session, whole (SESSION: its id; a unique prefix is enough)",
     "rotate": "start a new file; the chain goes on in it",
     "serve": "the auditors' review web page (extra appshell[review]; log-in: APPSHELL_REVIEW_TOKENS=name:token,...)",
+    "replay": "play a terminal session's recorded output in this terminal, at its pace (--speed X, --idle-limit S)",
+    "export": "write a terminal session's recording as asciicast v2 (--asciicast [-o FILE])",
 }
 _AUDIT_EPILOG = "verbs:\n" + "".join(f"  {verb:<8} {text}\n" for verb, text in VERB_HELP.items()) + """
 the log: --log PATH, or --url URL (an SQL sink), else where the shell writes it (--audit-log,
@@ -240,11 +249,11 @@ def _parser(command: str | None) -> Parser:
     if command is None:  # `appshell audit` before its verb is known: --help only
         p = _build(None, "appshell audit", "Seal, check and review the audit log.", _AUDIT_EPILOG)
         p.add_argument("verb", metavar="VERB", choices=VERBS, help="|".join(VERBS))
-        p.add_argument("session", nargs="?", help="with show: a session id (a unique prefix is enough)")
+        p.add_argument("session", nargs="?", help="with show, replay, export: a session id (a unique prefix is enough)")
         return p
     verb = command.removeprefix("audit ")
     p = _build(command, f"appshell audit {verb}", VERB_HELP[verb][0].upper() + VERB_HELP[verb][1:] + ".", _AUDIT_EPILOG.split("\n\n")[-1])
-    if verb == "show":
+    if verb in ("show", "replay", "export"):
         p.add_argument("session", nargs="?", help="a session id (a unique prefix is enough)")
     return p
 

@@ -5,7 +5,7 @@ and first through :func:`appshell.audit.review.printable` (the template
 environment's ``finalize``), so no HTML, script or terminal control character
 from a statement renders. The Content-Security-Policy allows no script at all.
 """
-# Over 350 lines (430): the review page's routes, each small, with what their templates need.
+# Over 350 lines (446): the review page's routes, each small, with what their templates need.
 
 from __future__ import annotations
 
@@ -299,11 +299,13 @@ def create_app(config: Config) -> Any:
                 sensitive.append({"anchor": f"r{k}", "n": st.get("n"), "ts": st.get("ts"), "reason": st.get("reason"), "user": st.get("user"),
                                   "role": st.get("role"), "opened": [*_strings(st.get("columns")), *_strings(st.get("hosts"))]})
         start = session.start
-        known = [(label, start.get(key)) for key, label in START_FIELDS if key in start]
+        said = set(session.reported_by_session() or ())
+        known = [(label + (" (reported by the session)" if key in said else ""), start.get(key)) for key, label in START_FIELDS if key in start]
         other = [(k, v) for k, v in sorted(start.items()) if k not in CHAIN_KEYS and k not in dict(START_FIELDS)]
         end = session.end or {}
         end_other = [(k, v) for k, v in sorted(end.items()) if k not in CHAIN_KEYS and k not in ("status", "statements", "duration_ms")]
-        return state.render("session.html", s=session, flags=session.flags() if session.end is not None else session.flags()[:-1], start=start, known=known, other=other, end=session.end, end_other=end_other,
+        terminal = _terminal(session)
+        return state.render("session.html", s=session, terminal=terminal, flags=session.flags() if session.end is not None else session.flags()[:-1], start=start, known=known, other=other, end=session.end, end_other=end_other,
                             statements=statements, sensitive=sensitive, refused_hosts=refused_hosts, chain=chain, history=reviews.of(session_id), review_state=reviews.state(session_id),
                             banner=banner(reviews), auditor=auditor, csrf=state.signer.csrf(binding), states=STATES,
                             fmt=lambda v: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else ("-" if v is None else str(v)))
@@ -409,6 +411,20 @@ def create_app(config: Config) -> Any:
     if config.warm:
         threading.Thread(target=state.warm, name="appshell-review-warm", daemon=True).start()
     return app
+
+
+def _terminal(session: Session) -> dict[str, Any] | None:
+    """What the page shows of a terminal session: its output as text where it was recorded, else what was typed."""
+    from appshell.audit.review import typed_lines
+
+    events = session.io_events()
+    if not events and not isinstance(session.start.get("terminal"), dict):
+        return None
+    if session.output_recorded():
+        from appshell.recorder.replay import as_text
+
+        return {"output": as_text(events), "typed": None, "id": session.id}
+    return {"output": None, "typed": [(f"{t:.2f}", line) for t, line in typed_lines(events)], "id": session.id}
 
 
 def _local(url: str) -> str:
