@@ -269,3 +269,5 @@ def test_the_review_page_shows_what_was_typed_and_the_flags(logs: dict[str, Path
     assert NOT_THE_INPUT in forged
     refused = _page(logs["refused"], tmp_path, monkeypatch)
     assert "the recorder refused a statement report" in refused
+    listed = refused.split('id="other-records"', 1)[1].split("</section>", 1)[0]
+    assert "<code>refused_report</code>" in listed and "which only the recorder sets" in listed  # the record itself, as written

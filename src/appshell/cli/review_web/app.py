@@ -5,7 +5,7 @@ and first through :func:`appshell.audit.review.printable` (the template
 environment's ``finalize``), so no HTML, script or terminal control character
 from a statement renders. The Content-Security-Policy allows no script at all.
 """
-# Over 350 lines (446): the review page's routes, each small, with what their templates need.
+# Over 350 lines (450): the review page's routes, each small, with what their templates need.
 
 from __future__ import annotations
 
@@ -40,6 +40,8 @@ START_FIELDS = [("real_user", "operator (login/sudo user)"), ("user", "OS user")
                 ("database", "database (masked)"), ("sandbox", "sandbox"), ("read_only", "read-only"), ("reason", "reason"),
                 ("argv", "argv"), ("sinks", "sinks")]
 CHAIN_KEYS = {"v", "seq", "ts", "session", "event", "prev", "hash", "epoch", "mac"}
+# The records the page shows in its own sections; every other one (refused_report, channel_closed, session_info) is listed as written.
+SHOWN_AS_STATEMENTS = {"session_start", "session_end", "statement", "result", "io"}
 
 
 @dataclass
@@ -305,7 +307,9 @@ def create_app(config: Config) -> Any:
         end = session.end or {}
         end_other = [(k, v) for k, v in sorted(end.items()) if k not in CHAIN_KEYS and k not in ("status", "statements", "duration_ms")]
         terminal = _terminal(session)
-        return state.render("session.html", s=session, terminal=terminal, flags=session.flags() if session.end is not None else session.flags()[:-1], start=start, known=known, other=other, end=session.end, end_other=end_other,
+        others = [(where, r.get("event"), r.get("ts"), json.dumps({k: v for k, v in sorted(r.items()) if k not in CHAIN_KEYS}, ensure_ascii=False))
+                  for r, where in zip(session.records, session.where) if r.get("event") not in SHOWN_AS_STATEMENTS]
+        return state.render("session.html", s=session, terminal=terminal, others=others, flags=session.flags() if session.end is not None else session.flags()[:-1], start=start, known=known, other=other, end=session.end, end_other=end_other,
                             statements=statements, sensitive=sensitive, refused_hosts=refused_hosts, chain=chain, history=reviews.of(session_id), review_state=reviews.state(session_id),
                             banner=banner(reviews), auditor=auditor, csrf=state.signer.csrf(binding), states=STATES,
                             fmt=lambda v: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else ("-" if v is None else str(v)))
