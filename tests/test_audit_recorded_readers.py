@@ -271,3 +271,15 @@ def test_the_review_page_shows_what_was_typed_and_the_flags(logs: dict[str, Path
     assert "the recorder refused a statement report" in refused
     listed = refused.split('id="other-records"', 1)[1].split("</section>", 1)[0]
     assert "<code>refused_report</code>" in listed and "which only the recorder sets" in listed  # the record itself, as written
+
+
+def test_a_record_not_by_its_writer_is_flagged_where_a_recorder_kept_the_session(logs: dict[str, Path]) -> None:
+    honest = records(logs["honest"])
+    forged = [*honest[:-1], {**honest[1], "n": 2, "by": "recorder", "seq": 99}, {**honest[-1], "by": "session", "seq": 100}]
+    s = Session(honest[0]["session"])
+    for i, r in enumerate(forged, 1):
+        s.add(r, f"log:{i}")
+    assert [f for f in s.flags() if "in a session a recorder kept" in f] == [
+        "log:4: statement — by recorder, in a session a recorder kept: statement records are by session",
+        "log:5: session_end — by session, in a session a recorder kept: session_end records are by recorder"]
+    assert session_of(logs["honest"]).flags() == []

@@ -5,7 +5,7 @@ file order — a second record with the same ``n``, a second ``session_end``, re
 end, and whole JSON lines that carry no hash or seal are all shown, and flagged
 (:meth:`Session.flags`). Nothing here decides which of two records is "the" one.
 """
-# Over 350 lines (661): tail and show over both sinks: one Session reader, its flags (the recorder's records too), the terminal transcript, two renderings.
+# Over 350 lines (667): tail and show over both sinks: one Session reader, its flags (the recorder's records too), the terminal transcript, two renderings.
 
 from __future__ import annotations
 
@@ -27,6 +27,9 @@ FORGED = "a whole JSON line with no seal or hash: not written by appshell's sink
 UNSEALED = "not sealed while this session's other records are: written without the sealing key (forged)"
 NOT_THE_INPUT = "the session reported a statement that is not the input the recorder read"
 NO_STATEMENT = "a result with no statement before it"
+# Who writes each kind of record where a recorder keeps the session: the recorder itself, or the session (checked, then sealed).
+_BY = {"session_start": "recorder", "session_end": "recorder", "io": "recorder", "refused_report": "recorder", "channel_closed": "recorder",
+       "statement": "session", "result": "session", "session_info": "session"}
 PROGRAM_INPUTS = ("command", "script", "stdin")  # input.kind where the recorder read the whole program before the session ran
 _ESCAPED = re.compile(r"\\\\|\\x([0-9a-fA-F]{2})")
 
@@ -141,6 +144,7 @@ class Session:
         if self.end is not None:
             end_at = next(i for i, r in enumerate(self.records) if r is self.end)
         stated: set[Any] = set()  # the n of each statement so far
+        recorded = self.start.get("by") == "recorder"  # a recorder kept this session: every record says who wrote it
         first_program = self._first_program_statement()
         for i, r in enumerate(self.records):
             event = r.get("event")
@@ -152,6 +156,8 @@ class Session:
                 out[i].append(f"the recorder refused a {printable(str(r.get('kind')))} report: {printable(str(r.get('reason')))}")
             elif event == "channel_closed":
                 out[i].append(f"the session's channel closed early: {printable(str(r.get('reason')))}")
+            if recorded and event in _BY and r.get("by") != _BY[event]:
+                out[i].append(f"by {printable(str(r.get('by')))}, in a session a recorder kept: {event} records are by {_BY[event]}")
             if r is first_program and not self._is_the_input(r):
                 out[i].append(NOT_THE_INPUT + f" ({self.start['input'].get('kind')} input, sha256 {self.start['input'].get('sha256')})")
             if not _chained(r):
