@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IN_CI, run, run_module
+from support.ci import IN_CI
+from support.harness import run, run_module
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import APPS, asyncpg_database, run, run_module
+from support.databases import asyncpg_database
+from support.harness import run, run_module
+from support.paths import APPS
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 

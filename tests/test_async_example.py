@@ -19,7 +19,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import make_url
 
-from conftest import ROOT, asyncpg_database, audit_records, clean_environ, console_blocks, leave, run, run_module, spawn_shell
+from support.audit import audit_records
+from support.databases import asyncpg_database
+from support.docs import console_blocks
+from support.environment import clean_environ
+from support.harness import run, run_module
+from support.paths import ROOT
+from support.terminal import leave, spawn_shell
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 

@@ -16,7 +16,12 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from conftest import APPSHELL, audit_records, clean_environ, run, spawn_shell, titles
+from support.apps import titles
+from support.audit import audit_records
+from support.environment import clean_environ
+from support.harness import run
+from support.paths import APPSHELL
+from support.terminal import spawn_shell
 
 pytestmark = pytest.mark.in_process
 

@@ -10,7 +10,7 @@ import pexpect
 import pytest
 from sqlalchemy import create_engine, text
 
-from conftest import leave, spawn_shell
+from support.terminal import leave, spawn_shell
 
 PROMPT = [r">>>", r"In \["]  # coloured prompts: their text, between escape codes
 

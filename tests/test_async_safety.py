@@ -13,7 +13,11 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from conftest import APPSHELL, audit_records, clean_environ, run, titles
+from support.apps import titles
+from support.audit import audit_records
+from support.environment import clean_environ
+from support.harness import run
+from support.paths import APPSHELL
 
 # Sessions in this process (tests/conftest.py, docs/design.md §9); the few that only a real process shows say why.
 pytestmark = pytest.mark.in_process

@@ -15,7 +15,9 @@ import pexpect
 import pytest
 
 from appshell.audit.records import digest
-from conftest import end_input, run, spawn_shell, started
+from support.harness import run
+from support.processes import started
+from support.terminal import end_input, spawn_shell
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 

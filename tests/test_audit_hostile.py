@@ -12,7 +12,9 @@ import pytest
 
 from appshell.audit.records import canonical, digest
 from appshell.audit.seal import evolve, record_mac
-from conftest import audit_init as init, audit_records as records, end_input, run, spawn_shell
+from support.audit import audit_init as init, audit_records as records
+from support.harness import run
+from support.terminal import end_input, spawn_shell
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 

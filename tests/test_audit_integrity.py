@@ -18,7 +18,10 @@ from appshell.audit.auditor import Auditor
 from appshell.errors import AuditFailure
 from appshell.record.journal import Journal
 from appshell.config.redact import Redactor
-from conftest import APPSHELL, IN_CI, clean_environ, run
+from support.ci import IN_CI
+from support.environment import clean_environ
+from support.harness import run
+from support.paths import APPSHELL
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 

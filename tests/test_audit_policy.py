@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import audit_records, leave, run, spawn_shell
+from support.audit import audit_records
+from support.harness import run
+from support.terminal import leave, spawn_shell
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 

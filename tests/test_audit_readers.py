@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from appshell.audit.records import canonical, digest
-from conftest import HIDE, audit_init as init, audit_records as records, clean_environ, run
+from support.audit import HIDE, audit_init as init, audit_records as records
+from support.environment import clean_environ
+from support.harness import run
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Result, Scratch, audit_records, pg_scratch, run
+from support.audit import audit_records
+from support.databases import Scratch, pg_scratch
+from support.harness import Result, run
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 

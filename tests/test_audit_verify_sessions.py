@@ -21,7 +21,8 @@ from appshell.audit.filesink import FileSink
 from appshell.audit.records import canonical
 from appshell.audit.seal import SealState, evolve, format_key, init_state, state_path
 from appshell.audit.verify import Report, verify_files
-from conftest import APPSHELL, clean_environ
+from support.environment import clean_environ
+from support.paths import APPSHELL
 
 TS = "2026-11-24T00:00:00.000000Z"
 

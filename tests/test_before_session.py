@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import APPSHELL, audit_records, run
+from support.audit import audit_records
+from support.harness import run
+from support.paths import APPSHELL
 
 pytestmark = pytest.mark.subprocess
 

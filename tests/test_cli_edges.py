@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import APPSHELL, Result, clean_environ
+from support.environment import clean_environ
+from support.harness import Result
+from support.paths import APPSHELL
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
@@ -77,7 +79,7 @@ def test_unknown_names_suggest_the_nearest(shop: Path, invoke: Callable[..., Res
 
 
 def test_json_stdout_holds_only_the_json_even_when_the_app_prints_while_booting(shop: Path) -> None:
-    from conftest import run
+    from support.harness import run
 
     (shop / "noisy.py").write_text("print('booting the noisy app')\nfrom shop.db import engine, SessionLocal\nfrom shop.models import *\n")
     result = run(["--app", "noisy", "--json", "-c", "count(Product)"], cwd=shop)
@@ -88,7 +90,7 @@ def test_json_stdout_holds_only_the_json_even_when_the_app_prints_while_booting(
 
 def test_the_private_folder_is_never_committed(shop: Path) -> None:
     """`.appshell/` (audit log, seal, history) gets a .gitignore of `*` as soon as appshell writes there."""
-    from conftest import run
+    from support.harness import run
 
     assert not (shop / ".appshell").exists()
     assert run(["-c", "1"], cwd=shop).exit_code == 0

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from appshell.cli.command_line import FLAGS, Line, project_of, split
-from conftest import Result, run
+from support.harness import Result, run
 
 pytestmark = pytest.mark.in_process
 
@@ -282,7 +282,7 @@ def test_help_imports_nothing_heavy(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from conftest import clean_environ
+    from support.environment import clean_environ
 
     code = ("import sys; from appshell.cli.main import main\n"
             "for argv in (['--help'], ['doctor', '--help'], ['audit', 'serve', '--help']):\n"

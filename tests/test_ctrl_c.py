@@ -12,7 +12,9 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from conftest import audit_records, leave, library_on, spawn_shell
+from support.apps import library_on
+from support.audit import audit_records
+from support.terminal import leave, spawn_shell
 
 pytestmark = pytest.mark.subprocess  # Ctrl-C through a real pty
 

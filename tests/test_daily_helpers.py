@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Result, clean_environ, run
+from support.environment import clean_environ
+from support.harness import Result, run
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 

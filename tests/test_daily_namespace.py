@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run
+from support.harness import run
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
@@ -158,7 +158,7 @@ def test_repr_keeps_only_short_simple_values(value: object, shown: str | None) -
 def test_shells_show_the_repr_the_capped_table_and_know_the_vocabulary(app_dir: Callable[[str], Path], sqlite_url: str, shell: str) -> None:
     import re
 
-    from conftest import leave, spawn_shell
+    from support.terminal import leave, spawn_shell
 
     root = app_dir("plainapp")
     setup = "metadata.create_all(engine); session.add_all([Author(name=f'A{i}') for i in range(25)]); commit()"

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import pg_schema, run
+from support.databases import pg_schema
+from support.harness import run
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 

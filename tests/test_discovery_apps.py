@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from conftest import run
+from support.harness import run
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
@@ -244,7 +244,7 @@ def test_an_app_without_an_engine_of_its_own_gets_no_note(app_dir: Apps, sqlite_
 
 @pytest.mark.subprocess
 def test_the_banner_says_so(app_dir: Apps, sqlite_url: str) -> None:
-    from conftest import end_input, spawn_shell
+    from support.terminal import end_input, spawn_shell
 
     child = spawn_shell(app_dir("ownengine"), "--shell", "python", env={"DATABASE_URL": sqlite_url})
     child.expect(">>> ")

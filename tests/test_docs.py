@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, console_blocks, run
+from support.docs import console_blocks
+from support.harness import run
+from support.paths import ROOT
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import audit_records, library_on, run, run_module
+from support.apps import library_on
+from support.audit import audit_records
+from support.harness import run, run_module
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Result, run
+from support.harness import Result, run
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 

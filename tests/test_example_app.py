@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run, shop_web
+from support.harness import run
+from support.processes import shop_web
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import leave, spawn_shell
+from support.terminal import leave, spawn_shell
 
 SHELLS = ["ipython", "ptpython", "python"]
 SECRET = "tok-4f9a8b7c6d5e"  # the value of a secret-named variable: masked in the history file

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run
+from support.harness import run
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
@@ -173,7 +173,7 @@ def test_pymysql_autocommit_switch_is_refused_in_the_sandbox(library_of: Library
 
 
 def test_aiomysql_autocommit_switch_is_refused_in_the_sandbox(app_dir: Callable[[str], Path], mariadb_url: str) -> None:
-    from conftest import run_module
+    from support.harness import run_module
 
     root = app_dir("asyncapp")
     env = {"DATABASE_URL": mariadb_url.replace("mysql+pymysql://", "mysql+aiomysql://")}

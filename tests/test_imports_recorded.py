@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import audit_records, run
+from support.audit import audit_records
+from support.harness import run
 
 pytestmark = pytest.mark.in_process
 

@@ -8,7 +8,9 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from conftest import APPSHELL, clean_environ, end_input, leave, spawn_shell
+from support.environment import clean_environ
+from support.paths import APPSHELL
+from support.terminal import end_input, leave, spawn_shell
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]")
 

@@ -18,7 +18,7 @@ import pydantic
 import pytest
 
 from appshell.console.jsonable import to_jsonable
-from conftest import run
+from support.harness import run
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 

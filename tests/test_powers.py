@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from appshell.safety.powers import MysqlFacts, PgFacts, mysql_powers, postgresql_powers
-from conftest import MYSQL_URL, Scratch, pg_scratch, run, server_or_skip
+from support.databases import MYSQL_URL, Scratch, pg_scratch, server_or_skip
+from support.harness import run
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 

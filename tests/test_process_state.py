@@ -111,7 +111,8 @@ LISTENERS = "sum(len(fns) for fns in __import__('sqlalchemy').Engine.dispatch.be
 def test_an_in_process_run_leaves_no_listener_of_its_session(shop: Path) -> None:
     """A session's class-level listeners end with it in the harness (engines.retire_ended), where
     one process runs many sessions; they were there while it ran."""
-    from conftest import clean_environ, run_in_process
+    from support.environment import clean_environ
+    from support.harness import run_in_process
 
     before = eval(LISTENERS)
     during = run_in_process(["-c", f"print({LISTENERS})"], shop, clean_environ())

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run, run_module
+from support.harness import run, run_module
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 

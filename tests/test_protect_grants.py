@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import run, run_module
+from support.harness import run, run_module
 
 from appshell.config.profiles import build_profile
 from appshell.console.protect_report import doctor_rows, prove_column_grants
@@ -188,7 +188,7 @@ def test_unlock_logs_in_as_the_role_that_can_read_them_and_lock_logs_out(enforce
     assert unlocked.split()[0].split("@")[0] == owner and "│  1 │ customer1@example.com │ Customer 1 │" in unlocked
     assert after.split()[0].split("@")[0] == masked and "<no access>" in after and "example.com" not in after
     assert f"(the database role {owner}) until lock()" in result.stderr
-    from conftest import audit_records
+    from support.audit import audit_records
 
     access = [r for r in audit_records(shop / ".appshell" / "audit.jsonl") if r.get("kind") == "sensitive_access"]
     assert [(r["role"], r["columns"]) for r in access] == [(owner, ["customers.email", "customers.name"])]

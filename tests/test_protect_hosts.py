@@ -13,7 +13,9 @@ from appshell.errors import ConfigError
 from appshell.config.profiles import load_profile
 from appshell.console.protect import Protection, Rules, host_patterns
 from appshell.console.protect_hosts import _protected
-from conftest import audit_records, library_on, run
+from support.apps import library_on
+from support.audit import audit_records
+from support.harness import run
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
@@ -190,7 +192,7 @@ def test_appshell_protected_lists_the_protected_hosts(shop: Path) -> None:
 @pytest.mark.subprocess
 @pytest.mark.parametrize("shell", ["ipython", "ptpython", "python"])
 def test_refused_in_one_line_at_every_shells_prompt_and_the_shell_goes_on(shop: Path, listening: int, shell: str) -> None:
-    from conftest import leave, spawn_shell
+    from support.terminal import leave, spawn_shell
 
     _protect_hosts(shop, "127.0.0.1")
     child = spawn_shell(shop, "--shell", shell, "-q", *PRODUCTION)

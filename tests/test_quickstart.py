@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import subprocess
 
-from conftest import ROOT, clean_environ
+from support.environment import clean_environ
+from support.paths import ROOT
 
 
 def test_demo_runs_a_command_quietly() -> None:

@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, clean_environ, unavailable
+from support.ci import unavailable
+from support.environment import clean_environ
+from support.paths import ROOT
 
 from appshell.errors import ConfigError
 from appshell.recorder.privsep import RecorderConfig, privileged

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Result, leave, library_on, run, spawn_shell
+from support.apps import library_on
+from support.harness import Result, run
+from support.terminal import leave, spawn_shell
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 

@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 
 from appshell.boot.release import git_head, release_id
-from conftest import ROOT, clean_environ, run, shop_web
+from support.environment import clean_environ
+from support.harness import run
+from support.paths import ROOT
+from support.processes import shop_web
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 

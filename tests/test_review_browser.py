@@ -21,7 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import APPSHELL, ROOT, clean_environ, free_port, run, unavailable
+from support.ci import unavailable
+from support.environment import clean_environ
+from support.harness import run
+from support.paths import APPSHELL, ROOT
+from support.processes import free_port
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 

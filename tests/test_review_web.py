@@ -30,7 +30,9 @@ except ImportError:
 
 from appshell.cli.review_web.app import create_app  # noqa: E402
 from appshell.cli.review_web.cli import build_config, parser  # noqa: E402
-from conftest import HIDE, clean_environ, run  # noqa: E402
+from support.audit import HIDE  # noqa: E402
+from support.environment import clean_environ  # noqa: E402
+from support.harness import run  # noqa: E402
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
@@ -774,7 +776,7 @@ def test_audit_tail_marks_sensitive_access(sensitive_log: tuple[Path, str, str])
 
 
 def test_refused_connections_to_protected_hosts_are_marked(shop: Path) -> None:
-    from conftest import free_port
+    from support.processes import free_port
 
     profile = shop / "profiles" / "production.toml"
     profile.write_text(profile.read_text().replace("[protect]\n", '[protect]\nhosts = ["127.0.0.1"]\n'))

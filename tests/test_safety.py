@@ -13,7 +13,10 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from conftest import end_input, library_on, run, spawn_shell, started
+from support.apps import library_on
+from support.harness import run
+from support.processes import started
+from support.terminal import end_input, spawn_shell
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 

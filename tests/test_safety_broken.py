@@ -7,7 +7,10 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import APPSHELL, audit_records, clean_environ, library_on
+from support.apps import library_on
+from support.audit import audit_records
+from support.environment import clean_environ
+from support.paths import APPSHELL
 
 SYNC_BREAK = ("raw = session.connection().connection.dbapi_connection\n"
               "raw.execute('COMMIT')\n"

@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
-from conftest import audit_records, library_on, run
+from support.apps import library_on
+from support.audit import audit_records
+from support.harness import run
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
@@ -211,7 +213,7 @@ def test_ctrl_c_interrupts_a_long_sqlite_query(app_dir: Callable[[str], Path], s
     import signal
     import time
 
-    from conftest import started
+    from support.processes import started
 
     root, env = _lazy_on(app_dir, sqlite_url)
     log = tmp_path / "audit.jsonl"

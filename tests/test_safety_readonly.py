@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import library_on, run
+from support.apps import library_on
+from support.harness import run
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 

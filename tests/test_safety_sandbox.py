@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import audit_records, library_on, run
+from support.apps import library_on
+from support.audit import audit_records
+from support.harness import run
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import audit_records, run
+from support.audit import audit_records
+from support.harness import run
 
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
 
@@ -59,7 +60,7 @@ def test_mariadb_commit_and_chain_below_sqlalchemy_is_detected(library_of: Calla
 
 def test_aiomysql_executable_comment_cannot_commit_the_sandbox(app_dir: Callable[[str], Path], mariadb_url: str) -> None:
     """The async twin, through aiomysql's adapter (an AsyncEngine on MariaDB)."""
-    from conftest import run_module
+    from support.harness import run_module
 
     url = mariadb_url.replace("mysql+pymysql://", "mysql+aiomysql://")
     root = app_dir("asyncapp")

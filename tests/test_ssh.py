@@ -17,7 +17,10 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from conftest import APPSHELL, free_port, leave, unavailable
+from support.ci import unavailable
+from support.paths import APPSHELL
+from support.processes import free_port
+from support.terminal import leave
 
 SSHD = "/usr/sbin/sshd"
 

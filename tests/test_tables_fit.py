@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import end_input, run, spawn_shell
+from support.harness import run
+from support.terminal import end_input, spawn_shell
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]|\x1b\][^\x07]*\x07")
 
