@@ -107,6 +107,16 @@ class Auditor:
             except Exception as exc:  # noqa: BLE001 - any failure of a sink is an audit failure
                 self._failed(sink, event, exc)
 
+    def write(self, event: str, fields: dict[str, Any]) -> None:
+        """One record of *event* to every sink (the recorder's, and what it seals for the session)."""
+        self._write(event, fields)
+
+    def close(self) -> None:
+        """Close the sinks without a session_end of this auditor's own (the recorder writes that one itself)."""
+        self.ended = True
+        for sink in self.sinks:
+            sink.close()
+
     def _failed(self, sink: AuditSink, event: str, exc: Exception) -> None:
         path = getattr(sink, "path", None)  # a file sink names its file
         where = f"{sink.name} sink" + (f" ({path})" if path is not None else "")

@@ -95,6 +95,13 @@ def run_shell(line: Line, argv: Sequence[str]) -> int:
     from appshell.config.settings import export_environment
 
     export_environment(settings)
+    from appshell.runtime import session
+
+    if session.STANDALONE:  # the console script: a recorder process keeps the record, where there is one to keep
+        from appshell.cli.recorded import recorded, run_recorded_session
+
+        if recorded(settings):
+            return run_recorded_session(settings, program, options, _handled)
     return run_session(settings, program, options)
 
 
@@ -195,8 +202,21 @@ def _audit_show(opts: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _audit_replay(opts: argparse.Namespace) -> int:
+    from appshell.cli.audit_io import audit_replay
+
+    return audit_replay(opts)
+
+
+def _audit_export(opts: argparse.Namespace) -> int:
+    from appshell.cli.audit_io import audit_export
+
+    return audit_export(opts)
+
+
 AUDIT_VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "init": _audit_init, "verify": _audit_verify, "tail": _audit_tail, "show": _audit_show, "rotate": _audit_rotate, "serve": _audit_serve,
+    "replay": _audit_replay, "export": _audit_export,
 }
 
 
@@ -237,8 +257,21 @@ COMMANDS = {"profiles": list_profiles, "audit": audit_command, "doctor": doctor_
 def main(argv: Sequence[str] | None = None) -> int:
     """The console-script entry point; returns the exit code (docs/design.md §7)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    from appshell.boot.crash import AppCrashed, format_crash
 
+    def run() -> int:
+        from appshell.config.settings import find_project_root
+        from appshell.runtime.reexec import maybe_reexec
+
+        line = split(argv)
+        maybe_reexec(argv, find_project_root(Path.cwd().resolve(), project_of(line)))
+        if line.command != SHELL:
+            return COMMANDS[line.command](line.command_args)  # the options before its name are its own too
+        return run_shell(line, argv)
+
+    return _handled(run)
+
+
+def _install_signals() -> None:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)  # a dropped ssh connection: end the session cleanly
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN and sys.stdin.isatty():
@@ -246,15 +279,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # appshell (a wrapper's `trap '' INT`, a background job) left SIGINT ignored — an ignored
         # signal survives exec, and Python then installs no KeyboardInterrupt handler of its own.
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        from appshell.runtime.reexec import maybe_reexec
-        from appshell.config.settings import find_project_root
 
-        line = split(argv)
-        maybe_reexec(argv, find_project_root(Path.cwd().resolve(), project_of(line)))
-        if line.command != SHELL:
-            return COMMANDS[line.command](line.command_args)  # the options before its name are its own too
-        return run_shell(line, argv)
+
+def _handled(call: Callable[[], int]) -> int:
+    """*call*'s exit code; appshell's errors said in one line, here only (and in a recorded session's child, the same way)."""
+    from appshell.boot.crash import AppCrashed, format_crash
+
+    _install_signals()  # again in a recorded session's child: the recorder's own handlers are not the session's
+    try:
+        return call()
     except AppshellError as exc:
         if not isinstance(exc, SandboxBroken):  # SANDBOX BROKEN / READ-ONLY LIFTED: said once already, when it was found
             print(exc.format(), file=sys.stderr)

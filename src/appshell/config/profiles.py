@@ -167,6 +167,9 @@ class Audit(Section):
     locked: bool = _key(default=False, rule=_BOOL)
     url: str = _key(default="", rule=(_url_without_password, 'a database URL whose password, if any, is written "${NAME}" (read from the variable NAME)'))
     syslog_address: str = _key(default="", rule=_STR)
+    # What the operator saw at a terminal, kept by the recorder (sudo's log_output): opt-in, capped per session.
+    record_output: bool = _key(default=False, rule=_BOOL)
+    output_cap: int = _key(default=1 << 20, rule=((lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0), "a number of bytes above 0"))
 
 
 class Release(Section):

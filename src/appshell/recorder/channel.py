@@ -125,8 +125,10 @@ class Channel:
             raise AuditFailure(f"{self.broken}; {_consequence(kind)}", _GONE_FIX)
         if reply.get("ok") is True:
             return reply
-        raise AuditFailure(f"{reply.get('what') or 'the recorder refused the report'}; {_consequence(kind)}",
-                           str(reply.get("fix") or _GONE_FIX))
+        what = str(reply.get("what") or "the recorder refused the report")
+        consequence = _consequence(kind)
+        # The auditor's own message says what a failed record means already: said once.
+        raise AuditFailure(what if consequence in what else f"{what}; {consequence}", str(reply.get("fix") or _GONE_FIX))
 
     def _send(self, data: bytes) -> None:
         if self.broken is not None:

@@ -38,14 +38,16 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from appshell.errors import EXIT_AUDIT, EXIT_USER_ERROR
+from appshell.errors import EXIT_AUDIT, EXIT_USER_ERROR, AuditFailure
 from appshell.recorder.channel import Channel
 from appshell.recorder.server import Recorder, as_writer, exit_code
 from appshell.recorder.spawn import GRACE, SCRUBBED, Supervisor, _secret, harden
 
 __all__ = ["ForkedChild", "record_forked", "io_fields", "Io"]
 
-_RESET = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGWINCH, signal.SIGCHLD, signal.SIGPIPE)
+# What the recorder (its relay) handles itself, back to the default in the session; SIGINT and SIGQUIT are
+# left as the operator's launcher set them (an ignored SIGINT stays ignored without a terminal).
+_RESET = (signal.SIGTERM, signal.SIGHUP, signal.SIGWINCH)
 
 
 class ForkedChild:
@@ -90,13 +92,24 @@ class ForkedChild:
 
 
 class Io:
-    """Terminal input and output as ``io`` records: the relay's events, text decoded without losing a byte."""
+    """Terminal input and output as ``io`` records: the relay's events, text decoded without losing a byte.
+
+    A record that cannot be written (a required sink failing) does not end the session here: the
+    keys still reach the session, whose next statement's record fails on the same sink, so the
+    statement is refused there, with its one-line reason. The operator is told once, at once.
+    """
 
     def __init__(self, write: Callable[[str, dict[str, Any]], None]) -> None:
         self.write = write
+        self.failed = False
 
     def __call__(self, t: float, code: str, data: bytes) -> None:
-        self.write("io", io_fields(t, code, data))
+        try:
+            self.write("io", io_fields(t, code, data))
+        except AuditFailure as exc:
+            if not self.failed:
+                self.failed = True
+                os.write(2, f"\r\nappshell: error: the recorder cannot record the terminal: {exc.what}\r\n".encode(errors="replace"))
 
 
 def io_fields(t: float, code: str, data: bytes) -> dict[str, Any]:
@@ -121,7 +134,6 @@ def _child(slave: int | None, master: int | None, ready: tuple[int, int], theirs
         signal.set_wakeup_fd(-1)
         for signum in _RESET:
             signal.signal(signum, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
         if slave is not None:
             os.setsid()
             for fd in (0, 1, 2):
@@ -205,9 +217,15 @@ def record_forked(main: Callable[[Channel], int], open_writer: Callable[[], Any]
             supervisor.stop()
             duration = round((time.monotonic() - began) * 1000, 3)
             assert child.returncode is not None
-            recorder.end(child.returncode, pid=pid, duration_ms=duration,
-                         **({"channel": recorder.closed_early} if recorder.closed_early else {}))
-            ours.close()
+            try:
+                recorder.end(child.returncode, pid=pid, duration_ms=duration,
+                             **({"channel": recorder.closed_early} if recorder.closed_early else {}))
+            except AuditFailure:
+                if child.returncode != EXIT_AUDIT:
+                    raise
+                # The session ended on an audit failure and said so; the same sink failing the end says nothing new.
+            finally:
+                ours.close()
         return exit_code(child.returncode)
     finally:
         if relay is not None:

@@ -203,7 +203,7 @@ class Relay:
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._install_signals()
         if self._saved_mode is not None:
-            tty.setraw(self.stdin, termios.TCSAFLUSH)
+            tty.setraw(self.stdin, termios.TCSANOW)  # not TCSAFLUSH: what the operator typed ahead while appshell started is kept
 
     def _close(self) -> None:
         # Order matters: the terminal first, so that nothing below can leave it raw.
@@ -284,6 +284,9 @@ class Relay:
         """
         if self.master < 0:
             raise RuntimeError("Relay.run() is called inside `with Relay(...)`")
+        start_size = self.size()
+        if start_size is not None:  # the terminal's size at the start, so a replay or an export has it
+            self._emit(0.0, "r", b"%dx%d" % start_size)
         poll = self._poll
         registered = [self._wake_r, self.master, self.stdin]
         poll.register(self._wake_r, select.POLLIN)

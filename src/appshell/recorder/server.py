@@ -42,7 +42,7 @@ from typing import Any, Protocol
 from appshell.errors import AuditFailure
 from appshell.recorder.channel import HEADER, KINDS, MAX_MESSAGE, encode
 
-__all__ = ["REPLY_TIMEOUT", "AuditWriter", "AuditorAdapter", "as_writer", "Recorder", "Frames", "Oversize", "RECORDER_FIELDS",
+__all__ = ["REPLY_TIMEOUT", "AuditWriter", "as_writer", "Recorder", "Frames", "Oversize", "RECORDER_FIELDS",
            "MAX_DEPTH", "exit_code", "end_status"]
 
 # Fields only the recorder (or the sinks under it) sets; a report holding one is refused.
@@ -54,7 +54,7 @@ _EVENT = {"session_start": "session_info", "statement": "statement", "nested": "
 
 
 class AuditWriter(Protocol):
-    """What the recorder needs of the auditor (``appshell.audit.auditor.Auditor`` through :class:`AuditorAdapter`)."""
+    """What the recorder needs of the auditor (``appshell.audit.auditor.Auditor``)."""
 
     @property
     def session(self) -> str: ...
@@ -69,37 +69,11 @@ class AuditWriter(Protocol):
     def close(self) -> None: ...
 
 
-class AuditorAdapter:
-    """An ``Auditor`` as an :class:`AuditWriter`, until the auditor has a public ``write`` and ``close``."""
-
-    def __init__(self, auditor: Any) -> None:
-        self.auditor = auditor
-
-    @property
-    def session(self) -> str:
-        return str(self.auditor.session)
-
-    @property
-    def required(self) -> bool:
-        return bool(self.auditor.required)
-
-    def start(self, fields: dict[str, Any]) -> None:
-        self.auditor.start(fields)
-
-    def write(self, event: str, fields: dict[str, Any]) -> None:
-        self.auditor._write(event, fields)
-
-    def close(self) -> None:
-        self.auditor.ended = True  # Auditor.end would write a session_end of its own
-        for sink in self.auditor.sinks:
-            sink.close()
-
-
 def as_writer(auditor: Any) -> AuditWriter:
-    """*auditor* itself where it has ``write`` and ``close``; else wrapped in an :class:`AuditorAdapter`."""
-    if callable(getattr(auditor, "write", None)) and callable(getattr(auditor, "close", None)):
-        return auditor  # type: ignore[no-any-return]
-    return AuditorAdapter(auditor)
+    """*auditor* as an :class:`AuditWriter`: it must have ``write`` and ``close`` (``appshell.audit.auditor.Auditor`` has)."""
+    if not (callable(getattr(auditor, "write", None)) and callable(getattr(auditor, "close", None))):
+        raise TypeError(f"{type(auditor).__name__} has no write() and close(): it cannot keep a recorder's record")
+    return auditor  # type: ignore[no-any-return]
 
 
 def exit_code(returncode: int) -> int:
@@ -336,7 +310,7 @@ class Recorder:
             return {"ok": True}
         try:
             if kind == "session_start" and self.start is not None:
-                self.writer.start({**fields, **self.start, "by": "recorder", "session_reported": sorted(fields)})
+                self.writer.start({**fields, **self.start, "by": "recorder", "session_reported": sorted(set(fields) - set(self.start))})
                 self.start = None
                 for event, held in self.held:
                     self.writer.write(event, held)

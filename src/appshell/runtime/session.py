@@ -19,6 +19,7 @@ from appshell.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR
 
 if TYPE_CHECKING:
     from appshell.audit import Auditor
+    from appshell.recorder.channel import SessionAuditor
     from appshell.boot.context import AppContext
     from appshell.safety.database import Coverage
     from appshell.record.journal import Journal
@@ -80,12 +81,14 @@ def _check_release(settings: Settings, release: str) -> Parity:
 
 
 def _start_audit(settings: Settings, ctx: AppContext, program: Program | None, shell: str | None, release: str, options: Options, parity: Parity,
-                 before: dict[str, Any]) -> Auditor:
+                 before: dict[str, Any], auditor: Auditor | SessionAuditor | None) -> Auditor | SessionAuditor:
+    """Start the audit session: in this process, or (*auditor* a SessionAuditor) by reporting to the recorder."""
     from appshell.audit import open_auditor
     from appshell.safety.readonly_role import read_only_level
     from appshell.config.redact import mask_url
 
-    auditor = open_auditor(settings, ctx.engine.url.render_as_string(hide_password=False))
+    if auditor is None:
+        auditor = open_auditor(settings, ctx.engine.url.render_as_string(hide_password=False))
     auditor.start({
         "mode": program.mode if program else "interactive",
         "shell": shell,
@@ -155,7 +158,8 @@ def _apply_safety(settings: Settings, ctx: AppContext, session_id: str, options:
     return sandbox, coverage
 
 
-def run_session(settings: Settings, program: Program | None, options: Options) -> int:
+def run_session(settings: Settings, program: Program | None, options: Options, reporter: SessionAuditor | None = None) -> int:
+    """One session; *reporter*: the recorder's channel (cli.recorded), else the audit is kept in this process."""
     from appshell.hooks import aio
     from appshell.record import nested
     from appshell.boot.context import boot
@@ -175,13 +179,13 @@ def run_session(settings: Settings, program: Program | None, options: Options) -
         ctx = boot(settings)
     code: int | None = None
     failure: BaseException | None = None
-    auditor: Auditor | None = None
+    auditor: Auditor | SessionAuditor | None = None
     sandbox: Sandbox | None = None
     coverage: Coverage | None = None
     journal: Journal | None = None
     namespace: dict[str, Any] = {}
     try:
-        auditor = _start_audit(settings, ctx, program, shell_name, release, options, parity, before)
+        auditor = _start_audit(settings, ctx, program, shell_name, release, options, parity, before, reporter)
         for warning in ctx.warnings:
             print(f"appshell: warning: {warning}", file=sys.stderr)
         sandbox, coverage = _apply_safety(settings, ctx, auditor.session, options)

@@ -1,0 +1,103 @@
+"""A session of the console script, kept by a recorder process (issue 22; docs/audit.md, "Who keeps the record").
+
+Where the profile keeps an audit (any sink), ``appshell`` becomes two processes before it boots the
+app: the recorder (this process: it holds the sinks, the sealing key and the raw input) and the
+session (its forked child: the app, the shell, the operator's code). :mod:`appshell.recorder.forked`
+says the order; this module says what the recorder knows of the session before it runs — the
+command line, the program it read (the ``-c`` code, a script's bytes, stdin), what could change the
+interpreter — and what the child runs: the same session as an unrecorded ``appshell``, reporting
+to the recorder instead of holding an auditor.
+
+Called as a library (``cli.main`` in another program, as the in-process test harness runs it),
+appshell keeps the record in its own process, as it always did: there is no process to split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from appshell.errors import ConfigError
+
+if TYPE_CHECKING:
+    from appshell.config.settings import Settings
+    from appshell.recorder.channel import Channel
+    from appshell.runtime.program import Program
+    from appshell.runtime.session import Options
+
+__all__ = ["recorded", "run_recorded_session", "input_of", "OUTPUT_CAP"]
+
+OUTPUT_CAP = 1 << 20  # bytes of terminal output kept per session where the profile records output
+
+
+def recorded(settings: Settings) -> bool:
+    """Does this session get a recorder? Where the profile keeps an audit at all."""
+    return bool(settings.profile.audit.sinks)
+
+
+def input_of(program: Program | None) -> dict[str, Any] | None:
+    """The raw input the recorder read before the session ran, with its sha256; None for a terminal (recorded as typed)."""
+    if program is None:
+        return None
+    data = program.source.encode("utf-8", "surrogateescape")
+    record: dict[str, Any] = {"kind": program.mode, "text": program.source, "sha256": hashlib.sha256(data).hexdigest()}
+    if program.mode == "script":
+        record["path"] = program.filename
+        record["file_sha256"] = program.audit.get("sha256")  # the file's bytes, before newlines were normalised
+    return record
+
+
+def _database_url(settings: Settings) -> str:
+    """The URL the SQL sink falls back to: known before the app boots, or the sink is configured apart."""
+    url = settings.database_url or os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    if "sql" in settings.profile.audit.sinks and not os.environ.get("APPSHELL_AUDIT_URL"):
+        raise ConfigError(f"profile '{settings.profile.name}' keeps the audit in SQL, and its database is not known before the app boots",
+                          "set audit.url in the profile (or APPSHELL_AUDIT_URL), or DATABASE_URL")
+    return ""
+
+
+def run_recorded_session(settings: Settings, program: Program | None, options: Options,
+                         handled: Callable[[Callable[[], int]], int]) -> int:
+    """Fork the session, keep its record here; the session's exit code. *handled* runs a call as ``cli.main``
+    does (errors said in one line, exit codes), in the child."""
+    from appshell.recorder.forked import record_forked
+    from appshell.runtime.reexec import before_session, isolate, launch_environment
+
+    profile = settings.profile
+    stdin_program = program.source if program is not None and program.mode == "stdin" else None
+    # Under a locked audit, the recorder itself runs isolated: a sitecustomize would otherwise run in it.
+    left = isolate(profile.audit.locked, profile.name, options.argv, stdin_program, settings.reason, standalone=True)
+    url = _database_url(settings)
+    session = uuid.uuid4().hex[:16]
+    terminal = program is None and sys.stdin.isatty() and sys.stdout.isatty()
+    before = before_session(launch_environment(), standalone=True)  # the child is this process, as it is now
+    if left:
+        before["not_neutralised"] = left
+    start = {
+        "mode": program.mode if program else "interactive", "profile": profile.name, "argv": options.argv,
+        "reason": settings.reason, "input": input_of(program), **before,
+    }
+
+    def open_writer() -> Any:
+        from appshell.audit.auditor import open_auditor
+
+        auditor = open_auditor(settings, url)
+        auditor.session = session
+        return auditor
+
+    def child(channel: Channel) -> int:
+        from appshell.config.settings import session_redactor
+        from appshell.recorder.channel import SessionAuditor
+        from appshell.runtime.session import run_session
+
+        reporter = SessionAuditor(channel, session, profile.audit.required, session_redactor(settings, os.environ))
+        return handled(lambda: run_session(settings, program, options, reporter=reporter))
+
+    return record_forked(child, open_writer, start, terminal=terminal,
+                         record_output=profile.audit.record_output, output_cap=profile.audit.output_cap or OUTPUT_CAP)
