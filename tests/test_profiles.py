@@ -13,7 +13,7 @@ from appshell.config.profiles import Access, Audit, Database, Namespace, Profile
 from appshell.config.settings import OPTIONS
 
 ALL_KEYS = (
-    "access.allow_write, access.confirm_destructive, access.require_reason, audit.locked, audit.path, audit.redact, "
+    "access.allow_write, access.confirm_destructive, access.require_reason, audit.locked, audit.output_cap, audit.path, audit.record_output, audit.redact, "
     "audit.required, audit.sinks, audit.syslog_address, audit.url, database.echo_sql, database.idle_in_transaction_timeout_ms, "
     "database.read_only, database.read_only_url_env, database.sandbox, database.statement_timeout_ms, description, "
     "namespace.helpers, namespace.imports, namespace.vocabulary, protect.column_grants, protect.columns, protect.default_names, protect.enabled, "
@@ -106,7 +106,7 @@ DEFAULTS = [
     ("database.idle_in_transaction_timeout_ms", 15 * 60 * 1000), ("database.read_only_url_env", ""), ("database.echo_sql", False),
     ("access.require_reason", False), ("access.allow_write", True), ("access.confirm_destructive", False),
     ("audit.sinks", ("file",)), ("audit.path", ""), ("audit.required", False), ("audit.redact", ()), ("audit.locked", False),
-    ("audit.url", ""), ("audit.syslog_address", ""),
+    ("audit.url", ""), ("audit.syslog_address", ""), ("audit.record_output", False), ("audit.output_cap", 1 << 20),
     ("release.expected_file", ""), ("release.expected_url", ""), ("release.on_mismatch", "warn"),
     ("namespace.imports", ()), ("namespace.vocabulary", True), ("namespace.helpers", ()),
     ("protect.enabled", False), ("protect.columns", ()), ("protect.default_names", True), ("protect.exclude", ()), ("protect.column_grants", False),

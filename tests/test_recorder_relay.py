@@ -205,7 +205,8 @@ def test_output_is_recorded_only_when_asked(tmp_path: Path, output: bool) -> Non
         line = next(e for e in result["events"] if e[1] == "i" and "hello" in e[2])
         assert line[0] < echo[0] and line[3] < echo[3]
     else:
-        assert {e[1] for e in result["events"]} == {"i"}
+        assert {e[1] for e in result["events"]} == {"r", "i"}  # the size at the start, then what was typed; nothing shown
+        assert result["events"][0][1] == "r" and result["events"][0][0] == 0.0
 
 
 def test_output_cap_is_one_marker_and_the_relay_goes_on(tmp_path: Path) -> None:
