@@ -265,7 +265,7 @@ def session_python() -> str:
 
     Not a chmod of /root for the test's duration: that is a host-wide change, and two xdist workers doing it
     at once would restore each other's mode wrongly. The operator's program needs only the standard library."""
-    for candidate in (sys.executable, "/usr/bin/python3"):
+    for candidate in ("/usr/bin/python3", sys.executable):
         real = Path(os.path.realpath(candidate))
         if _open_to_others(real) and _open_to_others(Path(os.path.realpath(Path(real).parents[1] / "lib"))):
             return str(real)
@@ -492,3 +492,171 @@ def test_without_root_the_drops_refuse_in_one_line(host: Host) -> None:
     refused = (f"appshell: error: becoming user '{host.recorder.pw_name}' needs root, and appshell runs as "
                f"{host.session.pw_name} — start it with sudo, through the sudoers line of docs/privsep.md")
     assert proc.stdout.splitlines() == ["False", refused, refused]
+
+
+# --- appshell itself, privilege-separated --------------------------------------------------------------------
+
+SHOP = ROOT / "examples" / "shop"
+
+# The console script's own entry point with one seam: CONFIG_PATH, a fixed constant by design, pointed at this
+# test's file. Not the real /etc/appshell/recorder.toml written for the test's duration: while it exists, every
+# appshell started as root on this host (the other xdist worker, the other suites run in this tree) would switch
+# to privilege-separated mode. Everything after the seam is what /work/main/.venv/bin/appshell runs: entry() →
+# main → run_recorded_session → record_forked, in the venv's interpreter (the console script's shebang).
+ENTRY = r'''
+import sys
+from pathlib import Path
+
+import appshell.recorder.privsep as privsep
+
+privsep.CONFIG_PATH = Path(sys.argv.pop(1))
+from appshell.cli.main import entry
+
+entry()
+'''
+
+# The operator's -c code, run as the session's user: the kernel's answer to each attempt at the record, then the
+# session kills itself. {log} and {seal} are filled in by the test.
+SESSION_CODE = r'''
+import errno, json, os, signal
+def outcome(attack):
+    try:
+        attack()
+    except OSError as exc:
+        return errno.errorcode.get(exc.errno, str(exc.errno))
+    return "ALLOWED"
+recorder = os.getppid()
+attacks = {{
+    "read the log": lambda: open({log!r}, "rb").read(),
+    "append to the log": lambda: open({log!r}, "ab").write(b'{{"event": "forged"}}\n'),
+    "read the seal state": lambda: open({seal!r}, "rb").read(),
+    "append to the seal state": lambda: open({seal!r}, "ab").write(b"0"),
+    "SIGTERM the recorder": lambda: os.kill(recorder, signal.SIGTERM),
+    "read the recorder's memory": lambda: open(f"/proc/{{recorder}}/mem", "rb").read(1),
+}}
+report = {{name: outcome(attack) for name, attack in attacks.items()}}
+print("products:", count(Product))
+print("REPORT " + json.dumps({{"attacks": report, "resuid": os.getresuid(), "cwd": os.getcwd(), "recorder": recorder,
+                              "environ": dict(os.environ)}}), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+'''
+
+APPSHELL_DENIED = {"read the log": "EACCES", "append to the log": "EACCES", "read the seal state": "EACCES",
+                   "append to the seal state": "EACCES", "SIGTERM the recorder": "EPERM",
+                   "read the recorder's memory": "EACCES"}
+
+
+def open_interpreter(python: str) -> list[str]:
+    """A command prefix under which other users can run *python*, whose files may sit under a directory closed to
+    them (here /root, mode 700, holds pyenv's Python; the forked session is that same interpreter, and it imports
+    lazily after it dropped).
+
+    Not ``chmod o+x /root`` for the test's duration: a host-wide change that another test choosing "a Python other
+    users can run" at that moment would see, then lose mid-run. Instead a mount namespace of the test's own
+    process tree (unshare, as root): there /root is an empty tmpfs of mode 711 with only the interpreter's
+    directory bound into it, so the path resolves for every user while the host's /root is untouched and nothing
+    is left to restore. A fleet install avoids all this by installing under /opt (docs/privsep.md)."""
+    base = Path(os.path.realpath(sys.base_prefix))
+    closed = [d for d in reversed(base.parents) if not os.stat(d).st_mode & stat.S_IXOTH]
+    if not closed:
+        return []
+    if not shutil.which("unshare"):
+        unavailable(f"{closed[0]} is closed to other users and unshare (util-linux) is missing", "unshare")
+    top = closed[0]
+    inner = top / base.relative_to(top).parts[0]  # /root/.pyenv
+    if any(not os.stat(d).st_mode & stat.S_IXOTH for d in [inner, *[p for p in base.parents if inner in p.parents]]):
+        unavailable(f"{base} is under more than one directory closed to others", "a Python other users can reach")
+    script = ('set -e; stash=$(mktemp -d); mount --bind "$1" "$stash"; mount -t tmpfs -o mode=711 tmpfs "$2"; '
+              'mkdir -p "$1"; mount --bind "$stash" "$1"; umount -l "$stash"; rmdir "$stash"; shift 2; exec "$@"')
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", str(inner), str(top)]
+
+
+def as_user(user: pwd.struct_passwd) -> list[str]:
+    """What ``sudo -u USER`` does to the ids, for a command started by root (sudo itself is not installed here)."""
+    return ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups"]
+
+
+@dataclass
+class Shell:
+    """One privilege-separated run of appshell: its exit, output, the log's records and the operator's report."""
+
+    proc: subprocess.CompletedProcess[str]
+    records: list[dict[str, Any]]
+    report: dict[str, Any]
+    verify: subprocess.CompletedProcess[str]
+    log: Path
+
+
+@pytest.fixture(scope="module")
+def shell(host: Host) -> Shell:
+    """`sudo appshell --audit-log … -c CODE` from / on a copy of the shop, with the recorder's config in place.
+
+    One run for the module's tests (a module fixture runs once per xdist worker: cheap, and each run has its own
+    directories)."""
+    if not shutil.which("setpriv"):
+        unavailable("setpriv (util-linux) is missing: the log's sealing state is made as the recorder's user",
+                    "setpriv")
+    python = str(ROOT / ".venv" / "bin" / "python")
+    prefix = open_interpreter(python)
+    project = host.directory() / "shop"
+    shutil.copytree(SHOP, project, ignore=shutil.ignore_patterns(".appshell", "__pycache__"))
+    # The app's .env: read by the settings as root, handed to the session (the caller's environment is not).
+    (project / ".env").write_text(f"DATABASE_URL=sqlite:///{project}/var/shop.db\nSHOP_CURRENCY=CHF\n")
+    for path in [project, *project.rglob("*")]:
+        os.chown(path, host.session.pw_uid, host.session.pw_gid)  # the app's files are the app's user's
+    log_dir = host.directory(0o700, host.recorder.pw_uid)
+    log = log_dir / "audit.jsonl"
+    config = host.write_config({**host.values(), "project": str(project), "log": str(log)})
+    init = subprocess.run([*prefix, *as_user(host.recorder), str(ROOT / ".venv" / "bin" / "appshell"), "audit", "init",
+                           "--log", str(log)], cwd="/", env=clean_environ(), capture_output=True, text=True, timeout=60)
+    assert init.returncode == 0, init.stderr
+    key = next(word for word in init.stdout.split() if word.startswith("fss1-"))
+    entry = host.directory() / "entry.py"
+    entry.write_text(ENTRY)
+    code = SESSION_CODE.format(log=str(log), seal=str(log.with_suffix(".seal")))
+    elsewhere = host.directory() / "chosen.jsonl"  # where the operator asks the record to go: ignored
+    # What sudo's env_reset leaves, plus SUDO_* and an APPSHELL_AUDIT_LOG an env_keep might let through.
+    env = {"PATH": "/usr/bin:/bin", "TERM": "dumb", "LANG": "C.UTF-8", "HOME": "/root", "SUDO_USER": "alice",
+           "SUDO_UID": "1000", "SUDO_GID": "1000", "APPSHELL_AUDIT_LOG": str(elsewhere), "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.run([*prefix, python, str(entry), str(config), "--audit-log", str(elsewhere), "-c", code],
+                          cwd="/", env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    assert not elsewhere.exists()
+    records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    line = next((line for line in proc.stdout.splitlines() if line.startswith("REPORT ")), "REPORT {}")
+    verify = subprocess.run([*prefix, str(ROOT / ".venv" / "bin" / "appshell"), "audit", "verify", "--log", str(log),
+                             "--key", key], cwd="/", env=clean_environ(), capture_output=True, text=True, timeout=60)
+    return Shell(proc, records, json.loads(line.removeprefix("REPORT ")), verify, log)
+
+
+def test_appshell_as_root_runs_the_session_as_the_apps_user_out_of_reach_of_the_record(shell: Shell, host: Host) -> None:
+    assert shell.report, f"the session reported nothing: {shell.proc.stdout}{shell.proc.stderr}"
+    assert shell.report["attacks"] == APPSHELL_DENIED
+    assert shell.report["resuid"] == [host.session.pw_uid] * 3
+    env = shell.report["environ"]
+    assert shell.report["cwd"] == env["DATABASE_URL"].removeprefix("sqlite:///").removesuffix("/var/shop.db")
+    assert (env["USER"], env["HOME"], env["SHOP_CURRENCY"]) == (host.session.pw_name, host.session.pw_dir, "CHF")
+    assert not [key for key in env if key.startswith(("APPSHELL_", "SUDO_", "PYTHON"))], env
+    assert "products: 8" in shell.proc.stdout
+
+
+def test_the_record_of_a_session_that_killed_itself_is_complete_and_ended_by_the_recorder(
+        shell: Shell, host: Host) -> None:
+    assert shell.proc.returncode == 128 + 9, shell.proc.stderr
+    events = [r["event"] for r in shell.records]
+    assert events[0] == "session_start" and events[-1] == "session_end" and "statement" in events, events
+    start, end = shell.records[0], shell.records[-1]
+    assert start["by"] == "recorder" and start["pid"] != shell.report["recorder"]  # the session's pid, not its own
+    assert start["privsep"] == {"recorder_user": host.recorder.pw_name, "session_user": host.session.pw_name,
+                                "project": shell.report["cwd"], "operator": "alice"}
+    assert start["audit_log"] == str(shell.log)
+    statement = next(r for r in shell.records if r["event"] == "statement")
+    assert statement["by"] == "session" and "os.kill(os.getpid(), signal.SIGKILL)" in statement["source"]
+    assert (end["by"], end["signal"], end["pid"]) == ("recorder", "SIGKILL", start["pid"]), end
+    assert "forged" not in events and all(r.get("hash") for r in shell.records)  # every line the recorder's, sealed
+    log = shell.log.stat()
+    assert (log.st_uid, stat.S_IMODE(log.st_mode) & 0o077) == (host.recorder.pw_uid, 0)
+
+
+def test_audit_verify_passes_on_the_privilege_separated_record(shell: Shell) -> None:
+    assert shell.verify.returncode == 0, shell.verify.stdout + shell.verify.stderr
+    assert f"{len(shell.records)} sealed records authenticated" in shell.verify.stdout, shell.verify.stdout

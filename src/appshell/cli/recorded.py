@@ -10,15 +10,22 @@ to the recorder instead of holding an auditor.
 
 Called as a library (``cli.main`` in another program, as the in-process test harness runs it),
 appshell keeps the record in its own process, as it always did: there is no process to split.
+
+Started as root with ``/etc/appshell/recorder.toml`` present (``sudo appshell …``), the two processes
+are two users (docs/privsep.md): :func:`privileged_settings` resolves the settings in the file's
+project and sends the record to the file's log, whatever the command line, the environment or the
+profile say; :func:`~appshell.recorder.forked.record_forked` gets the users to become.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from appshell.errors import ConfigError
@@ -26,17 +33,73 @@ from appshell.errors import ConfigError
 if TYPE_CHECKING:
     from appshell.config.settings import Settings
     from appshell.recorder.channel import Channel
+    from appshell.recorder.privsep import Drop
     from appshell.runtime.program import Program
     from appshell.runtime.session import Options
 
-__all__ = ["recorded", "run_recorded_session", "input_of", "OUTPUT_CAP"]
+__all__ = ["recorded", "run_recorded_session", "privileged_settings", "input_of", "OUTPUT_CAP"]
 
 OUTPUT_CAP = 1 << 20  # bytes of terminal output kept per session where the profile records output
 
 
 def recorded(settings: Settings) -> bool:
-    """Does this session get a recorder? Where the profile keeps an audit at all."""
-    return bool(settings.profile.audit.sinks)
+    """Does this session get a recorder? Where the profile keeps an audit at all, and always as root with the
+    recorder's config present (there the config, not the profile, says that a record is kept)."""
+    return bool(settings.profile.audit.sinks) or _privileged()
+
+
+def _privileged() -> bool:
+    if os.geteuid() != 0:  # the common path imports nothing more
+        return False
+    from appshell.recorder.privsep import privileged
+
+    return privileged()
+
+
+def privileged_settings(settings: Settings, argv: Sequence[str]) -> tuple[Settings, Drop | None]:
+    """As root: the settings of the config's project, its log the record's, and the users to become; else unchanged.
+
+    Root without the config runs as before (a root shell, a container: one user, same-user mode) unless sudo
+    started it: then the operator asked for a separation that is not set up, and a session as root next to its
+    own record would be the opposite, so it is refused (docs/privsep.md)."""
+    if os.geteuid() != 0:
+        return settings, None
+    from appshell.recorder import privsep
+
+    if not privsep.privileged():
+        if "SUDO_UID" in os.environ:  # set by sudo; a root caller who sets it by hand only refuses itself
+            raise ConfigError(f"appshell runs as root through sudo and {privsep.CONFIG_PATH} does not exist: the "
+                              "session would run as root, beside its own record",
+                              "set up privilege-separated mode (docs/privsep.md), or run appshell without sudo")
+        return settings, None
+    config = privsep.RecorderConfig.load()  # a file that exists but is wrong refuses: no fallback
+    os.chdir(config.project)  # the project is the file's, not the caller's directory
+    if settings.project_root is None or settings.project_root.resolve() != config.project.resolve():
+        settings = _resolve_in_project(settings, argv, config.project)
+    if "file" not in settings.profile.audit.sinks:
+        raise ConfigError(f"profile '{settings.profile.name}' keeps no audit file, and {config.path} sends the record "
+                          f"to {config.log}", "choose a profile whose audit.sinks has \"file\" (the shipped ones do)")
+    sources = {**settings.sources, "audit_log": str(config.path)}
+    settings = dataclasses.replace(settings, audit_log=str(config.log), sources=sources)
+    environ = dict(settings.dotenv)  # the app's own configuration: its .env, which its user reads anyway
+    if settings.database_url:
+        environ["DATABASE_URL"] = settings.database_url
+    return settings, privsep.Drop(config.recorder_user, config.session_user, config.project, environ)
+
+
+def _resolve_in_project(settings: Settings, argv: Sequence[str], project: os.PathLike[str]) -> Settings:
+    """The command line again, in the config's project (the caller's directory found another one, or none)."""
+    from appshell.cli.main import parse
+    from appshell.config.settings import export_environment
+
+    if settings.reason:
+        os.environ["APPSHELL_REASON"] = settings.reason  # asked at the terminal already: not asked twice
+    settings = parse(argv)[0]
+    if settings.project_root is None or settings.project_root.resolve() != Path(os.path.realpath(project)):
+        raise ConfigError(f"--project names {settings.project_root}, and the recorder's config fixes the project "
+                          f"at {project}", "drop --project: under sudo the project is the config's (docs/privsep.md)")
+    export_environment(settings)
+    return settings
 
 
 def input_of(program: Program | None) -> dict[str, Any] | None:
@@ -69,6 +132,7 @@ def run_recorded_session(settings: Settings, program: Program | None, options: O
     from appshell.recorder.forked import record_forked
     from appshell.runtime.reexec import before_session, isolate, launch_environment
 
+    settings, drop = privileged_settings(settings, options.argv)
     profile = settings.profile
     stdin_program = program.source if program is not None and program.mode == "stdin" else None
     # Under a locked audit, the recorder itself runs isolated: a sitecustomize would otherwise run in it.
@@ -79,6 +143,9 @@ def run_recorded_session(settings: Settings, program: Program | None, options: O
     before = before_session(launch_environment(), standalone=True)  # the child is this process, as it is now
     if left:
         before["not_neutralised"] = left
+    if drop is not None:  # who asked (sudo's SUDO_USER: the operator cannot set it) and the users the kernel keeps apart
+        before["privsep"] = {"recorder_user": drop.recorder_user, "session_user": drop.session_user,
+                             "project": str(drop.project), "operator": os.environ.get("SUDO_USER")}
     start = {
         "mode": program.mode if program else "interactive", "profile": profile.name, "argv": options.argv,
         "reason": settings.reason, "input": input_of(program), **before,
@@ -99,5 +166,5 @@ def run_recorded_session(settings: Settings, program: Program | None, options: O
         reporter = SessionAuditor(channel, session, profile.audit.required, session_redactor(settings, os.environ))
         return handled(lambda: run_session(settings, program, options, reporter=reporter))
 
-    return record_forked(child, open_writer, start, terminal=terminal,
+    return record_forked(child, open_writer, start, terminal=terminal, drop=drop,
                          record_output=profile.audit.record_output, output_cap=profile.audit.output_cap or OUTPUT_CAP)

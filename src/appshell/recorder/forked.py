@@ -24,6 +24,13 @@ What a fork cannot give: variables of the environment the operator started appsh
 readable in the child's ``/proc/self/environ`` (the kernel's copy), so a sink credential given that
 way is known to the session — in same-user mode the operator set it anyway. The
 privilege-separated mode reads the recorder's credentials after the fork, as the recorder's user.
+
+Privilege-separated (*drop*, docs/privsep.md): started as root, the pty's slave is handed to the
+session's user before the fork; the child becomes that user for good (and its environment the
+session's: :func:`~appshell.recorder.privsep.session_environ` plus the app's) before it waits for
+the go; the parent becomes the recorder's user, not dumpable, before it opens the record or reads
+a byte from the child. From there neither can signal the other: the recorder reaps its session
+(``waitpid`` needs no permission) and, at a terminal, hangs it up by closing the pty.
 """
 
 from __future__ import annotations
@@ -36,12 +43,15 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appshell.errors import EXIT_AUDIT, EXIT_USER_ERROR, AuditFailure
 from appshell.recorder.channel import Channel
 from appshell.recorder.server import Recorder, as_writer, exit_code
 from appshell.recorder.spawn import GRACE, SCRUBBED, Supervisor, _secret, harden
+
+if TYPE_CHECKING:
+    from appshell.recorder.privsep import Drop
 
 __all__ = ["ForkedChild", "record_forked", "io_fields", "Io"]
 
@@ -56,6 +66,7 @@ class ForkedChild:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.returncode: int | None = None
+        self.refused: list[int] = []  # signals the kernel refused (EPERM): a recorder of another user than its session
 
     def poll(self) -> int | None:
         if self.returncode is None:
@@ -83,6 +94,8 @@ class ForkedChild:
                 os.kill(self.pid, signum)
             except ProcessLookupError:
                 pass
+            except PermissionError:
+                self.refused.append(signum)  # privilege-separated: the session ends by itself or by the pty's hang-up
 
     def terminate(self) -> None:
         self.send_signal(signal.SIGTERM)
@@ -124,13 +137,26 @@ def _scrub_environment() -> None:
         del os.environ[name]
 
 
+def _become_session(drop: Drop) -> None:
+    """Privilege-separated: the session's user for good, its environment and the project as working directory."""
+    from appshell.recorder.privsep import drop_to, session_environ
+
+    pw = drop_to(drop.session_user)
+    environ = {**drop.environ, **session_environ(pw, os.environ)}
+    os.environ.clear()
+    os.environ.update(environ)
+    os.chdir(drop.project)
+
+
 def _child(slave: int | None, master: int | None, ready: tuple[int, int], theirs: socket.socket, ours: socket.socket,
-           main: Callable[[Channel], int]) -> None:
+           main: Callable[[Channel], int], drop: Drop | None) -> None:
     """In the forked child: become the session, wait for the recorder's go, run *main*, and leave."""
     code = EXIT_USER_ERROR
     try:
         ours.close()
         os.close(ready[1])  # the recorder's end: while any copy of it is open, the go could never end in EOF
+        if drop is not None:
+            _become_session(drop)  # first: nothing after this point runs as root
         signal.set_wakeup_fd(-1)
         for signum in _RESET:
             signal.signal(signum, signal.SIG_DFL)
@@ -165,12 +191,13 @@ def _child(slave: int | None, master: int | None, ready: tuple[int, int], theirs
 
 def record_forked(main: Callable[[Channel], int], open_writer: Callable[[], Any], session_start: dict[str, Any], *,
                   terminal: bool = False, record_output: bool = False, output_cap: int | None = None,
-                  grace: float = GRACE) -> int:
+                  grace: float = GRACE, drop: Drop | None = None) -> int:
     """Run ``main(channel)`` in a forked child, recorded; its exit code (128 + a signal that ended it).
 
     *open_writer* opens the auditor (sinks, key), called in the recorder after the fork. *terminal*:
     put a pty between the operator's terminal and the child, recording what is typed (and shown,
-    with *record_output*, at most *output_cap* bytes).
+    with *record_output*, at most *output_cap* bytes). *drop*: privilege-separated, started as root; the
+    child becomes ``drop.session_user``, the recorder ``drop.recorder_user`` (docs/privsep.md).
     """
     for stream in (sys.stdout, sys.stderr):
         stream.flush()  # what is buffered now would otherwise be written twice, once by each process
@@ -185,14 +212,31 @@ def record_forked(main: Callable[[Channel], int], open_writer: Callable[[], Any]
         relay.__enter__()
     try:
         if relay is not None:
-            pid = relay.start(lambda slave: _fork(slave, relay.master, (ready_r, ready_w), theirs, ours, main))
+            def fork_on(slave: int) -> int:
+                if drop is not None:
+                    from appshell.recorder.privsep import own_pty
+
+                    own_pty(slave, drop.session_user)  # while root: the session reopens /dev/tty as its user
+                return _fork(slave, relay.master, (ready_r, ready_w), theirs, ours, main, drop)
+
+            pid = relay.start(fork_on)
         else:
-            pid = _fork(None, None, (ready_r, ready_w), theirs, ours, main)
+            pid = _fork(None, None, (ready_r, ready_w), theirs, ours, main, drop)
         os.close(ready_r)
         theirs.close()
         child = ForkedChild(pid)
         began = time.monotonic()
-        harden()
+        if drop is not None:
+            from appshell.recorder.privsep import become_recorder
+
+            try:
+                become_recorder(drop.recorder_user)  # before the record opens and before a byte of the child is read
+            except BaseException:
+                os.close(ready_w)  # the child exits without running anything
+                child.wait()
+                raise
+        else:
+            harden()
         try:
             writer = as_writer(open_writer())  # the sinks open (and fail) before the session boots anything
         except BaseException:
@@ -233,10 +277,10 @@ def record_forked(main: Callable[[Channel], int], open_writer: Callable[[], Any]
 
 
 def _fork(slave: int | None, master: int | None, ready: tuple[int, int], theirs: socket.socket, ours: socket.socket,
-          main: Callable[[Channel], int]) -> int:
+          main: Callable[[Channel], int], drop: Drop | None) -> int:
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child leaves through os._exit; its tests run it as a process
-        _child(slave, master, ready, theirs, ours, main)
+        _child(slave, master, ready, theirs, ours, main, drop)
     return pid
 
 

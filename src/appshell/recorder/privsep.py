@@ -6,7 +6,8 @@ forks. The child calls :func:`drop_to` the app's user and runs the operator's co
 :func:`become_recorder`, the user that owns the log and the sealing state, *before* it reads a byte
 from the child. Neither process keeps a way back to root, so the operator's code (the child) can
 neither open the log nor signal, trace or read the memory of the recorder: the kernel refuses, not
-appshell. These are the building blocks; wiring them into ``appshell`` itself is separate.
+appshell. :mod:`appshell.cli.recorded` wires them into ``appshell`` (a :class:`Drop` handed to
+:func:`appshell.recorder.forked.record_forked`).
 
 Linux only (``prctl``). Nothing here is imported on the common path: same-user mode never needs it.
 """
@@ -24,11 +25,12 @@ from typing import Any
 
 from appshell.errors import ConfigError, did_you_mean
 
-__all__ = ["CONFIG_PATH", "KEYS", "SESSION_ENV_KEEP", "RecorderConfig", "privileged", "drop_to", "become_recorder",
-           "not_dumpable", "session_environ"]
+__all__ = ["CONFIG_PATH", "KEYS", "SESSION_ENV_KEEP", "RecorderConfig", "Drop", "privileged", "drop_to", "become_recorder",
+           "not_dumpable", "session_environ", "own_pty"]
 
 # Fixed, never read from the environment or the command line: under sudo the caller still chooses part of
-# both, and the file decides which users the recorder and the session become.
+# both, and the file decides which users the recorder and the session become. Looked up when called (not
+# bound as a default argument), so a test's driver can point it at a file of its own (tests/test_recorder_privsep.py).
 CONFIG_PATH = Path("/etc/appshell/recorder.toml")
 KEYS = ("recorder_user", "session_user", "project", "log")
 _EXAMPLE = {"recorder_user": "appshell-audit", "session_user": "shop", "project": "/srv/shop",
@@ -57,8 +59,10 @@ class RecorderConfig:
     path: Path  # the file it was read from
 
     @classmethod
-    def load(cls, path: Path = CONFIG_PATH) -> RecorderConfig:
-        """Read and check *path* (root's alone, known keys, real users, the log directory the recorder's alone)."""
+    def load(cls, path: Path | None = None) -> RecorderConfig:
+        """Read and check *path* (default :data:`CONFIG_PATH`: root's alone, known keys, real users, the log
+        directory the recorder's alone)."""
+        path = CONFIG_PATH if path is None else path
         data = _read_trusted(path)
         unknown = sorted(set(data) - set(KEYS))
         if unknown:
@@ -81,9 +85,34 @@ class RecorderConfig:
         return cls(recorder.pw_name, session.pw_name, project, log, path)
 
 
-def privileged(path: Path = CONFIG_PATH) -> bool:
-    """Privilege-separated mode: running as root with *path* present (a broken file then refuses, never falls back)."""
-    return os.geteuid() == 0 and os.path.lexists(path)
+@dataclass(frozen=True)
+class Drop:
+    """What a forked session and its recorder become (:func:`appshell.recorder.forked.record_forked`)."""
+
+    recorder_user: str
+    session_user: str
+    project: Path  # the session's working directory
+    environ: Mapping[str, str]  # what the app needs beyond session_environ(): its .env, DATABASE_URL
+
+
+def privileged(path: Path | None = None) -> bool:
+    """Privilege-separated mode: running as root with *path* (default :data:`CONFIG_PATH`) present (a broken
+    file then refuses, never falls back)."""
+    return os.geteuid() == 0 and os.path.lexists(CONFIG_PATH if path is None else path)
+
+
+def own_pty(slave: int, user: str) -> None:
+    """Hand a pty's slave to *user* (owner, group ``tty``, mode 620), as sshd's ``pty_setowner`` does: the session
+    can then reopen ``/dev/tty`` and set its modes after it dropped."""
+    import grp
+
+    pw = _lookup(user)
+    try:
+        gid = grp.getgrnam("tty").gr_gid
+    except KeyError:
+        gid = pw.pw_gid
+    os.fchown(slave, pw.pw_uid, gid)
+    os.fchmod(slave, 0o620)
 
 
 def drop_to(user: str, *, no_new_privs: bool = True) -> pwd.struct_passwd:
