@@ -12,6 +12,7 @@ import os
 import pwd
 import secrets
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -577,6 +578,54 @@ def as_user(user: pwd.struct_passwd) -> list[str]:
 
 
 @dataclass
+class Site:
+    """A privilege-separated install as docs/operations.md sets it up: a copy of the shop as the app's user's,
+    the recorder's log directory with its sealing state, the config; and how to start appshell as sudo would."""
+
+    prefix: list[str]  # what lets the two users run this machine's Python (open_interpreter)
+    project: Path
+    log: Path
+    config: Path
+    key: str  # the verification key `audit init` printed
+    entry: Path
+
+    def command(self, *args: str) -> list[str]:
+        return [*self.prefix, str(ROOT / ".venv" / "bin" / "python"), str(self.entry), str(self.config), *args]
+
+    @staticmethod
+    def environ(**extra: str) -> dict[str, str]:
+        """What sudo's env_reset leaves, with SUDO_*."""
+        return {"PATH": "/usr/bin:/bin", "TERM": "dumb", "LANG": "C.UTF-8", "HOME": "/root", "SUDO_USER": "alice",
+                "SUDO_UID": "1000", "SUDO_GID": "1000", "PYTHONDONTWRITEBYTECODE": "1", **extra}
+
+    def records(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.log.read_text().splitlines()] if self.log.exists() else []
+
+
+def make_site(host: Host) -> Site:
+    if not shutil.which("setpriv"):
+        unavailable("setpriv (util-linux) is missing: the log's sealing state is made as the recorder's user",
+                    "setpriv")
+    prefix = open_interpreter(str(ROOT / ".venv" / "bin" / "python"))
+    project = host.directory() / "shop"
+    shutil.copytree(SHOP, project, ignore=shutil.ignore_patterns(".appshell", "__pycache__"))
+    # The app's .env: read by the settings as root, handed to the session (the caller's environment is not).
+    (project / ".env").write_text(f"DATABASE_URL=sqlite:///{project}/var/shop.db\nSHOP_CURRENCY=CHF\n")
+    for path in [project, *project.rglob("*")]:
+        os.chown(path, host.session.pw_uid, host.session.pw_gid)  # the app's files are the app's user's
+    log_dir = host.directory(0o700, host.recorder.pw_uid)
+    log = log_dir / "audit.jsonl"
+    config = host.write_config({**host.values(), "project": str(project), "log": str(log)})
+    init = subprocess.run([*prefix, *as_user(host.recorder), str(ROOT / ".venv" / "bin" / "appshell"), "audit", "init",
+                           "--log", str(log)], cwd="/", env=clean_environ(), capture_output=True, text=True, timeout=60)
+    assert init.returncode == 0, init.stderr
+    key = next(word for word in init.stdout.split() if word.startswith("fss1-"))
+    entry = host.directory() / "entry.py"
+    entry.write_text(ENTRY)
+    return Site(prefix, project, log, config, key, entry)
+
+
+@dataclass
 class Shell:
     """One privilege-separated run of appshell: its exit, output, the log's records and the operator's report."""
 
@@ -593,39 +642,19 @@ def shell(host: Host) -> Shell:
 
     One run for the module's tests (a module fixture runs once per xdist worker: cheap, and each run has its own
     directories)."""
-    if not shutil.which("setpriv"):
-        unavailable("setpriv (util-linux) is missing: the log's sealing state is made as the recorder's user",
-                    "setpriv")
-    python = str(ROOT / ".venv" / "bin" / "python")
-    prefix = open_interpreter(python)
-    project = host.directory() / "shop"
-    shutil.copytree(SHOP, project, ignore=shutil.ignore_patterns(".appshell", "__pycache__"))
-    # The app's .env: read by the settings as root, handed to the session (the caller's environment is not).
-    (project / ".env").write_text(f"DATABASE_URL=sqlite:///{project}/var/shop.db\nSHOP_CURRENCY=CHF\n")
-    for path in [project, *project.rglob("*")]:
-        os.chown(path, host.session.pw_uid, host.session.pw_gid)  # the app's files are the app's user's
-    log_dir = host.directory(0o700, host.recorder.pw_uid)
-    log = log_dir / "audit.jsonl"
-    config = host.write_config({**host.values(), "project": str(project), "log": str(log)})
-    init = subprocess.run([*prefix, *as_user(host.recorder), str(ROOT / ".venv" / "bin" / "appshell"), "audit", "init",
-                           "--log", str(log)], cwd="/", env=clean_environ(), capture_output=True, text=True, timeout=60)
-    assert init.returncode == 0, init.stderr
-    key = next(word for word in init.stdout.split() if word.startswith("fss1-"))
-    entry = host.directory() / "entry.py"
-    entry.write_text(ENTRY)
-    code = SESSION_CODE.format(log=str(log), seal=str(log.with_suffix(".seal")))
+    site = make_site(host)
+    code = SESSION_CODE.format(log=str(site.log), seal=str(site.log.with_suffix(".seal")))
     elsewhere = host.directory() / "chosen.jsonl"  # where the operator asks the record to go: ignored
-    # What sudo's env_reset leaves, plus SUDO_* and an APPSHELL_AUDIT_LOG an env_keep might let through.
-    env = {"PATH": "/usr/bin:/bin", "TERM": "dumb", "LANG": "C.UTF-8", "HOME": "/root", "SUDO_USER": "alice",
-           "SUDO_UID": "1000", "SUDO_GID": "1000", "APPSHELL_AUDIT_LOG": str(elsewhere), "PYTHONDONTWRITEBYTECODE": "1"}
-    proc = subprocess.run([*prefix, python, str(entry), str(config), "--audit-log", str(elsewhere), "-c", code],
-                          cwd="/", env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    # APPSHELL_AUDIT_LOG: as an env_keep in sudoers might let it through.
+    proc = subprocess.run(site.command("--audit-log", str(elsewhere), "-c", code), cwd="/",
+                          env=site.environ(APPSHELL_AUDIT_LOG=str(elsewhere)), stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=120)
     assert not elsewhere.exists()
-    records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     line = next((line for line in proc.stdout.splitlines() if line.startswith("REPORT ")), "REPORT {}")
-    verify = subprocess.run([*prefix, str(ROOT / ".venv" / "bin" / "appshell"), "audit", "verify", "--log", str(log),
-                             "--key", key], cwd="/", env=clean_environ(), capture_output=True, text=True, timeout=60)
-    return Shell(proc, records, json.loads(line.removeprefix("REPORT ")), verify, log)
+    verify = subprocess.run([*site.prefix, str(ROOT / ".venv" / "bin" / "appshell"), "audit", "verify", "--log",
+                             str(site.log), "--key", site.key], cwd="/", env=clean_environ(), capture_output=True,
+                            text=True, timeout=60)
+    return Shell(proc, site.records(), json.loads(line.removeprefix("REPORT ")), verify, site.log)
 
 
 def test_appshell_as_root_runs_the_session_as_the_apps_user_out_of_reach_of_the_record(shell: Shell, host: Host) -> None:
@@ -660,3 +689,44 @@ def test_the_record_of_a_session_that_killed_itself_is_complete_and_ended_by_the
 def test_audit_verify_passes_on_the_privilege_separated_record(shell: Shell) -> None:
     assert shell.verify.returncode == 0, shell.verify.stdout + shell.verify.stderr
     assert f"{len(shell.records)} sealed records authenticated" in shell.verify.stdout, shell.verify.stdout
+
+
+def test_privileged_start_changes_to_the_configs_project(host: Host, monkeypatch: pytest.MonkeyPatch,
+                                                         tmp_path: Path) -> None:
+    """What cli.main is to call before it would re-execute into a project's interpreter (docs/privsep.md)."""
+    from appshell.cli.recorded import privileged_start
+    from appshell.recorder import privsep
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(privsep, "CONFIG_PATH", tmp_path / "absent.toml")
+    assert not privileged_start() and Path.cwd() == tmp_path
+    monkeypatch.setattr(privsep, "CONFIG_PATH", host.write_config(host.values()))
+    assert privileged_start() and Path.cwd() == host.project
+
+
+def test_at_a_terminal_the_session_owns_its_pty_and_a_stopped_recorder_hangs_it_up(host: Host) -> None:
+    """The pty's slave is the session's user's (sshd's pty_setowner); SIGTERM to the recorder, which may not signal
+    its session, ends it all the same: the relay closes the pty, the kernel sends the session SIGHUP."""
+    pexpect = pytest.importorskip("pexpect")
+    site = make_site(host)
+    child = pexpect.spawn(site.command("--shell", "python", "-q")[0], site.command("--shell", "python", "-q")[1:],
+                          cwd="/", env=site.environ(TERM="xterm"), timeout=60, encoding="utf-8")
+    try:
+        child.expect(">>> ")
+        child.sendline("import os; t = os.ttyname(0); print('TTY', os.getuid(), os.stat(t).st_uid, t)")
+        child.expect(r"TTY (\d+) (\d+) (/dev/pts/\d+)")
+        uid, owner = int(child.match.group(1)), int(child.match.group(2))
+        child.expect(">>> ")
+        os.kill(child.pid, signal.SIGTERM)  # the recorder: unshare and sh exec into it
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert (uid, owner) == (host.session.pw_uid, host.session.pw_uid)
+    records = site.records()
+    assert [r["event"] for r in records][0] == "session_start" and records[-1]["event"] == "session_end", records
+    assert (records[-1]["by"], records[-1]["exit_code"]) == ("recorder", 128 + signal.SIGHUP), records[-1]
+    assert any(r["event"] == "io" and "ttyname" in r.get("data", "") for r in records)
+    verify = subprocess.run([*site.prefix, str(ROOT / ".venv" / "bin" / "appshell"), "audit", "verify", "--log",
+                             str(site.log), "--key", site.key], cwd="/", env=clean_environ(), capture_output=True,
+                            text=True, timeout=60)
+    assert verify.returncode == 0, verify.stdout + verify.stderr

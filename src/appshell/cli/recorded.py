@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from appshell.runtime.program import Program
     from appshell.runtime.session import Options
 
-__all__ = ["recorded", "run_recorded_session", "privileged_settings", "input_of", "OUTPUT_CAP"]
+__all__ = ["recorded", "run_recorded_session", "privileged_start", "privileged_settings", "input_of", "OUTPUT_CAP"]
 
 OUTPUT_CAP = 1 << 20  # bytes of terminal output kept per session where the profile records output
 
@@ -54,6 +54,21 @@ def _privileged() -> bool:
     from appshell.recorder.privsep import privileged
 
     return privileged()
+
+
+def privileged_start() -> bool:
+    """As root with the recorder's config: change to its project, keep the launch environment, and say so.
+
+    For ``cli.main`` to call *instead of* ``maybe_reexec``: as root, re-executing into the project's ``.venv``
+    would run, as root, an interpreter the app's user can write. The config is loaded (and refused if wrong)."""
+    if not _privileged():
+        return False
+    from appshell.recorder.privsep import RecorderConfig
+    from appshell.runtime.reexec import remember_launch_environment
+
+    remember_launch_environment()
+    os.chdir(RecorderConfig.load().project)
+    return True
 
 
 def privileged_settings(settings: Settings, argv: Sequence[str]) -> tuple[Settings, Drop | None]:

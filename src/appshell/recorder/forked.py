@@ -256,7 +256,7 @@ def record_forked(main: Callable[[Channel], int], open_writer: Callable[[], Any]
                 with supervisor.signals():
                     supervisor.serve(recorder)
             else:
-                _relay(relay, recorder, supervisor)
+                _relay(relay, recorder, supervisor, hang_up=drop is not None)
         finally:
             supervisor.stop()
             duration = round((time.monotonic() - began) * 1000, 3)
@@ -284,10 +284,12 @@ def _fork(slave: int | None, master: int | None, ready: tuple[int, int], theirs:
     return pid
 
 
-def _relay(relay: Any, recorder: Recorder, supervisor: Supervisor) -> None:
+def _relay(relay: Any, recorder: Recorder, supervisor: Supervisor, *, hang_up: bool = False) -> None:
     """One loop for the pty and the channel, until the pty closes; then the channel alone, until the child exits.
 
     A SIGTERM/SIGHUP that ended the relay's loop is passed on to the session (the relay's handlers had it).
+    With *hang_up* (privilege-separated: the recorder may not signal its session) the relay is closed as soon
+    as its loop ends: closing the pty's master makes the kernel send SIGHUP to the session, unasked.
     """
 
     def on_channel() -> None:
@@ -300,5 +302,7 @@ def _relay(relay: Any, recorder: Recorder, supervisor: Supervisor) -> None:
     if relay.signal is not None:
         supervisor.proc.send_signal(relay.signal)
         supervisor.deadline = time.monotonic() + supervisor.grace
+    if hang_up:
+        relay.__exit__(None, None, None)  # the terminal restored, the master closed; the second exit does nothing
     with supervisor.signals():
         supervisor.serve(recorder)  # the session's teardown still reports (its session_end) after its terminal closed
