@@ -157,7 +157,7 @@ def test_doctor_checks_an_async_app_on_its_async_url(asyncapp: tuple[Path, str])
         assert rows["audit sql rights"][0] == "FAIL" and rows["audit sql rights"][1].startswith("SQLite has no privileges"), output
     else:
         assert rows["audit sql rights"][0] == "FAIL" and rows["audit sql rights"][1].startswith("postgres is a superuser"), output
-    assert code == 1  # that FAIL, and only that one
+    assert code == 5  # that FAIL, and only that one
     assert [c for c, (s, _) in rows.items() if s == "FAIL"] == ["audit sql rights"], output
 
 
@@ -173,7 +173,7 @@ def test_doctor_finds_the_missing_tables_of_an_async_app(app_dir: Callable[[str]
     (root / "profiles").mkdir()
     (root / "profiles" / "sqlaudit.toml").write_text(SQL_AUDIT)
     code, rows, output = doctor(root, async_url)
-    assert code == 1
+    assert code == 5
     assert rows["database"][0] == "ok", output
     assert rows["mapped tables"][0] == "FAIL" and "1 of 1 missing from the database: books" in rows["mapped tables"][1], output
 
@@ -251,7 +251,7 @@ def test_a_session_and_doctor_name_the_sync_driver_for_the_sql_sink(app_dir: Cal
     assert "pip install 'appshell[postgres]'; profile 'sqlaudit' requires the audit" in line, line
     assert result.stdout == ""
     code, rows, output = doctor(root, asyncpg_url, env=without("psycopg"), process=True)
-    assert code == 1
+    assert code == 5
     assert rows["database"][0] == "ok", output  # the app's own asyncpg connection is fine
     status, detail = rows["audit sink sql"]
     assert status == "FAIL" and "the database driver 'psycopg' is not installed" in detail and "pip install 'appshell[postgres]'" in detail, output

@@ -180,7 +180,7 @@ def test_asyncpg_transaction_ended_behind_appshell_stops_the_session(asyncpg_app
             "await raw.driver_connection.execute('COMMIT')\n"
             "print('still running', count(Book))")
     result = run([*APP, "--sandbox", "--audit-log", str(log), "-c", code], cwd=root, env=env)
-    assert result.exit_code == 3, result.output
+    assert result.exit_code == 6, result.output
     assert "still running" not in result.stdout
     assert "SANDBOX BROKEN" in result.stderr and "changes may have been committed" in result.stderr
     assert "SELECT count(*)" in result.stderr  # names the statement before which it noticed
@@ -192,7 +192,7 @@ def test_asyncpg_savepoint_released_behind_appshell_stops_the_session(asyncpg_ap
     root, env = asyncpg_app
     code = RAW + "await raw.driver_connection.execute('RELEASE SAVEPOINT appshell_sandbox')\n" + UPDATE_ALL + "commit()\nprint('still running')"
     result = run([*APP, "--sandbox", "-c", code], cwd=root, env=env)
-    assert result.exit_code == 3, result.output
+    assert result.exit_code == 6, result.output
     assert "still running" not in result.stdout and "its savepoint was gone" in result.stderr
     assert titles(root, env) == BEFORE  # the outer transaction was still there
 

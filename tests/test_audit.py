@@ -134,7 +134,7 @@ def test_verify_names_the_first_bad_line(shop: Path, log: Path, damage: str, lin
         lines[2] = "{oops\n"
     log.write_text("".join(lines))
     bad = run(["audit", "verify", "--log", str(log)], cwd=shop)
-    assert bad.exit_code == 3
+    assert bad.exit_code == 4
     assert f"audit.jsonl:{line}: {words}" in bad.stderr
 
 
@@ -285,7 +285,7 @@ def test_sql_sink_postgresql_survives_rollback(app_dir, pg_url: str, tmp_path: P
         conn.execute(text("UPDATE appshell_audit SET record = replace(record, 'rollback()', 'pass') WHERE seq = 2"))
     engine.dispose()
     bad = run(["audit", "verify", "--url", pg_url], cwd=root)
-    assert bad.exit_code == 3 and "appshell_audit#id=2: hash mismatch" in bad.stderr
+    assert bad.exit_code == 4 and "appshell_audit#id=2: hash mismatch" in bad.stderr
 
 
 def _check_sql_chain(url: str, expected_events: int) -> None:

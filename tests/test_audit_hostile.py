@@ -92,7 +92,7 @@ def test_a_cut_tail_is_caught_by_the_key(shop: Path, tmp_path: Path) -> None:
     plain = verify(shop, "--log", str(log))
     assert plain.exit_code == 0 and "authenticity not checked (no --key)" in plain.stdout  # the chain alone cannot see it
     caught = verify(shop, "--log", str(log), "--key", key)
-    assert caught.exit_code == 3
+    assert caught.exit_code == 4
     assert "the log was cut: the sealing state has sealed 4 record(s) after" in caught.stderr and "audit.jsonl:8" in caught.stderr
 
 
@@ -123,7 +123,7 @@ def test_edit_and_rehash_is_caught_by_the_key(shop: Path, tmp_path: Path, attack
     if attack == "edit":
         assert verify(shop, "--log", str(log)).exit_code == 0  # the hash chain alone is fooled
     caught = verify(shop, "--log", str(log), "--key", key)
-    assert caught.exit_code == 3, caught.output
+    assert caught.exit_code == 4, caught.output
     assert "audit.jsonl:5" in caught.stderr or "audit.jsonl:6" in caught.stderr
     assert "MAC mismatch" in caught.stderr or "sealed record(s) before it were removed" in caught.stderr or "reordered" in caught.stderr
 
@@ -137,7 +137,7 @@ def test_a_wrong_key_or_a_deleted_state_is_not_taken_for_proof(shop: Path, tmp_p
     key = bytes.fromhex(json.loads(log.with_suffix(".seal").read_text())["key"])  # what the operator can read
     log.with_suffix(".seal").unlink()
     missing = verify(shop, "--log", str(log), "--key", "fss1-" + key.hex())
-    assert missing.exit_code == 3
+    assert missing.exit_code == 4
 
 
 # -- incremental verify, rotation ------------------------------------------------------------
@@ -166,7 +166,7 @@ def test_verify_goes_on_from_a_checkpoint_and_rotation_continues_the_chain(shop:
     tail = run(["audit", "tail", "-n", "3", "--log", str(log)], cwd=shop).stdout
     assert first_session in tail and records(log)[1]["session"] in tail  # across the set
     old.write_text(old.read_text().replace("print(2)", "print(9)"))  # an edit before the checkpoint: the full walk sees it
-    assert verify(shop, "--log", str(log), "--key", key).exit_code == 3
+    assert verify(shop, "--log", str(log), "--key", key).exit_code == 4
 
 
 # -- the witness --------------------------------------------------------------------------
@@ -193,9 +193,9 @@ def test_the_witness_catches_what_the_file_lost(shop: Path, tmp_path: Path, atta
     if attack == "none":
         assert result.exit_code == 0 and "the witness holds the same 3 session(s), record for record" in result.stdout, result.output
     elif attack == "cut":
-        assert result.exit_code == 3 and "the file's tail was cut: the witness holds 4 record(s) after the file's last line" in result.stderr
+        assert result.exit_code == 4 and "the file's tail was cut: the witness holds 4 record(s) after the file's last line" in result.stderr
     else:
-        assert result.exit_code == 3 and "audit.jsonl:6: altered" in result.stderr
+        assert result.exit_code == 4 and "audit.jsonl:6: altered" in result.stderr
 
 
 # -- the SQL sink on PostgreSQL -------------------------------------------------------------
@@ -217,10 +217,10 @@ def test_deleting_rows_from_the_app_connection_is_caught(app_dir: Any, pg_url: s
     assert attack.exit_code == 0, attack.output
     assert run(["-c", "print(1)"], cwd=root, env=env).exit_code == 0  # the sink goes on in its own session's chain
     table = run(["audit", "verify", "--url", pg_url], cwd=root)
-    assert table.exit_code == 3 and "are missing between rows — rows were deleted" in table.stderr, table.output
+    assert table.exit_code == 4 and "are missing between rows — rows were deleted" in table.stderr, table.output
     log = root / ".appshell" / "audit.jsonl"
     witness = run(["audit", "verify", "--log", str(log), "--witness", pg_url], cwd=root)
-    assert witness.exit_code == 3 and "extra — session" in witness.stderr and "is not in the witness" in witness.stderr
+    assert witness.exit_code == 4 and "extra — session" in witness.stderr and "is not in the witness" in witness.stderr
 
 
 def test_a_held_lock_cannot_hang_a_session(app_dir: Any, pg_url: str) -> None:
@@ -318,7 +318,7 @@ def test_sql_sink_on_mariadb_keeps_per_session_chains(shop: Path, tmp_path: Path
         conn.execute(text("delete from appshell_audit where seq > 3"))  # each session's session_end
     engine.dispose()
     caught = verify(shop, "--log", str(log), "--witness", mariadb_url)
-    assert caught.exit_code == 3 and "is not in the witness" in caught.stderr, caught.output
+    assert caught.exit_code == 4 and "is not in the witness" in caught.stderr, caught.output
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "mariadb"])

@@ -196,7 +196,7 @@ def test_an_unacknowledged_torn_tail_fails_verify(shop: Path, tmp_path: Path) ->
     with log.open("ab") as f:
         f.write(b'{"v":1,"seq":13')
     result = run(["audit", "verify", "--log", str(log)], cwd=shop)
-    assert result.exit_code == 3
+    assert result.exit_code == 4
     assert "audit.jsonl:13: torn write at the end of the file (15 bytes, no end of line)" in result.stderr
 
 
@@ -208,7 +208,7 @@ def test_torn_bytes_changed_after_the_acknowledgement_fail_verify(shop: Path, tm
     assert run(["--audit-log", str(log), "-c", "print(4)"], cwd=shop).exit_code == 0
     log.write_bytes(log.read_bytes().replace(b'{"v":1,"seq":13,"ts"', b'{"v":1,"seq":13,"TS"'))
     result = run(["audit", "verify", "--log", str(log)], cwd=shop)
-    assert result.exit_code == 3 and "audit.jsonl:13: damaged bytes that differ from the torn write" in result.stderr
+    assert result.exit_code == 4 and "audit.jsonl:13: damaged bytes that differ from the torn write" in result.stderr
 
 
 def test_a_claimed_torn_write_whose_bytes_were_removed_fails_verify(shop: Path, tmp_path: Path) -> None:
@@ -219,7 +219,7 @@ def test_a_claimed_torn_write_whose_bytes_were_removed_fails_verify(shop: Path, 
     assert run(["--audit-log", str(log), "-c", "print(4)"], cwd=shop).exit_code == 0
     log.write_bytes(log.read_bytes().replace(b'{"v":1,"seq":13,"ts"\n', b""))
     result = run(["audit", "verify", "--log", str(log)], cwd=shop)
-    assert result.exit_code == 3 and "audit.jsonl:13: the record acknowledges a torn write of 20 bytes that is not in the file" in result.stderr
+    assert result.exit_code == 4 and "audit.jsonl:13: the record acknowledges a torn write of 20 bytes that is not in the file" in result.stderr
 
 
 # -- input that is not UTF-8 ------------------------------------------------------------

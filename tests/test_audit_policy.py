@@ -54,7 +54,7 @@ def test_production_writes_where_its_profile_says(shop: Path) -> None:
 
 def test_doctor_fails_on_overridden_lock(shop: Path, tmp_path: Path) -> None:
     result = run(["doctor", "--json", "--profile", "production"], cwd=shop, env={"APPSHELL_AUDIT_LOG": str(tmp_path / "x.jsonl")})
-    assert result.exit_code == 1
+    assert result.exit_code == 5
     checks = json.loads(result.stdout)["checks"]
     policy = [c for c in checks if c["check"] == "audit policy"]
     assert policy[0]["status"] == "FAIL" and "APPSHELL_AUDIT_LOG cannot change the audit settings" in policy[0]["detail"]
@@ -73,7 +73,7 @@ def test_required_audit_without_sinks(shop: Path) -> None:
         ' — set audit.sinks in profiles/production.toml (e.g. ["file"]), or audit.required = false\n'
     )
     doctor = run(["doctor", "--profile", "production"], cwd=shop)
-    assert doctor.exit_code == 1 and "all checks passed" not in doctor.stdout
+    assert doctor.exit_code == 5 and "all checks passed" not in doctor.stdout
     assert re.search(r"│ audit policy\s+│ FAIL\s+│ profile 'production' requires the audit", doctor.stdout), doctor.stdout
 
 
@@ -158,7 +158,7 @@ def test_url_password_hidden_in_errors(shop: Path, secret_url: str) -> None:
     assert result.exit_code == 2 and "cannot connect to" in result.stderr, result.output
     assert_hidden(result.output)
     doctor = run(["doctor", "--database-url", unreachable], cwd=shop)
-    assert doctor.exit_code == 1 and "cannot connect" in doctor.stdout
+    assert doctor.exit_code == 5 and "cannot connect" in doctor.stdout
     assert_hidden(doctor.output)
 
 
@@ -278,7 +278,7 @@ def test_doctor_sql_rights_on_postgresql_name_what_could_erase(shop: Path, pg_ur
     rights = next(c for c in json.loads(doctor.stdout)["checks"] if c["check"] == "audit sql rights")
     expected = "postgres is a superuser" if right == "superuser" else f"{app} holds {right} on appshell_audit"
     assert rights["status"] == "FAIL" and rights["detail"].startswith(expected), rights
-    assert doctor.exit_code == 1
+    assert doctor.exit_code == 5
 
 
 def test_doctor_sql_rights_on_sqlite_fail_where_required(shop: Path, tmp_path: Path) -> None:
@@ -286,7 +286,7 @@ def test_doctor_sql_rights_on_sqlite_fail_where_required(shop: Path, tmp_path: P
     result = run(["doctor", "--json", "--profile", "production"], cwd=shop)
     rights = next(c for c in json.loads(result.stdout)["checks"] if c["check"] == "audit sql rights")
     assert rights["status"] == "FAIL" and rights["detail"].startswith("SQLite has no privileges")
-    assert result.exit_code == 1
+    assert result.exit_code == 5
 
 
 def test_doctor_sql_rights_on_mariadb(shop: Path, mariadb_url: str) -> None:

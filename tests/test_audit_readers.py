@@ -37,7 +37,7 @@ def test_verify_calls_whole_unsealed_lines_forged_not_torn(shop: Path, tmp_path:
     key = init(shop, log)
     hidden_update(shop, log)
     result = run(["audit", "verify", "--log", str(log), "--key", key], cwd=shop)
-    assert result.exit_code == 3, result.output  # tampering: the audit's exit code
+    assert result.exit_code == 4, result.output  # tampering: the broken chain's exit code (EXIT_CHAIN_BROKEN)
     assert "BROKEN" in result.stderr and "no seal or hash" in result.stderr and "forged" in result.stderr, result.stderr
     assert "torn write (" not in result.output
 
@@ -46,7 +46,7 @@ def test_verify_without_key_also_refuses_whole_hashless_lines(shop: Path, tmp_pa
     log = tmp_path / "audit.jsonl"
     hidden_update(shop, log)
     result = run(["audit", "verify", "--log", str(log)], cwd=shop)
-    assert result.exit_code == 3 and "forged" in result.stderr, result.output
+    assert result.exit_code == 4 and "forged" in result.stderr, result.output
 
 
 def test_a_torn_partial_last_line_is_still_a_torn_write(shop: Path, tmp_path: Path) -> None:
@@ -226,10 +226,10 @@ def test_verify_never_steps_to_a_forged_epoch(shop: Path, tmp_path: Path) -> Non
     state_path(log).write_bytes(SealState(10**12, state.key, 10**12, state.hash, state.fingerprint).dump())
     began = time.monotonic()
     result = run(["audit", "verify", "--log", str(log), "--key", key], cwd=shop)
-    assert result.exit_code == 3 and "not checked (over 10,000,000 key steps)" in result.stderr, result.output
+    assert result.exit_code == 4 and "not checked (over 10,000,000 key steps)" in result.stderr, result.output
     _forge_epoch(log)
     result = run(["audit", "verify", "--log", str(log), "--key", key], cwd=shop)
-    assert result.exit_code == 3 and "sealed with epoch 1000000000000" in result.stderr, result.output
+    assert result.exit_code == 4 and "sealed with epoch 1000000000000" in result.stderr, result.output
     assert time.monotonic() - began < 20
 
 

@@ -132,12 +132,12 @@ def test_every_finding_is_listed_and_the_chain_is_still_walked_to_its_end(tmp_pa
     assert report.warnings == [f"before that: {log}:{line}: session aaaa: a statement record after the session's session_end at {log}:15"]
 
 
-def test_the_cli_exits_3_and_names_the_line_and_the_session(tmp_path: Path) -> None:
+def test_the_cli_exits_4_and_names_the_line_and_the_session(tmp_path: Path) -> None:
     log, key = interleaved_log(tmp_path)
     line = forge(log, body("cccc", "statement", 2, source="print(count(Product))", kind="code"))
     done = subprocess.run([APPSHELL, "audit", "verify", "--log", str(log), "--key", format_key(key)], env=clean_environ(),
                           capture_output=True, text=True, timeout=60)
-    assert done.returncode == 3, done.stdout + done.stderr
+    assert done.returncode == 4, done.stdout + done.stderr
     assert f"BROKEN: {log}:{line}: session cccc: a second statement n=2" in done.stderr
     clean, _ = interleaved_log(tmp_path / "clean")
     ok = subprocess.run([APPSHELL, "audit", "verify", "--log", str(clean)], env=clean_environ(), capture_output=True, text=True, timeout=60)

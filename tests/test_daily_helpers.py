@@ -230,7 +230,7 @@ def test_doctor_reports_missing_tables_and_the_alembic_revision(app_dir: Callabl
     root = app_dir("alembicapp")  # src/ layout, alembic.ini, one revision creating `accounts` only
     env = {"DATABASE_URL": db_url}
     code, rows = doctor_rows(root, env)
-    assert code == 1
+    assert code == 5
     assert rows["mapped tables"] == ("FAIL", "2 of 2 missing from the database: accounts, invoices — run the migrations (alembic upgrade head) or create them")
     assert rows["migrations"] == ("FAIL", "the database has no Alembic revision; the head is 0001 — run alembic upgrade head (or alembic stamp head if the schema is already there)")
 

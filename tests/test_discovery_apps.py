@@ -124,7 +124,7 @@ def test_doctor_rows_for_the_session_and_appshells_own_engine(app_dir: Apps, sql
     assert found["session"] == ("ok", "SELECT 1 through the session the shell hands out")
     env = {"DATABASE_URL": sqlite_url, "OTHER_URL": f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}"}
     broken = run(["--app", "unboundapp.elsewhere:context", "doctor", "--json"], cwd=root, env=env)
-    assert broken.exit_code == 1
+    assert broken.exit_code == 5
     status, detail = rows(broken)["session"]
     assert status == "FAIL" and detail.startswith("OperationalError: (sqlite3.OperationalError) unable to open database file"), detail
     own = rows(run(["doctor", "--json"], cwd=app_dir("ownengine"), env={"DATABASE_URL": sqlite_url}))

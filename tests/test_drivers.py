@@ -104,14 +104,14 @@ RAW = {False: "raw = session.connection().connection.dbapi_connection\n",
 
 def test_sandbox_dbapi_commit_is_refused_or_detected(on_driver: tuple[Driver, Path, dict[str, str]]) -> None:
     """The DBAPI connection's own commit(), below SQLAlchemy: refused where appshell can replace it, and on
-    psycopg2 (a C attribute that cannot be replaced) detected: SANDBOX BROKEN, exit 3 — never "rolled back"."""
+    psycopg2 (a C attribute that cannot be replaced) detected: SANDBOX BROKEN, exit 6 — never "rolled back"."""
     driver, root, env = on_driver
     result = run([*driver.args, "--sandbox", "-c", UPDATE + RAW[driver.is_async] + "raw.commit()\nprint('still running', count(Book))"],
                  cwd=root, env=env)
     assert "still running" not in result.stdout, result.output
     assert "AttributeError" not in result.stderr, result.stderr  # psycopg2's read-only commit attribute (issue 20)
     if driver.name == "psycopg2":
-        assert result.exit_code == 3, result.output
+        assert result.exit_code == 6, result.output
         assert "SANDBOX BROKEN" in result.stderr and "changes may have been committed" in result.stderr, result.stderr
         assert "all rolled back" not in result.stderr
         assert changed(driver, root, env) == 1  # committed behind appshell's back: it could only say so

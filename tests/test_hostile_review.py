@@ -24,7 +24,7 @@ def state(root: Path, env: dict[str, str], code: str = YEARS) -> str:
 
 
 def broken(result: object) -> None:
-    assert result.exit_code == 3, result.output  # type: ignore[attr-defined]
+    assert result.exit_code == 6, result.output  # type: ignore[attr-defined]
     assert "SANDBOX BROKEN" in result.stderr, result.stderr  # type: ignore[attr-defined]
     assert "all rolled back" not in result.stderr and "those were rolled back" not in result.stderr  # type: ignore[attr-defined]
 
@@ -290,7 +290,7 @@ def test_read_only_recheck_that_fails_ends_the_session(library_of: Library, monk
     code = ("import appshell.safety.connection\nappshell.safety.connection._READ_ONLY_NOW['postgresql'] = 'select 1/0'\n"
             "sql('DO $$ begin perform 1; end $$')\nprint('still here')")
     result = run(["--read-only", "-c", code], cwd=root, env=env)
-    assert result.exit_code == 3, result.output
+    assert result.exit_code == 6, result.output
     assert "READ-ONLY LIFTED" in result.stderr and "could not confirm" in result.stderr and "still here" not in result.stdout, result.output
 
 
@@ -316,5 +316,5 @@ def test_postgresql_do_block_switching_standard_conforming_strings_off_stops_the
     code = ("sql(\"DO $$ begin perform set_config('standard_conforming_' || 'strings', 'off', false); end $$\")\n"
             "print('still here')")
     result = run([mode, "-c", code], cwd=root, env=env)
-    assert result.exit_code == 3 and "still here" not in result.stdout, result.output
+    assert result.exit_code == 6 and "still here" not in result.stdout, result.output
     assert ("SANDBOX BROKEN" if mode == "--sandbox" else "READ-ONLY LIFTED") in result.stderr, result.stderr

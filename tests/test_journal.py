@@ -9,7 +9,8 @@ import pytest
 
 from appshell.hooks.frames import is_library_file
 from appshell.record import nested
-from appshell.record.journal import Entry, Journal, SessionEnded, outcome_of
+from appshell.errors import SessionEnded
+from appshell.record.journal import Entry, Journal, outcome_of
 
 
 class Recorder:

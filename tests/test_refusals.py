@@ -178,7 +178,7 @@ BREAK = "raw = session.connection().connection.dbapi_connection; raw.execute('CO
 def test_sandbox_broken_is_said_once_in_a_program(app_dir: Callable[[str], Path], pg_url: str) -> None:
     root, env = library_on(app_dir, pg_url)
     result = run(["--sandbox", "-c", BREAK], cwd=root, env=env)
-    assert result.exit_code == 3 and result.stderr.count("SANDBOX BROKEN") == 1, result.stderr
+    assert result.exit_code == 6 and result.stderr.count("SANDBOX BROKEN") == 1, result.stderr
 
 
 @pytest.mark.subprocess
@@ -192,7 +192,7 @@ def test_sandbox_broken_is_said_once_in_each_shell(app_dir: Callable[[str], Path
     child.sendline(BREAK)
     child.expect(pexpect.EOF)  # the session ends, in every shell the same way
     child.close()
-    assert child.exitstatus == 3
+    assert child.exitstatus == 6
     assert str(child.before).count("SANDBOX BROKEN") == 1, child.before
 
 

@@ -178,7 +178,7 @@ def test_doctor_finds_problems(shop: Path, tmp_path: Path) -> None:
     (tmp_path / "dir.jsonl").mkdir()
     result = run(["doctor", "--json", "--audit-log", str(tmp_path / "dir.jsonl")], cwd=shop,
                  env={"DATABASE_URL": "postgresql+psycopg://u:secretpw@127.0.0.1:1/x"})
-    assert result.exit_code == 1
+    assert result.exit_code == 5
     assert "secretpw" not in result.stdout
     checks = {c["check"]: c for c in json.loads(result.stdout)["checks"]}
     assert checks["app"]["status"] == "FAIL" and "cannot connect" in checks["app"]["detail"]
@@ -190,4 +190,4 @@ def test_doctor_release_mismatch_fails(shop: Path, tmp_path: Path) -> None:
     published.write_text("v1")
     write_profile(shop, f'[release]\nexpected_file = "{published}"\n')
     result = run(["doctor"], cwd=shop, env={"APPSHELL_RELEASE": "v2"})
-    assert result.exit_code == 1 and "release parity" in result.stdout and "FAIL" in result.stdout
+    assert result.exit_code == 5 and "release parity" in result.stdout and "FAIL" in result.stdout

@@ -27,7 +27,7 @@ def _broken_session(root: Path, env: dict[str, str], args: list[str], program: s
 
 
 def _assert_quiet(result: subprocess.CompletedProcess[str], log: Path) -> None:
-    assert result.returncode == 3, result.stderr
+    assert result.returncode == 6, result.stderr
     assert "SANDBOX BROKEN" in result.stderr, result.stderr
     # Today's tracebacks came from the pool's reset ("Exception during reset or similar") and the rollback at exit.
     assert "Traceback" not in result.stderr and "Exception during reset" not in result.stderr, result.stderr

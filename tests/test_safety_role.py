@@ -45,7 +45,7 @@ def test_doctor_proves_the_role_cannot_write(app_dir: Callable[[str], Path], pg_
     good = run(["doctor"], cwd=root, env={**env, "DATABASE_URL_READONLY": pg_role})
     assert "read-only role" in good.stdout and "cannot write" in good.stdout, good.output
     bad = run(["doctor"], cwd=root, env={**env, "DATABASE_URL_READONLY": pg_url})  # the owner: it can write
-    assert bad.exit_code == 1 and "can write" in bad.stdout, bad.output
+    assert bad.exit_code == 5 and "can write" in bad.stdout, bad.output
 
 
 def test_read_only_role_variable_named_but_unset(app_dir: Callable[[str], Path], sqlite_url: str) -> None:
@@ -115,7 +115,7 @@ def test_doctor_proves_an_asyncpg_role_cannot_write(asyncpg_role: tuple[Path, di
     good = run(["doctor", "--app", "asyncapp.db"], cwd=root, env={**env, "DATABASE_URL_READONLY": role_url})
     assert "read-only role" in good.stdout and "cannot write" in good.stdout, good.output  # not MissingGreenlet
     bad = run(["doctor", "--app", "asyncapp.db"], cwd=root, env={**env, "DATABASE_URL_READONLY": env["DATABASE_URL"]})
-    assert bad.exit_code == 1 and "can write" in bad.stdout, bad.output
+    assert bad.exit_code == 5 and "can write" in bad.stdout, bad.output
 
 
 ASYNC_RAW_WRITE = ("raw = (await (await session.connection()).get_raw_connection()).driver_connection\n"

@@ -58,7 +58,7 @@ def test_a_transaction_ended_behind_appshell_stops_the_session(app_dir: Callable
             "raw.execute('update books set year = 0 where id = 1'); raw.execute('COMMIT')\n"
             "print('still running', count(Book))")
     result = run(["--sandbox", "--audit-log", str(log), "-c", code], cwd=root, env=env)
-    assert result.exit_code == 3, result.output
+    assert result.exit_code == 6, result.output
     assert "still running" not in result.stdout
     assert "SANDBOX BROKEN" in result.stderr and "changes may have been committed" in result.stderr
     assert "select count(*)" in result.stderr.lower() or "SELECT count(*)" in result.stderr  # names the statement
@@ -75,7 +75,7 @@ def test_savepoint_released_behind_appshell_stops_the_session(app_dir: Callable[
             "sql('update books set year = 0 where id = 1'); commit()\n"
             "print('still running')")
     result = run(["--sandbox", "--audit-log", str(log), "-c", code], cwd=root, env=env)
-    assert result.exit_code == 3, result.output
+    assert result.exit_code == 6, result.output
     assert "still running" not in result.stdout and "its savepoint was gone" in result.stderr
     assert audit_records(log)[-1]["status"] == "sandbox_broken"
     assert run(["-c", YEARS], cwd=root, env=env).stdout.strip() == "0"  # the outer transaction was still there
@@ -153,7 +153,7 @@ def test_commit_then_a_new_transaction_through_the_driver_is_detected(
             "print('still running', count(Book))")
     result = run(["--sandbox", "--audit-log", str(log), "-c", code], cwd=root, env=env)
     assert run(["-c", YEARS], cwd=root, env=env).stdout.strip() == "1"  # it was committed: appshell cannot prevent it …
-    assert result.exit_code == 3, result.output  # … it says so
+    assert result.exit_code == 6, result.output  # … it says so
     assert "SANDBOX BROKEN" in result.stderr and "another transaction was open in its place" in result.stderr, result.stderr
     assert audit_records(log)[-1]["status"] == "sandbox_broken"
     assert "Traceback" not in result.stderr and "Exception during reset" not in result.stderr, result.stderr  # one line

@@ -52,7 +52,7 @@ def test_mariadb_commit_and_chain_below_sqlalchemy_is_detected(library_of: Calla
             "c.execute('COMMIT AND CHAIN'); c.execute('SAVEPOINT appshell_sandbox')\n" + BOOKS)
     result = run(["--sandbox", "--audit-log", str(log), "-c", code], cwd=root, env=env)
     assert state(root, env) == "1"  # committed: appshell cannot prevent what the driver sends below it …
-    assert result.exit_code == 3, result.output  # … it says so
+    assert result.exit_code == 6, result.output  # … it says so
     assert "SANDBOX BROKEN" in result.stderr and "another transaction was open in its place" in result.stderr, result.stderr
     assert "all rolled back" not in result.stderr
     assert audit_records(log)[-1]["status"] == "sandbox_broken"
@@ -147,10 +147,10 @@ READ_ONLY_LIFTS = {
     "postgresql U& name": ("postgresql", "sql('SET U&\"default_transaction_read_onl\\\\0079\" = off')\nrollback()\n" + UPDATE, 1),
     # The call is put together at run time: no parser sees set_config; the database's setting, read back after the DO, does.
     "postgresql DO set_config": ("postgresql", "sql(\"DO $$ begin execute 'select set' || '_config(''default_transaction_read_only'', ''off'', false)'; end $$\")\n"
-                                               "rollback()\n" + UPDATE, 3),
+                                               "rollback()\n" + UPDATE, 6),
     # Below every hook: the driver's own execute() and commit(); the write that follows succeeds, and is the last.
-    "postgresql driver's own SET": ("postgresql", RAW + "raw.execute('SET default_transaction_read_only = off'); raw.commit()\n" + UPDATE, 3),
-    "mariadb driver's own SET": ("mariadb", RAW + "raw.cursor().execute('SET SESSION TRANSACTION READ WRITE'); raw.commit()\n" + UPDATE, 3),
+    "postgresql driver's own SET": ("postgresql", RAW + "raw.execute('SET default_transaction_read_only = off'); raw.commit()\n" + UPDATE, 6),
+    "mariadb driver's own SET": ("mariadb", RAW + "raw.cursor().execute('SET SESSION TRANSACTION READ WRITE'); raw.commit()\n" + UPDATE, 6),
 }
 
 
@@ -158,7 +158,7 @@ READ_ONLY_LIFTS = {
 def test_read_only_cannot_be_lifted_unseen(library_of: Callable[[str], tuple[Path, dict[str, str]]], kind: str, code: str, exit_code: int,
                                            tmp_path: Path) -> None:
     """Refused before it runs where the parser can tell (exit 1); else found switched off by the database's own
-    answer right after, and the session stops (exit 3) before the commit."""
+    answer right after, and the session stops (exit 6) before the commit."""
     root, env = library_of(kind)
     log = tmp_path / "audit.jsonl"
     result = run(["--read-only", "--audit-log", str(log), "-c", code], cwd=root, env=env)
@@ -170,7 +170,7 @@ def test_read_only_cannot_be_lifted_unseen(library_of: Callable[[str], tuple[Pat
     assert state(root, env) == "0"
 
 
-def test_a_program_that_catches_the_lift_still_ends_with_exit_3_and_the_record_says_so(
+def test_a_program_that_catches_the_lift_still_ends_with_exit_6_and_the_record_says_so(
     library_of: Callable[[str], tuple[Path, dict[str, str]]], tmp_path: Path
 ) -> None:
     root, env = library_of("postgresql")
@@ -178,7 +178,7 @@ def test_a_program_that_catches_the_lift_still_ends_with_exit_3_and_the_record_s
     lift = READ_ONLY_LIFTS["postgresql DO set_config"][1].split("\n")[0]
     code = f"try:\n    {lift}\nexcept Exception:\n    print('caught, went on')"
     result = run(["--read-only", "--audit-log", str(log), "-c", code], cwd=root, env=env)
-    assert result.exit_code == 3 and "caught, went on" in result.stdout, result.output
+    assert result.exit_code == 6 and "caught, went on" in result.stdout, result.output
     records = audit_records(log)
     assert records[0]["read_only_level"] == "guarded"
     assert records[-1]["event"] == "session_end" and records[-1]["status"] == "read_only_lifted"
@@ -220,7 +220,7 @@ def test_asyncpg_read_only_lifted_by_a_do_block_ends_the_session(asyncpg_app: tu
     code = ("sql(\"DO $$ begin execute 'select set' || '_config(''default_transaction_read_only'', ''off'', false)'; end $$\")\n"
             "rollback()\nsql(\"update books set title = 'X' where id = 1\"); commit()")
     result = run(["--app", "asyncapp.db", "--read-only", "-c", code], cwd=root, env=env)
-    assert result.exit_code == 3, result.output
+    assert result.exit_code == 6, result.output
     assert "READ-ONLY LIFTED" in result.stderr, result.stderr
     check = run(["--app", "asyncapp.db", "-c", "print(count(Book, title='X'))"], cwd=root, env=env)
     assert check.stdout.strip() == "0", check.output

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from appshell.errors import AuditFailure, UsageError
+from appshell.errors import SealRefused, UsageError
 from appshell.private import private_dir
 
 __all__ = ["SealRefused", "KEY_PREFIX", "SealState", "Sealer", "state_path", "evolve", "record_mac", "parse_key", "format_key", "fingerprint", "init_state"]
@@ -37,10 +37,6 @@ __all__ = ["SealRefused", "KEY_PREFIX", "SealState", "Sealer", "state_path", "ev
 KEY_PREFIX = "fss1-"
 STEP = b"appshell-evolve"
 STATE_SIZE = 512  # the state is rewritten in place at this fixed size, so no old key bytes survive in the file
-
-
-class SealRefused(AuditFailure):
-    """The log or the sealing state asks for what no crash leaves behind: appshell refuses to seal on it (exit 3)."""
 
 
 def evolve(key: bytes) -> bytes:

@@ -9,18 +9,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from appshell.errors import AppNotFound
+from appshell.errors import AppCrashed, AppNotFound
 
 __all__ = ["AppCrashed", "import_user_module", "format_crash"]
-
-
-class AppCrashed(Exception):
-    """The app's own code raised while booting: its traceback is shown (exit 1)."""
-
-    def __init__(self, what: str, exc: BaseException) -> None:
-        super().__init__(what)
-        self.what = what
-        self.exc = exc
 
 
 def import_user_module(name: str, option: str) -> ModuleType:

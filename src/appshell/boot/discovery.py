@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterable, Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from appshell.errors import ConfigError
+from appshell.errors import AppCrashed, ConfigError
 from appshell.config.redact import mask_url
-from appshell.boot.crash import AppCrashed, _call_app_code
+from appshell.boot.crash import _call_app_code
 
 if TYPE_CHECKING:
     from sqlalchemy import MetaData

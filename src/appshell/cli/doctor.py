@@ -1,7 +1,7 @@
 """`appshell doctor`: is this the right interpreter, release, config, database and audit? (docs/operations.md)
 
 Each check is a small function returning rows; a row is (check, status, detail)
-with status ``ok``, ``FAIL``, ``WARN`` or ``info``. Any FAIL makes the exit code 1; a WARN
+with status ``ok``, ``FAIL``, ``WARN`` or ``info``. Any FAIL makes the exit code 5 (EXIT_DOCTOR_FAILED); a WARN
 names a power worth taking away (what the app's role can do outside the transaction) that
 does not stop a session from running as it is.
 """
@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from appshell.errors import AppshellError
+from appshell.errors import EXIT_DOCTOR_FAILED, EXIT_OK, AppshellError
 from appshell.boot.migrations import check_migrations
 from appshell.config.redact import mask_mapping, mask_url
 from appshell.console.render import table
@@ -359,7 +359,7 @@ def _app_io(check: Callable[[], Iterator[Row]]) -> Callable[[], Iterator[Row]]:
 
 def _boot_rows(settings: Settings) -> tuple[list[Row], AppContext | None]:
     from appshell.boot.context import boot
-    from appshell.boot.crash import AppCrashed
+    from appshell.errors import AppCrashed
 
     try:
         ctx = boot(settings)
@@ -405,4 +405,4 @@ def run_doctor(settings: Settings, as_json: bool) -> int:
     else:
         print(table(["check", "status", "detail"], [list(r) for r in rows], max_cell=400))
         print(f"{len(failed)} problem(s) found" if failed else "all checks passed")
-    return 1 if failed else 0
+    return EXIT_DOCTOR_FAILED if failed else EXIT_OK  # its own code: 1 is "your code raised"

@@ -8,7 +8,7 @@ import threading
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
-from appshell.errors import Refused
+from appshell.errors import HostRefused
 from appshell.console.protect import active, Protection
 
 if TYPE_CHECKING:
@@ -16,12 +16,6 @@ if TYPE_CHECKING:
 
 __all__ = ["HostRefused", "guard_hosts"]
 
-
-class HostRefused(Refused):
-    """A connection to a protected host (``protect.hosts``) while protected data is locked."""
-
-    def format(self) -> str:
-        return f"appshell: refused: {self}"
 
 # -- protected hosts ----------------------------------------------------------------
 # Python raises an audit event before every socket connect and name lookup, whoever makes it (requests,

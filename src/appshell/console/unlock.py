@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
-from appshell.errors import Refused
+from appshell.errors import UnlockRefused
 from appshell.console.protect import active
 from appshell.console.protect_hosts import guard_hosts
 
@@ -20,8 +20,6 @@ __all__ = ["UnlockRefused", "MIN_REASON", "check_reason", "RoleSwitch", "role_sw
 
 MIN_REASON = 12  # characters; and at least two words
 
-class UnlockRefused(Refused):
-    """unlock() was refused (no reason worth recording, an unknown column): nothing was unlocked."""
 
 # -- unlocking --------------------------------------------------------------------
 

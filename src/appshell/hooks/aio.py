@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Generator
 from types import CodeType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from appshell.errors import Refused
+from appshell.errors import LoopMisuse
 
 if TYPE_CHECKING:
     import asyncio
@@ -43,10 +43,6 @@ _hinted = False
 
 
 FINISH_TIMEOUT = 5.0  # seconds the operator's tasks and executor threads get to end at the session's end
-
-
-class LoopMisuse(Refused):
-    """Sync IO asked for where the session's loop cannot run it: in a task the loop is running, or another thread."""
 
 
 def awaits(code: CodeType) -> bool:

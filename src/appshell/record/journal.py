@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from appshell.errors import EXIT_AUDIT
+from appshell.errors import EXIT_AUDIT, SessionEnded
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -54,10 +54,6 @@ class Sink(Protocol):
     def statement(self, entry: Entry, extra: dict[str, Any]) -> None: ...
 
     def result(self, entry: Entry) -> None: ...
-
-
-class SessionEnded(RuntimeError):
-    """SQL from a thread the session left behind, or from a forked child: refused, nobody would record it."""
 
 
 def file_info(path: str | Path, data: bytes | None = None) -> dict[str, str]:

@@ -22,7 +22,7 @@ import sys
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from appshell.errors import AppshellError, AuditFailure, Refused
+from appshell.errors import AppshellError, AuditFailure, BytecodeRefused, Refused
 from appshell.hooks.frames import FROZEN_IMPORT, is_library_file, library_dirs
 
 if TYPE_CHECKING:
@@ -123,12 +123,6 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
         ) from None
     finally:
         sys.setrecursionlimit(limit)
-
-
-class BytecodeRefused(Refused):
-    """An operator module whose byte code is not its source (altered, stale) or has no source: not run.
-
-    Not an ImportError: ``except ImportError`` fallbacks in the operator's code must not hide it."""
 
 
 def _module_globals(frame: FrameType | None) -> dict[str, Any] | None:

@@ -10,17 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from appshell.errors import Refused
+from appshell.errors import ReadOnlyError
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
 __all__ = ["ConnState", "ReadOnlyError", "backend", "dialect_kind", "run_statements", "fetch_rows", "in_transaction",
            "sqlite_of", "short_sql", "lexing_mismatch", "read_only_now", "classify_cached"]
-
-
-class ReadOnlyError(Refused):
-    """The session is read-only; raised in the user's code."""
 
 
 def dialect_kind(dialect: Any) -> str:

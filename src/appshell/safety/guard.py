@@ -13,13 +13,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from appshell.errors import Refused
+from appshell.errors import DestructiveStatementRefused
 
 __all__ = ["destructive", "DestructiveStatementRefused", "install_guard"]
-
-
-class DestructiveStatementRefused(Refused):
-    """Raised in the user's code: the statement was not run."""
 
 
 def destructive(statement: str, kind: str = "postgresql") -> str | None:

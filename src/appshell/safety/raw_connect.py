@@ -11,16 +11,12 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from appshell.errors import Refused
+from appshell.errors import RawConnectionRefused
 
 if TYPE_CHECKING:
     from appshell.safety.database import Coverage
 
 __all__ = ["RawConnectionRefused"]
-
-
-class RawConnectionRefused(Refused):
-    """A DBAPI connect() outside SQLAlchemy, in a sandbox or read-only session: appshell could not cover it."""
 
 
 _watching: list[Coverage] = []  # the session whose rules raw connects are checked against (one per process)
