@@ -730,3 +730,21 @@ def test_at_a_terminal_the_session_owns_its_pty_and_a_stopped_recorder_hangs_it_
                              str(site.log), "--key", site.key], cwd="/", env=clean_environ(), capture_output=True,
                             text=True, timeout=60)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+@pytest.mark.parametrize("how", ["script", "env file"])
+def test_a_file_root_reads_for_the_session_must_be_one_its_user_could_read(host: Host, how: str) -> None:
+    """Root reads the script and the .env before anyone drops: `sudo appshell /root/secret.py` must not show it."""
+    site = make_site(host)
+    hidden = host.directory(0o700, 0)  # root's alone
+    if how == "script":
+        (hidden / "secret.py").write_text("print('TOPSECRET')\n")
+        args = [str(hidden / "secret.py")]
+    else:
+        (hidden / "secret.env").write_text("LEAK=TOPSECRET\n")
+        args = ["--env-file", str(hidden / "secret.env"), "-c", "import os; print(os.environ.get('LEAK'))"]
+    proc = subprocess.run(site.command(*args), cwd="/", env=site.environ(), stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=60)
+    assert "TOPSECRET" not in proc.stdout + proc.stderr
+    assert proc.returncode != 0 and f"cannot be read by '{host.session.pw_name}', the session's user" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr

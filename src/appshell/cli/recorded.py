@@ -71,7 +71,8 @@ def privileged_start() -> bool:
     return True
 
 
-def privileged_settings(settings: Settings, argv: Sequence[str]) -> tuple[Settings, Drop | None]:
+def privileged_settings(settings: Settings, argv: Sequence[str],
+                        program: Program | None = None) -> tuple[Settings, Drop | None]:
     """As root: the settings of the config's project, its log the record's, and the users to become; else unchanged.
 
     Root without the config runs as before (a root shell, a container: one user, same-user mode) unless sudo
@@ -88,18 +89,32 @@ def privileged_settings(settings: Settings, argv: Sequence[str]) -> tuple[Settin
                               "set up privilege-separated mode (docs/privsep.md), or run appshell without sudo")
         return settings, None
     config = privsep.RecorderConfig.load()  # a file that exists but is wrong refuses: no fallback
+    if program is not None and program.mode == "script":  # read by root, from the caller's directory
+        _refuse_unreadable(Path(program.filename), config.session_user, "the script")
     os.chdir(config.project)  # the project is the file's, not the caller's directory
     if settings.project_root is None or settings.project_root.resolve() != config.project.resolve():
         settings = _resolve_in_project(settings, argv, config.project)
     if "file" not in settings.profile.audit.sinks:
         raise ConfigError(f"profile '{settings.profile.name}' keeps no audit file, and {config.path} sends the record "
                           f"to {config.log}", "choose a profile whose audit.sinks has \"file\" (the shipped ones do)")
+    env_file = Path(settings.env_file)
+    env_file = env_file if env_file.is_absolute() else config.project / env_file
+    if env_file.exists():  # read by root; what it holds goes to the session
+        _refuse_unreadable(env_file, config.session_user, "the env file (--env-file, APPSHELL_ENV_FILE, env_file)")
     sources = {**settings.sources, "audit_log": str(config.path)}
     settings = dataclasses.replace(settings, audit_log=str(config.log), sources=sources)
     environ = dict(settings.dotenv)  # the app's own configuration: its .env, which its user reads anyway
     if settings.database_url:
         environ["DATABASE_URL"] = settings.database_url
     return settings, privsep.Drop(config.recorder_user, config.session_user, config.project, environ)
+
+
+def _refuse_unreadable(path: Path, user: str, what: str) -> None:
+    from appshell.recorder.privsep import readable_by
+
+    if not readable_by(path, user):
+        raise ConfigError(f"{what} {path} cannot be read by '{user}', the session's user",
+                          f"name a file '{user}' can read: root reads it for the session, and shows it nothing more")
 
 
 def _resolve_in_project(settings: Settings, argv: Sequence[str], project: os.PathLike[str]) -> Settings:
@@ -147,7 +162,7 @@ def run_recorded_session(settings: Settings, program: Program | None, options: O
     from appshell.recorder.forked import record_forked
     from appshell.runtime.reexec import before_session, isolate, launch_environment
 
-    settings, drop = privileged_settings(settings, options.argv)
+    settings, drop = privileged_settings(settings, options.argv, program)
     profile = settings.profile
     stdin_program = program.source if program is not None and program.mode == "stdin" else None
     # Under a locked audit, the recorder itself runs isolated: a sitecustomize would otherwise run in it.

@@ -26,7 +26,7 @@ from typing import Any
 from appshell.errors import ConfigError, did_you_mean
 
 __all__ = ["CONFIG_PATH", "KEYS", "SESSION_ENV_KEEP", "RecorderConfig", "Drop", "privileged", "drop_to", "become_recorder",
-           "not_dumpable", "session_environ", "own_pty"]
+           "not_dumpable", "session_environ", "own_pty", "readable_by"]
 
 # Fixed, never read from the environment or the command line: under sudo the caller still chooses part of
 # both, and the file decides which users the recorder and the session become. Looked up when called (not
@@ -99,6 +99,26 @@ def privileged(path: Path | None = None) -> bool:
     """Privilege-separated mode: running as root with *path* (default :data:`CONFIG_PATH`) present (a broken
     file then refuses, never falls back)."""
     return os.geteuid() == 0 and os.path.lexists(CONFIG_PATH if path is None else path)
+
+
+def readable_by(path: Path, user: str) -> bool:
+    """Could *user* open *path* for reading (each directory above it searchable, the file readable)? Root reads
+    what the command line names (a script, an --env-file) before anyone drops: what the session's user could not
+    read must not reach the session through it."""
+    pw = _lookup(user)
+    groups = set(os.getgrouplist(pw.pw_name, pw.pw_gid))
+
+    def allowed(st: os.stat_result, bits: tuple[int, int, int]) -> bool:
+        if st.st_uid == pw.pw_uid:
+            return bool(st.st_mode & bits[0])
+        return bool(st.st_mode & (bits[1] if st.st_gid in groups else bits[2]))
+
+    real = Path(os.path.realpath(path))
+    try:
+        searchable = all(allowed(os.stat(d), (stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH)) for d in real.parents)
+        return searchable and allowed(os.stat(real), (stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH))
+    except OSError:
+        return False
 
 
 def own_pty(slave: int, user: str) -> None:
