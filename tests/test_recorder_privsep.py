@@ -748,3 +748,30 @@ def test_a_file_root_reads_for_the_session_must_be_one_its_user_could_read(host:
     assert "TOPSECRET" not in proc.stdout + proc.stderr
     assert proc.returncode != 0 and f"cannot be read by '{host.session.pw_name}', the session's user" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+@pytest.mark.parametrize("case", ["a config others can write", "sudo without a config", "root without sudo or config"])
+def test_as_root_a_wrong_or_missing_config_refuses_in_one_line(host: Host, case: str) -> None:
+    """A config that exists but is wrong refuses, never falls back; sudo without one refuses (a session as root
+    beside its record); root not through sudo (a container's only user) runs as before, one user for both."""
+    site = make_site(host)
+    env = site.environ()
+    if case == "a config others can write":
+        os.chmod(site.config, 0o666)
+    else:
+        site.config.unlink()
+        if case == "root without sudo or config":
+            env = {k: v for k, v in env.items() if not k.startswith("SUDO_")}
+    log = host.directory() / "own.jsonl"
+    proc = subprocess.run(site.command("--audit-log", str(log), "-c", "import os; print('uid', os.getuid())"),
+                          cwd=site.project, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=60)
+    if case == "root without sudo or config":
+        assert (proc.returncode, proc.stdout) == (0, "uid 0\n"), proc.stderr
+        assert log.exists() and not site.log.exists()
+        return
+    assert proc.returncode != 0 and proc.stdout == "" and not log.exists()
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    expected = {"a config others can write": f"{site.config} can be written by others than root (mode 666)",
+                "sudo without a config": "set up privilege-separated mode (docs/privsep.md)"}[case]
+    assert expected in proc.stderr
