@@ -263,7 +263,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from appshell.runtime.reexec import maybe_reexec
 
         line = split(argv)
-        maybe_reexec(argv, find_project_root(Path.cwd().resolve(), project_of(line)))
+        from appshell.cli.recorded import privileged_start
+
+        if not privileged_start():  # sudo appshell: the config's project, never a re-exec as root (docs/privsep.md)
+            maybe_reexec(argv, find_project_root(Path.cwd().resolve(), project_of(line)))
         if line.command != SHELL:
             return COMMANDS[line.command](line.command_args)  # the options before its name are its own too
         return run_shell(line, argv)

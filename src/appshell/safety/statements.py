@@ -80,7 +80,6 @@ class Statement:
     savepoint: tuple[str, str] | None = None  # (begin|release|rollback, name)
     escapes: str | None = None  # why this would end or change the sandbox's transaction
     read_write: str | None = None  # why this would switch a read-only session to read-write
-    implicit_commit: bool = False  # MySQL/MariaDB would commit the transaction for it
     opaque: str | None = None  # why the parser cannot read what it does: the database is asked afterwards
     lexing: str | None = None  # why this would change how the server reads SQL (quotes, escapes, encoding)
 
@@ -249,7 +248,7 @@ def _unreadable(sql: str, kind: str) -> Statement:
     bad = words & {"delete", "update", "drop", "truncate"}
     return Statement(text=sql, head=(sql.split() or [""])[0].upper(), destructive="a statement appshell cannot read" if bad else None,
                      escapes="a statement appshell cannot read" if words & {"commit", "end", "release", "begin", "start", "autocommit"} else None,
-                     implicit_commit=kind in ("mysql", "mariadb"), opaque="a statement the tokenizer cannot read")
+                     opaque="a statement the tokenizer cannot read")
 
 
 def _name(token: Any) -> str:
@@ -320,7 +319,7 @@ def _one(text: str, tokens: list[Any], kind: str, dialect: str) -> Statement:
 
             inner = _one(text[tokens[at].start - tokens[0].start:], tokens[at:], kind, dialect)
             return replace(inner, text=text, escapes=escapes or inner.escapes, read_write=read_write or inner.read_write,
-                           lexing=lexing or inner.lexing, implicit_commit=inner.implicit_commit or bool(escapes))
+                           lexing=lexing or inner.lexing)
     writes, ddl, destructive, parsed = _parse(text, head, words, dialect)
     opaque = _opaque(head, words, tokens, kind, parsed)
     if opaque is not None:
@@ -331,7 +330,7 @@ def _one(text: str, tokens: list[Any], kind: str, dialect: str) -> Statement:
             read_write = read_write or "a unicode-escaped name (U&\"…\") may change the read-only mode"
             escapes = escapes or "a unicode-escaped name (U&\"…\") may change the transaction mode"
     return Statement(text=text, head=head, writes=writes, ddl=ddl, destructive=destructive, savepoint=savepoint,
-                     escapes=escapes, read_write=read_write, implicit_commit=implicit, opaque=opaque, lexing=lexing)
+                     escapes=escapes, read_write=read_write, opaque=opaque, lexing=lexing)
 
 
 def short(text: str) -> str:
