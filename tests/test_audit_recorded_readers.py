@@ -280,6 +280,7 @@ def test_a_record_not_by_its_writer_is_flagged_where_a_recorder_kept_the_session
     for i, r in enumerate(forged, 1):
         s.add(r, f"log:{i}")
     assert [f for f in s.flags() if "in a session a recorder kept" in f] == [
-        "log:4: statement — by recorder, in a session a recorder kept: statement records are by session",
+        "log:4: statement — by recorder, in a session a recorder kept: statement records are by session, "
+        "a second top-level command statement: the program the recorder read is one statement",
         "log:5: session_end — by session, in a session a recorder kept: session_end records are by recorder"]
     assert session_of(logs["honest"]).flags() == []

@@ -160,6 +160,10 @@ class Session:
                 out[i].append(f"by {printable(str(r.get('by')))}, in a session a recorder kept: {event} records are by {_BY[event]}")
             if r is first_program and not self._is_the_input(r):
                 out[i].append(NOT_THE_INPUT + f" ({self.start['input'].get('kind')} input, sha256 {self.start['input'].get('sha256')})")
+            elif (first_program is not None and r is not first_program and event == "statement" and r.get("parent") is None
+                  and r.get("kind") == first_program.get("kind")):
+                # A program is one statement: another top-level one of its kind is the session's word alone.
+                out[i].append(f"a second top-level {printable(str(r.get('kind')))} statement: the program the recorder read is one statement")
             if not _chained(r):
                 out[i].append(FORGED)
             elif sealed and "mac" not in r:

@@ -32,6 +32,9 @@ __all__ = ["FD_VARIABLE", "MAX_MESSAGE", "KINDS", "HEADER", "Channel", "SessionS
 FD_VARIABLE = "APPSHELL_RECORDER_FD"
 MAX_MESSAGE = 4 * 1024 * 1024  # a message body larger than this is refused (and recorded as refused)
 MAX_REPLY = 1024 * 1024
+# The longest the session waits for an acknowledgement: the recorder answers in milliseconds (one fsync); a
+# channel the session's own code put out of frame would otherwise leave it waiting for ever (fail closed, not a hang).
+REPLY_WAIT = 15.0
 HEADER = struct.Struct(">I")
 # What the session may report; the recorder refuses any other kind.
 KINDS = ("session_start", "statement", "nested", "result", "session_end")
@@ -72,7 +75,9 @@ class Channel:
     def from_fd(cls, fd: int) -> Channel:
         """The channel on *fd*, which this process's own children will not inherit."""
         os.set_inheritable(fd, False)
-        return cls(socket.socket(fileno=fd))
+        sock = socket.socket(fileno=fd)
+        sock.settimeout(REPLY_WAIT)
+        return cls(sock)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Channel | None:
@@ -167,7 +172,11 @@ class Channel:
     def _fill(self, size: int) -> bool:
         """At least *size* bytes in the buffer; False once the channel is broken or closed."""
         while self.broken is None and len(self._inbuf) < size:
-            chunk = self.sock.recv(65536)
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                self._break(f"the recorder did not answer in {REPLY_WAIT:g} s (its channel is out of frame, or it is stopped)")
+                return False
             if not chunk:
                 self._break("the recorder process is gone (its channel is closed)")
             self._inbuf += chunk

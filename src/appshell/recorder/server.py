@@ -49,6 +49,9 @@ __all__ = ["REPLY_TIMEOUT", "AuditWriter", "as_writer", "Recorder", "Frames", "O
 RECORDER_FIELDS = frozenset({"session", "ts", "seq", "hash", "mac", "epoch", "by", "v", "prev", "torn", "redacted", "event"})
 MAX_DEPTH = 32  # lists and objects in a report's fields, nested: the auditor's redaction recurses over them
 PREVIEW = 256  # bytes of a refused frame kept in its record when it cannot be kept whole
+# A report over the cap is read past (its sha256 kept) so an honest session goes on; one declaring more than
+# this is not: reading gigabytes would leave the session waiting for an answer that never comes (a hang).
+SKIP_LIMIT = 256 * 1024 * 1024
 REPLY_TIMEOUT = 5.0  # seconds a session may leave the recorder's acknowledgements unread before its channel is closed
 _EVENT = {"session_start": "session_info", "statement": "statement", "nested": "statement", "result": "result"}
 
@@ -102,6 +105,7 @@ class Oversize:
 
     def __init__(self, size: int) -> None:  # (not a dataclass: importing dataclasses costs the recorder ~10 ms)
         self.size = size
+        self.unframed = False  # declared beyond SKIP_LIMIT: not read past; the channel is out of frame for good
         self.hasher = hashlib.sha256()
         self.preview = b""
 
@@ -141,6 +145,12 @@ class Frames:
             if size > self.cap:
                 del buf[: HEADER.size]
                 self.skipping, self.skip_left = Oversize(size), size
+                if size > SKIP_LIMIT:  # not read past: refused at once, and the channel ends (see SKIP_LIMIT)
+                    self.skipping.unframed = True
+                    out.append(self.skipping)
+                    self.skipping = None
+                    buf.clear()
+                    return out
                 continue
             if len(buf) < HEADER.size + size:
                 return out
@@ -218,6 +228,10 @@ class Recorder:
             return False
         for frame in self.frames.feed(data):
             self._reply(self.handle(frame))
+            if isinstance(frame, Oversize) and frame.unframed:
+                self.channel_closed(f"the session declared a report of {frame.size} bytes, beyond what the recorder reads "
+                                    "past: the channel is out of frame, and nothing after it can be recorded")
+                self.shutdown()
             if not self.open:
                 break
         return self.open
@@ -393,6 +407,9 @@ class Recorder:
         }
         try:
             self._start_unreported()
+            if returncode == 0 and self.reported_end is None and self.closed_early is None:
+                # It says it succeeded, without its end report: whatever it ran after its last report is unknown.
+                self.channel_closed("the session exited without reporting its end: what it ran after its last report is unknown")
             self.writer.write("session_end", fields)
         finally:
             self.writer.close()
