@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from appshell.errors import ConfigError, did_you_mean
+from appshell.errors import ConfigError, SandboxBroken, did_you_mean
 from appshell.record.journal import file_info
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ShellSession", "Runner", "RUNNERS", "check_shell_name", "pick_shell", "get_runner", "run_startup_file", "startup_file",
-    "hold_safe_completion", "refusal_line",
+    "hold_safe_completion", "refusal_line", "BrokenSandbox",
 ]
 
 
@@ -92,6 +92,33 @@ def refusal_line(exc: BaseException, refusals: Refusals | None = None) -> str | 
     from appshell.console.refusals import Refusals
 
     return (refusals or Refusals()).line(exc)
+
+
+class BrokenSandbox:
+    """How every shell ends a broken sandbox (SandboxBroken, ReadOnlyLifted): the same way in each.
+
+    The sandbox or the read-only guard said it in one line when it found the break; the shell says
+    nothing more (no traceback, no refusal line), keeps the first error (:meth:`keep`), leaves its
+    loop, and its runner raises it (:meth:`end`) — cli/main.py turns that into EXIT_SANDBOX_BROKEN
+    without printing it again. How a loop is left is each shell's own: IPython's ``ask_exit()``,
+    ``SystemExit`` for ptpython and the plain console.
+    """
+
+    def __init__(self) -> None:
+        self.error: SandboxBroken | None = None
+
+    def keep(self, exc: BaseException | None) -> bool:
+        """Whether *exc* is the break: then it is kept (the first one), and the shell leaves its loop."""
+        if not isinstance(exc, SandboxBroken):
+            return False
+        if self.error is None:
+            self.error = exc
+        return True
+
+    def end(self) -> None:
+        """After the shell's loop: the session stops with the break, if there was one."""
+        if self.error is not None:
+            raise self.error
 
 
 def hold_safe_completion(*places: tuple[Any, str]) -> None:

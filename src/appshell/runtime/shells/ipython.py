@@ -30,11 +30,11 @@ from collections.abc import Callable
 from typing import Any
 
 from appshell.hooks import aio
-from appshell.errors import AppshellError, SandboxBroken
+from appshell.errors import AppshellError
 from appshell.console.interrupted import Interrupted, ctrl_c
 from appshell.record.journal import Entry, Journal, file_info
 from appshell.console.refusals import Refusals
-from appshell.runtime.shells import ShellSession, hold_safe_completion, refusal_line
+from appshell.runtime.shells import BrokenSandbox, ShellSession, hold_safe_completion, refusal_line
 
 __all__ = ["run", "install_hooks"]
 
@@ -57,7 +57,7 @@ class _Hooks:
         self.pending: list[bool] = []  # per run_cell call: its raw cell is not yet recorded
         self.entries: list[Entry | None] = []
         self.starting = True  # until IPython's start-up code (startup files, exec_files) has run
-        self.broken: SandboxBroken | None = None
+        self.broken = BrokenSandbox()
         self.shell: Any = None
 
     def wrap_run_cell(self, run_cell: Any) -> Any:
@@ -92,9 +92,8 @@ class _Hooks:
 
     def post_run_cell(self, result: Any) -> None:
         error = result.error_in_exec or result.error_before_exec
-        if isinstance(error, SandboxBroken):
-            self.broken = error  # the session stops: leave the shell, the runner raises it
-            self.shell.ask_exit()
+        if self.broken.keep(error):
+            self.shell.ask_exit()  # leaves the shell; the runner raises the break
         if self.entries and self.entries[-1] is not None:
             entry, self.entries[-1] = self.entries[-1], None
             self.journal.end(entry, error)
@@ -158,13 +157,15 @@ def _is_ipython_own(path: str) -> bool:
     return os.path.realpath(path).startswith(os.path.realpath(os.path.dirname(IPython.__file__)) + os.sep)
 
 
-def _refusals_in_one_line(shell: Any, refusals: Refusals | None, interrupted: Interrupted | None = None) -> None:
+def _refusals_in_one_line(shell: Any, refusals: Refusals | None, interrupted: Interrupted | None = None,
+                          broken: BrokenSandbox | None = None) -> None:
     """A refusal (read-only, destructive, sandbox; bare or wrapped by SQLAlchemy) or an audit failure
     inside a cell: one line, not the frames of SQLAlchemy and appshell. ``%tb`` shows the whole
     traceback: it asks for the last exception, where a failing cell shows the one it is handling.
 
     ``showtraceback`` is where every cell's exception passes (``set_custom_exc`` would skip
     ``sys.last_traceback``, which ``%tb`` and ``%debug`` read)."""
+    broken = broken or BrokenSandbox()
     show = shell.showtraceback
 
     def showtraceback(exc_tuple: Any = None, *args: Any, **kwargs: Any) -> Any:
@@ -173,7 +174,7 @@ def _refusals_in_one_line(shell: Any, refusals: Refusals | None, interrupted: In
             _etype, value, _tb = shell._get_exc_info(exc_tuple)  # sets sys.last_* as IPython's own does
         except ValueError:
             return show(exc_tuple, *args, **kwargs)
-        if handling and isinstance(value, SandboxBroken):
+        if handling and broken.keep(value):
             return None  # said once, when it was found (SANDBOX BROKEN / READ-ONLY LIFTED); the session ends
         pressed = ctrl_c(value) if handling else None
         if pressed is not None and interrupted is not None and interrupted.running:
@@ -192,7 +193,7 @@ def _refusals_in_one_line(shell: Any, refusals: Refusals | None, interrupted: In
 def install_hooks(shell: Any, journal: Journal, refusals: Refusals | None = None, interrupted: Interrupted | None = None) -> _Hooks:
     hooks = _Hooks(journal, interrupted)
     hooks.shell = shell
-    _refusals_in_one_line(shell, refusals, interrupted)
+    _refusals_in_one_line(shell, refusals, interrupted, hooks.broken)
     shell.run_cell = hooks.wrap_run_cell(shell.run_cell)
     shell.events.register("post_run_cell", hooks.post_run_cell)
     shell.input_transformers_post.append(hooks.transform)
@@ -381,8 +382,7 @@ def run(shell_session: ShellSession) -> None:
         shell.refresh_style()
     try:
         app.start()
-        if app.appshell_hooks.broken is not None:
-            raise app.appshell_hooks.broken
+        app.appshell_hooks.broken.end()
     finally:
         # What IPython does at interpreter exit (history written, temporary files removed) is
         # done now: appshell leaves with os._exit once the session has ended (cli.entry).

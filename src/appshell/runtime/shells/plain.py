@@ -8,12 +8,12 @@ from collections.abc import Callable
 from typing import Any
 
 from appshell.hooks import aio
-from appshell.errors import SandboxBroken
+from appshell.errors import EXIT_SANDBOX_BROKEN
 from appshell.console.history import History
 from appshell.console.interrupted import Interrupted
 from appshell.record.journal import Journal
 from appshell.console.refusals import Refusals
-from appshell.runtime.shells import ShellSession, refusal_line, run_startup_file
+from appshell.runtime.shells import BrokenSandbox, ShellSession, refusal_line, run_startup_file
 
 __all__ = ["run", "JournaledConsole"]
 
@@ -22,12 +22,13 @@ class JournaledConsole(code.InteractiveConsole):
     """An InteractiveConsole whose every complete input goes through the journal."""
 
     def __init__(self, namespace: dict[str, Any], journal: Journal, refusals: Refusals | None = None,
-                 interrupted: Interrupted | None = None) -> None:
+                 interrupted: Interrupted | None = None, broken: BrokenSandbox | None = None) -> None:
         super().__init__(namespace, filename="<console>")
         self.compile.compiler.flags |= aio.FLAGS  # top-level await, as `python -m asyncio` allows
         self.journal = journal
         self.refusals = refusals
         self.interrupted = interrupted
+        self.broken = broken or BrokenSandbox()
         self._source = ""
 
     def runsource(self, source: str, filename: str = "<input>", symbol: str = "single") -> bool:
@@ -42,9 +43,11 @@ class JournaledConsole(code.InteractiveConsole):
         try:
             with self.journal.statement(self._source):
                 aio.execute(code_obj, self.locals)
-        except (SystemExit, SandboxBroken):
-            raise  # a broken sandbox stops the session at once
+        except SystemExit:
+            raise
         except BaseException as exc:
+            if self.broken.keep(exc):
+                raise SystemExit(EXIT_SANDBOX_BROKEN) from None  # leaves interact(); the runner raises the break
             line = refusal_line(exc, self.refusals)  # the audit or a safety check refused: one line
             if line is None and self.interrupted is not None:
                 line = self.interrupted.recover(exc)  # Ctrl-C stopped a database statement: rolled back, one line
@@ -93,8 +96,14 @@ def run(shell: ShellSession) -> None:
     sys.ps1 = look.paint(f"[{look.label}]", bold=True, readline=True) + " >>> "
     sys.ps2 = " " * (len(look.label) + 3) + "... "
     save_history = _enable_readline(shell.namespace, shell.history)
+    broken = BrokenSandbox()
     try:
         run_startup_file(shell)
-        JournaledConsole(shell.namespace, shell.journal, shell.refusals, shell.interrupted).interact(banner=shell.banner, exitmsg="")
+        try:
+            JournaledConsole(shell.namespace, shell.journal, shell.refusals, shell.interrupted, broken).interact(banner=shell.banner, exitmsg="")
+        except SystemExit:
+            if broken.error is None:
+                raise  # the operator's own exit()
     finally:
         save_history()
+    broken.end()

@@ -19,19 +19,20 @@ from html import escape
 from typing import Any
 
 from appshell.hooks import aio
-from appshell.errors import EXIT_AUDIT, SandboxBroken
+from appshell.errors import EXIT_SANDBOX_BROKEN
 from appshell.console.interrupted import Interrupted
 from appshell.record.journal import Journal
 from appshell.console.refusals import Refusals
-from appshell.runtime.shells import ShellSession, refusal_line, run_startup_file
+from appshell.runtime.shells import BrokenSandbox, ShellSession, refusal_line, run_startup_file
 
 __all__ = ["run", "install_hooks"]
 
 
-def install_hooks(repl: Any, journal: Journal, broken: list[SandboxBroken] | None = None, refusals: Refusals | None = None,
+def install_hooks(repl: Any, journal: Journal, broken: BrokenSandbox | None = None, refusals: Refusals | None = None,
                   interrupted: Interrupted | None = None) -> None:
     """Every input through the journal. A refusal prints one line; a broken sandbox ends the REPL
     (ptpython returns on SystemExit) and is kept in *broken* for the runner to raise."""
+    broken = broken or BrokenSandbox()
     ptpython_eval: Callable[[str], object] = repl.eval
     plain_eval_async = repl.eval_async
 
@@ -54,9 +55,8 @@ def install_hooks(repl: Any, journal: Journal, broken: list[SandboxBroken] | Non
 
     def refused(exc: Exception) -> bool:
         """Whether *exc* was a refusal, said in one line; else ptpython shows its traceback."""
-        if isinstance(exc, SandboxBroken) and broken is not None:
-            broken.append(exc)
-            raise SystemExit(EXIT_AUDIT)
+        if broken.keep(exc):
+            raise SystemExit(EXIT_SANDBOX_BROKEN)  # leaves the REPL; the runner raises the break
         line = refusal_line(exc, refusals)
         if line is None:
             return False
@@ -146,7 +146,7 @@ def run(shell_session: ShellSession) -> None:
 
     history = shell_session.history
 
-    broken: list[SandboxBroken] = []
+    broken = BrokenSandbox()
 
     def configure(repl: Any) -> None:
         install_hooks(repl, shell_session.journal, broken, shell_session.refusals, shell_session.interrupted)
@@ -165,5 +165,4 @@ def run(shell_session: ShellSession) -> None:
     path = history.file("ptpython")
     # Without a file, ptpython keeps an in-memory history only.
     embed(globals=namespace, locals=namespace, configure=configure, title="appshell", history_filename=str(path) if path else None)
-    if broken:
-        raise broken[0]
+    broken.end()
