@@ -18,7 +18,7 @@ writes (issue 22 item 6): a statement number recorded twice, a result with no
 statement before it, a second ``session_start`` or ``session_end``, records after
 the end. Records forged with the current sealing key are authentic, so these are
 *findings*, not chain faults: every one is named (line and session), the walk goes
-on to the end, and verify fails (exit 3).
+on to the end, and verify fails (exit 4).
 """
 # Over 350 lines (715): one walk with one contract (the fast path on raw bytes and the slow path that names the line must agree); its parallel pass merges the same state.
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from appshell.cli.command_line import DOCTOR, PROFILES, PROTECTED, SHELL, Line, audit_key, audit_log, audit_verb, project_of, split
 from appshell.cli.command_line import parser as command_parser
-from appshell.errors import EXIT_AUDIT, EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, AppshellError, SandboxBroken, UsageError
+from appshell.errors import EXIT_CHAIN_BROKEN, EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, AppshellError, SandboxBroken, UsageError
 from appshell.config.settings import OPTIONS
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ def run_shell(line: Line, argv: Sequence[str]) -> int:
         from appshell.cli.recorded import recorded, run_recorded_session
 
         if recorded(settings):
-            return run_recorded_session(settings, program, options, _handled)
+            return run_recorded_session(settings, program, options, _handled, parse)
     return run_session(settings, program, options)
 
 
@@ -175,7 +175,7 @@ def _audit_verify(opts: argparse.Namespace) -> int:
     for warning in report.warnings:
         print(f"warning: {warning}", file=stream)
     print(("ok: " if report.ok else "BROKEN: ") + report.summary, file=stream)
-    return EXIT_OK if report.ok else EXIT_AUDIT  # a broken chain is an audit failure (3), not "your code raised" (1)
+    return EXIT_OK if report.ok else EXIT_CHAIN_BROKEN  # tampering has its own code (4): not "your code raised" (1), not the audit failing closed (3)
 
 
 def _audit_tail(opts: argparse.Namespace) -> int:

@@ -71,8 +71,8 @@ def privileged_start() -> bool:
     return True
 
 
-def privileged_settings(settings: Settings, argv: Sequence[str],
-                        program: Program | None = None) -> tuple[Settings, Drop | None]:
+def privileged_settings(settings: Settings, argv: Sequence[str], program: Program | None = None,
+                        parse: Callable[[Sequence[str]], Any] | None = None) -> tuple[Settings, Drop | None]:
     """As root: the settings of the config's project, its log the record's, and the users to become; else unchanged.
 
     Root without the config runs as before (a root shell, a container: one user, same-user mode) unless sudo
@@ -93,7 +93,8 @@ def privileged_settings(settings: Settings, argv: Sequence[str],
         _refuse_unreadable(Path(program.filename), config.session_user, "the script")
     os.chdir(config.project)  # the project is the file's, not the caller's directory
     if settings.project_root is None or settings.project_root.resolve() != config.project.resolve():
-        settings = _resolve_in_project(settings, argv, config.project)
+        assert parse is not None, "the command line's parser: cli.main passes its own (no import back up)"
+        settings = _resolve_in_project(settings, argv, config.project, parse)
     if "file" not in settings.profile.audit.sinks:
         raise ConfigError(f"profile '{settings.profile.name}' keeps no audit file, and {config.path} sends the record "
                           f"to {config.log}", "choose a profile whose audit.sinks has \"file\" (the shipped ones do)")
@@ -117,9 +118,9 @@ def _refuse_unreadable(path: Path, user: str, what: str) -> None:
                           f"name a file '{user}' can read: root reads it for the session, and shows it nothing more")
 
 
-def _resolve_in_project(settings: Settings, argv: Sequence[str], project: os.PathLike[str]) -> Settings:
+def _resolve_in_project(settings: Settings, argv: Sequence[str], project: os.PathLike[str],
+                        parse: Callable[[Sequence[str]], Any]) -> Settings:
     """The command line again, in the config's project (the caller's directory found another one, or none)."""
-    from appshell.cli.main import parse
     from appshell.config.settings import export_environment
 
     if settings.reason:
@@ -156,13 +157,13 @@ def _database_url(settings: Settings) -> str:
 
 
 def run_recorded_session(settings: Settings, program: Program | None, options: Options,
-                         handled: Callable[[Callable[[], int]], int]) -> int:
+                         handled: Callable[[Callable[[], int]], int], parse: Callable[[Sequence[str]], Any]) -> int:
     """Fork the session, keep its record here; the session's exit code. *handled* runs a call as ``cli.main``
     does (errors said in one line, exit codes), in the child."""
     from appshell.recorder.forked import record_forked
     from appshell.runtime.reexec import before_session, isolate, launch_environment
 
-    settings, drop = privileged_settings(settings, options.argv, program)
+    settings, drop = privileged_settings(settings, options.argv, program, parse)
     profile = settings.profile
     stdin_program = program.source if program is not None and program.mode == "stdin" else None
     # Under a locked audit, the recorder itself runs isolated: a sitecustomize would otherwise run in it.

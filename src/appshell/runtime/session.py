@@ -239,9 +239,9 @@ def run_session(settings: Settings, program: Program | None, options: Options, r
                     auditor.end("sandbox_broken" if sandbox is not None and sandbox.broken else
                                 "read_only_lifted" if coverage is not None and coverage.lifted else end_status(code, failure))
         if sandbox is not None and sandbox.broken is not None and type(failure) is not type(sandbox.broken):
-            raise sandbox.broken  # exit 3, whatever the program did with the exception (SandboxBroken)
+            raise sandbox.broken  # exit 6, whatever the program did with the exception (SandboxBroken)
         if coverage is not None and coverage.lifted is not None and failure is not coverage.lifted:
-            raise coverage.lifted  # exit 3 too: read-only was switched off, even where the program caught the error
+            raise coverage.lifted  # exit 6 too: read-only was switched off, even where the program caught the error
 
 
 def _refusals(settings: Settings, options: Options) -> Refusals:

@@ -11,7 +11,7 @@ last the sandbox's outer transaction. The listeners are class-level
 Read-only by a session setting is *guarded*: after every statement the parser
 cannot prove harmless, the setting is read back from the database
 (:func:`read_only_now`), and a session that finds it switched off stops
-(:class:`~appshell.errors.ReadOnlyLifted`, exit 3). A read-only role is
+(:class:`~appshell.errors.ReadOnlyLifted`, exit 6). A read-only role is
 *enforced* by the database, and not re-checked.
 """
 # Over 350 lines (460): Coverage: one set of listeners whose events share one table of ConnState.

@@ -20,7 +20,7 @@ savepoint is gone with its transaction); and at the program's end and when a
 connection closes, appshell reads ``transaction_timestamp()`` (one round trip
 per connection) and compares it with the one it noted when it began — the
 savepoint made again by hand does not pass for it. If a check fails, the
-session stops: :class:`~appshell.errors.SandboxBroken`, exit 3.
+session stops: :class:`~appshell.errors.SandboxBroken`, exit 6.
 
 Statements that would end or change the transaction (``COMMIT``, ``END``,
 outer ``ROLLBACK``, ``RELEASE`` of the sandbox's savepoint, autocommit and
