@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
-
 from support import process_count
 from support.apps import library_on
 from support.databases import asyncpg_database, mariadb_database, pg_readonly_role, pg_schema
@@ -21,8 +20,12 @@ from support.paths import APPS, SHOP
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "in_process: run() calls appshell's main() in this process (a CliRunner-style harness)")
-    config.addinivalue_line("markers", "subprocess: run() starts the real console script (only a real process shows what this test checks)")
+    config.addinivalue_line(
+        "markers", "in_process: run() calls appshell's main() in this process (a CliRunner-style harness)"
+    )
+    config.addinivalue_line(
+        "markers", "subprocess: run() starts the real console script (only a real process shows what this test checks)"
+    )
     # Started as a background job of a shell without job control (`./scripts/test &`, some CI runners),
     # this process ignores SIGINT, and so would every process it starts — an ignored signal stays
     # ignored across exec, and Python then installs no KeyboardInterrupt handler. The tests that press
@@ -56,7 +59,10 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPat
 @pytest.fixture(autouse=True)
 def _run_mode(request: pytest.FixtureRequest) -> Iterator[None]:
     """run() in this process for a test marked in_process (not subprocess); the processes it started, counted."""
-    in_process = request.node.get_closest_marker("in_process") is not None and request.node.get_closest_marker("subprocess") is None
+    in_process = (
+        request.node.get_closest_marker("in_process") is not None
+        and request.node.get_closest_marker("subprocess") is None
+    )
     before = process_count.started()
     try:
         with in_process_mode(in_process):
@@ -70,7 +76,9 @@ def _run_mode(request: pytest.FixtureRequest) -> Iterator[None]:
 def invoke() -> Callable[..., Result]:
     """Run appshell's `main()` in this process (a CliRunner-style harness) for fast logic tests."""
 
-    def _invoke(args: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None, input: str | None = None) -> Result:
+    def _invoke(
+        args: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None, input: str | None = None
+    ) -> Result:
         return run_in_process(args, cwd, clean_environ(env), input)
 
     return _invoke
@@ -158,8 +166,11 @@ def pg_role(pg_url: str) -> Iterator[str]:
 @pytest.fixture
 def url_of(request: pytest.FixtureRequest) -> Callable[[str], str]:
     """A fresh database of the kind asked for (sqlite, postgresql, mariadb): its URL (the servers' skipped, or under CI failed, if down)."""
+
     def url(kind: str) -> str:
-        return str(request.getfixturevalue({"postgresql": "pg_url", "sqlite": "sqlite_url", "mariadb": "mariadb_url"}[kind]))
+        return str(
+            request.getfixturevalue({"postgresql": "pg_url", "sqlite": "sqlite_url", "mariadb": "mariadb_url"}[kind])
+        )
 
     return url
 
@@ -184,7 +195,9 @@ def _asyncapp_pg_template(_asyncapp_template: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def aiosqlite_app(app_dir: Callable[[str], Path], tmp_path: Path, _asyncapp_template: Path) -> tuple[Path, dict[str, str]]:
+def aiosqlite_app(
+    app_dir: Callable[[str], Path], tmp_path: Path, _asyncapp_template: Path
+) -> tuple[Path, dict[str, str]]:
     """tests/apps/asyncapp with its two books (Dune, Emma) on aiosqlite: a copy of the seeded file."""
     shutil.copyfile(_asyncapp_template / "async.db", tmp_path / "async.db")
     return app_dir("asyncapp"), {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'async.db'}"}
@@ -204,8 +217,11 @@ def asyncapp(request: pytest.FixtureRequest) -> tuple[Path, dict[str, str]]:
 
 
 @pytest.fixture
-def library_of(app_dir: Callable[[str], Path], url_of: Callable[[str], str]) -> Callable[[str], tuple[Path, dict[str, str]]]:
+def library_of(
+    app_dir: Callable[[str], Path], url_of: Callable[[str], str]
+) -> Callable[[str], tuple[Path, dict[str, str]]]:
     """The library app (two books, year 1965 and 1976) on the database of the kind asked for."""
+
     def make(kind: str) -> tuple[Path, dict[str, str]]:
         return library_on(app_dir, url_of(kind))
 

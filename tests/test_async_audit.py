@@ -3,7 +3,7 @@ command and `appshell doctor` work when the only URL is an async one — on aios
 through asyncpg — through the sync driver of the same database, and say in one line what to install
 when that driver is missing.
 
-In-process (tests/conftest.py): run(), the seeds and Alembic run in this process; a driver hidden
+In-process (tests/support/harness.py): run(), the seeds and Alembic run in this process; a driver hidden
 from the session (the `without` fixture) needs a fresh interpreter."""
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from support.ci import IN_CI
 from support.harness import run, run_module
 
-pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/support/harness.py)
 
 SQL_AUDIT = 'description = "the SQL sink, required"\n[audit]\nsinks = ["file", "sql"]\nrequired = true\n'
 ASYNC_TRACES = ("Traceback", "MissingGreenlet", "greenlet_spawn")
@@ -56,7 +55,9 @@ def session_id(tail: str) -> str:
 # -- the SQL sink and the audit commands -------------------------------------------------------------------------
 
 
-def test_the_sql_sink_records_an_async_apps_session_and_every_audit_command_reads_it(asyncapp: tuple[Path, str]) -> None:
+def test_the_sql_sink_records_an_async_apps_session_and_every_audit_command_reads_it(
+    asyncapp: tuple[Path, str],
+) -> None:
     root, url = asyncapp
     env = {"DATABASE_URL": url}
     result = run(["--profile", "sqlaudit", "--app", "asyncapp.db", "-c", "print(count(Book))"], cwd=root, env=env)
@@ -73,7 +74,9 @@ def test_the_sql_sink_records_an_async_apps_session_and_every_audit_command_read
     assert shown.exit_code == 0, shown.output
     assert "print(count(Book))" in shown.stdout and session in shown.stdout, shown.output
     # the file sink holds the same session: the table witnesses it
-    witness = run(["audit", "verify", "--log", str(root / ".appshell" / "audit.jsonl"), "--witness", url], cwd=root, env=env)
+    witness = run(
+        ["audit", "verify", "--log", str(root / ".appshell" / "audit.jsonl"), "--witness", url], cwd=root, env=env
+    )
     assert witness.exit_code == 0, witness.output
     assert "ok: " in witness.stdout, witness.output
 
@@ -87,10 +90,14 @@ def test_an_async_audit_url_of_its_own(asyncapp: tuple[Path, str], tmp_path: Pat
     if where == "APPSHELL_AUDIT_URL":
         env[where] = audit_db
     else:
-        (root / "profiles" / "sqlaudit.toml").write_text(SQL_AUDIT.replace("[audit]\n", f'[audit]\nurl = "{audit_db}"\n'))
+        (root / "profiles" / "sqlaudit.toml").write_text(
+            SQL_AUDIT.replace("[audit]\n", f'[audit]\nurl = "{audit_db}"\n')
+        )
     for code in ("print(count(Book))", "1/0"):
         result = run(["--profile", "sqlaudit", "--app", "asyncapp.db", "-c", code], cwd=root, env=env)
-        assert result.exit_code in (0, 1) and not any(t in result.stderr for t in ("MissingGreenlet", "audit")), result.output
+        assert result.exit_code in (0, 1) and not any(t in result.stderr for t in ("MissingGreenlet", "audit")), (
+            result.output
+        )
     verify = run(["audit", "verify", "--url", audit_db], cwd=root)
     assert verify.exit_code == 0 and "8 records in 2 sessions" in verify.stdout, verify.output
     tail = run(["audit", "tail", "--url", audit_db], cwd=root)
@@ -110,7 +117,14 @@ def test_the_review_page_reads_and_writes_reviews_on_an_async_url(asyncapp: tupl
     from appshell.cli.review_web.cli import build_config, parser
 
     root, url = asyncapp
-    assert run(["--profile", "sqlaudit", "--app", "asyncapp.db", "-c", "print(count(Book))"], cwd=root, env={"DATABASE_URL": url}).exit_code == 0
+    assert (
+        run(
+            ["--profile", "sqlaudit", "--app", "asyncapp.db", "-c", "print(count(Book))"],
+            cwd=root,
+            env={"DATABASE_URL": url},
+        ).exit_code
+        == 0
+    )
     token = "alice-token-0123456789"
     config = build_config(parser().parse_args(["--url", url]), {"APPSHELL_REVIEW_TOKENS": f"alice:{token}"})
     config.warm = False
@@ -122,7 +136,9 @@ def test_the_review_page_reads_and_writes_reviews_on_an_async_url(asyncapp: tupl
     assert len(ids) == 1 and "intact, not authenticated" in page.text, page.text
     csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text)
     assert csrf is not None
-    posted = client.post(f"/session/{ids[0]}/review", data={"state": "reviewed", "note": "looked at it", "csrf": csrf[1]}, headers=auth)
+    posted = client.post(
+        f"/session/{ids[0]}/review", data={"state": "reviewed", "note": "looked at it", "csrf": csrf[1]}, headers=auth
+    )
     assert posted.status_code == 303, posted.text
     shown = client.get(f"/session/{ids[0]}", headers=auth).text
     assert "looked at it" in shown and "print(count(Book))" in shown, shown
@@ -131,10 +147,15 @@ def test_the_review_page_reads_and_writes_reviews_on_an_async_url(asyncapp: tupl
 # -- doctor -----------------------------------------------------------------------------------------------------
 
 
-def doctor(root: Path, url: str, *args: str, env: dict[str, str] | None = None,
-           process: bool | None = None) -> tuple[int, dict[str, tuple[str, str]], str]:
-    result = run(["doctor", "--profile", "sqlaudit", "--app", "asyncapp.db", "--json", *args], cwd=root,
-                 env={"DATABASE_URL": url, **(env or {})}, process=process)
+def doctor(
+    root: Path, url: str, *args: str, env: dict[str, str] | None = None, process: bool | None = None
+) -> tuple[int, dict[str, tuple[str, str]], str]:
+    result = run(
+        ["doctor", "--profile", "sqlaudit", "--app", "asyncapp.db", "--json", *args],
+        cwd=root,
+        env={"DATABASE_URL": url, **(env or {})},
+        process=process,
+    )
     assert not any(t in result.output for t in ASYNC_TRACES), result.output
     report = json.loads(result.stdout)
     return result.exit_code, {c["check"]: (c["status"], c["detail"]) for c in report["checks"]}, result.output
@@ -148,15 +169,24 @@ def test_doctor_checks_an_async_app_on_its_async_url(asyncapp: tuple[Path, str])
     assert rows["mapped tables"] == ("ok", "all 1 exist in the database"), output
     assert rows["audit sink sql"][0] == "ok" and "appshell_audit will be created" in rows["audit sink sql"][1], output
     if not url.startswith("sqlite"):
-        assert rows["audit sql rights"][1].startswith("table public.appshell_audit does not exist yet: the sink would create it as postgres"), output
-    assert run(["--profile", "sqlaudit", "--app", "asyncapp.db", "-c", "1"], cwd=root, env={"DATABASE_URL": url}).exit_code == 0
+        assert rows["audit sql rights"][1].startswith(
+            "table public.appshell_audit does not exist yet: the sink would create it as postgres"
+        ), output
+    assert (
+        run(["--profile", "sqlaudit", "--app", "asyncapp.db", "-c", "1"], cwd=root, env={"DATABASE_URL": url}).exit_code
+        == 0
+    )
     code, rows, output = doctor(root, url)
     assert rows["audit sink sql"][0] == "ok" and "appshell_audit exists" in rows["audit sink sql"][1], output
     # the rights check really ran, on the sink's own connection
     if url.startswith("sqlite"):
-        assert rows["audit sql rights"][0] == "FAIL" and rows["audit sql rights"][1].startswith("SQLite has no privileges"), output
+        assert rows["audit sql rights"][0] == "FAIL" and rows["audit sql rights"][1].startswith(
+            "SQLite has no privileges"
+        ), output
     else:
-        assert rows["audit sql rights"][0] == "FAIL" and rows["audit sql rights"][1].startswith("postgres is a superuser"), output
+        assert rows["audit sql rights"][0] == "FAIL" and rows["audit sql rights"][1].startswith(
+            "postgres is a superuser"
+        ), output
     assert code == 5  # that FAIL, and only that one
     assert [c for c, (s, _) in rows.items() if s == "FAIL"] == ["audit sql rights"], output
 
@@ -175,10 +205,14 @@ def test_doctor_finds_the_missing_tables_of_an_async_app(app_dir: Callable[[str]
     code, rows, output = doctor(root, async_url)
     assert code == 5
     assert rows["database"][0] == "ok", output
-    assert rows["mapped tables"][0] == "FAIL" and "1 of 1 missing from the database: books" in rows["mapped tables"][1], output
+    assert (
+        rows["mapped tables"][0] == "FAIL" and "1 of 1 missing from the database: books" in rows["mapped tables"][1]
+    ), output
 
 
-def test_doctor_reads_the_alembic_revision_of_an_async_app(asyncapp: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_doctor_reads_the_alembic_revision_of_an_async_app(
+    asyncapp: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An Alembic environment from the async template (`alembic init -t async`), at the async URL."""
     root, url = asyncapp
     monkeypatch.chdir(root)
@@ -199,7 +233,10 @@ def test_doctor_reads_the_alembic_revision_of_an_async_app(asyncapp: tuple[Path,
     head = re.fullmatch(r"(\w+)_first\.py", " ".join(p.name for p in (root / "migrations" / "versions").glob("*.py")))
     assert head is not None
     _, rows, output = doctor(root, url)
-    assert rows["migrations"][0] == "FAIL" and f"the database has no Alembic revision; the head is {head[1]}" in rows["migrations"][1], output
+    assert (
+        rows["migrations"][0] == "FAIL"
+        and f"the database has no Alembic revision; the head is {head[1]}" in rows["migrations"][1]
+    ), output
     alembic("stamp", "head")
     _, rows, output = doctor(root, url)
     assert rows["migrations"][0] == "ok" and rows["migrations"][1].startswith(f"at head {head[1]}"), output
@@ -215,28 +252,35 @@ def without(tmp_path: Path) -> Callable[[str], dict[str, str]]:
     def env(module: str) -> dict[str, str]:
         shadow = tmp_path / f"no-{module}" / module
         shadow.mkdir(parents=True, exist_ok=True)
-        (shadow / "__init__.py").write_text(f"raise ModuleNotFoundError(\"No module named '{module}'\", name={module!r})\n")
+        (shadow / "__init__.py").write_text(
+            f"raise ModuleNotFoundError(\"No module named '{module}'\", name={module!r})\n"
+        )
         return {"PYTHONPATH": os.pathsep.join(filter(None, [str(shadow.parent), os.environ.get("PYTHONPATH")]))}
 
     return env
 
 
 @pytest.mark.subprocess  # the driver is hidden by a package on PYTHONPATH: in-process, an earlier test imported the real one
-@pytest.mark.parametrize("url, module, fix", [
-    ("postgresql+asyncpg://postgres@127.0.0.1:5432/test", "psycopg", "pip install 'appshell[postgres]'"),
-    ("mysql+aiomysql://root@127.0.0.1:3306/test", "pymysql", "pip install 'appshell[mysql]'"),
-])
+@pytest.mark.parametrize(
+    "url, module, fix",
+    [
+        ("postgresql+asyncpg://postgres@127.0.0.1:5432/test", "psycopg", "pip install 'appshell[postgres]'"),
+        ("mysql+aiomysql://root@127.0.0.1:3306/test", "pymysql", "pip install 'appshell[mysql]'"),
+    ],
+)
 @pytest.mark.parametrize("action", [["verify"], ["tail"], ["show", "abc"]])
-def test_audit_commands_name_the_sync_driver_to_install(tmp_path: Path, without: Callable[[str], dict[str, str]],
-                                                        url: str, module: str, fix: str, action: list[str]) -> None:
+def test_audit_commands_name_the_sync_driver_to_install(
+    tmp_path: Path, without: Callable[[str], dict[str, str]], url: str, module: str, fix: str, action: list[str]
+) -> None:
     result = run(["audit", *action, "--url", url], cwd=tmp_path, env=without(module))
     assert result.exit_code == 2, result.output
     line = one_line_error(result.stderr)
     assert f"the database driver '{module}' is not installed" in line and line.rstrip().endswith(f"— {fix}"), line
 
 
-def test_a_session_and_doctor_name_the_sync_driver_for_the_sql_sink(app_dir: Callable[[str], Path], asyncpg_url: str,
-                                                                   without: Callable[[str], dict[str, str]]) -> None:
+def test_a_session_and_doctor_name_the_sync_driver_for_the_sql_sink(
+    app_dir: Callable[[str], Path], asyncpg_url: str, without: Callable[[str], dict[str, str]]
+) -> None:
     """The app runs on asyncpg; the audit's own connection needs psycopg, which is missing: one line, exit 3 (required audit)."""
     root = app_dir("asyncapp")
     seeded(root, asyncpg_url)
@@ -244,7 +288,9 @@ def test_a_session_and_doctor_name_the_sync_driver_for_the_sql_sink(app_dir: Cal
     (root / "profiles" / "sqlaudit.toml").write_text(SQL_AUDIT)
     env = {"DATABASE_URL": asyncpg_url, **without("psycopg")}
     # Real processes: psycopg is hidden by a package on PYTHONPATH; in this process it is imported already.
-    result = run(["--profile", "sqlaudit", "--app", "asyncapp.db", "-c", "print(count(Book))"], cwd=root, env=env, process=True)
+    result = run(
+        ["--profile", "sqlaudit", "--app", "asyncapp.db", "-c", "print(count(Book))"], cwd=root, env=env, process=True
+    )
     assert result.exit_code == 3, result.output
     line = one_line_error(result.stderr)
     assert "cannot open the audit sql sink: the database driver 'psycopg' is not installed" in line, line
@@ -254,21 +300,29 @@ def test_a_session_and_doctor_name_the_sync_driver_for_the_sql_sink(app_dir: Cal
     assert code == 5
     assert rows["database"][0] == "ok", output  # the app's own asyncpg connection is fine
     status, detail = rows["audit sink sql"]
-    assert status == "FAIL" and "the database driver 'psycopg' is not installed" in detail and "pip install 'appshell[postgres]'" in detail, output
+    assert (
+        status == "FAIL"
+        and "the database driver 'psycopg' is not installed" in detail
+        and "pip install 'appshell[postgres]'" in detail
+    ), output
 
 
 def test_an_unreachable_async_audit_url_is_one_line(tmp_path: Path) -> None:
     result = run(["audit", "tail", "--url", "postgresql+asyncpg://postgres:hunter22@127.0.0.1:1/nothing"], cwd=tmp_path)
     assert result.exit_code == 2, result.output
     line = one_line_error(result.stderr)
-    assert "cannot connect to the audit table's database postgresql+asyncpg://postgres:***@127.0.0.1:1/nothing" in line, line
+    assert (
+        "cannot connect to the audit table's database postgresql+asyncpg://postgres:***@127.0.0.1:1/nothing" in line
+    ), line
     assert "hunter22" not in line
 
 
 # -- MySQL/MariaDB: an aiomysql URL through PyMySQL ------------------------------------------------------------
 
 
-def test_an_aiomysql_audit_url_writes_and_verifies_through_pymysql(app_dir: Callable[[str], Path], tmp_path: Path, mariadb_url: str) -> None:
+def test_an_aiomysql_audit_url_writes_and_verifies_through_pymysql(
+    app_dir: Callable[[str], Path], tmp_path: Path, mariadb_url: str
+) -> None:
     """aiomysql is not even installed: the audit's engine never needs it."""
     audit_db = mariadb_url.replace("mysql+pymysql://", "mysql+aiomysql://")
     root = app_dir("asyncapp")
@@ -276,8 +330,11 @@ def test_an_aiomysql_audit_url_writes_and_verifies_through_pymysql(app_dir: Call
     seeded(root, app_db)
     (root / "profiles").mkdir()
     (root / "profiles" / "sqlaudit.toml").write_text(SQL_AUDIT)
-    result = run(["--profile", "sqlaudit", "--app", "asyncapp.db", "-c", "print(count(Book))"], cwd=root,
-                 env={"DATABASE_URL": app_db, "APPSHELL_AUDIT_URL": audit_db})
+    result = run(
+        ["--profile", "sqlaudit", "--app", "asyncapp.db", "-c", "print(count(Book))"],
+        cwd=root,
+        env={"DATABASE_URL": app_db, "APPSHELL_AUDIT_URL": audit_db},
+    )
     assert result.exit_code == 0 and result.stdout == "2\n", result.output
     verify = run(["audit", "verify", "--url", audit_db], cwd=root)
     assert verify.exit_code == 0 and "4 records in 1 sessions" in verify.stdout, verify.output

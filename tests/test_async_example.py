@@ -2,7 +2,7 @@
 every shell through a real pty, every mode, safety and audit on its AsyncSession, and the
 "Async apps" examples of docs/usage.md.
 
-In-process (tests/conftest.py): run() and the seeds run in this process; the shells (a real
+In-process (tests/support/harness.py): run() and the seeds run in this process; the shells (a real
 pty) and the web process stay real processes."""
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import make_url
-
 from support.audit import audit_records
 from support.databases import asyncpg_database
 from support.docs import console_blocks
@@ -27,7 +26,7 @@ from support.harness import run, run_module
 from support.paths import ROOT
 from support.terminal import leave, spawn_shell
 
-pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/support/harness.py)
 
 EXAMPLE = ROOT / "examples" / "fastapi"
 IGNORE = shutil.ignore_patterns("*.db", "__pycache__", ".env", ".appshell")
@@ -74,7 +73,9 @@ def test_the_example_seeds_once_and_says_so(notes: tuple[Path, dict[str, str]]) 
     root, env = notes
     # A real process: what the seed prints is the point, and run_module() keeps no output
     # (when APPSHELL_TEST_SUBPROCESS=1 sends it to a process too).
-    again = subprocess.run([sys.executable, "-m", "app.seed"], cwd=root, env=clean_environ(env), capture_output=True, text=True, check=True)
+    again = subprocess.run(
+        [sys.executable, "-m", "app.seed"], cwd=root, env=clean_environ(env), capture_output=True, text=True, check=True
+    )
     assert again.stdout == "the notes database is already seeded\n"
     assert json.loads(run(["--json", "-c", "count(Note)"], cwd=root, env=env).stdout) == 15  # and it changed nothing
 
@@ -85,23 +86,38 @@ def test_the_example_seeds_once_and_says_so(notes: tuple[Path, dict[str, str]]) 
 AT_THE_PROMPT = [
     ("import asyncio; from app import crud; from app.db.session import engine as app_engine", None),
     # `session` is an AsyncSession of the app's own async_sessionmaker (its expire_on_commit=False)
-    ("print('kind', type(session).__name__, session.bind is app_engine, session.sync_session.expire_on_commit)", r"kind AsyncSession True False"),
+    (
+        "print('kind', type(session).__name__, session.bind is app_engine, session.sync_session.expire_on_commit)",
+        r"kind AsyncSession True False",
+    ),
     ("user = await crud.get_user(session, 1)", None),
-    ("print('user', user.email, [n.title for n in user.notes])", r"user ada@example\.com \[\"Ada's note 1\"\]"),  # a lazy load, no await
-    ("print('helpers', count(User), count(Note, done=False), find(User, 2).name, first(Note, owner_id=3).id, len(where(Note, done=True)))",
-     r"helpers 5 12 Brian 4 3"),
+    (
+        "print('user', user.email, [n.title for n in user.notes])",
+        r"user ada@example\.com \[\"Ada's note 1\"\]",
+    ),  # a lazy load, no await
+    (
+        "print('helpers', count(User), count(Note, done=False), find(User, 2).name, first(Note, owner_id=3).id, len(where(Note, done=True)))",
+        r"helpers 5 12 Brian 4 3",
+    ),
     ("show(where(User, name='Chen'))", r"│ +3 │ chen@example\.com +│ Chen"),
     ("describe(Note)", r"│ owner_id +│ INTEGER"),
     ("print('plan', explain(select(Note).where(Note.done == True)))", r"plan .*notes"),
     ("print(sql('select count(*) as n from notes'))", r"│ +15 │"),
     # an awaited commit of the app's and helpers in one statement
-    ("note = await crud.create_note(session, user.id, 'typed'); print('mixed', note.id, count(Note), first(Note, title='typed').owner.name)",
-     r"mixed 16 16 Ada"),
+    (
+        "note = await crud.create_note(session, user.id, 'typed'); print('mixed', note.id, count(Note), first(Note, title='typed').owner.name)",
+        r"mixed 16 16 Ada",
+    ),
     ("find(User, 2).name = 'Bri'; rollback(); print('rolled back', find(User, 2).name)", r"rolled back Brian"),
-    ("find(User, 2).name = 'Brian B.'; commit(); print('committed', await session.scalar(select(User.name).where(User.id == 2)))",
-     r"committed Brian B\."),
+    (
+        "find(User, 2).name = 'Brian B.'; commit(); print('committed', await session.scalar(select(User.name).where(User.id == 2)))",
+        r"committed Brian B\.",
+    ),
     # the issue's trap: asyncio.run() at a prompt runs on the session's loop (the app's pool stays usable), with a hint
-    ("print('ran', asyncio.run(crud.get_user(session, 4)).name, count(User))", r"appshell: hint: write `await …` instead of asyncio\.run\(…\).*ran Dana 5"),
+    (
+        "print('ran', asyncio.run(crud.get_user(session, 4)).name, count(User))",
+        r"appshell: hint: write `await …` instead of asyncio\.run\(…\).*ran Dana 5",
+    ),
 ]
 
 
@@ -109,7 +125,8 @@ AT_THE_PROMPT = [
 # started in the test process); only the check afterwards runs in-process.
 @pytest.mark.parametrize("shell", SHELLS)
 def test_every_shell_awaits_the_apps_functions_and_runs_the_helpers_without_await(
-        notes: tuple[Path, dict[str, str]], tmp_path: Path, shell: str) -> None:
+    notes: tuple[Path, dict[str, str]], tmp_path: Path, shell: str
+) -> None:
     root, env = notes
     log = tmp_path / "audit.jsonl"
     child = spawn_shell(root, "--shell", shell, "--audit-log", str(log), "-q", env=env)
@@ -133,7 +150,9 @@ def test_every_shell_awaits_the_apps_functions_and_runs_the_helpers_without_awai
     assert [sources[n] for n in sorted(sources)] == [typed for typed, _ in AT_THE_PROMPT]
     assert all(r["status"] == "ok" for r in results.values()), results
     by_source = {sources[n]: results[n]["sql"] for n in sources}
-    assert any(re.search(r"FROM users\s+WHERE users\.id = ", s) for s in by_source[AT_THE_PROMPT[2][0]])  # the awaited get_user
+    assert any(
+        re.search(r"FROM users\s+WHERE users\.id = ", s) for s in by_source[AT_THE_PROMPT[2][0]]
+    )  # the awaited get_user
     assert any(s.startswith("SELECT count(*)") for s in by_source[AT_THE_PROMPT[4][0]])  # a helper's
     assert any(s.startswith("INSERT INTO notes") for s in by_source[AT_THE_PROMPT[9][0]])  # the awaited create_note
     assert any(s.startswith("UPDATE users SET name") for s in by_source[AT_THE_PROMPT[11][0]])  # commit()
@@ -173,7 +192,8 @@ PRINTED = [
 
 @pytest.mark.parametrize("mode", ["command", "script", "stdin"])
 def test_every_mode_awaits_the_apps_functions_and_runs_the_helpers_without_await(
-        notes: tuple[Path, dict[str, str]], tmp_path: Path, mode: str) -> None:
+    notes: tuple[Path, dict[str, str]], tmp_path: Path, mode: str
+) -> None:
     root, env = notes
     log = tmp_path / "audit.jsonl"
     if mode == "command":
@@ -200,12 +220,20 @@ def test_json_of_an_awaited_value(notes: tuple[Path, dict[str, str]]) -> None:
     root, env = notes
     result = run(["--json", "-c", "from app import crud\nawait crud.open_counts(session)"], cwd=root, env=env)
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"ada@example.com": 1, "brian@example.com": 2, "chen@example.com": 2, "dana@example.com": 3, "emil@example.com": 4}
+    assert json.loads(result.stdout) == {
+        "ada@example.com": 1,
+        "brian@example.com": 2,
+        "chen@example.com": 2,
+        "dana@example.com": 3,
+        "emil@example.com": 4,
+    }
     user = run(["--json", "-c", "from app import crud\n(await crud.get_user(session, 5)).email"], cwd=root, env=env)
     assert (user.exit_code, user.stdout) == (0, '"emil@example.com"\n'), user.output
 
 
-def test_asyncio_run_in_a_script_runs_on_the_sessions_loop_with_a_hint(notes: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+def test_asyncio_run_in_a_script_runs_on_the_sessions_loop_with_a_hint(
+    notes: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
     root, env = notes
     script = tmp_path / "report.py"
     script.write_text(
@@ -228,6 +256,7 @@ def test_asyncio_run_in_a_script_runs_on_the_sessions_loop_with_a_hint(notes: tu
 
 # -- safety and audit ------------------------------------------------------------------------------
 
+
 def test_the_sandbox_rolls_back_an_awaited_commit_and_sums_it_up(notes: tuple[Path, dict[str, str]]) -> None:
     root, env = notes
     code = "from app import crud\nn = await crud.create_note(session, 1, 'dry')\nawait crud.mark_done(session, 1)\nprint(n.id, count(Note), count(Note, done=True))"
@@ -243,7 +272,9 @@ def test_the_sandbox_rolls_back_an_awaited_commit_and_sums_it_up(notes: tuple[Pa
 
 def test_read_only_refuses_an_awaited_write_in_one_line(notes: tuple[Path, dict[str, str]]) -> None:
     root, env = notes
-    result = run(["--read-only", "-c", "from app import crud\nawait crud.create_note(session, 1, 'nope')"], cwd=root, env=env)
+    result = run(
+        ["--read-only", "-c", "from app import crud\nawait crud.create_note(session, 1, 'nope')"], cwd=root, env=env
+    )
     assert result.exit_code == 1, result.output
     assert result.stderr.startswith("ReadOnlyError: this session is read-only"), result.output
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr, result.output
@@ -263,15 +294,22 @@ with TestClient(app) as client:
 
 def test_the_web_process_sees_what_the_shell_committed(notes: tuple[Path, dict[str, str]]) -> None:
     root, env = notes
-    changed = run(["-c", "from app import crud\nawait crud.mark_done(session, 15)\nfind(User, 2).name = 'Brian B.'\ncommit()"], cwd=root, env=env)
+    changed = run(
+        ["-c", "from app import crud\nawait crud.mark_done(session, 15)\nfind(User, 2).name = 'Brian B.'\ncommit()"],
+        cwd=root,
+        env=env,
+    )
     assert changed.exit_code == 0, changed.output
     # A real process: the web app as it is deployed, apart from the shell that changed the data.
-    web = subprocess.run([sys.executable, "-c", WEB], cwd=root, env=clean_environ(env), capture_output=True, text=True, timeout=120)
+    web = subprocess.run(
+        [sys.executable, "-c", WEB], cwd=root, env=clean_environ(env), capture_output=True, text=True, timeout=120
+    )
     assert web.returncode == 0, web.stderr
-    assert web.stdout.splitlines() == ["Brian B. [\"Emil's note 3\", \"Emil's note 5\"]", "404"]
+    assert web.stdout.splitlines() == ['Brian B. ["Emil\'s note 3", "Emil\'s note 5"]', "404"]
 
 
 # -- docs/usage.md, "Async apps": every ```console fastapi example, run in a copy of the example ----
+
 
 def doc_blocks() -> list[list[tuple[str, str, int]]]:
     """Each ```console fastapi block of docs/usage.md: (command, what it prints, exit code), in order."""

@@ -1,5 +1,5 @@
 """A hostile review of async apps (issue 12, docs/design.md §8): each test is one finding, which failed
-when it was written; those still marked xfail(strict) are open. Sessions in this process (tests/conftest.py,
+when it was written; those still marked xfail(strict) are open. Sessions in this process (tests/support/harness.py,
 docs/design.md §9) where they can show the finding; real processes and a real pty for signals and the
 interactive shell. aiosqlite and asyncpg."""
 
@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pexpect
 import pytest
-
 from support.apps import titles
 from support.audit import audit_records
 from support.environment import clean_environ
@@ -55,7 +54,9 @@ def test_an_async_generator_finalised_at_loop_close_cannot_write_past_sandbox_or
     log = tmp_path / "audit.jsonl"
     result = run(["--app", "asyncapp.db", mode, "--audit-log", str(log), "-c", FINALISED_WRITE], cwd=root, env=env)
     vars(sys).pop("keep", None)  # in-process, sys outlives the session: the generator goes with the test
-    assert "escaped" not in titles(root, env), result.output  # today: committed, and the sandbox says "all rolled back"
+    assert "escaped" not in titles(root, env), (
+        result.output
+    )  # before the fix: committed, and the sandbox says "all rolled back"
 
 
 # -- finding 2: code an async generator's finaliser runs at loop close is not recorded (atexit's is) ---------------
@@ -76,12 +77,18 @@ sys.keep = agen
 def test_code_an_async_generator_finaliser_runs_at_loop_close_is_recorded(aiosqlite_app: App, tmp_path: Path) -> None:
     root, env = aiosqlite_app
     log = tmp_path / "audit.jsonl"
-    result = run(["--app", "asyncapp.db", "--audit-log", str(log), "-c", FINALISED_EXEC], cwd=root, env=env,
-                 input="print('PAYLOAD' + 'RAN')\n")
+    result = run(
+        ["--app", "asyncapp.db", "--audit-log", str(log), "-c", FINALISED_EXEC],
+        cwd=root,
+        env=env,
+        input="print('PAYLOAD' + 'RAN')\n",
+    )
     vars(sys).pop("keep", None)  # in-process, sys outlives the session: the generator goes with the test
     assert "PAYLOADRAN" in result.stdout, result.output  # it ran …
     sources = [r.get("source", "") for r in audit_records(log) if r["event"] == "statement"]
-    assert any("PAYLOAD" in s for s in sources), sources  # … and no record shows it (atexit's exec(input()) is recorded)
+    assert any("PAYLOAD" in s for s in sources), (
+        sources
+    )  # … and no record shows it (atexit's exec(input()) is recorded)
 
 
 # -- finding 3: a thread that calls a helper between statements takes the session's loop -----------------------------
@@ -98,7 +105,9 @@ def test_a_thread_calling_a_helper_between_statements_leaves_the_shell_and_its_t
     child.logfile_read = seen
     child.expect(">>> ")
     # A careless operator: counts in a background thread (a ThreadPoolExecutor does the same) while the shell is idle.
-    child.sendline("import threading, time; stop = []; th = threading.Thread(target=lambda: (time.sleep(0.3), [count(Book) for _ in iter(lambda: bool(stop), True)])); th.start()")
+    child.sendline(
+        "import threading, time; stop = []; th = threading.Thread(target=lambda: (time.sleep(0.3), [count(Book) for _ in iter(lambda: bool(stop), True)])); th.start()"
+    )
     child.expect(">>> ")
     time.sleep(1)  # the thread is now driving the session's loop from its own thread
     child.sendline("print('main', count(Book))")
@@ -109,15 +118,17 @@ def test_a_thread_calling_a_helper_between_statements_leaves_the_shell_and_its_t
     child.expect(pexpect.EOF)
     child.close()
     out = seen.getvalue()
-    assert "main 2" in out, out  # today: TaskIO "_eval() cannot run inside a task on the event loop"
-    assert "Cannot close a running event loop" not in out, out  # today: appshell's teardown crashes with a traceback …
+    assert "main 2" in out, out  # before the fix: TaskIO "_eval() cannot run inside a task on the event loop"
+    assert "Cannot close a running event loop" not in out, (
+        out
+    )  # before the fix: appshell's teardown crashes with a traceback …
     assert [r for r in audit_records(log) if r["event"] == "session_end"], out  # … and the session has no end record
     assert child.exitstatus == 0, out
 
 
 # -- finding 4: SIGTERM during an async provider's boot: a traceback from appshell's own code ------------------------
 
-SLOW_PROVIDER = '''\
+SLOW_PROVIDER = """\
 import asyncio
 from pathlib import Path
 
@@ -129,23 +140,31 @@ async def slow_boot():
     await asyncio.sleep(30)
     async with SessionLocal() as session:
         yield session
-'''
+"""
 
 
 @pytest.mark.subprocess  # SIGTERM to a real process
 def test_sigterm_while_an_async_provider_boots_ends_without_a_traceback(aiosqlite_app: App) -> None:
     root, env = aiosqlite_app
     (root / "asyncapp" / "slow.py").write_text(SLOW_PROVIDER)
-    proc = subprocess.Popen([APPSHELL, "--app", "asyncapp.slow:slow_boot()", "-c", "print(1)"], cwd=root, env=clean_environ(env),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [APPSHELL, "--app", "asyncapp.slow:slow_boot()", "-c", "print(1)"],
+        cwd=root,
+        env=clean_environ(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 30
     while not (root / "booting").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.3)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
-    assert "Traceback" not in err, err  # today: RuntimeError: anext(): asynchronous generator is already running
-    assert proc.returncode == 128 + signal.SIGTERM, err  # today: 1
+    assert "Traceback" not in err, (
+        err
+    )  # before the fix: RuntimeError: anext(): asynchronous generator is already running
+    assert proc.returncode == 128 + signal.SIGTERM, err  # before the fix: 1
 
 
 # -- finding 5: SIGHUP/SIGTERM during an awaited query waits for the whole query ---------------------------------
@@ -157,7 +176,13 @@ def test_sighup_during_an_awaited_query_cancels_it_as_ctrl_c_does(asyncpg_app: A
     out = tmp_path / "out.txt"
     program = "from sqlalchemy import text\nprint('sleeping', flush=True)\nawait session.execute(text('select pg_sleep(15)'))\n"
     with out.open("w") as sink:
-        proc = subprocess.Popen([APPSHELL, "--app", "asyncapp.db", "-c", program], cwd=root, env=clean_environ(env), stdout=sink, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [APPSHELL, "--app", "asyncapp.db", "-c", program],
+            cwd=root,
+            env=clean_environ(env),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 30
         while "sleeping" not in out.read_text() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -166,7 +191,9 @@ def test_sighup_during_an_awaited_query_cancels_it_as_ctrl_c_does(asyncpg_app: A
         sent = time.monotonic()
         proc.wait(timeout=60)
     took = time.monotonic() - sent
-    assert "Traceback" not in out.read_text(), out.read_text()  # today: "another operation is in progress" from ctx.close()
+    assert "Traceback" not in out.read_text(), (
+        out.read_text()
+    )  # before the fix: "another operation is in progress" from ctx.close()
     assert proc.returncode == 128 + signal.SIGHUP, out.read_text()
     assert took < 5, f"the session went on for {took:.1f} s after SIGHUP (the query ran to its end)"
 
@@ -182,7 +209,9 @@ def test_sql_from_a_task_is_not_credited_to_a_later_statement(aiosqlite_app: App
     child.expect(">>> ")
     child.sendline("import asyncio; from sqlalchemy import text")
     child.expect(">>> ")
-    child.sendline("async def bg():\n    await asyncio.sleep(0.2)\n    async with engine.connect() as conn:\n        await conn.execute(text(\"select 'from the task'\"))\n")
+    child.sendline(
+        "async def bg():\n    await asyncio.sleep(0.2)\n    async with engine.connect() as conn:\n        await conn.execute(text(\"select 'from the task'\"))\n"
+    )
     child.expect(">>> ")
     child.sendline("t = asyncio.ensure_future(bg())")  # statement 3 starts the task
     child.expect(">>> ")
@@ -193,16 +222,18 @@ def test_sql_from_a_task_is_not_credited_to_a_later_statement(aiosqlite_app: App
     child.expect(pexpect.EOF)
     child.close()
     results = {r["n"]: r for r in audit_records(log) if r["event"] == "result"}
-    assert results[4]["sql"] == [], results[4]  # today: ["select 'from the task'"], credited to `await asyncio.sleep(0.5)`
+    assert results[4]["sql"] == [], results[
+        4
+    ]  # before the fix: ["select 'from the task'"], credited to `await asyncio.sleep(0.5)`
 
 
 # -- finding 7: async drivers' own pools and connects get past the sandbox's refusal of raw connections -------------
 
 RAW_ASYNC = {
     "aiosqlite": "import aiosqlite.core\ndb = await aiosqlite.core.connect({path!r})\n"
-                 "await db.execute(\"insert into books (title) values ('raw')\")\nawait db.commit()\nawait db.close()\n",
+    "await db.execute(\"insert into books (title) values ('raw')\")\nawait db.commit()\nawait db.close()\n",
     "asyncpg": "import asyncpg\npool = await asyncpg.create_pool({dsn!r}, min_size=1, max_size=1)\n"
-               "await pool.execute(\"insert into books (title) values ('raw')\")\nawait pool.close()\n",
+    "await pool.execute(\"insert into books (title) values ('raw')\")\nawait pool.close()\n",
 }
 
 
@@ -212,9 +243,13 @@ def test_an_async_drivers_own_pool_or_connect_is_refused_in_a_sandbox(asyncapp: 
     root, env = asyncapp
     url = make_url(env["DATABASE_URL"])
     driver = "asyncpg" if url.drivername.endswith("asyncpg") else "aiosqlite"
-    program = RAW_ASYNC[driver].format(path=url.database, dsn=url.set(drivername="postgresql").render_as_string(hide_password=False))
+    program = RAW_ASYNC[driver].format(
+        path=url.database, dsn=url.set(drivername="postgresql").render_as_string(hide_password=False)
+    )
     result = run(["--app", "asyncapp.db", "--sandbox", "-c", program], cwd=root, env=env)
-    assert "raw" not in titles(root, env), result.output  # today: committed; asyncpg.connect() alone is refused
+    assert "raw" not in titles(root, env), (
+        result.output
+    )  # before the fix: committed; asyncpg.connect() alone is refused
 
 
 # -- finding 8: a helper called from a thread is told it runs "inside a task" --------------------------------------
@@ -222,8 +257,10 @@ def test_an_async_drivers_own_pool_or_connect_is_refused_in_a_sandbox(asyncapp: 
 
 def test_a_helper_called_from_a_thread_says_thread(aiosqlite_app: App) -> None:
     root, env = aiosqlite_app
-    program = ("import threading\nerrors = []\ndef work():\n    try:\n        count(Book)\n    except Exception as exc:\n        errors.append(str(exc))\n"
-               "th = threading.Thread(target=work); th.start(); th.join()\nprint(errors[0])\n")
+    program = (
+        "import threading\nerrors = []\ndef work():\n    try:\n        count(Book)\n    except Exception as exc:\n        errors.append(str(exc))\n"
+        "th = threading.Thread(target=work); th.start(); th.join()\nprint(errors[0])\n"
+    )
     result = run(["--app", "asyncapp.db", "-c", program], cwd=root, env=env)
     assert result.exit_code == 0, result.output
     assert "thread" in result.stdout and "task" not in result.stdout, result.stdout
@@ -234,9 +271,15 @@ def test_a_helper_called_from_a_thread_says_thread(aiosqlite_app: App) -> None:
 
 def test_json_of_an_awaited_async_scalar_result_is_its_rows(aiosqlite_app: App) -> None:
     root, env = aiosqlite_app
-    result = run(["--app", "asyncapp.db", "--json", "-c", "await session.stream_scalars(select(Book).order_by(Book.id))"], cwd=root, env=env)
+    result = run(
+        ["--app", "asyncapp.db", "--json", "-c", "await session.stream_scalars(select(Book).order_by(Book.id))"],
+        cwd=root,
+        env=env,
+    )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == [{"id": 1, "title": "Dune"}, {"id": 2, "title": "Emma"}], result.stdout  # a sync ScalarResult's rows
+    assert json.loads(result.stdout) == [{"id": 1, "title": "Dune"}, {"id": 2, "title": "Emma"}], (
+        result.stdout
+    )  # a sync ScalarResult's rows
 
 
 # -- finding 10: exec handed to the loop (or a thread) as a callback compiles unrecorded code -----------------------
@@ -255,10 +298,16 @@ def test_code_exec_runs_as_a_loop_callback_is_recorded(aiosqlite_app: App, tmp_p
     hidden = tmp_path / "hidden.py"
     hidden.write_text("print('HIDDEN' + '-CODE')\n")  # text no record shows unless its compile is recorded
     log = tmp_path / "audit.jsonl"
-    result = run(["--app", "asyncapp.db", "--audit-log", str(log), "-c", CALLBACK_EXEC[how].format(path=str(hidden))], cwd=root, env=env)
+    result = run(
+        ["--app", "asyncapp.db", "--audit-log", str(log), "-c", CALLBACK_EXEC[how].format(path=str(hidden))],
+        cwd=root,
+        env=env,
+    )
     assert "HIDDEN-CODE" in result.stdout, result.output
     sources = [r.get("source", "") for r in audit_records(log) if r["event"] == "statement"]
-    assert any("'HIDDEN' + '-CODE'" in s for s in sources), sources  # today: exec's caller is asyncio's/threading's code
+    assert any("'HIDDEN' + '-CODE'" in s for s in sources), (
+        sources
+    )  # before the fix: exec's caller is asyncio's/threading's code
 
 
 # -- finding 11: asyncpg's own COMMIT, then BEGIN: the sandbox sees "a transaction is open" and misses that it is not its own
@@ -278,4 +327,6 @@ def test_asyncpg_commit_then_begin_through_the_driver_connection_is_detected(asy
     )
     result = run(["--app", "asyncapp.db", "--sandbox", "-c", program], cwd=root, env=env)
     written = "raw" in titles(root, env)
-    assert not written or (result.exit_code == 6 and "SANDBOX BROKEN" in result.stderr), result.output  # today: exit 0, "all rolled back"
+    assert not written or (result.exit_code == 6 and "SANDBOX BROKEN" in result.stderr), (
+        result.output
+    )  # before the fix: exit 0, "all rolled back"

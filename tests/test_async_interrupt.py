@@ -9,7 +9,6 @@ from pathlib import Path
 import pexpect
 import pytest
 from sqlalchemy import create_engine, text
-
 from support.terminal import leave, spawn_shell
 
 PROMPT = [r">>>", r"In \["]  # coloured prompts: their text, between escape codes
@@ -17,7 +16,9 @@ PROMPT = [r">>>", r"In \["]  # coloured prompts: their text, between escape code
 
 @pytest.mark.subprocess  # Ctrl-C in each interactive shell, through a real pty
 @pytest.mark.parametrize("shell", ["python", "ptpython", "ipython"])
-def test_ctrl_c_cancels_the_awaited_statement_and_the_query_in_flight(asyncpg_app: tuple[Path, dict[str, str]], shell: str) -> None:
+def test_ctrl_c_cancels_the_awaited_statement_and_the_query_in_flight(
+    asyncpg_app: tuple[Path, dict[str, str]], shell: str
+) -> None:
     root, env = asyncpg_app
     child = spawn_shell(root, "--app", "asyncapp.db", "--shell", shell, env=env)
     child.expect(PROMPT)
@@ -33,15 +34,19 @@ def test_ctrl_c_cancels_the_awaited_statement_and_the_query_in_flight(asyncpg_ap
     # AUTOCOMMIT: pg_stat_activity is read once per transaction (a snapshot), and this one reads it repeatedly.
     engine = create_engine(env["DATABASE_URL"].replace("+asyncpg", "+psycopg"), isolation_level="AUTOCOMMIT")
     # This test's own database: another worker's pg_sleep is not counted.
-    in_flight = ("select count(*) from pg_stat_activity where datname = current_database() "
-                 "and query like '%pg_sleep(60)%' and state = 'active' and pid <> pg_backend_pid()")
+    in_flight = (
+        "select count(*) from pg_stat_activity where datname = current_database() "
+        "and query like '%pg_sleep(60)%' and state = 'active' and pid <> pg_backend_pid()"
+    )
     child.sendline("sql('select pg_sleep(60)')")
     with engine.connect() as conn:
         # Ctrl-C once the server has been sleeping a while (active for 0.3 s: not asyncpg's prepare of it);
         # the shell's output is read meanwhile, as ptpython waits for that.
         deadline, sleeping = time.monotonic() + 20, 0
         while not sleeping and time.monotonic() < deadline:
-            sleeping = conn.execute(text(in_flight + " and clock_timestamp() - query_start > interval '0.3 s'")).scalar_one()
+            sleeping = conn.execute(
+                text(in_flight + " and clock_timestamp() - query_start > interval '0.3 s'")
+            ).scalar_one()
             child.expect([pexpect.TIMEOUT], timeout=0.05)
         assert sleeping == 1
     child.sendintr()

@@ -13,16 +13,39 @@ from pathlib import Path
 
 import pexpect
 import pytest
-
-from appshell.audit.records import digest
 from support.harness import run
 from support.processes import started
 from support.terminal import end_input, spawn_shell
 
-pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+from appshell.audit.records import digest
 
-START_FIELDS = {"v", "seq", "ts", "session", "event", "prev", "hash", "user", "real_user", "host", "pid", "ssh_client",
-                "tty", "mode", "shell", "profile", "release", "app", "database", "sandbox", "read_only", "reason", "argv"}
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/support/harness.py)
+
+START_FIELDS = {
+    "v",
+    "seq",
+    "ts",
+    "session",
+    "event",
+    "prev",
+    "hash",
+    "user",
+    "real_user",
+    "host",
+    "pid",
+    "ssh_client",
+    "tty",
+    "mode",
+    "shell",
+    "profile",
+    "release",
+    "app",
+    "database",
+    "sandbox",
+    "read_only",
+    "reason",
+    "argv",
+}
 COMMON = {"v", "seq", "ts", "session", "event", "prev", "hash"}
 
 
@@ -36,19 +59,32 @@ def log(tmp_path: Path) -> Path:
 
 
 def test_command_session_records(shop: Path, log: Path) -> None:
-    result = run(["--audit-log", str(log), "--reason", "INC-1 count", "-c", "print(count(Customer, country='SE'))"], cwd=shop, env={"APPSHELL_RELEASE": "v9"})
+    result = run(
+        ["--audit-log", str(log), "--reason", "INC-1 count", "-c", "print(count(Customer, country='SE'))"],
+        cwd=shop,
+        env={"APPSHELL_RELEASE": "v9"},
+    )
     assert result.exit_code == 0, result.output
     recs = records(log)
     assert [r["event"] for r in recs] == ["session_start", "statement", "result", "session_end"]
     start, stmt, res, end = recs
     assert START_FIELDS <= set(start)
     assert start["mode"] == "command" and start["release"] == "v9" and start["reason"] == "INC-1 count"
-    assert start["argv"] == ["--audit-log", str(log), "--reason", "INC-1 count", "-c", "print(count(Customer, country='SE'))"]
+    assert start["argv"] == [
+        "--audit-log",
+        str(log),
+        "--reason",
+        "INC-1 count",
+        "-c",
+        "print(count(Customer, country='SE'))",
+    ]
     assert start["database"].startswith("sqlite:///") and start["pid"] > 0 and start["tty"] is None
     assert {"n", "source"} <= set(stmt) and stmt["n"] == 1 and stmt["source"] == "print(count(Customer, country='SE'))"
     assert {"n", "status", "error", "duration_ms", "sql"} <= set(res)
     assert res["status"] == "ok" and res["error"] is None
-    assert any("count(*)" in s.lower() for s in res["sql"]) and "?" in res["sql"][0] and "'SE'" not in res["sql"][0]  # parameters not recorded
+    assert (
+        any("count(*)" in s.lower() for s in res["sql"]) and "?" in res["sql"][0] and "'SE'" not in res["sql"][0]
+    )  # parameters not recorded
     assert end["status"] == "ok" and end["statements"] == 1 and end["duration_ms"] > 0
     assert {r["session"] for r in recs} == {start["session"]}
     for i, r in enumerate(recs):
@@ -96,7 +132,9 @@ def test_redaction_everywhere(shop: Path, log: Path, tmp_path: Path) -> None:
     for secret in ("pa55word", "tok-abcdef123", "4111111111111111"):
         assert secret not in text
     stmt = next(r for r in records(log) if r["event"] == "statement")
-    assert "postgresql://bob:***@db/x" in stmt["source"] and "card=***" not in stmt["source"] and "***" in stmt["source"]
+    assert (
+        "postgresql://bob:***@db/x" in stmt["source"] and "card=***" not in stmt["source"] and "***" in stmt["source"]
+    )
     assert next(r for r in records(log) if r["event"] == "result")["error"] == "ValueError: ***"
     assert "***" in records(log)[0]["reason"] and "***" in " ".join(records(log)[0]["argv"])
     assert run(["audit", "verify", "--log", str(log)], cwd=shop).exit_code == 0
@@ -147,7 +185,10 @@ def test_appending_after_a_torn_line_keeps_records_whole(shop: Path, log: Path) 
     assert lines[12] == '{"v":1,"seq":13,"ts"'
     assert json.loads(lines[13])["event"] == "session_start"  # whole, on its own line
     acknowledged = run(["audit", "verify", "--log", str(log)], cwd=shop)  # see test_audit_integrity.py
-    assert acknowledged.exit_code == 0 and "audit.jsonl:13: torn write (20 bytes): a crash cut this write" in acknowledged.stdout
+    assert (
+        acknowledged.exit_code == 0
+        and "audit.jsonl:13: torn write (20 bytes): a crash cut this write" in acknowledged.stdout
+    )
 
 
 def test_sigkill_during_a_long_statement_loses_nothing(shop: Path, log: Path) -> None:
@@ -209,7 +250,9 @@ def test_required_audit_refuses_to_start_when_the_sink_cannot_open(shop: Path, t
     blocked = tmp_path / "ro"
     blocked.mkdir()
     (blocked / "audit.jsonl").mkdir()  # a folder where the file should be: cannot be opened, even by root
-    result = run(["--profile", "staging", "--audit-log", str(blocked / "audit.jsonl"), "-c", "open('ran', 'w')"], cwd=shop)
+    result = run(
+        ["--profile", "staging", "--audit-log", str(blocked / "audit.jsonl"), "-c", "open('ran', 'w')"], cwd=shop
+    )
     assert result.exit_code == 3
     assert result.stderr.startswith("appshell: error: cannot open the audit file sink (IsADirectoryError")
     assert "--audit-log/APPSHELL_AUDIT_LOG/audit.path" in result.stderr and len(result.stderr.splitlines()) == 1
@@ -242,7 +285,18 @@ def test_sink_failing_mid_session_refuses_the_next_statement(shop: Path, tmp_pat
     # database, larger than the log) would meet it too, and IPython lost the next input when its history
     # write failed first (a flaky timeout). History off: only the audit sink meets the full disk.
     (shop / "profiles" / "staging.toml").write_text("[shell]\nhistory = false\n")
-    child = spawn_shell(shop, "--shell", shell, "--profile", "staging", "--audit-log", str(log), "-q", columns=200, preexec_fn=_ignore_sigxfsz)
+    child = spawn_shell(
+        shop,
+        "--shell",
+        shell,
+        "--profile",
+        "staging",
+        "--audit-log",
+        str(log),
+        "-q",
+        columns=200,
+        preexec_fn=_ignore_sigxfsz,
+    )
     prompt = r"\[staging\]"
     child.expect(prompt)
     child.sendline("open('mark1', 'w').close(); print('do' + 'ne', 1)")
@@ -262,7 +316,16 @@ def test_sql_sink_sqlite_separate_database(shop: Path, tmp_path: Path) -> None:
     (shop / "profiles" / "development.toml").write_text('[audit]\nsinks = ["file", "sql"]\nrequired = true\n')
     audit_db = f"sqlite:///{tmp_path / 'audit.db'}"
     env = {"APPSHELL_AUDIT_URL": audit_db}
-    run(["--audit-log", str(tmp_path / "a.jsonl"), "-c", "session.add(Product(sku='Z', title='z', price=1)); session.flush(); rollback()"], cwd=shop, env=env)
+    run(
+        [
+            "--audit-log",
+            str(tmp_path / "a.jsonl"),
+            "-c",
+            "session.add(Product(sku='Z', title='z', price=1)); session.flush(); rollback()",
+        ],
+        cwd=shop,
+        env=env,
+    )
     _check_sql_chain(audit_db, expected_events=4)
 
 
@@ -277,7 +340,9 @@ def test_sql_sink_postgresql_survives_rollback(app_dir, pg_url: str, tmp_path: P
     _check_sql_chain(pg_url, expected_events=8)
     ok = run(["audit", "verify", "--url", pg_url], cwd=root)
     assert ok.exit_code == 0 and "8 records in 2 sessions, every session's chain intact" in ok.stdout
-    assert "│ command │" in run(["audit", "tail", "--url", pg_url], cwd=root, env={"COLUMNS": "200"}).stdout  # wide: one row a session
+    assert (
+        "│ command │" in run(["audit", "tail", "--url", pg_url], cwd=root, env={"COLUMNS": "200"}).stdout
+    )  # wide: one row a session
     from sqlalchemy import create_engine, text
 
     engine = create_engine(pg_url)
@@ -328,7 +393,9 @@ def test_tail_and_show_render_sessions(shop: Path, log: Path) -> None:
     words = " ".join(tail.stdout.split())
     assert "reason │ JIRA-9 refund" in words and "mode │ command" in words and "status │ ok" in words, tail.stdout
     wide = run(["audit", "tail", "--log", str(log)], cwd=shop, env={"COLUMNS": "200"})
-    assert "│ JIRA-9 refund │" in wide.stdout and "│ command │" in wide.stdout  # a terminal that has room: one row a session
+    assert (
+        "│ JIRA-9 refund │" in wide.stdout and "│ command │" in wide.stdout
+    )  # a terminal that has room: one row a session
     session = records(log)[0]["session"]
     shown = run(["audit", "show", session, "--log", str(log)], cwd=shop)
     assert f"session {session}" in shown.stdout
@@ -391,7 +458,9 @@ def test_ctrl_c_interrupts_a_statement_not_the_shell(shop: Path, log: Path, shel
 
 def test_optional_sink_failing_mid_session_warns_once_and_goes_on(shop: Path, tmp_path: Path) -> None:
     log = tmp_path / "audit.jsonl"
-    child = spawn_shell(shop, "--shell", "python", "--audit-log", str(log), "-q", term="dumb", preexec_fn=_ignore_sigxfsz)
+    child = spawn_shell(
+        shop, "--shell", "python", "--audit-log", str(log), "-q", term="dumb", preexec_fn=_ignore_sigxfsz
+    )
     child.expect(">>> ")
     transcript = ""
     for i in range(4):

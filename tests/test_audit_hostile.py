@@ -9,14 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from appshell.audit.records import canonical, digest
-from appshell.audit.seal import evolve, record_mac
-from support.audit import audit_init as init, audit_records as records
+from support.audit import audit_init as init
+from support.audit import audit_records as records
 from support.harness import run
 from support.terminal import end_input, spawn_shell
 
-pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+from appshell.audit.records import canonical, digest
+from appshell.audit.seal import evolve, record_mac
+
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/support/harness.py)
 
 
 def sessions(shop: Path, log: Path, *codes: str) -> None:
@@ -33,7 +34,9 @@ def verify(shop: Path, *args: str) -> Any:
 
 def test_unlinking_the_log_inside_a_required_session_fails_closed(shop: Path, tmp_path: Path) -> None:
     log = tmp_path / "audit.jsonl"
-    result = run(["--profile", "staging", "--audit-log", str(log), "-c", f"import os; os.unlink({str(log)!r})"], cwd=shop)
+    result = run(
+        ["--profile", "staging", "--audit-log", str(log), "-c", f"import os; os.unlink({str(log)!r})"], cwd=shop
+    )
     assert result.exit_code == 3, result.output
     assert "was removed while this session had it open (unlinked)" in result.stderr
     assert "it ran; its outcome could not be recorded" in result.stderr
@@ -90,10 +93,15 @@ def test_a_cut_tail_is_caught_by_the_key(shop: Path, tmp_path: Path) -> None:
     lines = log.read_text().splitlines(keepends=True)
     log.write_text("".join(lines[:-4]))  # head -n -4: the last session is gone
     plain = verify(shop, "--log", str(log))
-    assert plain.exit_code == 0 and "authenticity not checked (no --key)" in plain.stdout  # the chain alone cannot see it
+    assert (
+        plain.exit_code == 0 and "authenticity not checked (no --key)" in plain.stdout
+    )  # the chain alone cannot see it
     caught = verify(shop, "--log", str(log), "--key", key)
     assert caught.exit_code == 4
-    assert "the log was cut: the sealing state has sealed 4 record(s) after" in caught.stderr and "audit.jsonl:8" in caught.stderr
+    assert (
+        "the log was cut: the sealing state has sealed 4 record(s) after" in caught.stderr
+        and "audit.jsonl:8" in caught.stderr
+    )
 
 
 def rehash(recs: list[dict[str, Any]]) -> str:
@@ -125,7 +133,11 @@ def test_edit_and_rehash_is_caught_by_the_key(shop: Path, tmp_path: Path, attack
     caught = verify(shop, "--log", str(log), "--key", key)
     assert caught.exit_code == 4, caught.output
     assert "audit.jsonl:5" in caught.stderr or "audit.jsonl:6" in caught.stderr
-    assert "MAC mismatch" in caught.stderr or "sealed record(s) before it were removed" in caught.stderr or "reordered" in caught.stderr
+    assert (
+        "MAC mismatch" in caught.stderr
+        or "sealed record(s) before it were removed" in caught.stderr
+        or "reordered" in caught.stderr
+    )
 
 
 def test_a_wrong_key_or_a_deleted_state_is_not_taken_for_proof(shop: Path, tmp_path: Path) -> None:
@@ -154,7 +166,11 @@ def test_verify_goes_on_from_a_checkpoint_and_rotation_continues_the_chain(shop:
     rotated = run(["audit", "rotate", "--log", str(log)], cwd=shop)
     assert rotated.exit_code == 0, rotated.output
     old = tmp_path / "audit.000000000001.jsonl"
-    assert old.exists() and records(log)[0]["event"] == "log_rotated" and records(log)[0]["prev"] == records(old)[-1]["hash"]
+    assert (
+        old.exists()
+        and records(log)[0]["event"] == "log_rotated"
+        and records(log)[0]["prev"] == records(old)[-1]["hash"]
+    )
     sessions(shop, log, "print(3)")
     again = verify(shop, "--log", str(log), "--key", key, "--checkpoint", str(checkpoint))
     assert again.exit_code == 0, again.output
@@ -162,10 +178,14 @@ def test_verify_goes_on_from_a_checkpoint_and_rotation_continues_the_chain(shop:
     whole = verify(shop, "--log", str(log), "--key", key)
     assert whole.exit_code == 0 and "audit.000000000001.jsonl" in whole.stdout, whole.output
     first_session = records(old)[0]["session"]
-    assert "print(1)" in run(["audit", "show", first_session, "--log", str(log)], cwd=shop).stdout  # in the rotated file
+    assert (
+        "print(1)" in run(["audit", "show", first_session, "--log", str(log)], cwd=shop).stdout
+    )  # in the rotated file
     tail = run(["audit", "tail", "-n", "3", "--log", str(log)], cwd=shop).stdout
     assert first_session in tail and records(log)[1]["session"] in tail  # across the set
-    old.write_text(old.read_text().replace("print(2)", "print(9)"))  # an edit before the checkpoint: the full walk sees it
+    old.write_text(
+        old.read_text().replace("print(2)", "print(9)")
+    )  # an edit before the checkpoint: the full walk sees it
     assert verify(shop, "--log", str(log), "--key", key).exit_code == 4
 
 
@@ -191,9 +211,14 @@ def test_the_witness_catches_what_the_file_lost(shop: Path, tmp_path: Path, atta
         log.write_text(rehash(recs))
     result = verify(shop, "--log", str(log), "--witness", url)
     if attack == "none":
-        assert result.exit_code == 0 and "the witness holds the same 3 session(s), record for record" in result.stdout, result.output
+        assert (
+            result.exit_code == 0 and "the witness holds the same 3 session(s), record for record" in result.stdout
+        ), result.output
     elif attack == "cut":
-        assert result.exit_code == 4 and "the file's tail was cut: the witness holds 4 record(s) after the file's last line" in result.stderr
+        assert (
+            result.exit_code == 4
+            and "the file's tail was cut: the witness holds 4 record(s) after the file's last line" in result.stderr
+        )
     else:
         assert result.exit_code == 4 and "audit.jsonl:6: altered" in result.stderr
 
@@ -234,7 +259,9 @@ def test_a_held_lock_cannot_hang_a_session(app_dir: Any, pg_url: str) -> None:
         assert result.exit_code == 0 and result.stdout == "ran\n", result.output
         conn.execute(text("select pg_advisory_unlock_all()"))
         conn.commit()
-        conn.execute(text("lock table appshell_audit in access exclusive mode"))  # the table's owner can: the sink gives up
+        conn.execute(
+            text("lock table appshell_audit in access exclusive mode")
+        )  # the table's owner can: the sink gives up
         blocked = run(["-c", "print('ran')"], cwd=root, env=env, timeout=60)
         conn.rollback()
     holder.dispose()
@@ -248,7 +275,10 @@ def test_a_held_lock_cannot_hang_a_session(app_dir: Any, pg_url: str) -> None:
 def test_tail_and_show_escape_control_characters(shop: Path, tmp_path: Path) -> None:
     log = tmp_path / "audit.jsonl"
     code = "x = 1  # \x1b[2K\x1b[G"
-    assert run(["--audit-log", str(log), "--reason", "INC\x1b]0;pwned\x07 \u202eevil", "-c", code], cwd=shop).exit_code == 0
+    assert (
+        run(["--audit-log", str(log), "--reason", "INC\x1b]0;pwned\x07 \u202eevil", "-c", code], cwd=shop).exit_code
+        == 0
+    )
     session = records(log)[0]["session"]
     shown = run(["audit", "show", session[:6], "--log", str(log)], cwd=shop)
     tail = run(["audit", "tail", "--log", str(log)], cwd=shop)
@@ -322,14 +352,25 @@ def test_sql_sink_on_mariadb_keeps_per_session_chains(shop: Path, tmp_path: Path
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "mariadb"])
-def test_tail_and_show_on_the_sql_table_read_only_their_sessions(shop: Path, tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> None:
+def test_tail_and_show_on_the_sql_table_read_only_their_sessions(
+    shop: Path, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
     witness_profile(shop)
     url = f"sqlite:///{tmp_path / 'audit.db'}" if backend == "sqlite" else str(request.getfixturevalue("mariadb_url"))
     for code in ("print(1)", "print('second_one')", "print(3)"):
-        result = run(["--audit-log", str(tmp_path / "a.jsonl"), "--reason", f"R-{code}", "-c", code], cwd=shop, env={"APPSHELL_AUDIT_URL": url})
+        result = run(
+            ["--audit-log", str(tmp_path / "a.jsonl"), "--reason", f"R-{code}", "-c", code],
+            cwd=shop,
+            env={"APPSHELL_AUDIT_URL": url},
+        )
         assert result.exit_code == 0, result.output
     tail = run(["audit", "tail", "-n", "2", "--url", url], cwd=shop)
-    assert tail.exit_code == 0 and "R-print(3)" in tail.stdout and "second_one" in tail.stdout and "R-print(1)" not in tail.stdout
+    assert (
+        tail.exit_code == 0
+        and "R-print(3)" in tail.stdout
+        and "second_one" in tail.stdout
+        and "R-print(1)" not in tail.stdout
+    )
     second = records(tmp_path / "a.jsonl")[4]["session"]
     shown = run(["audit", "show", second[:5], "--url", url], cwd=shop)
     assert shown.exit_code == 0 and "print('second_one')" in shown.stdout and "status ok" in shown.stdout, shown.output

@@ -13,17 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from appshell.audit.auditor import Auditor
-from appshell.errors import AuditFailure
-from appshell.record.journal import Journal
-from appshell.config.redact import Redactor
 from support.ci import IN_CI
 from support.environment import clean_environ
 from support.harness import run
 from support.paths import APPSHELL
 
-pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+from appshell.audit.auditor import Auditor
+from appshell.config.redact import Redactor
+from appshell.errors import AuditFailure
+from appshell.record.journal import Journal
+
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/support/harness.py)
 
 
 def lines_of(path: Path) -> list[bytes]:
@@ -87,7 +87,9 @@ def tiny_fs(tmp_path: Path) -> Iterator[Path]:
     """A 64 KiB tmpfs, mounted for this test (root only)."""
     where = tmp_path / "tiny"
     where.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)], capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         reason = f"cannot mount a tmpfs here ({mounted.stderr.strip() or 'not root?'}): the full-disk test needs one"
         if IN_CI and os.geteuid() == 0:
@@ -149,10 +151,12 @@ def test_full_disk_the_result_record_fails_after_the_statement_ran(shop: Path, t
     prod_profile(shop, log)
     fill(tiny_fs, leave_pages=8)  # room for what the statement records before it fills the disk itself
     # The statement commits, fills the disk, then fails with a long message: its result record needs a page the disk no longer has.
-    code = ("sql('update products set stock=6262 where id=2'); commit()\n"
-            f"f = open({str(tiny_fs / 'filler2')!r}, 'wb', buffering=0)\n"
-            "try:\n    while True: f.write(b'x' * 4096)\nexcept OSError: pass\n"
-            "raise ValueError('refund failed after commit: ' + 'details ' * 1200)\n")
+    code = (
+        "sql('update products set stock=6262 where id=2'); commit()\n"
+        f"f = open({str(tiny_fs / 'filler2')!r}, 'wb', buffering=0)\n"
+        "try:\n    while True: f.write(b'x' * 4096)\nexcept OSError: pass\n"
+        "raise ValueError('refund failed after commit: ' + 'details ' * 1200)\n"
+    )
     result = run(["--profile", "production", "--write", "--reason", "INC-78", "-c", code], cwd=shop)
     assert result.exit_code == 3, result.output
     assert "it ran; its outcome could not be recorded" in result.stderr
@@ -186,7 +190,10 @@ def test_a_torn_tail_is_acknowledged_by_the_next_record_and_named_by_verify(shop
     assert ack["torn"] == {"offset": offset, "bytes": len(torn), "sha256": hashlib.sha256(torn).hexdigest()}
     result = run(["audit", "verify", "--log", str(log)], cwd=shop)
     assert result.exit_code == 0, result.output  # acknowledged: ok, with a warning that is never silent
-    assert f"audit.jsonl:13: torn write ({len(torn)} bytes): a crash cut this write; acknowledged by {log}:14" in result.stdout
+    assert (
+        f"audit.jsonl:13: torn write ({len(torn)} bytes): a crash cut this write; acknowledged by {log}:14"
+        in result.stdout
+    )
     assert "16 records, chain intact" in result.stdout
 
 
@@ -219,14 +226,21 @@ def test_a_claimed_torn_write_whose_bytes_were_removed_fails_verify(shop: Path, 
     assert run(["--audit-log", str(log), "-c", "print(4)"], cwd=shop).exit_code == 0
     log.write_bytes(log.read_bytes().replace(b'{"v":1,"seq":13,"ts"\n', b""))
     result = run(["audit", "verify", "--log", str(log)], cwd=shop)
-    assert result.exit_code == 4 and "audit.jsonl:13: the record acknowledges a torn write of 20 bytes that is not in the file" in result.stderr
+    assert (
+        result.exit_code == 4
+        and "audit.jsonl:13: the record acknowledges a torn write of 20 bytes that is not in the file" in result.stderr
+    )
 
 
 # -- input that is not UTF-8 ------------------------------------------------------------
 
 
-def run_bytes(args: list[bytes], cwd: Path, stdin: bytes = b"", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([APPSHELL.encode(), *args], cwd=cwd, env=clean_environ(env), input=stdin, capture_output=True, timeout=120)
+def run_bytes(
+    args: list[bytes], cwd: Path, stdin: bytes = b"", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [APPSHELL.encode(), *args], cwd=cwd, env=clean_environ(env), input=stdin, capture_output=True, timeout=120
+    )
 
 
 @pytest.mark.parametrize("profile", ["staging", "development"])
@@ -252,7 +266,9 @@ def test_undecodable_argv_is_recorded_losslessly_and_blames_no_sink(shop: Path, 
 def test_undecodable_stdin_is_recorded_losslessly(shop: Path, tmp_path: Path) -> None:
     log = tmp_path / "audit.jsonl"
     program = b"x = '\xff\xfe'\nprint(len(x))\n"
-    result = run_bytes([b"--profile", b"staging", b"--audit-log", str(log).encode(), b"-"], shop, stdin=program, env={"LC_ALL": "C"})
+    result = run_bytes(
+        [b"--profile", b"staging", b"--audit-log", str(log).encode(), b"-"], shop, stdin=program, env={"LC_ALL": "C"}
+    )
     assert result.returncode == 1 and b"sink" not in result.stderr, result.stderr  # Python's own error, not the audit's
     assert [r["event"] for r in records(log)] == ["session_start", "statement", "result", "session_end"]
     stmt = records(log)[1]

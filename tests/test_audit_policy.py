@@ -11,12 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from support.audit import audit_records
 from support.harness import run
 from support.terminal import leave, spawn_shell
 
-pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/support/harness.py)
 
 LOG = Path(".appshell") / "audit.jsonl"
 PRODUCTION = ["--profile", "production", "--reason", "INC-7 policy test"]
@@ -28,6 +27,7 @@ def statements(log: Path) -> list[dict]:  # type: ignore[type-arg]
 
 # -- audit settings belong to the profile ------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("args", "env", "named"),
     [
@@ -37,12 +37,16 @@ def statements(log: Path) -> list[dict]:  # type: ignore[type-arg]
         ([], {"APPSHELL_SYSLOG_ADDRESS": "127.0.0.1:9"}, "APPSHELL_SYSLOG_ADDRESS"),
     ],
 )
-def test_production_refuses_audit_overrides(shop: Path, tmp_path: Path, args: list[str], env: dict[str, str], named: str) -> None:
+def test_production_refuses_audit_overrides(
+    shop: Path, tmp_path: Path, args: list[str], env: dict[str, str], named: str
+) -> None:
     args = [a.format(tmp=tmp_path) for a in args]
     env = {k: v.format(tmp=tmp_path) for k, v in env.items()}
     result = run([*PRODUCTION, *args, "-c", "open('ran', 'w')"], cwd=shop, env=env)
     assert result.exit_code == 2, result.output
-    assert result.stderr.startswith(f"appshell: error: {named} cannot change the audit settings: profile 'production' locks them")
+    assert result.stderr.startswith(
+        f"appshell: error: {named} cannot change the audit settings: profile 'production' locks them"
+    )
     assert "profiles/production.toml" in result.stderr and len(result.stderr.splitlines()) == 1
     assert not (shop / "ran").exists() and list(tmp_path.glob("elsewhere*")) == []
 
@@ -53,11 +57,15 @@ def test_production_writes_where_its_profile_says(shop: Path) -> None:
 
 
 def test_doctor_fails_on_overridden_lock(shop: Path, tmp_path: Path) -> None:
-    result = run(["doctor", "--json", "--profile", "production"], cwd=shop, env={"APPSHELL_AUDIT_LOG": str(tmp_path / "x.jsonl")})
+    result = run(
+        ["doctor", "--json", "--profile", "production"], cwd=shop, env={"APPSHELL_AUDIT_LOG": str(tmp_path / "x.jsonl")}
+    )
     assert result.exit_code == 5
     checks = json.loads(result.stdout)["checks"]
     policy = [c for c in checks if c["check"] == "audit policy"]
-    assert policy[0]["status"] == "FAIL" and "APPSHELL_AUDIT_LOG cannot change the audit settings" in policy[0]["detail"]
+    assert (
+        policy[0]["status"] == "FAIL" and "APPSHELL_AUDIT_LOG cannot change the audit settings" in policy[0]["detail"]
+    )
     # the sink it checks is the profile's, not the override
     sink = next(c for c in checks if c["check"] == "audit sink file")
     assert str(shop / LOG) in sink["detail"] and "x.jsonl" not in sink["detail"]
@@ -74,7 +82,9 @@ def test_required_audit_without_sinks(shop: Path) -> None:
     )
     doctor = run(["doctor", "--profile", "production"], cwd=shop)
     assert doctor.exit_code == 5 and "all checks passed" not in doctor.stdout
-    assert re.search(r"│ audit policy\s+│ FAIL\s+│ profile 'production' requires the audit", doctor.stdout), doctor.stdout
+    assert re.search(r"│ audit policy\s+│ FAIL\s+│ profile 'production' requires the audit", doctor.stdout), (
+        doctor.stdout
+    )
 
 
 # -- redaction cannot erase evidence ------------------------------------------------------------
@@ -174,6 +184,7 @@ def test_url_password_hidden_in_the_banner(shop: Path, secret_url: str) -> None:
 
 # -- the INSERT-only role on PostgreSQL (docs/audit.md) -----------------------------------------
 
+
 @pytest.fixture
 def roles(pg_url: str) -> Iterator[tuple[str, str, str]]:
     """Names for the audit table's owner and the app's role (which exists, with USAGE on the
@@ -207,8 +218,13 @@ def recipe(schema: str, owner: str, app: str, database: str) -> list[list[str]]:
     section = page.split("### The INSERT-only role on PostgreSQL", 1)[1].split("\n## ", 1)[0]
     blocks = []
     for sql in re.findall(r"```sql\n(.*?)```", section, re.S):
-        sql = (sql.replace("appshell_audit_owner", owner).replace("shop_app", app).replace("SCHEMA public", f"SCHEMA {schema}")
-               .replace("public.appshell_audit", f"{schema}.appshell_audit").replace("DATABASE shop", f"DATABASE {database}"))
+        sql = (
+            sql.replace("appshell_audit_owner", owner)
+            .replace("shop_app", app)
+            .replace("SCHEMA public", f"SCHEMA {schema}")
+            .replace("public.appshell_audit", f"{schema}.appshell_audit")
+            .replace("DATABASE shop", f"DATABASE {database}")
+        )
         lines = [line.split("--", 1)[0] for line in sql.splitlines()]
         blocks.append([s.strip() for s in "\n".join(lines).split(";") if s.strip()])
     return blocks
@@ -246,8 +262,13 @@ def test_insert_only_role_recipe(shop: Path, pg_url: str, roles: tuple[str, str,
     try:
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM appshell_audit")).scalar() >= 6
-        for attack in ("UPDATE appshell_audit SET record = '{}'", "DELETE FROM appshell_audit", "TRUNCATE appshell_audit",
-                       "ALTER TABLE appshell_audit DISABLE TRIGGER ALL", "DROP TABLE appshell_audit"):
+        for attack in (
+            "UPDATE appshell_audit SET record = '{}'",
+            "DELETE FROM appshell_audit",
+            "TRUNCATE appshell_audit",
+            "ALTER TABLE appshell_audit DISABLE TRIGGER ALL",
+            "DROP TABLE appshell_audit",
+        ):
             with engine.connect() as conn, pytest.raises(ProgrammingError, match="permission denied|must be owner"):
                 conn.execute(text(attack))
     finally:
@@ -261,12 +282,16 @@ def test_insert_only_role_recipe(shop: Path, pg_url: str, roles: tuple[str, str,
 
 
 @pytest.mark.parametrize("right", ["DELETE", "UPDATE", "TRUNCATE", "TRIGGER", "superuser"])
-def test_doctor_sql_rights_on_postgresql_name_what_could_erase(shop: Path, pg_url: str, roles: tuple[str, str, str], right: str) -> None:
+def test_doctor_sql_rights_on_postgresql_name_what_could_erase(
+    shop: Path, pg_url: str, roles: tuple[str, str, str], right: str
+) -> None:
     from sqlalchemy import create_engine, text
 
     _, _, app = roles
     (shop / "profiles" / "production.toml").write_text('[audit]\nsinks = ["sql"]\n')
-    assert run([*PRODUCTION, "-c", "1"], cwd=shop, env={"DATABASE_URL": pg_url}).exit_code == 0  # the table, owned by postgres
+    assert (
+        run([*PRODUCTION, "-c", "1"], cwd=shop, env={"DATABASE_URL": pg_url}).exit_code == 0
+    )  # the table, owned by postgres
     url = pg_url
     if right != "superuser":
         admin = create_engine(pg_url)
@@ -294,7 +319,9 @@ def test_doctor_sql_rights_on_mariadb(shop: Path, mariadb_url: str) -> None:
 
     (shop / "profiles" / "production.toml").write_text('[audit]\nsinks = ["sql"]\n')
     database = mariadb_url.rsplit("/", 1)[1]
-    assert run([*PRODUCTION, "-c", "1"], cwd=shop, env={"DATABASE_URL": mariadb_url}).exit_code == 0  # creates appshell_audit
+    assert (
+        run([*PRODUCTION, "-c", "1"], cwd=shop, env={"DATABASE_URL": mariadb_url}).exit_code == 0
+    )  # creates appshell_audit
     as_root = run(["doctor", "--json", "--profile", "production"], cwd=shop, env={"DATABASE_URL": mariadb_url})
     rights = next(c for c in json.loads(as_root.stdout)["checks"] if c["check"] == "audit sql rights")
     assert rights["status"] == "FAIL" and "ALL PRIVILEGES" in rights["detail"]

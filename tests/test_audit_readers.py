@@ -15,13 +15,15 @@ import time
 from pathlib import Path
 
 import pytest
-
-from appshell.audit.records import canonical, digest
-from support.audit import HIDE, audit_init as init, audit_records as records
+from support.audit import HIDE
+from support.audit import audit_init as init
+from support.audit import audit_records as records
 from support.environment import clean_environ
 from support.harness import run
 
-pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+from appshell.audit.records import canonical, digest
+
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/support/harness.py)
 
 
 def hidden_update(shop: Path, log: Path) -> str:
@@ -112,7 +114,10 @@ def test_tail_marks_sandbox_read_only_wrote_and_errors(shop: Path, tmp_path: Pat
     tail = run(["audit", "tail", "--log", str(log), "--json"], cwd=shop)
     rows = json.loads(tail.stdout)
     assert [(r["sandbox"], r["read_only"], r["wrote"], r["errors"]) for r in rows] == [
-        (True, False, True, 0), (False, True, False, 1), (False, False, True, 0)]
+        (True, False, True, 0),
+        (False, True, False, 1),
+        (False, False, True, 0),
+    ]
     text = run(["audit", "tail", "--log", str(log)], cwd=shop, env={"COLUMNS": "200"}).stdout
     assert "sandbox" in text and "read-only" in text and "wrote" in text and "1 error" in text, text
 
@@ -134,7 +139,15 @@ def test_show_prints_whole_source_and_its_sql(shop: Path, tmp_path: Path) -> Non
 
 def _forge_epoch(log: Path) -> None:
     last = records(log)[-1]
-    forged = {**last, "seq": last["seq"] + 1, "prev": last["hash"], "epoch": 10**12, "mac": "0" * 64, "event": "statement", "n": 5}
+    forged = {
+        **last,
+        "seq": last["seq"] + 1,
+        "prev": last["hash"],
+        "epoch": 10**12,
+        "mac": "0" * 64,
+        "event": "statement",
+        "n": 5,
+    }
     forged.pop("hash")
     forged["hash"] = digest(forged)
     with log.open("ab") as f:
@@ -147,8 +160,25 @@ def test_an_absurd_epoch_is_refused_at_once(shop: Path, tmp_path: Path) -> None:
     run(["--audit-log", str(log), "-c", "1"], cwd=shop)
     _forge_epoch(log)
     began = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "appshell", "--no-reexec", "--profile", "staging", "--audit-log", str(log), "-c", "print(2)"],
-                          cwd=shop, env=clean_environ(), capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "appshell",
+            "--no-reexec",
+            "--profile",
+            "staging",
+            "--audit-log",
+            str(log),
+            "-c",
+            "print(2)",
+        ],
+        cwd=shop,
+        env=clean_environ(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert time.monotonic() - began < 30
     assert proc.returncode == 3, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -160,8 +190,22 @@ def test_an_absurd_epoch_is_refused_at_once(shop: Path, tmp_path: Path) -> None:
 def test_sigterm_ends_a_sealed_session_and_its_record(shop: Path, tmp_path: Path) -> None:
     log = tmp_path / "audit.jsonl"
     init(shop, log)
-    proc = subprocess.Popen([sys.executable, "-m", "appshell", "--no-reexec", "--audit-log", str(log), "-c", "import time; time.sleep(120)"],
-                            cwd=shop, env=clean_environ(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "appshell",
+            "--no-reexec",
+            "--audit-log",
+            str(log),
+            "-c",
+            "import time; time.sleep(120)",
+        ],
+        cwd=shop,
+        env=clean_environ(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (log.exists() and b'"event":"statement"' in log.read_bytes()):
@@ -182,9 +226,17 @@ def test_an_absurd_epoch_where_the_audit_is_not_required_drops_the_sink_at_once(
     init(shop, log)
     run(["--audit-log", str(log), "-c", "1"], cwd=shop)
     _forge_epoch(log)
-    proc = subprocess.run([sys.executable, "-m", "appshell", "--no-reexec", "--audit-log", str(log), "-c", "print(2)"],
-                          cwd=shop, env=clean_environ(), capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0 and "appshell: warning:" in proc.stderr and "epoch 1000000000000" in proc.stderr, proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "appshell", "--no-reexec", "--audit-log", str(log), "-c", "print(2)"],
+        cwd=shop,
+        env=clean_environ(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0 and "appshell: warning:" in proc.stderr and "epoch 1000000000000" in proc.stderr, (
+        proc.stderr
+    )
 
 
 # -- attack 3: redaction never erases evidence ----------------------------------------------------
@@ -196,8 +248,10 @@ def test_sql_hidden_in_a_url_password_keeps_a_digest_of_what_ran(shop: Path, tmp
 
     log = tmp_path / "audit.jsonl"
     hexed = b"update products set stock = 0".hex()
-    code = (f"u = 'postgresql://report:{hexed}@replica/shop'\n"
-            "c = engine.raw_connection(); cur = c.cursor(); cur.execute(bytes.fromhex(u.split(':')[2].split('@')[0]).decode()); c.commit()")
+    code = (
+        f"u = 'postgresql://report:{hexed}@replica/shop'\n"
+        "c = engine.raw_connection(); cur = c.cursor(); cur.execute(bytes.fromhex(u.split(':')[2].split('@')[0]).decode()); c.commit()"
+    )
     result = run(["--audit-log", str(log), "--write", "-c", code], cwd=shop)
     assert result.exit_code == 0, result.output
     statement = next(r for r in records(log) if r["event"] == "statement")
@@ -251,8 +305,10 @@ def test_the_review_page_never_steps_to_a_forged_epoch(shop: Path, tmp_path: Pat
     with log.open("ab") as f:
         f.write(canonical(forged) + b"\n")
     token = "alice-token-0123456789"
-    config = build_config(parser().parse_args(["--log", str(log), "--key", key]),
-                          {"APPSHELL_REVIEW_TOKENS": f"alice:{token}", "APPSHELL_REVIEW_KEY_FILE": str(tmp_path / "review.key")})
+    config = build_config(
+        parser().parse_args(["--log", str(log), "--key", key]),
+        {"APPSHELL_REVIEW_TOKENS": f"alice:{token}", "APPSHELL_REVIEW_KEY_FILE": str(tmp_path / "review.key")},
+    )
     began = time.monotonic()
     app = create_app(config)  # warms in the background, deriving keys up to the newest record
     page = TestClient(app).get(f"/session/{sid}", headers={"Authorization": f"Bearer {token}"}).text

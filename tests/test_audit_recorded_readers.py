@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 APPSHELL = str(Path(sys.executable).with_name("appshell"))
 
 # A recorder around a forked session that reports as appshell's journal does; *behaviour* picks what it reports.
-DRIVER = textwrap.dedent('''
+DRIVER = textwrap.dedent("""
     import hashlib, json, sys, time
     from pathlib import Path
     from appshell.audit.auditor import Auditor
@@ -64,7 +64,7 @@ DRIVER = textwrap.dedent('''
              "argv": [] if terminal else ["-c", program], "input": given}
     sys.exit(record_forked(main, lambda: Auditor([FileSink(log)], required=True, redact=Redactor()), start,
                            terminal=terminal, record_output=behaviour == "terminal-output"))
-''')
+""")
 PROGRAM = "sql('update products set stock = 0'); commit()"
 TYPED = "print(count(Prodx\x7fuct))"  # a typo rubbed out with the backspace key
 
@@ -76,7 +76,9 @@ def recorded_log(folder: Path, behaviour: str, program: str = PROGRAM, log: Path
     driver, log = folder / "driver.py", log or folder / "audit.jsonl"
     driver.write_text(DRIVER)
     if not behaviour.startswith("terminal"):
-        done = subprocess.run([sys.executable, str(driver), str(log), behaviour, program], capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, str(driver), str(log), behaviour, program], capture_output=True, text=True, timeout=60
+        )
         assert done.returncode == 0, done.stderr
         return log
     child = pexpect.spawn(sys.executable, [str(driver), str(log), behaviour, ""], encoding="utf-8", timeout=30)
@@ -98,8 +100,10 @@ def appshell(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[bytes]
     from appshell.cli.main import AUDIT_VERBS
 
     if args[:1] == ("audit",) and args[1] in ("replay", "export") and args[1] not in AUDIT_VERBS:
-        wired = ("import importlib; from appshell.cli.audit_io import VERBS; cli = importlib.import_module('appshell.cli.main'); "
-                 "cli.AUDIT_VERBS.update(VERBS); cli.entry()")
+        wired = (
+            "import importlib; from appshell.cli.audit_io import VERBS; cli = importlib.import_module('appshell.cli.main'); "
+            "cli.AUDIT_VERBS.update(VERBS); cli.entry()"
+        )
         command = [sys.executable, "-c", wired, *args]
     else:
         command = [APPSHELL, *args]
@@ -137,7 +141,10 @@ def test_an_honest_command_session_is_not_flagged_and_marks_the_sessions_word(lo
     assert "FLAGGED" not in out
     assert "app shop (reported by the session)" in out and "database sqlite:///shop.db (reported by the session)" in out
     assert "profile production  " in out  # the recorder's own field: no mark
-    assert f"input command, read by the recorder before the session ran: sha256 {hashlib.sha256(PROGRAM.encode()).hexdigest()}" in out
+    assert (
+        f"input command, read by the recorder before the session ran: sha256 {hashlib.sha256(PROGRAM.encode()).hexdigest()}"
+        in out
+    )
 
 
 def test_a_statement_that_is_not_the_input_the_recorder_read_is_flagged(logs: dict[str, Path]) -> None:
@@ -154,8 +161,10 @@ def test_a_refused_report_is_flagged_with_its_reason(logs: dict[str, Path]) -> N
     s = session_of(logs["refused"])
     refused = [r for r in s.records if r["event"] == "refused_report"]
     assert len(refused) == 1 and refused[0]["by"] == "recorder"
-    assert s.flags() == [f"{s.where[s.records.index(refused[0])]}: refused_report — the recorder refused a statement report: "
-                         f"it sets by, which only the recorder sets"]
+    assert s.flags() == [
+        f"{s.where[s.records.index(refused[0])]}: refused_report — the recorder refused a statement report: "
+        f"it sets by, which only the recorder sets"
+    ]
     out = show(logs["refused"])
     assert "the recorder refused a statement report: it sets by" in out
     assert "── refused_report" in out  # the record itself is shown too
@@ -165,8 +174,17 @@ def test_a_refused_report_is_flagged_with_its_reason(logs: dict[str, Path]) -> N
 
 def test_the_first_top_level_statement_is_compared_byte_for_byte_with_undecodable_input() -> None:
     raw = b"print('\xff')"  # not UTF-8: both records keep it as \xff with "undecodable"
-    escaped = raw.decode("utf-8", "surrogateescape").encode("utf-8", "surrogateescape").replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
-    start = {"event": "session_start", "input": {"kind": "stdin", "text": escaped, "sha256": "x"}, "undecodable": ["input"]}
+    escaped = (
+        raw.decode("utf-8", "surrogateescape")
+        .encode("utf-8", "surrogateescape")
+        .replace(b"\\", b"\\\\")
+        .decode("utf-8", "backslashreplace")
+    )
+    start = {
+        "event": "session_start",
+        "input": {"kind": "stdin", "text": escaped, "sha256": "x"},
+        "undecodable": ["input"],
+    }
     nested = {"event": "statement", "n": 1, "source": "something else", "parent": 0}
     same = {"event": "statement", "n": 2, "source": escaped, "undecodable": ["source"]}
     other = {"event": "statement", "n": 2, "source": escaped}  # the same characters, but not the bytes: \x5cxff
@@ -178,13 +196,16 @@ def test_the_first_top_level_statement_is_compared_byte_for_byte_with_undecodabl
     assert field_bytes(same, "source", escaped) == raw
 
 
-@pytest.mark.parametrize(("text", "raw"), [
-    ("plain", b"plain"),
-    ("a\\\\b", b"a\\b"),
-    ("\\xff\\xfe", b"\xff\xfe"),
-    ("\\\\xff", b"\\xff"),  # a typed backslash before xff: not a byte
-    ("é\\x80", "é".encode() + b"\x80"),
-])
+@pytest.mark.parametrize(
+    ("text", "raw"),
+    [
+        ("plain", b"plain"),
+        ("a\\\\b", b"a\\b"),
+        ("\\xff\\xfe", b"\xff\xfe"),
+        ("\\\\xff", b"\\xff"),  # a typed backslash before xff: not a byte
+        ("é\\x80", "é".encode() + b"\x80"),
+    ],
+)
 def test_unescape_undoes_encodable(text: str, raw: bytes) -> None:
     assert unescape(text) == raw
 
@@ -192,13 +213,22 @@ def test_unescape_undoes_encodable(text: str, raw: bytes) -> None:
 def test_a_result_without_its_statement_and_a_closed_channel_are_flagged() -> None:
     s = Session("s")
     chained = {"hash": "h", "seq": 1}
-    for r in ({"event": "session_start"}, {"event": "result", "n": 4, "status": "ok"},
-              {"event": "channel_closed", "reason": "the session left the recorder's acknowledgements unread for 5 s", "by": "recorder"},
-              {"event": "session_end", "status": "ok"}):
+    for r in (
+        {"event": "session_start"},
+        {"event": "result", "n": 4, "status": "ok"},
+        {
+            "event": "channel_closed",
+            "reason": "the session left the recorder's acknowledgements unread for 5 s",
+            "by": "recorder",
+        },
+        {"event": "session_end", "status": "ok"},
+    ):
         s.add({**r, **chained}, f"log:{len(s.records) + 1}")
-    assert s.flags() == ["log:2: result — a result with no statement before it",
-                         "log:3: channel_closed — the session's channel closed early: the session left the recorder's acknowledgements "
-                         "unread for 5 s"]
+    assert s.flags() == [
+        "log:2: result — a result with no statement before it",
+        "log:3: channel_closed — the session's channel closed early: the session left the recorder's acknowledgements "
+        "unread for 5 s",
+    ]
 
 
 # -- terminal sessions: what was typed ----------------------------------------------------------------------------
@@ -207,7 +237,11 @@ def test_a_result_without_its_statement_and_a_closed_channel_are_flagged() -> No
 def test_audit_show_gives_what_was_typed_with_backspaces_applied(logs: dict[str, Path]) -> None:
     quiet = show(logs["terminal"])
     assert "── terminal: what was typed" in quiet
-    typed = [line for line in quiet.splitlines() if "print(count(Product))" in line and line.strip().endswith("s  print(count(Product))")]
+    typed = [
+        line
+        for line in quiet.splitlines()
+        if "print(count(Product))" in line and line.strip().endswith("s  print(count(Product))")
+    ]
     assert len(typed) == 1, quiet  # the line as typed, Prodx<BS> applied, with its time
     assert "output not recorded (audit.record_output = true in the profile records it)" in quiet
     assert session_of(logs["terminal"]).start["terminal"] == {"relay": True, "output_recorded": False}
@@ -217,26 +251,35 @@ def test_audit_show_gives_what_was_typed_with_backspaces_applied(logs: dict[str,
     assert "\x1b" not in loud  # nothing recorded drives the reviewer's terminal
 
 
-@pytest.mark.parametrize(("keys", "lines"), [
-    ([b"print(1)\r"], ["print(1)"]),
-    ([b"prinz\x7ft(1)\r"], ["print(1)"]),  # DEL, the backspace key
-    ([b"ab\x08\x08xy\n"], ["xy"]),  # BS
-    ([b"a\r\nb\rc\n\n"], ["a", "b", "c", ""]),  # CR LF is one end; CR and LF each end a line
-    ([b"x\x1b[A\x1b[D\x1bOPy\r"], ["xy"]),  # arrow keys, F1: dropped
-    ([b"\x1b[200~pasted\x1b[201~\r"], ["pasted"]),  # bracketed paste
-    ([b"ab\x1b", b"[Dc\r"], ["abc"]),  # an escape sequence cut between two reads
-    ([b"\x03", b"\x04"], ["^C^D"]),  # control keys shown, not applied
-    ([b"\x7f\x7fok"], ["ok"]),  # a backspace on an empty line: nothing to rub out; the last line without its end
-    ([b"caf\xc3", b"\xa9\r"], ["café"]),  # a character cut between two reads
-    ([b"\xff\r"], ["\\xff"]),  # not UTF-8: shown as its byte
-])
+@pytest.mark.parametrize(
+    ("keys", "lines"),
+    [
+        ([b"print(1)\r"], ["print(1)"]),
+        ([b"prinz\x7ft(1)\r"], ["print(1)"]),  # DEL, the backspace key
+        ([b"ab\x08\x08xy\n"], ["xy"]),  # BS
+        ([b"a\r\nb\rc\n\n"], ["a", "b", "c", ""]),  # CR LF is one end; CR and LF each end a line
+        ([b"x\x1b[A\x1b[D\x1bOPy\r"], ["xy"]),  # arrow keys, F1: dropped
+        ([b"\x1b[200~pasted\x1b[201~\r"], ["pasted"]),  # bracketed paste
+        ([b"ab\x1b", b"[Dc\r"], ["abc"]),  # an escape sequence cut between two reads
+        ([b"\x03", b"\x04"], ["^C^D"]),  # control keys shown, not applied
+        ([b"\x7f\x7fok"], ["ok"]),  # a backspace on an empty line: nothing to rub out; the last line without its end
+        ([b"caf\xc3", b"\xa9\r"], ["café"]),  # a character cut between two reads
+        ([b"\xff\r"], ["\\xff"]),  # not UTF-8: shown as its byte
+    ],
+)
 def test_typed_lines(keys: list[bytes], lines: list[str]) -> None:
     assert [line for _, line in typed_lines([(float(i), "i", k) for i, k in enumerate(keys)])] == lines
 
 
 def test_typed_lines_take_the_time_of_their_first_key_and_ignore_output() -> None:
-    events = [(0.5, "o", b"shop> "), (1.0, "i", b"pri"), (2.0, "i", b"nt(1)\r"), (3.0, "r", b"80x24"), (4.0, "i", b"\r"),
-              (5.0, "i", b"x")]
+    events = [
+        (0.5, "o", b"shop> "),
+        (1.0, "i", b"pri"),
+        (2.0, "i", b"nt(1)\r"),
+        (3.0, "r", b"80x24"),
+        (4.0, "i", b"\r"),
+        (5.0, "i", b"x"),
+    ]
     assert typed_lines(events) == [(1.0, "print(1)"), (4.0, ""), (5.0, "x")]
 
 
@@ -253,7 +296,9 @@ def _page(log: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return response.text
 
 
-def test_the_review_page_shows_the_output_as_escaped_text(logs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_review_page_shows_the_output_as_escaped_text(
+    logs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     html = _page(logs["terminal-output"], tmp_path, monkeypatch)
     assert "Terminal: what the operator saw" in html
     pre = html.split('<pre class="transcript">', 1)[1].split("</pre>", 1)[0]
@@ -262,7 +307,9 @@ def test_the_review_page_shows_the_output_as_escaped_text(logs: dict[str, Path],
     assert "app (reported by the session)" in html
 
 
-def test_the_review_page_shows_what_was_typed_and_the_flags(logs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_review_page_shows_what_was_typed_and_the_flags(
+    logs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     html = _page(logs["terminal"], tmp_path, monkeypatch)
     assert "Terminal: what was typed" in html and "s  print(count(Product))" in html
     forged = _page(logs["forged"], tmp_path, monkeypatch)
@@ -270,17 +317,24 @@ def test_the_review_page_shows_what_was_typed_and_the_flags(logs: dict[str, Path
     refused = _page(logs["refused"], tmp_path, monkeypatch)
     assert "the recorder refused a statement report" in refused
     listed = refused.split('id="other-records"', 1)[1].split("</section>", 1)[0]
-    assert "<code>refused_report</code>" in listed and "which only the recorder sets" in listed  # the record itself, as written
+    assert (
+        "<code>refused_report</code>" in listed and "which only the recorder sets" in listed
+    )  # the record itself, as written
 
 
 def test_a_record_not_by_its_writer_is_flagged_where_a_recorder_kept_the_session(logs: dict[str, Path]) -> None:
     honest = records(logs["honest"])
-    forged = [*honest[:-1], {**honest[1], "n": 2, "by": "recorder", "seq": 99}, {**honest[-1], "by": "session", "seq": 100}]
+    forged = [
+        *honest[:-1],
+        {**honest[1], "n": 2, "by": "recorder", "seq": 99},
+        {**honest[-1], "by": "session", "seq": 100},
+    ]
     s = Session(honest[0]["session"])
     for i, r in enumerate(forged, 1):
         s.add(r, f"log:{i}")
     assert [f for f in s.flags() if "in a session a recorder kept" in f] == [
         "log:4: statement — by recorder, in a session a recorder kept: statement records are by session, "
         "a second top-level command statement: the program the recorder read is one statement",
-        "log:5: session_end — by session, in a session a recorder kept: session_end records are by recorder"]
+        "log:5: session_end — by session, in a session a recorder kept: session_end records are by recorder",
+    ]
     assert session_of(logs["honest"]).flags() == []

@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
+from support.docs import console_blocks
+from test_audit_recorded_readers import ROOT, appshell, recorded_log, records, session_of
 
 from appshell.audit.review import Session
 from appshell.cli.audit_io import asciicast_header
 from appshell.recorder.asciicast import loads
 from appshell.recorder.replay import as_text
-from support.docs import console_blocks
-from test_audit_recorded_readers import ROOT, appshell, recorded_log, records, session_of
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,9 @@ def test_export_writes_asciicast_v2(logs: dict[str, Path], tmp_path: Path) -> No
     assert f"wrote {target}: asciicast v2".encode() in done.stderr
     head, events = loads(target.read_text(encoding="utf-8"))
     assert (head["version"], head["width"], head["height"]) == (2, 80, 24)  # no resize before the first output
-    assert head["timestamp"] == calendar.timegm(time.strptime(s.start["ts"][:19], "%Y-%m-%dT%H:%M:%S"))  # the session_start's ts
+    assert head["timestamp"] == calendar.timegm(
+        time.strptime(s.start["ts"][:19], "%Y-%m-%dT%H:%M:%S")
+    )  # the session_start's ts
     assert "".join(d for _, code, d in events if code == "o").encode() == shown(log)
     assert "print(count(Prodx\x7fuct))\r" in "".join(d for _, code, d in events if code == "i")
     times = [t for t, _, _ in events]
@@ -62,15 +64,31 @@ def test_export_writes_asciicast_v2(logs: dict[str, Path], tmp_path: Path) -> No
     assert to_stdout.returncode == 0 and to_stdout.stdout.decode() == target.read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize(("behaviour", "args", "message"), [
-    ("terminal", ("replay",), "has no recorded output (its profile did not record output) — set audit.record_output = true in the profile"),
-    ("terminal", ("export", "--asciicast"), "— set audit.record_output = true in the profile"),
-    ("honest", ("replay",), "has no recorded output (it did not run at a terminal) — only terminal sessions under audit.record_output"),
-    ("terminal-output", ("export",), "audit export needs a format — use appshell audit export SESSION --asciicast [-o FILE]"),
-    ("terminal-output", ("replay", "--speed", "0"), "--speed is 0 — give a positive factor"),
-])
-def test_what_cannot_be_played_is_one_line_naming_the_fix(logs: dict[str, Path], behaviour: str, args: tuple[str, ...],
-                                                           message: str) -> None:
+@pytest.mark.parametrize(
+    ("behaviour", "args", "message"),
+    [
+        (
+            "terminal",
+            ("replay",),
+            "has no recorded output (its profile did not record output) — set audit.record_output = true in the profile",
+        ),
+        ("terminal", ("export", "--asciicast"), "— set audit.record_output = true in the profile"),
+        (
+            "honest",
+            ("replay",),
+            "has no recorded output (it did not run at a terminal) — only terminal sessions under audit.record_output",
+        ),
+        (
+            "terminal-output",
+            ("export",),
+            "audit export needs a format — use appshell audit export SESSION --asciicast [-o FILE]",
+        ),
+        ("terminal-output", ("replay", "--speed", "0"), "--speed is 0 — give a positive factor"),
+    ],
+)
+def test_what_cannot_be_played_is_one_line_naming_the_fix(
+    logs: dict[str, Path], behaviour: str, args: tuple[str, ...], message: str
+) -> None:
     log = logs[behaviour]
     done = appshell("audit", args[0], "--log", str(log), session_of(log).id, *args[1:])
     assert done.returncode == 2
@@ -83,14 +101,25 @@ def test_an_unknown_session_is_the_error_audit_show_gives(logs: dict[str, Path])
     assert done.returncode == 2 and b"no single session matches 'ffff0000'" in done.stderr
 
 
-@pytest.mark.parametrize(("events", "size"), [
-    ([], (80, 24)),
-    ([(0.0, "r", b"120x40"), (0.1, "o", b"x")], (120, 40)),
-    ([(0.0, "r", b"120x40"), (0.05, "r", b"100x30"), (0.1, "o", b"x"), (0.2, "r", b"90x20")], (100, 30)),  # the last before output
-    ([(0.1, "o", b"x"), (0.2, "r", b"90x20")], (80, 24)),  # a resize after the first output does not size the player
-    ([(0.0, "r", b"junk"), (0.1, "o", b"x")], (80, 24)),
-])
-def test_the_header_size_is_the_last_resize_before_the_first_output(events: list[tuple[float, str, bytes]], size: tuple[int, int]) -> None:
+@pytest.mark.parametrize(
+    ("events", "size"),
+    [
+        ([], (80, 24)),
+        ([(0.0, "r", b"120x40"), (0.1, "o", b"x")], (120, 40)),
+        (
+            [(0.0, "r", b"120x40"), (0.05, "r", b"100x30"), (0.1, "o", b"x"), (0.2, "r", b"90x20")],
+            (100, 30),
+        ),  # the last before output
+        (
+            [(0.1, "o", b"x"), (0.2, "r", b"90x20")],
+            (80, 24),
+        ),  # a resize after the first output does not size the player
+        ([(0.0, "r", b"junk"), (0.1, "o", b"x")], (80, 24)),
+    ],
+)
+def test_the_header_size_is_the_last_resize_before_the_first_output(
+    events: list[tuple[float, str, bytes]], size: tuple[int, int]
+) -> None:
     s = Session("s", start={"ts": "2026-11-24T01:02:03.456789Z"})
     head = asciicast_header(s, events)
     assert (head["width"], head["height"]) == size and head["timestamp"] == calendar.timegm((2026, 11, 24, 1, 2, 3))

@@ -9,12 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from support.audit import audit_records
 from support.databases import Scratch, pg_scratch
 from support.harness import Result, run
 
-pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/support/harness.py)
 
 LOG = Path(".appshell") / "audit.jsonl"
 PRODUCTION = ["--profile", "production", "--reason", "INC-21 search_path"]
@@ -22,29 +21,35 @@ PRODUCTION = ["--profile", "production", "--reason", "INC-21 search_path"]
 
 # -- where the table is, from the URL alone ----------------------------------------------------
 
+
 @pytest.fixture(autouse=True)
 def _review_key_here(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The review server's key file in this test's folder, never the developer's ~/.config."""
     monkeypatch.setenv("APPSHELL_REVIEW_KEY_FILE", str(tmp_path / "reviewer" / "review.key"))
 
 
-@pytest.mark.parametrize(("url", "schema"), [
-    ("postgresql+psycopg://u@h/shop", "public"),
-    ("postgresql+asyncpg://u@h/shop", "public"),
-    ("postgresql+psycopg://u@h/shop?options=-csearch_path%3Daudit", "audit"),
-    ("postgresql+psycopg://u@h/shop?options=-c%20search_path%3DAudit,public", "audit"),  # unquoted names fold
-    ('postgresql+psycopg://u@h/shop?options=-csearch_path%3D%22Audit%22', "Audit"),
-    ('postgresql+psycopg://u@h/shop?options=-csearch_path%3D%22%24user%22,logs', "logs"),  # never "$user"
-    ("postgresql+psycopg://u@h/shop?options=-csearch_path%3D%24user", "public"),
-    ("postgresql+psycopg://u@h/shop?options=-cstatement_timeout%3D5%20--search_path%3Da%20-csearch_path%3Db", "b"),  # the last wins
-    ("postgresql+psycopg://u@h/shop?options=-cstatement_timeout%3D5", "public"),
-    ("mysql+pymysql://u@h/shop", "shop"),
-    ("mariadb+pymysql://u@h/shop", "shop"),
-    ("mysql+pymysql://u@h", None),
-    ("sqlite:///audit.db", None),
-    ("sqlite+aiosqlite:///audit.db", None),
-])
-
+@pytest.mark.parametrize(
+    ("url", "schema"),
+    [
+        ("postgresql+psycopg://u@h/shop", "public"),
+        ("postgresql+asyncpg://u@h/shop", "public"),
+        ("postgresql+psycopg://u@h/shop?options=-csearch_path%3Daudit", "audit"),
+        ("postgresql+psycopg://u@h/shop?options=-c%20search_path%3DAudit,public", "audit"),  # unquoted names fold
+        ("postgresql+psycopg://u@h/shop?options=-csearch_path%3D%22Audit%22", "Audit"),
+        ("postgresql+psycopg://u@h/shop?options=-csearch_path%3D%22%24user%22,logs", "logs"),  # never "$user"
+        ("postgresql+psycopg://u@h/shop?options=-csearch_path%3D%24user", "public"),
+        (
+            "postgresql+psycopg://u@h/shop?options=-cstatement_timeout%3D5%20--search_path%3Da%20-csearch_path%3Db",
+            "b",
+        ),  # the last wins
+        ("postgresql+psycopg://u@h/shop?options=-cstatement_timeout%3D5", "public"),
+        ("mysql+pymysql://u@h/shop", "shop"),
+        ("mariadb+pymysql://u@h/shop", "shop"),
+        ("mysql+pymysql://u@h", None),
+        ("sqlite:///audit.db", None),
+        ("sqlite+aiosqlite:///audit.db", None),
+    ],
+)
 def test_schema_of_the_sink_table(url: str, schema: str | None) -> None:
     from appshell.audit.sqlsink import schema_of
 
@@ -52,6 +57,7 @@ def test_schema_of_the_sink_table(url: str, schema: str | None) -> None:
 
 
 # -- the attack on PostgreSQL --------------------------------------------------------------------
+
 
 @pytest.fixture
 def scratch() -> Iterator[Scratch]:
@@ -89,8 +95,14 @@ def unqualified_table(url: str) -> str:
 
     engine = create_engine(url)
     with engine.connect() as conn:
-        found = str(conn.execute(text("SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                                      " WHERE c.oid = to_regclass('appshell_audit')")).scalar())
+        found = str(
+            conn.execute(
+                text(
+                    "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                    " WHERE c.oid = to_regclass('appshell_audit')"
+                )
+            ).scalar()
+        )
     engine.dispose()
     return found
 
@@ -100,7 +112,9 @@ def count(url: str, table: str, session: str) -> int:
 
     engine = create_engine(url)
     with engine.connect() as conn:
-        found = int(conn.execute(text(f"SELECT count(*) FROM {table} WHERE session = :s"), {"s": session}).scalar() or 0)
+        found = int(
+            conn.execute(text(f"SELECT count(*) FROM {table} WHERE session = :s"), {"s": session}).scalar() or 0
+        )
     engine.dispose()
     return found
 
@@ -109,12 +123,16 @@ def session_as_the_app(shop: Path, scratch: Scratch, driver: str = "psycopg") ->
     """A production session whose records go to the file and, as the app's role, to the SQL sink
     (its URL naming *driver*: an async one is reached through the sync driver of the same database)."""
     url = scratch.app_url.replace("+psycopg", f"+{driver}", 1)
-    (shop / "profiles" / "production.toml").write_text(f'[audit]\nsinks = ["file", "sql"]\nrequired = true\nurl = "{url}"\n')
+    (shop / "profiles" / "production.toml").write_text(
+        f'[audit]\nsinks = ["file", "sql"]\nrequired = true\nurl = "{url}"\n'
+    )
     return run([*PRODUCTION, "-c", "print(count(Customer))"], cwd=shop)
 
 
 @pytest.mark.parametrize("driver", ["psycopg", "asyncpg"])
-def test_a_schema_named_after_the_app_role_does_not_catch_the_records(shop: Path, scratch: Scratch, driver: str) -> None:
+def test_a_schema_named_after_the_app_role_does_not_catch_the_records(
+    shop: Path, scratch: Scratch, driver: str
+) -> None:
     from sqlalchemy import create_engine, text
 
     decoy(scratch.app_url, scratch.app)
@@ -123,7 +141,9 @@ def test_a_schema_named_after_the_app_role_does_not_catch_the_records(shop: Path
     assert result.exit_code == 0, result.output
     written = audit_records(shop / LOG)
     session = written[0]["session"]
-    assert count(scratch.admin_url, "public.appshell_audit", session) == len(written)  # every record where the auditor looks
+    assert count(scratch.admin_url, "public.appshell_audit", session) == len(
+        written
+    )  # every record where the auditor looks
     assert count(scratch.admin_url, f"{scratch.app}.appshell_audit", session) == 0  # none in the decoy
     # the operator empties the decoy: nothing of the session goes with it
     engine = create_engine(scratch.app_url)
@@ -197,14 +217,19 @@ def test_doctor_warns_where_an_unqualified_name_finds_another_table(shop: Path, 
     from sqlalchemy import create_engine, text
 
     decoy(scratch.app_url, scratch.app)
-    (shop / "profiles" / "production.toml").write_text(f'[audit]\nsinks = ["file", "sql"]\nrequired = true\nurl = "{scratch.app_url}"\n')
+    (shop / "profiles" / "production.toml").write_text(
+        f'[audit]\nsinks = ["file", "sql"]\nrequired = true\nurl = "{scratch.app_url}"\n'
+    )
     result = run(["doctor", "--json", "--profile", "production"], cwd=shop)
     checks = {c["check"]: (c["status"], c["detail"]) for c in json.loads(result.stdout)["checks"]}
     assert checks["audit sql rights"][0] == "ok", checks  # INSERT and SELECT only, on public.appshell_audit
     table, schema = checks["audit sql table"], checks["audit sql schema"]
-    assert table[0] == "WARN" and table[1].startswith(f"for {scratch.app}, an unqualified appshell_audit is {scratch.app}.appshell_audit, "
-                                                      "not public.appshell_audit"), table
-    assert schema[0] == "WARN" and f"REVOKE CREATE ON DATABASE {scratch.database} FROM PUBLIC, {scratch.app}" in schema[1], schema
+    assert table[0] == "WARN" and table[1].startswith(
+        f"for {scratch.app}, an unqualified appshell_audit is {scratch.app}.appshell_audit, not public.appshell_audit"
+    ), table
+    assert (
+        schema[0] == "WARN" and f"REVOKE CREATE ON DATABASE {scratch.database} FROM PUBLIC, {scratch.app}" in schema[1]
+    ), schema
     # the fix: the decoy goes, and the right with it
     admin = create_engine(scratch.admin_url)
     with admin.begin() as conn:
@@ -217,7 +242,9 @@ def test_doctor_warns_where_an_unqualified_name_finds_another_table(shop: Path, 
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
-def test_readers_say_in_one_line_where_there_is_no_table(tmp_path: Path, database: str, request: pytest.FixtureRequest) -> None:
+def test_readers_say_in_one_line_where_there_is_no_table(
+    tmp_path: Path, database: str, request: pytest.FixtureRequest
+) -> None:
     """An upgraded reader that finds no table where it now looks says so, and what to do — no traceback."""
     url = f"sqlite:///{tmp_path / 'empty.db'}" if database == "sqlite" else request.getfixturevalue("pg_url")
     name = "appshell_audit" if database == "sqlite" else url.rsplit("%3D", 1)[1] + ".appshell_audit"

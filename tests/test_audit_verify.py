@@ -15,11 +15,27 @@ from appshell.audit.verify import verify_files
 def sealed_log(tmp_path: Path, records: int = 240) -> tuple[Path, bytes]:
     log = tmp_path / "audit.jsonl"
     for i in range(20):  # unsealed records first: a log that was sealed later
-        FileSink(log).append({"ts": "2026-11-24T00:00:00.000000Z", "session": "old", "event": "statement", "n": i, "source": f"print({i})"})
+        FileSink(log).append(
+            {
+                "ts": "2026-11-24T00:00:00.000000Z",
+                "session": "old",
+                "event": "statement",
+                "n": i,
+                "source": f"print({i})",
+            }
+        )
     _, key = init_state(log)
     sink = FileSink(log)
     for i in range(records):
-        sink.append({"ts": "2026-11-24T00:00:00.000000Z", "session": f"s{i // 40}", "event": "statement", "n": i, "source": f"refund({i})"})
+        sink.append(
+            {
+                "ts": "2026-11-24T00:00:00.000000Z",
+                "session": f"s{i // 40}",
+                "event": "statement",
+                "n": i,
+                "source": f"refund({i})",
+            }
+        )
     sink.close()
     return log, key
 
@@ -46,7 +62,9 @@ def damage(log: Path, how: str) -> None:
 
 @pytest.mark.parametrize("how", ["none", "edit", "delete", "swap", "torn", "cut"])
 @pytest.mark.parametrize("with_key", [False, True])
-def test_the_parallel_pass_agrees_with_the_walk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str, with_key: bool) -> None:
+def test_the_parallel_pass_agrees_with_the_walk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str, with_key: bool
+) -> None:
     log, key = sealed_log(tmp_path)
     damage(log, how)
     k = key if with_key else None
@@ -67,11 +85,17 @@ def test_a_session_open_during_rotation_follows_the_chain_into_the_new_file(tmp_
 
     log, key = sealed_log(tmp_path, records=10)
     open_session = FileSink(log)
-    open_session.append({"ts": "2026-11-24T00:00:00.000000Z", "session": "live", "event": "statement", "n": 1, "source": "a"})
+    open_session.append(
+        {"ts": "2026-11-24T00:00:00.000000Z", "session": "live", "event": "statement", "n": 1, "source": "a"}
+    )
     rotated = rotate(log)
-    record = open_session.append({"ts": "2026-11-24T00:00:00.000000Z", "session": "live", "event": "statement", "n": 2, "source": "b"})
+    record = open_session.append(
+        {"ts": "2026-11-24T00:00:00.000000Z", "session": "live", "event": "statement", "n": 2, "source": "b"}
+    )
     open_session.close()
-    assert rotated.name == "audit.000000000001.jsonl" and record["seq"] == 33  # 20 + 10 + 1, the rotation marker, then this
+    assert (
+        rotated.name == "audit.000000000001.jsonl" and record["seq"] == 33
+    )  # 20 + 10 + 1, the rotation marker, then this
     assert log.read_text().count("\n") == 2
     report = verify_files(log, key)
     assert report.ok and "33 records" in report.summary, report.summary

@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from support.audit import audit_records
 from support.harness import run
 from support.terminal import leave, spawn_shell
 
-pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/support/harness.py)
 
 SHELLS = ["ipython", "ptpython", "python"]
 # Two awaits in two statements: the second finds the loop the first ran on (one loop per session).
@@ -48,7 +47,9 @@ def test_await_in_programs(shop: Path, tmp_path: Path, mode: str) -> None:
     elif mode == "stdin":
         result = run([], cwd=shop, input=program)
     else:
-        result = run(["--json", "-c", "import asyncio\nawait asyncio.sleep(0, result={'products': count(Product)})"], cwd=shop)
+        result = run(
+            ["--json", "-c", "import asyncio\nawait asyncio.sleep(0, result={'products': count(Product)})"], cwd=shop
+        )
         assert result.exit_code == 0, result.stderr
         assert result.stdout.strip() == '{"products": 8}'
         return

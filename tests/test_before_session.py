@@ -17,7 +17,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from support.audit import audit_records
 from support.harness import run
 from support.paths import APPSHELL
@@ -26,7 +25,7 @@ pytestmark = pytest.mark.subprocess
 
 PRODUCTION = ["--profile", "production", "--reason", "INC-6 before the session"]
 # Attack 6: a sitecustomize that makes every statement's record read as a harmless one.
-REWRITER = textwrap.dedent('''
+REWRITER = textwrap.dedent("""
     from appshell.record.journal import Journal
 
     _begin = Journal.begin
@@ -35,7 +34,7 @@ REWRITER = textwrap.dedent('''
         return _begin(self, "print(count(Product))", kind, **extra)
 
     Journal.begin = begin
-''')
+""")
 UPDATE = "sql('update products set stock = 0 where id = 1'); commit()"
 
 
@@ -69,7 +68,10 @@ def test_a_sitecustomize_cannot_rewrite_the_record_of_a_locked_session(shop: Pat
     assert start["python_flags"]["isolated"] == 1
     assert start["python_env"]["PYTHONPATH"] == str(rewriter)
     neutralised = " | ".join(start["isolated"]["neutralised"])
-    assert "PYTHONPATH is set" in neutralised and f"sitecustomize was imported from {rewriter / 'sitecustomize.py'}" in neutralised
+    assert (
+        "PYTHONPATH is set" in neutralised
+        and f"sitecustomize was imported from {rewriter / 'sitecustomize.py'}" in neutralised
+    )
     # Nothing from PYTHONPATH ran in the session (what the venv's own .pth files import still may: see docs/audit.md).
     assert start["preloaded"]["outside"] == []
 
@@ -98,11 +100,15 @@ def test_what_ran_before_an_unlocked_session_is_recorded(shop: Path, rewriter: P
     assert interpreter["sha256"] == hashlib.sha256(Path(real).read_bytes()).hexdigest()
 
 
-def test_the_isolated_session_keeps_the_program_on_stdin_and_the_modules_on_pythonpath(shop: Path, rewriter: Path) -> None:
+def test_the_isolated_session_keeps_the_program_on_stdin_and_the_modules_on_pythonpath(
+    shop: Path, rewriter: Path
+) -> None:
     """The re-executed session reads the same program from stdin; PYTHONPATH's folders still import, from the
     end of sys.path (nothing on them runs at start-up or shadows an installed module)."""
     (rewriter / "opshelpers.py").write_text("ANSWER = 42\n")
-    program = "import sys, opshelpers\nprint(opshelpers.ANSWER, sys.flags.isolated, sys.path[-1])\nprint(count(Product))\n"
+    program = (
+        "import sys, opshelpers\nprint(opshelpers.ANSWER, sys.flags.isolated, sys.path[-1])\nprint(count(Product))\n"
+    )
     result = run(PRODUCTION, cwd=shop, env={"PYTHONPATH": str(rewriter)}, input=program)
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [f"42 1 {rewriter}", "8"]
@@ -121,6 +127,13 @@ def test_a_locked_session_with_nothing_to_neutralise_is_not_reexecuted(shop: Pat
 def test_only_variables_that_change_what_runs_count() -> None:
     from appshell.runtime.reexec import influences
 
-    assert influences({"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8", "HOME": "/root"}) == []
+    assert (
+        influences(
+            {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8", "HOME": "/root"}
+        )
+        == []
+    )
     assert influences({"PYTHONWARNINGS": "ignore::mod.Warning", "PYTHONPYCACHEPREFIX": "/tmp/b"}) == [
-        "PYTHONPYCACHEPREFIX is set", "PYTHONWARNINGS is set"]
+        "PYTHONPYCACHEPREFIX is set",
+        "PYTHONWARNINGS is set",
+    ]

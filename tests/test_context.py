@@ -8,13 +8,30 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from support.harness import run
 
-pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/support/harness.py)
 
-CORE = ["session", "engine", "metadata", "settings", "sql", "count", "find", "where", "first", "show",
-        "describe", "explain", "commit", "rollback", "audit_log", "helpers", "unlock", "lock"]
+CORE = [
+    "session",
+    "engine",
+    "metadata",
+    "settings",
+    "sql",
+    "count",
+    "find",
+    "where",
+    "first",
+    "show",
+    "describe",
+    "explain",
+    "commit",
+    "rollback",
+    "audit_log",
+    "helpers",
+    "unlock",
+    "lock",
+]
 
 
 def names(cwd: Path, env: dict[str, str], *args: str) -> list[str]:
@@ -76,7 +93,11 @@ def test_provider_mapping(app_dir: Callable[[str], Path], sqlite_url: str) -> No
 
 
 def test_provider_generator_teardown_runs(app_dir: Callable[[str], Path], sqlite_url: str) -> None:
-    result = run(["--app", "provider:with_teardown", "-c", "print(count(Note))"], cwd=app_dir("provider"), env={"DATABASE_URL": sqlite_url})
+    result = run(
+        ["--app", "provider:with_teardown", "-c", "print(count(Note))"],
+        cwd=app_dir("provider"),
+        env={"DATABASE_URL": sqlite_url},
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "0"
     assert "provider teardown ran" in result.stderr
@@ -84,7 +105,11 @@ def test_provider_generator_teardown_runs(app_dir: Callable[[str], Path], sqlite
 
 def test_name_collisions_are_qualified_with_one_warning(app_dir: Callable[[str], Path], sqlite_url: str) -> None:
     root = app_dir("collide")
-    result = run(["--json", "-c", "sorted(k for k in globals() if 'Invoice' in k or k == 'Contact')"], cwd=root, env={"DATABASE_URL": sqlite_url})
+    result = run(
+        ["--json", "-c", "sorted(k for k in globals() if 'Invoice' in k or k == 'Contact')"],
+        cwd=root,
+        env={"DATABASE_URL": sqlite_url},
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == ["Contact", "collide_billing_Invoice", "collide_crm_Invoice"]
     warnings = [line for line in result.stderr.splitlines() if "warning" in line]
@@ -97,7 +122,15 @@ def test_name_collisions_are_qualified_with_one_warning(app_dir: Callable[[str],
 def test_settings_are_masked(app_dir: Callable[[str], Path]) -> None:
     root = app_dir("plainapp")
     (root / ".env").write_text("SHOP_API_TOKEN=tok-123456\n")
-    result = run(["--database-url", f"sqlite:///{root / 'x.db'}", "-c", "print(repr(settings)); print(settings['SHOP_API_TOKEN'])"], cwd=root)
+    result = run(
+        [
+            "--database-url",
+            f"sqlite:///{root / 'x.db'}",
+            "-c",
+            "print(repr(settings)); print(settings['SHOP_API_TOKEN'])",
+        ],
+        cwd=root,
+    )
     assert result.exit_code == 0, result.output
     assert "tok-123456" not in result.stdout
     assert result.stdout.strip().endswith("***")
@@ -140,17 +173,27 @@ def test_helpers_listing_has_one_line_docs(shop: Path) -> None:
 
 def test_dotenv_feeds_the_app_config(shop: Path, tmp_path: Path) -> None:
     other = tmp_path / "other.db"
-    seed = run(["--database-url", f"sqlite:///{other}", "-c", "metadata.create_all(engine); print(count(Customer))"], cwd=shop)
+    seed = run(
+        ["--database-url", f"sqlite:///{other}", "-c", "metadata.create_all(engine); print(count(Customer))"], cwd=shop
+    )
     assert seed.stdout.strip() == "0", seed.output
     (shop / ".env").write_text(f"DATABASE_URL=sqlite:///{other}\n")
     assert run(["-c", "print(count(Customer), engine.url.database)"], cwd=shop).stdout.split() == ["0", str(other)]
     # A real environment variable wins over .env.
-    real = run(["-c", "print(count(Customer))"], cwd=shop, env={"DATABASE_URL": f"sqlite:///{shop / 'var' / 'shop.db'}"})
+    real = run(
+        ["-c", "print(count(Customer))"], cwd=shop, env={"DATABASE_URL": f"sqlite:///{shop / 'var' / 'shop.db'}"}
+    )
     assert real.stdout.strip() == "20"
 
 
 def test_ipython_and_ptpython_not_imported_for_command(shop: Path) -> None:
     # A process: in this one, an earlier test on the same worker may have imported them already.
-    result = run(["-c", "import sys; print('IPython' in sys.modules, 'ptpython' in sys.modules, 'prompt_toolkit' in sys.modules)"], cwd=shop,
-                 process=True)
+    result = run(
+        [
+            "-c",
+            "import sys; print('IPython' in sys.modules, 'ptpython' in sys.modules, 'prompt_toolkit' in sys.modules)",
+        ],
+        cwd=shop,
+        process=True,
+    )
     assert result.stdout.split() == ["False", "False", "False"]

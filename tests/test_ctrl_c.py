@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pexpect
 import pytest
-
 from support.apps import library_on
 from support.audit import audit_records
 from support.terminal import leave, spawn_shell
@@ -53,7 +52,9 @@ def dialect_library(request: pytest.FixtureRequest, app_dir: Callable[[str], Pat
 
 
 @pytest.mark.parametrize("shell", ["ipython", "ptpython", "python"])
-def test_ctrl_c_during_a_query_rolls_back_and_says_so(dialect_library: tuple[str, Path, dict[str, str]], shell: str, tmp_path: Path) -> None:
+def test_ctrl_c_during_a_query_rolls_back_and_says_so(
+    dialect_library: tuple[str, Path, dict[str, str]], shell: str, tmp_path: Path
+) -> None:
     dialect, root, env = dialect_library
     log = tmp_path / "audit.jsonl"
     child = spawn_shell(root, "--shell", shell, "-q", "--audit-log", str(log), env=env)
@@ -89,11 +90,15 @@ def test_ctrl_c_during_an_async_query(asyncapp: tuple[Path, dict[str, str]], she
 
 
 @pytest.mark.parametrize("shell", ["ipython", "python"])
-def test_ctrl_c_in_a_sandbox_returns_to_the_sandbox(dialect_library: tuple[str, Path, dict[str, str]], shell: str) -> None:
+def test_ctrl_c_in_a_sandbox_returns_to_the_sandbox(
+    dialect_library: tuple[str, Path, dict[str, str]], shell: str
+) -> None:
     dialect, root, env = dialect_library
     child = spawn_shell(root, "--shell", shell, "-q", "--sandbox", env=env)
     child.expect(PROMPT)
-    child.sendline("session.add(Author(name='Zed')); commit(); print('authors', count(Author))")  # commit(): into the sandbox
+    child.sendline(
+        "session.add(Author(name='Zed')); commit(); print('authors', count(Author))"
+    )  # commit(): into the sandbox
     child.expect("authors 2")
     child.expect(PROMPT)
     _interrupt(child, LONG[dialect])
@@ -154,7 +159,9 @@ def test_ctrl_c_on_a_connection_of_ones_own_says_whose_it_was(app_dir: Callable[
     child.sendline("conn = engine.connect()")
     child.expect(PROMPT)
     _interrupt(child, LONG["sqlite"].replace("sql(", "conn.execute(text(") + ")")
-    child.expect(r"KeyboardInterrupt: the database statement was interrupted; it ran on a connection of your own", timeout=15)
+    child.expect(
+        r"KeyboardInterrupt: the database statement was interrupted; it ran on a connection of your own", timeout=15
+    )
     child.expect(PROMPT)
     child.sendline("conn.rollback(); conn.close(); print('after', count(Book))")
     child.expect("after 2")

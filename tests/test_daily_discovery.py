@@ -8,10 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from support.harness import run
 
-pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/support/harness.py)
 
 
 def json_of(cwd: Path, env: dict[str, str], code: str, *args: str) -> object:
@@ -21,6 +20,7 @@ def json_of(cwd: Path, env: dict[str, str], code: str, *args: str) -> object:
 
 
 # --- item 3: Flask -----------------------------------------------------------------------------
+
 
 def test_flask_factory_with_arguments_and_shell_context(app_dir: Callable[[str], Path], sqlite_url: str) -> None:
     root = app_dir("flaskfactory")  # pyproject: app = "flaskfactory:create_app('testing')"
@@ -36,13 +36,17 @@ def test_flask_factory_with_arguments_and_shell_context(app_dir: Callable[[str],
         ('flaskfactory:create_app(config_name="staging")', ["staging", False]),
     ],
 )
-def test_flask_app_spec_with_literal_arguments(app_dir: Callable[[str], Path], sqlite_url: str, spec: str, expected: list[object]) -> None:
+def test_flask_app_spec_with_literal_arguments(
+    app_dir: Callable[[str], Path], sqlite_url: str, spec: str, expected: list[object]
+) -> None:
     root = app_dir("flaskfactory")
     assert json_of(root, {"DATABASE_URL": sqlite_url}, "[config_name, app.debug]", "--app", spec) == expected
 
 
 @pytest.mark.parametrize("spec", ["flaskfactory:create_app", "flaskfactory:create_app()"])
-def test_flask_factory_needing_arguments_is_a_one_line_error(app_dir: Callable[[str], Path], sqlite_url: str, spec: str) -> None:
+def test_flask_factory_needing_arguments_is_a_one_line_error(
+    app_dir: Callable[[str], Path], sqlite_url: str, spec: str
+) -> None:
     result = run(["--app", spec, "-c", "1"], cwd=app_dir("flaskfactory"), env={"DATABASE_URL": sqlite_url})
     assert result.exit_code == 2
     assert result.stderr == (
@@ -59,7 +63,9 @@ def test_flask_factory_needing_arguments_is_a_one_line_error(app_dir: Callable[[
         ("flaskfactory:db()", "flaskfactory:db is not callable"),
     ],
 )
-def test_bad_app_spec_says_what_to_write(app_dir: Callable[[str], Path], sqlite_url: str, spec: str, message: str) -> None:
+def test_bad_app_spec_says_what_to_write(
+    app_dir: Callable[[str], Path], sqlite_url: str, spec: str, message: str
+) -> None:
     result = run(["--app", spec, "-c", "1"], cwd=app_dir("flaskfactory"), env={"DATABASE_URL": sqlite_url})
     assert result.exit_code == 2, result.output
     assert message in result.stderr and "Traceback" not in result.stderr
@@ -74,15 +80,26 @@ def test_models_on_another_base_are_found_and_metadata_covers_them(app_dir: Call
 
 # --- item 6: discovery ------------------------------------------------------------------------
 
-def test_working_directory_is_on_sys_path_without_a_marker_file(app_dir: Callable[[str], Path], sqlite_url: str) -> None:
+
+def test_working_directory_is_on_sys_path_without_a_marker_file(
+    app_dir: Callable[[str], Path], sqlite_url: str
+) -> None:
     root = app_dir("discovery")  # no pyproject.toml, no profiles/: as `python -c` would, the cwd imports
     assert not (root / "pyproject.toml").exists()
-    assert json_of(root, {"DATABASE_URL": sqlite_url}, "[count(Probe), engine.url.database.endswith('test.db')]", "--app", "discovery:just_engine") == [0, True]
+    assert json_of(
+        root,
+        {"DATABASE_URL": sqlite_url},
+        "[count(Probe), engine.url.database.endswith('test.db')]",
+        "--app",
+        "discovery:just_engine",
+    ) == [0, True]
 
 
 def test_src_layout_is_found(app_dir: Callable[[str], Path], sqlite_url: str) -> None:
     root = app_dir("srcapp")
-    assert json_of(root, {"DATABASE_URL": sqlite_url}, "metadata.create_all(engine); [Planet.__module__, count(Planet)]") == ["srcapp.models", 0]
+    assert json_of(
+        root, {"DATABASE_URL": sqlite_url}, "metadata.create_all(engine); [Planet.__module__, count(Planet)]"
+    ) == ["srcapp.models", 0]
     # ... from a subfolder too, where the project root is found upward
     assert json_of(root / "src", {"DATABASE_URL": sqlite_url}, "Planet.__name__") == "Planet"
 
@@ -100,12 +117,20 @@ def test_two_engines_is_an_error_naming_both(app_dir: Callable[[str], Path], tmp
 
 def test_the_engine_named_engine_wins_over_others(app_dir: Callable[[str], Path], tmp_path: Path) -> None:
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'a.db'}", "REPORTING_URL": f"sqlite:///{tmp_path / 'b.db'}"}
-    found = json_of(app_dir("discovery"), env, "[engine.url.database.rsplit('/', 1)[-1], reporting.url.database.rsplit('/', 1)[-1]]", "--app", "discovery:two_engines_one_named")
+    found = json_of(
+        app_dir("discovery"),
+        env,
+        "[engine.url.database.rsplit('/', 1)[-1], reporting.url.database.rsplit('/', 1)[-1]]",
+        "--app",
+        "discovery:two_engines_one_named",
+    )
     assert found == ["a.db", "b.db"]
 
 
 @pytest.mark.parametrize("provider", ["discovery:just_engine", "discovery:just_sessionmaker"])
-def test_a_provider_returning_an_engine_or_sessionmaker_is_used_not_spilled(app_dir: Callable[[str], Path], tmp_path: Path, provider: str) -> None:
+def test_a_provider_returning_an_engine_or_sessionmaker_is_used_not_spilled(
+    app_dir: Callable[[str], Path], tmp_path: Path, provider: str
+) -> None:
     # DATABASE_URL names the provider's database; the shell must use the provider's engine, not one of its own.
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}"}
     code = "session.add(Probe(label='x')); commit(); [count(Probe), engine.url.database.rsplit('/', 1)[-1], [n for n in ('pool', 'url', 'dialect', 'kw', 'class_') if n in globals()]]"
@@ -113,18 +138,25 @@ def test_a_provider_returning_an_engine_or_sessionmaker_is_used_not_spilled(app_
 
 
 def test_zero_models_is_a_warning(app_dir: Callable[[str], Path], sqlite_url: str) -> None:
-    result = run(["--app", "bare:context", "-c", "print('ran')"], cwd=app_dir("discovery"), env={"DATABASE_URL": sqlite_url})
+    result = run(
+        ["--app", "bare:context", "-c", "print('ran')"], cwd=app_dir("discovery"), env={"DATABASE_URL": sqlite_url}
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout == "ran\n"
-    assert "appshell: warning: no mapped classes found in --app bare:context — pass --models MODULE for the module that defines them\n" in result.stderr
+    assert (
+        "appshell: warning: no mapped classes found in --app bare:context — pass --models MODULE for the module that defines them\n"
+        in result.stderr
+    )
 
 
 def test_a_crash_inside_a_factory_still_shows_its_traceback(app_dir: Callable[[str], Path], sqlite_url: str) -> None:
     root = app_dir("flaskfactory")
-    (root / "flaskfactory" / "boom.py").write_text(textwrap.dedent("""
+    (root / "flaskfactory" / "boom.py").write_text(
+        textwrap.dedent("""
         def create_app(name):
             raise RuntimeError("config " + name + " is broken")
-    """))
+    """)
+    )
     result = run(["--app", "flaskfactory.boom:create_app('x')", "-c", "1"], cwd=root, env={"DATABASE_URL": sqlite_url})
     assert result.exit_code == 1
     assert "RuntimeError: config x is broken" in result.stderr and "Traceback" in result.stderr

@@ -8,13 +8,34 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from support.harness import run
 
-pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/support/harness.py)
 
-VOCABULARY = ["select", "func", "and_", "or_", "not_", "text", "insert", "update", "delete", "joinedload", "selectinload",
-              "aliased", "case", "cast", "exists", "literal", "datetime", "date", "timedelta", "timezone", "Decimal", "uuid"]
+VOCABULARY = [
+    "select",
+    "func",
+    "and_",
+    "or_",
+    "not_",
+    "text",
+    "insert",
+    "update",
+    "delete",
+    "joinedload",
+    "selectinload",
+    "aliased",
+    "case",
+    "cast",
+    "exists",
+    "literal",
+    "datetime",
+    "date",
+    "timedelta",
+    "timezone",
+    "Decimal",
+    "uuid",
+]
 
 
 def json_of(cwd: Path, env: dict[str, str], code: str, *args: str) -> object:
@@ -25,38 +46,51 @@ def json_of(cwd: Path, env: dict[str, str], code: str, *args: str) -> object:
 
 # --- item 2: vocabulary -------------------------------------------------------------------
 
+
 def test_vocabulary_is_loaded_and_usable(library: tuple[Path, dict[str, str]]) -> None:
     root, env = library
-    code = textwrap.dedent("""
-        found = [n for n in %r if n in globals()]
+    code = textwrap.dedent(
+        f"""
+        found = [n for n in {VOCABULARY!r} if n in globals()]
         q = select(Book.title).where(and_(Book.year > 1900, not_(Book.title == 'x'))).options().order_by(case((Book.year > 1970, 1), else_=0))
         b = session.scalars(select(Book).options(joinedload(Book.author).selectinload(Author.books)).limit(1)).first()
         A = aliased(Author)
-        print(found == %r, [r[0] for r in session.execute(q)], b.author.name, session.scalar(select(func.count()).select_from(A)),
+        print(found == {VOCABULARY!r}, [r[0] for r in session.execute(q)], b.author.name, session.scalar(select(func.count()).select_from(A)),
               session.scalar(select(exists().where(Book.year > cast(literal('1960'), Book.year.type)))),
               date(2024, 1, 2) + timedelta(days=1), datetime(2024, 1, 1, tzinfo=timezone.utc).isoformat(), Decimal('1.50') * 2,
               isinstance(uuid.uuid4(), uuid.UUID), session.execute(text('select 1')).scalar())
-    """ % (VOCABULARY, VOCABULARY))
+    """
+    )
     result = run(["-c", code], cwd=root, env=env)
     assert result.exit_code == 0, result.output
     assert result.stdout.split(" ", 1)[0] == "True"
-    assert "['Dune', 'Children of Dune'] Herbert 1 True 2024-01-03 2024-01-01T00:00:00+00:00 3.00 True 1" in result.stdout
+    assert (
+        "['Dune', 'Children of Dune'] Herbert 1 True 2024-01-03 2024-01-01T00:00:00+00:00 3.00 True 1" in result.stdout
+    )
 
 
-def test_vocabulary_never_shadows_the_apps_names_and_says_so_once(app_dir: Callable[[str], Path], sqlite_url: str) -> None:
+def test_vocabulary_never_shadows_the_apps_names_and_says_so_once(
+    app_dir: Callable[[str], Path], sqlite_url: str
+) -> None:
     root = app_dir("discovery")
-    result = run(["--app", "clash:context", "--json", "-c", "[Decimal.__module__, text, select.__module__]"], cwd=root, env={"DATABASE_URL": sqlite_url})
+    result = run(
+        ["--app", "clash:context", "--json", "-c", "[Decimal.__module__, text, select.__module__]"],
+        cwd=root,
+        env={"DATABASE_URL": sqlite_url},
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == ["clash", "the app's own text", "sqlalchemy.sql._selectable_constructors"]
     notes = [line for line in result.stderr.splitlines() if "vocabulary" in line]
-    assert notes == ["appshell: warning: the app's own Decimal, text keep their names (the query vocabulary's are left out)"]
+    assert notes == [
+        "appshell: warning: the app's own Decimal, text keep their names (the query vocabulary's are left out)"
+    ]
 
 
 def test_vocabulary_can_be_switched_off_in_the_profile(app_dir: Callable[[str], Path], sqlite_url: str) -> None:
     root = app_dir("plainapp")
     (root / "profiles").mkdir()
     (root / "profiles" / "development.toml").write_text("[namespace]\nvocabulary = false\n")
-    found = json_of(root, {"DATABASE_URL": sqlite_url}, "[n for n in %r if n in globals()]" % VOCABULARY)
+    found = json_of(root, {"DATABASE_URL": sqlite_url}, f"[n for n in {VOCABULARY!r} if n in globals()]")
     assert found == []
 
 
@@ -70,6 +104,7 @@ def test_bad_vocabulary_value_names_the_key(app_dir: Callable[[str], Path], sqli
 
 
 # --- item 4: SQLModel ----------------------------------------------------------------------
+
 
 def test_sqlmodel_session_exec_as_in_the_tutorial(app_dir: Callable[[str], Path], db_url: str) -> None:
     root = app_dir("sqlmodelapp")
@@ -86,21 +121,41 @@ def test_sqlmodel_session_exec_as_in_the_tutorial(app_dir: Callable[[str], Path]
 
 # --- item 5: settings ------------------------------------------------------------------------
 
+
 def test_the_apps_own_pydantic_settings_keeps_its_name(app_dir: Callable[[str], Path], sqlite_url: str) -> None:
     root = app_dir("settingsapp")
     env = {"DATABASE_URL": sqlite_url, "SHOP_CURRENCY": "SEK"}
-    found = json_of(root, env, "[type(settings).__name__, settings.shop_currency, type(appshell_settings).__name__, appshell_settings['app']]")
+    found = json_of(
+        root,
+        env,
+        "[type(settings).__name__, settings.shop_currency, type(appshell_settings).__name__, appshell_settings['app']]",
+    )
     assert found == ["AppSettings", "SEK", "SettingsView", "settingsapp"]
 
 
-def test_appshell_settings_show_the_effective_value_and_its_true_source(app_dir: Callable[[str], Path], tmp_path: Path) -> None:
+def test_appshell_settings_show_the_effective_value_and_its_true_source(
+    app_dir: Callable[[str], Path], tmp_path: Path
+) -> None:
     root = app_dir("plainapp")
-    (root / ".env").write_text(f"DATABASE_URL=sqlite:///{tmp_path / 'from-dotenv.db'}\nSHOP_REGION=eu\nSHOP_TIER=gold\n")
+    (root / ".env").write_text(
+        f"DATABASE_URL=sqlite:///{tmp_path / 'from-dotenv.db'}\nSHOP_REGION=eu\nSHOP_TIER=gold\n"
+    )
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'from-env.db'}", "SHOP_REGION": "us"}
     # A wide "terminal", so that each setting stays on one line to be parsed (at 80 columns long paths wrap).
-    result = run(["-c", "print(repr(appshell_settings)); print(settings is appshell_settings)"], cwd=root, env={**env, "COLUMNS": "400"})
+    result = run(
+        ["-c", "print(repr(appshell_settings)); print(settings is appshell_settings)"],
+        cwd=root,
+        env={**env, "COLUMNS": "400"},
+    )
     assert result.exit_code == 0, result.output
-    rows = {cells[0]: cells[1:] for cells in ([c.strip() for c in line.strip("│").split("│")] for line in result.stdout.splitlines() if line.startswith("│"))}
+    rows = {
+        cells[0]: cells[1:]
+        for cells in (
+            [c.strip() for c in line.strip("│").split("│")]
+            for line in result.stdout.splitlines()
+            if line.startswith("│")
+        )
+    }
     assert rows["SHOP_REGION"] == ["us", "env"]  # the environment won over .env: its value, its source
     assert rows["SHOP_TIER"] == ["gold", ".env"]
     assert rows["DATABASE_URL"] == [f"sqlite:///{tmp_path / 'from-env.db'}", "env"]
@@ -108,7 +163,16 @@ def test_appshell_settings_show_the_effective_value_and_its_true_source(app_dir:
     assert rows["project_root"] == [str(root), "found"]
     assert rows["profile"] == ["development", "default"]
     assert result.stdout.rstrip().endswith("True")  # no settings of the app's own: `settings` is appshell's view
-    flagged = run(["--database-url", f"sqlite:///{tmp_path / 'from-flag.db'}", "-c", "print(appshell_settings.source('DATABASE_URL'), appshell_settings['DATABASE_URL'])"], cwd=root, env=env)
+    flagged = run(
+        [
+            "--database-url",
+            f"sqlite:///{tmp_path / 'from-flag.db'}",
+            "-c",
+            "print(appshell_settings.source('DATABASE_URL'), appshell_settings['DATABASE_URL'])",
+        ],
+        cwd=root,
+        env=env,
+    )
     assert flagged.stdout.split() == ["flag", f"sqlite:///{tmp_path / 'from-flag.db'}"], flagged.output
 
 
@@ -154,8 +218,11 @@ def test_repr_keeps_only_short_simple_values(value: object, shown: str | None) -
 
 # --- the shells show it too (a real pty) ----------------------------------------------------
 
+
 @pytest.mark.parametrize("shell", ["ipython", "ptpython", "python"])
-def test_shells_show_the_repr_the_capped_table_and_know_the_vocabulary(app_dir: Callable[[str], Path], sqlite_url: str, shell: str) -> None:
+def test_shells_show_the_repr_the_capped_table_and_know_the_vocabulary(
+    app_dir: Callable[[str], Path], sqlite_url: str, shell: str
+) -> None:
     import re
 
     from support.terminal import leave, spawn_shell

@@ -14,11 +14,10 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
-
 from support.databases import pg_schema
 from support.harness import run
 
-pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/support/harness.py)
 
 ROWS = 300_000
 
@@ -55,7 +54,9 @@ MEASURE = textwrap.dedent("""
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def big(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, str]]]:
+def big(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Path, dict[str, str]]]:
     """An app with an `orders` table of 300,000 rows: every 2nd paid, price = id % 100. Made once
     per module and database: the tests only read it."""
     root = tmp_path_factory.mktemp("bigapp")
@@ -89,26 +90,37 @@ def program(root: Path, env: dict[str, str], code: str) -> str:
 
 def test_where_shows_20_rows_and_counts_the_rest_in_the_database(big: tuple[Path, dict[str, str]]) -> None:
     root, env = big
-    out = program(root, env, """
+    out = program(
+        root,
+        env,
+        """
         text_, peak, sql = measure(lambda: repr(where(Order, status='paid')))
         print(text_)
         print(json.dumps([peak < 2_000_000, len(sql), ['LIMIT' in s.upper() or 'count(' in s.lower() for s in sql]]))
-    """.replace("json.dumps", "__import__('json').dumps"))
+    """.replace("json.dumps", "__import__('json').dumps"),
+    )
     lines = out.splitlines()
     assert lines[0] == "Order"
     assert "│  2 │ paid   │  2.00 │ order number 2  │" in lines
-    assert lines[-2] == "(20 rows shown of 150000; 149980 more: where(…, limit=N) shows N, show(…, limit=None) shows all, list(…) fetches all)"
+    assert (
+        lines[-2]
+        == "(20 rows shown of 150000; 149980 more: where(…, limit=N) shows N, show(…, limit=None) shows all, list(…) fetches all)"
+    )
     assert json.loads(lines[-1]) == [True, 2, [True, True]]  # 21 rows fetched, then one count(*)
 
 
 def test_show_of_a_model_a_select_and_raw_sql_fetch_only_what_they_show(big: tuple[Path, dict[str, str]]) -> None:
     root, env = big
-    out = program(root, env, """
+    out = program(
+        root,
+        env,
+        """
         for thunk in (lambda: show(Order, limit=3), lambda: show(select(Order.id, Order.price).where(Order.price > 90)),
                       lambda: show('select id, note from orders order by id', limit=2)):
             _, peak, sql = measure(thunk)
             print('peak ok' if peak < 3_000_000 else f'peak {peak}')
-    """)
+    """,
+    )
     assert "(3 rows shown of 300000; 299997 more: show(…, limit=N) shows N, limit=None shows all)" in out
     assert "(20 rows shown of 27000; 26980 more: show(…, limit=N) shows N, limit=None shows all)" in out
     assert "│  2 │ order number 2 │" in out
@@ -118,7 +130,10 @@ def test_show_of_a_model_a_select_and_raw_sql_fetch_only_what_they_show(big: tup
 
 def test_iterating_where_streams_in_batches(big: tuple[Path, dict[str, str]]) -> None:
     root, env = big
-    out = program(root, env, """
+    out = program(
+        root,
+        env,
+        """
         def walk():
             n = total = 0
             for order in where(Order, Order.id <= 100_000, status='paid'):
@@ -127,19 +142,24 @@ def test_iterating_where_streams_in_batches(big: tuple[Path, dict[str, str]]) ->
             return n, total
         (n, total), peak, sql = measure(walk)
         print(n, total, len(sql), peak < 20_000_000, peak)
-    """)
+    """,
+    )
     # One SELECT, read in batches (~2 MB); .all() of the same 50,000 rows peaks near 60 MB.
     assert out.split()[:-1] == ["50000", "2450000.00", "1", "True"], out
 
 
 def test_where_takes_expressions_keywords_order_by_and_limit(big: tuple[Path, dict[str, str]]) -> None:
     root, env = big
-    out = program(root, env, """
+    out = program(
+        root,
+        env,
+        """
         r = where(Order, Order.price > 97, Order.id < 1000, status='paid', order_by=Order.id.desc(), limit=3)
         print([o.id for o in r], len(r), count(Order, Order.price > 97, status='paid'))
         print([o.id for o in where(Order, Order.id < 6, order_by='-id')], first(Order, Order.price > 50, order_by='-id').id)
         print(where(Order, id=4)[0].note, [o.id for o in where(Order, Order.id < 100)[2:4]])
-    """)
+    """,
+    )
     assert out.splitlines() == ["[998, 898, 798] 3 3000", "[5, 4, 3, 2, 1] 299999", "order number 4 [3, 4]"]
 
 

@@ -7,24 +7,34 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from support.harness import run
 
 pytestmark = pytest.mark.in_process
 
 INDEXES = {
     "sqlite": (
-        ["create index ix_partial on runs (name_02) where name_03 is not null",
-         "create index ix_desc on runs (name_04 desc, name_05 collate nocase)"],
-        ["│ ix_runs_lower_name │ index │ (lower(name_01))", "│ ix_partial │ index │ (name_02) where name_03 is not null",
-         "│ ix_desc │ index │ (name_04 desc, name_05 collate nocase)"],
+        [
+            "create index ix_partial on runs (name_02) where name_03 is not null",
+            "create index ix_desc on runs (name_04 desc, name_05 collate nocase)",
+        ],
+        [
+            "│ ix_runs_lower_name │ index │ (lower(name_01))",
+            "│ ix_partial │ index │ (name_02) where name_03 is not null",
+            "│ ix_desc │ index │ (name_04 desc, name_05 collate nocase)",
+        ],
     ),
     "postgresql": (
-        ["create index ix_partial on runs (name_02) where name_03 is not null",
-         'create index ix_desc on runs (name_04 desc, name_05 collate "C")',
-         "create index ix_mixed on runs (name_06, lower(name_07)) include (name_08)"],
-        ["│ ix_runs_lower_name │ index │ (lower((name_01)::text))", "│ ix_partial │ index │ (name_02) WHERE (name_03 IS NOT NULL)",
-         '│ ix_desc │ index │ (name_04 DESC, name_05 COLLATE "C")', "│ ix_mixed │ index │ (name_06, lower((name_07)::text)) INCLUDE (name_08)"],
+        [
+            "create index ix_partial on runs (name_02) where name_03 is not null",
+            'create index ix_desc on runs (name_04 desc, name_05 collate "C")',
+            "create index ix_mixed on runs (name_06, lower(name_07)) include (name_08)",
+        ],
+        [
+            "│ ix_runs_lower_name │ index │ (lower((name_01)::text))",
+            "│ ix_partial │ index │ (name_02) WHERE (name_03 IS NOT NULL)",
+            '│ ix_desc │ index │ (name_04 DESC, name_05 COLLATE "C")',
+            "│ ix_mixed │ index │ (name_06, lower((name_07)::text)) INCLUDE (name_08)",
+        ],
     ),
     "mariadb": (
         ["create index ix_desc on runs (name_04 desc, name_05(10))"],
@@ -41,7 +51,9 @@ def test_describe_shows_each_index_as_the_database_defines_it(
     root = app_dir("wideapp")
     statements, expected = INDEXES[kind]
     if kind == "mariadb":  # MariaDB has no expression indexes: the model's is left out of its table
-        program = "from sqlalchemy import Index\nfor i in list(Run.__table__.indexes): Run.__table__.indexes.discard(i)\n"
+        program = (
+            "from sqlalchemy import Index\nfor i in list(Run.__table__.indexes): Run.__table__.indexes.discard(i)\n"
+        )
     else:
         program = ""
     program += "metadata.create_all(engine)\n" + "".join(f"sql({s!r})\n" for s in statements) + "describe(Run)\n"

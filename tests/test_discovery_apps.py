@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from support.harness import run
 
-pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/support/harness.py)
 
 Apps = Callable[[str], Path]
 
@@ -30,10 +29,10 @@ def json_of(cwd: Path, env: dict[str, str], code: str, *args: str) -> object:
 def booted(root: Path, env: dict[str, str], **flags: Any) -> Iterator[Any]:
     """The app at *root* booted in this process as `appshell` would boot it (for the functions doctor
     calls with the context); all process-wide state put back after."""
-    from appshell.hooks import aio
     from appshell.boot.context import boot
-    from appshell.runtime.process_state import process_state
     from appshell.config.settings import export_environment, resolve
+    from appshell.hooks import aio
+    from appshell.runtime.process_state import process_state
 
     with process_state():
         os.environ.update(env)
@@ -64,20 +63,37 @@ def test_models_exported_lazily_through_all_are_found(app_dir: Apps, db_url: str
     assert json.loads(result.stdout) == [LAZY_MODELS, 1, ["categories", "order_lines", "orders", "products", "users"]]
     # Refund is listed in __all__ and defined nowhere: one warning line, the session still opens.
     assert result.stderr.count("appshell: warning:") == 1
-    assert "appshell: warning: lazymodels.models.__all__ lists 1 name that it does not define: Refund — fix its __all__ or its __getattr__\n" in result.stderr
+    assert (
+        "appshell: warning: lazymodels.models.__all__ lists 1 name that it does not define: Refund — fix its __all__ or its __getattr__\n"
+        in result.stderr
+    )
 
 
 def test_submodules_that_all_names_are_imported_as_import_star_would(app_dir: Apps, sqlite_url: str) -> None:
-    result = run(["--models", "lazymodels.legacy", "--json", "-c", "sorted(k for k, v in globals().items() if hasattr(v, '__table__'))"],
-                 cwd=app_dir("lazymodels"), env={"DATABASE_URL": sqlite_url})
+    result = run(
+        [
+            "--models",
+            "lazymodels.legacy",
+            "--json",
+            "-c",
+            "sorted(k for k, v in globals().items() if hasattr(v, '__table__'))",
+        ],
+        cwd=app_dir("lazymodels"),
+        env={"DATABASE_URL": sqlite_url},
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == ["LedgerEntry", "User"]  # User: the base's registry holds it too
-    assert result.stderr == "appshell: warning: lazymodels.legacy.__all__ lists 1 name that it does not define: archive — fix its __all__ or its __getattr__\n"
+    assert (
+        result.stderr
+        == "appshell: warning: lazymodels.legacy.__all__ lists 1 name that it does not define: archive — fix its __all__ or its __getattr__\n"
+    )
 
 
 def test_a_crash_inside_a_lazy_export_shows_its_traceback(app_dir: Apps, sqlite_url: str) -> None:
     # An AttributeError raised inside the module that __getattr__ imports is the app's bug, not "not found".
-    result = run(["--models", "lazymodels.crashing", "-c", "1"], cwd=app_dir("lazymodels"), env={"DATABASE_URL": sqlite_url})
+    result = run(
+        ["--models", "lazymodels.crashing", "-c", "1"], cwd=app_dir("lazymodels"), env={"DATABASE_URL": sqlite_url}
+    )
     assert result.exit_code == 1, result.output
     assert "Traceback" in result.stderr and "billing.py" in result.stderr and "missing_setting" in result.stderr
     assert result.stderr.endswith(
@@ -87,8 +103,11 @@ def test_a_crash_inside_a_lazy_export_shows_its_traceback(app_dir: Apps, sqlite_
 
 # --- an unbound session factory -----------------------------------------------------------------
 
+
 def test_an_unbound_scoped_session_is_bound_to_the_shells_engine(app_dir: Apps, db_url: str) -> None:
-    root = app_dir("unboundapp")  # models = ["unboundapp.models"]: DBSession = scoped_session(sessionmaker()), bound at run time
+    root = app_dir(
+        "unboundapp"
+    )  # models = ["unboundapp.models"]: DBSession = scoped_session(sessionmaker()), bound at run time
     code = (
         "metadata.create_all(engine); from unboundapp.models import DBSession; from unboundapp.services import add_task; "
         "add_task('reindex'); commit(); "
@@ -99,7 +118,9 @@ def test_an_unbound_scoped_session_is_bound_to_the_shells_engine(app_dir: Apps, 
     assert json_of(root, {}, code, "--database-url", db_url) == [1, True, True, True]
 
 
-def test_doctor_session_check_runs_a_query_through_the_session_handed_out(app_dir: Apps, sqlite_url: str, tmp_path: Path) -> None:
+def test_doctor_session_check_runs_a_query_through_the_session_handed_out(
+    app_dir: Apps, sqlite_url: str, tmp_path: Path
+) -> None:
     from appshell.boot.context import check_session
 
     root = app_dir("unboundapp")
@@ -126,7 +147,9 @@ def test_doctor_rows_for_the_session_and_appshells_own_engine(app_dir: Apps, sql
     broken = run(["--app", "unboundapp.elsewhere:context", "doctor", "--json"], cwd=root, env=env)
     assert broken.exit_code == 5
     status, detail = rows(broken)["session"]
-    assert status == "FAIL" and detail.startswith("OperationalError: (sqlite3.OperationalError) unable to open database file"), detail
+    assert status == "FAIL" and detail.startswith(
+        "OperationalError: (sqlite3.OperationalError) unable to open database file"
+    ), detail
     own = rows(run(["doctor", "--json"], cwd=app_dir("ownengine"), env={"DATABASE_URL": sqlite_url}))
     assert own["engine"][0] == "WARN" and "--app ownengine.db:make_engine" in own["engine"][1]
 
@@ -142,27 +165,39 @@ def test_doctor_session_check_on_an_async_app(aiosqlite_app: tuple[Path, dict[st
 
 # --- what a provider gives -------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("spec", ["dbinterface.containers:get_database", "dbinterface.container:database"])
 def test_an_object_holding_the_engine_and_session_factory_is_used(app_dir: Apps, tmp_path: Path, spec: str) -> None:
     # The app reads its own DB_URL; DATABASE_URL, which appshell would make an engine of, names another file.
     root = app_dir("dbinterface")
     env = {"DB_URL": f"sqlite:///{tmp_path / 'app.db'}", "DATABASE_URL": f"sqlite:///{tmp_path / 'other.db'}"}
-    code = ("session.add(Customer(name='Ada')); commit(); "
-            "[count(Customer), engine.url.database.rsplit('/', 1)[-1], engine is session.get_bind(), 'create_database' in globals()]")
+    code = (
+        "session.add(Customer(name='Ada')); commit(); "
+        "[count(Customer), engine.url.database.rsplit('/', 1)[-1], engine is session.get_bind(), 'create_database' in globals()]"
+    )
     assert json_of(root, env, code, "--app", spec) == [1, "app.db", True, False]
 
 
 @pytest.mark.parametrize(
     ("spec", "given"),
     [
-        ("dbinterface.containers:get_settings", "--app dbinterface.containers:get_settings returned a dbinterface.containers.Settings"),
+        (
+            "dbinterface.containers:get_settings",
+            "--app dbinterface.containers:get_settings returned a dbinterface.containers.Settings",
+        ),
         ("dbinterface.containers:nothing", "--app dbinterface.containers:nothing returned None"),
         ("dbinterface.containers:Settings.__doc__", "--app dbinterface.containers:Settings.__doc__ is a str"),
     ],
 )
-def test_a_provider_giving_nothing_usable_is_a_one_line_error(app_dir: Apps, sqlite_url: str, spec: str, given: str) -> None:
+def test_a_provider_giving_nothing_usable_is_a_one_line_error(
+    app_dir: Apps, sqlite_url: str, spec: str, given: str
+) -> None:
     # DATABASE_URL is set: before, the provider's value was dropped and the shell quietly used it.
-    result = run(["--app", spec, "-c", "print('ran')"], cwd=app_dir("dbinterface"), env={"DB_URL": sqlite_url, "DATABASE_URL": sqlite_url})
+    result = run(
+        ["--app", spec, "-c", "print('ran')"],
+        cwd=app_dir("dbinterface"),
+        env={"DB_URL": sqlite_url, "DATABASE_URL": sqlite_url},
+    )
     assert result.exit_code == 2, result.output
     assert result.stdout == ""
     assert result.stderr == (
@@ -184,7 +219,11 @@ def test_an_object_holding_two_engines_is_an_error_naming_both(app_dir: Apps, tm
 
 
 def test_an_object_holding_two_session_factories_is_an_error_naming_both(app_dir: Apps, sqlite_url: str) -> None:
-    result = run(["--app", "dbinterface.containers:two_factories", "-c", "1"], cwd=app_dir("dbinterface"), env={"DB_URL": sqlite_url})
+    result = run(
+        ["--app", "dbinterface.containers:two_factories", "-c", "1"],
+        cwd=app_dir("dbinterface"),
+        env={"DB_URL": sqlite_url},
+    )
     assert result.exit_code == 2, result.output
     assert result.stderr == (
         "appshell: error: --app dbinterface.containers:two_factories returned a dbinterface.containers.TwoFactories holding "
@@ -195,8 +234,10 @@ def test_an_object_holding_two_session_factories_is_an_error_naming_both(app_dir
 
 # --- appshell's own engine beside the app's ----------------------------------------------------------
 
-CASCADE = ("metadata.create_all(engine); session.add(Shelf(id=1, label='top')); session.flush(); session.add(Jar(shelf_id=1)); commit(); "
-           "sql('DELETE FROM shelves'); commit(); [sql('PRAGMA foreign_keys')[0][0], count(Jar)]")
+CASCADE = (
+    "metadata.create_all(engine); session.add(Shelf(id=1, label='top')); session.flush(); session.add(Jar(shelf_id=1)); commit(); "
+    "sql('DELETE FROM shelves'); commit(); [sql('PRAGMA foreign_keys')[0][0], count(Jar)]"
+)
 
 FACTORY_NOTE = (
     "made by appshell from DATABASE_URL, but the app makes its own (ownengine.db:make_engine(), which adds a 'connect' listener): "

@@ -8,12 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from support.docs import console_blocks
 from support.harness import run
 from support.paths import ROOT
 
-pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/support/harness.py)
 
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)?")
 
@@ -28,8 +27,11 @@ class Example:
 
 def blocks() -> list[list[Example]]:
     """Each ```console block: its commands run in order, in one copy of the shop."""
-    return [[Example(page.name, *example) for example in block]
-            for page in sorted((ROOT / "docs").glob("*.md")) for block in console_blocks(page.read_text(encoding="utf-8"))]
+    return [
+        [Example(page.name, *example) for example in block]
+        for page in sorted((ROOT / "docs").glob("*.md"))
+        for block in console_blocks(page.read_text(encoding="utf-8"))
+    ]
 
 
 @pytest.mark.parametrize("block", blocks(), ids=lambda b: f"{b[0].page}: {b[0].command[:50]}")

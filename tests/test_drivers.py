@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from support.apps import library_on
 from support.audit import audit_records
 from support.harness import run, run_module
 
-pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/support/harness.py)
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,9 @@ DRIVERS = [
 
 
 @pytest.fixture(params=DRIVERS, ids=[d.name for d in DRIVERS])
-def on_driver(request: pytest.FixtureRequest, app_dir: Callable[[str], Path], tmp_path: Path) -> tuple[Driver, Path, dict[str, str]]:
+def on_driver(
+    request: pytest.FixtureRequest, app_dir: Callable[[str], Path], tmp_path: Path
+) -> tuple[Driver, Path, dict[str, str]]:
     """(the driver, the app's folder, its environment): books with id 1 titled 'Dune', on that driver."""
     from sqlalchemy import make_url
 
@@ -54,7 +55,11 @@ def on_driver(request: pytest.FixtureRequest, app_dir: Callable[[str], Path], tm
         root, env = request.getfixturevalue(f"{driver.name}_app")
         return driver, root, env
     if driver.backend == "mariadb":
-        url = make_url(request.getfixturevalue("mariadb_url")).set(drivername=f"mysql+{driver.name}").render_as_string(hide_password=False)
+        url = (
+            make_url(request.getfixturevalue("mariadb_url"))
+            .set(drivername=f"mysql+{driver.name}")
+            .render_as_string(hide_password=False)
+        )
     elif driver.backend == "postgresql":
         url = str(request.getfixturevalue("pg_url")).replace("postgresql+psycopg://", f"postgresql+{driver.name}://")
     else:
@@ -79,12 +84,16 @@ def changed(driver: Driver, root: Path, env: dict[str, str]) -> int:
 
 def test_sandbox_rolls_back_and_counts(on_driver: tuple[Driver, Path, dict[str, str]]) -> None:
     driver, root, env = on_driver
-    result = run([*driver.args, "--sandbox", "-c", UPDATE + "commit()\nprint(count(Book, title='X'))"], cwd=root, env=env)
+    result = run(
+        [*driver.args, "--sandbox", "-c", UPDATE + "commit()\nprint(count(Book, title='X'))"], cwd=root, env=env
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "1"  # inside the sandbox, the change is there
     assert "sandbox dry run — these changes were made, then rolled back" in result.stderr, result.stderr
     assert "│ books │        0 │       1 │       0 │" in result.stderr, result.stderr
-    source = {"postgresql": "pg_stat_xact_user_tables", "mariadb": "rowcount", "sqlite": "total_changes()"}[driver.backend]
+    source = {"postgresql": "pg_stat_xact_user_tables", "mariadb": "rowcount", "sqlite": "total_changes()"}[
+        driver.backend
+    ]
     assert source in result.stderr
     if driver.backend == "mariadb":
         assert "mariadb: 1 row(s) modified in all" in result.stderr, result.stderr  # innodb_trx's total
@@ -98,16 +107,26 @@ def test_sandbox_refuses_commit(on_driver: tuple[Driver, Path, dict[str, str]]) 
     assert changed(driver, root, env) == 0
 
 
-RAW = {False: "raw = session.connection().connection.dbapi_connection\n",
-       True: "raw = (await (await session.connection()).get_raw_connection()).dbapi_connection\n"}
+RAW = {
+    False: "raw = session.connection().connection.dbapi_connection\n",
+    True: "raw = (await (await session.connection()).get_raw_connection()).dbapi_connection\n",
+}
 
 
 def test_sandbox_dbapi_commit_is_refused_or_detected(on_driver: tuple[Driver, Path, dict[str, str]]) -> None:
     """The DBAPI connection's own commit(), below SQLAlchemy: refused where appshell can replace it, and on
     psycopg2 (a C attribute that cannot be replaced) detected: SANDBOX BROKEN, exit 6 — never "rolled back"."""
     driver, root, env = on_driver
-    result = run([*driver.args, "--sandbox", "-c", UPDATE + RAW[driver.is_async] + "raw.commit()\nprint('still running', count(Book))"],
-                 cwd=root, env=env)
+    result = run(
+        [
+            *driver.args,
+            "--sandbox",
+            "-c",
+            UPDATE + RAW[driver.is_async] + "raw.commit()\nprint('still running', count(Book))",
+        ],
+        cwd=root,
+        env=env,
+    )
     assert "still running" not in result.stdout, result.output
     assert "AttributeError" not in result.stderr, result.stderr  # psycopg2's read-only commit attribute (issue 20)
     if driver.name == "psycopg2":

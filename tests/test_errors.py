@@ -9,10 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from support.harness import Result, run
 
-pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/support/harness.py)
 
 
 def one_line_error(result, *needles: str) -> None:  # type: ignore[no-untyped-def]
@@ -26,7 +25,9 @@ def one_line_error(result, *needles: str) -> None:  # type: ignore[no-untyped-de
 
 
 def test_missing_database_url(app_dir: Callable[[str], Path]) -> None:
-    one_line_error(run(["-c", "1"], cwd=app_dir("plainapp")), "no database configured", "DATABASE_URL", "--database-url")
+    one_line_error(
+        run(["-c", "1"], cwd=app_dir("plainapp")), "no database configured", "DATABASE_URL", "--database-url"
+    )
 
 
 def test_unknown_models_module(app_dir: Callable[[str], Path], sqlite_url: str) -> None:
@@ -40,7 +41,11 @@ def test_unknown_app_attribute(app_dir: Callable[[str], Path], sqlite_url: str) 
 
 
 def test_unknown_profile(invoke: Callable[..., Result], app_dir: Callable[[str], Path]) -> None:
-    one_line_error(invoke(["--profile", "nope", "-c", "1"], cwd=app_dir("plainapp")), "unknown profile 'nope'", "development, production, staging")
+    one_line_error(
+        invoke(["--profile", "nope", "-c", "1"], cwd=app_dir("plainapp")),
+        "unknown profile 'nope'",
+        "development, production, staging",
+    )
 
 
 def test_bad_profile_toml(invoke: Callable[..., Result], app_dir: Callable[[str], Path]) -> None:
@@ -84,11 +89,17 @@ def test_unknown_option(invoke: Callable[..., Result], app_dir: Callable[[str], 
 
 
 def test_nothing_configured(tmp_path: Path, sqlite_url: str) -> None:
-    one_line_error(run(["-c", "1"], cwd=tmp_path, env={"DATABASE_URL": sqlite_url}), "no app or models configured", "[tool.appshell]")
+    one_line_error(
+        run(["-c", "1"], cwd=tmp_path, env={"DATABASE_URL": sqlite_url}),
+        "no app or models configured",
+        "[tool.appshell]",
+    )
 
 
 def test_missing_env_file_named_explicitly(invoke: Callable[..., Result], app_dir: Callable[[str], Path]) -> None:
-    one_line_error(invoke(["--env-file", "nope.env", "-c", "1"], cwd=app_dir("plainapp")), "nope.env not found", "--env-file")
+    one_line_error(
+        invoke(["--env-file", "nope.env", "-c", "1"], cwd=app_dir("plainapp")), "nope.env not found", "--env-file"
+    )
 
 
 def test_bad_boolean_in_environment(app_dir: Callable[[str], Path], sqlite_url: str) -> None:
@@ -132,12 +143,18 @@ class _Wrapped(Exception):
         self.orig = orig
 
 
-@pytest.mark.parametrize("exc, reason", [
-    (_Wrapped(OSError("connection refused\nDETAIL: more")), "connection refused"),  # the driver's first line
-    (ConnectionRefusedError("[Errno 111] Connect call failed"), "[Errno 111] Connect call failed"),  # asyncpg: not wrapped
-    (_Wrapped(TimeoutError()), "TimeoutError"),  # no message: its type
-    (_Wrapped(None), "(wrapper) long SQLAlchemy text"),  # nothing underneath: the wrapper's own
-])
+@pytest.mark.parametrize(
+    "exc, reason",
+    [
+        (_Wrapped(OSError("connection refused\nDETAIL: more")), "connection refused"),  # the driver's first line
+        (
+            ConnectionRefusedError("[Errno 111] Connect call failed"),
+            "[Errno 111] Connect call failed",
+        ),  # asyncpg: not wrapped
+        (_Wrapped(TimeoutError()), "TimeoutError"),  # no message: its type
+        (_Wrapped(None), "(wrapper) long SQLAlchemy text"),  # nothing underneath: the wrapper's own
+    ],
+)
 def test_connect_reason(exc: BaseException, reason: str) -> None:
     from appshell.errors import connect_reason
 

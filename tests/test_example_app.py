@@ -8,11 +8,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from support.harness import run
 from support.processes import shop_web
 
-pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/support/harness.py)
 
 
 def test_web_process_and_admin_process_see_the_same_data(shop: Path) -> None:
@@ -26,7 +25,18 @@ def test_web_process_and_admin_process_see_the_same_data(shop: Path) -> None:
 
 
 def test_demo_profile_override_keeps_shipped_values(shop: Path) -> None:
-    result = run(["--profile", "production", "--reason", "test", "--json", "-c", "[settings.profile, settings.read_only, str(Decimal('1.5'))]"], cwd=shop)
+    result = run(
+        [
+            "--profile",
+            "production",
+            "--reason",
+            "test",
+            "--json",
+            "-c",
+            "[settings.profile, settings.read_only, str(Decimal('1.5'))]",
+        ],
+        cwd=shop,
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == ["production", True, "1.5"]
 

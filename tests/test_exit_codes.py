@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
-import appshell.errors as errors
 from support.paths import ROOT
+
+import appshell.errors as errors
 
 _ROW = re.compile(r"^\| (\d+) \| `(EXIT_\w+)` \| (.+) \|$")
 
@@ -41,7 +42,13 @@ def test_the_docs_table_is_errors_py() -> None:
 
 def test_spec_codes_are_kept() -> None:
     """SPEC §7: 0 ok, 1 your code raised, 2 usage/config, 3 audit failure, 130 interrupted."""
-    assert (errors.EXIT_OK, errors.EXIT_USER_ERROR, errors.EXIT_USAGE, errors.EXIT_AUDIT, errors.EXIT_INTERRUPTED) == (0, 1, 2, 3, 130)
+    assert (errors.EXIT_OK, errors.EXIT_USER_ERROR, errors.EXIT_USAGE, errors.EXIT_AUDIT, errors.EXIT_INTERRUPTED) == (
+        0,
+        1,
+        2,
+        3,
+        130,
+    )
 
 
 def test_each_error_carries_its_code() -> None:
@@ -55,7 +62,11 @@ def test_each_error_carries_its_code() -> None:
 
 
 def _exceptions() -> dict[str, type[BaseException]]:
-    return {name: value for name, value in vars(errors).items() if isinstance(value, type) and issubclass(value, BaseException)}
+    return {
+        name: value
+        for name, value in vars(errors).items()
+        if isinstance(value, type) and issubclass(value, BaseException)
+    }
 
 
 def test_the_docstring_tree_names_every_error() -> None:
@@ -69,10 +80,18 @@ def test_the_modules_that_raise_an_error_import_it_from_errors() -> None:
     """The owning modules keep the old names: the very classes errors.py defines, not copies."""
     import importlib
 
-    for path, name in [("audit.seal", "SealRefused"), ("boot.crash", "AppCrashed"), ("console.protect_hosts", "HostRefused"),
-                       ("console.unlock", "UnlockRefused"), ("hooks.aio", "LoopMisuse"), ("record.journal", "SessionEnded"),
-                       ("record.nested", "BytecodeRefused"), ("safety.connection", "ReadOnlyError"),
-                       ("safety.guard", "DestructiveStatementRefused"), ("safety.raw_connect", "RawConnectionRefused")]:
+    for path, name in [
+        ("audit.seal", "SealRefused"),
+        ("boot.crash", "AppCrashed"),
+        ("console.protect_hosts", "HostRefused"),
+        ("console.unlock", "UnlockRefused"),
+        ("hooks.aio", "LoopMisuse"),
+        ("record.journal", "SessionEnded"),
+        ("record.nested", "BytecodeRefused"),
+        ("safety.connection", "ReadOnlyError"),
+        ("safety.guard", "DestructiveStatementRefused"),
+        ("safety.raw_connect", "RawConnectionRefused"),
+    ]:
         module = importlib.import_module(f"appshell.{path}")
         assert name in module.__all__ and getattr(module, name) is getattr(errors, name), (path, name)
         assert getattr(module, name).__module__ == "appshell.errors"

@@ -5,20 +5,22 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-
 import pytest
-
 from support.harness import run
 
-pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
-
-
-
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/support/harness.py)
 
 
 def test_sql_returns_a_table_and_rowcounts(library: tuple[Path, dict[str, str]]) -> None:
     root, env = library
-    result = run(["-c", "print(sql('select title, year from books where year > :y order by year', y=1970))\nprint(sql('update books set year = year + 0'))"], cwd=root, env=env)
+    result = run(
+        [
+            "-c",
+            "print(sql('select title, year from books where year > :y order by year', y=1970))\nprint(sql('update books set year = year + 0'))",
+        ],
+        cwd=root,
+        env=env,
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout == textwrap.dedent("""\
         ┌──────────────────┬──────┐
@@ -68,7 +70,14 @@ def test_explain(library: tuple[Path, dict[str, str]]) -> None:
 
 def test_rollback_helper(library: tuple[Path, dict[str, str]]) -> None:
     root, env = library
-    result = run(["-c", "session.add(Author(name='X')); session.flush(); print(count(Author)); rollback(); print(count(Author))"], cwd=root, env=env)
+    result = run(
+        [
+            "-c",
+            "session.add(Author(name='X')); session.flush(); print(count(Author)); rollback(); print(count(Author))",
+        ],
+        cwd=root,
+        env=env,
+    )
     assert result.stdout.split() == ["2", "1"]
 
 
@@ -84,7 +93,9 @@ def test_read_only_is_enforced_by_the_database(library: tuple[Path, dict[str, st
     root, env = library
     raw = run(["--read-only", "-c", "sql('delete from books')"], cwd=root, env=env)
     assert raw.exit_code == 1
-    assert "readonly" in raw.stderr.replace(" ", "").replace("-", "").lower()  # SQLite: "attempt to write a readonly database"; PostgreSQL: "read-only transaction"
+    assert (
+        "readonly" in raw.stderr.replace(" ", "").replace("-", "").lower()
+    )  # SQLite: "attempt to write a readonly database"; PostgreSQL: "read-only transaction"
     orm = run(["--read-only", "-c", "session.add(Author(name='Y')); commit()"], cwd=root, env=env)
     assert orm.exit_code == 1
     assert "ReadOnlyError" in orm.stderr and "--write" in orm.stderr

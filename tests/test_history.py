@@ -6,7 +6,6 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
 from support.terminal import leave, spawn_shell
 
 SHELLS = ["ipython", "ptpython", "python"]

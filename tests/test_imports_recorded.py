@@ -18,7 +18,6 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
 from support.audit import audit_records
 from support.harness import run
 
@@ -72,7 +71,9 @@ def test_byte_code_that_is_not_its_source_is_refused_and_recorded(shop: Path, tm
     assert "does not match its source" in entry["refused"]
     # The fix the line names: delete the byte code; the source then runs, and is what is recorded.
     pyc.unlink()
-    again = run(["--audit-log", str(log), "-c", importing(mods, "helpers_fix") + "; print(helpers_fix.fix())"], cwd=shop)
+    again = run(
+        ["--audit-log", str(log), "-c", importing(mods, "helpers_fix") + "; print(helpers_fix.fix())"], cwd=shop
+    )
     assert again.exit_code == 0, again.output
     assert imports(log)[-1]["files"][0]["matches_source"] is True
 
@@ -92,12 +93,19 @@ def test_byte_code_made_from_its_source_runs_and_records_the_code_it_ran(shop: P
     source = mods / "helpers_ok.py"
     source.write_text("ANSWER = 42\n")
     pyc = Path(py_compile.compile(str(source)))
-    result = run(["--audit-log", str(log), "-c", importing(mods, "helpers_ok") + "; print(helpers_ok.ANSWER)"], cwd=shop)
+    result = run(
+        ["--audit-log", str(log), "-c", importing(mods, "helpers_ok") + "; print(helpers_ok.ANSWER)"], cwd=shop
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "42"
     entry = imports(log)[0]["files"][0]
     assert entry["matches_source"] is True
-    assert entry["code_sha256"] == hashlib.sha256(marshal.dumps(compile("ANSWER = 42\n", str(source), "exec", dont_inherit=True), 2)).hexdigest()
+    assert (
+        entry["code_sha256"]
+        == hashlib.sha256(
+            marshal.dumps(compile("ANSWER = 42\n", str(source), "exec", dont_inherit=True), 2)
+        ).hexdigest()
+    )
     assert entry["bytecode"]["sha256"] == hashlib.sha256(pyc.read_bytes()).hexdigest()
 
 
@@ -114,7 +122,9 @@ def test_a_module_from_a_zip_archive_is_compared_with_the_source_in_it(shop: Pat
     log, archive = tmp_path / "audit.jsonl", tmp_path / "ops.zip"
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("helpers_zip.py", "ANSWER = 7\n")
-    result = run(["--audit-log", str(log), "-c", importing(archive, "helpers_zip") + "; print(helpers_zip.ANSWER)"], cwd=shop)
+    result = run(
+        ["--audit-log", str(log), "-c", importing(archive, "helpers_zip") + "; print(helpers_zip.ANSWER)"], cwd=shop
+    )
     assert result.exit_code == 0, result.output
     entry = imports(log)[0]["files"][0]
     assert entry["matches_source"] is True and entry["path"].endswith("ops.zip/helpers_zip.py")
@@ -130,5 +140,7 @@ def test_the_private_import_frame_appshell_reads_is_still_there() -> None:
     import inspect
 
     assert list(inspect.signature(bootstrap._call_with_frames_removed).parameters) == ["f", "args", "kwds"]
-    assert {"_call_with_frames_removed", "exec", "__dict__"} <= set(external._LoaderBasics.exec_module.__code__.co_names)
+    assert {"_call_with_frames_removed", "exec", "__dict__"} <= set(
+        external._LoaderBasics.exec_module.__code__.co_names
+    )
     # (test_byte_code_that_names_a_standard_library_file_is_still_checked fails too if the frame moves.)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pexpect
 import pytest
-
 from support.environment import clean_environ
 from support.paths import APPSHELL
 from support.terminal import end_input, leave, spawn_shell
@@ -78,8 +77,14 @@ def test_no_colour_codes_when_output_is_not_a_terminal(shop: Path) -> None:
     import subprocess
 
     master, slave = pty.openpty()
-    proc = subprocess.Popen([APPSHELL, "--shell", "python", "--profile", "production", "--reason", "colour check"], cwd=shop,
-                            env=clean_environ(), stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [APPSHELL, "--shell", "python", "--profile", "production", "--reason", "colour check"],
+        cwd=shop,
+        env=clean_environ(),
+        stdin=slave,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     os.close(slave)
     os.write(master, b"print('plain', count(Customer))\n")
     os.write(master, b"\x04")  # Ctrl-D at the terminal
@@ -113,7 +118,14 @@ def test_sigint_ignored_stays_ignored_without_a_terminal(shop: Path) -> None:
     """`nohup appshell -c …` and the like: not an operator at a terminal, so what the launcher chose holds."""
     import subprocess
 
-    proc = subprocess.Popen([APPSHELL, "-c", "import signal; print(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)"], cwd=shop,
-                            env=clean_environ(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, preexec_fn=_ignore_sigint)
+    proc = subprocess.Popen(
+        [APPSHELL, "-c", "import signal; print(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)"],
+        cwd=shop,
+        env=clean_environ(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=_ignore_sigint,
+    )
     out, _ = proc.communicate(timeout=60)
     assert (proc.returncode, out) == (0, "True\n")

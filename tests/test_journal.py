@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from appshell.errors import SessionEnded
 from appshell.hooks.frames import is_library_file
 from appshell.record import nested
-from appshell.errors import SessionEnded
 from appshell.record.journal import Entry, Journal, outcome_of
 
 
@@ -56,7 +56,12 @@ def test_nested_statements_name_their_parent_and_both_get_results(journal: tuple
     j.end(inner)
     assert j.current is outer
     j.end(outer)
-    assert [(event, n) for event, n, _ in sink.records] == [("statement", 1), ("statement", 2), ("result", 2), ("result", 1)]
+    assert [(event, n) for event, n, _ in sink.records] == [
+        ("statement", 1),
+        ("statement", 2),
+        ("result", 2),
+        ("result", 1),
+    ]
     assert sink.records[1][2]["parent"] == 1 and "parent" not in sink.records[0][2]
 
 
@@ -76,7 +81,9 @@ def test_nested_code_is_recorded_without_a_result(journal: tuple[Journal, Record
     assert sink.records[1][2] == {"parent": 1, "filename": "<string>", "source": "print('typed')", "kind": "nested"}
 
 
-def test_sql_is_collected_for_the_running_statement_recorded_between_and_refused_after_close(journal: tuple[Journal, Recorder]) -> None:
+def test_sql_is_collected_for_the_running_statement_recorded_between_and_refused_after_close(
+    journal: tuple[Journal, Recorder],
+) -> None:
     j, _ = journal
     with j.statement("count(X)") as entry:
         j._on_sql(None, None, "SELECT 1")

@@ -62,7 +62,9 @@ def module_files(src: Path) -> dict[str, tuple[Path, bool]]:
 
 def _type_checking(node: ast.If) -> bool:
     test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _imports(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
@@ -99,7 +101,9 @@ def import_graph(modules: Mapping[str, tuple[Path, bool]], top: str) -> dict[str
                     module = ".".join([*base, *([node.module] if node.module else [])])
                 else:
                     module = node.module or ""
-                targets = [f"{module}.{alias.name}" if f"{module}.{alias.name}" in modules else module for alias in node.names]
+                targets = [
+                    f"{module}.{alias.name}" if f"{module}.{alias.name}" in modules else module for alias in node.names
+                ]
             for target in targets:
                 if target == top or target.startswith(top + "."):
                     found = known(target)
@@ -211,7 +215,9 @@ def test_every_folder_says_what_it_owns() -> None:
     design = DESIGN.read_text(encoding="utf-8")
     for name, (path, package) in MODULES.items():
         if package and name != "appshell":
-            assert ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))), f"{path}: a docstring saying what the folder owns"
+            assert ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))), (
+                f"{path}: a docstring saying what the folder owns"
+            )
             folder = name.rsplit(".", 1)[1] + "/"
             assert f"`{folder}`" in design, f"docs/design.md §1 does not list {folder}"
 
@@ -235,7 +241,9 @@ def test_a_long_module_says_why() -> None:
     for name, (path, _) in MODULES.items():
         text = path.read_text(encoding="utf-8")
         lines = text.splitlines()
-        top = lines[: ast.parse(text).body[1].lineno] if len(lines) > LONG else []  # the docstring and the line after it
+        top = (
+            lines[: ast.parse(text).body[1].lineno] if len(lines) > LONG else []
+        )  # the docstring and the line after it
         if len(lines) > LONG and not any(line.startswith(f"# Over {LONG} lines") for line in top):
             unexplained.append(f"{name} ({len(lines)} lines)")
     assert unexplained == []
@@ -270,11 +278,20 @@ def test_parse_layers() -> None:
 @pytest.mark.parametrize(
     ("changes", "edges"),
     [
-        ({}, {"pkg.low.a": {"pkg.low.b"}, "pkg.high.c": {"pkg.low.a"}, "pkg.high.d": {"pkg.high.c"}}),  # relative, lazy; TYPE_CHECKING left out
+        (
+            {},
+            {"pkg.low.a": {"pkg.low.b"}, "pkg.high.c": {"pkg.low.a"}, "pkg.high.d": {"pkg.high.c"}},
+        ),  # relative, lazy; TYPE_CHECKING left out
         ({"pkg/low/b.py": "import pkg.high.d as d\n"}, {"pkg.low.b": {"pkg.high.d"}}),  # import a.b.c as x
         ({"pkg/low/b.py": "from pkg import high\n"}, {"pkg.low.b": {"pkg.high"}}),  # a subpackage by from-import
-        ({"pkg/low/b.py": "from pkg.low.a import nothing_here\n"}, {"pkg.low.b": {"pkg.low.a"}}),  # a name, not a module
-        ({"pkg/low/b.py": "import sqlalchemy\nfrom pkg import low\n"}, {"pkg.low.b": {"pkg.low"}}),  # outside packages ignored
+        (
+            {"pkg/low/b.py": "from pkg.low.a import nothing_here\n"},
+            {"pkg.low.b": {"pkg.low.a"}},
+        ),  # a name, not a module
+        (
+            {"pkg/low/b.py": "import sqlalchemy\nfrom pkg import low\n"},
+            {"pkg.low.b": {"pkg.low"}},
+        ),  # outside packages ignored
     ],
 )
 def test_import_graph(tmp_path: Path, changes: dict[str, str], edges: dict[str, set[str]]) -> None:
@@ -286,16 +303,28 @@ def test_import_graph(tmp_path: Path, changes: dict[str, str], edges: dict[str, 
     ("changes", "arrows", "circles"),
     [
         ({}, [], []),
-        ({"pkg/low/b.py": "def f():\n    import pkg.high.d\n"},  # a lazy back arrow, which closes a circle too
-         ["pkg.low.b → pkg.high.d (low imports high, a layer above it)"],
-         ["pkg.high.c → pkg.low.a → pkg.low.b → pkg.high.d → pkg.high.c"]),
-        ({"pkg/low/b.py": "from pkg.low import a\n"}, [], ["pkg.low.a → pkg.low.b → pkg.low.a"]),  # a circle inside one layer
-        ({"pkg/low/b.py": "if TYPE_CHECKING:\n    from pkg.high import c\nelse:\n    import pkg.high.d\n"},  # else runs
-         ["pkg.low.b → pkg.high.d (low imports high, a layer above it)"],
-         ["pkg.high.c → pkg.low.a → pkg.low.b → pkg.high.d → pkg.high.c"]),
+        (
+            {"pkg/low/b.py": "def f():\n    import pkg.high.d\n"},  # a lazy back arrow, which closes a circle too
+            ["pkg.low.b → pkg.high.d (low imports high, a layer above it)"],
+            ["pkg.high.c → pkg.low.a → pkg.low.b → pkg.high.d → pkg.high.c"],
+        ),
+        (
+            {"pkg/low/b.py": "from pkg.low import a\n"},
+            [],
+            ["pkg.low.a → pkg.low.b → pkg.low.a"],
+        ),  # a circle inside one layer
+        (
+            {
+                "pkg/low/b.py": "if TYPE_CHECKING:\n    from pkg.high import c\nelse:\n    import pkg.high.d\n"
+            },  # else runs
+            ["pkg.low.b → pkg.high.d (low imports high, a layer above it)"],
+            ["pkg.high.c → pkg.low.a → pkg.low.b → pkg.high.d → pkg.high.c"],
+        ),
     ],
 )
-def test_back_arrows_and_circles(tmp_path: Path, changes: dict[str, str], arrows: list[str], circles: list[str]) -> None:
+def test_back_arrows_and_circles(
+    tmp_path: Path, changes: dict[str, str], arrows: list[str], circles: list[str]
+) -> None:
     graph = _tree(tmp_path, changes)
     layers = parse_layers(TABLE)
     assert back_arrows(graph, layers) == arrows

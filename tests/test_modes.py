@@ -6,10 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-
 from support.harness import run
 
-pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/support/harness.py)
 
 
 def test_command_runs_in_app_context(shop: Path) -> None:
@@ -28,7 +27,9 @@ def test_script_with_args(shop: Path, tmp_path: Path) -> None:
     script.write_text(
         "import sys\n"
         "order = find(Order, int(sys.argv[1]))\n"
-        "print(__name__, Path(__file__).name, order.id, order.status)\n".replace("Path(__file__).name", "__file__.rsplit('/', 1)[-1]")
+        "print(__name__, Path(__file__).name, order.id, order.status)\n".replace(
+            "Path(__file__).name", "__file__.rsplit('/', 1)[-1]"
+        )
     )
     result = run([str(script), "7"], cwd=shop)
     assert result.exit_code == 0, result.stderr

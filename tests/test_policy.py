@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from appshell.errors import EXIT_USAGE, ConfigError, UsageError
 from appshell.config.policy import apply_policy, audit_problems, check_session
 from appshell.config.profiles import build_profile
 from appshell.config.settings import resolve
+from appshell.errors import EXIT_USAGE, ConfigError, UsageError
 
 BLANK = "appshell: error: the reason for this session is blank — say why in words: --reason 'INC-42 refund order 17' (or APPSHELL_REASON)"
 NO_WRITE = "appshell: error: profile 'p' does not allow --write — use another profile or drop --write"
@@ -32,7 +32,9 @@ ROWS: list[tuple[bool, bool, bool, str | None, bool | str]] = [
 
 
 @pytest.mark.parametrize(("allow_write", "require_reason", "write", "reason", "expected"), ROWS)
-def test_check_session(allow_write: bool, require_reason: bool, write: bool, reason: str | None, expected: bool | str) -> None:
+def test_check_session(
+    allow_write: bool, require_reason: bool, write: bool, reason: str | None, expected: bool | str
+) -> None:
     profile = build_profile("p", {"access.allow_write": allow_write, "access.require_reason": require_reason})
     if isinstance(expected, bool):
         assert check_session(profile, reason, write) is expected
@@ -51,7 +53,9 @@ APPLY_ROWS = [
 
 
 @pytest.mark.parametrize(("text", "reason", "kept", "asked"), APPLY_ROWS)
-def test_apply_policy_asks_only_where_the_profile_requires_a_reason(tmp_path: Path, text: str, reason: str | None, kept: str | None, asked: bool) -> None:
+def test_apply_policy_asks_only_where_the_profile_requires_a_reason(
+    tmp_path: Path, text: str, reason: str | None, kept: str | None, asked: bool
+) -> None:
     (tmp_path / "profiles").mkdir()
     (tmp_path / "profiles" / "p.toml").write_text(text)
     settings = resolve({"profile": "p", "reason": reason}, environ={}, cwd=tmp_path)
@@ -67,8 +71,12 @@ def test_apply_policy_asks_only_where_the_profile_requires_a_reason(tmp_path: Pa
 
 # (required, sinks, the error, if any)
 AUDIT_ROWS: list[tuple[bool, list[str], str | None]] = [
-    (True, [], "appshell: error: profile 'p' requires the audit (audit.required = true) but names no sink (audit.sinks = []) — "
-               'set audit.sinks in profiles/p.toml (e.g. ["file"]), or audit.required = false'),
+    (
+        True,
+        [],
+        "appshell: error: profile 'p' requires the audit (audit.required = true) but names no sink (audit.sinks = []) — "
+        'set audit.sinks in profiles/p.toml (e.g. ["file"]), or audit.required = false',
+    ),
     (True, ["file"], None),
     (False, [], None),
     (False, ["sql", "syslog"], None),

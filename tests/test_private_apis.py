@@ -14,6 +14,7 @@ from importlib.metadata import version
 
 import pytest
 
+
 def _fairy() -> object:
     """A real checked-out connection of a real engine (SQLite in memory)."""
     from sqlalchemy import create_engine
@@ -35,30 +36,80 @@ def _has(obj: object, name: str) -> bool:
 
 # (distribution, private name, where appshell uses it, versions known to have it, a probe on real objects)
 PRIVATE = [
-    ("SQLAlchemy", "sqlalchemy.pool.base._ConnectionFairy", "engines.existing(): connections checked out before appshell took over",
-     "2.0.38–2.1.x", lambda: _has(importlib.import_module("sqlalchemy.pool.base"), "_ConnectionFairy")),
-    ("SQLAlchemy", "_ConnectionFairy._pool._dialect", "database.Coverage.install(): the dialect of such a connection's pool",
-     "2.0.38–2.1.x", lambda: _has(getattr(_fairy(), "_pool", None), "_dialect")),
-    ("SQLAlchemy", "DefaultDialect._on_connect_isolation_level", "database.Coverage.ensure(): the isolation level an engine was made with",
-     "2.0.38–2.1.x", lambda: _has(__import__("sqlalchemy").create_engine("sqlite://", isolation_level="AUTOCOMMIT").dialect, "_on_connect_isolation_level")),
-    ("aiosqlite", "Connection._connection", "connection.sqlite_of(): the sqlite3 connection aiosqlite drives in its thread",
-     "0.22.x", lambda: _has(_aiosqlite_connection(), "_connection")),
-    ("aiosqlite", "Connection._connector", "raw_connect._wrapped_connect(): aiosqlite's connect vouched for",
-     "0.22.x", lambda: callable(getattr(_aiosqlite_connection(), "_connector", None))),
-    ("ipython", "IPython.core.completer._get_jedi", "runtime/shells/ipython.py: completion never evaluates calls",
-     "9.16–9.18", lambda: _has(importlib.import_module("IPython.core.completer"), "_get_jedi")),
-    ("ipython", "IPython.core.guarded_eval.EvaluationContext.replace", "runtime/shells/ipython.py: guarded_eval held to a safe level",
-     "9.8–9.18", lambda: _has(importlib.import_module("IPython.core.guarded_eval").EvaluationContext, "replace")),
-    ("traitlets", "PyFileConfigLoader._read_file_as_dict", "runtime/shells/ipython.py: an ipython_config.py is recorded before it runs",
-     "5.x", lambda: _has(importlib.import_module("traitlets.config.loader").PyFileConfigLoader, "_read_file_as_dict")),
-    ("traitlets", "JSONFileConfigLoader._read_file_as_dict", "runtime/shells/ipython.py: an ipython_config.json is recorded before it is read",
-     "5.x", lambda: _has(importlib.import_module("traitlets.config.loader").JSONFileConfigLoader, "_read_file_as_dict")),
+    (
+        "SQLAlchemy",
+        "sqlalchemy.pool.base._ConnectionFairy",
+        "engines.existing(): connections checked out before appshell took over",
+        "2.0.38–2.1.x",
+        lambda: _has(importlib.import_module("sqlalchemy.pool.base"), "_ConnectionFairy"),
+    ),
+    (
+        "SQLAlchemy",
+        "_ConnectionFairy._pool._dialect",
+        "database.Coverage.install(): the dialect of such a connection's pool",
+        "2.0.38–2.1.x",
+        lambda: _has(getattr(_fairy(), "_pool", None), "_dialect"),
+    ),
+    (
+        "SQLAlchemy",
+        "DefaultDialect._on_connect_isolation_level",
+        "database.Coverage.ensure(): the isolation level an engine was made with",
+        "2.0.38–2.1.x",
+        lambda: _has(
+            __import__("sqlalchemy").create_engine("sqlite://", isolation_level="AUTOCOMMIT").dialect,
+            "_on_connect_isolation_level",
+        ),
+    ),
+    (
+        "aiosqlite",
+        "Connection._connection",
+        "connection.sqlite_of(): the sqlite3 connection aiosqlite drives in its thread",
+        "0.22.x",
+        lambda: _has(_aiosqlite_connection(), "_connection"),
+    ),
+    (
+        "aiosqlite",
+        "Connection._connector",
+        "raw_connect._wrapped_connect(): aiosqlite's connect vouched for",
+        "0.22.x",
+        lambda: callable(getattr(_aiosqlite_connection(), "_connector", None)),
+    ),
+    (
+        "ipython",
+        "IPython.core.completer._get_jedi",
+        "runtime/shells/ipython.py: completion never evaluates calls",
+        "9.16–9.18",
+        lambda: _has(importlib.import_module("IPython.core.completer"), "_get_jedi"),
+    ),
+    (
+        "ipython",
+        "IPython.core.guarded_eval.EvaluationContext.replace",
+        "runtime/shells/ipython.py: guarded_eval held to a safe level",
+        "9.8–9.18",
+        lambda: _has(importlib.import_module("IPython.core.guarded_eval").EvaluationContext, "replace"),
+    ),
+    (
+        "traitlets",
+        "PyFileConfigLoader._read_file_as_dict",
+        "runtime/shells/ipython.py: an ipython_config.py is recorded before it runs",
+        "5.x",
+        lambda: _has(importlib.import_module("traitlets.config.loader").PyFileConfigLoader, "_read_file_as_dict"),
+    ),
+    (
+        "traitlets",
+        "JSONFileConfigLoader._read_file_as_dict",
+        "runtime/shells/ipython.py: an ipython_config.json is recorded before it is read",
+        "5.x",
+        lambda: _has(importlib.import_module("traitlets.config.loader").JSONFileConfigLoader, "_read_file_as_dict"),
+    ),
 ]
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # aiosqlite's unawaited connect
 @pytest.mark.parametrize("dist,name,where,known,probe", PRIVATE, ids=[row[1] for row in PRIVATE])
-def test_private_api_is_where_appshell_expects_it(dist: str, name: str, where: str, known: str, probe: Callable[[], bool]) -> None:
+def test_private_api_is_where_appshell_expects_it(
+    dist: str, name: str, where: str, known: str, probe: Callable[[], bool]
+) -> None:
     assert probe(), (
         f"{dist} {version(dist)} has no private {name}, which appshell uses in {where} "
         f"(known in {dist} {known}): find its replacement, or cap {dist} in pyproject.toml"

@@ -50,39 +50,73 @@ def _session_globals(tmp: Path) -> None:
 
 
 def _streams(tmp: Path) -> None:
-    sys.stdin = sys.stdout = sys.stderr = open(os.devnull, "w+")  # noqa: SIM115 - process_state puts the real ones back
+    sys.stdin = sys.stdout = sys.stderr = open(os.devnull, "w+")
 
 
 def _loop_state() -> object:
-    return getattr(asyncio.get_event_loop_policy(), "_local")._loop, asyncio.run
+    return asyncio.get_event_loop_policy()._local._loop, asyncio.run
 
 
 # (what, read the state, change it the way a session does)
 CASES: list[tuple[str, Callable[[], object], Callable[[Path], object]]] = [
-    ("environ", lambda: dict(os.environ), lambda tmp: (os.environ.update(APPSHELL_PROBE="1"), os.environ.pop("HOME", None))),
+    (
+        "environ",
+        lambda: dict(os.environ),
+        lambda tmp: (os.environ.update(APPSHELL_PROBE="1"), os.environ.pop("HOME", None)),
+    ),
     ("cwd", os.getcwd, os.chdir),
     ("sys.path", lambda: list(sys.path), lambda tmp: sys.path.insert(0, str(tmp))),
     ("sys.argv", lambda: list(sys.argv), lambda tmp: setattr(sys, "argv", ["script.py", "x"])),
-    ("signals", lambda: (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)),
-     lambda tmp: (signal.signal(signal.SIGTERM, lambda *a: None), signal.signal(signal.SIGHUP, signal.SIG_IGN))),
-    ("prompts and hooks", lambda: (getattr(sys, "ps1", None), getattr(sys, "ps2", None), sys.displayhook, sys.excepthook),
-     lambda tmp: (setattr(sys, "ps1", "[x] >>> "), setattr(sys, "ps2", "... "), setattr(sys, "displayhook", print), setattr(sys, "excepthook", print))),
+    (
+        "signals",
+        lambda: (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)),
+        lambda tmp: (signal.signal(signal.SIGTERM, lambda *a: None), signal.signal(signal.SIGHUP, signal.SIG_IGN)),
+    ),
+    (
+        "prompts and hooks",
+        lambda: (getattr(sys, "ps1", None), getattr(sys, "ps2", None), sys.displayhook, sys.excepthook),
+        lambda tmp: (
+            setattr(sys, "ps1", "[x] >>> "),
+            setattr(sys, "ps2", "... "),
+            setattr(sys, "displayhook", print),
+            setattr(sys, "excepthook", print),
+        ),
+    ),
     ("streams", lambda: (sys.stdin, sys.stdout, sys.stderr), _streams),
-    ("builtins", lambda: dict(vars(builtins)), lambda tmp: (setattr(builtins, "appshell_probe", 1), setattr(builtins, "exit", None))),
+    (
+        "builtins",
+        lambda: dict(vars(builtins)),
+        lambda tmp: (setattr(builtins, "appshell_probe", 1), setattr(builtins, "exit", None)),
+    ),
     ("the app's modules", lambda: ("probeapp" in sys.modules, list(sys.path)), _import_app),
     ("event loop and asyncio.run", _loop_state, _set_loop),
-    ("logging handlers", lambda: (list(logging.getLogger("sqlalchemy.engine.Engine").handlers), logging.getLogger("sqlalchemy.engine.Engine").level),
-     _sqlalchemy_echo),
+    (
+        "logging handlers",
+        lambda: (
+            list(logging.getLogger("sqlalchemy.engine.Engine").handlers),
+            logging.getLogger("sqlalchemy.engine.Engine").level,
+        ),
+        _sqlalchemy_echo,
+    ),
     ("warning filters", lambda: list(warnings.filters), lambda tmp: warnings.simplefilter("error")),
-    ("appshell's globals", lambda: (sys.modules["appshell.runtime.session"].STANDALONE, sys.modules["appshell.record.nested"]._active), _session_globals),
-    ("recursion limit and umask", lambda: (sys.getrecursionlimit(), _umask()),
-     lambda tmp: (sys.setrecursionlimit(sys.getrecursionlimit() + 500), os.umask(0o077))),
+    (
+        "appshell's globals",
+        lambda: (sys.modules["appshell.runtime.session"].STANDALONE, sys.modules["appshell.record.nested"]._active),
+        _session_globals,
+    ),
+    (
+        "recursion limit and umask",
+        lambda: (sys.getrecursionlimit(), _umask()),
+        lambda tmp: (sys.setrecursionlimit(sys.getrecursionlimit() + 500), os.umask(0o077)),
+    ),
 ]
 
 
 @pytest.mark.parametrize(("what", "read", "change"), CASES, ids=[c[0] for c in CASES])
-def test_what_a_session_changes_is_put_back(what: str, read: Callable[[], object], change: Callable[[Path], object], tmp_path: Path) -> None:
-    import appshell.record.nested  # noqa: F401 - imported already, as after a first session
+def test_what_a_session_changes_is_put_back(
+    what: str, read: Callable[[], object], change: Callable[[Path], object], tmp_path: Path
+) -> None:
+    import appshell.record.nested
     import appshell.runtime.session  # noqa: F401
 
     before = read()
@@ -98,10 +132,10 @@ def test_modules_of_installed_packages_stay_imported(tmp_path: Path) -> None:
     sys.modules.pop("colorsys", None)
     with process_state():
         import colorsys  # noqa: F401 - the standard library's: stays
+
         _import_app(tmp_path)
     assert "colorsys" in sys.modules
     assert "probeapp" not in sys.modules
-
 
 
 # The listeners on every Engine's before_cursor_execute, as one program line (it runs inside a session too).

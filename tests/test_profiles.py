@@ -8,9 +8,20 @@ from typing import Any
 
 import pytest
 
-from appshell.errors import ConfigError
-from appshell.config.profiles import Access, Audit, Database, Namespace, Profile, Release, Shell, build_profile, load_profile, schema
+from appshell.config.profiles import (
+    Access,
+    Audit,
+    Database,
+    Namespace,
+    Profile,
+    Release,
+    Shell,
+    build_profile,
+    load_profile,
+    schema,
+)
 from appshell.config.settings import OPTIONS
+from appshell.errors import ConfigError
 
 ALL_KEYS = (
     "access.allow_write, access.confirm_destructive, access.require_reason, audit.locked, audit.output_cap, audit.path, audit.record_output, audit.redact, "
@@ -38,32 +49,76 @@ def error_of(tmp_path: Path, text: str) -> str:
 
 # (file text, the error exactly as the operator reads it)
 BAD_FILES = [
-    ('[shell]\ncolour = "red"\n', f"appshell: error: FILE: unknown key 'shell.colour' (did you mean 'shell.color'?) — use one of: {ALL_KEYS}"),
-    ('descripton = "x"\n', f"appshell: error: FILE: unknown key 'descripton' (did you mean 'description'?) — use one of: {ALL_KEYS}"),
+    (
+        '[shell]\ncolour = "red"\n',
+        f"appshell: error: FILE: unknown key 'shell.colour' (did you mean 'shell.color'?) — use one of: {ALL_KEYS}",
+    ),
+    (
+        'descripton = "x"\n',
+        f"appshell: error: FILE: unknown key 'descripton' (did you mean 'description'?) — use one of: {ALL_KEYS}",
+    ),
     ("[bogus]\nx = 1\n", f"appshell: error: FILE: unknown key 'bogus.x' — use one of: {ALL_KEYS}"),
-    ('shell = "ipython"\n', f"appshell: error: FILE: unknown key 'shell' (did you mean 'shell.color'?) — use one of: {ALL_KEYS}"),
-    ('[shell]\ncolor = "pink"\n',
-     "appshell: error: FILE: bad value 'pink' for 'shell.color' — use one of \"none\", \"red\", \"yellow\", \"green\", \"blue\", \"magenta\", \"cyan\""),
-    ('[shell]\ndefault = "bash"\n', "appshell: error: FILE: bad value 'bash' for 'shell.default' — use one of \"auto\", \"ipython\", \"ptpython\", \"python\""),
+    (
+        'shell = "ipython"\n',
+        f"appshell: error: FILE: unknown key 'shell' (did you mean 'shell.color'?) — use one of: {ALL_KEYS}",
+    ),
+    (
+        '[shell]\ncolor = "pink"\n',
+        'appshell: error: FILE: bad value \'pink\' for \'shell.color\' — use one of "none", "red", "yellow", "green", "blue", "magenta", "cyan"',
+    ),
+    (
+        '[shell]\ndefault = "bash"\n',
+        'appshell: error: FILE: bad value \'bash\' for \'shell.default\' — use one of "auto", "ipython", "ptpython", "python"',
+    ),
     ("[database]\nread_only = 1\n", "appshell: error: FILE: bad value 1 for 'database.read_only' — use true or false"),
-    ("[database]\nstatement_timeout_ms = -5\n", "appshell: error: FILE: bad value -5 for 'database.statement_timeout_ms' — use a whole number of milliseconds ≥ 0"),
-    ("[database]\nstatement_timeout_ms = true\n",
-     "appshell: error: FILE: bad value True for 'database.statement_timeout_ms' — use a whole number of milliseconds ≥ 0"),
-    ('[audit]\nsinks = ["file", "kafka"]\n', "appshell: error: FILE: bad value ['file', 'kafka'] for 'audit.sinks' — use a list of \"file\", \"sql\", \"syslog\""),
-    ('[audit]\nsinks = "file"\n', "appshell: error: FILE: bad value 'file' for 'audit.sinks' — use a list of \"file\", \"sql\", \"syslog\""),
-    ('[audit]\nredact = ["(unclosed"]\n', "appshell: error: FILE: bad value ['(unclosed'] for 'audit.redact' — use a list of valid regular expressions"),
-    ('[audit]\nurl = "postgresql://u:secret@h/db"\n',
-     "appshell: error: FILE: bad value 'postgresql://u:***@h/db' for 'audit.url' — use a database URL whose password, "
-     'if any, is written "${NAME}" (read from the variable NAME)'),
-    ('[namespace]\nhelpers = ["nocolon"]\n', "appshell: error: FILE: bad value ['nocolon'] for 'namespace.helpers' — use a list of \"module:attribute\" strings"),
-    ("[namespace]\nimports = [1]\n", "appshell: error: FILE: bad value [1] for 'namespace.imports' — use a list of strings"),
-    ('[release]\non_mismatch = "panic"\n', "appshell: error: FILE: bad value 'panic' for 'release.on_mismatch' — use one of \"warn\", \"error\""),
-    ("[shell\n", "appshell: error: FILE: invalid TOML (Expected ']' at the end of a table declaration (at line 1, column 7)) — fix the file's syntax"),
+    (
+        "[database]\nstatement_timeout_ms = -5\n",
+        "appshell: error: FILE: bad value -5 for 'database.statement_timeout_ms' — use a whole number of milliseconds ≥ 0",
+    ),
+    (
+        "[database]\nstatement_timeout_ms = true\n",
+        "appshell: error: FILE: bad value True for 'database.statement_timeout_ms' — use a whole number of milliseconds ≥ 0",
+    ),
+    (
+        '[audit]\nsinks = ["file", "kafka"]\n',
+        "appshell: error: FILE: bad value ['file', 'kafka'] for 'audit.sinks' — use a list of \"file\", \"sql\", \"syslog\"",
+    ),
+    (
+        '[audit]\nsinks = "file"\n',
+        'appshell: error: FILE: bad value \'file\' for \'audit.sinks\' — use a list of "file", "sql", "syslog"',
+    ),
+    (
+        '[audit]\nredact = ["(unclosed"]\n',
+        "appshell: error: FILE: bad value ['(unclosed'] for 'audit.redact' — use a list of valid regular expressions",
+    ),
+    (
+        '[audit]\nurl = "postgresql://u:secret@h/db"\n',
+        "appshell: error: FILE: bad value 'postgresql://u:***@h/db' for 'audit.url' — use a database URL whose password, "
+        'if any, is written "${NAME}" (read from the variable NAME)',
+    ),
+    (
+        '[namespace]\nhelpers = ["nocolon"]\n',
+        "appshell: error: FILE: bad value ['nocolon'] for 'namespace.helpers' — use a list of \"module:attribute\" strings",
+    ),
+    (
+        "[namespace]\nimports = [1]\n",
+        "appshell: error: FILE: bad value [1] for 'namespace.imports' — use a list of strings",
+    ),
+    (
+        '[release]\non_mismatch = "panic"\n',
+        "appshell: error: FILE: bad value 'panic' for 'release.on_mismatch' — use one of \"warn\", \"error\"",
+    ),
+    (
+        "[shell\n",
+        "appshell: error: FILE: invalid TOML (Expected ']' at the end of a table declaration (at line 1, column 7)) — fix the file's syntax",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("text", "message"), BAD_FILES)
-def test_a_bad_profile_file_is_one_error_naming_file_key_and_allowed_values(tmp_path: Path, text: str, message: str) -> None:
+def test_a_bad_profile_file_is_one_error_naming_file_key_and_allowed_values(
+    tmp_path: Path, text: str, message: str
+) -> None:
     assert error_of(tmp_path, text) == message
 
 
@@ -79,7 +134,12 @@ GOOD_FILES: list[tuple[str, str, str, Any]] = [
     ('[audit]\nsinks = ["sql", "syslog"]\n', "audit", "sinks", ("sql", "syslog")),
     ("[audit]\nsinks = []\n", "audit", "sinks", ()),
     ('[audit]\nredact = ["INC-\\\\d+"]\n', "audit", "redact", ("INC-\\d+",)),
-    ('[audit]\nurl = "postgresql://audit:${AUDIT_PW}@db/audit"\n', "audit", "url", "postgresql://audit:${AUDIT_PW}@db/audit"),
+    (
+        '[audit]\nurl = "postgresql://audit:${AUDIT_PW}@db/audit"\n',
+        "audit",
+        "url",
+        "postgresql://audit:${AUDIT_PW}@db/audit",
+    ),
     ('[release]\non_mismatch = "error"\n', "release", "on_mismatch", "error"),
     ('[namespace]\nimports = ["import json"]\n', "namespace", "imports", ("import json",)),
     ('[namespace]\nhelpers = ["shop.tools:refund"]\n', "namespace", "helpers", ("shop.tools:refund",)),
@@ -87,7 +147,9 @@ GOOD_FILES: list[tuple[str, str, str, Any]] = [
 
 
 @pytest.mark.parametrize(("text", "section", "attribute", "value"), GOOD_FILES)
-def test_a_file_sets_a_typed_value_and_defaults_fill_the_rest(tmp_path: Path, text: str, section: str, attribute: str, value: Any) -> None:
+def test_a_file_sets_a_typed_value_and_defaults_fill_the_rest(
+    tmp_path: Path, text: str, section: str, attribute: str, value: Any
+) -> None:
     profile = load_profile("custom", project(tmp_path, custom=text))
     holder = getattr(profile, section) if section else profile
     assert getattr(holder, attribute) == value
@@ -101,16 +163,42 @@ def test_a_file_sets_a_typed_value_and_defaults_fill_the_rest(tmp_path: Path, te
 # (key, default): the built-in defaults, written once in profiles.py
 DEFAULTS = [
     ("description", ""),
-    ("shell.default", "auto"), ("shell.prompt", ""), ("shell.color", "none"), ("shell.history", True), ("shell.history_path", ""),
-    ("database.read_only", False), ("database.sandbox", False), ("database.statement_timeout_ms", 0),
-    ("database.idle_in_transaction_timeout_ms", 15 * 60 * 1000), ("database.read_only_url_env", ""), ("database.echo_sql", False),
-    ("access.require_reason", False), ("access.allow_write", True), ("access.confirm_destructive", False),
-    ("audit.sinks", ("file",)), ("audit.path", ""), ("audit.required", False), ("audit.redact", ()), ("audit.locked", False),
-    ("audit.url", ""), ("audit.syslog_address", ""), ("audit.record_output", False), ("audit.output_cap", 1 << 20),
-    ("release.expected_file", ""), ("release.expected_url", ""), ("release.on_mismatch", "warn"),
-    ("namespace.imports", ()), ("namespace.vocabulary", True), ("namespace.helpers", ()),
-    ("protect.enabled", False), ("protect.columns", ()), ("protect.default_names", True), ("protect.exclude", ()), ("protect.column_grants", False),
-    ("protect.unlock_url_env", ""), ("protect.hosts", ()),
+    ("shell.default", "auto"),
+    ("shell.prompt", ""),
+    ("shell.color", "none"),
+    ("shell.history", True),
+    ("shell.history_path", ""),
+    ("database.read_only", False),
+    ("database.sandbox", False),
+    ("database.statement_timeout_ms", 0),
+    ("database.idle_in_transaction_timeout_ms", 15 * 60 * 1000),
+    ("database.read_only_url_env", ""),
+    ("database.echo_sql", False),
+    ("access.require_reason", False),
+    ("access.allow_write", True),
+    ("access.confirm_destructive", False),
+    ("audit.sinks", ("file",)),
+    ("audit.path", ""),
+    ("audit.required", False),
+    ("audit.redact", ()),
+    ("audit.locked", False),
+    ("audit.url", ""),
+    ("audit.syslog_address", ""),
+    ("audit.record_output", False),
+    ("audit.output_cap", 1 << 20),
+    ("release.expected_file", ""),
+    ("release.expected_url", ""),
+    ("release.on_mismatch", "warn"),
+    ("namespace.imports", ()),
+    ("namespace.vocabulary", True),
+    ("namespace.helpers", ()),
+    ("protect.enabled", False),
+    ("protect.columns", ()),
+    ("protect.default_names", True),
+    ("protect.exclude", ()),
+    ("protect.column_grants", False),
+    ("protect.unlock_url_env", ""),
+    ("protect.hosts", ()),
 ]
 
 
@@ -134,7 +222,9 @@ def test_a_project_file_merges_key_by_key_over_the_shipped_one(tmp_path: Path) -
 def test_sections_are_frozen_and_compare_by_value() -> None:
     built = build_profile("p", {"access.allow_write": False, "namespace.imports": ["import os"]})
     assert built.access == Access(allow_write=False) != Access()
-    assert built.namespace == Namespace(imports=("import os",)) and hash(built.namespace) == hash(Namespace(imports=("import os",)))
+    assert built.namespace == Namespace(imports=("import os",)) and hash(built.namespace) == hash(
+        Namespace(imports=("import os",))
+    )
     assert repr(Release()) == "Release(expected_file='', expected_url='', on_mismatch='warn')"
     with pytest.raises(FrozenInstanceError):
         built.access.allow_write = True  # type: ignore[misc]
@@ -156,5 +246,7 @@ def test_the_docs_table_lists_every_profile_key() -> None:
     doc = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
     table = doc.split("## Profiles", 1)[1].split("| key | values |", 1)[1].split("\n\n", 1)[0]
     # a row may name two keys: | `release.expected_file` / `release.expected_url` | ... |
-    listed = {key.strip(" `") for row in table.splitlines() if row.startswith("| `") for key in row.split("|")[1].split("/")}
+    listed = {
+        key.strip(" `") for row in table.splitlines() if row.startswith("| `") for key in row.split("|")[1].split("/")
+    }
     assert listed == set(schema())

@@ -28,11 +28,18 @@ SCRIPTS = [
 
 
 @pytest.mark.parametrize(("data", "source"), SCRIPTS)
-def test_from_script_hashes_the_bytes_that_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: bytes, source: str) -> None:
+def test_from_script_hashes_the_bytes_that_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: bytes, source: str
+) -> None:
     monkeypatch.chdir(tmp_path)
     Path("fix.py").write_bytes(data)
     program = Program.from_script("fix.py", ["--dry"])
-    assert (program.source, program.filename, program.mode, program.argv) == (source, "fix.py", "script", ["fix.py", "--dry"])
+    assert (program.source, program.filename, program.mode, program.argv) == (
+        source,
+        "fix.py",
+        "script",
+        ["fix.py", "--dry"],
+    )
     assert program.audit == {"path": str(tmp_path / "fix.py"), "sha256": hashlib.sha256(data).hexdigest()}
 
 
@@ -44,7 +51,9 @@ BAD_SCRIPTS = [
 
 
 @pytest.mark.parametrize(("there", "message"), BAD_SCRIPTS)
-def test_from_script_errors_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, there: str, message: str) -> None:
+def test_from_script_errors_are_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, there: str, message: str
+) -> None:
     monkeypatch.chdir(tmp_path)
     if there == "folder":
         Path("fix.py").mkdir()
@@ -66,8 +75,16 @@ PARSE_ROWS: list[tuple[list[str], str | None, list[str] | None, bool, bool, bool
 
 
 @pytest.mark.parametrize(("argv", "mode", "program_argv", "json", "quiet", "assume_yes"), PARSE_ROWS)
-def test_parse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str], mode: str | None, program_argv: list[str] | None,
-               json: bool, quiet: bool, assume_yes: bool) -> None:
+def test_parse(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    mode: str | None,
+    program_argv: list[str] | None,
+    json: bool,
+    quiet: bool,
+    assume_yes: bool,
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "profiles").mkdir()
     Path("fix.py").write_text("print(1)\n")
@@ -80,18 +97,36 @@ def test_parse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str],
 
 # (argv, profile file, the error): the checks parse() makes, in the order it makes them
 PARSE_ERRORS = [
-    (["--json"], "", "appshell: error: --json needs -c CODE, a SCRIPT or stdin — use appshell --json -c \"EXPR\""),
+    (["--json"], "", 'appshell: error: --json needs -c CODE, a SCRIPT or stdin — use appshell --json -c "EXPR"'),
     (["--database-url", "", "-c", "1"], "", "appshell: error: --database-url is empty"),
-    (["--write", "missing.py"], "[access]\nallow_write = false\n", "appshell: error: profile 'development' does not allow --write"),
-    (["--reason", " ", "--write", "-c1"], "[access]\nallow_write = false\n", "appshell: error: the reason for this session is blank"),
+    (
+        ["--write", "missing.py"],
+        "[access]\nallow_write = false\n",
+        "appshell: error: profile 'development' does not allow --write",
+    ),
+    (
+        ["--reason", " ", "--write", "-c1"],
+        "[access]\nallow_write = false\n",
+        "appshell: error: the reason for this session is blank",
+    ),
     (["missing.py"], "", "appshell: error: cannot open script 'missing.py' (no such file)"),
-    (["-q", "doctor"], "", "appshell: error: 'doctor' is a command, not a session — run appshell doctor, or a script so named as ./doctor"),
-    (["--log", "x", "-c", "1"], "", "appshell: error: --log means nothing to a session (the shell, -c, SCRIPT) — use it with appshell audit"),
+    (
+        ["-q", "doctor"],
+        "",
+        "appshell: error: 'doctor' is a command, not a session — run appshell doctor, or a script so named as ./doctor",
+    ),
+    (
+        ["--log", "x", "-c", "1"],
+        "",
+        "appshell: error: --log means nothing to a session (the shell, -c, SCRIPT) — use it with appshell audit",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("argv", "profile", "message"), PARSE_ERRORS)
-def test_parse_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str], profile: str, message: str) -> None:
+def test_parse_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str], profile: str, message: str
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "profiles").mkdir()
     (tmp_path / "profiles" / "development.toml").write_text(profile)

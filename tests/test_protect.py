@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from appshell.console import protect
-from appshell.errors import ConfigError
 from appshell.config.profiles import load_profile
+from appshell.console import protect
 from appshell.console.protect import Protection, Rules, mask, mask_parameters, mask_source
 from appshell.console.unlock import UnlockRefused, check_reason
+from appshell.errors import ConfigError
 
 
 class StringEncryptedType:  # named as sqlalchemy-utils names it: told by its class name, not imported
@@ -47,10 +47,26 @@ REASONS = [
     (EMAIL, "CUSTOMERS", "Email", None, None, True, "protect.columns"),  # names compare as the database folds them
     (EMAIL, "orders", "email", None, None, False, ""),
     (Rules(True, columns=("*.email",)), "orders", "email", None, None, True, "protect.columns '*.email'"),
-    (Rules(True, columns=("billing.invoices.*",)), "billing.invoices", "total", None, None, True, "'billing.invoices.*'"),
+    (
+        Rules(True, columns=("billing.invoices.*",)),
+        "billing.invoices",
+        "total",
+        None,
+        None,
+        True,
+        "'billing.invoices.*'",
+    ),
     (DEFAULT, "notes", "body", {"protected": True}, None, True, 'info["protected"]'),
     (DEFAULT, "users", "password", {"protected": False}, None, False, ""),  # the model says no
-    (Rules(True, columns=("users.password",)), "users", "password", {"protected": False}, None, True, "protect.columns"),  # the profile wins
+    (
+        Rules(True, columns=("users.password",)),
+        "users",
+        "password",
+        {"protected": False},
+        None,
+        True,
+        "protect.columns",
+    ),  # the profile wins
     (Rules(True, default_names=False), "users", "password", None, None, False, ""),
     (Rules(True, exclude=("users.tokens_used",)), "users", "tokens_used", None, None, False, ""),
     (Rules(True, exclude=("*.*",)), "notes", "body", {"protected": True}, None, False, ""),
@@ -60,8 +76,9 @@ REASONS = [
 
 
 @pytest.mark.parametrize("rules, table, column, info, type_, protected, why", REASONS)
-def test_what_is_protected_and_why(rules: Rules, table: str, column: str, info: dict[str, Any] | None, type_: Any,
-                                   protected: bool, why: str) -> None:
+def test_what_is_protected_and_why(
+    rules: Rules, table: str, column: str, info: dict[str, Any] | None, type_: Any, protected: bool, why: str
+) -> None:
     reasons = rules.reasons(table, column, info, type_)
     assert bool(reasons) is protected, reasons
     assert why in "; ".join(reasons)
@@ -92,7 +109,9 @@ def protecting() -> Iterator[Protection]:
     from sqlalchemy import Column, Integer, MetaData, String, Table
 
     metadata = MetaData()
-    customers = Table("customers", metadata, Column("id", Integer, primary_key=True), Column("email", String), Column("name", String))
+    customers = Table(
+        "customers", metadata, Column("id", Integer, primary_key=True), Column("email", String), Column("name", String)
+    )
     users = Table("users", metadata, Column("id", Integer, primary_key=True), Column("password_hash", String))
     protection = Protection(EMAIL, lambda: [customers, users])
     protect.activate(protection)
@@ -109,12 +128,17 @@ SOURCES = [
     ('x = "not protected"', 'x = "not protected"'),
     ('where(Customer, name="Ann")', 'where(Customer, name="Ann")'),  # name is not protected here
     ('where(Customer, email="ann@example.com"', 'where(Customer, email="ann@example.com"'),  # unreadable input: kept
-    ('for c in where(Customer,\n        email="ann@example.com"):\n    print(c)', "for c in where(Customer,\n        email='a***@e***.com'):\n    print(c)"),
+    (
+        'for c in where(Customer,\n        email="ann@example.com"):\n    print(c)',
+        "for c in where(Customer,\n        email='a***@e***.com'):\n    print(c)",
+    ),
 ]
 
 
 @pytest.mark.parametrize("source, kept", SOURCES)
-def test_history_keeps_a_mask_of_the_strings_given_for_protected_columns(protecting: Protection, source: str, kept: str) -> None:
+def test_history_keeps_a_mask_of_the_strings_given_for_protected_columns(
+    protecting: Protection, source: str, kept: str
+) -> None:
     assert mask_source(source) == kept
 
 
@@ -136,7 +160,11 @@ PARAMETERS = [
     ({"email": "ann@example.com", "name": "Ann"}, None, {"email": "a***@e***.com", "name": "Ann"}),  # an INSERT's
     (("ann@example.com", 3), _Context(), ("a***@e***.com", 3)),  # positional: named by the compiled statement
     (("ann@example.com", 3), None, ("ann@example.com", 3)),  # which value is which is not known here: shown as it is
-    ([{"email": "a@example.com"}, {"email": "b@example.com"}], None, [{"email": "a***@e***.com"}, {"email": "b***@e***.com"}]),
+    (
+        [{"email": "a@example.com"}, {"email": "b@example.com"}],
+        None,
+        [{"email": "a***@e***.com"}, {"email": "b***@e***.com"}],
+    ),
     ({"password_hash_1": "x1y2z3w4"}, None, {"password_hash_1": "x*******"}),  # protected by its name
 ]
 
@@ -154,7 +182,10 @@ def test_nothing_is_masked_without_a_protecting_session() -> None:
 
 def test_unlock_one_column_leaves_the_others_masked(protecting: Protection) -> None:
     protecting.unlock(["customers.email"])
-    assert mask_parameters({"email": "ann@example.com", "password_hash": "abcdefgh"}) == {"email": "ann@example.com", "password_hash": "a*******"}
+    assert mask_parameters({"email": "ann@example.com", "password_hash": "abcdefgh"}) == {
+        "email": "ann@example.com",
+        "password_hash": "a*******",
+    }
     protecting.lock()
     assert mask_parameters({"email": "ann@example.com"}) == {"email": "a***@e***.com"}
 
@@ -167,7 +198,9 @@ def test_mask_mapping_by_table_and_by_name(protecting: Protection) -> None:
 
 @pytest.mark.parametrize("reason", [None, "", "   ", "fix", "INC-42", "look at it", "customer-data-export-request"])
 def test_a_reason_must_say_why(reason: str | None) -> None:
-    with pytest.raises(UnlockRefused, match=r'unlock\(\) needs a reason of a few words, which is recorded: unlock\("INC-42'):
+    with pytest.raises(
+        UnlockRefused, match=r'unlock\(\) needs a reason of a few words, which is recorded: unlock\("INC-42'
+    ):
         check_reason(reason)
 
 
@@ -175,14 +208,22 @@ def test_a_reason_is_kept_tidy() -> None:
     assert check_reason("  INC-42:   customer asked\nfor a copy ") == "INC-42: customer asked for a copy"
 
 
-@pytest.mark.parametrize("text, words", [
-    ('[protect]\ncolumns = "customers.email"\n', "bad value 'customers.email' for 'protect.columns' — use a list of \"table.column\" glob patterns"),
-    ('[protect]\ncolumns = ["email"]\n', "bad value ['email'] for 'protect.columns'"),
-    ('[protect]\nexclude = [".x"]\n', "bad value ['.x'] for 'protect.exclude'"),
-    ('[protect]\nenabled = "yes"\n', "bad value 'yes' for 'protect.enabled' — use true or false"),
-    ('[protect]\ncolumn = ["a.b"]\n', "unknown key 'protect.column' (did you mean 'protect.columns'?)"),
-])
-def test_a_bad_protect_section_is_an_error_naming_file_key_and_allowed_values(tmp_path: Path, text: str, words: str) -> None:
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        (
+            '[protect]\ncolumns = "customers.email"\n',
+            "bad value 'customers.email' for 'protect.columns' — use a list of \"table.column\" glob patterns",
+        ),
+        ('[protect]\ncolumns = ["email"]\n', "bad value ['email'] for 'protect.columns'"),
+        ('[protect]\nexclude = [".x"]\n', "bad value ['.x'] for 'protect.exclude'"),
+        ('[protect]\nenabled = "yes"\n', "bad value 'yes' for 'protect.enabled' — use true or false"),
+        ('[protect]\ncolumn = ["a.b"]\n', "unknown key 'protect.column' (did you mean 'protect.columns'?)"),
+    ],
+)
+def test_a_bad_protect_section_is_an_error_naming_file_key_and_allowed_values(
+    tmp_path: Path, text: str, words: str
+) -> None:
     (tmp_path / "profiles").mkdir()
     (tmp_path / "profiles" / "mine.toml").write_text(text)
     with pytest.raises(ConfigError) as raised:
@@ -221,7 +262,10 @@ def test_reprs_mask_protected_values_never_loading_anything() -> None:
             return f"Card({self.card_number!r})"
 
     install_reprs([Account, Card], protect=True)
-    account, card = Account(id=1, login="ann", password_hash="$2b$12$abcdef"), Card(id=2, card_number="4111111111111111")
+    account, card = (
+        Account(id=1, login="ann", password_hash="$2b$12$abcdef"),
+        Card(id=2, card_number="4111111111111111"),
+    )
     assert repr(account) == "<Account id=1 login='ann' password_hash='$2b$12$abcdef'>"  # no session protects: as it is
     protection = Protection(DEFAULT, lambda: [Account.__table__, Card.__table__])
     protect.activate(protection)

@@ -10,10 +10,9 @@ import json
 from pathlib import Path
 
 import pytest
-
 from support.harness import run, run_module
 
-pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/support/harness.py)
 
 PRODUCTION = ["--profile", "production", "--reason", "INC-7 refund check"]
 REAL, MASKED = "customer1@example.com", "c***@e***.com"
@@ -57,15 +56,19 @@ def test_every_helper_masks_the_protected_columns(shop_on: tuple[Path, dict[str,
         assert MASKED in out or MASKED.upper() in out, (helper, out)
 
 
-def test_filters_find_the_row_unlock_shows_it_and_the_echo_and_json_stay_masked(shop_on: tuple[Path, dict[str, str], str]) -> None:
+def test_filters_find_the_row_unlock_shows_it_and_the_echo_and_json_stay_masked(
+    shop_on: tuple[Path, dict[str, str], str],
+) -> None:
     shop, env, _ = shop_on
-    code = "\n".join([
-        f"print(count(Customer, email='{REAL}'))",
-        f"print(where(Customer, email='{REAL}'))",
-        "unlock('INC-42: customer asked for a copy of their data')",
-        "print(first(Customer))",
-        "lock()",
-    ])
+    code = "\n".join(
+        [
+            f"print(count(Customer, email='{REAL}'))",
+            f"print(where(Customer, email='{REAL}'))",
+            "unlock('INC-42: customer asked for a copy of their data')",
+            "print(first(Customer))",
+            "lock()",
+        ]
+    )
     result = run([*PRODUCTION, "--echo-sql", "-c", code], cwd=shop, env=env)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
@@ -74,8 +77,16 @@ def test_filters_find_the_row_unlock_shows_it_and_the_echo_and_json_stay_masked(
     assert REAL in lines[-1]  # after unlock(): the real value
     assert REAL not in "\n".join(lines[:-1])
     assert "-- parameters:" in result.stderr and REAL not in result.stderr and MASKED in result.stderr
-    as_json = run([*PRODUCTION, "--json", "-c", "[first(Customer), sql('SELECT id, email FROM customers ORDER BY id LIMIT 1')[0]]"],
-                  cwd=shop, env=env)
+    as_json = run(
+        [
+            *PRODUCTION,
+            "--json",
+            "-c",
+            "[first(Customer), sql('SELECT id, email FROM customers ORDER BY id LIMIT 1')[0]]",
+        ],
+        cwd=shop,
+        env=env,
+    )
     assert as_json.exit_code == 0, as_json.output
     first, row = json.loads(as_json.stdout)
     assert first["email"] == MASKED and row["email"] == MASKED

@@ -10,13 +10,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
 from support.harness import run, run_module
 
 from appshell.config.profiles import build_profile
 from appshell.console.protect_report import doctor_rows, prove_column_grants
 
-pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/support/harness.py)
 
 PROTECTED = ["customers.email", "customers.name"]
 
@@ -65,24 +64,41 @@ def test_a_missing_table_is_not_taken_for_a_refusal(customers: tuple[str, str]) 
 
 
 def test_sqlite_has_no_grants(sqlite_url: str) -> None:
-    assert prove_column_grants(sqlite_url, PROTECTED) == (None, "SQLite has no column grants: protected data is masked in Python only (guarded)")
+    assert prove_column_grants(sqlite_url, PROTECTED) == (
+        None,
+        "SQLite has no column grants: protected data is masked in Python only (guarded)",
+    )
 
 
-def test_doctor_rows_read_through_the_read_only_role(customers: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_doctor_rows_read_through_the_read_only_role(
+    customers: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine
 
     owner_url, role_url = customers
     metadata = MetaData()
-    Table("customers", metadata, Column("id", Integer, primary_key=True), Column("email", String), Column("name", String, info={"protected": True}),
-          Column("country", String))
+    Table(
+        "customers",
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column("email", String),
+        Column("name", String, info={"protected": True}),
+        Column("country", String),
+    )
     engine = create_engine(owner_url)
     ctx = SimpleNamespace(models={}, metadata=metadata, engine=engine)
-    values = {"protect.enabled": True, "protect.columns": ["customers.email"], "database.read_only_url_env": "DATABASE_URL_READONLY"}
+    values = {
+        "protect.enabled": True,
+        "protect.columns": ["customers.email"],
+        "database.read_only_url_env": "DATABASE_URL_READONLY",
+    }
     profile = build_profile("production", values)
     monkeypatch.setenv("DATABASE_URL_READONLY", role_url)
     try:
         assert [row[1] for row in doctor_rows(SimpleNamespace(profile=profile, read_only=True), ctx)] == ["ok"]
-        rows = list(doctor_rows(SimpleNamespace(profile=profile, read_only=False), ctx))  # read-write: the app's own role
+        rows = list(
+            doctor_rows(SimpleNamespace(profile=profile, read_only=False), ctx)
+        )  # read-write: the app's own role
         assert rows[0][:2] == ("protected data", "WARN") and "can read customers.email, customers.name" in rows[0][2]
         assert list(doctor_rows(SimpleNamespace(profile=build_profile("development", {}), read_only=True), ctx)) == []
     finally:
@@ -92,7 +108,9 @@ def test_doctor_rows_read_through_the_read_only_role(customers: tuple[str, str],
 def _enforced_profile(shop: Path) -> None:
     with (shop / "profiles" / "production.toml").open("a") as profile:
         profile.write('\n[database]\nread_only_url_env = "DATABASE_URL_READONLY"\n')
-    text_ = (shop / "profiles" / "production.toml").read_text().replace("[protect]\n", "[protect]\ncolumn_grants = true\n")
+    text_ = (
+        (shop / "profiles" / "production.toml").read_text().replace("[protect]\n", "[protect]\ncolumn_grants = true\n")
+    )
     (shop / "profiles" / "production.toml").write_text(text_)
 
 
@@ -109,20 +127,31 @@ def enforced_shop(request: pytest.FixtureRequest, shop: Path) -> Iterator[tuple[
     engine = create_engine(url)
     if request.param == "postgresql":
         schema = url.rsplit("%3D", 1)[1]
-        grants = [f"CREATE ROLE {role} LOGIN", f"GRANT USAGE ON SCHEMA {schema} TO {role}",
-                  f"GRANT SELECT ON orders, order_lines, products TO {role}", f"GRANT SELECT (id, country, created_at) ON customers TO {role}"]
+        grants = [
+            f"CREATE ROLE {role} LOGIN",
+            f"GRANT USAGE ON SCHEMA {schema} TO {role}",
+            f"GRANT SELECT ON orders, order_lines, products TO {role}",
+            f"GRANT SELECT (id, country, created_at) ON customers TO {role}",
+        ]
         drops = [f"DROP OWNED BY {role}", f"DROP ROLE {role}"]
     else:
         database, user = make_url(url).database, f"'{role}'@'%'"
-        grants = [f"CREATE USER {user}", *(f"GRANT SELECT ON {database}.{t} TO {user}" for t in ("orders", "order_lines", "products")),
-                  f"GRANT SELECT (id, country, created_at) ON {database}.customers TO {user}"]
+        grants = [
+            f"CREATE USER {user}",
+            *(f"GRANT SELECT ON {database}.{t} TO {user}" for t in ("orders", "order_lines", "products")),
+            f"GRANT SELECT (id, country, created_at) ON {database}.customers TO {user}",
+        ]
         drops = [f"DROP USER {user}"]
     with engine.begin() as conn:
         for statement in grants:
             conn.execute(text(statement))
     _enforced_profile(shop)
     try:
-        yield shop, {**env, "DATABASE_URL_READONLY": make_url(url).set(username=role).render_as_string(hide_password=False)}, url
+        yield (
+            shop,
+            {**env, "DATABASE_URL_READONLY": make_url(url).set(username=role).render_as_string(hide_password=False)},
+            url,
+        )
     finally:
         with engine.begin() as conn:
             for statement in drops:
@@ -135,8 +164,15 @@ PRODUCTION = ["--profile", "production", "--reason", "INC-8 grants check"]
 
 def test_an_enforced_session_never_reads_the_protected_columns(enforced_shop: tuple[Path, dict[str, str], str]) -> None:
     shop, env, _ = enforced_shop
-    result = run([*PRODUCTION, "-c", "print(where(Customer, limit=2)); print(first(Customer)); show(find(Customer, 2)); print(count(Order))"],
-                 cwd=shop, env=env)
+    result = run(
+        [
+            *PRODUCTION,
+            "-c",
+            "print(where(Customer, limit=2)); print(first(Customer)); show(find(Customer, 2)); print(count(Order))",
+        ],
+        cwd=shop,
+        env=env,
+    )
     assert result.exit_code == 0, result.output
     assert "│  1 │ <no access> │ <no access> │ FR      │" in result.stdout
     assert "<Customer id=1 country='FR'" in result.stdout  # the shop's own repr reads the e-mail: appshell's instead
@@ -145,17 +181,26 @@ def test_an_enforced_session_never_reads_the_protected_columns(enforced_shop: tu
     assert "example.com" not in result.stdout
 
 
-@pytest.mark.parametrize("code", [
-    "print(sql('SELECT email FROM customers'))",  # raw SQL: the database refuses
-    "print(session.scalar(select(Customer.email)))",
-    "print(first(Customer).email)",  # reading the attribute: never loaded, not loadable
-    "print(where(Customer, email='customer1@example.com'))",  # a filter on it is a read of it
-])
-def test_raw_sql_and_attributes_meet_the_database_refusal(enforced_shop: tuple[Path, dict[str, str], str], code: str) -> None:
+@pytest.mark.parametrize(
+    "code",
+    [
+        "print(sql('SELECT email FROM customers'))",  # raw SQL: the database refuses
+        "print(session.scalar(select(Customer.email)))",
+        "print(first(Customer).email)",  # reading the attribute: never loaded, not loadable
+        "print(where(Customer, email='customer1@example.com'))",  # a filter on it is a read of it
+    ],
+)
+def test_raw_sql_and_attributes_meet_the_database_refusal(
+    enforced_shop: tuple[Path, dict[str, str], str], code: str
+) -> None:
     shop, env, _ = enforced_shop
     result = run([*PRODUCTION, "-c", code], cwd=shop, env=env)
     assert result.exit_code == 1
-    refused = ("permission denied for table customers", "command denied to user", "'Customer.email' is not available due to raiseload=True")
+    refused = (
+        "permission denied for table customers",
+        "command denied to user",
+        "'Customer.email' is not available due to raiseload=True",
+    )
     assert any(words in result.stderr for words in refused), result.stderr
     assert "customer1@example.com" not in result.stdout
 
@@ -167,19 +212,25 @@ def test_unlock_says_the_role_cannot_read_them(enforced_shop: tuple[Path, dict[s
     assert "UnlockRefused: this session's database role may not read the protected columns" in result.stderr
 
 
-def test_unlock_logs_in_as_the_role_that_can_read_them_and_lock_logs_out(enforced_shop: tuple[Path, dict[str, str], str]) -> None:
+def test_unlock_logs_in_as_the_role_that_can_read_them_and_lock_logs_out(
+    enforced_shop: tuple[Path, dict[str, str], str],
+) -> None:
     from sqlalchemy import make_url
 
     shop, env, owner_url = enforced_shop
     profile = shop / "profiles" / "production.toml"
-    profile.write_text(profile.read_text().replace("[protect]\n", '[protect]\nunlock_url_env = "DATABASE_URL_UNLOCKED"\n'))
-    code = "\n".join([
-        "print(where(Customer, limit=1))",
-        "unlock('INC-42: customer asked for a copy of their data')",
-        "print(sql('select current_user')[0][0]); print(where(Customer, limit=1))",
-        "lock()",
-        "print(sql('select current_user')[0][0]); print(where(Customer, limit=1))",
-    ])
+    profile.write_text(
+        profile.read_text().replace("[protect]\n", '[protect]\nunlock_url_env = "DATABASE_URL_UNLOCKED"\n')
+    )
+    code = "\n".join(
+        [
+            "print(where(Customer, limit=1))",
+            "unlock('INC-42: customer asked for a copy of their data')",
+            "print(sql('select current_user')[0][0]); print(where(Customer, limit=1))",
+            "lock()",
+            "print(sql('select current_user')[0][0]); print(where(Customer, limit=1))",
+        ]
+    )
     result = run([*PRODUCTION, "-c", code], cwd=shop, env={**env, "DATABASE_URL_UNLOCKED": owner_url})
     assert result.exit_code == 0, result.output
     owner, masked = make_url(owner_url).username, make_url(env["DATABASE_URL_READONLY"]).username
@@ -197,10 +248,15 @@ def test_unlock_logs_in_as_the_role_that_can_read_them_and_lock_logs_out(enforce
 def test_an_unlock_role_named_but_unset_is_an_error(enforced_shop: tuple[Path, dict[str, str], str]) -> None:
     shop, env, _ = enforced_shop
     profile = shop / "profiles" / "production.toml"
-    profile.write_text(profile.read_text().replace("[protect]\n", '[protect]\nunlock_url_env = "DATABASE_URL_UNLOCKED"\n'))
+    profile.write_text(
+        profile.read_text().replace("[protect]\n", '[protect]\nunlock_url_env = "DATABASE_URL_UNLOCKED"\n')
+    )
     result = run([*PRODUCTION, "-c", "pass"], cwd=shop, env=env)
     assert result.exit_code == 2
-    assert 'protect.unlock_url_env = "DATABASE_URL_UNLOCKED", but it is not set — set DATABASE_URL_UNLOCKED to the URL of a role' in result.stderr
+    assert (
+        'protect.unlock_url_env = "DATABASE_URL_UNLOCKED", but it is not set — set DATABASE_URL_UNLOCKED to the URL of a role'
+        in result.stderr
+    )
 
 
 def test_the_proof_on_each_database(enforced_shop: tuple[Path, dict[str, str], str]) -> None:

@@ -6,12 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from support.audit import audit_records
 from support.harness import run
 from support.terminal import leave, spawn_shell
 
-pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/support/harness.py)
 
 PRODUCTION = ["--profile", "production", "--reason", "INC-7 refund check"]
 REAL, MASKED = "customer1@example.com", "c***@e***.com"
@@ -23,19 +22,22 @@ def session(shop: Path, code: str, *flags: str) -> str:
     return result.stdout
 
 
-@pytest.mark.parametrize("code", [
-    "print(where(Customer, limit=2))",
-    "show(Customer, limit=2)",
-    "print(first(Customer))",  # the shop's own __repr__ shows the e-mail: masked in it
-    "print(find(Customer, 1))",
-    "show(find(Customer, 1))",
-    "print([find(Customer, 1)])",
-    "print(sql('SELECT id, email FROM customers ORDER BY id LIMIT 2'))",  # text(): by the column's name
-    "show('SELECT id, email FROM customers ORDER BY id LIMIT 2')",
-    "show(select(Customer.id, Customer.email.label('contact')).order_by(Customer.id).limit(2))",  # by its origin, whatever its label
-    "show(select(Customer.id, func.upper(Customer.email)).order_by(Customer.id).limit(2))",  # an expression over it
-    "show(select(Customer).order_by(Customer.id).limit(2))",
-])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "print(where(Customer, limit=2))",
+        "show(Customer, limit=2)",
+        "print(first(Customer))",  # the shop's own __repr__ shows the e-mail: masked in it
+        "print(find(Customer, 1))",
+        "show(find(Customer, 1))",
+        "print([find(Customer, 1)])",
+        "print(sql('SELECT id, email FROM customers ORDER BY id LIMIT 2'))",  # text(): by the column's name
+        "show('SELECT id, email FROM customers ORDER BY id LIMIT 2')",
+        "show(select(Customer.id, Customer.email.label('contact')).order_by(Customer.id).limit(2))",  # by its origin, whatever its label
+        "show(select(Customer.id, func.upper(Customer.email)).order_by(Customer.id).limit(2))",  # an expression over it
+        "show(select(Customer).order_by(Customer.id).limit(2))",
+    ],
+)
 def test_protected_columns_are_masked_in_every_helper(shop: Path, code: str) -> None:
     out = session(shop, code)
     assert "@example.com" not in out.lower()
@@ -61,13 +63,15 @@ def test_development_shows_everything(shop: Path) -> None:
 
 
 def test_unlock_with_a_reason_shows_values_and_is_recorded_until_lock(shop: Path) -> None:
-    code = "\n".join([
-        "print(first(Customer))",
-        "unlock('INC-42: customer asked for a copy of their data')",
-        "print(first(Customer)); print(where(Customer, limit=1))",
-        "lock()",
-        "print(first(Customer))",
-    ])
+    code = "\n".join(
+        [
+            "print(first(Customer))",
+            "unlock('INC-42: customer asked for a copy of their data')",
+            "print(first(Customer)); print(where(Customer, limit=1))",
+            "lock()",
+            "print(first(Customer))",
+        ]
+    )
     result = run([*PRODUCTION, "-c", code], cwd=shop)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
@@ -75,14 +79,19 @@ def test_unlock_with_a_reason_shows_values_and_is_recorded_until_lock(shop: Path
     assert lines[1] == f"<Customer 1 {REAL}>"
     assert f"│  1 │ {REAL} │ Customer 1 │" in result.stdout
     assert lines[-1] == f"<Customer 1 {MASKED}>"
-    assert "unlocked customers.email, customers.name until lock() or the session's end — recorded as sensitive access" in result.stderr
+    assert (
+        "unlocked customers.email, customers.name until lock() or the session's end — recorded as sensitive access"
+        in result.stderr
+    )
     records = audit_records(shop / ".appshell" / "audit.jsonl")
     access = [r for r in records if r.get("kind") == "sensitive_access"]
     assert len(access) == 1
     assert access[0]["reason"] == "INC-42: customer asked for a copy of their data"
     assert access[0]["columns"] == ["customers.email", "customers.name"]
     assert access[0]["user"] and access[0]["ts"] and access[0]["parent"] == 1
-    assert [r["kind"] for r in records if r.get("kind", "").startswith("sensitive_access_end")] == ["sensitive_access_end"]
+    assert [r["kind"] for r in records if r.get("kind", "").startswith("sensitive_access_end")] == [
+        "sensitive_access_end"
+    ]
 
 
 def test_unlock_one_column(shop: Path) -> None:
@@ -96,7 +105,10 @@ def test_unlock_one_column(shop: Path) -> None:
 def test_unlock_without_a_real_reason_is_refused_in_one_line(shop: Path, call: str) -> None:
     result = run([*PRODUCTION, "-c", f"{call}\nprint(first(Customer))"], cwd=shop)
     assert result.exit_code == 1
-    assert 'UnlockRefused: unlock() needs a reason of a few words, which is recorded: unlock("INC-42: customer asked for a copy of their data")' in result.stderr
+    assert (
+        'UnlockRefused: unlock() needs a reason of a few words, which is recorded: unlock("INC-42: customer asked for a copy of their data")'
+        in result.stderr
+    )
     assert "Traceback" not in result.stderr
     assert REAL not in result.stdout
     assert not [r for r in audit_records(shop / ".appshell" / "audit.jsonl") if r.get("kind") == "sensitive_access"]
@@ -135,7 +147,9 @@ def test_a_production_terminal_session_masks_and_unlocks(shop: Path) -> None:
     child.expect(r"\[shop PRODUCTION\]")
     leave(child)
     records = audit_records(shop / ".appshell" / "audit.jsonl")
-    assert [r["reason"] for r in records if r.get("kind") == "sensitive_access"] == ["INC-42: customer asked for a copy of their data"]
+    assert [r["reason"] for r in records if r.get("kind") == "sensitive_access"] == [
+        "INC-42: customer asked for a copy of their data"
+    ]
 
 
 @pytest.mark.subprocess
@@ -166,17 +180,21 @@ def test_audit_log_shows_the_typed_values_masked(shop: Path) -> None:
 def test_a_changed_object_is_never_written_with_its_masks(shop: Path) -> None:
     """The app's own repr runs with the masks in place of the values: never on an object with changes
     a flush would write (appshell's own repr then), and never with autoflush on."""
-    code = "\n".join([
-        "c = find(Customer, 1); c.name = 'Renamed Customer'",
-        "print(repr(c))",
-        "print(c.orders[0].customer is c)",  # a lazy load: autoflush writes the change, not a mask
-        "print(tuple(sql('SELECT name, email FROM customers WHERE id = 1')[0])); unlock('INC-9: check what was written'); "
-        "print(tuple(sql('SELECT name, email FROM customers WHERE id = 1')[0]))",
-    ])
+    code = "\n".join(
+        [
+            "c = find(Customer, 1); c.name = 'Renamed Customer'",
+            "print(repr(c))",
+            "print(c.orders[0].customer is c)",  # a lazy load: autoflush writes the change, not a mask
+            "print(tuple(sql('SELECT name, email FROM customers WHERE id = 1')[0])); unlock('INC-9: check what was written'); "
+            "print(tuple(sql('SELECT name, email FROM customers WHERE id = 1')[0]))",
+        ]
+    )
     result = run(["--profile", "production", "--reason", "INC-9 rename", "--write", "-c", code], cwd=shop)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0] == "<Customer id=1 email='c***@e***.com' name='R***************' country='FR'>"  # appshell's repr: the object changed
+    assert (
+        lines[0] == "<Customer id=1 email='c***@e***.com' name='R***************' country='FR'>"
+    )  # appshell's repr: the object changed
     assert lines[-1] == "('Renamed Customer', 'customer1@example.com')"
 
 
@@ -191,15 +209,25 @@ def test_doctor_says_how_protected_data_holds(shop: Path) -> None:
 
     result = run([*PRODUCTION, "doctor", "--json"], cwd=shop)
     checks = {c["check"]: (c["status"], c["detail"]) for c in json.loads(result.stdout)["checks"]}
-    assert checks["protected data"] == ("WARN", "SQLite has no column grants: protected data is masked in Python only (guarded)")
+    assert checks["protected data"] == (
+        "WARN",
+        "SQLite has no column grants: protected data is masked in Python only (guarded)",
+    )
     development = run(["doctor", "--json"], cwd=shop)
-    assert "protected data" not in {c["check"] for c in json.loads(development.stdout)["checks"]}  # nothing protected: no row
+    assert "protected data" not in {
+        c["check"] for c in json.loads(development.stdout)["checks"]
+    }  # nothing protected: no row
 
 
-@pytest.mark.parametrize("code", ["first(Customer)", "where(Customer, limit=2)", "sql('SELECT id, email FROM customers ORDER BY id LIMIT 2')"])
+@pytest.mark.parametrize(
+    "code",
+    ["first(Customer)", "where(Customer, limit=2)", "sql('SELECT id, email FROM customers ORDER BY id LIMIT 2')"],
+)
 def test_json_masks_protected_columns(shop: Path, code: str) -> None:
     result = run([*PRODUCTION, "--json", "-c", code], cwd=shop)
     assert result.exit_code == 0, result.output
     assert REAL not in result.stdout and MASKED in result.stdout, result.stdout
-    unlocked = run([*PRODUCTION, "--json", "-c", f"unlock('INC-7: customer asked for a copy of their data'); {code}"], cwd=shop)
+    unlocked = run(
+        [*PRODUCTION, "--json", "-c", f"unlock('INC-7: customer asked for a copy of their data'); {code}"], cwd=shop
+    )
     assert REAL in unlocked.stdout, unlocked.output

@@ -92,8 +92,14 @@ def start_recorder(tmp: Path, body: str, **opts: Any) -> tuple[subprocess.Popen[
     env = {**os.environ, "APPSHELL_AUDIT_LOG": str(log), "APPSHELL_AUDIT_URL": "postgresql://audit:s3cret@db/audit"}
     prefix, python = opts.pop("prefix", []), opts.pop("python", sys.executable)
     # A session of its own: no controlling terminal, as under a service manager or ssh without a tty.
-    proc = subprocess.Popen([*prefix, python, str(tmp / "driver.py"), str(log), str(tmp / "child.py"), json.dumps(opts)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [*prefix, python, str(tmp / "driver.py"), str(log), str(tmp / "child.py"), json.dumps(opts)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     return proc, log
 
 
@@ -114,22 +120,29 @@ def the_end(recs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def test_a_session_is_sealed_in_order_and_acknowledged(tmp_path: Path) -> None:
-    code, out, err, log = record_session(tmp_path, """
+    code, out, err, log = record_session(
+        tmp_path,
+        """
         print("env", sorted(k for k in os.environ if k.startswith("APPSHELL_")), flush=True)
         report("session_start", app="shop", database="sqlite://")
         report("statement", n=1, source="count(Product)", kind="code")
         report("nested", n=2, source="select 1", kind="sql", parent=1)
         report("result", n=1, status="ok", error=None, duration_ms=1.5, sql=["select 1"])
         report("session_end", status="ok")
-    """)
+    """,
+    )
     assert code == 0, err
     # The sinks' configuration and credentials stay with the recorder; the channel's number is taken out at once.
     assert "env []" in out
     assert out.count("ok ") == 5
     recs = records(log)
     assert [(r["event"], r["by"]) for r in recs] == [
-        ("session_start", "recorder"), ("session_info", "session"), ("statement", "session"),
-        ("statement", "session"), ("result", "session"), ("session_end", "recorder"),
+        ("session_start", "recorder"),
+        ("session_info", "session"),
+        ("statement", "session"),
+        ("statement", "session"),
+        ("result", "session"),
+        ("session_end", "recorder"),
     ]
     assert len({r["session"] for r in recs}) == 1
     assert recs[0]["argv"] and recs[0]["mode"] == "script"
@@ -143,9 +156,11 @@ def test_a_session_is_sealed_in_order_and_acknowledged(tmp_path: Path) -> None:
 
 
 def test_the_channel_client_imports_nothing_heavy() -> None:
-    code = ("import sys, appshell.recorder.channel, appshell.recorder.spawn; "
-            "heavy = [m for m in ('sqlalchemy', 'IPython', 'ptpython', 'appshell.audit.auditor') if m in sys.modules]; "
-            "print(heavy)")
+    code = (
+        "import sys, appshell.recorder.channel, appshell.recorder.spawn; "
+        "heavy = [m for m in ('sqlalchemy', 'IPython', 'ptpython', 'appshell.audit.auditor') if m in sys.modules]; "
+        "print(heavy)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -154,7 +169,9 @@ def test_the_channel_client_imports_nothing_heavy() -> None:
 
 
 def test_reports_out_of_order_or_forged_are_recorded_as_refused_never_sealed_as_real(tmp_path: Path) -> None:
-    code, out, err, log = record_session(tmp_path, """
+    code, out, err, log = record_session(
+        tmp_path,
+        """
         report("statement", n=1, source="before the start")
         report("session_start", app="shop")
         report("session_start", app="again")
@@ -174,12 +191,31 @@ def test_reports_out_of_order_or_forged_are_recorded_as_refused_never_sealed_as_
         report("statement", n=3, source="after all that, in frame")
         report("session_end", status="ok")
         report("statement", n=4, source="after the end")
-    """, max_message=1024)
+    """,
+        max_message=1024,
+    )
     assert code == 0, err
     lines = out.splitlines()
     assert [line.split()[0] for line in lines] == [
-        "refused", "ok", "refused", "refused", "ok", "refused", "refused", "ok", "refused",
-        "refused", "refused", "refused", "refused", "raw", "raw", "raw", "ok", "ok", "refused",
+        "refused",
+        "ok",
+        "refused",
+        "refused",
+        "ok",
+        "refused",
+        "refused",
+        "ok",
+        "refused",
+        "refused",
+        "refused",
+        "refused",
+        "refused",
+        "raw",
+        "raw",
+        "raw",
+        "ok",
+        "ok",
+        "refused",
     ]
     assert all(line.startswith("raw refused") for line in lines if line.startswith("raw"))
     assert "the statement was not run" in lines[0] and "it ran; its outcome could not be recorded" in lines[3]
@@ -194,13 +230,20 @@ def test_reports_out_of_order_or_forged_are_recorded_as_refused_never_sealed_as_
     assert "parent (99)" in reasons[4]
     assert "recorded already" in reasons[5]
     assert "hash" in reasons[6] and "session" in reasons[7] and "by, seq" in reasons[8]
-    assert "over the recorder's cap of 1024" in reasons[9] and refused[9]["bytes"] > 2000 and len(refused[9]["sha256"]) == 64
+    assert (
+        "over the recorder's cap of 1024" in reasons[9]
+        and refused[9]["bytes"] > 2000
+        and len(refused[9]["sha256"]) == 64
+    )
     assert "not JSON" in reasons[10] and refused[10]["preview"] == "{not json"
     assert "'sql' is not one of" in reasons[11]
     assert "nest more than" in reasons[12] and "report" not in refused[12]
     assert "after the session reported its end" in reasons[13]
     # A refused report is kept as it was sent, inside the refusal: its forged fields never become the record's.
-    assert refused[6]["report"]["fields"]["hash"] == "0" * 64 and refused[7]["report"]["fields"]["session"] == "someone-else"
+    assert (
+        refused[6]["report"]["fields"]["hash"] == "0" * 64
+        and refused[7]["report"]["fields"]["session"] == "someone-else"
+    )
     session = recs[0]["session"]
     assert all(r["session"] == session for r in recs)
     sealed = [(r["n"], r["source"]) for r in recs if r["event"] == "statement"]
@@ -215,11 +258,14 @@ def test_reports_out_of_order_or_forged_are_recorded_as_refused_never_sealed_as_
 
 
 def test_a_child_that_exits_mid_session_is_ended_by_the_recorder(tmp_path: Path) -> None:
-    code, out, err, log = record_session(tmp_path, """
+    code, out, err, log = record_session(
+        tmp_path,
+        """
         report("session_start")
         report("statement", n=1, source="os._exit(7)")
         os._exit(7)
-    """)
+    """,
+    )
     assert code == 7, err
     recs = records(log)
     assert [r["event"] for r in recs] == ["session_start", "session_info", "statement", "session_end"]
@@ -229,13 +275,16 @@ def test_a_child_that_exits_mid_session_is_ended_by_the_recorder(tmp_path: Path)
 
 
 def test_a_child_killed_keeps_everything_acknowledged_before_the_kill(tmp_path: Path) -> None:
-    code, out, err, log = record_session(tmp_path, """
+    code, out, err, log = record_session(
+        tmp_path,
+        """
         report("session_start")
         for n in range(1, 6):
             report("statement", n=n, source=f"statement {n}")
             report("result", n=n, status="ok")
         os.kill(os.getpid(), signal.SIGKILL)
-    """)
+    """,
+    )
     assert code == 128 + signal.SIGKILL, err
     recs = records(log)
     assert [r["n"] for r in recs if r["event"] == "statement"] == [1, 2, 3, 4, 5]
@@ -249,19 +298,26 @@ def test_a_child_that_never_reports_still_has_a_start_and_an_end(tmp_path: Path)
     assert code == 0, err
     recs = records(log)
     # It exited 0 without its end report: said, since what it ran after its last report is unknown.
-    assert [(r["event"], r["by"]) for r in recs] == [("session_start", "recorder"), ("channel_closed", "recorder"), ("session_end", "recorder")]
+    assert [(r["event"], r["by"]) for r in recs] == [
+        ("session_start", "recorder"),
+        ("channel_closed", "recorder"),
+        ("session_end", "recorder"),
+    ]
     assert recs[0]["mode"] == "script" and recs[2]["reported"] is None
 
 
 def test_a_child_that_closes_its_channel_and_runs_on_fails_closed(tmp_path: Path) -> None:
-    code, out, err, log = record_session(tmp_path, """
+    code, out, err, log = record_session(
+        tmp_path,
+        """
         report("session_start")
         report("statement", n=1, source="before")
         os.close(ch.sock.detach())  # as the operator's code could: the descriptor itself
         time.sleep(0.6)
         report("statement", n=2, source="after")
         sys.exit(4)
-    """)
+    """,
+    )
     assert code == 4, err
     assert out.splitlines()[-1].startswith("refused statement") and "the statement was not run" in out
     recs = records(log)
@@ -271,13 +327,16 @@ def test_a_child_that_closes_its_channel_and_runs_on_fails_closed(tmp_path: Path
 
 
 def test_a_session_whose_recorder_is_gone_fails_closed(tmp_path: Path) -> None:
-    proc, log = start_recorder(tmp_path, """
+    proc, log = start_recorder(
+        tmp_path,
+        """
         report("session_start")
         print("ready", flush=True)
         os.kill(os.getppid(), signal.SIGKILL)  # the recorder, gone without a word
         time.sleep(0.3)
         report("statement", n=1, source="update products set stock = 0")
-    """)
+    """,
+    )
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     assert "ready" in out  # communicate read until the orphaned child, which holds the pipe too, exited
@@ -286,13 +345,16 @@ def test_a_session_whose_recorder_is_gone_fails_closed(tmp_path: Path) -> None:
 
 
 def test_a_failing_sink_refuses_the_statement_when_the_audit_is_required(tmp_path: Path) -> None:
-    code, out, err, log = record_session(tmp_path, """
+    code, out, err, log = record_session(
+        tmp_path,
+        """
         report("session_start")
         report("statement", n=1, source="fine")
         os.rename(LOG, LOG + ".moved")  # the file sink finds its file gone at the next record
         if not report("statement", n=2, source="update products set stock = 0"):
             sys.exit(3)
-    """)
+    """,
+    )
     assert out.splitlines()[-1].startswith("refused statement the audit file sink")
     assert "the statement was not run" in out.splitlines()[-1]
     assert code == 3 and "appshell: error:" in err  # nor can the session_end be written: the recorder says so
@@ -301,22 +363,31 @@ def test_a_failing_sink_refuses_the_statement_when_the_audit_is_required(tmp_pat
 
 
 def test_a_session_start_that_cannot_be_sealed_starts_no_child(tmp_path: Path) -> None:
-    code, out, err, log = record_session(tmp_path, """
+    code, out, err, log = record_session(
+        tmp_path,
+        """
         open(LOG + ".child-ran", "w").close()
-    """, unlink_before_start=True, unsealed=True)
+    """,
+        unlink_before_start=True,
+        unsealed=True,
+    )
     assert code == 3 and "appshell: error: the audit file sink" in err and "the session was not started" in err
     assert not Path(str(log) + ".child-ran").exists()
 
 
 @pytest.mark.parametrize("ignores", [False, True], ids=["child-ends", "child-ignores-sigterm"])
 def test_sigterm_to_the_recorder_ends_the_session_without_hanging(tmp_path: Path, ignores: bool) -> None:
-    proc, log = start_recorder(tmp_path, f"""
+    proc, log = start_recorder(
+        tmp_path,
+        f"""
         report("session_start")
         if {ignores}:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("ready", flush=True)
         time.sleep(60)
-    """, grace=0.5)
+    """,
+        grace=0.5,
+    )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ok session_start"
     assert proc.stdout.readline().strip() == "ready"
@@ -333,7 +404,9 @@ def test_sigterm_to_the_recorder_ends_the_session_without_hanging(tmp_path: Path
 
 def test_sigint_to_a_recorder_without_a_terminal_reaches_the_session(tmp_path: Path) -> None:
     # At a terminal the tty sends ^C to the child itself; sent to the recorder alone, it is passed on.
-    proc, log = start_recorder(tmp_path, """
+    proc, log = start_recorder(
+        tmp_path,
+        """
         def interrupted(signum, frame):
             report("session_end", status="interrupted")
             sys.exit(130)
@@ -341,7 +414,8 @@ def test_sigint_to_a_recorder_without_a_terminal_reaches_the_session(tmp_path: P
         report("session_start")
         print("ready", flush=True)
         time.sleep(60)
-    """)
+    """,
+    )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ok session_start"
     assert proc.stdout.readline().strip() == "ready"
@@ -371,11 +445,16 @@ NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 def _unprivileged_python() -> str | None:
     """A Python that user 65534 can run appshell with (the venv's may live under /root)."""
-    for python in dict.fromkeys([sys.executable, shutil.which("python3") or "", "/usr/bin/python3", "/usr/local/bin/python3"]):
+    for python in dict.fromkeys(
+        [sys.executable, shutil.which("python3") or "", "/usr/bin/python3", "/usr/local/bin/python3"]
+    ):
         if not python or not Path(python).exists():
             continue
-        probe = subprocess.run([*NOBODY, "env", f"PYTHONPATH={ROOT / 'src'}", python, "-c", "import appshell.audit.auditor"],
-                               capture_output=True, cwd="/")
+        probe = subprocess.run(
+            [*NOBODY, "env", f"PYTHONPATH={ROOT / 'src'}", python, "-c", "import appshell.audit.auditor"],
+            capture_output=True,
+            cwd="/",
+        )
         if probe.returncode == 0:
             return python
     return None

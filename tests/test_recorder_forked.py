@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pexpect
 
-DRIVER = textwrap.dedent('''
+DRIVER = textwrap.dedent("""
     import json, os, signal, sys, time
     from pathlib import Path
     from appshell.audit.auditor import Auditor
@@ -45,7 +45,7 @@ DRIVER = textwrap.dedent('''
 
     sys.exit(record_forked(main, open_writer, {"mode": "command", "argv": ["-c", "print(1)"]},
                            terminal=behaviour == "terminal", record_output=True))
-''')
+""")
 
 
 def _run(tmp_path: Path, behaviour: str) -> tuple[subprocess.CompletedProcess[str], list[dict], Path]:
@@ -53,8 +53,13 @@ def _run(tmp_path: Path, behaviour: str) -> tuple[subprocess.CompletedProcess[st
     driver.write_text(DRIVER)
     log, marker = tmp_path / "audit.jsonl", tmp_path / "marker.json"
     env = {**os.environ, "APPSHELL_AUDIT_URL": "postgresql://audit:secret@localhost/audit"}
-    done = subprocess.run([sys.executable, str(driver), str(log), behaviour, str(marker)], capture_output=True, text=True,
-                          env=env, timeout=60)
+    done = subprocess.run(
+        [sys.executable, str(driver), str(log), behaviour, str(marker)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     return done, records, marker
 
@@ -63,7 +68,11 @@ def test_the_record_is_opened_after_the_fork_and_ended_by_the_recorder(tmp_path:
     done, records, marker = _run(tmp_path, "ok")
     assert done.returncode == 5, done.stderr
     assert [(r["event"], r["by"]) for r in records] == [
-        ("session_start", "recorder"), ("statement", "session"), ("result", "session"), ("session_end", "recorder")]
+        ("session_start", "recorder"),
+        ("statement", "session"),
+        ("result", "session"),
+        ("session_end", "recorder"),
+    ]
     start = records[0]
     assert start["app"] == "demo" and start["session_reported"] == ["app"] and start["mode"] == "command"
     assert records[-1]["exit_code"] == 5 and records[-1]["reported"] == {"status": "ok"}
@@ -89,7 +98,9 @@ def test_at_a_terminal_what_is_typed_is_recorded(tmp_path: Path) -> None:
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     log, marker = tmp_path / "audit.jsonl", tmp_path / "marker.json"
-    child = pexpect.spawn(sys.executable, [str(driver), str(log), "terminal", str(marker)], encoding="utf-8", timeout=30)
+    child = pexpect.spawn(
+        sys.executable, [str(driver), str(log), "terminal", str(marker)], encoding="utf-8", timeout=30
+    )
     child.expect("> ")
     child.sendline("hello recorder")
     child.expect("typed: hello recorder")

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pexpect
 import pytest
-
 from support.audit import audit_init, audit_records
 from support.environment import clean_environ
 from support.paths import APPSHELL
@@ -51,8 +50,9 @@ class Shop:
         return audit_records(self.log)
 
     def tool(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([APPSHELL, "audit", *args], cwd=self.root, env=clean_environ(), capture_output=True,
-                              text=True, timeout=30)
+        return subprocess.run(
+            [APPSHELL, "audit", *args], cwd=self.root, env=clean_environ(), capture_output=True, text=True, timeout=30
+        )
 
     def verify(self) -> subprocess.CompletedProcess[str]:
         return self.tool("verify", "--log", str(self.log), "--key", self.key)
@@ -86,14 +86,21 @@ def sealed(shop: Path) -> Shop:
     return Shop(shop, log, audit_init(shop, log))
 
 
-def appshell(shop: Shop, code: str, *, env: dict[str, str] | None = None, timeout: float = 8.0,
-             wrapper: tuple[str, ...] = ()) -> Ran:
+def appshell(
+    shop: Shop, code: str, *, env: dict[str, str] | None = None, timeout: float = 8.0, wrapper: tuple[str, ...] = ()
+) -> Ran:
     """`appshell --profile production --write --yes -c CODE`, the real console script; killed (group) if it hangs."""
     before = {r["session"] for r in shop.records()} if shop.log.exists() else set()
     began = time.monotonic()
-    proc = subprocess.Popen([*wrapper, APPSHELL, "--profile", "production", "--reason", "hostile review", "--write", "--yes",
-                             "-c", code], cwd=shop.root, env=clean_environ(env), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [*wrapper, APPSHELL, "--profile", "production", "--reason", "hostile review", "--write", "--yes", "-c", code],
+        cwd=shop.root,
+        env=clean_environ(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
         rc: int | None = proc.returncode
@@ -121,8 +128,11 @@ def of(shop: Shop, session: str) -> list[dict]:  # type: ignore[type-arg]
 
 # -- issue 22's eight attacks, on the real console script --------------------------------------------------------------
 
+
 def test_1_hashless_lines_appended_by_the_session_are_flagged_and_fail_verify(sealed: Shop) -> None:
-    code = UPDATE + f"""
+    code = (
+        UPDATE
+        + f"""
 import json
 recs = [json.loads(l) for l in open({str(sealed.log)!r})]
 sid = recs[-1]["session"]
@@ -132,6 +142,7 @@ with open({str(sealed.log)!r}, "a") as f:
               {{"v": 1, "session": sid, "event": "session_end", "status": "ok", "statements": 1}}):
         f.write(json.dumps(r) + "\\n")
 """
+    )
     ran = appshell(sealed, code)
     assert ran.code == 0, ran.stderr
     assert sealed.stock() == 0
@@ -211,7 +222,8 @@ def test_6_a_sitecustomize_on_pythonpath_cannot_rewrite_the_record(sealed: Shop,
         "    _o = c.Channel.request\n"
         f"    c.Channel.request = lambda self, k, f: _o(self, k, {{**f, 'source': {FAKE!r}}} if k == 'statement' else f)\n"
         "except Exception:\n"
-        "    pass\n")
+        "    pass\n"
+    )
     ran = appshell(sealed, UPDATE, env={"PYTHONPATH": str(site)})
     assert ran.code == 0, ran.stderr
     statement = next(r for r in of(sealed, ran.session) if r["event"] == "statement")
@@ -226,7 +238,9 @@ def test_7_a_review_appended_by_the_operator_is_not_verified_and_the_session_sta
     from appshell.cli.review_web.app import create_app
     from appshell.cli.review_web.cli import build_config, parser
 
-    code = UPDATE + f"""
+    code = (
+        UPDATE
+        + f"""
 import hashlib, json, datetime
 recs = [json.loads(l) for l in open({str(sealed.log)!r})]
 rev = {{"seq": 1, "ts": datetime.datetime.utcnow().isoformat() + "Z", "session": recs[-1]["session"], "auditor": "alice",
@@ -234,6 +248,7 @@ rev = {{"seq": 1, "ts": datetime.datetime.utcnow().isoformat() + "Z", "session":
 rev["hash"] = hashlib.sha256(json.dumps(rev, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 open({str(sealed.log.parent / "reviews.jsonl")!r}, "a").write(json.dumps(rev, sort_keys=True, separators=(",", ":")) + "\\n")
 """
+    )
     ran = appshell(sealed, code)
     assert ran.code == 0, ran.stderr
     token = "alice-token-0123456789"
@@ -259,9 +274,12 @@ def test_8_an_absurd_epoch_is_refused_at_once(sealed: Shop) -> None:
 
 # -- the recorder's own surface -------------------------------------------------------------------------------------
 
+
 def test_a_forged_report_through_the_sessions_channel_is_flagged(sealed: Shop) -> None:
-    code = CHANNEL + f'ch.request("statement", {{"n": 2, "source": {FAKE!r}, "kind": "command"}})\n' \
+    code = (
+        CHANNEL + f'ch.request("statement", {{"n": 2, "source": {FAKE!r}, "kind": "command"}})\n'
         'ch.request("result", {"n": 2, "status": "ok", "error": None, "duration_ms": 1.0, "sql": []})\n' + UPDATE
+    )
     ran = appshell(sealed, code)
     assert ran.code == 0, ran.stderr
     forged = [r for r in of(sealed, ran.session) if r["event"] == "statement" and r["source"] == FAKE]
@@ -270,7 +288,11 @@ def test_a_forged_report_through_the_sessions_channel_is_flagged(sealed: Shop) -
 
 
 def test_a_forged_result_makes_the_real_one_a_flagged_refusal(sealed: Shop) -> None:
-    code = CHANNEL + 'ch.request("result", {"n": 1, "status": "ok", "error": None, "duration_ms": 1.0, "sql": []})\n' + UPDATE
+    code = (
+        CHANNEL
+        + 'ch.request("result", {"n": 1, "status": "ok", "error": None, "duration_ms": 1.0, "sql": []})\n'
+        + UPDATE
+    )
     ran = appshell(sealed, code)
     assert sealed.stock() == 0
     refused = [r for r in of(sealed, ran.session) if r["event"] == "refused_report"]
@@ -279,12 +301,15 @@ def test_a_forged_result_makes_the_real_one_a_flagged_refusal(sealed: Shop) -> N
 
 
 def test_a_report_setting_the_recorders_fields_is_refused_and_flagged(sealed: Shop) -> None:
-    code = CHANNEL + f"""
+    code = (
+        CHANNEL
+        + f"""
 try:
     ch.request("statement", {{"n": 2, "source": {FAKE!r}, "kind": "command", "by": "recorder"}})
 except Exception as exc:
     print("REFUSED", type(exc).__name__)
 """
+    )
     ran = appshell(sealed, code)
     assert "REFUSED AuditFailure" in ran.stdout
     assert not [r for r in of(sealed, ran.session) if r["event"] == "statement" and r["source"] == FAKE]
@@ -292,24 +317,34 @@ except Exception as exc:
 
 
 def test_a_huge_length_written_to_the_channel_fd_neither_hangs_nor_hides(sealed: Shop) -> None:
-    ran = appshell(sealed, CHANNEL + 'import os, struct\nos.write(ch.fileno(), struct.pack(">I", 0xFFFFFFFF))\n' + UPDATE,
-                   timeout=5)
+    ran = appshell(
+        sealed,
+        CHANNEL + 'import os, struct\nos.write(ch.fileno(), struct.pack(">I", 0xFFFFFFFF))\n' + UPDATE,
+        timeout=5,
+    )
     assert ran.code is not None, "the session hung waiting for an acknowledgement that never came"
     assert any(r["event"] == "refused_report" for r in of(sealed, ran.session))
 
 
 def test_a_half_frame_written_to_the_channel_fd_does_not_hang_the_session(sealed: Shop) -> None:
-    ran = appshell(sealed, CHANNEL + 'import os, struct\nos.write(ch.fileno(), struct.pack(">I", 100) + b\'{"kind":\')\n' + UPDATE,
-                   timeout=5)
+    ran = appshell(
+        sealed,
+        CHANNEL + 'import os, struct\nos.write(ch.fileno(), struct.pack(">I", 100) + b\'{"kind":\')\n' + UPDATE,
+        timeout=5,
+    )
     assert any(r["event"] == "refused_report" for r in of(sealed, ran.session))  # holds: refused and flagged
     assert ran.code is not None, "the session hung waiting for an acknowledgement that never came"
 
 
 def test_a_raw_frame_written_to_the_channel_fd_is_checked_like_any_report(sealed: Shop) -> None:
-    code = CHANNEL + """import json, os, struct
+    code = (
+        CHANNEL
+        + """import json, os, struct
 b = json.dumps({"kind": "statement", "fields": {"n": 0, "source": "x", "kind": "command"}}).encode()
 os.write(ch.fileno(), struct.pack(">I", len(b)) + b)
-""" + UPDATE
+"""
+        + UPDATE
+    )
     ran = appshell(sealed, code)
     assert ran.code is not None
     refused = [r for r in of(sealed, ran.session) if r["event"] == "refused_report"]
@@ -327,11 +362,14 @@ def test_sigkill_of_the_recorder_is_detected_as_a_session_without_its_end(sealed
 
 
 def test_sigstop_of_the_recorder_loses_nothing(sealed: Shop) -> None:
-    code = """import os, signal, subprocess
+    code = (
+        """import os, signal, subprocess
 pp = os.getppid()
 subprocess.Popen(["sh", "-c", f"sleep 1; kill -CONT {pp}"], start_new_session=True)
 os.kill(pp, signal.SIGSTOP)
-""" + UPDATE
+"""
+        + UPDATE
+    )
     ran = appshell(sealed, code)
     assert ran.code == 0, ran.stderr
     assert [r["event"] for r in of(sealed, ran.session)] == ["session_start", "statement", "result", "session_end"]
@@ -369,7 +407,9 @@ print("PROBE", out)
 
 
 def test_a_forked_child_writes_no_records(sealed: Shop) -> None:
-    code = CHANNEL + f"""import os
+    code = (
+        CHANNEL
+        + f"""import os
 pid = os.fork()
 if pid == 0:
     try:
@@ -383,21 +423,33 @@ if pid == 0:
     os._exit(0)
 os.waitpid(pid, 0)
 """
+    )
     ran = appshell(sealed, code)
     assert ran.code == 0, ran.stderr
     assert sealed.stock() > 0  # holds: the child's SQL is refused
     assert not [r for r in of(sealed, ran.session) if r.get("source") == FAKE] or sealed.flags(ran.session)
 
 
-@pytest.mark.xfail(strict=True, reason="at a terminal a statement reported unlike the keys typed is not flagged: readers compare only program-mode input")
+@pytest.mark.xfail(
+    strict=True,
+    reason="at a terminal a statement reported unlike the keys typed is not flagged: readers compare only program-mode input",
+)
 def test_a_typed_statement_reported_differently_is_flagged(sealed: Shop) -> None:
-    child = pexpect.spawn(APPSHELL, ["--profile", "production", "--reason", "hostile review", "--write", "--yes",
-                                     "--shell", "python"], cwd=str(sealed.root),
-                          env={**clean_environ(), "TERM": "dumb"}, encoding="utf-8", timeout=8, dimensions=(40, 200))
+    child = pexpect.spawn(
+        APPSHELL,
+        ["--profile", "production", "--reason", "hostile review", "--write", "--yes", "--shell", "python"],
+        cwd=str(sealed.root),
+        env={**clean_environ(), "TERM": "dumb"},
+        encoding="utf-8",
+        timeout=8,
+        dimensions=(40, 200),
+    )
     try:
         child.expect("PRODUCTION")
-        child.sendline("import appshell.recorder.channel as c; o = c.Channel.request; "
-                       f"c.Channel.request = lambda s, k, f, o=o: o(s, k, {{**f, 'source': {FAKE!r}}} if k == 'statement' else f)")
+        child.sendline(
+            "import appshell.recorder.channel as c; o = c.Channel.request; "
+            f"c.Channel.request = lambda s, k, f, o=o: o(s, k, {{**f, 'source': {FAKE!r}}} if k == 'statement' else f)"
+        )
         child.expect("PRODUCTION")
         child.sendline(UPDATE.strip())
         child.expect("PRODUCTION")
@@ -422,12 +474,20 @@ def test_closing_the_channel_just_before_exiting_is_flagged(sealed: Shop) -> Non
     ran = appshell(sealed, CHANNEL + "ch.sock.close()\nimport os\nos._exit(0)\n")
     assert ran.code == 0, ran.stderr
     # No result; the recorder says the session ended without its end report.
-    assert [r["event"] for r in of(sealed, ran.session)] == ["session_start", "statement", "channel_closed", "session_end"]
+    assert [r["event"] for r in of(sealed, ran.session)] == [
+        "session_start",
+        "statement",
+        "channel_closed",
+        "session_end",
+    ]
     assert sealed.flags(ran.session)
 
 
 def test_many_tiny_reports_are_all_sealed_and_the_session_ends(sealed: Shop) -> None:
-    code = CHANNEL + 'for i in range(2, 302):\n    ch.request("nested", {"n": i, "source": "x", "kind": "nested", "parent": 1})\n'
+    code = (
+        CHANNEL
+        + 'for i in range(2, 302):\n    ch.request("nested", {"n": i, "source": "x", "kind": "nested", "parent": 1})\n'
+    )
     ran = appshell(sealed, code, timeout=9)
     assert ran.code == 0, ran.stderr
     records = of(sealed, ran.session)
@@ -436,13 +496,17 @@ def test_many_tiny_reports_are_all_sealed_and_the_session_ends(sealed: Shop) -> 
 
 
 def test_a_report_nested_ten_thousand_deep_is_refused_and_recorded(sealed: Shop) -> None:
-    code = CHANNEL + """from appshell.recorder.channel import HEADER
+    code = (
+        CHANNEL
+        + """from appshell.recorder.channel import HEADER
 body = b'{"kind":"nested","fields":{"n":5,"source":"x","kind":"nested","d":' + b"[" * 10000 + b"]" * 10000 + b"}}"
 try:
     ch._exchange("nested", HEADER.pack(len(body)) + body)
 except Exception as exc:
     print("REFUSED", type(exc).__name__)
-""" + UPDATE
+"""
+        + UPDATE
+    )
     ran = appshell(sealed, code)
     assert ran.code == 0 and "REFUSED AuditFailure" in ran.stdout, ran.stderr
     refused = [r for r in of(sealed, ran.session) if r["event"] == "refused_report"]
@@ -451,20 +515,23 @@ except Exception as exc:
 
 
 def test_a_hundred_megabyte_report_is_refused_with_its_digest(sealed: Shop) -> None:
-    code = CHANNEL + """from appshell.recorder.channel import HEADER
+    code = (
+        CHANNEL
+        + """from appshell.recorder.channel import HEADER
 body = b"x" * (100 * 1024 * 1024)
 try:
     ch._exchange("statement", HEADER.pack(len(body)) + body)
 except Exception as exc:
     print("REFUSED", type(exc).__name__)
-""" + UPDATE
+"""
+        + UPDATE
+    )
     ran = appshell(sealed, code)
     assert ran.code == 0 and "REFUSED AuditFailure" in ran.stdout, ran.stderr
     refused = [r for r in of(sealed, ran.session) if r["event"] == "refused_report"]
     assert refused and refused[0]["bytes"] == 100 * 1024 * 1024
     assert refused[0]["sha256"] == hashlib.sha256(b"x" * (100 * 1024 * 1024)).hexdigest()
     assert any("update products" in s for r in of(sealed, ran.session) if r["event"] == "result" for s in r["sql"])
-
 
 
 def test_sigterm_of_the_recorder_ends_the_session_and_the_record(sealed: Shop) -> None:
@@ -481,14 +548,19 @@ def test_sigterm_of_the_recorder_ends_the_session_and_the_record(sealed: Shop) -
 def test_credentials_in_the_launch_environment_stay_readable_as_documented(sealed: Shop) -> None:
     # docs/audit.md: "reads the sinks' credentials — neither when they come from the operator's own environment
     # (the forked session's /proc/self/environ keeps the launch environment)". os.environ is scrubbed.
-    code = ('import os\nprint("ENV", os.environ.get("APPSHELL_AUDIT_KEY"), '
-            'b"APPSHELL_AUDIT_KEY=kept-secret" in open("/proc/self/environ", "rb").read())\n')
+    code = (
+        'import os\nprint("ENV", os.environ.get("APPSHELL_AUDIT_KEY"), '
+        'b"APPSHELL_AUDIT_KEY=kept-secret" in open("/proc/self/environ", "rb").read())\n'
+    )
     ran = appshell(sealed, code, env={"APPSHELL_AUDIT_KEY": "kept-secret"})
     assert ran.code == 0, ran.stderr
     assert "ENV None True" in ran.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="SQL run by the app's own modules while the session boots (same user can edit them) is recorded nowhere, and no doc says so")
+@pytest.mark.xfail(
+    strict=True,
+    reason="SQL run by the app's own modules while the session boots (same user can edit them) is recorded nowhere, and no doc says so",
+)
 def test_sql_run_while_the_app_boots_is_recorded(sealed: Shop) -> None:
     with (sealed.root / "shop" / "db.py").open("a") as f:
         f.write('\nwith engine.begin() as _c:\n    _c.exec_driver_sql("update products set stock = 0 where id > 0")\n')

@@ -54,8 +54,12 @@ class Host:
         self.log_dir = self.make_log_dir()
 
     def values(self, log_dir: Path | None = None) -> dict[str, Any]:
-        return {"recorder_user": self.recorder.pw_name, "session_user": self.session.pw_name,
-                "project": str(self.project), "log": str((log_dir or self.log_dir) / "audit.jsonl")}
+        return {
+            "recorder_user": self.recorder.pw_name,
+            "session_user": self.session.pw_name,
+            "project": str(self.project),
+            "log": str((log_dir or self.log_dir) / "audit.jsonl"),
+        }
 
     def make_log_dir(self) -> Path:
         """A log directory the recorder's alone (0700), holding a key state (0600) as audit.seal beside audit.jsonl."""
@@ -89,8 +93,20 @@ def host() -> Iterator[Host]:
         os.chmod(base, 0o755)
         for role in ("rec", "ses"):
             name = f"apsh-{role}-{suffix}"
-            subprocess.run(["useradd", "--system", "--create-home", "--home-dir", str(base / f"home-{role}"),
-                            "--shell", "/usr/sbin/nologin", name], check=True, capture_output=True)
+            subprocess.run(
+                [
+                    "useradd",
+                    "--system",
+                    "--create-home",
+                    "--home-dir",
+                    str(base / f"home-{role}"),
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    name,
+                ],
+                check=True,
+                capture_output=True,
+            )
             made.append(name)
         recorder, session = (pwd.getpwnam(name) for name in made)
         project = base / "project"
@@ -116,7 +132,7 @@ def _user_exists(name: str) -> bool:
 
 # Run by root with this venv's interpreter. Everything the recorder uses after it drops is imported before:
 # here Python's own files live under /root (mode 700), which the recorder's user cannot read.
-DRIVER = r'''
+DRIVER = r"""
 import ctypes, json, os, pwd, sys
 from pathlib import Path
 from appshell.recorder.privsep import RecorderConfig, become_recorder, drop_to, session_environ
@@ -170,10 +186,10 @@ except PermissionError:
 _, status = os.waitpid(pid, 0)
 record(event="session_end", by="recorder", signal=os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
        exit=os.WEXITSTATUS(status) if os.WIFEXITED(status) else None, signal_session=signal_session)
-'''
+"""
 
 # The operator's program, as the session's user: each attack's errno (or ALLOWED), then it kills itself.
-OPERATOR = r'''
+OPERATOR = r"""
 import ctypes, errno, json, os, signal, sys
 recorder, log, key_state, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 # The control's recorder can be signalled: there signal 0 asks the same permission without ending the run.
@@ -234,7 +250,7 @@ me = {"resuid": os.getresuid(), "resgid": os.getresgid(), "cwd": os.getcwd(), "e
       "no_new_privs": status["NoNewPrivs"].strip()}
 print(json.dumps({"attacks": {name: outcome(attack) for name, attack in attacks.items()}, "me": me}), flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
-'''
+"""
 
 DENIED = {  # what the kernel answers each attack
     "read the log": "EACCES",
@@ -270,8 +286,11 @@ def session_python() -> str:
         real = Path(os.path.realpath(candidate))
         if _open_to_others(real) and _open_to_others(Path(os.path.realpath(Path(real).parents[1] / "lib"))):
             return str(real)
-    unavailable(f"no Python that another user can run: {sys.executable} is under a directory closed to others, "
-                "and there is no /usr/bin/python3", "a Python interpreter other users can execute")
+    unavailable(
+        f"no Python that another user can run: {sys.executable} is under a directory closed to others, "
+        "and there is no /usr/bin/python3",
+        "a Python interpreter other users can execute",
+    )
 
 
 @dataclass
@@ -293,8 +312,15 @@ def run_tree(host: Host, log_dir: Path, mode: str) -> Tree:
     driver.write_text(DRIVER)
     # Stands for the witness's credentials, which the recorder holds and the session must not.
     env = clean_environ({"APPSHELL_TEST_WITNESS_PASSWORD": host.secret.decode()})
-    proc = subprocess.run([sys.executable, str(driver), str(config), python, OPERATOR, mode], env=env, cwd=ROOT,
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(driver), str(config), python, OPERATOR, mode],
+        env=env,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     log_text = (log_dir / "audit.jsonl").read_text() if (log_dir / "audit.jsonl").exists() else ""
     records = [json.loads(line) for line in log_text.splitlines()]
     reported = [r for r in records if r["event"] == "reported"]
@@ -366,10 +392,23 @@ def test_a_session_killed_by_its_operator_is_ended_by_the_recorder(tree: Tree, h
 
 # The control: what the same operator program gets where the recorder runs as the app's user. The files and the
 # signals are open to it; not being dumpable still keeps it from tracing the recorder or reading its memory.
-SAME_USER = {**DENIED, **dict.fromkeys(["read the log", "append to the log", "list the log directory",
-                                         "create a file beside the log", "read the key state", "write the key state",
-                                         "SIGTERM the recorder", "SIGKILL the recorder", "SIGSTOP the recorder"],
-                                        "ALLOWED")}
+SAME_USER = {
+    **DENIED,
+    **dict.fromkeys(
+        [
+            "read the log",
+            "append to the log",
+            "list the log directory",
+            "create a file beside the log",
+            "read the key state",
+            "write the key state",
+            "SIGTERM the recorder",
+            "SIGKILL the recorder",
+            "SIGSTOP the recorder",
+        ],
+        "ALLOWED",
+    ),
+}
 
 
 def test_the_control_run_as_one_user_reaches_the_files_and_signals(same_user_tree: Tree, host: Host) -> None:
@@ -378,8 +417,13 @@ def test_the_control_run_as_one_user_reaches_the_files_and_signals(same_user_tre
     assert same_user_tree.report["attacks"] == SAME_USER
     assert same_user_tree.records[0]["resuid"] == [host.session.pw_uid] * 3
     assert '{"event": "forged"}' in same_user_tree.log_text
-    assert same_user_tree.records[-1] == {"event": "session_end", "by": "recorder", "signal": 9, "exit": None,
-                                          "signal_session": "ALLOWED"}
+    assert same_user_tree.records[-1] == {
+        "event": "session_end",
+        "by": "recorder",
+        "signal": 9,
+        "exit": None,
+        "signal_session": "ALLOWED",
+    }
 
 
 # --- the configuration --------------------------------------------------------------------------------------
@@ -396,50 +440,121 @@ def _log_in(mode: int, owner: str) -> Edit:
     def edit(host: Host, values: dict[str, Any]) -> None:
         uid = getattr(host, owner).pw_uid
         values["log"] = str(host.directory(mode, uid) / "audit.jsonl")
+
     return edit
 
 
 # (id, change to the values, change to the written file, what the error says, how it says to fix it)
 CONFIG_ERRORS: list[tuple[str, Edit | None, Touch | None, str, str]] = [
-    ("owned by another user", None, lambda h, p: os.chown(p, h.session.pw_uid, -1),
-     "is owned by {session}, not root", "chown root:root {path}"),
-    ("world-writable", None, lambda h, p: os.chmod(p, 0o666), "can be written by others than root (mode 666)",
-     "chmod go-w {path}"),
-    ("group-writable", None, lambda h, p: os.chmod(p, 0o664), "can be written by others than root (mode 664)",
-     "chmod go-w {path}"),
-    ("its directory writable by others", None, lambda h, p: os.chmod(p.parent, 0o777),
-     "{dir}, above {path}, can be changed by others than root", "chown root:root {dir} && chmod go-w {dir}"),
-    ("its directory owned by another user", None, lambda h, p: os.chown(p.parent, h.session.pw_uid, -1),
-     "{dir}, above {path}, can be changed by others than root", "chmod go-w {dir}"),
+    (
+        "owned by another user",
+        None,
+        lambda h, p: os.chown(p, h.session.pw_uid, -1),
+        "is owned by {session}, not root",
+        "chown root:root {path}",
+    ),
+    (
+        "world-writable",
+        None,
+        lambda h, p: os.chmod(p, 0o666),
+        "can be written by others than root (mode 666)",
+        "chmod go-w {path}",
+    ),
+    (
+        "group-writable",
+        None,
+        lambda h, p: os.chmod(p, 0o664),
+        "can be written by others than root (mode 664)",
+        "chmod go-w {path}",
+    ),
+    (
+        "its directory writable by others",
+        None,
+        lambda h, p: os.chmod(p.parent, 0o777),
+        "{dir}, above {path}, can be changed by others than root",
+        "chown root:root {dir} && chmod go-w {dir}",
+    ),
+    (
+        "its directory owned by another user",
+        None,
+        lambda h, p: os.chown(p.parent, h.session.pw_uid, -1),
+        "{dir}, above {path}, can be changed by others than root",
+        "chmod go-w {dir}",
+    ),
     ("not TOML", None, lambda h, p: p.write_text("recorder_user = \n"), "is not valid TOML", "correct {path}"),
     ("missing", None, lambda h, p: p.unlink(), "{path} does not exist", "run appshell without sudo (same-user mode)"),
-    ("a key missing", lambda h, v: v.pop("session_user"), None, "{path} has no session_user",
-     'add session_user = "shop" to it'),
-    ("an unknown key", lambda h, v: v.__setitem__("recorder_usr", v.pop("recorder_user")), None,
-     "unknown key 'recorder_usr' (did you mean 'recorder_user'?)", "the keys are recorder_user, session_user"),
+    (
+        "a key missing",
+        lambda h, v: v.pop("session_user"),
+        None,
+        "{path} has no session_user",
+        'add session_user = "shop" to it',
+    ),
+    (
+        "an unknown key",
+        lambda h, v: v.__setitem__("recorder_usr", v.pop("recorder_user")),
+        None,
+        "unknown key 'recorder_usr' (did you mean 'recorder_user'?)",
+        "the keys are recorder_user, session_user",
+    ),
     ("not a string", _set("log", 5), None, "log is not a non-empty string", 'write it as log = "'),
-    ("an unknown user", _set("recorder_user", "apsh-nosuchuser"), None,
-     "recorder_user 'apsh-nosuchuser' is not a user on this host", "useradd --system apsh-nosuchuser"),
-    ("root as the session's user", _set("session_user", "root"), None, "session_user 'root' is root",
-     "name an unprivileged user in session_user"),
-    ("one user for both", lambda h, v: v.__setitem__("session_user", v["recorder_user"]), None,
-     "recorder_user and session_user are the same user", 'recorder_user = "appshell-audit"'),
-    ("a relative log", _set("log", "var/audit.jsonl"), None, "log 'var/audit.jsonl' is a relative path",
-     "give log as an absolute path"),
-    ("no project directory", _set("project", "/nonexistent/shop"), None,
-     "project /nonexistent/shop is not a directory", "name the app's directory in project"),
-    ("no log directory", _set("log", "/nonexistent/appshell/audit.jsonl"), None,
-     "the log directory /nonexistent/appshell", "install -d -o {recorder} -g"),
-    ("a log directory others can read", _log_in(0o755, "recorder"), None, "is not {recorder}'s alone",
-     "chmod 700"),
-    ("a log directory of the session's user", _log_in(0o700, "session"), None,
-     "is not {recorder}'s alone (owner {session}, mode 700)", "chown {recorder}"),
+    (
+        "an unknown user",
+        _set("recorder_user", "apsh-nosuchuser"),
+        None,
+        "recorder_user 'apsh-nosuchuser' is not a user on this host",
+        "useradd --system apsh-nosuchuser",
+    ),
+    (
+        "root as the session's user",
+        _set("session_user", "root"),
+        None,
+        "session_user 'root' is root",
+        "name an unprivileged user in session_user",
+    ),
+    (
+        "one user for both",
+        lambda h, v: v.__setitem__("session_user", v["recorder_user"]),
+        None,
+        "recorder_user and session_user are the same user",
+        'recorder_user = "appshell-audit"',
+    ),
+    (
+        "a relative log",
+        _set("log", "var/audit.jsonl"),
+        None,
+        "log 'var/audit.jsonl' is a relative path",
+        "give log as an absolute path",
+    ),
+    (
+        "no project directory",
+        _set("project", "/nonexistent/shop"),
+        None,
+        "project /nonexistent/shop is not a directory",
+        "name the app's directory in project",
+    ),
+    (
+        "no log directory",
+        _set("log", "/nonexistent/appshell/audit.jsonl"),
+        None,
+        "the log directory /nonexistent/appshell",
+        "install -d -o {recorder} -g",
+    ),
+    ("a log directory others can read", _log_in(0o755, "recorder"), None, "is not {recorder}'s alone", "chmod 700"),
+    (
+        "a log directory of the session's user",
+        _log_in(0o700, "session"),
+        None,
+        "is not {recorder}'s alone (owner {session}, mode 700)",
+        "chown {recorder}",
+    ),
 ]
 
 
 @pytest.mark.parametrize("edit, touch, what, fix", [c[1:] for c in CONFIG_ERRORS], ids=[c[0] for c in CONFIG_ERRORS])
 def test_a_config_that_is_not_safe_is_refused_in_one_line_naming_the_fix(
-        host: Host, edit: Edit | None, touch: Touch | None, what: str, fix: str) -> None:
+    host: Host, edit: Edit | None, touch: Touch | None, what: str, fix: str
+) -> None:
     values = host.values()
     if edit:
         edit(host, values)
@@ -457,8 +572,9 @@ def test_a_config_that_is_not_safe_is_refused_in_one_line_naming_the_fix(
 def test_a_safe_config_loads(host: Host) -> None:
     path = host.write_config(host.values())
     config = RecorderConfig.load(path)
-    assert config == RecorderConfig(host.recorder.pw_name, host.session.pw_name, host.project,
-                                    host.log_dir / "audit.jsonl", path)
+    assert config == RecorderConfig(
+        host.recorder.pw_name, host.session.pw_name, host.project, host.log_dir / "audit.jsonl", path
+    )
 
 
 def test_a_config_in_a_sticky_directory_of_root_loads(host: Host) -> None:
@@ -477,21 +593,33 @@ def test_privileged_means_root_with_the_config_present(host: Host) -> None:
 def test_without_root_the_drops_refuse_in_one_line(host: Host) -> None:
     """Run as the session's user (no root to give up): drop_to and become_recorder name sudo; privileged() is off."""
     config = host.write_config(host.values())
-    program = (f"import sys; sys.path.insert(0, {str(ROOT / 'src')!r})\n"
-               "from appshell.errors import ConfigError\n"
-               "from appshell.recorder.privsep import become_recorder, drop_to, privileged\n"
-               f"print(privileged(__import__('pathlib').Path({str(config)!r})))\n"
-               f"for step in (drop_to, become_recorder):\n"
-               f"    try:\n"
-               f"        step({host.recorder.pw_name!r})\n"
-               f"    except ConfigError as exc:\n"
-               f"        print(exc.format())\n")
-    proc = subprocess.run([session_python(), "-I", "-c", program], user=host.session.pw_uid, group=host.session.pw_gid,
-                          extra_groups=[], cwd="/", env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
-                          timeout=30)
+    program = (
+        f"import sys; sys.path.insert(0, {str(ROOT / 'src')!r})\n"
+        "from appshell.errors import ConfigError\n"
+        "from appshell.recorder.privsep import become_recorder, drop_to, privileged\n"
+        f"print(privileged(__import__('pathlib').Path({str(config)!r})))\n"
+        f"for step in (drop_to, become_recorder):\n"
+        f"    try:\n"
+        f"        step({host.recorder.pw_name!r})\n"
+        f"    except ConfigError as exc:\n"
+        f"        print(exc.format())\n"
+    )
+    proc = subprocess.run(
+        [session_python(), "-I", "-c", program],
+        user=host.session.pw_uid,
+        group=host.session.pw_gid,
+        extra_groups=[],
+        cwd="/",
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 0, proc.stderr
-    refused = (f"appshell: error: becoming user '{host.recorder.pw_name}' needs root, and appshell runs as "
-               f"{host.session.pw_name} — start it with sudo, through the sudoers line of docs/privsep.md")
+    refused = (
+        f"appshell: error: becoming user '{host.recorder.pw_name}' needs root, and appshell runs as "
+        f"{host.session.pw_name} — start it with sudo, through the sudoers line of docs/privsep.md"
+    )
     assert proc.stdout.splitlines() == ["False", refused, refused]
 
 
@@ -504,7 +632,7 @@ SHOP = ROOT / "examples" / "shop"
 # appshell started as root on this host (the other xdist worker, the other suites run in this tree) would switch
 # to privilege-separated mode. Everything after the seam is what /work/main/.venv/bin/appshell runs: entry() →
 # main → run_recorded_session → record_forked, in the venv's interpreter (the console script's shebang).
-ENTRY = r'''
+ENTRY = r"""
 import sys
 from pathlib import Path
 
@@ -514,11 +642,11 @@ privsep.CONFIG_PATH = Path(sys.argv.pop(1))
 from appshell.cli.main import entry
 
 entry()
-'''
+"""
 
 # The operator's -c code, run as the session's user: the kernel's answer to each attempt at the record, then the
 # session kills itself. {log} and {seal} are filled in by the test.
-SESSION_CODE = r'''
+SESSION_CODE = r"""
 import errno, json, os, signal
 def outcome(attack):
     try:
@@ -540,11 +668,16 @@ print("products:", count(Product))
 print("REPORT " + json.dumps({{"attacks": report, "resuid": os.getresuid(), "cwd": os.getcwd(), "recorder": recorder,
                               "environ": dict(os.environ)}}), flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
-'''
+"""
 
-APPSHELL_DENIED = {"read the log": "EACCES", "append to the log": "EACCES", "read the seal state": "EACCES",
-                   "append to the seal state": "EACCES", "SIGTERM the recorder": "EPERM",
-                   "read the recorder's memory": "EACCES"}
+APPSHELL_DENIED = {
+    "read the log": "EACCES",
+    "append to the log": "EACCES",
+    "read the seal state": "EACCES",
+    "append to the seal state": "EACCES",
+    "SIGTERM the recorder": "EPERM",
+    "read the recorder's memory": "EACCES",
+}
 
 
 def open_interpreter(python: str) -> list[str]:
@@ -567,8 +700,10 @@ def open_interpreter(python: str) -> list[str]:
     inner = top / base.relative_to(top).parts[0]  # /root/.pyenv
     if any(not os.stat(d).st_mode & stat.S_IXOTH for d in [inner, *[p for p in base.parents if inner in p.parents]]):
         unavailable(f"{base} is under more than one directory closed to others", "a Python other users can reach")
-    script = ('set -e; stash=$(mktemp -d); mount --bind "$1" "$stash"; mount -t tmpfs -o mode=711 tmpfs "$2"; '
-              'mkdir -p "$1"; mount --bind "$stash" "$1"; umount -l "$stash"; rmdir "$stash"; shift 2; exec "$@"')
+    script = (
+        'set -e; stash=$(mktemp -d); mount --bind "$1" "$stash"; mount -t tmpfs -o mode=711 tmpfs "$2"; '
+        'mkdir -p "$1"; mount --bind "$stash" "$1"; umount -l "$stash"; rmdir "$stash"; shift 2; exec "$@"'
+    )
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", str(inner), str(top)]
 
 
@@ -595,8 +730,17 @@ class Site:
     @staticmethod
     def environ(**extra: str) -> dict[str, str]:
         """What sudo's env_reset leaves, with SUDO_*."""
-        return {"PATH": "/usr/bin:/bin", "TERM": "dumb", "LANG": "C.UTF-8", "HOME": "/root", "SUDO_USER": "alice",
-                "SUDO_UID": "1000", "SUDO_GID": "1000", "PYTHONDONTWRITEBYTECODE": "1", **extra}
+        return {
+            "PATH": "/usr/bin:/bin",
+            "TERM": "dumb",
+            "LANG": "C.UTF-8",
+            "HOME": "/root",
+            "SUDO_USER": "alice",
+            "SUDO_UID": "1000",
+            "SUDO_GID": "1000",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            **extra,
+        }
 
     def records(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.log.read_text().splitlines()] if self.log.exists() else []
@@ -604,8 +748,9 @@ class Site:
 
 def make_site(host: Host) -> Site:
     if not shutil.which("setpriv"):
-        unavailable("setpriv (util-linux) is missing: the log's sealing state is made as the recorder's user",
-                    "setpriv")
+        unavailable(
+            "setpriv (util-linux) is missing: the log's sealing state is made as the recorder's user", "setpriv"
+        )
     prefix = open_interpreter(str(ROOT / ".venv" / "bin" / "python"))
     project = host.directory() / "shop"
     shutil.copytree(SHOP, project, ignore=shutil.ignore_patterns(".appshell", "__pycache__"))
@@ -616,8 +761,22 @@ def make_site(host: Host) -> Site:
     log_dir = host.directory(0o700, host.recorder.pw_uid)
     log = log_dir / "audit.jsonl"
     config = host.write_config({**host.values(), "project": str(project), "log": str(log)})
-    init = subprocess.run([*prefix, *as_user(host.recorder), str(ROOT / ".venv" / "bin" / "appshell"), "audit", "init",
-                           "--log", str(log)], cwd="/", env=clean_environ(), capture_output=True, text=True, timeout=60)
+    init = subprocess.run(
+        [
+            *prefix,
+            *as_user(host.recorder),
+            str(ROOT / ".venv" / "bin" / "appshell"),
+            "audit",
+            "init",
+            "--log",
+            str(log),
+        ],
+        cwd="/",
+        env=clean_environ(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert init.returncode == 0, init.stderr
     key = next(word for word in init.stdout.split() if word.startswith("fss1-"))
     entry = host.directory() / "entry.py"
@@ -646,18 +805,40 @@ def shell(host: Host) -> Shell:
     code = SESSION_CODE.format(log=str(site.log), seal=str(site.log.with_suffix(".seal")))
     elsewhere = host.directory() / "chosen.jsonl"  # where the operator asks the record to go: ignored
     # APPSHELL_AUDIT_LOG: as an env_keep in sudoers might let it through.
-    proc = subprocess.run(site.command("--audit-log", str(elsewhere), "-c", code), cwd="/",
-                          env=site.environ(APPSHELL_AUDIT_LOG=str(elsewhere)), stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        site.command("--audit-log", str(elsewhere), "-c", code),
+        cwd="/",
+        env=site.environ(APPSHELL_AUDIT_LOG=str(elsewhere)),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert not elsewhere.exists()
     line = next((line for line in proc.stdout.splitlines() if line.startswith("REPORT ")), "REPORT {}")
-    verify = subprocess.run([*site.prefix, str(ROOT / ".venv" / "bin" / "appshell"), "audit", "verify", "--log",
-                             str(site.log), "--key", site.key], cwd="/", env=clean_environ(), capture_output=True,
-                            text=True, timeout=60)
+    verify = subprocess.run(
+        [
+            *site.prefix,
+            str(ROOT / ".venv" / "bin" / "appshell"),
+            "audit",
+            "verify",
+            "--log",
+            str(site.log),
+            "--key",
+            site.key,
+        ],
+        cwd="/",
+        env=clean_environ(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return Shell(proc, site.records(), json.loads(line.removeprefix("REPORT ")), verify, site.log)
 
 
-def test_appshell_as_root_runs_the_session_as_the_apps_user_out_of_reach_of_the_record(shell: Shell, host: Host) -> None:
+def test_appshell_as_root_runs_the_session_as_the_apps_user_out_of_reach_of_the_record(
+    shell: Shell, host: Host
+) -> None:
     assert shell.report, f"the session reported nothing: {shell.proc.stdout}{shell.proc.stderr}"
     assert shell.report["attacks"] == APPSHELL_DENIED
     assert shell.report["resuid"] == [host.session.pw_uid] * 3
@@ -669,14 +850,19 @@ def test_appshell_as_root_runs_the_session_as_the_apps_user_out_of_reach_of_the_
 
 
 def test_the_record_of_a_session_that_killed_itself_is_complete_and_ended_by_the_recorder(
-        shell: Shell, host: Host) -> None:
+    shell: Shell, host: Host
+) -> None:
     assert shell.proc.returncode == 128 + 9, shell.proc.stderr
     events = [r["event"] for r in shell.records]
     assert events[0] == "session_start" and events[-1] == "session_end" and "statement" in events, events
     start, end = shell.records[0], shell.records[-1]
     assert start["by"] == "recorder" and start["pid"] != shell.report["recorder"]  # the session's pid, not its own
-    assert start["privsep"] == {"recorder_user": host.recorder.pw_name, "session_user": host.session.pw_name,
-                                "project": shell.report["cwd"], "operator": "alice"}
+    assert start["privsep"] == {
+        "recorder_user": host.recorder.pw_name,
+        "session_user": host.session.pw_name,
+        "project": shell.report["cwd"],
+        "operator": "alice",
+    }
     assert start["audit_log"] == str(shell.log)
     statement = next(r for r in shell.records if r["event"] == "statement")
     assert statement["by"] == "session" and "os.kill(os.getpid(), signal.SIGKILL)" in statement["source"]
@@ -691,8 +877,9 @@ def test_audit_verify_passes_on_the_privilege_separated_record(shell: Shell) -> 
     assert f"{len(shell.records)} sealed records authenticated" in shell.verify.stdout, shell.verify.stdout
 
 
-def test_privileged_start_changes_to_the_configs_project(host: Host, monkeypatch: pytest.MonkeyPatch,
-                                                         tmp_path: Path) -> None:
+def test_privileged_start_changes_to_the_configs_project(
+    host: Host, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """What cli.main is to call before it would re-execute into a project's interpreter (docs/privsep.md)."""
     from appshell.cli.recorded import privileged_start
     from appshell.recorder import privsep
@@ -709,8 +896,14 @@ def test_at_a_terminal_the_session_owns_its_pty_and_a_stopped_recorder_hangs_it_
     its session, ends it all the same: the relay closes the pty, the kernel sends the session SIGHUP."""
     pexpect = pytest.importorskip("pexpect")
     site = make_site(host)
-    child = pexpect.spawn(site.command("--shell", "python", "-q")[0], site.command("--shell", "python", "-q")[1:],
-                          cwd="/", env=site.environ(TERM="xterm"), timeout=60, encoding="utf-8")
+    child = pexpect.spawn(
+        site.command("--shell", "python", "-q")[0],
+        site.command("--shell", "python", "-q")[1:],
+        cwd="/",
+        env=site.environ(TERM="xterm"),
+        timeout=60,
+        encoding="utf-8",
+    )
     try:
         child.expect(">>> ")
         child.sendline("import os; t = os.ttyname(0); print('TTY', os.getuid(), os.stat(t).st_uid, t)")
@@ -726,9 +919,23 @@ def test_at_a_terminal_the_session_owns_its_pty_and_a_stopped_recorder_hangs_it_
     assert [r["event"] for r in records][0] == "session_start" and records[-1]["event"] == "session_end", records
     assert (records[-1]["by"], records[-1]["exit_code"]) == ("recorder", 128 + signal.SIGHUP), records[-1]
     assert any(r["event"] == "io" and "ttyname" in r.get("data", "") for r in records)
-    verify = subprocess.run([*site.prefix, str(ROOT / ".venv" / "bin" / "appshell"), "audit", "verify", "--log",
-                             str(site.log), "--key", site.key], cwd="/", env=clean_environ(), capture_output=True,
-                            text=True, timeout=60)
+    verify = subprocess.run(
+        [
+            *site.prefix,
+            str(ROOT / ".venv" / "bin" / "appshell"),
+            "audit",
+            "verify",
+            "--log",
+            str(site.log),
+            "--key",
+            site.key,
+        ],
+        cwd="/",
+        env=clean_environ(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
@@ -743,8 +950,15 @@ def test_a_file_root_reads_for_the_session_must_be_one_its_user_could_read(host:
     else:
         (hidden / "secret.env").write_text("LEAK=TOPSECRET\n")
         args = ["--env-file", str(hidden / "secret.env"), "-c", "import os; print(os.environ.get('LEAK'))"]
-    proc = subprocess.run(site.command(*args), cwd="/", env=site.environ(), stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        site.command(*args),
+        cwd="/",
+        env=site.environ(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert "TOPSECRET" not in proc.stdout + proc.stderr
     assert proc.returncode != 0 and f"cannot be read by '{host.session.pw_name}', the session's user" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
@@ -763,15 +977,23 @@ def test_as_root_a_wrong_or_missing_config_refuses_in_one_line(host: Host, case:
         if case == "root without sudo or config":
             env = {k: v for k, v in env.items() if not k.startswith("SUDO_")}
     log = host.directory() / "own.jsonl"
-    proc = subprocess.run(site.command("--audit-log", str(log), "-c", "import os; print('uid', os.getuid())"),
-                          cwd=site.project, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        site.command("--audit-log", str(log), "-c", "import os; print('uid', os.getuid())"),
+        cwd=site.project,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if case == "root without sudo or config":
         assert (proc.returncode, proc.stdout) == (0, "uid 0\n"), proc.stderr
         assert log.exists() and not site.log.exists()
         return
     assert proc.returncode != 0 and proc.stdout == "" and not log.exists()
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    expected = {"a config others can write": f"{site.config} can be written by others than root (mode 666)",
-                "sudo without a config": "set up privilege-separated mode (docs/privsep.md)"}[case]
+    expected = {
+        "a config others can write": f"{site.config} can be written by others than root (mode 666)",
+        "sudo without a config": "set up privilege-separated mode (docs/privsep.md)",
+    }[case]
     assert expected in proc.stderr

@@ -23,7 +23,7 @@ pexpect = pytest.importorskip("pexpect")
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux ptys (EIO, pidfd)")
 
-CHILD = r'''
+CHILD = r"""
 import os, sys, time
 log = open(sys.argv[1], "a", buffering=1)
 print(f"pid:{os.getpid()}")
@@ -54,9 +54,9 @@ while True:
         print("END")
     else:
         print("echo:" + line)
-'''
+"""
 
-DRIVER = r'''
+DRIVER = r"""
 import json, os, signal, subprocess, sys, time
 from appshell.recorder.relay import Relay, child_kwargs
 
@@ -99,7 +99,7 @@ finally:
         result["rc"] = proc.wait(timeout=10)
     with open(out, "w") as f:
         json.dump(result, f)
-'''
+"""
 
 
 class Session:
@@ -205,7 +205,10 @@ def test_output_is_recorded_only_when_asked(tmp_path: Path, output: bool) -> Non
         line = next(e for e in result["events"] if e[1] == "i" and "hello" in e[2])
         assert line[0] < echo[0] and line[3] < echo[3]
     else:
-        assert {e[1] for e in result["events"]} == {"r", "i"}  # the size at the start, then what was typed; nothing shown
+        assert {e[1] for e in result["events"]} == {
+            "r",
+            "i",
+        }  # the size at the start, then what was typed; nothing shown
         assert result["events"][0][1] == "r" and result["events"][0][0] == 0.0
 
 

@@ -19,8 +19,14 @@ MASK_URL = [
     ("postgresql://:onlypass@db/x", "postgresql://:***@db/x"),
     ("postgresql://bob:pa ss'w\"d@db/x", "postgresql://bob:***@db/x"),  # a whole value: spaces and quotes too
     ("postgresql://u@db/x?password=s3cret", "postgresql://u@db/x?password=***"),
-    ("postgresql://u@db/x?sslmode=require&sslpassword=abc&token=zz", "postgresql://u@db/x?sslmode=require&sslpassword=***&token=***"),
-    ("mysql+pymysql://u@h/d?passwd=a1&pwd=b2&charset=utf8mb4", "mysql+pymysql://u@h/d?passwd=***&pwd=***&charset=utf8mb4"),
+    (
+        "postgresql://u@db/x?sslmode=require&sslpassword=abc&token=zz",
+        "postgresql://u@db/x?sslmode=require&sslpassword=***&token=***",
+    ),
+    (
+        "mysql+pymysql://u@h/d?passwd=a1&pwd=b2&charset=utf8mb4",
+        "mysql+pymysql://u@h/d?passwd=***&pwd=***&charset=utf8mb4",
+    ),
     ("https://api.example.com/v1?access_token=abc123&page=2", "https://api.example.com/v1?access_token=***&page=2"),
     # free text: each URL found and masked, the words around it untouched
     ("x = 'postgresql://bob:pa55word@db/x'; y = 1", "x = 'postgresql://bob:***@db/x'; y = 1"),
@@ -58,8 +64,15 @@ def test_url_secrets(url: str, secrets: set[str]) -> None:
 
 
 def test_mask_mapping_masks_names_and_urls() -> None:
-    shown = mask_mapping({"SHOP_API_TOKEN": "x", "database_url": "postgresql://u:a/b#c@h/d?password=p", "empty_TOKEN": "", "n": 3})
-    assert shown == {"SHOP_API_TOKEN": MASK, "database_url": "postgresql://u:***@h/d?password=***", "empty_TOKEN": "", "n": 3}
+    shown = mask_mapping(
+        {"SHOP_API_TOKEN": "x", "database_url": "postgresql://u:a/b#c@h/d?password=p", "empty_TOKEN": "", "n": 3}
+    )
+    assert shown == {
+        "SHOP_API_TOKEN": MASK,
+        "database_url": "postgresql://u:***@h/d?password=***",
+        "empty_TOKEN": "",
+        "n": 3,
+    }
 
 
 # (value, kept as evidence) — a kept value is never masked, whatever variable holds it.
@@ -120,7 +133,12 @@ REDACTOR = [
     ({}, [r"\d{4}"], "pin 1234", "pin 1234"),  # a regex match shorter than 8 stays
     ({}, [r".*"], PROGRAM, PROGRAM),  # a regex cannot erase code either
     ({}, [r"(?s).+"], "print(count(Product))", "print(count(Product))"),
-    ({"DATABASE_URL": "postgresql://u:pa/ss#word@h/d"}, [], "connect(password='pa/ss#word')", "connect(password='***')"),
+    (
+        {"DATABASE_URL": "postgresql://u:pa/ss#word@h/d"},
+        [],
+        "connect(password='pa/ss#word')",
+        "connect(password='***')",
+    ),
     ({}, [], "create_engine('postgresql://u:pa/ss#word@h/d')", "create_engine('postgresql://u:***@h/d')"),
     ({"LONG_SECRET": "abc-12345-xyz", "SHORT_SECRET": "abc-12345"}, [], "abc-12345-xyz abc-12345", "*** ***"),
 ]

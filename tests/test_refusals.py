@@ -8,12 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from support.apps import library_on
 from support.harness import Result, run
 from support.terminal import leave, spawn_shell
 
-pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/support/harness.py)
 
 RAW = "sql('delete from books')"
 CORE = "from sqlalchemy import delete\nsession.execute(delete(Book))"
@@ -35,19 +34,30 @@ def _one_line(result: Result, *words: str) -> str:
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
 def any_library(request: pytest.FixtureRequest, app_dir: Callable[[str], Path]) -> tuple[Path, dict[str, str]]:
     """tests/apps/plainapp with two books, on SQLite, PostgreSQL and MariaDB."""
-    url = request.getfixturevalue({"sqlite": "sqlite_url", "postgresql": "pg_url", "mariadb": "mariadb_url"}[request.param])
+    url = request.getfixturevalue(
+        {"sqlite": "sqlite_url", "postgresql": "pg_url", "mariadb": "mariadb_url"}[request.param]
+    )
     return library_on(app_dir, url)
 
 
 @pytest.mark.parametrize("program", [RAW, CORE], ids=["raw", "core"])
-def test_read_only_refusal_of_sql_is_one_line_naming_write(any_library: tuple[Path, dict[str, str]], program: str) -> None:
+def test_read_only_refusal_of_sql_is_one_line_naming_write(
+    any_library: tuple[Path, dict[str, str]], program: str
+) -> None:
     root, env = any_library
-    line = _one_line(run(["--read-only", "-c", program], cwd=root, env=env), "this session is read-only", "--write", "the database refused")
+    line = _one_line(
+        run(["--read-only", "-c", program], cwd=root, env=env),
+        "this session is read-only",
+        "--write",
+        "the database refused",
+    )
     assert "delete from books" in line.lower()
     assert run(["-c", "print('books', count(Book))"], cwd=root, env=env).stdout == "books 2\n"  # nothing was deleted
 
 
-def test_read_only_refusal_in_a_script_and_on_stdin(app_dir: Callable[[str], Path], sqlite_url: str, tmp_path: Path) -> None:
+def test_read_only_refusal_in_a_script_and_on_stdin(
+    app_dir: Callable[[str], Path], sqlite_url: str, tmp_path: Path
+) -> None:
     root, env = library_on(app_dir, sqlite_url)
     script = tmp_path / "fix.py"
     script.write_text(f"print('start')\n{RAW}\nprint('not reached')\n")
@@ -68,13 +78,21 @@ def test_a_profile_without_write_names_another_profile(app_dir: Callable[[str], 
 @pytest.mark.parametrize("program", [RAW, ASYNC_RAW], ids=["helper", "await"])
 def test_async_read_only_refusal_is_one_line(asyncapp: tuple[Path, dict[str, str]], program: str) -> None:
     root, env = asyncapp
-    _one_line(run(["--app", "asyncapp.db", "--read-only", "-c", program], cwd=root, env=env), "this session is read-only", "--write")
+    _one_line(
+        run(["--app", "asyncapp.db", "--read-only", "-c", program], cwd=root, env=env),
+        "this session is read-only",
+        "--write",
+    )
 
 
 def test_sandbox_refusal_of_raw_and_async_sql_is_one_line(asyncapp: tuple[Path, dict[str, str]]) -> None:
     root, env = asyncapp
     for program in ("sql('commit')", "from sqlalchemy import text\nawait session.execute(text('commit'))"):
-        _one_line(run(["--app", "asyncapp.db", "--sandbox", "-c", program], cwd=root, env=env), "refused in the sandbox", "without --sandbox")
+        _one_line(
+            run(["--app", "asyncapp.db", "--sandbox", "-c", program], cwd=root, env=env),
+            "refused in the sandbox",
+            "without --sandbox",
+        )
 
 
 def test_traceback_flag_shows_the_whole_traceback(app_dir: Callable[[str], Path], sqlite_url: str) -> None:
@@ -100,10 +118,12 @@ def test_other_database_errors_keep_their_traceback(app_dir: Callable[[str], Pat
 def test_a_refusal_wrapped_by_sqlalchemy_is_found() -> None:
     from sqlalchemy.exc import StatementError
 
-    from appshell.safety.guard import DestructiveStatementRefused
     from appshell.console.refusals import Refusals
+    from appshell.safety.guard import DestructiveStatementRefused
 
-    refused = DestructiveStatementRefused("DELETE without WHERE refused (no terminal to ask); the statement was not run")
+    refused = DestructiveStatementRefused(
+        "DELETE without WHERE refused (no terminal to ask); the statement was not run"
+    )
     wrapped = StatementError("wrapped", "delete from books", {}, refused)
     try:
         raise wrapped from refused
@@ -151,7 +171,9 @@ def test_shells_say_a_refusal_in_one_line(app_dir: Callable[[str], Path], sqlite
 def test_async_shells_say_a_refusal_in_one_line(aiosqlite_app: tuple[Path, dict[str, str]], shell: str) -> None:
     root, env = aiosqlite_app
     child = spawn_shell(root, "--app", "asyncapp.db", "--shell", shell, "--read-only", "-q", env=env)
-    said = _refused_at_the_prompt(child, "await session.execute(text('delete from books'))" if shell != "python" else RAW)
+    said = _refused_at_the_prompt(
+        child, "await session.execute(text('delete from books'))" if shell != "python" else RAW
+    )
     assert "Traceback" not in said, said
     child.sendline("print('books', count(Book))")
     child.expect("books 2")
@@ -199,8 +221,12 @@ def test_sandbox_broken_is_said_once_in_each_shell(app_dir: Callable[[str], Path
 def test_a_read_only_role_refusal_is_one_line(app_dir: Callable[[str], Path], pg_url: str, pg_role: str) -> None:
     root, env = library_on(app_dir, pg_url)
     (root / "profiles").mkdir()
-    (root / "profiles" / "development.toml").write_text('[database]\nread_only = true\nread_only_url_env = "DATABASE_URL_READONLY"\n')
-    line = _one_line(run(["-c", RAW], cwd=root, env={**env, "DATABASE_URL_READONLY": pg_role}), "a read-only role", "--write")
+    (root / "profiles" / "development.toml").write_text(
+        '[database]\nread_only = true\nread_only_url_env = "DATABASE_URL_READONLY"\n'
+    )
+    line = _one_line(
+        run(["-c", RAW], cwd=root, env={**env, "DATABASE_URL_READONLY": pg_role}), "a read-only role", "--write"
+    )
     assert "the database refused `delete from books`" in line
 
 
@@ -212,21 +238,39 @@ class _DriverError(Exception):
         self.sqlstate = sqlstate
 
 
-@pytest.mark.parametrize(("error", "enforced", "says"), [
-    (_DriverError("cannot execute DELETE in a read-only transaction", sqlstate="25006"), False, "its transaction is aborted"),
-    (_DriverError("permission denied for table books", sqlstate="42501"), True, "a read-only role"),
-    (_DriverError("permission denied for table books", sqlstate="42501"), False, None),  # the app's own user lacks a grant
-    (_DriverError(1792, "Cannot execute statement in a READ ONLY transaction", sqlstate="25006"), False, "READ ONLY transaction"),
-    (_DriverError(1142, "DELETE command denied to user 'ro'", sqlstate="42000"), True, "command denied"),
-    (_DriverError("no such table: books"), False, None),
-    (_DriverError(1143, "SELECT command denied to user 'ro' for column 'email'", sqlstate="42000"), True, None),
-], ids=["pg-read-only", "pg-role", "pg-grant", "mysql-read-only", "mysql-role", "other", "a-read-refused"])
+@pytest.mark.parametrize(
+    ("error", "enforced", "says"),
+    [
+        (
+            _DriverError("cannot execute DELETE in a read-only transaction", sqlstate="25006"),
+            False,
+            "its transaction is aborted",
+        ),
+        (_DriverError("permission denied for table books", sqlstate="42501"), True, "a read-only role"),
+        (
+            _DriverError("permission denied for table books", sqlstate="42501"),
+            False,
+            None,
+        ),  # the app's own user lacks a grant
+        (
+            _DriverError(1792, "Cannot execute statement in a READ ONLY transaction", sqlstate="25006"),
+            False,
+            "READ ONLY transaction",
+        ),
+        (_DriverError(1142, "DELETE command denied to user 'ro'", sqlstate="42000"), True, "command denied"),
+        (_DriverError("no such table: books"), False, None),
+        (_DriverError(1143, "SELECT command denied to user 'ro' for column 'email'", sqlstate="42000"), True, None),
+    ],
+    ids=["pg-read-only", "pg-role", "pg-grant", "mysql-read-only", "mysql-role", "other", "a-read-refused"],
+)
 def test_the_databases_refusals(error: Exception, enforced: bool, says: str | None) -> None:
     from sqlalchemy.exc import DBAPIError
 
     from appshell.console.refusals import Refusals
 
-    sql = "select email from books" if "SELECT" in str(error) else "delete from books"  # a protected column's grant: a read
+    sql = (
+        "select email from books" if "SELECT" in str(error) else "delete from books"
+    )  # a protected column's grant: a read
     wrapped = DBAPIError.instance(sql, {}, error, _DriverError)
     line = Refusals(read_only=True, profile="p", enforced=enforced).line(wrapped)
     assert (line is None) == (says is None), line
@@ -236,7 +280,9 @@ def test_the_databases_refusals(error: Exception, enforced: bool, says: str | No
 
 
 @pytest.mark.subprocess
-def test_a_refusal_in_pythonstartup_is_one_line(app_dir: Callable[[str], Path], sqlite_url: str, tmp_path: Path) -> None:
+def test_a_refusal_in_pythonstartup_is_one_line(
+    app_dir: Callable[[str], Path], sqlite_url: str, tmp_path: Path
+) -> None:
     root, env = library_on(app_dir, sqlite_url)
     startup = tmp_path / "startup.py"
     startup.write_text(RAW + "\n")

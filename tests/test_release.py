@@ -11,18 +11,24 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from appshell.boot.release import git_head, release_id
 from support.environment import clean_environ
 from support.harness import run
 from support.paths import ROOT
 from support.processes import shop_web
 
-pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+from appshell.boot.release import git_head, release_id
+
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/support/harness.py)
 
 
 def git(cwd: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
     return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout.strip()
 
 
@@ -102,18 +108,36 @@ def test_parity_with_the_web_process_url(shop: Path, web: int, tmp_path: Path) -
 
 # -- re-exec into the project's virtual environment ----------------------------
 
+
 @pytest.fixture(scope="module")
 def project_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A second, real virtual environment with appshell installed (its dependencies shared by a .pth)."""
     project = tmp_path_factory.mktemp("proj")
-    shutil.copytree(ROOT / "examples" / "shop", project / "shop", ignore=shutil.ignore_patterns("var", ".appshell", "__pycache__"))
+    shutil.copytree(
+        ROOT / "examples" / "shop", project / "shop", ignore=shutil.ignore_patterns("var", ".appshell", "__pycache__")
+    )
     root = project / "shop"
     subprocess.run([sys.executable, "-m", "shop.seed"], cwd=root, env=clean_environ(), check=True, capture_output=True)
     venv = root / ".venv"
     # No pip of its own (ensurepip costs seconds): this environment's pip installs into it.
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q", "--disable-pip-version-check",
-                    "--no-deps", "-e", str(ROOT)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(venv / "bin" / "python"),
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "-e",
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+    )
     site = next(venv.glob("lib/python*/site-packages"))
     outer_site = next(Path(sys.prefix).glob("lib/python*/site-packages"))
     (site / "zz_shared_deps.pth").write_text(str(outer_site) + "\n")  # SQLAlchemy & co. without a download
@@ -138,7 +162,11 @@ def test_no_reexec_and_loop_guard(project_venv: Path) -> None:
 
 
 def test_appshell_python_names_the_environment(project_venv: Path, shop: Path) -> None:
-    result = run(["-c", "import sys; print(sys.prefix)"], cwd=shop, env={"APPSHELL_PYTHON": str(project_venv / ".venv" / "bin" / "python")})
+    result = run(
+        ["-c", "import sys; print(sys.prefix)"],
+        cwd=shop,
+        env={"APPSHELL_PYTHON": str(project_venv / ".venv" / "bin" / "python")},
+    )
     assert result.stdout.strip() == str(project_venv / ".venv")
 
 
@@ -151,18 +179,29 @@ def test_project_venv_without_appshell_is_a_clear_error_whose_command_works(shop
     assert "does not have appshell installed" in result.stderr and "--no-reexec" in result.stderr
     command = result.stderr.split("install it there: ", 1)[1].rsplit(" — or pass --no-reexec", 1)[0]
     # The hint's command, as printed, installs appshell (--no-deps only keeps the test off the index).
-    installed = subprocess.run([*shlex.split(command), "--no-deps", "--quiet"], capture_output=True, text=True, timeout=300)
+    installed = subprocess.run(
+        [*shlex.split(command), "--no-deps", "--quiet"], capture_output=True, text=True, timeout=300
+    )
     assert installed.returncode == 0, installed.stderr
     assert list((shop / ".venv").glob("lib/python*/site-packages/appshell-*.dist-info"))
 
 
 # -- doctor ---------------------------------------------------------------------
 
+
 def test_doctor_all_good(shop: Path) -> None:
     result = run(["doctor"], cwd=shop)
     assert result.exit_code == 0, result.output
-    for words in ("│ interpreter", "│ release", "SQLAlchemy 2.", "│ setting app          │ info   │ 'shop.db' (from pyproject)",
-                  "│ database", "reachable", "│ audit sink file", "all checks passed"):
+    for words in (
+        "│ interpreter",
+        "│ release",
+        "SQLAlchemy 2.",
+        "│ setting app          │ info   │ 'shop.db' (from pyproject)",
+        "│ database",
+        "reachable",
+        "│ audit sink file",
+        "all checks passed",
+    ):
         assert words in result.stdout, words
 
 
@@ -176,8 +215,11 @@ def test_doctor_json_and_read_only_enforcement(shop: Path) -> None:
 
 def test_doctor_finds_problems(shop: Path, tmp_path: Path) -> None:
     (tmp_path / "dir.jsonl").mkdir()
-    result = run(["doctor", "--json", "--audit-log", str(tmp_path / "dir.jsonl")], cwd=shop,
-                 env={"DATABASE_URL": "postgresql+psycopg://u:secretpw@127.0.0.1:1/x"})
+    result = run(
+        ["doctor", "--json", "--audit-log", str(tmp_path / "dir.jsonl")],
+        cwd=shop,
+        env={"DATABASE_URL": "postgresql+psycopg://u:secretpw@127.0.0.1:1/x"},
+    )
     assert result.exit_code == 5
     assert "secretpw" not in result.stdout
     checks = {c["check"]: c for c in json.loads(result.stdout)["checks"]}

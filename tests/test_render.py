@@ -86,7 +86,9 @@ def test_width_comes_from_COLUMNS_at_print_time(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("COLUMNS", "50")
     assert max(len(line) for line in table(["text"], rows, wrap=False).splitlines()) == 50
     monkeypatch.setenv("COLUMNS", "70")
-    assert max(len(line) for line in table(["text"], rows, wrap=False).splitlines()) == 64  # the cell is 60 wide at most
+    assert (
+        max(len(line) for line in table(["text"], rows, wrap=False).splitlines()) == 64
+    )  # the cell is 60 wide at most
 
 
 def test_columns_are_picked_and_an_unknown_one_names_the_choices() -> None:

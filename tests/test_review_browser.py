@@ -20,18 +20,25 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from support.ci import unavailable
 from support.environment import clean_environ
 from support.harness import run
 from support.paths import APPSHELL, ROOT
 from support.processes import free_port
 
-pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/support/harness.py)
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 TOKEN = "alice-token-0123456789"
 
 
@@ -53,13 +60,25 @@ def browser_ready() -> None:
 def log(shop: Path, tmp_path: Path) -> Path:
     """Four sessions on a copy of the shop seeded once per test run (conftest's `shop`); the last one unlocks protected data."""
     log = tmp_path / "audit" / "audit.jsonl"
-    (shop / "profiles" / "masked.toml").write_text('[protect]\nenabled = true\ncolumns = ["customers.email", "customers.name"]\n')
+    (shop / "profiles" / "masked.toml").write_text(
+        '[protect]\nenabled = true\ncolumns = ["customers.email", "customers.name"]\n'
+    )
     unlock = "unlock('INC-10: customer asked for a copy of their data')\nprint(first(Customer))\nlock()"
-    for args, operator in ((["--reason", "INC-7 weekly count", "-c", "print(count(Customer))"], "alice"),
-                           (["--sandbox", "--reason", "INC-8 rename customer 1", "-c",
-                             "c = find(Customer, 1)\nc.name = 'Renamed'\nsession.flush()"], "bob"),
-                           (["--read-only", "--reason", "INC-9 <script>alert(1)</script>", "-c", "1/0"], "bob"),
-                           (["--profile", "masked", "--reason", "INC-10 data request", "-c", unlock], "carol")):
+    for args, operator in (
+        (["--reason", "INC-7 weekly count", "-c", "print(count(Customer))"], "alice"),
+        (
+            [
+                "--sandbox",
+                "--reason",
+                "INC-8 rename customer 1",
+                "-c",
+                "c = find(Customer, 1)\nc.name = 'Renamed'\nsession.flush()",
+            ],
+            "bob",
+        ),
+        (["--read-only", "--reason", "INC-9 <script>alert(1)</script>", "-c", "1/0"], "bob"),
+        (["--profile", "masked", "--reason", "INC-10 data request", "-c", unlock], "carol"),
+    ):
         assert run(["--audit-log", str(log), *args], cwd=shop, env={"APPSHELL_OPERATOR": operator}).exit_code in (0, 1)
     return log
 
@@ -69,9 +88,18 @@ def server(log: Path, tmp_path: Path) -> Iterator[str]:
     """`appshell audit serve` as a real process; its URL once it accepts connections."""
     port = free_port()
     errors = (tmp_path / "serve.stderr").open("w")
-    proc = subprocess.Popen([APPSHELL, "audit", "serve", "--log", str(log), "--port", str(port)], cwd=tmp_path,
-                            env=clean_environ({"APPSHELL_REVIEW_TOKENS": f"alice:{TOKEN}",
-                                                       "APPSHELL_REVIEW_KEY_FILE": str(tmp_path / "reviewer" / "review.key")}), stdout=errors, stderr=errors)
+    proc = subprocess.Popen(
+        [APPSHELL, "audit", "serve", "--log", str(log), "--port", str(port)],
+        cwd=tmp_path,
+        env=clean_environ(
+            {
+                "APPSHELL_REVIEW_TOKENS": f"alice:{TOKEN}",
+                "APPSHELL_REVIEW_KEY_FILE": str(tmp_path / "reviewer" / "review.key"),
+            }
+        ),
+        stdout=errors,
+        stderr=errors,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -102,8 +130,13 @@ def test_log_in_filter_open_flag_reload(browser_ready: None, server: str, log: P
     shots.mkdir()
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, args=ARGS, headless=True,
-            java_script_enabled=False, viewport={"width": 1280, "height": 900})
+            str(tmp_path / "chromium-profile"),
+            executable_path=CHROMIUM,
+            args=ARGS,
+            headless=True,
+            java_script_enabled=False,
+            viewport={"width": 1280, "height": 900},
+        )
         try:
             page = context.new_page()
             response = page.goto(server + "/")
@@ -143,7 +176,12 @@ def test_log_in_filter_open_flag_reload(browser_ready: None, server: str, log: P
             history = page.locator("table.history tbody tr")
             assert history.count() == 1
             row = history.first.inner_text()
-            assert "alice" in row and "flagged" in row and "sandboxed rename: who asked for it? <b>ask bob</b>" in row and "verified" in row
+            assert (
+                "alice" in row
+                and "flagged" in row
+                and "sandboxed rename: who asked for it? <b>ask bob</b>" in row
+                and "verified" in row
+            )
             assert page.locator("h1 .state-flagged").inner_text() == "flagged"
             page.screenshot(path=str(shots / "session.png"), full_page=True)
 
@@ -154,7 +192,10 @@ def test_log_in_filter_open_flag_reload(browser_ready: None, server: str, log: P
             page.goto(server + "/")
             marks = page.locator("table.sessions a.tag.sensitive")
             assert marks.count() == 1 and marks.first.inner_text() == "sensitive access"
-            assert "INC-10 data request" in page.locator("table.sessions tbody tr", has=page.locator("a.tag.sensitive")).inner_text()
+            assert (
+                "INC-10 data request"
+                in page.locator("table.sessions tbody tr", has=page.locator("a.tag.sensitive")).inner_text()
+            )
             with page.expect_navigation():
                 marks.first.click()
             assert page.url == server + "/?sensitive=1"
@@ -167,7 +208,10 @@ def test_log_in_filter_open_flag_reload(browser_ready: None, server: str, log: P
             assert sensitive.is_visible()
             text = sensitive.inner_text()
             assert "Sensitive access: protected data shown 1 time" in text
-            assert "reason: “INC-10: customer asked for a copy of their data”" in text or "INC-10: customer asked for a copy of their data" in text
+            assert (
+                "reason: “INC-10: customer asked for a copy of their data”" in text
+                or "INC-10: customer asked for a copy of their data" in text
+            )
             assert "opened: customers.email, customers.name" in text
             assert page.locator("article.statement.sensitive").count() == 2  # unlock() and lock()
             page.screenshot(path=str(shots / "sensitive.png"), full_page=True)

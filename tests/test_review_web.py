@@ -26,15 +26,20 @@ try:
 except ImportError:
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         raise  # CI installs the test extra, which has appshell[review]
-    pytest.skip("the review extra is not installed: pip install -e '.[test]' (or 'appshell[review]' and httpx2)", allow_module_level=True)
+    pytest.skip(
+        "the review extra is not installed: pip install -e '.[test]' (or 'appshell[review]' and httpx2)",
+        allow_module_level=True,
+    )
 
-from appshell.cli.review_web.app import create_app  # noqa: E402
-from appshell.cli.review_web.cli import build_config, parser  # noqa: E402
-from support.audit import HIDE  # noqa: E402
-from support.environment import clean_environ  # noqa: E402
-from support.harness import run  # noqa: E402
+from support.audit import HIDE
+from support.environment import clean_environ
+from support.harness import run
 
-pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+from appshell.cli.review_web.app import create_app
+from appshell.cli.review_web.cli import build_config, parser
+
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/support/harness.py)
+
 
 @pytest.fixture(autouse=True)
 def _review_key_here(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -45,7 +50,7 @@ def _review_key_here(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 ALICE, BOB = "alice-token-0123456789", "bob-token-9876543210xx"
 TOKENS = {"APPSHELL_REVIEW_TOKENS": f"alice:{ALICE},bob:{BOB}"}
 ESC = "\x1b"
-SCRIPT = '<script>alert(1)</script>'
+SCRIPT = "<script>alert(1)</script>"
 
 
 @pytest.fixture(scope="module")
@@ -57,12 +62,20 @@ def shop_log(tmp_path_factory: pytest.TempPathFactory, _seeded_shop: Path) -> Pa
     log = root / "audit" / "audit.jsonl"
     runs: list[tuple[list[str], dict[str, str]]] = [
         (["--reason", "INC-7 refund <b>bold</b>", "-c", "print(count(Customer))"], {"APPSHELL_OPERATOR": "alice"}),
-        (["--sandbox", "--reason", "INC-8 rename", "-c", "c = find(Customer, 1); c.name = 'zz'; session.flush()"], {"APPSHELL_OPERATOR": "bob"}),
+        (
+            ["--sandbox", "--reason", "INC-8 rename", "-c", "c = find(Customer, 1); c.name = 'zz'; session.flush()"],
+            {"APPSHELL_OPERATOR": "bob"},
+        ),
         (["--read-only", "-c", "1/0"], {"APPSHELL_OPERATOR": "bob"}),
-        (["--reason", f"{SCRIPT} {ESC}]0;pwned{ESC}\\", "-c", f'print("{SCRIPT}{ESC}[2K")'], {"APPSHELL_OPERATOR": "mallory"}),
+        (
+            ["--reason", f"{SCRIPT} {ESC}]0;pwned{ESC}\\", "-c", f'print("{SCRIPT}{ESC}[2K")'],
+            {"APPSHELL_OPERATOR": "mallory"},
+        ),
     ]
     for args, env in runs:
-        result = run(["--audit-log", str(log), *args], cwd=shop, env=env, process=False)  # in-process, as the module's tests
+        result = run(
+            ["--audit-log", str(log), *args], cwd=shop, env=env, process=False
+        )  # in-process, as the module's tests
         assert result.exit_code in (0, 1), result.output
     return log
 
@@ -99,7 +112,9 @@ def session_ids(html: str) -> list[str]:
 
 
 def start_of(log: Path, reason_prefix: str) -> dict[str, Any]:
-    return next(r for r in records(log) if r["event"] == "session_start" and (r.get("reason") or "").startswith(reason_prefix))
+    return next(
+        r for r in records(log) if r["event"] == "session_start" and (r.get("reason") or "").startswith(reason_prefix)
+    )
 
 
 def csrf_of(html: str) -> str:
@@ -117,10 +132,25 @@ def login(client: TestClient, token: str = ALICE) -> None:
 # -- access -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method, path", [("GET", "/"), ("GET", "/session/0000"), ("GET", "/export.csv"), ("GET", "/export.json"),
-                                          ("POST", "/session/0000/review")])
-@pytest.mark.parametrize("credentials", [{}, {"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": "Basic YWxpY2U6eA=="},
-                                         {"Cookie": "appshell_review=alice|9999999999|" + "0" * 64}])
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("GET", "/"),
+        ("GET", "/session/0000"),
+        ("GET", "/export.csv"),
+        ("GET", "/export.json"),
+        ("POST", "/session/0000/review"),
+    ],
+)
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        {},
+        {"Authorization": "Bearer wrong-token-0123456789"},
+        {"Authorization": "Basic YWxpY2U6eA=="},
+        {"Cookie": "appshell_review=alice|9999999999|" + "0" * 64},
+    ],
+)
 def test_without_valid_credentials_401(client: TestClient, method: str, path: str, credentials: dict[str, str]) -> None:
     response = client.request(method, path, headers=credentials)
     assert response.status_code == 401
@@ -167,8 +197,11 @@ def test_every_post_needs_the_csrf_token(client: TestClient, log: Path) -> None:
     page = client.get(f"/session/{sid}")
     token = csrf_of(page.text)
     reviews = log.parent / "reviews.jsonl"
-    for data in ({"state": "flagged", "note": "x"}, {"state": "flagged", "note": "x", "csrf": "0" * 64},
-                 {"state": "flagged", "note": "x", "csrf": token[:-1] + ("0" if token[-1] != "0" else "1")}):
+    for data in (
+        {"state": "flagged", "note": "x"},
+        {"state": "flagged", "note": "x", "csrf": "0" * 64},
+        {"state": "flagged", "note": "x", "csrf": token[:-1] + ("0" if token[-1] != "0" else "1")},
+    ):
         assert client.post(f"/session/{sid}/review", data=data).status_code == 403
     bob = client_for(["--log", str(log)])
     login(bob, BOB)  # bob's session cookie with alice's token: refused
@@ -185,13 +218,19 @@ def test_every_post_needs_the_csrf_token(client: TestClient, log: Path) -> None:
 
 def test_statements_and_reasons_never_render_html_or_terminal_escapes(client: TestClient, log: Path) -> None:
     hostile = start_of(log, SCRIPT)
-    pages = [client.get("/", headers=bearer()), client.get(f"/session/{hostile['session']}", headers=bearer()),
-             client.get("/?q=alert", headers=bearer())]
+    pages = [
+        client.get("/", headers=bearer()),
+        client.get(f"/session/{hostile['session']}", headers=bearer()),
+        client.get("/?q=alert", headers=bearer()),
+    ]
     for page in pages:
         assert page.status_code == 200
         assert "<script" not in page.text.lower() and ESC not in page.text and "\x07" not in page.text
         assert "&lt;script&gt;alert(" in page.text
-        assert "script-src" not in page.headers["content-security-policy"] and "default-src 'none'" in page.headers["content-security-policy"]
+        assert (
+            "script-src" not in page.headers["content-security-policy"]
+            and "default-src 'none'" in page.headers["content-security-policy"]
+        )
     session_page = pages[1].text
     assert "\\x1b" in session_page  # the escape is shown, as text
     assert '<span class="se">\\x1b</span>' in session_page or "\\x1b[2K" in session_page
@@ -204,29 +243,37 @@ def test_statements_and_reasons_never_render_html_or_terminal_escapes(client: Te
 # -- filters and export -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("query, reasons", [
-    ("", {"INC-7", "INC-8", None, SCRIPT}),
-    ("user=bob", {"INC-8", None}),
-    ("user=mallory", {SCRIPT}),
-    ("errors=1", {None}),
-    ("wrote=1", {"INC-8"}),
-    ("sandbox=yes", {"INC-8"}),
-    ("sandbox=no&read_only=no", {"INC-7", SCRIPT}),
-    ("read_only=yes", {None}),
-    ("profile=development", {"INC-7", "INC-8", None, SCRIPT}),
-    ("profile=production", set()),
-    ("host=no-such-host", set()),
-    ("q=refund", {"INC-7"}),  # in a reason
-    ("q=CUSTOMER", {"INC-7", "INC-8"}),  # in statements, any case
-    ("q=1/0", {None}),
-    ("since=2000-01-01&until=2999-12-31", {"INC-7", "INC-8", None, SCRIPT}),
-    ("until=2000-01-01", set()),
-    ("state=pending", {"INC-7", "INC-8", None, SCRIPT}),
-    ("state=flagged", set()),
-])
+@pytest.mark.parametrize(
+    "query, reasons",
+    [
+        ("", {"INC-7", "INC-8", None, SCRIPT}),
+        ("user=bob", {"INC-8", None}),
+        ("user=mallory", {SCRIPT}),
+        ("errors=1", {None}),
+        ("wrote=1", {"INC-8"}),
+        ("sandbox=yes", {"INC-8"}),
+        ("sandbox=no&read_only=no", {"INC-7", SCRIPT}),
+        ("read_only=yes", {None}),
+        ("profile=development", {"INC-7", "INC-8", None, SCRIPT}),
+        ("profile=production", set()),
+        ("host=no-such-host", set()),
+        ("q=refund", {"INC-7"}),  # in a reason
+        ("q=CUSTOMER", {"INC-7", "INC-8"}),  # in statements, any case
+        ("q=1/0", {None}),
+        ("since=2000-01-01&until=2999-12-31", {"INC-7", "INC-8", None, SCRIPT}),
+        ("until=2000-01-01", set()),
+        ("state=pending", {"INC-7", "INC-8", None, SCRIPT}),
+        ("state=flagged", set()),
+    ],
+)
 def test_filters(client: TestClient, log: Path, query: str, reasons: set[str | None]) -> None:
-    by_id = {r["session"]: (r.get("reason") or None) and r["reason"][: len(SCRIPT)] if (r.get("reason") or "").startswith(SCRIPT)
-             else (r.get("reason") or None) and r["reason"].split(" ")[0] for r in records(log) if r["event"] == "session_start"}
+    by_id = {
+        r["session"]: (r.get("reason") or None) and r["reason"][: len(SCRIPT)]
+        if (r.get("reason") or "").startswith(SCRIPT)
+        else (r.get("reason") or None) and r["reason"].split(" ")[0]
+        for r in records(log)
+        if r["event"] == "session_start"
+    }
     page = client.get(f"/?{query}", headers=bearer())
     assert page.status_code == 200
     assert {by_id[s] for s in session_ids(page.text)} == reasons
@@ -238,7 +285,12 @@ def test_newest_first_and_review_state_filters(client: TestClient, log: Path) ->
     assert session_ids(page.text) == [r["session"] for r in reversed(starts)]
     flagged = starts[1]["session"]
     token = csrf_of(page.text)
-    assert client.post(f"/session/{flagged}/review", data={"state": "flagged", "note": "why?", "csrf": token}, headers=bearer()).status_code == 303
+    assert (
+        client.post(
+            f"/session/{flagged}/review", data={"state": "flagged", "note": "why?", "csrf": token}, headers=bearer()
+        ).status_code
+        == 303
+    )
     assert session_ids(client.get("/?state=flagged", headers=bearer()).text) == [flagged]
     assert flagged not in session_ids(client.get("/?state=pending", headers=bearer()).text)
 
@@ -248,7 +300,10 @@ def test_export_csv_and_json_of_a_filtered_list(client: TestClient, log: Path) -
     assert data.status_code == 200 and data.headers["content-type"].startswith("application/json")
     rows = data.json()
     assert {r["real_user"] for r in rows} == {"bob"} and len(rows) == 2
-    assert {(r["sandbox"], r["read_only"], r["wrote"], r["errors"]) for r in rows} == {(True, False, True, 0), (False, True, False, 1)}
+    assert {(r["sandbox"], r["read_only"], r["wrote"], r["errors"]) for r in rows} == {
+        (True, False, True, 0),
+        (False, True, False, 1),
+    }
     assert all(r["review_state"] == "pending" for r in rows)
     table = list(csv.DictReader(io.StringIO(client.get("/export.csv?user=bob", headers=bearer()).text)))
     assert [r["session"] for r in table] == [r["session"] for r in rows]
@@ -260,8 +315,15 @@ def test_export_csv_and_json_of_a_filtered_list(client: TestClient, log: Path) -
 def test_csv_cells_never_start_a_formula() -> None:
     from appshell.cli.review_web.app import _cell
 
-    assert [_cell(v) for v in ("=cmd|' /C calc'!A0", "+1", "@x", "-2", "ok", None, f"a{ESC}b")] == \
-        ["'=cmd|' /C calc'!A0", "'+1", "'@x", "'-2", "ok", "", "a\\x1bb"]
+    assert [_cell(v) for v in ("=cmd|' /C calc'!A0", "+1", "@x", "-2", "ok", None, f"a{ESC}b")] == [
+        "'=cmd|' /C calc'!A0",
+        "'+1",
+        "'@x",
+        "'-2",
+        "ok",
+        "",
+        "a\\x1bb",
+    ]
 
 
 # -- the session page -----------------------------------------------------------------------
@@ -270,8 +332,19 @@ def test_csv_cells_never_start_a_formula() -> None:
 def test_session_page_shows_start_facts_statements_sql_and_files(client: TestClient, log: Path, tmp_path: Path) -> None:
     sid = start_of(log, "INC-8")["session"]
     page = client.get(f"/session/{sid}", headers=bearer()).text
-    for text in ("operator (login/sudo user)</th><td>bob", "OS user", "ssh origin", "release parity", "database (masked)", "sqlite:///", "INC-8 rename",
-                 "UPDATE customers SET name=? WHERE customers.id = ?", "sandbox summary", 'class="src"', "intact, not authenticated"):
+    for text in (
+        "operator (login/sudo user)</th><td>bob",
+        "OS user",
+        "ssh origin",
+        "release parity",
+        "database (masked)",
+        "sqlite:///",
+        "INC-8 rename",
+        "UPDATE customers SET name=? WHERE customers.id = ?",
+        "sandbox summary",
+        'class="src"',
+        "intact, not authenticated",
+    ):
         assert text in page, text
     assert '<span class="n">session</span>' in page  # highlighted Python
     assert "customers.created_at \nFROM customers" in page  # SQL keeps its line breaks (shown, not escaped as \\n)
@@ -322,7 +395,10 @@ def test_chain_state_with_the_verification_key(tmp_path: Path, shop_log: Path) -
     first, second = [r for r in records(log) if r["event"] == "session_start"]
     keyed = client_for(["--log", str(log), "--key", key[0]])
     assert "intact, authenticated" in keyed.get(f"/session/{second['session']}", headers=bearer()).text
-    assert "intact, not authenticated" in client_for(["--log", str(log)]).get(f"/session/{second['session']}", headers=bearer()).text
+    assert (
+        "intact, not authenticated"
+        in client_for(["--log", str(log)]).get(f"/session/{second['session']}", headers=bearer()).text
+    )
     # Edit a statement and rehash the whole chain after it: only the MAC can tell.
     from appshell.audit.records import canonical, digest
 
@@ -337,7 +413,10 @@ def test_chain_state_with_the_verification_key(tmp_path: Path, shop_log: Path) -
     log.write_bytes(b"".join(canonical(r) + b"\n" for r in recs))
     forged = keyed.get(f"/session/{first['session']}", headers=bearer()).text
     assert "MAC mismatch" in forged and "Chain: broken" in forged
-    assert "intact, not authenticated" in client_for(["--log", str(log)]).get(f"/session/{first['session']}", headers=bearer()).text
+    assert (
+        "intact, not authenticated"
+        in client_for(["--log", str(log)]).get(f"/session/{first['session']}", headers=bearer()).text
+    )
 
 
 # -- reviews --------------------------------------------------------------------------------
@@ -348,11 +427,16 @@ def test_reviews_are_append_only_chained_and_tampering_shows(client: TestClient,
     login(client)
     token = csrf_of(client.get(f"/session/{sid}").text)
     for state, note in (("flagged", "why count customers? <i>"), ("reviewed", f"asked alice: fine {ESC}[2K")):
-        assert client.post(f"/session/{sid}/review", data={"state": state, "note": note, "csrf": token}).status_code == 303
+        assert (
+            client.post(f"/session/{sid}/review", data={"state": state, "note": note, "csrf": token}).status_code == 303
+        )
     reviews = log.parent / "reviews.jsonl"
     assert stat.S_IMODE(reviews.stat().st_mode) == 0o600
     saved = records(reviews)
-    assert [(r["seq"], r["auditor"], r["state"], r["session"]) for r in saved] == [(1, "alice", "flagged", sid), (2, "alice", "reviewed", sid)]
+    assert [(r["seq"], r["auditor"], r["state"], r["session"]) for r in saved] == [
+        (1, "alice", "flagged", sid),
+        (2, "alice", "reviewed", sid),
+    ]
     assert saved[1]["prev"] == saved[0]["hash"]
     page = client.get(f"/session/{sid}").text
     assert "why count customers? &lt;i&gt;" in page and ESC not in page and page.count(">verified<") == 2
@@ -374,8 +458,16 @@ def test_reviews_are_append_only_chained_and_tampering_shows(client: TestClient,
 def test_review_state_must_be_known(client: TestClient, log: Path) -> None:
     sid = start_of(log, "INC-7")["session"]
     token = csrf_of(client.get("/", headers=bearer()).text)
-    assert client.post(f"/session/{sid}/review", data={"state": "approved", "csrf": token}, headers=bearer()).status_code == 400
-    assert client.post("/session/ffffffffffffffff/review", data={"state": "flagged", "csrf": token}, headers=bearer()).status_code == 404
+    assert (
+        client.post(f"/session/{sid}/review", data={"state": "approved", "csrf": token}, headers=bearer()).status_code
+        == 400
+    )
+    assert (
+        client.post(
+            "/session/ffffffffffffffff/review", data={"state": "flagged", "csrf": token}, headers=bearer()
+        ).status_code
+        == 404
+    )
 
 
 # -- scale: pagination through the index, sessions the index missed ----------------------------
@@ -391,13 +483,45 @@ def _sessions(log: Path, count: int, start: int = 0) -> list[str]:
         for i in range(start, start + count):
             sid = f"{i:016x}"
             ids.append(sid)
-            sink.append({"ts": now_rfc3339(), "session": sid, "event": "session_start", "user": "deploy", "real_user": f"op{i % 3}",
-                         "host": "web-1", "profile": "production", "mode": "command", "sandbox": False, "read_only": False,
-                         "reason": f"INC-{i}", "database": "sqlite:///x.db"})
+            sink.append(
+                {
+                    "ts": now_rfc3339(),
+                    "session": sid,
+                    "event": "session_start",
+                    "user": "deploy",
+                    "real_user": f"op{i % 3}",
+                    "host": "web-1",
+                    "profile": "production",
+                    "mode": "command",
+                    "sandbox": False,
+                    "read_only": False,
+                    "reason": f"INC-{i}",
+                    "database": "sqlite:///x.db",
+                }
+            )
             sink.append({"ts": now_rfc3339(), "session": sid, "event": "statement", "n": 1, "source": f"print({i})"})
-            sink.append({"ts": now_rfc3339(), "session": sid, "event": "result", "n": 1, "status": "ok", "error": None,
-                         "duration_ms": 1.0, "sql": []})
-            sink.append({"ts": now_rfc3339(), "session": sid, "event": "session_end", "status": "ok", "statements": 1, "duration_ms": 2.0})
+            sink.append(
+                {
+                    "ts": now_rfc3339(),
+                    "session": sid,
+                    "event": "result",
+                    "n": 1,
+                    "status": "ok",
+                    "error": None,
+                    "duration_ms": 1.0,
+                    "sql": [],
+                }
+            )
+            sink.append(
+                {
+                    "ts": now_rfc3339(),
+                    "session": sid,
+                    "event": "session_end",
+                    "status": "ok",
+                    "statements": 1,
+                    "duration_ms": 2.0,
+                }
+            )
     finally:
         sink.close()
     return ids
@@ -431,7 +555,9 @@ def test_sessions_missing_from_the_index_are_listed(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
-def test_sql_sink_sessions_reviews_and_chain(tmp_path: Path, shop_log: Path, database: str, request: pytest.FixtureRequest) -> None:
+def test_sql_sink_sessions_reviews_and_chain(
+    tmp_path: Path, shop_log: Path, database: str, request: pytest.FixtureRequest
+) -> None:
     shop = shop_log.parent.parent / "shop"
     profile = shop / "profiles" / "development.toml"
     saved = profile.read_text() if profile.exists() else None
@@ -449,7 +575,14 @@ def test_sql_sink_sessions_reviews_and_chain(tmp_path: Path, shop_log: Path, dat
     assert session_ids(c.get("/?errors=1", headers=bearer()).text) == [ids[0]]
     assert session_ids(c.get("/?q=count(customer", headers=bearer()).text) == [ids[1]]
     token = csrf_of(page)
-    assert c.post(f"/session/{ids[0]}/review", data={"state": "flagged", "note": "1/0 on prod?", "csrf": token}, headers=bearer()).status_code == 303
+    assert (
+        c.post(
+            f"/session/{ids[0]}/review",
+            data={"state": "flagged", "note": "1/0 on prod?", "csrf": token},
+            headers=bearer(),
+        ).status_code
+        == 303
+    )
     shown = c.get(f"/session/{ids[0]}", headers=bearer()).text
     assert "1/0 on prod?" in shown and "ZeroDivisionError" in shown and ">verified<" in shown
 
@@ -457,8 +590,12 @@ def test_sql_sink_sessions_reviews_and_chain(tmp_path: Path, shop_log: Path, dat
 
     engine = create_engine(audit_db)
     with engine.begin() as conn:
-        conn.execute(text("UPDATE appshell_audit SET record = replace(record, '1/0', '2/0') WHERE session = :s AND event = 'statement'"),
-                     {"s": ids[0]})
+        conn.execute(
+            text(
+                "UPDATE appshell_audit SET record = replace(record, '1/0', '2/0') WHERE session = :s AND event = 'statement'"
+            ),
+            {"s": ids[0]},
+        )
         conn.execute(text("UPDATE appshell_review SET record = replace(record, 'flagged', 'reviewed')"))
     engine.dispose()
     shown = c.get(f"/session/{ids[0]}", headers=bearer()).text
@@ -472,7 +609,10 @@ def test_sql_sink_sessions_reviews_and_chain(tmp_path: Path, shop_log: Path, dat
 def test_serve_refuses_to_start_without_auditors_or_log(tmp_path: Path, log: Path) -> None:
     result = run(["audit", "serve", "--log", str(log)], cwd=tmp_path)
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
-    assert result.stderr.startswith("appshell: error: no auditor could log in") and "APPSHELL_REVIEW_TOKENS" in result.stderr
+    assert (
+        result.stderr.startswith("appshell: error: no auditor could log in")
+        and "APPSHELL_REVIEW_TOKENS" in result.stderr
+    )
     missing = run(["audit", "serve", "--log", str(tmp_path / "none.jsonl")], cwd=tmp_path, env=TOKENS)
     assert missing.exit_code == 2 and "no audit log at" in missing.stderr
     bad = run(["audit", "serve", "--log", str(log)], cwd=tmp_path, env={"APPSHELL_REVIEW_TOKENS": "alice:short"})
@@ -486,13 +626,17 @@ def test_serve_without_the_extra_is_a_one_line_error(tmp_path: Path, log: Path) 
     (blocker / "sitecustomize.py").write_text("import sys\nsys.modules['starlette'] = None  # as if not installed\n")
     result = run(["audit", "serve", "--log", str(log)], cwd=tmp_path, env={**TOKENS, "PYTHONPATH": str(blocker)})
     assert result.exit_code == 2, result.output
-    assert result.stderr == ("appshell: error: appshell audit serve needs the review extra (starlette is not installed) — "
-                             "pip install 'appshell[review]'\n")
+    assert result.stderr == (
+        "appshell: error: appshell audit serve needs the review extra (starlette is not installed) — "
+        "pip install 'appshell[review]'\n"
+    )
 
 
 def test_appshell_start_up_does_not_import_the_web_stack(tmp_path: Path) -> None:
     code = "import sys, appshell.cli.main; print(sorted(m for m in ('starlette', 'jinja2', 'uvicorn', 'appshell.cli.review_web') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=clean_environ(), check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=clean_environ(), check=True
+    ).stdout
     assert out.strip() == "[]"
 
 
@@ -509,8 +653,17 @@ def test_key_ladder_gives_the_key_of_each_epoch_in_any_order(order: list[int]) -
     assert [ladder.key(e) for e in order] == [expected[e] for e in order]
 
 
-@pytest.mark.parametrize("target, expected", [("/?user=bob", "/?user=bob"), ("//evil.example/", "/"), ("/\\evil.example/", "/"),
-                                              ("https://evil.example/", "/"), ("/session/ab\r\nSet-Cookie: x=1", "/"), ("", "/")])
+@pytest.mark.parametrize(
+    "target, expected",
+    [
+        ("/?user=bob", "/?user=bob"),
+        ("//evil.example/", "/"),
+        ("/\\evil.example/", "/"),
+        ("https://evil.example/", "/"),
+        ("/session/ab\r\nSet-Cookie: x=1", "/"),
+        ("", "/"),
+    ],
+)
 def test_after_login_only_local_redirects(client: TestClient, target: str, expected: str) -> None:
     page = client.get("/login")
     response = client.post("/login", data={"token": ALICE, "csrf": csrf_of(page.text), "next": target})
@@ -525,7 +678,7 @@ def test_warm_summaries_equal_those_read_through_the_index(log: Path) -> None:
     cold, warm = Catalog(Log(path=log)), Catalog(Log(path=log))
     warm.warm()
     assert len(warm._summaries) == 9
-    pending = lambda _s: "pending"  # noqa: E731
+    pending = lambda _s: "pending"
     assert list(warm.all(Filters(), pending)) == list(cold.all(Filters(), pending))
 
 
@@ -533,14 +686,28 @@ def test_a_stale_index_is_rebuilt_not_believed(tmp_path: Path) -> None:
     log = tmp_path / "audit.jsonl"
     ids = _sessions(log, 3)
     index = log.with_suffix(".idx")
-    index.write_text("".join(f"{sid} {int(offset) + 7}\n" for sid, offset in (line.split() for line in index.read_text().splitlines())))
+    index.write_text(
+        "".join(
+            f"{sid} {int(offset) + 7}\n" for sid, offset in (line.split() for line in index.read_text().splitlines())
+        )
+    )
     page = client_for(["--log", str(log)]).get("/?user=op1", headers=bearer()).text
     assert session_ids(page) == [ids[1]]
     assert session_ids(client_for(["--log", str(log)]).get("/", headers=bearer()).text) == ids[::-1]
 
 
-@pytest.mark.parametrize("q, found", [("QUOTED", True), ('"quoted" \\ back', True), ("BACK; print(1)", True), ("Ärger", True),
-                                      ("ärger", False), ("nowhere at all", False), ("deploy", False)])
+@pytest.mark.parametrize(
+    "q, found",
+    [
+        ("QUOTED", True),
+        ('"quoted" \\ back', True),
+        ("BACK; print(1)", True),
+        ("Ärger", True),
+        ("ärger", False),
+        ("nowhere at all", False),
+        ("deploy", False),
+    ],
+)
 def test_text_search_through_the_file_matches_the_search_in_memory(tmp_path: Path, q: str, found: bool) -> None:
     from appshell.audit.filesink import FileSink
     from appshell.audit.queries import Catalog, Filters
@@ -551,11 +718,21 @@ def test_text_search_through_the_file_matches_the_search_in_memory(tmp_path: Pat
     _sessions(log, 60)  # enough unread sessions for the byte scan to be used
     sink = FileSink(log)
     try:
-        sink.append({"ts": now_rfc3339(), "session": "f" * 16, "event": "session_start", "user": "deploy", "reason": "Ärger"})
-        sink.append({"ts": now_rfc3339(), "session": "f" * 16, "event": "statement", "n": 1, "source": 'x = "Quoted" \\ back; print(1)'})
+        sink.append(
+            {"ts": now_rfc3339(), "session": "f" * 16, "event": "session_start", "user": "deploy", "reason": "Ärger"}
+        )
+        sink.append(
+            {
+                "ts": now_rfc3339(),
+                "session": "f" * 16,
+                "event": "statement",
+                "n": 1,
+                "source": 'x = "Quoted" \\ back; print(1)',
+            }
+        )
     finally:
         sink.close()
-    pending = lambda _s: "pending"  # noqa: E731
+    pending = lambda _s: "pending"
     cold = Catalog(Log(path=log))
     by_scan = [s.id for s in cold.all(Filters(q=q), pending)]
     assert cold._hits is not None  # the byte scan was used
@@ -572,8 +749,18 @@ def test_a_killed_session_is_listed_and_read_on_from_where_it_stopped(tmp_path: 
     killed = "c" * 16
     sink = FileSink(log)
     try:
-        sink.append({"ts": now_rfc3339(), "session": killed, "event": "session_start", "user": "deploy", "reason": "INC-kill"})
-        sink.append({"ts": now_rfc3339(), "session": killed, "event": "statement", "n": 1, "source": "import time; time.sleep(1e9)"})
+        sink.append(
+            {"ts": now_rfc3339(), "session": killed, "event": "session_start", "user": "deploy", "reason": "INC-kill"}
+        )
+        sink.append(
+            {
+                "ts": now_rfc3339(),
+                "session": killed,
+                "event": "statement",
+                "n": 1,
+                "source": "import time; time.sleep(1e9)",
+            }
+        )
     finally:
         sink.close()
     _sessions(log, 3)
@@ -584,7 +771,9 @@ def test_a_killed_session_is_listed_and_read_on_from_where_it_stopped(tmp_path: 
     assert catalog._read[killed][2] == log.stat().st_size  # read once, to the end
     sink = FileSink(log)  # the session was only slow: it goes on
     try:
-        sink.append({"ts": now_rfc3339(), "session": killed, "event": "statement", "n": 2, "source": "print('still here')"})
+        sink.append(
+            {"ts": now_rfc3339(), "session": killed, "event": "statement", "n": 2, "source": "print('still here')"}
+        )
     finally:
         sink.close()
     page = c.get(f"/session/{killed}", headers=bearer()).text
@@ -601,8 +790,17 @@ def test_files_a_statement_ran_are_shown_with_their_sha256(tmp_path: Path) -> No
     sink = FileSink(log)
     try:
         sink.append({"ts": now_rfc3339(), "session": sid, "event": "session_start", "user": "deploy"})
-        sink.append({"ts": now_rfc3339(), "session": sid, "event": "statement", "n": 1, "kind": "cell", "source": "%run fix.py",
-                     "files": [{"path": "/srv/app/fix.py", "sha256": "ab" * 32, "text": "print('<b>fixed</b>')\n"}]})
+        sink.append(
+            {
+                "ts": now_rfc3339(),
+                "session": sid,
+                "event": "statement",
+                "n": 1,
+                "kind": "cell",
+                "source": "%run fix.py",
+                "files": [{"path": "/srv/app/fix.py", "sha256": "ab" * 32, "text": "print('<b>fixed</b>')\n"}],
+            }
+        )
     finally:
         sink.close()
     page = client_for(["--log", str(log)]).get(f"/session/{sid}", headers=bearer()).text
@@ -611,6 +809,7 @@ def test_files_a_statement_ran_are_shown_with_their_sha256(tmp_path: Path) -> No
 
 
 # -- readers never hide a record (issue 22 attacks 1 and 5; issue 25 item 2) ------------------------------------
+
 
 def test_hashless_lines_do_not_hide_the_real_statement_on_the_page(shop: Path, tmp_path: Path) -> None:
     log = tmp_path / "audit" / "audit.jsonl"
@@ -623,7 +822,12 @@ def test_hashless_lines_do_not_hide_the_real_statement_on_the_page(shop: Path, t
     c = client_for(["--log", str(log), "--key", key[1]])
     page = c.get(f"/session/{sid}", headers=bearer()).text
     assert "update products set stock = 0" in page and "print(count(Product))" in page
-    assert "Flagged:" in page and "no seal or hash" in page and "duplicate statement n=1" in page and "a second session_end" in page
+    assert (
+        "Flagged:" in page
+        and "no seal or hash" in page
+        and "duplicate statement n=1" in page
+        and "a second session_end" in page
+    )
     assert "intact, authenticated" not in page
     listed = c.get("/", headers=bearer()).text
     assert "FLAGGED" in listed
@@ -664,8 +868,12 @@ def test_a_3mb_statement_renders_in_under_a_second(tmp_path: Path) -> None:
     sid = "d" * 16
     sink = FileSink(log)
     try:
-        sink.append({"ts": now_rfc3339(), "session": sid, "event": "session_start", "user": "deploy", "database": "sqlite:///x"})
-        sink.append({"ts": now_rfc3339(), "session": sid, "event": "statement", "n": 1, "source": big, "kind": "script"})
+        sink.append(
+            {"ts": now_rfc3339(), "session": sid, "event": "session_start", "user": "deploy", "database": "sqlite:///x"}
+        )
+        sink.append(
+            {"ts": now_rfc3339(), "session": sid, "event": "statement", "n": 1, "source": big, "kind": "script"}
+        )
         sink.append({"ts": now_rfc3339(), "session": sid, "event": "result", "n": 1, "status": "ok", "sql": [insert]})
         sink.append({"ts": now_rfc3339(), "session": sid, "event": "session_end", "status": "ok"})
     finally:
@@ -676,11 +884,17 @@ def test_a_3mb_statement_renders_in_under_a_second(tmp_path: Path) -> None:
     page = c.get(f"/session/{sid}", headers=bearer())
     took = time.perf_counter() - began
     assert sid in session_ids(listed)
-    assert page.status_code == 200 and "(89999, &#39;name 89999&#39;" in page.text and "shown without highlighting" in page.text
+    assert (
+        page.status_code == 200
+        and "(89999, &#39;name 89999&#39;" in page.text
+        and "shown without highlighting" in page.text
+    )
     assert took < 2.0, took  # the list (wrote) and the page together; ≤ 1 s each on the bench machine
 
 
-def test_a_chained_review_appended_by_the_operator_is_not_taken_for_a_review(client: TestClient, log: Path, tmp_path: Path) -> None:
+def test_a_chained_review_appended_by_the_operator_is_not_taken_for_a_review(
+    client: TestClient, log: Path, tmp_path: Path
+) -> None:
     """Issue 22 attack 7: the operator appends a correctly chained review; it shows flagged and the session stays pending."""
     from appshell.audit.records import GENESIS, canonical, now_rfc3339, seal
     from appshell.audit.reviews import review_key_path
@@ -690,7 +904,18 @@ def test_a_chained_review_appended_by_the_operator_is_not_taken_for_a_review(cli
     assert key_file.exists() and stat.S_IMODE(key_file.stat().st_mode) == 0o600  # made by the server at its start
     assert stat.S_IMODE(key_file.parent.stat().st_mode) == 0o700
     reviews = log.parent / "reviews.jsonl"
-    forged = seal({"ts": now_rfc3339(), "session": sid, "event": "review", "auditor": "alice", "state": "reviewed", "note": "fine"}, 1, GENESIS)
+    forged = seal(
+        {
+            "ts": now_rfc3339(),
+            "session": sid,
+            "event": "review",
+            "auditor": "alice",
+            "state": "reviewed",
+            "note": "fine",
+        },
+        1,
+        GENESIS,
+    )
     reviews.write_bytes(canonical(forged) + b"\n")
     page = client.get(f"/session/{sid}", headers=bearer()).text
     assert "NOT verified — not authenticated by this review server&#39;s key" in page and ">verified<" not in page
@@ -699,13 +924,18 @@ def test_a_chained_review_appended_by_the_operator_is_not_taken_for_a_review(cli
     # A review the server records goes on the chain and counts.
     login(client)
     token = csrf_of(client.get(f"/session/{sid}").text)
-    assert client.post(f"/session/{sid}/review", data={"state": "reviewed", "note": "real", "csrf": token}).status_code == 303
+    assert (
+        client.post(f"/session/{sid}/review", data={"state": "reviewed", "note": "real", "csrf": token}).status_code
+        == 303
+    )
     assert sid in session_ids(client.get("/?state=reviewed").text)
     saved = records(reviews)
     assert saved[1]["prev"] == saved[0]["hash"] and "auth" in saved[1] and "auth" not in saved[0]
 
 
-def test_a_session_far_from_the_end_is_read_to_its_last_line_wherever_it_is(log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_session_far_from_the_end_is_read_to_its_last_line_wherever_it_is(
+    log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Far from the end of a big file, a session is read to its last line as one pass over the file found it —
     a record appended long after its end included."""
     import appshell.audit.queries as queries
@@ -715,10 +945,14 @@ def test_a_session_far_from_the_end_is_read_to_its_last_line_wherever_it_is(log:
     c = client_for(["--log", str(log)])
     assert "Flagged" not in c.get(f"/session/{first}", headers=bearer()).text
     with log.open("a") as f:
-        f.write(json.dumps({"v": 1, "session": first, "event": "statement", "n": 7, "source": "late_and_forged()"}) + "\n")
+        f.write(
+            json.dumps({"v": 1, "session": first, "event": "statement", "n": 7, "source": "late_and_forged()"}) + "\n"
+        )
     page = c.get(f"/session/{first}", headers=bearer()).text  # read again from where it stopped: the appended line
     assert "late_and_forged" in page and "after the session_end" in page
-    fresh = client_for(["--log", str(log)]).get(f"/session/{first}", headers=bearer()).text  # a new server: the one pass
+    fresh = (
+        client_for(["--log", str(log)]).get(f"/session/{first}", headers=bearer()).text
+    )  # a new server: the one pass
     assert "late_and_forged" in fresh and "after the session_end" in fresh
 
 
@@ -734,7 +968,9 @@ def sensitive_log(shop: Path) -> tuple[Path, str, str]:
     return log, start_of(log, "INC-42")["session"], start_of(log, "INC-41")["session"]
 
 
-def test_sessions_with_sensitive_access_are_marked_and_can_be_listed_alone(sensitive_log: tuple[Path, str, str]) -> None:
+def test_sessions_with_sensitive_access_are_marked_and_can_be_listed_alone(
+    sensitive_log: tuple[Path, str, str],
+) -> None:
     log, unlocked, plain = sensitive_log
     client = client_for(["--log", str(log)])
     page = client.get("/", headers=bearer()).text
@@ -747,8 +983,10 @@ def test_sessions_with_sensitive_access_are_marked_and_can_be_listed_alone(sensi
     assert session_ids(only) == [unlocked]
     assert '<input type="checkbox" name="sensitive" value="1" checked>' in only
     assert session_ids(client.get("/?sensitive=1&user=nobody", headers=bearer()).text) == []
-    assert [(r["session"], r["sensitive"]) for r in client.get("/export.json?sensitive=1", headers=bearer()).json()] == [(unlocked, 1)]
-    assert "export <a href=\"/export.csv?sensitive=1\">CSV</a>" in only
+    assert [
+        (r["session"], r["sensitive"]) for r in client.get("/export.json?sensitive=1", headers=bearer()).json()
+    ] == [(unlocked, 1)]
+    assert 'export <a href="/export.csv?sensitive=1">CSV</a>' in only
 
 
 def test_the_session_page_says_who_unlocked_what_and_why(sensitive_log: tuple[Path, str, str]) -> None:
@@ -787,7 +1025,10 @@ def test_refused_connections_to_protected_hosts_are_marked(shop: Path) -> None:
     log = shop / ".appshell" / "audit.jsonl"
     session = start_of(log, "INC-43")["session"]
     client = client_for(["--log", str(log)])
-    assert 'title="connections to protected hosts that were refused">protected host refused</span>' in client.get("/", headers=bearer()).text
+    assert (
+        'title="connections to protected hosts that were refused">protected host refused</span>'
+        in client.get("/", headers=bearer()).text
+    )
     page = client.get(f"/session/{session}", headers=bearer()).text
     box = page.split('<section class="sensitive" id="protected-hosts">', 1)[1].split("</section>", 1)[0]
     assert "Protected hosts: 1 connection refused</h2>" in box and f"127.0.0.1:{port} (protect.hosts 127.0.0.1)" in box

@@ -12,18 +12,15 @@ from pathlib import Path
 
 import pexpect
 import pytest
-
 from support.apps import library_on
 from support.harness import run
 from support.processes import started
 from support.terminal import end_input, spawn_shell
 
-pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/support/harness.py)
 
 STATE = "print(json.dumps([count(Author), count(Book), sorted(b.title for b in where(Book))]))"
 BEFORE = [1, 2, ["Children of Dune", "Dune"]]
-
-
 
 
 def state(root: Path, env: dict[str, str]) -> object:
@@ -38,6 +35,7 @@ def write_profile(root: Path, text: str, name: str = "development") -> None:
 
 
 # -- sandbox ------------------------------------------------------------------
+
 
 def test_sandbox_dry_run_rolls_everything_back(library: tuple[Path, dict[str, str]]) -> None:
     root, env = library
@@ -56,7 +54,9 @@ def test_sandbox_dry_run_rolls_everything_back(library: tuple[Path, dict[str, st
     assert "│ authors │        2 │       0 │       0 │" in result.stderr
     assert "│ books   │        0 │       1 │       1 │" in result.stderr
     assert state(root, env) == BEFORE
-    missing = run(["-c", "from sqlalchemy import inspect; print(inspect(engine).has_table('scratch'))"], cwd=root, env=env)
+    missing = run(
+        ["-c", "from sqlalchemy import inspect; print(inspect(engine).has_table('scratch'))"], cwd=root, env=env
+    )
     assert missing.stdout.strip() == "False"  # DDL is transactional on SQLite and PostgreSQL: rolled back too
 
 
@@ -80,7 +80,15 @@ def test_flask_session_is_sandboxed(app_dir: Callable[[str], Path], sqlite_url: 
     root = app_dir("flaskapp")
     env = {"DATABASE_URL": sqlite_url}
     assert run(["-c", "from flaskapp import db; db.create_all()"], cwd=root, env=env).exit_code == 0
-    result = run(["--sandbox", "-c", "from flaskapp import db; db.session.add(Gadget(name='x')); db.session.commit(); print(count(Gadget))"], cwd=root, env=env)
+    result = run(
+        [
+            "--sandbox",
+            "-c",
+            "from flaskapp import db; db.session.add(Gadget(name='x')); db.session.commit(); print(count(Gadget))",
+        ],
+        cwd=root,
+        env=env,
+    )
     assert result.stdout.strip() == "1", result.output
     assert run(["-c", "print(count(Gadget))"], cwd=root, env=env).stdout.strip() == "0"
 
@@ -120,12 +128,26 @@ def test_interactive_sandbox_ctrl_d(library: tuple[Path, dict[str, str]]) -> Non
 
 # -- read-only ----------------------------------------------------------------
 
+
 def test_production_is_read_only_unless_write(library: tuple[Path, dict[str, str]]) -> None:
     root, env = library
     ro = run(["--profile", "production", "--reason", "t", "-c", "print(sql('delete from books'))"], cwd=root, env=env)
     assert ro.exit_code == 1
     assert state(root, env) == BEFORE
-    rw = run(["--profile", "production", "--reason", "t", "--write", "-y", "-c", "print(sql('delete from books where year > 1970'))"], cwd=root, env=env)
+    rw = run(
+        [
+            "--profile",
+            "production",
+            "--reason",
+            "t",
+            "--write",
+            "-y",
+            "-c",
+            "print(sql('delete from books where year > 1970'))",
+        ],
+        cwd=root,
+        env=env,
+    )
     assert rw.exit_code == 0 and rw.stdout.strip() == "1", rw.output
 
 
@@ -134,16 +156,30 @@ def test_write_refused_where_profile_forbids(library: tuple[Path, dict[str, str]
     write_profile(root, "[database]\nread_only = true\n[access]\nallow_write = false\n", "locked")
     result = run(["--profile", "locked", "--write", "-c", "1"], cwd=root, env=env)
     assert result.exit_code == 2
-    assert result.stderr == "appshell: error: profile 'locked' does not allow --write — use another profile or drop --write\n"
+    assert (
+        result.stderr
+        == "appshell: error: profile 'locked' does not allow --write — use another profile or drop --write\n"
+    )
 
 
 def test_read_only_raw_sql_changes_nothing_even_after_set(library: tuple[Path, dict[str, str]]) -> None:
     root, env = library
-    result = run(["--read-only", "-c", "try:\n    sql('update books set year = 0')\nexcept Exception as e:\n    print(type(e).__name__)\nrollback()\nprint(count(Book, year=0))"], cwd=root, env=env)
-    assert result.stdout.split() == ["OperationalError" if "sqlite" in env["DATABASE_URL"] else "InternalError", "0"], result.output
+    result = run(
+        [
+            "--read-only",
+            "-c",
+            "try:\n    sql('update books set year = 0')\nexcept Exception as e:\n    print(type(e).__name__)\nrollback()\nprint(count(Book, year=0))",
+        ],
+        cwd=root,
+        env=env,
+    )
+    assert result.stdout.split() == ["OperationalError" if "sqlite" in env["DATABASE_URL"] else "InternalError", "0"], (
+        result.output
+    )
 
 
 # -- destructive-statement guard ----------------------------------------------
+
 
 @pytest.mark.parametrize(
     "code",
@@ -165,8 +201,18 @@ def test_destructive_refused_without_tty(library: tuple[Path, dict[str, str]], c
 
 def test_destructive_with_where_or_yes_runs(library: tuple[Path, dict[str, str]]) -> None:
     root, env = library
-    assert run(["--profile", "staging", "-c", "sql('delete from books where year > 1970'); commit()"], cwd=root, env=env).exit_code == 0
-    assert run(["--profile", "staging", "--yes", "-c", "sql('update books set year = 1'); commit()"], cwd=root, env=env).exit_code == 0
+    assert (
+        run(
+            ["--profile", "staging", "-c", "sql('delete from books where year > 1970'); commit()"], cwd=root, env=env
+        ).exit_code
+        == 0
+    )
+    assert (
+        run(
+            ["--profile", "staging", "--yes", "-c", "sql('update books set year = 1'); commit()"], cwd=root, env=env
+        ).exit_code
+        == 0
+    )
     assert run(["-c", "print(count(Book), count(Book, year=1))"], cwd=root, env=env).stdout.split() == ["1", "1"]
 
 
@@ -191,18 +237,24 @@ def test_destructive_confirmation_at_a_tty(library: tuple[Path, dict[str, str]])
 
 # -- timeouts, tagging, echo ---------------------------------------------------
 
+
 def test_statement_timeout(library: tuple[Path, dict[str, str]]) -> None:
     root, env = library
     write_profile(root, "[database]\nstatement_timeout_ms = 300\n")
-    slow = ("sql('select pg_sleep(3)')" if "postgresql" in env["DATABASE_URL"] else
-            "sql('with recursive c(x) as (select 1 union all select x + 1 from c) select count(*) from c')")
+    slow = (
+        "sql('select pg_sleep(3)')"
+        if "postgresql" in env["DATABASE_URL"]
+        else "sql('with recursive c(x) as (select 1 union all select x + 1 from c) select count(*) from c')"
+    )
     # Without the timeout, pg_sleep would succeed (exit 0) and the endless CTE would never return.
     result = run(["-c", slow], cwd=root, env=env, timeout=60)
     assert result.exit_code == 1
     assert "statement timeout" in result.stderr or "interrupted" in result.stderr, result.stderr
 
 
-def test_postgresql_connection_tagged_with_audit_session(app_dir: Callable[[str], Path], pg_url: str, tmp_path: Path) -> None:
+def test_postgresql_connection_tagged_with_audit_session(
+    app_dir: Callable[[str], Path], pg_url: str, tmp_path: Path
+) -> None:
     root = app_dir("plainapp")
     log = tmp_path / "audit.jsonl"
     code = "print(sql(\"select current_setting('application_name') as a, current_setting('idle_in_transaction_session_timeout') as i\")[0])"
@@ -215,20 +267,29 @@ def test_postgresql_connection_tagged_with_audit_session(app_dir: Callable[[str]
 def test_echo_sql_flag_and_helper(library: tuple[Path, dict[str, str]]) -> None:
     root, env = library
     result = run(["--echo-sql", "-c", "count(Book, year=1965)"], cwd=root, env=env)
-    assert re.search(r"-- SQL from <string>:1\nSELECT count\(\*\) AS count_1 \nFROM books \nWHERE books.year = (\?|%\(year_1\)s(::INTEGER)?)\n"
-                     r"-- parameters: .*\n-- \d+\.\d ms", result.stderr), result.stderr
+    assert re.search(
+        r"-- SQL from <string>:1\nSELECT count\(\*\) AS count_1 \nFROM books \nWHERE books.year = (\?|%\(year_1\)s(::INTEGER)?)\n"
+        r"-- parameters: .*\n-- \d+\.\d ms",
+        result.stderr,
+    ), result.stderr
     toggled = run(["-c", "count(Book); echo_sql(); count(Author); echo_sql(False); first(Book)"], cwd=root, env=env)
     assert toggled.stderr.count("-- SQL") == 1 and "FROM authors" in toggled.stderr
 
 
-def test_echo_sql_names_the_operators_line_and_lays_out_long_sql(library: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+def test_echo_sql_names_the_operators_line_and_lays_out_long_sql(
+    library: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
     root, env = library
     script = tmp_path / "report.py"
-    script.write_text("print('start')\n"
-                      "sql('select b.id, b.title, b.year from books b where b.year > 1900 and b.title is not null order by b.year desc')\n")
+    script.write_text(
+        "print('start')\n"
+        "sql('select b.id, b.title, b.year from books b where b.year > 1900 and b.title is not null order by b.year desc')\n"
+    )
     result = run(["--echo-sql", str(script)], cwd=root, env=env)
     assert result.exit_code == 0, result.output
-    assert f"-- SQL from {script}:2\nSELECT\n  b.id,\n  b.title,\n  b.year\nFROM books AS b\nWHERE" in result.stderr, result.stderr
+    assert f"-- SQL from {script}:2\nSELECT\n  b.id,\n  b.title,\n  b.year\nFROM books AS b\nWHERE" in result.stderr, (
+        result.stderr
+    )
     assert re.search(r"ORDER BY\n  b.year DESC\n-- \d+\.\d ms", result.stderr), result.stderr
 
 
@@ -237,7 +298,13 @@ def test_mariadb_read_only_and_sandbox(app_dir: Callable[[str], Path], mariadb_u
     ro = run(["--read-only", "-c", "sql('delete from books')"], cwd=root, env=env)
     assert ro.exit_code == 1 and "READ ONLY" in ro.stderr.upper()
     sandboxed = run(["--sandbox", "-c", "sql('delete from books'); commit(); print(count(Book))"], cwd=root, env=env)
-    assert sandboxed.stdout.strip() == "0" and "│ books │        0 │       0 │       2 │" in sandboxed.stderr, sandboxed.output
+    assert sandboxed.stdout.strip() == "0" and "│ books │        0 │       0 │       2 │" in sandboxed.stderr, (
+        sandboxed.output
+    )
     ddl = run(["--sandbox", "-c", "sql('create table scratch (x int)')"], cwd=root, env=env)
-    assert ddl.exit_code == 1 and "SandboxRefused: CREATE cannot be rolled back on mariadb" in ddl.stderr and "Traceback" not in ddl.stderr
+    assert (
+        ddl.exit_code == 1
+        and "SandboxRefused: CREATE cannot be rolled back on mariadb" in ddl.stderr
+        and "Traceback" not in ddl.stderr
+    )
     assert state(root, env) == BEFORE

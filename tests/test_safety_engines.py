@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from support.apps import library_on
 from support.audit import audit_records
 from support.harness import run
 
-pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/support/harness.py)
 
 PRODUCTION = ["--profile", "production", "--reason", "INC-1"]
 
@@ -28,6 +27,7 @@ def count_items(root: Path, env: dict[str, str]) -> int:
 
 
 # -- Flask-SQLAlchemy with SQLALCHEMY_BINDS: two engines ------------------------
+
 
 @pytest.fixture
 def binds(app_dir: Callable[[str], Path], db_url: str, tmp_path: Path) -> tuple[Path, dict[str, str]]:
@@ -56,8 +56,10 @@ def test_sandbox_covers_the_second_bind(binds: tuple[Path, dict[str, str]]) -> N
 
 def test_read_only_covers_a_raw_write_through_the_second_bind(binds: tuple[Path, dict[str, str]]) -> None:
     root, env = binds
-    code = ("from bindsapp import db\nfrom sqlalchemy import text\n"
-            "with db.engines['analytics'].begin() as conn:\n    conn.execute(text(\"insert into event (name) values ('x')\"))")
+    code = (
+        "from bindsapp import db\nfrom sqlalchemy import text\n"
+        "with db.engines['analytics'].begin() as conn:\n    conn.execute(text(\"insert into event (name) values ('x')\"))"
+    )
     result = run(["--read-only", "-c", code], cwd=root, env=env)
     assert result.exit_code == 1, result.output
     assert "readonly" in result.stderr.lower().replace("-", "").replace(" ", "") or "read only" in result.stderr.lower()
@@ -66,10 +68,14 @@ def test_read_only_covers_a_raw_write_through_the_second_bind(binds: tuple[Path,
 
 # -- an engine a library builds lazily from the URL ------------------------------
 
+
 def _lazy_on(app_dir: Callable[[str], Path], url: str) -> tuple[Path, dict[str, str]]:
     root = app_dir("lazyapp")
     env = {"DATABASE_URL": url}
-    assert run(["-c", "from lazyapp.models import Base; Base.metadata.create_all(engine)"], cwd=root, env=env).exit_code == 0
+    assert (
+        run(["-c", "from lazyapp.models import Base; Base.metadata.create_all(engine)"], cwd=root, env=env).exit_code
+        == 0
+    )
     return root, env
 
 
@@ -87,18 +93,29 @@ def test_read_only_covers_an_engine_made_later(lazy: tuple[Path, dict[str, str]]
 
 def test_read_only_refuses_a_flush_of_any_orm_session(lazy: tuple[Path, dict[str, str]]) -> None:
     root, env = lazy
-    code = ("from sqlalchemy.orm import Session\nfrom lazyapp.tracking import get_engine\n"
-            "own = Session(get_engine()); own.add(Item(name='x')); own.commit()")
+    code = (
+        "from sqlalchemy.orm import Session\nfrom lazyapp.tracking import get_engine\n"
+        "own = Session(get_engine()); own.add(Item(name='x')); own.commit()"
+    )
     result = run(["--read-only", "-c", code], cwd=root, env=env)
     assert result.exit_code == 1
-    assert result.stderr.startswith("ReadOnlyError: this session is read-only") and len(result.stderr.splitlines()) == 1, result.stderr
+    assert (
+        result.stderr.startswith("ReadOnlyError: this session is read-only") and len(result.stderr.splitlines()) == 1
+    ), result.stderr
     assert count_items(root, env) == 0
 
 
 def test_sandbox_covers_an_engine_made_later(lazy: tuple[Path, dict[str, str]]) -> None:
     root, env = lazy
-    result = run(["--sandbox", "-c", "from lazyapp.tracking import track, get_engine; track('x'); track('y'); print(get_engine() is not engine)"],
-                 cwd=root, env=env)
+    result = run(
+        [
+            "--sandbox",
+            "-c",
+            "from lazyapp.tracking import track, get_engine; track('x'); track('y'); print(get_engine() is not engine)",
+        ],
+        cwd=root,
+        env=env,
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "True"  # a second engine: the library's own
     assert "no rows were changed" not in result.stderr
@@ -109,17 +126,24 @@ def test_sandbox_covers_an_engine_made_later(lazy: tuple[Path, dict[str, str]]) 
 def test_sql_of_every_engine_is_audited(lazy: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
     root, env = lazy
     log = tmp_path / "audit.jsonl"
-    assert run(["--audit-log", str(log), "-c", "from lazyapp.tracking import track; track('x')"], cwd=root, env=env).exit_code == 0
+    assert (
+        run(
+            ["--audit-log", str(log), "-c", "from lazyapp.tracking import track; track('x')"], cwd=root, env=env
+        ).exit_code
+        == 0
+    )
     result = next(r for r in audit_records(log) if r["event"] == "result")
     assert any("insert into items" in s for s in result["sql"]), result
 
 
 def test_an_engine_made_with_autocommit_is_sandboxed(lazy: tuple[Path, dict[str, str]]) -> None:
     root, env = lazy
-    code = ("from sqlalchemy import create_engine, text\n"
-            "auto = create_engine(engine.url, isolation_level='AUTOCOMMIT')\n"
-            "with auto.connect() as conn:\n    conn.execute(text(\"insert into items (name) values ('a')\"))\n"
-            "    print(conn.scalar(text('select count(*) from items')))")
+    code = (
+        "from sqlalchemy import create_engine, text\n"
+        "auto = create_engine(engine.url, isolation_level='AUTOCOMMIT')\n"
+        "with auto.connect() as conn:\n    conn.execute(text(\"insert into items (name) values ('a')\"))\n"
+        "    print(conn.scalar(text('select count(*) from items')))"
+    )
     result = run(["--sandbox", "-c", code], cwd=root, env=env)
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.stderr
@@ -128,6 +152,7 @@ def test_an_engine_made_with_autocommit_is_sandboxed(lazy: tuple[Path, dict[str,
 
 
 # -- a connection checked out while the app was imported -------------------------
+
 
 @pytest.fixture
 def import_query(app_dir: Callable[[str], Path], db_url: str) -> tuple[Path, dict[str, str]]:
@@ -148,7 +173,9 @@ def test_connection_checked_out_at_import_is_read_only(import_query: tuple[Path,
     assert names.stdout.strip() == "a", names.output
 
 
-def test_statement_timeout_reaches_a_connection_checked_out_at_import(import_query: tuple[Path, dict[str, str]]) -> None:
+def test_statement_timeout_reaches_a_connection_checked_out_at_import(
+    import_query: tuple[Path, dict[str, str]],
+) -> None:
     root, env = import_query
     (root / "profiles").mkdir()
     (root / "profiles" / "development.toml").write_text("[database]\nstatement_timeout_ms = 5000\n")
@@ -169,7 +196,9 @@ def test_alembic_upgrade_under_sandbox_is_a_dry_run(app_dir: Callable[[str], Pat
     env = {"DATABASE_URL": db_url}
     result = run(["--sandbox", "-c", ALEMBIC], cwd=root, env=env)
     assert result.exit_code == 0, result.output
-    assert "schema changes (rolled back): CREATE TABLE alembic_version; CREATE TABLE widgets" in result.stderr, result.stderr
+    assert "schema changes (rolled back): CREATE TABLE alembic_version; CREATE TABLE widgets" in result.stderr, (
+        result.stderr
+    )
     assert "│ widgets         │        1 │" in result.stderr
     tables = run(["-c", TABLES], cwd=root, env=env)
     assert tables.stdout.strip() == "[]", tables.output  # no table created, no alembic_version moved
@@ -188,6 +217,7 @@ def test_alembic_upgrade_under_sandbox_refused_on_mariadb(app_dir: Callable[[str
 
 
 # -- raw DBAPI connections outside SQLAlchemy -------------------------------------
+
 
 def test_raw_dbapi_connect_refused_in_sandbox_and_read_only(lazy: tuple[Path, dict[str, str]]) -> None:
     root, env = lazy
@@ -208,6 +238,7 @@ def test_raw_dbapi_connect_refused_in_sandbox_and_read_only(lazy: tuple[Path, di
 
 # -- Ctrl-C during a long SQLite statement ---------------------------------------------
 
+
 def test_ctrl_c_interrupts_a_long_sqlite_query(app_dir: Callable[[str], Path], sqlite_url: str, tmp_path: Path) -> None:
     """SQLite only: the progress handler that lets Ctrl-C stop a statement (PostgreSQL cancels on its own)."""
     import signal
@@ -218,9 +249,11 @@ def test_ctrl_c_interrupts_a_long_sqlite_query(app_dir: Callable[[str], Path], s
     root, env = _lazy_on(app_dir, sqlite_url)
     log = tmp_path / "audit.jsonl"
     # go() prints once the statement runs inside SQLite: the signal then arrives mid-statement.
-    code = ("raw = session.connection().connection.dbapi_connection\n"
-            "raw.create_function('go', 0, lambda: print('go', flush=True) or 1)\n"
-            "sql('with recursive c(x) as (select go() union all select x + 1 from c) select count(*) from c')")
+    code = (
+        "raw = session.connection().connection.dbapi_connection\n"
+        "raw.create_function('go', 0, lambda: print('go', flush=True) or 1)\n"
+        "sql('with recursive c(x) as (select go() union all select x + 1 from c) select count(*) from c')"
+    )
     proc = started(["--audit-log", str(log), "-c", code], root, env)
     time.sleep(0.5)  # not a timed assertion: lets go() return, so the signal lands in SQLite's own loop (endless)
     proc.send_signal(signal.SIGINT)
@@ -236,8 +269,10 @@ def test_idle_in_transaction_timeout_for_every_session(app_dir: Callable[[str], 
     root, env = _lazy_on(app_dir, pg_url)
     (root / "profiles").mkdir()
     (root / "profiles" / "development.toml").write_text("[database]\nidle_in_transaction_timeout_ms = 5000\n")
-    code = ("from lazyapp.tracking import get_engine\nfrom sqlalchemy import text\n"
-            "with get_engine().connect() as c:\n    print(c.scalar(text(\"select current_setting('idle_in_transaction_session_timeout')\")))")
+    code = (
+        "from lazyapp.tracking import get_engine\nfrom sqlalchemy import text\n"
+        "with get_engine().connect() as c:\n    print(c.scalar(text(\"select current_setting('idle_in_transaction_session_timeout')\")))"
+    )
     result = run(["-c", code], cwd=root, env=env)  # no sandbox, and an engine the app made later
     assert result.stdout.strip() == "5s", result.output
 
@@ -265,22 +300,31 @@ def test_async_engine_is_covered(app_dir: Callable[[str], Path], sqlite_url: str
     pytest.importorskip("aiosqlite")
     root = app_dir("lazyapp")
     env = {"DATABASE_URL": sqlite_url}
-    assert run(["-c", "from lazyapp.models import Base; Base.metadata.create_all(engine)"], cwd=root, env=env).exit_code == 0
+    assert (
+        run(["-c", "from lazyapp.models import Base; Base.metadata.create_all(engine)"], cwd=root, env=env).exit_code
+        == 0
+    )
     result = run([flag, "-c", ASYNC_WRITE], cwd=root, env=env)
     if flag == "--sandbox":
-        assert result.exit_code == 0 and "│ items │        1 │" in result.stderr and "sqlite+aiosqlite" in result.stderr, result.output
+        assert (
+            result.exit_code == 0 and "│ items │        1 │" in result.stderr and "sqlite+aiosqlite" in result.stderr
+        ), result.output
     else:
         assert result.exit_code == 1 and "readonly" in result.stderr.replace(" ", "").replace("-", ""), result.output
     assert count_items(root, env) == 0
 
 
-def test_sessions_in_one_process_do_not_leak_into_each_other(app_dir: Callable[[str], Path], sqlite_url: str,
-                                                              invoke: Callable[..., Any]) -> None:
+def test_sessions_in_one_process_do_not_leak_into_each_other(
+    app_dir: Callable[[str], Path], sqlite_url: str, invoke: Callable[..., Any]
+) -> None:
     """Class-level listeners outlive a session: the next one in the process must not inherit its rules."""
     root, env = library_on(app_dir, sqlite_url)
     assert invoke(["--sandbox", "-c", "sql('delete from books where id > 0')"], cwd=root, env=env).exit_code == 0
     assert invoke(["--read-only", "-c", "print(count(Book))"], cwd=root, env=env).stdout.strip() == "2"
     path = sqlite_url.removeprefix("sqlite:///")
-    plain = invoke(["-c", f"import sqlite3\nprint(sqlite3.connect({path!r}).execute('select count(*) from books').fetchone()[0])"],
-                   cwd=root, env=env)
+    plain = invoke(
+        ["-c", f"import sqlite3\nprint(sqlite3.connect({path!r}).execute('select count(*) from books').fetchone()[0])"],
+        cwd=root,
+        env=env,
+    )
     assert plain.exit_code == 0 and plain.stdout.strip() == "2", plain.output  # no sandbox now: a raw connect is fine

@@ -6,10 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from support.harness import run
 
-pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/support/harness.py)
 
 WRITE = ["--profile", "production", "--reason", "INC-1", "--write"]
 STATE = "from sqlalchemy import inspect\nprint(count(Book), [c['name'] for c in inspect(engine).get_columns('books')])"
@@ -30,7 +29,9 @@ def test_guard_sees_through(library_of: Callable[[str], tuple[Path, dict[str, st
     before = run(["-c", STATE], cwd=root, env=env).stdout
     result = run([*WRITE, "-c", code + "; commit()"], cwd=root, env=env)
     assert result.exit_code == 1, result.output
-    assert result.stderr.startswith("DestructiveStatementRefused: ") and "pass --yes to allow it" in result.stderr, result.stderr
+    assert result.stderr.startswith("DestructiveStatementRefused: ") and "pass --yes to allow it" in result.stderr, (
+        result.stderr
+    )
     assert len(result.stderr.strip().splitlines()) == 1  # one line, not SQLAlchemy's frames
     assert run(["-c", STATE], cwd=root, env=env).stdout == before
 

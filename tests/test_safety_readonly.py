@@ -6,11 +6,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from support.apps import library_on
 from support.harness import run
 
-pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/support/harness.py)
 
 UPDATE = "sql('update books set year = 0 where id > 0'); commit()"
 YEARS = "print(count(Book, year=0))"
@@ -34,8 +33,13 @@ def test_postgresql_read_only_cannot_be_switched_off(app_dir: Callable[[str], Pa
     assert run(["-c", YEARS], cwd=root, env=env).stdout.strip() == "0"
 
 
-@pytest.mark.parametrize("switch", ["sql('PRAGMA query_only = OFF')",
-                                    "session.connection().connection.dbapi_connection.execute('PRAGMA query_only = OFF')"])
+@pytest.mark.parametrize(
+    "switch",
+    [
+        "sql('PRAGMA query_only = OFF')",
+        "session.connection().connection.dbapi_connection.execute('PRAGMA query_only = OFF')",
+    ],
+)
 def test_sqlite_read_only_cannot_be_switched_off(app_dir: Callable[[str], Path], sqlite_url: str, switch: str) -> None:
     root, env = library_on(app_dir, sqlite_url)
     result = run(["--read-only", "-c", f"{switch}\n{UPDATE}"], cwd=root, env=env)

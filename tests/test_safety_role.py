@@ -7,19 +7,22 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from support.apps import library_on
 from support.harness import run
 
-pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/support/harness.py)
 
 # Past every refusal appshell makes: the raw DBAPI connection, session characteristics switched back.
-PG_RAW_WRITE = ("raw = session.connection().connection.dbapi_connection\n"
-                "raw.execute('SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE'); raw.commit()\n"
-                "raw.execute('update books set year = 0'); raw.commit()")
-MARIADB_RAW_WRITE = ("raw = session.connection().connection.dbapi_connection\n"
-                     "cur = raw.cursor(); cur.execute('SET SESSION TRANSACTION READ WRITE'); raw.rollback()\n"
-                     "cur.execute('update books set year = 0'); raw.commit()")
+PG_RAW_WRITE = (
+    "raw = session.connection().connection.dbapi_connection\n"
+    "raw.execute('SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE'); raw.commit()\n"
+    "raw.execute('update books set year = 0'); raw.commit()"
+)
+MARIADB_RAW_WRITE = (
+    "raw = session.connection().connection.dbapi_connection\n"
+    "cur = raw.cursor(); cur.execute('SET SESSION TRANSACTION READ WRITE'); raw.rollback()\n"
+    "cur.execute('update books set year = 0'); raw.commit()"
+)
 PROFILE = '[database]\nread_only = true\nread_only_url_env = "DATABASE_URL_READONLY"\n'
 
 
@@ -28,7 +31,9 @@ def _profile(root: Path) -> None:
     (root / "profiles" / "development.toml").write_text(PROFILE)
 
 
-def test_postgresql_read_only_role_holds_past_every_switch(app_dir: Callable[[str], Path], pg_url: str, pg_role: str) -> None:
+def test_postgresql_read_only_role_holds_past_every_switch(
+    app_dir: Callable[[str], Path], pg_url: str, pg_role: str
+) -> None:
     root, env = library_on(app_dir, pg_url)
     _profile(root)
     env_ro = {**env, "DATABASE_URL_READONLY": pg_role}
@@ -87,6 +92,7 @@ def test_mariadb_read_only_role(app_dir: Callable[[str], Path], mariadb_url: str
 
 # -- an async app: the role's URL may name asyncpg -----------------------------------
 
+
 @pytest.fixture
 def asyncpg_role(asyncpg_app: tuple[Path, dict[str, str]]) -> Iterator[tuple[Path, dict[str, str], str]]:
     """tests/apps/asyncapp on asyncpg, and the URL (asyncpg's) of a role with SELECT rights only on its tables."""
@@ -118,9 +124,11 @@ def test_doctor_proves_an_asyncpg_role_cannot_write(asyncpg_role: tuple[Path, di
     assert bad.exit_code == 5 and "can write" in bad.stdout, bad.output
 
 
-ASYNC_RAW_WRITE = ("raw = (await (await session.connection()).get_raw_connection()).driver_connection\n"
-                   "await raw.execute('SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE')\n"
-                   "await raw.execute('commit'); await raw.execute(\"insert into books (title) values ('raw')\")\n")
+ASYNC_RAW_WRITE = (
+    "raw = (await (await session.connection()).get_raw_connection()).driver_connection\n"
+    "await raw.execute('SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE')\n"
+    "await raw.execute('commit'); await raw.execute(\"insert into books (title) values ('raw')\")\n"
+)
 
 
 def test_an_async_session_logs_in_as_an_asyncpg_role(asyncpg_role: tuple[Path, dict[str, str], str]) -> None:
@@ -129,26 +137,47 @@ def test_an_async_session_logs_in_as_an_asyncpg_role(asyncpg_role: tuple[Path, d
     root, env, role_url = asyncpg_role
     _profile(root)
     env_ro = {**env, "DATABASE_URL_READONLY": role_url}
-    who = run(["--app", "asyncapp.db", "-c", "from sqlalchemy import text\nprint(await session.scalar(text('select current_user')))"],
-              cwd=root, env=env_ro)
+    who = run(
+        [
+            "--app",
+            "asyncapp.db",
+            "-c",
+            "from sqlalchemy import text\nprint(await session.scalar(text('select current_user')))",
+        ],
+        cwd=root,
+        env=env_ro,
+    )
     assert who.exit_code == 0 and who.stdout.strip() == make_url(role_url).username, who.output
-    result = run(["--app", "asyncapp.db", "-c", ASYNC_RAW_WRITE], cwd=root, env=env_ro)  # past every refusal of appshell's
+    result = run(
+        ["--app", "asyncapp.db", "-c", ASYNC_RAW_WRITE], cwd=root, env=env_ro
+    )  # past every refusal of appshell's
     assert result.exit_code == 1 and "permission denied" in result.stderr, result.output
-    titles = run(["--app", "asyncapp.db", "--write", "-c", "print(sorted(b.title for b in where(Book)))"], cwd=root, env=env)
+    titles = run(
+        ["--app", "asyncapp.db", "--write", "-c", "print(sorted(b.title for b in where(Book)))"], cwd=root, env=env
+    )
     assert titles.stdout.strip() == "['Dune', 'Emma']", titles.output
 
 
-@pytest.mark.parametrize("profile,environ,level", [
-    ("", {}, None),
-    ('[database]\nread_only = true\n', {}, "guarded"),
-    (PROFILE, {"DATABASE_URL_READONLY": "postgresql://ro@localhost/x"}, "enforced"),
-], ids=["read-write", "a session setting", "a read-only role"])
-def test_read_only_is_labelled_for_what_it_is(app_dir: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch, profile: str,
-                                             environ: dict[str, str], level: str | None) -> None:
+@pytest.mark.parametrize(
+    "profile,environ,level",
+    [
+        ("", {}, None),
+        ("[database]\nread_only = true\n", {}, "guarded"),
+        (PROFILE, {"DATABASE_URL_READONLY": "postgresql://ro@localhost/x"}, "enforced"),
+    ],
+    ids=["read-write", "a session setting", "a read-only role"],
+)
+def test_read_only_is_labelled_for_what_it_is(
+    app_dir: Callable[[str], Path],
+    monkeypatch: pytest.MonkeyPatch,
+    profile: str,
+    environ: dict[str, str],
+    level: str | None,
+) -> None:
     """Guarded (a setting appshell re-checks, an operator's SQL could lift) or enforced (a role): issue 21 item 3."""
+    from appshell.config.settings import resolve
     from appshell.console.banner import _read_only_label
     from appshell.safety.readonly_role import read_only_level
-    from appshell.config.settings import resolve
 
     root = app_dir("plainapp")
     if profile:
@@ -158,11 +187,18 @@ def test_read_only_is_labelled_for_what_it_is(app_dir: Callable[[str], Path], mo
         monkeypatch.setenv(name, value)  # read_only_url() reads the process's environment, as the session does
     settings = resolve({}, environ={"DATABASE_URL": "sqlite://", **environ}, cwd=root)
     assert read_only_level(settings) == level
-    assert _read_only_label(settings) == {None: "read-write", "guarded": "READ-ONLY (guarded: a session setting, re-checked)",
-                                          "enforced": "READ-ONLY (enforced: a read-only database role)"}[level]
+    assert (
+        _read_only_label(settings)
+        == {
+            None: "read-write",
+            "guarded": "READ-ONLY (guarded: a session setting, re-checked)",
+            "enforced": "READ-ONLY (enforced: a read-only database role)",
+        }[level]
+    )
 
 
 # -- doctor says which level a session's read-only has (issue 21 item 3) ---------------------
+
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql", "mariadb"])
 def test_doctor_labels_read_only_and_warns_where_a_read_only_profile_is_only_guarded(
@@ -172,7 +208,9 @@ def test_doctor_labels_read_only_and_warns_where_a_read_only_profile_is_only_gua
 
     root, env = library_of(kind)
     (root / "profiles").mkdir()
-    (root / "profiles" / "development.toml").write_text("[database]\nread_only = true\n")  # read-only by profile, no role
+    (root / "profiles" / "development.toml").write_text(
+        "[database]\nread_only = true\n"
+    )  # read-only by profile, no role
 
     def rows(args: list[str]) -> dict[str, tuple[str, str]]:
         result = run([*args, "doctor", "--json"], cwd=root, env=env)

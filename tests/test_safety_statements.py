@@ -117,9 +117,18 @@ def test_read_only_switches(kind: str, sql: str, read_write: bool) -> None:
 
 ACCOUNTING = [
     ("postgresql", "insert into books (title) values ('x')", [("books", "inserted", True)], None),
-    ("postgresql", "INSERT INTO books (title) VALUES (%(title)s) RETURNING books.id", [("books", "inserted", True)], None),
-    ("postgresql", "with d as (delete from books returning *) insert into archive select * from d",
-     [("archive", "inserted", True), ("books", "deleted", False)], None),
+    (
+        "postgresql",
+        "INSERT INTO books (title) VALUES (%(title)s) RETURNING books.id",
+        [("books", "inserted", True)],
+        None,
+    ),
+    (
+        "postgresql",
+        "with d as (delete from books returning *) insert into archive select * from d",
+        [("archive", "inserted", True), ("books", "deleted", False)],
+        None,
+    ),
     ("sqlite", "INSERT OR REPLACE INTO t VALUES (1)", [("t", "inserted", True)], None),
     ("mariadb", "UPDATE books SET year=%s WHERE id = %s", [("books", "updated", True)], None),
     ("postgresql", "create table scratch (x integer)", [], "CREATE TABLE scratch"),
@@ -136,13 +145,16 @@ def test_accounting(kind: str, sql: str, writes: list[tuple[str, str, bool]], dd
     assert one.ddl == ddl
 
 
-@pytest.mark.parametrize("kind,sql,count", [
-    ("postgresql", "delete from a where x = 1; delete from b where y = 2", 2),
-    ("postgresql", "select ';' ; delete from b where y = 1;", 2),
-    ("postgresql", "delete from b where y = 1 -- ; delete from c", 1),
-    ("mariadb", "delete from b where y = 1 # ; delete from c", 1),
-    ("postgresql", "delete from b where y = 1 /* ; delete from c */", 1),
-])
+@pytest.mark.parametrize(
+    "kind,sql,count",
+    [
+        ("postgresql", "delete from a where x = 1; delete from b where y = 2", 2),
+        ("postgresql", "select ';' ; delete from b where y = 1;", 2),
+        ("postgresql", "delete from b where y = 1 -- ; delete from c", 1),
+        ("mariadb", "delete from b where y = 1 # ; delete from c", 1),
+        ("postgresql", "delete from b where y = 1 /* ; delete from c */", 1),
+    ],
+)
 def test_split(kind: str, sql: str, count: int) -> None:
     assert len(classify(sql, kind)) == count
 
@@ -158,7 +170,10 @@ def test_command_keywords_are_read_word_by_word(dialect: str) -> None:
 
     tokenizer = Dialect.get_or_raise(dialect)
     texts = [str(t.text).upper() for t in _tokens(tokenizer, "EXPLAIN ANALYZE DELETE FROM books")]
-    assert texts == ["EXPLAIN", "ANALYZE", "DELETE", "FROM", "BOOKS"], (dialect, texts)  # a command in a command's string
+    assert texts == ["EXPLAIN", "ANALYZE", "DELETE", "FROM", "BOOKS"], (
+        dialect,
+        texts,
+    )  # a command in a command's string
     for keyword in ("RELEASE", "DO", "SHOW", "EXECUTE", "CALL", "COPY", "MERGE", "PREPARE", "LOCK"):
         texts = [str(t.text).upper() for t in _tokens(tokenizer, f"{keyword} SAVEPOINT appshell_sandbox; select 1")]
         assert texts == [keyword, "SAVEPOINT", "APPSHELL_SANDBOX", ";", "SELECT", "1"], (dialect, keyword, texts)
@@ -197,9 +212,17 @@ WORST_CASE = [  # (kind, sql, what the guard asks about it)
     ("postgresql", "PREPARE d AS DELETE FROM order_lines", "PREPARE of a DELETE without WHERE"),
     ("postgresql", "PREPARE d AS DELETE FROM order_lines WHERE id = $1", None),
     ("postgresql", "EXECUTE d", "EXECUTE runs code appshell cannot read (it may change or remove every row)"),
-    ("postgresql", "DO $$ begin perform 1; end $$", "DO runs code appshell cannot read (it may change or remove every row)"),
+    (
+        "postgresql",
+        "DO $$ begin perform 1; end $$",
+        "DO runs code appshell cannot read (it may change or remove every row)",
+    ),
     ("postgresql", "CALL purge()", "CALL runs code appshell cannot read (it may change or remove every row)"),
-    ("postgresql", "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE", "MERGE that updates or deletes rows (appshell cannot tell which)"),
+    (
+        "postgresql",
+        "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE",
+        "MERGE that updates or deletes rows (appshell cannot tell which)",
+    ),
     ("postgresql", "MERGE INTO t USING s ON t.id = s.id WHEN NOT MATCHED THEN INSERT VALUES (s.id)", None),
     ("postgresql", "COPY books FROM STDIN", "COPY … FROM loads rows appshell cannot see"),
     ("postgresql", "COPY books TO STDOUT", None),
@@ -217,7 +240,11 @@ def test_the_guard_asks_about_the_worst_case(kind: str, sql: str, reason: str | 
 
 EXECUTABLE_COMMENTS = [  # refused in the sandbox and under read-only, whatever they hold
     ("mariadb", "/*!50000 COMMIT AND CHAIN */", "COMMIT ends the transaction, in an executable comment"),
-    ("mariadb", "/*!40101 SET SESSION TRANSACTION READ WRITE */", "it changes the transaction mode, in an executable comment"),
+    (
+        "mariadb",
+        "/*!40101 SET SESSION TRANSACTION READ WRITE */",
+        "it changes the transaction mode, in an executable comment",
+    ),
     ("mysql", "select 1 /*!50000 , 2 */", "an executable comment"),
 ]
 
@@ -271,11 +298,14 @@ def test_proven_harmless(kind: str, sql: str, harmless: bool) -> None:
     assert proven_harmless(sql, classify(sql, kind)) is harmless
 
 
-@pytest.mark.parametrize("sql,refused", [
-    ('SET U&"default_transaction_read_onl\\0079" = off', True),
-    ('RESET U&"default_transaction_read_onl\\0079"', True),
-    ('select U&"title" from books', False),  # opaque (re-checked after), not refused
-])
+@pytest.mark.parametrize(
+    "sql,refused",
+    [
+        ('SET U&"default_transaction_read_onl\\0079" = off', True),
+        ('RESET U&"default_transaction_read_onl\\0079"', True),
+        ('select U&"title" from books', False),  # opaque (re-checked after), not refused
+    ],
+)
 def test_unicode_names_in_settings_are_refused(sql: str, refused: bool) -> None:
     found = classify(sql, "postgresql")
     assert any(one.read_write for one in found) is refused

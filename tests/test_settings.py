@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from appshell.errors import ConfigError
 from appshell.config.profiles import load_profile
 from appshell.config.settings import LAYERS, export_environment, find_project_root, resolve
+from appshell.errors import ConfigError
 
 
 def make_project(tmp_path: Path, pyproject: str = "", dotenv: str = "", profile: str = "") -> Path:
@@ -39,7 +39,7 @@ def test_precedence_table(tmp_path: Path, present: set[str], winner: str) -> Non
     root = make_project(
         tmp_path,
         pyproject=f'shell = "{SHELL_BY_LAYER["pyproject"]}"\n' if "pyproject" in present else "",
-        dotenv=f'APPSHELL_SHELL={SHELL_BY_LAYER[".env"]}\n' if ".env" in present else "",
+        dotenv=f"APPSHELL_SHELL={SHELL_BY_LAYER['.env']}\n" if ".env" in present else "",
         profile=f'[shell]\ndefault = "{SHELL_BY_LAYER["profile"]}"\n' if "profile" in present else "",
     )
     flags = {"shell": SHELL_BY_LAYER["flag"]} if "flag" in present else {}
@@ -58,8 +58,14 @@ def test_help_and_docs_state_the_order_resolve_uses() -> None:
     assert " > ".join(LAYERS) in build_parser().format_help()
     doc = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
     listed = re.findall(r"^\d\. (.+)$", doc.split("## Where settings come from", 1)[1].split("\n\n|", 1)[0], re.M)
-    words = {"flag": "command-line flag", "env": "environment variable", ".env": "`.env` file", "profile": "profile",
-             "pyproject": "pyproject.toml", "default": "defaults"}
+    words = {
+        "flag": "command-line flag",
+        "env": "environment variable",
+        ".env": "`.env` file",
+        "profile": "profile",
+        "pyproject": "pyproject.toml",
+        "default": "defaults",
+    }
     assert len(listed) == len(LAYERS)
     for layer, line in zip(LAYERS, listed, strict=True):
         assert words[layer] in line, (layer, line)
@@ -76,7 +82,9 @@ def test_dotenv_selects_the_profile_and_never_overrides_real_environment(tmp_pat
 
 
 def test_database_url_flag_is_exported_for_the_app(tmp_path: Path) -> None:
-    settings = resolve({"database_url": "sqlite:///flag.db"}, environ={"DATABASE_URL": "sqlite:///env.db"}, cwd=make_project(tmp_path))
+    settings = resolve(
+        {"database_url": "sqlite:///flag.db"}, environ={"DATABASE_URL": "sqlite:///env.db"}, cwd=make_project(tmp_path)
+    )
     environ = {"DATABASE_URL": "sqlite:///env.db"}
     export_environment(settings, environ)
     assert environ["DATABASE_URL"] == "sqlite:///flag.db"
@@ -132,6 +140,7 @@ def test_bad_profile_values_name_file_key_and_allowed(tmp_path: Path, text: str,
 
 # -- audit settings belong to the profile (audit.locked) -------------------------------------
 
+
 def locked_project(tmp_path: Path, dotenv: str = "", audit: str = "") -> Path:
     root = make_project(tmp_path, dotenv=dotenv)
     (root / "profiles").mkdir()
@@ -151,12 +160,16 @@ LOCK_ROWS = [
 
 
 @pytest.mark.parametrize(("flags", "environ", "dotenv", "named"), LOCK_ROWS)
-def test_locked_profile_refuses_audit_overrides(tmp_path: Path, flags: dict[str, str], environ: dict[str, str], dotenv: str, named: str) -> None:
+def test_locked_profile_refuses_audit_overrides(
+    tmp_path: Path, flags: dict[str, str], environ: dict[str, str], dotenv: str, named: str
+) -> None:
     root = locked_project(tmp_path, dotenv=dotenv)
     with pytest.raises(ConfigError) as info:
         resolve({**flags, "profile": "prod"}, environ=environ, cwd=root)
     message = info.value.format()
-    assert message.startswith(f"appshell: error: {named}") and "profile 'prod' locks them (audit.locked = true)" in message
+    assert (
+        message.startswith(f"appshell: error: {named}") and "profile 'prod' locks them (audit.locked = true)" in message
+    )
     assert "profiles/prod.toml" in message and "\n" not in message
     # doctor resolves without raising: the profile's values stand, the problem is listed
     settings = resolve({**flags, "profile": "prod"}, environ=environ, cwd=root, strict=False)
@@ -168,7 +181,11 @@ def test_unlocked_profile_lets_flags_and_environment_choose(tmp_path: Path) -> N
     root = make_project(tmp_path)
     environ = {"APPSHELL_AUDIT_URL": "sqlite:////tmp/a.db", "APPSHELL_SYSLOG_ADDRESS": "127.0.0.1:9"}
     settings = resolve({"audit_log": "/tmp/x.jsonl"}, environ=environ, cwd=root)
-    assert (settings.audit_log, settings.audit_url, settings.audit_syslog) == ("/tmp/x.jsonl", "sqlite:////tmp/a.db", "127.0.0.1:9")
+    assert (settings.audit_log, settings.audit_url, settings.audit_syslog) == (
+        "/tmp/x.jsonl",
+        "sqlite:////tmp/a.db",
+        "127.0.0.1:9",
+    )
 
 
 def test_shipped_production_profile_is_locked(tmp_path: Path) -> None:
@@ -178,7 +195,9 @@ def test_shipped_production_profile_is_locked(tmp_path: Path) -> None:
 
 
 def test_locked_profile_exports_its_own_sink_addresses(tmp_path: Path) -> None:
-    root = locked_project(tmp_path, audit='url = "postgresql+psycopg://writer:${AUDIT_PW}@db/app"\nsyslog_address = "10.0.0.5:514"\n')
+    root = locked_project(
+        tmp_path, audit='url = "postgresql+psycopg://writer:${AUDIT_PW}@db/app"\nsyslog_address = "10.0.0.5:514"\n'
+    )
     environ = {"APPSHELL_SYSLOG_ADDRESS": "127.0.0.1:9", "AUDIT_PW": "p/ss#w?rd"}
     settings = resolve({"profile": "prod"}, environ=environ, cwd=root, strict=False)
     export_environment(settings, environ)
@@ -216,7 +235,9 @@ REDACTION_ROWS = [
 
 
 @pytest.mark.parametrize(("locked", "env_file_by", "dotenv", "environ", "masked"), REDACTION_ROWS)
-def test_redaction_sources(tmp_path: Path, locked: bool, env_file_by: str | None, dotenv: str, environ: dict[str, str], masked: set[str]) -> None:
+def test_redaction_sources(
+    tmp_path: Path, locked: bool, env_file_by: str | None, dotenv: str, environ: dict[str, str], masked: set[str]
+) -> None:
     from appshell.config.settings import session_redactor
 
     root = make_project(tmp_path, dotenv=dotenv, profile=f"[audit]\nlocked = {str(locked).lower()}\n")
@@ -227,7 +248,11 @@ def test_redaction_sources(tmp_path: Path, locked: bool, env_file_by: str | None
 
 @pytest.mark.parametrize(
     "url",
-    ["postgresql+psycopg://writer:s3cret-pw@db/app", "postgresql+psycopg://writer@db/app?password=s3cret-pw", "not a url"],
+    [
+        "postgresql+psycopg://writer:s3cret-pw@db/app",
+        "postgresql+psycopg://writer@db/app?password=s3cret-pw",
+        "not a url",
+    ],
 )
 def test_profile_audit_url_cannot_hold_a_password(tmp_path: Path, url: str) -> None:
     root = make_project(tmp_path, profile=f'[audit]\nurl = "{url}"\n')
@@ -241,11 +266,23 @@ def test_profile_audit_url_cannot_hold_a_password(tmp_path: Path, url: str) -> N
     ("flags", "environ", "dotenv", "fix"),
     [
         ({"audit_log": "/tmp/x.jsonl"}, {}, "", "drop --audit-log, or change audit.path in profiles/prod.toml"),
-        ({}, {"APPSHELL_AUDIT_LOG": "/tmp/x.jsonl"}, "", "unset APPSHELL_AUDIT_LOG, or change audit.path in profiles/prod.toml"),
-        ({}, {}, "APPSHELL_SYSLOG_ADDRESS=127.0.0.1:9\n", "remove APPSHELL_SYSLOG_ADDRESS from {root}/.env, or change audit.syslog_address in profiles/prod.toml"),
+        (
+            {},
+            {"APPSHELL_AUDIT_LOG": "/tmp/x.jsonl"},
+            "",
+            "unset APPSHELL_AUDIT_LOG, or change audit.path in profiles/prod.toml",
+        ),
+        (
+            {},
+            {},
+            "APPSHELL_SYSLOG_ADDRESS=127.0.0.1:9\n",
+            "remove APPSHELL_SYSLOG_ADDRESS from {root}/.env, or change audit.syslog_address in profiles/prod.toml",
+        ),
     ],
 )
-def test_lock_error_says_how_to_undo_each_layer(tmp_path: Path, flags: dict[str, str], environ: dict[str, str], dotenv: str, fix: str) -> None:
+def test_lock_error_says_how_to_undo_each_layer(
+    tmp_path: Path, flags: dict[str, str], environ: dict[str, str], dotenv: str, fix: str
+) -> None:
     root = locked_project(tmp_path, dotenv=dotenv)
     with pytest.raises(ConfigError) as info:
         resolve({**flags, "profile": "prod"}, environ=environ, cwd=root)
@@ -254,8 +291,8 @@ def test_lock_error_says_how_to_undo_each_layer(tmp_path: Path, flags: dict[str,
 
 # -- one option table, many views -------------------------------------------------------
 
-from appshell.cli.main import split_argv  # noqa: E402
-from appshell.config.settings import OPTIONS  # noqa: E402
+from appshell.cli.main import split_argv
+from appshell.config.settings import OPTIONS
 
 
 @pytest.mark.parametrize(
@@ -269,10 +306,18 @@ from appshell.config.settings import OPTIONS  # noqa: E402
         (["--reason", "fix.py", "-c", "1"], ["--reason", "fix.py"], "1", None, []),  # a value that looks like a script
         (["--models", "a.b", "--models", "c", "-"], ["--models", "a.b", "--models", "c"], None, "-", []),
         (["--", "-weird.py", "x"], [], None, "-weird.py", ["x"]),
-        (["-q", "--json", "-c", "x", "--profile"], ["-q", "--json"], "x", None, ["--profile"]),  # after -c: the program's
+        (
+            ["-q", "--json", "-c", "x", "--profile"],
+            ["-q", "--json"],
+            "x",
+            None,
+            ["--profile"],
+        ),  # after -c: the program's
     ],
 )
-def test_split_argv(argv: list[str], options: list[str], command: str | None, script: str | None, args: list[str]) -> None:
+def test_split_argv(
+    argv: list[str], options: list[str], command: str | None, script: str | None, args: list[str]
+) -> None:
     assert split_argv(argv) == (options, command, script, args)
 
 
@@ -287,8 +332,15 @@ def test_the_docs_table_lists_every_option_as_the_table_declares_it() -> None:
     doc = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
     rows = [line for line in doc.splitlines() if line.startswith("| ") and "|---" not in line]
     for option in OPTIONS:
-        row = next((r for r in rows if (option.flag and f"`{option.flag}" in r.split("|")[1])
-                    or (not option.flag and option.env and f"`{option.env}`" in r.split("|")[2])), None)
+        row = next(
+            (
+                r
+                for r in rows
+                if (option.flag and f"`{option.flag}" in r.split("|")[1])
+                or (not option.flag and option.env and f"`{option.env}`" in r.split("|")[2])
+            ),
+            None,
+        )
         assert row is not None, f"{option.name} is missing from docs/configuration.md's table"
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert (option.env or "") in cells[1] and (not option.env or cells[1]), (option.name, cells)

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pexpect
 import pytest
-
 from support.ci import unavailable
 from support.paths import APPSHELL
 from support.processes import free_port
@@ -32,8 +31,23 @@ class Ssh:
     user: str
 
     def argv(self, *extra: str) -> list[str]:
-        return ["ssh", "-i", str(self.key), "-p", str(self.port), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", *extra, f"{self.user}@127.0.0.1"]
+        return [
+            "ssh",
+            "-i",
+            str(self.key),
+            "-p",
+            str(self.port),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "LogLevel=ERROR",
+            *extra,
+            f"{self.user}@127.0.0.1",
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +63,9 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ssh]:
     (home / "sshd_config").write_text(f"""
 Port {port}
 ListenAddress 127.0.0.1
-HostKey {home / 'host_key'}
-PidFile {home / 'sshd.pid'}
-AuthorizedKeysFile {home / 'authorized_keys'}
+HostKey {home / "host_key"}
+PidFile {home / "sshd.pid"}
+AuthorizedKeysFile {home / "authorized_keys"}
 PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
@@ -79,13 +93,17 @@ AcceptEnv APPSHELL_OPERATOR
 
 def remote(shop: Path, log: Path, *args: str) -> str:
     """The command line the remote shell runs: cd into the app, appshell with the audit file."""
-    return f"cd {shlex.quote(str(shop))} && {APPSHELL} --audit-log {shlex.quote(str(log))} " + " ".join(shlex.quote(a) for a in args)
+    return f"cd {shlex.quote(str(shop))} && {APPSHELL} --audit-log {shlex.quote(str(log))} " + " ".join(
+        shlex.quote(a) for a in args
+    )
 
 
 def ssh_shell(sshd: Ssh, shop: Path, log: Path) -> pexpect.spawn:
     """An interactive appshell (plain console) over `ssh -tt`."""
     argv = sshd.argv("-tt")
-    return pexpect.spawn(argv[0], [*argv[1:], "TERM=dumb " + remote(shop, log, "--shell", "python")], encoding="utf-8", timeout=30)
+    return pexpect.spawn(
+        argv[0], [*argv[1:], "TERM=dumb " + remote(shop, log, "--shell", "python")], encoding="utf-8", timeout=30
+    )
 
 
 def records(log: Path) -> list[dict]:  # type: ignore[type-arg]
@@ -94,10 +112,22 @@ def records(log: Path) -> list[dict]:  # type: ignore[type-arg]
 
 def test_command_over_ssh(sshd: Ssh, shop: Path, tmp_path: Path) -> None:
     log = tmp_path / "audit.jsonl"
-    ok = subprocess.run([*sshd.argv(), remote(shop, log, "-c", "print(count(Customer))")], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    ok = subprocess.run(
+        [*sshd.argv(), remote(shop, log, "-c", "print(count(Customer))")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout == "20\n"
-    failing = subprocess.run([*sshd.argv(), remote(shop, log, "-c", "raise SystemExit(5)")], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    failing = subprocess.run(
+        [*sshd.argv(), remote(shop, log, "-c", "raise SystemExit(5)")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert failing.returncode == 5
     start = records(log)[0]
     assert start["ssh_client"].startswith("127.0.0.1 ") and start["tty"] is None and start["mode"] == "command"
@@ -105,8 +135,13 @@ def test_command_over_ssh(sshd: Ssh, shop: Path, tmp_path: Path) -> None:
 
 def test_operator_named_with_setenv(sshd: Ssh, shop: Path, tmp_path: Path) -> None:
     log = tmp_path / "audit.jsonl"
-    result = subprocess.run([*sshd.argv("-o", "SetEnv=APPSHELL_OPERATOR=alice"), remote(shop, log, "-c", "1")],
-                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [*sshd.argv("-o", "SetEnv=APPSHELL_OPERATOR=alice"), remote(shop, log, "-c", "1")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert result.returncode == 0, result.stderr
     start = records(log)[0]
     assert start["real_user"] == "alice" and start["user"] == sshd.user
@@ -115,7 +150,9 @@ def test_operator_named_with_setenv(sshd: Ssh, shop: Path, tmp_path: Path) -> No
 def test_program_on_stdin_over_ssh(sshd: Ssh, shop: Path, tmp_path: Path) -> None:
     log = tmp_path / "audit.jsonl"
     program = "n = count(Order, status='paid')\nprint('paid', n)\n"
-    result = subprocess.run([*sshd.argv(), remote(shop, log)], input=program, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [*sshd.argv(), remote(shop, log)], input=program, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "paid 13\n"
     recs = records(log)
@@ -139,7 +176,9 @@ def test_dropped_connection_records_and_rolls_back(sshd: Ssh, shop: Path, tmp_pa
     log = tmp_path / "audit.jsonl"
     child = ssh_shell(sshd, shop, log)
     child.expect(r">>> ")
-    child.sendline("session.add(Customer(email='ghost@x', name='Ghost', country='DE')); session.flush(); print('flus' + 'hed', flush=True); import time; time.sleep(120)")  # the echo does not match
+    child.sendline(
+        "session.add(Customer(email='ghost@x', name='Ghost', country='DE')); session.flush(); print('flus' + 'hed', flush=True); import time; time.sleep(120)"
+    )  # the echo does not match
     child.expect("flushed")
     child.kill(signal.SIGKILL)  # the operator's laptop drops off the network
     child.close(force=True)
@@ -151,7 +190,20 @@ def test_dropped_connection_records_and_rolls_back(sshd: Ssh, shop: Path, tmp_pa
     statement = next(r for r in recs if r["event"] == "statement")
     assert "time.sleep(120)" in statement["source"]
     assert recs[-1]["event"] == "session_end" and recs[-1]["status"] == "terminated"
-    check = subprocess.run([APPSHELL, "-c", "print(count(Customer))"], cwd=shop, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    check = subprocess.run(
+        [APPSHELL, "-c", "print(count(Customer))"],
+        cwd=shop,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert check.stdout == "20\n", check.stderr
-    verify = subprocess.run([APPSHELL, "audit", "verify", "--log", str(log)], cwd=shop, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    verify = subprocess.run(
+        [APPSHELL, "audit", "verify", "--log", str(log)],
+        cwd=shop,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     assert verify.returncode == 0, verify.stderr

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from support.harness import run
 from support.terminal import end_input, spawn_shell
 
@@ -19,7 +18,11 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]|\x1b\][^\x07]*\x07")
 def wide(app_dir: Callable[[str], Path], tmp_path: Path) -> tuple[Path, dict[str, str]]:
     root = app_dir("wideapp")
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'wide.db'}"}
-    seeded = run(["-q", "-c", "metadata.create_all(engine); __import__('wideapp.models').models.seed(session)"], cwd=root, env=env)
+    seeded = run(
+        ["-q", "-c", "metadata.create_all(engine); __import__('wideapp.models').models.seed(session)"],
+        cwd=root,
+        env=env,
+    )
     assert seeded.exit_code == 0, seeded.output
     return root, env
 
@@ -29,7 +32,11 @@ def test_no_line_is_wider_than_the_terminal(wide: tuple[Path, dict[str, str]], c
     root, env = wide
     child = spawn_shell(root, "--shell", "python", "-q", env=env, columns=columns)
     child.expect(">>> ")
-    for statement, done in [("helpers()", r"\(\d+ rows\)"), ("where(Run)", r"\(2 rows\)"), ("describe(Run)", r"\(30 rows\)")]:
+    for statement, done in [
+        ("helpers()", r"\(\d+ rows\)"),
+        ("where(Run)", r"\(2 rows\)"),
+        ("describe(Run)", r"\(30 rows\)"),
+    ]:
         child.sendline(statement)
         child.expect(done)
         child.expect(">>> ")

@@ -8,19 +8,17 @@ refused. Shells run in a real pseudo-terminal; the database is the shop's SQLite
 from __future__ import annotations
 
 import json
-
 import sqlite3
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
-
 from support.audit import audit_records
 from support.harness import run
 from support.terminal import leave, spawn_shell
 
-pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/conftest.py)
+pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/support/harness.py)
 
 SHELLS = ["ipython", "ptpython", "python"]
 
@@ -46,7 +44,9 @@ def test_ptpython_dictionary_completion_cannot_be_switched_on(shop: Path, log: P
     """The attack: dictionary completion on, then type (no Enter) an expression whose completion commits."""
     child = spawn_shell(shop, "--shell", "ptpython", "--audit-log", str(log), "-q")
     child.expect(r"\[dev\]")
-    child.sendline("get_ptpython().enable_dictionary_completion = True; print('flag', get_ptpython().enable_dictionary_completion)")
+    child.sendline(
+        "get_ptpython().enable_dictionary_completion = True; print('flag', get_ptpython().enable_dictionary_completion)"
+    )
     child.expect("flag False")  # held off, whatever a statement (or the F2 menu) sets
     child.expect(r"\[dev\]")
     child.send('session[(sql("update products set stock=6262 where id=2"), commit())].')
@@ -106,34 +106,50 @@ def test_ipython_profile_code_is_recorded_before_it_runs(shop: Path, log: Path, 
     (profile / "startup").mkdir(parents=True)
     extensions = tmp_path / "ext"
     extensions.mkdir()
-    (extensions / "stockext.py").write_text(textwrap.dedent("""
+    (extensions / "stockext.py").write_text(
+        textwrap.dedent("""
         def load_ipython_extension(ip):
             ip.user_ns["sql"]("update products set stock=404 where id=4")
             ip.user_ns["commit"]()
-    """))
+    """)
+    )
     exec_file = tmp_path / "exec_file.py"
     exec_file.write_text('sql("update products set stock=505 where id=5"); commit()\n')
     (profile / "startup" / "00.py").write_text('sql("update products set stock=606 where id=6"); commit()\n')
-    (profile / "ipython_config.py").write_text(textwrap.dedent(f"""
+    (profile / "ipython_config.py").write_text(
+        textwrap.dedent(f"""
         c.InteractiveShellApp.exec_lines = ['sql("update products set stock=707 where id=7"); commit()']
         c.InteractiveShellApp.exec_files = [{str(exec_file)!r}]
         c.InteractiveShellApp.extensions = ["stockext"]
-    """))
-    child = spawn_shell(shop, "--shell", "ipython", "--audit-log", str(log), "-q",
-                        env={"IPYTHONDIR": str(ipython_dir), "PYTHONPATH": str(extensions)})
+    """)
+    )
+    child = spawn_shell(
+        shop,
+        "--shell",
+        "ipython",
+        "--audit-log",
+        str(log),
+        "-q",
+        env={"IPYTHONDIR": str(ipython_dir), "PYTHONPATH": str(extensions)},
+    )
     child.expect(r"\[dev\]")
     leave(child)
     assert [stock(shop, p) for p in (4, 5, 6, 7)] == [404, 505, 606, 707]  # the profile's code ran, as IPython does
     recorded = statements(log)
     by_kind = {s["kind"]: s for s in recorded}
     assert "exec_lines" in by_kind["config"]["source"]
-    assert by_kind["extension"]["files"][0]["path"].endswith("stockext.py") and "stock=404" in by_kind["extension"]["source"]
+    assert (
+        by_kind["extension"]["files"][0]["path"].endswith("stockext.py")
+        and "stock=404" in by_kind["extension"]["source"]
+    )
     startup = [s for s in recorded if s["kind"] == "startup"]
     assert {Path(s["files"][0]["path"]).name for s in startup} == {"00.py", "exec_file.py"}
     assert any(s["kind"] == "cell" and "stock=707" in s["source"] for s in recorded)
     results = {r["n"]: r for r in audit_records(log) if r["event"] == "result"}
     ran_as_statements = [s for s in recorded if s["kind"] in ("config", "startup", "cell", "extension")]
-    assert all(results[s["n"]]["status"] == "ok" for s in ran_as_statements)  # each recorded before it ran, its outcome after
+    assert all(
+        results[s["n"]]["status"] == "ok" for s in ran_as_statements
+    )  # each recorded before it ran, its outcome after
     assert any(s["kind"] == "import" and s["files"][0]["path"].endswith("stockext.py") for s in recorded)
 
 
@@ -143,13 +159,24 @@ UPDATE = 'sql("update products set stock=111 where id=1")'
 NESTED = {
     # what starts the nested console, what shows it is ready, its prompt, the lines typed inside it,
     # how it is left (prompts are spelt in two halves so that the echo of the statement cannot match)
-    "interact": ("import code; type('C', (code.InteractiveConsole,), {'raw_input': lambda self, p='': input('NEST' + 'ED> ')})"
-                 "(globals()).interact(banner='', exitmsg='')", ["NESTED> "], "NESTED> ", [UPDATE, "commit()"], "\x04"),
+    "interact": (
+        "import code; type('C', (code.InteractiveConsole,), {'raw_input': lambda self, p='': input('NEST' + 'ED> ')})"
+        "(globals()).interact(banner='', exitmsg='')",
+        ["NESTED> "],
+        "NESTED> ",
+        [UPDATE, "commit()"],
+        "\x04",
+    ),
     # `; pass`: pdb then stops as the statement's frame returns (a bare expression would stop in displayhook)
     "pdb": ("breakpoint(); pass", [r"\(Pdb\) "], r"\(Pdb\) ", ["!" + UPDATE, "!commit()"], "c\n"),
     "exec_input": ("exec(input('NEST' + 'ED> '))", ["NESTED> "], "NESTED> ", [UPDATE + "; commit()"], ""),
-    "ipython_embed": ("from IPython import embed; embed(banner1='EMB' + 'EDDED')", ["EMBEDDED", r"In \[\d+\]:"], r"In \[\d+\]:",
-                      [UPDATE, "commit()"], "exit\n"),
+    "ipython_embed": (
+        "from IPython import embed; embed(banner1='EMB' + 'EDDED')",
+        ["EMBEDDED", r"In \[\d+\]:"],
+        r"In \[\d+\]:",
+        [UPDATE, "commit()"],
+        "exit\n",
+    ),
 }
 
 
@@ -402,7 +429,8 @@ def test_nested_code_near_the_recursion_limit_is_recorded_or_not_run(shop: Path,
     """Recording at the edge of the stack must not fail open (nor drop the sink)."""
     marker = tmp_path / "deep-ran"
     script = tmp_path / "deep.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         def dive(n):
             if n == 0:
                 exec("open({str(marker)!r}, 'a').write('x')")
@@ -413,7 +441,8 @@ def test_nested_code_near_the_recursion_limit_is_recorded_or_not_run(shop: Path,
                 dive(depth)
             except BaseException:
                 pass
-    """))
+    """)
+    )
     result = run(["--audit-log", str(log), str(script)], cwd=shop)
     assert result.exit_code == 0, result.stderr
     assert "failed" not in result.stderr  # no sink dropped
@@ -426,10 +455,14 @@ def test_code_a_thread_runs_between_statements_is_recorded(shop: Path, log: Path
     command = tmp_path / "command.py"
     child = spawn_shell(shop, "--shell", "python", "--audit-log", str(log), "-q")
     child.expect(r"\[dev\]")
-    child.sendline("import threading, time, os; threading.Thread(target=lambda: [time.sleep(0.2) for _ in iter(lambda: os.path.exists("
-                   f"{str(command)!r}), True)] + [exec(open({str(command)!r}).read())], daemon=True).start()")
+    child.sendline(
+        "import threading, time, os; threading.Thread(target=lambda: [time.sleep(0.2) for _ in iter(lambda: os.path.exists("
+        f"{str(command)!r}), True)] + [exec(open({str(command)!r}).read())], daemon=True).start()"
+    )
     child.expect(r"\[dev\]")
-    command.write_text('sql("update products set stock=7012 where id=2"); commit()\n')  # while appshell waits at the prompt
+    command.write_text(
+        'sql("update products set stock=7012 where id=2"); commit()\n'
+    )  # while appshell waits at the prompt
     for _ in range(50):
         if stock(shop, 2) == 7012:
             break
@@ -445,7 +478,9 @@ def test_code_a_thread_runs_between_statements_is_recorded(shop: Path, log: Path
 def test_ptpython_completion_stays_safe_when_the_repl_class_is_swapped_back(shop: Path, log: Path) -> None:
     child = spawn_shell(shop, "--shell", "ptpython", "--audit-log", str(log), "-q")
     child.expect(r"\[dev\]")
-    child.sendline("r = get_ptpython(); r.__class__ = type(r).__mro__[1]; r.enable_dictionary_completion = True; print('swapped', 'back')")
+    child.sendline(
+        "r = get_ptpython(); r.__class__ = type(r).__mro__[1]; r.enable_dictionary_completion = True; print('swapped', 'back')"
+    )
     child.expect("swapped back")  # the statement's output: the next prompt is a fresh one, not the redraw of this line
     child.expect(r"\[dev\]")
     child.send('session[(sql("update products set stock=7030 where id=2"), commit())].')
@@ -459,7 +494,11 @@ def test_ptpython_completion_stays_safe_when_the_repl_class_is_swapped_back(shop
 def test_ipython_completion_stays_safe_with_a_new_completer(shop: Path, log: Path) -> None:
     child = spawn_shell(shop, "--shell", "ipython", "--audit-log", str(log), "-q")
     child.expect(r"\[dev\]")
-    for line in ('%config Completer.evaluation = "unsafe"', "%config Completer.use_jedi = False", "get_ipython().init_completer()"):
+    for line in (
+        '%config Completer.evaluation = "unsafe"',
+        "%config Completer.use_jedi = False",
+        "get_ipython().init_completer()",
+    ):
         child.sendline(line)
         child.expect(r"\[dev\]")
     child.send('(sql("update products set stock=7031 where id=2"), commit()).')
@@ -495,7 +534,9 @@ def test_ipython_json_config_and_stored_pickles_are_recorded(shop: Path, log: Pa
     assert "stock=8014" in pickled["files"][0]["text"]  # what the pickle calls, readable in the record
 
 
-def test_an_operator_module_imported_from_byte_code_without_source_is_recorded_and_refused(shop: Path, log: Path, tmp_path: Path) -> None:
+def test_an_operator_module_imported_from_byte_code_without_source_is_recorded_and_refused(
+    shop: Path, log: Path, tmp_path: Path
+) -> None:
     """A sourceless .pyc runs no compile() in the session at all: its import is recorded, and refused —
     the record could not say what it runs (tests/test_imports_recorded.py has the doctored .pyc of issue 22)."""
     import py_compile
@@ -503,10 +544,14 @@ def test_an_operator_module_imported_from_byte_code_without_source_is_recorded_a
     mods = tmp_path / "mods"
     mods.mkdir()
     source = mods / "quietmod.py"
-    source.write_text('from shop.db import engine\nwith engine.begin() as c:\n    c.exec_driver_sql("update products set stock=8017 where id=2")\n')
+    source.write_text(
+        'from shop.db import engine\nwith engine.begin() as c:\n    c.exec_driver_sql("update products set stock=8017 where id=2")\n'
+    )
     py_compile.compile(str(source), cfile=str(mods / "quietmod.pyc"))
     source.unlink()
-    result = run(["--audit-log", str(log), "-c", f"import sys; sys.path.insert(0, {str(mods)!r}); import quietmod"], cwd=shop)
+    result = run(
+        ["--audit-log", str(log), "-c", f"import sys; sys.path.insert(0, {str(mods)!r}); import quietmod"], cwd=shop
+    )
     assert result.exit_code == 1
     assert "byte code with no source" in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert stock(shop, 2) != 8017

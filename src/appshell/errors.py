@@ -80,7 +80,9 @@ EXIT_USAGE = 2  # usage or config error: one line `appshell: error: WHAT — HOW
 EXIT_AUDIT = 3  # audit failure: a required sink cannot be written, appshell fails closed
 EXIT_CHAIN_BROKEN = 4  # `appshell audit verify` found the log broken: tampering, a gap, a forged or cut record
 EXIT_DOCTOR_FAILED = 5  # `appshell doctor` found a failing check
-EXIT_SANDBOX_BROKEN = 6  # SANDBOX BROKEN / READ-ONLY LIFTED: the database's own state says safety was lost; the session stops
+EXIT_SANDBOX_BROKEN = (
+    6  # SANDBOX BROKEN / READ-ONLY LIFTED: the database's own state says safety was lost; the session stops
+)
 EXIT_INTERRUPTED = 130  # interrupted (Ctrl-C), as a shell reports SIGINT (128 + 2)
 
 # code -> what it means: the docs table (docs/usage.md, "Exit codes") says exactly this (tests/test_exit_codes.py).
@@ -92,7 +94,7 @@ EXIT_CODES: dict[int, str] = {
     EXIT_CHAIN_BROKEN: "`appshell audit verify` found the log broken: records altered, forged, reordered, missing or cut off",
     EXIT_DOCTOR_FAILED: "`appshell doctor` found a failing check (a FAIL row)",
     EXIT_SANDBOX_BROKEN: "SANDBOX BROKEN or READ-ONLY LIFTED: the sandbox's transaction ended behind appshell's back, or a guarded "
-                         "read-only setting was switched off — changes may have been committed; the session stops",
+    "read-only setting was switched off — changes may have been committed; the session stops",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
 }
 

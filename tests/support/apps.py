@@ -29,6 +29,10 @@ def library_on(app_dir: Callable[[str], Path], url: str) -> tuple[Path, dict[str
 
 def titles(root: Path, env: Mapping[str, str]) -> list[str]:
     """The asyncapp's book titles now, read by a fresh session that writes nothing."""
-    result = run(["--app", "asyncapp.db", "-c", "import json\nprint(json.dumps(sorted(b.title for b in where(Book))))"], cwd=root, env=env)
+    result = run(
+        ["--app", "asyncapp.db", "-c", "import json\nprint(json.dumps(sorted(b.title for b in where(Book))))"],
+        cwd=root,
+        env=env,
+    )
     assert result.exit_code == 0, result.output
     return list(json.loads(result.stdout))

@@ -12,7 +12,14 @@ from typing import Any
 from support.ci import unavailable
 
 __all__ = [
-    "MYSQL_URL", "PG_URL", "Scratch", "asyncpg_database", "mariadb_database", "pg_readonly_role", "pg_schema", "pg_scratch",
+    "MYSQL_URL",
+    "PG_URL",
+    "Scratch",
+    "asyncpg_database",
+    "mariadb_database",
+    "pg_readonly_role",
+    "pg_schema",
+    "pg_scratch",
     "server_or_skip",
 ]
 
@@ -28,8 +35,11 @@ def server_or_skip(engine: Any, server: str) -> None:
     try:
         with engine.connect() as conn:
             conn.execute(text("select 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure means "no server"
-        unavailable(f"{server} is not reachable at {engine.url.render_as_string(hide_password=True)}: {exc}", "every database server")
+    except Exception as exc:
+        unavailable(
+            f"{server} is not reachable at {engine.url.render_as_string(hide_password=True)}: {exc}",
+            "every database server",
+        )
 
 
 @contextmanager
@@ -116,7 +126,12 @@ def pg_scratch(*grants: str) -> Iterator[Scratch]:
             conn.execute(text(grant.format(database=name, app=app)))
     base = make_url(PG_URL).set(database=name)
     try:
-        yield Scratch(base.render_as_string(hide_password=False), base.set(username=app).render_as_string(hide_password=False), app, name)
+        yield Scratch(
+            base.render_as_string(hide_password=False),
+            base.set(username=app).render_as_string(hide_password=False),
+            app,
+            name,
+        )
     finally:
         with admin.connect() as conn:
             conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))

@@ -104,7 +104,9 @@ class _Stream(io.TextIOWrapper):
 
 
 # sys.path as the console script starts with it: its own folder first, not pytest's rootdir or cwd.
-_SCRIPT_PATH = [str(Path(APPSHELL).parent)] + [p for p in sys.path if p not in ("", str(ROOT), str(ROOT / "tests"), os.getcwd())]
+_SCRIPT_PATH = [str(Path(APPSHELL).parent)] + [
+    p for p in sys.path if p not in ("", str(ROOT), str(ROOT / "tests"), os.getcwd())
+]
 
 
 class InProcessTimeout(Exception):
@@ -115,7 +117,9 @@ def _timed_out(signum: int, frame: object) -> None:
     raise InProcessTimeout("the in-process run did not end in time")
 
 
-def run_in_process(args: Sequence[str], cwd: Path, environ: Mapping[str, str], input: str | None = None, timeout: float = 120) -> Result:
+def run_in_process(
+    args: Sequence[str], cwd: Path, environ: Mapping[str, str], input: str | None = None, timeout: float = 120
+) -> Result:
     """appshell's `main(args)` in this process, as the console script would run it: environment,
     working directory, argv, stdin/stdout/stderr, sys.path set, everything put back after."""
     from appshell.cli.main import main
@@ -133,7 +137,7 @@ def run_in_process(args: Sequence[str], cwd: Path, environ: Mapping[str, str], i
             code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
             if not isinstance(exc.code, (int, type(None))):
                 print(exc.code, file=sys.stderr)
-        except BaseException:  # noqa: BLE001 - a bug's traceback, as the interpreter would print it
+        except BaseException:
             traceback.print_exc()
             code = 1
         finally:
@@ -157,7 +161,9 @@ def run_module(module: str, cwd: Path, env: Mapping[str, str] | None = None, *, 
         return
     import runpy
 
-    with _as_a_process(environ, cwd, [module], [str(cwd), *_SCRIPT_PATH[1:]]):  # `python -m` puts the working directory first
+    with _as_a_process(
+        environ, cwd, [module], [str(cwd), *_SCRIPT_PATH[1:]]
+    ):  # `python -m` puts the working directory first
         runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 

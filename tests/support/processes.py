@@ -22,8 +22,14 @@ __all__ = ["free_port", "shop_web", "started"]
 def started(args: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
     """The real `appshell ARGS` running, once its program has printed `go` (a line of its own): a
     signal sent now lands mid-statement. stdout and stderr are pipes; the caller ends the process."""
-    proc = subprocess.Popen([APPSHELL, *args], cwd=cwd, env=clean_environ(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [APPSHELL, *args],
+        cwd=cwd,
+        env=clean_environ(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if line.strip() != b"go":
@@ -43,8 +49,13 @@ def free_port() -> int:
 def shop_web(shop: Path, env: Mapping[str, str] | None = None) -> Iterator[int]:
     """The example shop's web process on a free port, ready to answer; yields the port."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "shop.web"], cwd=shop, env=clean_environ({**(env or {}), "PORT": str(port)}),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shop.web"],
+        cwd=shop,
+        env=clean_environ({**(env or {}), "PORT": str(port)}),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         for _ in range(100):
             try:

@@ -13,11 +13,26 @@ from support.paths import APPSHELL
 __all__ = ["end_input", "leave", "spawn_shell"]
 
 
-def spawn_shell(cwd: Path, *args: str, env: Mapping[str, str] | None = None, timeout: float = 30, term: str = "xterm",
-                columns: int = 120, preexec_fn: Callable[[], None] | None = None) -> pexpect.spawn:
+def spawn_shell(
+    cwd: Path,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 30,
+    term: str = "xterm",
+    columns: int = 120,
+    preexec_fn: Callable[[], None] | None = None,
+) -> pexpect.spawn:
     """The real `appshell` in a real pseudo-terminal (an interactive shell), 40 rows by *columns*."""
-    return pexpect.spawn(APPSHELL, list(args), cwd=str(cwd), env={**clean_environ(env), "TERM": term, "COLUMNS": str(columns), "LINES": "40"},
-                         encoding="utf-8", timeout=timeout, dimensions=(40, columns), preexec_fn=preexec_fn)
+    return pexpect.spawn(
+        APPSHELL,
+        list(args),
+        cwd=str(cwd),
+        env={**clean_environ(env), "TERM": term, "COLUMNS": str(columns), "LINES": "40"},
+        encoding="utf-8",
+        timeout=timeout,
+        dimensions=(40, columns),
+        preexec_fn=preexec_fn,
+    )
 
 
 def end_input(child: pexpect.spawn) -> None:

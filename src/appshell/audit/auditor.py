@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 from appshell.audit.identity import identity
 from appshell.audit.records import encodable, now_rfc3339
 from appshell.audit.sinks import AuditSink, FileSink, SqlSink, SyslogSink
-from appshell.errors import AppshellError, AuditFailure
 from appshell.config.redact import Redactor, mask_url
 from appshell.config.settings import session_redactor
+from appshell.errors import AppshellError, AuditFailure
 
 if TYPE_CHECKING:
-    from appshell.record.journal import Entry
     from appshell.config.settings import Settings
+    from appshell.record.journal import Entry
 
 __all__ = ["Auditor", "open_auditor", "default_log_path", "audit_url", "syslog_address"]
 
@@ -104,7 +104,7 @@ class Auditor:
         for sink in list(self.sinks):
             try:
                 sink.append(body)
-            except Exception as exc:  # noqa: BLE001 - any failure of a sink is an audit failure
+            except Exception as exc:
                 self._failed(sink, event, exc)
 
     def write(self, event: str, fields: dict[str, Any]) -> None:
@@ -123,7 +123,11 @@ class Auditor:
         what = f"audit {where} failed ({type(exc).__name__}: {exc})"
         if self.required:
             consequence, fix = CONSEQUENCES.get(event, (f"its {event} record was not written", ""))
-            how = exc.fix if isinstance(exc, AppshellError) else "fix the sink (permissions, disk, database) and reopen appshell"
+            how = (
+                exc.fix
+                if isinstance(exc, AppshellError)
+                else "fix the sink (permissions, disk, database) and reopen appshell"
+            )
             if isinstance(exc, AppshellError):
                 what = f"audit {where} failed: {exc.what}"
             raise AuditFailure(f"the {what}; {consequence}", f"{fix}{how}") from exc
@@ -158,7 +162,13 @@ class Auditor:
     def result(self, entry: Entry) -> None:
         self._write(
             "result",
-            {"n": entry.n, "status": entry.status, "error": entry.error, "duration_ms": entry.duration_ms, "sql": entry.sql},
+            {
+                "n": entry.n,
+                "status": entry.status,
+                "error": entry.error,
+                "duration_ms": entry.duration_ms,
+                "sql": entry.sql,
+            },
         )
 
 
@@ -178,12 +188,19 @@ def open_auditor(settings: Settings, database_url: str) -> Auditor:
     for kind in profile.audit.sinks:
         try:
             sinks.append(_open_sink(kind, settings, database_url))
-        except Exception as exc:  # noqa: BLE001
-            hint = {"file": "--audit-log/APPSHELL_AUDIT_LOG/audit.path", "sql": "APPSHELL_AUDIT_URL or the database", "syslog": "the syslog daemon"}[kind]
+        except Exception as exc:
+            hint = {
+                "file": "--audit-log/APPSHELL_AUDIT_LOG/audit.path",
+                "sql": "APPSHELL_AUDIT_URL or the database",
+                "syslog": "the syslog daemon",
+            }[kind]
             if isinstance(exc, AppshellError):  # it knows its fix (a driver to install)
                 message, fix = f"cannot open the audit {kind} sink: {mask_url(exc.what)}", exc.fix
             else:
-                message, fix = f"cannot open the audit {kind} sink ({type(exc).__name__}: {mask_url(str(exc))})", f"check {hint}"
+                message, fix = (
+                    f"cannot open the audit {kind} sink ({type(exc).__name__}: {mask_url(str(exc))})",
+                    f"check {hint}",
+                )
             if required:
                 raise AuditFailure(message, f"{fix}; profile '{profile.name}' requires the audit") from None
             print(f"appshell: warning: {message} — {fix}; continuing without it", file=sys.stderr)

@@ -26,8 +26,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from appshell.audit.records import GENESIS, VERSION, canonical, digest
 from appshell.audit.index import index_path, note_session
+from appshell.audit.records import GENESIS, VERSION, canonical, digest
 from appshell.audit.seal import Sealer, state_path
 from appshell.private import private_dir
 
@@ -103,13 +103,19 @@ class FileSink:
         try:
             there = os.stat(self.path)
         except FileNotFoundError:
-            raise FileChanged(errno.ENOENT, f"{self.path} was removed while this session had it open (unlinked)") from None
+            raise FileChanged(
+                errno.ENOENT, f"{self.path} was removed while this session had it open (unlinked)"
+            ) from None
         if (mine.st_dev, mine.st_ino) != (there.st_dev, there.st_ino):
             if self._rotated(mine):
                 raise _Reopen()
-            raise FileChanged(errno.ESTALE, f"{self.path} is no longer the file this session opened (replaced or moved)")
+            raise FileChanged(
+                errno.ESTALE, f"{self.path} is no longer the file this session opened (replaced or moved)"
+            )
         if size < self.end:
-            raise FileChanged(errno.EIO, f"{self.path} is {size} bytes, shorter than the {self.end} this session left (cut)")
+            raise FileChanged(
+                errno.EIO, f"{self.path} is {size} bytes, shorter than the {self.end} this session left (cut)"
+            )
 
     # -- appending ----------------------------------------------------------------
 
@@ -145,7 +151,10 @@ class FileSink:
             last = after
         seq, prev = (last["seq"] + 1, str(last["hash"])) if last else (1, GENESIS)
         if damage:
-            body = {**body, "torn": {"offset": last_end, "bytes": len(damage), "sha256": hashlib.sha256(damage).hexdigest()}}
+            body = {
+                **body,
+                "torn": {"offset": last_end, "bytes": len(damage), "sha256": hashlib.sha256(damage).hexdigest()},
+            }
         record: dict[str, Any] = {"v": VERSION, "seq": seq, **body, "prev": prev}
         state = None
         if self.sealer is None and self.seal_state.exists():
@@ -209,7 +218,10 @@ def rotate(path: Path) -> Path:
         with path.open("rb") as f:
             first = _as_record(f.readline().rstrip(b"\n"))
         if last is None or first is None or damage:
-            raise UsageError(f"{path} has no whole records to rotate, or ends torn", "append a session first (it acknowledges a torn end), then rotate")
+            raise UsageError(
+                f"{path} has no whole records to rotate, or ends torn",
+                "append a session first (it acknowledges a torn end), then rotate",
+            )
         rotated = path.with_name(f"{path.stem}.{int(first['seq']):012d}{path.suffix}")
         # The new file is made whole under another name, then put in place in one rename:
         # a session that opens the path at any moment finds either file, never a missing

@@ -35,7 +35,11 @@ def identity(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "user": user,
         # The person behind a shared account: named by the ssh key's forced command or
         # SetEnv (APPSHELL_OPERATOR, see docs/operations.md), else sudo's or the login's.
-        "real_user": environ.get("APPSHELL_OPERATOR") or environ.get("SUDO_USER") or environ.get("LOGNAME") or environ.get("USER") or user,
+        "real_user": environ.get("APPSHELL_OPERATOR")
+        or environ.get("SUDO_USER")
+        or environ.get("LOGNAME")
+        or environ.get("USER")
+        or user,
         "uid": os.getuid(),
         "host": os.uname().nodename,
         "pid": os.getpid(),

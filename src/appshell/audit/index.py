@@ -140,7 +140,11 @@ class StartScan:
     def current(self) -> list[tuple[str, int]]:
         st = self.log.stat()
         if self._file != (st.st_dev, st.st_ino) or st.st_size < self._end:
-            self.entries, self._end, self._file = [], 0, (st.st_dev, st.st_ino)  # another file, or a cut one: from the start
+            self.entries, self._end, self._file = (
+                [],
+                0,
+                (st.st_dev, st.st_ino),
+            )  # another file, or a cut one: from the start
         if st.st_size > self._end:
             more, self._end = scan_starts(self.log, self._end)
             self.entries = self.entries + more
@@ -151,8 +155,11 @@ class StartScan:
         """The index is a cache: where its count or last offset differs from the log, write it again."""
         index = index_path(self.log)
         listed = _read(index)
-        if len(listed) != len(self.entries) or (listed and listed[-1][1] != self.entries[-1][1]) or \
-                {s for s, _ in listed} != {s for s, _ in self.entries}:
+        if (
+            len(listed) != len(self.entries)
+            or (listed and listed[-1][1] != self.entries[-1][1])
+            or {s for s, _ in listed} != {s for s, _ in self.entries}
+        ):
             try:
                 _write(self.log, self.entries)
             except OSError:

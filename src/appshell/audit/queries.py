@@ -15,7 +15,7 @@ verification key the seal (``epoch``/``mac``) of each. That proves the
 session's records were not edited, removed or reordered in place; only a
 whole-file ``audit verify`` proves nothing was cut off after them.
 """
-# Over 350 lines (564): the review page's catalog (scan, cache, filters) and one session's chain check share state.
+# Over 350 lines (605): the review page's catalog (scan, cache, filters) and one session's chain check share state.
 
 from __future__ import annotations
 
@@ -33,7 +33,17 @@ from appshell.audit.review import Log, Session, _add, scan_session
 from appshell.audit.seal import evolve, record_mac
 from appshell.audit.wrote import session_wrote, wrote_sql
 
-__all__ = ["Summary", "Filters", "Catalog", "ChainState", "verify_session", "KeyLadder", "summarize", "wrote_sql", "fold"]
+__all__ = [
+    "Summary",
+    "Filters",
+    "Catalog",
+    "ChainState",
+    "verify_session",
+    "KeyLadder",
+    "summarize",
+    "wrote_sql",
+    "fold",
+]
 
 
 @dataclass
@@ -90,12 +100,14 @@ class Filters:
         return all(checks)
 
     def matches(self, s: Summary, review_state: str) -> bool:
-        return self.matches_start(s.start, review_state) and all((
-            not self.errors or s.errors > 0 or s.status == "error",
-            not self.wrote or s.wrote,
-            not self.sensitive or s.sensitive > 0,
-            not self.q or fold(self.q) in s.text,
-        ))
+        return self.matches_start(s.start, review_state) and all(
+            (
+                not self.errors or s.errors > 0 or s.status == "error",
+                not self.wrote or s.wrote,
+                not self.sensitive or s.sensitive > 0,
+                not self.q or fold(self.q) in s.text,
+            )
+        )
 
 
 def fold(text: str) -> str:
@@ -135,14 +147,18 @@ class Catalog:
     def __init__(self, log: Log) -> None:
         self.log = log
         self._summaries: dict[str, tuple[Summary, int]] = {}  # summary and the file offset it is current up to
-        self._starts: dict[str, dict[str, Any]] = {}  # session_start records read on their own (a filter on start facts)
+        self._starts: dict[
+            str, dict[str, Any]
+        ] = {}  # session_start records read on their own (a filter on start facts)
         self._lock = threading.Lock()
         self._read: dict[str, tuple[Session, int, int]] = {}  # session: (records so far, start offset, read up to)
         self._hits: tuple[Any, set[str]] | None = None  # the last text search's sessions, for one state of the file
         self._scan: Any = None
         self._synced: tuple[tuple[int, int], int] | None = None  # (file id, size) up to which appends are tracked
         self._last_line: dict[str, int] = {}  # session: the offset of its last line appended since tracking began
-        self._late: dict[str, int] | None = None  # session: the offset of its last line in the file (one pass, made once)
+        self._late: dict[str, int] | None = (
+            None  # session: the offset of its last line in the file (one pass, made once)
+        )
 
     # -- which sessions exist -------------------------------------------------------
 
@@ -199,7 +215,9 @@ class Catalog:
             if size:
                 with mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) as mm:  # no copies: ~0.7 s for 480 MB
                     for m in _SESSION_FIELD.finditer(mm):  # type: ignore[call-overload]  # re reads any buffer
-                        last[m[1].decode("utf-8", "replace")] = m.start()  # within its last line: enough to stop after it
+                        last[m[1].decode("utf-8", "replace")] = (
+                            m.start()
+                        )  # within its last line: enough to stop after it
         with self._lock:
             self._late = last
         return last
@@ -215,7 +233,9 @@ class Catalog:
 
         t = table_at(self.log.url or "")
         with connected(self.log.url or "") as conn:
-            rows = conn.execute(select(t.c.session, t.c.id, t.c.record).where(t.c.event == "session_start").order_by(t.c.id)).all()
+            rows = conn.execute(
+                select(t.c.session, t.c.id, t.c.record).where(t.c.event == "session_start").order_by(t.c.id)
+            ).all()
         for session, _id, record in rows:
             try:
                 self._starts[str(session)] = json.loads(record)
@@ -249,7 +269,9 @@ class Catalog:
             with self._lock:
                 self._sync(path)
                 synced = self._synced[1] if self._synced is not None else 0
-            if synced - position > FAR:  # not read to the end of the file: to its last line, as one pass over the file found it
+            if (
+                synced - position > FAR
+            ):  # not read to the end of the file: to its last line, as one pass over the file found it
                 late = self._late_lines(path)
                 stop = max(late.get(session, position), self._last_line.get(session, -1))
             found, upto = scan_session(path, session, position, stop=stop)
@@ -348,7 +370,9 @@ class Catalog:
             if f is not None:
                 f.close()
 
-    def page(self, filters: Filters, review_state: Any, before: int | None = None, limit: int = 50) -> tuple[list[Summary], int | None]:
+    def page(
+        self, filters: Filters, review_state: Any, before: int | None = None, limit: int = 50
+    ) -> tuple[list[Summary], int | None]:
         """Up to *limit* matching sessions, newest first, older than list position *before*; and the next cursor."""
         found: list[Summary] = []
         for i, s in self._matching(filters, review_state, len(self.entries()) if before is None else max(0, before)):
@@ -398,7 +422,9 @@ class Catalog:
                 return
 
 
-FAR = 64 << 20  # a session that starts this far before the end of the file is read only to its last line (see _late_lines)
+FAR = (
+    64 << 20
+)  # a session that starts this far before the end of the file is read only to its last line (see _late_lines)
 _SESSION_FIELD = re.compile(rb'"session"\s*:\s*"([^"\\]*)"')
 
 
@@ -521,8 +547,11 @@ def _verify_file_segment(path: Path, session: Session, offset: int, ladder: KeyL
             try:
                 record = json.loads(raw)
             except ValueError:
-                return ChainState("broken", f"{number - 1} record(s) after the session's start: not a JSON record — "
-                                            "edited, or a torn write (`appshell audit verify` tells which)")
+                return ChainState(
+                    "broken",
+                    f"{number - 1} record(s) after the session's start: not a JSON record — "
+                    "edited, or a torn write (`appshell audit verify` tells which)",
+                )
             if not isinstance(record, dict):
                 return ChainState("broken", f"record {number} of the segment is not a JSON object")
             where = f"record seq {record.get('seq')}"
@@ -533,9 +562,14 @@ def _verify_file_segment(path: Path, session: Session, offset: int, ladder: KeyL
                 sealed += 1
                 if ladder is not None:
                     if not record["epoch"] < record["seq"]:  # one epoch a sealed record: never a hang on a forged one
-                        return ChainState("broken", f"broken at {where}: sealed with epoch {record['epoch']}, beyond its seq — forged")
+                        return ChainState(
+                            "broken", f"broken at {where}: sealed with epoch {record['epoch']}, beyond its seq — forged"
+                        )
                     if not hmac.compare_digest(record_mac(ladder.key(record["epoch"]), record), str(record["mac"])):
-                        return ChainState("broken", f"broken at {where}: MAC mismatch — not sealed by the key of its epoch: forged or edited")
+                        return ChainState(
+                            "broken",
+                            f"broken at {where}: MAC mismatch — not sealed by the key of its epoch: forged or edited",
+                        )
             else:
                 unsealed += 1
             prev, seq = str(record["hash"]), int(record["seq"])
@@ -545,8 +579,12 @@ def _verify_file_segment(path: Path, session: Session, offset: int, ladder: KeyL
     if ladder is None:
         return ChainState("intact", f"{span}; not authenticated: no verification key given (--key)")
     if unsealed:
-        return ChainState("intact", f"{span}; {unsealed} record(s) are not sealed (written before `audit init`): not authenticated")
-    return ChainState("intact", f"{span}; all {sealed} sealed records authenticated with the verification key", authenticated=True)
+        return ChainState(
+            "intact", f"{span}; {unsealed} record(s) are not sealed (written before `audit init`): not authenticated"
+        )
+    return ChainState(
+        "intact", f"{span}; all {sealed} sealed records authenticated with the verification key", authenticated=True
+    )
 
 
 def _verify_sql_session(url: str, session: str) -> ChainState:
@@ -560,5 +598,8 @@ def _verify_sql_session(url: str, session: str) -> ChainState:
         if problem is not None:
             return ChainState("broken", f"broken at record seq {record.get('seq')} (row id {row_id}): {problem}")
         prev, seq = str(record["hash"]), int(record["seq"])
-    return ChainState("intact", f"records seq 1–{seq} hash and link; not authenticated: the SQL sink's records are not sealed "
-                                "(a session whose last rows were deleted looks like a killed one — compare with the file, --witness)")
+    return ChainState(
+        "intact",
+        f"records seq 1–{seq} hash and link; not authenticated: the SQL sink's records are not sealed "
+        "(a session whose last rows were deleted looks like a killed one — compare with the file, --witness)",
+    )

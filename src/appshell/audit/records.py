@@ -14,7 +14,17 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["VERSION", "GENESIS", "CHAIN_FIELDS", "canonical", "digest", "seal", "now_rfc3339", "encodable", "body_digest"]
+__all__ = [
+    "VERSION",
+    "GENESIS",
+    "CHAIN_FIELDS",
+    "canonical",
+    "digest",
+    "seal",
+    "now_rfc3339",
+    "encodable",
+    "body_digest",
+]
 
 VERSION = 1
 GENESIS = "0" * 64  # the `prev` of a chain's first record

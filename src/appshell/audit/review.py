@@ -5,7 +5,7 @@ file order — a second record with the same ``n``, a second ``session_end``, re
 end, and whole JSON lines that carry no hash or seal are all shown, and flagged
 (:meth:`Session.flags`). Nothing here decides which of two records is "the" one.
 """
-# Over 350 lines (667): tail and show over both sinks: one Session reader, its flags (the recorder's records too), the terminal transcript, two renderings.
+# Over 350 lines (803): tail and show over both sinks: one Session reader, its flags (the recorder's records too), the terminal transcript, two renderings.
 
 from __future__ import annotations
 
@@ -18,8 +18,25 @@ from typing import Any
 
 from appshell.audit.verify import Report, rotation_set, verify_files
 
-__all__ = ["Log", "verify", "sessions", "tail_sessions", "find_session", "render_tail", "render_session", "Session", "printable",
-           "tail_json", "session_json", "scan_session", "unescape", "field_bytes", "typed_lines", "NOT_THE_INPUT", "PROGRAM_INPUTS"]
+__all__ = [
+    "Log",
+    "verify",
+    "sessions",
+    "tail_sessions",
+    "find_session",
+    "render_tail",
+    "render_session",
+    "Session",
+    "printable",
+    "tail_json",
+    "session_json",
+    "scan_session",
+    "unescape",
+    "field_bytes",
+    "typed_lines",
+    "NOT_THE_INPUT",
+    "PROGRAM_INPUTS",
+]
 
 # C0 and C1 controls, DEL, and the bidirectional overrides that reorder what a terminal shows.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -28,9 +45,21 @@ UNSEALED = "not sealed while this session's other records are: written without t
 NOT_THE_INPUT = "the session reported a statement that is not the input the recorder read"
 NO_STATEMENT = "a result with no statement before it"
 # Who writes each kind of record where a recorder keeps the session: the recorder itself, or the session (checked, then sealed).
-_BY = {"session_start": "recorder", "session_end": "recorder", "io": "recorder", "refused_report": "recorder", "channel_closed": "recorder",
-       "statement": "session", "result": "session", "session_info": "session"}
-PROGRAM_INPUTS = ("command", "script", "stdin")  # input.kind where the recorder read the whole program before the session ran
+_BY = {
+    "session_start": "recorder",
+    "session_end": "recorder",
+    "io": "recorder",
+    "refused_report": "recorder",
+    "channel_closed": "recorder",
+    "statement": "session",
+    "result": "session",
+    "session_info": "session",
+}
+PROGRAM_INPUTS = (
+    "command",
+    "script",
+    "stdin",
+)  # input.kind where the recorder read the whole program before the session ran
 _ESCAPED = re.compile(r"\\\\|\\x([0-9a-fA-F]{2})")
 
 
@@ -57,7 +86,10 @@ def field_bytes(record: dict[str, Any], key: str, value: Any) -> bytes:
 def printable(value: Any) -> Any:
     """*value* with every control character shown as an escape (``\\x1b``, ``\\n``): a record cannot drive the reviewer's terminal."""
     if isinstance(value, str):
-        return _CONTROL.sub(lambda m: {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(m[0], m[0].encode("unicode_escape").decode("ascii")), value)
+        return _CONTROL.sub(
+            lambda m: {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(m[0], m[0].encode("unicode_escape").decode("ascii")),
+            value,
+        )
     return value
 
 
@@ -98,7 +130,11 @@ def verify(log: Log, key: bytes | None = None, checkpoint: Path | None = None) -
 
 def _chained(record: dict[str, Any]) -> bool:
     """Does the record carry the chain fields the sink writes (a hash and a seq)?"""
-    return isinstance(record.get("hash"), str) and isinstance(record.get("seq"), int) and not isinstance(record.get("seq"), bool)
+    return (
+        isinstance(record.get("hash"), str)
+        and isinstance(record.get("seq"), int)
+        and not isinstance(record.get("seq"), bool)
+    )
 
 
 @dataclass
@@ -153,17 +189,31 @@ class Session:
             elif event == "result" and r.get("n") not in stated:
                 out[i].append(NO_STATEMENT)
             elif event == "refused_report":
-                out[i].append(f"the recorder refused a {printable(str(r.get('kind')))} report: {printable(str(r.get('reason')))}")
+                out[i].append(
+                    f"the recorder refused a {printable(str(r.get('kind')))} report: {printable(str(r.get('reason')))}"
+                )
             elif event == "channel_closed":
                 out[i].append(f"the session's channel closed early: {printable(str(r.get('reason')))}")
             if recorded and event in _BY and r.get("by") != _BY[event]:
-                out[i].append(f"by {printable(str(r.get('by')))}, in a session a recorder kept: {event} records are by {_BY[event]}")
+                out[i].append(
+                    f"by {printable(str(r.get('by')))}, in a session a recorder kept: {event} records are by {_BY[event]}"
+                )
             if r is first_program and not self._is_the_input(r):
-                out[i].append(NOT_THE_INPUT + f" ({self.start['input'].get('kind')} input, sha256 {self.start['input'].get('sha256')})")
-            elif (first_program is not None and r is not first_program and event == "statement" and r.get("parent") is None
-                  and r.get("kind") == first_program.get("kind")):
+                out[i].append(
+                    NOT_THE_INPUT
+                    + f" ({self.start['input'].get('kind')} input, sha256 {self.start['input'].get('sha256')})"
+                )
+            elif (
+                first_program is not None
+                and r is not first_program
+                and event == "statement"
+                and r.get("parent") is None
+                and r.get("kind") == first_program.get("kind")
+            ):
                 # A program is one statement: another top-level one of its kind is the session's word alone.
-                out[i].append(f"a second top-level {printable(str(r.get('kind')))} statement: the program the recorder read is one statement")
+                out[i].append(
+                    f"a second top-level {printable(str(r.get('kind')))} statement: the program the recorder read is one statement"
+                )
             if not _chained(r):
                 out[i].append(FORGED)
             elif sealed and "mac" not in r:
@@ -172,8 +222,11 @@ class Session:
                 key = (event, r.get("n") if event in ("statement", "result") else None)
                 if key in seen:
                     name = f"{event} n={key[1]}" if key[1] is not None else f"{event}"
-                    out[i].append(f"duplicate {name} (also at {seen[key]})" if event != "session_end"
-                                  else f"a second session_end (also at {seen[key]})")
+                    out[i].append(
+                        f"duplicate {name} (also at {seen[key]})"
+                        if event != "session_end"
+                        else f"a second session_end (also at {seen[key]})"
+                    )
                 else:
                     seen[key] = self.where[i]
             if end_at is not None and i > end_at:
@@ -196,7 +249,9 @@ class Session:
     def _is_the_input(self, statement: dict[str, Any]) -> bool:
         given = self.program_input()
         assert given is not None
-        return field_bytes(statement, "source", statement.get("source")) == field_bytes(self.start, "input", given["text"])
+        return field_bytes(statement, "source", statement.get("source")) == field_bytes(
+            self.start, "input", given["text"]
+        )
 
     def reported_by_session(self) -> list[str] | None:
         """The session_start's fields that are the session's word (``session_reported``); None where the recorder wrote them all."""
@@ -210,8 +265,13 @@ class Session:
             if r.get("event") != "io":
                 continue
             t = r.get("t")
-            out.append((float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else 0.0, str(r.get("stream")),
-                        field_bytes(r, "data", r.get("data") or "")))
+            out.append(
+                (
+                    float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else 0.0,
+                    str(r.get("stream")),
+                    field_bytes(r, "data", r.get("data") or ""),
+                )
+            )
         return out
 
     def output_recorded(self) -> bool:
@@ -220,7 +280,11 @@ class Session:
 
     def flags(self) -> list[str]:
         """What is odd about the session, one line each: forged lines, duplicates, extra or missing ends."""
-        out = [f"{self.where[i]}: {self.records[i].get('event')} — {', '.join(f)}" for i, f in enumerate(self.record_flags()) if f]
+        out = [
+            f"{self.where[i]}: {self.records[i].get('event')} — {', '.join(f)}"
+            for i, f in enumerate(self.record_flags())
+            if f
+        ]
         if self.end is None:
             out.append("no session_end: still open, or the process was killed")
         return out
@@ -273,7 +337,9 @@ def typed_lines(events: list[tuple[float, str, bytes]]) -> list[tuple[float, str
     It is the keys, not what the shell made of them: a line edited with the arrow keys reads as typed, without the moves."""
     import codecs
 
-    decoder = codecs.getincrementaldecoder("utf-8")("backslashreplace")  # a character cut between two reads comes out whole
+    decoder = codecs.getincrementaldecoder("utf-8")(
+        "backslashreplace"
+    )  # a character cut between two reads comes out whole
     text, times = "", []  # times: (offset in text where an event's keys begin, its seconds)
     for t, stream, data in events:
         if stream == "i":
@@ -397,7 +463,9 @@ def tail_sessions(log: Log, count: int) -> list[Session]:
     return sorted(started, key=lambda s: int(s.start.get("seq", 0) or 0))[-count:]
 
 
-def scan_session(path: Path, session: str, offset: int, into: Session | None = None, stop: int | None = None) -> tuple[Session | None, int]:
+def scan_session(
+    path: Path, session: str, offset: int, into: Session | None = None, stop: int | None = None
+) -> tuple[Session | None, int]:
     """*session* read from *offset* (its start) to the end of the file: every line naming it, found with a byte search.
 
     Returns the session and where the read stopped (to go on from there later). Not only up to
@@ -509,19 +577,46 @@ def render_tail(log: Log, count: int = 10) -> str:
     from appshell.console.render import table
 
     rows = [
-        [printable(c) for c in (s.id, str(s.start.get("ts", "?"))[:19].replace("T", " "), _who(s), s.start.get("profile", "?"),
-                                s.start.get("mode", "?"), s.statement_count(), s.status, ", ".join(_marks(s)), s.start.get("reason") or "")]
+        [
+            printable(c)
+            for c in (
+                s.id,
+                str(s.start.get("ts", "?"))[:19].replace("T", " "),
+                _who(s),
+                s.start.get("profile", "?"),
+                s.start.get("mode", "?"),
+                s.statement_count(),
+                s.status,
+                ", ".join(_marks(s)),
+                s.start.get("reason") or "",
+            )
+        ]
         for s in tail_sessions(log, count)
     ]
     return table(["session", "started (UTC)", "who", "profile", "mode", "stmts", "status", "marks", "reason"], rows)
 
 
 def _tail_row(s: Session) -> dict[str, Any]:
-    return {"session": s.id, "started": s.start.get("ts"), "user": s.start.get("user"), "real_user": s.start.get("real_user"),
-            "host": s.start.get("host"), "profile": s.start.get("profile"), "mode": s.start.get("mode"), "reason": s.start.get("reason"),
-            "statements": s.statement_count(), "status": s.status, "ended": s.end is not None, "sandbox": bool(s.start.get("sandbox")),
-            "read_only": bool(s.start.get("read_only")), "wrote": wrote_of(s), "errors": errors_of(s), "sensitive": s.sensitive(),
-            "protected_hosts": s.protected_hosts(), "flags": s.flags()}
+    return {
+        "session": s.id,
+        "started": s.start.get("ts"),
+        "user": s.start.get("user"),
+        "real_user": s.start.get("real_user"),
+        "host": s.start.get("host"),
+        "profile": s.start.get("profile"),
+        "mode": s.start.get("mode"),
+        "reason": s.start.get("reason"),
+        "statements": s.statement_count(),
+        "status": s.status,
+        "ended": s.end is not None,
+        "sandbox": bool(s.start.get("sandbox")),
+        "read_only": bool(s.start.get("read_only")),
+        "wrote": wrote_of(s),
+        "errors": errors_of(s),
+        "sensitive": s.sensitive(),
+        "protected_hosts": s.protected_hosts(),
+        "flags": s.flags(),
+    }
 
 
 def tail_json(log: Log, count: int = 10) -> str:
@@ -533,8 +628,16 @@ def session_json(s: Session) -> str:
     """One session for scripts: every record as written, where it is, and what is odd about it."""
     flags = s.record_flags()
     typed = [{"t": t, "line": line} for t, line in typed_lines(s.io_events())]
-    return json.dumps({**_tail_row(s), "typed": typed, "output_recorded": s.output_recorded(), "records": [{**r, "_where": w, "_flags": f} for r, w, f in zip(s.records, s.where, flags)]},
-                      indent=1, ensure_ascii=True)
+    return json.dumps(
+        {
+            **_tail_row(s),
+            "typed": typed,
+            "output_recorded": s.output_recorded(),
+            "records": [{**r, "_where": w, "_flags": f} for r, w, f in zip(s.records, s.where, flags)],
+        },
+        indent=1,
+        ensure_ascii=True,
+    )
 
 
 def _wrapped(text: str, indent: str, width: int, exact: bool = False) -> list[str]:
@@ -551,8 +654,15 @@ def _wrapped(text: str, indent: str, width: int, exact: bool = False) -> list[st
             out.append(indent.rstrip())
             continue
         lead = len(shown) - len(shown.lstrip(" "))
-        parts = textwrap.wrap(shown, room, break_long_words=True, break_on_hyphens=False, drop_whitespace=not exact,
-                              subsequent_indent=" " * min(lead, room // 2), replace_whitespace=False) or [""]
+        parts = textwrap.wrap(
+            shown,
+            room,
+            break_long_words=True,
+            break_on_hyphens=False,
+            drop_whitespace=not exact,
+            subsequent_indent=" " * min(lead, room // 2),
+            replace_whitespace=False,
+        ) or [""]
         out.extend(indent + p.rstrip() for p in parts)
     return out
 
@@ -566,15 +676,23 @@ def _provenance(s: Session) -> list[str]:
     out = []
     if "session_reported" in s.start:
         said = s.reported_by_session()
-        out.append("recorded by a recorder process; the session reported " + (", ".join(said) or "nothing") + " (its word)"
-                   if said is not None else "recorded by a recorder process; the session never reported its start")
+        out.append(
+            "recorded by a recorder process; the session reported " + (", ".join(said) or "nothing") + " (its word)"
+            if said is not None
+            else "recorded by a recorder process; the session never reported its start"
+        )
     given = s.start.get("input")
     if isinstance(given, dict):
         where = f" {given.get('path')}" if given.get("path") else ""
-        out.append(f"input {given.get('kind')}{where}, read by the recorder before the session ran: sha256 {given.get('sha256')}")
+        out.append(
+            f"input {given.get('kind')}{where}, read by the recorder before the session ran: sha256 {given.get('sha256')}"
+        )
     terminal = s.start.get("terminal")
     if isinstance(terminal, dict):
-        out.append("terminal: every key typed recorded by the recorder" + ("; what was shown too" if terminal.get("output_recorded") else ""))
+        out.append(
+            "terminal: every key typed recorded by the recorder"
+            + ("; what was shown too" if terminal.get("output_recorded") else "")
+        )
     return out
 
 
@@ -583,7 +701,9 @@ def _terminal(s: Session, width: int) -> list[str]:
     events = s.io_events()
     if not events and not isinstance(s.start.get("terminal"), dict):
         return []
-    out = ["── terminal: what was typed (keys as the recorder read them, backspaces applied; seconds since the relay started)"]
+    out = [
+        "── terminal: what was typed (keys as the recorder read them, backspaces applied; seconds since the relay started)"
+    ]
     for t, line in typed_lines(events):
         out.extend(_wrapped(f"{t:8.2f}s  {line}", "  ", width))
     if not any(stream == "i" for _, stream, _ in events):
@@ -593,8 +713,14 @@ def _terminal(s: Session, width: int) -> list[str]:
         out.extend(_wrapped(f"[{label}]", "  ", width))
     if s.output_recorded():
         shown = sum(len(data) for _, stream, data in events if stream == "o")
-        out.extend(_wrapped(f"output recorded ({shown} bytes): appshell audit replay {s.id} plays it; "
-                            f"appshell audit export {s.id} --asciicast writes it for asciinema", "  ", width))
+        out.extend(
+            _wrapped(
+                f"output recorded ({shown} bytes): appshell audit replay {s.id} plays it; "
+                f"appshell audit export {s.id} --asciicast writes it for asciinema",
+                "  ",
+                width,
+            )
+        )
     else:
         out.append("  output not recorded (audit.record_output = true in the profile records it)")
     return out
@@ -645,7 +771,7 @@ def render_session(log: Log, prefix: str) -> str | None:
                     out.extend(_wrapped(f"{key} {st[key]}", "  ", width))
         for r in ([st] if st else []) + results:
             masked = r.get("redacted")
-            for field_, digest in (masked.items() if isinstance(masked, dict) else []):
+            for field_, digest in masked.items() if isinstance(masked, dict) else []:
                 out.extend(_wrapped(f"{field_} masked by a pattern; sha256 of it as run: {digest}", "  ", width))
         if st:
             out.extend(_wrapped(str(st.get("source") or ""), "  │ ", width, exact=True))
@@ -658,9 +784,15 @@ def render_session(log: Log, prefix: str) -> str | None:
             if r.get("error"):
                 out.append("  error:")
                 out.extend(_wrapped(str(r["error"]), "    ", width))
-    for r in s.records:  # what is neither a statement, its result, the start, the end nor the terminal: shown as written
+    for (
+        r
+    ) in s.records:  # what is neither a statement, its result, the start, the end nor the terminal: shown as written
         if r.get("event") not in _SHOWN:
-            fields_ = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False, default=str)}" for k, v in sorted(r.items()) if k not in _CHAIN_KEYS)
+            fields_ = ", ".join(
+                f"{k}={json.dumps(v, ensure_ascii=False, default=str)}"
+                for k, v in sorted(r.items())
+                if k not in _CHAIN_KEYS
+            )
             out.extend(_wrapped(f"── {r.get('event')}  {str(r.get('ts', ''))[11:23]}  {fields_}", "", width))
     out.extend(_terminal(s, width))
     out.append(f"{s.statement_count()} statement(s)")

@@ -23,6 +23,7 @@ flagged and does not count: its session stays pending. Run the review server as
 a user the operator is not — an operator who can read the key can forge reviews
 (docs/audit.md, threat model).
 """
+# Over 350 lines (365): the reviews' store, its authentication and its two backends (file, SQL) are one contract, read together.
 
 from __future__ import annotations
 
@@ -39,8 +40,18 @@ from typing import Any
 
 from appshell.audit.records import GENESIS, canonical, digest, now_rfc3339
 
-__all__ = ["STATES", "Review", "Reviews", "FileReviews", "SqlReviews", "open_reviews", "reviews_path", "TABLE", "review_key_path",
-           "load_review_key"]
+__all__ = [
+    "STATES",
+    "Review",
+    "Reviews",
+    "FileReviews",
+    "SqlReviews",
+    "open_reviews",
+    "reviews_path",
+    "TABLE",
+    "review_key_path",
+    "load_review_key",
+]
 
 STATES = ("reviewed", "flagged")
 TABLE = "appshell_review"
@@ -99,7 +110,14 @@ class Reviews:
 def _body(session: str, auditor: str, state: str, note: str) -> dict[str, Any]:
     if state not in STATES:
         raise ValueError(f"review state must be one of {', '.join(STATES)}")
-    return {"ts": now_rfc3339(), "session": session, "event": "review", "auditor": auditor, "state": state, "note": note[:NOTE_MAX]}
+    return {
+        "ts": now_rfc3339(),
+        "session": session,
+        "event": "review",
+        "auditor": auditor,
+        "state": state,
+        "note": note[:NOTE_MAX],
+    }
 
 
 def review_key_path(environ: Any = None) -> Path:
@@ -174,10 +192,23 @@ def _load(where: str, rows: list[tuple[str, bytes]], key: bytes | None = None) -
             problem = "the review chain is broken"
         elif key is None:
             problem = "not authenticated: this review server has no review key to check it with"
-        elif not isinstance(record.get("auth"), str) or not hmac.compare_digest(_auth(key, record), str(record["auth"])):
+        elif not isinstance(record.get("auth"), str) or not hmac.compare_digest(
+            _auth(key, record), str(record["auth"])
+        ):
             problem = "not authenticated by this review server's key: written by someone else (forged?)"
-        out.items.append(Review(seq, str(record.get("ts")), str(record.get("session")), str(record.get("auditor")),
-                                str(record.get("state")), str(record.get("note") or ""), prev, problem is None, problem))
+        out.items.append(
+            Review(
+                seq,
+                str(record.get("ts")),
+                str(record.get("session")),
+                str(record.get("auditor")),
+                str(record.get("state")),
+                str(record.get("note") or ""),
+                prev,
+                problem is None,
+                problem,
+            )
+        )
     out.head = prev
     return out
 
@@ -218,8 +249,15 @@ class FileReviews:
             size = os.fstat(fd).st_size
             last, _, damage = read_tail(fd, size)
             if damage:
-                raise OSError(errno.EIO, f"{self.path} ends with bytes that are not a review — it was edited; not appending to it")
-            record = _sealed_review(self._key(create=True), body, int(last["seq"]) + 1 if last else 1, str(last["hash"]) if last else GENESIS)
+                raise OSError(
+                    errno.EIO, f"{self.path} ends with bytes that are not a review — it was edited; not appending to it"
+                )
+            record = _sealed_review(
+                self._key(create=True),
+                body,
+                int(last["seq"]) + 1 if last else 1,
+                str(last["hash"]) if last else GENESIS,
+            )
             data = canonical(record) + b"\n"
             written = 0
             try:
@@ -258,7 +296,8 @@ class SqlReviews:
         from appshell.audit.sqlsink import schema_of
 
         return Table(
-            TABLE, metadata,
+            TABLE,
+            metadata,
             Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
             Column("session", String(64), nullable=False),
             Column("hash", String(64), nullable=False),
@@ -297,11 +336,19 @@ class SqlReviews:
             for _ in range(5):  # a concurrent review took the same seq: chain onto it instead
                 with engine.connect() as conn:
                     last = conn.execute(select(table.c.seq, table.c.hash).order_by(table.c.seq.desc()).limit(1)).first()
-                record = _sealed_review(self._key(create=True), body, int(last[0]) + 1 if last else 1, str(last[1]) if last else GENESIS)
+                record = _sealed_review(
+                    self._key(create=True), body, int(last[0]) + 1 if last else 1, str(last[1]) if last else GENESIS
+                )
                 try:
                     with engine.begin() as conn:
-                        conn.execute(table.insert().values(seq=record["seq"], session=session, hash=record["hash"],
-                                                           record=canonical(record).decode("utf-8")))
+                        conn.execute(
+                            table.insert().values(
+                                seq=record["seq"],
+                                session=session,
+                                hash=record["hash"],
+                                record=canonical(record).decode("utf-8"),
+                            )
+                        )
                     return record
                 except IntegrityError:
                     continue

@@ -32,7 +32,19 @@ from typing import Any
 from appshell.errors import SealRefused, UsageError
 from appshell.private import private_dir
 
-__all__ = ["SealRefused", "KEY_PREFIX", "SealState", "Sealer", "state_path", "evolve", "record_mac", "parse_key", "format_key", "fingerprint", "init_state"]
+__all__ = [
+    "SealRefused",
+    "KEY_PREFIX",
+    "SealState",
+    "Sealer",
+    "state_path",
+    "evolve",
+    "record_mac",
+    "parse_key",
+    "format_key",
+    "fingerprint",
+    "init_state",
+]
 
 KEY_PREFIX = "fss1-"
 STEP = b"appshell-evolve"
@@ -66,7 +78,9 @@ def format_key(k0: bytes) -> str:
 def parse_key(text: str) -> bytes:
     text = text.strip()
     if not text.startswith(KEY_PREFIX) or len(text) != len(KEY_PREFIX) + 64:
-        raise UsageError("the verification key is not one `appshell audit init` printed", f"pass --key {KEY_PREFIX}<64 hex digits>")
+        raise UsageError(
+            "the verification key is not one `appshell audit init` printed", f"pass --key {KEY_PREFIX}<64 hex digits>"
+        )
     try:
         return bytes.fromhex(text[len(KEY_PREFIX) :])
     except ValueError:
@@ -87,8 +101,17 @@ class SealState:
     fingerprint: str
 
     def dump(self) -> bytes:
-        data = json.dumps({"v": 1, "epoch": self.epoch, "key": self.key.hex(), "seq": self.seq, "hash": self.hash,
-                           "fingerprint": self.fingerprint}, sort_keys=True).encode()
+        data = json.dumps(
+            {
+                "v": 1,
+                "epoch": self.epoch,
+                "key": self.key.hex(),
+                "seq": self.seq,
+                "hash": self.hash,
+                "fingerprint": self.fingerprint,
+            },
+            sort_keys=True,
+        ).encode()
         return data + b" " * (STATE_SIZE - len(data) - 1) + b"\n"
 
     @classmethod
@@ -143,12 +166,17 @@ class Sealer:
         if last is None or not last.get("mac") or type(last.get("epoch")) is not int or last["epoch"] < state.epoch:
             return state
         where = f"the log's last record (seq {last.get('seq')})"
-        fix = ("find it with `appshell audit verify --key KEY`; to go on, move the log and its sealing state aside "
-               "and run `appshell audit init` (keep the old ones as evidence)")
+        fix = (
+            "find it with `appshell audit verify --key KEY`; to go on, move the log and its sealing state aside "
+            "and run `appshell audit init` (keep the old ones as evidence)"
+        )
         if last["epoch"] > state.epoch:
-            raise SealRefused(f"{where} claims sealing epoch {last['epoch']}, but the sealing state {self.path} is at epoch "
-                              f"{state.epoch}: it was not sealed here (forged, or the log or its state was replaced); "
-                              "appshell refuses to step the key to it", fix)
+            raise SealRefused(
+                f"{where} claims sealing epoch {last['epoch']}, but the sealing state {self.path} is at epoch "
+                f"{state.epoch}: it was not sealed here (forged, or the log or its state was replaced); "
+                "appshell refuses to step the key to it",
+                fix,
+            )
         if not hmac.compare_digest(record_mac(state.key, last), str(last["mac"])):
             raise SealRefused(f"{where} is sealed with epoch {state.epoch} but not by its key: forged", fix)
         state = SealState(state.epoch + 1, evolve(state.key), int(last["seq"]), str(last["hash"]), state.fingerprint)
@@ -162,7 +190,9 @@ class Sealer:
 
     def step(self, state: SealState, record: dict[str, Any]) -> None:
         """The record is durable: erase its key by overwriting the state with the next one."""
-        self.write(SealState(state.epoch + 1, evolve(state.key), int(record["seq"]), str(record["hash"]), state.fingerprint))
+        self.write(
+            SealState(state.epoch + 1, evolve(state.key), int(record["seq"]), str(record["hash"]), state.fingerprint)
+        )
 
     def write(self, state: SealState) -> None:
         os.pwrite(self.fd, state.dump(), 0)

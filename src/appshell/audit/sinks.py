@@ -11,8 +11,8 @@ import os
 from typing import Any, Protocol
 
 from appshell.audit.filesink import FileSink
-from appshell.audit.sqlsink import SqlSink
 from appshell.audit.records import GENESIS, canonical, seal
+from appshell.audit.sqlsink import SqlSink
 
 __all__ = ["AuditSink", "FileSink", "SqlSink", "SyslogSink"]
 

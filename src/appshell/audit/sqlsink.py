@@ -18,6 +18,7 @@ unqualified name would follow the role's ``search_path``, whose first entry is
 itself, put its own ``appshell_audit`` there, and catch (then truncate) every
 later session's records while ``verify --url`` read the same decoy (issue 21).
 """
+# Over 350 lines (358): the SQL sink's chain, its pinned schema and its failure modes are one contract with the database.
 
 from __future__ import annotations
 
@@ -31,7 +32,20 @@ from typing import Any
 from appshell.audit.records import GENESIS, canonical, digest, seal
 from appshell.audit.verify import Report
 
-__all__ = ["SqlSink", "TABLE", "SCHEMA", "schema_of", "table_at", "table_of", "verify_table", "read_rows", "recent_session_rows", "session_rows", "LOCK_TIMEOUT_MS", "STATEMENT_TIMEOUT_MS"]
+__all__ = [
+    "SqlSink",
+    "TABLE",
+    "SCHEMA",
+    "schema_of",
+    "table_at",
+    "table_of",
+    "verify_table",
+    "read_rows",
+    "recent_session_rows",
+    "session_rows",
+    "LOCK_TIMEOUT_MS",
+    "STATEMENT_TIMEOUT_MS",
+]
 
 TABLE = "appshell_audit"
 SCHEMA = "public"  # PostgreSQL's, unless the URL names a search_path (schema_of)
@@ -59,7 +73,9 @@ def _search_path(options: str) -> list[str] | None:
     names = []
     for entry in (e.strip() for e in found.split(",")):
         quoted = len(entry) >= 2 and entry[0] == entry[-1] == '"'
-        names.append(entry[1:-1].replace('""', '"') if quoted else entry.lower())  # unquoted names fold, as the server folds them
+        names.append(
+            entry[1:-1].replace('""', '"') if quoted else entry.lower()
+        )  # unquoted names fold, as the server folds them
     return names
 
 
@@ -120,9 +136,12 @@ def _timeouts(engine: Any, schema: str | None) -> None:
     dialect = engine.dialect.name
     if dialect == "postgresql":
         pinned = engine.dialect.identifier_preparer.quote_schema(schema or SCHEMA)
-        statements = [f"SET lock_timeout = {LOCK_TIMEOUT_MS}", f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}",
-                      f"SET idle_in_transaction_session_timeout = {STATEMENT_TIMEOUT_MS}",
-                      f"SET search_path = pg_catalog, {pinned}"]
+        statements = [
+            f"SET lock_timeout = {LOCK_TIMEOUT_MS}",
+            f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}",
+            f"SET idle_in_transaction_session_timeout = {STATEMENT_TIMEOUT_MS}",
+            f"SET search_path = pg_catalog, {pinned}",
+        ]
     elif dialect in ("mysql", "mariadb"):
         seconds = max(1, LOCK_TIMEOUT_MS // 1000)
         statements = [f"SET SESSION innodb_lock_wait_timeout = {seconds}", f"SET SESSION lock_wait_timeout = {seconds}"]
@@ -143,8 +162,8 @@ def _engine(url: str) -> Any:
     """The audit's own engine: synchronous, on the sync driver of an async URL's database (appshell.config.urls)."""
     from sqlalchemy import create_engine
 
-    from appshell.safety.engines import exempt
     from appshell.config.urls import missing_driver, sync_url
+    from appshell.safety.engines import exempt
 
     sync = sync_url(url)
     try:
@@ -176,8 +195,10 @@ class SqlSink:
             columns = {c["name"] for c in inspect(conn).get_columns(TABLE, schema=schema)} if found else None
         if columns is not None and "id" not in columns:
             name = f"{schema}.{TABLE}" if schema else TABLE
-            raise RuntimeError(f"table {name} has the old layout (one chain for all sessions); rename it "
-                               f"(ALTER TABLE {name} RENAME TO {TABLE}_v1) and appshell creates the new one")
+            raise RuntimeError(
+                f"table {name} has the old layout (one chain for all sessions); rename it "
+                f"(ALTER TABLE {name} RENAME TO {TABLE}_v1) and appshell creates the new one"
+            )
         if columns is None:
             self.table.metadata.create_all(self.engine)
         self.seq, self.prev = 0, GENESIS
@@ -185,10 +206,17 @@ class SqlSink:
     def append(self, body: dict[str, Any]) -> dict[str, Any]:
         record = seal(body, self.seq + 1, self.prev)
         with self.engine.begin() as conn:
-            conn.execute(self.table.insert().values(
-                session=record["session"], seq=record["seq"], ts=record["ts"], event=record["event"],
-                prev=record["prev"], hash=record["hash"], record=canonical(record).decode("utf-8"),
-            ))
+            conn.execute(
+                self.table.insert().values(
+                    session=record["session"],
+                    seq=record["seq"],
+                    ts=record["ts"],
+                    event=record["event"],
+                    prev=record["prev"],
+                    hash=record["hash"],
+                    record=canonical(record).decode("utf-8"),
+                )
+            )
         self.seq, self.prev = record["seq"], record["hash"]
         return record
 
@@ -201,16 +229,18 @@ def connected(url: str) -> Iterator[Any]:
     """A connection to the audit table's database, on an engine of its own, disposed after."""
     from sqlalchemy.exc import DBAPIError
 
-    from appshell.errors import DatabaseUnavailable, connect_reason
     from appshell.config.redact import mask_url
+    from appshell.errors import DatabaseUnavailable, connect_reason
 
     engine = _engine(url)
     try:
         try:
             conn = engine.connect()
         except (DBAPIError, OSError) as exc:
-            raise DatabaseUnavailable(f"cannot connect to the audit table's database {mask_url(url)} ({mask_url(connect_reason(exc))})",
-                                      "check --url (or APPSHELL_AUDIT_URL) and that the server is running") from None
+            raise DatabaseUnavailable(
+                f"cannot connect to the audit table's database {mask_url(url)} ({mask_url(connect_reason(exc))})",
+                "check --url (or APPSHELL_AUDIT_URL) and that the server is running",
+            ) from None
         with conn:
             try:
                 yield conn
@@ -225,17 +255,22 @@ def _table_or_error(conn: Any, url: str) -> None:
     """Raise the one-line error for a database that has no audit table where appshell looks."""
     from sqlalchemy import inspect
 
-    from appshell.errors import ConfigError
     from appshell.config.redact import mask_url
+    from appshell.errors import ConfigError
 
     conn.rollback()  # the failed statement's transaction, before asking the catalog
     schema = schema_of(url)
     if inspect(conn).has_table(TABLE, schema=schema):
         return
     name = f"{schema}.{TABLE}" if schema else TABLE
-    moved = (f"; a table an older appshell made in another schema moves with ALTER TABLE … SET SCHEMA {schema} (docs/audit.md: the table's schema)"
-             if conn.dialect.name == "postgresql" else "")
-    raise ConfigError(f"no table {name} in {mask_url(url)}", f"check --url (a session with the sql sink creates the table){moved}") from None
+    moved = (
+        f"; a table an older appshell made in another schema moves with ALTER TABLE … SET SCHEMA {schema} (docs/audit.md: the table's schema)"
+        if conn.dialect.name == "postgresql"
+        else ""
+    )
+    raise ConfigError(
+        f"no table {name} in {mask_url(url)}", f"check --url (a session with the sql sink creates the table){moved}"
+    ) from None
 
 
 def read_rows(url: str) -> list[tuple[int, str]]:
@@ -253,7 +288,12 @@ def recent_session_rows(url: str, count: int) -> list[str]:
 
     t = table_at(url)
     with connected(url) as conn:
-        ids = [r[0] for r in conn.execute(select(t.c.session).where(t.c.event == "session_start").order_by(t.c.id.desc()).limit(count))]
+        ids = [
+            r[0]
+            for r in conn.execute(
+                select(t.c.session).where(t.c.event == "session_start").order_by(t.c.id.desc()).limit(count)
+            )
+        ]
         if not ids:
             return []
         return [str(r[0]) for r in conn.execute(select(t.c.record).where(t.c.session.in_(ids)).order_by(t.c.id))]
@@ -265,7 +305,9 @@ def session_rows(url: str, prefix: str) -> list[str]:
 
     t = table_at(url)
     with connected(url) as conn:
-        pattern = prefix.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"  # '!': no dialect treats it specially
+        pattern = (
+            prefix.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"
+        )  # '!': no dialect treats it specially
         rows = conn.execute(select(t.c.record).where(t.c.session.like(pattern, escape="!")).order_by(t.c.id))
         return [str(r[0]) for r in rows]
 
@@ -291,12 +333,26 @@ def verify_table(url: str) -> Report:
         session = str(record.get("session"))
         seq, prev = chains[session]
         if record.get("seq") != seq + 1 or record.get("prev") != prev:
-            missing = f"records {seq + 1}..{record.get('seq', 0) - 1} of session {session} are missing" if isinstance(record.get("seq"), int) and record["seq"] > seq + 1 else "out of order"
-            return Report(False, f"{where} (session {session}, seq {record.get('seq')}): chain broken — {missing}: deleted or reordered", warnings)
+            missing = (
+                f"records {seq + 1}..{record.get('seq', 0) - 1} of session {session} are missing"
+                if isinstance(record.get("seq"), int) and record["seq"] > seq + 1
+                else "out of order"
+            )
+            return Report(
+                False,
+                f"{where} (session {session}, seq {record.get('seq')}): chain broken — {missing}: deleted or reordered",
+                warnings,
+            )
         chains[session] = (record["seq"], record["hash"])
     if gaps:
-        return Report(False, f"{TABLE}: ids {', '.join(gaps)} are missing between rows — rows were deleted "
-                             "(or their inserts failed and were rolled back: check the sink's errors)", warnings)
-    summary = (f"{TABLE}: {len(rows)} records in {len(chains)} sessions, every session's chain intact; "
-               "a session whose last rows were deleted with nothing after them looks like a killed one — compare with the file (--witness)")
+        return Report(
+            False,
+            f"{TABLE}: ids {', '.join(gaps)} are missing between rows — rows were deleted "
+            "(or their inserts failed and were rolled back: check the sink's errors)",
+            warnings,
+        )
+    summary = (
+        f"{TABLE}: {len(rows)} records in {len(chains)} sessions, every session's chain intact; "
+        "a session whose last rows were deleted with nothing after them looks like a killed one — compare with the file (--witness)"
+    )
     return Report(True, summary, warnings)

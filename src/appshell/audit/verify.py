@@ -20,7 +20,7 @@ the end. Records forged with the current sealing key are authentic, so these are
 *findings*, not chain faults: every one is named (line and session), the walk goes
 on to the end, and verify fails (exit 4).
 """
-# Over 350 lines (715): one walk with one contract (the fast path on raw bytes and the slow path that names the line must agree); its parallel pass merges the same state.
+# Over 350 lines (829): one walk with one contract (the fast path on raw bytes and the slow path that names the line must agree); its parallel pass merges the same state.
 
 from __future__ import annotations
 
@@ -39,11 +39,14 @@ from appshell.audit.seal import STEP, SealState, evolve, fingerprint, state_path
 __all__ = ["Report", "verify_files", "rotation_set", "Checkpoint"]
 
 
-
 def rotation_set(path: Path) -> list[Path]:
     """The files of one chain, oldest first: ``audit.<first seq>.jsonl`` … then ``audit.jsonl``."""
     rotated = sorted(
-        (p for p in path.parent.glob(f"{path.stem}.*{path.suffix}") if p.name[len(path.stem) + 1 : -len(path.suffix) or None].isdigit()),
+        (
+            p
+            for p in path.parent.glob(f"{path.stem}.*{path.suffix}")
+            if p.name[len(path.stem) + 1 : -len(path.suffix) or None].isdigit()
+        ),
         key=lambda p: int(p.name[len(path.stem) + 1 : -len(path.suffix) or None]),
     )
     return [*rotated, path] if path.exists() else rotated
@@ -103,7 +106,9 @@ def _whole_lines(data: bytes) -> str | None:
         whole = i < len(lines) - 1  # ended by its own end of line
         if whole or digest(record) != record.get("hash"):
             what = "a whole JSON line" if whole else "a whole JSON object"
-            return f"{what} with no seal or hash (event {record.get('event')!r}), not written by appshell's sink: forged"
+            return (
+                f"{what} with no seal or hash (event {record.get('event')!r}), not written by appshell's sink: forged"
+            )
     return None
 
 
@@ -175,8 +180,12 @@ class _Sessions:
             if event == b"session_end":
                 self._find(path, number, session, f"a second session_end (the first is at {at}): a session ends once")
             else:
-                self._find(path, number, session, f"a {event.decode('utf-8', 'replace')} record after the session's "
-                                                  f"session_end at {at}")
+                self._find(
+                    path,
+                    number,
+                    session,
+                    f"a {event.decode('utf-8', 'replace')} record after the session's session_end at {at}",
+                )
             return
         s = self.open.get(session)
         if s is None:
@@ -196,7 +205,9 @@ class _Sessions:
                     if self.partial and not s.first_is_start:
                         s.unmatched.add(n)
                     else:
-                        self._find(path, number, session, f"a result for statement n={n}, with no statement n={n} before it")
+                        self._find(
+                            path, number, session, f"a result for statement n={n}, with no statement n={n} before it"
+                        )
         elif event == b"session_start":
             if s.started:
                 self._find(path, number, session, "a second session_start")
@@ -233,8 +244,12 @@ def _merge_sessions(parts: list[tuple[Any, ...]]) -> bool:
                     return False
                 before = open_[sid] = s
             else:
-                if (s.started and before.started) or s.statements & before.statements or s.results & before.results \
-                        or not s.unmatched <= before.statements:
+                if (
+                    (s.started and before.started)
+                    or s.statements & before.statements
+                    or s.results & before.results
+                    or not s.unmatched <= before.statements
+                ):
                     return False
                 before.statements |= s.statements
                 before.results |= s.results
@@ -250,7 +265,9 @@ class _Walk:
 
     def __init__(self, key: bytes | None, start: Checkpoint | None) -> None:
         self.key0 = key
-        self.prev_b = GENESIS.encode()  # the last record's hash, as the bytes of its line (the fast path compares bytes)
+        self.prev_b = (
+            GENESIS.encode()
+        )  # the last record's hash, as the bytes of its line (the fast path compares bytes)
         self.seq, self.records = 0, 0
         self.epoch: int | None = None  # the next sealed record's epoch; None until one is seen
         self.key = key
@@ -318,9 +335,16 @@ class _Walk:
             j = rest.find(b',"prev":"', i)
             mark = b',"seq":%d,"session":"' % (seq + 1)
             q = j + 74 + len(mark)
-            if (i > 0 and j > 0 and clean and raw[-1] == 10 and raw[i + 73 : i + 74] == b'"'  # 10: "\n"
-                    and rest[j + 9 : j + 73] == prev_b and rest.startswith(mark, j + 74)
-                    and sha(rest).hexdigest().encode() == hash_):
+            if (
+                i > 0
+                and j > 0
+                and clean
+                and raw[-1] == 10
+                and raw[i + 73 : i + 74] == b'"'  # 10: "\n"
+                and rest[j + 9 : j + 73] == prev_b
+                and rest.startswith(mark, j + 74)
+                and sha(rest).hexdigest().encode() == hash_
+            ):
                 qe = rest.find(b'"', q)
                 session = rest[q:qe]
                 a = rest.find(b',"mac":"', 0, j)
@@ -328,11 +352,19 @@ class _Walk:
                 ee = rest.find(b'"', e + 9, j)
                 event = rest[e + 9 : ee]
                 n: int | None = None
-                if (e > 0 and ee > 0 and rest[e - 1] in b",{" and rest[ee + 1] == 44 and rest[qe + 1 : qe + 2] in (b",", b"}")
-                        and rest.find(b"{", 1, q) < 0 and rest.find(b"[", 0, q) < 0
-                        and rest.count(b'"session"') == 1 and rest.count(b'"event"') == 1
-                        and (92 not in rest or (92 not in session and 92 not in event and b"\\u" not in rest))  # 92: "\\"
-                        and rest.find(b'"torn":', q) < 0):  # (a torn write's acknowledgement: _slow; "torn" > "session")
+                if (
+                    e > 0
+                    and ee > 0
+                    and rest[e - 1] in b",{"
+                    and rest[ee + 1] == 44
+                    and rest[qe + 1 : qe + 2] in (b",", b"}")
+                    and rest.find(b"{", 1, q) < 0
+                    and rest.find(b"[", 0, q) < 0
+                    and rest.count(b'"session"') == 1
+                    and rest.count(b'"event"') == 1
+                    and (92 not in rest or (92 not in session and 92 not in event and b"\\u" not in rest))  # 92: "\\"
+                    and rest.find(b'"torn":', q) < 0
+                ):  # (a torn write's acknowledgement: _slow; "torn" > "session")
                     if event == b"statement" or event == b"result":
                         k = a + 78 if a > 0 and rest.startswith(b',"n":', a + 73) else rest.find(b',"n":', e, j) + 5
                         c = rest.find(b",", k, j + 1)
@@ -417,10 +449,18 @@ class _Walk:
         if digest(record) != record["hash"]:
             raise _Broken(f"{where}: hash mismatch — the record was edited after it was written")
         if record.get("prev") != self.prev or record.get("seq") != self.seq + 1:
-            raise _Broken(f"{where}: chain broken (prev/seq do not follow the record before) — a record before it was deleted, inserted or reordered")
+            raise _Broken(
+                f"{where}: chain broken (prev/seq do not follow the record before) — a record before it was deleted, inserted or reordered"
+            )
+
         def mac_input() -> bytes:
-            return json.dumps({k: v for k, v in record.items() if k not in ("mac", "hash")}, sort_keys=True,
-                              separators=(",", ":"), ensure_ascii=False, default=str).encode()
+            return json.dumps(
+                {k: v for k, v in record.items() if k not in ("mac", "hash")},
+                sort_keys=True,
+                separators=(",", ":"),
+                ensure_ascii=False,
+                default=str,
+            ).encode()
 
         epoch = record.get("epoch") if isinstance(record.get("epoch"), int) else None
         self._sealed(where, epoch if "mac" in record else None, record.get("mac"), mac_input, record["seq"])
@@ -428,45 +468,70 @@ class _Walk:
         self.last_end = offset + len(raw)
         session, event = record.get("session"), record.get("event")
         if isinstance(session, str) and isinstance(event, str):
-            self.sessions.record(path, number, session.encode("utf-8", "surrogatepass"), event.encode("utf-8", "surrogatepass"),
-                                 record.get("n"))
+            self.sessions.record(
+                path,
+                number,
+                session.encode("utf-8", "surrogatepass"),
+                event.encode("utf-8", "surrogatepass"),
+                record.get("n"),
+            )
 
     def _torn(self, where: str, record: dict[str, Any]) -> None:
         """Damage before this record must be the damage this record acknowledges, byte for byte."""
         torn = record.get("torn")
         if self.damage is None:
             if torn is not None:
-                raise _Broken(f"{where}: the record acknowledges a torn write of {torn.get('bytes')} bytes that is not in the file — bytes were removed")
+                raise _Broken(
+                    f"{where}: the record acknowledges a torn write of {torn.get('bytes')} bytes that is not in the file — bytes were removed"
+                )
             return
         at, offset, data = self.damage
         self.damage = None
         if not isinstance(torn, dict) or torn.get("offset") != offset:
             raise _Broken(f"{at}: not a JSON record — the line was edited or damaged")
         size = torn.get("bytes")
-        if not isinstance(size, int) or data[size:] not in (b"", b"\n") or hashlib.sha256(data[:size]).hexdigest() != torn.get("sha256"):
-            raise _Broken(f"{at}: damaged bytes that differ from the torn write line {where.rsplit(':', 1)[-1]} acknowledges — edited after the crash")
+        if (
+            not isinstance(size, int)
+            or data[size:] not in (b"", b"\n")
+            or hashlib.sha256(data[:size]).hexdigest() != torn.get("sha256")
+        ):
+            raise _Broken(
+                f"{at}: damaged bytes that differ from the torn write line {where.rsplit(':', 1)[-1]} acknowledges — edited after the crash"
+            )
         forged = _whole_lines(bytes(data[:size]))
         if forged is not None:
-            raise _Broken(f"{at}: {forged} — a torn write is only a partial line; {where} acknowledges it as torn, "
-                          "but whole lines were appended to the log by hand")
-        self.warnings.append(f"{at}: torn write ({size} bytes): a crash cut this write; acknowledged by {where}, which hashes its bytes")
+            raise _Broken(
+                f"{at}: {forged} — a torn write is only a partial line; {where} acknowledges it as torn, "
+                "but whole lines were appended to the log by hand"
+            )
+        self.warnings.append(
+            f"{at}: torn write ({size} bytes): a crash cut this write; acknowledged by {where}, which hashes its bytes"
+        )
 
     def _sealed(self, where: str, epoch: int | None, mac: str | None, mac_input: Any, seq: int) -> None:
         if mac is None or epoch is None:
             if self.epoch is not None:
-                raise _Broken(f"{where}: not sealed, but the records before it are — written without the sealing key (was the sealing state removed?)")
+                raise _Broken(
+                    f"{where}: not sealed, but the records before it are — written without the sealing key (was the sealing state removed?)"
+                )
             self.unsealed += 1
             return
         expected = 0 if self.epoch is None else self.epoch
         if epoch != expected:
             missing = epoch - expected
             if missing > 0:
-                raise _Broken(f"{where}: sealed with epoch {epoch}, but the record before it was epoch {expected - 1} — {missing} sealed record(s) before it were removed")
-            raise _Broken(f"{where}: sealed with epoch {epoch}, an epoch already used before it — reordered or replayed")
+                raise _Broken(
+                    f"{where}: sealed with epoch {epoch}, but the record before it was epoch {expected - 1} — {missing} sealed record(s) before it were removed"
+                )
+            raise _Broken(
+                f"{where}: sealed with epoch {epoch}, an epoch already used before it — reordered or replayed"
+            )
         if self.key is not None:
             data = mac_input()
             if not hmac.compare_digest(_hmac(self.key, data).hex(), mac):
-                raise _Broken(f"{where}: MAC mismatch — the record was not sealed by the key of its epoch: forged or edited")
+                raise _Broken(
+                    f"{where}: MAC mismatch — the record was not sealed by the key of its epoch: forged or edited"
+                )
             self.last_key = self.key
             self.key = evolve(self.key)
         self.epoch = epoch + 1
@@ -475,37 +540,57 @@ class _Walk:
         if self.damage is not None:
             at, _, data = self.damage
             if not data.endswith(b"\n"):
-                raise _Broken(f"{at}: torn write at the end of the file ({len(data)} bytes, no end of line) — a crash cut this write, "
-                              "or the file was cut; no record acknowledges it yet")
-            raise _Broken(f"{at}: {_whole_lines(bytes(data)) or 'not a JSON record'} — the line was edited, damaged or forged")
+                raise _Broken(
+                    f"{at}: torn write at the end of the file ({len(data)} bytes, no end of line) — a crash cut this write, "
+                    "or the file was cut; no record acknowledges it yet"
+                )
+            raise _Broken(
+                f"{at}: {_whole_lines(bytes(data)) or 'not a JSON record'} — the line was edited, damaged or forged"
+            )
         if self.key0 is None:
             return
         if state is None:
             if self.epoch is None:
-                raise _Broken(f"no record is sealed and there is no sealing state at {state_file} — set it up with `appshell audit init`")
-            raise _Broken(f"the sealing state {state_file} is missing: records after {self.last_where} may have been cut off (check with --witness)")
+                raise _Broken(
+                    f"no record is sealed and there is no sealing state at {state_file} — set it up with `appshell audit init`"
+                )
+            raise _Broken(
+                f"the sealing state {state_file} is missing: records after {self.last_where} may have been cut off (check with --witness)"
+            )
         if state.fingerprint != fingerprint(self.key0):
             raise _Broken(f"the sealing state {state_file} was made for another verification key — replaced")
         expected = self.epoch or 0
         if state.epoch == expected - 1 and self.last_key is not None and hmac.compare_digest(state.key, self.last_key):
-            self.warnings.append(f"the key that sealed {self.last_where} is still in {state_file}: a crash came between the record "
-                                 "and the key step; the next append erases it (until then that record is not forward-secure)")
+            self.warnings.append(
+                f"the key that sealed {self.last_where} is still in {state_file}: a crash came between the record "
+                "and the key step; the next append erases it (until then that record is not forward-secure)"
+            )
             return
         if state.epoch < expected:
-            raise _Broken(f"the sealing state {state_file} is at epoch {state.epoch}, behind the log's last record — restored from an old copy?")
+            raise _Broken(
+                f"the sealing state {state_file} is at epoch {state.epoch}, behind the log's last record — restored from an old copy?"
+            )
         if state.epoch - expected > MAX_STEPS:  # never a hang on a forged state (issue 22 item 11)
-            raise _Broken(f"the sealing state {state_file} claims {state.epoch - expected:,} sealed record(s) after {self.last_where}: "
-                          f"not checked (over {MAX_STEPS:,} key steps) — a forged state, or a log cut by that much")
+            raise _Broken(
+                f"the sealing state {state_file} claims {state.epoch - expected:,} sealed record(s) after {self.last_where}: "
+                f"not checked (over {MAX_STEPS:,} key steps) — a forged state, or a log cut by that much"
+            )
         key = self.key or b""
         for _ in range(state.epoch - expected):
             key = evolve(key)
         if not hmac.compare_digest(key, state.key):
-            raise _Broken(f"the sealing state's key does not derive from this verification key — {state_file} was forged")
+            raise _Broken(
+                f"the sealing state's key does not derive from this verification key — {state_file} was forged"
+            )
         if state.epoch > expected:
-            raise _Broken(f"the log was cut: the sealing state has sealed {state.epoch - expected} record(s) after {self.last_where} "
-                          f"(seq {self.seq}) that are not in the file")
+            raise _Broken(
+                f"the log was cut: the sealing state has sealed {state.epoch - expected} record(s) after {self.last_where} "
+                f"(seq {self.seq}) that are not in the file"
+            )
         if self.epoch is not None and (state.seq, state.hash) != (self.seq, self.prev):
-            raise _Broken(f"the last sealed record (seq {state.seq}) is not the last record in the file (seq {self.seq}) — replaced")
+            raise _Broken(
+                f"the last sealed record (seq {state.seq}) is not the last record in the file (seq {self.seq}) — replaced"
+            )
 
 
 def _open_files(files: list[Path], start: Checkpoint | None) -> Iterator[tuple[Path, BinaryIO, int, int]]:
@@ -525,7 +610,9 @@ def _open_files(files: list[Path], start: Checkpoint | None) -> Iterator[tuple[P
                 begun = True
             yield path, f, number, offset
     if not begun:
-        raise _Broken("the checkpoint's file is not in the log any more — the log was replaced; verify from the start (without --checkpoint)")
+        raise _Broken(
+            "the checkpoint's file is not in the log any more — the log was replaced; verify from the start (without --checkpoint)"
+        )
 
 
 def _check_checkpoint(files: list[Path], start: Checkpoint) -> None:
@@ -539,7 +626,9 @@ def _check_checkpoint(files: list[Path], start: Checkpoint) -> None:
                 continue
             last, end, _ = read_tail(f.fileno(), min(start.offset, os.fstat(f.fileno()).st_size))
             if last is None or end != start.offset or last.get("hash") != start.hash or digest(last) != start.hash:
-                raise _Broken(f"{path}: the record at the checkpoint (seq {start.seq}) was changed or removed since it was verified")
+                raise _Broken(
+                    f"{path}: the record at the checkpoint (seq {start.seq}) was changed or removed since it was verified"
+                )
             return
 
 
@@ -574,7 +663,18 @@ def _range_worker(args: tuple[str, int, int, str, int, int | None, str | None]) 
     lines, offset = walk.lines, walk.offset
     key_hex = walk.key.hex() if walk.key is not None else None
     last_key = walk.last_key.hex() if walk.last_key is not None else None
-    return walk.prev, walk.seq, walk.epoch, key_hex, last_key, walk.records, walk.unsealed, lines, offset, walk.sessions.summary()
+    return (
+        walk.prev,
+        walk.seq,
+        walk.epoch,
+        key_hex,
+        last_key,
+        walk.records,
+        walk.unsealed,
+        lines,
+        offset,
+        walk.sessions.summary(),
+    )
 
 
 def _worker_signals() -> None:
@@ -631,7 +731,9 @@ def _parallel(path: Path, key: bytes | None, workers: int) -> _Walk | None:
             bounds.append(cut)
             inits.append((str(record["hash"]), int(record["seq"]), record["epoch"] + 1 if sealed else None))
     bounds.append(size)
-    jobs = [(str(path), bounds[i], bounds[i + 1], *inits[i], key.hex() if key is not None else None) for i in range(workers)]
+    jobs = [
+        (str(path), bounds[i], bounds[i + 1], *inits[i], key.hex() if key is not None else None) for i in range(workers)
+    ]
     with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_signals) as pool:
         results = pool.map(_range_worker, jobs, chunksize=1)
     for i, result in enumerate(results):
@@ -661,8 +763,10 @@ def _findings(walk: _Walk) -> tuple[str, list[str]]:
     more = found.count - len(found.findings)
     if more:
         rest.append(f"… and {more} more finding(s) like these, not listed")
-    summary = (f"{first} — {found.count} record(s) that no appshell session writes: forged (if sealed, by someone "
-               f"who held the sealing key of its epoch), or written by hand; see them with `appshell audit show SESSION`")
+    summary = (
+        f"{first} — {found.count} record(s) that no appshell session writes: forged (if sealed, by someone "
+        f"who held the sealing key of its epoch), or written by hand; see them with `appshell audit show SESSION`"
+    )
     return summary, rest
 
 
@@ -699,8 +803,16 @@ def verify_files(path: Path, key: bytes | None = None, checkpoint: Path | None =
         with current.open("rb") as f:
             first = _parse(f.readline().rstrip(b"\n"))
         if first is not None:
-            Checkpoint(str(first["hash"]), end[0], end[1], walk.seq, walk.prev, walk.epoch,
-                       walk.key.hex() if walk.key is not None and key is not None else None, walk.records).save(checkpoint)
+            Checkpoint(
+                str(first["hash"]),
+                end[0],
+                end[1],
+                walk.seq,
+                walk.prev,
+                walk.epoch,
+                walk.key.hex() if walk.key is not None and key is not None else None,
+                walk.records,
+            ).save(checkpoint)
     names = ", ".join(str(p) for p in files) if len(files) > 1 else str(path)
     summary = f"{names}: {walk.records} records, chain intact"
     if start is not None:
@@ -708,7 +820,9 @@ def verify_files(path: Path, key: bytes | None = None, checkpoint: Path | None =
     sealed = walk.records - walk.unsealed if start is None else None
     if key is not None:
         if walk.unsealed:
-            summary += f"; the first {walk.unsealed} records were written before sealing began and are not authenticated"
+            summary += (
+                f"; the first {walk.unsealed} records were written before sealing began and are not authenticated"
+            )
         summary += f"; {'every sealed record' if sealed is None else f'{sealed} sealed records'} authenticated up to the sealing state (epoch {state.epoch if state else '?'})"
     else:
         summary += "; authenticity not checked (no --key)"

@@ -41,7 +41,9 @@ def _file_sessions(path: Path) -> tuple[dict[str, list[Entry]], set[str], str | 
                         logs.add(str(record["audit_log"]))
                     if "sql" in (record.get("sinks") or []):
                         with_sql.add(str(record["session"]))
-                sessions[str(record["session"])].append((f"{file}:{number}", str(record.get("event")), record.get("n"), body_digest(record)))
+                sessions[str(record["session"])].append(
+                    (f"{file}:{number}", str(record.get("event")), record.get("n"), body_digest(record))
+                )
                 last_ts = record.get("ts", last_ts)
     return sessions, logs, last_ts, with_sql
 
@@ -60,7 +62,9 @@ def compare(path: Path, url: str, report: Report) -> Report:
         session = str(record.get("session"))
         if record.get("event") == "session_start" and str(record.get("audit_log")) in logs:
             in_scope.add(session)
-        witness[session].append((f"{TABLE}#id={row_id}", str(record.get("event")), record.get("n"), body_digest(record)))
+        witness[session].append(
+            (f"{TABLE}#id={row_id}", str(record.get("event")), record.get("n"), body_digest(record))
+        )
         witness_ts[f"{TABLE}#id={row_id}"] = str(record.get("ts"))
     for session, entries in file_sessions.items():
         start = entries[0]
@@ -78,15 +82,21 @@ def compare(path: Path, url: str, report: Report) -> Report:
             m = mine[i] if i < len(mine) else None
             t = theirs[i] if i < len(theirs) else None
             if m is not None and t is not None and m[3] != t[3]:
-                problems.append(f"{m[0]}: altered — session {session} {m[1]} {m[2] if m[2] is not None else ''} differs from the witness ({t[0]})")
+                problems.append(
+                    f"{m[0]}: altered — session {session} {m[1]} {m[2] if m[2] is not None else ''} differs from the witness ({t[0]})"
+                )
             elif m is None and t is not None:
                 what = f"session {session} {t[1]} {t[2] if t[2] is not None else ''} ({t[0]})"
                 (cut if last_ts is None or witness_ts[t[0]] > last_ts else problems).append(what)
             elif t is None and m is not None:
                 problems.append(f"{m[0]}: extra — session {session} {m[1]} is not in the witness")
     if cut:
-        problems.append(f"the file's tail was cut: the witness holds {len(cut)} record(s) after the file's last line, first {cut[0]}")
+        problems.append(
+            f"the file's tail was cut: the witness holds {len(cut)} record(s) after the file's last line, first {cut[0]}"
+        )
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         return Report(False, f"witness {TABLE}: {problems[0]}{more}", report.warnings + problems[1:])
-    return Report(True, f"{report.summary}; the witness holds the same {compared} session(s), record for record", report.warnings)
+    return Report(
+        True, f"{report.summary}; the witness holds the same {compared} session(s), record for record", report.warnings
+    )

@@ -21,12 +21,40 @@ def _dialect(database: Any) -> str:
 
 
 # The first word of a statement that writes (rows or schema): such a statement is "wrote" without a parse.
-_WRITE_VERBS = frozenset({"insert", "update", "delete", "merge", "replace", "upsert", "create", "drop", "alter", "truncate",
-                          "rename", "grant", "revoke", "copy", "load", "comment", "reindex", "cluster", "vacuum", "call", "do",
-                          "execute", "exec", "import", "refresh"})
+_WRITE_VERBS = frozenset(
+    {
+        "insert",
+        "update",
+        "delete",
+        "merge",
+        "replace",
+        "upsert",
+        "create",
+        "drop",
+        "alter",
+        "truncate",
+        "rename",
+        "grant",
+        "revoke",
+        "copy",
+        "load",
+        "comment",
+        "reindex",
+        "cluster",
+        "vacuum",
+        "call",
+        "do",
+        "execute",
+        "exec",
+        "import",
+        "refresh",
+    }
+)
 # A statement holding none of these words (outside nothing: a literal counts too) cannot write: no parse either.
-_MAY_WRITE = re.compile(r"\b(?:" + "|".join(sorted(_WRITE_VERBS | {"into", "set", "lock", "pragma", "attach", "detach"})) + r")\b",
-                        re.IGNORECASE)
+_MAY_WRITE = re.compile(
+    r"\b(?:" + "|".join(sorted(_WRITE_VERBS | {"into", "set", "lock", "pragma", "attach", "detach"})) + r")\b",
+    re.IGNORECASE,
+)
 _LEAD = re.compile(r"(?:\s+|--[^\n]*\n?|/\*.*?\*/|\()*([A-Za-z]+)", re.DOTALL)
 PARSE_MAX = 64 * 1024  # longer statements than this that the two word checks cannot decide lean to "wrote", unparsed
 

@@ -14,12 +14,21 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from appshell.errors import ConfigError
-from appshell.config.redact import mask_url
 from appshell.boot.crash import import_user_module
-from appshell.boot.discovery import _all_mapped, _async_kinds, _bind_of, _Collector, _is_async, _name_models, _one_metadata, uses_sqlmodel
-from appshell.boot.engine import check_connection, _make_engine
+from appshell.boot.discovery import (
+    _all_mapped,
+    _async_kinds,
+    _bind_of,
+    _Collector,
+    _is_async,
+    _name_models,
+    _one_metadata,
+    uses_sqlmodel,
+)
+from appshell.boot.engine import _make_engine, check_connection
 from appshell.boot.provider import boot_provider
+from appshell.config.redact import mask_url
+from appshell.errors import ConfigError
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine, MetaData
@@ -186,7 +195,7 @@ def check_session(ctx: AppContext) -> str | None:
             aio.run(probe_async())
         else:
             aio.sync_io(probe)
-    except Exception as exc:  # noqa: BLE001 - any failure is the finding
+    except Exception as exc:
         message = str(exc).strip().splitlines()
         return f"{type(exc).__name__}: {mask_url(message[0]) if message else ''}".rstrip(": ")
     return None
@@ -281,6 +290,8 @@ def boot(settings: Settings) -> AppContext:
 def _url_source(settings: Settings) -> str:
     """Where the database URL came from, as the operator would name it."""
     return {
-        "flag": "--database-url", ".env": "DATABASE_URL in .env", "pyproject": "database_url in pyproject.toml",
+        "flag": "--database-url",
+        ".env": "DATABASE_URL in .env",
+        "pyproject": "database_url in pyproject.toml",
         "profile": f"the profile '{settings.profile.name}'",
     }.get(settings.sources.get("database_url", ""), "DATABASE_URL")

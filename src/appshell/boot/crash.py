@@ -53,6 +53,8 @@ def format_crash(crash: AppCrashed) -> str:
     if "greenlet library is required" in str(exc):  # SQLAlchemy 2.1 no longer installs greenlet for asyncio
         out += "appshell: hint: the app's async engine needs greenlet: pip install 'appshell[async]'\n"
     if "requires an async driver" in str(exc):  # create_async_engine() given a sync URL (e.g. by --database-url)
-        out += ("appshell: hint: the app makes an async engine: give DATABASE_URL/--database-url an async driver, "
-                "such as postgresql+asyncpg://, sqlite+aiosqlite:// or mysql+aiomysql:// (pip install 'appshell[async]')\n")
+        out += (
+            "appshell: hint: the app makes an async engine: give DATABASE_URL/--database-url an async driver, "
+            "such as postgresql+asyncpg://, sqlite+aiosqlite:// or mysql+aiomysql:// (pip install 'appshell[async]')\n"
+        )
     return out

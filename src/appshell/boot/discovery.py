@@ -1,6 +1,6 @@
 """Discovery: what the app exposes (engines, sessions, sessionmakers, metadata, mapped classes), classified while
 its provider and modules are scanned; async kinds told apart from their sync siblings; models named."""
-# Over 350 lines (361): one _Collector classifies every kind of object an app may expose; its checks share its state.
+# Over 350 lines (369): one _Collector classifies every kind of object an app may expose; its checks share its state.
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterable, Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from appshell.errors import AppCrashed, ConfigError
-from appshell.config.redact import mask_url
 from appshell.boot.crash import _call_app_code
+from appshell.config.redact import mask_url
+from appshell.errors import AppCrashed, ConfigError
 
 if TYPE_CHECKING:
     from sqlalchemy import MetaData
@@ -95,7 +95,11 @@ class _Collector:
             attributes = {}
         kinds = _async_kinds()
         engines: dict[str, Any] = {n: v for n, v in attributes.items() if isinstance(v, (Engine, *kinds.engines))}
-        makers = {n: v for n, v in attributes.items() if isinstance(v, (Session, scoped_session, sessionmaker, *kinds.sessions, *kinds.makers))}
+        makers = {
+            n: v
+            for n, v in attributes.items()
+            if isinstance(v, (Session, scoped_session, sessionmaker, *kinds.sessions, *kinds.makers))
+        }
         # A scoped session and the sessionmaker it wraps are one factory, not two.
         wrapped = {id(getattr(v, "session_factory", None)) for v in makers.values()}
         makers = {n: v for n, v in makers.items() if id(v) not in wrapped}
@@ -108,7 +112,9 @@ class _Collector:
             )
         named = [n for n in engines if n.lstrip("_") == "engine"]
         if len({id(v) for v in engines.values()}) > 1 and len(named) != 1:
-            shown = ", ".join(f"'{n}' ({mask_url(v.url.render_as_string(hide_password=True))})" for n, v in engines.items())
+            shown = ", ".join(
+                f"'{n}' ({mask_url(v.url.render_as_string(hide_password=True))})" for n, v in engines.items()
+            )
             raise ConfigError(
                 f"{what} {_a_type(obj)} holding {len(engines)} engines: {shown}",
                 "return a mapping from --app that names the one the shell should use: {'engine': …, 'session': …}",
@@ -284,7 +290,9 @@ def _is_async(obj: Any) -> bool:
 
 def _bind_of(source: Any) -> Any:
     """The engine a session, scoped session or sessionmaker is bound to, without opening a session."""
-    factory = getattr(source, "session_factory", None)  # a scoped session: its registry would make one (in a task, for async)
+    factory = getattr(
+        source, "session_factory", None
+    )  # a scoped session: its registry would make one (in a task, for async)
     if factory is not None:
         source = factory
     kw = getattr(source, "kw", None)  # a sessionmaker keeps it in .kw

@@ -8,9 +8,9 @@ import sys
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from appshell.errors import ConfigError, DatabaseUnavailable, connect_reason
-from appshell.config.redact import mask_url
 from appshell.boot.discovery import _async_kinds
+from appshell.config.redact import mask_url
+from appshell.errors import ConfigError, DatabaseUnavailable, connect_reason
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -46,7 +46,9 @@ def _make_engine(url: str | None) -> Any:
     except ValueError as exc:
         if "greenlet" not in str(exc):
             raise
-        raise DatabaseUnavailable("async database URLs need the greenlet library, which is not installed", "pip install 'appshell[async]'") from None
+        raise DatabaseUnavailable(
+            "async database URLs need the greenlet library, which is not installed", "pip install 'appshell[async]'"
+        ) from None
 
 
 def check_connection(engine: Engine) -> None:
@@ -70,6 +72,7 @@ def check_connection(engine: Engine) -> None:
     except ModuleNotFoundError as exc:  # a driver imported at first connect
         raise DatabaseUnavailable(f"the database driver '{exc.name}' is not installed", _INSTALL_HINT) from None
 
+
 # What makes an engine, by the names a function's code calls it by (``create_engine(…)``, ``sa.create_engine(…)``).
 _ENGINE_MAKERS = frozenset({"create_engine", "create_async_engine", "engine_from_config", "async_engine_from_config"})
 
@@ -85,8 +88,10 @@ def own_engine_note(ctx: AppContext) -> str | None:
     if not found:
         return None
     shown = "; ".join(what for what, _ in found[:3]) + (f"; {len(found) - 3} more" if len(found) > 3 else "")
-    return (f"made by appshell from {ctx.made_engine}, but the app makes its own ({shown}): the shell's connections may "
-            f"differ from the web process's — {found[0][1]}")
+    return (
+        f"made by appshell from {ctx.made_engine}, but the app makes its own ({shown}): the shell's connections may "
+        f"differ from the web process's — {found[0][1]}"
+    )
 
 
 def _apps_engines(modules: list[ModuleType]) -> list[tuple[str, str]]:
@@ -117,12 +122,19 @@ def _apps_engines(modules: list[ModuleType]) -> list[tuple[str, str]]:
                     if isinstance(value, type):
                         factories.append((f"{name}.{attr}", f"pass --app MODULE:CALLABLE that returns a {name}.{attr}"))
                     else:
-                        factories.append((f"{name}:{attr}(){_static_listener_note(value)}", f"pass --app {name}:{attr} to use it"))
+                        factories.append(
+                            (f"{name}:{attr}(){_static_listener_note(value)}", f"pass --app {name}:{attr} to use it")
+                        )
             elif type(value).__module__ in own:
                 for key, engine in _instance_attributes(value):
                     if isinstance(engine, kinds) and id(engine) not in seen:
                         seen.update((id(value), id(engine)))
-                        holders.append((f"{name}.{attr}.{key}{_listeners_note(engine, own)}", f"pass --app {name}:{attr} to use it"))
+                        holders.append(
+                            (
+                                f"{name}.{attr}.{key}{_listeners_note(engine, own)}",
+                                f"pass --app {name}:{attr} to use it",
+                            )
+                        )
     return engines + holders + factories
 
 
@@ -134,7 +146,11 @@ def _engine_maker_objects() -> tuple[Any, ...]:
     found: list[Any] = [sqlalchemy, sys.modules.get("sqlalchemy.engine"), create_engine, engine_from_config]
     asyncio_ext = sys.modules.get("sqlalchemy.ext.asyncio")
     if asyncio_ext is not None:
-        found += [asyncio_ext, getattr(asyncio_ext, "create_async_engine", None), getattr(asyncio_ext, "async_engine_from_config", None)]
+        found += [
+            asyncio_ext,
+            getattr(asyncio_ext, "create_async_engine", None),
+            getattr(asyncio_ext, "async_engine_from_config", None),
+        ]
     return tuple(f for f in found if f is not None)
 
 
@@ -155,7 +171,11 @@ def _code_calls(code: Any, names: frozenset[str]) -> bool:
 def _static_listener_note(func: Any) -> str:
     """A factory whose code adds a 'connect' listener (``@event.listens_for(engine, "connect")``): say so."""
     code = getattr(func, "__code__", None)
-    if code is not None and _code_calls(code, frozenset({"listens_for", "listen"})) and _code_has_const(code, "connect"):
+    if (
+        code is not None
+        and _code_calls(code, frozenset({"listens_for", "listen"}))
+        and _code_has_const(code, "connect")
+    ):
         return ", which adds a 'connect' listener"
     return ""
 
@@ -169,7 +189,7 @@ def _listeners_note(engine: Any, own: set[str]) -> str:
     pool = getattr(getattr(engine, "sync_engine", engine), "pool", None)
     try:
         listeners = list(pool.dispatch.connect) if pool is not None else []
-    except Exception:  # noqa: BLE001 - a pool without events: nothing to name
+    except Exception:
         listeners = []
     names = [f"{fn.__module__}.{fn.__name__}" for fn in listeners if getattr(fn, "__module__", None) in own]
     return f", with connect listener{'s' if len(names) > 1 else ''} {', '.join(names)}" if names else ""

@@ -46,7 +46,11 @@ def missing_tables(ctx: AppContext) -> tuple[list[str], int]:
 def _tables(ctx: AppContext) -> Row:
     missing, total = missing_tables(ctx)
     if missing:
-        return ("mapped tables", "FAIL", f"{len(missing)} of {total} missing from the database: {', '.join(missing)} — run the migrations (alembic upgrade head) or create them")
+        return (
+            "mapped tables",
+            "FAIL",
+            f"{len(missing)} of {total} missing from the database: {', '.join(missing)} — run the migrations (alembic upgrade head) or create them",
+        )
     return ("mapped tables", "ok", f"all {total} exist in the database")
 
 
@@ -68,8 +72,16 @@ def _alembic(ctx: AppContext, ini: Path) -> Row:
     if current == heads:
         return ("migrations", "ok", f"at head {shown} ({ini})")
     if not current:
-        return ("migrations", "FAIL", f"the database has no Alembic revision; the head is {shown} — run alembic upgrade head (or alembic stamp head if the schema is already there)")
-    return ("migrations", "FAIL", f"the database is at {', '.join(current)}, the head is {shown} — run alembic upgrade head")
+        return (
+            "migrations",
+            "FAIL",
+            f"the database has no Alembic revision; the head is {shown} — run alembic upgrade head (or alembic stamp head if the schema is already there)",
+        )
+    return (
+        "migrations",
+        "FAIL",
+        f"the database is at {', '.join(current)}, the head is {shown} — run alembic upgrade head",
+    )
 
 
 def check_migrations(ctx: AppContext, settings: Settings) -> Iterator[Row]:

@@ -9,9 +9,9 @@ from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
 
-from appshell.errors import AppNotFound, ConfigError
 from appshell.boot.crash import _call_app_code, import_user_module
 from appshell.boot.discovery import _Collector, _is_async, _is_flask_app
+from appshell.errors import AppNotFound, ConfigError
 
 __all__ = ["boot_provider"]
 
@@ -34,7 +34,10 @@ def _parse_attr(spec: str, attr: str) -> tuple[list[str], tuple[list[Any], dict[
     call = None
     if isinstance(expr, ast.Call):
         try:
-            call = [ast.literal_eval(a) for a in expr.args], {k.arg: ast.literal_eval(k.value) for k in expr.keywords if k.arg}
+            call = (
+                [ast.literal_eval(a) for a in expr.args],
+                {k.arg: ast.literal_eval(k.value) for k in expr.keywords if k.arg},
+            )
         except ValueError:
             raise bad from None
         if len(call[1]) != len(expr.keywords):
@@ -78,11 +81,15 @@ def _call_factory(func: Callable[..., Any], label: str, call: tuple[list[Any], d
         try:
             signature.bind(*args, **kwargs)
         except TypeError as exc:
-            needed = [p.name for p in signature.parameters.values() if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+            needed = [
+                p.name
+                for p in signature.parameters.values()
+                if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            ]
             example = ", ".join(f"'{n}'" if i == 0 else f"{n}=…" for i, n in enumerate(needed)) or "…"
             raise ConfigError(
                 f"{label}() cannot be called with {_call_text(args, kwargs)} ({exc})",
-                f"pass its arguments in --app, as Flask does: --app \"{label}({example})\"",
+                f'pass its arguments in --app, as Flask does: --app "{label}({example})"',
             ) from None
     return _call_app_code(lambda: func(*args, **kwargs), f"{label}() failed")
 
@@ -91,6 +98,7 @@ def _call_text(args: list[Any], kwargs: dict[str, Any]) -> str:
     if not args and not kwargs:
         return "no arguments"
     return "(" + ", ".join([repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]) + ")"
+
 
 _SETTINGS_NAMES = ("settings", "config")  # the app's own config object keeps its name in the shell
 

@@ -110,5 +110,7 @@ def check_parity(release: str, profile: Profile, root: Path | None) -> Parity:
     if expected is None:
         return Parity("unknown", None, source, problem)
     # A short id matches a long one: the web process may publish a 7-char SHA.
-    same = expected == release or (len(min(expected, release, key=len)) >= 7 and (expected.startswith(release) or release.startswith(expected)))
+    same = expected == release or (
+        len(min(expected, release, key=len)) >= 7 and (expected.startswith(release) or release.startswith(expected))
+    )
     return Parity("match" if same else "mismatch", expected, source)

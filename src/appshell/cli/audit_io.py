@@ -35,13 +35,19 @@ def _recorded(opts: argparse.Namespace, verb: str) -> tuple[Session, list[Event]
     log = audit_log(opts)
     found = find_session(log, opts.session)
     if found is None:
-        raise UsageError(f"no single session matches '{opts.session}' in {log.name}", "use an id from appshell audit tail")
+        raise UsageError(
+            f"no single session matches '{opts.session}' in {log.name}", "use an id from appshell audit tail"
+        )
     if not found.output_recorded():
         if isinstance(found.start.get("terminal"), dict):
-            raise UsageError(f"session {found.id} has no recorded output (its profile did not record output)",
-                             "set audit.record_output = true in the profile: later terminal sessions keep what they show")
-        raise UsageError(f"session {found.id} has no recorded output (it did not run at a terminal)",
-                         f"only terminal sessions under audit.record_output = true have output; appshell audit show {found.id} shows this one")
+            raise UsageError(
+                f"session {found.id} has no recorded output (its profile did not record output)",
+                "set audit.record_output = true in the profile: later terminal sessions keep what they show",
+            )
+        raise UsageError(
+            f"session {found.id} has no recorded output (it did not run at a terminal)",
+            f"only terminal sessions under audit.record_output = true have output; appshell audit show {found.id} shows this one",
+        )
     return found, found.io_events()
 
 
@@ -52,7 +58,9 @@ def audit_replay(opts: argparse.Namespace) -> int:
     if opts.speed <= 0:
         raise UsageError(f"--speed is {opts.speed:g}", "give a positive factor: 1 is as recorded, 2 twice as fast")
     if opts.idle_limit is not None and opts.idle_limit < 0:
-        raise UsageError(f"--idle-limit is {opts.idle_limit:g}", "give the longest pause to keep, in seconds (0 or more)")
+        raise UsageError(
+            f"--idle-limit is {opts.idle_limit:g}", "give the longest pause to keep, in seconds (0 or more)"
+        )
     _, events = _recorded(opts, "replay")
     play(events, sys.stdout.buffer, speed=opts.speed, max_idle=opts.idle_limit)
     return EXIT_OK
@@ -70,8 +78,13 @@ def asciicast_header(session: Session, events: list[Event]) -> dict[str, Any]:
             cols, _, rows = data.decode("ascii", "replace").partition("x")
             if cols.isdigit() and rows.isdigit():
                 width, height = int(cols), int(rows)
-    return header(width, height, timestamp=_epoch(session.start.get("ts")), title=f"appshell session {session.id}",
-                  duration=max((t for t, _, _ in events), default=0.0))
+    return header(
+        width,
+        height,
+        timestamp=_epoch(session.start.get("ts")),
+        title=f"appshell session {session.id}",
+        duration=max((t for t, _, _ in events), default=0.0),
+    )
 
 
 def _epoch(ts: Any) -> float | None:

@@ -10,7 +10,7 @@ Also here, because the audit verbs and the review page share them: what ``--log`
 ``--audit-log``/``--profile`` and ``--key`` resolve to (:func:`audit_log`, :func:`audit_key`).
 Nothing heavy is imported: ``--help`` works where the app cannot boot.
 """
-# Over 350 lines (380): the flag table of every command, and the parsers and help generated from it.
+# Over 350 lines (539): the flag table of every command, and the parsers and help generated from it.
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from appshell import __version__
-from appshell.errors import UsageError, did_you_mean
 from appshell.config.settings import LAYERS, OPTIONS
+from appshell.errors import UsageError, did_you_mean
 
 if TYPE_CHECKING:
     from appshell.audit.review import Log
@@ -34,7 +34,12 @@ __all__ = ["Flag", "FLAGS", "Line", "split", "SUBCOMMANDS", "VERBS", "parser", "
 # The commands a flag can mean something to: a session (the shell, -c, SCRIPT, stdin), the two
 # other commands, and each audit verb, as "audit VERB".
 SHELL, DOCTOR, PROFILES, PROTECTED = "shell", "doctor", "profiles", "protected"
-SUBCOMMANDS = ("profiles", "audit", "doctor", "protected")  # the first word that is not an option's: a command, not a SCRIPT
+SUBCOMMANDS = (
+    "profiles",
+    "audit",
+    "doctor",
+    "protected",
+)  # the first word that is not an option's: a command, not a SCRIPT
 VERBS = ("init", "verify", "tail", "show", "rotate", "serve", "replay", "export")
 AUDIT = frozenset(f"audit {verb}" for verb in VERBS)
 RUNS = frozenset({SHELL, DOCTOR})  # doctor checks what a session would run with: every setting counts
@@ -70,48 +75,159 @@ def _settings_flags() -> list[Flag]:
     for option in OPTIONS:
         if option.flag is None:
             continue
-        takes = RUNS | (AUDIT if option.name in _LOG_SETTINGS else frozenset()) | ({PROTECTED} if option.name in _BOOT_SETTINGS else frozenset())
+        takes = (
+            RUNS
+            | (AUDIT if option.name in _LOG_SETTINGS else frozenset())
+            | ({PROTECTED} if option.name in _BOOT_SETTINGS else frozenset())
+        )
         env = f"{option.env}{'=1' if option.kind == 'bool' else ''}" if option.env else None
         if option.kind == "bool":
-            flags.append(Flag((option.flag,), option.name, takes, option.help, env=env, group="rw" if option.name == "read_only" else None))
+            flags.append(
+                Flag(
+                    (option.flag,),
+                    option.name,
+                    takes,
+                    option.help,
+                    env=env,
+                    group="rw" if option.name == "read_only" else None,
+                )
+            )
         else:
-            flags.append(Flag((option.flag,), option.name, takes, option.help, option.metavar, repeat=option.kind == "list", env=env))
+            flags.append(
+                Flag(
+                    (option.flag,),
+                    option.name,
+                    takes,
+                    option.help,
+                    option.metavar,
+                    repeat=option.kind == "list",
+                    env=env,
+                )
+            )
         if option.name == "read_only":  # a pair, one or the other
-            flags.append(Flag(("--write",), "read_only", takes, "allow writes where the profile allows it", const=False, group="rw"))
+            flags.append(
+                Flag(
+                    ("--write",),
+                    "read_only",
+                    takes,
+                    "allow writes where the profile allows it",
+                    const=False,
+                    group="rw",
+                )
+            )
     return flags
 
 
 FLAGS: tuple[Flag, ...] = (
     *_settings_flags(),
     Flag(("--project",), "project", EVERY, "the project root (default: found upward from here)", "DIR"),
-    Flag(("-y", "--yes"), "yes", frozenset({SHELL}), "allow destructive statements without asking (no tty)", default=False),
-    Flag(("--json",), "json", RUNS | {"audit tail", "audit show", PROTECTED},
-         "with -c/SCRIPT: print the last expression's value as JSON; with doctor, audit tail/show: the report as JSON", default=False),
+    Flag(
+        ("-y", "--yes"),
+        "yes",
+        frozenset({SHELL}),
+        "allow destructive statements without asking (no tty)",
+        default=False,
+    ),
+    Flag(
+        ("--json",),
+        "json",
+        RUNS | {"audit tail", "audit show", PROTECTED},
+        "with -c/SCRIPT: print the last expression's value as JSON; with doctor, audit tail/show: the report as JSON",
+        default=False,
+    ),
     Flag(("-q", "--quiet"), "quiet", EVERY, "no banner", default=False),
-    Flag(("--traceback",), "traceback", frozenset({SHELL}), "show a refused statement's whole traceback, not its one line "
-         "(IPython: %%tb shows the last one)", default=False),
-    Flag(("--no-reexec",), "no_reexec", EVERY, "stay in this interpreter, even if the project has .venv/", default=False),
+    Flag(
+        ("--traceback",),
+        "traceback",
+        frozenset({SHELL}),
+        "show a refused statement's whole traceback, not its one line (IPython: %%tb shows the last one)",
+        default=False,
+    ),
+    Flag(
+        ("--no-reexec",), "no_reexec", EVERY, "stay in this interpreter, even if the project has .venv/", default=False
+    ),
     # The audit verbs' own.
-    Flag(("--log",), "log", AUDIT, "the audit file (default: where the shell writes it: --audit-log, --profile, ...)", "PATH", group="where"),
+    Flag(
+        ("--log",),
+        "log",
+        AUDIT,
+        "the audit file (default: where the shell writes it: --audit-log, --profile, ...)",
+        "PATH",
+        group="where",
+    ),
     Flag(("--url",), "url", READERS, "the database of an SQL sink's appshell_audit table", "URL", group="where"),
     Flag(("-n",), "n", frozenset({"audit tail"}), "how many sessions (default 10)", "N", type=int, default=10),
-    Flag(("--key",), "key", frozenset({"audit verify", "audit serve"}), "the verification key `audit init` printed", "KEY",
-         env="APPSHELL_AUDIT_KEY"),
-    Flag(("--witness",), "witness", frozenset({"audit verify"}), "compare the file with the SQL sink's table in this database", "URL"),
-    Flag(("--checkpoint",), "checkpoint", frozenset({"audit verify"}), "go on from (and then update) this checkpoint, kept off the host",
-         "FILE"),
-    Flag(("--host",), "host", frozenset({"audit serve"}), "address to listen on (default 127.0.0.1)", "HOST", default="127.0.0.1"),
+    Flag(
+        ("--key",),
+        "key",
+        frozenset({"audit verify", "audit serve"}),
+        "the verification key `audit init` printed",
+        "KEY",
+        env="APPSHELL_AUDIT_KEY",
+    ),
+    Flag(
+        ("--witness",),
+        "witness",
+        frozenset({"audit verify"}),
+        "compare the file with the SQL sink's table in this database",
+        "URL",
+    ),
+    Flag(
+        ("--checkpoint",),
+        "checkpoint",
+        frozenset({"audit verify"}),
+        "go on from (and then update) this checkpoint, kept off the host",
+        "FILE",
+    ),
+    Flag(
+        ("--host",),
+        "host",
+        frozenset({"audit serve"}),
+        "address to listen on (default 127.0.0.1)",
+        "HOST",
+        default="127.0.0.1",
+    ),
     Flag(("--port",), "port", frozenset({"audit serve"}), "port (default 8023)", "PORT", type=int, default=8023),
-    Flag(("--tokens-file",), "tokens_file", frozenset({"audit serve"}), "auditors' hashed tokens, name:sha256hex a line", "FILE",
-         env="APPSHELL_REVIEW_TOKENS_FILE"),
-    Flag(("--trust-header",), "trust_header", frozenset({"audit serve"}),
-         "take the auditor's name from this header, set by a reverse proxy that authenticated them (only behind such a proxy)", "NAME",
-         env="APPSHELL_REVIEW_TRUST_HEADER"),
-    Flag(("--reviews",), "reviews", frozenset({"audit serve"}),
-         "the reviews file (default: reviews.jsonl beside the log; table appshell_review with --url)", "PATH"),
-    Flag(("--speed",), "speed", frozenset({"audit replay"}), "play this many times faster (default 1: as recorded)", "X", type=float,
-         default=1.0),
-    Flag(("--idle-limit",), "idle_limit", frozenset({"audit replay"}), "cut every pause to at most S seconds", "S", type=float),
+    Flag(
+        ("--tokens-file",),
+        "tokens_file",
+        frozenset({"audit serve"}),
+        "auditors' hashed tokens, name:sha256hex a line",
+        "FILE",
+        env="APPSHELL_REVIEW_TOKENS_FILE",
+    ),
+    Flag(
+        ("--trust-header",),
+        "trust_header",
+        frozenset({"audit serve"}),
+        "take the auditor's name from this header, set by a reverse proxy that authenticated them (only behind such a proxy)",
+        "NAME",
+        env="APPSHELL_REVIEW_TRUST_HEADER",
+    ),
+    Flag(
+        ("--reviews",),
+        "reviews",
+        frozenset({"audit serve"}),
+        "the reviews file (default: reviews.jsonl beside the log; table appshell_review with --url)",
+        "PATH",
+    ),
+    Flag(
+        ("--speed",),
+        "speed",
+        frozenset({"audit replay"}),
+        "play this many times faster (default 1: as recorded)",
+        "X",
+        type=float,
+        default=1.0,
+    ),
+    Flag(
+        ("--idle-limit",),
+        "idle_limit",
+        frozenset({"audit replay"}),
+        "cut every pause to at most S seconds",
+        "S",
+        type=float,
+    ),
     Flag(("--asciicast",), "asciicast", frozenset({"audit export"}), "asciicast v2, asciinema's format", default=False),
     Flag(("-o", "--output"), "output", frozenset({"audit export"}), "write to FILE (default: stdout)", "FILE"),
 )
@@ -153,10 +269,14 @@ VERB_HELP = {
     "replay": "play a terminal session's recorded output in this terminal, at its pace (--speed X, --idle-limit S)",
     "export": "write a terminal session's recording as asciicast v2 (--asciicast [-o FILE])",
 }
-_AUDIT_EPILOG = "verbs:\n" + "".join(f"  {verb:<8} {text}\n" for verb, text in VERB_HELP.items()) + """
+_AUDIT_EPILOG = (
+    "verbs:\n"
+    + "".join(f"  {verb:<8} {text}\n" for verb, text in VERB_HELP.items())
+    + """
 the log: --log PATH, or --url URL (an SQL sink), else where the shell writes it (--audit-log,
 APPSHELL_AUDIT_LOG, the profile's audit.path: --profile; else .appshell/audit.jsonl in the project).
 """
+)
 
 
 class Parser(argparse.ArgumentParser):
@@ -184,7 +304,10 @@ class Parser(argparse.ArgumentParser):
                 continue
             if flag.metavar is None and value != flag.const:
                 continue  # --read-only/--write: the one given names the error
-            raise UsageError(f"{flag.name} means nothing to {describe(frozenset({self.command}))}", f"use it with {describe(flag.takes)}")
+            raise UsageError(
+                f"{flag.name} means nothing to {describe(frozenset({self.command}))}",
+                f"use it with {describe(flag.takes)}",
+            )
         for flag in FLAGS:
             if getattr(opts, flag.dest, None) is None:
                 setattr(opts, flag.dest, flag.default)
@@ -215,7 +338,9 @@ def _help(flag: Flag, command: str | None) -> str:
 
 
 def _build(command: str | None, prog: str, description: str, epilog: str | None = None) -> Parser:
-    p = Parser(command, prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(
+        command, prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     groups: dict[str, Any] = {}
     for flag in FLAGS:
         common = {"dest": flag.dest, "default": None, "help": _help(flag, command)}
@@ -229,30 +354,59 @@ def _build(command: str | None, prog: str, description: str, epilog: str | None 
         if flag.metavar is None:
             where.add_argument(*flag.names, action="store_const", const=flag.const, **common)
         else:
-            where.add_argument(*flag.names, action="append" if flag.repeat else "store", metavar=flag.metavar, type=flag.type, **common)
-    p.add_argument("-V", "--version", action="version", version=f"appshell {__version__}",
-                   help=None if command == SHELL else argparse.SUPPRESS)
+            where.add_argument(
+                *flag.names, action="append" if flag.repeat else "store", metavar=flag.metavar, type=flag.type, **common
+            )
+    p.add_argument(
+        "-V",
+        "--version",
+        action="version",
+        version=f"appshell {__version__}",
+        help=None if command == SHELL else argparse.SUPPRESS,
+    )
     return p
 
 
 @functools.cache
 def _parser(command: str | None) -> Parser:
     if command == SHELL:
-        return _build(SHELL, "appshell", "Open a shell (or run code) in your SQLAlchemy app's context, every statement audited.", EPILOG)
+        return _build(
+            SHELL,
+            "appshell",
+            "Open a shell (or run code) in your SQLAlchemy app's context, every statement audited.",
+            EPILOG,
+        )
     if command == DOCTOR:
-        return _build(DOCTOR, "appshell doctor", "Check interpreter, release, settings, database and audit sinks; "
-                      "exit non-zero on any problem.", f"settings precedence, highest first: {' > '.join(LAYERS)}")
+        return _build(
+            DOCTOR,
+            "appshell doctor",
+            "Check interpreter, release, settings, database and audit sinks; exit non-zero on any problem.",
+            f"settings precedence, highest first: {' > '.join(LAYERS)}",
+        )
     if command == PROTECTED:
-        return _build(PROTECTED, "appshell protected", "List the columns the app's data protects (masked until unlock(reason)) and why each is.")
+        return _build(
+            PROTECTED,
+            "appshell protected",
+            "List the columns the app's data protects (masked until unlock(reason)) and why each is.",
+        )
     if command == PROFILES:
-        return _build(PROFILES, "appshell profiles", "List the profiles (shipped, and the project's profiles/) and what each sets.")
+        return _build(
+            PROFILES,
+            "appshell profiles",
+            "List the profiles (shipped, and the project's profiles/) and what each sets.",
+        )
     if command is None:  # `appshell audit` before its verb is known: --help only
         p = _build(None, "appshell audit", "Seal, check and review the audit log.", _AUDIT_EPILOG)
         p.add_argument("verb", metavar="VERB", choices=VERBS, help="|".join(VERBS))
         p.add_argument("session", nargs="?", help="with show, replay, export: a session id (a unique prefix is enough)")
         return p
     verb = command.removeprefix("audit ")
-    p = _build(command, f"appshell audit {verb}", VERB_HELP[verb][0].upper() + VERB_HELP[verb][1:] + ".", _AUDIT_EPILOG.split("\n\n")[-1])
+    p = _build(
+        command,
+        f"appshell audit {verb}",
+        VERB_HELP[verb][0].upper() + VERB_HELP[verb][1:] + ".",
+        _AUDIT_EPILOG.split("\n\n")[-1],
+    )
     if verb in ("show", "replay", "export"):
         p.add_argument("session", nargs="?", help="a session id (a unique prefix is enough)")
     return p
@@ -340,12 +494,17 @@ def audit_verb(argv: Sequence[str]) -> tuple[str, list[str]]:
             break
         if not word.startswith("-"):
             if word not in VERBS:
-                raise UsageError(f"unknown audit command '{word}'{did_you_mean(word, VERBS)}", "use appshell audit " + "|".join(VERBS))
+                raise UsageError(
+                    f"unknown audit command '{word}'{did_you_mean(word, VERBS)}",
+                    "use appshell audit " + "|".join(VERBS),
+                )
             return word, [*argv[:i], *argv[i + 1 :]]
         i += 2 if word in valued else 1
     if "-h" in argv or "--help" in argv:
         parser(None).parse_args(list(argv))  # prints appshell audit's help, exits
-    raise UsageError("appshell audit needs a verb", "use appshell audit " + "|".join(VERBS) + " (see appshell audit --help)")
+    raise UsageError(
+        "appshell audit needs a verb", "use appshell audit " + "|".join(VERBS) + " (see appshell audit --help)"
+    )
 
 
 def audit_log(opts: argparse.Namespace, must_exist: bool = True) -> Log:

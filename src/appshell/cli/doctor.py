@@ -5,7 +5,7 @@ with status ``ok``, ``FAIL``, ``WARN`` or ``info``. Any FAIL makes the exit code
 names a power worth taking away (what the app's role can do outside the transaction) that
 does not stop a session from running as it is.
 """
-# Over 350 lines (408): one small function per check; together they are the table doctor prints.
+# Over 350 lines (480): one small function per check; together they are the table doctor prints.
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from appshell.errors import EXIT_DOCTOR_FAILED, EXIT_OK, AppshellError
 from appshell.boot.migrations import check_migrations
 from appshell.config.redact import mask_mapping, mask_url
 from appshell.console.render import table
+from appshell.errors import EXIT_DOCTOR_FAILED, EXIT_OK, AppshellError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -34,7 +34,7 @@ PACKAGES = ("appshell", "SQLAlchemy", "ipython", "ptpython", "prompt-toolkit", "
 
 
 def _interpreter(settings: Settings) -> Iterator[Row]:
-    from appshell.runtime.reexec import same_environment, project_python
+    from appshell.runtime.reexec import project_python, same_environment
 
     yield "interpreter", "info", f"{sys.executable} (Python {sys.version.split()[0]})"
     python = project_python(settings.project_root, os.environ)
@@ -43,7 +43,11 @@ def _interpreter(settings: Settings) -> Iterator[Row]:
     elif same_environment(python):
         yield "environment", "ok", f"{sys.prefix} is the project's environment"
     else:
-        yield "environment", "FAIL", f"{sys.prefix} is not the project's environment ({python}) — run appshell without --no-reexec"
+        yield (
+            "environment",
+            "FAIL",
+            f"{sys.prefix} is not the project's environment ({python}) — run appshell without --no-reexec",
+        )
 
 
 def _release(settings: Settings) -> Iterator[Row]:
@@ -97,24 +101,47 @@ def _database(ctx: AppContext, settings: Settings) -> Iterator[Row]:
 
     kind = backend(ctx.engine)
     configure_connections(ctx.engine, ConnectionPlan(read_only=True))
-    probe = {"sqlite": "PRAGMA query_only", "postgresql": "SHOW transaction_read_only",
-             "mariadb": "SELECT @@tx_read_only"}.get(kind, "SELECT @@transaction_read_only")  # MariaDB < 11.1: no transaction_read_only
+    probe = {
+        "sqlite": "PRAGMA query_only",
+        "postgresql": "SHOW transaction_read_only",
+        "mariadb": "SELECT @@tx_read_only",
+    }.get(kind, "SELECT @@transaction_read_only")  # MariaDB < 11.1: no transaction_read_only
     with ctx.engine.connect() as conn:
         value = str(conn.exec_driver_sql(probe).scalar()).lower()
     in_force = value in ("1", "on", "true")
-    yield "read-only", "ok" if in_force else "FAIL", f"{probe} = {value}" + ("" if in_force else " — the database does not enforce it")
+    yield (
+        "read-only",
+        "ok" if in_force else "FAIL",
+        f"{probe} = {value}" + ("" if in_force else " — the database does not enforce it"),
+    )
     level = read_only_level(settings)
     if level == "enforced":
-        yield "read-only level", "ok", ("enforced: sessions log in as the read-only role database.read_only_url_env names — the "
-                                                "'read-only role' row says whether that role can write")
+        yield (
+            "read-only level",
+            "ok",
+            (
+                "enforced: sessions log in as the read-only role database.read_only_url_env names — the "
+                "'read-only role' row says whether that role can write"
+            ),
+        )
     elif settings.profile.database.read_only:
         # The profile means every session to be read-only: a setting the operator's own SQL can lift is the weaker level.
-        yield "read-only level", "WARN", (f"guarded: a session setting appshell re-checks after every statement, which the operator's "
-                                          f"SQL can switch off (the session then ends) — for enforced read-only, set "
-                                          f"database.read_only_url_env in profile {settings.profile.name} to a variable holding a "
-                                          "read-only role's URL (docs/safety.md)")
+        yield (
+            "read-only level",
+            "WARN",
+            (
+                f"guarded: a session setting appshell re-checks after every statement, which the operator's "
+                f"SQL can switch off (the session then ends) — for enforced read-only, set "
+                f"database.read_only_url_env in profile {settings.profile.name} to a variable holding a "
+                "read-only role's URL (docs/safety.md)"
+            ),
+        )
     else:
-        yield "read-only level", "info", "guarded: a session setting appshell re-checks after every statement (--read-only)"
+        yield (
+            "read-only level",
+            "info",
+            "guarded: a session setting appshell re-checks after every statement (--read-only)",
+        )
 
 
 def _powers(ctx: AppContext) -> Iterator[Row]:
@@ -129,9 +156,16 @@ def _powers(ctx: AppContext) -> Iterator[Row]:
     for power in held:
         yield f"role power: {power.name}", "WARN", power.detail
     if not held:
-        yield "role powers", "ok", (f"{user} cannot reach past the transaction: no superuser, dblink, postgres_fdw, server files or "
-                                    "programs, lo_export, or CREATE on the database" if ctx.engine.dialect.name == "postgresql" else
-                                    f"{user} holds none of FILE, EVENT, SUPER, CREATE")
+        yield (
+            "role powers",
+            "ok",
+            (
+                f"{user} cannot reach past the transaction: no superuser, dblink, postgres_fdw, server files or "
+                "programs, lo_export, or CREATE on the database"
+                if ctx.engine.dialect.name == "postgresql"
+                else f"{user} holds none of FILE, EVENT, SUPER, CREATE"
+            ),
+        )
 
 
 def _audit_policy(settings: Settings) -> Iterator[Row]:
@@ -141,7 +175,11 @@ def _audit_policy(settings: Settings) -> Iterator[Row]:
     if not settings.audit_problems:
         profile = settings.profile
         locked = "locked by the profile" if profile.audit.locked else "flags and environment may change it"
-        yield "audit policy", "ok", f"profile '{profile.name}': {'required' if profile.audit.required else 'best-effort'}, {locked}"
+        yield (
+            "audit policy",
+            "ok",
+            f"profile '{profile.name}': {'required' if profile.audit.required else 'best-effort'}, {locked}",
+        )
 
 
 def _audit(settings: Settings, database_url: str) -> Iterator[Row]:
@@ -153,7 +191,7 @@ def _audit(settings: Settings, database_url: str) -> Iterator[Row]:
         except AppshellError as exc:  # it knows its fix (a driver to install)
             yield f"audit sink {kind}", "FAIL", f"{mask_url(exc.what)} — {exc.fix} ({required})"
             continue
-        except Exception as exc:  # noqa: BLE001 - any failure is the finding
+        except Exception as exc:
             yield f"audit sink {kind}", "FAIL", f"{type(exc).__name__}: {mask_url(str(exc))} ({required})"
             continue
         yield f"audit sink {kind}", "ok", f"{detail} ({required})"
@@ -184,7 +222,9 @@ def _sql_rights(database_url: str) -> Row:
             elif kind in ("mysql", "mariadb"):
                 problems = _mysql_rights(conn)
             elif kind == "sqlite":
-                problems = ["SQLite has no privileges: whoever can write the database file can delete or change records"]
+                problems = [
+                    "SQLite has no privileges: whoever can write the database file can delete or change records"
+                ]
             else:
                 return "audit sql rights", "info", f"privileges not checked on {kind}"
     finally:
@@ -207,17 +247,22 @@ def _postgresql_rights(conn: Connection, schema: str) -> list[str]:
     from sqlalchemy import text
 
     name = _qualified(conn, schema)
-    row = conn.execute(text(
-        "SELECT current_user, r.rolsuper,"
-        " pg_has_role(current_user, c.relowner, 'MEMBER'), pg_has_role(current_user, n.nspowner, 'MEMBER'),"
-        " has_table_privilege(c.oid, 'DELETE'), has_table_privilege(c.oid, 'UPDATE'),"
-        " has_table_privilege(c.oid, 'TRUNCATE'), has_table_privilege(c.oid, 'TRIGGER')"
-        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_roles r ON r.rolname = current_user"
-        " WHERE c.oid = to_regclass(:name)"
-    ), {"name": name}).first()
+    row = conn.execute(
+        text(
+            "SELECT current_user, r.rolsuper,"
+            " pg_has_role(current_user, c.relowner, 'MEMBER'), pg_has_role(current_user, n.nspowner, 'MEMBER'),"
+            " has_table_privilege(c.oid, 'DELETE'), has_table_privilege(c.oid, 'UPDATE'),"
+            " has_table_privilege(c.oid, 'TRUNCATE'), has_table_privilege(c.oid, 'TRIGGER')"
+            " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_roles r ON r.rolname = current_user"
+            " WHERE c.oid = to_regclass(:name)"
+        ),
+        {"name": name},
+    ).first()
     if row is None:
         user = conn.execute(text("SELECT current_user")).scalar()
-        return [f"table {schema}.appshell_audit does not exist yet: the sink would create it as {user}, who would own it"]
+        return [
+            f"table {schema}.appshell_audit does not exist yet: the sink would create it as {user}, who would own it"
+        ]
     user, superuser, owner, schema_owner, *rights = row
     if superuser:
         return [f"{user} is a superuser"]
@@ -264,24 +309,43 @@ def _sql_schema(database_url: str) -> Iterator[Row]:
         with engine.connect() as conn:
             if conn.dialect.name != "postgresql":
                 return
-            user, database, create = conn.execute(text(
-                "SELECT current_user, current_database(), has_database_privilege(current_database(), 'CREATE')")).one()
-            conn.exec_driver_sql("RESET search_path")  # the role's own search_path, as psql would have it (the sink pins its own)
-            found = conn.execute(text(
-                "SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(:t)"), {"t": TABLE}).scalar()
+            user, database, create = conn.execute(
+                text("SELECT current_user, current_database(), has_database_privilege(current_database(), 'CREATE')")
+            ).one()
+            conn.exec_driver_sql(
+                "RESET search_path"
+            )  # the role's own search_path, as psql would have it (the sink pins its own)
+            found = conn.execute(
+                text(
+                    "SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(:t)"
+                ),
+                {"t": TABLE},
+            ).scalar()
             conn.rollback()
     finally:
         engine.dispose()
     if found is not None and found != schema:
-        yield ("audit sql table", "WARN", f"for {user}, an unqualified {TABLE} is {found}.{TABLE}, not {schema}.{TABLE}: appshell writes and reads "
-               f"only {schema}.{TABLE}, but psql, an older appshell and an auditor's own query that names the table without its schema "
-               f"meet the other one — see who owns schema {found} and what is in it, then drop it")
+        yield (
+            "audit sql table",
+            "WARN",
+            f"for {user}, an unqualified {TABLE} is {found}.{TABLE}, not {schema}.{TABLE}: appshell writes and reads "
+            f"only {schema}.{TABLE}, but psql, an older appshell and an auditor's own query that names the table without its schema "
+            f"meet the other one — see who owns schema {found} and what is in it, then drop it",
+        )
     if create:
-        yield ("audit sql schema", "WARN", f"the sink's role {user} may CREATE schemas in database {database}: one named after a role (\"$user\", "
-               f"first in its search_path) would stand in for {TABLE} wherever that role names it without its schema — "
-               f"REVOKE CREATE ON DATABASE {database} FROM PUBLIC, {user} (docs/audit.md: the INSERT-only role)")
+        yield (
+            "audit sql schema",
+            "WARN",
+            f'the sink\'s role {user} may CREATE schemas in database {database}: one named after a role ("$user", '
+            f"first in its search_path) would stand in for {TABLE} wherever that role names it without its schema — "
+            f"REVOKE CREATE ON DATABASE {database} FROM PUBLIC, {user} (docs/audit.md: the INSERT-only role)",
+        )
     elif found is None or found == schema:
-        yield "audit sql schema", "ok", f"{user} cannot CREATE schemas in {database}; the table is {schema}.{TABLE}, qualified and pinned"
+        yield (
+            "audit sql schema",
+            "ok",
+            f"{user} cannot CREATE schemas in {database}; the table is {schema}.{TABLE}, qualified and pinned",
+        )
 
 
 def _probe_sink(kind: str, settings: Settings, database_url: str) -> str:
@@ -332,7 +396,11 @@ def _session(ctx: AppContext) -> Iterator[Row]:
 
     problem = check_session(ctx)
     if problem:
-        yield "session", "FAIL", f"{problem} — the shell's session cannot query its database: check the session --app gives"
+        yield (
+            "session",
+            "FAIL",
+            f"{problem} — the shell's session cannot query its database: check the session --app gives",
+        )
     else:
         yield "session", "ok", "SELECT 1 through the session the shell hands out"
     note = own_engine_note(ctx)
@@ -345,7 +413,7 @@ def _guarded(name: str, check: Callable[[], Iterator[Row]]) -> list[Row]:
         return list(check())
     except AppshellError as exc:
         return [(name, "FAIL", f"{exc.what} — {exc.fix}")]
-    except Exception as exc:  # noqa: BLE001 - doctor reports, it does not crash
+    except Exception as exc:
         return [(name, "FAIL", f"{type(exc).__name__}: {mask_url(str(exc)).splitlines()[0] if str(exc) else ''}")]
 
 
@@ -394,14 +462,18 @@ def run_doctor(settings: Settings, as_json: bool) -> int:
                 ctx.close()
             finally:
                 aio.close()  # the loop an async app's boot made
-    from appshell.safety.readonly_role import doctor_rows as read_only_role_rows  # noqa: I001 - issue 11's one call
+    from appshell.safety.readonly_role import doctor_rows as read_only_role_rows
 
     rows += _guarded("read-only role", lambda: read_only_role_rows(settings))
     rows += _guarded("audit policy", lambda: _audit_policy(settings))
     rows += _guarded("audit", lambda: _audit(settings, database_url))
     failed = [r for r in rows if r[1] == "FAIL"]
     if as_json:
-        print(json.dumps({"ok": not failed, "checks": [{"check": c, "status": s, "detail": d} for c, s, d in rows]}, indent=2))
+        print(
+            json.dumps(
+                {"ok": not failed, "checks": [{"check": c, "status": s, "detail": d} for c, s, d in rows]}, indent=2
+            )
+        )
     else:
         print(table(["check", "status", "detail"], [list(r) for r in rows], max_cell=400))
         print(f"{len(failed)} problem(s) found" if failed else "all checks passed")

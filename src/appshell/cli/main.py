@@ -2,6 +2,7 @@
 
 Errors become output in exactly one place, :func:`main`.
 """
+# Over 350 lines (399): the command line's commands in one place, as Flask's cli.py: argv → command, errors said once.
 
 from __future__ import annotations
 
@@ -12,15 +13,34 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from appshell.cli.command_line import DOCTOR, PROFILES, PROTECTED, SHELL, Line, audit_key, audit_log, audit_verb, project_of, split
+from appshell.cli.command_line import (
+    DOCTOR,
+    PROFILES,
+    PROTECTED,
+    SHELL,
+    Line,
+    audit_key,
+    audit_log,
+    audit_verb,
+    project_of,
+    split,
+)
 from appshell.cli.command_line import parser as command_parser
-from appshell.errors import EXIT_CHAIN_BROKEN, EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, AppshellError, SandboxBroken, UsageError
 from appshell.config.settings import OPTIONS
+from appshell.errors import (
+    EXIT_CHAIN_BROKEN,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USER_ERROR,
+    AppshellError,
+    SandboxBroken,
+    UsageError,
+)
 
 if TYPE_CHECKING:
+    from appshell.config.settings import Settings
     from appshell.runtime.program import Program
     from appshell.runtime.session import Options
-    from appshell.config.settings import Settings
 
 __all__ = ["main", "parse", "build_parser", "split_argv"]
 
@@ -44,7 +64,9 @@ def split_argv(argv: Sequence[str]) -> tuple[list[str], str | None, str | None, 
 def _flags(opts: argparse.Namespace) -> dict[str, Any]:
     """The settings the command line gives (None: not given), by option name."""
     if opts.database_url == "":
-        raise UsageError("--database-url is empty", "give the database's URL, or drop the flag to use DATABASE_URL or .env")
+        raise UsageError(
+            "--database-url is empty", "give the database's URL, or drop the flag to use DATABASE_URL or .env"
+        )
     flags = {o.name: getattr(opts, o.name) for o in OPTIONS if o.flag}
     flags["models"] = tuple(opts.models) if opts.models else None
     return flags
@@ -78,7 +100,10 @@ def _parse_session(line: Line, argv: Sequence[str]) -> tuple[Settings, Program |
     from appshell.config.settings import resolve
 
     if line.command != SHELL:
-        raise UsageError(f"'{line.command}' is a command, not a session", f"run appshell {line.command}, or a script so named as ./{line.command}")
+        raise UsageError(
+            f"'{line.command}' is a command, not a session",
+            f"run appshell {line.command}, or a script so named as ./{line.command}",
+        )
     opts = command_parser(SHELL).parse_args(line.options)
     settings = apply_policy(resolve(_flags(opts), project=opts.project), write=opts.read_only is False)
     program = _program(line.code, line.script, line.args)
@@ -86,13 +111,17 @@ def _parse_session(line: Line, argv: Sequence[str]) -> tuple[Settings, Program |
         raise UsageError("--json needs -c CODE, a SCRIPT or stdin", 'use appshell --json -c "EXPR"')
     from appshell.runtime.session import Options
 
-    return settings, program, Options(json=opts.json, quiet=opts.quiet, assume_yes=opts.yes, traceback=opts.traceback, argv=list(argv))
+    return (
+        settings,
+        program,
+        Options(json=opts.json, quiet=opts.quiet, assume_yes=opts.yes, traceback=opts.traceback, argv=list(argv)),
+    )
 
 
 def run_shell(line: Line, argv: Sequence[str]) -> int:
     settings, program, options = _parse_session(line, argv)  # first: --help imports nothing more
-    from appshell.runtime.session import run_session
     from appshell.config.settings import export_environment
+    from appshell.runtime.session import run_session
 
     export_environment(settings)
     from appshell.runtime import session
@@ -107,15 +136,19 @@ def run_shell(line: Line, argv: Sequence[str]) -> int:
 
 def list_profiles(argv: Sequence[str]) -> int:
     from appshell.config.profiles import load_profile, profile_names
-    from appshell.console.render import table
     from appshell.config.settings import find_project_root
+    from appshell.console.render import table
 
     opts = command_parser(PROFILES).parse_args(argv)
     root = find_project_root(Path.cwd().resolve(), opts.project)
     for name in profile_names(root):
         profile = load_profile(name, root)
         # Lists shown as the file writes them: ["file"], not ('file',).
-        rows = [[key, list(value) if isinstance(value, tuple) else value] for key, value in sorted(profile.items()) if key != "description"]
+        rows = [
+            [key, list(value) if isinstance(value, tuple) else value]
+            for key, value in sorted(profile.items())
+            if key != "description"
+        ]
         where = ", ".join(str(p) for p in profile.sources)
         print(table(["key", "value"], rows, f"{name} — {profile.description}  ({where})"))
         print()
@@ -141,8 +174,10 @@ def _audit_init(opts: argparse.Namespace) -> int:
     path = audit_log(opts, must_exist=False).path
     assert path is not None  # --url means nothing to init: the parser refused it
     if state_path(path).exists():
-        raise UsageError(f"sealing is already set up for {path} ({state_path(path)})",
-                         "verify with the key printed then; to start over, move the log and its .seal file away first")
+        raise UsageError(
+            f"sealing is already set up for {path} ({state_path(path)})",
+            "verify with the key printed then; to start over, move the log and its .seal file away first",
+        )
     state, key = init_state(path)
     print(f"sealing on: every record appended to {path} is sealed; the host keeps only the current key, in {state}")
     print(f"verification key (shown once, keep it off this host): {format_key(key)}  (fingerprint {fingerprint(key)})")
@@ -163,7 +198,10 @@ def _audit_verify(opts: argparse.Namespace) -> int:
     from appshell.audit.review import verify
 
     if opts.url and (opts.key or opts.witness or opts.checkpoint):
-        raise UsageError("--key, --witness and --checkpoint check a file, not an SQL sink's table (--url)", "name the file with --log PATH")
+        raise UsageError(
+            "--key, --witness and --checkpoint check a file, not an SQL sink's table (--url)",
+            "name the file with --log PATH",
+        )
     log = audit_log(opts)
     report = verify(log, audit_key(opts), Path(opts.checkpoint) if opts.checkpoint else None)
     if report.ok and opts.witness:
@@ -175,7 +213,9 @@ def _audit_verify(opts: argparse.Namespace) -> int:
     for warning in report.warnings:
         print(f"warning: {warning}", file=stream)
     print(("ok: " if report.ok else "BROKEN: ") + report.summary, file=stream)
-    return EXIT_OK if report.ok else EXIT_CHAIN_BROKEN  # tampering has its own code (4): not "your code raised" (1), not the audit failing closed (3)
+    return (
+        EXIT_OK if report.ok else EXIT_CHAIN_BROKEN
+    )  # tampering has its own code (4): not "your code raised" (1), not the audit failing closed (3)
 
 
 def _audit_tail(opts: argparse.Namespace) -> int:
@@ -197,7 +237,9 @@ def _audit_show(opts: argparse.Namespace) -> int:
     else:
         shown = render_session(log, opts.session)
     if shown is None:
-        raise UsageError(f"no single session matches '{opts.session}' in {log.name}", "use an id from appshell audit tail")
+        raise UsageError(
+            f"no single session matches '{opts.session}' in {log.name}", "use an id from appshell audit tail"
+        )
     print(shown)
     return EXIT_OK
 
@@ -215,8 +257,14 @@ def _audit_export(opts: argparse.Namespace) -> int:
 
 
 AUDIT_VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "init": _audit_init, "verify": _audit_verify, "tail": _audit_tail, "show": _audit_show, "rotate": _audit_rotate, "serve": _audit_serve,
-    "replay": _audit_replay, "export": _audit_export,
+    "init": _audit_init,
+    "verify": _audit_verify,
+    "tail": _audit_tail,
+    "show": _audit_show,
+    "rotate": _audit_rotate,
+    "serve": _audit_serve,
+    "replay": _audit_replay,
+    "export": _audit_export,
 }
 
 
@@ -225,7 +273,9 @@ def doctor_command(argv: Sequence[str]) -> int:
     from appshell.cli.doctor import run_doctor
     from appshell.config.settings import export_environment, resolve
 
-    settings = resolve(_flags(opts), project=opts.project, strict=False)  # doctor reports audit-policy problems as FAIL rows
+    settings = resolve(
+        _flags(opts), project=opts.project, strict=False
+    )  # doctor reports audit-policy problems as FAIL rows
     export_environment(settings)
     return run_doctor(settings, as_json=opts.json)
 
@@ -233,10 +283,10 @@ def doctor_command(argv: Sequence[str]) -> int:
 def protected_command(argv: Sequence[str]) -> int:
     """``appshell protected``: the app's protected columns and why, from its models and the profile."""
     opts = command_parser(PROTECTED).parse_args(argv)
-    from appshell.hooks import aio
     from appshell.boot.context import boot
-    from appshell.console.protect_report import report
     from appshell.config.settings import export_environment, resolve
+    from appshell.console.protect_report import report
+    from appshell.hooks import aio
 
     settings = resolve(_flags(opts), project=opts.project, strict=False)
     export_environment(settings)
@@ -292,7 +342,9 @@ def _handled(call: Callable[[], int]) -> int:
     try:
         return call()
     except AppshellError as exc:
-        if not isinstance(exc, SandboxBroken):  # SANDBOX BROKEN / READ-ONLY LIFTED: said once already, when it was found
+        if not isinstance(
+            exc, SandboxBroken
+        ):  # SANDBOX BROKEN / READ-ONLY LIFTED: said once already, when it was found
             print(exc.format(), file=sys.stderr)
         return exc.exit_code
     except AppCrashed as crash:

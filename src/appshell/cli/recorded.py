@@ -71,8 +71,12 @@ def privileged_start() -> bool:
     return True
 
 
-def privileged_settings(settings: Settings, argv: Sequence[str], program: Program | None = None,
-                        parse: Callable[[Sequence[str]], Any] | None = None) -> tuple[Settings, Drop | None]:
+def privileged_settings(
+    settings: Settings,
+    argv: Sequence[str],
+    program: Program | None = None,
+    parse: Callable[[Sequence[str]], Any] | None = None,
+) -> tuple[Settings, Drop | None]:
     """As root: the settings of the config's project, its log the record's, and the users to become; else unchanged.
 
     Root without the config runs as before (a root shell, a container: one user, same-user mode) unless sudo
@@ -84,9 +88,11 @@ def privileged_settings(settings: Settings, argv: Sequence[str], program: Progra
 
     if not privsep.privileged():
         if "SUDO_UID" in os.environ:  # set by sudo; a root caller who sets it by hand only refuses itself
-            raise ConfigError(f"appshell runs as root through sudo and {privsep.CONFIG_PATH} does not exist: the "
-                              "session would run as root, beside its own record",
-                              "set up privilege-separated mode (docs/privsep.md), or run appshell without sudo")
+            raise ConfigError(
+                f"appshell runs as root through sudo and {privsep.CONFIG_PATH} does not exist: the "
+                "session would run as root, beside its own record",
+                "set up privilege-separated mode (docs/privsep.md), or run appshell without sudo",
+            )
         return settings, None
     config = privsep.RecorderConfig.load()  # a file that exists but is wrong refuses: no fallback
     if program is not None and program.mode == "script":  # read by root, from the caller's directory
@@ -96,8 +102,11 @@ def privileged_settings(settings: Settings, argv: Sequence[str], program: Progra
         assert parse is not None, "the command line's parser: cli.main passes its own (no import back up)"
         settings = _resolve_in_project(settings, argv, config.project, parse)
     if "file" not in settings.profile.audit.sinks:
-        raise ConfigError(f"profile '{settings.profile.name}' keeps no audit file, and {config.path} sends the record "
-                          f"to {config.log}", "choose a profile whose audit.sinks has \"file\" (the shipped ones do)")
+        raise ConfigError(
+            f"profile '{settings.profile.name}' keeps no audit file, and {config.path} sends the record "
+            f"to {config.log}",
+            'choose a profile whose audit.sinks has "file" (the shipped ones do)',
+        )
     env_file = Path(settings.env_file)
     env_file = env_file if env_file.is_absolute() else config.project / env_file
     if env_file.exists():  # read by root; what it holds goes to the session
@@ -114,12 +123,15 @@ def _refuse_unreadable(path: Path, user: str, what: str) -> None:
     from appshell.recorder.privsep import readable_by
 
     if not readable_by(path, user):
-        raise ConfigError(f"{what} {path} cannot be read by '{user}', the session's user",
-                          f"name a file '{user}' can read: root reads it for the session, and shows it nothing more")
+        raise ConfigError(
+            f"{what} {path} cannot be read by '{user}', the session's user",
+            f"name a file '{user}' can read: root reads it for the session, and shows it nothing more",
+        )
 
 
-def _resolve_in_project(settings: Settings, argv: Sequence[str], project: os.PathLike[str],
-                        parse: Callable[[Sequence[str]], Any]) -> Settings:
+def _resolve_in_project(
+    settings: Settings, argv: Sequence[str], project: os.PathLike[str], parse: Callable[[Sequence[str]], Any]
+) -> Settings:
     """The command line again, in the config's project (the caller's directory found another one, or none)."""
     from appshell.config.settings import export_environment
 
@@ -127,8 +139,10 @@ def _resolve_in_project(settings: Settings, argv: Sequence[str], project: os.Pat
         os.environ["APPSHELL_REASON"] = settings.reason  # asked at the terminal already: not asked twice
     settings = parse(argv)[0]
     if settings.project_root is None or settings.project_root.resolve() != Path(os.path.realpath(project)):
-        raise ConfigError(f"--project names {settings.project_root}, and the recorder's config fixes the project "
-                          f"at {project}", "drop --project: under sudo the project is the config's (docs/privsep.md)")
+        raise ConfigError(
+            f"--project names {settings.project_root}, and the recorder's config fixes the project at {project}",
+            "drop --project: under sudo the project is the config's (docs/privsep.md)",
+        )
     export_environment(settings)
     return settings
 
@@ -151,13 +165,20 @@ def _database_url(settings: Settings) -> str:
     if url:
         return url
     if "sql" in settings.profile.audit.sinks and not os.environ.get("APPSHELL_AUDIT_URL"):
-        raise ConfigError(f"profile '{settings.profile.name}' keeps the audit in SQL, and its database is not known before the app boots",
-                          "set audit.url in the profile (or APPSHELL_AUDIT_URL), or DATABASE_URL")
+        raise ConfigError(
+            f"profile '{settings.profile.name}' keeps the audit in SQL, and its database is not known before the app boots",
+            "set audit.url in the profile (or APPSHELL_AUDIT_URL), or DATABASE_URL",
+        )
     return ""
 
 
-def run_recorded_session(settings: Settings, program: Program | None, options: Options,
-                         handled: Callable[[Callable[[], int]], int], parse: Callable[[Sequence[str]], Any]) -> int:
+def run_recorded_session(
+    settings: Settings,
+    program: Program | None,
+    options: Options,
+    handled: Callable[[Callable[[], int]], int],
+    parse: Callable[[Sequence[str]], Any],
+) -> int:
     """Fork the session, keep its record here; the session's exit code. *handled* runs a call as ``cli.main``
     does (errors said in one line, exit codes), in the child."""
     from appshell.recorder.forked import record_forked
@@ -178,12 +199,22 @@ def run_recorded_session(settings: Settings, program: Program | None, options: O
     before = before_session(launch_environment(), standalone=True)  # the child is this process, as it is now
     if left:
         before["not_neutralised"] = left
-    if drop is not None:  # who asked (sudo's SUDO_USER: the operator cannot set it) and the users the kernel keeps apart
-        before["privsep"] = {"recorder_user": drop.recorder_user, "session_user": drop.session_user,
-                             "project": str(drop.project), "operator": os.environ.get("SUDO_USER")}
+    if (
+        drop is not None
+    ):  # who asked (sudo's SUDO_USER: the operator cannot set it) and the users the kernel keeps apart
+        before["privsep"] = {
+            "recorder_user": drop.recorder_user,
+            "session_user": drop.session_user,
+            "project": str(drop.project),
+            "operator": os.environ.get("SUDO_USER"),
+        }
     start = {
-        "mode": program.mode if program else "interactive", "profile": profile.name, "argv": options.argv,
-        "reason": settings.reason, "input": input_of(program), **before,
+        "mode": program.mode if program else "interactive",
+        "profile": profile.name,
+        "argv": options.argv,
+        "reason": settings.reason,
+        "input": input_of(program),
+        **before,
     }
 
     def open_writer() -> Any:
@@ -201,5 +232,12 @@ def run_recorded_session(settings: Settings, program: Program | None, options: O
         reporter = SessionAuditor(channel, session, profile.audit.required, session_redactor(settings, os.environ))
         return handled(lambda: run_session(settings, program, options, reporter=reporter))
 
-    return record_forked(child, open_writer, start, terminal=terminal, drop=drop,
-                         record_output=profile.audit.record_output, output_cap=profile.audit.output_cap or OUTPUT_CAP)
+    return record_forked(
+        child,
+        open_writer,
+        start,
+        terminal=terminal,
+        drop=drop,
+        record_output=profile.audit.record_output,
+        output_cap=profile.audit.output_cap or OUTPUT_CAP,
+    )

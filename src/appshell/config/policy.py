@@ -28,7 +28,10 @@ def check_session(profile: Profile, reason: str | None, write: bool) -> bool:
     *reason* is the one given (--reason/APPSHELL_REASON), *write* whether --write was passed.
     """
     if reason is not None and not reason.strip():
-        raise UsageError("the reason for this session is blank", "say why in words: --reason 'INC-42 refund order 17' (or APPSHELL_REASON)")
+        raise UsageError(
+            "the reason for this session is blank",
+            "say why in words: --reason 'INC-42 refund order 17' (or APPSHELL_REASON)",
+        )
     if write and not profile.access.allow_write:
         raise ConfigError(f"profile '{profile.name}' does not allow --write", "use another profile or drop --write")
     return profile.access.require_reason and not reason
@@ -61,8 +64,10 @@ def apply_policy(settings: Settings, write: bool, ask: Callable[[str], str] = as
 def audit_problems(profile: Profile) -> list[ConfigError]:
     """What in *profile*'s audit settings cannot work: a required audit with no sink."""
     if profile.audit.required and not profile.audit.sinks:
-        return [ConfigError(
-            f"profile '{profile.name}' requires the audit (audit.required = true) but names no sink (audit.sinks = [])",
-            f'set audit.sinks in profiles/{profile.name}.toml (e.g. ["file"]), or audit.required = false',
-        )]
+        return [
+            ConfigError(
+                f"profile '{profile.name}' requires the audit (audit.required = true) but names no sink (audit.sinks = [])",
+                f'set audit.sinks in profiles/{profile.name}.toml (e.g. ["file"]), or audit.required = false',
+            )
+        ]
     return []

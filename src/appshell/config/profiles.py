@@ -3,7 +3,7 @@
 A project's ``profiles/NAME.toml`` is merged key by key over the profile of the
 same name shipped with appshell, which is merged over the built-in defaults.
 """
-# Over 350 lines (353): the profile schema (every key, its type, its default) is one table, checked as it loads.
+# Over 350 lines (393): the profile schema (every key, its type, its default) is one table, checked as it loads.
 
 from __future__ import annotations
 
@@ -17,8 +17,20 @@ from typing import Any, ClassVar, TypeVar, cast, dataclass_transform
 from appshell.errors import ConfigError, did_you_mean
 
 __all__ = [
-    "Profile", "Section", "Shell", "Database", "Access", "Audit", "Release", "Namespace", "Protect",
-    "load_profile", "build_profile", "profile_names", "shipped_profiles_dir", "schema",
+    "Profile",
+    "Section",
+    "Shell",
+    "Database",
+    "Access",
+    "Audit",
+    "Release",
+    "Namespace",
+    "Protect",
+    "load_profile",
+    "build_profile",
+    "profile_names",
+    "shipped_profiles_dir",
+    "schema",
 ]
 
 COLORS = ("none", "red", "yellow", "green", "blue", "magenta", "cyan")
@@ -165,11 +177,20 @@ class Audit(Section):
     required: bool = _key(default=False, rule=_BOOL)
     redact: tuple[str, ...] = _key(default=(), rule=(_regexes, "a list of valid regular expressions"))
     locked: bool = _key(default=False, rule=_BOOL)
-    url: str = _key(default="", rule=(_url_without_password, 'a database URL whose password, if any, is written "${NAME}" (read from the variable NAME)'))
+    url: str = _key(
+        default="",
+        rule=(
+            _url_without_password,
+            'a database URL whose password, if any, is written "${NAME}" (read from the variable NAME)',
+        ),
+    )
     syslog_address: str = _key(default="", rule=_STR)
     # What the operator saw at a terminal, kept by the recorder (sudo's log_output): opt-in, capped per session.
     record_output: bool = _key(default=False, rule=_BOOL)
-    output_cap: int = _key(default=1 << 20, rule=((lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0), "a number of bytes above 0"))
+    output_cap: int = _key(
+        default=1 << 20,
+        rule=((lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0), "a number of bytes above 0"),
+    )
 
 
 class Release(Section):
@@ -181,20 +202,27 @@ class Release(Section):
 class Namespace(Section):
     imports: tuple[str, ...] = _key(default=(), rule=_STRS)
     vocabulary: bool = _key(default=True, rule=_BOOL)
-    helpers: tuple[str, ...] = _key(default=(), rule=(
-        lambda v: isinstance(v, list) and all(isinstance(x, str) and ":" in x for x in v),
-        'a list of "module:attribute" strings',
-    ))
+    helpers: tuple[str, ...] = _key(
+        default=(),
+        rule=(
+            lambda v: isinstance(v, list) and all(isinstance(x, str) and ":" in x for x in v),
+            'a list of "module:attribute" strings',
+        ),
+    )
 
 
 def _column_patterns(value: Any) -> bool:
     """Glob patterns on "table.column" (a schema may stand before the table: "billing.invoices.iban")."""
     return isinstance(value, list) and all(
-        isinstance(x, str) and "." in x.strip(".") and not x.startswith(".") and not x.endswith(".") and " " not in x for x in value
+        isinstance(x, str) and "." in x.strip(".") and not x.startswith(".") and not x.endswith(".") and " " not in x
+        for x in value
     )
 
 
-_COLUMNS: Rule = (_column_patterns, 'a list of "table.column" glob patterns, such as ["customers.email", "*.password_hash"]')
+_COLUMNS: Rule = (
+    _column_patterns,
+    'a list of "table.column" glob patterns, such as ["customers.email", "*.password_hash"]',
+)
 
 
 def _host_patterns(value: Any) -> bool:
@@ -210,7 +238,10 @@ def _host_patterns(value: Any) -> bool:
     return True
 
 
-_HOSTS: Rule = (_host_patterns, 'a list of hosts: glob patterns on "host[:port]" or URLs, such as ["search.internal:9200", "api.stripe.com"]')
+_HOSTS: Rule = (
+    _host_patterns,
+    'a list of hosts: glob patterns on "host[:port]" or URLs, such as ["search.internal:9200", "api.stripe.com"]',
+)
 
 
 class Protect(Section):
@@ -220,8 +251,12 @@ class Protect(Section):
     columns: tuple[str, ...] = _key(default=(), rule=_COLUMNS)
     default_names: bool = _key(default=True, rule=_BOOL)
     exclude: tuple[str, ...] = _key(default=(), rule=_COLUMNS)
-    column_grants: bool = _key(default=False, rule=_BOOL)  # the session's role has no SELECT on them: ORM queries leave them out
-    unlock_url_env: str = _key(default="", rule=_STR)  # the variable holding the URL of a role that can read them: unlock() logs in as it
+    column_grants: bool = _key(
+        default=False, rule=_BOOL
+    )  # the session's role has no SELECT on them: ORM queries leave them out
+    unlock_url_env: str = _key(
+        default="", rule=_STR
+    )  # the variable holding the URL of a role that can read them: unlock() logs in as it
     hosts: tuple[str, ...] = _key(default=(), rule=_HOSTS)  # sockets to them are refused until unlock(reason)
 
 
@@ -352,5 +387,7 @@ def build_profile(name: str, values: Mapping[str, Any], sources: tuple[Path, ...
         if isinstance(value, list):
             value = tuple(value)  # a frozen profile holds no list to append to
         (sections.setdefault(section, {}) if section else top)[attr] = value
-    built = {f.name: f.metadata["section"](**sections.get(f.name, {})) for f in fields(Profile) if "section" in f.metadata}
+    built = {
+        f.name: f.metadata["section"](**sections.get(f.name, {})) for f in fields(Profile) if "section" in f.metadata
+    }
     return Profile(name, **top, **built, sources=sources, explicit=frozenset(values))

@@ -161,6 +161,7 @@ def mask_mapping(values: Mapping[str, object]) -> dict[str, object]:
 
 # -- evidence --------------------------------------------------------------------------------
 
+
 @lru_cache(maxsize=1)
 def sql_keywords() -> frozenset[str]:
     """SQL and Python keywords, lower case, from maintained lists (not written by hand here).

@@ -4,6 +4,7 @@ Highest first: command-line flag, real environment variable, the ``.env``
 file, the selected profile, ``[tool.appshell]`` in pyproject.toml, built-in
 defaults.
 """
+# Over 350 lines (414): the one table of options (OPTIONS) and the precedence that reads it; split, the order would live twice.
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from appshell.errors import ConfigError
 from appshell.config.policy import audit_problems
 from appshell.config.profiles import Profile, load_profile
+from appshell.errors import ConfigError
 
 if TYPE_CHECKING:
     from appshell.config.redact import Redactor
@@ -58,24 +59,97 @@ class Option:
 # Every option, written once: the CLI's flags, the environment's names, the profile's and
 # pyproject's keys and the docs table (tests/test_settings.py compares it) come from here.
 OPTIONS: tuple[Option, ...] = (
-    Option("app", env="APPSHELL_APP", pyproject="app", flag="--app", metavar="MODULE[:ATTR]", help="the app's context provider"),
-    Option("models", env="APPSHELL_MODELS", pyproject="models", kind="list", default=(), flag="--models", metavar="MODULE",
-           help="module with mapped classes; repeatable"),
-    Option("database_url", env="DATABASE_URL", pyproject="database_url", flag="--database-url", metavar="URL", help="the database"),
-    Option("env_file", env="APPSHELL_ENV_FILE", pyproject="env_file", default=".env", flag="--env-file", metavar="PATH",
-           help="the .env file (default: .env in the project root)"),
-    Option("profile", env="APPSHELL_PROFILE", pyproject="profile", default="development", flag="--profile", metavar="NAME",
-           help="profile (default: development)"),
-    Option("shell", env="APPSHELL_SHELL", profile="shell.default", pyproject="shell", default="auto", flag="--shell", metavar="NAME",
-           help="auto|ipython|ptpython|python"),
-    Option("sandbox", env="APPSHELL_SANDBOX", profile="database.sandbox", kind="bool", default=False, flag="--sandbox",
-           help="roll back every database change at exit"),
+    Option(
+        "app",
+        env="APPSHELL_APP",
+        pyproject="app",
+        flag="--app",
+        metavar="MODULE[:ATTR]",
+        help="the app's context provider",
+    ),
+    Option(
+        "models",
+        env="APPSHELL_MODELS",
+        pyproject="models",
+        kind="list",
+        default=(),
+        flag="--models",
+        metavar="MODULE",
+        help="module with mapped classes; repeatable",
+    ),
+    Option(
+        "database_url",
+        env="DATABASE_URL",
+        pyproject="database_url",
+        flag="--database-url",
+        metavar="URL",
+        help="the database",
+    ),
+    Option(
+        "env_file",
+        env="APPSHELL_ENV_FILE",
+        pyproject="env_file",
+        default=".env",
+        flag="--env-file",
+        metavar="PATH",
+        help="the .env file (default: .env in the project root)",
+    ),
+    Option(
+        "profile",
+        env="APPSHELL_PROFILE",
+        pyproject="profile",
+        default="development",
+        flag="--profile",
+        metavar="NAME",
+        help="profile (default: development)",
+    ),
+    Option(
+        "shell",
+        env="APPSHELL_SHELL",
+        profile="shell.default",
+        pyproject="shell",
+        default="auto",
+        flag="--shell",
+        metavar="NAME",
+        help="auto|ipython|ptpython|python",
+    ),
+    Option(
+        "sandbox",
+        env="APPSHELL_SANDBOX",
+        profile="database.sandbox",
+        kind="bool",
+        default=False,
+        flag="--sandbox",
+        help="roll back every database change at exit",
+    ),
     # A pair of flags: --read-only, and --write (only where the profile allows it); see cli.build_parser.
-    Option("read_only", profile="database.read_only", kind="bool", default=False, flag="--read-only", help="the database refuses writes"),
+    Option(
+        "read_only",
+        profile="database.read_only",
+        kind="bool",
+        default=False,
+        flag="--read-only",
+        help="the database refuses writes",
+    ),
     Option("reason", env="APPSHELL_REASON", flag="--reason", metavar="TEXT", help="why this session is opened"),
-    Option("echo_sql", profile="database.echo_sql", kind="bool", default=False, flag="--echo-sql", help="print each SQL statement as it runs"),
-    Option("audit_log", env="APPSHELL_AUDIT_LOG", profile="audit.path", pyproject="audit_log", flag="--audit-log", audit=True,
-           metavar="PATH", help="the audit file sink"),
+    Option(
+        "echo_sql",
+        profile="database.echo_sql",
+        kind="bool",
+        default=False,
+        flag="--echo-sql",
+        help="print each SQL statement as it runs",
+    ),
+    Option(
+        "audit_log",
+        env="APPSHELL_AUDIT_LOG",
+        profile="audit.path",
+        pyproject="audit_log",
+        flag="--audit-log",
+        audit=True,
+        metavar="PATH",
+        help="the audit file sink",
+    ),
     Option("audit_url", env="APPSHELL_AUDIT_URL", profile="audit.url", audit=True),
     Option("audit_syslog", env="APPSHELL_SYSLOG_ADDRESS", profile="audit.syslog_address", audit=True),
 )
@@ -193,7 +267,9 @@ def _lookup(option: Option, layers: Mapping[str, Mapping[str, Any]]) -> tuple[An
     return option.default, "default"
 
 
-def _locked_lookup(option: Option, layers: Mapping[str, Mapping[str, Any]], profile: Profile, env_path: Path) -> tuple[Any, str, list[ConfigError]]:
+def _locked_lookup(
+    option: Option, layers: Mapping[str, Mapping[str, Any]], profile: Profile, env_path: Path
+) -> tuple[Any, str, list[ConfigError]]:
     """An audit option under audit.locked: the profile's value (else pyproject, default), and
     one error for every operator layer that tries to set another."""
     problems = []
@@ -205,10 +281,12 @@ def _locked_lookup(option: Option, layers: Mapping[str, Mapping[str, Any]], prof
             "env": (f"{option.env}", f"unset {option.env}"),
             ".env": (f"{option.env} in {env_path}", f"remove {option.env} from {env_path}"),
         }[layer]
-        problems.append(ConfigError(
-            f"{where} cannot change the audit settings: profile '{profile.name}' locks them (audit.locked = true)",
-            f"{undo}, or change {option.profile} in profiles/{profile.name}.toml",
-        ))
+        problems.append(
+            ConfigError(
+                f"{where} cannot change the audit settings: profile '{profile.name}' locks them (audit.locked = true)",
+                f"{undo}, or change {option.profile} in profiles/{profile.name}.toml",
+            )
+        )
     trusted = {k: v for k, v in layers.items() if k not in OPERATOR_LAYERS}
     value, source = _lookup(option, trusted)
     return value, source, problems
@@ -307,7 +385,9 @@ def expand_url_password(url: str, environ: Mapping[str, str]) -> str:
         return url
     name = match[1]
     if not environ.get(name):
-        raise ConfigError(f"audit.url takes its password from ${{{name}}}, which is not set", f"set {name} in the environment or .env")
+        raise ConfigError(
+            f"audit.url takes its password from ${{{name}}}, which is not set", f"set {name} in the environment or .env"
+        )
     return make_url(url.replace(match[0], ":@", 1)).set(password=environ[name]).render_as_string(hide_password=False)
 
 

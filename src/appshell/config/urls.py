@@ -29,7 +29,13 @@ SYNC_DRIVERS = {
 }
 
 # The module each sync driver imports, and how to get it.
-_MODULES = {"psycopg": "psycopg", "pysqlite": "sqlite3", "pymysql": "pymysql", "oracledb": "oracledb", "pyodbc": "pyodbc"}
+_MODULES = {
+    "psycopg": "psycopg",
+    "pysqlite": "sqlite3",
+    "pymysql": "pymysql",
+    "oracledb": "oracledb",
+    "pyodbc": "pyodbc",
+}
 _INSTALL = {"psycopg": "pip install 'appshell[postgres]'", "pymysql": "pip install 'appshell[mysql]'"}
 
 # asyncpg's connect() arguments that libpq (psycopg) spells otherwise, or has no use for here.
@@ -75,5 +81,9 @@ def missing_driver(url: str, exc: ModuleNotFoundError, what: str) -> DatabaseUna
     module = exc.name or driver_module(url) or "the driver"
     scheme = url.split("://", 1)[0]
     fix = _INSTALL.get(module, f"pip install {module}")
-    because = f" (for {scheme}:// URLs {what} uses the sync driver of the same database)" if scheme != sync_url(url).split("://", 1)[0] else ""
+    because = (
+        f" (for {scheme}:// URLs {what} uses the sync driver of the same database)"
+        if scheme != sync_url(url).split("://", 1)[0]
+        else ""
+    )
     return DatabaseUnavailable(f"the database driver '{module}' is not installed{because}", fix)

@@ -55,7 +55,11 @@ def _parity_note(parity: Parity | None, look: Look) -> str:
         return ""
     if parity.state == "match":
         return " (same as the web process)"
-    note = f"  ≠ web process {parity.expected} — MISMATCH" if parity.state == "mismatch" else "  (web process's release unknown)"
+    note = (
+        f"  ≠ web process {parity.expected} — MISMATCH"
+        if parity.state == "mismatch"
+        else "  (web process's release unknown)"
+    )
     return alarm(note, look.use_color)
 
 
@@ -65,10 +69,16 @@ def _read_only_label(settings: Settings) -> str:
     level = read_only_level(settings)
     if level is None:
         return "read-write"
-    return "READ-ONLY (enforced: a read-only database role)" if level == "enforced" else "READ-ONLY (guarded: a session setting, re-checked)"
+    return (
+        "READ-ONLY (enforced: a read-only database role)"
+        if level == "enforced"
+        else "READ-ONLY (guarded: a session setting, re-checked)"
+    )
 
 
-def make_banner(settings: Settings, ctx: AppContext, shell: str, release: str, look: Look, parity: Parity | None = None) -> str:
+def make_banner(
+    settings: Settings, ctx: AppContext, shell: str, release: str, look: Look, parity: Parity | None = None
+) -> str:
     models = sorted(ctx.models)
     shown = ", ".join(models[:8]) + (f", … ({len(models) - 8} more)" if len(models) > 8 else "")
     state = [
@@ -78,12 +88,16 @@ def make_banner(settings: Settings, ctx: AppContext, shell: str, release: str, l
     lines = [
         look.paint(f"appshell {__version__} · profile {settings.profile.name} · {shell}", bold=True),
         f"  database  {mask_url(ctx.engine.url.render_as_string(hide_password=True))}",
-        *[f"  engine    {note}" for note in [own_engine_note(ctx)] if note],  # the app makes its own engine: connections may differ
+        *[
+            f"  engine    {note}" for note in [own_engine_note(ctx)] if note
+        ],  # the app makes its own engine: connections may differ
         f"  mode      {' · '.join(state)}",
         f"  release   {release}{_parity_note(parity, look)}",
         f"  app       {ctx.label} — {len(models)} models: {shown or '(none)'}",
     ]
     if settings.reason:
         lines.append(f"  reason    {settings.reason}")
-    lines.append("  helpers() lists the helpers · session, engine, metadata, settings, appshell_settings are loaded · Ctrl-D exits")
+    lines.append(
+        "  helpers() lists the helpers · session, engine, metadata, settings, appshell_settings are loaded · Ctrl-D exits"
+    )
     return "\n".join(lines) + "\n"

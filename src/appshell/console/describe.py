@@ -20,7 +20,7 @@ __all__ = ["describe_model"]
 def _type_name(type_: Any, dialect: Any) -> str:
     try:
         return str(type_.compile(dialect=dialect))
-    except Exception:  # noqa: BLE001 - a type the dialect cannot render still has a name
+    except Exception:
         return str(type_)
 
 
@@ -60,11 +60,26 @@ def _from_model(tbl: Any) -> dict[str, Any]:
     return {
         "columns": [{"name": c.name, "type": c.type, "nullable": c.nullable} for c in tbl.columns],
         "pk": [c.name for c in tbl.primary_key.columns],
-        "fks": [{"constrained_columns": [fk.parent.name], "referred_table": fk.column.table.name, "referred_columns": [fk.column.name]} for fk in tbl.foreign_keys],
-        "indexes": [{"name": i.name, "column_names": [c.name for c in i.columns], "unique": i.unique} for i in tbl.indexes],
-        "uniques": [{"name": u.name, "column_names": [c.name for c in u.columns]} for u in tbl.constraints if isinstance(u, UniqueConstraint)]
+        "fks": [
+            {
+                "constrained_columns": [fk.parent.name],
+                "referred_table": fk.column.table.name,
+                "referred_columns": [fk.column.name],
+            }
+            for fk in tbl.foreign_keys
+        ],
+        "indexes": [
+            {"name": i.name, "column_names": [c.name for c in i.columns], "unique": i.unique} for i in tbl.indexes
+        ],
+        "uniques": [
+            {"name": u.name, "column_names": [c.name for c in u.columns]}
+            for u in tbl.constraints
+            if isinstance(u, UniqueConstraint)
+        ]
         + [{"name": None, "column_names": [c.name]} for c in tbl.columns if c.unique],
-        "checks": [{"name": k.name, "sqltext": str(k.sqltext)} for k in tbl.constraints if isinstance(k, CheckConstraint)],
+        "checks": [
+            {"name": k.name, "sqltext": str(k.sqltext)} for k in tbl.constraints if isinstance(k, CheckConstraint)
+        ],
     }
 
 
@@ -73,16 +88,39 @@ def _column_rows(tbl: Any, info: dict[str, Any], dialect: Any, in_db: bool) -> l
         tuple(i["column_names"]) for i in info["indexes"] if i.get("unique")
     }
     indexed = {i["column_names"][0] for i in info["indexes"] if i["column_names"] and len(i["column_names"]) == 1}
-    fks = {fk["constrained_columns"][0]: f"FK {fk['referred_table']}.{fk['referred_columns'][0]}" for fk in info["fks"] if len(fk["constrained_columns"]) == 1}
+    fks = {
+        fk["constrained_columns"][0]: f"FK {fk['referred_table']}.{fk['referred_columns'][0]}"
+        for fk in info["fks"]
+        if len(fk["constrained_columns"]) == 1
+    }
     by_name = {c["name"]: c for c in info["columns"]}
     rows = []
     for column in tbl.columns:
         found = by_name.pop(column.name, None)
         if found is None:
-            rows.append([column.name, _type_name(column.type, dialect), "yes" if column.nullable else "no", "not in the database"])
+            rows.append(
+                [
+                    column.name,
+                    _type_name(column.type, dialect),
+                    "yes" if column.nullable else "no",
+                    "not in the database",
+                ]
+            )
             continue
-        keys = ["PK" if column.name in info["pk"] else "", fks.get(column.name, ""), "unique" if (column.name,) in single_unique else "", "index" if column.name in indexed else ""]
-        rows.append([column.name, _type_name(found["type"], dialect), "yes" if found["nullable"] else "no", ", ".join(filter(None, keys))])
+        keys = [
+            "PK" if column.name in info["pk"] else "",
+            fks.get(column.name, ""),
+            "unique" if (column.name,) in single_unique else "",
+            "index" if column.name in indexed else "",
+        ]
+        rows.append(
+            [
+                column.name,
+                _type_name(found["type"], dialect),
+                "yes" if found["nullable"] else "no",
+                ", ".join(filter(None, keys)),
+            ]
+        )
     if in_db:
         for name, found in by_name.items():  # in the database, not in the model
             rows.append([name, _type_name(found["type"], dialect), "yes" if found["nullable"] else "no", "not mapped"])
@@ -103,19 +141,28 @@ def _index_definitions(connection: Any, name: str, schema: str | None) -> dict[s
 
     kind = dialect_kind(connection.dialect)
     if kind == "postgresql":
-        rows = connection.execute(text(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :t AND schemaname = coalesce(:s, current_schema())"
-        ), {"t": name, "s": schema})
+        rows = connection.execute(
+            text(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :t AND schemaname = coalesce(:s, current_schema())"
+            ),
+            {"t": name, "s": schema},
+        )
         return {r[0]: (r[1].startswith("CREATE UNIQUE"), _after_table(r[1], using=True)) for r in rows}
     if kind == "sqlite":
         master = f"{schema}.sqlite_master" if schema else "sqlite_master"
-        rows = connection.execute(text(f"SELECT name, sql FROM {master} WHERE type = 'index' AND tbl_name = :t AND sql IS NOT NULL"), {"t": name})
+        rows = connection.execute(
+            text(f"SELECT name, sql FROM {master} WHERE type = 'index' AND tbl_name = :t AND sql IS NOT NULL"),
+            {"t": name},
+        )
         return {r[0]: (r[1].upper().startswith("CREATE UNIQUE"), _after_table(r[1])) for r in rows}
     if kind in ("mysql", "mariadb"):
-        rows = connection.execute(text(
-            "SELECT * FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = coalesce(:s, DATABASE()) AND TABLE_NAME = :t "
-            "AND INDEX_NAME <> 'PRIMARY' ORDER BY INDEX_NAME, SEQ_IN_INDEX"
-        ), {"t": name, "s": schema})
+        rows = connection.execute(
+            text(
+                "SELECT * FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = coalesce(:s, DATABASE()) AND TABLE_NAME = :t "
+                "AND INDEX_NAME <> 'PRIMARY' ORDER BY INDEX_NAME, SEQ_IN_INDEX"
+            ),
+            {"t": name, "s": schema},
+        )
         parts: dict[str, tuple[bool, list[str]]] = {}
         for row in rows:
             r = {k.upper(): v for k, v in row._mapping.items()}
@@ -134,7 +181,7 @@ def _after_table(create_index: str, using: bool = False) -> str:
     if using:
         method = create_index.rfind(" USING ", 0, at)
         if method >= 0:
-            name = create_index[method + 7: at].strip()
+            name = create_index[method + 7 : at].strip()
             return create_index[at:] if name == "btree" else f"{name} {create_index[at:]}"
     return create_index[at:] if at >= 0 else create_index
 
@@ -171,11 +218,25 @@ def describe_model(mapper: Any, connection: Any) -> str:
         info = reflected if reflected is not None else _from_model(tbl)
         where = "" if reflected is not None else ", not in the database: as the model declares it"
         title = f"{mapper.class_.__name__} (table {tbl.fullname}{where})"
-        parts.append(table(["column", "type", "nullable", "keys"], _column_rows(tbl, info, dialect, reflected is not None), title, max_cell=200))
+        parts.append(
+            table(
+                ["column", "type", "nullable", "keys"],
+                _column_rows(tbl, info, dialect, reflected is not None),
+                title,
+                max_cell=200,
+            )
+        )
         constraints = _constraint_rows(info)
         if constraints:
             parts.append(table(["index or constraint", "kind", "columns or check"], constraints, max_cell=200))
     if mapper.relationships:
-        rels = [[r.key, r.direction.name.lower().replace("tomany", "-to-many").replace("toone", "-to-one"), r.mapper.class_.__name__] for r in mapper.relationships]
+        rels = [
+            [
+                r.key,
+                r.direction.name.lower().replace("tomany", "-to-many").replace("toone", "-to-one"),
+                r.mapper.class_.__name__,
+            ]
+            for r in mapper.relationships
+        ]
         parts.append(table(["relationship", "kind", "target"], rels))
     return "\n".join(parts)

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from appshell.safety.connection import dialect_kind
 
-
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
@@ -27,7 +26,7 @@ def _laid_out(text: str, kind: str) -> str:
 
         dialect = {"postgresql": "postgres", "mariadb": "mysql"}.get(kind, kind)
         return ";\n".join(sqlglot.transpile(text, read=dialect, write=dialect, pretty=True))
-    except Exception:  # noqa: BLE001 - unreadable to sqlglot (a driver's placeholders): shown as it is
+    except Exception:
         return text
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from appshell.hooks.aio import greenlets, sync_io
-from appshell.console.render import ROW_LIMIT, pick_columns, orm_state, table, take
-from appshell.console.rows import Rows, tabulate
+from appshell.console.render import ROW_LIMIT, orm_state, pick_columns, table, take
 from appshell.console.results import Results, batches
+from appshell.console.rows import Rows, tabulate
+from appshell.hooks.aio import greenlets, sync_io
 
 if TYPE_CHECKING:
     from appshell.boot.context import AppContext
@@ -138,13 +138,17 @@ def make_helpers(ctx: AppContext, journal: Journal) -> dict[str, Callable[..., A
             )
         return session.get(model, pk)
 
-    def where(model: Any, *criteria: Any, order_by: Any = None, limit: int | None = None, columns: Any = None, **filters: Any) -> Results:
+    def where(
+        model: Any, *criteria: Any, order_by: Any = None, limit: int | None = None, columns: Any = None, **filters: Any
+    ) -> Results:
         """Objects matching expressions and/or column=value filters, by primary key; shows the first 20 (columns=[…]: those)."""
         stmt = _select_of(model, criteria, filters, "where").order_by(*_order_terms(model, order_by))
         if limit is not None:
             stmt = stmt.limit(limit)
         hint = "where(…, limit=N) shows N, show(…, limit=None) shows all, list(…) fetches all"
-        return Results(session, stmt, hint, limited=limit is not None, columns=[columns] if isinstance(columns, str) else columns)
+        return Results(
+            session, stmt, hint, limited=limit is not None, columns=[columns] if isinstance(columns, str) else columns
+        )
 
     def first(model: Any, *criteria: Any, order_by: Any = None, **filters: Any) -> Any:
         """The first object of a model by primary key (or order_by), optionally filtered, or None."""
@@ -159,7 +163,11 @@ def make_helpers(ctx: AppContext, journal: Journal) -> dict[str, Callable[..., A
         if isinstance(rows, type):
             rows = Results(session, where(rows).statement, hint, limited=False)
         if isinstance(rows, Select):
-            rows = Results(session, rows, hint, limited=False) if _single_entity(rows) else _RowResults(session, rows, hint, limited=False)
+            rows = (
+                Results(session, rows, hint, limited=False)
+                if _single_entity(rows)
+                else _RowResults(session, rows, hint, limited=False)
+            )
         if isinstance(rows, (Results, _RowResults)):
             print(rows.render(limit, columns, expanded))
             return
@@ -173,7 +181,10 @@ def make_helpers(ctx: AppContext, journal: Journal) -> dict[str, Callable[..., A
             from appshell.console.protect import mask_mapping, unreadable
 
             unread = unreadable(rows)  # what the session's role may not read is not loaded
-            values = mask_mapping(rows, {key: unread[key] if key in unread and key not in vars(rows) else getattr(rows, key) for key in keys})
+            values = mask_mapping(
+                rows,
+                {key: unread[key] if key in unread and key not in vars(rows) else getattr(rows, key) for key in keys},
+            )
             print(table(["column", "value"], [[key, value] for key, value in values.items()], type(rows).__name__))
             return
         if isinstance(rows, dict) or not isinstance(rows, Iterable):
@@ -194,8 +205,12 @@ def make_helpers(ctx: AppContext, journal: Journal) -> dict[str, Callable[..., A
         bind = session.get_bind()
         dialect = dialect_kind(bind.dialect)  # MariaDB by its own name, not as "mysql"
         if analyze and dialect != "postgresql":
-            raise ValueError(f"explain(…, analyze=True) runs EXPLAIN ANALYZE on PostgreSQL only (this database is {dialect})")
-        prefix = {"sqlite": "EXPLAIN QUERY PLAN ", "postgresql": "EXPLAIN ANALYZE " if analyze else "EXPLAIN "}.get(dialect, "EXPLAIN ")
+            raise ValueError(
+                f"explain(…, analyze=True) runs EXPLAIN ANALYZE on PostgreSQL only (this database is {dialect})"
+            )
+        prefix = {"sqlite": "EXPLAIN QUERY PLAN ", "postgresql": "EXPLAIN ANALYZE " if analyze else "EXPLAIN "}.get(
+            dialect, "EXPLAIN "
+        )
         statement = _as_statement(query)
         if params:
             statement = statement.bindparams(**params)
@@ -213,7 +228,9 @@ def make_helpers(ctx: AppContext, journal: Journal) -> dict[str, Callable[..., A
             rows = list(connection.exec_driver_sql(prefix + str(compiled), bound))
         finally:
             savepoint.rollback()
-        return Plan(_plan_text(dialect, rows) + "\n(analyze: the statement ran inside a transaction that was rolled back)")
+        return Plan(
+            _plan_text(dialect, rows) + "\n(analyze: the statement ran inside a transaction that was rolled back)"
+        )
 
     def commit() -> None:
         """Commit the session's pending changes to the database."""
@@ -232,8 +249,7 @@ def make_helpers(ctx: AppContext, journal: Journal) -> dict[str, Callable[..., A
         )
 
     found: dict[str, Callable[..., Any]] = {
-        f.__name__: f
-        for f in (sql, count, find, where, first, show, describe, explain, commit, rollback, audit_log)
+        f.__name__: f for f in (sql, count, find, where, first, show, describe, explain, commit, rollback, audit_log)
     }
 
     def helpers() -> None:
@@ -281,7 +297,9 @@ class _RowResults(Results):
         return origins_of(self.statement)
 
 
-def _stream_table(session: Any, statement: Any, limit: int | None, hint: str, columns: Any = None, expanded: bool | None = None) -> str:
+def _stream_table(
+    session: Any, statement: Any, limit: int | None, hint: str, columns: Any = None, expanded: bool | None = None
+) -> str:
     """Run a statement once; keep the first *limit* rows, count the rest as they stream past."""
     result = session.execute(statement.execution_options(stream_results=True))
     if not getattr(result, "returns_rows", True):

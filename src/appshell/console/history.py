@@ -43,7 +43,10 @@ class History:
                 _probe_sqlite(path)
         except (OSError, sqlite3.Error) as exc:
             # History is a convenience: a shell without it is better than no shell.
-            print(f"appshell: warning: no history this session ({exc}) — check {self.folder}, or set shell.history = false", file=sys.stderr)
+            print(
+                f"appshell: warning: no history this session ({exc}) — check {self.folder}, or set shell.history = false",
+                file=sys.stderr,
+            )
             return None
         return path
 

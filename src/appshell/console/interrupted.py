@@ -86,7 +86,7 @@ class Interrupted:
             # Not ACTIVE (a result still coming) nor UNKNOWN (the connection is broken).
             idle = (TransactionStatus.INERROR, TransactionStatus.INTRANS, TransactionStatus.IDLE)
             whole = raw.info.transaction_status in idle
-        except Exception:  # noqa: BLE001 - not what we know: leave SQLAlchemy's choice
+        except Exception:
             return
         if whole:
             context.is_disconnect = False
@@ -108,18 +108,26 @@ class Interrupted:
             with self.journal.statement(ROLLBACK_SOURCE, kind="rollback"):
                 self.rollback()
         except KeyboardInterrupt:
-            return ("KeyboardInterrupt: the database statement was interrupted; so was appshell's rollback() of its "
-                    "transaction — call rollback()")
-        except Exception as error:  # noqa: BLE001 - said in the line; the operator can retry
-            return (f"KeyboardInterrupt: the database statement was interrupted; appshell's rollback() of its "
-                    f"transaction failed ({outcome_of(error)[1]}) — call rollback()")
+            return (
+                "KeyboardInterrupt: the database statement was interrupted; so was appshell's rollback() of its "
+                "transaction — call rollback()"
+            )
+        except Exception as error:
+            return (
+                f"KeyboardInterrupt: the database statement was interrupted; appshell's rollback() of its "
+                f"transaction failed ({outcome_of(error)[1]}) — call rollback()"
+            )
         if conn is not None and _still_open(conn):  # not the session's: the operator's own Session or connection ran it
-            return ("KeyboardInterrupt: the database statement was interrupted; it ran on a connection of your own, "
-                    "not the session's (rolled back): roll that one back")
+            return (
+                "KeyboardInterrupt: the database statement was interrupted; it ran on a connection of your own, "
+                "not the session's (rolled back): roll that one back"
+            )
         if closed:  # the database ended the transaction with the connection: the sandbox's too
             lost = "the sandbox's changes so far too" if self.sandbox else "uncommitted changes are gone"
-            return (f"KeyboardInterrupt: the database statement was interrupted; its transaction was rolled back "
-                    f"(SQLAlchemy closed its connection: {lost})")
+            return (
+                f"KeyboardInterrupt: the database statement was interrupted; its transaction was rolled back "
+                f"(SQLAlchemy closed its connection: {lost})"
+            )
         kept = "to the sandbox's last commit()" if self.sandbox else "(uncommitted changes are gone)"
         return f"KeyboardInterrupt: the database statement was interrupted; its transaction was rolled back {kept}"
 
@@ -129,5 +137,5 @@ def _still_open(conn: Any) -> bool:
     (the session's own are closed by it)."""
     try:
         return not conn.closed and bool(conn.in_transaction())
-    except Exception:  # noqa: BLE001 - a state we cannot read: the session's rollback ran, which is what we know
+    except Exception:
         return False

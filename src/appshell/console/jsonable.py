@@ -79,8 +79,10 @@ class _Converter:
         if state is not None:
             # Protected columns masked (issue 24); under column grants, those the role cannot read are not loaded.
             unread = unreadable(value)
-            values = {a.key: unread[a.key] if a.key in unread and a.key not in state.dict else getattr(value, a.key)
-                      for a in state.mapper.column_attrs}
+            values = {
+                a.key: unread[a.key] if a.key in unread and a.key not in state.dict else getattr(value, a.key)
+                for a in state.mapper.column_attrs
+            }
             return {k: self.convert(v) for k, v in mask_mapping(value, values).items()}
         fields = _fields(value)
         if fields is not None:

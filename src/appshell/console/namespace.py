@@ -8,16 +8,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from appshell.boot.crash import import_user_module
-from appshell.errors import ConfigError
-from appshell.console.helpers import make_helpers
 from appshell.config.redact import mask_mapping
+from appshell.console.helpers import make_helpers
 from appshell.console.render import table
 from appshell.console.reprs import install_reprs
+from appshell.errors import ConfigError
 
 if TYPE_CHECKING:
     from appshell.boot.context import AppContext
-    from appshell.record.journal import Journal
     from appshell.config.settings import Settings
+    from appshell.record.journal import Journal
 
 __all__ = ["build_namespace", "SettingsView", "ENTRY_POINT_GROUP", "SETTINGS_NAME"]
 
@@ -96,7 +96,9 @@ def _profile_helpers(specs: Sequence[str], namespace: dict[str, Any]) -> None:
         try:
             namespace[attr.rsplit(".", 1)[-1]] = getattr(module, attr)
         except AttributeError:
-            raise ConfigError(f"namespace.helpers: '{module_name}' has no '{attr}'", "fix the profile's namespace.helpers") from None
+            raise ConfigError(
+                f"namespace.helpers: '{module_name}' has no '{attr}'", "fix the profile's namespace.helpers"
+            ) from None
 
 
 def _entry_point_helpers(namespace: dict[str, Any], helpers: dict[str, Any]) -> None:
@@ -141,7 +143,9 @@ def _unlock_helpers(journal: Journal, ctx: AppContext, settings: Settings, prote
 
     def unlock(reason: str | None = None, *columns: Any) -> None:
         """Show protected values until lock(), with a reason that is recorded: unlock("INC-42: why")."""
-        print(f"appshell: nothing is masked in this session (profile {profile}: protect.enabled is off)", file=sys.stderr)
+        print(
+            f"appshell: nothing is masked in this session (profile {profile}: protect.enabled is off)", file=sys.stderr
+        )
 
     def lock() -> None:
         """Mask protected values again."""
@@ -149,7 +153,9 @@ def _unlock_helpers(journal: Journal, ctx: AppContext, settings: Settings, prote
     return {"unlock": unlock, "lock": lock}
 
 
-def build_namespace(ctx: AppContext, settings: Settings, journal: Journal, more_helpers: dict[str, Any] | None = None) -> dict[str, Any]:
+def build_namespace(
+    ctx: AppContext, settings: Settings, journal: Journal, more_helpers: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Models, then the app's extras, then the core objects and helpers, then profile and plug-ins."""
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
     profile = settings.profile
@@ -158,7 +164,10 @@ def build_namespace(ctx: AppContext, settings: Settings, journal: Journal, more_
 
         kept = add_vocabulary(namespace, {**ctx.models, **ctx.extra}, sqlmodel=ctx.sqlmodel)
         if kept:
-            print(f"appshell: warning: the app's own {', '.join(kept)} keep their names (the query vocabulary's are left out)", file=sys.stderr)
+            print(
+                f"appshell: warning: the app's own {', '.join(kept)} keep their names (the query vocabulary's are left out)",
+                file=sys.stderr,
+            )
     protected = _protect(ctx, settings)
     install_reprs(ctx.models.values(), protect=protected)
     namespace.update(ctx.models)

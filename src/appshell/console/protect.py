@@ -22,7 +22,7 @@ keeps them from a session (``protect.column_grants``: :func:`leave_out`, :func:`
 Nothing here is computed at start-up: what a table protects is worked out the first time a table
 or a repr is drawn, and kept per table and per mapper.
 """
-# Over 350 lines (475): the rules and every masking path (rows, mappings, reprs, parameters) read one Protection.
+# Over 350 lines (569): the rules and every masking path (rows, mappings, reprs, parameters) read one Protection.
 
 from __future__ import annotations
 
@@ -31,26 +31,64 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
-
 if TYPE_CHECKING:
-    from appshell.record.journal import Journal
     from appshell.config.profiles import Profile
+    from appshell.record.journal import Journal
 
-__all__ = ["INFO_KEY", "DEFAULT_NAMES", "Rules", "Protection", "active", "activate", "deactivate", "tables_of", "NotRead", "NOT_READ", "mask", "mask_rows", "mask_mapping", "unreadable", "leave_out", "narrowed", "mask_parameters", "origins_of", "mask_source", "host_patterns"]
+__all__ = [
+    "INFO_KEY",
+    "DEFAULT_NAMES",
+    "Rules",
+    "Protection",
+    "active",
+    "activate",
+    "deactivate",
+    "tables_of",
+    "NotRead",
+    "NOT_READ",
+    "mask",
+    "mask_rows",
+    "mask_mapping",
+    "unreadable",
+    "leave_out",
+    "narrowed",
+    "mask_parameters",
+    "origins_of",
+    "mask_source",
+    "host_patterns",
+]
 
 
 INFO_KEY = "protected"  # Column(..., info={"protected": True})
 
 # Column names that are secret or personal wherever they appear (glob patterns on the lower-cased name).
 DEFAULT_NAMES: tuple[str, ...] = (
-    "*password*", "*passwd*", "*passphrase*", "*secret*", "*token*", "*api_key*", "*apikey*", "*private_key*",
-    "ssn", "*_ssn", "*social_security*", "iban", "*_iban", "*card_number*", "*cardnumber*", "*credit_card*",
-    "cvv", "cvc", "*_cvv", "*_cvc",
+    "*password*",
+    "*passwd*",
+    "*passphrase*",
+    "*secret*",
+    "*token*",
+    "*api_key*",
+    "*apikey*",
+    "*private_key*",
+    "ssn",
+    "*_ssn",
+    "*social_security*",
+    "iban",
+    "*_iban",
+    "*card_number*",
+    "*cardnumber*",
+    "*credit_card*",
+    "cvv",
+    "cvc",
+    "*_cvv",
+    "*_cvc",
 )
 
 _ENCRYPTED = ("EncryptedType", "StringEncryptedType")  # sqlalchemy-utils' encrypted types (and subclasses)
 
 _ANY_TABLE = "\x00"  # the table of a column known by name only: matched by a "*.name" pattern, by no table's name
+
 
 def _encrypted(type_: Any) -> str | None:
     for klass in type(type_).__mro__:
@@ -58,28 +96,46 @@ def _encrypted(type_: Any) -> str | None:
             return type(type_).__name__
     return None
 
+
 class Rules:
     """What the profile's ``[protect]`` section says. (A plain class: a dataclass costs start-up time.)"""
 
     __slots__ = ("enabled", "columns", "default_names", "exclude", "column_grants", "hosts")
 
-    def __init__(self, enabled: bool = False, columns: tuple[str, ...] = (), default_names: bool = True, exclude: tuple[str, ...] = (),
-                 column_grants: bool = False, hosts: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        enabled: bool = False,
+        columns: tuple[str, ...] = (),
+        default_names: bool = True,
+        exclude: tuple[str, ...] = (),
+        column_grants: bool = False,
+        hosts: tuple[str, ...] = (),
+    ) -> None:
         self.enabled, self.columns, self.default_names, self.exclude = enabled, columns, default_names, exclude
         self.column_grants = column_grants  # the session's role cannot read them: never loaded
         self.hosts = hosts  # protect.hosts: sockets to them are refused until unlock(reason)
 
     def __repr__(self) -> str:
-        return (f"Rules(enabled={self.enabled}, columns={self.columns}, default_names={self.default_names}, exclude={self.exclude}, "
-                f"column_grants={self.column_grants}, hosts={self.hosts})")
+        return (
+            f"Rules(enabled={self.enabled}, columns={self.columns}, default_names={self.default_names}, exclude={self.exclude}, "
+            f"column_grants={self.column_grants}, hosts={self.hosts})"
+        )
 
     @classmethod
     def of(cls, profile: Profile) -> Rules:
         section = profile.protect
-        return cls(section.enabled, tuple(section.columns), section.default_names, tuple(section.exclude), section.column_grants,
-                   tuple(section.hosts))
+        return cls(
+            section.enabled,
+            tuple(section.columns),
+            section.default_names,
+            tuple(section.exclude),
+            section.column_grants,
+            tuple(section.hosts),
+        )
 
-    def reasons(self, table: str, name: str, info: Mapping[str, Any] | None = None, type_: Any = None) -> tuple[str, ...]:
+    def reasons(
+        self, table: str, name: str, info: Mapping[str, Any] | None = None, type_: Any = None
+    ) -> tuple[str, ...]:
         """Why the column *table.name* is protected (each place that says so); () where it is not."""
         dotted = f"{table}.{name}".lower()
         if any(fnmatchcase(dotted, p.lower()) for p in self.exclude):
@@ -96,11 +152,13 @@ class Rules:
             found += [f"name pattern {p!r}" for p in DEFAULT_NAMES if fnmatchcase(name.lower(), p)][:1]
         return tuple(found)
 
+
 def _table_key(table: Any) -> str | None:
     """A table's name as patterns see it ("customers", "billing.invoices"); None for what is not a table."""
     from sqlalchemy import Table
 
     return str(table.fullname) if isinstance(table, Table) else None
+
 
 class Protection:
     """This session's protection: the rules, what each table and mapper protects (worked out when first
@@ -196,7 +254,7 @@ class Protection:
             from sqlalchemy.sql.visitors import iterate
 
             inner = [c for c in iterate(expr) if _table_key(getattr(c, "table", None)) and hasattr(c, "name")]
-        except Exception:  # noqa: BLE001 - not an expression: known by name, then
+        except Exception:
             return None
         if not inner:
             return None
@@ -220,20 +278,25 @@ class Protection:
         self.unlocked_all = False
         self.unlocked.clear()
 
+
 # The session's protection: set while a session with protect.enabled runs (namespace.build_namespace),
 # cleared by the context's teardown. Reprs and tables are drawn far from the session, so they read it here.
 _active: Protection | None = None
+
 
 def active() -> Protection | None:
     """The running session's protection, or None (no session, or its profile protects nothing)."""
     return _active
 
+
 def activate(protection: Protection | None) -> None:
     global _active
     _active = protection if protection is not None and protection.rules.enabled else None
 
+
 def deactivate() -> None:
     activate(None)
+
 
 def tables_of(models: Iterable[type], metadata: Any = None) -> list[Any]:
     """The tables an app maps: its models' and its metadata's, each once."""
@@ -250,12 +313,16 @@ def tables_of(models: Iterable[type], metadata: Any = None) -> list[Any]:
         seen.setdefault(str(table.fullname), table)
     return list(seen.values())
 
+
 # -- masking ----------------------------------------------------------------------
+
 
 class NotRead(str):
     """What a table shows for a column the session's role may not read (column grants): it was never loaded."""
 
+
 NOT_READ = NotRead("<no access>")
+
 
 def mask(value: Any) -> Any:
     """A value's mask, which keeps its shape: ``j***@e***.com``, a string's length, another type's name."""
@@ -265,14 +332,24 @@ def mask(value: Any) -> Any:
         if "@" in value:
             local, _, domain = value.partition("@")
             host, dot, tld = domain.rpartition(".")
-            if local and host and tld.isalpha() and len(tld) >= 2 and "@" not in domain and len(value.split(None, 1)) == 1:
+            if (
+                local
+                and host
+                and tld.isalpha()
+                and len(tld) >= 2
+                and "@" not in domain
+                and len(value.split(None, 1)) == 1
+            ):
                 return f"{local[0]}***@{host[0]}***.{tld}"
         return value[:1] + "*" * (len(value) - 1) if len(value) >= 6 else "*" * len(value)
     if isinstance(value, (bytes, bytearray, memoryview)):
         return f"<{len(bytes(value))} bytes>"
     return f"<{type(value).__name__}>"
 
-def _hidden_positions(protection: Protection, sample: Any, keys: Sequence[str], origins: Sequence[Any] | None) -> set[int]:
+
+def _hidden_positions(
+    protection: Protection, sample: Any, keys: Sequence[str], origins: Sequence[Any] | None
+) -> set[int]:
     from appshell.console.render import orm_state
 
     state = orm_state(sample)
@@ -286,7 +363,10 @@ def _hidden_positions(protection: Protection, sample: Any, keys: Sequence[str], 
             hidden.add(i)
     return hidden
 
-def mask_rows(sample: Any, keys: Sequence[str], rows: list[list[Any]], origins: Sequence[Any] | None = None) -> list[list[Any]]:
+
+def mask_rows(
+    sample: Any, keys: Sequence[str], rows: list[list[Any]], origins: Sequence[Any] | None = None
+) -> list[list[Any]]:
     """A table's cells, the protected columns' masked (the step before render.table lays them out).
 
     *sample* is one of the items (an ORM object: its mapper says; a row or a mapping: *origins*, the
@@ -305,6 +385,7 @@ def mask_rows(sample: Any, keys: Sequence[str], rows: list[list[Any]], origins: 
         masked.append(row)
     return masked
 
+
 def mask_mapping(target: Any, mapping: Mapping[str, Any]) -> dict[str, Any]:
     """*mapping* (a row's or an object's values by column key) with the protected ones masked.
 
@@ -319,7 +400,9 @@ def mask_mapping(target: Any, mapping: Mapping[str, Any]) -> dict[str, Any]:
     from appshell.console.render import orm_state
 
     state = orm_state(target)
-    mapper = state.mapper if state is not None else sa_inspect(target, raiseerr=False) if isinstance(target, type) else None
+    mapper = (
+        state.mapper if state is not None else sa_inspect(target, raiseerr=False) if isinstance(target, type) else None
+    )
     mapper = target if mapper is None and hasattr(target, "column_attrs") else mapper
     if mapper is not None and hasattr(mapper, "column_attrs"):
         protected = protection.mapper(mapper)
@@ -334,6 +417,7 @@ def mask_mapping(target: Any, mapping: Mapping[str, Any]) -> dict[str, Any]:
             hidden = {k for k in values if protection.hides_name(k)}
     return {k: mask(v) if k in hidden else v for k, v in values.items()}
 
+
 def unreadable(sample: Any) -> dict[str, NotRead]:
     """The protected attributes of *sample*'s class that the session's role may not read (column grants):
     a table shows them as ``<no access>`` where the object has not loaded them, rather than loading them."""
@@ -344,6 +428,7 @@ def unreadable(sample: Any) -> dict[str, NotRead]:
 
     state = orm_state(sample)
     return {key: NOT_READ for key in protection.mapper(state.mapper)} if state is not None else {}
+
 
 def leave_out(protection: Protection) -> None:
     """Where the session's role has no SELECT on the protected columns (``protect.column_grants``), ORM
@@ -371,6 +456,7 @@ def leave_out(protection: Protection) -> None:
 
     on_every_engine("do_orm_execute", do_orm_execute, target=Session)  # every session: the app's own too
 
+
 def narrowed(statement: Any) -> Any:
     """A select of whole objects, for counting: where the session's role may not read the protected
     columns, by the primary key only (a subquery naming a column is a read of it)."""
@@ -384,7 +470,9 @@ def narrowed(statement: Any) -> Any:
 
     return statement.with_only_columns(*sa_inspect(described[0]["entity"]).primary_key, maintain_column_froms=True)
 
+
 _BIND_SUFFIX = re.compile(r"(_\d+|__\d+)+$")  # email_1, email__0: SQLAlchemy's names for a column's bind parameters
+
 
 def mask_parameters(parameters: Any, context: Any = None) -> Any:
     """A statement's parameters with those bound to a protected column masked, by the bind
@@ -399,7 +487,9 @@ def mask_parameters(parameters: Any, context: Any = None) -> Any:
 
     if isinstance(parameters, Mapping):
         return {k: mask(v) if hides(k) else v for k, v in parameters.items()}
-    if isinstance(parameters, list) or (isinstance(parameters, tuple) and parameters and isinstance(parameters[0], (Mapping, list, tuple))):
+    if isinstance(parameters, list) or (
+        isinstance(parameters, tuple) and parameters and isinstance(parameters[0], (Mapping, list, tuple))
+    ):
         return type(parameters)(mask_parameters(one, context) for one in parameters)  # executemany: each set
     if isinstance(parameters, tuple):
         names = getattr(getattr(context, "compiled", None), "positiontup", None) or ()
@@ -408,13 +498,15 @@ def mask_parameters(parameters: Any, context: Any = None) -> Any:
         return tuple(mask(v) if hides(n) else v for n, v in zip(names, parameters))
     return parameters
 
+
 def origins_of(statement: Any) -> list[Any] | None:
     """A statement's result columns as SQLAlchemy knows them (a select's ``selected_columns``), or None (text())."""
     try:
         columns = getattr(statement, "selected_columns", None)
         return list(columns) if columns is not None else None
-    except Exception:  # noqa: BLE001 - an odd statement: its results are masked by name
+    except Exception:
         return None
+
 
 def mask_source(text: str) -> str:
     """An input line as history keeps it: a string given for a protected column (``email="…"``,
@@ -450,9 +542,11 @@ def mask_source(text: str) -> str:
         text = text[:begin] + new + text[end:]
     return text
 
+
 def _protected_name(protection: Protection, name: str) -> bool:
     """Protected anywhere, unlocked or not: history outlives the unlock."""
     return bool(protection.names().get(name.lower()) or protection.rules.reasons(_ANY_TABLE, name))
+
 
 def host_patterns(hosts: Iterable[str]) -> tuple[tuple[str, str | None, str], ...]:
     """``protect.hosts`` read: (host glob, port glob or None for any port, the entry) each.

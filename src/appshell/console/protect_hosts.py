@@ -8,8 +8,8 @@ import threading
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
+from appshell.console.protect import Protection, active
 from appshell.errors import HostRefused
-from appshell.console.protect import active, Protection
 
 if TYPE_CHECKING:
     from appshell.record.journal import Journal
@@ -26,6 +26,7 @@ _hooked = False
 
 _busy = threading.local()  # recording a refusal: what the journal's sinks connect to is not checked again
 
+
 def _port_text(port: Any) -> str | None:
     if port is None:
         return None
@@ -41,6 +42,7 @@ def _port_text(port: Any) -> str | None:
     except OSError:
         return text
 
+
 def _protected(protection: Protection, host: str, port: str | None) -> str | None:
     """The entry of ``protect.hosts`` that *host*:*port* matches, or None. A lookup of a name without a port
     matches whatever port the entry names: the connect after it sees an address, not the name."""
@@ -49,6 +51,7 @@ def _protected(protection: Protection, host: str, port: str | None) -> str | Non
         if fnmatchcase(host, host_glob) and (port_glob is None or port is None or fnmatchcase(port, port_glob)):
             return entry
     return None
+
 
 def _appshells_own(frame: Any) -> bool:
     """Is the connection appshell's own or SQLAlchemy's (the database, an audit sink), not the operator's or the app's?
@@ -66,7 +69,11 @@ def _appshells_own(frame: Any) -> bool:
         frame = frame.f_back
     return False
 
-_SOCKET_EVENTS = frozenset({"socket.connect", "socket.getaddrinfo", "socket.sendto", "socket.sendmsg"})  # connect_ex's is connect's
+
+_SOCKET_EVENTS = frozenset(
+    {"socket.connect", "socket.getaddrinfo", "socket.sendto", "socket.sendmsg"}
+)  # connect_ex's is connect's
+
 
 def _host_hook(event: str, args: tuple[Any, ...]) -> None:
     if event not in _SOCKET_EVENTS:
@@ -91,6 +98,7 @@ def _host_hook(event: str, args: tuple[Any, ...]) -> None:
         return
     _refuse_host(protection, host, port, entry, event)
 
+
 def _refuse_host(protection: Protection, host: str, port: str | None, entry: str, event: str) -> None:
     """Record the attempt (a ``protected_host`` statement under the running one), then refuse it in one line."""
     import ipaddress
@@ -109,8 +117,11 @@ def _refuse_host(protection: Protection, host: str, port: str | None, entry: str
             protection.journal.nested(f"# refused: {what} {where}", kind="protected_host", host=where, pattern=entry)
     finally:
         _busy.on = False
-    raise HostRefused(f"{where} is a protected host (protect.hosts {entry!r}) — unlock(\"reason\") first, which is recorded, "
-                      "or open the session with a profile that does not list it")
+    raise HostRefused(
+        f'{where} is a protected host (protect.hosts {entry!r}) — unlock("reason") first, which is recorded, '
+        "or open the session with a profile that does not list it"
+    )
+
 
 def guard_hosts(protection: Protection, journal: Journal) -> None:
     """Refuse sockets to ``protect.hosts`` while *protection* is the session's and is locked, recording each

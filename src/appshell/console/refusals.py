@@ -69,7 +69,7 @@ def _writes(sql: str | None, dialect: str) -> bool:
 
     try:
         return any(one.writes or one.ddl for one in classify(sql, dialect))
-    except Exception:  # noqa: BLE001 - what the parser cannot read is not claimed a write
+    except Exception:
         return False
 
 
@@ -93,7 +93,8 @@ def _database_says(exc: BaseException) -> tuple[str, str, str, BaseException] | 
         sqlite_code = getattr(one, "sqlite_errorcode", None)
         wrapper = isinstance(getattr(one, "orig", None), BaseException)  # SQLAlchemy's: the driver's error comes next
         if (isinstance(sqlite_code, int) and sqlite_code & 0xFF == _SQLITE_READONLY) or (
-                not wrapper and "attempt to write a readonly database" in message):
+            not wrapper and "attempt to write a readonly database" in message
+        ):
             return "read-only", message, "sqlite", one
     return None
 
@@ -109,8 +110,14 @@ class Refusals:
 
     __slots__ = ("read_only", "profile", "enforced", "allow_write", "traceback")
 
-    def __init__(self, read_only: bool = False, profile: str = "", enforced: bool = False, allow_write: bool = True,
-                 traceback: bool = False) -> None:
+    def __init__(
+        self,
+        read_only: bool = False,
+        profile: str = "",
+        enforced: bool = False,
+        allow_write: bool = True,
+        traceback: bool = False,
+    ) -> None:
         self.read_only = read_only
         self.profile = profile
         self.enforced = enforced  # read-only by a role: the database answers "permission denied"
@@ -142,12 +149,17 @@ class Refusals:
             return None  # a privilege the app's own user lacks, or a read refused (a protected column): not read-only's
         level = "a read-only role" if self.enforced else "a session setting"
         what = f"`{_short(sql)}`" if sql else "the statement"
-        fix = ("reopen appshell with --write" if self.allow_write
-               else f"profile '{self.profile}' does not allow --write: use another profile")
+        fix = (
+            "reopen appshell with --write"
+            if self.allow_write
+            else f"profile '{self.profile}' does not allow --write: use another profile"
+        )
         if dialect == "postgresql":
             fix = f"its transaction is aborted: rollback() to go on; to write, {fix}"
-        return (f"{type(error).__name__}: this session is read-only (profile {self.profile}, {level}): "
-                f"the database refused {what} ({message}) — {fix}")
+        return (
+            f"{type(error).__name__}: this session is read-only (profile {self.profile}, {level}): "
+            f"the database refused {what} ({message}) — {fix}"
+        )
 
     @classmethod
     def of(cls, settings: Any, traceback: bool = False) -> Refusals:
@@ -157,5 +169,10 @@ class Refusals:
             from appshell.safety.readonly_role import read_only_level
 
             enforced = read_only_level(settings) == "enforced"
-        return cls(read_only=bool(settings.read_only), profile=settings.profile.name, enforced=enforced,
-                   allow_write=bool(settings.profile.access.allow_write), traceback=traceback)
+        return cls(
+            read_only=bool(settings.read_only),
+            profile=settings.profile.name,
+            enforced=enforced,
+            allow_write=bool(settings.profile.access.allow_write),
+            traceback=traceback,
+        )

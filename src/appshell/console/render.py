@@ -98,7 +98,9 @@ def _lines(text: str, width: int, wrap: bool) -> list[str]:
         return [_clip(text, width)]
     import textwrap
 
-    return textwrap.wrap(text, width, break_long_words=True, break_on_hyphens=False) or [""]  # a word breaks only where it is wider than the column
+    return textwrap.wrap(text, width, break_long_words=True, break_on_hyphens=False) or [
+        ""
+    ]  # a word breaks only where it is wider than the column
 
 
 def table(

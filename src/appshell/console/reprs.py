@@ -60,7 +60,7 @@ def mapped_repr(obj: Any) -> str:
                 parts.append(f"{prop.key}={short}")
                 extra += 1
         return f"<{type(obj).__name__} {' '.join(parts)}>"
-    except Exception:  # noqa: BLE001 - a repr must never raise
+    except Exception:
         return object.__repr__(obj)
 
 
@@ -100,7 +100,9 @@ def scrub_repr(obj: Any, own: Callable[[Any], str]) -> str:
         return own(obj)
     assert protection is not None
     loaded = state.dict
-    hidden = [k for k, d in protection.mapper(state.mapper).items() if loaded.get(k) is not None and protection.hides(d)]
+    hidden = [
+        k for k, d in protection.mapper(state.mapper).items() if loaded.get(k) is not None and protection.hides(d)
+    ]
     if not hidden and not protection.rules.column_grants:
         return own(obj)
     session = state.session
@@ -108,10 +110,12 @@ def scrub_repr(obj: Any, own: Callable[[Any], str]) -> str:
         return mapped_repr(obj)  # a flush while the masks stand in would write them: no swap on a changed object
     saved = {k: loaded[k] for k in hidden}
     try:
-        with session.no_autoflush if session is not None else contextlib.nullcontext():  # a lazy load in the repr flushes nothing
+        with (
+            session.no_autoflush if session is not None else contextlib.nullcontext()
+        ):  # a lazy load in the repr flushes nothing
             loaded.update((k, mask(saved[k])) for k in hidden)
             return own(obj)
-    except Exception:  # noqa: BLE001 - a repr must not raise: appshell's own, which masks by itself
+    except Exception:
         loaded.update(saved)
         return mapped_repr(obj)
     finally:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from appshell.hooks.aio import sync_io
 from appshell.console.render import ROW_LIMIT
 from appshell.console.rows import tabulate
+from appshell.hooks.aio import sync_io
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -27,7 +27,9 @@ STREAM_BATCH = 1000  # rows fetched at a time while iterating (server-side curso
 class Results:
     """The objects a query selects: shown capped, iterated in batches, never all held at once."""
 
-    def __init__(self, session: Session, statement: Select[Any], hint: str, limited: bool, columns: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, session: Session, statement: Select[Any], hint: str, limited: bool, columns: Sequence[str] | None = None
+    ) -> None:
         self._session = session
         self.statement = statement
         self._hint = hint  # the footer's "how to see more", in the words of the helper that made it
@@ -78,7 +80,9 @@ class Results:
             raise IndexError(f"where() results: index {index} out of range")
         return found
 
-    def render(self, limit: int | None = ROW_LIMIT, columns: Sequence[str] | None = None, expanded: bool | None = None) -> str:
+    def render(
+        self, limit: int | None = ROW_LIMIT, columns: Sequence[str] | None = None, expanded: bool | None = None
+    ) -> str:
         """The table: at most *limit* rows (None: all), and a footer saying how many more there are."""
         return sync_io(self._render, limit, columns or self._columns, expanded)
 

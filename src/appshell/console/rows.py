@@ -16,7 +16,12 @@ __all__ = ["Rows", "tabulate"]
 
 
 def tabulate(
-    items: Iterable[Any], *, more: int | None = None, hint: str = "", columns: Sequence[str] | None = None, expanded: bool | None = None,
+    items: Iterable[Any],
+    *,
+    more: int | None = None,
+    hint: str = "",
+    columns: Sequence[str] | None = None,
+    expanded: bool | None = None,
     origins: Sequence[Any] | None = None,
 ) -> str:
     """Rows, mappings, ORM objects or plain values as one table (*columns*: only these, in this order).
@@ -30,7 +35,10 @@ def tabulate(
     if found is None:
         return table(["value"], [[item] for item in items], more=more, hint=hint, expanded=expanded, wrap=False)
     picked = found if columns is None else pick_columns(found, columns)
-    from appshell.console.protect import mask_rows, unreadable  # lazily: a session that protects nothing never imports it
+    from appshell.console.protect import (
+        mask_rows,
+        unreadable,
+    )  # lazily: a session that protects nothing never imports it
 
     unread = unreadable(items[0])  # protected columns the session's role may not read: never loaded for a table
     rows: list[list[Any]] = []
@@ -48,11 +56,12 @@ def tabulate(
     return table(picked, rows, title, more=more, hint=hint, expanded=expanded, wrap=False)
 
 
-
 class Rows(list):  # type: ignore[type-arg]
     """A list of results that shows itself as a table wherever it is printed (the first ROW_LIMIT rows)."""
 
-    origins: Sequence[Any] | None = None  # the result's columns, where SQLAlchemy knows them (protected data is masked by them)
+    origins: Sequence[Any] | None = (
+        None  # the result's columns, where SQLAlchemy knows them (protected data is masked by them)
+    )
 
     def __repr__(self) -> str:
         shown, more = take(self, ROW_LIMIT)

@@ -8,9 +8,9 @@ from collections.abc import Callable, Mapping
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
-from appshell.errors import UnlockRefused
 from appshell.console.protect import active
 from appshell.console.protect_hosts import guard_hosts
+from appshell.errors import UnlockRefused
 
 if TYPE_CHECKING:
     from appshell.record.journal import Journal
@@ -28,8 +28,11 @@ def check_reason(reason: Any) -> str:
     """The reason, tidied; refused where an auditor could not read why."""
     text = " ".join(str(reason or "").split())
     if len(text) < MIN_REASON or len(text.split()) < 2:
-        raise UnlockRefused('unlock() needs a reason of a few words, which is recorded: unlock("INC-42: customer asked for a copy of their data")')
+        raise UnlockRefused(
+            'unlock() needs a reason of a few words, which is recorded: unlock("INC-42: customer asked for a copy of their data")'
+        )
     return text
+
 
 def _dotted(column: Any) -> str:
     """``"customers.email"``, ``Customer.email`` → the pattern unlock() opens."""
@@ -42,9 +45,11 @@ def _dotted(column: Any) -> str:
         raise UnlockRefused(f"unlock(reason, …): {column!r} is not a protected column — see appshell protected")
     return dotted
 
+
 def _where(params: Mapping[str, Any]) -> tuple[str, str]:
     host = str(params.get("host") or "localhost").replace("127.0.0.1", "localhost")
     return host, str(params.get("dbname") or params.get("database") or params.get("db") or "")
+
 
 class RoleSwitch:
     """unlock()'s way to a role that can read the protected columns (``protect.unlock_url_env``), where the
@@ -75,17 +80,24 @@ class RoleSwitch:
         """Refuse a switch that would lose something: a sandbox's transaction, changes not committed."""
         session = self.ctx.session
         if sandbox:
-            raise UnlockRefused("unlock() logs in as another role, and the sandbox's transaction lives on this connection: "
-                                "open a session without --sandbox to unlock")
+            raise UnlockRefused(
+                "unlock() logs in as another role, and the sandbox's transaction lives on this connection: "
+                "open a session without --sandbox to unlock"
+            )
         if self.ctx.async_engine is not None:
-            raise UnlockRefused("unlock() cannot switch an async app's connections to another role yet: open a session as that role")
+            raise UnlockRefused(
+                "unlock() cannot switch an async app's connections to another role yet: open a session as that role"
+            )
         if session.new or session.dirty or session.deleted:
-            raise UnlockRefused("the session has changes not committed, and unlock() starts a new connection: commit() or rollback() first")
+            raise UnlockRefused(
+                "the session has changes not committed, and unlock() starts a new connection: commit() or rollback() first"
+            )
 
     def switch(self, on: bool) -> None:
         self.ctx.session.rollback()  # its objects expire: read again as the role now in use
         self.on = on
         self.ctx.engine.dispose()  # pooled connections logged in as the other role are closed
+
 
 def role_switch(settings: Any, ctx: Any) -> RoleSwitch | None:
     """The role switch, where the profile has column grants and names an unlock role; its variable unset is an error."""
@@ -98,11 +110,16 @@ def role_switch(settings: Any, ctx: Any) -> RoleSwitch | None:
         return None
     url = os.environ.get(section.unlock_url_env, "")
     if not url:
-        raise ConfigError(f"profile '{settings.profile.name}' sets protect.unlock_url_env = \"{section.unlock_url_env}\", but it is not set",
-                          f"set {section.unlock_url_env} to the URL of a role that can read the protected columns")
+        raise ConfigError(
+            f"profile '{settings.profile.name}' sets protect.unlock_url_env = \"{section.unlock_url_env}\", but it is not set",
+            f"set {section.unlock_url_env} to the URL of a role that can read the protected columns",
+        )
     return RoleSwitch(url, ctx)
 
-def make_unlock(journal: Journal, profile: str, switch: RoleSwitch | None = None, sandbox: bool = False) -> dict[str, Callable[..., None]]:
+
+def make_unlock(
+    journal: Journal, profile: str, switch: RoleSwitch | None = None, sandbox: bool = False
+) -> dict[str, Callable[..., None]]:
     """The namespace's ``unlock`` and ``lock``, recording to *journal*; *switch*: the role unlock() logs in as.
 
     The session's protected hosts are guarded from here on too: ``unlock(reason)`` opens them, and their
@@ -115,11 +132,16 @@ def make_unlock(journal: Journal, profile: str, switch: RoleSwitch | None = None
         """Show protected values until lock(), with a reason that is recorded: unlock("INC-42: why")."""
         protection = active()
         if protection is None:
-            print(f"appshell: nothing is masked in this session (profile {profile}: protect.enabled is off)", file=sys.stderr)
+            print(
+                f"appshell: nothing is masked in this session (profile {profile}: protect.enabled is off)",
+                file=sys.stderr,
+            )
             return
         if protection.rules.column_grants and switch is None:
-            raise UnlockRefused(f"this session's database role may not read the protected columns (profile {profile}: protect.column_grants): "
-                                "unlock() cannot show them — name a role that can in protect.unlock_url_env")
+            raise UnlockRefused(
+                f"this session's database role may not read the protected columns (profile {profile}: protect.column_grants): "
+                "unlock() cannot show them — name a role that can in protect.unlock_url_env"
+            )
         if switch is not None and not switch.on:
             switch.check(sandbox)
         if reason is None and sys.stdin.isatty():
@@ -127,24 +149,34 @@ def make_unlock(journal: Journal, profile: str, switch: RoleSwitch | None = None
         text = check_reason(reason)
         patterns = [_dotted(c) for c in columns]
         everything = protection.everything()
-        opened = [d for d in everything if any(fnmatchcase(d.lower(), p.lower()) for p in patterns)] if patterns else everything
+        opened = (
+            [d for d in everything if any(fnmatchcase(d.lower(), p.lower()) for p in patterns)]
+            if patterns
+            else everything
+        )
         if patterns and not opened:
-            raise UnlockRefused(f"unlock(reason, {', '.join(map(repr, patterns))}): no protected column matches — these are: {', '.join(everything)}")
+            raise UnlockRefused(
+                f"unlock(reason, {', '.join(map(repr, patterns))}): no protected column matches — these are: {', '.join(everything)}"
+            )
         import getpass
 
         # Recorded first: where the audit cannot record it, nothing is unlocked.
         role: dict[str, Any] = {"role": switch.role.username} if switch is not None else {}
         if protection.hosts and not patterns:
             role["hosts"] = [entry for *_, entry in protection.hosts]
-        journal.nested(f"# unlock: {text}", kind="sensitive_access", reason=text, columns=opened, user=getpass.getuser(), **role)
+        journal.nested(
+            f"# unlock: {text}", kind="sensitive_access", reason=text, columns=opened, user=getpass.getuser(), **role
+        )
         if switch is not None and not switch.on:
             switch.switch(True)
             protection.switched = True
         protection.unlock(patterns)
         as_role = f" (the database role {switch.role.username})" if switch is not None else ""
         hosts = ["the protected hosts"] if protection.hosts and not patterns else []
-        print(f"appshell: unlocked {', '.join(opened + hosts) or 'nothing'}{as_role} until lock() or the session's end — recorded as sensitive access",
-              file=sys.stderr)
+        print(
+            f"appshell: unlocked {', '.join(opened + hosts) or 'nothing'}{as_role} until lock() or the session's end — recorded as sensitive access",
+            file=sys.stderr,
+        )
 
     def lock() -> None:
         """Mask protected values again."""

@@ -14,8 +14,21 @@ from typing import Any
 __all__ = ["SQLALCHEMY_NAMES", "ORM_NAMES", "STDLIB_NAMES", "vocabulary", "add_vocabulary"]
 
 SQLALCHEMY_NAMES = (
-    "select", "func", "and_", "or_", "not_", "text", "insert", "update", "delete",
-    "case", "cast", "exists", "literal", "desc", "asc",
+    "select",
+    "func",
+    "and_",
+    "or_",
+    "not_",
+    "text",
+    "insert",
+    "update",
+    "delete",
+    "case",
+    "cast",
+    "exists",
+    "literal",
+    "desc",
+    "asc",
 )
 ORM_NAMES = ("joinedload", "selectinload", "aliased")
 STDLIB_NAMES = ("datetime", "date", "timedelta", "timezone", "Decimal", "uuid")
@@ -32,7 +45,9 @@ def vocabulary(sqlmodel: bool = False) -> dict[str, Any]:
 
     names: dict[str, Any] = {name: getattr(sqlalchemy, name) for name in SQLALCHEMY_NAMES}
     names.update({name: getattr(sqlalchemy.orm, name) for name in ORM_NAMES})
-    names.update(datetime=dt.datetime, date=dt.date, timedelta=dt.timedelta, timezone=dt.timezone, Decimal=Decimal, uuid=uuid)
+    names.update(
+        datetime=dt.datetime, date=dt.date, timedelta=dt.timedelta, timezone=dt.timezone, Decimal=Decimal, uuid=uuid
+    )
     if sqlmodel:
         import sqlmodel as sm
 

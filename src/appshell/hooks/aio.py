@@ -28,7 +28,20 @@ from appshell.errors import LoopMisuse
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["FLAGS", "await_", "awaits", "execute", "run", "sync_io", "use_greenlets", "greenlets", "finish", "keep", "close", "LoopMisuse"]
+__all__ = [
+    "FLAGS",
+    "await_",
+    "awaits",
+    "execute",
+    "run",
+    "sync_io",
+    "use_greenlets",
+    "greenlets",
+    "finish",
+    "keep",
+    "close",
+    "LoopMisuse",
+]
 
 FLAGS = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
 _CO_COROUTINE = 0x80  # inspect.CO_COROUTINE, without importing inspect
@@ -82,7 +95,9 @@ def _get_loop(what: str = "this") -> asyncio.AbstractEventLoop:
         asyncio.set_event_loop(_loop)
         _install_run()
     elif threading.get_ident() != _owner:
-        raise LoopMisuse(f"{what}() cannot run in another thread: the session's event loop (and the app's connections on it) belong to the thread of the statements — call it from a statement")
+        raise LoopMisuse(
+            f"{what}() cannot run in another thread: the session's event loop (and the app's connections on it) belong to the thread of the statements — call it from a statement"
+        )
     return _loop
 
 
@@ -109,7 +124,9 @@ def sync_io(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     name = getattr(fn, "__name__", "this").lstrip("_")
     loop = _get_loop(name)
     if loop.is_running():
-        raise LoopMisuse(f"{name}() cannot run inside a task on the event loop: call it from the statement itself, or await the app's async functions in the task")
+        raise LoopMisuse(
+            f"{name}() cannot run inside a task on the event loop: call it from the statement itself, or await the app's async functions in the task"
+        )
     return _complete(loop, greenlet_spawn(fn, *args, **kwargs))
 
 
@@ -137,7 +154,7 @@ def _complete(loop: asyncio.AbstractEventLoop, awaitable: Awaitable[T]) -> T:
             task.cancel()
             try:
                 loop.run_until_complete(task)
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - the interrupt is what the operator sees
+            except (asyncio.CancelledError, Exception):
                 pass
         raise
 
@@ -185,20 +202,25 @@ def _install_run() -> None:
 
     def run_on_session_loop(main: Awaitable[T], *, debug: bool | None = None, **kwargs: Any) -> T:
         global _hinted
-        from appshell.hooks.frames import is_library_file
-
         import threading
 
+        from appshell.hooks.frames import is_library_file
+
         library = is_library_file(sys._getframe(1).f_code.co_filename)
-        if threading.get_ident() != (_owner or threading.main_thread().ident) or (library and not (_loop is not None and _loop.is_running())):
+        if threading.get_ident() != (_owner or threading.main_thread().ident) or (
+            library and not (_loop is not None and _loop.is_running())
+        ):
             # prompt_toolkit runs each prompt so (between statements); a thread has its own loops
             return _asyncio_run(main, debug=debug, **kwargs)  # type: ignore[no-any-return]
         if not _greenlets and _loop is not None and _loop.is_running():
             return _asyncio_run(main, debug=debug, **kwargs)  # asyncio's own error: a loop is running
         if not _hinted:  # said only where it is true: the coroutine runs on the session's loop
             _hinted = True
-            print("appshell: hint: write `await …` instead of asyncio.run(…): "
-                  "it ran on the session's event loop, where the app's connections live", file=sys.stderr)
+            print(
+                "appshell: hint: write `await …` instead of asyncio.run(…): "
+                "it ran on the session's event loop, where the app's connections live",
+                file=sys.stderr,
+            )
         return run(main)
 
     run_on_session_loop.__doc__ = _asyncio_run.__doc__

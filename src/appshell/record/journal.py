@@ -20,12 +20,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from appshell.errors import EXIT_AUDIT, SessionEnded
-
-if TYPE_CHECKING:
-    from sqlalchemy import Engine
 
 __all__ = ["Entry", "Journal", "Sink", "SessionEnded", "outcome_of", "file_info", "file_sha256"]
 
@@ -63,7 +60,11 @@ def file_info(path: str | Path, data: bytes | None = None) -> dict[str, str]:
     the very bytes that run, and the file is not read twice.
     """
     data = Path(path).read_bytes() if data is None else data
-    return {"path": str(Path(path).resolve()), "sha256": hashlib.sha256(data).hexdigest(), "text": data.decode("utf-8", "replace")}
+    return {
+        "path": str(Path(path).resolve()),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "text": data.decode("utf-8", "replace"),
+    }
 
 
 def file_sha256(path: str) -> str | None:
@@ -124,11 +125,11 @@ class Journal:
     def forked(self) -> bool:
         return os.getpid() != self.pid
 
-    def attach(self, engine: Engine) -> None:
-        """Collect the SQL the database runs for each statement (parameters left out)."""
+    def attach(self) -> None:
+        """Collect the SQL the database runs for each statement (parameters left out), on every engine in the process."""
         from appshell.safety.engines import on_every_engine
 
-        on_every_engine("before_cursor_execute", self._on_sql)  # every engine in the process, not only *engine*
+        on_every_engine("before_cursor_execute", self._on_sql)
 
     def _on_sql(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         if self.closed or self.forked:
@@ -149,7 +150,10 @@ class Journal:
     def _alive(self) -> None:
         """A forked child cannot run statements under its parent's session: it leaves at once."""
         if self.forked:
-            print("appshell: error: this forked child process cannot run more audited statements — it exits (status 3)", file=sys.stderr)
+            print(
+                "appshell: error: this forked child process cannot run more audited statements — it exits (status 3)",
+                file=sys.stderr,
+            )
             os._exit(EXIT_AUDIT)
 
     def begin(self, source: str, kind: str = "code", **extra: Any) -> Entry:
@@ -171,7 +175,9 @@ class Journal:
         """Record code that the running statement (or *parent*) executes without it being a statement (no result of its own)."""
         self._alive()
         parent = parent or self.current
-        entry = Entry(n=len(self.entries) + 1, source=source, kind=kind, status="nested", parent=parent.n if parent else None)
+        entry = Entry(
+            n=len(self.entries) + 1, source=source, kind=kind, status="nested", parent=parent.n if parent else None
+        )
         self.entries.append(entry)
         with _headroom():
             for sink in self.sinks:
@@ -181,7 +187,7 @@ class Journal:
     def end(self, entry: Entry, exc: BaseException | None = None) -> None:
         if entry in self.stack:
             # Statements nested in this one that never reported their end end with it.
-            del self.stack[self.stack.index(entry):]
+            del self.stack[self.stack.index(entry) :]
             _started_by.set(self.current)
         if self.forked:
             return  # the parent records the outcome; a child's record would be a duplicate

@@ -34,11 +34,19 @@ _EVENTS = frozenset({"compile", "exec", "builtins.input/result"})
 _IMPORT_MACHINERY = frozenset({"importlib._bootstrap", "importlib._bootstrap_external", "zipimport"})
 _FROZEN_IMPORT = FROZEN_IMPORT
 # Modules whose compile() calls compile what a person typed into a nested console.
-_REPL_MODULES = frozenset({
-    "code", "codeop", "pdb", "bdb", "cmd",
-    "IPython.core.compilerop", "IPython.core.debugger", "IPython.terminal.debugger",
-    "ptpython.repl",
-})
+_REPL_MODULES = frozenset(
+    {
+        "code",
+        "codeop",
+        "pdb",
+        "bdb",
+        "cmd",
+        "IPython.core.compilerop",
+        "IPython.core.debugger",
+        "IPython.terminal.debugger",
+        "ptpython.repl",
+    }
+)
 
 _active: Journal | None = None
 _installed = False
@@ -104,7 +112,11 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
                 _record_import(journal, args[0], _module_globals(frame))
             return
         repl = module in _REPL_MODULES
-        if not repl and is_library_file(filename) and not (event == "compile" and _called_back(frame, module, filename)):
+        if (
+            not repl
+            and is_library_file(filename)
+            and not (event == "compile" and _called_back(frame, module, filename))
+        ):
             return
         if journal.current is None and repl:
             return  # the shell compiling the next input, which it records as a statement
@@ -114,7 +126,7 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
             journal.nested(str(args[0]), kind="input" if journal.current is not None else "background_input")
     except (AppshellError, Refused):
         raise  # the audit failed, or the code is refused (byte code that is not its source): it does not run
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         # Fail closed: code that could not be recorded does not run (near the recursion
         # limit, say, where recording is exactly what an operator would try to break).
         raise AuditFailure(
@@ -164,9 +176,18 @@ def import_record(code: Any, module: dict[str, Any] | None) -> tuple[dict[str, A
     data = _source_of(path, module)
     if data is None:
         entry["matches_source"] = None
-        what = f"{path} is byte code with no source" if os.path.isfile(path) else f"{path} (no source file) ran from byte code"
-        return entry, f"# import {path} (no source file)", (
-            f"{what}: what it runs cannot be read in the audit log — put its .py source beside it, or delete the byte code")
+        what = (
+            f"{path} is byte code with no source"
+            if os.path.isfile(path)
+            else f"{path} (no source file) ran from byte code"
+        )
+        return (
+            entry,
+            f"# import {path} (no source file)",
+            (
+                f"{what}: what it runs cannot be read in the audit log — put its .py source beside it, or delete the byte code"
+            ),
+        )
     from appshell.record.journal import file_info
 
     info = file_info(path, data)
@@ -180,8 +201,14 @@ def import_record(code: Any, module: dict[str, Any] | None) -> tuple[dict[str, A
     if matches:
         return entry, info["text"], None
     pyc = entry.get("bytecode", {}).get("path") or "its __pycache__ entry"
-    return entry, info["text"], (f"the byte code {pyc} does not match its source {info['path']} (altered, or stale with the same size "
-                                 f"and mtime) — delete {pyc} and import it again")
+    return (
+        entry,
+        info["text"],
+        (
+            f"the byte code {pyc} does not match its source {info['path']} (altered, or stale with the same size "
+            f"and mtime) — delete {pyc} and import it again"
+        ),
+    )
 
 
 def _source_of(path: str, module: dict[str, Any] | None) -> bytes | None:
@@ -208,7 +235,12 @@ def _record_import(journal: Journal, code: Any, module: dict[str, Any] | None) -
     path = getattr(code, "co_filename", "")
     where = module.get("__file__") if module is not None else None
     key = where if isinstance(where, str) else path
-    if not path or path.startswith("<") or (is_library_file(path) and (not isinstance(where, str) or is_library_file(where))) or key in journal.imported:
+    if (
+        not path
+        or path.startswith("<")
+        or (is_library_file(path) and (not isinstance(where, str) or is_library_file(where)))
+        or key in journal.imported
+    ):
         return
     entry, text, refusal = import_record(code, module)
     if refusal is not None:

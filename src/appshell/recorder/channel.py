@@ -100,8 +100,10 @@ class Channel:
         """Send one report and wait for its acknowledgement; AuditFailure if the recorder refused it or is gone."""
         me = threading.get_ident()
         if self._holder == me:  # a signal handler reporting in the middle of another report of this thread
-            raise AuditFailure(f"a {kind} report was made while another was waiting for the recorder; {_consequence(kind)}",
-                               "report from a signal handler only what can wait for the statement it interrupted")
+            raise AuditFailure(
+                f"a {kind} report was made while another was waiting for the recorder; {_consequence(kind)}",
+                "report from a signal handler only what can wait for the statement it interrupted",
+            )
         with self._lock:
             self._holder = me
             try:
@@ -111,8 +113,10 @@ class Channel:
 
     def _exchange(self, kind: str, data: bytes) -> dict[str, Any]:
         if len(data) - HEADER.size > 0xFFFFFFFF:
-            raise AuditFailure(f"a {kind} report of {len(data)} bytes cannot be framed; {_consequence(kind)}",
-                               f"keep a report under {MAX_MESSAGE} bytes")
+            raise AuditFailure(
+                f"a {kind} report of {len(data)} bytes cannot be framed; {_consequence(kind)}",
+                f"keep a report under {MAX_MESSAGE} bytes",
+            )
         reply: dict[str, Any] = {}
         try:
             while self._owed:  # an earlier request was interrupted after it was sent: its reply comes first
@@ -133,7 +137,9 @@ class Channel:
         what = str(reply.get("what") or "the recorder refused the report")
         consequence = _consequence(kind)
         # The auditor's own message says what a failed record means already: said once.
-        raise AuditFailure(what if consequence in what else f"{what}; {consequence}", str(reply.get("fix") or _GONE_FIX))
+        raise AuditFailure(
+            what if consequence in what else f"{what}; {consequence}", str(reply.get("fix") or _GONE_FIX)
+        )
 
     def _send(self, data: bytes) -> None:
         if self.broken is not None:
@@ -175,7 +181,9 @@ class Channel:
             try:
                 chunk = self.sock.recv(65536)
             except TimeoutError:
-                self._break(f"the recorder did not answer in {REPLY_WAIT:g} s (its channel is out of frame, or it is stopped)")
+                self._break(
+                    f"the recorder did not answer in {REPLY_WAIT:g} s (its channel is out of frame, or it is stopped)"
+                )
                 return False
             if not chunk:
                 self._break("the recorder process is gone (its channel is closed)")
@@ -205,8 +213,16 @@ class SessionSink:
         self.channel.request(kind, {"n": entry.n, "source": entry.source, "kind": entry.kind, **extra})
 
     def result(self, entry: Any) -> None:
-        self.channel.request("result", {"n": entry.n, "status": entry.status, "error": entry.error,
-                                        "duration_ms": entry.duration_ms, "sql": entry.sql})
+        self.channel.request(
+            "result",
+            {
+                "n": entry.n,
+                "status": entry.status,
+                "error": entry.error,
+                "duration_ms": entry.duration_ms,
+                "sql": entry.sql,
+            },
+        )
 
 
 class SessionAuditor(SessionSink):
@@ -220,7 +236,9 @@ class SessionAuditor(SessionSink):
         super().__init__(channel)
         self.session = session  # chosen by the recorder before the fork: the one its records carry
         self.required = required
-        self.redact = redact  # the session's own masking (history, echo), a convenience: the record is masked by the recorder
+        self.redact = (
+            redact  # the session's own masking (history, echo), a convenience: the record is masked by the recorder
+        )
         self.statements = 0
         self.ended = False
 

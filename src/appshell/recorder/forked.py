@@ -122,7 +122,12 @@ class Io:
         except AuditFailure as exc:
             if not self.failed:
                 self.failed = True
-                os.write(2, f"\r\nappshell: error: the recorder cannot record the terminal: {exc.what}\r\n".encode(errors="replace"))
+                os.write(
+                    2,
+                    f"\r\nappshell: error: the recorder cannot record the terminal: {exc.what}\r\n".encode(
+                        errors="replace"
+                    ),
+                )
 
 
 def io_fields(t: float, code: str, data: bytes) -> dict[str, Any]:
@@ -148,8 +153,15 @@ def _become_session(drop: Drop) -> None:
     os.chdir(drop.project)
 
 
-def _child(slave: int | None, master: int | None, ready: tuple[int, int], theirs: socket.socket, ours: socket.socket,
-           main: Callable[[Channel], int], drop: Drop | None) -> None:
+def _child(
+    slave: int | None,
+    master: int | None,
+    ready: tuple[int, int],
+    theirs: socket.socket,
+    ours: socket.socket,
+    main: Callable[[Channel], int],
+    drop: Drop | None,
+) -> None:
     """In the forked child: become the session, wait for the recorder's go, run *main*, and leave."""
     code = EXIT_USER_ERROR
     try:
@@ -178,7 +190,7 @@ def _child(slave: int | None, master: int | None, ready: tuple[int, int], theirs
         code = main(Channel.from_fd(theirs.detach()))
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
-    except BaseException:  # noqa: BLE001 - a bug: shown, and the child still leaves through os._exit
+    except BaseException:
         traceback.print_exc()
     finally:
         for stream in (sys.stdout, sys.stderr):
@@ -189,9 +201,17 @@ def _child(slave: int | None, master: int | None, ready: tuple[int, int], theirs
         os._exit(code)
 
 
-def record_forked(main: Callable[[Channel], int], open_writer: Callable[[], Any], session_start: dict[str, Any], *,
-                  terminal: bool = False, record_output: bool = False, output_cap: int | None = None,
-                  grace: float = GRACE, drop: Drop | None = None) -> int:
+def record_forked(
+    main: Callable[[Channel], int],
+    open_writer: Callable[[], Any],
+    session_start: dict[str, Any],
+    *,
+    terminal: bool = False,
+    record_output: bool = False,
+    output_cap: int | None = None,
+    grace: float = GRACE,
+    drop: Drop | None = None,
+) -> int:
     """Run ``main(channel)`` in a forked child, recorded; its exit code (128 + a signal that ended it).
 
     *open_writer* opens the auditor (sinks, key), called in the recorder after the fork. *terminal*:
@@ -212,6 +232,7 @@ def record_forked(main: Callable[[Channel], int], open_writer: Callable[[], Any]
         relay.__enter__()
     try:
         if relay is not None:
+
             def fork_on(slave: int) -> int:
                 if drop is not None:
                     from appshell.recorder.privsep import own_pty
@@ -243,8 +264,11 @@ def record_forked(main: Callable[[Channel], int], open_writer: Callable[[], Any]
             os.close(ready_w)  # the child reads the end of the pipe: it exits without running anything
             child.wait()
             raise
-        start = {**session_start, "pid": pid,
-                 "terminal": {"relay": True, "output_recorded": record_output} if relay is not None else None}
+        start = {
+            **session_start,
+            "pid": pid,
+            "terminal": {"relay": True, "output_recorded": record_output} if relay is not None else None,
+        }
         recorder = Recorder(writer, ours, start=start)
         if relay is not None:
             io.append(Io(recorder.write))
@@ -262,8 +286,12 @@ def record_forked(main: Callable[[Channel], int], open_writer: Callable[[], Any]
             duration = round((time.monotonic() - began) * 1000, 3)
             assert child.returncode is not None
             try:
-                recorder.end(child.returncode, pid=pid, duration_ms=duration,
-                             **({"channel": recorder.closed_early} if recorder.closed_early else {}))
+                recorder.end(
+                    child.returncode,
+                    pid=pid,
+                    duration_ms=duration,
+                    **({"channel": recorder.closed_early} if recorder.closed_early else {}),
+                )
             except AuditFailure:
                 if child.returncode != EXIT_AUDIT:
                     raise
@@ -276,8 +304,15 @@ def record_forked(main: Callable[[Channel], int], open_writer: Callable[[], Any]
             relay.__exit__(None, None, None)
 
 
-def _fork(slave: int | None, master: int | None, ready: tuple[int, int], theirs: socket.socket, ours: socket.socket,
-          main: Callable[[Channel], int], drop: Drop | None) -> int:
+def _fork(
+    slave: int | None,
+    master: int | None,
+    ready: tuple[int, int],
+    theirs: socket.socket,
+    ours: socket.socket,
+    main: Callable[[Channel], int],
+    drop: Drop | None,
+) -> int:
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child leaves through os._exit; its tests run it as a process
         _child(slave, master, ready, theirs, ours, main, drop)

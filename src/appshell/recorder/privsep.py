@@ -11,6 +11,7 @@ appshell. :mod:`appshell.cli.recorded` wires them into ``appshell`` (a :class:`D
 
 Linux only (``prctl``). Nothing here is imported on the common path: same-user mode never needs it.
 """
+# Over 350 lines (387): the privilege drop and the checks of the root-owned config are one security boundary, read together.
 
 from __future__ import annotations
 
@@ -25,16 +26,32 @@ from typing import Any
 
 from appshell.errors import ConfigError, did_you_mean
 
-__all__ = ["CONFIG_PATH", "KEYS", "SESSION_ENV_KEEP", "RecorderConfig", "Drop", "privileged", "drop_to", "become_recorder",
-           "not_dumpable", "session_environ", "own_pty", "readable_by"]
+__all__ = [
+    "CONFIG_PATH",
+    "KEYS",
+    "SESSION_ENV_KEEP",
+    "RecorderConfig",
+    "Drop",
+    "privileged",
+    "drop_to",
+    "become_recorder",
+    "not_dumpable",
+    "session_environ",
+    "own_pty",
+    "readable_by",
+]
 
 # Fixed, never read from the environment or the command line: under sudo the caller still chooses part of
 # both, and the file decides which users the recorder and the session become. Looked up when called (not
 # bound as a default argument), so a test's driver can point it at a file of its own (tests/test_recorder_privsep.py).
 CONFIG_PATH = Path("/etc/appshell/recorder.toml")
 KEYS = ("recorder_user", "session_user", "project", "log")
-_EXAMPLE = {"recorder_user": "appshell-audit", "session_user": "shop", "project": "/srv/shop",
-            "log": "/var/log/appshell/shop/audit.jsonl"}
+_EXAMPLE = {
+    "recorder_user": "appshell-audit",
+    "session_user": "shop",
+    "project": "/srv/shop",
+    "log": "/var/log/appshell/shop/audit.jsonl",
+}
 
 # What the session keeps of the caller's environment (sudo's env_reset keeps a list of the same kind): the
 # terminal and the locale. Everything else, PYTHON*, LD_*, SUDO_* and APPSHELL_* included, is dropped; the
@@ -66,8 +83,10 @@ class RecorderConfig:
         data = _read_trusted(path)
         unknown = sorted(set(data) - set(KEYS))
         if unknown:
-            raise ConfigError(f"{path}: unknown key '{unknown[0]}'{did_you_mean(unknown[0], KEYS)}",
-                              f"the keys are {', '.join(KEYS)} (docs/privsep.md)")
+            raise ConfigError(
+                f"{path}: unknown key '{unknown[0]}'{did_you_mean(unknown[0], KEYS)}",
+                f"the keys are {', '.join(KEYS)} (docs/privsep.md)",
+            )
         for key in KEYS:
             if key not in data:
                 raise ConfigError(f"{path} has no {key}", f'add {key} = "{_EXAMPLE[key]}" to it (docs/privsep.md)')
@@ -76,8 +95,10 @@ class RecorderConfig:
         recorder = _user(path, "recorder_user", data["recorder_user"])
         session = _user(path, "session_user", data["session_user"])
         if recorder.pw_uid == session.pw_uid:
-            raise ConfigError(f"{path}: recorder_user and session_user are the same user (uid {recorder.pw_uid})",
-                              f'give the recorder a user of its own: recorder_user = "{_EXAMPLE["recorder_user"]}"')
+            raise ConfigError(
+                f"{path}: recorder_user and session_user are the same user (uid {recorder.pw_uid})",
+                f'give the recorder a user of its own: recorder_user = "{_EXAMPLE["recorder_user"]}"',
+            )
         project, log = _absolute(path, "project", data["project"]), _absolute(path, "log", data["log"])
         if not project.is_dir():
             raise ConfigError(f"{path}: project {project} is not a directory", "name the app's directory in project")
@@ -150,8 +171,10 @@ def drop_to(user: str, *, no_new_privs: bool = True) -> pwd.struct_passwd:
     if no_new_privs:
         _prctl(libc, _PR_SET_NO_NEW_PRIVS, 1)
         if _prctl(libc, _PR_GET_NO_NEW_PRIVS, 0) != 1:
-            raise ConfigError(f"no_new_privs did not hold after becoming '{user}'",
-                              "run appshell on a Linux kernel of 3.5 or later (prctl PR_SET_NO_NEW_PRIVS)")
+            raise ConfigError(
+                f"no_new_privs did not hold after becoming '{user}'",
+                "run appshell on a Linux kernel of 3.5 or later (prctl PR_SET_NO_NEW_PRIVS)",
+            )
     _check_dropped(pw, groups)
     return pw
 
@@ -175,8 +198,10 @@ def not_dumpable() -> None:
     libc = _libc()
     _prctl(libc, _PR_SET_DUMPABLE, 0)
     if _prctl(libc, _PR_GET_DUMPABLE, 0) != 0:
-        raise ConfigError("the recorder is still dumpable after prctl(PR_SET_DUMPABLE, 0)",
-                          "run appshell on a Linux kernel that honours prctl (not under an emulator)")
+        raise ConfigError(
+            "the recorder is still dumpable after prctl(PR_SET_DUMPABLE, 0)",
+            "run appshell on a Linux kernel that honours prctl (not under an emulator)",
+        )
 
 
 def session_environ(pw: pwd.struct_passwd, environ: Mapping[str, str]) -> dict[str, str]:
@@ -193,11 +218,14 @@ def _read_trusted(path: Path) -> dict[str, Any]:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise ConfigError(f"{path} does not exist", "create it as root (docs/privsep.md), "
-                          "or run appshell without sudo (same-user mode)") from None
+        raise ConfigError(
+            f"{path} does not exist",
+            "create it as root (docs/privsep.md), or run appshell without sudo (same-user mode)",
+        ) from None
     except OSError as exc:
-        raise ConfigError(f"{path} cannot be read: {exc.strerror}",
-                          f"make it a root-owned file, mode 644: chmod 644 {path}") from None
+        raise ConfigError(
+            f"{path} cannot be read: {exc.strerror}", f"make it a root-owned file, mode 644: chmod 644 {path}"
+        ) from None
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())  # the file that is read, not whatever the name points to a moment later
         if not stat.S_ISREG(st.st_mode):
@@ -205,8 +233,9 @@ def _read_trusted(path: Path) -> dict[str, Any]:
         if st.st_uid != 0:
             raise ConfigError(f"{path} is owned by {_owner(st.st_uid)}, not root", f"chown root:root {path}")
         if st.st_mode & 0o022:
-            raise ConfigError(f"{path} can be written by others than root (mode {stat.S_IMODE(st.st_mode):o})",
-                              f"chmod go-w {path}")
+            raise ConfigError(
+                f"{path} can be written by others than root (mode {stat.S_IMODE(st.st_mode):o})", f"chmod go-w {path}"
+            )
         raw = f.read()
     # Whoever can write a directory above the file can swap the file: OpenSSH's StrictModes checks the same.
     for directory in _ancestors(path):
@@ -228,28 +257,35 @@ def _check_root_dir(path: Path, directory: Path) -> None:
     # A root-owned sticky directory (/tmp) lets others add names but not rename or remove root's: safe.
     writable = st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX
     if st.st_uid != 0 or writable:
-        raise ConfigError(f"{directory}, above {path}, can be changed by others than root "
-                          f"(owner {_owner(st.st_uid)}, mode {stat.S_IMODE(st.st_mode):o})",
-                          f"chown root:root {directory} && chmod go-w {directory}")
+        raise ConfigError(
+            f"{directory}, above {path}, can be changed by others than root "
+            f"(owner {_owner(st.st_uid)}, mode {stat.S_IMODE(st.st_mode):o})",
+            f"chown root:root {directory} && chmod go-w {directory}",
+        )
 
 
 def _user(path: Path, key: str, name: str) -> pwd.struct_passwd:
     try:
         pw = pwd.getpwnam(name)
     except KeyError:
-        raise ConfigError(f"{path}: {key} '{name}' is not a user on this host",
-                          f"create it (useradd --system {name}) or name an existing user in {key}") from None
+        raise ConfigError(
+            f"{path}: {key} '{name}' is not a user on this host",
+            f"create it (useradd --system {name}) or name an existing user in {key}",
+        ) from None
     if pw.pw_uid == 0:
-        raise ConfigError(f"{path}: {key} '{name}' is root",
-                          f"name an unprivileged user in {key}: in this mode neither process keeps root")
+        raise ConfigError(
+            f"{path}: {key} '{name}' is root",
+            f"name an unprivileged user in {key}: in this mode neither process keeps root",
+        )
     return pw
 
 
 def _absolute(path: Path, key: str, value: str) -> Path:
     if not os.path.isabs(value):
-        raise ConfigError(f"{path}: {key} '{value}' is a relative path",
-                          f"give {key} as an absolute path: the recorder does not resolve it against "
-                          "the caller's directory")
+        raise ConfigError(
+            f"{path}: {key} '{value}' is a relative path",
+            f"give {key} as an absolute path: the recorder does not resolve it against the caller's directory",
+        )
     return Path(value)
 
 
@@ -260,19 +296,24 @@ def _check_log(path: Path, log: Path, recorder: pwd.struct_passwd) -> None:
     try:
         st = os.stat(directory)
     except FileNotFoundError:
-        raise ConfigError(f"the log directory {directory} (log in {path}) does not exist",
-                          f"create it: {fix}") from None
+        raise ConfigError(
+            f"the log directory {directory} (log in {path}) does not exist", f"create it: {fix}"
+        ) from None
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != recorder.pw_uid or st.st_mode & 0o077:
-        raise ConfigError(f"the log directory {directory} is not {user}'s alone "
-                          f"(owner {_owner(st.st_uid)}, mode {stat.S_IMODE(st.st_mode):o})",
-                          f"chown {user} {directory} && chmod 700 {directory}")
+        raise ConfigError(
+            f"the log directory {directory} is not {user}'s alone "
+            f"(owner {_owner(st.st_uid)}, mode {stat.S_IMODE(st.st_mode):o})",
+            f"chown {user} {directory} && chmod 700 {directory}",
+        )
     try:
         lst = os.lstat(log)
     except FileNotFoundError:
         return  # the recorder creates it
     if not stat.S_ISREG(lst.st_mode) or lst.st_uid != recorder.pw_uid:
-        raise ConfigError(f"the log {log} is not a file owned by {user} (owner {_owner(lst.st_uid)})",
-                          f"chown {user} {log} && chmod 600 {log}")
+        raise ConfigError(
+            f"the log {log} is not a file owned by {user} (owner {_owner(lst.st_uid)})",
+            f"chown {user} {log} && chmod 600 {log}",
+        )
 
 
 def _owner(uid: int) -> str:
@@ -286,34 +327,45 @@ def _lookup(user: str) -> pwd.struct_passwd:
     try:
         return pwd.getpwnam(user)
     except KeyError:
-        raise ConfigError(f"'{user}' is not a user on this host",
-                          f"create it (useradd --system {user}) or name another user in {CONFIG_PATH}") from None
+        raise ConfigError(
+            f"'{user}' is not a user on this host",
+            f"create it (useradd --system {user}) or name another user in {CONFIG_PATH}",
+        ) from None
 
 
 def _require_root(user: str, pw: pwd.struct_passwd) -> None:
     if sys.platform != "linux":
-        raise ConfigError(f"privilege-separated mode needs Linux, and this is {sys.platform}",
-                          "run appshell without sudo here (same-user mode)")
+        raise ConfigError(
+            f"privilege-separated mode needs Linux, and this is {sys.platform}",
+            "run appshell without sudo here (same-user mode)",
+        )
     if os.geteuid() != 0:
-        raise ConfigError(f"becoming user '{user}' needs root, and appshell runs as {_owner(os.geteuid())}",
-                          "start it with sudo, through the sudoers line of docs/privsep.md")
+        raise ConfigError(
+            f"becoming user '{user}' needs root, and appshell runs as {_owner(os.geteuid())}",
+            "start it with sudo, through the sudoers line of docs/privsep.md",
+        )
     if pw.pw_uid == 0:
-        raise ConfigError(f"'{user}' is root: there is nothing to drop to",
-                          f"name an unprivileged user in {CONFIG_PATH}")
+        raise ConfigError(
+            f"'{user}' is root: there is nothing to drop to", f"name an unprivileged user in {CONFIG_PATH}"
+        )
 
 
 def _check_dropped(pw: pwd.struct_passwd, groups: list[int]) -> None:
     """Every id is *pw*'s and setuid(0) fails: what a capability or a saved uid left behind would let back in."""
     ids = (os.getresuid(), os.getresgid(), sorted(set(os.getgroups())))
     if ids != ((pw.pw_uid,) * 3, (pw.pw_gid,) * 3, sorted(set(groups))):
-        raise ConfigError(f"after becoming '{pw.pw_name}' the process holds uids/gids/groups {ids}",
-                          "report this: the kernel did not apply setresuid/setresgid/initgroups")
+        raise ConfigError(
+            f"after becoming '{pw.pw_name}' the process holds uids/gids/groups {ids}",
+            "report this: the kernel did not apply setresuid/setresgid/initgroups",
+        )
     try:
         os.setuid(0)
     except PermissionError:
         return
-    raise ConfigError(f"after becoming '{pw.pw_name}' the process could become root again",
-                      "start appshell from plain sudo, not from a wrapper that grants capabilities (CAP_SETUID)")
+    raise ConfigError(
+        f"after becoming '{pw.pw_name}' the process could become root again",
+        "start appshell from plain sudo, not from a wrapper that grants capabilities (CAP_SETUID)",
+    )
 
 
 def _libc() -> Any:
@@ -328,6 +380,8 @@ def _prctl(libc: Any, option: int, value: int) -> int:
     result = int(libc.prctl(option, ctypes.c_ulong(value), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)))
     if result < 0:
         err = ctypes.get_errno()
-        raise ConfigError(f"prctl({option}, {value}) failed: {os.strerror(err)}",
-                          "run appshell where prctl is allowed (not inside a seccomp filter that blocks it)")
+        raise ConfigError(
+            f"prctl({option}, {value}) failed: {os.strerror(err)}",
+            "run appshell where prctl is allowed (not inside a seccomp filter that blocks it)",
+        )
     return result

@@ -37,7 +37,7 @@ on an exception, and on SIGTERM/SIGHUP, which end ``run()`` (``Relay.signal`` sa
 killing the recorder with the terminal raw. SIGKILL cannot be caught: ``stty sane`` is the cure then.
 Leaving the relay closes the pty master: a child still running gets SIGHUP, as at a terminal hang-up.
 """
-# Over 350 lines (479): one loop with one contract (the batching rules above); the terminal's set-up, the loop and its batches are one state machine, read together.
+# Over 350 lines (484): one loop with one contract (the batching rules above); the terminal's set-up, the loop and its batches are one state machine, read together.
 
 from __future__ import annotations
 
@@ -203,7 +203,9 @@ class Relay:
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._install_signals()
         if self._saved_mode is not None:
-            tty.setraw(self.stdin, termios.TCSANOW)  # not TCSAFLUSH: what the operator typed ahead while appshell started is kept
+            tty.setraw(
+                self.stdin, termios.TCSANOW
+            )  # not TCSAFLUSH: what the operator typed ahead while appshell started is kept
 
     def _close(self) -> None:
         # Order matters: the terminal first, so that nothing below can leave it raw.

@@ -27,7 +27,7 @@ send well-formed ones, so ending it would hide nothing and lose the rest of its 
 The child's own ``session_end`` is acknowledged and kept; the record's ``session_end`` is written by
 the recorder from the exit status, with the child's report inside it (``reported``).
 """
-# Over 350 lines (425): the recorder's checks and its framing are one contract with the untrusted channel, read together.
+# Over 350 lines (455): the recorder's checks and its framing are one contract with the untrusted channel, read together.
 
 from __future__ import annotations
 
@@ -42,11 +42,23 @@ from typing import Any, Protocol
 from appshell.errors import AuditFailure
 from appshell.recorder.channel import HEADER, KINDS, MAX_MESSAGE, encode
 
-__all__ = ["REPLY_TIMEOUT", "AuditWriter", "as_writer", "Recorder", "Frames", "Oversize", "RECORDER_FIELDS",
-           "MAX_DEPTH", "exit_code", "end_status"]
+__all__ = [
+    "REPLY_TIMEOUT",
+    "AuditWriter",
+    "as_writer",
+    "Recorder",
+    "Frames",
+    "Oversize",
+    "RECORDER_FIELDS",
+    "MAX_DEPTH",
+    "exit_code",
+    "end_status",
+]
 
 # Fields only the recorder (or the sinks under it) sets; a report holding one is refused.
-RECORDER_FIELDS = frozenset({"session", "ts", "seq", "hash", "mac", "epoch", "by", "v", "prev", "torn", "redacted", "event"})
+RECORDER_FIELDS = frozenset(
+    {"session", "ts", "seq", "hash", "mac", "epoch", "by", "v", "prev", "torn", "redacted", "event"}
+)
 MAX_DEPTH = 32  # lists and objects in a report's fields, nested: the auditor's redaction recurses over them
 PREVIEW = 256  # bytes of a refused frame kept in its record when it cannot be kept whole
 # A report over the cap is read past (its sha256 kept) so an honest session goes on; one declaring more than
@@ -187,8 +199,15 @@ def _is_n(value: Any) -> bool:
 class Recorder:
     """Serves one session's channel: every report checked, sealed through *auditor*, and answered."""
 
-    def __init__(self, auditor: Any, sock: socket.socket, *, max_message: int = MAX_MESSAGE,
-                 reply_timeout: float = REPLY_TIMEOUT, start: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        auditor: Any,
+        sock: socket.socket,
+        *,
+        max_message: int = MAX_MESSAGE,
+        reply_timeout: float = REPLY_TIMEOUT,
+        start: dict[str, Any] | None = None,
+    ) -> None:
         self.writer = as_writer(auditor)
         # With *start*, the session's one session_start is written when the session reports its own (what
         # it learnt booting the app: its label, the database), the recorder's fields over the session's,
@@ -229,8 +248,10 @@ class Recorder:
         for frame in self.frames.feed(data):
             self._reply(self.handle(frame))
             if isinstance(frame, Oversize) and frame.unframed:
-                self.channel_closed(f"the session declared a report of {frame.size} bytes, beyond what the recorder reads "
-                                    "past: the channel is out of frame, and nothing after it can be recorded")
+                self.channel_closed(
+                    f"the session declared a report of {frame.size} bytes, beyond what the recorder reads "
+                    "past: the channel is out of frame, and nothing after it can be recorded"
+                )
                 self.shutdown()
             if not self.open:
                 break
@@ -324,7 +345,14 @@ class Recorder:
             return {"ok": True}
         try:
             if kind == "session_start" and self.start is not None:
-                self.writer.start({**fields, **self.start, "by": "recorder", "session_reported": sorted(set(fields) - set(self.start))})
+                self.writer.start(
+                    {
+                        **fields,
+                        **self.start,
+                        "by": "recorder",
+                        "session_reported": sorted(set(fields) - set(self.start)),
+                    }
+                )
                 self.start = None
                 for event, held in self.held:
                     self.writer.write(event, held)
@@ -346,15 +374,23 @@ class Recorder:
                 self.results[n] = False
         return {"ok": True}
 
-    def _refuse(self, frame: bytes | Oversize, message: dict[str, Any] | None, kind: str, reason: str) -> dict[str, Any]:
+    def _refuse(
+        self, frame: bytes | Oversize, message: dict[str, Any] | None, kind: str, reason: str
+    ) -> dict[str, Any]:
         self.refused += 1
         evidence: dict[str, Any]
         if isinstance(frame, Oversize):
-            evidence = {"bytes": frame.size, "sha256": frame.hasher.hexdigest(),
-                        "preview": frame.preview.decode("utf-8", "replace")}
+            evidence = {
+                "bytes": frame.size,
+                "sha256": frame.hasher.hexdigest(),
+                "preview": frame.preview.decode("utf-8", "replace"),
+            }
         elif message is None or _depth(message["fields"]) > MAX_DEPTH:  # not JSON, or too deep to keep as it is
-            evidence = {"bytes": len(frame), "sha256": hashlib.sha256(frame).hexdigest(),
-                        "preview": frame[:PREVIEW].decode("utf-8", "replace")}
+            evidence = {
+                "bytes": len(frame),
+                "sha256": hashlib.sha256(frame).hexdigest(),
+                "preview": frame[:PREVIEW].decode("utf-8", "replace"),
+            }
         else:
             evidence = {"report": message}
         what = f"the recorder refused this {kind} report: {reason}"
@@ -362,8 +398,11 @@ class Recorder:
             self.write("refused_report", {"by": "recorder", "kind": kind, "reason": reason, **evidence})
         except AuditFailure as exc:
             return {"ok": False, "what": f"{what}; and could not record the refusal: {exc.what}", "fix": exc.fix}
-        return {"ok": False, "what": what,
-                "fix": "report through appshell's journal: the recorder seals only reports in order, without its own fields"}
+        return {
+            "ok": False,
+            "what": what,
+            "fix": "report through appshell's journal: the recorder seals only reports in order, without its own fields",
+        }
 
     # -- the recorder's own records -------------------------------------------------
 
@@ -390,8 +429,7 @@ class Recorder:
             self._start_unreported()
             self.writer.write("channel_closed", {"by": "recorder", "reason": reason})
 
-    def end(self, returncode: int, *, pid: int | None = None, duration_ms: float | None = None,
-            **extra: Any) -> None:
+    def end(self, returncode: int, *, pid: int | None = None, duration_ms: float | None = None, **extra: Any) -> None:
         """Write the session_end from the child's exit status (and its own report, if it sent one), then close the sinks."""
         fields: dict[str, Any] = {
             "by": "recorder",
@@ -409,8 +447,9 @@ class Recorder:
             self._start_unreported()
             if returncode == 0 and self.reported_end is None and self.closed_early is None:
                 # It says it succeeded, without its end report: whatever it ran after its last report is unknown.
-                self.channel_closed("the session exited without reporting its end: what it ran after its last report is unknown")
+                self.channel_closed(
+                    "the session exited without reporting its end: what it ran after its last report is unknown"
+                )
             self.writer.write("session_end", fields)
         finally:
             self.writer.close()
-

@@ -46,10 +46,17 @@ __all__ = ["run_recorded", "scrubbed_env", "harden", "Supervisor", "GRACE", "SCR
 GRACE = 2.0  # seconds between the SIGTERM forwarded to a child and its SIGKILL
 EOF_GRACE = 0.2  # seconds the child has to exit after closing its channel before that is recorded
 # The sinks' credentials and configuration, the sealing key's and the review server's: the child never needs them.
-SCRUBBED = frozenset({
-    "APPSHELL_AUDIT_URL", "APPSHELL_SYSLOG_ADDRESS", "APPSHELL_AUDIT_LOG", "APPSHELL_AUDIT_KEY",
-    "APPSHELL_REVIEW_KEY_FILE", "APPSHELL_REVIEW_TOKENS", "APPSHELL_REVIEW_TOKENS_FILE",
-})
+SCRUBBED = frozenset(
+    {
+        "APPSHELL_AUDIT_URL",
+        "APPSHELL_SYSLOG_ADDRESS",
+        "APPSHELL_AUDIT_LOG",
+        "APPSHELL_AUDIT_KEY",
+        "APPSHELL_REVIEW_KEY_FILE",
+        "APPSHELL_REVIEW_TOKENS",
+        "APPSHELL_REVIEW_TOKENS_FILE",
+    }
+)
 # And any APPSHELL_* variable with one of these words in its name (APPSHELL_AUDIT_*, APPSHELL_SEAL_STATE, ...).
 SECRET_WORDS = frozenset({"AUDIT", "SEAL", "KEY", "KEYS", "TOKEN", "TOKENS", "SYSLOG", "WITNESS", "SECRET", "PASSWORD"})
 _STOP = (signal.SIGTERM, signal.SIGHUP)
@@ -68,7 +75,7 @@ def scrubbed_env(environ: Mapping[str, str], fd: int | None = None) -> dict[str,
 def _secret(name: str) -> bool:
     if name in SCRUBBED:
         return True
-    return name.startswith("APPSHELL_") and not SECRET_WORDS.isdisjoint(name[len("APPSHELL_"):].split("_"))
+    return name.startswith("APPSHELL_") and not SECRET_WORDS.isdisjoint(name[len("APPSHELL_") :].split("_"))
 
 
 def harden() -> bool:
@@ -89,9 +96,18 @@ def harden() -> bool:
     return True
 
 
-def run_recorded(argv: Sequence[str], env: Mapping[str, str], auditor: Any, session_start: dict[str, Any], *,
-                 grace: float = GRACE, hardened: bool = True, max_message: int = MAX_MESSAGE,
-                 reply_timeout: float = REPLY_TIMEOUT, **popen: Any) -> int:
+def run_recorded(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    auditor: Any,
+    session_start: dict[str, Any],
+    *,
+    grace: float = GRACE,
+    hardened: bool = True,
+    max_message: int = MAX_MESSAGE,
+    reply_timeout: float = REPLY_TIMEOUT,
+    **popen: Any,
+) -> int:
     """Record a session of *argv* (run with *env*, scrubbed): its exit code, or 128 + the signal that ended it.
 
     *auditor*: an ``Auditor`` (or any :class:`~appshell.recorder.server.AuditWriter`), opened by the
@@ -111,9 +127,19 @@ def run_recorded(argv: Sequence[str], env: Mapping[str, str], auditor: Any, sess
     except BaseException as exc:
         ours.close()
         try:
-            writer.write("session_end", {"by": "recorder", "status": "not started", "exit_code": None, "signal": None,
-                                         "reported": None, "statements": 0, "refused": 0,
-                                         "error": f"{type(exc).__name__}: {exc}"})
+            writer.write(
+                "session_end",
+                {
+                    "by": "recorder",
+                    "status": "not started",
+                    "exit_code": None,
+                    "signal": None,
+                    "reported": None,
+                    "statements": 0,
+                    "refused": 0,
+                    "error": f"{type(exc).__name__}: {exc}",
+                },
+            )
         finally:
             writer.close()
         raise
@@ -128,8 +154,12 @@ def run_recorded(argv: Sequence[str], env: Mapping[str, str], auditor: Any, sess
             try:
                 supervisor.stop()  # on an error of the recorder's own: the child is not left running unrecorded
                 duration = round((time.monotonic() - began) * 1000, 3)
-                recorder.end(proc.returncode, pid=proc.pid, duration_ms=duration,
-                             **({"channel": recorder.closed_early} if recorder.closed_early else {}))
+                recorder.end(
+                    proc.returncode,
+                    pid=proc.pid,
+                    duration_ms=duration,
+                    **({"channel": recorder.closed_early} if recorder.closed_early else {}),
+                )
             finally:
                 ours.close()
     return exit_code(proc.returncode)
@@ -230,8 +260,10 @@ class Supervisor:
                 return
             self._enforce_deadline()
             if eof_at is not None and time.monotonic() - eof_at >= EOF_GRACE and recorder.reported_end is None:
-                recorder.channel_closed("the session closed its channel to the recorder and went on running: "
-                                        "nothing it ran after that could be recorded")
+                recorder.channel_closed(
+                    "the session closed its channel to the recorder and went on running: "
+                    "nothing it ran after that could be recorded"
+                )
 
     def _timeout(self, exit_events: bool, eof_at: float | None) -> float | None:
         waits = [] if exit_events else [0.1]  # without a pidfd, look for the child's exit ten times a second

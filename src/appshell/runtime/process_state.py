@@ -8,7 +8,7 @@ display and except hooks, asyncio's event loop, logging handlers (SQLAlchemy's
 ``echo``) and appshell's own module globals. The console script ends right
 after, so none of it matters there. :func:`process_state` makes several
 sessions in one process possible, as click's ``CliRunner.isolation()`` does:
-the in-process test harness (tests/conftest.py) runs ``cli.main`` inside it.
+the in-process test harness (tests/support/harness.py) runs ``cli.main`` inside it.
 
 What cannot be put back is left inert instead: audit hooks cannot be removed
 (appshell's go quiet when no session is active), SQLAlchemy's class-level
@@ -19,6 +19,7 @@ stay (tests that need those run in a real process: docs/design.md §9).
 Standard library only, and nothing imported that the process has not
 imported already: entering and leaving costs well under a millisecond.
 """
+# Over 350 lines (363): every process-wide thing a session changes, saved and put back in one place (the Process object will replace it).
 
 from __future__ import annotations
 
@@ -31,8 +32,21 @@ from typing import Any
 __all__ = ["process_state"]
 
 _SYS_ATTRS = (
-    "argv", "stdin", "stdout", "stderr", "displayhook", "excepthook", "breakpointhook", "unraisablehook",
-    "ps1", "ps2", "last_type", "last_value", "last_traceback", "last_exc", "dont_write_bytecode",
+    "argv",
+    "stdin",
+    "stdout",
+    "stderr",
+    "displayhook",
+    "excepthook",
+    "breakpointhook",
+    "unraisablehook",
+    "ps1",
+    "ps2",
+    "last_type",
+    "last_value",
+    "last_traceback",
+    "last_exc",
+    "dont_write_bytecode",
 )
 _MISSING = object()
 # appshell's globals that a session sets and its teardown normally clears (by module, by name).
@@ -46,7 +60,13 @@ def _library_roots() -> tuple[str, ...]:
     """Where modules that may stay imported live: the interpreter's, the environment's, appshell's."""
     import sysconfig
 
-    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+    roots = {
+        sys.prefix,
+        sys.base_prefix,
+        sys.exec_prefix,
+        sys.base_exec_prefix,
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    }
     roots.update(v for k, v in sysconfig.get_paths().items() if k in ("stdlib", "platstdlib", "purelib", "platlib"))
     return tuple(os.path.join(os.path.realpath(r), "") for r in roots)
 
@@ -64,7 +84,11 @@ def _is_library(module: Any) -> bool:
     file = getattr(module, "__file__", None)
     places = [file] if file else list(getattr(module, "__path__", None) or ())
     if not places:
-        return getattr(module, "__name__", None) in sys.builtin_module_names or getattr(module, "__spec__", None) is not None and getattr(module.__spec__, "origin", None) in ("built-in", "frozen")
+        return (
+            getattr(module, "__name__", None) in sys.builtin_module_names
+            or getattr(module, "__spec__", None) is not None
+            and getattr(module.__spec__, "origin", None) in ("built-in", "frozen")
+        )
     try:
         return all(os.path.realpath(p).startswith(_ROOTS) for p in places)
     except (TypeError, ValueError):
@@ -94,7 +118,12 @@ class _Saved:
 
         self.builtins = dict(vars(builtins))
         self.signals = self._signals()
-        self.globals = {(m, n): getattr(sys.modules[m], n) for m, names in _APPSHELL_GLOBALS.items() if m in sys.modules for n in names}
+        self.globals = {
+            (m, n): getattr(sys.modules[m], n)
+            for m, names in _APPSHELL_GLOBALS.items()
+            if m in sys.modules
+            for n in names
+        }
         self.watching = list(_module_attr("appshell.safety.raw_connect", "_watching") or ())
         self.generation = _module_attr("appshell.safety.engines", "_generation")
         self.asyncio = self._asyncio()
@@ -138,8 +167,13 @@ class _Saved:
         logging: Any = sys.modules.get("logging")
         if logging is None:
             return None
-        loggers = {"": logging.root, **{n: lg for n, lg in logging.root.manager.loggerDict.items() if isinstance(lg, logging.Logger)}}
-        state: dict[str, tuple[Any, ...]] = {name: (lg.level, list(lg.handlers), lg.propagate, lg.disabled) for name, lg in loggers.items()}
+        loggers = {
+            "": logging.root,
+            **{n: lg for n, lg in logging.root.manager.loggerDict.items() if isinstance(lg, logging.Logger)},
+        }
+        state: dict[str, tuple[Any, ...]] = {
+            name: (lg.level, list(lg.handlers), lg.propagate, lg.disabled) for name, lg in loggers.items()
+        }
         state[" disable"] = (logging.root.manager.disable,)
         return state
 
@@ -153,8 +187,18 @@ class _Saved:
     def restore(self) -> None:
         # First what a late callback might write to (streams), then the rest; every part on its own,
         # so one that fails cannot leave the others changed.
-        for part in (self._sys, self._appshell, self._asyncio_back, self._modules, self._environ, self._cwd,
-                     self._signals_back, self._logging_back, self._warnings_back, self._small):
+        for part in (
+            self._sys,
+            self._appshell,
+            self._asyncio_back,
+            self._modules,
+            self._environ,
+            self._cwd,
+            self._signals_back,
+            self._logging_back,
+            self._warnings_back,
+            self._small,
+        ):
             part()
 
     def _sys(self) -> None:
@@ -257,14 +301,20 @@ class _Saved:
             return
         saved = self.logging or {}
         manager = logging.root.manager
-        loggers = {"": logging.root, **{n: lg for n, lg in manager.loggerDict.items() if isinstance(lg, logging.Logger)}}
+        loggers = {
+            "": logging.root,
+            **{n: lg for n, lg in manager.loggerDict.items() if isinstance(lg, logging.Logger)},
+        }
         streams = {id(s) for s in (*self.sys.values(), sys.__stdout__, sys.__stderr__)}
         for name, logger in loggers.items():
             if name not in saved:
                 # A logger made during the session (a library imported then, the app's own): its
                 # handlers that wrote to the session's streams go; its level and NullHandlers stay.
-                logger.handlers[:] = [h for h in logger.handlers
-                                      if not isinstance(h, logging.StreamHandler) or id(getattr(h, "stream", None)) in streams]
+                logger.handlers[:] = [
+                    h
+                    for h in logger.handlers
+                    if not isinstance(h, logging.StreamHandler) or id(getattr(h, "stream", None)) in streams
+                ]
                 continue
             level, handlers, propagate, disabled = saved[name]
             if logger.handlers != handlers:
@@ -282,7 +332,9 @@ class _Saved:
         if filters is not None:
             warnings.filters[:] = filters
             warnings.showwarning = showwarning
-            mutated = getattr(warnings, "_filters_mutated", None) or getattr(warnings, "_filters_mutated_lock_held", None)
+            mutated = getattr(warnings, "_filters_mutated", None) or getattr(
+                warnings, "_filters_mutated_lock_held", None
+            )
             if mutated is not None:
                 mutated()  # the filters' version: cached "already warned" decisions are made again
 

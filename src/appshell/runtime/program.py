@@ -14,8 +14,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TextIO
 
-from appshell.hooks import aio
 from appshell.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, AppshellError, UsageError
+from appshell.hooks import aio
 from appshell.record.journal import Journal, file_info
 
 if TYPE_CHECKING:
@@ -131,8 +131,13 @@ def _exit_code(exc: SystemExit) -> int:
     return EXIT_USER_ERROR
 
 
-def run_program(program: Program, namespace: dict[str, Any], journal: Journal, want_json: bool = False,
-                refusals: Callable[[], Refusals] | None = None) -> int:
+def run_program(
+    program: Program,
+    namespace: dict[str, Any],
+    journal: Journal,
+    want_json: bool = False,
+    refusals: Callable[[], Refusals] | None = None,
+) -> int:
     """Run the program in the namespace as Python would; returns the exit code. *refusals* makes, on the
     error path only, what says a refusal in one line (appshell.console.refusals)."""
     sys.argv = program.argv
@@ -148,8 +153,12 @@ def run_program(program: Program, namespace: dict[str, Any], journal: Journal, w
             body, last = _split_last_expression(tree)
             with _stdout_to_stderr() as write_json:
                 aio.execute(compile(body, program.filename, "exec", aio.FLAGS), namespace)
-                value = None if last is None else aio.execute(compile(last, program.filename, "eval", aio.FLAGS), namespace)
-                write_json(json.dumps(aio.sync_io(to_jsonable, value), indent=None, default=str))  # an async app's lazy loads
+                value = (
+                    None if last is None else aio.execute(compile(last, program.filename, "eval", aio.FLAGS), namespace)
+                )
+                write_json(
+                    json.dumps(aio.sync_io(to_jsonable, value), indent=None, default=str)
+                )  # an async app's lazy loads
     except SystemExit as exc:
         return _exit_code(exc)
     except KeyboardInterrupt:
@@ -163,7 +172,9 @@ def run_program(program: Program, namespace: dict[str, Any], journal: Journal, w
     except Exception as exc:
         from appshell.console.refusals import Refusals  # the error path only
 
-        line = (refusals() if refusals is not None else Refusals()).line(exc)  # read-only, destructive, sandbox: one line, not SQLAlchemy's frames
+        line = (refusals() if refusals is not None else Refusals()).line(
+            exc
+        )  # read-only, destructive, sandbox: one line, not SQLAlchemy's frames
         if line is not None:
             print(line, file=sys.stderr)
         else:

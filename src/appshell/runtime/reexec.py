@@ -5,6 +5,7 @@ Started by another interpreter while the project has ``.venv/`` (or
 argv, stdin and the exit code (exec replaces the process). This runs before
 anything heavy is imported.
 """
+# Over 350 lines (396): re-executing and the record of what ran before the session share the launch environment's reading.
 
 from __future__ import annotations
 
@@ -17,8 +18,20 @@ from typing import Any
 from appshell.errors import ConfigError
 
 __all__ = [
-    "project_python", "same_environment", "reexec_target", "maybe_reexec", "install_command", "GUARD",
-    "ISOLATED", "before_session", "isolate", "launch_environment", "influences", "interpreter_record", "preloaded_modules", "remember_launch_environment",
+    "project_python",
+    "same_environment",
+    "reexec_target",
+    "maybe_reexec",
+    "install_command",
+    "GUARD",
+    "ISOLATED",
+    "before_session",
+    "isolate",
+    "launch_environment",
+    "influences",
+    "interpreter_record",
+    "preloaded_modules",
+    "remember_launch_environment",
 ]
 
 GUARD = "APPSHELL_REEXECUTED"  # set in the child: never re-exec twice (a loop guard)
@@ -74,7 +87,11 @@ def install_command(python: Path) -> str:
 
     checkout = Path(__file__).resolve().parents[3]  # src/appshell/runtime/reexec.py
     pyproject = checkout / "pyproject.toml"
-    source = str(checkout) if pyproject.is_file() and 'name = "appshell"' in pyproject.read_text(encoding="utf-8") else f"appshell=={__version__}"
+    source = (
+        str(checkout)
+        if pyproject.is_file() and 'name = "appshell"' in pyproject.read_text(encoding="utf-8")
+        else f"appshell=={__version__}"
+    )
     return shlex.join([sys.executable, "-m", "pip", "--python", str(python), "install", source])
 
 
@@ -101,8 +118,14 @@ ISOLATED = "APPSHELL_ISOLATED"  # set in the isolated child: what its launcher n
 # PYTHON* variables that change no code that runs: the isolated child would read them the same.
 # (PYTHONSTARTUP is not read by the interpreter for `-m appshell`: appshell runs it itself,
 # recorded with its text and sha256 — the -I child does so too.)
-HARMLESS = frozenset({"PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PYTHONIOENCODING", "PYTHONUTF8", "PYTHONHASHSEED", "PYTHONSTARTUP"})
-_OTHER_LOADERS = ("LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT")  # not Python's, but they change what the interpreter runs too
+HARMLESS = frozenset(
+    {"PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PYTHONIOENCODING", "PYTHONUTF8", "PYTHONHASHSEED", "PYTHONSTARTUP"}
+)
+_OTHER_LOADERS = (
+    "LD_PRELOAD",
+    "LD_LIBRARY_PATH",
+    "LD_AUDIT",
+)  # not Python's, but they change what the interpreter runs too
 _launch_environ: dict[str, str] | None = None  # the environment as appshell started, before .env was exported into it
 
 
@@ -142,18 +165,28 @@ def preloaded_modules(limit: int = 50) -> dict[str, list[Any]]:
     is_stdlib, site_packages = _stdlib_test()
     own = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + "/"  # the appshell package
     found = sorted(
-        ((name, path) for name, module in list(sys.modules.items())
-         if name != "__main__" and isinstance(path := getattr(module, "__file__", None), str) and not is_stdlib(path)
-         and not os.path.abspath(path).startswith(own)),
+        (
+            (name, path)
+            for name, module in list(sys.modules.items())
+            if name != "__main__"
+            and isinstance(path := getattr(module, "__file__", None), str)
+            and not is_stdlib(path)
+            and not os.path.abspath(path).startswith(own)
+        ),
         key=lambda item: (item[0] not in ("sitecustomize", "usercustomize"), item[0]),
     )
     custom = ("sitecustomize", "usercustomize")  # listed with their hash wherever they are, site-packages included
     outside = [(name, path) for name, path in found if name in custom or not path.startswith(site_packages)]
-    packages = sorted({name.partition(".")[0] for name, path in found if name not in custom and path.startswith(site_packages)})
+    packages = sorted(
+        {name.partition(".")[0] for name, path in found if name not in custom and path.startswith(site_packages)}
+    )
     shown: list[Any] = [{"name": name, "path": path, "sha256": file_sha256(path)} for name, path in outside[:limit]]
     if len(outside) > limit:
         shown.append({"name": f"… {len(outside) - limit} more", "path": None})
-    return {"outside": shown, "packages": packages[:limit] + ([f"… {len(packages) - limit} more"] if len(packages) > limit else [])}
+    return {
+        "outside": shown,
+        "packages": packages[:limit] + ([f"… {len(packages) - limit} more"] if len(packages) > limit else []),
+    }
 
 
 def _library_path() -> str | None:
@@ -162,7 +195,10 @@ def _library_path() -> str | None:
 
     if not sysconfig.get_config_var("Py_ENABLE_SHARED"):
         return None
-    name, folder = sysconfig.get_config_var("INSTSONAME") or sysconfig.get_config_var("LDLIBRARY"), sysconfig.get_config_var("LIBDIR")
+    name, folder = (
+        sysconfig.get_config_var("INSTSONAME") or sysconfig.get_config_var("LDLIBRARY"),
+        sysconfig.get_config_var("LIBDIR"),
+    )
     path = os.path.join(folder or "", name or "")
     return path if name and os.path.isfile(path) else None
 
@@ -171,9 +207,9 @@ def _cached_sha256(path: str) -> tuple[str | None, bool]:
     """*path*'s sha256, cached per (path, size, mtime, inode) in the user's cache: hashing a 23 MB
     libpython costs ~30 ms a start. The cache is the operator's own file, so the record says when
     the hash came from it (``cached``)."""
-    from appshell.record.journal import file_sha256
-
     import json
+
+    from appshell.record.journal import file_sha256
 
     try:
         st = os.stat(path)
@@ -194,7 +230,12 @@ def _cached_sha256(path: str) -> tuple[str | None, bool]:
         try:
             cache_dir.mkdir(parents=True, exist_ok=True)
             fresh = cache_dir / f".interpreters.{os.getpid()}.tmp"
-            fresh.write_text(json.dumps({**(entries if isinstance(entries, dict) else {}), path: {"stamp": stamp, "sha256": digest}}), encoding="utf-8")
+            fresh.write_text(
+                json.dumps(
+                    {**(entries if isinstance(entries, dict) else {}), path: {"stamp": stamp, "sha256": digest}}
+                ),
+                encoding="utf-8",
+            )
             os.replace(fresh, cache)
         except OSError:
             pass  # no cache: hashed again next time
@@ -206,7 +247,12 @@ def interpreter_record() -> dict[str, Any]:
     from appshell.record.journal import file_sha256
 
     real = os.path.realpath(sys.executable)
-    record: dict[str, Any] = {"path": sys.executable, "real_path": real, "sha256": file_sha256(real), "version": sys.version.split()[0]}
+    record: dict[str, Any] = {
+        "path": sys.executable,
+        "real_path": real,
+        "sha256": file_sha256(real),
+        "version": sys.version.split()[0],
+    }
     library = _library_path()
     if library is not None:
         digest, cached = _cached_sha256(os.path.realpath(library))
@@ -214,8 +260,19 @@ def interpreter_record() -> dict[str, Any]:
     return record
 
 
-_FLAGS = ("isolated", "ignore_environment", "no_user_site", "no_site", "safe_path", "inspect", "interactive", "optimize",
-          "dont_write_bytecode", "dev_mode", "verbose")
+_FLAGS = (
+    "isolated",
+    "ignore_environment",
+    "no_user_site",
+    "no_site",
+    "safe_path",
+    "inspect",
+    "interactive",
+    "optimize",
+    "dont_write_bytecode",
+    "dev_mode",
+    "verbose",
+)
 
 
 def influences(environ: Mapping[str, str]) -> list[str]:
@@ -247,7 +304,11 @@ def before_session(environ: Mapping[str, str], *, standalone: bool = True) -> di
     loaded before are that program's: only a sitecustomize/usercustomize is listed, the rest counted."""
     from appshell.config.redact import MASK, is_secret_name
 
-    python_env = {k: (MASK if is_secret_name(k) else v) for k, v in sorted(environ.items()) if k.startswith("PYTHON") or k in _OTHER_LOADERS}
+    python_env = {
+        k: (MASK if is_secret_name(k) else v)
+        for k, v in sorted(environ.items())
+        if k.startswith("PYTHON") or k in _OTHER_LOADERS
+    }
     record: dict[str, Any] = {
         "python_env": python_env,
         "appshell_env": sorted(k for k in environ if k.startswith("APPSHELL_")),
@@ -267,7 +328,9 @@ def before_session(environ: Mapping[str, str], *, standalone: bool = True) -> di
     return record
 
 
-def isolate(locked: bool, profile: str, argv: Sequence[str], stdin_program: str | None, reason: str | None, *, standalone: bool) -> list[str]:
+def isolate(
+    locked: bool, profile: str, argv: Sequence[str], stdin_program: str | None, reason: str | None, *, standalone: bool
+) -> list[str]:
     """Under a profile that locks the audit, run the session in an isolated interpreter (``-I``):
     no PYTHON* variable, no user site, no sitecustomize from PYTHONPATH runs in it. Re-executes
     (exec: same pid, argv, exit code) and does not return when there is something to neutralise
@@ -298,8 +361,10 @@ def isolate(locked: bool, profile: str, argv: Sequence[str], stdin_program: str 
     try:
         os.execve(sys.executable, [sys.executable, *_harmless_flags(), "-I", "-m", "appshell", *argv], env)
     except OSError as exc:
-        raise ConfigError(f"profile '{profile}' locks the audit and {found[0]}, but appshell could not re-execute isolated ({exc})",
-                          f"unset what is listed ({'; '.join(found)}) and run appshell again") from None
+        raise ConfigError(
+            f"profile '{profile}' locks the audit and {found[0]}, but appshell could not re-execute isolated ({exc})",
+            f"unset what is listed ({'; '.join(found)}) and run appshell again",
+        ) from None
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -325,7 +390,7 @@ def _stdin_from(text: str) -> None:
         os.unlink(name)
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
     os.lseek(fd, 0, os.SEEK_SET)
     os.dup2(fd, 0)
     os.close(fd)

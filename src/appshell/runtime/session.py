@@ -4,6 +4,7 @@ Teardown is in ``finally``: the session is rolled back and closed, the
 sandbox's transaction rolled back, and the audit session ended on every path
 — Ctrl-D, exceptions, and SIGTERM (turned into SystemExit by the CLI).
 """
+# Over 350 lines (359): one session's life, boot to teardown, in one place (docs/design.md §2): the order is the contract.
 
 from __future__ import annotations
 
@@ -19,15 +20,15 @@ from appshell.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR
 
 if TYPE_CHECKING:
     from appshell.audit import Auditor
-    from appshell.recorder.channel import SessionAuditor
     from appshell.boot.context import AppContext
-    from appshell.safety.database import Coverage
-    from appshell.record.journal import Journal
-    from appshell.runtime.program import Program
-    from appshell.console.refusals import Refusals
     from appshell.boot.release import Parity
-    from appshell.safety.sandbox import Sandbox
     from appshell.config.settings import Settings
+    from appshell.console.refusals import Refusals
+    from appshell.record.journal import Journal
+    from appshell.recorder.channel import SessionAuditor
+    from appshell.runtime.program import Program
+    from appshell.safety.database import Coverage
+    from appshell.safety.sandbox import Sandbox
 
 __all__ = ["Options", "run_session", "end_status"]
 
@@ -67,44 +68,60 @@ def _loading(settings: Settings, quiet: bool) -> Iterator[None]:
 
 def _check_release(settings: Settings, release: str) -> Parity:
     """Same release as the web process? A mismatch is loud, or an error where the profile says so."""
+    from appshell.boot.release import check_parity
     from appshell.console.banner import alarm
     from appshell.errors import ConfigError
-    from appshell.boot.release import check_parity
 
     parity = check_parity(release, settings.profile, settings.project_root)
     if parity.state == "mismatch" and settings.profile.release.on_mismatch == "error":
-        raise ConfigError(parity.describe(release), "run appshell from the web process's release, or deploy this one to the web process first")
+        raise ConfigError(
+            parity.describe(release),
+            "run appshell from the web process's release, or deploy this one to the web process first",
+        )
     if parity.state in ("mismatch", "unknown"):
         warning = f"appshell: WARNING: {parity.describe(release)}"
         print(alarm(warning, sys.stderr.isatty()), file=sys.stderr)
     return parity
 
 
-def _start_audit(settings: Settings, ctx: AppContext, program: Program | None, shell: str | None, release: str, options: Options, parity: Parity,
-                 before: dict[str, Any], auditor: Auditor | SessionAuditor | None) -> Auditor | SessionAuditor:
+def _start_audit(
+    settings: Settings,
+    ctx: AppContext,
+    program: Program | None,
+    shell: str | None,
+    release: str,
+    options: Options,
+    parity: Parity,
+    before: dict[str, Any],
+    auditor: Auditor | SessionAuditor | None,
+) -> Auditor | SessionAuditor:
     """Start the audit session: in this process, or (*auditor* a SessionAuditor) by reporting to the recorder."""
     from appshell.audit import open_auditor
-    from appshell.safety.readonly_role import read_only_level
     from appshell.config.redact import mask_url
+    from appshell.safety.readonly_role import read_only_level
 
     if auditor is None:
         auditor = open_auditor(settings, ctx.engine.url.render_as_string(hide_password=False))
-    auditor.start({
-        "mode": program.mode if program else "interactive",
-        "shell": shell,
-        "profile": settings.profile.name,
-        "release": release,
-        "release_parity": parity.state,
-        "release_expected": parity.expected,
-        "app": ctx.label,
-        "database": mask_url(ctx.engine.url.render_as_string(hide_password=True)),
-        "sandbox": settings.sandbox,
-        "read_only": settings.read_only,
-        "read_only_level": read_only_level(settings),  # "enforced" (a read-only role), "guarded" (a session setting) or None
-        "reason": settings.reason,
-        "argv": options.argv,
-        **before,  # what could change the session before its first statement (reexec.before_session)
-    })
+    auditor.start(
+        {
+            "mode": program.mode if program else "interactive",
+            "shell": shell,
+            "profile": settings.profile.name,
+            "release": release,
+            "release_parity": parity.state,
+            "release_expected": parity.expected,
+            "app": ctx.label,
+            "database": mask_url(ctx.engine.url.render_as_string(hide_password=True)),
+            "sandbox": settings.sandbox,
+            "read_only": settings.read_only,
+            "read_only_level": read_only_level(
+                settings
+            ),  # "enforced" (a read-only role), "guarded" (a session setting) or None
+            "reason": settings.reason,
+            "argv": options.argv,
+            **before,  # what could change the session before its first statement (reexec.before_session)
+        }
+    )
     return auditor
 
 
@@ -113,15 +130,25 @@ def _before_session(settings: Settings, program: Program | None, options: Option
     (issue 22 item 10); under a locked audit, the session first re-executes itself isolated."""
     from appshell.runtime.reexec import before_session, isolate, launch_environment
 
-    left = isolate(settings.profile.audit.locked, settings.profile.name, options.argv,
-                   program.source if program is not None and program.mode == "stdin" else None, settings.reason, standalone=STANDALONE)
-    before = before_session(launch_environment(), standalone=STANDALONE)  # the environment as appshell found it, not with what settings exported
+    left = isolate(
+        settings.profile.audit.locked,
+        settings.profile.name,
+        options.argv,
+        program.source if program is not None and program.mode == "stdin" else None,
+        settings.reason,
+        standalone=STANDALONE,
+    )
+    before = before_session(
+        launch_environment(), standalone=STANDALONE
+    )  # the environment as appshell found it, not with what settings exported
     if left:
         before["not_neutralised"] = left  # locked, but run in-process (a library call of main()): recorded only
     return before
 
 
-def _apply_safety(settings: Settings, ctx: AppContext, session_id: str, options: Options) -> tuple[Sandbox | None, Coverage]:
+def _apply_safety(
+    settings: Settings, ctx: AppContext, session_id: str, options: Options
+) -> tuple[Sandbox | None, Coverage]:
     """Read-only, sandbox, timeouts, tagging and the destructive guard, on every engine in the process."""
     from appshell.safety.database import ConnectionPlan, Coverage, refuse_orm_writes
     from appshell.safety.engines import take_over
@@ -140,13 +167,17 @@ def _apply_safety(settings: Settings, ctx: AppContext, session_id: str, options:
         role_url = read_only_url(settings)
         if role_url is not None:
             use_role(role_url)  # every connection to the app's database logs in as the read-only role
-    coverage = Coverage(ConnectionPlan(
-        read_only=settings.read_only,
-        statement_timeout_ms=profile.database.statement_timeout_ms,
-        idle_in_transaction_timeout_ms=profile.database.idle_in_transaction_timeout_ms,
-        application_name=f"appshell:{session_id}",
-        fresh_connections=role_url is not None,
-    ), sandbox, profile.name)
+    coverage = Coverage(
+        ConnectionPlan(
+            read_only=settings.read_only,
+            statement_timeout_ms=profile.database.statement_timeout_ms,
+            idle_in_transaction_timeout_ms=profile.database.idle_in_transaction_timeout_ms,
+            application_name=f"appshell:{session_id}",
+            fresh_connections=role_url is not None,
+        ),
+        sandbox,
+        profile.name,
+    )
     coverage.install()
     ctx.teardown.append(coverage.close_all)  # after the app's engine is disposed: every other engine's connections
     if settings.read_only:
@@ -158,15 +189,17 @@ def _apply_safety(settings: Settings, ctx: AppContext, session_id: str, options:
     return sandbox, coverage
 
 
-def run_session(settings: Settings, program: Program | None, options: Options, reporter: SessionAuditor | None = None) -> int:
+def run_session(
+    settings: Settings, program: Program | None, options: Options, reporter: SessionAuditor | None = None
+) -> int:
     """One session; *reporter*: the recorder's channel (cli.recorded), else the audit is kept in this process."""
+    from appshell.boot.context import boot
+    from appshell.boot.release import release_id
+    from appshell.console.echo import SqlEcho
+    from appshell.console.namespace import build_namespace
     from appshell.hooks import aio
     from appshell.record import nested
-    from appshell.boot.context import boot
-    from appshell.console.echo import SqlEcho
     from appshell.record.journal import Journal
-    from appshell.console.namespace import build_namespace
-    from appshell.boot.release import release_id
     from appshell.runtime.shells import check_shell_name, pick_shell
 
     check_shell_name(settings.shell)  # before booting: a bad --shell costs nothing
@@ -175,7 +208,10 @@ def run_session(settings: Settings, program: Program | None, options: Options, r
     release = release_id(settings.project_root)
     parity = _check_release(settings, release)
     # --json: stdout carries the JSON alone, so what the app prints while it boots goes to stderr.
-    with _loading(settings, quiet=options.quiet or program is not None), redirect_stdout(sys.stderr) if options.json else nullcontext():
+    with (
+        _loading(settings, quiet=options.quiet or program is not None),
+        redirect_stdout(sys.stderr) if options.json else nullcontext(),
+    ):
         ctx = boot(settings)
     code: int | None = None
     failure: BaseException | None = None
@@ -191,16 +227,28 @@ def run_session(settings: Settings, program: Program | None, options: Options, r
         sandbox, coverage = _apply_safety(settings, ctx, auditor.session, options)
         echo = SqlEcho(ctx.engine, settings.echo_sql)
         journal = Journal([auditor])
-        journal.attach(ctx.engine)
+        journal.attach()
         nested.watch(journal)
         namespace = build_namespace(ctx, settings, journal, {"echo_sql": echo.helper()})
         if program is not None:
             from appshell.runtime.program import run_program
 
-            code = run_program(program, namespace, journal, want_json=options.json, refusals=lambda: _refusals(settings, options))
+            code = run_program(
+                program, namespace, journal, want_json=options.json, refusals=lambda: _refusals(settings, options)
+            )
         else:
-            code = _interactive(settings, ctx, namespace, journal, shell_name or "python", options.quiet, release, parity, auditor.redact,
-                                _refusals(settings, options))
+            code = _interactive(
+                settings,
+                ctx,
+                namespace,
+                journal,
+                shell_name or "python",
+                options.quiet,
+                release,
+                parity,
+                auditor.redact,
+                _refusals(settings, options),
+            )
         return code
     except BaseException as exc:
         failure = exc
@@ -236,8 +284,13 @@ def run_session(settings: Settings, program: Program | None, options: Options, r
                 session_over()  # the class-level listeners keep watching leftover threads, not this main thread
             finally:
                 if auditor is not None:  # whatever failed above, the audit session ends
-                    auditor.end("sandbox_broken" if sandbox is not None and sandbox.broken else
-                                "read_only_lifted" if coverage is not None and coverage.lifted else end_status(code, failure))
+                    auditor.end(
+                        "sandbox_broken"
+                        if sandbox is not None and sandbox.broken
+                        else "read_only_lifted"
+                        if coverage is not None and coverage.lifted
+                        else end_status(code, failure)
+                    )
         if sandbox is not None and sandbox.broken is not None and type(failure) is not type(sandbox.broken):
             raise sandbox.broken  # exit 6, whatever the program did with the exception (SandboxBroken)
         if coverage is not None and coverage.lifted is not None and failure is not coverage.lifted:
@@ -276,8 +329,16 @@ def _leave_forked_child(code: int | None) -> None:
 
 
 def _interactive(
-    settings: Settings, ctx: AppContext, namespace: dict[str, Any], journal: Journal, shell_name: str, quiet: bool, release: str, parity: Parity,
-    redact: Callable[[str], str], refusals: Refusals,
+    settings: Settings,
+    ctx: AppContext,
+    namespace: dict[str, Any],
+    journal: Journal,
+    shell_name: str,
+    quiet: bool,
+    release: str,
+    parity: Parity,
+    redact: Callable[[str], str],
+    refusals: Refusals,
 ) -> int:
     from appshell.console.banner import Look, make_banner
     from appshell.console.history import history_for
@@ -292,5 +353,7 @@ def _interactive(
         # The helper as built (the operator may rebind the name); in a sandbox it returns to the sandbox's savepoint.
         interrupted = Interrupted(journal, namespace["rollback"], sandbox=settings.sandbox)
         interrupted.install()
-    get_runner(shell_name)(ShellSession(namespace, banner, look, journal, history_for(settings, redact), refusals, interrupted))
+    get_runner(shell_name)(
+        ShellSession(namespace, banner, look, journal, history_for(settings, redact), refusals, interrupted)
+    )
     return EXIT_OK

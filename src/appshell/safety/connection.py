@@ -15,8 +15,20 @@ from appshell.errors import ReadOnlyError
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-__all__ = ["ConnState", "ReadOnlyError", "backend", "dialect_kind", "run_statements", "fetch_rows", "in_transaction",
-           "sqlite_of", "short_sql", "lexing_mismatch", "read_only_now", "classify_cached"]
+__all__ = [
+    "ConnState",
+    "ReadOnlyError",
+    "backend",
+    "dialect_kind",
+    "run_statements",
+    "fetch_rows",
+    "in_transaction",
+    "sqlite_of",
+    "short_sql",
+    "lexing_mismatch",
+    "read_only_now",
+    "classify_cached",
+]
 
 
 def dialect_kind(dialect: Any) -> str:
@@ -97,15 +109,18 @@ _READ_ONLY_NOW = {
     # The current transaction's and the next ones' (SET default_transaction_read_only = off takes effect at the next).
     # standard_conforming_strings along: off, appshell's parser would misread what follows (issue 25, F2) — read as lifted.
     "postgresql": "SELECT pg_catalog.current_setting('transaction_read_only'), pg_catalog.current_setting('default_transaction_read_only'), "
-                  "pg_catalog.current_setting('standard_conforming_strings')",
+    "pg_catalog.current_setting('standard_conforming_strings')",
     "mariadb": "SELECT @@session.tx_read_only",  # MariaDB before 11.1 has no transaction_read_only
     "mysql": "SELECT @@session.transaction_read_only",
 }
 
 
 # What says how the server reads quotes now (checked once per connection in sandbox and read-only sessions).
-_LEXING_NOW = {"postgresql": "SELECT pg_catalog.current_setting('standard_conforming_strings')",
-               "mysql": "SELECT @@session.sql_mode", "mariadb": "SELECT @@session.sql_mode"}
+_LEXING_NOW = {
+    "postgresql": "SELECT pg_catalog.current_setting('standard_conforming_strings')",
+    "mysql": "SELECT @@session.sql_mode",
+    "mariadb": "SELECT @@session.sql_mode",
+}
 
 
 def lexing_mismatch(raw: Any, kind: str) -> str | None:
@@ -161,8 +176,27 @@ def _set_autocommit(raw: Any, on: bool) -> None:
 class ConnState:
     """What appshell knows about one DBAPI connection (a plain class: a dataclass costs start-up time)."""
 
-    __slots__ = ("raw", "kind", "dialect", "deadline", "timed_out", "denied", "own", "autocommit", "sandboxed", "frames", "pending", "sq",
-                 "sqlite3", "busy", "marker", "discarded", "counted", "read_only_seen", "began")
+    __slots__ = (
+        "raw",
+        "kind",
+        "dialect",
+        "deadline",
+        "timed_out",
+        "denied",
+        "own",
+        "autocommit",
+        "sandboxed",
+        "frames",
+        "pending",
+        "sq",
+        "sqlite3",
+        "busy",
+        "marker",
+        "discarded",
+        "counted",
+        "read_only_seen",
+        "began",
+    )
 
     def __init__(self, raw: Any, kind: str, dialect: Any) -> None:
         self.raw = raw
@@ -179,19 +213,25 @@ class ConnState:
         self.pending: tuple[tuple[str, str], int, Any] | None = None
         self.sq = sqlite_of(raw)  # the sqlite3 connection: the stdlib driver's, or the one under aiosqlite's adapter
         self.sqlite3 = self.sq is not None
-        self.busy = False  # aiosqlite: a statement runs in aiosqlite's thread (Ctrl-C interrupts it: _interrupt_aiosqlite)
+        self.busy = (
+            False  # aiosqlite: a statement runs in aiosqlite's thread (Ctrl-C interrupts it: _interrupt_aiosqlite)
+        )
         # What the database says identifies the sandbox's transaction (PostgreSQL: transaction_timestamp();
         # MySQL/MariaDB: the session's transaction-statement counters), to tell it from one opened in its place.
         self.marker: Any = None
-        self.discarded: Any = None  # PostgreSQL: Counter of the rows the program's own rollbacks undid (the database's counts)
+        self.discarded: Any = (
+            None  # PostgreSQL: Counter of the rows the program's own rollbacks undid (the database's counts)
+        )
         self.counted: Any = None  # the database's count of what this connection changed, once the connection ended
-        self.began: tuple[int, bool] | None = None  # MySQL/MariaDB: (the server's time when the sandbox began, InnoDB lists it from then)
-        self.read_only_seen: bool | None = None  # PostgreSQL: the sandbox's round trip of this statement read the setting too
+        self.began: tuple[int, bool] | None = (
+            None  # MySQL/MariaDB: (the server's time when the sandbox began, InnoDB lists it from then)
+        )
+        self.read_only_seen: bool | None = (
+            None  # PostgreSQL: the sandbox's round trip of this statement read the setting too
+        )
 
 
 def short_sql(sql: str) -> str:
     """A statement on one line, cut at 80 characters: for messages."""
     text = " ".join(sql.split())
     return text if len(text) <= 80 else text[:77] + "…"
-
-

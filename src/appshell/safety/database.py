@@ -14,7 +14,7 @@ cannot prove harmless, the setting is read back from the database
 (:class:`~appshell.errors.ReadOnlyLifted`, exit 6). A read-only role is
 *enforced* by the database, and not re-checked.
 """
-# Over 350 lines (460): Coverage: one set of listeners whose events share one table of ConnState.
+# Over 350 lines (475): Coverage: one set of listeners whose events share one table of ConnState.
 
 from __future__ import annotations
 
@@ -30,11 +30,11 @@ from appshell.safety.connection import (
     ReadOnlyError,
     _set_autocommit,
     backend,
+    classify_cached,
     dialect_kind,
     in_transaction,
     lexing_mismatch,
     read_only_now,
-    classify_cached,
     run_statements,
     short_sql,
 )
@@ -201,8 +201,10 @@ class Coverage:
                 st.raw.rollback()
             del self.conns[id(st.raw)]
             mode = "sandbox" if self.sandbox is not None else "read-only session"
-            raise LexingRefused(f"this {mode} cannot start on a {st.kind} connection where {what}: appshell's parser reads "
-                                "SQL the default way and would misread statements — refused; connect with the default setting")
+            raise LexingRefused(
+                f"this {mode} cannot start on a {st.kind} connection where {what}: appshell's parser reads "
+                "SQL the default way and would misread statements — refused; connect with the default setting"
+            )
 
     def _sqlite(self, st: ConnState) -> None:
         """SQLite has no server-side timeout and no interrupt from a signal: a progress handler does both;
@@ -226,7 +228,12 @@ class Coverage:
             if sandbox and action == _SQLITE_TRANSACTION:
                 st.denied = f"{arg1} would end the sandbox's transaction"
                 return _SQLITE_DENY
-            if sandbox and action == _SQLITE_SAVEPOINT and arg1 == "RELEASE" and (arg2 or "").lower() == "appshell_sandbox":
+            if (
+                sandbox
+                and action == _SQLITE_SAVEPOINT
+                and arg1 == "RELEASE"
+                and (arg2 or "").lower() == "appshell_sandbox"
+            ):
                 st.denied = "RELEASE of the sandbox's savepoint"
                 return _SQLITE_DENY
             if read_only and action == _SQLITE_PRAGMA and (arg1 or "").lower() == "query_only" and arg2 is not None:
@@ -303,7 +310,9 @@ class Coverage:
                     from appshell.safety.statements import LEXING_REASON
 
                     mode = "sandbox" if self.sandbox is not None else "read-only session"
-                    raise LexingRefused(f"{one.lexing}: {LEXING_REASON} — refused in this {mode}: {short_sql(one.text)}")
+                    raise LexingRefused(
+                        f"{one.lexing}: {LEXING_REASON} — refused in this {mode}: {short_sql(one.text)}"
+                    )
                 if self.plan.read_only and one.read_write:
                     raise ReadOnlyError(
                         f"this session is read-only (profile {self.profile}): {one.read_write} — refused: "
@@ -362,18 +371,24 @@ class Coverage:
         failed = ""
         try:
             still = st.read_only_seen if st.read_only_seen is not None else read_only_now(st)  # one round trip, not two
-        except Exception as exc:  # noqa: BLE001 - a check that fails is never a pass (issue 25, F1): the session ends
+        except Exception as exc:
             still, failed = False, (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         if still is not False:
             return
         several = len(classify_cached(statement, st.kind)) > 1
-        after = ("what ran after it in the same string ran too; what came after that was refused" if several
-                 else "what ran after it was refused")
-        what = (f"appshell could not confirm this session is still read-only after `{short_sql(statement)}` on {st.kind} "
-                f"(its check failed: {failed}) — the session stops; {after}" if failed else
-                f"this session was read-only (profile {self.profile}, a session setting) and `{short_sql(statement)}` switched it off "
-                f"on {st.kind}{' (or switched standard_conforming_strings off: SQL would be misread)' if st.kind == 'postgresql' else ''}"
-                f" — the session stops; {after}")
+        after = (
+            "what ran after it in the same string ran too; what came after that was refused"
+            if several
+            else "what ran after it was refused"
+        )
+        what = (
+            f"appshell could not confirm this session is still read-only after `{short_sql(statement)}` on {st.kind} "
+            f"(its check failed: {failed}) — the session stops; {after}"
+            if failed
+            else f"this session was read-only (profile {self.profile}, a session setting) and `{short_sql(statement)}` switched it off "
+            f"on {st.kind}{' (or switched standard_conforming_strings off: SQL would be misread)' if st.kind == 'postgresql' else ''}"
+            f" — the session stops; {after}"
+        )
         self.lifted = ReadOnlyLifted(
             what,
             "check the database by hand; the audit log names the statement; a read-only role (database.read_only_url_env) "
@@ -415,7 +430,7 @@ class Coverage:
             if st.sqlite3 and self.reads_sql:
                 try:
                     _on_sqlite_thread(st, "set_authorizer", None)
-                except Exception:  # noqa: BLE001 - closed already (or outside the greenlet): nothing left to authorize
+                except Exception:
                     pass
         self.conns.clear()
         self.closed = True

@@ -72,7 +72,9 @@ def on_every_engine(identifier: str, fn: Callable[..., Any], *, pool: bool = Fal
     def listener(*args: Any, **kw: Any) -> Any:
         if mine != _generation or (_over_in is not None and _quiet()):
             return None
-        if target is None and not pool and is_exempt(getattr(args[0], "dialect", None)):  # a Connection, or an error's context
+        if (
+            target is None and not pool and is_exempt(getattr(args[0], "dialect", None))
+        ):  # a Connection, or an error's context
             return None
         return fn(*args, **kw)
 

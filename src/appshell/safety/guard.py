@@ -26,8 +26,12 @@ def destructive(statement: str, kind: str = "postgresql") -> str | None:
 
 
 def _ask_tty(reason: str, statement: str) -> bool:
-    print(f"\nappshell: {reason} — this statement would change every row or remove data:\n\n    "
-          + statement.strip().replace("\n", "\n    ") + "\n", file=sys.stderr)
+    print(
+        f"\nappshell: {reason} — this statement would change every row or remove data:\n\n    "
+        + statement.strip().replace("\n", "\n    ")
+        + "\n",
+        file=sys.stderr,
+    )
     try:
         answer = input("Run it? Type 'yes' to run, anything else to refuse: ")
     except EOFError:
@@ -43,11 +47,13 @@ def _quoting_checked(raw: Any, kind: str) -> None:
 
     try:
         what = lexing_mismatch(raw, kind)
-    except Exception:  # noqa: BLE001 - a transaction in error answers nothing: the statement itself will fail
+    except Exception:
         return
     if what:
-        raise DestructiveStatementRefused(f"the destructive-statement guard cannot read SQL on this {kind} connection: {what} — "
-                                          f"{LEXING_REASON}; refused — connect with the default setting")
+        raise DestructiveStatementRefused(
+            f"the destructive-statement guard cannot read SQL on this {kind} connection: {what} — "
+            f"{LEXING_REASON}; refused — connect with the default setting"
+        )
 
 
 def install_guard(assume_yes: bool, ask: Callable[[str, str], bool] | None = None) -> None:
@@ -70,8 +76,10 @@ def install_guard(assume_yes: bool, ask: Callable[[str, str], bool] | None = Non
             checked[id(raw)] = raw
         lexing = next((one for one in classify(statement, kind) if one.lexing), None)
         if lexing is not None:  # the guard would misread every statement after it (issue 25, F2): never asked, refused
-            raise DestructiveStatementRefused(f"{lexing.lexing}: {LEXING_REASON} — refused while the destructive-statement "
-                                              "guard is on; the statement was not run")
+            raise DestructiveStatementRefused(
+                f"{lexing.lexing}: {LEXING_REASON} — refused while the destructive-statement "
+                "guard is on; the statement was not run"
+            )
         reason = destructive(statement, kind)
         if reason is None:
             return

@@ -21,8 +21,20 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
-__all__ = ["Power", "PgFacts", "MysqlFacts", "powers", "postgresql_powers", "mysql_powers", "read_postgresql", "read_mysql",
-           "mysql_grants", "mysql_pattern_covers", "PG_SERVER_ROLES", "DBLINK_RUNNERS"]
+__all__ = [
+    "Power",
+    "PgFacts",
+    "MysqlFacts",
+    "powers",
+    "postgresql_powers",
+    "mysql_powers",
+    "read_postgresql",
+    "read_mysql",
+    "mysql_grants",
+    "mysql_pattern_covers",
+    "PG_SERVER_ROLES",
+    "DBLINK_RUNNERS",
+]
 
 
 @dataclass(frozen=True)
@@ -91,9 +103,18 @@ def read_postgresql(conn: Connection) -> PgFacts:
 
     row = conn.execute(text(_PG_QUERY), {"runners": list(DBLINK_RUNNERS), "server_roles": list(PG_SERVER_ROLES)}).one()
     return PgFacts(
-        user=row[0], database=row[1], superuser=bool(row[2]), owns_database=bool(row[3]), create_on_database=bool(row[4]),
-        dblink_schema=row[5], dblink_usable=tuple(row[6]), fdw_schema=row[7], fdw_usage=bool(row[8]),
-        fdw_servers=tuple(row[9]), server_roles=tuple(row[10]), lo_export=bool(row[11]),
+        user=row[0],
+        database=row[1],
+        superuser=bool(row[2]),
+        owns_database=bool(row[3]),
+        create_on_database=bool(row[4]),
+        dblink_schema=row[5],
+        dblink_usable=tuple(row[6]),
+        fdw_schema=row[7],
+        fdw_usage=bool(row[8]),
+        fdw_servers=tuple(row[9]),
+        server_roles=tuple(row[10]),
+        lo_export=bool(row[11]),
     )
 
 
@@ -106,47 +127,89 @@ def postgresql_powers(f: PgFacts) -> list[Power]:
     """Each power the facts show; a superuser's is one row, since it implies all the others."""
     user, db = _ident(f.user), _ident(f.database)
     if f.superuser:
-        return [Power("superuser", f"{f.user} is a superuser",
-                      "it holds every power doctor checks for, and more — run programs on the database server (COPY … TO PROGRAM), "
-                      "read and write its files, open connections outside the sandbox and read-only (dblink), change server settings",
-                      f"connect the app as a role without SUPERUSER (ALTER ROLE {user} NOSUPERUSER, once it is granted what the app needs)")]
+        return [
+            Power(
+                "superuser",
+                f"{f.user} is a superuser",
+                "it holds every power doctor checks for, and more — run programs on the database server (COPY … TO PROGRAM), "
+                "read and write its files, open connections outside the sandbox and read-only (dblink), change server settings",
+                f"connect the app as a role without SUPERUSER (ALTER ROLE {user} NOSUPERUSER, once it is granted what the app needs)",
+            )
+        ]
     found: list[Power] = []
     if f.dblink_schema is not None and f.dblink_usable:
         schema = _ident(f.dblink_schema)
-        found.append(Power("dblink", f"dblink is installed in schema {f.dblink_schema} and {f.user} may call {', '.join(f.dblink_usable)}",
-                           "dblink can run statements on a new connection, outside the sandbox and read-only: they commit at once, "
-                           "and the dry-run summary does not see them",
-                           "DROP EXTENSION dblink where the app does not use it; else keep it in a schema of its own "
-                           f"(CREATE SCHEMA dblink; ALTER EXTENSION dblink SET SCHEMA dblink) and REVOKE USAGE ON SCHEMA {'dblink' if schema == 'public' else schema} FROM PUBLIC, {user}"))
+        found.append(
+            Power(
+                "dblink",
+                f"dblink is installed in schema {f.dblink_schema} and {f.user} may call {', '.join(f.dblink_usable)}",
+                "dblink can run statements on a new connection, outside the sandbox and read-only: they commit at once, "
+                "and the dry-run summary does not see them",
+                "DROP EXTENSION dblink where the app does not use it; else keep it in a schema of its own "
+                f"(CREATE SCHEMA dblink; ALTER EXTENSION dblink SET SCHEMA dblink) and REVOKE USAGE ON SCHEMA {'dblink' if schema == 'public' else schema} FROM PUBLIC, {user}",
+            )
+        )
     if f.fdw_schema is not None and (f.fdw_usage or f.fdw_servers):
-        what = [*(["may create foreign servers (USAGE on the wrapper)"] if f.fdw_usage else []),
-                *([f"may use foreign server(s) {', '.join(f.fdw_servers)}"] if f.fdw_servers else [])]
-        fix = [*(["REVOKE USAGE ON FOREIGN DATA WRAPPER postgres_fdw FROM PUBLIC, " + user] if f.fdw_usage else []),
-               *([f"REVOKE USAGE ON FOREIGN SERVER {_ident(s)} FROM PUBLIC, {user}" for s in f.fdw_servers])]
-        found.append(Power("postgres_fdw", f"postgres_fdw is installed and {f.user} {' and '.join(what)}",
-                           "its foreign tables write on another connection, as the user mapping's user: the dry-run summary does not "
-                           "count those rows, and that user's rights, not this role's, decide what they may write "
-                           "(its transaction does follow this one's commit or rollback)",
-                           "; ".join(fix) + " (or DROP EXTENSION postgres_fdw where the app does not use it)"))
+        what = [
+            *(["may create foreign servers (USAGE on the wrapper)"] if f.fdw_usage else []),
+            *([f"may use foreign server(s) {', '.join(f.fdw_servers)}"] if f.fdw_servers else []),
+        ]
+        fix = [
+            *(["REVOKE USAGE ON FOREIGN DATA WRAPPER postgres_fdw FROM PUBLIC, " + user] if f.fdw_usage else []),
+            *([f"REVOKE USAGE ON FOREIGN SERVER {_ident(s)} FROM PUBLIC, {user}" for s in f.fdw_servers]),
+        ]
+        found.append(
+            Power(
+                "postgres_fdw",
+                f"postgres_fdw is installed and {f.user} {' and '.join(what)}",
+                "its foreign tables write on another connection, as the user mapping's user: the dry-run summary does not "
+                "count those rows, and that user's rights, not this role's, decide what they may write "
+                "(its transaction does follow this one's commit or rollback)",
+                "; ".join(fix) + " (or DROP EXTENSION postgres_fdw where the app does not use it)",
+            )
+        )
     why = {
         "pg_execute_server_program": "COPY … TO/FROM PROGRAM runs shell commands as the database server's OS user: they take effect at once, "
-                                     "outside the sandbox and read-only (psql back into the database included)",
+        "outside the sandbox and read-only (psql back into the database included)",
         "pg_write_server_files": "COPY … TO 'file' writes files on the database server, in a read-only transaction too; no rollback takes them back",
         "pg_read_server_files": "COPY … FROM 'file' and pg_read_file read any file the database server's OS user can, its configuration and keys included",
     }
     for role in f.server_roles:
-        found.append(Power(role, f"{f.user} is a member of {role}", why[role], f"REVOKE {role} FROM {user} (or from the role it inherits it through)"))
+        found.append(
+            Power(
+                role,
+                f"{f.user} is a member of {role}",
+                why[role],
+                f"REVOKE {role} FROM {user} (or from the role it inherits it through)",
+            )
+        )
     if f.lo_export:
-        found.append(Power("lo_export", f"{f.user} may execute lo_export(oid, text)",
-                           "lo_export writes a large object to a file on the database server at once; no rollback takes the file back",
-                           f"REVOKE EXECUTE ON FUNCTION lo_export(oid, text) FROM PUBLIC, {user}"))
+        found.append(
+            Power(
+                "lo_export",
+                f"{f.user} may execute lo_export(oid, text)",
+                "lo_export writes a large object to a file on the database server at once; no rollback takes the file back",
+                f"REVOKE EXECUTE ON FUNCTION lo_export(oid, text) FROM PUBLIC, {user}",
+            )
+        )
     if f.create_on_database:
-        owner = (f"; it owns database {f.database}, and an owner can grant the right back: make another role the owner "
-                 f"(ALTER DATABASE {db} OWNER TO …)") if f.owns_database else ""
-        found.append(Power("CREATE on the database", f"{f.user} may CREATE schemas in database {f.database}",
-                           'a schema named after a role comes first in that role\'s search_path ("$user"), so its tables stand in for '
-                           "the ones that role's unqualified names meant — the app's own queries, psql, an audit table",
-                           f"REVOKE CREATE ON DATABASE {db} FROM PUBLIC, {user}{owner}"))
+        owner = (
+            (
+                f"; it owns database {f.database}, and an owner can grant the right back: make another role the owner "
+                f"(ALTER DATABASE {db} OWNER TO …)"
+            )
+            if f.owns_database
+            else ""
+        )
+        found.append(
+            Power(
+                "CREATE on the database",
+                f"{f.user} may CREATE schemas in database {f.database}",
+                'a schema named after a role comes first in that role\'s search_path ("$user"), so its tables stand in for '
+                "the ones that role's unqualified names meant — the app's own queries, psql, an audit table",
+                f"REVOKE CREATE ON DATABASE {db} FROM PUBLIC, {user}{owner}",
+            )
+        )
     return found
 
 
@@ -196,19 +259,25 @@ class MysqlFacts:
     database: str
     grants: tuple[tuple[str, str], ...] = ()  # (privilege, target) as mysql_grants reads them
     event_scheduler: str = "OFF"
-    secure_file_priv: str | None = None  # where the server reads and writes files (NULL means "nowhere" to MySQL, "anywhere" to MariaDB)
+    secure_file_priv: str | None = (
+        None  # where the server reads and writes files (NULL means "nowhere" to MySQL, "anywhere" to MariaDB)
+    )
 
 
 def read_mysql(conn: Connection) -> MysqlFacts:
     user = str(conn.exec_driver_sql("SELECT CURRENT_USER()").scalar())
     database = str(conn.exec_driver_sql("SELECT DATABASE()").scalar() or "")
     scheduler, secure = conn.exec_driver_sql("SELECT @@event_scheduler, @@secure_file_priv").one()
-    return MysqlFacts(user, database, tuple(mysql_grants(conn)), str(scheduler), None if secure is None else str(secure))
+    return MysqlFacts(
+        user, database, tuple(mysql_grants(conn)), str(scheduler), None if secure is None else str(secure)
+    )
 
 
 def _holding(f: MysqlFacts, privilege: str, global_only: bool = False) -> list[str]:
     """The targets through which the role holds *privilege* (ALL PRIVILEGES included)."""
-    return sorted({t for p, t in f.grants if p in (privilege, "ALL PRIVILEGES", "ALL") and (t == "*.*" or not global_only)})
+    return sorted(
+        {t for p, t in f.grants if p in (privilege, "ALL PRIVILEGES", "ALL") and (t == "*.*" or not global_only)}
+    )
 
 
 def mysql_powers(f: MysqlFacts) -> list[Power]:
@@ -217,26 +286,51 @@ def mysql_powers(f: MysqlFacts) -> list[Power]:
 
     def revoke(privilege: str, targets: list[str]) -> str:
         return "; ".join(f"REVOKE {privilege} ON {t} FROM {user}" for t in targets) + (
-            " (ALL PRIVILEGES holds it: grant the privileges the app needs instead)" if any(p in ("ALL PRIVILEGES", "ALL") for p, _ in f.grants) else "")
+            " (ALL PRIVILEGES holds it: grant the privileges the app needs instead)"
+            if any(p in ("ALL PRIVILEGES", "ALL") for p, _ in f.grants)
+            else ""
+        )
 
     if targets := _holding(f, "FILE", global_only=True):
         where = "NULL" if f.secure_file_priv is None else repr(f.secure_file_priv)
-        found.append(Power("FILE", f"{f.user} holds FILE",
-                           f"SELECT … INTO OUTFILE writes files on the database server (in a read-only transaction too; no rollback takes them back) "
-                           f"and LOAD_FILE reads them, where secure_file_priv (now {where}) allows", revoke("FILE", targets)))
+        found.append(
+            Power(
+                "FILE",
+                f"{f.user} holds FILE",
+                f"SELECT … INTO OUTFILE writes files on the database server (in a read-only transaction too; no rollback takes them back) "
+                f"and LOAD_FILE reads them, where secure_file_priv (now {where}) allows",
+                revoke("FILE", targets),
+            )
+        )
     if targets := _holding(f, "EVENT"):
-        found.append(Power("EVENT", f"{f.user} holds EVENT on {', '.join(targets)}",
-                           f"CREATE EVENT schedules statements the server runs later on a connection of its own, after the session and outside its "
-                           f"sandbox (event_scheduler is {f.event_scheduler}); the CREATE commits the open transaction first",
-                           revoke("EVENT", targets)))
+        found.append(
+            Power(
+                "EVENT",
+                f"{f.user} holds EVENT on {', '.join(targets)}",
+                f"CREATE EVENT schedules statements the server runs later on a connection of its own, after the session and outside its "
+                f"sandbox (event_scheduler is {f.event_scheduler}); the CREATE commits the open transaction first",
+                revoke("EVENT", targets),
+            )
+        )
     if targets := _holding(f, "SUPER", global_only=True):
-        found.append(Power("SUPER", f"{f.user} holds SUPER",
-                           "it can change global settings (SET GLOBAL read_only, event_scheduler, the binary log) and end other sessions' connections",
-                           revoke("SUPER", targets)))
+        found.append(
+            Power(
+                "SUPER",
+                f"{f.user} holds SUPER",
+                "it can change global settings (SET GLOBAL read_only, event_scheduler, the binary log) and end other sessions' connections",
+                revoke("SUPER", targets),
+            )
+        )
     if targets := _holding(f, "CREATE"):
-        found.append(Power("CREATE", f"{f.user} holds CREATE on {', '.join(targets)}",
-                           "MySQL/MariaDB commit the open transaction before CREATE TABLE (an implicit commit): a sandbox's changes so far "
-                           "are kept", revoke("CREATE", targets)))
+        found.append(
+            Power(
+                "CREATE",
+                f"{f.user} holds CREATE on {', '.join(targets)}",
+                "MySQL/MariaDB commit the open transaction before CREATE TABLE (an implicit commit): a sandbox's changes so far "
+                "are kept",
+                revoke("CREATE", targets),
+            )
+        )
     return found
 
 

@@ -25,8 +25,16 @@ _hooked = False  # audit hooks cannot be removed: installed once per process
 _ALLOWED_CALLERS = ("sqlalchemy.", "IPython.", "appshell.")
 # Where the drivers' own connects are: the public name and the function it is (asyncpg's pool calls
 # asyncpg.connection.connect, aiosqlite.connect is aiosqlite.core.connect). Each is wrapped under every name.
-_CONNECTS = (("psycopg", "connect"), ("psycopg2", "connect"), ("pymysql", "connect"), ("aiomysql", "connect"),
-             ("asyncpg", "connect"), ("asyncpg.connection", "connect"), ("aiosqlite", "connect"), ("aiosqlite.core", "connect"))
+_CONNECTS = (
+    ("psycopg", "connect"),
+    ("psycopg2", "connect"),
+    ("pymysql", "connect"),
+    ("aiomysql", "connect"),
+    ("asyncpg", "connect"),
+    ("asyncpg.connection", "connect"),
+    ("aiosqlite", "connect"),
+    ("aiosqlite.core", "connect"),
+)
 # A driver's own frames between its connect and the code that asked for it (asyncpg's pool, aiosqlite's thread).
 _DRIVERS = frozenset({"asyncpg", "aiosqlite"})
 _wrappers: dict[Any, Any] = {}  # a driver's connect -> appshell's wrapper of it (one wrapper, under each of its names)
@@ -99,5 +107,3 @@ def _watch_raw_connects() -> None:
         if original not in _wrappers:
             _wrappers[original] = _wrapped_connect(original, name.partition(".")[0])
         setattr(module, attr, _wrappers[original])
-
-

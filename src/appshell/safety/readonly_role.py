@@ -59,7 +59,7 @@ def use_role(url: str) -> None:
     """Every new connection to the role's database logs in as the role (class-level ``do_connect``)."""
     from sqlalchemy import make_url
 
-    from appshell.safety.engines import on_every_engine, is_exempt
+    from appshell.safety.engines import is_exempt, on_every_engine
 
     role = make_url(url)
 
@@ -80,14 +80,16 @@ def prove_cannot_write(url: str) -> tuple[bool, str]:
     """Try to write as the role, and read its rights from the catalog: (True, why) only if it cannot."""
     from sqlalchemy import create_engine, text
 
-    from appshell.safety.engines import exempt
     from appshell.config.urls import sync_url
+    from appshell.safety.engines import exempt
 
     engine = create_engine(sync_url(url))  # an async driver's URL (asyncpg): the same database through its sync driver
     exempt(engine)  # the probe must meet the role's rights, not appshell's session-level read-only
     try:
         with engine.connect() as conn:
-            user = conn.execute(text("SELECT current_user" if engine.dialect.name != "sqlite" else "SELECT 'sqlite'")).scalar()
+            user = conn.execute(
+                text("SELECT current_user" if engine.dialect.name != "sqlite" else "SELECT 'sqlite'")
+            ).scalar()
             problems = _catalog_problems(conn, engine.dialect.name)
             wrote = _try_write(conn, engine.dialect.name)
     finally:
@@ -117,19 +119,27 @@ def _catalog_problems(conn: Any, kind: str) -> list[str]:
     from sqlalchemy import text
 
     if kind == "postgresql":
-        tables = conn.execute(text(
-            "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
-            "AND has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE') ORDER BY 1 LIMIT 5"
-        )).scalars().all()
+        tables = (
+            conn.execute(
+                text(
+                    "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+                    "AND has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE') ORDER BY 1 LIMIT 5"
+                )
+            )
+            .scalars()
+            .all()
+        )
         out = [f"may write {', '.join(tables)}"] if tables else []
         role = conn.execute(text("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")).first()
         if role is not None and role[0]:
             out.append("it is a superuser")
-        member = conn.execute(text(
-            "SELECT string_agg(r.rolname, ', ') FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid "
-            "WHERE m.member = (SELECT oid FROM pg_roles WHERE rolname = current_user)"
-        )).scalar()
+        member = conn.execute(
+            text(
+                "SELECT string_agg(r.rolname, ', ') FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid "
+                "WHERE m.member = (SELECT oid FROM pg_roles WHERE rolname = current_user)"
+            )
+        ).scalar()
         if member:
             out.append(f"it is a member of {member} (SET ROLE may regain write rights)")
         return out

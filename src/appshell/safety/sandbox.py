@@ -46,7 +46,7 @@ them), and a marker read that fails or reads nothing breaks the sandbox. MySQL/M
 ``WITH CONSISTENT SNAPSHOT``, so ``innodb_trx`` lists it from its start: at the end a transaction missing there,
 or begun in a later second, is another one (an implied commit moves no ``Com_*`` counter).
 """
-# Over 350 lines (661): one class whose sections (dialects, savepoints, detection, counting) share its state.
+# Over 350 lines (724): one class whose sections (dialects, savepoints, detection, counting) share its state.
 
 from __future__ import annotations
 
@@ -59,6 +59,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from appshell.errors import SandboxBroken, SandboxRefused
 from appshell.safety.connection import (
     AIOMYSQL_ADAPTER,
     AIOSQLITE_ADAPTER,
@@ -70,7 +71,6 @@ from appshell.safety.connection import (
     run_statements,
     short_sql,
 )
-from appshell.errors import SandboxBroken, SandboxRefused
 from appshell.safety.statements import LEXING_REASON, SANDBOX_SAVEPOINT
 
 if TYPE_CHECKING:
@@ -90,30 +90,43 @@ _OPS = ("inserted", "updated", "deleted")
 # Every catalog object and function is named with its schema, pg_catalog (operators too): a temporary view of
 # the same name (pg_temp is searched first) or a function in a schema put before pg_catalog in search_path would
 # otherwise answer in its place (issue 25, F1/F2).
-MARKER_SQL = ("SELECT pg_catalog.transaction_timestamp(), pg_catalog.current_setting('transaction_read_only'), "
-              "pg_catalog.current_setting('default_transaction_read_only'), pg_catalog.current_setting('standard_conforming_strings'), "
-              "s.relname, s.n_tup_ins, s.n_tup_upd, s.n_tup_del FROM (SELECT 1) AS one "
-              "LEFT JOIN pg_catalog.pg_stat_xact_user_tables AS s ON "
-              "(s.n_tup_ins OPERATOR(pg_catalog.+) s.n_tup_upd OPERATOR(pg_catalog.+) s.n_tup_del) OPERATOR(pg_catalog.>) 0")
+MARKER_SQL = (
+    "SELECT pg_catalog.transaction_timestamp(), pg_catalog.current_setting('transaction_read_only'), "
+    "pg_catalog.current_setting('default_transaction_read_only'), pg_catalog.current_setting('standard_conforming_strings'), "
+    "s.relname, s.n_tup_ins, s.n_tup_upd, s.n_tup_del FROM (SELECT 1) AS one "
+    "LEFT JOIN pg_catalog.pg_stat_xact_user_tables AS s ON "
+    "(s.n_tup_ins OPERATOR(pg_catalog.+) s.n_tup_upd OPERATOR(pg_catalog.+) s.n_tup_del) OPERATOR(pg_catalog.>) 0"
+)
 # MySQL/MariaDB have no transaction id a session can read exactly: information_schema.innodb_trx is a cache
 # refreshed at most every 0.1 s (a read may be stale), and a read-only transaction's trx_id is 0. The session's
 # own counts of transaction statements change whenever a COMMIT (AND CHAIN), ROLLBACK, BEGIN or XA statement
 # runs, wherever it came from (an executable comment, a prepared statement, a stored procedure); the implicit
 # commits of DDL clear the protocol's IN_TRANS flag (in_transaction(), no round trip).
-MYSQL_MARKER_SQL = ("SHOW SESSION STATUS WHERE Variable_name IN "
-                    "('Com_commit', 'Com_rollback', 'Com_begin', 'Com_xa_commit', 'Com_xa_rollback', 'Com_xa_start', 'Com_xa_prepare')")
+MYSQL_MARKER_SQL = (
+    "SHOW SESSION STATUS WHERE Variable_name IN "
+    "('Com_commit', 'Com_rollback', 'Com_begin', 'Com_xa_commit', 'Com_xa_rollback', 'Com_xa_start', 'Com_xa_prepare')"
+)
 # The rows the transaction modified, all tables together (InnoDB keeps no count per table), net of rollbacks
 # to savepoints. Read once, at the end, after the 0.1 s the cache may lag behind.
-MYSQL_ROWS_SQL = ("SELECT trx_rows_modified, UNIX_TIMESTAMP(trx_started) FROM information_schema.innodb_trx "
-                  "WHERE trx_mysql_thread_id = connection_id()")
+MYSQL_ROWS_SQL = (
+    "SELECT trx_rows_modified, UNIX_TIMESTAMP(trx_started) FROM information_schema.innodb_trx "
+    "WHERE trx_mysql_thread_id = connection_id()"
+)
 _INNODB_TRX_CACHE_S = 0.11
 _REWRITE = re.compile(r"\bTYPE\b[\s\S]*\bUSING\b", re.I)
 _SETVAL = re.compile(r"\bsetval\s*\(", re.I)
-_ENGINE_SQL = ("SELECT t.ENGINE, e.TRANSACTIONS FROM information_schema.TABLES AS t JOIN information_schema.ENGINES AS e "
-               "ON e.ENGINE = t.ENGINE WHERE t.TABLE_SCHEMA = DATABASE() AND t.TABLE_NAME = %s")
+_ENGINE_SQL = (
+    "SELECT t.ENGINE, e.TRANSACTIONS FROM information_schema.TABLES AS t JOIN information_schema.ENGINES AS e "
+    "ON e.ENGINE = t.ENGINE WHERE t.TABLE_SCHEMA = DATABASE() AND t.TABLE_NAME = %s"
+)
 CASCADED = "(tables it cascaded to)"  # TRUNCATE … CASCADE: the tables that reference it, unnamed
 OTHER_TABLES = "(other tables)"  # SQLite: rows a statement's cascades and triggers changed, tables unnamed
-_SOURCES = {"postgresql": "pg_stat_xact_user_tables", "mysql": "rowcount", "mariadb": "rowcount", "sqlite": "total_changes()"}
+_SOURCES = {
+    "postgresql": "pg_stat_xact_user_tables",
+    "mysql": "rowcount",
+    "mariadb": "rowcount",
+    "sqlite": "total_changes()",
+}
 
 
 @dataclass
@@ -137,14 +150,18 @@ class Frame:
 
 
 def _refuse_dbapi_commit(*args: Any, **kwargs: Any) -> None:
-    raise SandboxRefused("commit() on the DBAPI connection would commit the sandbox's transaction: refused in the sandbox — run it without --sandbox")
+    raise SandboxRefused(
+        "commit() on the DBAPI connection would commit the sandbox's transaction: refused in the sandbox — run it without --sandbox"
+    )
 
 
 def _refusing_autocommit(original: Callable[[bool], Any]) -> Callable[[bool], Any]:
     def autocommit(value: bool) -> Any:
         if value:
-            raise SandboxRefused("autocommit(True) on the DBAPI connection would commit the sandbox's transaction: "
-                                 "refused in the sandbox — run it without --sandbox")
+            raise SandboxRefused(
+                "autocommit(True) on the DBAPI connection would commit the sandbox's transaction: "
+                "refused in the sandbox — run it without --sandbox"
+            )
         return original(value)
 
     return autocommit
@@ -157,11 +174,20 @@ _REFUSING_CLASSES: set[type] = set()
 def _refusing(cls: type) -> type:
     sub = _REFUSING.get(cls)
     if sub is None:
+
         def commit(self: Any) -> None:
             _refuse_dbapi_commit()
 
-        members: dict[str, Any] = {"__slots__": (), "__module__": cls.__module__, "__qualname__": cls.__qualname__, "commit": commit}
-        if callable(getattr(cls, "autocommit", None)):  # aiomysql's and asyncmy's adapters: autocommit(True) commits (F4)
+        members: dict[str, Any] = {
+            "__slots__": (),
+            "__module__": cls.__module__,
+            "__qualname__": cls.__qualname__,
+            "commit": commit,
+        }
+        if callable(
+            getattr(cls, "autocommit", None)
+        ):  # aiomysql's and asyncmy's adapters: autocommit(True) commits (F4)
+
             def autocommit(self: Any, value: Any) -> None:
                 _refusing_autocommit(lambda on: cls.autocommit(self, on))(value)  # type: ignore[attr-defined]
 
@@ -176,7 +202,9 @@ def _refusing(cls: type) -> type:
 def _read_marker(st: ConnState) -> tuple[Any, Counter[tuple[str, str]] | None]:
     """(what identifies the open transaction, the rows it touched per table — PostgreSQL only), one round trip."""
     if st.kind in ("mysql", "mariadb"):
-        return tuple(sorted((str(name).lower(), int(value)) for name, value in fetch_rows(st.raw, MYSQL_MARKER_SQL))), None
+        return tuple(
+            sorted((str(name).lower(), int(value)) for name, value in fetch_rows(st.raw, MYSQL_MARKER_SQL))
+        ), None
     rows = fetch_rows(st.raw, MARKER_SQL)
     if rows:
         st.read_only_seen = str(rows[0][1]).lower() == "on" and str(rows[0][2]).lower() == "on"
@@ -185,7 +213,9 @@ def _read_marker(st: ConnState) -> tuple[Any, Counter[tuple[str, str]] | None]:
     counts: Counter[tuple[str, str]] = Counter()
     for _, _, _, _, name, ins, upd, dele in rows:
         if name is not None:
-            counts.update({(str(name), "inserted"): int(ins), (str(name), "updated"): int(upd), (str(name), "deleted"): int(dele)})
+            counts.update(
+                {(str(name), "inserted"): int(ins), (str(name), "updated"): int(upd), (str(name), "deleted"): int(dele)}
+            )
     return (rows[0][0] if rows else None), +counts
 
 
@@ -205,7 +235,7 @@ def _quietly(st: ConnState, fn: Callable[[], Any]) -> None:
     with _owned(st):
         try:
             fn()
-        except Exception:  # noqa: BLE001 - see above
+        except Exception:
             pass
 
 
@@ -227,8 +257,12 @@ class Sandbox:
         self.db_unknown: set[str] = set()  # backends whose counts could not be read on some connection
         self.sources: dict[str, set[str]] = {}  # table -> where the parser-side numbers of it came from
         self.db_asked: set[str] = set()  # the counters each of these backends keeps were read at the end
-        self.unread: set[str] = set()  # statements the parser could not read (DO, EXECUTE…): what they did may be uncounted
-        self._engines: dict[int, dict[str, str | None]] = {}  # MySQL/MariaDB, per connection: table -> its engine if not transactional
+        self.unread: set[str] = (
+            set()
+        )  # statements the parser could not read (DO, EXECUTE…): what they did may be uncounted
+        self._engines: dict[
+            int, dict[str, str | None]
+        ] = {}  # MySQL/MariaDB, per connection: table -> its engine if not transactional
 
     # -- every engine's dialect ---------------------------------------------------
 
@@ -383,7 +417,11 @@ class Sandbox:
         for st in list(self.conns.values()):
             if st.sandboxed:
                 if in_transaction(st.raw) is False:
-                    self._broke(st, "before the program's end (by something that ran since the last check — a statement or a driver call: the audit log lists them)", raise_=False)
+                    self._broke(
+                        st,
+                        "before the program's end (by something that ran since the last check — a statement or a driver call: the audit log lists them)",
+                        raise_=False,
+                    )
                 self._settle(st)
                 for frame in st.frames:
                     self.left_open.add(frame)
@@ -406,7 +444,7 @@ class Sandbox:
             return None
         try:
             now, counts = self._marker_of(st)
-        except Exception as exc:  # noqa: BLE001 - a transaction in error, a dead connection, or a catalog made to fail
+        except Exception as exc:
             failed: Exception = exc
             if raise_:
                 self._unconfirmed(st, where, failed, raise_)
@@ -416,23 +454,35 @@ class Sandbox:
                 now, counts = self._marker_of(st)
             except SandboxBroken:
                 return None
-            except Exception as again:  # noqa: BLE001 - never a pass: the transaction could not be confirmed
+            except Exception as again:
                 self._unconfirmed(st, where, again, raise_)
                 return None
         if now is None:
             self._unconfirmed(st, where, None, raise_)
             return None
         if now != st.marker:
-            self._broke(st, f"{where}: another transaction was open in its place (COMMIT then BEGIN outside SQLAlchemy, "
-                            "or COMMIT AND CHAIN?)", raise_=raise_)
+            self._broke(
+                st,
+                f"{where}: another transaction was open in its place (COMMIT then BEGIN outside SQLAlchemy, "
+                "or COMMIT AND CHAIN?)",
+                raise_=raise_,
+            )
             return None
         return counts
 
     def _unconfirmed(self, st: ConnState, where: str, exc: Exception | None, raise_: bool) -> None:
         """The marker could not be read (or read nothing): never a pass (issue 25, F1)."""
-        why = f"its check failed: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}" if exc else "its check read nothing"
-        self._broke(st, where, raise_=raise_,
-                    what=f"appshell could not confirm its transaction survived on {st.kind} {where} ({why}) — changes may have been committed")
+        why = (
+            f"its check failed: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+            if exc
+            else "its check read nothing"
+        )
+        self._broke(
+            st,
+            where,
+            raise_=raise_,
+            what=f"appshell could not confirm its transaction survived on {st.kind} {where} ({why}) — changes may have been committed",
+        )
 
     def _identity(self, st: ConnState, where: str) -> Counter[tuple[str, str]] | None:
         """_verify, where a failure to read the counters costs the summary its numbers, not the statement."""
@@ -440,7 +490,7 @@ class Sandbox:
             counts = self._verify(st, where)
         except SandboxBroken:
             raise
-        except Exception:  # noqa: BLE001 - the database would not say (a transaction in error): unknown, never zero
+        except Exception:
             counts = None
         if counts is None and st.discarded is not None:
             self.db_unknown.add(st.kind)
@@ -473,7 +523,7 @@ class Sandbox:
             try:
                 with _owned(st):
                     rows = fetch_rows(st.raw, MYSQL_ROWS_SQL)
-            except Exception:  # noqa: BLE001 - the database would not say: unknown, never zero
+            except Exception:
                 self.db_unknown.add(st.kind)
                 return
             if st.began is not None:
@@ -482,9 +532,13 @@ class Sandbox:
                 # another isolation level it starts at its first read, and a later trx_started says nothing.
                 if listed_from_start and (not rows or (rows[0][1] is not None and int(rows[0][1]) > began)):
                     # SET autocommit = 1 then = 0 through the driver's own cursor commits with no Com_* counter moving.
-                    self._broke(st, f"{where}: another transaction was open in its place (InnoDB's transaction "
-                                    f"{'began after the sandbox' if rows else 'of the sandbox is gone'}: an implicit commit — "
-                                    "SET autocommit through the driver's own cursor?)", raise_=False)
+                    self._broke(
+                        st,
+                        f"{where}: another transaction was open in its place (InnoDB's transaction "
+                        f"{'began after the sandbox' if rows else 'of the sandbox is gone'}: an implicit commit — "
+                        "SET autocommit through the driver's own cursor?)",
+                        raise_=False,
+                    )
                     return
             st.counted = Counter({"": int(rows[0][0]) if rows else 0})
             self.db_asked.add(f"innodb_trx on {st.kind}")
@@ -509,7 +563,10 @@ class Sandbox:
             time.sleep(_INNODB_TRX_CACHE_S)  # see MYSQL_ROWS_SQL
         for st in list(self.conns.values()):
             if st.sandboxed:
-                self._final(st, "before the program's end (by something that ran since the last check — a statement or a driver call: the audit log lists them)")
+                self._final(
+                    st,
+                    "before the program's end (by something that ran since the last check — a statement or a driver call: the audit log lists them)",
+                )
 
     def _broke(self, st: ConnState, where: str, raise_: bool = True, what: str | None = None) -> None:
         error = SandboxBroken(
@@ -530,7 +587,9 @@ class Sandbox:
         self._check(st, f"before `{short_sql(statement)}` (by a statement or a driver call since the last check)")
         for one in parsed:
             if one.escapes:
-                raise SandboxRefused(f"{one.escapes}: `{short_sql(one.text)}` refused in the sandbox — run it without --sandbox")
+                raise SandboxRefused(
+                    f"{one.escapes}: `{short_sql(one.text)}` refused in the sandbox — run it without --sandbox"
+                )
         if st.kind != "sqlite":
             self._non_transactional(st, statement, parsed)
         if st.sqlite3:
@@ -542,16 +601,20 @@ class Sandbox:
         and on MySQL/MariaDB a write to a table whose engine has no transactions (Aria, MyISAM, MEMORY…) —
         asked of information_schema once per table and connection."""
         if "setval" in statement.lower() and _SETVAL.search(statement):
-            raise SandboxRefused(f"setval() sets a sequence, and a rollback does not undo it: `{short_sql(statement)}` "
-                                 "refused in the sandbox — run it without --sandbox")
+            raise SandboxRefused(
+                f"setval() sets a sequence, and a rollback does not undo it: `{short_sql(statement)}` "
+                "refused in the sandbox — run it without --sandbox"
+            )
         if st.kind not in ("mysql", "mariadb"):
             return
         for one in parsed:
             for table_name, _, _ in one.writes:
                 engine = self._engine_of(st, table_name)
                 if engine is not None:
-                    raise SandboxRefused(f"{table_name} is a {engine} table, which has no transactions: a rollback would not undo "
-                                         f"`{short_sql(one.text)}` — refused in the sandbox; run it without --sandbox")
+                    raise SandboxRefused(
+                        f"{table_name} is a {engine} table, which has no transactions: a rollback would not undo "
+                        f"`{short_sql(one.text)}` — refused in the sandbox; run it without --sandbox"
+                    )
 
     def _engine_of(self, st: ConnState, table_name: str) -> str | None:
         """The engine of *table_name* in the connection's current database when it is not transactional, else None."""
@@ -639,7 +702,7 @@ class Sandbox:
                     counts = self._identity(st, where)
                     if counts is not None:
                         self._rewound(st, old, counts)
-                del st.frames[at + 1:]
+                del st.frames[at + 1 :]
                 st.frames[at] = Frame(name, db=old.db)
                 return True
         return False

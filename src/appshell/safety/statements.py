@@ -26,7 +26,7 @@ every session that reads SQL refuses it: after it, the parser would read the nex
 the server (issue 25). MySQL/MariaDB executable comments are read both ways (run and skipped), and MariaDB's
 ``SET STATEMENT … FOR`` as the statement after ``FOR``.
 """
-# Over 350 lines (470): one SQL reader per dialect; its rules are one table the guard, sandbox and read-only ask.
+# Over 350 lines (550): one SQL reader per dialect; its rules are one table the guard, sandbox and read-only ask.
 
 from __future__ import annotations
 
@@ -37,7 +37,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["LEXING_REASON", "Statement", "classify", "proven_harmless", "server_text", "sqlglot_dialect", "SANDBOX_SAVEPOINT"]
+__all__ = [
+    "LEXING_REASON",
+    "Statement",
+    "classify",
+    "proven_harmless",
+    "server_text",
+    "sqlglot_dialect",
+    "SANDBOX_SAVEPOINT",
+]
 
 SANDBOX_SAVEPOINT = "appshell_sandbox"
 
@@ -62,8 +70,27 @@ _OPAQUE_HEADS = {
 _EXECUTABLE_COMMENT = re.compile(r"/\*M?!\d*", re.I)
 # MySQL/MariaDB commit implicitly before (and after) most statements that are not these:
 # in a sandbox, everything else is refused (an allow-list: a new statement type is refused, not missed).
-_MYSQL_TRANSACTIONAL = {"SELECT", "INSERT", "UPDATE", "DELETE", "REPLACE", "WITH", "SAVEPOINT", "RELEASE", "ROLLBACK",
-                        "SET", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "DO", "VALUES", "TABLE", "(", "USE"}
+_MYSQL_TRANSACTIONAL = {
+    "SELECT",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "REPLACE",
+    "WITH",
+    "SAVEPOINT",
+    "RELEASE",
+    "ROLLBACK",
+    "SET",
+    "SHOW",
+    "DESCRIBE",
+    "DESC",
+    "EXPLAIN",
+    "DO",
+    "VALUES",
+    "TABLE",
+    "(",
+    "USE",
+}
 _PARAMS = re.compile(r"%\(\w+\)s|%s")
 _OPS = {"Insert": "inserted", "Update": "updated", "Delete": "deleted"}
 
@@ -74,7 +101,9 @@ class Statement:
 
     text: str
     head: str  # the leading keyword, upper case ("" for an empty statement)
-    writes: tuple[tuple[str, str, bool], ...] = ()  # (table, inserted|updated|deleted, counted by the cursor's rowcount)
+    writes: tuple[
+        tuple[str, str, bool], ...
+    ] = ()  # (table, inserted|updated|deleted, counted by the cursor's rowcount)
     ddl: str | None = None  # "CREATE TABLE scratch": schema changes, for the dry-run summary
     destructive: str | None = None  # why the guard asks, e.g. "DELETE without WHERE"
     savepoint: tuple[str, str] | None = None  # (begin|release|rollback, name)
@@ -118,15 +147,17 @@ def _worst_of_both(sql: str, served: tuple[Statement, ...], kind: str) -> tuple[
 # is itself news (the setting was lifted behind the parser's back — by the driver's own execute(), say).
 _SETTING_SAFE_HEADS = {"SELECT", "WITH", "(", "VALUES", "TABLE", "SHOW", "DESCRIBE", "DESC", "SAVEPOINT", "RELEASE"}
 _CALL = re.compile(r"([A-Za-z_][\w$]*)\s*\(")
-_NOT_A_USER_FUNCTION = frozenset((
-    "in exists any all some values as over from join on and or not where select filter within using cast case when then else "
-    "into by partition table is returning set "
-    "count sum min max avg coalesce nullif greatest least lower upper length char_length octet_length substr substring trim "
-    "ltrim rtrim concat replace round abs floor ceil ceiling now date time timestamp extract date_trunc current_timestamp "
-    "row_number rank dense_rank lag lead first_value last_value array_agg string_agg group_concat json_object json_array "
-    "jsonb_build_object json_build_object to_char to_date position strftime datetime julianday ifnull iif decimal numeric "
-    "varchar char interval"
-).split())
+_NOT_A_USER_FUNCTION = frozenset(
+    (
+        "in exists any all some values as over from join on and or not where select filter within using cast case when then else "
+        "into by partition table is returning set "
+        "count sum min max avg coalesce nullif greatest least lower upper length char_length octet_length substr substring trim "
+        "ltrim rtrim concat replace round abs floor ceil ceiling now date time timestamp extract date_trunc current_timestamp "
+        "row_number rank dense_rank lag lead first_value last_value array_agg string_agg group_concat json_object json_array "
+        "jsonb_build_object json_build_object to_char to_date position strftime datetime julianday ifnull iif decimal numeric "
+        "varchar char interval"
+    ).split()
+)
 
 
 @lru_cache(maxsize=2048)  # SQLAlchemy sends the same text again and again
@@ -153,7 +184,7 @@ def server_text(sql: str) -> str:
             end = at + 1
             while end < n and sql[end] != c:
                 end += 2 if sql[end] == "\\" and c != "`" else 1
-            out.append(sql[at:end + 1])
+            out.append(sql[at : end + 1])
             at = end + 1
         elif sql.startswith("/*", at):
             opener = _EXECUTABLE_COMMENT.match(sql, at)
@@ -187,9 +218,15 @@ def _executable_comments(served: str, kind: str) -> tuple[Statement, ...]:
     from dataclasses import replace
 
     why = "an executable comment (/*! … */: the server runs what a parser reads as a comment)"
-    return tuple(replace(one, opaque=why, escapes=f"{one.escapes}, in {why}" if one.escapes else why,
-                         read_write=f"{one.read_write}, in {why}" if one.read_write else why)
-                 for one in _classify(served, kind))
+    return tuple(
+        replace(
+            one,
+            opaque=why,
+            escapes=f"{one.escapes}, in {why}" if one.escapes else why,
+            read_write=f"{one.read_write}, in {why}" if one.read_write else why,
+        )
+        for one in _classify(served, kind)
+    )
 
 
 @lru_cache(maxsize=2048)
@@ -209,7 +246,7 @@ def _classify(sql: str, kind: str) -> tuple[Statement, ...]:
     for token in [*tokens, None]:
         if token is None or token.token_type == TokenType.SEMICOLON:
             if chunk:
-                out.append(_one(sql[chunk[0].start: chunk[-1].end + 1], chunk, kind, dialect_name))
+                out.append(_one(sql[chunk[0].start : chunk[-1].end + 1], chunk, kind, dialect_name))
             chunk = []
         else:
             chunk.append(token)
@@ -230,7 +267,11 @@ def _tokens(dialect: Any, sql: str) -> list[Any]:
     out: list[Any] = []
     for at, token in enumerate(tokens):
         previous = tokens[at - 1] if at else None
-        if token.token_type == TokenType.STRING and previous is not None and previous.token_type in dialect.tokenizer_class.COMMANDS:
+        if (
+            token.token_type == TokenType.STRING
+            and previous is not None
+            and previous.token_type in dialect.tokenizer_class.COMMANDS
+        ):
             start = sql.find(token.text, previous.end + 1)
             start = start if start >= 0 else previous.end + 1
             for inner in _tokens(dialect, token.text):  # again: EXPLAIN ANALYZE … is two commands in sqlglot 25
@@ -246,9 +287,15 @@ def _unreadable(sql: str, kind: str) -> Statement:
     """A string the tokenizer rejects: assume the worst of it."""
     words = set(re.findall(r"[a-z_]+", sql.lower()))
     bad = words & {"delete", "update", "drop", "truncate"}
-    return Statement(text=sql, head=(sql.split() or [""])[0].upper(), destructive="a statement appshell cannot read" if bad else None,
-                     escapes="a statement appshell cannot read" if words & {"commit", "end", "release", "begin", "start", "autocommit"} else None,
-                     opaque="a statement the tokenizer cannot read")
+    return Statement(
+        text=sql,
+        head=(sql.split() or [""])[0].upper(),
+        destructive="a statement appshell cannot read" if bad else None,
+        escapes="a statement appshell cannot read"
+        if words & {"commit", "end", "release", "begin", "start", "autocommit"}
+        else None,
+        opaque="a statement the tokenizer cannot read",
+    )
 
 
 def _name(token: Any) -> str:
@@ -283,7 +330,12 @@ def _one(text: str, tokens: list[Any], kind: str, dialect: str) -> Statement:
         joined = " ".join(words)
         if "AUTOCOMMIT" in joined:
             escapes = "it changes autocommit"
-        elif "TRANSACTION" in words or "CHARACTERISTICS" in words or "ISOLATION" in joined or "TRANSACTION_ISOLATION" in joined:
+        elif (
+            "TRANSACTION" in words
+            or "CHARACTERISTICS" in words
+            or "ISOLATION" in joined
+            or "TRANSACTION_ISOLATION" in joined
+        ):
             escapes = "it changes the transaction mode"
         if "READ_ONLY" in joined or "WRITE" in words or (head == "RESET" and "ALL" in words) or head == "DISCARD":
             read_write = "it changes the read-only mode"
@@ -303,8 +355,10 @@ def _one(text: str, tokens: list[Any], kind: str, dialect: str) -> Statement:
         if name is None or tokens[at + 3].token_type.name != "COMMA" or (lexed is not None and lexed.search(name)):
             lexing = "set_config() may change how SQL is read"
 
-    implicit = mysql and head not in _MYSQL_TRANSACTIONAL and not (
-        head in ("CREATE", "DROP") and len(words) > 1 and words[1] == "TEMPORARY"
+    implicit = (
+        mysql
+        and head not in _MYSQL_TRANSACTIONAL
+        and not (head in ("CREATE", "DROP") and len(words) > 1 and words[1] == "TEMPORARY")
     )
     if mysql and head == "SET" and escapes:
         implicit = True
@@ -317,9 +371,14 @@ def _one(text: str, tokens: list[Any], kind: str, dialect: str) -> Statement:
         if at < len(tokens):
             from dataclasses import replace
 
-            inner = _one(text[tokens[at].start - tokens[0].start:], tokens[at:], kind, dialect)
-            return replace(inner, text=text, escapes=escapes or inner.escapes, read_write=read_write or inner.read_write,
-                           lexing=lexing or inner.lexing)
+            inner = _one(text[tokens[at].start - tokens[0].start :], tokens[at:], kind, dialect)
+            return replace(
+                inner,
+                text=text,
+                escapes=escapes or inner.escapes,
+                read_write=read_write or inner.read_write,
+                lexing=lexing or inner.lexing,
+            )
     writes, ddl, destructive, parsed = _parse(text, head, words, dialect)
     opaque = _opaque(head, words, tokens, kind, parsed)
     if opaque is not None:
@@ -327,10 +386,20 @@ def _one(text: str, tokens: list[Any], kind: str, dialect: str) -> Statement:
         if _unicode_name(tokens) and head in ("SET", "RESET", "ALTER"):
             # A name the parser cannot spell may be default_transaction_read_only or transaction_isolation
             # (elsewhere, in a SELECT say, it is re-checked after: it is opaque).
-            read_write = read_write or "a unicode-escaped name (U&\"…\") may change the read-only mode"
-            escapes = escapes or "a unicode-escaped name (U&\"…\") may change the transaction mode"
-    return Statement(text=text, head=head, writes=writes, ddl=ddl, destructive=destructive, savepoint=savepoint,
-                     escapes=escapes, read_write=read_write, opaque=opaque, lexing=lexing)
+            read_write = read_write or 'a unicode-escaped name (U&"…") may change the read-only mode'
+            escapes = escapes or 'a unicode-escaped name (U&"…") may change the transaction mode'
+    return Statement(
+        text=text,
+        head=head,
+        writes=writes,
+        ddl=ddl,
+        destructive=destructive,
+        savepoint=savepoint,
+        escapes=escapes,
+        read_write=read_write,
+        opaque=opaque,
+        lexing=lexing,
+    )
 
 
 def short(text: str) -> str:
@@ -342,16 +411,24 @@ def short(text: str) -> str:
 # after one, appshell's parser would read the next statements differently from the database.
 _MYSQL_LEXING = re.compile(r"sql_mode|\bnames\b|character\s+set|\bcharset\b|character_set_(client|connection)", re.I)
 _LEXING: dict[str, re.Pattern[str] | None] = {
-    "postgresql": re.compile(r"standard_conforming_strings|escape_string_warning|backslash_quote|client_encoding|\bnames\b", re.I),
-    "mysql": _MYSQL_LEXING, "mariadb": _MYSQL_LEXING, "sqlite": None,
+    "postgresql": re.compile(
+        r"standard_conforming_strings|escape_string_warning|backslash_quote|client_encoding|\bnames\b", re.I
+    ),
+    "mysql": _MYSQL_LEXING,
+    "mariadb": _MYSQL_LEXING,
+    "sqlite": None,
 }
-LEXING_REASON = "it changes how SQL is read: appshell's parser would read the next statements differently from the database"
+LEXING_REASON = (
+    "it changes how SQL is read: appshell's parser would read the next statements differently from the database"
+)
 
 
 def _unicode_name(tokens: list[Any]) -> bool:
     """``U&"…"`` (PostgreSQL): sqlglot reads a variable U, an ampersand and a name it cannot unescape."""
-    return any(str(a.text).upper() == "U" and b.token_type.name == "AMP" and c.token_type.name in ("IDENTIFIER", "STRING")
-               for a, b, c in zip(tokens, tokens[1:], tokens[2:]))
+    return any(
+        str(a.text).upper() == "U" and b.token_type.name == "AMP" and c.token_type.name in ("IDENTIFIER", "STRING")
+        for a, b, c in zip(tokens, tokens[1:], tokens[2:])
+    )
 
 
 def _opaque(head: str, words: list[str], tokens: list[Any], kind: str, parsed: bool | None) -> str | None:
@@ -361,7 +438,7 @@ def _opaque(head: str, words: list[str], tokens: list[Any], kind: str, parsed: b
     if head in _OPAQUE_HEADS.get(kind, ()):
         return f"{head} runs what appshell cannot read"
     if _unicode_name(tokens):
-        return "a unicode-escaped name (U&\"…\")"
+        return 'a unicode-escaped name (U&"…")'
     if head == "EXPLAIN" and "ANALYZE" in words:
         return "EXPLAIN ANALYZE runs the statement it explains"
     if parsed is False:
@@ -390,7 +467,9 @@ def _worst_case(head: str, words: list[str], text: str, kind: str) -> str | None
 _DDL_HEADS = ("CREATE", "ALTER", "DROP", "TRUNCATE", "RENAME", "COMMENT")
 
 
-def _parse(text: str, head: str, words: list[str], dialect: str) -> tuple[tuple[tuple[str, str, bool], ...], str | None, str | None, bool | None]:
+def _parse(
+    text: str, head: str, words: list[str], dialect: str
+) -> tuple[tuple[tuple[str, str, bool], ...], str | None, str | None, bool | None]:
     """(writes, ddl, destructive, parsed) from sqlglot's tree of one statement (parsed: None where it was not tried)."""
     if head not in ("INSERT", "UPDATE", "DELETE", "REPLACE", "WITH", "(", "MERGE", *_DDL_HEADS):
         return (), None, None, None
@@ -401,7 +480,9 @@ def _parse(text: str, head: str, words: list[str], dialect: str) -> tuple[tuple[
     try:
         # A parameter cannot change a statement's shape: a NULL literal stands in for it (sqlglot reads
         # pyformat placeholders in some dialects only, and `?::VARCHAR` in none).
-        with _quiet_sqlglot():  # "contains unsupported syntax. Falling back to parsing as a 'Command'" is not the operator's news
+        with (
+            _quiet_sqlglot()
+        ):  # "contains unsupported syntax. Falling back to parsing as a 'Command'" is not the operator's news
             tree = sqlglot.parse_one(_PARAMS.sub("NULL", text), read=dialect)
     except SqlglotError:
         tree = None

@@ -5,7 +5,7 @@ and first through :func:`appshell.audit.review.printable` (the template
 environment's ``finalize``), so no HTML, script or terminal control character
 from a statement renders. The Content-Security-Policy allows no script at all.
 """
-# Over 350 lines (450): the review page's routes, each small, with what their templates need.
+# Over 350 lines (614): the review page's routes, each small, with what their templates need.
 
 from __future__ import annotations
 
@@ -34,11 +34,28 @@ HEADERS = {
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
-START_FIELDS = [("real_user", "operator (login/sudo user)"), ("user", "OS user"), ("uid", "uid"), ("host", "host"), ("ssh_client", "ssh origin"),
-                ("tty", "tty"), ("pid", "pid"), ("mode", "mode"), ("shell", "shell"), ("profile", "profile"), ("app", "app"),
-                ("release", "release"), ("release_expected", "web release"), ("release_parity", "release parity"),
-                ("database", "database (masked)"), ("sandbox", "sandbox"), ("read_only", "read-only"), ("reason", "reason"),
-                ("argv", "argv"), ("sinks", "sinks")]
+START_FIELDS = [
+    ("real_user", "operator (login/sudo user)"),
+    ("user", "OS user"),
+    ("uid", "uid"),
+    ("host", "host"),
+    ("ssh_client", "ssh origin"),
+    ("tty", "tty"),
+    ("pid", "pid"),
+    ("mode", "mode"),
+    ("shell", "shell"),
+    ("profile", "profile"),
+    ("app", "app"),
+    ("release", "release"),
+    ("release_expected", "web release"),
+    ("release_parity", "release parity"),
+    ("database", "database (masked)"),
+    ("sandbox", "sandbox"),
+    ("read_only", "read-only"),
+    ("reason", "reason"),
+    ("argv", "argv"),
+    ("sinks", "sinks"),
+]
 CHAIN_KEYS = {"v", "seq", "ts", "session", "event", "prev", "hash", "epoch", "mac"}
 # The records the page shows in its own sections; every other one (refused_report, channel_closed, session_info) is listed as written.
 SHOWN_AS_STATEMENTS = {"session_start", "session_end", "statement", "result", "io"}
@@ -82,7 +99,9 @@ def _lines_markup(value: Any) -> Any:
     return Markup(escape(_source_lines("" if value is None else str(value))))
 
 
-HIGHLIGHT_MAX = 200_000  # characters: longer sources are shown escaped, not highlighted (pygments is ~linear, ~5 s a MB)
+HIGHLIGHT_MAX = (
+    200_000  # characters: longer sources are shown escaped, not highlighted (pygments is ~linear, ~5 s a MB)
+)
 
 
 def highlight(source: str) -> Any:
@@ -117,7 +136,10 @@ def _filters(params: Any) -> Filters:
 
 
 def _query(f: Filters, **extra: Any) -> str:
-    pairs = {fd.name: ("1" if getattr(f, fd.name) else "") if fd.type in ("bool", bool) else getattr(f, fd.name) for fd in fields(Filters)}
+    pairs = {
+        fd.name: ("1" if getattr(f, fd.name) else "") if fd.type in ("bool", bool) else getattr(f, fd.name)
+        for fd in fields(Filters)
+    }
     pairs.update(extra)
     return urlencode({k: v for k, v in pairs.items() if v not in ("", None)})
 
@@ -220,9 +242,14 @@ def create_app(config: Config) -> Any:
 
         nonce = request.cookies.get(PRELOGIN_COOKIE) or secrets.token_urlsafe(24)
         nxt = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        html = state.render("login.html", csrf=state.signer.csrf(f"login|{nonce}"), message=message,
-                            next=_local(nxt) if nxt != "/login" else "/",
-                            header=auditors.trust_header, tokens=bool(auditors.hashes))
+        html = state.render(
+            "login.html",
+            csrf=state.signer.csrf(f"login|{nonce}"),
+            message=message,
+            next=_local(nxt) if nxt != "/login" else "/",
+            header=auditors.trust_header,
+            tokens=bool(auditors.hashes),
+        )
         response = secured(HTMLResponse(html, status_code=status))
         response.set_cookie(PRELOGIN_COOKIE, nonce, httponly=True, samesite="strict", max_age=3600)
         return response
@@ -234,8 +261,15 @@ def create_app(config: Config) -> Any:
         if request.method == "POST":
             form = await request.form()
             if not state.signer.csrf_ok(binding, str(form.get("csrf") or "")):
-                return None, "", secured(PlainTextResponse("403: missing or wrong CSRF token — reload the page and submit again",
-                                                           status_code=403))
+                return (
+                    None,
+                    "",
+                    secured(
+                        PlainTextResponse(
+                            "403: missing or wrong CSRF token — reload the page and submit again", status_code=403
+                        )
+                    ),
+                )
         return name, binding, None
 
     def banner(reviews: Reviews) -> str | None:
@@ -247,19 +281,31 @@ def create_app(config: Config) -> Any:
         stamp = state.log_stamp()
         positions = dict(state.catalog.entries())
         rows = [(s, reviews.state(s.id), state.chain_of(s, positions, stamp)) for s in page]
-        return state.render("list.html", rows=rows, f=f, auditor=auditor, csrf=state.signer.csrf(binding), log=config.log.name,
-                            next_url=f"/?{_query(f, before=nxt)}" if nxt is not None else None,
-                            first_url=f"/?{_query(f)}" if before is not None else None,
-                            export_csv=f"/export.csv?{_query(f)}", export_json=f"/export.json?{_query(f)}",
-                            banner=banner(reviews), total=len(positions), states=("pending", *STATES), reviews=reviews)
+        return state.render(
+            "list.html",
+            rows=rows,
+            f=f,
+            auditor=auditor,
+            csrf=state.signer.csrf(binding),
+            log=config.log.name,
+            next_url=f"/?{_query(f, before=nxt)}" if nxt is not None else None,
+            first_url=f"/?{_query(f)}" if before is not None else None,
+            export_csv=f"/export.csv?{_query(f)}",
+            export_json=f"/export.json?{_query(f)}",
+            banner=banner(reviews),
+            total=len(positions),
+            states=("pending", *STATES),
+            reviews=reviews,
+        )
 
     async def index(request: Request) -> Response:
         auditor, binding, refused = await authed(request)
         if refused is not None or auditor is None:
             return refused or login_page(request)
         before = request.query_params.get("before", "")
-        html = await run_in_threadpool(list_view, _filters(request.query_params), int(before) if before.isdigit() else None,
-                                       auditor, binding)
+        html = await run_in_threadpool(
+            list_view, _filters(request.query_params), int(before) if before.isdigit() else None, auditor, binding
+        )
         return secured(HTMLResponse(html))
 
     def session_view(session_id: str, auditor: str, binding: str) -> str | None:
@@ -277,42 +323,119 @@ def create_app(config: Config) -> Any:
         per_record = dict(zip((id(r) for r in session.records), session.record_flags()))
         for k, (st, results) in enumerate(session.blocks()):
             result = results[0] if results else {}
-            flags = [f"{r.get('event')}: {f}" for r in ([st] if st else []) + results for f in per_record.get(id(r), [])]
+            flags = [
+                f"{r.get('event')}: {f}" for r in ([st] if st else []) + results for f in per_record.get(id(r), [])
+            ]
             flags += [f"another result for #{st.get('n')}: {r.get('status')}" for r in results[1:]]
-            files = [{**f, "html": highlight(str(f["text"])) if isinstance(f.get("text"), str) else None}
-                     for f in (st.get("files") or []) if isinstance(f, dict)]
+            files = [
+                {**f, "html": highlight(str(f["text"])) if isinstance(f.get("text"), str) else None}
+                for f in (st.get("files") or [])
+                if isinstance(f, dict)
+            ]
             if st.get("path") or st.get("sha256"):
                 files.insert(0, {"path": st.get("path"), "sha256": st.get("sha256")})
             source = str(st.get("source") or "") if st else ""
             masked = st.get("redacted")
             redacted: dict[str, Any] = masked if isinstance(masked, dict) else {}
-            digest = (f"masked before it was recorded; sha256 of the text as typed: {redacted.get('source')}"
-                      if redacted.get("source") else None)
-            statements.append({"n": st.get("n") if st else result.get("n"), "anchor": f"r{k}", "ts": (st or result).get("ts"),
-                               "kind": st.get("kind") if st else "(a result with no statement before it)",
-                               "html": highlight(source), "plain": len(source) > HIGHLIGHT_MAX, "size": len(source), "limit": HIGHLIGHT_MAX,
-                               "status": result.get("status", "no result recorded"), "duration": result.get("duration_ms"),
-                               "sql": [str(q) for r in results for q in (r.get("sql") or [])], "error": result.get("error"),
-                               "files": files, "result_ts": result.get("ts"), "flags": flags, "digest": digest,
-                               "sensitive": bool(st) and st.get("kind") in ("sensitive_access", "sensitive_access_end", "protected_host")})
+            digest = (
+                f"masked before it was recorded; sha256 of the text as typed: {redacted.get('source')}"
+                if redacted.get("source")
+                else None
+            )
+            statements.append(
+                {
+                    "n": st.get("n") if st else result.get("n"),
+                    "anchor": f"r{k}",
+                    "ts": (st or result).get("ts"),
+                    "kind": st.get("kind") if st else "(a result with no statement before it)",
+                    "html": highlight(source),
+                    "plain": len(source) > HIGHLIGHT_MAX,
+                    "size": len(source),
+                    "limit": HIGHLIGHT_MAX,
+                    "status": result.get("status", "no result recorded"),
+                    "duration": result.get("duration_ms"),
+                    "sql": [str(q) for r in results for q in (r.get("sql") or [])],
+                    "error": result.get("error"),
+                    "files": files,
+                    "result_ts": result.get("ts"),
+                    "flags": flags,
+                    "digest": digest,
+                    "sensitive": bool(st)
+                    and st.get("kind") in ("sensitive_access", "sensitive_access_end", "protected_host"),
+                }
+            )
             if st and st.get("kind") == "protected_host":
-                refused_hosts.append({"anchor": f"r{k}", "n": st.get("n"), "ts": st.get("ts"), "host": st.get("host"), "pattern": st.get("pattern")})
+                refused_hosts.append(
+                    {
+                        "anchor": f"r{k}",
+                        "n": st.get("n"),
+                        "ts": st.get("ts"),
+                        "host": st.get("host"),
+                        "pattern": st.get("pattern"),
+                    }
+                )
             if st and st.get("kind") == "sensitive_access":
-                sensitive.append({"anchor": f"r{k}", "n": st.get("n"), "ts": st.get("ts"), "reason": st.get("reason"), "user": st.get("user"),
-                                  "role": st.get("role"), "opened": [*_strings(st.get("columns")), *_strings(st.get("hosts"))]})
+                sensitive.append(
+                    {
+                        "anchor": f"r{k}",
+                        "n": st.get("n"),
+                        "ts": st.get("ts"),
+                        "reason": st.get("reason"),
+                        "user": st.get("user"),
+                        "role": st.get("role"),
+                        "opened": [*_strings(st.get("columns")), *_strings(st.get("hosts"))],
+                    }
+                )
         start = session.start
         said = set(session.reported_by_session() or ())
-        known = [(label + (" (reported by the session)" if key in said else ""), start.get(key)) for key, label in START_FIELDS if key in start]
+        known = [
+            (label + (" (reported by the session)" if key in said else ""), start.get(key))
+            for key, label in START_FIELDS
+            if key in start
+        ]
         other = [(k, v) for k, v in sorted(start.items()) if k not in CHAIN_KEYS and k not in dict(START_FIELDS)]
         end = session.end or {}
-        end_other = [(k, v) for k, v in sorted(end.items()) if k not in CHAIN_KEYS and k not in ("status", "statements", "duration_ms")]
+        end_other = [
+            (k, v)
+            for k, v in sorted(end.items())
+            if k not in CHAIN_KEYS and k not in ("status", "statements", "duration_ms")
+        ]
         terminal = _terminal(session)
-        others = [(where, r.get("event"), r.get("ts"), json.dumps({k: v for k, v in sorted(r.items()) if k not in CHAIN_KEYS}, ensure_ascii=False))
-                  for r, where in zip(session.records, session.where) if r.get("event") not in SHOWN_AS_STATEMENTS]
-        return state.render("session.html", s=session, terminal=terminal, others=others, flags=session.flags() if session.end is not None else session.flags()[:-1], start=start, known=known, other=other, end=session.end, end_other=end_other,
-                            statements=statements, sensitive=sensitive, refused_hosts=refused_hosts, chain=chain, history=reviews.of(session_id), review_state=reviews.state(session_id),
-                            banner=banner(reviews), auditor=auditor, csrf=state.signer.csrf(binding), states=STATES,
-                            fmt=lambda v: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else ("-" if v is None else str(v)))
+        others = [
+            (
+                where,
+                r.get("event"),
+                r.get("ts"),
+                json.dumps({k: v for k, v in sorted(r.items()) if k not in CHAIN_KEYS}, ensure_ascii=False),
+            )
+            for r, where in zip(session.records, session.where)
+            if r.get("event") not in SHOWN_AS_STATEMENTS
+        ]
+        return state.render(
+            "session.html",
+            s=session,
+            terminal=terminal,
+            others=others,
+            flags=session.flags() if session.end is not None else session.flags()[:-1],
+            start=start,
+            known=known,
+            other=other,
+            end=session.end,
+            end_other=end_other,
+            statements=statements,
+            sensitive=sensitive,
+            refused_hosts=refused_hosts,
+            chain=chain,
+            history=reviews.of(session_id),
+            review_state=reviews.state(session_id),
+            banner=banner(reviews),
+            auditor=auditor,
+            csrf=state.signer.csrf(binding),
+            states=STATES,
+            fmt=lambda v: (
+                json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else ("-" if v is None else str(v))
+            ),
+        )
 
     async def session_page(request: Request) -> Response:
         auditor, binding, refused = await authed(request)
@@ -343,13 +466,32 @@ def create_app(config: Config) -> Any:
         rows = []
         for s in state.catalog.all(f, reviews.state):
             last = latest.get(s.id)
-            rows.append({"session": s.id, "started": s.start.get("ts"), "user": s.start.get("user"), "real_user": s.start.get("real_user"),
-                         "host": s.start.get("host"), "ssh_client": s.start.get("ssh_client"), "profile": s.start.get("profile"),
-                         "mode": s.start.get("mode"), "reason": s.start.get("reason"), "statements": s.statements, "status": s.status,
-                         "errors": s.errors, "wrote": s.wrote, "sensitive": s.sensitive, "protected_hosts": s.protected_hosts, "sandbox": bool(s.start.get("sandbox")),
-                         "read_only": bool(s.start.get("read_only")), "review_state": reviews.state(s.id),
-                         "reviewed_by": last.auditor if last else None, "review_note": last.note if last else None,
-                         "review_chain": "broken" if reviews.broken else "intact", "flags": s.flags})
+            rows.append(
+                {
+                    "session": s.id,
+                    "started": s.start.get("ts"),
+                    "user": s.start.get("user"),
+                    "real_user": s.start.get("real_user"),
+                    "host": s.start.get("host"),
+                    "ssh_client": s.start.get("ssh_client"),
+                    "profile": s.start.get("profile"),
+                    "mode": s.start.get("mode"),
+                    "reason": s.start.get("reason"),
+                    "statements": s.statements,
+                    "status": s.status,
+                    "errors": s.errors,
+                    "wrote": s.wrote,
+                    "sensitive": s.sensitive,
+                    "protected_hosts": s.protected_hosts,
+                    "sandbox": bool(s.start.get("sandbox")),
+                    "read_only": bool(s.start.get("read_only")),
+                    "review_state": reviews.state(s.id),
+                    "reviewed_by": last.auditor if last else None,
+                    "review_note": last.note if last else None,
+                    "review_chain": "broken" if reviews.broken else "intact",
+                    "flags": s.flags,
+                }
+            )
         return rows
 
     async def export(request: Request) -> Response:
@@ -362,16 +504,26 @@ def create_app(config: Config) -> Any:
         rows = await run_in_threadpool(export_rows, _filters(request.query_params))
         if fmt == "json":
             body = json.dumps(rows, indent=1, ensure_ascii=True)  # \u001b, never a raw control character
-            return secured(Response(body, media_type="application/json",
-                                    headers={"Content-Disposition": 'attachment; filename="sessions.json"'}))
+            return secured(
+                Response(
+                    body,
+                    media_type="application/json",
+                    headers={"Content-Disposition": 'attachment; filename="sessions.json"'},
+                )
+            )
         out = io.StringIO()
         writer = csv.writer(out)
         names = list(rows[0]) if rows else ["session"]
         writer.writerow(names)
         for row in rows:
             writer.writerow([_cell(row[k]) for k in names])
-        return secured(Response(out.getvalue(), media_type="text/csv; charset=utf-8",
-                                headers={"Content-Disposition": 'attachment; filename="sessions.csv"'}))
+        return secured(
+            Response(
+                out.getvalue(),
+                media_type="text/csv; charset=utf-8",
+                headers={"Content-Disposition": 'attachment; filename="sessions.csv"'},
+            )
+        )
 
     async def login(request: Request) -> Response:
         if request.method == "GET":
@@ -380,14 +532,24 @@ def create_app(config: Config) -> Any:
         form = await request.form()
         nonce = request.cookies.get(PRELOGIN_COOKIE)
         if not state.signer.csrf_ok(f"login|{nonce}" if nonce else None, str(form.get("csrf") or "")):
-            return secured(PlainTextResponse("403: missing or wrong CSRF token — reload the login page and try again", status_code=403))
+            return secured(
+                PlainTextResponse(
+                    "403: missing or wrong CSRF token — reload the login page and try again", status_code=403
+                )
+            )
         name = auditors.by_token(str(form.get("token") or "").strip())
         if name is None:
             return login_page(request, "that token belongs to no auditor")
         nxt = str(form.get("next") or "/")
         response = secured(RedirectResponse(_local(nxt), status_code=303))
-        response.set_cookie(COOKIE, state.signer.cookie(name), max_age=SESSION_SECONDS, httponly=True, samesite="strict",
-                            secure=request.url.scheme == "https")
+        response.set_cookie(
+            COOKIE,
+            state.signer.cookie(name),
+            max_age=SESSION_SECONDS,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
         response.delete_cookie(PRELOGIN_COOKIE)
         return response
 
@@ -402,15 +564,17 @@ def create_app(config: Config) -> Any:
     async def stylesheet(request: Request) -> Response:
         return secured(Response(css, media_type="text/css"))
 
-    app = Starlette(routes=[
-        Route("/", index),
-        Route("/session/{session}", session_page),
-        Route("/session/{session}/review", review, methods=["POST"]),
-        Route("/export.{fmt:str}", export),
-        Route("/login", login, methods=["GET", "POST"]),
-        Route("/logout", logout, methods=["POST"]),
-        Route("/static/style.css", stylesheet),
-    ])
+    app = Starlette(
+        routes=[
+            Route("/", index),
+            Route("/session/{session}", session_page),
+            Route("/session/{session}/review", review, methods=["POST"]),
+            Route("/export.{fmt:str}", export),
+            Route("/login", login, methods=["GET", "POST"]),
+            Route("/logout", logout, methods=["POST"]),
+            Route("/static/style.css", stylesheet),
+        ]
+    )
     app.state.review = state
     if config.warm:
         threading.Thread(target=state.warm, name="appshell-review-warm", daemon=True).start()

@@ -64,19 +64,25 @@ def _add(auditors: Auditors, name: str, hashed: str, where: str) -> None:
     auditors.hashes[name] = hashed
 
 
-def load_auditors(environ: dict[str, str] | os._Environ[str], tokens_file: Path | None, trust_header: str | None) -> Auditors:
+def load_auditors(
+    environ: dict[str, str] | os._Environ[str], tokens_file: Path | None, trust_header: str | None
+) -> Auditors:
     auditors = Auditors(trust_header=trust_header or None)
     for item in filter(None, (p.strip() for p in environ.get("APPSHELL_REVIEW_TOKENS", "").split(","))):
         name, sep, token = item.partition(":")
         if not sep or len(token) < 16:
-            raise ConfigError("APPSHELL_REVIEW_TOKENS has an entry that is not name:token with a token of 16+ characters",
-                              "set APPSHELL_REVIEW_TOKENS=alice:$(python -c 'import secrets; print(secrets.token_urlsafe())')")
+            raise ConfigError(
+                "APPSHELL_REVIEW_TOKENS has an entry that is not name:token with a token of 16+ characters",
+                "set APPSHELL_REVIEW_TOKENS=alice:$(python -c 'import secrets; print(secrets.token_urlsafe())')",
+            )
         _add(auditors, name, hash_token(token), "APPSHELL_REVIEW_TOKENS")
     if tokens_file is not None:
         try:
             text = tokens_file.read_text(encoding="utf-8")
         except OSError as exc:
-            raise ConfigError(f"cannot read the tokens file {tokens_file}: {exc.strerror}", "check --tokens-file") from None
+            raise ConfigError(
+                f"cannot read the tokens file {tokens_file}: {exc.strerror}", "check --tokens-file"
+            ) from None
         for number, line in enumerate(text.splitlines(), start=1):
             line = line.strip()
             if not line or line.startswith("#"):
@@ -84,8 +90,10 @@ def load_auditors(environ: dict[str, str] | os._Environ[str], tokens_file: Path 
             name, sep, hashed = line.partition(":")
             hashed = hashed.strip().lower()
             if not sep or not re.fullmatch(r"[0-9a-f]{64}", hashed):
-                raise ConfigError(f"{tokens_file}:{number} is not name:<sha256 hex of the token>",
-                                  "write lines like alice:$(printf %s TOKEN | sha256sum | cut -c1-64)")
+                raise ConfigError(
+                    f"{tokens_file}:{number} is not name:<sha256 hex of the token>",
+                    "write lines like alice:$(printf %s TOKEN | sha256sum | cut -c1-64)",
+                )
             _add(auditors, name, hashed, f"{tokens_file}:{number}")
     return auditors
 

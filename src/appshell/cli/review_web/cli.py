@@ -35,7 +35,10 @@ def require_extra() -> None:
         try:
             importlib.import_module(name)
         except ImportError:
-            raise UsageError(f"appshell audit serve needs the review extra ({name} is not installed)", "pip install 'appshell[review]'") from None
+            raise UsageError(
+                f"appshell audit serve needs the review extra ({name} is not installed)",
+                "pip install 'appshell[review]'",
+            ) from None
 
 
 def build_config(opts: argparse.Namespace, environ: Any = os.environ) -> Any:
@@ -46,12 +49,22 @@ def build_config(opts: argparse.Namespace, environ: Any = os.environ) -> Any:
     log = audit_log(opts)
     key = audit_key(opts, environ)
     tokens_file = opts.tokens_file or environ.get("APPSHELL_REVIEW_TOKENS_FILE")
-    auditors = load_auditors(environ, Path(tokens_file) if tokens_file else None,
-                             opts.trust_header or environ.get("APPSHELL_REVIEW_TRUST_HEADER"))
+    auditors = load_auditors(
+        environ,
+        Path(tokens_file) if tokens_file else None,
+        opts.trust_header or environ.get("APPSHELL_REVIEW_TRUST_HEADER"),
+    )
     if auditors.empty:
-        raise UsageError("no auditor could log in to the review page",
-                         "set APPSHELL_REVIEW_TOKENS=name:token (or --tokens-file FILE, or --trust-header behind a proxy)")
-    return Config(log=log, auditors=auditors, reviews=open_reviews(log.path, log.url, Path(opts.reviews) if opts.reviews else None), key=key)
+        raise UsageError(
+            "no auditor could log in to the review page",
+            "set APPSHELL_REVIEW_TOKENS=name:token (or --tokens-file FILE, or --trust-header behind a proxy)",
+        )
+    return Config(
+        log=log,
+        auditors=auditors,
+        reviews=open_reviews(log.path, log.url, Path(opts.reviews) if opts.reviews else None),
+        key=key,
+    )
 
 
 def _loopback(host: str) -> bool:
@@ -70,8 +83,22 @@ def serve(opts: argparse.Namespace) -> int:
     from appshell.cli.review_web.app import create_app
 
     if not _loopback(opts.host):
-        print(f"appshell: warning: listening on {opts.host} over plain HTTP — tokens and reviews cross the network in clear; "
-              "put a TLS reverse proxy in front", file=sys.stderr)
-    print(f"appshell: review page on http://{opts.host}:{opts.port}/ for {config.log.name} (Ctrl-C stops)", file=sys.stderr, flush=True)
-    uvicorn.run(create_app(config), host=opts.host, port=opts.port, log_level="warning", server_header=False, proxy_headers=False)
+        print(
+            f"appshell: warning: listening on {opts.host} over plain HTTP — tokens and reviews cross the network in clear; "
+            "put a TLS reverse proxy in front",
+            file=sys.stderr,
+        )
+    print(
+        f"appshell: review page on http://{opts.host}:{opts.port}/ for {config.log.name} (Ctrl-C stops)",
+        file=sys.stderr,
+        flush=True,
+    )
+    uvicorn.run(
+        create_app(config),
+        host=opts.host,
+        port=opts.port,
+        log_level="warning",
+        server_header=False,
+        proxy_headers=False,
+    )
     return EXIT_OK

@@ -24,12 +24,21 @@ if TYPE_CHECKING:
     from appshell.console.banner import Look
     from appshell.console.history import History
     from appshell.console.interrupted import Interrupted
-    from appshell.record.journal import Journal
     from appshell.console.refusals import Refusals
+    from appshell.record.journal import Journal
 
 __all__ = [
-    "ShellSession", "Runner", "RUNNERS", "check_shell_name", "pick_shell", "get_runner", "run_startup_file", "startup_file",
-    "hold_safe_completion", "refusal_line", "BrokenSandbox",
+    "ShellSession",
+    "Runner",
+    "RUNNERS",
+    "check_shell_name",
+    "pick_shell",
+    "get_runner",
+    "run_startup_file",
+    "startup_file",
+    "hold_safe_completion",
+    "refusal_line",
+    "BrokenSandbox",
 ]
 
 
@@ -160,8 +169,10 @@ def _available(name: str) -> bool:
 
 def check_shell_name(choice: str) -> None:
     if choice != "auto" and choice not in RUNNERS:
-        raise ConfigError(f"unknown shell '{choice}'{did_you_mean(choice, ['auto', *RUNNERS])}",
-                          "use --shell/APPSHELL_SHELL with one of: auto, " + ", ".join(RUNNERS))
+        raise ConfigError(
+            f"unknown shell '{choice}'{did_you_mean(choice, ['auto', *RUNNERS])}",
+            "use --shell/APPSHELL_SHELL with one of: auto, " + ", ".join(RUNNERS),
+        )
 
 
 def pick_shell(choice: str) -> str:
@@ -170,7 +181,9 @@ def pick_shell(choice: str) -> str:
     if choice == "auto":
         return next(name for name in AUTO_ORDER if _available(name))
     if not _available(choice):
-        raise ConfigError(f"the {choice} shell is not installed", f"pip install {RUNNERS[choice][0].lower()}, or pick another --shell")
+        raise ConfigError(
+            f"the {choice} shell is not installed", f"pip install {RUNNERS[choice][0].lower()}, or pick another --shell"
+        )
     return choice
 
 

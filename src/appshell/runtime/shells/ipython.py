@@ -19,7 +19,7 @@ Code that no cell shows is recorded where every path to it passes:
 Completion never evaluates calls: ``Completer.evaluation`` is held at
 ``limited`` whatever the configuration says, and Jedi does not run descriptors.
 """
-# Over 350 lines (395): IPython's hook points, each held where every path passes (transformer, files, completer).
+# Over 350 lines (409): IPython's hook points, each held where every path passes (transformer, files, completer).
 
 from __future__ import annotations
 
@@ -29,11 +29,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from appshell.hooks import aio
-from appshell.errors import AppshellError
 from appshell.console.interrupted import Interrupted, ctrl_c
-from appshell.record.journal import Entry, Journal, file_info
 from appshell.console.refusals import Refusals
+from appshell.errors import AppshellError
+from appshell.hooks import aio
+from appshell.record.journal import Entry, Journal, file_info
 from appshell.runtime.shells import BrokenSandbox, ShellSession, hold_safe_completion, refusal_line
 
 __all__ = ["run", "install_hooks"]
@@ -110,7 +110,11 @@ class _Hooks:
             info = file_info(filename) if os.path.isfile(filename) else None
             source = info["text"] if info else f"# {kind}: {filename} (no such file)"
             try:
-                entry = self.journal.begin(source, kind="startup" if self.starting and kind == "file" else kind, **({"files": [info]} if info else {}))
+                entry = self.journal.begin(
+                    source,
+                    kind="startup" if self.starting and kind == "file" else kind,
+                    **({"files": [info]} if info else {}),
+                )
             except AppshellError as exc:
                 raise _refusal(exc) from None
             failure: BaseException | None = None
@@ -157,8 +161,9 @@ def _is_ipython_own(path: str) -> bool:
     return os.path.realpath(path).startswith(os.path.realpath(os.path.dirname(IPython.__file__)) + os.sep)
 
 
-def _refusals_in_one_line(shell: Any, refusals: Refusals | None, interrupted: Interrupted | None = None,
-                          broken: BrokenSandbox | None = None) -> None:
+def _refusals_in_one_line(
+    shell: Any, refusals: Refusals | None, interrupted: Interrupted | None = None, broken: BrokenSandbox | None = None
+) -> None:
     """A refusal (read-only, destructive, sandbox; bare or wrapped by SQLAlchemy) or an audit failure
     inside a cell: one line, not the frames of SQLAlchemy and appshell. ``%tb`` shows the whole
     traceback: it asks for the last exception, where a failing cell shows the one it is handling.
@@ -179,7 +184,9 @@ def _refusals_in_one_line(shell: Any, refusals: Refusals | None, interrupted: In
         pressed = ctrl_c(value) if handling else None
         if pressed is not None and interrupted is not None and interrupted.running:
             return None  # Ctrl-C stopped a database statement: post_run_cell rolls back and says so in one line
-        if pressed is not None and pressed is not value:  # the task Ctrl-C cancelled: the operator pressed Ctrl-C, say that
+        if (
+            pressed is not None and pressed is not value
+        ):  # the task Ctrl-C cancelled: the operator pressed Ctrl-C, say that
             return show((KeyboardInterrupt, pressed, pressed.__traceback__), *args, **kwargs)
         line = refusal_line(value, refusals) if handling else None
         if line is None:
@@ -190,7 +197,9 @@ def _refusals_in_one_line(shell: Any, refusals: Refusals | None, interrupted: In
     shell.showtraceback = showtraceback
 
 
-def install_hooks(shell: Any, journal: Journal, refusals: Refusals | None = None, interrupted: Interrupted | None = None) -> _Hooks:
+def install_hooks(
+    shell: Any, journal: Journal, refusals: Refusals | None = None, interrupted: Interrupted | None = None
+) -> _Hooks:
     hooks = _Hooks(journal, interrupted)
     hooks.shell = shell
     _refusals_in_one_line(shell, refusals, interrupted, hooks.broken)
@@ -231,7 +240,10 @@ def _hold_completer(completer: Any) -> None:
     def hold(change: Any = None) -> None:
         if completer.evaluation != SAFE_EVALUATION or completer.policy_overrides:
             if change is not None:
-                print(f"appshell: Completer.evaluation stays '{SAFE_EVALUATION}': completion must not run code", file=sys.stderr)
+                print(
+                    f"appshell: Completer.evaluation stays '{SAFE_EVALUATION}': completion must not run code",
+                    file=sys.stderr,
+                )
             completer.evaluation = SAFE_EVALUATION
             completer.policy_overrides = {}
 
@@ -334,7 +346,9 @@ def _app_class(journal: Journal, refusals: Refusals | None = None, interrupted: 
 
         def init_shell(self) -> None:
             super().init_shell()
-            self.appshell_hooks = install_hooks(self.shell, journal, refusals, interrupted)  # before extensions, startup files and exec_lines run
+            self.appshell_hooks = install_hooks(
+                self.shell, journal, refusals, interrupted
+            )  # before extensions, startup files and exec_lines run
 
         def init_code(self) -> None:
             super().init_code()

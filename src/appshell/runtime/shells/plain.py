@@ -7,12 +7,12 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from appshell.hooks import aio
-from appshell.errors import EXIT_SANDBOX_BROKEN
 from appshell.console.history import History
 from appshell.console.interrupted import Interrupted
-from appshell.record.journal import Journal
 from appshell.console.refusals import Refusals
+from appshell.errors import EXIT_SANDBOX_BROKEN
+from appshell.hooks import aio
+from appshell.record.journal import Journal
 from appshell.runtime.shells import BrokenSandbox, ShellSession, refusal_line, run_startup_file
 
 __all__ = ["run", "JournaledConsole"]
@@ -21,8 +21,14 @@ __all__ = ["run", "JournaledConsole"]
 class JournaledConsole(code.InteractiveConsole):
     """An InteractiveConsole whose every complete input goes through the journal."""
 
-    def __init__(self, namespace: dict[str, Any], journal: Journal, refusals: Refusals | None = None,
-                 interrupted: Interrupted | None = None, broken: BrokenSandbox | None = None) -> None:
+    def __init__(
+        self,
+        namespace: dict[str, Any],
+        journal: Journal,
+        refusals: Refusals | None = None,
+        interrupted: Interrupted | None = None,
+        broken: BrokenSandbox | None = None,
+    ) -> None:
         super().__init__(namespace, filename="<console>")
         self.compile.compiler.flags |= aio.FLAGS  # top-level await, as `python -m asyncio` allows
         self.journal = journal
@@ -100,7 +106,9 @@ def run(shell: ShellSession) -> None:
     try:
         run_startup_file(shell)
         try:
-            JournaledConsole(shell.namespace, shell.journal, shell.refusals, shell.interrupted, broken).interact(banner=shell.banner, exitmsg="")
+            JournaledConsole(shell.namespace, shell.journal, shell.refusals, shell.interrupted, broken).interact(
+                banner=shell.banner, exitmsg=""
+            )
         except SystemExit:
             if broken.error is None:
                 raise  # the operator's own exit()

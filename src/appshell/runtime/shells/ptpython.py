@@ -18,18 +18,23 @@ from contextlib import contextmanager
 from html import escape
 from typing import Any
 
-from appshell.hooks import aio
-from appshell.errors import EXIT_SANDBOX_BROKEN
 from appshell.console.interrupted import Interrupted
-from appshell.record.journal import Journal
 from appshell.console.refusals import Refusals
+from appshell.errors import EXIT_SANDBOX_BROKEN
+from appshell.hooks import aio
+from appshell.record.journal import Journal
 from appshell.runtime.shells import BrokenSandbox, ShellSession, refusal_line, run_startup_file
 
 __all__ = ["run", "install_hooks"]
 
 
-def install_hooks(repl: Any, journal: Journal, broken: BrokenSandbox | None = None, refusals: Refusals | None = None,
-                  interrupted: Interrupted | None = None) -> None:
+def install_hooks(
+    repl: Any,
+    journal: Journal,
+    broken: BrokenSandbox | None = None,
+    refusals: Refusals | None = None,
+    interrupted: Interrupted | None = None,
+) -> None:
     """Every input through the journal. A refusal prints one line; a broken sandbox ends the REPL
     (ptpython returns on SystemExit) and is kept in *broken* for the runner to raise."""
     broken = broken or BrokenSandbox()
@@ -122,7 +127,9 @@ def _hold_safe_completion(repl: Any) -> None:
     repl.__class__ = type("AppshellPythonRepl", (type(repl),), off)
     for category in repl.options:
         category.options = [o for o in category.options if o.title != "Dictionary completion"]
-    hold_safe_completion((ptpython.completer, "get_jedi_script_from_document"), (ptpython.signatures, "get_jedi_script_from_document"))
+    hold_safe_completion(
+        (ptpython.completer, "get_jedi_script_from_document"), (ptpython.signatures, "get_jedi_script_from_document")
+    )
 
 
 def run(shell_session: ShellSession) -> None:
@@ -164,5 +171,11 @@ def run(shell_session: ShellSession) -> None:
     namespace = shell_session.namespace
     path = history.file("ptpython")
     # Without a file, ptpython keeps an in-memory history only.
-    embed(globals=namespace, locals=namespace, configure=configure, title="appshell", history_filename=str(path) if path else None)
+    embed(
+        globals=namespace,
+        locals=namespace,
+        configure=configure,
+        title="appshell",
+        history_filename=str(path) if path else None,
+    )
     broken.end()
