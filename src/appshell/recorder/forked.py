@@ -304,18 +304,11 @@ def record_forked(
             relay.__exit__(None, None, None)
 
 
-def _fork(
-    slave: int | None,
-    master: int | None,
-    ready: tuple[int, int],
-    theirs: socket.socket,
-    ours: socket.socket,
-    main: Callable[[Channel], int],
-    drop: Drop | None,
-) -> int:
+def _fork(*child: Any) -> int:
+    """Fork; the child runs ``_child(*child)`` (the same arguments, in its order) and never returns here."""
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child leaves through os._exit; its tests run it as a process
-        _child(slave, master, ready, theirs, ours, main, drop)
+        _child(*child)
     return pid
 
 
