@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 from appshell.errors import EXIT_AUDIT, EXIT_USER_ERROR, AuditFailure
 from appshell.recorder.channel import Channel
 from appshell.recorder.server import Recorder, as_writer, exit_code
-from appshell.recorder.spawn import GRACE, SCRUBBED, Supervisor, _secret, harden
+from appshell.recorder.spawn import GRACE, Supervisor, harden, scrubbed_env
 
 if TYPE_CHECKING:
     from appshell.recorder.privsep import Drop
@@ -138,8 +138,9 @@ def io_fields(t: float, code: str, data: bytes) -> dict[str, Any]:
 
 def _scrub_environment() -> None:
     """The session's ``os.environ`` (and its children's) without the sinks' credentials and configuration."""
-    for name in [k for k in os.environ if k in SCRUBBED or _secret(k)]:
-        del os.environ[name]
+    environ = scrubbed_env(os.environ)
+    os.environ.clear()
+    os.environ.update(environ)
 
 
 def _become_session(drop: Drop) -> None:
@@ -227,8 +228,8 @@ def record_forked(
     if terminal:
         from appshell.recorder.relay import Relay
 
-        io: list[Callable[[float, str, bytes], None]] = []
-        relay = Relay(lambda t, code, data: io[0](t, code, data), record_output=record_output, output_cap=output_cap)
+        # Its record is the recorder's Io, set once the record is open (the relay reads nothing before run()).
+        relay = Relay(lambda t, code, data: None, record_output=record_output, output_cap=output_cap)
         relay.__enter__()
     try:
         if relay is not None:
@@ -271,7 +272,7 @@ def record_forked(
         }
         recorder = Recorder(writer, ours, start=start)
         if relay is not None:
-            io.append(Io(recorder.write))
+            relay.record = Io(recorder.write)
         os.write(ready_w, b"1")
         os.close(ready_w)
         supervisor = Supervisor(child, grace)  # type: ignore[arg-type]  # a ForkedChild is the Popen it uses

@@ -345,18 +345,7 @@ class Recorder:
             return {"ok": True}
         try:
             if kind == "session_start" and self.start is not None:
-                self.writer.start(
-                    {
-                        **fields,
-                        **self.start,
-                        "by": "recorder",
-                        "session_reported": sorted(set(fields) - set(self.start)),
-                    }
-                )
-                self.start = None
-                for event, held in self.held:
-                    self.writer.write(event, held)
-                self.held.clear()
+                self._write_start(fields, sorted(set(fields) - set(self.start)))
             else:
                 self.writer.write(_EVENT[kind], {**fields, "by": "session"})
         except AuditFailure as exc:
@@ -416,11 +405,16 @@ class Recorder:
     def _start_unreported(self) -> None:
         """The session never reported its start: the session_start with what the recorder knows, then what was held."""
         if self.start is not None:
-            self.writer.start({**self.start, "by": "recorder", "session_reported": None})
-            self.start = None
-            for event, held in self.held:
-                self.writer.write(event, held)
-            self.held.clear()
+            self._write_start({}, None)
+
+    def _write_start(self, reported: dict[str, Any], names: list[str] | None) -> None:
+        """The one session_start: the session's *reported* fields under the recorder's own; then the records held for it."""
+        assert self.start is not None
+        self.writer.start({**reported, **self.start, "by": "recorder", "session_reported": names})
+        self.start = None
+        for event, held in self.held:
+            self.writer.write(event, held)
+        self.held.clear()
 
     def channel_closed(self, reason: str) -> None:
         """Record, once, that the channel ended while the session went on."""
