@@ -182,13 +182,12 @@ def run_recorded_session(
     """Fork the session, keep its record here; the session's exit code. *handled* runs a call as ``cli.main``
     does (errors said in one line, exit codes), in the child."""
     from appshell.recorder.forked import record_forked
-    from appshell.runtime.reexec import before_session, isolate, launch_environment
+    from appshell.runtime.session import before_record
 
     settings, drop = privileged_settings(settings, options.argv, program, parse)
     profile = settings.profile
-    stdin_program = program.source if program is not None and program.mode == "stdin" else None
     # Under a locked audit, the recorder itself runs isolated: a sitecustomize would otherwise run in it.
-    left = isolate(profile.audit.locked, profile.name, options.argv, stdin_program, settings.reason, standalone=True)
+    before = before_record(settings, program, options)
     url = _database_url(settings)
     # Imported once, before the fork, and shared: the session needs SQLAlchemy to boot the app, and the
     # recorder's redaction reads URLs with its parser (make_url). Imported after, each process paid ~0.3 s.
@@ -196,9 +195,6 @@ def run_recorded_session(
 
     session = uuid.uuid4().hex[:16]
     terminal = program is None and sys.stdin.isatty() and sys.stdout.isatty()
-    before = before_session(launch_environment(), standalone=True)  # the child is this process, as it is now
-    if left:
-        before["not_neutralised"] = left
     if (
         drop is not None
     ):  # who asked (sudo's SUDO_USER: the operator cannot set it) and the users the kernel keeps apart

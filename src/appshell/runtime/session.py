@@ -125,9 +125,10 @@ def _start_audit(
     return auditor
 
 
-def _before_session(settings: Settings, program: Program | None, options: Options) -> dict[str, Any]:
+def before_record(settings: Settings, program: Program | None, options: Options) -> dict[str, Any]:
     """What could have changed this process before its first statement, taken before the app boots
-    (issue 22 item 10); under a locked audit, the session first re-executes itself isolated."""
+    (issue 22 item 10); under a locked audit, the process first re-executes itself isolated. A recorded
+    session's recorder takes it (cli.recorded), before the fork: the session is that process, as it was."""
     from appshell.runtime.reexec import before_session, isolate, launch_environment
 
     left = isolate(
@@ -203,7 +204,7 @@ def run_session(
     from appshell.runtime.shells import check_shell_name, pick_shell
 
     check_shell_name(settings.shell)  # before booting: a bad --shell costs nothing
-    before = _before_session(settings, program, options)
+    before = {} if reporter is not None else before_record(settings, program, options)  # else the recorder's
     shell_name = pick_shell(settings.shell) if program is None else None
     release = release_id(settings.project_root)
     parity = _check_release(settings, release)
