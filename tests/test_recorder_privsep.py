@@ -625,8 +625,6 @@ def test_without_root_the_drops_refuse_in_one_line(host: Host) -> None:
 
 # --- appshell itself, privilege-separated --------------------------------------------------------------------
 
-SHOP = ROOT / "examples" / "shop"
-
 # The console script's own entry point with one seam: CONFIG_PATH, a fixed constant by design, pointed at this
 # test's file. Not the real /etc/appshell/recorder.toml written for the test's duration: while it exists, every
 # appshell started as root on this host (the other xdist worker, the other suites run in this tree) would switch
@@ -746,14 +744,15 @@ class Site:
         return [json.loads(line) for line in self.log.read_text().splitlines()] if self.log.exists() else []
 
 
-def make_site(host: Host) -> Site:
+def make_site(host: Host, shop: Path) -> Site:
+    """A site on a copy of *shop*, the seeded example shop (the ``_seeded_shop`` fixture of tests/conftest.py)."""
     if not shutil.which("setpriv"):
         unavailable(
             "setpriv (util-linux) is missing: the log's sealing state is made as the recorder's user", "setpriv"
         )
     prefix = open_interpreter(str(ROOT / ".venv" / "bin" / "python"))
     project = host.directory() / "shop"
-    shutil.copytree(SHOP, project, ignore=shutil.ignore_patterns(".appshell", "__pycache__"))
+    shutil.copytree(shop, project, ignore=shutil.ignore_patterns(".appshell", "__pycache__"))
     # The app's .env: read by the settings as root, handed to the session (the caller's environment is not).
     (project / ".env").write_text(f"DATABASE_URL=sqlite:///{project}/var/shop.db\nSHOP_CURRENCY=CHF\n")
     for path in [project, *project.rglob("*")]:
@@ -796,12 +795,12 @@ class Shell:
 
 
 @pytest.fixture(scope="module")
-def shell(host: Host) -> Shell:
+def shell(host: Host, _seeded_shop: Path) -> Shell:
     """`sudo appshell --audit-log … -c CODE` from / on a copy of the shop, with the recorder's config in place.
 
     One run for the module's tests (a module fixture runs once per xdist worker: cheap, and each run has its own
     directories)."""
-    site = make_site(host)
+    site = make_site(host, _seeded_shop)
     code = SESSION_CODE.format(log=str(site.log), seal=str(site.log.with_suffix(".seal")))
     elsewhere = host.directory() / "chosen.jsonl"  # where the operator asks the record to go: ignored
     # APPSHELL_AUDIT_LOG: as an env_keep in sudoers might let it through.
@@ -891,11 +890,13 @@ def test_privileged_start_changes_to_the_configs_project(
     assert privileged_start() and Path.cwd() == host.project
 
 
-def test_at_a_terminal_the_session_owns_its_pty_and_a_stopped_recorder_hangs_it_up(host: Host) -> None:
+def test_at_a_terminal_the_session_owns_its_pty_and_a_stopped_recorder_hangs_it_up(
+    host: Host, _seeded_shop: Path
+) -> None:
     """The pty's slave is the session's user's (sshd's pty_setowner); SIGTERM to the recorder, which may not signal
     its session, ends it all the same: the relay closes the pty, the kernel sends the session SIGHUP."""
     pexpect = pytest.importorskip("pexpect")
-    site = make_site(host)
+    site = make_site(host, _seeded_shop)
     child = pexpect.spawn(
         site.command("--shell", "python", "-q")[0],
         site.command("--shell", "python", "-q")[1:],
@@ -940,9 +941,11 @@ def test_at_a_terminal_the_session_owns_its_pty_and_a_stopped_recorder_hangs_it_
 
 
 @pytest.mark.parametrize("how", ["script", "env file"])
-def test_a_file_root_reads_for_the_session_must_be_one_its_user_could_read(host: Host, how: str) -> None:
+def test_a_file_root_reads_for_the_session_must_be_one_its_user_could_read(
+    host: Host, _seeded_shop: Path, how: str
+) -> None:
     """Root reads the script and the .env before anyone drops: `sudo appshell /root/secret.py` must not show it."""
-    site = make_site(host)
+    site = make_site(host, _seeded_shop)
     hidden = host.directory(0o700, 0)  # root's alone
     if how == "script":
         (hidden / "secret.py").write_text("print('TOPSECRET')\n")
@@ -965,10 +968,10 @@ def test_a_file_root_reads_for_the_session_must_be_one_its_user_could_read(host:
 
 
 @pytest.mark.parametrize("case", ["a config others can write", "sudo without a config", "root without sudo or config"])
-def test_as_root_a_wrong_or_missing_config_refuses_in_one_line(host: Host, case: str) -> None:
+def test_as_root_a_wrong_or_missing_config_refuses_in_one_line(host: Host, _seeded_shop: Path, case: str) -> None:
     """A config that exists but is wrong refuses, never falls back; sudo without one refuses (a session as root
     beside its record); root not through sudo (a container's only user) runs as before, one user for both."""
-    site = make_site(host)
+    site = make_site(host, _seeded_shop)
     env = site.environ()
     if case == "a config others can write":
         os.chmod(site.config, 0o666)
