@@ -32,7 +32,7 @@ def booted(root: Path, env: dict[str, str], **flags: Any) -> Iterator[Any]:
     from appshell.boot.context import boot
     from appshell.config.settings import export_environment, resolve
     from appshell.hooks import aio
-    from appshell.runtime.process_state import process_state
+    from support.process_state import process_state
 
     with process_state():
         os.environ.update(env)

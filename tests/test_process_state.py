@@ -13,8 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from appshell.runtime.process_state import process_state
+from support.process_state import process_state
 
 
 def _umask() -> int:
@@ -42,11 +41,25 @@ def _sqlalchemy_echo(tmp: Path) -> None:
 
 
 def _session_globals(tmp: Path) -> None:
-    from appshell.record import nested
-    from appshell.runtime import session
+    from appshell.process import PROCESS
 
-    session.STANDALONE = True
-    nested._active = object()  # type: ignore[assignment]
+    PROCESS.standalone = True
+    PROCESS.journal = PROCESS.coverage = PROCESS.protection = object()
+    PROCESS.launch_environ = {"APPSHELL_PROBE": "1"}
+    PROCESS.loop.greenlets = True
+
+
+def _appshell_state() -> object:
+    from appshell.process import PROCESS
+
+    return (
+        PROCESS.standalone,
+        PROCESS.journal,
+        PROCESS.coverage,
+        PROCESS.protection,
+        PROCESS.launch_environ,
+        PROCESS.loop.greenlets,
+    )
 
 
 def _streams(tmp: Path) -> None:
@@ -99,11 +112,7 @@ CASES: list[tuple[str, Callable[[], object], Callable[[Path], object]]] = [
         _sqlalchemy_echo,
     ),
     ("warning filters", lambda: list(warnings.filters), lambda tmp: warnings.simplefilter("error")),
-    (
-        "appshell's globals",
-        lambda: (sys.modules["appshell.runtime.session"].STANDALONE, sys.modules["appshell.record.nested"]._active),
-        _session_globals,
-    ),
+    ("appshell's own state (PROCESS)", _appshell_state, _session_globals),
     (
         "recursion limit and umask",
         lambda: (sys.getrecursionlimit(), _umask()),
@@ -116,9 +125,6 @@ CASES: list[tuple[str, Callable[[], object], Callable[[Path], object]]] = [
 def test_what_a_session_changes_is_put_back(
     what: str, read: Callable[[], object], change: Callable[[Path], object], tmp_path: Path
 ) -> None:
-    import appshell.record.nested
-    import appshell.runtime.session  # noqa: F401
-
     before = read()
     with process_state():
         change(tmp_path)
@@ -153,3 +159,52 @@ def test_an_in_process_run_leaves_no_listener_of_its_session(shop: Path) -> None
     assert during.exit_code == 0, during.output
     assert int(during.stdout) > before
     assert eval(LISTENERS) == before
+
+
+def test_a_sessions_teardown_runs_every_step_in_order_whatever_fails() -> None:
+    """PROCESS.session(): the steps pushed run last-pushed first, each whatever the ones before raised,
+    and the last error is the one raised (docs/design.md §2)."""
+    from appshell.process import Process
+
+    process, ran = Process(), []
+
+    def fails(name: str) -> Callable[[], None]:
+        def step() -> None:
+            ran.append(name)
+            raise RuntimeError(name)
+
+        return step
+
+    with pytest.raises(RuntimeError, match="close_app"):
+        with process.session() as ends:
+            ends.callback(ran.append, "end_audit")
+            ends.callback(fails("close_app"))
+            ends.callback(fails("finish"))
+    assert ran == ["finish", "close_app", "end_audit"]
+    assert process.ends is None
+    with process.session():
+        with pytest.raises(RuntimeError, match="already running"):
+            with process.session():
+                pass
+
+
+def test_reset_leaves_no_session_but_never_turns_the_listeners_back() -> None:
+    """reset(): a session that did not reach its teardown has it run, its loop closed and asyncio.run given
+    back; the listener generation stays (earlier sessions' listeners must stay quiet) and the main thread is quiet."""
+    from appshell.process import Process
+
+    process, ran = Process(), []
+    real_run = asyncio.run
+    running = process.session()  # entered and never left: a session that did not reach its teardown
+    ends = running.__enter__()
+    ends.callback(ran.append, "teardown")
+    loop = asyncio.new_event_loop()
+    process.loop.loop, process.loop.asyncio_run, process.loop.greenlets = loop, real_run, True
+    asyncio.run = print  # type: ignore[assignment]
+    process.listeners.take_over()
+    process.standalone, process.journal = True, object()
+    process.reset()
+    assert ran == ["teardown"] and process.ends is None
+    assert loop.is_closed() and asyncio.run is real_run and not process.loop.greenlets
+    assert process.listeners.generation == 1 and process.listeners.over_in == os.getpid()
+    assert (process.standalone, process.journal) == (False, None)

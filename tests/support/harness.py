@@ -32,7 +32,7 @@ class Result:
 
 # In-process or a real process (docs/design.md §9). A test module opts in with
 # `pytestmark = pytest.mark.in_process`: then run() calls cli.main in this process, inside
-# appshell.runtime.process_state.process_state(), like click's CliRunner. A test that only a real
+# support.process_state.process_state(), like click's CliRunner. A test that only a real
 # process can show (signals, ptys, re-exec, fork, os._exit/atexit, threads left running, the
 # console script's entry() itself) carries @pytest.mark.subprocess, or passes process=True.
 # Set per test by conftest's _run_mode fixture (in_process_mode).
@@ -171,7 +171,7 @@ def run_module(module: str, cwd: Path, env: Mapping[str, str] | None = None, *, 
 def _as_a_process(environ: Mapping[str, str], cwd: Path, argv: list[str], path: list[str]) -> Iterator[None]:
     """This process set up as a new one would start with *environ*, *cwd*, *argv* and *path*
     (sys.path), and everything put back after (process_state)."""
-    from appshell.runtime.process_state import process_state
+    from support.process_state import process_state
 
     with _before_the_run_unseen(), process_state():
         os.environ.clear()

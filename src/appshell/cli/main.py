@@ -124,9 +124,9 @@ def run_shell(line: Line, argv: Sequence[str]) -> int:
     from appshell.runtime.session import run_session
 
     export_environment(settings)
-    from appshell.runtime import session
+    from appshell.process import PROCESS
 
-    if session.STANDALONE:  # the console script: a recorder process keeps the record, where there is one to keep
+    if PROCESS.standalone:  # the console script: a recorder process keeps the record, where there is one to keep
         from appshell.cli.recorded import recorded, run_recorded_session
 
         if recorded(settings):
@@ -383,9 +383,9 @@ def entry() -> NoReturn:
     """
     import os
 
-    from appshell.runtime import session
+    from appshell.process import PROCESS
 
-    session.STANDALONE = True  # atexit handlers and finalizers run before the session ends, not after
+    PROCESS.standalone = True  # atexit handlers and finalizers run before the session ends, not after
     code = main()
     for stream in (sys.stdout, sys.stderr):
         try:

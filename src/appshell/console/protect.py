@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
+from appshell.process import PROCESS
+
 if TYPE_CHECKING:
     from appshell.config.profiles import Profile
     from appshell.record.journal import Journal
@@ -281,17 +283,13 @@ class Protection:
 
 # The session's protection: set while a session with protect.enabled runs (namespace.build_namespace),
 # cleared by the context's teardown. Reprs and tables are drawn far from the session, so they read it here.
-_active: Protection | None = None
-
-
 def active() -> Protection | None:
     """The running session's protection, or None (no session, or its profile protects nothing)."""
-    return _active
+    return PROCESS.protection  # type: ignore[no-any-return]
 
 
 def activate(protection: Protection | None) -> None:
-    global _active
-    _active = protection if protection is not None and protection.rules.enabled else None
+    PROCESS.protection = protection if protection is not None and protection.rules.enabled else None
 
 
 def deactivate() -> None:
@@ -371,7 +369,7 @@ def mask_rows(
 
     *sample* is one of the items (an ORM object: its mapper says; a row or a mapping: *origins*, the
     result's columns where SQLAlchemy knows them, in the order of *keys*, else the names)."""
-    protection = _active
+    protection = active()
     if protection is None or protection.unlocked_all or not rows:
         return rows
     hidden = sorted(_hidden_positions(protection, sample, keys, origins))
@@ -391,7 +389,7 @@ def mask_mapping(target: Any, mapping: Mapping[str, Any]) -> dict[str, Any]:
 
     *target* says whose values they are: an ORM object, a mapped class or mapper, a Table, a table's
     name; None (a row from text()): by name. For ``--json`` and other outputs that are not tables."""
-    protection = _active
+    protection = active()
     values = dict(mapping)
     if protection is None or protection.unlocked_all:
         return values
@@ -421,7 +419,7 @@ def mask_mapping(target: Any, mapping: Mapping[str, Any]) -> dict[str, Any]:
 def unreadable(sample: Any) -> dict[str, NotRead]:
     """The protected attributes of *sample*'s class that the session's role may not read (column grants):
     a table shows them as ``<no access>`` where the object has not loaded them, rather than loading them."""
-    protection = _active
+    protection = active()
     if protection is None or not protection.rules.column_grants or protection.switched:
         return {}
     from appshell.console.render import orm_state
@@ -460,7 +458,7 @@ def leave_out(protection: Protection) -> None:
 def narrowed(statement: Any) -> Any:
     """A select of whole objects, for counting: where the session's role may not read the protected
     columns, by the primary key only (a subquery naming a column is a read of it)."""
-    protection = _active
+    protection = active()
     if protection is None or not protection.rules.column_grants or protection.switched:
         return statement
     described = getattr(statement, "column_descriptions", None) or []
@@ -478,7 +476,7 @@ def mask_parameters(parameters: Any, context: Any = None) -> Any:
     """A statement's parameters with those bound to a protected column masked, by the bind
     parameter's name (``email``, ``email_1``): for the SQL echo. *context*: SQLAlchemy's execution
     context, whose compiled statement names positional parameters."""
-    protection = _active
+    protection = active()
     if protection is None or protection.unlocked_all or not parameters:
         return parameters
 
@@ -511,7 +509,7 @@ def origins_of(statement: Any) -> list[Any] | None:
 def mask_source(text: str) -> str:
     """An input line as history keeps it: a string given for a protected column (``email="…"``,
     ``Customer.email == "…"``) masked. Read with Python's tokenizer; what it cannot read is kept."""
-    protection = _active
+    protection = active()
     if protection is None or "=" not in text:
         return text
     import ast

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from appshell.console.protect import Protection, active
 from appshell.errors import HostRefused
+from appshell.process import PROCESS
 
 if TYPE_CHECKING:
     from appshell.record.journal import Journal
@@ -22,7 +23,6 @@ __all__ = ["HostRefused", "guard_hosts"]
 # httpx, a driver, the app's own client): one hook per process sees them all (audit hooks cannot be
 # removed: it goes quiet where no session protects hosts), and reads the running session's rules.
 
-_hooked = False
 
 _busy = threading.local()  # recording a refusal: what the journal's sinks connect to is not checked again
 
@@ -129,7 +129,4 @@ def guard_hosts(protection: Protection, journal: Journal) -> None:
     protection.journal = journal
     if not protection.hosts:
         return
-    global _hooked
-    if not _hooked:
-        _hooked = True
-        sys.addaudithook(_host_hook)
+    PROCESS.audit_hook("protect_hosts", _host_hook)

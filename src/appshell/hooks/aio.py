@@ -24,6 +24,7 @@ from types import CodeType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from appshell.errors import LoopMisuse
+from appshell.process import PROCESS
 
 if TYPE_CHECKING:
     import asyncio
@@ -47,13 +48,7 @@ FLAGS = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
 _CO_COROUTINE = 0x80  # inspect.CO_COROUTINE, without importing inspect
 T = TypeVar("T")
 
-_loop: asyncio.AbstractEventLoop | None = None
-_owner = 0  # the thread that made the loop: only it may run the loop
-_greenlets = False
-_kept: list[Any] = []  # the app's provider generators: closed by the app's teardown, not with the operator's
-_asyncio_run: Any = None  # asyncio.run as it was before the session put its own in its place
-_hinted = False
-
+_state = PROCESS.loop  # never rebound: reset() and close() clear it in place
 
 FINISH_TIMEOUT = 5.0  # seconds the operator's tasks and executor threads get to end at the session's end
 
@@ -65,13 +60,12 @@ def awaits(code: CodeType) -> bool:
 
 def greenlets() -> bool:
     """Whether the session's app is async (statements run inside SQLAlchemy's greenlet)."""
-    return _greenlets
+    return _state.greenlets
 
 
 def use_greenlets() -> None:
     """The app is async: from now on statements and helpers run inside SQLAlchemy's greenlet."""
-    global _greenlets
-    _greenlets = True
+    _state.greenlets = True
     _install_run()
 
 
@@ -85,26 +79,25 @@ def await_(awaitable: Awaitable[T]) -> T:
 
 
 def _get_loop(what: str = "this") -> asyncio.AbstractEventLoop:
-    global _loop, _owner
     import asyncio
     import threading
 
-    if _loop is None or _loop.is_closed():
-        _loop = asyncio.new_event_loop()
-        _owner = threading.get_ident()
-        asyncio.set_event_loop(_loop)
+    if _state.loop is None or _state.loop.is_closed():
+        _state.loop = asyncio.new_event_loop()
+        _state.owner = threading.get_ident()
+        asyncio.set_event_loop(_state.loop)
         _install_run()
-    elif threading.get_ident() != _owner:
+    elif threading.get_ident() != _state.owner:
         raise LoopMisuse(
             f"{what}() cannot run in another thread: the session's event loop (and the app's connections on it) belong to the thread of the statements — call it from a statement"
         )
-    return _loop
+    return _state.loop  # type: ignore[no-any-return]
 
 
 def run(awaitable: Awaitable[T]) -> T:
     """Run *awaitable* to the end on the session's event loop (inside the greenlet, for an async app)."""
     loop = _get_loop("await")
-    if not _greenlets:
+    if not _state.greenlets:
         return _complete(loop, awaitable)
     from sqlalchemy.util.concurrency import greenlet_spawn, in_greenlet
 
@@ -115,7 +108,7 @@ def run(awaitable: Awaitable[T]) -> T:
 
 def sync_io(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Call *fn*, whose SQLAlchemy calls may do an async driver's IO, where that IO can run."""
-    if not _greenlets:
+    if not _state.greenlets:
         return fn(*args, **kwargs)
     from sqlalchemy.util.concurrency import greenlet_spawn, in_greenlet
 
@@ -133,7 +126,7 @@ def sync_io(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 def execute(code: CodeType, globals: dict[str, Any], locals: dict[str, Any] | None = None) -> Any:
     """``eval`` of *code*; one that awaits at top level runs on the session's loop."""
     scope = globals if locals is None else locals
-    if _greenlets:
+    if _state.greenlets:
         if awaits(code):
             return run(eval(code, globals, scope))
         return sync_io(_eval, code, globals, scope)
@@ -194,28 +187,27 @@ def _drive(awaitable: Awaitable[T]) -> T:
 
 def _install_run() -> None:
     """``asyncio.run()`` in the operator's code runs on the session's loop, with a one-line hint."""
-    global _asyncio_run
     asyncio: Any = sys.modules.get("asyncio")
-    if asyncio is None or _asyncio_run is not None:
+    if asyncio is None or _state.asyncio_run is not None:
         return
-    _asyncio_run = asyncio.run
+    original = _state.asyncio_run = asyncio.run
 
     def run_on_session_loop(main: Awaitable[T], *, debug: bool | None = None, **kwargs: Any) -> T:
-        global _hinted
         import threading
 
         from appshell.hooks.frames import is_library_file
 
         library = is_library_file(sys._getframe(1).f_code.co_filename)
-        if threading.get_ident() != (_owner or threading.main_thread().ident) or (
-            library and not (_loop is not None and _loop.is_running())
+        loop = _state.loop
+        if threading.get_ident() != (_state.owner or threading.main_thread().ident) or (
+            library and not (loop is not None and loop.is_running())
         ):
             # prompt_toolkit runs each prompt so (between statements); a thread has its own loops
-            return _asyncio_run(main, debug=debug, **kwargs)  # type: ignore[no-any-return]
-        if not _greenlets and _loop is not None and _loop.is_running():
-            return _asyncio_run(main, debug=debug, **kwargs)  # asyncio's own error: a loop is running
-        if not _hinted:  # said only where it is true: the coroutine runs on the session's loop
-            _hinted = True
+            return original(main, debug=debug, **kwargs)  # type: ignore[no-any-return]
+        if not _state.greenlets and loop is not None and loop.is_running():
+            return original(main, debug=debug, **kwargs)  # asyncio's own error: a loop is running
+        if not _state.hinted:  # said only where it is true: the coroutine runs on the session's loop
+            _state.hinted = True
             print(
                 "appshell: hint: write `await …` instead of asyncio.run(…): "
                 "it ran on the session's event loop, where the app's connections live",
@@ -223,7 +215,7 @@ def _install_run() -> None:
             )
         return run(main)
 
-    run_on_session_loop.__doc__ = _asyncio_run.__doc__
+    run_on_session_loop.__doc__ = original.__doc__
     asyncio.run = run_on_session_loop
 
 
@@ -234,7 +226,7 @@ def finish() -> None:
     loop runs only appshell's teardown (the app's engine disposed), never the operator's code."""
     import threading
 
-    if _loop is None or _loop.is_closed() or threading.get_ident() != _owner:
+    if _state.loop is None or _state.loop.is_closed() or threading.get_ident() != _state.owner:
         return
     run(_wind_down())
 
@@ -261,7 +253,7 @@ async def _wind_down() -> None:
 
 def keep(agen: Any) -> None:
     """*agen* is the app's (a provider's async generator): :func:`finish` leaves it to the app's teardown."""
-    _kept.append(agen)
+    _state.kept.append(agen)
 
 
 async def _close_asyncgens(loop: asyncio.AbstractEventLoop) -> None:
@@ -269,10 +261,10 @@ async def _close_asyncgens(loop: asyncio.AbstractEventLoop) -> None:
     import asyncio
 
     tracked = getattr(loop, "_asyncgens", None)  # asyncio's own loops track them here; another loop closes all
-    if tracked is None or not _kept:
+    if tracked is None or not _state.kept:
         await loop.shutdown_asyncgens()
         return
-    closing = [agen for agen in list(tracked) if not any(agen is k for k in _kept)]
+    closing = [agen for agen in list(tracked) if not any(agen is k for k in _state.kept)]
     for agen in closing:
         tracked.discard(agen)
     await asyncio.gather(*(agen.aclose() for agen in closing), return_exceptions=True)
@@ -280,17 +272,4 @@ async def _close_asyncgens(loop: asyncio.AbstractEventLoop) -> None:
 
 def close() -> None:
     """The session is over: close the loop (nothing of the operator's runs on it now), give asyncio.run back."""
-    global _loop, _greenlets, _asyncio_run, _hinted
-    _greenlets = False
-    _hinted = False
-    _kept.clear()
-    if _asyncio_run is not None:
-        setattr(sys.modules["asyncio"], "run", _asyncio_run)
-        _asyncio_run = None
-    if _loop is None or _loop.is_closed():
-        return
-    try:
-        _loop.close()
-    except RuntimeError:  # a loop another thread still runs (the operator's): it is left to the process's end
-        pass
-    _loop = None
+    _state.close()

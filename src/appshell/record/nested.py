@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from appshell.errors import AppshellError, AuditFailure, BytecodeRefused, Refused
 from appshell.hooks.frames import FROZEN_IMPORT, is_library_file, library_dirs
+from appshell.process import PROCESS
 
 if TYPE_CHECKING:
     from appshell.record.journal import Journal
@@ -48,24 +49,17 @@ _REPL_MODULES = frozenset(
     }
 )
 
-_active: Journal | None = None
-_installed = False
-
 
 def watch(journal: Journal) -> None:
     """Record nested code into *journal* until :func:`unwatch`; the hook is installed once per process."""
-    global _active, _installed
-    _active = journal
-    if not _installed:
-        library_dirs()  # read now, not inside the first audited call
-        sys.addaudithook(_hook)  # audit hooks cannot be removed: it goes quiet when no journal is active
-        _installed = True
+    PROCESS.journal = journal
+    library_dirs()  # read now, not inside the first audited call
+    PROCESS.audit_hook("nested", _hook)  # it goes quiet when no journal is active
 
 
 def unwatch(journal: Journal) -> None:
-    global _active
-    if _active is journal:
-        _active = None
+    if PROCESS.journal is journal:
+        PROCESS.journal = None
 
 
 def _caller(frame: FrameType | None) -> tuple[str, str]:
@@ -99,7 +93,7 @@ def _text(source: Any) -> str | None:
 def _hook(event: str, args: tuple[Any, ...]) -> None:
     if event not in _EVENTS:
         return
-    journal = _active
+    journal: Journal | None = PROCESS.journal
     if journal is None:
         return
     limit = sys.getrecursionlimit()

@@ -126,18 +126,20 @@ _OTHER_LOADERS = (
     "LD_LIBRARY_PATH",
     "LD_AUDIT",
 )  # not Python's, but they change what the interpreter runs too
-_launch_environ: dict[str, str] | None = None  # the environment as appshell started, before .env was exported into it
 
 
 def remember_launch_environment() -> None:
     """Keep the environment as it was when appshell started (the isolated child gets it, not what settings exported)."""
-    global _launch_environ
-    _launch_environ = dict(os.environ)  # each main() call: the in-process test harness runs many
+    from appshell.process import PROCESS
+
+    PROCESS.launch_environ = dict(os.environ)  # each main() call: the in-process test harness runs many
 
 
 def launch_environment() -> Mapping[str, str]:
     """The environment as appshell started (main() remembered it), else as it is now."""
-    return os.environ if _launch_environ is None else _launch_environ
+    from appshell.process import PROCESS
+
+    return os.environ if PROCESS.launch_environ is None else PROCESS.launch_environ
 
 
 def _stdlib_test() -> tuple[Callable[[str], bool], tuple[str, ...]]:

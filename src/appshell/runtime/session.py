@@ -1,22 +1,21 @@
-"""One appshell session, start to end: boot, audit, safety, run, teardown (docs/design.md §2).
+"""One appshell session, start to end: boot, audit, safety, run (docs/design.md §2).
 
-Teardown is in ``finally``: the session is rolled back and closed, the
-sandbox's transaction rolled back, and the audit session ended on every path
-— Ctrl-D, exceptions, and SIGTERM (turned into SystemExit by the CLI).
+Its teardown (appshell.runtime.teardown) is pushed onto the session's ExitStack before anything
+runs: the session is rolled back and closed, the sandbox's transaction rolled back, and the
+audit session ended on every path — Ctrl-D, exceptions, and SIGTERM (turned into SystemExit by
+the CLI).
 """
-# Over 350 lines (359): one session's life, boot to teardown, in one place (docs/design.md §2): the order is the contract.
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext, redirect_stdout
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from appshell.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR
+from appshell.errors import EXIT_OK
+from appshell.process import PROCESS
 
 if TYPE_CHECKING:
     from appshell.audit import Auditor
@@ -26,11 +25,12 @@ if TYPE_CHECKING:
     from appshell.console.refusals import Refusals
     from appshell.record.journal import Journal
     from appshell.recorder.channel import SessionAuditor
+    from appshell.runtime import teardown
     from appshell.runtime.program import Program
     from appshell.safety.database import Coverage
     from appshell.safety.sandbox import Sandbox
 
-__all__ = ["Options", "run_session", "end_status"]
+__all__ = ["Options", "run_session"]
 
 
 @dataclass(frozen=True)
@@ -42,15 +42,6 @@ class Options:
     assume_yes: bool = False
     traceback: bool = False  # --traceback: refusals with their whole traceback
     argv: list[str] = field(default_factory=list)
-
-
-def end_status(code: int | None, exc: BaseException | None) -> str:
-    if isinstance(exc, KeyboardInterrupt) or code == EXIT_INTERRUPTED:
-        return "interrupted"
-    signalled = {128 + signal.SIGTERM, 128 + signal.SIGHUP}
-    if code in signalled or (isinstance(exc, SystemExit) and exc.code in signalled):
-        return "terminated"
-    return "ok" if code == EXIT_OK and exc is None else "error"
 
 
 @contextmanager
@@ -137,10 +128,10 @@ def before_record(settings: Settings, program: Program | None, options: Options)
         options.argv,
         program.source if program is not None and program.mode == "stdin" else None,
         settings.reason,
-        standalone=STANDALONE,
+        standalone=PROCESS.standalone,
     )
     before = before_session(
-        launch_environment(), standalone=STANDALONE
+        launch_environment(), standalone=PROCESS.standalone
     )  # the environment as appshell found it, not with what settings exported
     if left:
         before["not_neutralised"] = left  # locked, but run in-process (a library call of main()): recorded only
@@ -196,11 +187,6 @@ def run_session(
     """One session; *reporter*: the recorder's channel (cli.recorded), else the audit is kept in this process."""
     from appshell.boot.context import boot
     from appshell.boot.release import release_id
-    from appshell.console.echo import SqlEcho
-    from appshell.console.namespace import build_namespace
-    from appshell.hooks import aio
-    from appshell.record import nested
-    from appshell.record.journal import Journal
     from appshell.runtime.shells import check_shell_name, pick_shell
 
     check_shell_name(settings.shell)  # before booting: a bad --shell costs nothing
@@ -214,88 +200,68 @@ def run_session(
         redirect_stdout(sys.stderr) if options.json else nullcontext(),
     ):
         ctx = boot(settings)
-    code: int | None = None
-    failure: BaseException | None = None
-    auditor: Auditor | SessionAuditor | None = None
-    sandbox: Sandbox | None = None
-    coverage: Coverage | None = None
-    journal: Journal | None = None
-    namespace: dict[str, Any] = {}
-    try:
-        auditor = _start_audit(settings, ctx, program, shell_name, release, options, parity, before, reporter)
-        for warning in ctx.warnings:
-            print(f"appshell: warning: {warning}", file=sys.stderr)
-        sandbox, coverage = _apply_safety(settings, ctx, auditor.session, options)
-        echo = SqlEcho(ctx.engine, settings.echo_sql)
-        journal = Journal([auditor])
-        journal.attach()
-        nested.watch(journal)
-        namespace = build_namespace(ctx, settings, journal, {"echo_sql": echo.helper()})
-        if program is not None:
-            from appshell.runtime.program import run_program
+    from appshell.runtime.teardown import Live
 
-            code = run_program(
-                program, namespace, journal, want_json=options.json, refusals=lambda: _refusals(settings, options)
-            )
-        else:
-            code = _interactive(
-                settings,
-                ctx,
-                namespace,
-                journal,
-                shell_name or "python",
-                options.quiet,
-                release,
-                parity,
-                auditor.redact,
-                _refusals(settings, options),
-            )
-        return code
+    live = Live(settings, ctx)
+    failure: BaseException | None = None
+    try:
+        with PROCESS.session() as ends:
+            live.teardown(ends)
+            live.code = _run(live, program, options, shell_name, release, parity, before, reporter)
+            return live.code
     except BaseException as exc:
         failure = exc
         raise
     finally:
-        if journal is not None:
-            if journal.forked:
-                nested.unwatch(journal)
-                _leave_forked_child(code)
-            try:
-                # The operator's async code (tasks, async generators, executor threads) ends now,
-                # recorded and under the guards, as asyncio.Runner would end it at the program's end.
-                aio.finish()
-            finally:
-                if STANDALONE:
-                    _finish_operator_code(namespace)
-                nested.unwatch(journal)
-        try:
-            if sandbox is not None:
-                sandbox.freeze()  # what the program left uncommitted is counted before appshell rolls it back
-            ctx.close()
-            if sandbox is not None:
-                from appshell.console.dry_run import summary
+        live.raise_broken(failure)
 
-                print(summary(sandbox), file=sys.stderr)
-        finally:
-            try:
-                aio.close()
-                if journal is not None:
-                    journal.close()  # threads the session leaves behind can run no more SQL
-                from appshell.safety.engines import session_over
 
-                session_over()  # the class-level listeners keep watching leftover threads, not this main thread
-            finally:
-                if auditor is not None:  # whatever failed above, the audit session ends
-                    auditor.end(
-                        "sandbox_broken"
-                        if sandbox is not None and sandbox.broken
-                        else "read_only_lifted"
-                        if coverage is not None and coverage.lifted
-                        else end_status(code, failure)
-                    )
-        if sandbox is not None and sandbox.broken is not None and type(failure) is not type(sandbox.broken):
-            raise sandbox.broken  # exit 6, whatever the program did with the exception (SandboxBroken)
-        if coverage is not None and coverage.lifted is not None and failure is not coverage.lifted:
-            raise coverage.lifted  # exit 6 too: read-only was switched off, even where the program caught the error
+def _run(
+    live: teardown.Live,
+    program: Program | None,
+    options: Options,
+    shell_name: str | None,
+    release: str,
+    parity: Parity,
+    before: dict[str, Any],
+    reporter: SessionAuditor | None,
+) -> int:
+    """Audit, safety, journal and namespace set up (each kept on *live* as it is, for the teardown), then the run."""
+    from appshell.console.echo import SqlEcho
+    from appshell.console.namespace import build_namespace
+    from appshell.record import nested
+    from appshell.record.journal import Journal
+
+    settings, ctx = live.settings, live.ctx
+    auditor = live.auditor = _start_audit(
+        settings, ctx, program, shell_name, release, options, parity, before, reporter
+    )
+    for warning in ctx.warnings:
+        print(f"appshell: warning: {warning}", file=sys.stderr)
+    live.sandbox, live.coverage = _apply_safety(settings, ctx, auditor.session, options)
+    echo = SqlEcho(ctx.engine, settings.echo_sql)
+    journal = live.journal = Journal([auditor])
+    journal.attach()
+    nested.watch(journal)
+    namespace = live.namespace = build_namespace(ctx, settings, journal, {"echo_sql": echo.helper()})
+    if program is not None:
+        from appshell.runtime.program import run_program
+
+        return run_program(
+            program, namespace, journal, want_json=options.json, refusals=lambda: _refusals(settings, options)
+        )
+    return _interactive(
+        settings,
+        ctx,
+        namespace,
+        journal,
+        shell_name or "python",
+        options.quiet,
+        release,
+        parity,
+        auditor.redact,
+        _refusals(settings, options),
+    )
 
 
 def _refusals(settings: Settings, options: Options) -> Refusals:
@@ -303,30 +269,6 @@ def _refusals(settings: Settings, options: Options) -> Refusals:
     from appshell.console.refusals import Refusals
 
     return Refusals.of(settings, traceback=options.traceback)
-
-
-# True in the `appshell` process itself (cli.entry), which ends with os._exit right after the
-# audit session: what Python would run at its exit must run before, while it is still recorded.
-STANDALONE = False
-
-
-def _finish_operator_code(namespace: dict[str, Any]) -> None:
-    """What Python runs at exit, run now, while the guards are up and the journal records:
-    the operator's objects are let go (files they left open are flushed, finalizers run) and
-    the ``atexit`` handlers run. After the session's end nothing of theirs may run."""
-    import atexit
-
-    atexit._run_exitfuncs()  # first: the handlers still see the names they were written with
-    namespace.clear()  # refcounting closes what only the namespace held (no gc pass: it costs ~20 ms)
-
-
-def _leave_forked_child(code: int | None) -> None:
-    """A child forked by a statement ends here, without a record: the parent owns the session's
-    records, and the connections the child inherited belong to the parent (closing them would
-    roll back the parent's transaction)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(EXIT_USER_ERROR if code is None else code)
 
 
 def _interactive(

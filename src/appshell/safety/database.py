@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from appshell.errors import ReadOnlyLifted, SandboxRefused
+from appshell.process import PROCESS
 from appshell.safety.connection import (
     _LEXING_NOW,
     ConnState,
@@ -38,7 +39,7 @@ from appshell.safety.connection import (
     run_statements,
     short_sql,
 )
-from appshell.safety.raw_connect import _watch_raw_connects, _watching
+from appshell.safety.raw_connect import _watch_raw_connects
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -121,7 +122,7 @@ class Coverage:
         on_every_engine("handle_error", self._on_error)
         on_every_engine("set_connection_execution_options", self._on_options)
         on_every_engine("set_engine_execution_options", self._on_options)
-        _watching[:] = [self]  # the rules raw connects are checked against: this session's, from now on
+        PROCESS.coverage = self  # the rules raw connects are checked against: this session's, from now on
         if not self.reads_sql and not self.plan.fresh_connections:
             return  # connections made before are set up lazily, at their next statement: no heap walk at start-up
         _watch_raw_connects()

@@ -21,31 +21,27 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from appshell.process import PROCESS
+
 __all__ = ["on_every_engine", "take_over", "session_over", "retire_ended", "existing", "exempt", "is_exempt"]
 
-_generation = 0
-_registered: list[tuple[int, Any, str, Callable[..., Any]]] = []  # (generation, class, identifier, listener)
-_over_in: int | None = None  # the pid whose session has ended: its main thread runs plain SQLAlchemy again
+_state = PROCESS.listeners  # the generations and every listener registered: (generation, class, identifier, listener)
 
 
 def take_over() -> int:
     """A new session owns the process's engines from now on; earlier sessions' listeners go quiet."""
-    global _generation, _over_in
-    _generation += 1
-    _over_in = None
-    return _generation
+    return _state.take_over()
 
 
 def session_over() -> None:
     """The session has ended: its listeners stay on for threads it left behind and forked children
     (the journal refuses their SQL), but the main thread of this process is no longer watched
     (several sessions run in one process in the in-process test harness, with the tests' own SQL between)."""
-    global _over_in
-    _over_in = os.getpid()
+    _state.over()
 
 
 def _quiet() -> bool:
-    return _over_in == os.getpid() and threading.current_thread() is threading.main_thread()
+    return _state.over_in == os.getpid() and threading.current_thread() is threading.main_thread()
 
 
 def exempt(engine: Any) -> None:
@@ -67,10 +63,10 @@ def on_every_engine(identifier: str, fn: Callable[..., Any], *, pool: bool = Fal
     from sqlalchemy import Engine, event
     from sqlalchemy.pool import Pool
 
-    mine = _generation
+    mine = _state.generation
 
     def listener(*args: Any, **kw: Any) -> Any:
-        if mine != _generation or (_over_in is not None and _quiet()):
+        if mine != _state.generation or (_state.over_in is not None and _quiet()):
             return None
         if (
             target is None and not pool and is_exempt(getattr(args[0], "dialect", None))
@@ -80,7 +76,7 @@ def on_every_engine(identifier: str, fn: Callable[..., Any], *, pool: bool = Fal
 
     cls = target if target is not None else Pool if pool else Engine
     event.listen(cls, identifier, listener)
-    _registered.append((mine, cls, identifier, listener))
+    _state.registered.append((mine, cls, identifier, listener))
 
 
 def retire_ended() -> int:
@@ -92,12 +88,11 @@ def retire_ended() -> int:
     for the threads it leaves behind."""
     from sqlalchemy import event
 
-    global _registered
-    live = _generation if _over_in is None else _generation + 1
-    ended = [r for r in _registered if r[0] < live]
+    live = _state.generation if _state.over_in is None else _state.generation + 1
+    ended = [r for r in _state.registered if r[0] < live]
     for _, cls, identifier, listener in ended:
         event.remove(cls, identifier, listener)
-    _registered = [r for r in _registered if r[0] >= live]
+    _state.registered[:] = [r for r in _state.registered if r[0] >= live]
     return len(ended)
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from appshell.errors import RawConnectionRefused
+from appshell.process import PROCESS
 
 if TYPE_CHECKING:
     from appshell.safety.database import Coverage
@@ -19,8 +20,6 @@ if TYPE_CHECKING:
 __all__ = ["RawConnectionRefused"]
 
 
-_watching: list[Coverage] = []  # the session whose rules raw connects are checked against (one per process)
-_hooked = False  # audit hooks cannot be removed: installed once per process
 # IPython keeps its history in SQLite.
 _ALLOWED_CALLERS = ("sqlalchemy.", "IPython.", "appshell.")
 # Where the drivers' own connects are: the public name and the function it is (asyncpg's pool calls
@@ -53,7 +52,7 @@ def _from_allowed_caller() -> bool:
 
 
 def _refuse_raw(what: str) -> None:
-    coverage = _watching[-1] if _watching else None
+    coverage: Coverage | None = PROCESS.coverage  # the session whose rules raw connects are checked against
     if coverage is None or not coverage.reads_sql or _from_allowed_caller():
         return
     mode = "sandbox" if coverage.sandbox is not None else "read-only session"
@@ -85,20 +84,17 @@ def _wrapped_connect(original: Any, driver: str) -> Any:
     return connect
 
 
+def _hook(event: str, args: tuple[Any, ...]) -> None:
+    # An in-memory database is refused too (issue 25, F6): ATTACH 'var/shop.db' on it writes the app's
+    # database outside the sandbox and read-only (an authorizer set on it could be taken off by its owner).
+    if event == "sqlite3.connect":
+        _refuse_raw(f"sqlite3.connect({str(args[0])!r})")
+
+
 def _watch_raw_connects() -> None:
     """sqlite3.connect() is seen by an audit hook (it raises an audit event); other drivers' connect()
     is wrapped where the driver is imported already — SQLAlchemy's own calls go through."""
-    global _hooked
-    if not _hooked:  # the hook once per process; drivers imported since the last session are wrapped below
-        _hooked = True
-
-        def hook(event: str, args: tuple[Any, ...]) -> None:
-            # An in-memory database is refused too (issue 25, F6): ATTACH 'var/shop.db' on it writes the app's
-            # database outside the sandbox and read-only (an authorizer set on it could be taken off by its owner).
-            if event == "sqlite3.connect":
-                _refuse_raw(f"sqlite3.connect({str(args[0])!r})")
-
-        sys.addaudithook(hook)
+    PROCESS.audit_hook("raw_connect", _hook)  # once per process; drivers imported since the last session below
     for name, attr in _CONNECTS:
         module = sys.modules.get(name)
         original = getattr(module, attr, None)

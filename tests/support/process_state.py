@@ -9,6 +9,8 @@ display and except hooks, asyncio's event loop, logging handlers (SQLAlchemy's
 after, so none of it matters there. :func:`process_state` makes several
 sessions in one process possible, as click's ``CliRunner.isolation()`` does:
 the in-process test harness (tests/support/harness.py) runs ``cli.main`` inside it.
+appshell's own process-wide state has one owner, ``appshell.process.PROCESS``,
+whose ``reset()`` puts it back: this module is the tests' (it is not in the wheel).
 
 What cannot be put back is left inert instead: audit hooks cannot be removed
 (appshell's go quiet when no session is active), SQLAlchemy's class-level
@@ -19,7 +21,6 @@ stay (tests that need those run in a real process: docs/design.md §9).
 Standard library only, and nothing imported that the process has not
 imported already: entering and leaving costs well under a millisecond.
 """
-# Over 350 lines (363): every process-wide thing a session changes, saved and put back in one place (the Process object will replace it).
 
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from appshell.hooks.frames import library_dirs
+from appshell.process import PROCESS
 
 __all__ = ["process_state"]
 
@@ -49,38 +53,12 @@ _SYS_ATTRS = (
     "dont_write_bytecode",
 )
 _MISSING = object()
-# appshell's globals that a session sets and its teardown normally clears (by module, by name).
-_APPSHELL_GLOBALS = {
-    "appshell.runtime.session": ("STANDALONE",),
-    "appshell.record.nested": ("_active",),
-}
-
-
-def _library_roots() -> tuple[str, ...]:
-    """Where modules that may stay imported live: the interpreter's, the environment's, appshell's."""
-    import sysconfig
-
-    roots = {
-        sys.prefix,
-        sys.base_prefix,
-        sys.exec_prefix,
-        sys.base_exec_prefix,
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    }
-    roots.update(v for k, v in sysconfig.get_paths().items() if k in ("stdlib", "platstdlib", "purelib", "platlib"))
-    return tuple(os.path.join(os.path.realpath(r), "") for r in roots)
-
-
-_ROOTS: tuple[str, ...] = ()
 
 
 def _is_library(module: Any) -> bool:
     """A module of the standard library, an installed package or appshell: kept once imported
     (importing it again would duplicate its classes and hooks). Anything else — the app, the
     operator's modules — is dropped, so the next session imports its own copy."""
-    global _ROOTS
-    if not _ROOTS:
-        _ROOTS = _library_roots()
     file = getattr(module, "__file__", None)
     places = [file] if file else list(getattr(module, "__path__", None) or ())
     if not places:
@@ -90,7 +68,7 @@ def _is_library(module: Any) -> bool:
             and getattr(module.__spec__, "origin", None) in ("built-in", "frozen")
         )
     try:
-        return all(os.path.realpath(p).startswith(_ROOTS) for p in places)
+        return all(os.path.realpath(p).startswith(library_dirs()) for p in places)
     except (TypeError, ValueError):
         return False
 
@@ -118,14 +96,6 @@ class _Saved:
 
         self.builtins = dict(vars(builtins))
         self.signals = self._signals()
-        self.globals = {
-            (m, n): getattr(sys.modules[m], n)
-            for m, names in _APPSHELL_GLOBALS.items()
-            if m in sys.modules
-            for n in names
-        }
-        self.watching = list(_module_attr("appshell.safety.raw_connect", "_watching") or ())
-        self.generation = _module_attr("appshell.safety.engines", "_generation")
         self.asyncio = self._asyncio()
         self.logging = self._logging()
         self.warnings = self._warnings()
@@ -226,23 +196,7 @@ class _Saved:
                 now[name] = value
 
     def _appshell(self) -> None:
-        aio: Any = sys.modules.get("appshell.hooks.aio")
-        if aio is not None and (aio._loop is not None or aio._greenlets or aio._asyncio_run is not None):
-            aio.close()  # a session that did not reach its teardown: its loop closed, asyncio.run given back
-        for module_name, names in _APPSHELL_GLOBALS.items():
-            module = sys.modules.get(module_name)
-            if module is None:
-                continue
-            defaults = {"STANDALONE": False, "_active": None}
-            for name in names:
-                setattr(module, name, self.globals.get((module_name, name), defaults[name]))
-        raw_connect: Any = sys.modules.get("appshell.safety.raw_connect")
-        if raw_connect is not None:
-            raw_connect._watching[:] = self.watching
-        engines: Any = sys.modules.get("appshell.safety.engines")
-        if engines is not None and engines._generation != self.generation:
-            # Never turn the generation back: the listeners of the sessions that ran must stay quiet.
-            engines.session_over()
+        PROCESS.reset()  # a session that did not reach its teardown: its loop closed, asyncio.run given back
 
     def _asyncio_back(self) -> None:
         asyncio: Any = sys.modules.get("asyncio")
@@ -347,10 +301,6 @@ class _Saved:
         if readline is not None and self.readline is not None:
             readline.set_completer(self.readline[0])
             readline.set_completer_delims(self.readline[1])
-
-
-def _module_attr(module: str, name: str) -> Any:
-    return getattr(sys.modules.get(module), name, None)
 
 
 @contextmanager
