@@ -10,32 +10,29 @@ from pathlib import Path
 import pytest
 from support.harness import run
 
+from appshell.console.vocabulary import ORM_NAMES, SQLALCHEMY_NAMES, STDLIB_NAMES
+
 pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests/support/harness.py)
 
-VOCABULARY = [
-    "select",
-    "func",
-    "and_",
-    "or_",
-    "not_",
-    "text",
-    "insert",
-    "update",
-    "delete",
-    "joinedload",
-    "selectinload",
-    "aliased",
-    "case",
-    "cast",
-    "exists",
-    "literal",
-    "datetime",
-    "date",
-    "timedelta",
-    "timezone",
-    "Decimal",
-    "uuid",
-]
+# The names as appshell declares them once (console/vocabulary.py); docs/usage.md's table must say the same.
+VOCABULARY = [*SQLALCHEMY_NAMES, *ORM_NAMES, *STDLIB_NAMES]
+
+
+def test_the_docs_table_lists_the_vocabulary() -> None:
+    import re
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "usage.md").read_text()
+    table = doc.split("## The query vocabulary", 1)[1].split("```", 1)[0]
+    rows = {
+        line.split("|")[1].strip(): re.findall(r"`(\w+)`", re.sub(r"\(from [^)]*\)", "", line.split("|")[2]))
+        for line in table.splitlines()
+        if line.startswith("| `") or line.startswith("| the")
+    }
+    assert rows == {
+        "`sqlalchemy`": list(SQLALCHEMY_NAMES),
+        "`sqlalchemy.orm`": list(ORM_NAMES),
+        "the standard library": list(STDLIB_NAMES),
+    }
 
 
 def json_of(cwd: Path, env: dict[str, str], code: str, *args: str) -> object:
@@ -52,12 +49,15 @@ def test_vocabulary_is_loaded_and_usable(library: tuple[Path, dict[str, str]]) -
     code = textwrap.dedent(
         f"""
         found = [n for n in {VOCABULARY!r} if n in globals()]
-        q = select(Book.title).where(and_(Book.year > 1900, not_(Book.title == 'x'))).options().order_by(case((Book.year > 1970, 1), else_=0))
+        q = select(Book.title).where(and_(Book.year > 1900, not_(Book.title == 'x'))).options()\
+.order_by(case((Book.year > 1970, 1), else_=0))
         b = session.scalars(select(Book).options(joinedload(Book.author).selectinload(Author.books)).limit(1)).first()
         A = aliased(Author)
-        print(found == {VOCABULARY!r}, [r[0] for r in session.execute(q)], b.author.name, session.scalar(select(func.count()).select_from(A)),
+        print(found == {VOCABULARY!r}, [r[0] for r in session.execute(q)], b.author.name, \
+session.scalar(select(func.count()).select_from(A)),
               session.scalar(select(exists().where(Book.year > cast(literal('1960'), Book.year.type)))),
-              date(2024, 1, 2) + timedelta(days=1), datetime(2024, 1, 1, tzinfo=timezone.utc).isoformat(), Decimal('1.50') * 2,
+              date(2024, 1, 2) + timedelta(days=1), \
+datetime(2024, 1, 1, tzinfo=timezone.utc).isoformat(), Decimal('1.50') * 2,
               isinstance(uuid.uuid4(), uuid.UUID), session.execute(text('select 1')).scalar())
     """
     )
@@ -183,7 +183,8 @@ REPR_PROGRAM = textwrap.dedent("""
     metadata.create_all(engine)
     c = Customer(email='a@x', name='Ann', notes='n' * 500)
     session.add(c); session.add(Labelled(label='x')); session.flush()
-    session.add(Purchase(placed_at=datetime(2024, 1, 1, tzinfo=timezone.utc), status=__import__('typesapp.models').models.Status.paid, price=Decimal('1'), customer=c))
+    session.add(Purchase(placed_at=datetime(2024, 1, 1, tzinfo=timezone.utc), \
+status=__import__('typesapp.models').models.Status.paid, price=Decimal('1'), customer=c))
     commit()
     session.expunge_all()
     statements = []
@@ -202,7 +203,8 @@ def test_mapped_classes_get_a_repr_that_never_loads_anything(app_dir: Callable[[
     result = run(["-c", REPR_PROGRAM], cwd=root, env={"DATABASE_URL": db_url})
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == (
-        "[\"<Customer id=1 email='a@x' name='Ann'>\", 'Labelled#1', \"<Membership group_id=1 user_id=2 role='r'>\", '<Customer id=1>'] 1 False False"
+        "[\"<Customer id=1 email='a@x' name='Ann'>\", 'Labelled#1', "
+        "\"<Membership group_id=1 user_id=2 role='r'>\", '<Customer id=1>'] 1 False False"
     )  # the 1 statement is session.get(Labelled, 1): Labelled keeps its own __repr__
 
 
