@@ -187,6 +187,7 @@ def run_session(
     """One session; *reporter*: the recorder's channel (cli.recorded), else the audit is kept in this process."""
     from appshell.boot.context import boot
     from appshell.boot.release import release_id
+    from appshell.record.boot_sql import BootSql
     from appshell.runtime.shells import check_shell_name, pick_shell
 
     check_shell_name(settings.shell)  # before booting: a bad --shell costs nothing
@@ -198,8 +199,10 @@ def run_session(
     with (
         _loading(settings, quiet=options.quiet or program is not None),
         redirect_stdout(sys.stderr) if options.json else nullcontext(),
+        BootSql() as boot_sql,  # what the app's own code ran while it booted: in the session_start
     ):
         ctx = boot(settings)
+    before = {**before, **boot_sql.fields()}
     from appshell.runtime.teardown import Live
 
     live = Live(settings, ctx)
