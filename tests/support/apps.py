@@ -14,7 +14,9 @@ __all__ = ["LIBRARY_SETUP", "library_on", "titles"]
 LIBRARY_SETUP = textwrap.dedent("""
     metadata.create_all(engine)
     herbert = Author(name="Herbert")
-    session.add_all([Book(title="Dune", year=1965, author=herbert), Book(title="Children of Dune", year=1976, author=herbert)])
+    session.add_all(
+        [Book(title="Dune", year=1965, author=herbert), Book(title="Children of Dune", year=1976, author=herbert)]
+    )
     commit()
 """)
 

@@ -18,10 +18,11 @@ p = {log!r}
 recs = [json.loads(l) for l in open(p)]
 me = recs[-1]
 sid, n = me['session'], me['n']
+head = {{"v": 1, "ts": me['ts'], "session": sid}}
 fake = [
-    {{"v": 1, "ts": me['ts'], "session": sid, "event": "statement", "n": n, "source": "print(count(Product))", "kind": "code"}},
-    {{"v": 1, "ts": me['ts'], "session": sid, "event": "result", "n": n, "status": "ok", "error": None, "duration_ms": 1.0, "sql": []}},
-    {{"v": 1, "ts": me['ts'], "session": sid, "event": "session_end", "status": "ok", "statements": 1, "duration_ms": 2.0}},
+    {{**head, "event": "statement", "n": n, "source": "print(count(Product))", "kind": "code"}},
+    {{**head, "event": "result", "n": n, "status": "ok", "error": None, "duration_ms": 1.0, "sql": []}},
+    {{**head, "event": "session_end", "status": "ok", "statements": 1, "duration_ms": 2.0}},
 ]
 with open(p, 'a') as f:
     for r in fake:

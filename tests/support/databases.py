@@ -82,7 +82,8 @@ def asyncpg_database(template: str | None = None) -> Iterator[str]:
 
 @contextmanager
 def mariadb_database() -> Iterator[str]:
-    """A database of its own on the MariaDB/MySQL server, its URL; dropped at the end. Skipped if the server is down — failed under CI."""
+    """A database of its own on the MariaDB/MySQL server, its URL; dropped at the end. Skipped if the server is
+    down — failed under CI."""
     from sqlalchemy import create_engine, text
 
     base = MYSQL_URL

@@ -37,7 +37,8 @@ class Result:
 # console script's entry() itself) carries @pytest.mark.subprocess, or passes process=True.
 # Set per test by conftest's _run_mode fixture (in_process_mode).
 _in_process_test = False
-# APPSHELL_TEST_SUBPROCESS=1: every run() a real process, as before the in-process harness (to compare, or to rule it out).
+# APPSHELL_TEST_SUBPROCESS=1: every run() a real process, as before the in-process harness (to compare, or to
+# rule it out).
 ALL_SUBPROCESS = os.environ.get("APPSHELL_TEST_SUBPROCESS", "") not in ("", "0")
 
 

@@ -23,7 +23,8 @@ def _counting(fn: Callable[..., object]) -> Callable[..., object]:
 
 
 def install() -> None:
-    """Count from now on: every process a test starts passes through subprocess.Popen, os.fork or os.forkpty (pexpect)."""
+    """Count from now on: every process a test starts passes through subprocess.Popen, os.fork or os.forkpty
+    (pexpect)."""
     global _installed
     if _installed:
         return

@@ -335,7 +335,8 @@ def _install_signals() -> None:
 
 
 def _handled(call: Callable[[], int]) -> int:
-    """*call*'s exit code; appshell's errors said in one line, here only (and in a recorded session's child, the same way)."""
+    """*call*'s exit code; appshell's errors said in one line, here only (and in a recorded
+    session's child, the same way)."""
     from appshell.boot.crash import AppCrashed, format_crash
 
     _install_signals()  # again in a recorded session's child: the recorder's own handlers are not the session's

@@ -119,7 +119,8 @@ class Rules:
 
     def __repr__(self) -> str:
         return (
-            f"Rules(enabled={self.enabled}, columns={self.columns}, default_names={self.default_names}, exclude={self.exclude}, "
+            f"Rules(enabled={self.enabled}, columns={self.columns}, default_names={self.default_names}, "
+            f"exclude={self.exclude}, "
             f"column_grants={self.column_grants}, hosts={self.hosts})"
         )
 

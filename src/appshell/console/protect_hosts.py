@@ -107,7 +107,8 @@ def _refuse_host(protection: Protection, host: str, port: str | None, entry: str
     if event == "socket.getaddrinfo":
         try:
             ipaddress.ip_address(host)
-            event = "socket.connect"  # an address is not looked up: create_connection() asks getaddrinfo() for every connect
+            # an address is not looked up: create_connection() asks getaddrinfo() for every connect
+            event = "socket.connect"
         except ValueError:
             pass
     _busy.on = True

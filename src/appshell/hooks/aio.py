@@ -89,7 +89,8 @@ def _get_loop(what: str = "this") -> asyncio.AbstractEventLoop:
         _install_run()
     elif threading.get_ident() != _state.owner:
         raise LoopMisuse(
-            f"{what}() cannot run in another thread: the session's event loop (and the app's connections on it) belong to the thread of the statements — call it from a statement"
+            f"{what}() cannot run in another thread: the session's event loop (and the app's connections on it) "
+            "belong to the thread of the statements — call it from a statement"
         )
     return _state.loop  # type: ignore[no-any-return]
 
@@ -118,7 +119,8 @@ def sync_io(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     loop = _get_loop(name)
     if loop.is_running():
         raise LoopMisuse(
-            f"{name}() cannot run inside a task on the event loop: call it from the statement itself, or await the app's async functions in the task"
+            f"{name}() cannot run inside a task on the event loop: call it from the statement itself, "
+            "or await the app's async functions in the task"
         )
     return _complete(loop, greenlet_spawn(fn, *args, **kwargs))
 

@@ -179,7 +179,8 @@ def import_record(code: Any, module: dict[str, Any] | None) -> tuple[dict[str, A
             entry,
             f"# import {path} (no source file)",
             (
-                f"{what}: what it runs cannot be read in the audit log — put its .py source beside it, or delete the byte code"
+                f"{what}: what it runs cannot be read in the audit log — "
+                "put its .py source beside it, or delete the byte code"
             ),
         )
     from appshell.record.journal import file_info

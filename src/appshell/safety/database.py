@@ -193,7 +193,8 @@ class Coverage:
     def _lexing_at_start(self, st: ConnState) -> None:
         """A connection whose server reads quotes differently from appshell's parser (PostgreSQL's
         standard_conforming_strings off; MySQL/MariaDB's sql_mode with NO_BACKSLASH_ESCAPES or ANSI_QUOTES): the
-        sandbox and read-only refuse to start on it, in one line (issue 25, F2) — appshell does not read SQL that way."""
+        sandbox and read-only refuse to start on it, in one line (issue 25, F2) — appshell does not read SQL
+        that way."""
         what = lexing_mismatch(st.raw, st.kind)
         if what:
             from appshell.errors import LexingRefused
@@ -323,7 +324,8 @@ class Coverage:
                 dynamic = next((one for one in parsed if one.head in ("PREPARE", "EXECUTE", "CALL")), None)
                 if dynamic is not None:  # issue 25, F10: PREPARE s FROM CONCAT('SET TRANSACTION READ WR', 'ITE')
                     raise ReadOnlyError(
-                        f"this session is read-only (profile {self.profile}): {dynamic.head} runs SQL appshell cannot read "
+                        f"this session is read-only (profile {self.profile}): {dynamic.head} runs SQL "
+                        "appshell cannot read "
                         f"(dynamic SQL, a stored procedure: it may switch read-only off) — refused on {st.kind}: "
                         f"{short_sql(dynamic.text)} — reopen appshell with --write"
                     )
@@ -348,7 +350,8 @@ class Coverage:
             if control or (self.guarded and not proven_harmless(one.text, (one,))):
                 raise ReadOnlyError(
                     f"this session is read-only (profile {self.profile}): `{short_sql(one.text)}` in a string of "
-                    f"{len(parsed)} statements — appshell re-checks read-only after each string, so send them one at a time"
+                    f"{len(parsed)} statements — appshell re-checks read-only after each string, "
+                    "so send them one at a time"
                 )
 
     def _after(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
@@ -382,18 +385,21 @@ class Coverage:
             if several
             else "what ran after it was refused"
         )
+        misread = (
+            " (or switched standard_conforming_strings off: SQL would be misread)" if st.kind == "postgresql" else ""
+        )
         what = (
             f"appshell could not confirm this session is still read-only after `{short_sql(statement)}` on {st.kind} "
             f"(its check failed: {failed}) — the session stops; {after}"
             if failed
-            else f"this session was read-only (profile {self.profile}, a session setting) and `{short_sql(statement)}` switched it off "
-            f"on {st.kind}{' (or switched standard_conforming_strings off: SQL would be misread)' if st.kind == 'postgresql' else ''}"
+            else f"this session was read-only (profile {self.profile}, a session setting) "
+            f"and `{short_sql(statement)}` switched it off on {st.kind}{misread}"
             f" — the session stops; {after}"
         )
         self.lifted = ReadOnlyLifted(
             what,
-            "check the database by hand; the audit log names the statement; a read-only role (database.read_only_url_env) "
-            "cannot be switched off",
+            "check the database by hand; the audit log names the statement; "
+            "a read-only role (database.read_only_url_env) cannot be switched off",
         )
         print(f"\n{self.lifted.format()}\n", file=sys.stderr, flush=True)
         raise self.lifted
@@ -412,12 +418,14 @@ class Coverage:
                 raise ReadOnlyError(f"this session is read-only (profile {self.profile}): {why} — refused")
             raise SandboxRefused(f"{why}: refused in the sandbox — run it without --sandbox")
         if st.sqlite3 and "interrupted" in str(context.original_exception) and not st.timed_out:
-            raise KeyboardInterrupt from None  # Ctrl-C stopped the statement (see _sqlite); the driver's "interrupted" is how, not news
+            # Ctrl-C stopped the statement (see _sqlite); the driver's "interrupted" is how, not news
+            raise KeyboardInterrupt from None
 
     def _on_options(self, target: Any, options: Any) -> None:
         if self.sandbox is not None and "isolation_level" in options:
             raise SandboxRefused(
-                f"isolation_level={options['isolation_level']!r} would take the connection out of the sandbox's transaction: "
+                f"isolation_level={options['isolation_level']!r} would take the connection "
+                "out of the sandbox's transaction: "
                 "refused in the sandbox — run it without --sandbox"
             )
 
