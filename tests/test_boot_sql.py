@@ -48,3 +48,14 @@ def test_many_and_long_statements_are_capped_and_counted(shop: Path) -> None:
     assert len(start["boot_sql"]) == MAX_STATEMENTS
     assert start["boot_sql"][0].endswith(" …[cut]") and len(start["boot_sql"][0]) == MAX_CHARS + len(" …[cut]")
     assert start["boot_sql_more"] == 8
+
+
+def test_audit_show_lists_it_before_the_first_statement(shop: Path) -> None:
+    _at_import(shop, '    _c.exec_driver_sql("update products set stock = stock where id = 1")\n')
+    start = _start(shop)
+    shown = run(["audit", "show", start["session"], "--log", str(shop / "audit.jsonl")], cwd=shop)
+    assert shown.exit_code == 0, shown.output
+    lines = shown.stdout.splitlines()
+    at = lines.index("── SQL the app ran while it booted (1; reported by the session)")
+    assert lines[at + 1].strip() == "1. update products set stock = stock where id = 1"
+    assert at < next(i for i, line in enumerate(lines) if line.startswith("── #1"))

@@ -5,7 +5,8 @@ file order — a second record with the same ``n``, a second ``session_end``, re
 end, and whole JSON lines that carry no hash or seal are all shown, and flagged
 (:meth:`Session.flags`). Nothing here decides which of two records is "the" one.
 """
-# Over 350 lines (803): tail and show over both sinks: one Session reader, its flags (the recorder's records too), the terminal transcript, two renderings.
+# Over 350 lines (819): tail and show over both sinks: one Session reader, its
+# flags (the recorder's records too), the terminal transcript, two renderings.
 
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ FORGED = "a whole JSON line with no seal or hash: not written by appshell's sink
 UNSEALED = "not sealed while this session's other records are: written without the sealing key (forged)"
 NOT_THE_INPUT = "the session reported a statement that is not the input the recorder read"
 NO_STATEMENT = "a result with no statement before it"
-# Who writes each kind of record where a recorder keeps the session: the recorder itself, or the session (checked, then sealed).
+# Who writes each kind of record where a recorder keeps the session:
+# the recorder itself, or the session (checked, then sealed).
 _BY = {
     "session_start": "recorder",
     "session_end": "recorder",
@@ -64,7 +66,8 @@ _ESCAPED = re.compile(r"\\\\|\\x([0-9a-fA-F]{2})")
 
 
 def unescape(text: str) -> bytes:
-    """The bytes of a field that :func:`appshell.audit.records.encodable` escaped: ``\\xNN`` is byte NN, ``\\\\`` a backslash."""
+    """The bytes of a field that :func:`appshell.audit.records.encodable`
+    escaped: ``\\xNN`` is byte NN, ``\\\\`` a backslash."""
     out, pos = bytearray(), 0
     for m in _ESCAPED.finditer(text):
         out += text[pos : m.start()].encode("utf-8", "surrogatepass")
@@ -75,7 +78,8 @@ def unescape(text: str) -> bytes:
 
 
 def field_bytes(record: dict[str, Any], key: str, value: Any) -> bytes:
-    """*value* (found under the record's top-level field *key*) as the bytes it stands for: unescaped where ``undecodable`` lists *key*."""
+    """*value* (found under the record's top-level field *key*) as the
+    bytes it stands for: unescaped where ``undecodable`` lists *key*."""
     text = value if isinstance(value, str) else str(value)
     undecodable = record.get("undecodable")
     if isinstance(undecodable, list) and key in undecodable:
@@ -84,7 +88,8 @@ def field_bytes(record: dict[str, Any], key: str, value: Any) -> bytes:
 
 
 def printable(value: Any) -> Any:
-    """*value* with every control character shown as an escape (``\\x1b``, ``\\n``): a record cannot drive the reviewer's terminal."""
+    """*value* with every control character shown as an escape (``\\x1b``,
+    ``\\n``): a record cannot drive the reviewer's terminal."""
     if isinstance(value, str):
         return _CONTROL.sub(
             lambda m: {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(m[0], m[0].encode("unicode_escape").decode("ascii")),
@@ -139,7 +144,8 @@ def _chained(record: dict[str, Any]) -> bool:
 
 @dataclass
 class Session:
-    """Every record of one session, in the order of the log; ``start``/``end``/``statements``/``results`` point into them."""
+    """Every record of one session, in the order of the log;
+    ``start``/``end``/``statements``/``results`` point into them."""
 
     id: str
     start: dict[str, Any] = field(default_factory=dict)
@@ -196,7 +202,8 @@ class Session:
                 out[i].append(f"the session's channel closed early: {printable(str(r.get('reason')))}")
             if recorded and event in _BY and r.get("by") != _BY[event]:
                 out[i].append(
-                    f"by {printable(str(r.get('by')))}, in a session a recorder kept: {event} records are by {_BY[event]}"
+                    f"by {printable(str(r.get('by')))}, in a session a "
+                    f"recorder kept: {event} records are by {_BY[event]}"
                 )
             if r is first_program and not self._is_the_input(r):
                 out[i].append(
@@ -212,7 +219,8 @@ class Session:
             ):
                 # A program is one statement: another top-level one of its kind is the session's word alone.
                 out[i].append(
-                    f"a second top-level {printable(str(r.get('kind')))} statement: the program the recorder read is one statement"
+                    f"a second top-level {printable(str(r.get('kind')))} "
+                    "statement: the program the recorder read is one statement"
                 )
             if not _chained(r):
                 out[i].append(FORGED)
@@ -254,12 +262,14 @@ class Session:
         )
 
     def reported_by_session(self) -> list[str] | None:
-        """The session_start's fields that are the session's word (``session_reported``); None where the recorder wrote them all."""
+        """The session_start's fields that are the session's word
+        (``session_reported``); None where the recorder wrote them all."""
         reported = self.start.get("session_reported")
         return [str(k) for k in reported] if isinstance(reported, list) else None
 
     def io_events(self) -> list[tuple[float, str, bytes]]:
-        """The terminal's ``io`` records as (seconds, stream, bytes), in the log's order (every one, whoever wrote it)."""
+        """The terminal's ``io`` records as (seconds, stream,
+        bytes), in the log's order (every one, whoever wrote it)."""
         out = []
         for r in self.records:
             if r.get("event") != "io":
@@ -331,10 +341,12 @@ _KEY_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|O.|[\]PX^_][^\x07\x1b]*(?:
 
 
 def typed_lines(events: list[tuple[float, str, bytes]]) -> list[tuple[float, str]]:
-    """What was typed (the ``"i"`` events), as (seconds of the line's first key, line): backspaces applied, a line ending at CR or LF
-    (CR LF is one end), escape sequences (arrow keys, paste brackets) dropped, other control keys shown as ``^C``.
+    """What was typed (the ``"i"`` events), as (seconds of the line's first key, line):
+    backspaces applied, a line ending at CR or LF (CR LF is one end), escape sequences
+    (arrow keys, paste brackets) dropped, other control keys shown as ``^C``.
 
-    It is the keys, not what the shell made of them: a line edited with the arrow keys reads as typed, without the moves."""
+    It is the keys, not what the shell made of them: a line edited
+    with the arrow keys reads as typed, without the moves."""
     import codecs
 
     decoder = codecs.getincrementaldecoder("utf-8")(
@@ -685,7 +697,8 @@ def _provenance(s: Session) -> list[str]:
     if isinstance(given, dict):
         where = f" {given.get('path')}" if given.get("path") else ""
         out.append(
-            f"input {given.get('kind')}{where}, read by the recorder before the session ran: sha256 {given.get('sha256')}"
+            f"input {given.get('kind')}{where}, read by the recorder "
+            f"before the session ran: sha256 {given.get('sha256')}"
         )
     terminal = s.start.get("terminal")
     if isinstance(terminal, dict):
@@ -696,13 +709,28 @@ def _provenance(s: Session) -> list[str]:
     return out
 
 
+def _boot_sql(s: Session, width: int) -> list[str]:
+    """The SQL the app's own code ran while it booted (session_start.boot_sql): before statement 1."""
+    sql = s.start.get("boot_sql")
+    if not isinstance(sql, list) or not sql:
+        return []
+    more = s.start.get("boot_sql_more") or 0
+    count = f"{len(sql)}" + (f", and {more} more not kept" if more else "")
+    out = [f"── SQL the app ran while it booted ({count}; reported by the session)"]
+    for i, q in enumerate(sql, 1):
+        out.extend(_wrapped(f"{i}. {q}", "    ", width, exact=True))
+    return out
+
+
 def _terminal(s: Session, width: int) -> list[str]:
-    """The terminal transcript: what was typed, line by line with its time; where the output was kept, how to replay it."""
+    """The terminal transcript: what was typed, line by line with
+    its time; where the output was kept, how to replay it."""
     events = s.io_events()
     if not events and not isinstance(s.start.get("terminal"), dict):
         return []
     out = [
-        "── terminal: what was typed (keys as the recorder read them, backspaces applied; seconds since the relay started)"
+        "── terminal: what was typed (keys as the recorder read "
+        "them, backspaces applied; seconds since the relay started)"
     ]
     for t, line in typed_lines(events):
         out.extend(_wrapped(f"{t:8.2f}s  {line}", "  ", width))
@@ -743,7 +771,8 @@ def render_session(log: Log, prefix: str) -> str | None:
         f"session {s.id} — {_who(s)}, {s.start.get('mode', '?')} {s.start.get('shell') or ''}".rstrip(),
         f"started {s.start.get('ts', '?')}  profile {fact('profile')}  release {fact('release')}",
         f"app {fact('app')}  database {fact('database')}  read-only {fact('read_only')}  sandbox {fact('sandbox')}",
-        f"reason {s.start.get('reason') or '(none)'}  ssh {s.start.get('ssh_client') or '-'}  tty {s.start.get('tty') or '-'}",
+        f"reason {s.start.get('reason') or '(none)'}  "
+        f"ssh {s.start.get('ssh_client') or '-'}  tty {s.start.get('tty') or '-'}",
         *_provenance(s),
     ]
     out: list[str] = []
@@ -754,6 +783,7 @@ def render_session(log: Log, prefix: str) -> str | None:
         out.append(f"FLAGGED — {len(flags)} thing(s) an auditor must look at:")
         for f in flags:
             out.extend(_wrapped("! " + f, "  ", width))
+    out.extend(_boot_sql(s, width))
     per_record = dict(zip((id(r) for r in s.records), s.record_flags()))
     for st, results in s.blocks():
         n = st.get("n") if st else (results[0].get("n") if results else "?")
