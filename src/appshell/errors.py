@@ -88,13 +88,19 @@ EXIT_INTERRUPTED = 130  # interrupted (Ctrl-C), as a shell reports SIGINT (128 +
 # code -> what it means: the docs table (docs/usage.md, "Exit codes") says exactly this (tests/test_exit_codes.py).
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "success",
-    EXIT_USER_ERROR: "your code raised (the traceback is printed as Python prints it), or the app's own code raised while booting",
+    EXIT_USER_ERROR: (
+        "your code raised (the traceback is printed as Python prints it), or the app's own code raised while booting"
+    ),
     EXIT_USAGE: "usage or configuration error: one line, `appshell: error: WHAT — HOW TO FIX`",
     EXIT_AUDIT: "audit failure (fail-closed): the audit cannot be written, so nothing more runs",
-    EXIT_CHAIN_BROKEN: "`appshell audit verify` found the log broken: records altered, forged, reordered, missing or cut off",
+    EXIT_CHAIN_BROKEN: (
+        "`appshell audit verify` found the log broken: records altered, forged, reordered, missing or cut off"
+    ),
     EXIT_DOCTOR_FAILED: "`appshell doctor` found a failing check (a FAIL row)",
-    EXIT_SANDBOX_BROKEN: "SANDBOX BROKEN or READ-ONLY LIFTED: the sandbox's transaction ended behind appshell's back, or a guarded "
-    "read-only setting was switched off — changes may have been committed; the session stops",
+    EXIT_SANDBOX_BROKEN: (
+        "SANDBOX BROKEN or READ-ONLY LIFTED: the sandbox's transaction ended behind appshell's back, or a guarded "
+        "read-only setting was switched off — changes may have been committed; the session stops"
+    ),
     EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
 }
 

@@ -15,7 +15,7 @@ verification key the seal (``epoch``/``mac``) of each. That proves the
 session's records were not edited, removed or reordered in place; only a
 whole-file ``audit verify`` proves nothing was cut off after them.
 """
-# Over 350 lines (605): the review page's catalog (scan, cache, filters) and one session's chain check share state.
+# Over 350 lines (610): the review page's catalog (scan, cache, filters) and one session's chain check share state.
 
 from __future__ import annotations
 
@@ -200,7 +200,8 @@ class Catalog:
         self._synced = (fid, begin + cut)
 
     def _late_lines(self, path: Path) -> dict[str, int]:
-        """Where each session's last line is in the file: one regex pass over a memory map (~0.7 s for 480 MB), made once.
+        """Where each session's last line is in the file: one regex
+        pass over a memory map (~0.7 s for 480 MB), made once.
 
         Lines appended after it are tracked by :meth:`_sync` (``_last_line``)."""
         with self._lock:
@@ -387,7 +388,8 @@ class Catalog:
             yield s
 
     def warm(self) -> None:
-        """Read every session's summary once, so filters answer from memory: a file in one pass, a table session by session."""
+        """Read every session's summary once, so filters answer from
+        memory: a file in one pass, a table session by session."""
         path = self.log.path
         if path is not None:
             self.entries()  # tracking of appends begins here
@@ -521,7 +523,10 @@ def _check(record: dict[str, Any], prev: str | None, seq: int | None) -> str | N
     if digest(record) != record.get("hash"):
         return "hash mismatch — the record was edited after it was written"
     if prev is not None and (record.get("prev") != prev or record.get("seq") != (seq or 0) + 1):
-        return "chain broken (prev/seq do not follow the record before) — a record before it was deleted, inserted or reordered"
+        return (
+            "chain broken (prev/seq do not follow the record before) — "
+            "a record before it was deleted, inserted or reordered"
+        )
     return None
 
 

@@ -18,7 +18,8 @@ unqualified name would follow the role's ``search_path``, whose first entry is
 itself, put its own ``appshell_audit`` there, and catch (then truncate) every
 later session's records while ``verify --url`` read the same decoy (issue 21).
 """
-# Over 350 lines (358): the SQL sink's chain, its pinned schema and its failure modes are one contract with the database.
+# Over 350 lines (361): the SQL sink's chain, its pinned schema
+# and its failure modes are one contract with the database.
 
 from __future__ import annotations
 
@@ -264,7 +265,8 @@ def _table_or_error(conn: Any, url: str) -> None:
         return
     name = f"{schema}.{TABLE}" if schema else TABLE
     moved = (
-        f"; a table an older appshell made in another schema moves with ALTER TABLE … SET SCHEMA {schema} (docs/audit.md: the table's schema)"
+        f"; a table an older appshell made in another schema moves with ALTER TABLE … SET SCHEMA {schema} "
+        "(docs/audit.md: the table's schema)"
         if conn.dialect.name == "postgresql"
         else ""
     )
@@ -353,6 +355,7 @@ def verify_table(url: str) -> Report:
         )
     summary = (
         f"{TABLE}: {len(rows)} records in {len(chains)} sessions, every session's chain intact; "
-        "a session whose last rows were deleted with nothing after them looks like a killed one — compare with the file (--witness)"
+        "a session whose last rows were deleted with nothing after them "
+        "looks like a killed one — compare with the file (--witness)"
     )
     return Report(True, summary, warnings)

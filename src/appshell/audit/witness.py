@@ -83,7 +83,8 @@ def compare(path: Path, url: str, report: Report) -> Report:
             t = theirs[i] if i < len(theirs) else None
             if m is not None and t is not None and m[3] != t[3]:
                 problems.append(
-                    f"{m[0]}: altered — session {session} {m[1]} {m[2] if m[2] is not None else ''} differs from the witness ({t[0]})"
+                    f"{m[0]}: altered — session {session} {m[1]} "
+                    f"{m[2] if m[2] is not None else ''} differs from the witness ({t[0]})"
                 )
             elif m is None and t is not None:
                 what = f"session {session} {t[1]} {t[2] if t[2] is not None else ''} ({t[0]})"
@@ -92,7 +93,8 @@ def compare(path: Path, url: str, report: Report) -> Report:
                 problems.append(f"{m[0]}: extra — session {session} {m[1]} is not in the witness")
     if cut:
         problems.append(
-            f"the file's tail was cut: the witness holds {len(cut)} record(s) after the file's last line, first {cut[0]}"
+            f"the file's tail was cut: the witness holds {len(cut)} "
+            f"record(s) after the file's last line, first {cut[0]}"
         )
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""

@@ -83,7 +83,8 @@ class AppContext:
 
 
 def _search_path(root: Path | None, cwd: Path) -> list[Path]:
-    """Where the app's packages import from: the working directory (as `python` has it), the project root, their src/."""
+    """Where the app's packages import from: the working directory
+    (as `python` has it), the project root, their src/."""
     found: list[Path] = []
     for base in (cwd, root):
         if base is None:
@@ -160,7 +161,8 @@ def _bind_if_unbound(source: Any, engine: Any, classes: list[type]) -> Any:
 
 
 def _has_bind(session: Any, classes: list[type]) -> bool:
-    """Can *session* find an engine — its own bind, a bind per base or table (``binds=``), or its class's get_bind (Flask-SQLAlchemy's)?"""
+    """Can *session* find an engine — its own bind, a bind per base or
+    table (``binds=``), or its class's get_bind (Flask-SQLAlchemy's)?"""
     from sqlalchemy.exc import UnboundExecutionError
 
     for mapper in (None, *classes):
@@ -173,7 +175,8 @@ def _has_bind(session: Any, classes: list[type]) -> bool:
 
 
 def check_session(ctx: AppContext) -> str | None:
-    """Run ``SELECT 1`` through the session the shell hands out: None if it answers, else the error in one line (for doctor)."""
+    """Run ``SELECT 1`` through the session the shell hands out:
+    None if it answers, else the error in one line (for doctor)."""
     from sqlalchemy import text
 
     from appshell.hooks import aio
@@ -225,7 +228,8 @@ def boot(settings: Settings) -> AppContext:
     if not settings.app and not settings.models:
         raise ConfigError(
             "no app or models configured",
-            "pass --app MODULE[:CALLABLE] or --models MODULE, set APPSHELL_APP, or add [tool.appshell] to pyproject.toml",
+            "pass --app MODULE[:CALLABLE] or --models MODULE, set "
+            "APPSHELL_APP, or add [tool.appshell] to pyproject.toml",
         )
 
     collector = _Collector()

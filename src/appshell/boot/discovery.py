@@ -1,6 +1,6 @@
 """Discovery: what the app exposes (engines, sessions, sessionmakers, metadata, mapped classes), classified while
 its provider and modules are scanned; async kinds told apart from their sync siblings; models named."""
-# Over 350 lines (369): one _Collector classifies every kind of object an app may expose; its checks share its state.
+# Over 350 lines (376): one Collector classifies every kind of object an app may expose; its checks share its state.
 
 from __future__ import annotations
 
@@ -63,7 +63,8 @@ class _Collector:
             self.take_mapping(shell_names, "the shell context")
 
     def take_object(self, value: Any, name: str) -> bool:
-        """An Engine, Session or sessionmaker (sync or async) the provider returned: used, not spilled into the namespace."""
+        """An Engine, Session or sessionmaker (sync or async) the
+        provider returned: used, not spilled into the namespace."""
         from sqlalchemy import Engine
         from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
@@ -106,9 +107,12 @@ class _Collector:
         held = {n: v for n, v in attributes.items() if isinstance(v, (MetaData, registry)) or _is_model_or_base(v)}
         if not (engines or makers or held):
             raise ConfigError(
-                f"{what} {_a_type(obj)}, in which appshell finds no engine, session, session factory, metadata or models",
-                "make it give a mapping ({'engine': …, 'session': …}), an Engine or AsyncEngine, a Session, scoped_session "
-                "or sessionmaker (sync or async), a Flask app, or an object whose attributes hold an engine or session factory",
+                f"{what} {_a_type(obj)}, in which appshell finds no "
+                "engine, session, session factory, metadata or models",
+                "make it give a mapping ({'engine': …, 'session': …}), "
+                "an Engine or AsyncEngine, a Session, scoped_session "
+                "or sessionmaker (sync or async), a Flask app, or an "
+                "object whose attributes hold an engine or session factory",
             )
         named = [n for n in engines if n.lstrip("_") == "engine"]
         if len({id(v) for v in engines.values()}) > 1 and len(named) != 1:
@@ -131,7 +135,8 @@ class _Collector:
             self._classify(value, f"{what}'s attribute '{name}'", explicit=name in named)
 
     def take_module(self, module: ModuleType, everything: bool = True) -> None:
-        """Classify a module's globals; only its models where *everything* is False (an app module found by the scan)."""
+        """Classify a module's globals; only its models where
+        *everything* is False (an app module found by the scan)."""
         for name, value in list(vars(module).items()):
             if everything:
                 self._classify(value, f"{module.__name__}.{name}", explicit=name == "engine")
@@ -164,7 +169,8 @@ class _Collector:
             self._classify(value, f"{module.__name__}.{name}", explicit=name == "engine")
         if missing:
             self.warnings.append(
-                f"{module.__name__}.__all__ lists {len(missing)} name{'s' if len(missing) > 1 else ''} that it does not define: "
+                f"{module.__name__}.__all__ lists {len(missing)} "
+                f"name{'s' if len(missing) > 1 else ''} that it does not define: "
                 f"{', '.join(missing)} — fix its __all__ or its __getattr__"
             )
 
@@ -340,7 +346,8 @@ def uses_sqlmodel(classes: Iterable[type]) -> bool:
 
 
 def _one_metadata(collector: _Collector, classes: list[type]) -> MetaData | None:
-    """The app's metadata if it holds every model's table; else one MetaData with all of them (e.g. two declarative bases)."""
+    """The app's metadata if it holds every model's table; else
+    one MetaData with all of them (e.g. two declarative bases)."""
     from sqlalchemy import MetaData
 
     found: list[MetaData] = [collector.metadata] if collector.metadata is not None else []

@@ -20,7 +20,10 @@ if TYPE_CHECKING:
 __all__ = ["check_connection", "own_engine_note"]
 
 
-_INSTALL_HINT = "install it (pip install 'appshell[postgres]' for PostgreSQL, 'appshell[mysql]' for MySQL, 'appshell[async]' for asyncpg/aiosqlite)"
+_INSTALL_HINT = (
+    "install it (pip install 'appshell[postgres]' for PostgreSQL, "
+    "'appshell[mysql]' for MySQL, 'appshell[async]' for asyncpg/aiosqlite)"
+)
 
 
 def _make_engine(url: str | None) -> Any:

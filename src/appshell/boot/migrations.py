@@ -49,7 +49,8 @@ def _tables(ctx: AppContext) -> Row:
         return (
             "mapped tables",
             "FAIL",
-            f"{len(missing)} of {total} missing from the database: {', '.join(missing)} — run the migrations (alembic upgrade head) or create them",
+            f"{len(missing)} of {total} missing from the database: {', '.join(missing)} "
+            "— run the migrations (alembic upgrade head) or create them",
         )
     return ("mapped tables", "ok", f"all {total} exist in the database")
 
@@ -75,7 +76,8 @@ def _alembic(ctx: AppContext, ini: Path) -> Row:
         return (
             "migrations",
             "FAIL",
-            f"the database has no Alembic revision; the head is {shown} — run alembic upgrade head (or alembic stamp head if the schema is already there)",
+            f"the database has no Alembic revision; the head is {shown} — run alembic upgrade head (or alembic stamp "
+            "head if the schema is already there)",
         )
     return (
         "migrations",

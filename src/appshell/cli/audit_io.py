@@ -1,4 +1,5 @@
-"""`appshell audit replay|export`: a terminal session's recorded output, played in a terminal or written as asciicast v2.
+"""`appshell audit replay|export`: a terminal session's recorded
+output, played in a terminal or written as asciicast v2.
 
 Both find the session as ``audit show`` does (an id or a unique prefix, in the log that ``--log``,
 ``--url`` or the shell's own settings name) and read its ``io`` records, the bytes the recorder's
@@ -27,7 +28,8 @@ DEFAULT_SIZE = (80, 24)  # asciinema's own default, where no resize was recorded
 
 
 def _recorded(opts: argparse.Namespace, verb: str) -> tuple[Session, list[Event]]:
-    """The session named on the command line and its terminal events; an error naming the fix where it kept no output."""
+    """The session named on the command line and its terminal
+    events; an error naming the fix where it kept no output."""
     from appshell.audit.review import find_session
 
     if not opts.session:
@@ -46,7 +48,8 @@ def _recorded(opts: argparse.Namespace, verb: str) -> tuple[Session, list[Event]
             )
         raise UsageError(
             f"session {found.id} has no recorded output (it did not run at a terminal)",
-            f"only terminal sessions under audit.record_output = true have output; appshell audit show {found.id} shows this one",
+            "only terminal sessions under audit.record_output = true "
+            f"have output; appshell audit show {found.id} shows this one",
         )
     return found, found.io_events()
 
@@ -88,7 +91,8 @@ def asciicast_header(session: Session, events: list[Event]) -> dict[str, Any]:
 
 
 def _epoch(ts: Any) -> float | None:
-    """An RFC 3339 record time (``2026-11-24T01:02:03.456789Z``) as seconds since the epoch; None where it is not one."""
+    """An RFC 3339 record time (``2026-11-24T01:02:03.456789Z``)
+    as seconds since the epoch; None where it is not one."""
     try:
         return datetime.fromisoformat(str(ts).replace("Z", "+00:00")).timestamp()
     except ValueError:

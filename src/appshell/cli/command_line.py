@@ -10,7 +10,7 @@ Also here, because the audit verbs and the review page share them: what ``--log`
 ``--audit-log``/``--profile`` and ``--key`` resolve to (:func:`audit_log`, :func:`audit_key`).
 Nothing heavy is imported: ``--help`` works where the app cannot boot.
 """
-# Over 350 lines (539): the flag table of every command, and the parsers and help generated from it.
+# Over 350 lines (541): the flag table of every command, and the parsers and help generated from it.
 
 from __future__ import annotations
 
@@ -200,7 +200,8 @@ FLAGS: tuple[Flag, ...] = (
         ("--trust-header",),
         "trust_header",
         frozenset({"audit serve"}),
-        "take the auditor's name from this header, set by a reverse proxy that authenticated them (only behind such a proxy)",
+        "take the auditor's name from this header, set by a reverse "
+        "proxy that authenticated them (only behind such a proxy)",
         "NAME",
         env="APPSHELL_REVIEW_TRUST_HEADER",
     ),
@@ -425,7 +426,8 @@ def _valued() -> frozenset[str]:
 
 @dataclass(frozen=True)
 class Line:
-    """argv, split as ``python`` splits its own: options, then ``-c CODE``, a SCRIPT, ``-`` or a command's name, then the rest."""
+    """argv, split as ``python`` splits its own: options, then
+    ``-c CODE``, a SCRIPT, ``-`` or a command's name, then the rest."""
 
     options: list[str]
     command: str = SHELL  # shell, doctor, profiles or audit

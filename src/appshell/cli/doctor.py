@@ -5,7 +5,7 @@ with status ``ok``, ``FAIL``, ``WARN`` or ``info``. Any FAIL makes the exit code
 names a power worth taking away (what the app's role can do outside the transaction) that
 does not stop a session from running as it is.
 """
-# Over 350 lines (480): one small function per check; together they are the table doctor prints.
+# Over 350 lines (486): one small function per check; together they are the table doctor prints.
 
 from __future__ import annotations
 
@@ -125,7 +125,8 @@ def _database(ctx: AppContext, settings: Settings) -> Iterator[Row]:
             ),
         )
     elif settings.profile.database.read_only:
-        # The profile means every session to be read-only: a setting the operator's own SQL can lift is the weaker level.
+        # The profile means every session to be read-only: a setting
+        # the operator's own SQL can lift is the weaker level.
         yield (
             "read-only level",
             "WARN",
@@ -230,7 +231,10 @@ def _sql_rights(database_url: str) -> Row:
     finally:
         engine.dispose()
     if problems:
-        fix = "write the records as a role with INSERT and SELECT only on a table another role owns (docs/audit.md: the INSERT-only role)"
+        fix = (
+            "write the records as a role with INSERT and SELECT only on a table another role owns "
+            "(docs/audit.md: the INSERT-only role)"
+        )
         return "audit sql rights", "FAIL", "; ".join(problems) + f" — {fix}"
     return "audit sql rights", "ok", "the sink's role can only INSERT and SELECT appshell_audit"
 
@@ -317,7 +321,8 @@ def _sql_schema(database_url: str) -> Iterator[Row]:
             )  # the role's own search_path, as psql would have it (the sink pins its own)
             found = conn.execute(
                 text(
-                    "SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(:t)"
+                    "SELECT n.nspname FROM pg_class c JOIN pg_namespace n "
+                    "ON n.oid = c.relnamespace WHERE c.oid = to_regclass(:t)"
                 ),
                 {"t": TABLE},
             ).scalar()
@@ -329,7 +334,8 @@ def _sql_schema(database_url: str) -> Iterator[Row]:
             "audit sql table",
             "WARN",
             f"for {user}, an unqualified {TABLE} is {found}.{TABLE}, not {schema}.{TABLE}: appshell writes and reads "
-            f"only {schema}.{TABLE}, but psql, an older appshell and an auditor's own query that names the table without its schema "
+            f"only {schema}.{TABLE}, but psql, an older appshell and an auditor's own query "
+            "that names the table without its schema "
             f"meet the other one — see who owns schema {found} and what is in it, then drop it",
         )
     if create:

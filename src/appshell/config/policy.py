@@ -66,7 +66,8 @@ def audit_problems(profile: Profile) -> list[ConfigError]:
     if profile.audit.required and not profile.audit.sinks:
         return [
             ConfigError(
-                f"profile '{profile.name}' requires the audit (audit.required = true) but names no sink (audit.sinks = [])",
+                f"profile '{profile.name}' requires the audit (audit.required = true) "
+                "but names no sink (audit.sinks = [])",
                 f'set audit.sinks in profiles/{profile.name}.toml (e.g. ["file"]), or audit.required = false',
             )
         ]

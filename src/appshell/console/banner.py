@@ -98,6 +98,7 @@ def make_banner(
     if settings.reason:
         lines.append(f"  reason    {settings.reason}")
     lines.append(
-        "  helpers() lists the helpers · session, engine, metadata, settings, appshell_settings are loaded · Ctrl-D exits"
+        "  helpers() lists the helpers · session, engine, metadata, "
+        "settings, appshell_settings are loaded · Ctrl-D exits"
     )
     return "\n".join(lines) + "\n"

@@ -143,7 +143,8 @@ def _index_definitions(connection: Any, name: str, schema: str | None) -> dict[s
     if kind == "postgresql":
         rows = connection.execute(
             text(
-                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :t AND schemaname = coalesce(:s, current_schema())"
+                "SELECT indexname, indexdef FROM pg_indexes "
+                "WHERE tablename = :t AND schemaname = coalesce(:s, current_schema())"
             ),
             {"t": name, "s": schema},
         )
@@ -158,7 +159,8 @@ def _index_definitions(connection: Any, name: str, schema: str | None) -> dict[s
     if kind in ("mysql", "mariadb"):
         rows = connection.execute(
             text(
-                "SELECT * FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = coalesce(:s, DATABASE()) AND TABLE_NAME = :t "
+                "SELECT * FROM information_schema.STATISTICS "
+                "WHERE TABLE_SCHEMA = coalesce(:s, DATABASE()) AND TABLE_NAME = :t "
                 "AND INDEX_NAME <> 'PRIMARY' ORDER BY INDEX_NAME, SEQ_IN_INDEX"
             ),
             {"t": name, "s": schema},

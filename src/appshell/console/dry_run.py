@@ -42,7 +42,8 @@ def summary(sandbox: Sandbox) -> str:
         return "\n".join(lines)
     if sandbox.broken is not None:
         lines.append(
-            "appshell: sandbox dry run — these changes were seen; the sandbox broke, so what may have been committed is unknown:"
+            "appshell: sandbox dry run — these changes were seen; the "
+            "sandbox broke, so what may have been committed is unknown:"
         )
     else:
         lines.append("appshell: sandbox dry run — these changes were made, then rolled back:")
@@ -58,12 +59,14 @@ def summary(sandbox: Sandbox) -> str:
         lines.append("schema changes (rolled back): " + "; ".join(total.ddl))
     if total.unknown:
         lines.append(
-            "?: rows changed by a statement whose count the database does not report (TRUNCATE, REPLACE, a data-modifying CTE, "
+            "?: rows changed by a statement whose count the database "
+            "does not report (TRUNCATE, REPLACE, a data-modifying CTE, "
             "several statements in one string)"
         )
     if sandbox.unread:
         lines.append(
-            f"?: statements appshell cannot read ran ({'; '.join(sorted(sandbox.unread)[:3])}): rows they changed are counted "
+            "?: statements appshell cannot read ran "
+            f"({'; '.join(sorted(sandbox.unread)[:3])}): rows they changed are counted "
             "where the database counts them, but a TRUNCATE or a schema change inside them is not"
         )
     if sandbox.db_unknown:

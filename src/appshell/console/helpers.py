@@ -141,7 +141,9 @@ def make_helpers(ctx: AppContext, journal: Journal) -> dict[str, Callable[..., A
     def where(
         model: Any, *criteria: Any, order_by: Any = None, limit: int | None = None, columns: Any = None, **filters: Any
     ) -> Results:
-        """Objects matching expressions and/or column=value filters, by primary key; shows the first 20 (columns=[…]: those)."""
+        # helpers() shows the docstring's first line: the backslash-newline folds it in the source, not in __doc__.
+        """Objects matching expressions and/or column=value filters, by primary key; shows the first 20 \
+(columns=[…]: those)."""
         stmt = _select_of(model, criteria, filters, "where").order_by(*_order_terms(model, order_by))
         if limit is not None:
             stmt = stmt.limit(limit)
@@ -156,7 +158,9 @@ def make_helpers(ctx: AppContext, journal: Journal) -> dict[str, Callable[..., A
         return session.scalars(stmt).first()
 
     def show(rows: Any, limit: int | None = ROW_LIMIT, columns: Any = None, expanded: bool | None = None) -> None:
-        """Print rows, objects or a query's results as a table that fits the terminal (limit=None, columns=[…], expanded=True)."""
+        # One line in __doc__ (helpers() shows the first), folded in the source by the backslash-newline.
+        """Print rows, objects or a query's results as a table that fits the terminal (limit=None, columns=[…], \
+expanded=True)."""
         from sqlalchemy.sql import Executable, Select
 
         hint = "show(…, limit=N) shows N, limit=None shows all"

@@ -44,7 +44,8 @@ class History:
         except (OSError, sqlite3.Error) as exc:
             # History is a convenience: a shell without it is better than no shell.
             print(
-                f"appshell: warning: no history this session ({exc}) — check {self.folder}, or set shell.history = false",
+                f"appshell: warning: no history this session ({exc}) "
+                f"— check {self.folder}, or set shell.history = false",
                 file=sys.stderr,
             )
             return None

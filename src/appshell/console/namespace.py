@@ -165,7 +165,8 @@ def build_namespace(
         kept = add_vocabulary(namespace, {**ctx.models, **ctx.extra}, sqlmodel=ctx.sqlmodel)
         if kept:
             print(
-                f"appshell: warning: the app's own {', '.join(kept)} keep their names (the query vocabulary's are left out)",
+                f"appshell: warning: the app's own {', '.join(kept)} "
+                "keep their names (the query vocabulary's are left out)",
                 file=sys.stderr,
             )
     protected = _protect(ctx, settings)

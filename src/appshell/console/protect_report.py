@@ -46,7 +46,8 @@ def report(profile: Profile, models: Iterable[type], metadata: Any = None, as_js
 
     if rules.enabled and rules.column_grants:
         state = (
-            "the role sessions read with is declared to have no SELECT on them (protect.column_grants): ORM queries leave them out, "
+            "the role sessions read with is declared to have no SELECT on "
+            "them (protect.column_grants): ORM queries leave them out, "
             "the database refuses the rest — enforced where its grants hold (docs/safety.md)"
         )
     elif rules.enabled:
@@ -109,18 +110,21 @@ def prove_column_grants(url: str, columns: Sequence[str]) -> tuple[bool | None, 
     if readable:
         return (
             False,
-            f"role {user} can read {', '.join(readable)}: masked in Python only (guarded) — revoke its SELECT on them (docs/safety.md)",
+            f"role {user} can read {', '.join(readable)}: masked in Python "
+            "only (guarded) — revoke its SELECT on them (docs/safety.md)",
         )
     if unknown:
         return (
             None,
-            f"role {user}: reading {', '.join(unknown)} failed for another reason than a missing privilege (does the table exist?)",
+            f"role {user}: reading {', '.join(unknown)} failed for another "
+            "reason than a missing privilege (does the table exist?)",
         )
     return True, f"role {user} cannot read {', '.join(refused)}: the database refuses (enforced)"
 
 
 def doctor_rows(settings: Any, ctx: Any) -> Iterator[tuple[str, str, str]]:
-    """For ``appshell doctor``: the protected hosts, and whether the role a session reads with can read the protected columns."""
+    """For ``appshell doctor``: the protected hosts, and whether the
+    role a session reads with can read the protected columns."""
     rules = Rules.of(settings.profile)
     if not rules.enabled:
         return
@@ -136,7 +140,8 @@ def doctor_rows(settings: Any, ctx: Any) -> Iterator[tuple[str, str, str]]:
         yield (
             "protected data",
             "WARN",
-            f"profile {settings.profile.name} protects data, but no column of the app is protected (see appshell protected)",
+            f"profile {settings.profile.name} protects data, but no "
+            "column of the app is protected (see appshell protected)",
         )
         return
     from appshell.safety.readonly_role import read_only_url

@@ -29,7 +29,8 @@ def check_reason(reason: Any) -> str:
     text = " ".join(str(reason or "").split())
     if len(text) < MIN_REASON or len(text.split()) < 2:
         raise UnlockRefused(
-            'unlock() needs a reason of a few words, which is recorded: unlock("INC-42: customer asked for a copy of their data")'
+            "unlock() needs a reason of a few words, which is recorded: "
+            'unlock("INC-42: customer asked for a copy of their data")'
         )
     return text
 
@@ -90,7 +91,8 @@ class RoleSwitch:
             )
         if session.new or session.dirty or session.deleted:
             raise UnlockRefused(
-                "the session has changes not committed, and unlock() starts a new connection: commit() or rollback() first"
+                "the session has changes not committed, and unlock() "
+                "starts a new connection: commit() or rollback() first"
             )
 
     def switch(self, on: bool) -> None:
@@ -111,7 +113,8 @@ def role_switch(settings: Any, ctx: Any) -> RoleSwitch | None:
     url = os.environ.get(section.unlock_url_env, "")
     if not url:
         raise ConfigError(
-            f"profile '{settings.profile.name}' sets protect.unlock_url_env = \"{section.unlock_url_env}\", but it is not set",
+            f"profile '{settings.profile.name}' sets "
+            f'protect.unlock_url_env = "{section.unlock_url_env}", but it is not set',
             f"set {section.unlock_url_env} to the URL of a role that can read the protected columns",
         )
     return RoleSwitch(url, ctx)
@@ -139,7 +142,8 @@ def make_unlock(
             return
         if protection.rules.column_grants and switch is None:
             raise UnlockRefused(
-                f"this session's database role may not read the protected columns (profile {profile}: protect.column_grants): "
+                "this session's database role may not read the protected "
+                f"columns (profile {profile}: protect.column_grants): "
                 "unlock() cannot show them — name a role that can in protect.unlock_url_env"
             )
         if switch is not None and not switch.on:
@@ -156,7 +160,8 @@ def make_unlock(
         )
         if patterns and not opened:
             raise UnlockRefused(
-                f"unlock(reason, {', '.join(map(repr, patterns))}): no protected column matches — these are: {', '.join(everything)}"
+                f"unlock(reason, {', '.join(map(repr, patterns))}): no "
+                f"protected column matches — these are: {', '.join(everything)}"
             )
         import getpass
 
@@ -174,7 +179,8 @@ def make_unlock(
         as_role = f" (the database role {switch.role.username})" if switch is not None else ""
         hosts = ["the protected hosts"] if protection.hosts and not patterns else []
         print(
-            f"appshell: unlocked {', '.join(opened + hosts) or 'nothing'}{as_role} until lock() or the session's end — recorded as sensitive access",
+            f"appshell: unlocked {', '.join(opened + hosts) or 'nothing'}{as_role} "
+            "until lock() or the session's end — recorded as sensitive access",
             file=sys.stderr,
         )
 

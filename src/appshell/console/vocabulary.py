@@ -35,7 +35,8 @@ STDLIB_NAMES = ("datetime", "date", "timedelta", "timezone", "Decimal", "uuid")
 
 
 def vocabulary(sqlmodel: bool = False) -> dict[str, Any]:
-    """The names, SQLModel's ``select`` where the models are SQLModel tables (so ``session.exec(select(Hero))`` yields Heroes)."""
+    """The names, SQLModel's ``select`` where the models are SQLModel
+    tables (so ``session.exec(select(Hero))`` yields Heroes)."""
     import datetime as dt
     import uuid
     from decimal import Decimal

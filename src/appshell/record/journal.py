@@ -126,7 +126,8 @@ class Journal:
         return os.getpid() != self.pid
 
     def attach(self) -> None:
-        """Collect the SQL the database runs for each statement (parameters left out), on every engine in the process."""
+        """Collect the SQL the database runs for each statement
+        (parameters left out), on every engine in the process."""
         from appshell.safety.engines import on_every_engine
 
         on_every_engine("before_cursor_execute", self._on_sql)
@@ -172,7 +173,8 @@ class Journal:
         return entry
 
     def nested(self, source: str, kind: str, parent: Entry | None = None, **extra: Any) -> Entry:
-        """Record code that the running statement (or *parent*) executes without it being a statement (no result of its own)."""
+        """Record code that the running statement (or *parent*) executes
+        without it being a statement (no result of its own)."""
         self._alive()
         parent = parent or self.current
         entry = Entry(

@@ -27,7 +27,8 @@ send well-formed ones, so ending it would hide nothing and lose the rest of its 
 The child's own ``session_end`` is acknowledged and kept; the record's ``session_end`` is written by
 the recorder from the exit status, with the child's report inside it (``reported``).
 """
-# Over 350 lines (455): the recorder's checks and its framing are one contract with the untrusted channel, read together.
+# Over 350 lines (455): the recorder's checks and its framing
+# are one contract with the untrusted channel, read together.
 
 from __future__ import annotations
 
@@ -85,7 +86,8 @@ class AuditWriter(Protocol):
 
 
 def as_writer(auditor: Any) -> AuditWriter:
-    """*auditor* as an :class:`AuditWriter`: it must have ``write`` and ``close`` (``appshell.audit.auditor.Auditor`` has)."""
+    """*auditor* as an :class:`AuditWriter`: it must have ``write``
+    and ``close`` (``appshell.audit.auditor.Auditor`` has)."""
     if not (callable(getattr(auditor, "write", None)) and callable(getattr(auditor, "close", None))):
         raise TypeError(f"{type(auditor).__name__} has no write() and close(): it cannot keep a recorder's record")
     return auditor  # type: ignore[no-any-return]
@@ -390,7 +392,9 @@ class Recorder:
         return {
             "ok": False,
             "what": what,
-            "fix": "report through appshell's journal: the recorder seals only reports in order, without its own fields",
+            "fix": (
+                "report through appshell's journal: the recorder seals only reports in order, without its own fields"
+            ),
         }
 
     # -- the recorder's own records -------------------------------------------------
@@ -408,7 +412,8 @@ class Recorder:
             self._write_start({}, None)
 
     def _write_start(self, reported: dict[str, Any], names: list[str] | None) -> None:
-        """The one session_start: the session's *reported* fields under the recorder's own; then the records held for it."""
+        """The one session_start: the session's *reported* fields
+        under the recorder's own; then the records held for it."""
         assert self.start is not None
         self.writer.start({**reported, **self.start, "by": "recorder", "session_reported": names})
         self.start = None
@@ -424,7 +429,8 @@ class Recorder:
             self.writer.write("channel_closed", {"by": "recorder", "reason": reason})
 
     def end(self, returncode: int, *, pid: int | None = None, duration_ms: float | None = None, **extra: Any) -> None:
-        """Write the session_end from the child's exit status (and its own report, if it sent one), then close the sinks."""
+        """Write the session_end from the child's exit status (and
+        its own report, if it sent one), then close the sinks."""
         fields: dict[str, Any] = {
             "by": "recorder",
             "status": end_status(returncode, self.reported_end),

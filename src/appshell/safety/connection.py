@@ -107,9 +107,13 @@ def in_transaction(raw: Any) -> bool | None:
 # What says a connection is read-only now, per backend: (SQL, the answers that mean read-only).
 _READ_ONLY_NOW = {
     # The current transaction's and the next ones' (SET default_transaction_read_only = off takes effect at the next).
-    # standard_conforming_strings along: off, appshell's parser would misread what follows (issue 25, F2) — read as lifted.
-    "postgresql": "SELECT pg_catalog.current_setting('transaction_read_only'), pg_catalog.current_setting('default_transaction_read_only'), "
-    "pg_catalog.current_setting('standard_conforming_strings')",
+    # standard_conforming_strings along: off, appshell's parser
+    # would misread what follows (issue 25, F2) — read as lifted.
+    "postgresql": (
+        "SELECT pg_catalog.current_setting('transaction_read_only'), "
+        "pg_catalog.current_setting('default_transaction_read_only'), "
+        "pg_catalog.current_setting('standard_conforming_strings')"
+    ),
     "mariadb": "SELECT @@session.tx_read_only",  # MariaDB before 11.1 has no transaction_read_only
     "mysql": "SELECT @@session.transaction_read_only",
 }

@@ -46,7 +46,7 @@ them), and a marker read that fails or reads nothing breaks the sandbox. MySQL/M
 ``WITH CONSISTENT SNAPSHOT``, so ``innodb_trx`` lists it from its start: at the end a transaction missing there,
 or begun in a later second, is another one (an implied commit moves no ``Com_*`` counter).
 """
-# Over 350 lines (724): one class whose sections (dialects, savepoints, detection, counting) share its state.
+# Over 350 lines (733): one class whose sections (dialects, savepoints, detection, counting) share its state.
 
 from __future__ import annotations
 
@@ -92,7 +92,8 @@ _OPS = ("inserted", "updated", "deleted")
 # otherwise answer in its place (issue 25, F1/F2).
 MARKER_SQL = (
     "SELECT pg_catalog.transaction_timestamp(), pg_catalog.current_setting('transaction_read_only'), "
-    "pg_catalog.current_setting('default_transaction_read_only'), pg_catalog.current_setting('standard_conforming_strings'), "
+    "pg_catalog.current_setting('default_transaction_read_only'), "
+    "pg_catalog.current_setting('standard_conforming_strings'), "
     "s.relname, s.n_tup_ins, s.n_tup_upd, s.n_tup_del FROM (SELECT 1) AS one "
     "LEFT JOIN pg_catalog.pg_stat_xact_user_tables AS s ON "
     "(s.n_tup_ins OPERATOR(pg_catalog.+) s.n_tup_upd OPERATOR(pg_catalog.+) s.n_tup_del) OPERATOR(pg_catalog.>) 0"
@@ -151,7 +152,8 @@ class Frame:
 
 def _refuse_dbapi_commit(*args: Any, **kwargs: Any) -> None:
     raise SandboxRefused(
-        "commit() on the DBAPI connection would commit the sandbox's transaction: refused in the sandbox — run it without --sandbox"
+        "commit() on the DBAPI connection would commit the sandbox's "
+        "transaction: refused in the sandbox — run it without --sandbox"
     )
 
 
@@ -341,7 +343,8 @@ class Sandbox:
             run_statements(st.raw, *statements)
 
     def _own_checked(self, st: ConnState, where: str, *statements: str) -> None:
-        """appshell's own savepoint statements; the savepoint gone (released behind appshell's back) breaks the sandbox."""
+        """appshell's own savepoint statements; the savepoint gone
+        (released behind appshell's back) breaks the sandbox."""
         try:
             self._own(st, *statements)
         except Exception as exc:
@@ -419,7 +422,8 @@ class Sandbox:
                 if in_transaction(st.raw) is False:
                     self._broke(
                         st,
-                        "before the program's end (by something that ran since the last check — a statement or a driver call: the audit log lists them)",
+                        "before the program's end (by something that ran since the last check — a statement or a "
+                        "driver call: the audit log lists them)",
                         raise_=False,
                     )
                 self._settle(st)
@@ -481,7 +485,10 @@ class Sandbox:
             st,
             where,
             raise_=raise_,
-            what=f"appshell could not confirm its transaction survived on {st.kind} {where} ({why}) — changes may have been committed",
+            what=(
+                f"appshell could not confirm its transaction survived on {st.kind} {where} ({why}) "
+                "— changes may have been committed"
+            ),
         )
 
     def _identity(self, st: ConnState, where: str) -> Counter[tuple[str, str]] | None:
@@ -565,7 +572,8 @@ class Sandbox:
             if st.sandboxed:
                 self._final(
                     st,
-                    "before the program's end (by something that ran since the last check — a statement or a driver call: the audit log lists them)",
+                    "before the program's end (by something that ran since the last check — a statement or a driver "
+                    "call: the audit log lists them)",
                 )
 
     def _broke(self, st: ConnState, where: str, raise_: bool = True, what: str | None = None) -> None:
@@ -670,7 +678,8 @@ class Sandbox:
         if st.sqlite3 and st.pending is not None and st.pending[0] == ("", ""):
             st.pending = None
         if not asked and st.marker is not None and any(one.opaque for one in parsed):
-            # What the parser cannot read (DO, EXECUTE, CALL, …): is the transaction still the sandbox's? One round trip.
+            # What the parser cannot read (DO, EXECUTE, CALL, …): is
+            # the transaction still the sandbox's? One round trip.
             self._identity(st, f"after `{short_sql(statement)}`")
         if st.autocommit and not self.frozen:  # the app asked for AUTOCOMMIT: each statement counts as committed
             self.commit(st)

@@ -5,7 +5,7 @@ and first through :func:`appshell.audit.review.printable` (the template
 environment's ``finalize``), so no HTML, script or terminal control character
 from a statement renders. The Content-Security-Policy allows no script at all.
 """
-# Over 350 lines (614): the review page's routes, each small, with what their templates need.
+# Over 350 lines (618): the review page's routes, each small, with what their templates need.
 
 from __future__ import annotations
 
@@ -28,7 +28,10 @@ __all__ = ["Config", "create_app"]
 
 PAGE_SIZE = 50
 HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
@@ -57,7 +60,8 @@ START_FIELDS = [
     ("sinks", "sinks"),
 ]
 CHAIN_KEYS = {"v", "seq", "ts", "session", "event", "prev", "hash", "epoch", "mac"}
-# The records the page shows in its own sections; every other one (refused_report, channel_closed, session_info) is listed as written.
+# The records the page shows in its own sections; every other one
+# (refused_report, channel_closed, session_info) is listed as written.
 SHOWN_AS_STATEMENTS = {"session_start", "session_end", "statement", "result", "io"}
 
 

@@ -84,7 +84,8 @@ def serve(opts: argparse.Namespace) -> int:
 
     if not _loopback(opts.host):
         print(
-            f"appshell: warning: listening on {opts.host} over plain HTTP — tokens and reviews cross the network in clear; "
+            f"appshell: warning: listening on {opts.host} over plain "
+            "HTTP — tokens and reviews cross the network in clear; "
             "put a TLS reverse proxy in front",
             file=sys.stderr,
         )

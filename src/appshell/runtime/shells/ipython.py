@@ -19,7 +19,7 @@ Code that no cell shows is recorded where every path to it passes:
 Completion never evaluates calls: ``Completer.evaluation`` is held at
 ``limited`` whatever the configuration says, and Jedi does not run descriptors.
 """
-# Over 350 lines (409): IPython's hook points, each held where every path passes (transformer, files, completer).
+# Over 350 lines (410): IPython's hook points, each held where every path passes (transformer, files, completer).
 
 from __future__ import annotations
 
@@ -311,7 +311,8 @@ def _sync_cells_in_greenlet(shell: Any) -> None:
 
 
 def _finish(coro: Any) -> Any:
-    """Run a coroutine that never waits (IPython's run_code of a sync cell) to its end, as IPython's own pseudo-sync runner does."""
+    """Run a coroutine that never waits (IPython's run_code of a sync
+    cell) to its end, as IPython's own pseudo-sync runner does."""
     try:
         coro.send(None)
     except StopIteration as stop:
