@@ -1,6 +1,7 @@
 """Shared fixtures and pytest hooks: a clean environment, fixture apps, real SQLite, PostgreSQL and MariaDB.
 
-The helpers they use, and that tests import, live in tests/support/ (tests/ is on sys.path: `from support.harness import run`)."""
+The helpers they use, and that tests import, live in tests/support/ (tests/ is on sys.path:
+`from support.harness import run`)."""
 
 from __future__ import annotations
 
@@ -165,7 +166,8 @@ def pg_role(pg_url: str) -> Iterator[str]:
 
 @pytest.fixture
 def url_of(request: pytest.FixtureRequest) -> Callable[[str], str]:
-    """A fresh database of the kind asked for (sqlite, postgresql, mariadb): its URL (the servers' skipped, or under CI failed, if down)."""
+    """A fresh database of the kind asked for (sqlite, postgresql, mariadb):
+    its URL (the servers' skipped, or under CI failed, if down)."""
 
     def url(kind: str) -> str:
         return str(

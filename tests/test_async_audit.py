@@ -105,7 +105,8 @@ def test_an_async_audit_url_of_its_own(asyncapp: tuple[Path, str], tmp_path: Pat
 
 
 def test_the_review_page_reads_and_writes_reviews_on_an_async_url(asyncapp: tuple[Path, str]) -> None:
-    """`appshell audit serve --url` with an async URL: sessions listed, chain checked, a review appended (table appshell_review)."""
+    """`appshell audit serve --url` with an async URL: sessions listed,
+    chain checked, a review appended (table appshell_review)."""
     try:
         from starlette.testclient import TestClient
     except ImportError:
@@ -260,7 +261,8 @@ def without(tmp_path: Path) -> Callable[[str], dict[str, str]]:
     return env
 
 
-@pytest.mark.subprocess  # the driver is hidden by a package on PYTHONPATH: in-process, an earlier test imported the real one
+# the driver is hidden by a package on PYTHONPATH: in-process, an earlier test imported the real one
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     "url, module, fix",
     [
@@ -281,7 +283,8 @@ def test_audit_commands_name_the_sync_driver_to_install(
 def test_a_session_and_doctor_name_the_sync_driver_for_the_sql_sink(
     app_dir: Callable[[str], Path], asyncpg_url: str, without: Callable[[str], dict[str, str]]
 ) -> None:
-    """The app runs on asyncpg; the audit's own connection needs psycopg, which is missing: one line, exit 3 (required audit)."""
+    """The app runs on asyncpg; the audit's own connection needs
+    psycopg, which is missing: one line, exit 3 (required audit)."""
     root = app_dir("asyncapp")
     seeded(root, asyncpg_url)
     (root / "profiles").mkdir()

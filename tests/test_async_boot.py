@@ -131,7 +131,8 @@ def test_asyncio_run_runs_on_the_sessions_loop_with_a_hint(books: tuple[Path, di
     assert result.stdout.splitlines() == ["Emma", "Emma 2"], result.output
     hints = [line for line in result.stderr.splitlines() if "asyncio.run" in line]
     assert hints == [
-        "appshell: hint: write `await …` instead of asyncio.run(…): it ran on the session's event loop, where the app's connections live"
+        "appshell: hint: write `await …` instead of asyncio.run(…): it "
+        "ran on the session's event loop, where the app's connections live"
     ], result.output
 
 
@@ -176,7 +177,8 @@ def test_a_sync_url_given_to_an_async_app_names_the_fix(app_dir: Callable[[str],
 
 def test_an_async_driver_that_is_not_installed_is_one_line(app_dir: Callable[[str], Path]) -> None:
     root = app_dir("asyncapp")
-    # A driver SQLAlchemy knows and the test environment does not install (asyncmy and aiomysql are: tests/test_drivers.py).
+    # A driver SQLAlchemy knows and the test environment does not
+    # install (asyncmy and aiomysql are: tests/test_drivers.py).
     result = run(
         ["--models", "asyncapp.models", "-c", "1"],
         cwd=root,
@@ -184,6 +186,7 @@ def test_an_async_driver_that_is_not_installed_is_one_line(app_dir: Callable[[st
     )
     assert result.exit_code == 2, result.output
     assert result.stderr.strip() == (
-        "appshell: error: the database driver 'pg8000' is not installed — install it (pip install 'appshell[postgres]' for PostgreSQL, "
+        "appshell: error: the database driver 'pg8000' is not installed "
+        "— install it (pip install 'appshell[postgres]' for PostgreSQL, "
         "'appshell[mysql]' for MySQL, 'appshell[async]' for asyncpg/aiosqlite)"
     ), result.output

@@ -32,7 +32,10 @@ EXAMPLE = ROOT / "examples" / "fastapi"
 IGNORE = shutil.ignore_patterns("*.db", "__pycache__", ".env", ".appshell")
 SHELLS = ["ipython", "ptpython", "python"]
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)?")
-HINT = "appshell: hint: write `await …` instead of asyncio.run(…): it ran on the session's event loop, where the app's connections live"
+HINT = (
+    "appshell: hint: write `await …` instead of asyncio.run(…): it "
+    "ran on the session's event loop, where the app's connections live"
+)
 
 # The seed (app/seed.py): users 1–5 (Ada, Brian, Chen, Dana, Emil), user i with i notes, numbered
 # 1–15 in that order; each user's third note is done, so 15 notes of which 12 are open.
@@ -96,7 +99,8 @@ AT_THE_PROMPT = [
         r"user ada@example\.com \[\"Ada's note 1\"\]",
     ),  # a lazy load, no await
     (
-        "print('helpers', count(User), count(Note, done=False), find(User, 2).name, first(Note, owner_id=3).id, len(where(Note, done=True)))",
+        "print('helpers', count(User), count(Note, done=False), "
+        "find(User, 2).name, first(Note, owner_id=3).id, len(where(Note, done=True)))",
         r"helpers 5 12 Brian 4 3",
     ),
     ("show(where(User, name='Chen'))", r"│ +3 │ chen@example\.com +│ Chen"),
@@ -105,12 +109,14 @@ AT_THE_PROMPT = [
     ("print(sql('select count(*) as n from notes'))", r"│ +15 │"),
     # an awaited commit of the app's and helpers in one statement
     (
-        "note = await crud.create_note(session, user.id, 'typed'); print('mixed', note.id, count(Note), first(Note, title='typed').owner.name)",
+        "note = await crud.create_note(session, user.id, 'typed'); "
+        "print('mixed', note.id, count(Note), first(Note, title='typed').owner.name)",
         r"mixed 16 16 Ada",
     ),
     ("find(User, 2).name = 'Bri'; rollback(); print('rolled back', find(User, 2).name)", r"rolled back Brian"),
     (
-        "find(User, 2).name = 'Brian B.'; commit(); print('committed', await session.scalar(select(User.name).where(User.id == 2)))",
+        "find(User, 2).name = 'Brian B.'; commit(); "
+        "print('committed', await session.scalar(select(User.name).where(User.id == 2)))",
         r"committed Brian B\.",
     ),
     # the issue's trap: asyncio.run() at a prompt runs on the session's loop (the app's pool stays usable), with a hint
@@ -171,9 +177,11 @@ show(where(User, name='Chen'))
 describe(Note)
 print('plan', explain(select(Note).where(Note.done == True)))
 print(sql('select count(*) as n from notes'))
-note = await crud.create_note(session, user.id, 'from a program'); print('mixed', note.id, count(Note), first(Note, title='from a program').owner.name)
+note = await crud.create_note(session, user.id, 'from a program'); \
+print('mixed', note.id, count(Note), first(Note, title='from a program').owner.name)
 find(User, 2).name = 'Bri'; rollback(); print('rolled back', find(User, 2).name)
-find(User, 2).name = 'Brian B.'; commit(); print('committed', await session.scalar(select(User.name).where(User.id == 2)))
+find(User, 2).name = 'Brian B.'; commit(); \
+print('committed', await session.scalar(select(User.name).where(User.id == 2)))
 """
 
 PRINTED = [
@@ -259,7 +267,10 @@ def test_asyncio_run_in_a_script_runs_on_the_sessions_loop_with_a_hint(
 
 def test_the_sandbox_rolls_back_an_awaited_commit_and_sums_it_up(notes: tuple[Path, dict[str, str]]) -> None:
     root, env = notes
-    code = "from app import crud\nn = await crud.create_note(session, 1, 'dry')\nawait crud.mark_done(session, 1)\nprint(n.id, count(Note), count(Note, done=True))"
+    code = (
+        "from app import crud\nn = await crud.create_note(session, 1, 'dry')\nawait crud.mark_done(session, 1)\n"
+        "print(n.id, count(Note), count(Note, done=True))"
+    )
     result = run(["--sandbox", "-c", code], cwd=root, env=env)
     assert result.exit_code == 0, result.output
     assert result.stdout == "16 16 4\n", result.output
@@ -287,7 +298,8 @@ WEB = """\
 from fastapi.testclient import TestClient
 from app.main import app
 with TestClient(app) as client:
-    print(client.get("/users/2").json()["name"], [n["title"] for n in client.get("/users/5/notes", params={"done": True}).json()])
+    print(client.get("/users/2").json()["name"], \
+[n["title"] for n in client.get("/users/5/notes", params={"done": True}).json()])
     print(client.post("/users/9/notes", json={"title": "x"}).status_code)
 """
 

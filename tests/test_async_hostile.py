@@ -106,7 +106,8 @@ def test_a_thread_calling_a_helper_between_statements_leaves_the_shell_and_its_t
     child.expect(">>> ")
     # A careless operator: counts in a background thread (a ThreadPoolExecutor does the same) while the shell is idle.
     child.sendline(
-        "import threading, time; stop = []; th = threading.Thread(target=lambda: (time.sleep(0.3), [count(Book) for _ in iter(lambda: bool(stop), True)])); th.start()"
+        "import threading, time; stop = []; th = threading.Thread("
+        "target=lambda: (time.sleep(0.3), [count(Book) for _ in iter(lambda: bool(stop), True)])); th.start()"
     )
     child.expect(">>> ")
     time.sleep(1)  # the thread is now driving the session's loop from its own thread
@@ -174,7 +175,10 @@ def test_sigterm_while_an_async_provider_boots_ends_without_a_traceback(aiosqlit
 def test_sighup_during_an_awaited_query_cancels_it_as_ctrl_c_does(asyncpg_app: App, tmp_path: Path) -> None:
     root, env = asyncpg_app
     out = tmp_path / "out.txt"
-    program = "from sqlalchemy import text\nprint('sleeping', flush=True)\nawait session.execute(text('select pg_sleep(15)'))\n"
+    program = (
+        "from sqlalchemy import text\nprint('sleeping', flush=True)\n"
+        "await session.execute(text('select pg_sleep(15)'))\n"
+    )
     with out.open("w") as sink:
         proc = subprocess.Popen(
             [APPSHELL, "--app", "asyncapp.db", "-c", program],
@@ -210,7 +214,8 @@ def test_sql_from_a_task_is_not_credited_to_a_later_statement(aiosqlite_app: App
     child.sendline("import asyncio; from sqlalchemy import text")
     child.expect(">>> ")
     child.sendline(
-        "async def bg():\n    await asyncio.sleep(0.2)\n    async with engine.connect() as conn:\n        await conn.execute(text(\"select 'from the task'\"))\n"
+        "async def bg():\n    await asyncio.sleep(0.2)\n    async with engine.connect() as conn:\n"
+        "        await conn.execute(text(\"select 'from the task'\"))\n"
     )
     child.expect(">>> ")
     child.sendline("t = asyncio.ensure_future(bg())")  # statement 3 starts the task
@@ -258,7 +263,8 @@ def test_an_async_drivers_own_pool_or_connect_is_refused_in_a_sandbox(asyncapp: 
 def test_a_helper_called_from_a_thread_says_thread(aiosqlite_app: App) -> None:
     root, env = aiosqlite_app
     program = (
-        "import threading\nerrors = []\ndef work():\n    try:\n        count(Book)\n    except Exception as exc:\n        errors.append(str(exc))\n"
+        "import threading\nerrors = []\ndef work():\n    try:\n        count(Book)\n"
+        "    except Exception as exc:\n        errors.append(str(exc))\n"
         "th = threading.Thread(target=work); th.start(); th.join()\nprint(errors[0])\n"
     )
     result = run(["--app", "asyncapp.db", "-c", program], cwd=root, env=env)
@@ -284,10 +290,17 @@ def test_json_of_an_awaited_async_scalar_result_is_its_rows(aiosqlite_app: App) 
 
 # -- finding 10: exec handed to the loop (or a thread) as a callback compiles unrecorded code -----------------------
 
-# The file is read by pathlib (closed at once): open(…).read() leaves it to the collector (a ResourceWarning in-process).
+# The file is read by pathlib (closed at once): open(…).read()
+# leaves it to the collector (a ResourceWarning in-process).
 CALLBACK_EXEC = {
-    "call_soon": "import asyncio, pathlib\nasyncio.get_running_loop().call_soon(exec, pathlib.Path({path!r}).read_text())\nawait asyncio.sleep(0)\n",
-    "run_in_executor": "import asyncio, pathlib\nawait asyncio.get_running_loop().run_in_executor(None, exec, pathlib.Path({path!r}).read_text())\n",
+    "call_soon": (
+        "import asyncio, pathlib\n"
+        "asyncio.get_running_loop().call_soon(exec, pathlib.Path({path!r}).read_text())\nawait asyncio.sleep(0)\n"
+    ),
+    "run_in_executor": (
+        "import asyncio, pathlib\n"
+        "await asyncio.get_running_loop().run_in_executor(None, exec, pathlib.Path({path!r}).read_text())\n"
+    ),
     "to_thread": "import asyncio, pathlib\nawait asyncio.to_thread(exec, pathlib.Path({path!r}).read_text())\n",
 }
 
@@ -310,7 +323,8 @@ def test_code_exec_runs_as_a_loop_callback_is_recorded(aiosqlite_app: App, tmp_p
     )  # before the fix: exec's caller is asyncio's/threading's code
 
 
-# -- finding 11: asyncpg's own COMMIT, then BEGIN: the sandbox sees "a transaction is open" and misses that it is not its own
+# -- finding 11: asyncpg's own COMMIT, then BEGIN: the sandbox
+# sees "a transaction is open" and misses that it is not its own
 
 
 def test_asyncpg_commit_then_begin_through_the_driver_connection_is_detected(asyncpg_app: App) -> None:

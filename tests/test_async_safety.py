@@ -18,7 +18,8 @@ from support.environment import clean_environ
 from support.harness import run
 from support.paths import APPSHELL
 
-# Sessions in this process (tests/support/harness.py, docs/design.md §9); the few that only a real process shows say why.
+# Sessions in this process (tests/support/harness.py, docs/design.md
+# §9); the few that only a real process shows say why.
 pytestmark = pytest.mark.in_process
 
 APP = ["--app", "asyncapp.db"]
@@ -81,14 +82,16 @@ def test_async_read_only_cannot_be_switched_off(asyncapp: tuple[Path, dict[str, 
 
 
 def test_aiosqlite_own_connection_cannot_switch_read_only_off(aiosqlite_app: tuple[Path, dict[str, str]]) -> None:
-    """Below SQLAlchemy's adapter, aiosqlite's own connection: SQLite's authorizer, set in aiosqlite's thread, denies it.
-    (asyncpg's own execute() is below appshell, as psycopg's is: docs/safety.md says read-only is refused there, not prevented.)"""
+    """Below SQLAlchemy's adapter, aiosqlite's own connection: SQLite's authorizer, set
+    in aiosqlite's thread, denies it. (asyncpg's own execute() is below appshell, as
+    psycopg's is: docs/safety.md says read-only is refused there, not prevented.)"""
     root, env = aiosqlite_app
     code = RAW + "await raw.driver_connection.execute('PRAGMA query_only = OFF')\n" + UPDATE_ALL + "commit()"
     result = run([*APP, "--read-only", "-c", code], cwd=root, env=env)
     assert result.exit_code == 1, result.output
     assert (
-        "ReadOnlyError: this session is read-only (profile development): PRAGMA query_only would lift read-only — refused"
+        "ReadOnlyError: this session is read-only (profile "
+        "development): PRAGMA query_only would lift read-only — refused"
         in result.stderr
         or "not authorized" in result.stderr
     ), result.stderr
@@ -106,7 +109,8 @@ def test_async_sandbox_dry_run_counts_and_rolls_back(asyncapp: tuple[Path, dict[
         "async with session.begin_nested():\n    await add_book(session, 'Nested')\n"  # a savepoint released: kept
         "nested = await session.begin_nested(); await add_book(session, 'Dropped'); await nested.rollback()\n"
         "await session.commit()\n"
-        "async with engine.begin() as c:\n    await c.execute(text(\"update books set title = 'Dune (revised)' where id = 1\"))\n"
+        "async with engine.begin() as c:\n"
+        "    await c.execute(text(\"update books set title = 'Dune (revised)' where id = 1\"))\n"
         "await session.execute(text('delete from books where id = 2')); await session.commit()\n"
         "print(sorted(b.title for b in where(Book)))\n"
     )
@@ -244,7 +248,10 @@ def test_a_raw_async_driver_connect_is_refused(asyncapp: tuple[Path, dict[str, s
         from sqlalchemy import make_url
 
         url = make_url(env["DATABASE_URL"])
-        code = f"import asyncpg\nc = await asyncpg.connect(user={url.username!r}, host={url.host!r}, database={url.database!r})"
+        code = (
+            "import asyncpg\n"
+            f"c = await asyncpg.connect(user={url.username!r}, host={url.host!r}, database={url.database!r})"
+        )
     else:
         code = f"import aiosqlite\nc = await aiosqlite.connect({env['DATABASE_URL'].split(':///', 1)[1]!r})"
     result = run([*APP, "--sandbox", "-c", code], cwd=root, env=env)

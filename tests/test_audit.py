@@ -125,7 +125,10 @@ def test_stdin_program_recorded(shop: Path, log: Path) -> None:
 def test_redaction_everywhere(shop: Path, log: Path, tmp_path: Path) -> None:
     (shop / "profiles" / "development.toml").write_text('[audit]\nredact = ["card=\\\\d+"]\n')
     env = {"SHOP_API_TOKEN": "tok-abcdef123", "APPSHELL_RELEASE": "r1"}
-    code = "url = 'postgresql://bob:pa55word@db/x'; t = 'tok-abcdef123'; note = 'card=4111111111111111'; raise ValueError(t)"
+    code = (
+        "url = 'postgresql://bob:pa55word@db/x'; t = 'tok-abcdef123'; "
+        "note = 'card=4111111111111111'; raise ValueError(t)"
+    )
     result = run(["--audit-log", str(log), "--reason", "pw tok-abcdef123", "-c", code], cwd=shop, env=env)
     assert result.exit_code == 1
     text = log.read_text()

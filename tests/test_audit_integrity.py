@@ -150,7 +150,8 @@ def test_full_disk_the_result_record_fails_after_the_statement_ran(shop: Path, t
     log = tiny_fs / "audit.jsonl"
     prod_profile(shop, log)
     fill(tiny_fs, leave_pages=8)  # room for what the statement records before it fills the disk itself
-    # The statement commits, fills the disk, then fails with a long message: its result record needs a page the disk no longer has.
+    # The statement commits, fills the disk, then fails with a long
+    # message: its result record needs a page the disk no longer has.
     code = (
         "sql('update products set stock=6262 where id=2'); commit()\n"
         f"f = open({str(tiny_fs / 'filler2')!r}, 'wb', buffering=0)\n"

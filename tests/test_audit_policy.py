@@ -77,7 +77,8 @@ def test_required_audit_without_sinks(shop: Path) -> None:
     result = run([*PRODUCTION, "-c", "open('ran', 'w')"], cwd=shop)
     assert result.exit_code == 2 and not (shop / "ran").exists()
     assert result.stderr == (
-        "appshell: error: profile 'production' requires the audit (audit.required = true) but names no sink (audit.sinks = [])"
+        "appshell: error: profile 'production' requires the audit "
+        "(audit.required = true) but names no sink (audit.sinks = [])"
         ' — set audit.sinks in profiles/production.toml (e.g. ["file"]), or audit.required = false\n'
     )
     doctor = run(["doctor", "--profile", "production"], cwd=shop)

@@ -85,7 +85,8 @@ def test_show_and_tail_flag_records_after_the_end(shop: Path, tmp_path: Path) ->
     run(["--audit-log", str(log), "-c", "1"], cwd=shop)
     first = records(log)[0]["session"]
     # A later session appends, under the first session's id, a sealed-looking but hash-less statement after its end.
-    code = f"open({str(log)!r}, 'a').write({json.dumps(json.dumps({'v': 1, 'ts': 'x', 'session': first, 'event': 'statement', 'n': 9, 'source': 'drop table x'}))} + chr(10))"
+    forged = {"v": 1, "ts": "x", "session": first, "event": "statement", "n": 9, "source": "drop table x"}
+    code = f"open({str(log)!r}, 'a').write({json.dumps(json.dumps(forged))} + chr(10))"
     run(["--audit-log", str(log), "-c", code], cwd=shop)
     shown = run(["audit", "show", first, "--log", str(log)], cwd=shop, env={"COLUMNS": "200"})
     assert "drop table x" in shown.stdout and "after the session_end" in shown.stdout, shown.stdout
@@ -250,7 +251,8 @@ def test_sql_hidden_in_a_url_password_keeps_a_digest_of_what_ran(shop: Path, tmp
     hexed = b"update products set stock = 0".hex()
     code = (
         f"u = 'postgresql://report:{hexed}@replica/shop'\n"
-        "c = engine.raw_connection(); cur = c.cursor(); cur.execute(bytes.fromhex(u.split(':')[2].split('@')[0]).decode()); c.commit()"
+        "c = engine.raw_connection(); cur = c.cursor(); "
+        "cur.execute(bytes.fromhex(u.split(':')[2].split('@')[0]).decode()); c.commit()"
     )
     result = run(["--audit-log", str(log), "--write", "-c", code], cwd=shop)
     assert result.exit_code == 0, result.output

@@ -47,7 +47,8 @@ DRIVER = textwrap.dedent("""
             print("\\x1b[31mran:\\x1b[0m", typed, flush=True)
         elif behaviour == "refused":
             try:
-                channel.request("statement", {"n": 1, "source": program, "kind": "command", "by": "recorder"})  # a field it may not set
+                channel.request("statement", {"n": 1, "source": program, \
+"kind": "command", "by": "recorder"})  # a field it may not set
             except Exception as refused:
                 print(refused, file=sys.stderr)
             channel.request("statement", {"n": 1, "source": program, "kind": "command"})
@@ -59,8 +60,10 @@ DRIVER = textwrap.dedent("""
         channel.request("session_end", {"status": "ok"})
         return 0
 
-    given = None if terminal else {"kind": "command", "text": program, "sha256": hashlib.sha256(program.encode()).hexdigest()}
-    start = {"mode": "interactive" if terminal else "command", "user": "deploy", "host": "web-1", "profile": "production",
+    given = None if terminal else {"kind": "command", "text": program, \
+"sha256": hashlib.sha256(program.encode()).hexdigest()}
+    start = {"mode": "interactive" if terminal else "command", "user": "deploy", "host": "web-1", \
+"profile": "production",
              "argv": [] if terminal else ["-c", program], "input": given}
     sys.exit(record_forked(main, lambda: Auditor([FileSink(log)], required=True, redact=Redactor()), start,
                            terminal=terminal, record_output=behaviour == "terminal-output"))
@@ -70,8 +73,8 @@ TYPED = "print(count(Prodx\x7fuct))"  # a typo rubbed out with the backspace key
 
 
 def recorded_log(folder: Path, behaviour: str, program: str = PROGRAM, log: Path | None = None) -> Path:
-    """A log of one session kept by a real recorder (*log*, else audit.jsonl in *folder*): a command (``-c``) session, or at a
-    pty under pexpect."""
+    """A log of one session kept by a real recorder (*log*, else audit.jsonl
+    in *folder*): a command (``-c``) session, or at a pty under pexpect."""
     folder.mkdir(parents=True, exist_ok=True)
     driver, log = folder / "driver.py", log or folder / "audit.jsonl"
     driver.write_text(DRIVER)
@@ -96,12 +99,14 @@ def records(log: Path) -> list[dict[str, Any]]:
 
 
 def appshell(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[bytes]:
-    """The real console script. Until cli/main.py's AUDIT_VERBS names replay and export, the same main() with them added."""
+    """The real console script. Until cli/main.py's AUDIT_VERBS
+    names replay and export, the same main() with them added."""
     from appshell.cli.main import AUDIT_VERBS
 
     if args[:1] == ("audit",) and args[1] in ("replay", "export") and args[1] not in AUDIT_VERBS:
         wired = (
-            "import importlib; from appshell.cli.audit_io import VERBS; cli = importlib.import_module('appshell.cli.main'); "
+            "import importlib; from appshell.cli.audit_io import VERBS; "
+            "cli = importlib.import_module('appshell.cli.main'); "
             "cli.AUDIT_VERBS.update(VERBS); cli.entry()"
         )
         command = [sys.executable, "-c", wired, *args]
@@ -142,8 +147,8 @@ def test_an_honest_command_session_is_not_flagged_and_marks_the_sessions_word(lo
     assert "app shop (reported by the session)" in out and "database sqlite:///shop.db (reported by the session)" in out
     assert "profile production  " in out  # the recorder's own field: no mark
     assert (
-        f"input command, read by the recorder before the session ran: sha256 {hashlib.sha256(PROGRAM.encode()).hexdigest()}"
-        in out
+        "input command, read by the recorder before the session ran: sha256 "
+        f"{hashlib.sha256(PROGRAM.encode()).hexdigest()}" in out
     )
 
 

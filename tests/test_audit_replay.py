@@ -1,5 +1,5 @@
-"""`appshell audit replay` and `audit export --asciicast` (issue 22 item 3): a terminal session's recorded output, played
-with its timing or written for asciinema, read from a log the real recorder wrote (a pty under pexpect).
+"""`appshell audit replay` and `audit export --asciicast` (issue 22 item 3): a terminal session's recorded output,
+played with its timing or written for asciinema, read from a log the real recorder wrote (a pty under pexpect).
 
 The console script runs as a real process; the log is written by :func:`appshell.recorder.forked.record_forked`.
 """
@@ -70,7 +70,8 @@ def test_export_writes_asciicast_v2(logs: dict[str, Path], tmp_path: Path) -> No
         (
             "terminal",
             ("replay",),
-            "has no recorded output (its profile did not record output) — set audit.record_output = true in the profile",
+            "has no recorded output (its profile did not record "
+            "output) — set audit.record_output = true in the profile",
         ),
         ("terminal", ("export", "--asciicast"), "— set audit.record_output = true in the profile"),
         (

@@ -14,7 +14,10 @@ pytestmark = pytest.mark.in_process  # run() calls main() in this process (tests
 SHELLS = ["ipython", "ptpython", "python"]
 # Two awaits in two statements: the second finds the loop the first ran on (one loop per session).
 FIRST = "import asyncio; loop_a = await asyncio.sleep(0, result=asyncio.get_running_loop())"
-SECOND = "loop_b = await asyncio.sleep(0, result=asyncio.get_running_loop()); print('same loop', loop_a is loop_b, count(Product))"
+SECOND = (
+    "loop_b = await asyncio.sleep(0, result=asyncio.get_running_loop()); "
+    "print('same loop', loop_a is loop_b, count(Product))"
+)
 
 
 @pytest.mark.parametrize("shell", SHELLS)
@@ -68,7 +71,9 @@ def test_asyncio_run_inside_a_running_loop_is_asyncios_own_error_with_no_hint(sh
     program = (
         "import asyncio\n"
         "async def inner():\n    return 1\n"
-        "async def outer():\n    c = inner()\n    try:\n        return asyncio.run(c)\n    finally:\n        c.close()\n"  # closed: no warning later
+        "async def outer():\n    c = inner()\n    try:\n        return asyncio.run(c)\n"
+        # closed: no warning later
+        "    finally:\n        c.close()\n"
         "await outer()\n"
     )
     result = run(["-c", program], cwd=shop)

@@ -254,15 +254,18 @@ MISPLACED: list[tuple[list[str], str]] = [
     (["doctor", "--yes"], "-y/--yes means nothing to appshell doctor — use it with a session (the shell, -c, SCRIPT)"),
     (
         ["--sandbox", "audit", "tail"],
-        "--sandbox means nothing to appshell audit tail — use it with a session (the shell, -c, SCRIPT) or appshell doctor",
+        "--sandbox means nothing to appshell audit tail — use it "
+        "with a session (the shell, -c, SCRIPT) or appshell doctor",
     ),
     (
         ["audit", "tail", "--write"],
-        "--write means nothing to appshell audit tail — use it with a session (the shell, -c, SCRIPT) or appshell doctor",
+        "--write means nothing to appshell audit tail — use it "
+        "with a session (the shell, -c, SCRIPT) or appshell doctor",
     ),
     (
         ["--database-url", "sqlite://", "audit", "verify"],
-        "--database-url means nothing to appshell audit verify — use it with a session (the shell, -c, SCRIPT) or appshell doctor",
+        "--database-url means nothing to appshell audit verify — use "
+        "it with a session (the shell, -c, SCRIPT) or appshell doctor",
     ),
     (
         ["--app", "shop.db", "profiles"],
@@ -408,7 +411,8 @@ def test_help_imports_nothing_heavy(tmp_path: Path) -> None:
         "for argv in (['--help'], ['doctor', '--help'], ['audit', 'serve', '--help']):\n"
         "    try: main(argv)\n"
         "    except SystemExit: pass\n"
-        "print(sorted(m for m in ('sqlalchemy', 'IPython', 'ptpython', 'starlette', 'appshell.runtime.session', 'appshell.cli.doctor') if m in sys.modules),"
+        "print(sorted(m for m in ('sqlalchemy', 'IPython', 'ptpython', 'starlette', 'appshell.runtime.session', "
+        "'appshell.cli.doctor') if m in sys.modules),"
         " file=sys.stderr)"
     )
     err = subprocess.run(
@@ -418,7 +422,8 @@ def test_help_imports_nothing_heavy(tmp_path: Path) -> None:
 
 
 def test_every_audit_verb_is_declared_once() -> None:
-    """The verbs' list (command_line.VERBS) gives the parsers, --help's list and the dispatch: none without the others."""
+    """The verbs' list (command_line.VERBS) gives the parsers,
+    --help's list and the dispatch: none without the others."""
     from appshell.cli.command_line import VERB_HELP, VERBS
     from appshell.cli.main import AUDIT_VERBS
 

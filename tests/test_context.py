@@ -58,7 +58,10 @@ def test_plain_declarative_app(app_dir: Callable[[str], Path], db_url: str) -> N
 
 def test_imperative_registry_app(app_dir: Callable[[str], Path], sqlite_url: str) -> None:
     root = app_dir("registryapp")
-    code = "metadata.create_all(engine); w = Widget(); w.label = 'gear'; session.add(w); commit(); print(count(Widget), sorted(metadata.tables))"
+    code = (
+        "metadata.create_all(engine); w = Widget(); w.label = 'gear'; session.add(w); commit(); "
+        "print(count(Widget), sorted(metadata.tables))"
+    )
     result = run(["-c", code], cwd=root, env={"DATABASE_URL": sqlite_url})
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "1 ['widgets']"
@@ -80,7 +83,10 @@ def test_flask_sqlalchemy_factory_with_app_context(app_dir: Callable[[str], Path
 
 def test_sqlmodel_app(app_dir: Callable[[str], Path], db_url: str) -> None:
     root = app_dir("sqlmodelapp")
-    code = "metadata.create_all(engine); session.add(Hero(name='Ada', power=9)); commit(); print(count(Hero, power=9), first(Hero).name)"
+    code = (
+        "metadata.create_all(engine); session.add(Hero(name='Ada', power=9)); commit(); "
+        "print(count(Hero, power=9), first(Hero).name)"
+    )
     result = run(["-c", code], cwd=root, env={"DATABASE_URL": db_url})
     assert result.exit_code == 0, result.output
     assert result.stdout.split() == ["1", "Ada"]

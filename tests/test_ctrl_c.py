@@ -135,7 +135,8 @@ def test_ctrl_c_in_an_async_sandbox_says_what_it_lost(asyncapp: tuple[Path, dict
 
 
 def test_ctrl_c_outside_a_query_keeps_the_pending_changes(app_dir: Callable[[str], Path], sqlite_url: str) -> None:
-    """Only a database statement's interruption rolls back: Ctrl-C in the operator's own loop leaves their changes alone."""
+    """Only a database statement's interruption rolls back: Ctrl-C
+    in the operator's own loop leaves their changes alone."""
     root, env = library_on(app_dir, sqlite_url)
     child = spawn_shell(root, "--shell", "python", "-q", env=env)
     child.expect(PROMPT)
@@ -152,7 +153,8 @@ def test_ctrl_c_outside_a_query_keeps_the_pending_changes(app_dir: Callable[[str
 
 
 def test_ctrl_c_on_a_connection_of_ones_own_says_whose_it_was(app_dir: Callable[[str], Path], sqlite_url: str) -> None:
-    """The session's rollback() cannot end a transaction on the operator's own connection: the line does not claim it did."""
+    """The session's rollback() cannot end a transaction on the
+    operator's own connection: the line does not claim it did."""
     root, env = library_on(app_dir, sqlite_url)
     child = spawn_shell(root, "--shell", "python", "-q", env=env)
     child.expect(PROMPT)

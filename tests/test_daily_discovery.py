@@ -24,7 +24,10 @@ def json_of(cwd: Path, env: dict[str, str], code: str, *args: str) -> object:
 
 def test_flask_factory_with_arguments_and_shell_context(app_dir: Callable[[str], Path], sqlite_url: str) -> None:
     root = app_dir("flaskfactory")  # pyproject: app = "flaskfactory:create_app('testing')"
-    code = "db.create_all(); metadata.create_all(engine); [app.config['CONFIG_NAME'], config_name, Legacy.__name__, 'g' in globals(), count(LegacyUser), count(Gadget)]"
+    code = (
+        "db.create_all(); metadata.create_all(engine); "
+        "[app.config['CONFIG_NAME'], config_name, Legacy.__name__, 'g' in globals(), count(LegacyUser), count(Gadget)]"
+    )
     assert json_of(root, {"DATABASE_URL": sqlite_url}, code) == ["testing", "testing", "LegacyUser", True, 0, 0]
 
 
@@ -50,7 +53,8 @@ def test_flask_factory_needing_arguments_is_a_one_line_error(
     result = run(["--app", spec, "-c", "1"], cwd=app_dir("flaskfactory"), env={"DATABASE_URL": sqlite_url})
     assert result.exit_code == 2
     assert result.stderr == (
-        "appshell: error: flaskfactory:create_app() cannot be called with no arguments (missing a required argument: 'config_name')"
+        "appshell: error: flaskfactory:create_app() cannot be called "
+        "with no arguments (missing a required argument: 'config_name')"
         " — pass its arguments in --app, as Flask does: --app \"flaskfactory:create_app('config_name')\"\n"
     )
 
@@ -73,7 +77,10 @@ def test_bad_app_spec_says_what_to_write(
 
 def test_models_on_another_base_are_found_and_metadata_covers_them(app_dir: Callable[[str], Path], db_url: str) -> None:
     root = app_dir("flaskfactory")
-    code = "metadata.create_all(engine); [sorted(metadata.tables), sorted(k for k in globals() if k.startswith(('Legacy', 'Gadget')))]"
+    code = (
+        "metadata.create_all(engine); "
+        "[sorted(metadata.tables), sorted(k for k in globals() if k.startswith(('Legacy', 'Gadget')))]"
+    )
     found = json_of(root, {"DATABASE_URL": db_url}, code)
     assert found == [["ab_role", "ab_user", "gadget"], ["Gadget", "Legacy", "LegacyRole", "LegacyUser"]]
 
@@ -133,7 +140,10 @@ def test_a_provider_returning_an_engine_or_sessionmaker_is_used_not_spilled(
 ) -> None:
     # DATABASE_URL names the provider's database; the shell must use the provider's engine, not one of its own.
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}"}
-    code = "session.add(Probe(label='x')); commit(); [count(Probe), engine.url.database.rsplit('/', 1)[-1], [n for n in ('pool', 'url', 'dialect', 'kw', 'class_') if n in globals()]]"
+    code = (
+        "session.add(Probe(label='x')); commit(); [count(Probe), engine.url.database.rsplit('/', 1)[-1], "
+        "[n for n in ('pool', 'url', 'dialect', 'kw', 'class_') if n in globals()]]"
+    )
     assert json_of(app_dir("discovery"), env, code, "--app", provider) == [1, "app.db", []]
 
 
@@ -144,8 +154,8 @@ def test_zero_models_is_a_warning(app_dir: Callable[[str], Path], sqlite_url: st
     assert result.exit_code == 0, result.output
     assert result.stdout == "ran\n"
     assert (
-        "appshell: warning: no mapped classes found in --app bare:context — pass --models MODULE for the module that defines them\n"
-        in result.stderr
+        "appshell: warning: no mapped classes found in --app bare:context "
+        "— pass --models MODULE for the module that defines them\n" in result.stderr
     )
 
 

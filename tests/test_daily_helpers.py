@@ -25,7 +25,8 @@ def setup_types(root: Path, env: dict[str, str]) -> None:
         from typesapp.models import Status
         metadata.create_all(engine)
         c = Customer(email='a@x', name='Ann')
-        session.add(Purchase(placed_at=datetime(2024, 5, 1, 12, tzinfo=timezone.utc), status=Status.paid, price=Decimal('10.50'), customer=c))
+        session.add(Purchase(placed_at=datetime(2024, 5, 1, 12, tzinfo=timezone.utc), status=Status.paid, \
+price=Decimal('10.50'), customer=c))
         session.add(Membership(group_id=1, user_id=2, role='admin'))
         commit()
     """)
@@ -123,7 +124,8 @@ def test_describe_on_sqlite_and_drift_between_model_and_database(
     result = run(
         [
             "-c",
-            "describe(Purchase); describe(Customer); describe(Labelled); sql('drop table labelled'); describe(Labelled)",
+            "describe(Purchase); describe(Customer); describe(Labelled); "
+            "sql('drop table labelled'); describe(Labelled)",
         ],
         cwd=root,
         env=env,
@@ -147,7 +149,8 @@ def test_find_on_a_composite_key(app_dir: Callable[[str], Path], db_url: str) ->
     ok = run(
         [
             "-c",
-            "print(find(Membership, (1, 2)).role, find(Membership, group_id=1, user_id=2).role, find(Membership, (9, 9)))",
+            "print(find(Membership, (1, 2)).role, "
+            "find(Membership, group_id=1, user_id=2).role, find(Membership, (9, 9)))",
         ],
         cwd=root,
         env=env,
@@ -235,7 +238,10 @@ def test_json_stdout_holds_only_the_json_when_the_app_logs_and_prints(
     app_dir: Callable[[str], Path], sqlite_url: str
 ) -> None:
     root = app_dir("discovery")  # echoing.py: create_engine(..., echo=True), whose log handler writes to stdout
-    code = "metadata.create_all(engine); session.add(Probe(label='x')); commit(); print('chatty'); sys.stdout.write('more\\n'); where(Probe)"
+    code = (
+        "metadata.create_all(engine); session.add(Probe(label='x')); commit(); print('chatty'); "
+        "sys.stdout.write('more\\n'); where(Probe)"
+    )
     result = run(
         ["--app", "echoing", "--json", "-c", "import sys\n" + code], cwd=root, env={"DATABASE_URL": sqlite_url}
     )
@@ -282,11 +288,13 @@ def test_doctor_reports_missing_tables_and_the_alembic_revision(app_dir: Callabl
     assert code == 5
     assert rows["mapped tables"] == (
         "FAIL",
-        "2 of 2 missing from the database: accounts, invoices — run the migrations (alembic upgrade head) or create them",
+        "2 of 2 missing from the database: accounts, invoices — "
+        "run the migrations (alembic upgrade head) or create them",
     )
     assert rows["migrations"] == (
         "FAIL",
-        "the database has no Alembic revision; the head is 0001 — run alembic upgrade head (or alembic stamp head if the schema is already there)",
+        "the database has no Alembic revision; the head is 0001 — run alembic upgrade "
+        "head (or alembic stamp head if the schema is already there)",
     )
 
     alembic(root, env, "upgrade", "head")
@@ -305,7 +313,8 @@ def test_doctor_reports_missing_tables_and_the_alembic_revision(app_dir: Callabl
         down_revision = "0001"
 
         def upgrade():
-            op.create_table("invoices", sa.Column("id", sa.Integer, primary_key=True), sa.Column("number", sa.String(20)))
+            op.create_table("invoices", sa.Column("id", sa.Integer, primary_key=True), \
+sa.Column("number", sa.String(20)))
     """)
     )
     code, rows = doctor_rows(root, env)

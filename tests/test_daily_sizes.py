@@ -77,7 +77,10 @@ def big(
                 )
             conn.close()
         else:
-            fill = f"sql(\"insert into orders select g, case when g % 2 = 0 then 'paid' else 'new' end, g % 100, 'order number ' || g from generate_series(1, {ROWS}) g\"); commit()"
+            fill = (
+                "sql(\"insert into orders select g, case when g % 2 = 0 then 'paid' else 'new' end, g % 100, "
+                f"'order number ' || g from generate_series(1, {ROWS}) g\"); commit()"
+            )
             assert run(["-c", fill], cwd=root, env=env, process=False).exit_code == 0
         yield root, env
 
@@ -102,9 +105,9 @@ def test_where_shows_20_rows_and_counts_the_rest_in_the_database(big: tuple[Path
     lines = out.splitlines()
     assert lines[0] == "Order"
     assert "│  2 │ paid   │  2.00 │ order number 2  │" in lines
-    assert (
-        lines[-2]
-        == "(20 rows shown of 150000; 149980 more: where(…, limit=N) shows N, show(…, limit=None) shows all, list(…) fetches all)"
+    assert lines[-2] == (
+        "(20 rows shown of 150000; 149980 more: where(…, limit=N) shows N, "
+        "show(…, limit=None) shows all, list(…) fetches all)"
     )
     assert json.loads(lines[-1]) == [True, 2, [True, True]]  # 21 rows fetched, then one count(*)
 
@@ -156,7 +159,8 @@ def test_where_takes_expressions_keywords_order_by_and_limit(big: tuple[Path, di
         """
         r = where(Order, Order.price > 97, Order.id < 1000, status='paid', order_by=Order.id.desc(), limit=3)
         print([o.id for o in r], len(r), count(Order, Order.price > 97, status='paid'))
-        print([o.id for o in where(Order, Order.id < 6, order_by='-id')], first(Order, Order.price > 50, order_by='-id').id)
+        print([o.id for o in where(Order, Order.id < 6, order_by='-id')], \
+first(Order, Order.price > 50, order_by='-id').id)
         print(where(Order, id=4)[0].note, [o.id for o in where(Order, Order.id < 100)[2:4]])
     """,
     )

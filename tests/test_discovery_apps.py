@@ -57,15 +57,18 @@ LAZY_MODELS = ["Category", "Order", "OrderLine", "Product", "User"]
 
 def test_models_exported_lazily_through_all_are_found(app_dir: Apps, db_url: str) -> None:
     root = app_dir("lazymodels")  # models = ["lazymodels.models"]: only User is imported eagerly
-    code = "metadata.create_all(engine); session.add(Category(name='books')); commit(); [sorted(k for k, v in globals().items() if hasattr(v, '__table__')), count(Category), sorted(metadata.tables)]"
+    code = (
+        "metadata.create_all(engine); session.add(Category(name='books')); commit(); "
+        "[sorted(k for k, v in globals().items() if hasattr(v, '__table__')), count(Category), sorted(metadata.tables)]"
+    )
     result = run(["--json", "-c", code], cwd=root, env={"DATABASE_URL": db_url})
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == [LAZY_MODELS, 1, ["categories", "order_lines", "orders", "products", "users"]]
     # Refund is listed in __all__ and defined nowhere: one warning line, the session still opens.
     assert result.stderr.count("appshell: warning:") == 1
     assert (
-        "appshell: warning: lazymodels.models.__all__ lists 1 name that it does not define: Refund — fix its __all__ or its __getattr__\n"
-        in result.stderr
+        "appshell: warning: lazymodels.models.__all__ lists 1 name that "
+        "it does not define: Refund — fix its __all__ or its __getattr__\n" in result.stderr
     )
 
 
@@ -83,9 +86,9 @@ def test_submodules_that_all_names_are_imported_as_import_star_would(app_dir: Ap
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == ["LedgerEntry", "User"]  # User: the base's registry holds it too
-    assert (
-        result.stderr
-        == "appshell: warning: lazymodels.legacy.__all__ lists 1 name that it does not define: archive — fix its __all__ or its __getattr__\n"
+    assert result.stderr == (
+        "appshell: warning: lazymodels.legacy.__all__ lists 1 name that it does not define: archive "
+        "— fix its __all__ or its __getattr__\n"
     )
 
 
@@ -97,7 +100,8 @@ def test_a_crash_inside_a_lazy_export_shows_its_traceback(app_dir: Apps, sqlite_
     assert result.exit_code == 1, result.output
     assert "Traceback" in result.stderr and "billing.py" in result.stderr and "missing_setting" in result.stderr
     assert result.stderr.endswith(
-        "appshell: error: importing 'lazymodels.crashing.Invoice' (listed in its __all__) failed (the traceback above is from the app's own code)\n"
+        "appshell: error: importing 'lazymodels.crashing.Invoice' (listed in "
+        "its __all__) failed (the traceback above is from the app's own code)\n"
     )
 
 
@@ -109,9 +113,11 @@ def test_an_unbound_scoped_session_is_bound_to_the_shells_engine(app_dir: Apps, 
         "unboundapp"
     )  # models = ["unboundapp.models"]: DBSession = scoped_session(sessionmaker()), bound at run time
     code = (
-        "metadata.create_all(engine); from unboundapp.models import DBSession; from unboundapp.services import add_task; "
+        "metadata.create_all(engine); from unboundapp.models import DBSession; "
+        "from unboundapp.services import add_task; "
         "add_task('reindex'); commit(); "
-        "[count(Task), session is DBSession, DBSession.get_bind() is engine, DBSession.session_factory.kw.get('bind') is None]"
+        "[count(Task), session is DBSession, DBSession.get_bind() is engine, "
+        "DBSession.session_factory.kw.get('bind') is None]"
     )
     # The app's code (add_task uses DBSession) and the shell's helpers share the one session and engine;
     # the app's factory is left as the app wrote it.
@@ -173,7 +179,8 @@ def test_an_object_holding_the_engine_and_session_factory_is_used(app_dir: Apps,
     env = {"DB_URL": f"sqlite:///{tmp_path / 'app.db'}", "DATABASE_URL": f"sqlite:///{tmp_path / 'other.db'}"}
     code = (
         "session.add(Customer(name='Ada')); commit(); "
-        "[count(Customer), engine.url.database.rsplit('/', 1)[-1], engine is session.get_bind(), 'create_database' in globals()]"
+        "[count(Customer), engine.url.database.rsplit('/', 1)[-1], "
+        "engine is session.get_bind(), 'create_database' in globals()]"
     )
     assert json_of(root, env, code, "--app", spec) == [1, "app.db", True, False]
 
@@ -212,7 +219,8 @@ def test_an_object_holding_two_engines_is_an_error_naming_both(app_dir: Apps, tm
     result = run(["--app", "dbinterface.containers:replicated", "-c", "1"], cwd=app_dir("dbinterface"), env=env)
     assert result.exit_code == 2, result.output
     assert result.stderr == (
-        "appshell: error: --app dbinterface.containers:replicated returned a dbinterface.containers.Replicated holding 2 engines: "
+        "appshell: error: --app dbinterface.containers:replicated "
+        "returned a dbinterface.containers.Replicated holding 2 engines: "
         f"'writer' (sqlite:///{tmp_path / 'w.db'}), 'reader' (sqlite:///{tmp_path / 'r.db'}) — "
         "return a mapping from --app that names the one the shell should use: {'engine': …, 'session': …}\n"
     )
@@ -226,7 +234,8 @@ def test_an_object_holding_two_session_factories_is_an_error_naming_both(app_dir
     )
     assert result.exit_code == 2, result.output
     assert result.stderr == (
-        "appshell: error: --app dbinterface.containers:two_factories returned a dbinterface.containers.TwoFactories holding "
+        "appshell: error: --app dbinterface.containers:two_factories "
+        "returned a dbinterface.containers.TwoFactories holding "
         "2 session factories: '_sessions' (sessionmaker), '_batch_sessions' (sessionmaker) — "
         "return a mapping from --app that names the one the shell should use: {'engine': …, 'session': …}\n"
     )
@@ -235,12 +244,14 @@ def test_an_object_holding_two_session_factories_is_an_error_naming_both(app_dir
 # --- appshell's own engine beside the app's ----------------------------------------------------------
 
 CASCADE = (
-    "metadata.create_all(engine); session.add(Shelf(id=1, label='top')); session.flush(); session.add(Jar(shelf_id=1)); commit(); "
+    "metadata.create_all(engine); session.add(Shelf(id=1, label='top')); session.flush(); "
+    "session.add(Jar(shelf_id=1)); commit(); "
     "sql('DELETE FROM shelves'); commit(); [sql('PRAGMA foreign_keys')[0][0], count(Jar)]"
 )
 
 FACTORY_NOTE = (
-    "made by appshell from DATABASE_URL, but the app makes its own (ownengine.db:make_engine(), which adds a 'connect' listener): "
+    "made by appshell from DATABASE_URL, but the app makes its own "
+    "(ownengine.db:make_engine(), which adds a 'connect' listener): "
     "the shell's connections may differ from the web process's — pass --app ownengine.db:make_engine to use it"
 )
 
@@ -250,7 +261,8 @@ def test_appshells_own_engine_beside_the_apps_factory_is_named(app_dir: Apps, sq
 
     root = app_dir("ownengine")  # models = ["ownengine.models"]; the app's engine comes from ownengine.db:make_engine()
     env = {"DATABASE_URL": sqlite_url}
-    # What the difference costs: appshell's engine has no foreign keys on, so the cascade the app relies on is skipped ...
+    # What the difference costs: appshell's engine has no foreign
+    # keys on, so the cascade the app relies on is skipped ...
     assert json_of(root, env, CASCADE) == [0, 1]
     with booted(root, env) as ctx:
         assert own_engine_note(ctx) == FACTORY_NOTE
@@ -267,8 +279,9 @@ def test_a_module_level_engine_of_the_app_is_named_with_its_listener(app_dir: Ap
     root = app_dir("ownengine")
     with booted(root, {"DATABASE_URL": sqlite_url}, models=["ownengine.views"], database_url=sqlite_url) as ctx:
         assert own_engine_note(ctx) == (
-            "made by appshell from --database-url, but the app makes its own (ownengine.web.engine, with connect listener "
-            "ownengine.db.foreign_keys_on; ownengine.db:make_engine(), which adds a 'connect' listener): the shell's connections "
+            "made by appshell from --database-url, but the app makes its own (ownengine.web.engine, "
+            "with connect listener ownengine.db.foreign_keys_on; ownengine.db:make_engine(), "
+            "which adds a 'connect' listener): the shell's connections "
             "may differ from the web process's — pass --app ownengine.web to use it"
         )
     with booted(root, {"DATABASE_URL": sqlite_url}, app="ownengine.web") as ctx:

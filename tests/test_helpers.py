@@ -16,7 +16,8 @@ def test_sql_returns_a_table_and_rowcounts(library: tuple[Path, dict[str, str]])
     result = run(
         [
             "-c",
-            "print(sql('select title, year from books where year > :y order by year', y=1970))\nprint(sql('update books set year = year + 0'))",
+            "print(sql('select title, year from books where year > :y order by year', y=1970))\n"
+            "print(sql('update books set year = year + 0'))",
         ],
         cwd=root,
         env=env,

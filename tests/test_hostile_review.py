@@ -35,7 +35,8 @@ PG_SHADOWS = {
     "temp view pg_stat_xact_user_tables": "c.execute('create temp view pg_stat_xact_user_tables as select 1 as x')\n",
     "function before pg_catalog": (
         "c.execute('select transaction_timestamp(), current_schema()'); t, s = c.fetchone()\n"
-        "c.execute(f\"create function {s}.transaction_timestamp() returns timestamptz language sql as $$ select '{t}'::timestamptz $$\")\n"
+        'c.execute(f"create function {s}.transaction_timestamp() returns '
+        "timestamptz language sql as $$ select '{t}'::timestamptz $$\")\n"
         "c.execute(f'set search_path = {s}, pg_catalog')\n"
     ),
 }
@@ -151,8 +152,9 @@ def test_sandbox_refuses_to_start_where_quotes_are_read_otherwise(
 def test_postgresql_read_only_lifted_and_restored_within_one_string(library_of: Library) -> None:
     root, env = library_of("postgresql")
     code = (
-        "sql(\"DO $$ begin execute 'SET SESSION CHARACTERISTICS AS TRANSACTION READ WR' || 'ITE'; end $$; COMMIT; BEGIN; "
-        'UPDATE books SET year = 0 WHERE id = 1; COMMIT; SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; COMMIT; BEGIN")'
+        "sql(\"DO $$ begin execute 'SET SESSION CHARACTERISTICS AS TRANSACTION READ WR' || 'ITE'; end $$; "
+        "COMMIT; BEGIN; UPDATE books SET year = 0 WHERE id = 1; COMMIT; "
+        'SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; COMMIT; BEGIN")'
     )
     result = run(["--read-only", "-c", code], cwd=root, env=env)
     assert result.exit_code == 1, result.output
@@ -347,7 +349,10 @@ def test_mariadb_guard_bypasses(library_of: Library, code: str) -> None:
 
 def test_mariadb_set_statement_for_commit_refused_in_the_sandbox(library_of: Library) -> None:
     root, env = library_of("mariadb")
-    code = "sql('update books set year = 0 where id = 1')\nsql('SET STATEMENT max_statement_time = 1000 FOR COMMIT AND CHAIN')"
+    code = (
+        "sql('update books set year = 0 where id = 1')\n"
+        "sql('SET STATEMENT max_statement_time = 1000 FOR COMMIT AND CHAIN')"
+    )
     result = run(["--sandbox", "-c", code], cwd=root, env=env)
     assert result.exit_code == 1 and "refused in the sandbox" in result.stderr, result.output
     assert state(root, env) == "0"

@@ -23,7 +23,10 @@ from support.harness import run
 
 pytestmark = pytest.mark.in_process
 
-EVIL = 'print("evil ran")\nfrom shop.db import engine\nwith engine.begin() as c:\n    c.exec_driver_sql("update products set stock=4242 where id=2")\n'
+EVIL = (
+    'print("evil ran")\nfrom shop.db import engine\nwith engine.begin() as c:\n'
+    '    c.exec_driver_sql("update products set stock=4242 where id=2")\n'
+)
 BENIGN = 'def fix():\n    """Nothing to see."""\n    return None\n'
 
 
@@ -79,7 +82,8 @@ def test_byte_code_that_is_not_its_source_is_refused_and_recorded(shop: Path, tm
 
 
 def test_byte_code_that_names_a_standard_library_file_is_still_checked(shop: Path, tmp_path: Path) -> None:
-    """The code's own file name (co_filename) is the attacker's to choose: the module's file decides it is the operator's."""
+    """The code's own file name (co_filename) is the attacker's
+    to choose: the module's file decides it is the operator's."""
     mods, log = tmp_path / "mods", tmp_path / "audit.jsonl"
     doctored(mods, "helpers_os", dfile=os.__file__)
     result = run(["--audit-log", str(log), "-c", importing(mods, "helpers_os")], cwd=shop)

@@ -1,4 +1,5 @@
-"""--json's conversion (appshell.console.jsonable, issue 25 item 4): one table of values and the JSON a consumer expects."""
+"""--json's conversion (appshell.console.jsonable, issue 25 item 4):
+one table of values and the JSON a consumer expects."""
 
 from __future__ import annotations
 
@@ -140,7 +141,8 @@ def test_attrs_classes() -> None:
 
 
 def test_an_attrs_like_class_is_read_by_its_fields() -> None:
-    """What attrs puts on a class (``__attrs_attrs__``, each with a ``name``) is all that is read: attrs is never imported."""
+    """What attrs puts on a class (``__attrs_attrs__``, each with
+    a ``name``) is all that is read: attrs is never imported."""
 
     class Field:
         def __init__(self, name: str) -> None:

@@ -257,7 +257,9 @@ TREE = {
     "pkg/low/a.py": "from pkg.low import b\n",
     "pkg/low/b.py": "import os\n",
     "pkg/high/__init__.py": '"""high"""',
-    "pkg/high/c.py": "from ..low import a\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.high import d\n",
+    "pkg/high/c.py": (
+        "from ..low import a\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.high import d\n"
+    ),
     "pkg/high/d.py": "def f():\n    from pkg.high.c import x\n",
 }
 TABLE = "x\n<!-- layers -->\n```text\nhigh  pkg.high\nlow   pkg.low pkg  only: low\n```\n"

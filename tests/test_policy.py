@@ -11,7 +11,10 @@ from appshell.config.profiles import build_profile
 from appshell.config.settings import resolve
 from appshell.errors import EXIT_USAGE, ConfigError, UsageError
 
-BLANK = "appshell: error: the reason for this session is blank — say why in words: --reason 'INC-42 refund order 17' (or APPSHELL_REASON)"
+BLANK = (
+    "appshell: error: the reason for this session is blank — say why "
+    "in words: --reason 'INC-42 refund order 17' (or APPSHELL_REASON)"
+)
 NO_WRITE = "appshell: error: profile 'p' does not allow --write — use another profile or drop --write"
 
 # (allow_write, require_reason, --write given, reason given, expected: True/False = must ask, or the error)
@@ -74,7 +77,8 @@ AUDIT_ROWS: list[tuple[bool, list[str], str | None]] = [
     (
         True,
         [],
-        "appshell: error: profile 'p' requires the audit (audit.required = true) but names no sink (audit.sinks = []) — "
+        "appshell: error: profile 'p' requires the audit "
+        "(audit.required = true) but names no sink (audit.sinks = []) — "
         'set audit.sinks in profiles/p.toml (e.g. ["file"]), or audit.required = false',
     ),
     (True, ["file"], None),

@@ -24,10 +24,11 @@ from appshell.config.settings import OPTIONS
 from appshell.errors import ConfigError
 
 ALL_KEYS = (
-    "access.allow_write, access.confirm_destructive, access.require_reason, audit.locked, audit.output_cap, audit.path, audit.record_output, audit.redact, "
-    "audit.required, audit.sinks, audit.syslog_address, audit.url, database.echo_sql, database.idle_in_transaction_timeout_ms, "
-    "database.read_only, database.read_only_url_env, database.sandbox, database.statement_timeout_ms, description, "
-    "namespace.helpers, namespace.imports, namespace.vocabulary, protect.column_grants, protect.columns, protect.default_names, protect.enabled, "
+    "access.allow_write, access.confirm_destructive, access.require_reason, audit.locked, audit.output_cap, "
+    "audit.path, audit.record_output, audit.redact, audit.required, audit.sinks, audit.syslog_address, audit.url, "
+    "database.echo_sql, database.idle_in_transaction_timeout_ms, database.read_only, database.read_only_url_env, "
+    "database.sandbox, database.statement_timeout_ms, description, namespace.helpers, namespace.imports, "
+    "namespace.vocabulary, protect.column_grants, protect.columns, protect.default_names, protect.enabled, "
     "protect.exclude, protect.hosts, protect.unlock_url_env, release.expected_file, release.expected_url, "
     "release.on_mismatch, shell.color, shell.default, shell.history, shell.history_path, shell.prompt"
 )
@@ -64,24 +65,29 @@ BAD_FILES = [
     ),
     (
         '[shell]\ncolor = "pink"\n',
-        'appshell: error: FILE: bad value \'pink\' for \'shell.color\' — use one of "none", "red", "yellow", "green", "blue", "magenta", "cyan"',
+        "appshell: error: FILE: bad value 'pink' for 'shell.color' — use "
+        'one of "none", "red", "yellow", "green", "blue", "magenta", "cyan"',
     ),
     (
         '[shell]\ndefault = "bash"\n',
-        'appshell: error: FILE: bad value \'bash\' for \'shell.default\' — use one of "auto", "ipython", "ptpython", "python"',
+        "appshell: error: FILE: bad value 'bash' for 'shell.default' "
+        '— use one of "auto", "ipython", "ptpython", "python"',
     ),
     ("[database]\nread_only = 1\n", "appshell: error: FILE: bad value 1 for 'database.read_only' — use true or false"),
     (
         "[database]\nstatement_timeout_ms = -5\n",
-        "appshell: error: FILE: bad value -5 for 'database.statement_timeout_ms' — use a whole number of milliseconds ≥ 0",
+        "appshell: error: FILE: bad value -5 for 'database.statement_timeout_ms' "
+        "— use a whole number of milliseconds ≥ 0",
     ),
     (
         "[database]\nstatement_timeout_ms = true\n",
-        "appshell: error: FILE: bad value True for 'database.statement_timeout_ms' — use a whole number of milliseconds ≥ 0",
+        "appshell: error: FILE: bad value True for "
+        "'database.statement_timeout_ms' — use a whole number of milliseconds ≥ 0",
     ),
     (
         '[audit]\nsinks = ["file", "kafka"]\n',
-        "appshell: error: FILE: bad value ['file', 'kafka'] for 'audit.sinks' — use a list of \"file\", \"sql\", \"syslog\"",
+        "appshell: error: FILE: bad value ['file', 'kafka'] for "
+        '\'audit.sinks\' — use a list of "file", "sql", "syslog"',
     ),
     (
         '[audit]\nsinks = "file"\n',
@@ -93,12 +99,14 @@ BAD_FILES = [
     ),
     (
         '[audit]\nurl = "postgresql://u:secret@h/db"\n',
-        "appshell: error: FILE: bad value 'postgresql://u:***@h/db' for 'audit.url' — use a database URL whose password, "
+        "appshell: error: FILE: bad value 'postgresql://u:***@h/db' "
+        "for 'audit.url' — use a database URL whose password, "
         'if any, is written "${NAME}" (read from the variable NAME)',
     ),
     (
         '[namespace]\nhelpers = ["nocolon"]\n',
-        "appshell: error: FILE: bad value ['nocolon'] for 'namespace.helpers' — use a list of \"module:attribute\" strings",
+        "appshell: error: FILE: bad value ['nocolon'] for "
+        "'namespace.helpers' — use a list of \"module:attribute\" strings",
     ),
     (
         "[namespace]\nimports = [1]\n",
@@ -110,7 +118,8 @@ BAD_FILES = [
     ),
     (
         "[shell\n",
-        "appshell: error: FILE: invalid TOML (Expected ']' at the end of a table declaration (at line 1, column 7)) — fix the file's syntax",
+        "appshell: error: FILE: invalid TOML (Expected ']' at the end of a "
+        "table declaration (at line 1, column 7)) — fix the file's syntax",
     ),
 ]
 

@@ -1,4 +1,5 @@
-"""Protected data, unit by unit: which columns are protected and why, how values are masked (appshell.console.protect)."""
+"""Protected data, unit by unit: which columns are protected and why, how values are masked
+(appshell.console.protect)."""
 
 from __future__ import annotations
 

@@ -254,8 +254,8 @@ def test_an_unlock_role_named_but_unset_is_an_error(enforced_shop: tuple[Path, d
     result = run([*PRODUCTION, "-c", "pass"], cwd=shop, env=env)
     assert result.exit_code == 2
     assert (
-        'protect.unlock_url_env = "DATABASE_URL_UNLOCKED", but it is not set — set DATABASE_URL_UNLOCKED to the URL of a role'
-        in result.stderr
+        'protect.unlock_url_env = "DATABASE_URL_UNLOCKED", but it '
+        "is not set — set DATABASE_URL_UNLOCKED to the URL of a role" in result.stderr
     )
 
 

@@ -180,7 +180,8 @@ def test_the_development_profile_refuses_nothing(shop: Path, listening: int) -> 
 def test_the_database_on_a_protected_host_is_still_reached_by_the_app(
     app_dir: Callable[[str], Path], mariadb_url: str, listening: int
 ) -> None:
-    """pymysql's connects are Python sockets to 127.0.0.1 as well: SQLAlchemy's are let through, the operator's refused."""
+    """pymysql's connects are Python sockets to 127.0.0.1 as well:
+    SQLAlchemy's are let through, the operator's refused."""
     root, env = library_on(app_dir, mariadb_url)
     (root / "profiles").mkdir(exist_ok=True)
     (root / "profiles" / "hosts.toml").write_text('[protect]\nenabled = true\nhosts = ["127.0.0.1", "localhost"]\n')
@@ -191,7 +192,8 @@ def test_the_database_on_a_protected_host_is_still_reached_by_the_app(
 
 
 def test_refused_in_the_real_console_script_too(shop: Path, listening: int) -> None:
-    """The recorder and the session as two processes (docs/design.md): the hook is the session's, the record the recorder's."""
+    """The recorder and the session as two processes (docs/design.md):
+    the hook is the session's, the record the recorder's."""
     _protect_hosts(shop, f"localhost:{listening}", "127.0.0.1")
     code = f"import http.client\nhttp.client.HTTPConnection('localhost', {listening}, timeout=5).request('GET', '/')"
     result = run([*PRODUCTION, "-c", code], cwd=shop, process=True)
@@ -240,11 +242,15 @@ def test_refused_in_one_line_at_every_shells_prompt_and_the_shell_goes_on(
     [
         # a thread the operator starts: its frames end in threading's, the operator's function among them
         "import socket, threading\nfound = []\n"
-        "def go():\n    try:\n        socket.create_connection(('127.0.0.1', {port}), timeout=5)\n    except Exception as exc:\n        found.append(exc)\n"
+        "def go():\n    try:\n        socket.create_connection(('127.0.0.1', {port}), timeout=5)\n"
+        "    except Exception as exc:\n        found.append(exc)\n"
         "t = threading.Thread(target=go); t.start(); t.join(); print(type(found[0]).__name__)",
-        # asyncio: the name is looked up in the loop's executor thread (no caller vouches for it), the connect in the loop
-        "import asyncio\nasync def go():\n    try:\n        await asyncio.open_connection('localhost', {port})\n    except Exception as exc:\n"
-        "        return type(exc).__name__\nloop = asyncio.new_event_loop(); print(loop.run_until_complete(go())); loop.close()",
+        # asyncio: the name is looked up in the loop's executor
+        # thread (no caller vouches for it), the connect in the loop
+        "import asyncio\nasync def go():\n    try:\n"
+        "        await asyncio.open_connection('localhost', {port})\n    except Exception as exc:\n"
+        "        return type(exc).__name__\n"
+        "loop = asyncio.new_event_loop(); print(loop.run_until_complete(go())); loop.close()",
     ],
 )
 @pytest.mark.parametrize("process", [False, True], ids=["in-process", "console-script"])
@@ -263,7 +269,8 @@ def test_datagrams_and_connect_ex_are_refused_too(shop: Path, listening: int) ->
         [
             "import socket",
             "udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)",
-            f"for send in (lambda: udp.sendto(b'x', ('127.0.0.1', {listening})), lambda: udp.sendmsg([b'x'], [], 0, ('127.0.0.1', {listening})),",
+            f"for send in (lambda: udp.sendto(b'x', ('127.0.0.1', {listening})), "
+            f"lambda: udp.sendmsg([b'x'], [], 0, ('127.0.0.1', {listening})),",
             f"             lambda: socket.socket().connect_ex(('127.0.0.1', {listening}))):",
             "    try:\n        send()\n    except Exception as exc:\n        print(type(exc).__name__)",
         ]

@@ -33,7 +33,8 @@ def session(shop: Path, code: str, *flags: str) -> str:
         "print([find(Customer, 1)])",
         "print(sql('SELECT id, email FROM customers ORDER BY id LIMIT 2'))",  # text(): by the column's name
         "show('SELECT id, email FROM customers ORDER BY id LIMIT 2')",
-        "show(select(Customer.id, Customer.email.label('contact')).order_by(Customer.id).limit(2))",  # by its origin, whatever its label
+        # by its origin, whatever its label
+        "show(select(Customer.id, Customer.email.label('contact')).order_by(Customer.id).limit(2))",
         "show(select(Customer.id, func.upper(Customer.email)).order_by(Customer.id).limit(2))",  # an expression over it
         "show(select(Customer).order_by(Customer.id).limit(2))",
     ],
@@ -106,8 +107,8 @@ def test_unlock_without_a_real_reason_is_refused_in_one_line(shop: Path, call: s
     result = run([*PRODUCTION, "-c", f"{call}\nprint(first(Customer))"], cwd=shop)
     assert result.exit_code == 1
     assert (
-        'UnlockRefused: unlock() needs a reason of a few words, which is recorded: unlock("INC-42: customer asked for a copy of their data")'
-        in result.stderr
+        "UnlockRefused: unlock() needs a reason of a few words, which is "
+        'recorded: unlock("INC-42: customer asked for a copy of their data")' in result.stderr
     )
     assert "Traceback" not in result.stderr
     assert REAL not in result.stdout
@@ -185,7 +186,8 @@ def test_a_changed_object_is_never_written_with_its_masks(shop: Path) -> None:
             "c = find(Customer, 1); c.name = 'Renamed Customer'",
             "print(repr(c))",
             "print(c.orders[0].customer is c)",  # a lazy load: autoflush writes the change, not a mask
-            "print(tuple(sql('SELECT name, email FROM customers WHERE id = 1')[0])); unlock('INC-9: check what was written'); "
+            "print(tuple(sql('SELECT name, email FROM customers WHERE id = 1')[0])); "
+            "unlock('INC-9: check what was written'); "
             "print(tuple(sql('SELECT name, email FROM customers WHERE id = 1')[0]))",
         ]
     )

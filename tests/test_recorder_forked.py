@@ -1,4 +1,5 @@
-"""record_forked: the session forked before the record is opened, the record kept by the recorder (issue 22 items 1, 2, 11)."""
+"""record_forked: the session forked before the record is opened,
+the record kept by the recorder (issue 22 items 1, 2, 11)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ DRIVER = textwrap.dedent("""
 
     def main(channel):
         marker.write_text(json.dumps({"pid": os.getpid(),
-                                      "fds": sorted(os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+                                      "fds": sorted(os.readlink(f"/proc/self/fd/{fd}") \
+for fd in os.listdir("/proc/self/fd")
                                                     if os.path.exists(f"/proc/self/fd/{fd}")),
                                       "url": os.environ.get("APPSHELL_AUDIT_URL")}))
         if behaviour == "die-early":

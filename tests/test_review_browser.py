@@ -1,4 +1,5 @@
-"""The review page in a real headless browser (issue 14): log in, filter, open a session, flag it, reload, see the review.
+"""The review page in a real headless browser (issue 14): log
+in, filter, open a session, flag it, reload, see the review.
 
 Debian's ``chromium`` driven by Playwright for Python, pointed at the system
 browser (no ``playwright install``), with JavaScript switched off: reading and
@@ -58,7 +59,8 @@ def browser_ready() -> None:
 
 @pytest.fixture
 def log(shop: Path, tmp_path: Path) -> Path:
-    """Four sessions on a copy of the shop seeded once per test run (conftest's `shop`); the last one unlocks protected data."""
+    """Four sessions on a copy of the shop seeded once per test run
+    (conftest's `shop`); the last one unlocks protected data."""
     log = tmp_path / "audit" / "audit.jsonl"
     (shop / "profiles" / "masked.toml").write_text(
         '[protect]\nenabled = true\ncolumns = ["customers.email", "customers.name"]\n'

@@ -592,7 +592,8 @@ def test_sql_sink_sessions_reviews_and_chain(
     with engine.begin() as conn:
         conn.execute(
             text(
-                "UPDATE appshell_audit SET record = replace(record, '1/0', '2/0') WHERE session = :s AND event = 'statement'"
+                "UPDATE appshell_audit SET record = replace(record, '1/0', '2/0') "
+                "WHERE session = :s AND event = 'statement'"
             ),
             {"s": ids[0]},
         )
@@ -633,7 +634,10 @@ def test_serve_without_the_extra_is_a_one_line_error(tmp_path: Path, log: Path) 
 
 
 def test_appshell_start_up_does_not_import_the_web_stack(tmp_path: Path) -> None:
-    code = "import sys, appshell.cli.main; print(sorted(m for m in ('starlette', 'jinja2', 'uvicorn', 'appshell.cli.review_web') if m in sys.modules))"
+    code = (
+        "import sys, appshell.cli.main; print(sorted(m for m in ('starlette', 'jinja2', 'uvicorn', "
+        "'appshell.cli.review_web') if m in sys.modules))"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=clean_environ(), check=True
     ).stdout
@@ -895,7 +899,8 @@ def test_a_3mb_statement_renders_in_under_a_second(tmp_path: Path) -> None:
 def test_a_chained_review_appended_by_the_operator_is_not_taken_for_a_review(
     client: TestClient, log: Path, tmp_path: Path
 ) -> None:
-    """Issue 22 attack 7: the operator appends a correctly chained review; it shows flagged and the session stays pending."""
+    """Issue 22 attack 7: the operator appends a correctly chained
+    review; it shows flagged and the session stays pending."""
     from appshell.audit.records import GENESIS, canonical, now_rfc3339, seal
     from appshell.audit.reviews import review_key_path
 
@@ -960,7 +965,10 @@ def test_a_session_far_from_the_end_is_read_to_its_last_line_wherever_it_is(
 def sensitive_log(shop: Path) -> tuple[Path, str, str]:
     """Two production sessions of the shop (its protected customers' e-mail and name): one unlocks, one does not.
     (the log, the unlocking session's id, the other's)"""
-    unlock = "print(count(Customer))\nunlock('INC-42: customer asked for a copy of their data')\nprint(first(Customer))\nlock()"
+    unlock = (
+        "print(count(Customer))\nunlock('INC-42: customer asked for a copy of their data')\n"
+        "print(first(Customer))\nlock()"
+    )
     for reason, code in (("INC-41 count only", "print(count(Customer))"), ("INC-42 data request", unlock)):
         result = run(["--profile", "production", "--reason", reason, "-c", code], cwd=shop, process=False)
         assert result.exit_code == 0, result.output
@@ -1019,7 +1027,10 @@ def test_refused_connections_to_protected_hosts_are_marked(shop: Path) -> None:
     profile = shop / "profiles" / "production.toml"
     profile.write_text(profile.read_text().replace("[protect]\n", '[protect]\nhosts = ["127.0.0.1"]\n'))
     port = free_port()  # nothing listens there, and the connect never leaves the process
-    code = f"import socket\ntry:\n    socket.create_connection(('127.0.0.1', {port}), timeout=1)\nexcept Exception as exc:\n    print(type(exc).__name__)"
+    code = (
+        f"import socket\ntry:\n    socket.create_connection(('127.0.0.1', {port}), timeout=1)\n"
+        "except Exception as exc:\n    print(type(exc).__name__)"
+    )
     result = run(["--profile", "production", "--reason", "INC-43 search reindex", "-c", code], cwd=shop, process=False)
     assert result.stdout.strip() == "HostRefused", result.output
     log = shop / ".appshell" / "audit.jsonl"

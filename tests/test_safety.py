@@ -96,7 +96,10 @@ def test_flask_session_is_sandboxed(app_dir: Callable[[str], Path], sqlite_url: 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_sandbox_killed_mid_session_leaves_nothing(library: tuple[Path, dict[str, str]], sig: signal.Signals) -> None:
     root, env = library
-    code = "session.add(Author(name='Ghost')); commit(); sql('delete from books'); print('go', flush=True); import time; time.sleep(60)"
+    code = (
+        "session.add(Author(name='Ghost')); commit(); sql('delete from books'); "
+        "print('go', flush=True); import time; time.sleep(60)"
+    )
     proc = started(["--sandbox", "-c", code], root, env)
     proc.send_signal(sig)
     assert proc.wait(timeout=20) == (-9 if sig == signal.SIGKILL else 128 + signal.SIGTERM)
@@ -168,7 +171,8 @@ def test_read_only_raw_sql_changes_nothing_even_after_set(library: tuple[Path, d
         [
             "--read-only",
             "-c",
-            "try:\n    sql('update books set year = 0')\nexcept Exception as e:\n    print(type(e).__name__)\nrollback()\nprint(count(Book, year=0))",
+            "try:\n    sql('update books set year = 0')\nexcept Exception as e:\n    print(type(e).__name__)\n"
+            "rollback()\nprint(count(Book, year=0))",
         ],
         cwd=root,
         env=env,
@@ -257,7 +261,10 @@ def test_postgresql_connection_tagged_with_audit_session(
 ) -> None:
     root = app_dir("plainapp")
     log = tmp_path / "audit.jsonl"
-    code = "print(sql(\"select current_setting('application_name') as a, current_setting('idle_in_transaction_session_timeout') as i\")[0])"
+    code = (
+        "print(sql(\"select current_setting('application_name') as a, "
+        "current_setting('idle_in_transaction_session_timeout') as i\")[0])"
+    )
     result = run(["--sandbox", "--audit-log", str(log), "-c", code], cwd=root, env={"DATABASE_URL": pg_url})
     assert result.exit_code == 0, result.output
     session = json.loads(log.read_text().splitlines()[0])["session"]
@@ -268,7 +275,8 @@ def test_echo_sql_flag_and_helper(library: tuple[Path, dict[str, str]]) -> None:
     root, env = library
     result = run(["--echo-sql", "-c", "count(Book, year=1965)"], cwd=root, env=env)
     assert re.search(
-        r"-- SQL from <string>:1\nSELECT count\(\*\) AS count_1 \nFROM books \nWHERE books.year = (\?|%\(year_1\)s(::INTEGER)?)\n"
+        r"-- SQL from <string>:1\nSELECT count\(\*\) AS count_1 \nFROM books \n"
+        r"WHERE books.year = (\?|%\(year_1\)s(::INTEGER)?)\n"
         r"-- parameters: .*\n-- \d+\.\d ms",
         result.stderr,
     ), result.stderr
@@ -283,7 +291,8 @@ def test_echo_sql_names_the_operators_line_and_lays_out_long_sql(
     script = tmp_path / "report.py"
     script.write_text(
         "print('start')\n"
-        "sql('select b.id, b.title, b.year from books b where b.year > 1900 and b.title is not null order by b.year desc')\n"
+        "sql('select b.id, b.title, b.year from books b "
+        "where b.year > 1900 and b.title is not null order by b.year desc')\n"
     )
     result = run(["--echo-sql", str(script)], cwd=root, env=env)
     assert result.exit_code == 0, result.output

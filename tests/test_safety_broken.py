@@ -81,7 +81,8 @@ BREAKS = {
         ["--read-only"],
         "READ-ONLY LIFTED",
         "read_only_lifted",
-        "raw = session.connection().connection.dbapi_connection; raw.execute('SET default_transaction_read_only = off'); "
+        "raw = session.connection().connection.dbapi_connection; "
+        "raw.execute('SET default_transaction_read_only = off'); "
         "raw.commit(); sql('update books set year = 0 where id > 0'); commit()",
     ),
 }

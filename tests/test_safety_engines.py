@@ -45,7 +45,10 @@ def counts(root: Path, env: dict[str, str]) -> list[int]:
 
 def test_sandbox_covers_the_second_bind(binds: tuple[Path, dict[str, str]]) -> None:
     root, env = binds
-    code = "from bindsapp import db\ndb.session.add_all([Gadget(name='g'), Event(name='e')]); db.session.commit()\nprint(count(Gadget), count(Event))"
+    code = (
+        "from bindsapp import db\ndb.session.add_all([Gadget(name='g'), Event(name='e')]); db.session.commit()\n"
+        "print(count(Gadget), count(Event))"
+    )
     result = run(["--sandbox", "-c", code], cwd=root, env=env)
     assert result.exit_code == 0, result.output
     assert result.stdout.split() == ["1", "1"]
@@ -58,7 +61,8 @@ def test_read_only_covers_a_raw_write_through_the_second_bind(binds: tuple[Path,
     root, env = binds
     code = (
         "from bindsapp import db\nfrom sqlalchemy import text\n"
-        "with db.engines['analytics'].begin() as conn:\n    conn.execute(text(\"insert into event (name) values ('x')\"))"
+        "with db.engines['analytics'].begin() as conn:\n"
+        "    conn.execute(text(\"insert into event (name) values ('x')\"))"
     )
     result = run(["--read-only", "-c", code], cwd=root, env=env)
     assert result.exit_code == 1, result.output
@@ -164,7 +168,10 @@ def import_query(app_dir: Callable[[str], Path], db_url: str) -> tuple[Path, dic
 
 def test_connection_checked_out_at_import_is_read_only(import_query: tuple[Path, dict[str, str]]) -> None:
     root, env = import_query
-    code = "from importqueryapp.models import warm\nfrom sqlalchemy import text\nwarm.execute(text(\"update items set name = 'changed'\")); warm.commit()"
+    code = (
+        "from importqueryapp.models import warm\nfrom sqlalchemy import text\n"
+        "warm.execute(text(\"update items set name = 'changed'\")); warm.commit()"
+    )
     result = run([*PRODUCTION, "--write", "-y", "-c", "print(1)"], cwd=root, env=env)
     assert result.exit_code == 0, result.output
     ro = run([*PRODUCTION, "-c", code], cwd=root, env=env)
@@ -179,7 +186,10 @@ def test_statement_timeout_reaches_a_connection_checked_out_at_import(
     root, env = import_query
     (root / "profiles").mkdir()
     (root / "profiles" / "development.toml").write_text("[database]\nstatement_timeout_ms = 5000\n")
-    code = "from importqueryapp.models import warm\nfrom sqlalchemy import text\nprint(warm.scalar(text('select count(*) from items')), count(Item))"
+    code = (
+        "from importqueryapp.models import warm\nfrom sqlalchemy import text\n"
+        "print(warm.scalar(text('select count(*) from items')), count(Item))"
+    )
     result = run(["-c", code], cwd=root, env=env)
     assert result.exit_code == 0, result.output  # was: KeyError: 'appshell_deadline' on SQLite
     assert result.stdout.split() == ["1", "1"]
@@ -228,7 +238,10 @@ def test_raw_dbapi_connect_refused_in_sandbox_and_read_only(lazy: tuple[Path, di
         from sqlalchemy import make_url
 
         dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-        code = f"import psycopg\nc = psycopg.connect({dsn.split('?')[0]!r}, options='-csearch_path={url.rsplit('%3D', 1)[1]}')"
+        code = (
+            "import psycopg\n"
+            f"c = psycopg.connect({dsn.split('?')[0]!r}, options='-csearch_path={url.rsplit('%3D', 1)[1]}')"
+        )
     code += "\nc.execute(\"insert into items (name) values ('raw')\"); c.commit()"
     for flag in ("--sandbox", "--read-only"):
         result = run([flag, "-c", code], cwd=root, env=env)
@@ -271,7 +284,8 @@ def test_idle_in_transaction_timeout_for_every_session(app_dir: Callable[[str], 
     (root / "profiles" / "development.toml").write_text("[database]\nidle_in_transaction_timeout_ms = 5000\n")
     code = (
         "from lazyapp.tracking import get_engine\nfrom sqlalchemy import text\n"
-        "with get_engine().connect() as c:\n    print(c.scalar(text(\"select current_setting('idle_in_transaction_session_timeout')\")))"
+        "with get_engine().connect() as c:\n"
+        "    print(c.scalar(text(\"select current_setting('idle_in_transaction_session_timeout')\")))"
     )
     result = run(["-c", code], cwd=root, env=env)  # no sandbox, and an engine the app made later
     assert result.stdout.strip() == "5s", result.output
@@ -294,7 +308,8 @@ asyncio.run(main())
 """
 
 
-@pytest.mark.subprocess  # aiosqlite is first imported during the session: in-process, an earlier run imported it already
+# aiosqlite is first imported during the session: in-process, an earlier run imported it already
+@pytest.mark.subprocess
 @pytest.mark.parametrize("flag", ["--sandbox", "--read-only"])
 def test_async_engine_is_covered(app_dir: Callable[[str], Path], sqlite_url: str, flag: str) -> None:
     pytest.importorskip("aiosqlite")

@@ -45,7 +45,10 @@ def test_mysql_hash_comment(library_of: Callable[[str], tuple[Path, dict[str, st
 
 def test_guard_covers_an_engine_made_later(library_of: Callable[[str], tuple[Path, dict[str, str]]]) -> None:
     root, env = library_of("sqlite")
-    code = "from sqlalchemy import create_engine, text\nwith create_engine(engine.url).begin() as c:\n    c.execute(text('delete from books'))"
+    code = (
+        "from sqlalchemy import create_engine, text\nwith create_engine(engine.url).begin() as c:\n"
+        "    c.execute(text('delete from books'))"
+    )
     result = run([*WRITE, "-c", code], cwd=root, env=env)
     assert result.exit_code == 1 and "DELETE without WHERE refused" in result.stderr, result.output
     assert run(["-c", "print(count(Book))"], cwd=root, env=env).stdout.strip() == "2"

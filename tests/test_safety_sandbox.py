@@ -22,14 +22,21 @@ ESCAPES = {
     "sql COMMIT": "sql('update books set year = 0 where id > 0'); sql('COMMIT')",
     "sql END": "sql('update books set year = 0 where id > 0'); sql('END')",
     "outer ROLLBACK": "sql('ROLLBACK'); sql('update books set year = 0 where id > 0'); commit()",
-    "a .sql file ending in COMMIT": "open('fix.sql', 'w').write('update books set year = 0 where id > 0;\\nCOMMIT;\\n')\n"
-    "for part in open('fix.sql').read().split(';'):\n    part.strip() and sql(part)",
+    "a .sql file ending in COMMIT": (
+        "open('fix.sql', 'w').write('update books set year = 0 where id > 0;\\nCOMMIT;\\n')\n"
+        "for part in open('fix.sql').read().split(';'):\n    part.strip() and sql(part)"
+    ),
     "AUTOCOMMIT connection": "with engine.connect().execution_options(isolation_level='AUTOCOMMIT') as c:\n"
     "    c.execute(text('update books set year = 0 where id > 0'))",
-    "raw_connection commit": "c = engine.raw_connection(); cur = c.cursor(); cur.execute('update books set year = 0 where id > 0'); c.commit()",
+    "raw_connection commit": (
+        "c = engine.raw_connection(); cur = c.cursor(); "
+        "cur.execute('update books set year = 0 where id > 0'); c.commit()"
+    ),
     "dbapi_connection commit": "session.execute(text('update books set year = 0 where id > 0'))\n"
     "session.connection().connection.dbapi_connection.commit()",
-    "RELEASE the sandbox savepoint": "sql('RELEASE SAVEPOINT appshell_sandbox'); sql('update books set year = 0 where id > 0'); sql('COMMIT')",
+    "RELEASE the sandbox savepoint": (
+        "sql('RELEASE SAVEPOINT appshell_sandbox'); sql('update books set year = 0 where id > 0'); sql('COMMIT')"
+    ),
     "update; commit in one string": "sql('update books set year = 0 where id > 0; commit')",
     "BEGIN": "sql('BEGIN'); sql('update books set year = 0 where id > 0'); sql('COMMIT')",
 }

@@ -182,10 +182,12 @@ READ_ONLY_LIFTS = {
         "sql('SET U&\"default_transaction_read_onl\\\\0079\" = off')\nrollback()\n" + UPDATE,
         1,
     ),
-    # The call is put together at run time: no parser sees set_config; the database's setting, read back after the DO, does.
+    # The call is put together at run time: no parser sees set_config;
+    # the database's setting, read back after the DO, does.
     "postgresql DO set_config": (
         "postgresql",
-        "sql(\"DO $$ begin execute 'select set' || '_config(''default_transaction_read_only'', ''off'', false)'; end $$\")\n"
+        "sql(\"DO $$ begin execute 'select set' || "
+        "'_config(''default_transaction_read_only'', ''off'', false)'; end $$\")\n"
         "rollback()\n" + UPDATE,
         6,
     ),
@@ -275,7 +277,8 @@ def test_asyncpg_read_only_lifted_by_a_do_block_ends_the_session(asyncpg_app: tu
     """The async twin: the setting is read back through asyncpg's adapter, inside SQLAlchemy's greenlet."""
     root, env = asyncpg_app
     code = (
-        "sql(\"DO $$ begin execute 'select set' || '_config(''default_transaction_read_only'', ''off'', false)'; end $$\")\n"
+        "sql(\"DO $$ begin execute 'select set' || "
+        "'_config(''default_transaction_read_only'', ''off'', false)'; end $$\")\n"
         "rollback()\nsql(\"update books set title = 'X' where id = 1\"); commit()"
     )
     result = run(["--app", "asyncapp.db", "--read-only", "-c", code], cwd=root, env=env)

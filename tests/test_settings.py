@@ -220,7 +220,8 @@ def test_required_audit_without_sinks_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         resolve({}, environ={}, cwd=root)
     assert info.value.format() == (
-        "appshell: error: profile 'development' requires the audit (audit.required = true) but names no sink (audit.sinks = [])"
+        "appshell: error: profile 'development' requires the audit "
+        "(audit.required = true) but names no sink (audit.sinks = [])"
         ' — set audit.sinks in profiles/development.toml (e.g. ["file"]), or audit.required = false'
     )
     assert len(resolve({}, environ={}, cwd=root, strict=False).audit_problems) == 1

@@ -177,7 +177,8 @@ def test_dropped_connection_records_and_rolls_back(sshd: Ssh, shop: Path, tmp_pa
     child = ssh_shell(sshd, shop, log)
     child.expect(r">>> ")
     child.sendline(
-        "session.add(Customer(email='ghost@x', name='Ghost', country='DE')); session.flush(); print('flus' + 'hed', flush=True); import time; time.sleep(120)"
+        "session.add(Customer(email='ghost@x', name='Ghost', country='DE')); session.flush(); "
+        "print('flus' + 'hed', flush=True); import time; time.sleep(120)"
     )  # the echo does not match
     child.expect("flushed")
     child.kill(signal.SIGKILL)  # the operator's laptop drops off the network

@@ -456,7 +456,8 @@ def test_code_a_thread_runs_between_statements_is_recorded(shop: Path, log: Path
     child = spawn_shell(shop, "--shell", "python", "--audit-log", str(log), "-q")
     child.expect(r"\[dev\]")
     child.sendline(
-        "import threading, time, os; threading.Thread(target=lambda: [time.sleep(0.2) for _ in iter(lambda: os.path.exists("
+        "import threading, time, os; threading.Thread(target=lambda: "
+        "[time.sleep(0.2) for _ in iter(lambda: os.path.exists("
         f"{str(command)!r}), True)] + [exec(open({str(command)!r}).read())], daemon=True).start()"
     )
     child.expect(r"\[dev\]")
@@ -479,7 +480,8 @@ def test_ptpython_completion_stays_safe_when_the_repl_class_is_swapped_back(shop
     child = spawn_shell(shop, "--shell", "ptpython", "--audit-log", str(log), "-q")
     child.expect(r"\[dev\]")
     child.sendline(
-        "r = get_ptpython(); r.__class__ = type(r).__mro__[1]; r.enable_dictionary_completion = True; print('swapped', 'back')"
+        "r = get_ptpython(); r.__class__ = type(r).__mro__[1]; "
+        "r.enable_dictionary_completion = True; print('swapped', 'back')"
     )
     child.expect("swapped back")  # the statement's output: the next prompt is a fresh one, not the redraw of this line
     child.expect(r"\[dev\]")
@@ -545,7 +547,8 @@ def test_an_operator_module_imported_from_byte_code_without_source_is_recorded_a
     mods.mkdir()
     source = mods / "quietmod.py"
     source.write_text(
-        'from shop.db import engine\nwith engine.begin() as c:\n    c.exec_driver_sql("update products set stock=8017 where id=2")\n'
+        "from shop.db import engine\nwith engine.begin() as c:\n"
+        '    c.exec_driver_sql("update products set stock=8017 where id=2")\n'
     )
     py_compile.compile(str(source), cfile=str(mods / "quietmod.pyc"))
     source.unlink()

@@ -1,4 +1,5 @@
-"""appshell.config.urls: the sync driver of the same database for an async URL (the audit's and doctor's own engines)."""
+"""appshell.config.urls: the sync driver of the same database
+for an async URL (the audit's and doctor's own engines)."""
 
 from __future__ import annotations
 
@@ -78,13 +79,15 @@ def test_driver_module(url: str, module: str | None) -> None:
         (
             "postgresql+asyncpg://h/db",
             "psycopg",
-            "the database driver 'psycopg' is not installed (for postgresql+asyncpg:// URLs the SQL audit sink uses the sync driver of the same database)",
+            "the database driver 'psycopg' is not installed (for postgresql+asyncpg:// URLs the SQL audit sink uses "
+            "the sync driver of the same database)",
             "pip install 'appshell[postgres]'",
         ),
         (
             "mysql+asyncmy://h/db",
             "pymysql",
-            "the database driver 'pymysql' is not installed (for mysql+asyncmy:// URLs the SQL audit sink uses the sync driver of the same database)",
+            "the database driver 'pymysql' is not installed (for mysql+asyncmy:// URLs the SQL audit sink uses the "
+            "sync driver of the same database)",
             "pip install 'appshell[mysql]'",
         ),
         (
@@ -96,7 +99,8 @@ def test_driver_module(url: str, module: str | None) -> None:
         (
             "mssql+aioodbc://dsn",
             "pyodbc",
-            "the database driver 'pyodbc' is not installed (for mssql+aioodbc:// URLs the SQL audit sink uses the sync driver of the same database)",
+            "the database driver 'pyodbc' is not installed (for mssql+aioodbc:// "
+            "URLs the SQL audit sink uses the sync driver of the same database)",
             "pip install pyodbc",
         ),
     ],
