@@ -29,10 +29,11 @@ def json_of(cwd: Path, env: dict[str, str], code: str, *args: str) -> object:
 def booted(root: Path, env: dict[str, str], **flags: Any) -> Iterator[Any]:
     """The app at *root* booted in this process as `appshell` would boot it (for the functions doctor
     calls with the context); all process-wide state put back after."""
+    from support.process_state import process_state
+
     from appshell.boot.context import boot
     from appshell.config.settings import export_environment, resolve
     from appshell.hooks import aio
-    from support.process_state import process_state
 
     with process_state():
         os.environ.update(env)
