@@ -2,7 +2,9 @@
 
 A driver started as root forks as appshell will: the child drops to the session's user and runs an operator's
 program, which tries every way at the recorder it can think of; the parent becomes the recorder's user, records
-what the child reports and, when the operator kills its own process, ends the record from waitpid.
+what the child reports and, when the operator kills its own process, ends the record from waitpid. Then appshell
+itself, through its entry point: the operator's code against the record, and SIGTERM/SIGHUP to the recorder ending
+the session (the recorder keeps CAP_KILL alone for that), with and without a terminal.
 """
 
 from __future__ import annotations
@@ -172,13 +174,15 @@ log = os.open(config.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 def record(**fields):
     os.write(log, (json.dumps(fields) + "\n").encode())
 
+status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines() if ":\t" in line)
 record(event="session_start", recorder=os.getpid(), session=pid, resuid=os.getresuid(), resgid=os.getresgid(),
-       dumpable=ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))
+       dumpable=ctypes.CDLL(None).prctl(3, 0, 0, 0, 0),
+       caps={name: int(status[name], 16) for name in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")})
 os.write(ready_w, b".")
 with os.fdopen(chan_r, "rb") as channel:
     for line in channel:
         record(event="reported", text=line.decode("utf-8", "replace"))
-try:  # the other way round: may the recorder signal its session, dropped (unreaped, it keeps its credentials)?
+try:  # the other way round: may the recorder signal its session (unreaped, the session keeps its credentials)?
     os.kill(pid, 0)  # signal 0: only the kernel's permission check
     signal_session = "ALLOWED"
 except PermissionError:
@@ -247,10 +251,13 @@ attacks = {
 }
 status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines() if ":\t" in line)
 me = {"resuid": os.getresuid(), "resgid": os.getresgid(), "cwd": os.getcwd(), "environ": dict(os.environ),
-      "no_new_privs": status["NoNewPrivs"].strip()}
+      "no_new_privs": status["NoNewPrivs"].strip(),
+      "caps": {name: int(status[name], 16) for name in ("CapInh", "CapPrm", "CapEff", "CapAmb")}}
 print(json.dumps({"attacks": {name: outcome(attack) for name, attack in attacks.items()}, "me": me}), flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
 """
+
+CAP_KILL = 5  # linux/capability.h: the one capability the recorder keeps (privsep.become_recorder)
 
 DENIED = {  # what the kernel answers each attack
     "read the log": "EACCES",
@@ -354,6 +361,7 @@ def test_the_session_runs_as_the_apps_user_and_cannot_gain_privileges(tree: Tree
     me = tree.report["me"]
     assert me["resuid"] == [host.session.pw_uid] * 3 and me["resgid"] == [host.session.pw_gid] * 3
     assert me["no_new_privs"] == "1"
+    assert me["caps"] == {"CapInh": 0, "CapPrm": 0, "CapEff": 0, "CapAmb": 0}
     assert me["cwd"] == str(host.project)
     env = me["environ"]
     session = host.session
@@ -367,15 +375,16 @@ def test_the_recorder_runs_as_its_own_user_and_is_not_dumpable(tree: Tree, host:
     assert start["event"] == "session_start"
     assert start["resuid"] == [host.recorder.pw_uid] * 3 and start["resgid"] == [host.recorder.pw_gid] * 3
     assert start["dumpable"] == 0
+    kill = 1 << CAP_KILL  # the one capability it keeps, in every set that could give one back
+    assert start["caps"] == {"CapInh": 0, "CapPrm": kill, "CapEff": kill, "CapBnd": kill, "CapAmb": 0}
 
 
-def test_the_recorder_cannot_signal_its_session_either(tree: Tree, same_user_tree: Tree) -> None:
-    """The kernel's rule is symmetric: once the recorder drops, it may reap its child (waitpid) but not signal it.
-
-    Ending a session on SIGTERM therefore needs another way than kill(): a pty hang-up, a cgroup the recorder
-    may kill, or a root monitor that stays, as sudo's does (docs/privsep.md)."""
-    assert tree.records[-1]["signal_session"] == "EPERM"
-    assert same_user_tree.records[-1]["signal_session"] == "ALLOWED"
+def test_the_recorder_can_signal_its_session_and_not_the_other_way_round(tree: Tree) -> None:
+    """By uids alone the kernel's rule is symmetric: once the recorder drops, it could reap its child (waitpid) but
+    not signal it, and nothing would end a session on SIGTERM. CAP_KILL gives the recorder that one way; the
+    session, without it, still gets EPERM (test_the_operator_cannot_reach_the_recorder)."""
+    assert tree.records[-1]["signal_session"] == "ALLOWED"
+    assert tree.report["attacks"]["SIGTERM the recorder"] == "EPERM"
 
 
 def test_a_session_killed_by_its_operator_is_ended_by_the_recorder(tree: Tree, host: Host) -> None:
@@ -645,7 +654,12 @@ entry()
 # The operator's -c code, run as the session's user: the kernel's answer to each attempt at the record, then the
 # session kills itself. {log} and {seal} are filled in by the test.
 SESSION_CODE = r"""
-import errno, json, os, signal
+import ctypes, errno, json, os, signal
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+def ptrace_attach(pid):
+    if libc.ptrace(16, pid, None, None) == -1:
+        raise OSError(ctypes.get_errno(), "ptrace")
 def outcome(attack):
     try:
         attack()
@@ -660,6 +674,7 @@ attacks = {{
     "append to the seal state": lambda: open({seal!r}, "ab").write(b"0"),
     "SIGTERM the recorder": lambda: os.kill(recorder, signal.SIGTERM),
     "read the recorder's memory": lambda: open(f"/proc/{{recorder}}/mem", "rb").read(1),
+    "ptrace-attach the recorder": lambda: ptrace_attach(recorder),
 }}
 report = {{name: outcome(attack) for name, attack in attacks.items()}}
 print("products:", count(Product))
@@ -675,6 +690,7 @@ APPSHELL_DENIED = {
     "append to the seal state": "EACCES",
     "SIGTERM the recorder": "EPERM",
     "read the recorder's memory": "EACCES",
+    "ptrace-attach the recorder": "EPERM",
 }
 
 
@@ -742,6 +758,18 @@ class Site:
 
     def records(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.log.read_text().splitlines()] if self.log.exists() else []
+
+    def verify(self) -> subprocess.CompletedProcess[str]:
+        """``appshell audit verify --key`` on the site's log, as root (as an auditor with a copy would)."""
+        return subprocess.run(
+            [*self.prefix, str(ROOT / ".venv" / "bin" / "appshell"), "audit", "verify", "--log", str(self.log)]
+            + ["--key", self.key],
+            cwd="/",
+            env=clean_environ(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
 
 def make_site(host: Host, shop: Path) -> Site:
@@ -815,24 +843,7 @@ def shell(host: Host, _seeded_shop: Path) -> Shell:
     )
     assert not elsewhere.exists()
     line = next((line for line in proc.stdout.splitlines() if line.startswith("REPORT ")), "REPORT {}")
-    verify = subprocess.run(
-        [
-            *site.prefix,
-            str(ROOT / ".venv" / "bin" / "appshell"),
-            "audit",
-            "verify",
-            "--log",
-            str(site.log),
-            "--key",
-            site.key,
-        ],
-        cwd="/",
-        env=clean_environ(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    return Shell(proc, site.records(), json.loads(line.removeprefix("REPORT ")), verify, site.log)
+    return Shell(proc, site.records(), json.loads(line.removeprefix("REPORT ")), site.verify(), site.log)
 
 
 def test_appshell_as_root_runs_the_session_as_the_apps_user_out_of_reach_of_the_record(
@@ -890,54 +901,204 @@ def test_privileged_start_changes_to_the_configs_project(
     assert privileged_start() and Path.cwd() == host.project
 
 
-def test_at_a_terminal_the_session_owns_its_pty_and_a_stopped_recorder_hangs_it_up(
-    host: Host, _seeded_shop: Path
-) -> None:
-    """The pty's slave is the session's user's (sshd's pty_setowner); SIGTERM to the recorder, which may not signal
-    its session, ends it all the same: the relay closes the pty, the kernel sends the session SIGHUP."""
-    pexpect = pytest.importorskip("pexpect")
-    site = make_site(host, _seeded_shop)
-    child = pexpect.spawn(
-        site.command("--shell", "python", "-q")[0],
-        site.command("--shell", "python", "-q")[1:],
-        cwd="/",
-        env=site.environ(TERM="xterm"),
-        timeout=60,
-        encoding="utf-8",
+# --- ending a session: SIGTERM or SIGHUP to the recorder (issue 22 item 11) ----------------------------------------
+
+# What a session does when the recorder is asked to stop: the operator's endless statement, honest (the CLI turns
+# SIGTERM/SIGHUP into SystemExit, so it ends "terminated") or ignoring both signals, as hostile code can.
+IGNORE_STOP = (
+    "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); signal.signal(signal.SIGHUP, signal.SIG_IGN)"
+)
+# 'RUN' + 'NING': at a terminal the typed line is echoed, and the pattern must match only what the code prints.
+RUNNING = "import os, time; print('RUN' + 'NING', os.getpid(), os.getppid(), flush=True)"
+ENDLESS = "while True:\n    time.sleep(0.05)\n"
+
+
+def capabilities(pid: int) -> dict[str, Any]:
+    """The capability sets of *pid* (bit masks) and its NoNewPrivs, as /proc/PID/status shows them to root."""
+    status = dict(
+        line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":\t" in line
     )
+    sets = {name: int(status[name], 16) for name in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")}
+    return {**sets, "NoNewPrivs": status["NoNewPrivs"].strip()}
+
+
+@dataclass
+class Stopped:
+    """One privilege-separated session, stopped by a signal to its recorder: what the processes held, how it ended."""
+
+    exit_code: int
+    recorder: dict[str, Any]  # the recorder's capabilities while the session ran
+    session: dict[str, Any]  # the session's
+    records: list[dict[str, Any]]
+    verify: subprocess.CompletedProcess[str]
+    output: str  # what was shown between the RUNNING line and the end
+
+    @property
+    def end(self) -> dict[str, Any]:
+        return self.records[-1] if self.records else {}
+
+
+def _stop(child: Any, signum: int, sessions: list[int], then: str | None = None) -> tuple[Any, ...]:
+    """Wait for the RUNNING line (and *then*, the prompt after it); read both processes' capabilities; signal the
+    recorder; wait for the end. The session's pid goes to *sessions* first (killed afterwards if left over).
+    The recorder's capabilities, the session's, and what was shown after the signal."""
+    pexpect = pytest.importorskip("pexpect")
+    child.expect(r"RUNNING (\d+) (\d+)")
+    sessions.append(int(child.match.group(1)))
+    recorder = int(child.match.group(2))
+    if then is not None:
+        child.expect(then)
+    caps = capabilities(recorder), capabilities(sessions[0])
+    os.kill(recorder, signum)
+    child.expect(pexpect.EOF)  # within the child's timeout, or TIMEOUT: a recorder that could not end its session
+    return (*caps, child.before)
+
+
+def _kill_leftovers(pids: list[int]) -> None:
+    """After a run that failed: the session its recorder could not end, so that nothing of the test keeps running
+    (and userdel can remove its user)."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def stop_without_a_terminal(site: Site, signum: int, ignore: bool) -> Stopped:
+    """``sudo appshell -c …`` with pipes (``ssh host appshell -c``), its code endless; then *signum* to the recorder."""
+    pytest.importorskip("pexpect")
+    from pexpect.popen_spawn import PopenSpawn
+
+    code = "\n".join([IGNORE_STOP] * ignore + [RUNNING, ENDLESS])
+    # A process group of its own (the session, without a terminal, stays in the recorder's): killed if left over.
+    child = PopenSpawn(site.command("-c", code), cwd="/", env=site.environ(), timeout=30, preexec_fn=os.setsid)
+    sessions: list[int] = []
+    try:
+        recorder, session, output = _stop(child, signum, sessions)
+        exit_code = child.wait()
+    finally:
+        if child.proc.poll() is None:
+            os.killpg(child.proc.pid, signal.SIGKILL)
+            child.proc.wait()
+        _kill_leftovers(sessions)
+    return Stopped(exit_code, recorder, session, site.records(), site.verify(), output)
+
+
+def stop_at_a_terminal(site: Site, signum: int, state: str) -> tuple[Stopped, tuple[int, int]]:
+    """``sudo appshell`` at a terminal (the plain shell), at its prompt or in an endless statement; then *signum* to
+    the recorder. Also the session's uid and its pty's owner."""
+    pexpect = pytest.importorskip("pexpect")
+    command = site.command("--shell", "python", "-q")
+    child = pexpect.spawn(
+        command[0], command[1:], cwd="/", env=site.environ(TERM="xterm"), timeout=30, encoding="utf-8"
+    )
+    sessions: list[int] = []
     try:
         child.expect(">>> ")
-        child.sendline("import os; t = os.ttyname(0); print('TTY', os.getuid(), os.stat(t).st_uid, t)")
-        child.expect(r"TTY (\d+) (\d+) (/dev/pts/\d+)")
-        uid, owner = int(child.match.group(1)), int(child.match.group(2))
+        child.sendline("import os; t = os.ttyname(0); print('TT' + 'Y', os.getuid(), os.stat(t).st_uid)")
+        child.expect(r"TTY (\d+) (\d+)")
+        tty = int(child.match.group(1)), int(child.match.group(2))
         child.expect(">>> ")
-        os.kill(child.pid, signal.SIGTERM)  # the recorder: unshare and sh exec into it
-        child.expect(pexpect.EOF)
+        if state.startswith("ignoring"):
+            child.sendline(IGNORE_STOP)
+            child.expect(">>> ")
+        prompt = state == "at the prompt"
+        child.sendline(RUNNING if prompt else f"{RUNNING}; any(time.sleep(0.05) for _ in iter(int, 1))")
+        recorder, session, output = _stop(child, signum, sessions, then=">>> " if prompt else None)
+        child.close()
     finally:
-        child.close(force=True)
+        if child.isalive():
+            child.close(force=True)
+        _kill_leftovers(sessions)
+    exit_code = child.exitstatus if child.exitstatus is not None else 128 + child.signalstatus
+    return Stopped(exit_code, recorder, session, site.records(), site.verify(), output), tty
+
+
+def assert_ended_by_the_recorder(stopped: Stopped, status: str, exit_code: int) -> None:
+    """The session ended; the recorder sealed its session_end (*status*, *exit_code*); the log verifies."""
+    assert stopped.exit_code == exit_code, (stopped.output, stopped.end)
+    events = [r["event"] for r in stopped.records]
+    assert events[0] == "session_start" and events[-1] == "session_end", events
+    assert (stopped.end["by"], stopped.end["status"]) == ("recorder", status), stopped.end
+    if exit_code == 128 + signal.SIGKILL:
+        assert (stopped.end["signal"], stopped.end["exit_code"]) == ("SIGKILL", None), stopped.end
+    else:
+        assert (stopped.end["signal"], stopped.end["exit_code"]) == (None, exit_code), stopped.end
+    assert stopped.verify.returncode == 0, stopped.verify.stdout + stopped.verify.stderr
+
+
+def assert_only_cap_kill(stopped: Stopped) -> None:
+    """The recorder keeps CAP_KILL and nothing else, in every set that could give one back; the session none."""
+    kill = 1 << CAP_KILL
+    assert stopped.recorder == {
+        "CapInh": 0,
+        "CapPrm": kill,
+        "CapEff": kill,
+        "CapBnd": kill,
+        "CapAmb": 0,
+        "NoNewPrivs": "1",
+    }
+    assert (stopped.session["CapPrm"], stopped.session["CapEff"], stopped.session["CapAmb"]) == (0, 0, 0)
+    assert stopped.session["NoNewPrivs"] == "1"
+
+
+@pytest.mark.parametrize(
+    "signum, ignore",
+    [(signal.SIGTERM, False), (signal.SIGHUP, False), (signal.SIGTERM, True)],
+    ids=["SIGTERM", "SIGHUP", "SIGTERM, the session ignoring it"],
+)
+def test_without_a_terminal_a_signal_to_the_recorder_ends_the_session(
+    host: Host, _seeded_shop: Path, signum: int, ignore: bool
+) -> None:
+    """`-c` with an endless statement: the recorder forwards the signal (the session ends "terminated"), and kills
+    a session that ignores it once the grace is over. Neither needs a terminal to hang up."""
+    stopped = stop_without_a_terminal(make_site(host, _seeded_shop), signum, ignore)
+    if ignore:
+        assert_ended_by_the_recorder(stopped, "killed", 128 + signal.SIGKILL)
+    else:
+        assert_ended_by_the_recorder(stopped, "terminated", 128 + signum)
+    assert_only_cap_kill(stopped)
+
+
+@pytest.mark.parametrize(
+    "signum, state",
+    [
+        (signal.SIGTERM, "at the prompt"),
+        (signal.SIGHUP, "at the prompt"),
+        (signal.SIGTERM, "in an endless statement"),
+        (signal.SIGTERM, "ignoring the signals, in an endless statement"),
+    ],
+    ids=lambda v: getattr(v, "name", v),  # a signal by its name
+)
+def test_at_a_terminal_a_signal_to_the_recorder_ends_the_session(
+    host: Host, _seeded_shop: Path, signum: int, state: str
+) -> None:
+    """The pty's slave is the session's user's (sshd's pty_setowner). SIGTERM/SIGHUP to the recorder hangs up the
+    pty: the session gets SIGHUP and ends "terminated", also at its prompt (where a signal alone can go unseen by
+    readline); one that ignores both is killed after the grace, which the recorder can do holding CAP_KILL."""
+    stopped, (uid, owner) = stop_at_a_terminal(make_site(host, _seeded_shop), signum, state)
     assert (uid, owner) == (host.session.pw_uid, host.session.pw_uid)
-    records = site.records()
-    assert [r["event"] for r in records][0] == "session_start" and records[-1]["event"] == "session_end", records
-    assert (records[-1]["by"], records[-1]["exit_code"]) == ("recorder", 128 + signal.SIGHUP), records[-1]
-    assert any(r["event"] == "io" and "ttyname" in r.get("data", "") for r in records)
-    verify = subprocess.run(
-        [
-            *site.prefix,
-            str(ROOT / ".venv" / "bin" / "appshell"),
-            "audit",
-            "verify",
-            "--log",
-            str(site.log),
-            "--key",
-            site.key,
-        ],
-        cwd="/",
-        env=clean_environ(),
-        capture_output=True,
-        text=True,
-        timeout=60,
+    assert any(r["event"] == "io" and "ttyname" in r.get("data", "") for r in stopped.records)
+    if state.startswith("ignoring"):
+        assert_ended_by_the_recorder(stopped, "killed", 128 + signal.SIGKILL)
+    else:
+        assert_ended_by_the_recorder(stopped, "terminated", 128 + signal.SIGHUP)  # the hang-up's, whatever signum
+    assert_only_cap_kill(stopped)
+
+
+def test_a_recorder_that_cannot_keep_cap_kill_refuses_in_one_line(host: Host, _seeded_shop: Path) -> None:
+    """Root without CAP_KILL (a container started with --cap-drop KILL; here setpriv takes it from the bounding
+    set): the recorder could not end its session, so appshell refuses before the session runs anything."""
+    site = make_site(host, _seeded_shop)
+    command = site.command("-c", "print('RAN')")
+    command[len(site.prefix) : len(site.prefix)] = ["setpriv", "--bounding-set", "-kill"]
+    proc = subprocess.run(
+        command, cwd="/", env=site.environ(), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60
     )
-    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert (proc.returncode, proc.stdout) == (2, ""), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "the recorder could not keep CAP_KILL" in proc.stderr and "--cap-add KILL" in proc.stderr
+    assert site.records() == []  # refused before the record opened: nothing ran to be recorded
 
 
 @pytest.mark.parametrize("how", ["script", "env file"])

@@ -29,8 +29,10 @@ Privilege-separated (*drop*, docs/privsep.md): started as root, the pty's slave 
 session's user before the fork; the child becomes that user for good (and its environment the
 session's: :func:`~appshell.recorder.privsep.session_environ` plus the app's) before it waits for
 the go; the parent becomes the recorder's user, not dumpable, before it opens the record or reads
-a byte from the child. From there neither can signal the other: the recorder reaps its session
-(``waitpid`` needs no permission) and, at a terminal, hangs it up by closing the pty.
+a byte from the child. The session cannot signal its recorder; the recorder keeps ``CAP_KILL``
+alone (:func:`~appshell.recorder.privsep.become_recorder`), so a SIGTERM or SIGHUP it receives ends
+the session as in same-user mode: passed on (at a terminal, a hang-up of the pty), then SIGKILL after
+the grace.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ class ForkedChild:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.returncode: int | None = None
-        self.refused: list[int] = []  # signals the kernel refused (EPERM): a recorder of another user than its session
+        self.refused: list[int] = []  # signals the kernel refused (EPERM): recorded in the session_end
 
     def poll(self) -> int | None:
         if self.returncode is None:
@@ -89,13 +91,16 @@ class ForkedChild:
         return self.returncode
 
     def send_signal(self, signum: int) -> None:
+        # The pid cannot name another process: an exited child stays a zombie, its pid taken, until poll() reaps it.
         if self.poll() is None:
             try:
                 os.kill(self.pid, signum)
             except ProcessLookupError:
                 pass
             except PermissionError:
-                self.refused.append(signum)  # privilege-separated: the session ends by itself or by the pty's hang-up
+                # Privilege-separated, the recorder holds CAP_KILL for this (privsep.become_recorder): a refusal
+                # means something above the uids (an LSM) said no. Noted, not raised: the record still gets its end.
+                self.refused.append(signum)
 
     def terminate(self) -> None:
         self.send_signal(signal.SIGTERM)
@@ -281,18 +286,16 @@ def record_forked(
                 with supervisor.signals():
                     supervisor.serve(recorder)
             else:
-                _relay(relay, recorder, supervisor, hang_up=drop is not None)
+                _relay(relay, recorder, supervisor)
         finally:
             supervisor.stop()
             duration = round((time.monotonic() - began) * 1000, 3)
             assert child.returncode is not None
+            extra: dict[str, Any] = {"channel": recorder.closed_early} if recorder.closed_early else {}
+            if child.refused:  # the session may have outlived what the recorder asked: the record says so
+                extra["signals_refused"] = [signal.Signals(s).name for s in child.refused]
             try:
-                recorder.end(
-                    child.returncode,
-                    pid=pid,
-                    duration_ms=duration,
-                    **({"channel": recorder.closed_early} if recorder.closed_early else {}),
-                )
+                recorder.end(child.returncode, pid=pid, duration_ms=duration, **extra)
             except AuditFailure:
                 if child.returncode != EXIT_AUDIT:
                     raise
@@ -313,12 +316,16 @@ def _fork(*child: Any) -> int:
     return pid
 
 
-def _relay(relay: Any, recorder: Recorder, supervisor: Supervisor, *, hang_up: bool = False) -> None:
+def _relay(relay: Any, recorder: Recorder, supervisor: Supervisor) -> None:
     """One loop for the pty and the channel, until the pty closes; then the channel alone, until the child exits.
 
-    A SIGTERM/SIGHUP that ended the relay's loop is passed on to the session (the relay's handlers had it).
-    With *hang_up* (privilege-separated: the recorder may not signal its session) the relay is closed as soon
-    as its loop ends: closing the pty's master makes the kernel send SIGHUP to the session, unasked.
+    A SIGTERM/SIGHUP that ended the relay's loop (the relay's handlers had it) hangs up the session's terminal,
+    and the session is killed if it is still running a grace later (privilege-separated, the recorder keeps
+    CAP_KILL for that). The hang-up, not the signal passed on: the kernel sends the session SIGHUP, and its read
+    of the terminal ends as well. A signal alone can land just before a line editor blocks reading the terminal
+    (CPython's readline checks for signals, then calls select() without a timeout), and then goes unseen until
+    a key is pressed: the session would sit at its prompt until the SIGKILL. Not both either: a second signal
+    would raise a second SystemExit in the middle of the session's teardown.
     """
 
     def on_channel() -> None:
@@ -329,9 +336,7 @@ def _relay(relay: Any, recorder: Recorder, supervisor: Supervisor, *, hang_up: b
     relay.run(pid=supervisor.proc.pid)
     relay.unwatch(recorder.fileno())
     if relay.signal is not None:
-        supervisor.proc.send_signal(relay.signal)
-        supervisor.deadline = time.monotonic() + supervisor.grace
-    if hang_up:
         relay.__exit__(None, None, None)  # the terminal restored, the master closed; the second exit does nothing
+        supervisor.deadline = time.monotonic() + supervisor.grace
     with supervisor.signals():
         supervisor.serve(recorder)  # the session's teardown still reports (its session_end) after its terminal closed

@@ -6,12 +6,14 @@ forks. The child calls :func:`drop_to` the app's user and runs the operator's co
 :func:`become_recorder`, the user that owns the log and the sealing state, *before* it reads a byte
 from the child. Neither process keeps a way back to root, so the operator's code (the child) can
 neither open the log nor signal, trace or read the memory of the recorder: the kernel refuses, not
-appshell. :mod:`appshell.cli.recorded` wires them into ``appshell`` (a :class:`Drop` handed to
+appshell. The recorder keeps one capability, ``CAP_KILL``, so that it can still end its session
+(SIGTERM, then SIGKILL: "SIGTERM always ends a session"); :func:`become_recorder` says why that is
+safe. :mod:`appshell.cli.recorded` wires them into ``appshell`` (a :class:`Drop` handed to
 :func:`appshell.recorder.forked.record_forked`).
 
 Linux only (``prctl``). Nothing here is imported on the common path: same-user mode never needs it.
 """
-# Over 350 lines (387): the privilege drop and the checks of the root-owned config are one security boundary, read together.
+# Over 350 lines (471): the privilege drop (uids, groups, capabilities) and the checks of the root-owned config are one security boundary, read together.
 
 from __future__ import annotations
 
@@ -61,8 +63,14 @@ _SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 _PR_GET_DUMPABLE = 3
 _PR_SET_DUMPABLE = 4
+_PR_SET_KEEPCAPS = 8
+_PR_CAPBSET_READ = 23
+_PR_CAPBSET_DROP = 24
 _PR_SET_NO_NEW_PRIVS = 38
 _PR_GET_NO_NEW_PRIVS = 39
+_CAP_KILL = 5  # linux/capability.h: kill(2) whatever the target's uid
+_CAP_SETPCAP = 8
+_CAPABILITY_VERSION_3 = 0x20080522  # capget/capset with two 32-bit words per set
 
 
 @dataclass(frozen=True)
@@ -156,18 +164,26 @@ def own_pty(slave: int, user: str) -> None:
     os.fchmod(slave, 0o620)
 
 
-def drop_to(user: str, *, no_new_privs: bool = True) -> pwd.struct_passwd:
+def drop_to(user: str, *, no_new_privs: bool = True, keep_kill: bool = False) -> pwd.struct_passwd:
     """Become *user* for good: its groups, gid and uid, real, effective and saved; root cannot be regained.
 
     With *no_new_privs* (the default) no later exec can gain privileges either (setuid programs such as
-    sudo and su run without them), as OpenSSH's sandboxed child does."""
+    sudo and su run without them), as OpenSSH's sandboxed child does. With *keep_kill* (the recorder) the
+    process keeps ``CAP_KILL`` and no other capability, in any set (:func:`become_recorder` says why)."""
     pw = _lookup(user)
     _require_root(user, pw)
     groups = sorted(os.getgrouplist(pw.pw_name, pw.pw_gid))
     libc = _libc()  # loaded before the drop: the interpreter's own files may be readable by root only
+    kept = 1 << _CAP_KILL if keep_kill else 0
+    if keep_kill:
+        _bound(libc, kept)  # needs CAP_SETPCAP: while root
+        _prctl(libc, _PR_SET_KEEPCAPS, 1)  # the permitted set survives setresuid (the effective set is cleared)
     os.initgroups(pw.pw_name, pw.pw_gid)  # the groups first: setgroups needs root, which setresuid gives up
     os.setresgid(pw.pw_gid, pw.pw_gid, pw.pw_gid)
     os.setresuid(pw.pw_uid, pw.pw_uid, pw.pw_uid)
+    if keep_kill:
+        _prctl(libc, _PR_SET_KEEPCAPS, 0)
+        _capset(libc, kept)  # permitted and effective: CAP_KILL alone; inheritable (so ambient) empty
     if no_new_privs:
         _prctl(libc, _PR_SET_NO_NEW_PRIVS, 1)
         if _prctl(libc, _PR_GET_NO_NEW_PRIVS, 0) != 1:
@@ -176,16 +192,30 @@ def drop_to(user: str, *, no_new_privs: bool = True) -> pwd.struct_passwd:
                 "run appshell on a Linux kernel of 3.5 or later (prctl PR_SET_NO_NEW_PRIVS)",
             )
     _check_dropped(pw, groups)
+    _check_capabilities(libc, pw, kept)
     return pw
 
 
 def become_recorder(user: str) -> pwd.struct_passwd:
-    """Become the recorder's *user* for good (:func:`drop_to`), and not dumpable (:func:`not_dumpable`).
+    """Become the recorder's *user* for good (:func:`drop_to`), keeping ``CAP_KILL`` alone, and not dumpable
+    (:func:`not_dumpable`).
 
-    The kernel already clears "dumpable" when the uid changes, but to ``fs.suid_dumpable``, which a host
-    may set to 1 to collect core dumps; a core file of the recorder holds the sealing key, and one press of
-    Ctrl-\\ at the operator's terminal would write it. So it is set here, and checked."""
-    pw = drop_to(user)
+    ``CAP_KILL``: once the recorder is another user than its session, kill(2) of the session needs it, and
+    without it a SIGTERM or SIGHUP to the recorder (systemd stopping it, an ssh hang-up, an admin's kill)
+    could not be passed on, nor a session that ignores it be killed after the grace: without a terminal to
+    hang up, nothing would end the session (docs/privsep.md, "Ending a session"). Holding it is safe here
+    because nothing of the operator's reaches this process: another uid, not dumpable, and holding a
+    capability the session lacks, so ptrace, ``/proc/PID/mem`` and ``pidfd_getfd`` stay refused (the
+    kernel's ptrace check wants the tracer's capabilities to cover the tracee's). What it adds is bounded:
+    a bug in the recorder could signal any process on the host, never read, write or run anything as
+    another user; no other capability is left in any set but the bounding set (emptied too where root may),
+    and ``no_new_privs`` holds. The alternatives cost more: a root monitor kept for the session's life, or
+    a cgroup that not every host (nor container) delegates.
+
+    Not dumpable: the kernel already clears "dumpable" when the uid changes, but to ``fs.suid_dumpable``,
+    which a host may set to 1 to collect core dumps; a core file of the recorder holds the sealing key, and
+    one press of Ctrl-\\ at the operator's terminal would write it. So it is set here, and checked."""
+    pw = drop_to(user, keep_kill=True)
     not_dumpable()
     return pw
 
@@ -368,17 +398,71 @@ def _check_dropped(pw: pwd.struct_passwd, groups: list[int]) -> None:
     )
 
 
+def _capget(libc: Any) -> tuple[int, int, int]:
+    """This process's capability sets as bit masks: (effective, permitted, inheritable)."""
+    import ctypes
+
+    header = (ctypes.c_uint32 * 2)(_CAPABILITY_VERSION_3, 0)  # pid 0: this process
+    data = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable: the low words, then the high ones
+    if libc.capget(header, data) != 0:
+        err = ctypes.get_errno()
+        raise ConfigError(f"capget failed: {os.strerror(err)}", "run appshell on Linux 2.6.26 or later")
+    effective, permitted, inheritable = (data[i] | data[i + 3] << 32 for i in range(3))
+    return effective, permitted, inheritable
+
+
+def _capset(libc: Any, kept: int) -> None:
+    """Effective and permitted: *kept*; inheritable: none. Permitted can only shrink, so this can only drop."""
+    import ctypes
+
+    header = (ctypes.c_uint32 * 2)(_CAPABILITY_VERSION_3, 0)
+    low, high = kept & 0xFFFFFFFF, kept >> 32
+    data = (ctypes.c_uint32 * 6)(low, low, 0, high, high, 0)
+    if libc.capset(header, data) != 0:
+        err = ctypes.get_errno()
+        raise ConfigError(
+            f"the recorder could not keep CAP_KILL after it dropped: capset failed: {os.strerror(err)}",
+            "run appshell where root holds CAP_KILL (a container: --cap-add KILL); without it the recorder "
+            "could not end its session (docs/privsep.md)",
+        )
+
+
+def _bound(libc: Any, kept: int) -> None:
+    """The bounding set: *kept* alone, so that no later exec can give the process any other capability.
+
+    A second fence: the recorder never execs, and no_new_privs already keeps an exec from gaining any. So where
+    root lacks CAP_SETPCAP (a container's trimmed set), which dropping from it needs, it is left as it is."""
+    if not _capget(libc)[0] >> _CAP_SETPCAP & 1:
+        return
+    cap = 0
+    while _prctl(libc, _PR_CAPBSET_READ, cap, check=False) >= 0:  # EINVAL past the kernel's last capability
+        if not kept >> cap & 1:
+            _prctl(libc, _PR_CAPBSET_DROP, cap)
+        cap += 1
+
+
+def _check_capabilities(libc: Any, pw: pwd.struct_passwd, kept: int) -> None:
+    """Effective and permitted are *kept*, inheritable empty: what setresuid and capset were to leave."""
+    held = _capget(libc)
+    if held != (kept, kept, 0):
+        raise ConfigError(
+            f"after becoming '{pw.pw_name}' the process holds capabilities {tuple(hex(c) for c in held)} "
+            f"(effective, permitted, inheritable), not {hex(kept)}",
+            "start appshell from plain sudo, not from a wrapper that grants capabilities",
+        )
+
+
 def _libc() -> Any:
     import ctypes  # only privileged mode needs it
 
     return ctypes.CDLL(None, use_errno=True)
 
 
-def _prctl(libc: Any, option: int, value: int) -> int:
+def _prctl(libc: Any, option: int, value: int, *, check: bool = True) -> int:
     import ctypes
 
     result = int(libc.prctl(option, ctypes.c_ulong(value), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)))
-    if result < 0:
+    if result < 0 and check:
         err = ctypes.get_errno()
         raise ConfigError(
             f"prctl({option}, {value}) failed: {os.strerror(err)}",
