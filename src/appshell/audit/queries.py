@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from appshell.audit.records import GENESIS, digest
-from appshell.audit.review import Log, Session, _add, scan_session
+from appshell.audit.review import Log, Session, add_record, scan_session
 from appshell.audit.seal import evolve, record_mac
 from appshell.audit.wrote import session_wrote, wrote_sql
 
@@ -403,7 +403,7 @@ class Catalog:
                     offset += len(raw)
                     if not raw.endswith(b"\n"):
                         break
-                    record = _add(running, raw, where)
+                    record = add_record(running, raw, where)
                     if record is None:
                         continue
                     sid = str(record["session"])
@@ -433,7 +433,7 @@ _SESSION_FIELD = re.compile(rb'"session"\s*:\s*"([^"\\]*)"')
 def _sql_session(url: str, session: str) -> Session | None:
     found: dict[str, Session] = {}
     for _row_id, record in _sql_records(url, session):
-        _add(found, record.encode("utf-8"))
+        add_record(found, record.encode("utf-8"))
     return found.get(session)
 
 

@@ -393,7 +393,7 @@ def typed_lines(events: list[tuple[float, str, bytes]]) -> list[tuple[float, str
     return out
 
 
-def _add(found: dict[str, Session], raw: bytes, where: str = "") -> dict[str, Any] | None:
+def add_record(found: dict[str, Session], raw: bytes, where: str = "") -> dict[str, Any] | None:
     try:
         record = json.loads(raw)
     except ValueError:
@@ -418,7 +418,7 @@ def _add_if(found: dict[str, Session], session: str, raw: bytes, where: str) -> 
 def sessions(log: Log) -> list[Session]:
     found: dict[str, Session] = {}
     for where, raw, _complete in log.lines():
-        _add(found, raw, where)
+        add_record(found, raw, where)
     return list(found.values())
 
 
@@ -449,7 +449,7 @@ def tail_sessions(log: Log, count: int) -> list[Session]:
         from appshell.audit.sqlsink import recent_session_rows
 
         for row in recent_session_rows(log.url or "", count):
-            _add(found, row.encode("utf-8"))
+            add_record(found, row.encode("utf-8"))
         return sorted((s for s in found.values() if s.start), key=lambda s: str(s.start.get("ts")))[-count:]
     starts = 0
     seen: list[tuple[str, bytes]] = []
@@ -470,7 +470,7 @@ def tail_sessions(log: Log, count: int) -> list[Session]:
         if starts >= count:
             break
     for where, raw in reversed(seen):  # forwards: each session's records in the log's order
-        _add(found, raw, where)
+        add_record(found, raw, where)
     started = [s for s in found.values() if s.start]
     return sorted(started, key=lambda s: int(s.start.get("seq", 0) or 0))[-count:]
 
@@ -493,7 +493,7 @@ def scan_session(
         if into is None:
             f.seek(offset)
             first = f.readline()
-            record = _add(found, first, f"{path}@{offset}")
+            record = add_record(found, first, f"{path}@{offset}")
             if record is None or record.get("event") != "session_start" or record.get("session") != session:
                 return None, offset  # a stale index
             pos = offset + len(first)
@@ -541,7 +541,7 @@ def find_session(log: Log, prefix: str) -> Session | None:
 
         by_id: dict[str, Session] = {}
         for row in session_rows(log.url or "", prefix):
-            _add(by_id, row.encode("utf-8"))
+            add_record(by_id, row.encode("utf-8"))
         return next(iter(by_id.values())) if len(by_id) == 1 else None
     matches = [s for s in sessions(log) if s.id.startswith(prefix) and s.start]
     return matches[0] if len(matches) == 1 else None

@@ -309,9 +309,9 @@ class SqlReviews:
     def load(self) -> Reviews:
         from sqlalchemy import MetaData, inspect, select
 
-        from appshell.audit.sqlsink import _engine
+        from appshell.audit.sqlsink import audit_engine
 
-        engine = _engine(self.url)
+        engine = audit_engine(self.url)
         try:
             table = self._table(MetaData())
             with engine.connect() as conn:
@@ -326,10 +326,10 @@ class SqlReviews:
         from sqlalchemy import MetaData, select
         from sqlalchemy.exc import IntegrityError
 
-        from appshell.audit.sqlsink import _engine
+        from appshell.audit.sqlsink import audit_engine
 
         body = _body(session, auditor, state, note)
-        engine = _engine(self.url)
+        engine = audit_engine(self.url)
         try:
             metadata = MetaData()
             table = self._table(metadata)

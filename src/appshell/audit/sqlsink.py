@@ -159,7 +159,7 @@ def _timeouts(engine: Any, schema: str | None) -> None:
             dbapi_conn.commit()
 
 
-def _engine(url: str) -> Any:
+def audit_engine(url: str) -> Any:
     """The audit's own engine: synchronous, on the sync driver of an async URL's database (appshell.config.urls)."""
     from sqlalchemy import create_engine
 
@@ -188,7 +188,7 @@ class SqlSink:
     def __init__(self, url: str) -> None:
         from sqlalchemy import inspect
 
-        self.engine = _engine(url)
+        self.engine = audit_engine(url)
         self.table = table_at(url)
         schema = self.table.schema
         with self.engine.connect() as conn:
@@ -233,7 +233,7 @@ def connected(url: str) -> Iterator[Any]:
     from appshell.config.redact import mask_url
     from appshell.errors import DatabaseUnavailable, connect_reason
 
-    engine = _engine(url)
+    engine = audit_engine(url)
     try:
         try:
             conn = engine.connect()

@@ -16,16 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 from appshell.boot.crash import import_user_module
 from appshell.boot.discovery import (
-    _all_mapped,
-    _async_kinds,
-    _bind_of,
-    _Collector,
-    _is_async,
-    _name_models,
-    _one_metadata,
+    Collector,
+    all_mapped,
+    async_kinds,
+    bind_of,
+    is_async,
+    name_models,
+    one_metadata,
     uses_sqlmodel,
 )
-from appshell.boot.engine import _make_engine, check_connection
+from appshell.boot.engine import check_connection, make_engine
 from appshell.boot.provider import boot_provider
 from appshell.config.redact import mask_url
 from appshell.errors import ConfigError
@@ -117,14 +117,14 @@ def _app_modules(folders: list[Path]) -> list[ModuleType]:
     return found
 
 
-def _open_session(collector: _Collector, engine: Any, sqlmodel: bool, classes: list[type]) -> Any:
+def _open_session(collector: Collector, engine: Any, sqlmodel: bool, classes: list[type]) -> Any:
     """The app's session, else one from its sessionmaker, else a new one (SQLModel's for SQLModel tables).
     For an async engine: the app's AsyncSession, or one from its async_sessionmaker, or a new one."""
-    if isinstance(engine, _async_kinds().engines):
+    if isinstance(engine, async_kinds().engines):
         return _open_async_session(collector, engine, sqlmodel)
-    if collector.session is not None and not _is_async(collector.session):
+    if collector.session is not None and not is_async(collector.session):
         return _bind_if_unbound(collector.session, engine, classes)
-    if collector.sessionmaker is not None and not _is_async(collector.sessionmaker):
+    if collector.sessionmaker is not None and not is_async(collector.sessionmaker):
         return collector.sessionmaker(bind=engine)
     if sqlmodel:
         from sqlmodel import Session as SQLModelSession  # session.exec(select(Hero)), as SQLModel's tutorial has it
@@ -150,7 +150,7 @@ def _bind_if_unbound(source: Any, engine: Any, classes: list[type]) -> Any:
     from sqlalchemy.orm import scoped_session
 
     if isinstance(source, scoped_session):
-        if _bind_of(source) is not None:
+        if bind_of(source) is not None:
             return source  # the factory is bound: nothing to make or check
         current = source()  # this thread's session, as the registry would make it at first use
     else:
@@ -204,7 +204,7 @@ def check_session(ctx: AppContext) -> str | None:
     return None
 
 
-def _open_async_session(collector: _Collector, engine: Any, sqlmodel: bool) -> Any:
+def _open_async_session(collector: Collector, engine: Any, sqlmodel: bool) -> Any:
     from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session, async_sessionmaker
 
     if isinstance(collector.session, AsyncSession):
@@ -232,7 +232,7 @@ def boot(settings: Settings) -> AppContext:
             "APPSHELL_APP, or add [tool.appshell] to pyproject.toml",
         )
 
-    collector = _Collector()
+    collector = Collector()
     teardown: list[Callable[[], object]] = []
     label = settings.app or ",".join(settings.models)
     try:
@@ -245,17 +245,17 @@ def boot(settings: Settings) -> AppContext:
             collector.take_module(module, everything=False)
         engine = collector.pick_engine()
         made_engine = "" if engine is not None else _url_source(settings)
-        engine = engine or _make_engine(settings.database_url)
-        async_engine = engine if _is_async(engine) else None
+        engine = engine or make_engine(settings.database_url)
+        async_engine = engine if is_async(engine) else None
         if async_engine is not None:
             from appshell.hooks import aio
 
             aio.use_greenlets()  # from here on the app's sync cores do their IO on the session's loop
             engine = async_engine.sync_engine
-        classes = _all_mapped(collector)
+        classes = all_mapped(collector)
         sqlmodel = uses_sqlmodel(classes)
         session = _open_session(collector, async_engine or engine, sqlmodel, classes)
-        async_session = session if _is_async(session) else None
+        async_session = session if is_async(session) else None
         if async_session is not None:
             session = async_session.sync_session
         check_connection(engine)
@@ -268,7 +268,7 @@ def boot(settings: Settings) -> AppContext:
         finally:
             aio.close()  # the loop the app's boot may have made, and greenlet mode with it
         raise
-    models, warnings = _name_models(classes)
+    models, warnings = name_models(classes)
     warnings[:0] = collector.warnings
     if not models:
         where = f"--app {settings.app}" if settings.app else "the --models modules"
@@ -276,7 +276,7 @@ def boot(settings: Settings) -> AppContext:
     return AppContext(
         engine=engine,
         session=session,
-        metadata=_one_metadata(collector, classes),
+        metadata=one_metadata(collector, classes),
         models=models,
         extra=collector.extra,
         app=collector.app,

@@ -31,7 +31,7 @@ def import_user_module(name: str, option: str) -> ModuleType:
         raise AppCrashed(f"importing '{name}' failed", exc) from exc
 
 
-def _call_app_code(func: Callable[[], Any], what: str) -> Any:
+def call_app_code(func: Callable[[], Any], what: str) -> Any:
     try:
         return func()
     except Exception as exc:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from appshell.boot.crash import _call_app_code
+from appshell.boot.crash import call_app_code
 from appshell.config.redact import mask_url
 from appshell.errors import AppCrashed, ConfigError
 
@@ -24,12 +24,12 @@ __all__ = ["uses_sqlmodel"]
 _MAPPING_KEYS = ("engine", "session", "metadata")
 
 
-def _is_flask_app(obj: Any) -> bool:
+def is_flask_app(obj: Any) -> bool:
     # Duck-typed so that Flask is never imported by appshell itself.
     return hasattr(obj, "app_context") and hasattr(obj, "extensions") and hasattr(obj, "wsgi_app")
 
 
-class _Collector:
+class Collector:
     """Gathers what the app exposes while its provider and modules are scanned."""
 
     def __init__(self) -> None:
@@ -59,7 +59,7 @@ class _Collector:
             self.registries.append(db.Model.registry)
         make_shell_context = getattr(app, "make_shell_context", None)
         if make_shell_context is not None:  # @app.shell_context_processor names, as `flask shell` loads them
-            shell_names = _call_app_code(make_shell_context, "the app's shell_context_processor failed")
+            shell_names = call_app_code(make_shell_context, "the app's shell_context_processor failed")
             self.take_mapping(shell_names, "the shell context")
 
     def take_object(self, value: Any, name: str) -> bool:
@@ -68,7 +68,7 @@ class _Collector:
         from sqlalchemy import Engine
         from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
-        if isinstance(value, (Engine, Session, scoped_session, sessionmaker, *_async_kinds().all)):
+        if isinstance(value, (Engine, Session, scoped_session, sessionmaker, *async_kinds().all)):
             self._classify(value, name, explicit=True)
             return True
         return False
@@ -94,7 +94,7 @@ class _Collector:
             attributes = dict(vars(obj))
         except TypeError:  # None, a str, a number: no attributes at all
             attributes = {}
-        kinds = _async_kinds()
+        kinds = async_kinds()
         engines: dict[str, Any] = {n: v for n, v in attributes.items() if isinstance(v, (Engine, *kinds.engines))}
         makers = {
             n: v
@@ -179,7 +179,7 @@ class _Collector:
         from sqlalchemy import inspect as sa_inspect
         from sqlalchemy.orm import Session, registry, scoped_session, sessionmaker
 
-        kinds = _async_kinds()
+        kinds = async_kinds()
         if isinstance(value, type):
             if getattr(value, "__module__", "").startswith("sqlalchemy."):
                 return
@@ -217,7 +217,7 @@ class _Collector:
         if others:
             return others[0][1]
         for source in (self.session, self.sessionmaker):
-            bind = _bind_of(source) if source is not None else None
+            bind = bind_of(source) if source is not None else None
             if bind is not None:
                 return bind
         return None
@@ -281,7 +281,7 @@ class _AsyncKinds(NamedTuple):
         return (*self.engines, *self.sessions, *self.makers)
 
 
-def _async_kinds() -> _AsyncKinds:
+def async_kinds() -> _AsyncKinds:
     """SQLAlchemy's async classes, where the app has imported them (a sync app never pays for the import)."""
     if "sqlalchemy.ext.asyncio" not in sys.modules:
         return _AsyncKinds()
@@ -290,11 +290,11 @@ def _async_kinds() -> _AsyncKinds:
     return _AsyncKinds((AsyncEngine,), (AsyncSession, async_scoped_session), (async_sessionmaker,))
 
 
-def _is_async(obj: Any) -> bool:
-    return isinstance(obj, _async_kinds().all)
+def is_async(obj: Any) -> bool:
+    return isinstance(obj, async_kinds().all)
 
 
-def _bind_of(source: Any) -> Any:
+def bind_of(source: Any) -> Any:
     """The engine a session, scoped session or sessionmaker is bound to, without opening a session."""
     factory = getattr(
         source, "session_factory", None
@@ -307,7 +307,7 @@ def _bind_of(source: Any) -> Any:
     return getattr(source, "bind", None)
 
 
-def _name_models(classes: Iterable[type]) -> tuple[dict[str, type], list[str]]:
+def name_models(classes: Iterable[type]) -> tuple[dict[str, type], list[str]]:
     """Every class under its name; clashing names qualified by module (like shell_plus)."""
     by_name: dict[str, list[type]] = {}
     for cls in classes:
@@ -327,7 +327,7 @@ def _name_models(classes: Iterable[type]) -> tuple[dict[str, type], list[str]]:
     return names, warnings
 
 
-def _all_mapped(collector: _Collector) -> list[type]:
+def all_mapped(collector: Collector) -> list[type]:
     classes = list(collector.classes)
     seen_registries: list[Any] = []
     for reg in collector.registries:
@@ -345,7 +345,7 @@ def uses_sqlmodel(classes: Iterable[type]) -> bool:
     return any(issubclass(cls, base) for cls in classes)
 
 
-def _one_metadata(collector: _Collector, classes: list[type]) -> MetaData | None:
+def one_metadata(collector: Collector, classes: list[type]) -> MetaData | None:
     """The app's metadata if it holds every model's table; else
     one MetaData with all of them (e.g. two declarative bases)."""
     from sqlalchemy import MetaData

@@ -8,7 +8,7 @@ import sys
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from appshell.boot.discovery import _async_kinds
+from appshell.boot.discovery import async_kinds
 from appshell.config.redact import mask_url
 from appshell.errors import ConfigError, DatabaseUnavailable, connect_reason
 
@@ -26,7 +26,7 @@ _INSTALL_HINT = (
 )
 
 
-def _make_engine(url: str | None) -> Any:
+def make_engine(url: str | None) -> Any:
     """An engine for DATABASE_URL/--database-url: an AsyncEngine where the URL names an async driver."""
     if not url:
         raise ConfigError(
@@ -101,7 +101,7 @@ def _apps_engines(modules: list[ModuleType]) -> list[tuple[str, str]]:
     """(what, the --app that uses it) for each engine the app's modules hold or make, best --app first."""
     from sqlalchemy import Engine
 
-    kinds = (Engine, *_async_kinds().engines)
+    kinds = (Engine, *async_kinds().engines)
     own = {m.__name__ for m in modules}
     makers = _engine_maker_objects()
     engines: list[tuple[str, str]] = []

@@ -9,8 +9,8 @@ from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
 
-from appshell.boot.crash import _call_app_code, import_user_module
-from appshell.boot.discovery import _Collector, _is_async, _is_flask_app
+from appshell.boot.crash import call_app_code, import_user_module
+from appshell.boot.discovery import Collector, is_async, is_flask_app
 from appshell.errors import AppNotFound, ConfigError
 
 __all__ = ["boot_provider"]
@@ -91,7 +91,7 @@ def _call_factory(func: Callable[..., Any], label: str, call: tuple[list[Any], d
                 f"{label}() cannot be called with {_call_text(args, kwargs)} ({exc})",
                 f'pass its arguments in --app, as Flask does: --app "{label}({example})"',
             ) from None
-    return _call_app_code(lambda: func(*args, **kwargs), f"{label}() failed")
+    return call_app_code(lambda: func(*args, **kwargs), f"{label}() failed")
 
 
 def _call_text(args: list[Any], kwargs: dict[str, Any]) -> str:
@@ -103,15 +103,15 @@ def _call_text(args: list[Any], kwargs: dict[str, Any]) -> str:
 _SETTINGS_NAMES = ("settings", "config")  # the app's own config object keeps its name in the shell
 
 
-def boot_provider(spec: str, collector: _Collector, teardown: list[Callable[[], object]]) -> None:
+def boot_provider(spec: str, collector: Collector, teardown: list[Callable[[], object]]) -> None:
     target, label, call = _load_provider(spec)
     if isinstance(target, ModuleType):
         app = getattr(target, "app", None)
-        if not _is_flask_app(app):
+        if not is_flask_app(app):
             factory = next((getattr(target, n) for n in _FACTORY_NAMES if callable(getattr(target, n, None))), None)
             if factory is not None and "flask" in sys.modules:
                 app = _call_factory(factory, f"{label}:{factory.__name__}", None)
-        if _is_flask_app(app):
+        if is_flask_app(app):
             collector.take_flask(app, teardown)
         collector.take_module(target)
         for name in _SETTINGS_NAMES:
@@ -119,13 +119,13 @@ def boot_provider(spec: str, collector: _Collector, teardown: list[Callable[[], 
             if value is not None and not isinstance(value, ModuleType) and not callable(value):
                 collector.extra.setdefault(name, value)
         return
-    called = callable(target) and not _is_flask_app(target) and not isinstance(target, type)
+    called = callable(target) and not is_flask_app(target) and not isinstance(target, type)
     if called:
         target = _call_factory(target, label, call)
     elif call is not None:
         raise ConfigError(f"--app '{spec}': {label} is not callable", f"drop the parentheses: --app {label}")
     target = _enter_provider(target, label, teardown)
-    if _is_flask_app(target):
+    if is_flask_app(target):
         collector.take_flask(target, teardown)
     elif isinstance(target, Mapping):
         collector.take_mapping(target)
@@ -142,23 +142,23 @@ def _enter_provider(target: Any, label: str, teardown: list[Callable[[], object]
     if inspect.isgenerator(target):
         gen = target
         teardown.append(lambda: next(gen, None))
-        return _call_app_code(lambda: next(gen), f"{label}() failed")
+        return call_app_code(lambda: next(gen), f"{label}() failed")
     if inspect.isasyncgen(target):
         agen = target
         aio.keep(agen)  # closed by this teardown, after the operator's async code has ended
         teardown.append(lambda: aio.run(_anext_or_none(agen)))
-        return _call_app_code(lambda: aio.run(agen.__anext__()), f"{label}() failed")
+        return call_app_code(lambda: aio.run(agen.__anext__()), f"{label}() failed")
     if inspect.iscoroutine(target):
-        return _call_app_code(lambda: aio.run(target), f"{label}() failed")
-    if hasattr(target, "__aenter__") and hasattr(target, "__aexit__") and not _is_async(target):
+        return call_app_code(lambda: aio.run(target), f"{label}() failed")
+    if hasattr(target, "__aenter__") and hasattr(target, "__aexit__") and not is_async(target):
         manager = target  # an AsyncSession is one too, but it is used as is
         aio.keep(getattr(manager, "gen", None))  # @asynccontextmanager's generator
         teardown.append(lambda: aio.run(manager.__aexit__(None, None, None)))
-        return _call_app_code(lambda: aio.run(manager.__aenter__()), f"{label}() failed")
+        return call_app_code(lambda: aio.run(manager.__aenter__()), f"{label}() failed")
     if hasattr(target, "__enter__") and hasattr(target, "__exit__") and type(target).__module__ == "contextlib":
         manager = target  # @contextmanager: entered like the generator it wraps
         teardown.append(lambda: manager.__exit__(None, None, None))
-        return _call_app_code(manager.__enter__, f"{label}() failed")
+        return call_app_code(manager.__enter__, f"{label}() failed")
     return target
 
 

@@ -211,10 +211,10 @@ def _sql_rights(database_url: str) -> Row:
     sink's role must be able to INSERT and SELECT only (docs/audit.md has the recipe).
     """
     from appshell.audit.auditor import audit_url
-    from appshell.audit.sqlsink import _engine, schema_of
+    from appshell.audit.sqlsink import audit_engine, schema_of
 
     url = audit_url(database_url)
-    engine = _engine(url)  # as the sink connects: an async URL's sync driver
+    engine = audit_engine(url)  # as the sink connects: an async URL's sync driver
     try:
         with engine.connect() as conn:
             kind = conn.dialect.name
@@ -304,10 +304,10 @@ def _sql_schema(database_url: str) -> Iterator[Row]:
     from sqlalchemy import text
 
     from appshell.audit.auditor import audit_url
-    from appshell.audit.sqlsink import TABLE, _engine, schema_of
+    from appshell.audit.sqlsink import TABLE, audit_engine, schema_of
 
     url = audit_url(database_url)
-    engine = _engine(url)
+    engine = audit_engine(url)
     schema = schema_of(url) or "public"
     try:
         with engine.connect() as conn:
@@ -369,11 +369,11 @@ def _probe_sink(kind: str, settings: Settings, database_url: str) -> str:
     if kind == "sql":
         from sqlalchemy import inspect
 
-        from appshell.audit.sqlsink import TABLE, _engine, schema_of
+        from appshell.audit.sqlsink import TABLE, audit_engine, schema_of
 
         url = audit_url(database_url)
         schema = schema_of(url)
-        engine = _engine(url)  # as the sink connects: an async URL's sync driver
+        engine = audit_engine(url)  # as the sink connects: an async URL's sync driver
         try:
             exists = inspect(engine).has_table(TABLE, schema=schema)
         finally:

@@ -196,7 +196,7 @@ def take(items: Iterable[Any], limit: int | None) -> tuple[list[Any], int]:
     return first, sum(1 for _ in it)
 
 
-def _columns_of(item: Any) -> list[str] | None:
+def columns_of(item: Any) -> list[str] | None:
     if hasattr(item, "_fields") and hasattr(item, "_mapping"):  # a Row
         return list(item._fields)
     if isinstance(item, dict):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from appshell.console.render import ROW_LIMIT, _columns_of, orm_state, pick_columns, table, take
+from appshell.console.render import ROW_LIMIT, columns_of, orm_state, pick_columns, table, take
 
 __all__ = ["Rows", "tabulate"]
 
@@ -31,7 +31,7 @@ def tabulate(
     items = list(items)
     if not items:
         return "(0 rows)"
-    found = _columns_of(items[0])
+    found = columns_of(items[0])
     if found is None:
         return table(["value"], [[item] for item in items], more=more, hint=hint, expanded=expanded, wrap=False)
     picked = found if columns is None else pick_columns(found, columns)

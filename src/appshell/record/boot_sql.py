@@ -36,9 +36,7 @@ class BootSql:
         event.listen(Engine, "before_cursor_execute", self._seen)
         return self
 
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         from sqlalchemy import Engine, event
 
         event.remove(Engine, "before_cursor_execute", self._seen)

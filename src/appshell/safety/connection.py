@@ -120,7 +120,7 @@ _READ_ONLY_NOW = {
 
 
 # What says how the server reads quotes now (checked once per connection in sandbox and read-only sessions).
-_LEXING_NOW = {
+LEXING_NOW = {
     "postgresql": "SELECT pg_catalog.current_setting('standard_conforming_strings')",
     "mysql": "SELECT @@session.sql_mode",
     "mariadb": "SELECT @@session.sql_mode",
@@ -129,7 +129,7 @@ _LEXING_NOW = {
 
 def lexing_mismatch(raw: Any, kind: str) -> str | None:
     """Why this connection's server reads quotes otherwise than appshell's parser (one round trip), or None."""
-    sql = _LEXING_NOW.get(kind)
+    sql = LEXING_NOW.get(kind)
     if sql is None:
         return None
     rows = fetch_rows(raw, sql)
@@ -164,7 +164,7 @@ def classify_cached(sql: str, kind: str) -> tuple[Any, ...]:
     return classify(sql, kind)
 
 
-def _set_autocommit(raw: Any, on: bool) -> None:
+def set_autocommit(raw: Any, on: bool) -> None:
     """Drivers' autocommit flag; an engine made with isolation_level='AUTOCOMMIT' set it on."""
     module = type(raw).__module__
     if module.startswith("psycopg") and bool(raw.autocommit) != on:

@@ -26,10 +26,9 @@ from typing import TYPE_CHECKING, Any
 from appshell.errors import ReadOnlyLifted, SandboxRefused
 from appshell.process import PROCESS
 from appshell.safety.connection import (
-    _LEXING_NOW,
+    LEXING_NOW,
     ConnState,
     ReadOnlyError,
-    _set_autocommit,
     backend,
     classify_cached,
     dialect_kind,
@@ -37,9 +36,10 @@ from appshell.safety.connection import (
     lexing_mismatch,
     read_only_now,
     run_statements,
+    set_autocommit,
     short_sql,
 )
-from appshell.safety.raw_connect import _watch_raw_connects
+from appshell.safety.raw_connect import watch_raw_connects
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -125,10 +125,10 @@ class Coverage:
         PROCESS.coverage = self  # the rules raw connects are checked against: this session's, from now on
         if not self.reads_sql and not self.plan.fresh_connections:
             return  # connections made before are set up lazily, at their next statement: no heap walk at start-up
-        _watch_raw_connects()
+        watch_raw_connects()
         # A driver imported during the session (the first AsyncEngine on aiosqlite a statement makes) is
         # wrapped before SQLAlchemy's first connect through it, so that connect is still SQLAlchemy's own.
-        on_every_engine("do_connect", lambda *args: _watch_raw_connects())
+        on_every_engine("do_connect", lambda *args: watch_raw_connects())
         engines, fairies = existing()
         for engine in engines:
             if is_exempt(engine.dialect):
@@ -176,7 +176,7 @@ class Coverage:
             run_statements(raw, *statements)
             if st.kind != "sqlite":
                 raw.commit()  # the SETs opened a transaction on drivers without autocommit
-        if self.reads_sql and st.kind in _LEXING_NOW:
+        if self.reads_sql and st.kind in LEXING_NOW:
             self._lexing_at_start(st)
         if st.sqlite3:
             self._sqlite(st)
@@ -186,7 +186,7 @@ class Coverage:
             self.sandbox.take_over(dialect)
             asked = getattr(dialect, "_on_connect_isolation_level", None) or getattr(dialect, "isolation_level", None)
             st.autocommit = str(asked or "").upper() == "AUTOCOMMIT" or getattr(raw, "autocommit", None) is True
-            _set_autocommit(raw, False)
+            set_autocommit(raw, False)
             self.sandbox.begin(st)
         return st
 

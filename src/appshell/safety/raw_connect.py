@@ -91,7 +91,7 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
         _refuse_raw(f"sqlite3.connect({str(args[0])!r})")
 
 
-def _watch_raw_connects() -> None:
+def watch_raw_connects() -> None:
     """sqlite3.connect() is seen by an audit hook (it raises an audit event); other drivers' connect()
     is wrapped where the driver is imported already — SQLAlchemy's own calls go through."""
     PROCESS.audit_hook("raw_connect", _hook)  # once per process; drivers imported since the last session below
