@@ -233,7 +233,7 @@ def test_every_module_is_listed_in_the_design() -> None:
     assert missing == [], "docs/design.md §1 lists every module with its job"
 
 
-LONG = 350  # lines; a longer module says why at its top, in one "# Over 350 lines (N): why." line
+LONG = 350  # lines; a longer module says why at its top, in one "# Over 350 lines: why." line
 
 
 def test_a_long_module_says_why() -> None:
@@ -247,6 +247,17 @@ def test_a_long_module_says_why() -> None:
         if len(lines) > LONG and not any(line.startswith(f"# Over {LONG} lines") for line in top):
             unexplained.append(f"{name} ({len(lines)} lines)")
     assert unexplained == []
+
+
+def test_no_module_takes_another_ones_private_names() -> None:
+    """A name another module needs is public there: ``from appshell.x import _y`` is a coupling to its insides."""
+    taken = []
+    for name, (path, _) in MODULES.items():
+        for node in _imports(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("appshell")):
+                private = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+                taken.extend(f"{name}: from {node.module} import {p}" for p in private)
+    assert taken == []
 
 
 # --- the helpers, on a tiny tree ------------------------------------------------------------

@@ -15,7 +15,7 @@ verification key the seal (``epoch``/``mac``) of each. That proves the
 session's records were not edited, removed or reordered in place; only a
 whole-file ``audit verify`` proves nothing was cut off after them.
 """
-# Over 350 lines (610): the review page's catalog (scan, cache, filters) and one session's chain check share state.
+# Over 350 lines: the review page's catalog (scan, cache, filters) and one session's chain check share state.
 
 from __future__ import annotations
 

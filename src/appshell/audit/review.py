@@ -5,7 +5,7 @@ file order — a second record with the same ``n``, a second ``session_end``, re
 end, and whole JSON lines that carry no hash or seal are all shown, and flagged
 (:meth:`Session.flags`). Nothing here decides which of two records is "the" one.
 """
-# Over 350 lines (819): tail and show over both sinks: one Session reader, its
+# Over 350 lines: tail and show over both sinks: one Session reader, its
 # flags (the recorder's records too), the terminal transcript, two renderings.
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ flagged and does not count: its session stays pending. Run the review server as
 a user the operator is not — an operator who can read the key can forge reviews
 (docs/audit.md, threat model).
 """
-# Over 350 lines (366): the reviews' store, its authentication and
+# Over 350 lines: the reviews' store, its authentication and
 # its two backends (file, SQL) are one contract, read together.
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ unqualified name would follow the role's ``search_path``, whose first entry is
 itself, put its own ``appshell_audit`` there, and catch (then truncate) every
 later session's records while ``verify --url`` read the same decoy (issue 21).
 """
-# Over 350 lines (361): the SQL sink's chain, its pinned schema
+# Over 350 lines: the SQL sink's chain, its pinned schema
 # and its failure modes are one contract with the database.
 
 from __future__ import annotations

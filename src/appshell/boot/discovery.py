@@ -1,6 +1,6 @@
 """Discovery: what the app exposes (engines, sessions, sessionmakers, metadata, mapped classes), classified while
 its provider and modules are scanned; async kinds told apart from their sync siblings; models named."""
-# Over 350 lines (376): one Collector classifies every kind of object an app may expose; its checks share its state.
+# Over 350 lines: one Collector classifies every kind of object an app may expose; its checks share its state.
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ Also here, because the audit verbs and the review page share them: what ``--log`
 ``--audit-log``/``--profile`` and ``--key`` resolve to (:func:`audit_log`, :func:`audit_key`).
 Nothing heavy is imported: ``--help`` works where the app cannot boot.
 """
-# Over 350 lines (541): the flag table of every command, and the parsers and help generated from it.
+# Over 350 lines: the flag table of every command, and the parsers and help generated from it.
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ with status ``ok``, ``FAIL``, ``WARN`` or ``info``. Any FAIL makes the exit code
 names a power worth taking away (what the app's role can do outside the transaction) that
 does not stop a session from running as it is.
 """
-# Over 350 lines (486): one small function per check; together they are the table doctor prints.
+# Over 350 lines: one small function per check; together they are the table doctor prints.
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Errors become output in exactly one place, :func:`main`.
 """
-# Over 350 lines (399): the command line's commands in one place, as Flask's cli.py: argv → command, errors said once.
+# Over 350 lines: the command line's commands in one place, as Flask's cli.py: argv → command, errors said once.
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 A project's ``profiles/NAME.toml`` is merged key by key over the profile of the
 same name shipped with appshell, which is merged over the built-in defaults.
 """
-# Over 350 lines (394): the profile schema (every key, its type, its default) is one table, checked as it loads.
+# Over 350 lines: the profile schema (every key, its type, its default) is one table, checked as it loads.
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Highest first: command-line flag, real environment variable, the ``.env``
 file, the selected profile, ``[tool.appshell]`` in pyproject.toml, built-in
 defaults.
 """
-# Over 350 lines (415): the one table of options (OPTIONS) and the
+# Over 350 lines: the one table of options (OPTIONS) and the
 # precedence that reads it; split, the order would live twice.
 
 from __future__ import annotations

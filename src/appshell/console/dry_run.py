@@ -9,7 +9,7 @@ from collections import Counter
 from typing import Any
 
 from appshell.console.render import table
-from appshell.safety.sandbox import _OPS, _SOURCES, OTHER_TABLES, Frame, Sandbox
+from appshell.safety.sandbox import OPS, OTHER_TABLES, SOURCES, Frame, Sandbox
 
 __all__ = ["summary"]
 
@@ -49,7 +49,7 @@ def summary(sandbox: Sandbox) -> str:
         lines.append("appshell: sandbox dry run — these changes were made, then rolled back:")
     rows = _rows(sandbox, total, db)
     if rows:
-        lines.append(table(["table", *_OPS, "counted by"], rows))
+        lines.append(table(["table", *OPS, "counted by"], rows))
     for kind, rows_modified in sorted(sandbox.db_totals.items()):
         lines.append(
             f"{kind}: {rows_modified} row(s) modified in all, by the database's count (innodb_trx.trx_rows_modified: "
@@ -105,7 +105,7 @@ def _rows(sandbox: Sandbox, total: Frame, db: Counter[tuple[str, str]]) -> list[
     out: list[list[Any]] = []
     for name in tables:
         cells: list[Any] = []
-        for op in _OPS:
+        for op in OPS:
             key = (name, op)
             if key in total.unknown:
                 cells.append("?")
@@ -113,6 +113,6 @@ def _rows(sandbox: Sandbox, total: Frame, db: Counter[tuple[str, str]]) -> list[
                 cells.append(db[key] + total.rows[key])
         sources = set(sandbox.sources.get(name, ()))
         if any(t == name for t, _ in db):
-            sources.add(_SOURCES["postgresql"])
+            sources.add(SOURCES["postgresql"])
         out.append([name, *cells, ", ".join(sorted(sources)) or "?"])
     return out

@@ -22,7 +22,7 @@ keeps them from a session (``protect.column_grants``: :func:`leave_out`, :func:`
 Nothing here is computed at start-up: what a table protects is worked out the first time a table
 or a repr is drawn, and kept per table and per mapper.
 """
-# Over 350 lines (569): the rules and every masking path (rows, mappings, reprs, parameters) read one Protection.
+# Over 350 lines: the rules and every masking path (rows, mappings, reprs, parameters) read one Protection.
 
 from __future__ import annotations
 

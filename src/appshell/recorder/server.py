@@ -27,7 +27,7 @@ send well-formed ones, so ending it would hide nothing and lose the rest of its 
 The child's own ``session_end`` is acknowledged and kept; the record's ``session_end`` is written by
 the recorder from the exit status, with the child's report inside it (``reported``).
 """
-# Over 350 lines (455): the recorder's checks and its framing
+# Over 350 lines: the recorder's checks and its framing
 # are one contract with the untrusted channel, read together.
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Started by another interpreter while the project has ``.venv/`` (or
 argv, stdin and the exit code (exec replaces the process). This runs before
 anything heavy is imported.
 """
-# Over 350 lines (398): re-executing and the record of what ran before the session share the launch environment.
+# Over 350 lines: re-executing and the record of what ran before the session share the launch environment.
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ cannot prove harmless, the setting is read back from the database
 (:class:`~appshell.errors.ReadOnlyLifted`, exit 6). A read-only role is
 *enforced* by the database, and not re-checked.
 """
-# Over 350 lines (475): Coverage: one set of listeners whose events share one table of ConnState.
+# Over 350 lines: Coverage: one set of listeners whose events share one table of ConnState.
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ Each dialect has one reader that asks the catalog (one query on PostgreSQL; ``SH
 the roles it names on MySQL/MariaDB) and one pure function from those facts to :class:`Power`
 rows, which the tests drive with tables.
 """
-# Over 350 lines (370): per dialect, a catalog reader and a table from facts to rows, each row with its why and fix.
+# Over 350 lines: per dialect, a catalog reader and a table from facts to rows, each row with its why and fix.
 
 from __future__ import annotations
 

@@ -46,7 +46,7 @@ them), and a marker read that fails or reads nothing breaks the sandbox. MySQL/M
 ``WITH CONSISTENT SNAPSHOT``, so ``innodb_trx`` lists it from its start: at the end a transaction missing there,
 or begun in a later second, is another one (an implied commit moves no ``Com_*`` counter).
 """
-# Over 350 lines (733): one class whose sections (dialects, savepoints, detection, counting) share its state.
+# Over 350 lines: one class whose sections (dialects, savepoints, detection, counting) share its state.
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ if TYPE_CHECKING:
 __all__ = ["Sandbox", "SandboxRefused"]
 
 SAVEPOINT = SANDBOX_SAVEPOINT
-_OPS = ("inserted", "updated", "deleted")
+OPS = ("inserted", "updated", "deleted")
 # PostgreSQL, in one round trip: what tells the sandbox's own transaction from one opened in its place
 # (transaction_timestamp() is constant within a transaction; no transaction id is assigned, so it works on a
 # read-only connection and on a hot standby too), and the rows this transaction touched per table. Those
@@ -122,7 +122,7 @@ _ENGINE_SQL = (
 )
 CASCADED = "(tables it cascaded to)"  # TRUNCATE … CASCADE: the tables that reference it, unnamed
 OTHER_TABLES = "(other tables)"  # SQLite: rows a statement's cascades and triggers changed, tables unnamed
-_SOURCES = {
+SOURCES = {
     "postgresql": "pg_stat_xact_user_tables",
     "mysql": "rowcount",
     "mariadb": "rowcount",
@@ -560,7 +560,7 @@ class Sandbox:
         net = counts - st.discarded
         left = (counts - first.db[0]) - (st.discarded - first.db[1])
         st.counted = net
-        self.db_asked.add(_SOURCES[st.kind])
+        self.db_asked.add(SOURCES[st.kind])
         if not self.frozen:
             self.db_left_open.update(left)
             self.db_committed.update(net - left)
@@ -665,7 +665,7 @@ class Sandbox:
                 continue
             for table_name, op, main in one.writes:
                 key = (table_name, op)
-                self.sources.setdefault(table_name, set()).add(_SOURCES.get(st.kind, "rowcount"))
+                self.sources.setdefault(table_name, set()).add(SOURCES.get(st.kind, "rowcount"))
                 if not main or several or one.head == "REPLACE":
                     top.unknown.add(key)  # REPLACE over an existing row is a delete and an insert: "?" for both
                     if one.head == "REPLACE":

@@ -26,7 +26,7 @@ every session that reads SQL refuses it: after it, the parser would read the nex
 the server (issue 25). MySQL/MariaDB executable comments are read both ways (run and skipped), and MariaDB's
 ``SET STATEMENT … FOR`` as the statement after ``FOR``.
 """
-# Over 350 lines (555): one SQL reader per dialect; its rules are one table the guard, sandbox and read-only ask.
+# Over 350 lines: one SQL reader per dialect; its rules are one table the guard, sandbox and read-only ask.
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ and first through :func:`appshell.audit.review.printable` (the template
 environment's ``finalize``), so no HTML, script or terminal control character
 from a statement renders. The Content-Security-Policy allows no script at all.
 """
-# Over 350 lines (618): the review page's routes, each small, with what their templates need.
+# Over 350 lines: the review page's routes, each small, with what their templates need.
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ Code that no cell shows is recorded where every path to it passes:
 Completion never evaluates calls: ``Completer.evaluation`` is held at
 ``limited`` whatever the configuration says, and Jedi does not run descriptors.
 """
-# Over 350 lines (410): IPython's hook points, each held where every path passes (transformer, files, completer).
+# Over 350 lines: IPython's hook points, each held where every path passes (transformer, files, completer).
 
 from __future__ import annotations
 
