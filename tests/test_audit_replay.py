@@ -77,7 +77,7 @@ def test_export_writes_asciicast_v2(logs: dict[str, Path], tmp_path: Path) -> No
         (
             "honest",
             ("replay",),
-            "has no recorded output (it did not run at a terminal) — only terminal sessions under audit.record_output",
+            "has no recorded output (its profile did not record output) — set audit.record_output = true",
         ),
         (
             "terminal-output",

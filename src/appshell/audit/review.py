@@ -726,16 +726,20 @@ def _terminal(s: Session, width: int) -> list[str]:
     """The terminal transcript: what was typed, line by line with
     its time; where the output was kept, how to replay it."""
     events = s.io_events()
-    if not events and not isinstance(s.start.get("terminal"), dict):
+    at_terminal = isinstance(s.start.get("terminal"), dict)
+    if not events and not at_terminal:
         return []
-    out = [
-        "── terminal: what was typed (keys as the recorder read "
-        "them, backspaces applied; seconds since the relay started)"
-    ]
-    for t, line in typed_lines(events):
-        out.extend(_wrapped(f"{t:8.2f}s  {line}", "  ", width))
-    if not any(stream == "i" for _, stream, _ in events):
-        out.append("  (nothing typed was recorded)")
+    if at_terminal:
+        out = [
+            "── terminal: what was typed (keys as the recorder read "
+            "them, backspaces applied; seconds since the relay started)"
+        ]
+        for t, line in typed_lines(events):
+            out.extend(_wrapped(f"{t:8.2f}s  {line}", "  ", width))
+        if not any(stream == "i" for _, stream, _ in events):
+            out.append("  (nothing typed was recorded)")
+    else:
+        out = ["── output: the program's stdout and stderr, as the recorder passed them on"]
     markers = [data.decode("utf-8", "replace") for _, stream, data in events if stream == "m"]
     for label in markers:
         out.extend(_wrapped(f"[{label}]", "  ", width))

@@ -41,15 +41,10 @@ def _recorded(opts: argparse.Namespace, verb: str) -> tuple[Session, list[Event]
             f"no single session matches '{opts.session}' in {log.name}", "use an id from appshell audit tail"
         )
     if not found.output_recorded():
-        if isinstance(found.start.get("terminal"), dict):
-            raise UsageError(
-                f"session {found.id} has no recorded output (its profile did not record output)",
-                "set audit.record_output = true in the profile: later terminal sessions keep what they show",
-            )
         raise UsageError(
-            f"session {found.id} has no recorded output (it did not run at a terminal)",
-            "only terminal sessions under audit.record_output = true "
-            f"have output; appshell audit show {found.id} shows this one",
+            f"session {found.id} has no recorded output (its profile did not record output)",
+            "set audit.record_output = true in the profile: later sessions keep what they show; "
+            f"appshell audit show {found.id} shows what this one ran",
         )
     return found, found.io_events()
 

@@ -34,6 +34,7 @@ alone (:func:`~appshell.recorder.privsep.become_recorder`), so a SIGTERM or SIGH
 the session as in same-user mode: passed on (at a terminal, a hang-up of the pty), then SIGKILL after
 the grace.
 """
+# Over 350 lines: the fork's two sides and their order (fork, drop, open the record, go, serve, end) are one contract.
 
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ from appshell.recorder.spawn import GRACE, Supervisor, harden, scrubbed_env
 
 if TYPE_CHECKING:
     from appshell.recorder.privsep import Drop
+    from appshell.recorder.tee import Tee
 
 __all__ = ["ForkedChild", "record_forked", "io_fields", "Io"]
 
@@ -162,6 +164,7 @@ def _become_session(drop: Drop) -> None:
 def _child(
     slave: int | None,
     master: int | None,
+    tee: Tee | None,
     ready: tuple[int, int],
     theirs: socket.socket,
     ours: socket.socket,
@@ -189,6 +192,8 @@ def _child(
             os.close(slave)
             if master is not None:
                 os.close(master)
+        if tee is not None:
+            tee.in_child()
         _scrub_environment()
         if not os.read(ready[0], 1):  # the recorder could not open the record: nothing runs
             os._exit(EXIT_AUDIT)
@@ -222,7 +227,8 @@ def record_forked(
 
     *open_writer* opens the auditor (sinks, key), called in the recorder after the fork. *terminal*:
     put a pty between the operator's terminal and the child, recording what is typed (and shown,
-    with *record_output*, at most *output_cap* bytes). *drop*: privilege-separated, started as root; the
+    with *record_output*, at most *output_cap* bytes); without a terminal, *record_output* passes the
+    child's stdout and stderr through the recorder (:mod:`appshell.recorder.tee`). *drop*: privilege-separated, started as root; the
     child becomes ``drop.session_user``, the recorder ``drop.recorder_user`` (docs/privsep.md).
     """
     for stream in (sys.stdout, sys.stderr):
@@ -230,6 +236,11 @@ def record_forked(
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     ready_r, ready_w = os.pipe()
     relay = None
+    tee = None
+    if record_output and not terminal:
+        from appshell.recorder.tee import Tee
+
+        tee = Tee(output_cap)
     if terminal:
         from appshell.recorder.relay import Relay
 
@@ -244,11 +255,13 @@ def record_forked(
                     from appshell.recorder.privsep import own_pty
 
                     own_pty(slave, drop.session_user)  # while root: the session reopens /dev/tty as its user
-                return _fork(slave, relay.master, (ready_r, ready_w), theirs, ours, main, drop)
+                return _fork(slave, relay.master, None, (ready_r, ready_w), theirs, ours, main, drop)
 
             pid = relay.start(fork_on)
         else:
-            pid = _fork(None, None, (ready_r, ready_w), theirs, ours, main, drop)
+            pid = _fork(None, None, tee, (ready_r, ready_w), theirs, ours, main, drop)
+        if tee is not None:
+            tee.in_recorder()
         os.close(ready_r)
         theirs.close()
         child = ForkedChild(pid)
@@ -274,17 +287,20 @@ def record_forked(
             **session_start,
             "pid": pid,
             "terminal": {"relay": True, "output_recorded": record_output} if relay is not None else None,
+            **({"output": {"recorded": True, **tee.kinds}} if tee is not None else {}),
         }
         recorder = Recorder(writer, ours, start=start)
         if relay is not None:
             relay.record = Io(recorder.write)
+        if tee is not None:
+            tee.record = Io(recorder.write)
         os.write(ready_w, b"1")
         os.close(ready_w)
         supervisor = Supervisor(child, grace)  # type: ignore[arg-type]  # a ForkedChild is the Popen it uses
         try:
             if relay is None:
                 with supervisor.signals():
-                    supervisor.serve(recorder)
+                    supervisor.serve(recorder, tee)
             else:
                 _relay(relay, recorder, supervisor)
         finally:
@@ -306,6 +322,8 @@ def record_forked(
     finally:
         if relay is not None:
             relay.__exit__(None, None, None)
+        if tee is not None:
+            tee.close()
 
 
 def _fork(*child: Any) -> int:

@@ -54,7 +54,7 @@ from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Any, TypeVar
 
-__all__ = ["Relay", "Record", "child_kwargs", "make_controlling_tty", "CAP_MARKER"]
+__all__ = ["Relay", "Record", "child_kwargs", "make_controlling_tty", "copy_window_size", "CAP_MARKER"]
 
 Record = Callable[[float, str, bytes], None]
 """``record(t, code, data)``: code is ``"i"`` (typed), ``"o"`` (shown), ``"r"`` (b"COLSxROWS") or ``"m"``."""
@@ -100,6 +100,13 @@ def _window_size(fd: int) -> bytes | None:
         return fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8)
     except OSError:
         return None
+
+
+def copy_window_size(source: int, target: int) -> None:
+    """Give the terminal *target* the window size of *source* (where *source* has one)."""
+    size = _window_size(source)
+    if size:
+        fcntl.ioctl(target, termios.TIOCSWINSZ, size)
 
 
 class _Batch:

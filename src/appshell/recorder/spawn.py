@@ -36,10 +36,13 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appshell.recorder.channel import FD_VARIABLE, MAX_MESSAGE
 from appshell.recorder.server import REPLY_TIMEOUT, Recorder, as_writer, exit_code
+
+if TYPE_CHECKING:
+    from appshell.recorder.tee import Tee
 
 __all__ = ["run_recorded", "scrubbed_env", "harden", "Supervisor", "GRACE", "SCRUBBED", "SECRET_WORDS"]
 
@@ -225,26 +228,34 @@ class Supervisor:
 
     # -- the loop -----------------------------------------------------------------
 
-    def serve(self, recorder: Recorder) -> None:
-        """Answer the channel until the child has exited; then what it sent before exiting."""
+    def serve(self, recorder: Recorder, tee: Tee | None = None) -> None:
+        """Answer the channel (and pass on the session's output, *tee*) until the child has exited; then what
+        it sent before exiting."""
         with selectors.DefaultSelector() as sel:
             pidfd = _pidfd(self.proc.pid)
             try:
                 sel.register(recorder.fileno(), selectors.EVENT_READ, "channel")
+                for fd in tee.fds() if tee is not None else ():
+                    sel.register(fd, selectors.EVENT_READ, "output")
                 if pidfd is not None:
                     sel.register(pidfd, selectors.EVENT_READ, "exit")
                 if self.wake is not None:
                     sel.register(self.wake[0], selectors.EVENT_READ, "wake")
-                self._loop(sel, recorder, pidfd is not None)
+                self._loop(sel, recorder, pidfd is not None, tee)
             finally:
                 if pidfd is not None:
                     os.close(pidfd)
+        if tee is not None:
+            tee.drain()
         recorder.drain()
 
-    def _loop(self, sel: selectors.BaseSelector, recorder: Recorder, exit_events: bool) -> None:
+    def _loop(self, sel: selectors.BaseSelector, recorder: Recorder, exit_events: bool, tee: Tee | None) -> None:
         eof_at: float | None = None
         while True:
             timeout = self._timeout(exit_events, eof_at)
+            due = tee.timeout() if tee is not None else None
+            if due is not None:
+                timeout = due if timeout is None else min(timeout, due)
             events = sel.select(timeout)
             look = not events or eof_at is not None  # waitpid only when something may have changed
             for key, _ in events:
@@ -252,10 +263,16 @@ class Supervisor:
                     if not recorder.on_readable():
                         sel.unregister(recorder.fileno())
                         eof_at = time.monotonic()
+                elif key.data == "output":
+                    assert tee is not None
+                    if not tee.on_readable(key.fd):
+                        sel.unregister(key.fd)
                 else:  # "exit", or a signal ("wake")
                     if key.data == "wake":
                         self._drain_wake()
                     look = True
+            if tee is not None:
+                tee.flush_due()
             if look and self.proc.poll() is not None:
                 return
             self._enforce_deadline()

@@ -1,0 +1,178 @@
+"""A program session's output, passed on and recorded: ``audit.record_output`` without a terminal relay.
+
+At a terminal the relay's pty carries what the session shows (:mod:`appshell.recorder.relay`). A
+program (``-c``, a script, stdin) has no relay, so under ``audit.record_output`` its stdout and
+stderr go through the recorder instead, as sudo's ``log_stdout``/``log_stderr`` do: each through a
+pty where the operator's stream is a terminal (the session still writes to a terminal: its tables
+fit, its colours stay), else through a pipe. The recorder writes every byte on to where the stream
+went before and records it as ``io`` events of stream ``"o"`` — what was shown, both streams in the
+order they came — batched like the relay's (the first byte's time; at most 50 ms or 4 KiB a batch),
+at most *cap* bytes, then one ``"m"`` marker.
+
+Where the operator's side of a stream is gone (``appshell -c … | head -1``), the recorder stops
+reading it, so the session's next write fails as it would have without the recorder.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from collections.abc import Callable
+
+from appshell.recorder.relay import CAP_MARKER, copy_window_size
+
+__all__ = ["Tee"]
+
+Record = Callable[[float, str, bytes], None]
+
+_READ = 65536
+
+
+class Tee:
+    """The recorder's ends of the session's stdout and stderr (fds 1 and 2), made before the fork."""
+
+    def __init__(self, cap: int | None, flush_interval: float = 0.05, flush_bytes: int = 4096) -> None:
+        self.cap = cap
+        self.flush_interval = flush_interval
+        self.flush_bytes = flush_bytes
+        self.record: Record = lambda t, code, data: None  # set once the record is open
+        self.kinds: dict[str, str] = {}  # "stdout"/"stderr" -> "pty" or "pipe": for the session_start
+        self._ends: list[tuple[int, int, int]] = []  # (the recorder's read end, the session's end, where it goes)
+        self._start = time.monotonic()
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._first = 0.0
+        self.recorded = 0
+        self.capped = False
+        for fd, name in ((1, "stdout"), (2, "stderr")):
+            if os.isatty(fd):
+                ours, theirs = os.openpty()
+                copy_window_size(fd, theirs)
+                self.kinds[name] = "pty"
+            else:
+                ours, theirs = os.pipe()
+                self.kinds[name] = "pipe"
+            os.set_inheritable(theirs, True)
+            self._ends.append((ours, theirs, fd))
+
+    # -- the two sides of the fork ------------------------------------------------------
+
+    def in_child(self) -> None:
+        """The session's fds 1 and 2 become its ends; the recorder's ends are closed in it."""
+        for ours, theirs, fd in self._ends:
+            os.dup2(theirs, fd)
+            os.close(theirs)
+            os.close(ours)
+
+    def in_recorder(self) -> None:
+        """The session's ends closed here: the recorder reads EOF (or EIO) once the session's are gone."""
+        for ours, theirs, _ in self._ends:
+            os.close(theirs)
+            os.set_blocking(ours, False)
+
+    def fds(self) -> list[int]:
+        return [ours for ours, _, _ in self._ends]
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def on_readable(self, fd: int) -> bool:
+        """Pass on and record what *fd* holds; False once it is at its end (then it is closed)."""
+        target = next(out for ours, _, out in self._ends if ours == fd)
+        try:
+            data = os.read(fd, _READ)
+        except BlockingIOError:
+            return True
+        except OSError as e:
+            if e.errno != errno.EIO:
+                raise
+            data = b""  # a pty: EIO once every holder of the slave has closed it
+        if data:
+            self._add(data)
+            if _write_all(target, data):
+                return True
+        self._forget(fd)
+        return False
+
+    def timeout(self) -> float | None:
+        """Seconds until the batch waiting is due, or None where none waits."""
+        if not self._parts:
+            return None
+        return max(0.0, self._first + self.flush_interval - (time.monotonic() - self._start))
+
+    def flush_due(self) -> None:
+        if self._parts and time.monotonic() - self._start >= self._first + self.flush_interval:
+            self.flush()
+
+    def drain(self) -> None:
+        """After the session's exit: what its ends still hold (a process it left may hold them: not waited for)."""
+        for fd in self.fds():
+            while _ready(fd) and self.on_readable(fd):
+                pass
+        self.flush()
+
+    def close(self) -> None:
+        self.flush()
+        for fd in self.fds():
+            self._forget(fd)
+
+    # -- batches -------------------------------------------------------------------------
+
+    def _add(self, data: bytes) -> None:
+        if self.capped:
+            return
+        t = time.monotonic() - self._start
+        if self.cap is not None and self.recorded + len(data) >= self.cap:
+            data = data[: self.cap - self.recorded]
+            self.capped = True
+        if data:
+            if not self._parts:
+                self._first = t
+            self._parts.append(data)
+            self._size += len(data)
+            self.recorded += len(data)
+        if self.capped:
+            self.flush()
+            self.record(t, "m", CAP_MARKER.format(n=self.cap).encode())
+        elif self._size >= self.flush_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._parts:
+            data, self._parts, self._size = b"".join(self._parts), [], 0
+            self.record(self._first, "o", data)
+
+    def _forget(self, fd: int) -> None:
+        self._ends = [end for end in self._ends if end[0] != fd]
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def _ready(fd: int) -> bool:
+    import select
+
+    try:
+        return bool(select.select([fd], [], [], 0)[0])
+    except OSError:
+        return False
+
+
+def _write_all(fd: int, data: bytes) -> bool:
+    """Write *data* on to *fd* (blocking until it is taken); False where the reader is gone."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            import select
+
+            select.select([], [fd], [])
+        except (BrokenPipeError, ConnectionResetError):
+            return False
+        except OSError as e:
+            if e.errno in (errno.EPIPE, errno.EIO):
+                return False
+            raise
+    return True
