@@ -22,7 +22,7 @@ import pytest
 from appshell.audit.seal import init_state
 from appshell.audit.verify import verify_files
 from appshell.errors import AuditFailure
-from appshell.recorder.channel import FD_VARIABLE, HEADER, Channel, encode
+from appshell.recorder.channel import HEADER, Channel, encode
 from appshell.recorder.server import Frames, Oversize, Recorder
 from appshell.recorder.spawn import scrubbed_env
 
@@ -37,7 +37,8 @@ try:
 except ImportError:  # before the move of issue 23
     from appshell.redact import Redactor
 from appshell.errors import AppshellError
-from appshell.recorder.spawn import run_recorded
+sys.path.insert(0, {tests!r})
+from support.recorder import run_recorded
 
 log, child, opts = Path(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
 auditor = Auditor([FileSink(log)], required=True, redact=Redactor())
@@ -58,8 +59,9 @@ sys.exit(code)
 HEAD = """
 import os, signal, socket, struct, sys, time
 from appshell.errors import AuditFailure
-from appshell.recorder.channel import Channel
-ch = Channel.from_env()
+sys.path.insert(0, {tests!r})
+from support.recorder import channel_from_env
+ch = channel_from_env()
 LOG = sys.argv[1]
 
 def report(kind_, **fields):
@@ -87,8 +89,9 @@ def start_recorder(tmp: Path, body: str, **opts: Any) -> tuple[subprocess.Popen[
     log = tmp / "audit.jsonl"
     if not log.exists() and not opts.pop("unsealed", False):
         init_state(log)
-    (tmp / "driver.py").write_text(DRIVER)
-    (tmp / "child.py").write_text(HEAD + textwrap.dedent(body))
+    tests = str(Path(__file__).resolve().parent)
+    (tmp / "driver.py").write_text(DRIVER.replace("{tests!r}", repr(tests)))
+    (tmp / "child.py").write_text(HEAD.replace("{tests!r}", repr(tests)) + textwrap.dedent(body))
     env = {**os.environ, "APPSHELL_AUDIT_LOG": str(log), "APPSHELL_AUDIT_URL": "postgresql://audit:s3cret@db/audit"}
     prefix, python = opts.pop("prefix", []), opts.pop("python", sys.executable)
     # A session of its own: no controlling terminal, as under a service manager or ssh without a tty.
@@ -501,7 +504,6 @@ SCRUB_TABLE = [
     ("APPSHELL_REVIEW_TOKENS", False),
     ("APPSHELL_REVIEW_TOKENS_FILE", False),
     ("APPSHELL_WITNESS_URL", False),
-    (FD_VARIABLE, False),  # an inherited one is never passed on: the recorder sets its own
     ("APPSHELL_PROFILE", True),
     ("APPSHELL_APP", True),
     ("APPSHELL_OPERATOR", True),
@@ -514,13 +516,8 @@ SCRUB_TABLE = [
 
 @pytest.mark.parametrize(("name", "kept"), SCRUB_TABLE)
 def test_scrubbed_env(name: str, kept: bool) -> None:
-    env = scrubbed_env({name: "value"}, 7)
+    env = scrubbed_env({name: "value"})
     assert (env.get(name) == "value") is kept
-    assert env[FD_VARIABLE] == "7"
-
-
-def test_scrubbed_env_without_a_descriptor() -> None:
-    assert scrubbed_env({FD_VARIABLE: "9", "PATH": "/bin"}) == {"PATH": "/bin"}
 
 
 # -- the wire, in-process ------------------------------------------------------------------------------------

@@ -1,7 +1,6 @@
 """The channel between the session (the child) and the recorder: the wire format and the session's side.
 
-One ``AF_UNIX``/``SOCK_STREAM`` socket pair; the recorder hands one end to the child (its number in
-``APPSHELL_RECORDER_FD``). Every message either way is a 4-byte big-endian length and that many bytes
+One ``AF_UNIX``/``SOCK_STREAM`` socket pair, made before the fork; the child keeps one end. Every message either way is a 4-byte big-endian length and that many bytes
 of UTF-8 JSON. The session sends ``{"kind": KIND, "fields": {...}}`` and waits for the reply:
 ``{"ok": true}`` once the recorder has sealed the record, else ``{"ok": false, "what": ..., "fix": ...}``.
 Strictly one request, then its reply: a required audit lets no statement run before its record is
@@ -27,9 +26,8 @@ from typing import Any
 
 from appshell.errors import AuditFailure
 
-__all__ = ["FD_VARIABLE", "MAX_MESSAGE", "KINDS", "HEADER", "Channel", "SessionSink", "SessionAuditor", "encode"]
+__all__ = ["MAX_MESSAGE", "KINDS", "HEADER", "Channel", "SessionSink", "SessionAuditor", "encode"]
 
-FD_VARIABLE = "APPSHELL_RECORDER_FD"
 MAX_MESSAGE = 4 * 1024 * 1024  # a message body larger than this is refused (and recorded as refused)
 MAX_REPLY = 1024 * 1024
 # The longest the session waits for an acknowledgement: the recorder answers in milliseconds (one fsync); a
@@ -78,16 +76,6 @@ class Channel:
         sock = socket.socket(fileno=fd)
         sock.settimeout(REPLY_WAIT)
         return cls(sock)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Channel | None:
-        """The channel the recorder passed in ``APPSHELL_RECORDER_FD``; None when there is no recorder.
-
-        Without *environ*, the variable is taken out of ``os.environ``: the channel is this process's
-        alone, and an appshell started by the session's code must not take a stale number for its own.
-        """
-        value = os.environ.pop(FD_VARIABLE, None) if environ is None else environ.get(FD_VARIABLE)
-        return cls.from_fd(int(value)) if value else None
 
     def fileno(self) -> int:
         return self.sock.fileno()

@@ -1,6 +1,6 @@
 """The recorder's side of the channel: check each report of the session, seal it, acknowledge it.
 
-:class:`Recorder` owns no loop of its own: :func:`appshell.recorder.spawn.run_recorded` calls
+:class:`Recorder` owns no loop of its own: the supervisor's (:class:`appshell.recorder.spawn.Supervisor`) calls
 :meth:`Recorder.on_readable` when the channel is readable (so can the pty relay's loop), and
 :meth:`Recorder.end` once ``waitpid`` has said how the child ended.
 

@@ -1,10 +1,8 @@
-"""Start the session as the recorder's child, serve its channel, and end its record from ``waitpid``.
+"""The recorder's watch over its child: signals passed on, a grace then SIGKILL, the channel served, never a hang.
 
-:func:`run_recorded` is the recorder's whole life in the modes without a terminal relay: it seals the
-``session_start`` (the child is never started if that fails: exit 3), starts the child with one end
-of a socket pair and an environment scrubbed of the sinks' credentials, serves the channel until the
-child exits, and seals the ``session_end`` from its exit status — also when it died, was killed or
-closed the channel early. It returns the child's exit code, or 128 + the signal that ended it.
+:class:`Supervisor` serves the session's channel (and, under ``audit.record_output``, its output) until
+the child exits (:func:`appshell.recorder.forked.record_forked` forks the child); :func:`scrubbed_env`
+is the child's environment without the sinks' credentials; :func:`harden` the recorder made non-dumpable.
 
 Signals sent to the recorder, and what the user means by them:
 
@@ -33,18 +31,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from appshell.recorder.channel import FD_VARIABLE, MAX_MESSAGE
-from appshell.recorder.server import REPLY_TIMEOUT, Recorder, as_writer, exit_code
+from appshell.recorder.server import Recorder
 
 if TYPE_CHECKING:
     from appshell.recorder.tee import Tee
 
-__all__ = ["run_recorded", "scrubbed_env", "harden", "Supervisor", "GRACE", "SCRUBBED", "SECRET_WORDS"]
+__all__ = ["scrubbed_env", "harden", "Supervisor", "GRACE", "SCRUBBED", "SECRET_WORDS"]
 
 GRACE = 2.0  # seconds between the SIGTERM forwarded to a child and its SIGKILL
 EOF_GRACE = 0.2  # seconds the child has to exit after closing its channel before that is recorded
@@ -66,13 +63,9 @@ _STOP = (signal.SIGTERM, signal.SIGHUP)
 _INTERRUPT = (signal.SIGINT, signal.SIGQUIT)
 
 
-def scrubbed_env(environ: Mapping[str, str], fd: int | None = None) -> dict[str, str]:
-    """*environ* without what only the recorder may hold; ``APPSHELL_RECORDER_FD`` set to *fd* (or removed)."""
-    env = {k: v for k, v in environ.items() if not _secret(k)}
-    env.pop(FD_VARIABLE, None)
-    if fd is not None:
-        env[FD_VARIABLE] = str(fd)
-    return env
+def scrubbed_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """*environ* without what only the recorder may hold (the sinks' credentials and configuration)."""
+    return {k: v for k, v in environ.items() if not _secret(k)}
 
 
 def _secret(name: str) -> bool:
@@ -97,75 +90,6 @@ def harden() -> bool:
         errno = ctypes.get_errno()
         raise OSError(errno, f"prctl(PR_SET_DUMPABLE, 0) failed: {os.strerror(errno)}")
     return True
-
-
-def run_recorded(
-    argv: Sequence[str],
-    env: Mapping[str, str],
-    auditor: Any,
-    session_start: dict[str, Any],
-    *,
-    grace: float = GRACE,
-    hardened: bool = True,
-    max_message: int = MAX_MESSAGE,
-    reply_timeout: float = REPLY_TIMEOUT,
-    **popen: Any,
-) -> int:
-    """Record a session of *argv* (run with *env*, scrubbed): its exit code, or 128 + the signal that ended it.
-
-    *auditor*: an ``Auditor`` (or any :class:`~appshell.recorder.server.AuditWriter`), opened by the
-    caller; its sinks are closed on return. *session_start*: what the recorder knows (argv, mode, raw
-    input), sealed with ``"by": "recorder"`` before the child starts; an AuditFailure there propagates
-    and nothing is started. *popen*: more arguments for ``subprocess.Popen`` (stdin, cwd, ...).
-    """
-    writer = as_writer(auditor)
-    if hardened:
-        harden()
-    writer.start({**session_start, "by": "recorder"})
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    began = time.monotonic()
-    try:
-        fds = (theirs.fileno(), *popen.pop("pass_fds", ()))
-        proc = subprocess.Popen(list(argv), env=scrubbed_env(env, theirs.fileno()), pass_fds=fds, **popen)
-    except BaseException as exc:
-        ours.close()
-        try:
-            writer.write(
-                "session_end",
-                {
-                    "by": "recorder",
-                    "status": "not started",
-                    "exit_code": None,
-                    "signal": None,
-                    "reported": None,
-                    "statements": 0,
-                    "refused": 0,
-                    "error": f"{type(exc).__name__}: {exc}",
-                },
-            )
-        finally:
-            writer.close()
-        raise
-    finally:
-        theirs.close()  # the child's copy is the only one: its exit is the channel's end
-    recorder = Recorder(writer, ours, max_message=max_message, reply_timeout=reply_timeout)
-    supervisor = Supervisor(proc, grace)
-    with supervisor.signals():  # until the session_end is sealed: a second SIGTERM must not cut it
-        try:
-            supervisor.serve(recorder)
-        finally:
-            try:
-                supervisor.stop()  # on an error of the recorder's own: the child is not left running unrecorded
-                duration = round((time.monotonic() - began) * 1000, 3)
-                recorder.end(
-                    proc.returncode,
-                    pid=proc.pid,
-                    duration_ms=duration,
-                    **({"channel": recorder.closed_early} if recorder.closed_early else {}),
-                )
-            finally:
-                ours.close()
-    return exit_code(proc.returncode)
 
 
 class Supervisor:
