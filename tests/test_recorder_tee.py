@@ -32,6 +32,12 @@ def _with_output(shop: Path, cap: int | None = None) -> Path:
     return shop / ".appshell" / "audit.jsonl"
 
 
+def _appshell(shop: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real console script, its output captured (pipes: not a terminal)."""
+    env = {**clean_environ(), "COLUMNS": "200"}
+    return subprocess.run([APPSHELL, *args], cwd=shop, env=env, capture_output=True, text=True, timeout=60)
+
+
 def _session(log: Path) -> list[dict]:  # type: ignore[type-arg]
     records = audit_records(log)
     last = records[-1]["session"]
@@ -40,14 +46,7 @@ def _session(log: Path) -> list[dict]:  # type: ignore[type-arg]
 
 def test_a_commands_output_is_passed_on_and_recorded(shop: Path) -> None:
     log = _with_output(shop)
-    done = subprocess.run(
-        [APPSHELL, "--profile", "recorded", "-c", PROGRAM],
-        cwd=shop,
-        env=clean_environ(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = _appshell(shop, "--profile", "recorded", "-c", PROGRAM)
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"to stdout False\n8\n{'x' * 300}\n"  # what the operator gets is unchanged
     assert "to stderr\n" in done.stderr
@@ -56,37 +55,16 @@ def test_a_commands_output_is_passed_on_and_recorded(shop: Path) -> None:
     shown = "".join(r["data"] for r in recs if r["event"] == "io" and r["stream"] == "o")
     assert "to stdout False\n" in shown and "to stderr\n" in shown and "x" * 300 in shown
     assert all(r["by"] == "recorder" for r in recs if r["event"] == "io")
-    replay = subprocess.run(
-        [APPSHELL, "audit", "replay", recs[0]["session"], "--log", str(log), "--speed", "100"],
-        cwd=shop,
-        env=clean_environ(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    replay = _appshell(shop, "audit", "replay", recs[0]["session"], "--log", str(log), "--speed", "100")
     assert replay.returncode == 0 and replay.stdout == shown, replay.stderr
-    show = subprocess.run(
-        [APPSHELL, "audit", "show", recs[0]["session"], "--log", str(log)],
-        cwd=shop,
-        env={**clean_environ(), "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    show = _appshell(shop, "audit", "show", recs[0]["session"], "--log", str(log))
     assert "── output: the program's stdout and stderr, as the recorder passed them on" in show.stdout
     assert "terminal: what was typed" not in show.stdout
 
 
 def test_the_cap_keeps_the_first_bytes_and_says_so(shop: Path) -> None:
     log = _with_output(shop, cap=100)
-    done = subprocess.run(
-        [APPSHELL, "--profile", "recorded", "-c", PROGRAM],
-        cwd=shop,
-        env=clean_environ(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = _appshell(shop, "--profile", "recorded", "-c", PROGRAM)
     assert done.returncode == 0 and "x" * 300 in done.stdout, done.stderr  # the operator still sees everything
     recs = _session(log)
     kept = sum(len(r["data"].encode()) for r in recs if r["event"] == "io" and r["stream"] == "o")
