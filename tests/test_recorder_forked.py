@@ -124,3 +124,35 @@ def test_a_session_that_dies_before_reporting_its_start_still_has_start_and_end(
     assert [(r["event"], r["by"]) for r in records] == [("session_start", "recorder"), ("session_end", "recorder")]
     assert records[0]["session_reported"] is None and records[0]["mode"] == "command"
     assert records[1]["exit_code"] == 9 and records[1]["reported"] is None
+
+
+def test_a_session_whose_recorder_is_killed_ends_too(shop: Path) -> None:
+    """SIGKILL of the recorder (it cannot be caught) ends the session with SIGTERM, as a terminal's hang-up
+    would (PR_SET_PDEATHSIG): left alone it would go on unrecorded, holding its transaction."""
+    import signal
+    import time
+
+    from support.environment import clean_environ
+    from support.paths import APPSHELL
+
+    proc = subprocess.Popen(
+        [APPSHELL, "-c", "print('go', flush=True); import time; time.sleep(60)"],
+        cwd=shop,
+        env=clean_environ(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"go\n"
+        session = int(Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()[0])
+        proc.kill()
+        proc.wait(timeout=10)
+        for _ in range(100):
+            if not Path(f"/proc/{session}").exists() or "Z" in Path(f"/proc/{session}/stat").read_text().split()[2]:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the session outlived its recorder")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 from appshell.errors import EXIT_AUDIT, EXIT_USER_ERROR, AuditFailure
 from appshell.recorder.channel import Channel
 from appshell.recorder.server import Recorder, as_writer, exit_code
-from appshell.recorder.spawn import GRACE, Supervisor, harden, scrubbed_env
+from appshell.recorder.spawn import GRACE, Supervisor, end_with_parent, harden, scrubbed_env
 
 if TYPE_CHECKING:
     from appshell.recorder.privsep import Drop
@@ -162,6 +162,7 @@ def _become_session(drop: Drop) -> None:
 
 
 def _child(
+    parent: int,
     slave: int | None,
     master: int | None,
     tee: Tee | None,
@@ -181,6 +182,7 @@ def _child(
         signal.set_wakeup_fd(-1)
         for signum in _RESET:
             signal.signal(signum, signal.SIG_DFL)
+        end_with_parent(parent)  # after the drop, which would clear it
         if slave is not None:
             os.setsid()
             for fd in (0, 1, 2):
@@ -233,6 +235,8 @@ def record_forked(
     """
     for stream in (sys.stdout, sys.stderr):
         stream.flush()  # what is buffered now would otherwise be written twice, once by each process
+    import ctypes  # noqa: F401  # once, before the fork: the recorder's harden() and the session's end_with_parent()
+
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     ready_r, ready_w = os.pipe()
     relay = None
@@ -328,9 +332,10 @@ def record_forked(
 
 def _fork(*child: Any) -> int:
     """Fork; the child runs ``_child(*child)`` (the same arguments, in its order) and never returns here."""
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child leaves through os._exit; its tests run it as a process
-        _child(*child)
+        _child(parent, *child)
     return pid
 
 

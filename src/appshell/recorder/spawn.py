@@ -41,7 +41,7 @@ from appshell.recorder.server import Recorder
 if TYPE_CHECKING:
     from appshell.recorder.tee import Tee
 
-__all__ = ["scrubbed_env", "harden", "Supervisor", "GRACE", "SCRUBBED", "SECRET_WORDS"]
+__all__ = ["scrubbed_env", "harden", "end_with_parent", "Supervisor", "GRACE", "SCRUBBED", "SECRET_WORDS"]
 
 GRACE = 2.0  # seconds between the SIGTERM forwarded to a child and its SIGKILL
 EOF_GRACE = 0.2  # seconds the child has to exit after closing its channel before that is recorded
@@ -80,15 +80,32 @@ def harden() -> bool:
     True where it was done; False on other systems. A failing prctl raises OSError: the recorder
     does not run half-protected without saying so.
     """
+    return _prctl(_PR_SET_DUMPABLE, 0, "PR_SET_DUMPABLE, 0")
+
+
+def end_with_parent(parent: int) -> bool:
+    """In the session: SIGTERM when the recorder dies (Linux), as at a terminal's hang-up — a session whose
+    recorder was killed (SIGKILL cannot be caught) would otherwise go on alone, holding its transaction.
+    Set after any change of user (the kernel clears it then); a parent gone already ends the session now."""
+    done = _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, "PR_SET_PDEATHSIG, SIGTERM")
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return done
+
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_DUMPABLE = 4
+
+
+def _prctl(option: int, value: int, what: str) -> bool:
     if not sys.platform.startswith("linux"):
         return False
-    import ctypes  # only here: ~3 ms, and only Linux needs it
+    import ctypes  # ~3 ms: record_forked imports it before the fork, so both processes have it
 
     libc = ctypes.CDLL(None, use_errno=True)
-    pr_set_dumpable = 4
-    if libc.prctl(pr_set_dumpable, 0, 0, 0, 0) != 0:
+    if libc.prctl(option, value, 0, 0, 0) != 0:
         errno = ctypes.get_errno()
-        raise OSError(errno, f"prctl(PR_SET_DUMPABLE, 0) failed: {os.strerror(errno)}")
+        raise OSError(errno, f"prctl({what}) failed: {os.strerror(errno)}")
     return True
 
 
