@@ -316,3 +316,34 @@ def test_the_review_page_never_steps_to_a_forged_epoch(shop: Path, tmp_path: Pat
     page = TestClient(app).get(f"/session/{sid}", headers={"Authorization": f"Bearer {token}"}).text
     assert "beyond its seq — forged" in page
     assert time.monotonic() - began < 20
+
+
+# -- at a terminal: each statement against the keys typed ------------------------------------------------
+
+_TYPED_CASES = [
+    # (keys typed, statements reported, flagged n)
+    (b"print(1)\r", ["print(1)"], []),
+    (b"print(2x\x7f)\r", ["print(2)"], []),  # backspace applied
+    (b"for i in x:\r    print(i)\r\r", ["for i in x:\n    print(i)"], []),
+    (b"for i in x:\rprint(i)\r\r", ["for i in x:\n    print(i)"], []),  # the shell's auto-indent
+    (b"\x1b[200~print(3)\x1b[201~\r", ["print(3)"], []),  # a paste
+    (b"\x1b[12;1Rprint(4)\r", ["print(4)"], []),  # the terminal's answer to the editor's cursor query
+    (b"print(1)\r", ["print(count(Product))"], [1]),
+    (b"a = 1\rb = 2\r", ["a = 1", "sql('delete from t')"], [2]),
+    (b"pri\tnt(1)\r", ["print(1)"], []),  # tab: the line editor completed: not compared
+    (b"\x1b[Aprint(1)\r", ["print(count(Product))"], []),  # an arrow key: history, not compared
+]
+
+
+@pytest.mark.parametrize(("keys", "sources", "flagged"), _TYPED_CASES)
+def test_a_typed_statement_is_compared_with_the_keys(keys: bytes, sources: list[str], flagged: list[int]) -> None:
+    from appshell.audit.review import NOT_TYPED, Session
+
+    s = Session("s1")
+    base = {"session": "s1", "hash": "h", "prev": "p", "seq": 1}
+    s.add({**base, "event": "session_start", "by": "recorder", "terminal": {"relay": True}}, "log:1")
+    s.add({**base, "event": "io", "by": "recorder", "t": 0.1, "stream": "i", "data": keys.decode()}, "log:2")
+    for n, source in enumerate(sources, 1):
+        s.add({**base, "event": "statement", "by": "session", "n": n, "source": source, "kind": "code"}, f"log:{n + 2}")
+    got = [r["n"] for r, f in zip(s.records, s.record_flags()) if NOT_TYPED in f]
+    assert got == flagged

@@ -45,6 +45,10 @@ FORGED = "a whole JSON line with no seal or hash: not written by appshell's sink
 UNSEALED = "not sealed while this session's other records are: written without the sealing key (forged)"
 NOT_THE_INPUT = "the session reported a statement that is not the input the recorder read"
 NO_STATEMENT = "a result with no statement before it"
+NOT_TYPED = (
+    "the session reported a statement that was not typed: a line of its source is not among the keys the "
+    "recorder read at the terminal"
+)
 # Who writes each kind of record where a recorder keeps the session:
 # the recorder itself, or the session (checked, then sealed).
 _BY = {
@@ -188,6 +192,7 @@ class Session:
         stated: set[Any] = set()  # the n of each statement so far
         recorded = self.start.get("by") == "recorder"  # a recorder kept this session: every record says who wrote it
         first_program = self._first_program_statement()
+        typed = self.typed_lines_if_plain()
         for i, r in enumerate(self.records):
             event = r.get("event")
             if event == "statement":
@@ -222,6 +227,14 @@ class Session:
                     f"a second top-level {printable(str(r.get('kind')))} "
                     "statement: the program the recorder read is one statement"
                 )
+            if (
+                typed is not None
+                and event == "statement"
+                and r.get("parent") is None
+                and r.get("kind") in _TYPED_KINDS
+                and not _typed(str(r.get("source") or ""), typed)
+            ):
+                out[i].append(NOT_TYPED)
             if not _chained(r):
                 out[i].append(FORGED)
             elif sealed and "mac" not in r:
@@ -266,6 +279,21 @@ class Session:
         (``session_reported``); None where the recorder wrote them all."""
         reported = self.start.get("session_reported")
         return [str(k) for k in reported] if isinstance(reported, list) else None
+
+    def typed_lines_if_plain(self) -> set[str] | None:
+        """At a terminal, the lines typed (each stripped) where they can be matched to the statements one to one:
+        None where no keys were recorded, or where the line editor's own keys were used (arrows, history,
+        completion: the statement is then what the editor made of the keys, which the keys alone do not show)."""
+        if not isinstance(self.start.get("terminal"), dict):
+            return None
+        keys = [data for _, stream, data in self.io_events() if stream == "i"]
+        if not keys:
+            return None
+        # A paste's brackets and the terminal's answers to the line editor's cursor-position queries are not edits.
+        raw = _NOT_EDITS.sub(b"", b"".join(keys))
+        if any(c < 0x20 and c not in _PLAIN_KEYS for c in raw):
+            return None
+        return {line.strip() for _, line in typed_lines([(0.0, "i", raw)])}
 
     def io_events(self) -> list[tuple[float, str, bytes]]:
         """The terminal's ``io`` records as (seconds, stream,
@@ -334,6 +362,17 @@ class Session:
     def protected_hosts(self) -> int:
         """Connections to protected hosts that were refused (statements of kind ``protected_host``)."""
         return sum(1 for r in self.records if r.get("event") == "statement" and r.get("kind") == "protected_host")
+
+
+# Statements typed at a prompt (IPython's cells, the plain and ptpython shells' code), and the keys that only
+# type: line ends, backspace/delete, ^C and ^D. Any other control key (an escape sequence, tab, ^R, ^P) edits.
+_TYPED_KINDS = frozenset({"cell", "code"})
+_PLAIN_KEYS = frozenset(b"\r\n\x08\x7f\x03\x04")
+_NOT_EDITS = re.compile(rb"\x1b\[20[01]~|\x1b\[\d+;\d+R")
+
+
+def _typed(source: str, typed: set[str]) -> bool:
+    return all(line.strip() in typed for line in source.splitlines() if line.strip())
 
 
 # What a terminal sends that is not text: CSI (arrows, bracketed paste), SS3 (keypad, F1-F4), strings, other escapes.
