@@ -194,18 +194,25 @@ def test_shipped_production_profile_is_locked(tmp_path: Path) -> None:
         resolve({"profile": "production", "audit_log": "/tmp/x.jsonl"}, environ={}, cwd=make_project(tmp_path))
 
 
-def test_locked_profile_exports_its_own_sink_addresses(tmp_path: Path) -> None:
+def test_locked_profile_gives_the_sinks_its_own_addresses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sinks read their addresses from the settings (no detour through os.environ): under audit.locked the
+    profile's, whatever the operator exported; the URL's ${NAME} password from the environment."""
+    from appshell.audit.auditor import audit_url, syslog_address
+
     root = locked_project(
         tmp_path, audit='url = "postgresql+psycopg://writer:${AUDIT_PW}@db/app"\nsyslog_address = "10.0.0.5:514"\n'
     )
-    environ = {"APPSHELL_SYSLOG_ADDRESS": "127.0.0.1:9", "AUDIT_PW": "p/ss#w?rd"}
+    environ = {"APPSHELL_SYSLOG_ADDRESS": "127.0.0.1:9", "APPSHELL_AUDIT_URL": "sqlite://", "AUDIT_PW": "p/ss#w?rd"}
     settings = resolve({"profile": "prod"}, environ=environ, cwd=root, strict=False)
-    export_environment(settings, environ)
-    assert environ["APPSHELL_SYSLOG_ADDRESS"] == "10.0.0.5:514"
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert syslog_address(settings) == "10.0.0.5:514"
     from sqlalchemy.engine import make_url
 
-    url = make_url(environ["APPSHELL_AUDIT_URL"])
+    url = make_url(audit_url(settings, "sqlite:///app.db"))
     assert (url.username, url.password, url.host, url.database) == ("writer", "p/ss#w?rd", "db", "app")
+    export_environment(settings, environ)
+    assert environ["APPSHELL_AUDIT_URL"] == "sqlite://"  # not written back: nothing reads it from there
 
 
 def test_audit_url_password_variable_must_be_set(tmp_path: Path) -> None:

@@ -41,14 +41,20 @@ def default_log_path(settings: Settings) -> Path:
     return state / "appshell" / "audit.jsonl"
 
 
-def audit_url(database_url: str) -> str:
-    """The database of the sql sink: APPSHELL_AUDIT_URL, else the app's own."""
-    return os.environ.get("APPSHELL_AUDIT_URL") or database_url
+def audit_url(settings: Settings, database_url: str) -> str:
+    """The database of the sql sink: the resolved audit URL (APPSHELL_AUDIT_URL, audit.url: under audit.locked
+    the profile's), its ``${NAME}`` password filled in, else the app's own database."""
+    if not settings.audit_url:
+        return database_url
+    from appshell.config.settings import expand_url_password
+
+    return expand_url_password(settings.audit_url, {**settings.dotenv, **os.environ})
 
 
-def syslog_address() -> str:
-    """Where the syslog sink sends: APPSHELL_SYSLOG_ADDRESS, else /dev/log."""
-    return os.environ.get("APPSHELL_SYSLOG_ADDRESS", "/dev/log")
+def syslog_address(settings: Settings) -> str:
+    """Where the syslog sink sends: the resolved address (APPSHELL_SYSLOG_ADDRESS, audit.syslog_address), else
+    /dev/log."""
+    return settings.audit_syslog or "/dev/log"
 
 
 # What a failed record means for the code it records, said exactly (issue 9):
@@ -176,8 +182,8 @@ def _open_sink(kind: str, settings: Settings, database_url: str) -> AuditSink:
     if kind == "file":
         return FileSink(default_log_path(settings))
     if kind == "sql":
-        return SqlSink(audit_url(database_url))
-    return SyslogSink(syslog_address())
+        return SqlSink(audit_url(settings, database_url))
+    return SyslogSink(syslog_address(settings))
 
 
 def open_auditor(settings: Settings, database_url: str) -> Auditor:

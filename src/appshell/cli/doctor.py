@@ -184,6 +184,8 @@ def _audit_policy(settings: Settings) -> Iterator[Row]:
 
 
 def _audit(settings: Settings, database_url: str) -> Iterator[Row]:
+    from appshell.audit.auditor import audit_url
+
     profile = settings.profile
     required = "required" if profile.audit.required else "best-effort"
     for kind in profile.audit.sinks:
@@ -197,23 +199,21 @@ def _audit(settings: Settings, database_url: str) -> Iterator[Row]:
             continue
         yield f"audit sink {kind}", "ok", f"{detail} ({required})"
         if kind == "sql" and profile.audit.required:
-            yield _guarded("audit sql rights", lambda: iter([_sql_rights(database_url)]))[0]
+            yield _guarded("audit sql rights", lambda: iter([_sql_rights(audit_url(settings, database_url))]))[0]
         if kind == "sql":
-            yield from _guarded("audit sql schema", lambda: _sql_schema(database_url))
+            yield from _guarded("audit sql schema", lambda: _sql_schema(audit_url(settings, database_url)))
     if not profile.audit.sinks:
         yield "audit", "FAIL" if profile.audit.required else "info", "no sinks: statements are not audited"
 
 
-def _sql_rights(database_url: str) -> Row:
+def _sql_rights(url: str) -> Row:
     """Could the connection that writes the SQL sink's records delete or change them?
 
     A witness the operator can rewrite witnesses nothing: where the audit is required, the
     sink's role must be able to INSERT and SELECT only (docs/audit.md has the recipe).
     """
-    from appshell.audit.auditor import audit_url
     from appshell.audit.sqlsink import audit_engine, schema_of
 
-    url = audit_url(database_url)
     engine = audit_engine(url)  # as the sink connects: an async URL's sync driver
     try:
         with engine.connect() as conn:
@@ -292,7 +292,7 @@ def _mysql_rights(conn: Connection) -> list[str]:
     return [f"{user} holds {', '.join(sorted(held))} on appshell_audit"] if held else []
 
 
-def _sql_schema(database_url: str) -> Iterator[Row]:
+def _sql_schema(url: str) -> Iterator[Row]:
     """PostgreSQL: could the sink's table be shadowed for anyone who names it without its schema?
 
     appshell writes and reads schema.appshell_audit on a pinned search_path, so a schema named
@@ -303,10 +303,8 @@ def _sql_schema(database_url: str) -> Iterator[Row]:
     """
     from sqlalchemy import text
 
-    from appshell.audit.auditor import audit_url
     from appshell.audit.sqlsink import TABLE, audit_engine, schema_of
 
-    url = audit_url(database_url)
     engine = audit_engine(url)
     schema = schema_of(url) or "public"
     try:
@@ -371,7 +369,7 @@ def _probe_sink(kind: str, settings: Settings, database_url: str) -> str:
 
         from appshell.audit.sqlsink import TABLE, audit_engine, schema_of
 
-        url = audit_url(database_url)
+        url = audit_url(settings, database_url)
         schema = schema_of(url)
         engine = audit_engine(url)  # as the sink connects: an async URL's sync driver
         try:
@@ -382,7 +380,7 @@ def _probe_sink(kind: str, settings: Settings, database_url: str) -> str:
         return f"{mask_url(url)}: table {name} {'exists' if exists else 'will be created'}"
     from appshell.audit.sinks import SyslogSink
 
-    address = syslog_address()
+    address = syslog_address(settings)
     SyslogSink(address).close()  # connecting is the check: the sink's own address parsing
     return f"{address} reachable"
 

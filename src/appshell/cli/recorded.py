@@ -164,7 +164,7 @@ def _database_url(settings: Settings) -> str:
     url = settings.database_url or os.environ.get("DATABASE_URL")
     if url:
         return url
-    if "sql" in settings.profile.audit.sinks and not os.environ.get("APPSHELL_AUDIT_URL"):
+    if "sql" in settings.profile.audit.sinks and not settings.audit_url:
         raise ConfigError(
             f"profile '{settings.profile.name}' keeps the audit in SQL, and its database is not known before the app boots",
             "set audit.url in the profile (or APPSHELL_AUDIT_URL), or DATABASE_URL",

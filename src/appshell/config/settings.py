@@ -360,16 +360,10 @@ def export_environment(settings: Settings, environ: MutableMapping[str, str] | N
         target.setdefault(key, value)
     if settings.database_url and settings.sources.get("database_url") == "flag":
         target["DATABASE_URL"] = settings.database_url
-    # The audit sinks read their addresses from these variables: make them say what was
-    # resolved — under audit.locked, the profile's value, whatever the operator exported.
-    for option in OPTIONS:
-        if not (option.audit and option.env):
-            continue
-        value = getattr(settings, option.name)
-        if value:
-            target[option.env] = expand_url_password(value, target) if option.name == "audit_url" else value
-        else:
-            target.pop(option.env, None)
+    # The sinks take their addresses from the settings (appshell.audit.auditor), not from these variables;
+    # a ${NAME} password that is not set is said now, before anything boots.
+    if settings.audit_url:
+        expand_url_password(settings.audit_url, target)
 
 
 def expand_url_password(url: str, environ: Mapping[str, str]) -> str:
