@@ -1161,3 +1161,88 @@ def test_as_root_a_wrong_or_missing_config_refuses_in_one_line(host: Host, _seed
         "sudo without a config": "set up privilege-separated mode (docs/privsep.md)",
     }[case]
     assert expected in proc.stderr
+
+
+# -- the SQL witness: its URL is the recorder's file, never the app's ----------------------------------------
+
+
+def _witnessed_site(host: Host, shop: Path, witness_file: Path | None) -> Site:
+    """A site whose profile keeps the audit in SQL too; the config names *witness_file* (or no file)."""
+    site = make_site(host, shop)
+    profile = site.project / "profiles" / "witnessed.toml"
+    profile.write_text('description = "file and SQL witness"\n[audit]\nsinks = ["file", "sql"]\n')
+    # The app's own setting, which must not be where the witness goes: the operator chooses it.
+    (site.project / ".env").write_text(
+        (site.project / ".env").read_text() + f"APPSHELL_AUDIT_URL=sqlite:///{site.project}/operator_chose.db\n"
+    )
+    for path in (profile, site.project / ".env"):
+        os.chown(path, host.session.pw_uid, host.session.pw_gid)
+    values = {**host.values(), "project": str(site.project), "log": str(site.log)}
+    if witness_file is not None:
+        values["witness_url_file"] = str(witness_file)
+    site.config.write_text("".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items()))
+    return site
+
+
+def test_the_sql_witness_is_written_where_the_recorders_file_says(host: Host, _seeded_shop: Path) -> None:
+    witness_dir = host.directory(0o700, host.recorder.pw_uid)
+    witness_db = witness_dir / "witness.db"
+    witness_file = witness_dir / "witness.url"
+    witness_file.write_text(f"sqlite:///{witness_db}\n")
+    os.chown(witness_file, host.recorder.pw_uid, host.recorder.pw_gid)
+    os.chmod(witness_file, 0o600)
+    site = _witnessed_site(host, _seeded_shop, witness_file)
+    code = (
+        "import os\n"
+        f"try:\n    open({str(witness_file)!r}).read(); print('READ')\n"
+        "except PermissionError:\n    print('DENIED')\n"
+        "print('url' if any('witness' in v for v in os.environ.values()) else 'no url')\n"
+    )
+    done = subprocess.run(
+        site.command("--profile", "witnessed", "-c", code),
+        cwd="/",
+        env=site.environ(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "DENIED" in done.stdout and "no url" in done.stdout  # the session can neither read it nor be told it
+    import sqlite3
+
+    with sqlite3.connect(witness_db) as db:
+        sessions = {row[0] for row in db.execute("select session from appshell_audit")}
+    assert sessions == {site.records()[0]["session"]}  # the witness holds this session, where the file says
+    assert not (site.project / "operator_chose.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("none", "names no witness_url_file: its credentials would be the app's user's"),
+        ("others", "others could read the witness's credentials"),
+    ],
+)
+def test_a_witness_without_a_file_of_the_recorder_is_refused(
+    host: Host, _seeded_shop: Path, setup: str, message: str
+) -> None:
+    witness_file = None
+    if setup == "others":
+        witness_file = host.directory() / "witness.url"
+        witness_file.write_text("sqlite:////tmp/x.db\n")
+        os.chown(witness_file, host.recorder.pw_uid, host.recorder.pw_gid)
+        os.chmod(witness_file, 0o644)
+    site = _witnessed_site(host, _seeded_shop, witness_file)
+    done = subprocess.run(
+        site.command("--profile", "witnessed", "-c", "print('ran')"),
+        cwd="/",
+        env=site.environ(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "ran" not in done.stdout
+    assert message in done.stderr and done.stderr.startswith("appshell: error: ") and done.stderr.count("\n") == 1

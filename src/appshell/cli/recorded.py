@@ -113,10 +113,22 @@ def privileged_settings(
         _refuse_unreadable(env_file, config.session_user, "the env file (--env-file, APPSHELL_ENV_FILE, env_file)")
     sources = {**settings.sources, "audit_log": str(config.path)}
     settings = dataclasses.replace(settings, audit_log=str(config.log), sources=sources)
+    if "sql" in settings.profile.audit.sinks:
+        if config.witness_url_file is None:
+            raise ConfigError(
+                f"profile '{settings.profile.name}' keeps the audit in SQL too, and {config.path} names no "
+                "witness_url_file: its credentials would be the app's user's",
+                'add witness_url_file = "/etc/appshell/witness.url" to it, a file of the recorder\'s user, mode 0600 '
+                "(docs/privsep.md)",
+            )
+        # Not the profile's or the environment's URL: the recorder reads its own file once it is its user.
+        settings = dataclasses.replace(settings, audit_url=None, sources={**settings.sources, "audit_url": "config"})
     environ = dict(settings.dotenv)  # the app's own configuration: its .env, which its user reads anyway
     if settings.database_url:
         environ["DATABASE_URL"] = settings.database_url
-    return settings, privsep.Drop(config.recorder_user, config.session_user, config.project, environ)
+    return settings, privsep.Drop(
+        config.recorder_user, config.session_user, config.project, environ, config.witness_url_file
+    )
 
 
 def _refuse_unreadable(path: Path, user: str, what: str) -> None:
@@ -159,12 +171,12 @@ def input_of(program: Program | None) -> dict[str, Any] | None:
     return record
 
 
-def _database_url(settings: Settings) -> str:
+def _database_url(settings: Settings, witness_file: bool = False) -> str:
     """The URL the SQL sink falls back to: known before the app boots, or the sink is configured apart."""
     url = settings.database_url or os.environ.get("DATABASE_URL")
     if url:
         return url
-    if "sql" in settings.profile.audit.sinks and not settings.audit_url:
+    if "sql" in settings.profile.audit.sinks and not settings.audit_url and not witness_file:
         raise ConfigError(
             f"profile '{settings.profile.name}' keeps the audit in SQL, and its database is not known before the app boots",
             "set audit.url in the profile (or APPSHELL_AUDIT_URL), or DATABASE_URL",
@@ -188,7 +200,7 @@ def run_recorded_session(
     profile = settings.profile
     # Under a locked audit, the recorder itself runs isolated: a sitecustomize would otherwise run in it.
     before = before_record(settings, program, options)
-    url = _database_url(settings)
+    url = _database_url(settings, drop is not None and drop.witness_url_file is not None)
     # Imported once, before the fork, and shared: the session needs SQLAlchemy to boot the app, and the
     # recorder's redaction reads URLs with its parser (make_url). Imported after, each process paid ~0.3 s.
     import sqlalchemy.engine  # noqa: F401
@@ -216,7 +228,12 @@ def run_recorded_session(
     def open_writer() -> Any:
         from appshell.audit.auditor import open_auditor
 
-        auditor = open_auditor(settings, url)
+        sinks = settings
+        if drop is not None and drop.witness_url_file is not None:  # the recorder's user now: its own file
+            from appshell.recorder.privsep import read_witness_url
+
+            sinks = dataclasses.replace(settings, audit_url=read_witness_url(drop.witness_url_file))
+        auditor = open_auditor(sinks, url)
         auditor.session = session
         return auditor
 

@@ -48,11 +48,13 @@ __all__ = [
 # bound as a default argument), so a test's driver can point it at a file of its own (tests/test_recorder_privsep.py).
 CONFIG_PATH = Path("/etc/appshell/recorder.toml")
 KEYS = ("recorder_user", "session_user", "project", "log")
+OPTIONAL_KEYS = ("witness_url_file",)  # where an SQL sink's URL is: the recorder's user's file alone
 _EXAMPLE = {
     "recorder_user": "appshell-audit",
     "session_user": "shop",
     "project": "/srv/shop",
     "log": "/var/log/appshell/shop/audit.jsonl",
+    "witness_url_file": "/etc/appshell/witness.url",
 }
 
 # What the session keeps of the caller's environment (sudo's env_reset keeps a list of the same kind): the
@@ -82,6 +84,7 @@ class RecorderConfig:
     project: Path
     log: Path
     path: Path  # the file it was read from
+    witness_url_file: Path | None = None  # the SQL sink's URL, credentials included: read by the recorder alone
 
     @classmethod
     def load(cls, path: Path | None = None) -> RecorderConfig:
@@ -89,11 +92,12 @@ class RecorderConfig:
         directory the recorder's alone)."""
         path = CONFIG_PATH if path is None else path
         data = _read_trusted(path)
-        unknown = sorted(set(data) - set(KEYS))
+        known = (*KEYS, *OPTIONAL_KEYS)
+        unknown = sorted(set(data) - set(known))
         if unknown:
             raise ConfigError(
-                f"{path}: unknown key '{unknown[0]}'{did_you_mean(unknown[0], KEYS)}",
-                f"the keys are {', '.join(KEYS)} (docs/privsep.md)",
+                f"{path}: unknown key '{unknown[0]}'{did_you_mean(unknown[0], known)}",
+                f"the keys are {', '.join(known)} (docs/privsep.md)",
             )
         for key in KEYS:
             if key not in data:
@@ -111,7 +115,14 @@ class RecorderConfig:
         if not project.is_dir():
             raise ConfigError(f"{path}: project {project} is not a directory", "name the app's directory in project")
         _check_log(path, log, recorder)
-        return cls(recorder.pw_name, session.pw_name, project, log, path)
+        witness = data.get("witness_url_file")
+        if witness is not None and (not isinstance(witness, str) or not witness):
+            raise ConfigError(
+                f"{path}: witness_url_file is not a non-empty string",
+                f'write it as witness_url_file = "{_EXAMPLE["witness_url_file"]}"',
+            )
+        witness_file = _absolute(path, "witness_url_file", witness) if witness else None
+        return cls(recorder.pw_name, session.pw_name, project, log, path, witness_file)
 
 
 @dataclass(frozen=True)
@@ -122,6 +133,7 @@ class Drop:
     session_user: str
     project: Path  # the session's working directory
     environ: Mapping[str, str]  # what the app needs beyond session_environ(): its .env, DATABASE_URL
+    witness_url_file: Path | None = None  # read by the recorder once it is the recorder's user (read_witness_url)
 
 
 def privileged(path: Path | None = None) -> bool:
@@ -308,6 +320,32 @@ def _user(path: Path, key: str, name: str) -> pwd.struct_passwd:
             f"name an unprivileged user in {key}: in this mode neither process keeps root",
         )
     return pw
+
+
+def read_witness_url(path: Path) -> str:
+    """The SQL sink's URL, read as the recorder's user from its own file (0600 or stricter): the app's user can
+    neither read the witness's credentials nor choose where the witness is."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise ConfigError(
+            f"the recorder cannot read witness_url_file {path}: {exc.strerror}",
+            f"create it as the recorder's user ({_owner(os.geteuid())}), mode 0600, holding the SQL sink's URL",
+        ) from None
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) & 0o077:
+            raise ConfigError(
+                f"witness_url_file {path} is {_owner(st.st_uid)}'s, mode {stat.S_IMODE(st.st_mode):04o}: "
+                "others could read the witness's credentials",
+                f"chown {_owner(os.geteuid())} {path} && chmod 600 {path}",
+            )
+        url = os.read(fd, 65536).decode("utf-8", "replace").strip()
+    finally:
+        os.close(fd)
+    if not url:
+        raise ConfigError(f"witness_url_file {path} is empty", "write the SQL sink's URL in it, on one line")
+    return url
 
 
 def _absolute(path: Path, key: str, value: str) -> Path:
