@@ -110,3 +110,37 @@ def test_a_replaced_file_is_not_taken_for_a_rotation(tmp_path: Path) -> None:
     log.write_text("")
     with pytest.raises(FileChanged, match="no longer the file this session opened"):
         sink.append({"ts": "2026-11-24T00:00:00.000000Z", "session": "x", "event": "statement", "n": 1, "source": "c"})
+
+
+def move_hash_into(line: bytes, into: bytes) -> bytes:
+    """The line with its hash member cut out and put back inside a string value: the hashed text is unchanged."""
+    start = line.index(b',"hash":"')
+    member, rest = line[start : start + 74], line[:start] + line[start + 74 :]
+    at = rest.index(into) + len(into)
+    return rest[:at] + member + rest[at:]
+
+
+@pytest.mark.parametrize("into", [b'"event":"state', b'"mac":"', b'"source":"refund('])
+@pytest.mark.parametrize("with_key", [False, True])
+def test_a_hash_member_moved_into_a_string_is_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_key: bool, into: bytes
+) -> None:
+    """The hash covers the line without its hash member, wherever that member stands; moved inside a
+    string, the text hashed (and sealed) is the same, but no JSON reader can read the line any more
+    (``audit show`` would lose the record). verify reads the hash only where sorted keys put it."""
+    import json
+
+    log, key = sealed_log(tmp_path)
+    lines = log.read_bytes().split(b"\n")
+    lines[150] = move_hash_into(lines[150], into)
+    with pytest.raises(ValueError):
+        json.loads(lines[150])
+    log.write_bytes(b"\n".join(lines))
+    k = key if with_key else None
+    monkeypatch.setattr(verify_module, "PARALLEL_MIN", 1 << 60)
+    walked = verify_files(log, k)
+    monkeypatch.setattr(verify_module, "PARALLEL_MIN", 1)
+    monkeypatch.setattr(verify_module.os, "cpu_count", lambda: 3)
+    split = verify_files(log, k)
+    assert (split.ok, split.summary, split.warnings) == (walked.ok, walked.summary, walked.warnings)
+    assert not walked.ok and walked.summary.startswith(f"{log}:151: not a JSON record"), walked.summary

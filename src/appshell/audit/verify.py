@@ -20,7 +20,7 @@ the end. Records forged with the current sealing key are authentic, so these are
 *findings*, not chain faults: every one is named (line and session), the walk goes
 on to the end, and verify fails (exit 4).
 """
-# Over 350 lines (829): one walk with one contract (the fast path on raw bytes and the slow path that names the line must agree); its parallel pass merges the same state.
+# Over 350 lines (843): one walk with one contract (the fast path on raw bytes and the slow path that names the line must agree); its parallel pass merges the same state.
 
 from __future__ import annotations
 
@@ -116,6 +116,7 @@ _IPAD = bytes(b ^ 0x36 for b in range(256))
 _OPAD = bytes(b ^ 0x5C for b in range(256))
 _ZEROS = bytes(32)
 _sha256 = hashlib.sha256
+_STATEMENT, _RESULT = b"statement", b"result"  # most records' events (run() tells them apart by identity)
 
 
 def _hmac(key: bytes, data: bytes) -> bytes:
@@ -305,117 +306,130 @@ class _Walk:
         This is verify's hot loop. A canonical record is checked on its bytes, with the walk's
         state in local variables (a method call per line would cost as much as the checks): the
         line without its ``"hash"`` member is the text the hash was taken of, and without
-        ``"mac"`` too, what the MAC covers. Its ``session``, ``event`` and ``n`` are read where
-        they cannot mean anything else to a JSON reader, so that a forger holding the sealing key
-        cannot show one record to verify and another to ``audit show``: sorted keys put
-        ``epoch``, ``event``, ``mac``, ``n``, ``prev`` and ``seq`` before ``session``, and there
-        nothing may be nested (no ``{`` or ``[``), each of the three keys is in the line once
-        (``"n" :`` and a value ``"n"`` count too: they only add doubt), and the line has no
-        ``\\u`` escape, which could spell a key another way. Anything else — a line that is not
-        canonical, a torn write, a fault — goes to :meth:`_slow`, which parses it and names the
-        fault; with *end* (a part of a parallel pass), damage stops the part, and the
-        line-by-line walk runs after.
+        ``"mac"`` too, what the MAC covers. The hash member must follow the event member, where
+        sorted keys put it: there it ends a member, so the line without it is the same JSON
+        (found anywhere else, it could sit inside a string, and the line a reader cannot parse).
+        Its ``session``, ``event`` and ``n`` are read where they cannot mean anything else to a
+        JSON reader, so that a forger holding the sealing key cannot show one record to verify
+        and another to ``audit show``: sorted keys put ``epoch``, ``event``, ``mac``, ``n``,
+        ``prev`` and ``seq`` before ``session``, and there nothing may be nested (no ``{`` or
+        ``[``), each of the three keys is in the line once (``"n" :`` and a value ``"n"`` count
+        too: they only add doubt), and the line has no ``\\u`` escape, which could spell a key
+        another way. Anything else — a line that is not canonical, a torn write, a fault — goes
+        to :meth:`_slow`, which parses it and names the fault; with *end* (a part of a parallel
+        pass), damage stops the part, and the line-by-line walk runs after.
+
+        Every check costs: the loop is written for the fewest calls per line (about 50, and 20
+        more with the key), which is why it compares slices and keeps counters in locals.
         """
         sha, step, pad, ipad, opad = _sha256, STEP, _ZEROS, _IPAD, _OPAD
+        statement, result = _STATEMENT, _RESULT
         sessions = self.sessions
         open_ = sessions.open
         prev_b, seq, epoch, key, last_key = self.prev_b, self.seq, self.epoch, self.key, self.last_key
-        records, unsealed = self.records, self.unsealed
+        seq0, unsealed = seq, self.unsealed  # (each record takes the next seq: the records checked are seq - seq0)
         done_number, done_end = -1, 0
         clean = self.damage is None
+        limit = end if end is not None else 1 << 63
         for raw in f:
             number += 1
-            if end is not None and offset >= end:
+            if offset >= limit:
                 number -= 1
                 break
-            fields = None
             i = raw.find(b',"hash":"')
-            hash_ = raw[i + 9 : i + 73]
-            rest = raw[:i] + raw[i + 74 : -1]
-            j = rest.find(b',"prev":"', i)
-            mark = b',"seq":%d,"session":"' % (seq + 1)
-            q = j + 74 + len(mark)
-            if (
-                i > 0
-                and j > 0
-                and clean
-                and raw[-1] == 10
-                and raw[i + 73 : i + 74] == b'"'  # 10: "\n"
-                and rest[j + 9 : j + 73] == prev_b
-                and rest.startswith(mark, j + 74)
-                and sha(rest).hexdigest().encode() == hash_
-            ):
+            event: bytes | None = None
+            if clean and i > 0 and raw[0] == 123 and raw[-2:] == b"}\n":  # 123: "{"
+                # The event member right before the hash member: the two common events compared whole.
+                if raw[i - 20 : i] == b',"event":"statement"':
+                    event, e = statement, i - 19
+                elif raw[i - 17 : i] == b',"event":"result"':
+                    event, e = result, i - 16
+                else:
+                    e = raw.rfind(b'"event":"', 0, i)
+                    if e > 0 and raw[e - 1] in b",{" and raw.find(b'"', e + 9, i) == i - 1:
+                        event = raw[e + 9 : i - 1]
+                        if event == statement or event == result:
+                            event = None  # (the first key of an unsealed record: _slow reads it)
+            if event is not None:
+                hash_ = raw[i + 9 : i + 73]
+                rest = raw[:i] + raw[i + 74 : -1]  # what the hash was taken of
+                j = rest.find(b',"prev":"', i)
+                expect = b',"prev":"%b","seq":%d,"session":"' % (prev_b, seq + 1)
+                q = j + len(expect)
                 qe = rest.find(b'"', q)
                 session = rest[q:qe]
-                a = rest.find(b',"mac":"', 0, j)
-                e = rest.find(b'"event":"', 0, j)
-                ee = rest.find(b'"', e + 9, j)
-                event = rest[e + 9 : ee]
-                n: int | None = None
-                if (
-                    e > 0
-                    and ee > 0
-                    and rest[e - 1] in b",{"
-                    and rest[ee + 1] == 44
-                    and rest[qe + 1 : qe + 2] in (b",", b"}")
+                if not (
+                    rest[j:q] == expect
+                    and raw[i + 73 : i + 75] == b'",'  # the hash's end, and the next member's
+                    and sha(rest).hexdigest().encode() == hash_
+                    and rest[qe + 1] == 44  # 44: ","; "source", "ts" and "v" sort after "session"
                     and rest.find(b"{", 1, q) < 0
                     and rest.find(b"[", 0, q) < 0
                     and rest.count(b'"session"') == 1
                     and rest.count(b'"event"') == 1
                     and (92 not in rest or (92 not in session and 92 not in event and b"\\u" not in rest))  # 92: "\\"
-                    and rest.find(b'"torn":', q) < 0
-                ):  # (a torn write's acknowledgement: _slow; "torn" > "session")
-                    if event == b"statement" or event == b"result":
-                        k = a + 78 if a > 0 and rest.startswith(b',"n":', a + 73) else rest.find(b',"n":', e, j) + 5
-                        c = rest.find(b",", k, j + 1)
-                        digits = rest[k:c]
-                        if k > 4 and digits.isdigit() and (digits[0] != 48 or c == k + 1) and rest.count(b'"n"') == 1:
-                            n = int(digits)
-                            fields = True
+                    and rest.find(b'"torn":', q) < 0  # (a torn write's acknowledgement: _slow; "torn" > "session")
+                ):
+                    event = None
+            if event is not None:
+                a = rest.find(b',"mac":"', 0, j)
+                n: int | None = None
+                if event is statement or event is result:
+                    # "n" is the last key before "prev": right after "mac", or found back from "prev"
+                    k = a + 78 if a > 0 and rest[a + 73 : a + 78] == b',"n":' else rest.rfind(b":", 0, j) + 1
+                    digits = rest[k:j]
+                    if (
+                        rest[k - 5 : k] == b',"n":'
+                        and digits.isdigit()
+                        and (digits[0] != 48 or k + 1 == j)  # 48: "0"
+                        and rest.count(b'"n"') == 1
+                    ):
+                        n = int(digits)
                     else:
-                        fields = True
-                if fields is not None:
-                    fields = None
-                    if a < 0:
-                        if epoch is None:  # (unsealed after sealed: the JSON check says so)
-                            unsealed += 1
-                            fields = True
+                        event = None
+                if event is None:
+                    pass
+                elif a < 0:
+                    if epoch is None:
+                        unsealed += 1
                     else:
-                        now = epoch or 0
-                        # "epoch" sorts before "event": the first "epoch" there, after "{" or ",".
-                        g = rest.find(b'"epoch":', 0, e)
-                        if g > 0 and rest.startswith(b'"epoch":%d,' % now, g) and rest[g - 1] in b",{":
-                            if key is None:
-                                fields = True
-                            else:
-                                padded = key + pad  # HMAC-SHA256 (RFC 2104), as _hmac(), inlined
-                                inner = sha(padded.translate(ipad) + rest[:a] + rest[a + 73 :]).digest()
-                                # (==, not compare_digest: verify runs offline, no one times it)
-                                if sha(padded.translate(opad) + inner).hexdigest().encode() == rest[a + 8 : a + 72]:
-                                    last_key, key = key, sha(step + key).digest()  # evolve(), inlined
-                                    fields = True
-                            if fields:
-                                epoch = now + 1
-                if fields:
-                    prev_b, seq, records = hash_, seq + 1, records + 1
-                    offset += len(raw)
-                    done_number, done_end = number, offset
-                    s = open_.get(session)
-                    # The common case inline: a statement or result of an open session, numbered as it should be.
-                    if s is None or (event != b"statement" and event != b"result"):
-                        sessions.record(path, number, session, event, n)
-                    elif event == b"statement":
-                        if n in s.statements:
-                            sessions.record(path, number, session, event, n)
+                        event = None  # unsealed after sealed: the JSON check says so
+                else:
+                    now = epoch or 0
+                    # "epoch" sorts before "event": the first "epoch" there, after "{" or ",".
+                    g = rest.find(b'"epoch":', 0, e)
+                    if not (g > 0 and rest.startswith(b'"epoch":%d,' % now, g) and rest[g - 1] in b",{"):
+                        event = None
+                    elif key is not None:
+                        padded = key + pad  # HMAC-SHA256 (RFC 2104), as _hmac(), inlined
+                        inner = sha(padded.translate(ipad) + rest[:a] + rest[a + 73 :]).digest()
+                        # (==, not compare_digest: verify runs offline, no one times it)
+                        if sha(padded.translate(opad) + inner).hexdigest().encode() == rest[a + 8 : a + 72]:
+                            last_key, key = key, sha(step + key).digest()  # evolve(), inlined
                         else:
-                            s.statements.add(n)  # type: ignore[arg-type]
-                    elif n in s.results or n not in s.statements:
+                            event = None
+                    if event is not None:
+                        epoch = now + 1
+            if event is not None:
+                prev_b, seq = hash_, seq + 1
+                offset += len(raw)
+                done_number, done_end = number, offset
+                s = open_.get(session)
+                # The common case inline: a statement or result of an open session, numbered as it should be.
+                if s is None or (event is not statement and event is not result):
+                    sessions.record(path, number, session, event, n)
+                elif event is statement:
+                    if n in s.statements:
                         sessions.record(path, number, session, event, n)
                     else:
-                        s.results.add(n)  # type: ignore[arg-type]
-                    continue
+                        s.statements.add(n)  # type: ignore[arg-type]
+                elif n in s.results or n not in s.statements:
+                    sessions.record(path, number, session, event, n)
+                else:
+                    s.results.add(n)  # type: ignore[arg-type]
+                continue
             self.prev_b, self.seq, self.epoch, self.key, self.last_key = prev_b, seq, epoch, key, last_key
-            self.records, self.unsealed = records, unsealed
+            self.records, self.unsealed = self.records + seq - seq0, unsealed
             if done_number >= 0:
                 self.last, self.last_end = (path, done_number), done_end
             self._slow(path, number, offset, raw)  # names the fault, if there is one
@@ -423,11 +437,11 @@ class _Walk:
                 return False  # damage in a part: the line-by-line walk judges it
             offset += len(raw)
             prev_b, seq, epoch, key, last_key = self.prev_b, self.seq, self.epoch, self.key, self.last_key
-            records, unsealed = self.records, self.unsealed
+            seq0, unsealed = seq, self.unsealed
             done_number = -1
             clean = self.damage is None
         self.prev_b, self.seq, self.epoch, self.key, self.last_key = prev_b, seq, epoch, key, last_key
-        self.records, self.unsealed = records, unsealed
+        self.records, self.unsealed = self.records + seq - seq0, unsealed
         if done_number >= 0:
             self.last, self.last_end = (path, done_number), done_end
         self.lines, self.offset = number, offset
