@@ -347,3 +347,18 @@ def test_a_typed_statement_is_compared_with_the_keys(keys: bytes, sources: list[
         s.add({**base, "event": "statement", "by": "session", "n": n, "source": source, "kind": "code"}, f"log:{n + 2}")
     got = [r["n"] for r, f in zip(s.records, s.record_flags()) if NOT_TYPED in f]
     assert got == flagged
+
+
+def test_audit_show_says_where_the_keys_were_not_compared(shop: Path) -> None:
+    """An arrow key in the session: `audit show` says the statements were not compared with the keys."""
+    log = shop / "typed.jsonl"
+    base = {"session": "s2", "hash": "h", "prev": "p", "seq": 1, "ts": "2026-12-02T10:00:00Z"}
+    lines = [
+        {**base, "event": "session_start", "by": "recorder", "terminal": {"relay": True}, "mode": "interactive"},
+        {**base, "event": "io", "by": "recorder", "t": 0.1, "stream": "i", "data": "\x1b[Aprint(1)\r"},
+        {**base, "event": "statement", "by": "session", "n": 1, "source": "print(2)", "kind": "code"},
+    ]
+    log.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    shown = run(["audit", "show", "s2", "--log", str(log)], cwd=shop, env={"COLUMNS": "300"})
+    assert shown.exit_code == 0, shown.output
+    assert "the statements were not compared with these keys: the line editor's own keys were used" in shown.stdout

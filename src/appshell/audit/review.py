@@ -777,6 +777,15 @@ def _terminal(s: Session, width: int) -> list[str]:
             out.extend(_wrapped(f"{t:8.2f}s  {line}", "  ", width))
         if not any(stream == "i" for _, stream, _ in events):
             out.append("  (nothing typed was recorded)")
+        elif s.typed_lines_if_plain() is None:
+            out.extend(
+                _wrapped(
+                    "(the statements were not compared with these keys: the line editor's own keys were used — "
+                    "arrows, history, completion — so the keys do not show what ran; read them beside the statements)",
+                    "  ",
+                    width,
+                )
+            )
     else:
         out = ["── output: the program's stdout and stderr, as the recorder passed them on"]
     markers = [data.decode("utf-8", "replace") for _, stream, data in events if stream == "m"]
