@@ -233,6 +233,46 @@ def test_a_hand_sealed_line_cannot_show_verify_one_number_and_the_readers_anothe
     assert not report.ok and "hash mismatch" in report.summary, report.summary
 
 
+def test_a_hand_sealed_line_cannot_hide_a_second_session_key_behind_by_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session's own records say ``"by":"session"``: that value is let pass beside the session key, no more."""
+    log, key = interleaved_log(tmp_path)
+    text = (
+        b'{"by":"session","epoch":EPOCH,"event":"statement","kind":"code","n":4'
+        + b',"prev":"PREV","seq":SEQ,"session":"cccc","session":"dddd","source":"print(1)","ts":"'
+        + TS.encode()
+        + b'","v":1}'
+    )
+    seal_raw(log, text)
+    report = both_ways(log, key, monkeypatch)
+    assert not report.ok and "hash mismatch" in report.summary, report.summary
+
+
+def test_records_a_recorder_kept_session_wrote_are_checked_on_their_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session's statements and results say ``"by":"session"`` (docs/audit.md, the recorder process): the
+    fast path reads them (a JSON parse per line made `verify --key` 3.4x slower on such a log: bench/bench_audit_scale.py --recorder)."""
+    log = tmp_path / "audit.jsonl"
+    _, key = init_state(log)
+    sink = FileSink(log)
+    for record in session_records("aaaa"):
+        sink.append({**record, "by": "session"})
+    sink.close()
+    parsed: list[int] = []
+    slow = verify_module._Walk._slow
+    monkeypatch.setattr(verify_module, "PARALLEL_MIN", 1 << 60)
+    monkeypatch.setattr(
+        verify_module._Walk,
+        "_slow",
+        lambda self, path, number, *rest: (parsed.append(number), slow(self, path, number, *rest)),
+    )
+    report = verify_files(log, key)
+    assert report.ok, report.summary
+    assert parsed == [1], parsed  # the session_start alone, whose argv is a list
+
+
 def test_a_checkpoint_in_the_middle_of_a_session_finds_no_result_without_statement(tmp_path: Path) -> None:
     log, key = interleaved_log(tmp_path)
     checkpoint = tmp_path / "checkpoint.json"

@@ -327,12 +327,13 @@ class _Walk:
         sessions = self.sessions
         open_ = sessions.open
         prev_b, seq, epoch, key, last_key = self.prev_b, self.seq, self.epoch, self.key, self.last_key
-        seq0, unsealed = seq, self.unsealed  # (each record takes the next seq: the records checked are seq - seq0)
-        done_number, done_end = -1, 0
+        # Each record takes the next seq: the lines accepted here since seq0 are seq - seq0, the last one
+        # the line before the current one (a line is accepted here, or judged by _slow, which resets seq0).
+        seq0, unsealed = seq, self.unsealed
         clean = self.damage is None
         limit = end if end is not None else 1 << 63
-        for raw in f:
-            number += 1
+        first = number + 1
+        for number, raw in enumerate(f, first):
             if offset >= limit:
                 number -= 1
                 break
@@ -348,8 +349,10 @@ class _Walk:
                     e = raw.rfind(b'"event":"', 0, i)
                     if e > 0 and raw[e - 1] in b",{" and raw.find(b'"', e + 9, i) == i - 1:
                         event = raw[e + 9 : i - 1]
-                        if event == statement or event == result:
-                            event = None  # (the first key of an unsealed record: _slow reads it)
+                        if event == statement:  # (the first key, in an unsealed record)
+                            event = statement
+                        elif event == result:
+                            event = result
             if event is not None:
                 hash_ = raw[i + 9 : i + 73]
                 rest = raw[:i] + raw[i + 74 : -1]  # what the hash was taken of
@@ -365,9 +368,14 @@ class _Walk:
                     and rest[qe + 1] == 44  # 44: ","; "source", "ts" and "v" sort after "session"
                     and rest.find(b"{", 1, q) < 0
                     and rest.find(b"[", 0, q) < 0
-                    and rest.count(b'"session"') == 1
+                    # once, or twice where a recorder's session wrote the record: {"by":"session", ...
+                    and (
+                        (times := rest.count(b'"session"')) == 1
+                        or (times == 2 and rest.startswith(b'{"by":"session",'))
+                    )
                     and rest.count(b'"event"') == 1
-                    and (92 not in rest or (92 not in session and 92 not in event and b"\\u" not in rest))  # 92: "\\"
+                    # 92: "\\"; no "\\u" escape, which could spell a key another way
+                    and (92 not in rest or (92 not in session and 92 not in event and rest.find(b"\\u") < 0))
                     and rest.find(b'"torn":', q) < 0  # (a torn write's acknowledgement: _slow; "torn" > "session")
                 ):
                     event = None
@@ -375,13 +383,14 @@ class _Walk:
                 a = rest.find(b',"mac":"', 0, j)
                 n: int | None = None
                 if event is statement or event is result:
-                    # "n" is the last key before "prev": right after "mac", or found back from "prev"
-                    k = a + 78 if a > 0 and rest[a + 73 : a + 78] == b',"n":' else rest.rfind(b":", 0, j) + 1
-                    digits = rest[k:j]
+                    # "n" sorts right after "mac" (or after "kind", unsealed), before "parent" and "prev"
+                    k = a + 78 if a > 0 and rest[a + 73 : a + 78] == b',"n":' else rest.find(b',"n":', e, j) + 5
+                    c = rest.find(b",", k, j + 1)
+                    digits = rest[k:c]
                     if (
-                        rest[k - 5 : k] == b',"n":'
+                        k > 4
                         and digits.isdigit()
-                        and (digits[0] != 48 or k + 1 == j)  # 48: "0"
+                        and (digits[0] != 48 or c == k + 1)  # 48: "0"
                         and rest.count(b'"n"') == 1
                     ):
                         n = int(digits)
@@ -413,7 +422,6 @@ class _Walk:
             if event is not None:
                 prev_b, seq = hash_, seq + 1
                 offset += len(raw)
-                done_number, done_end = number, offset
                 s = open_.get(session)
                 # The common case inline: a statement or result of an open session, numbered as it should be.
                 if s is None or (event is not statement and event is not result):
@@ -430,20 +438,19 @@ class _Walk:
                 continue
             self.prev_b, self.seq, self.epoch, self.key, self.last_key = prev_b, seq, epoch, key, last_key
             self.records, self.unsealed = self.records + seq - seq0, unsealed
-            if done_number >= 0:
-                self.last, self.last_end = (path, done_number), done_end
+            if seq != seq0:
+                self.last, self.last_end = (path, number - 1), offset
             self._slow(path, number, offset, raw)  # names the fault, if there is one
             if end is not None and self.damage is not None:
                 return False  # damage in a part: the line-by-line walk judges it
             offset += len(raw)
             prev_b, seq, epoch, key, last_key = self.prev_b, self.seq, self.epoch, self.key, self.last_key
             seq0, unsealed = seq, self.unsealed
-            done_number = -1
             clean = self.damage is None
         self.prev_b, self.seq, self.epoch, self.key, self.last_key = prev_b, seq, epoch, key, last_key
         self.records, self.unsealed = self.records + seq - seq0, unsealed
-        if done_number >= 0:
-            self.last, self.last_end = (path, done_number), done_end
+        if seq != seq0:
+            self.last, self.last_end = (path, number), offset
         self.lines, self.offset = number, offset
         return True
 
