@@ -332,6 +332,11 @@ _TYPED_CASES = [
     (b"a = 1\rb = 2\r", ["a = 1", "sql('delete from t')"], [2]),
     (b"pri\tnt(1)\r", ["print(1)"], []),  # tab: the line editor completed: not compared
     (b"\x1b[Aprint(1)\r", ["print(count(Product))"], []),  # an arrow key: history, not compared
+    (b"print('no'\x03print(2)\r", ["print(2)"], []),  # Ctrl-C dropped the first line
+    (b"x = (1,\r\x7f2)\r", ["x = (1,2)"], []),  # IPython: a backspace at a line's start joins it to the one above
+    (b"x = (1,\r2)\r", ["x = (1,\n2)"], []),  # the plain shell's continuation line
+    (b"print(1)\rsql('x')\r", ["print(1)", "print(1)"], [2]),  # reported as a line typed before it: in order
+    (b"print(1)\rprint(2)\r", ["print(2)", "print(1)"], [2]),
 ]
 
 

@@ -254,15 +254,9 @@ def _flags(shop: Path, log: Path) -> tuple[list[str], str, bool]:
         [APPSHELL, "audit", "show", session, "--log", str(log)], cwd=shop, env=env, capture_output=True, text=True
     ).stdout
     found = find_session(Log(log), session)
-    return flags, show, found is not None and found.typed_lines_if_plain() is not None
+    return flags, show, found is not None and found.typed_text_if_plain() is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="typed_lines() ends a line only at CR/LF: a line abandoned with Ctrl-C (which the shells answer with "
-    "a fresh prompt) runs into the next one ('abc^Cprint(…)'), so the honest statement typed after it is "
-    "flagged 'not typed' in every shell",
-)
 @pytest.mark.parametrize("shell", ["python", "ipython", "ptpython"])
 def test_an_honest_line_after_ctrl_c_is_not_flagged(shop: Path, shell: str) -> None:
     log = shop / ".appshell" / "audit.jsonl"
@@ -285,12 +279,6 @@ def test_an_honest_line_after_ctrl_c_is_not_flagged(shop: Path, shell: str) -> N
     assert flags == [], show
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="IPython's line editor joins two lines when Backspace is pressed at the start of the second: "
-    "plain keys, so the comparison runs, and the honest statement 'x = (1,2)' is "
-    "flagged 'not typed' (the keys show 'x = (1,' and '2)')",
-)
 def test_an_honest_ipython_backspace_over_a_line_end_is_not_flagged(shop: Path) -> None:
     log = shop / ".appshell" / "audit.jsonl"
     audit_init(shop, log)
@@ -315,13 +303,6 @@ def test_an_honest_ipython_backspace_over_a_line_end_is_not_flagged(shop: Path) 
     assert flags == [], show
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the comparison only asks whether each line of a reported statement was typed somewhere in the "
-    "session: a session that reports an earlier, harmless line in place of the UPDATE that ran is not flagged, "
-    "though docs/audit.md's table calls a statement reported other than its input 'detected' where the keys "
-    "are plain typing",
-)
 def test_a_statement_reported_as_an_earlier_typed_line_is_flagged(shop: Path) -> None:
     log = shop / ".appshell" / "audit.jsonl"
     audit_init(shop, log)

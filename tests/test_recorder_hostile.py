@@ -496,7 +496,7 @@ def test_an_honest_typed_session_is_not_flagged(sealed: Shop, shell: str) -> Non
     from appshell.audit.review import Log, find_session
 
     found = find_session(Log(sealed.log), session)
-    assert found is not None and found.typed_lines_if_plain() is not None  # the check ran: no editing keys
+    assert found is not None and found.typed_text_if_plain() is not None  # the check ran: no editing keys
 
 
 def test_closing_the_channel_then_running_sql_is_flagged(sealed: Shop) -> None:

@@ -192,7 +192,8 @@ class Session:
         stated: set[Any] = set()  # the n of each statement so far
         recorded = self.start.get("by") == "recorder"  # a recorder kept this session: every record says who wrote it
         first_program = self._first_program_statement()
-        typed = self.typed_lines_if_plain()
+        typed = self.typed_text_if_plain()
+        typed_at = 0  # where in the typed text the next statement typed at the prompt is looked for
         for i, r in enumerate(self.records):
             event = r.get("event")
             if event == "statement":
@@ -227,14 +228,12 @@ class Session:
                     f"a second top-level {printable(str(r.get('kind')))} "
                     "statement: the program the recorder read is one statement"
                 )
-            if (
-                typed is not None
-                and event == "statement"
-                and r.get("parent") is None
-                and r.get("kind") in _TYPED_KINDS
-                and not _typed(str(r.get("source") or ""), typed)
-            ):
-                out[i].append(NOT_TYPED)
+            if typed is not None and event == "statement" and r.get("parent") is None and r.get("kind") in _TYPED_KINDS:
+                found = _typed_from(_unspaced(str(r.get("source") or "")), typed, typed_at)
+                if found is None:
+                    out[i].append(NOT_TYPED)
+                else:
+                    typed_at = found
             if not _chained(r):
                 out[i].append(FORGED)
             elif sealed and "mac" not in r:
@@ -280,10 +279,11 @@ class Session:
         reported = self.start.get("session_reported")
         return [str(k) for k in reported] if isinstance(reported, list) else None
 
-    def typed_lines_if_plain(self) -> set[str] | None:
-        """At a terminal, the lines typed (each stripped) where they can be matched to the statements one to one:
-        None where no keys were recorded, or where the line editor's own keys were used (arrows, history,
-        completion: the statement is then what the editor made of the keys, which the keys alone do not show)."""
+    def typed_text_if_plain(self) -> str | None:
+        """At a terminal, what was typed as one text without white space, backspaces applied (also over a line
+        end, as IPython's editor joins lines), for the statements to be found in, in order. None where no keys
+        were recorded, or where the line editor's own keys were used (arrows, history, completion: a statement
+        is then what the editor made of the keys, which the keys alone do not show)."""
         if not isinstance(self.start.get("terminal"), dict):
             return None
         keys = [data for _, stream, data in self.io_events() if stream == "i"]
@@ -293,7 +293,16 @@ class Session:
         raw = _NOT_EDITS.sub(b"", b"".join(keys))
         if any(c < 0x20 and c not in _PLAIN_KEYS for c in raw):
             return None
-        return {line.strip() for _, line in typed_lines([(0.0, "i", raw)])}
+        text: list[str] = []
+        for char in raw.decode("utf-8", "replace"):
+            if char in "\x08\x7f":
+                if text:
+                    text.pop()
+            elif char in "\x03\x04":  # Ctrl-C drops the line, Ctrl-D ends input: a boundary, nothing typed
+                text.append("\n")
+            else:
+                text.append(char)
+        return _unspaced("".join(text))
 
     def io_events(self) -> list[tuple[float, str, bytes]]:
         """The terminal's ``io`` records as (seconds, stream,
@@ -371,8 +380,17 @@ _PLAIN_KEYS = frozenset(b"\r\n\x08\x7f\x03\x04")
 _NOT_EDITS = re.compile(rb"\x1b\[20[01]~|\x1b\[\d+;\d+R")
 
 
-def _typed(source: str, typed: set[str]) -> bool:
-    return all(line.strip() in typed for line in source.splitlines() if line.strip())
+def _unspaced(text: str) -> str:
+    return "".join(text.split())
+
+
+def _typed_from(statement: str, typed: str, at: int) -> int | None:
+    """Where *statement* (without white space) ends in *typed* at or after *at*; None where it was not typed
+    there. In order: a statement reported in place of another cannot be matched to keys typed before."""
+    if not statement:
+        return at
+    found = typed.find(statement, at)
+    return None if found < 0 else found + len(statement)
 
 
 # What a terminal sends that is not text: CSI (arrows, bracketed paste), SS3 (keypad, F1-F4), strings, other escapes.
@@ -777,7 +795,7 @@ def _terminal(s: Session, width: int) -> list[str]:
             out.extend(_wrapped(f"{t:8.2f}s  {line}", "  ", width))
         if not any(stream == "i" for _, stream, _ in events):
             out.append("  (nothing typed was recorded)")
-        elif s.typed_lines_if_plain() is None:
+        elif s.typed_text_if_plain() is None:
             out.extend(
                 _wrapped(
                     "(the statements were not compared with these keys: the line editor's own keys were used — "
