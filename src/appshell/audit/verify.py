@@ -20,7 +20,7 @@ the end. Records forged with the current sealing key are authentic, so these are
 *findings*, not chain faults: every one is named (line and session), the walk goes
 on to the end, and verify fails (exit 4).
 """
-# Over 350 lines (843): one walk with one contract (the fast path on raw bytes and the slow path that names the line must agree); its parallel pass merges the same state.
+# Over 350 lines (850): one walk with one contract (the fast path on raw bytes and the slow path that names the line must agree); its parallel pass merges the same state.
 
 from __future__ import annotations
 
