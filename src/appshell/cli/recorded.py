@@ -206,7 +206,10 @@ def run_recorded_session(
     import sqlalchemy.engine  # noqa: F401
 
     session = uuid.uuid4().hex[:16]
-    terminal = program is None and sys.stdin.isatty() and sys.stdout.isatty()
+    # At a terminal the relay's pty stands between it and the session: for a shell always, for a program where its
+    # output is recorded (then /dev/tty is the recorder's pty too: recorder/tee.py says why).
+    relayed = program is None or (profile.audit.record_output and program.mode != "stdin")
+    terminal = relayed and sys.stdin.isatty() and sys.stdout.isatty()
     if (
         drop is not None
     ):  # who asked (sudo's SUDO_USER: the operator cannot set it) and the users the kernel keeps apart

@@ -116,6 +116,7 @@ class Supervisor:
         self.proc = proc
         self.grace = grace
         self.deadline: float | None = None  # when a child asked to stop is killed
+        self.stopping = False  # a SIGTERM/SIGHUP came
         self.wake: tuple[socket.socket, socket.socket] | None = None
 
     # -- signals ------------------------------------------------------------------
@@ -149,6 +150,7 @@ class Supervisor:
         if self.proc.returncode is None:
             self.proc.send_signal(signum)
         if signum in _STOP:
+            self.stopping = True
             now = time.monotonic()
             self.deadline = now if self.deadline is not None else now + self.grace  # a second one: kill now
 
@@ -178,6 +180,8 @@ class Supervisor:
                 sel.register(recorder.fileno(), selectors.EVENT_READ, "channel")
                 for fd in tee.fds() if tee is not None else ():
                     sel.register(fd, selectors.EVENT_READ, "output")
+                if tee is not None:
+                    tee.give_up = self._stop_asked
                 if pidfd is not None:
                     sel.register(pidfd, selectors.EVENT_READ, "exit")
                 if self.wake is not None:
@@ -230,6 +234,11 @@ class Supervisor:
         if eof_at is not None:
             waits.append(max(0.0, eof_at + EOF_GRACE - time.monotonic()) or 0.1)
         return min(waits) if waits else None
+
+    def _stop_asked(self) -> bool:
+        """A SIGTERM/SIGHUP came (what waits to be shown may go); past the grace, the child is killed now."""
+        self._enforce_deadline()
+        return self.stopping
 
     def _enforce_deadline(self) -> None:
         if self.deadline is not None and time.monotonic() >= self.deadline and self.proc.poll() is None:

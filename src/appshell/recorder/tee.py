@@ -10,7 +10,15 @@ order they came — batched like the relay's (the first byte's time; at most 50 
 at most *cap* bytes, then one ``"m"`` marker.
 
 Where the operator's side of a stream is gone (``appshell -c … | head -1``), the recorder stops
-reading it, so the session's next write fails as it would have without the recorder.
+reading it, so the session's next write fails as it would have without the recorder. A reader that
+is there but does not read (a pager) holds the session back as it would without the recorder —
+until the recorder is asked to stop (SIGTERM, SIGHUP): then what waits is dropped, never a hang.
+After the session's exit the recorder passes on what its pipes still hold, at most :data:`DRAIN_MAX`
+bytes a stream: more can only come from a process the program left behind, which gets EPIPE.
+
+At a terminal (stdin and stdout both one), a program session goes through the relay instead
+(appshell.cli.recorded): there ``/dev/tty`` is the recorder's pty too. Here, where stdin is not a
+terminal, ``/dev/tty`` is still the operator's: a program can write there around the record.
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ __all__ = ["Tee"]
 Record = Callable[[float, str, bytes], None]
 
 _READ = 65536
+DRAIN_MAX = 1 << 20  # bytes a stream may still hold at the session's exit (Linux's largest pipe by default)
+_TICK = 0.1  # seconds between looks at give_up() while the operator's side does not read
 
 
 class Tee:
@@ -37,6 +47,7 @@ class Tee:
         self.flush_interval = flush_interval
         self.flush_bytes = flush_bytes
         self.record: Record = lambda t, code, data: None  # set once the record is open
+        self.give_up: Callable[[], bool] = lambda: False  # the supervisor's: a stop was asked for
         self.kinds: dict[str, str] = {}  # "stdout"/"stderr" -> "pty" or "pipe": for the session_start
         self._ends: list[tuple[int, int, int]] = []  # (the recorder's read end, the session's end, where it goes)
         self._start = time.monotonic()
@@ -45,6 +56,7 @@ class Tee:
         self._first = 0.0
         self.recorded = 0
         self.capped = False
+        self._last = 0  # bytes of the last read
         for fd, name in ((1, "stdout"), (2, "stderr")):
             if os.isatty(fd):
                 ours, theirs = os.openpty()
@@ -76,11 +88,12 @@ class Tee:
 
     # -- the loop ------------------------------------------------------------------------
 
-    def on_readable(self, fd: int) -> bool:
-        """Pass on and record what *fd* holds; False once it is at its end (then it is closed)."""
+    def on_readable(self, fd: int, most: int = _READ) -> bool:
+        """Pass on and record what *fd* holds; False once it is at its end or its reader gone (then it is closed)."""
         target = next(out for ours, _, out in self._ends if ours == fd)
+        self._last = 0
         try:
-            data = os.read(fd, _READ)
+            data = os.read(fd, min(most, _READ))
         except BlockingIOError:
             return True
         except OSError as e:
@@ -88,8 +101,9 @@ class Tee:
                 raise
             data = b""  # a pty: EIO once every holder of the slave has closed it
         if data:
+            self._last = len(data)
             self._add(data)
-            if _write_all(target, data):
+            if _write_all(target, data, self.give_up):
                 return True
         self._forget(fd)
         return False
@@ -107,8 +121,9 @@ class Tee:
     def drain(self) -> None:
         """After the session's exit: what its ends still hold (a process it left may hold them: not waited for)."""
         for fd in self.fds():
-            while _ready(fd) and self.on_readable(fd):
-                pass
+            left = DRAIN_MAX
+            while left > 0 and _ready(fd) and self.on_readable(fd, left):
+                left -= self._last
         self.flush()
 
     def close(self) -> None:
@@ -159,16 +174,21 @@ def _ready(fd: int) -> bool:
         return False
 
 
-def _write_all(fd: int, data: bytes) -> bool:
-    """Write *data* on to *fd* (blocking until it is taken); False where the reader is gone."""
+def _write_all(fd: int, data: bytes, give_up: Callable[[], bool]) -> bool:
+    """Write *data* on to *fd*, waiting while its reader does not read; False where the reader is gone, or
+    where *give_up* says to stop waiting (the rest is dropped)."""
+    import select
+
     view = memoryview(data)
     while view:
         try:
+            if not select.select([], [fd], [], _TICK)[1]:
+                if give_up():
+                    return False
+                continue
             view = view[os.write(fd, view) :]
         except BlockingIOError:
-            import select
-
-            select.select([], [fd], [])
+            continue
         except (BrokenPipeError, ConnectionResetError):
             return False
         except OSError as e:
