@@ -170,9 +170,9 @@ def test_a_program_at_a_terminal_cannot_show_output_around_the_record(shop: Path
 
 @pytest.mark.xfail(
     strict=True,
-    reason="PR_SET_PDEATHSIG only sends SIGTERM: the operator's code ignores it (or clears the death signal with "
-    "prctl) and goes on after SIGKILLing its recorder, running SQL nobody records; docs/audit.md says the "
-    "session ends with it and 'nothing runs on unrecorded', with no word that this is an in-process guard",
+    reason="a known limit of same-user mode, documented as such in docs/audit.md's table (a guard, not a "
+    "barrier): PR_SET_PDEATHSIG only sends SIGTERM, which the operator's code can ignore and go on after "
+    "SIGKILLing its recorder; the record shows it by its missing session_end. Privsep prevents the kill",
 )
 def test_a_session_that_ignores_sigterm_does_not_outlive_its_killed_recorder(shop: Path) -> None:
     log = shop / ".appshell" / "audit.jsonl"
