@@ -1,4 +1,5 @@
-"""`audit verify` checks each session's records (issue 22 item 6): forged, properly sealed records are named, not passed.
+"""`audit verify` checks each session's records (issue 22 item 6): forged, properly sealed records are named,
+not passed.
 
 The forgeries are sealed the way a same-user operator can seal them: a FileSink appends them, so
 the real Sealer seals each with the current key from ``audit.seal``. Every case is checked both by
@@ -253,7 +254,8 @@ def test_records_a_recorder_kept_session_wrote_are_checked_on_their_bytes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The session's statements and results say ``"by":"session"`` (docs/audit.md, the recorder process): the
-    fast path reads them (a JSON parse per line made `verify --key` 3.4x slower on such a log: bench/bench_audit_scale.py --recorder)."""
+    fast path reads them (a JSON parse per line made `verify --key` 3.4x slower on such a log:
+    bench/bench_audit_scale.py --recorder)."""
     log = tmp_path / "audit.jsonl"
     _, key = init_state(log)
     sink = FileSink(log)

@@ -20,7 +20,8 @@ the end. Records forged with the current sealing key are authentic, so these are
 *findings*, not chain faults: every one is named (line and session), the walk goes
 on to the end, and verify fails (exit 4).
 """
-# Over 350 lines (850): one walk with one contract (the fast path on raw bytes and the slow path that names the line must agree); its parallel pass merges the same state.
+# Over 350 lines: one walk with one contract (the fast path on raw bytes and the slow path that names the
+# line must agree); its parallel pass merges the same state.
 
 from __future__ import annotations
 
@@ -301,7 +302,8 @@ class _Walk:
         return "the start" if self.last is None else f"{self.last[0]}:{self.last[1]}"
 
     def run(self, path: Path, f: Any, number: int, offset: int, end: int | None = None) -> bool:
-        """Check the lines of the open file *f* from line *number* + 1 at *offset*; False at the first doubt if *end* is set.
+        """Check the lines of the open file *f* from line *number* + 1 at *offset*; False at the first doubt if
+        *end* is set.
 
         This is verify's hot loop. A canonical record is checked on its bytes, with the walk's
         state in local variables (a method call per line would cost as much as the checks): the
@@ -471,7 +473,8 @@ class _Walk:
             raise _Broken(f"{where}: hash mismatch — the record was edited after it was written")
         if record.get("prev") != self.prev or record.get("seq") != self.seq + 1:
             raise _Broken(
-                f"{where}: chain broken (prev/seq do not follow the record before) — a record before it was deleted, inserted or reordered"
+                f"{where}: chain broken (prev/seq do not follow the record before) — a record before it was deleted, "
+                "inserted or reordered"
             )
 
         def mac_input() -> bytes:
@@ -503,7 +506,8 @@ class _Walk:
         if self.damage is None:
             if torn is not None:
                 raise _Broken(
-                    f"{where}: the record acknowledges a torn write of {torn.get('bytes')} bytes that is not in the file — bytes were removed"
+                    f"{where}: the record acknowledges a torn write of {torn.get('bytes')} bytes that is not in the "
+                    "file — bytes were removed"
                 )
             return
         at, offset, data = self.damage
@@ -517,7 +521,8 @@ class _Walk:
             or hashlib.sha256(data[:size]).hexdigest() != torn.get("sha256")
         ):
             raise _Broken(
-                f"{at}: damaged bytes that differ from the torn write line {where.rsplit(':', 1)[-1]} acknowledges — edited after the crash"
+                f"{at}: damaged bytes that differ from the torn write line {where.rsplit(':', 1)[-1]} acknowledges — "
+                "edited after the crash"
             )
         forged = _whole_lines(bytes(data[:size]))
         if forged is not None:
@@ -533,7 +538,8 @@ class _Walk:
         if mac is None or epoch is None:
             if self.epoch is not None:
                 raise _Broken(
-                    f"{where}: not sealed, but the records before it are — written without the sealing key (was the sealing state removed?)"
+                    f"{where}: not sealed, but the records before it are — written without the sealing key (was the "
+                    "sealing state removed?)"
                 )
             self.unsealed += 1
             return
@@ -542,7 +548,8 @@ class _Walk:
             missing = epoch - expected
             if missing > 0:
                 raise _Broken(
-                    f"{where}: sealed with epoch {epoch}, but the record before it was epoch {expected - 1} — {missing} sealed record(s) before it were removed"
+                    f"{where}: sealed with epoch {epoch}, but the record before it was epoch {expected - 1} — "
+                    f"{missing} sealed record(s) before it were removed"
                 )
             raise _Broken(
                 f"{where}: sealed with epoch {epoch}, an epoch already used before it — reordered or replayed"
@@ -562,7 +569,8 @@ class _Walk:
             at, _, data = self.damage
             if not data.endswith(b"\n"):
                 raise _Broken(
-                    f"{at}: torn write at the end of the file ({len(data)} bytes, no end of line) — a crash cut this write, "
+                    f"{at}: torn write at the end of the file ({len(data)} bytes, no end of line) — a crash cut this "
+                    "write, "
                     "or the file was cut; no record acknowledges it yet"
                 )
             raise _Broken(
@@ -573,10 +581,12 @@ class _Walk:
         if state is None:
             if self.epoch is None:
                 raise _Broken(
-                    f"no record is sealed and there is no sealing state at {state_file} — set it up with `appshell audit init`"
+                    f"no record is sealed and there is no sealing state at {state_file} — set it up with `appshell "
+                    "audit init`"
                 )
             raise _Broken(
-                f"the sealing state {state_file} is missing: records after {self.last_where} may have been cut off (check with --witness)"
+                f"the sealing state {state_file} is missing: records after {self.last_where} may have been cut off "
+                "(check with --witness)"
             )
         if state.fingerprint != fingerprint(self.key0):
             raise _Broken(f"the sealing state {state_file} was made for another verification key — replaced")
@@ -589,11 +599,13 @@ class _Walk:
             return
         if state.epoch < expected:
             raise _Broken(
-                f"the sealing state {state_file} is at epoch {state.epoch}, behind the log's last record — restored from an old copy?"
+                f"the sealing state {state_file} is at epoch {state.epoch}, behind the log's last record — restored "
+                "from an old copy?"
             )
         if state.epoch - expected > MAX_STEPS:  # never a hang on a forged state (issue 22 item 11)
             raise _Broken(
-                f"the sealing state {state_file} claims {state.epoch - expected:,} sealed record(s) after {self.last_where}: "
+                f"the sealing state {state_file} claims {state.epoch - expected:,} sealed record(s) after "
+                f"{self.last_where}: "
                 f"not checked (over {MAX_STEPS:,} key steps) — a forged state, or a log cut by that much"
             )
         key = self.key or b""
@@ -605,12 +617,14 @@ class _Walk:
             )
         if state.epoch > expected:
             raise _Broken(
-                f"the log was cut: the sealing state has sealed {state.epoch - expected} record(s) after {self.last_where} "
+                f"the log was cut: the sealing state has sealed {state.epoch - expected} record(s) after "
+                f"{self.last_where} "
                 f"(seq {self.seq}) that are not in the file"
             )
         if self.epoch is not None and (state.seq, state.hash) != (self.seq, self.prev):
             raise _Broken(
-                f"the last sealed record (seq {state.seq}) is not the last record in the file (seq {self.seq}) — replaced"
+                f"the last sealed record (seq {state.seq}) is not the last record in the file (seq {self.seq}) — "
+                "replaced"
             )
 
 
@@ -632,7 +646,8 @@ def _open_files(files: list[Path], start: Checkpoint | None) -> Iterator[tuple[P
             yield path, f, number, offset
     if not begun:
         raise _Broken(
-            "the checkpoint's file is not in the log any more — the log was replaced; verify from the start (without --checkpoint)"
+            "the checkpoint's file is not in the log any more — the log was replaced; verify from the start (without "
+            "--checkpoint)"
         )
 
 
@@ -648,7 +663,8 @@ def _check_checkpoint(files: list[Path], start: Checkpoint) -> None:
             last, end, _ = read_tail(f.fileno(), min(start.offset, os.fstat(f.fileno()).st_size))
             if last is None or end != start.offset or last.get("hash") != start.hash or digest(last) != start.hash:
                 raise _Broken(
-                    f"{path}: the record at the checkpoint (seq {start.seq}) was changed or removed since it was verified"
+                    f"{path}: the record at the checkpoint (seq {start.seq}) was changed or removed since it was "
+                    "verified"
                 )
             return
 
@@ -662,7 +678,8 @@ def _range_worker(args: tuple[str, int, int, str, int, int | None, str | None]) 
     """The fast path over the lines in [begin, end) of a file, from the given chain state; None on any doubt."""
     name, begin, end, prev, seq, epoch, key0 = args
     if epoch is not None and epoch > seq:
-        return None  # a record's epoch never exceeds its seq: a forged one; the line-by-line walk names it, without stepping to it
+        # A record's epoch never exceeds its seq: a forged one; the line-by-line walk names it, without stepping to it.
+        return None
     k0 = bytes.fromhex(key0) if key0 is not None else None
     walk = _Walk(k0, None)
     walk.prev, walk.seq, walk.epoch = prev, seq, epoch
@@ -844,7 +861,10 @@ def verify_files(path: Path, key: bytes | None = None, checkpoint: Path | None =
             summary += (
                 f"; the first {walk.unsealed} records were written before sealing began and are not authenticated"
             )
-        summary += f"; {'every sealed record' if sealed is None else f'{sealed} sealed records'} authenticated up to the sealing state (epoch {state.epoch if state else '?'})"
+        summary += (
+            f"; {'every sealed record' if sealed is None else f'{sealed} sealed records'} authenticated up to "
+            f"the sealing state (epoch {state.epoch if state else '?'})"
+        )
     else:
         summary += "; authenticity not checked (no --key)"
     return Report(True, summary, walk.warnings)

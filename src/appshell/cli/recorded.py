@@ -160,7 +160,8 @@ def _resolve_in_project(
 
 
 def input_of(program: Program | None) -> dict[str, Any] | None:
-    """The raw input the recorder read before the session ran, with its sha256; None for a terminal (recorded as typed)."""
+    """The raw input the recorder read before the session ran, with its sha256; None for a terminal (recorded as
+    typed)."""
     if program is None:
         return None
     data = program.source.encode("utf-8", "surrogateescape")
@@ -178,7 +179,8 @@ def _database_url(settings: Settings, witness_file: bool = False) -> str:
         return url
     if "sql" in settings.profile.audit.sinks and not settings.audit_url and not witness_file:
         raise ConfigError(
-            f"profile '{settings.profile.name}' keeps the audit in SQL, and its database is not known before the app boots",
+            f"profile '{settings.profile.name}' keeps the audit in SQL, and its database is not known before the app "
+            "boots",
             "set audit.url in the profile (or APPSHELL_AUDIT_URL), or DATABASE_URL",
         )
     return ""

@@ -1,8 +1,9 @@
 """The channel between the session (the child) and the recorder: the wire format and the session's side.
 
-One ``AF_UNIX``/``SOCK_STREAM`` socket pair, made before the fork; the child keeps one end. Every message either way is a 4-byte big-endian length and that many bytes
-of UTF-8 JSON. The session sends ``{"kind": KIND, "fields": {...}}`` and waits for the reply:
-``{"ok": true}`` once the recorder has sealed the record, else ``{"ok": false, "what": ..., "fix": ...}``.
+One ``AF_UNIX``/``SOCK_STREAM`` socket pair, made before the fork; the child keeps one end. Every
+message either way is a 4-byte big-endian length and that many bytes of UTF-8 JSON. The session sends
+``{"kind": KIND, "fields": {...}}`` and waits for the reply: ``{"ok": true}`` once the recorder has
+sealed the record, else ``{"ok": false, "what": ..., "fix": ...}``.
 Strictly one request, then its reply: a required audit lets no statement run before its record is
 acknowledged, so nothing would be gained by pipelining.
 

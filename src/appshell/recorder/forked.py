@@ -230,8 +230,8 @@ def record_forked(
     *open_writer* opens the auditor (sinks, key), called in the recorder after the fork. *terminal*:
     put a pty between the operator's terminal and the child, recording what is typed (and shown,
     with *record_output*, at most *output_cap* bytes); without a terminal, *record_output* passes the
-    child's stdout and stderr through the recorder (:mod:`appshell.recorder.tee`). *drop*: privilege-separated, started as root; the
-    child becomes ``drop.session_user``, the recorder ``drop.recorder_user`` (docs/privsep.md).
+    child's stdout and stderr through the recorder (:mod:`appshell.recorder.tee`). *drop*: privilege-separated,
+    started as root; the child becomes ``drop.session_user``, the recorder ``drop.recorder_user`` (docs/privsep.md).
     """
     for stream in (sys.stdout, sys.stderr):
         stream.flush()  # what is buffered now would otherwise be written twice, once by each process

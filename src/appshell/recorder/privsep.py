@@ -13,7 +13,8 @@ safe. :mod:`appshell.cli.recorded` wires them into ``appshell`` (a :class:`Drop`
 
 Linux only (``prctl``). Nothing here is imported on the common path: same-user mode never needs it.
 """
-# Over 350 lines: the privilege drop (uids, groups, capabilities) and the checks of the root-owned config are one security boundary, read together.
+# Over 350 lines: the privilege drop (uids, groups, capabilities) and the checks of the root-owned config are one
+# security boundary, read together.
 
 from __future__ import annotations
 

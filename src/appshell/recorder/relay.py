@@ -37,7 +37,8 @@ on an exception, and on SIGTERM/SIGHUP, which end ``run()`` (``Relay.signal`` sa
 killing the recorder with the terminal raw. SIGKILL cannot be caught: ``stty sane`` is the cure then.
 Leaving the relay closes the pty master: a child still running gets SIGHUP, as at a terminal hang-up.
 """
-# Over 350 lines: one loop with one contract (the batching rules above); the terminal's set-up, the loop and its batches are one state machine, read together.
+# Over 350 lines: one loop with one contract (the batching rules above); the terminal's set-up, the loop and its
+# batches are one state machine, read together.
 
 from __future__ import annotations
 
