@@ -759,6 +759,18 @@ class Site:
     def records(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.log.read_text().splitlines()] if self.log.exists() else []
 
+    def run(self, *args: str, **environ: str) -> subprocess.CompletedProcess[str]:
+        """`sudo appshell ARGS` from /, without a terminal, its output captured."""
+        return subprocess.run(
+            self.command(*args),
+            cwd="/",
+            env=self.environ(**environ),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
     def verify(self) -> subprocess.CompletedProcess[str]:
         """``appshell audit verify --key`` on the site's log, as root (as an auditor with a copy would)."""
         return subprocess.run(
@@ -832,15 +844,7 @@ def shell(host: Host, _seeded_shop: Path) -> Shell:
     code = SESSION_CODE.format(log=str(site.log), seal=str(site.log.with_suffix(".seal")))
     elsewhere = host.directory() / "chosen.jsonl"  # where the operator asks the record to go: ignored
     # APPSHELL_AUDIT_LOG: as an env_keep in sudoers might let it through.
-    proc = subprocess.run(
-        site.command("--audit-log", str(elsewhere), "-c", code),
-        cwd="/",
-        env=site.environ(APPSHELL_AUDIT_LOG=str(elsewhere)),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = site.run("--audit-log", str(elsewhere), "-c", code, APPSHELL_AUDIT_LOG=str(elsewhere))
     assert not elsewhere.exists()
     line = next((line for line in proc.stdout.splitlines() if line.startswith("REPORT ")), "REPORT {}")
     return Shell(proc, site.records(), json.loads(line.removeprefix("REPORT ")), site.verify(), site.log)
@@ -1198,15 +1202,7 @@ def test_the_sql_witness_is_written_where_the_recorders_file_says(host: Host, _s
         "except PermissionError:\n    print('DENIED')\n"
         "print('url' if any('witness' in v for v in os.environ.values()) else 'no url')\n"
     )
-    done = subprocess.run(
-        site.command("--profile", "witnessed", "-c", code),
-        cwd="/",
-        env=site.environ(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = site.run("--profile", "witnessed", "-c", code)
     assert done.returncode == 0, done.stderr
     assert "DENIED" in done.stdout and "no url" in done.stdout  # the session can neither read it nor be told it
     import sqlite3
@@ -1234,15 +1230,7 @@ def test_a_witness_without_a_file_of_the_recorder_is_refused(
         os.chown(witness_file, host.recorder.pw_uid, host.recorder.pw_gid)
         os.chmod(witness_file, 0o644)
     site = _witnessed_site(host, _seeded_shop, witness_file)
-    done = subprocess.run(
-        site.command("--profile", "witnessed", "-c", "print('ran')"),
-        cwd="/",
-        env=site.environ(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = site.run("--profile", "witnessed", "-c", "print('ran')")
     assert done.returncode == 2, done.stderr
     assert "ran" not in done.stdout
     assert message in done.stderr and done.stderr.startswith("appshell: error: ") and done.stderr.count("\n") == 1
