@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pexpect
+import pytest
 
 DRIVER = textwrap.dedent("""
     import json, os, signal, sys, time
@@ -156,3 +158,34 @@ def test_a_session_whose_recorder_is_killed_ends_too(shop: Path) -> None:
             raise AssertionError("the session outlived its recorder")
     finally:
         os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_the_record_says_which_signal_to_the_recorder_ended_the_session(shop: Path, signum: signal.Signals) -> None:
+    from support.environment import clean_environ
+    from support.paths import APPSHELL
+
+    proc = subprocess.Popen(
+        [
+            APPSHELL,
+            "--audit-log",
+            str(shop / "audit.jsonl"),
+            "-c",
+            "print('go', flush=True); import time; time.sleep(60)",
+        ],
+        cwd=shop,
+        env=clean_environ(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == b"go\n"
+    proc.send_signal(signum)
+    assert proc.wait(timeout=20) == 128 + signum
+    end = json.loads((shop / "audit.jsonl").read_text().splitlines()[-1])
+    assert (end["event"], end["by"], end["status"], end["stopped_by"]) == (
+        "session_end",
+        "recorder",
+        "terminated",
+        signum.name,
+    ), end

@@ -312,6 +312,8 @@ def record_forked(
             duration = round((time.monotonic() - began) * 1000, 3)
             assert child.returncode is not None
             extra: dict[str, Any] = {"channel": recorder.closed_early} if recorder.closed_early else {}
+            if supervisor.asked is not None:  # who ended it: the recorder was asked to (a service stop, a hang-up)
+                extra["stopped_by"] = signal.Signals(supervisor.asked).name
             if child.refused:  # the session may have outlived what the recorder asked: the record says so
                 extra["signals_refused"] = [signal.Signals(s).name for s in child.refused]
             try:
@@ -359,6 +361,7 @@ def _relay(relay: Any, recorder: Recorder, supervisor: Supervisor) -> None:
     relay.run(pid=supervisor.proc.pid)
     relay.unwatch(recorder.fileno())
     if relay.signal is not None:
+        supervisor.stopping, supervisor.asked = True, relay.signal
         relay.__exit__(None, None, None)  # the terminal restored, the master closed; the second exit does nothing
         supervisor.deadline = time.monotonic() + supervisor.grace
     with supervisor.signals():

@@ -117,6 +117,7 @@ class Supervisor:
         self.grace = grace
         self.deadline: float | None = None  # when a child asked to stop is killed
         self.stopping = False  # a SIGTERM/SIGHUP came
+        self.asked: int | None = None  # the first of them: the record says what ended the session
         self.wake: tuple[socket.socket, socket.socket] | None = None
 
     # -- signals ------------------------------------------------------------------
@@ -151,6 +152,7 @@ class Supervisor:
             self.proc.send_signal(signum)
         if signum in _STOP:
             self.stopping = True
+            self.asked = signum if self.asked is None else self.asked
             now = time.monotonic()
             self.deadline = now if self.deadline is not None else now + self.grace  # a second one: kill now
 
