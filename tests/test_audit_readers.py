@@ -367,3 +367,28 @@ def test_audit_show_says_where_the_keys_were_not_compared(shop: Path) -> None:
     shown = run(["audit", "show", "s2", "--log", str(log)], cwd=shop, env={"COLUMNS": "300"})
     assert shown.exit_code == 0, shown.output
     assert "the statements were not compared with these keys: the line editor's own keys were used" in shown.stdout
+
+
+@pytest.mark.parametrize("chunk", [7, 13, 50, 1 << 22])
+def test_a_session_scan_reads_in_chunks_and_finds_every_line(
+    tmp_path: Path, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """scan_session reads the log a chunk at a time (its memory stays small on a big log): whatever the chunk,
+    every whole line of the session is found, a partial last line is left, and *stop* ends after its line."""
+    from appshell.audit import review
+
+    def rec(session: str, event: str, n: int) -> bytes:
+        return json.dumps({"session": session, "event": event, "n": n}).encode() + b"\n"
+
+    lines = [rec("aa", "session_start", 0), rec("bb", "session_start", 0), rec("aa", "statement", 1)]
+    lines += [rec("bb", "statement", 1), rec("aa", "session_end", 2), rec("aa", "statement", 3)]
+    log = tmp_path / "audit.jsonl"
+    log.write_bytes(b"".join(lines) + b'{"session": "aa", "event": "statem')  # a torn last line
+    monkeypatch.setattr(review, "_CHUNK", chunk)
+    found, upto = review.scan_session(log, "aa", 0)
+    assert found is not None and [r["n"] for r in found.records] == [0, 1, 2, 3]
+    assert upto == sum(len(line) for line in lines)  # the torn line waits
+    stop = sum(len(line) for line in lines[:4])  # the offset of aa's session_end
+    found, upto = review.scan_session(log, "aa", 0, stop=stop)
+    assert found is not None and [r["n"] for r in found.records] == [0, 1, 2]
+    assert upto == stop + len(lines[4])

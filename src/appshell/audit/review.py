@@ -557,23 +557,41 @@ def scan_session(
         else:
             pos = offset
             f.seek(pos)
-        import mmap
-        import os
+        upto = _scan(f, key, session, found, path, pos, stop)
+    return found.get(session), upto
 
-        size = os.fstat(f.fileno()).st_size
-        if size <= pos:
-            return found.get(session), pos
-        with mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) as mm:  # found in the page cache, no copy
-            end = mm.rfind(b"\n", pos) + 1  # whole lines only; a partial last line waits for more (or is torn)
-            if stop is not None:  # the session's last line (known from a scan of the whole file): read to its end
-                end = min(end, mm.find(b"\n", max(stop, pos)) + 1 or end)
-            end = max(end, pos)
-            i = mm.find(key, pos, end)
-            while i >= 0:
-                start, stop_at = mm.rfind(b"\n", pos, i) + 1 or pos, mm.find(b"\n", i, end)
-                _add_if(found, session, mm[start:stop_at], f"{path}@{start}")
-                i = mm.find(key, stop_at, end)
-    return found.get(session), end
+
+_CHUNK = 1 << 22  # read 4 MiB at a time: the memory a scan needs stays that, however big the log (no mmap)
+
+
+def _scan(f: Any, key: bytes, session: str, found: dict[str, Session], path: Path, pos: int, stop: int | None) -> int:
+    """Every whole line from *pos* on that holds *key*, added to *found*; where the read ended (after the last whole
+    line; with *stop*, after the line that holds offset *stop*). A partial last line waits for more (or is torn).
+
+    One buffer, read into (no mmap, no copy per chunk): as fast as a search of the mapped file, and the memory
+    stays a few MiB however big the log."""
+    raw = f.raw if hasattr(f, "raw") else f  # unbuffered reads straight into the buffer
+    raw.seek(pos)  # the raw file's own position: a buffered seek within its buffer would leave it elsewhere
+    buf, have, at = bytearray(2 * _CHUNK), 0, pos  # have: bytes of a partial line kept at buf's start; at: its offset
+    while True:
+        if len(buf) - have < _CHUNK:  # a line longer than a chunk: room for the next read after it
+            buf.extend(bytes(_CHUNK))
+        n = raw.readinto(memoryview(buf)[have : have + _CHUNK])
+        if not n:
+            return at
+        total = have + n
+        whole = buf.rfind(b"\n", 0, total) + 1
+        if stop is not None and at + whole > stop:  # the line that holds *stop* is here: end after it
+            whole = buf.find(b"\n", max(stop - at, 0), total) + 1
+        i = buf.find(key, 0, whole)
+        while i >= 0:
+            start, end = buf.rfind(b"\n", 0, i) + 1, buf.find(b"\n", i, whole)
+            _add_if(found, session, bytes(buf[start:end]), f"{path}@{at + start}")
+            i = buf.find(key, end, whole)
+        buf[: total - whole] = buf[whole:total]
+        have, at = total - whole, at + whole
+        if stop is not None and at > stop:
+            return at
 
 
 def _session_from(path: Path, session: str, offset: int) -> Session | None:
