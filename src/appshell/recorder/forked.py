@@ -361,8 +361,7 @@ def _relay(relay: Any, recorder: Recorder, supervisor: Supervisor) -> None:
     relay.run(pid=supervisor.proc.pid)
     relay.unwatch(recorder.fileno())
     if relay.signal is not None:
-        supervisor.stopping, supervisor.asked = True, relay.signal
         relay.__exit__(None, None, None)  # the terminal restored, the master closed; the second exit does nothing
-        supervisor.deadline = time.monotonic() + supervisor.grace
+        supervisor.asked_to_stop(relay.signal)
     with supervisor.signals():
         supervisor.serve(recorder)  # the session's teardown still reports (its session_end) after its terminal closed

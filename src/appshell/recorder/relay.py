@@ -55,7 +55,16 @@ from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Any, TypeVar
 
-__all__ = ["Relay", "Record", "child_kwargs", "make_controlling_tty", "copy_window_size", "CAP_MARKER"]
+__all__ = [
+    "Relay",
+    "Record",
+    "Batch",
+    "child_kwargs",
+    "make_controlling_tty",
+    "copy_window_size",
+    "within_cap",
+    "CAP_MARKER",
+]
 
 Record = Callable[[float, str, bytes], None]
 """``record(t, code, data)``: code is ``"i"`` (typed), ``"o"`` (shown), ``"r"`` (b"COLSxROWS") or ``"m"``."""
@@ -110,7 +119,14 @@ def copy_window_size(source: int, target: int) -> None:
         fcntl.ioctl(target, termios.TIOCSWINSZ, size)
 
 
-class _Batch:
+def within_cap(recorded: int, cap: int | None, data: bytes) -> tuple[bytes, bool]:
+    """What of *data* an output record that holds *recorded* bytes may keep under *cap*; and whether that reaches it."""
+    if cap is not None and recorded + len(data) >= cap:
+        return data[: cap - recorded], True
+    return data, False
+
+
+class Batch:
     """Bytes waiting to be handed to ``record``, with the time of the first one."""
 
     __slots__ = ("code", "parts", "size", "t")
@@ -173,8 +189,8 @@ class Relay:
         self._size = b""
         self._capped = False
         self._to_child = bytearray()
-        self._input = _Batch("i")
-        self._output = _Batch("o")
+        self._input = Batch("i")
+        self._output = Batch("o")
         self._watched: dict[int, Callable[[], None]] = {}
         self._exited_at: float | None = None  # when the child run(pid=...) waits for exited
         self._due: float | None = None  # when the oldest pending batch is to be handed to record
@@ -367,7 +383,7 @@ class Relay:
             return -1
         return max(0, int((due - self._now()) * 1000) + 1)
 
-    def _batch(self, batch: _Batch, t: float, data: bytes) -> None:
+    def _batch(self, batch: Batch, t: float, data: bytes) -> None:
         if not batch.parts:
             due = t + self.flush_interval
             self._due = due if self._due is None else min(self._due, due)
@@ -426,8 +442,8 @@ class Relay:
     def _add_output(self, data: bytes) -> None:
         t = self._now()
         cap = self.output_cap
-        if cap is not None and self.output_recorded + len(data) >= cap:
-            head = data[: cap - self.output_recorded]
+        head, reached = within_cap(self.output_recorded, cap, data)
+        if reached:
             if head:
                 self._batch(self._output, t, head)
                 self.output_recorded += len(head)

@@ -116,8 +116,7 @@ class Supervisor:
         self.proc = proc
         self.grace = grace
         self.deadline: float | None = None  # when a child asked to stop is killed
-        self.stopping = False  # a SIGTERM/SIGHUP came
-        self.asked: int | None = None  # the first of them: the record says what ended the session
+        self.asked: int | None = None  # the first SIGTERM/SIGHUP that came: the record says what ended the session
         self.wake: tuple[socket.socket, socket.socket] | None = None
 
     # -- signals ------------------------------------------------------------------
@@ -151,10 +150,14 @@ class Supervisor:
         if self.proc.returncode is None:
             self.proc.send_signal(signum)
         if signum in _STOP:
-            self.stopping = True
-            self.asked = signum if self.asked is None else self.asked
-            now = time.monotonic()
-            self.deadline = now if self.deadline is not None else now + self.grace  # a second one: kill now
+            self.asked_to_stop(signum)
+
+    def asked_to_stop(self, signum: int) -> None:
+        """A SIGTERM/SIGHUP came (to the recorder, or to the relay's loop): the child is killed a grace later,
+        or at once if it is the second."""
+        self.asked = signum if self.asked is None else self.asked
+        now = time.monotonic()
+        self.deadline = now if self.deadline is not None else now + self.grace
 
     def _terminal_delivers(self, signum: int) -> bool:
         """Did the child get this signal from the terminal too (same process group, in the foreground)?"""
@@ -240,7 +243,7 @@ class Supervisor:
     def _stop_asked(self) -> bool:
         """A SIGTERM/SIGHUP came (what waits to be shown may go); past the grace, the child is killed now."""
         self._enforce_deadline()
-        return self.stopping
+        return self.asked is not None
 
     def _enforce_deadline(self) -> None:
         if self.deadline is not None and time.monotonic() >= self.deadline and self.proc.poll() is None:

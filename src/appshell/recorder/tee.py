@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import time
 from collections.abc import Callable
 
-from appshell.recorder.relay import CAP_MARKER, copy_window_size
+from appshell.recorder.relay import CAP_MARKER, Batch, copy_window_size, within_cap
 
 __all__ = ["Tee"]
 
@@ -51,9 +52,7 @@ class Tee:
         self.kinds: dict[str, str] = {}  # "stdout"/"stderr" -> "pty" or "pipe": for the session_start
         self._ends: list[tuple[int, int, int]] = []  # (the recorder's read end, the session's end, where it goes)
         self._start = time.monotonic()
-        self._parts: list[bytes] = []
-        self._size = 0
-        self._first = 0.0
+        self._batch = Batch("o")  # both streams, in the order they came: what was shown
         self.recorded = 0
         self.capped = False
         self._last = 0  # bytes of the last read
@@ -110,12 +109,12 @@ class Tee:
 
     def timeout(self) -> float | None:
         """Seconds until the batch waiting is due, or None where none waits."""
-        if not self._parts:
+        if not self._batch.parts:
             return None
-        return max(0.0, self._first + self.flush_interval - (time.monotonic() - self._start))
+        return max(0.0, self._batch.t + self.flush_interval - (time.monotonic() - self._start))
 
     def flush_due(self) -> None:
-        if self._parts and time.monotonic() - self._start >= self._first + self.flush_interval:
+        if self._batch.parts and time.monotonic() - self._start >= self._batch.t + self.flush_interval:
             self.flush()
 
     def drain(self) -> None:
@@ -137,25 +136,20 @@ class Tee:
         if self.capped:
             return
         t = time.monotonic() - self._start
-        if self.cap is not None and self.recorded + len(data) >= self.cap:
-            data = data[: self.cap - self.recorded]
-            self.capped = True
+        data, self.capped = within_cap(self.recorded, self.cap, data)
         if data:
-            if not self._parts:
-                self._first = t
-            self._parts.append(data)
-            self._size += len(data)
+            self._batch.add(t, data)
             self.recorded += len(data)
         if self.capped:
             self.flush()
             self.record(t, "m", CAP_MARKER.format(n=self.cap).encode())
-        elif self._size >= self.flush_bytes:
+        elif self._batch.size >= self.flush_bytes:
             self.flush()
 
     def flush(self) -> None:
-        if self._parts:
-            data, self._parts, self._size = b"".join(self._parts), [], 0
-            self.record(self._first, "o", data)
+        if self._batch.parts:
+            t = self._batch.t
+            self.record(t, "o", self._batch.take())
 
     def _forget(self, fd: int) -> None:
         self._ends = [end for end in self._ends if end[0] != fd]
@@ -166,8 +160,6 @@ class Tee:
 
 
 def _ready(fd: int) -> bool:
-    import select
-
     try:
         return bool(select.select([fd], [], [], 0)[0])
     except OSError:
@@ -177,8 +169,6 @@ def _ready(fd: int) -> bool:
 def _write_all(fd: int, data: bytes, give_up: Callable[[], bool]) -> bool:
     """Write *data* on to *fd*, waiting while its reader does not read; False where the reader is gone, or
     where *give_up* says to stop waiting (the rest is dropped)."""
-    import select
-
     view = memoryview(data)
     while view:
         try:
