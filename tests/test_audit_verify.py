@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.audit import both_ways
 
-from appshell.audit import verify as verify_module
 from appshell.audit.filesink import FileSink
 from appshell.audit.seal import init_state
 from appshell.audit.verify import verify_files
@@ -67,13 +67,7 @@ def test_the_parallel_pass_agrees_with_the_walk(
 ) -> None:
     log, key = sealed_log(tmp_path)
     damage(log, how)
-    k = key if with_key else None
-    monkeypatch.setattr(verify_module, "PARALLEL_MIN", 1 << 60)
-    walked = verify_files(log, k)
-    monkeypatch.setattr(verify_module, "PARALLEL_MIN", 1)
-    monkeypatch.setattr(verify_module.os, "cpu_count", lambda: 3)
-    split = verify_files(log, k)
-    assert (split.ok, split.summary, split.warnings) == (walked.ok, walked.summary, walked.warnings)
+    walked = both_ways(log, key if with_key else None, monkeypatch)
     expected_ok = how in ("none", "torn") or (how == "cut" and not with_key)
     assert walked.ok == expected_ok, walked.summary
     if with_key and walked.ok:
@@ -136,11 +130,5 @@ def test_a_hash_member_moved_into_a_string_is_found(
     with pytest.raises(ValueError):
         json.loads(lines[150])
     log.write_bytes(b"\n".join(lines))
-    k = key if with_key else None
-    monkeypatch.setattr(verify_module, "PARALLEL_MIN", 1 << 60)
-    walked = verify_files(log, k)
-    monkeypatch.setattr(verify_module, "PARALLEL_MIN", 1)
-    monkeypatch.setattr(verify_module.os, "cpu_count", lambda: 3)
-    split = verify_files(log, k)
-    assert (split.ok, split.summary, split.warnings) == (walked.ok, walked.summary, walked.warnings)
+    walked = both_ways(log, key if with_key else None, monkeypatch)
     assert not walked.ok and walked.summary.startswith(f"{log}:151: not a JSON record"), walked.summary

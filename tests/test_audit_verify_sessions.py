@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.audit import both_ways
 from support.environment import clean_environ
 from support.paths import APPSHELL
 
@@ -23,7 +24,7 @@ from appshell.audit import verify as verify_module
 from appshell.audit.filesink import FileSink
 from appshell.audit.records import canonical
 from appshell.audit.seal import SealState, evolve, format_key, init_state, state_path
-from appshell.audit.verify import Report, verify_files
+from appshell.audit.verify import verify_files
 
 TS = "2026-11-24T00:00:00.000000Z"
 
@@ -70,18 +71,6 @@ def forge(log: Path, *bodies: dict[str, Any]) -> int:
         sink.append(b)
     sink.close()
     return first
-
-
-def both_ways(log: Path, key: bytes | None, monkeypatch: pytest.MonkeyPatch) -> Report:
-    """verify_files by the line-by-line walk and by the parallel pass; they must say the same."""
-    monkeypatch.setattr(verify_module, "PARALLEL_MIN", 1 << 60)
-    walked = verify_files(log, key)
-    monkeypatch.setattr(verify_module, "PARALLEL_MIN", 1)
-    monkeypatch.setattr(verify_module.os, "cpu_count", lambda: 3)
-    split = verify_files(log, key)
-    monkeypatch.undo()
-    assert (split.ok, split.summary, split.warnings) == (walked.ok, walked.summary, walked.warnings)
-    return walked
 
 
 def test_interleaved_sessions_verify_clean(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -128,25 +128,30 @@ def test_a_session_that_dies_before_reporting_its_start_still_has_start_and_end(
     assert records[1]["exit_code"] == 9 and records[1]["reported"] is None
 
 
-def test_a_session_whose_recorder_is_killed_ends_too(shop: Path) -> None:
-    """SIGKILL of the recorder (it cannot be caught) ends the session with SIGTERM, as a terminal's hang-up
-    would (PR_SET_PDEATHSIG): left alone it would go on unrecorded, holding its transaction."""
-    import signal
-    import time
-
+def _sleeping(shop: Path, *args: str) -> subprocess.Popen[bytes]:
+    """The console script running `-c` that says go and sleeps a minute, once it has said go."""
     from support.environment import clean_environ
     from support.paths import APPSHELL
 
     proc = subprocess.Popen(
-        [APPSHELL, "-c", "print('go', flush=True); import time; time.sleep(60)"],
+        [APPSHELL, *args, "-c", "print('go', flush=True); import time; time.sleep(60)"],
         cwd=shop,
         env=clean_environ(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
+    assert proc.stdout is not None and proc.stdout.readline() == b"go\n"
+    return proc
+
+
+def test_a_session_whose_recorder_is_killed_ends_too(shop: Path) -> None:
+    """SIGKILL of the recorder (it cannot be caught) ends the session with SIGTERM, as a terminal's hang-up
+    would (PR_SET_PDEATHSIG): left alone it would go on unrecorded, holding its transaction."""
+    import time
+
+    proc = _sleeping(shop)
     try:
-        assert proc.stdout is not None and proc.stdout.readline() == b"go\n"
         session = int(Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()[0])
         proc.kill()
         proc.wait(timeout=10)
@@ -157,29 +162,13 @@ def test_a_session_whose_recorder_is_killed_ends_too(shop: Path) -> None:
         else:
             raise AssertionError("the session outlived its recorder")
     finally:
-        os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_the_record_says_which_signal_to_the_recorder_ended_the_session(shop: Path, signum: signal.Signals) -> None:
-    from support.environment import clean_environ
-    from support.paths import APPSHELL
-
-    proc = subprocess.Popen(
-        [
-            APPSHELL,
-            "--audit-log",
-            str(shop / "audit.jsonl"),
-            "-c",
-            "print('go', flush=True); import time; time.sleep(60)",
-        ],
-        cwd=shop,
-        env=clean_environ(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    assert proc.stdout is not None and proc.stdout.readline() == b"go\n"
+    proc = _sleeping(shop, "--audit-log", str(shop / "audit.jsonl"))
     proc.send_signal(signum)
     assert proc.wait(timeout=20) == 128 + signum
     end = json.loads((shop / "audit.jsonl").read_text().splitlines()[-1])

@@ -1,4 +1,5 @@
-"""Audit logs in tests: reading a file sink's records, `appshell audit init`, and a statement that forges records."""
+"""Audit logs in tests: reading a file sink's records, `appshell audit init`, verify both ways, and a statement
+that forges records."""
 
 from __future__ import annotations
 
@@ -6,9 +7,26 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
+from appshell.audit import verify as verify_module
+from appshell.audit.verify import Report, verify_files
 from support.harness import run
 
-__all__ = ["HIDE", "audit_init", "audit_records"]
+__all__ = ["HIDE", "audit_init", "audit_records", "both_ways"]
+
+
+def both_ways(log: Path, key: bytes | None, monkeypatch: pytest.MonkeyPatch) -> Report:
+    """verify_files by the line-by-line walk and by the parallel pass; they must say the same."""
+    monkeypatch.setattr(verify_module, "PARALLEL_MIN", 1 << 60)
+    walked = verify_files(log, key)
+    monkeypatch.setattr(verify_module, "PARALLEL_MIN", 1)
+    monkeypatch.setattr(verify_module.os, "cpu_count", lambda: 3)
+    split = verify_files(log, key)
+    monkeypatch.undo()
+    assert (split.ok, split.summary, split.warnings) == (walked.ok, walked.summary, walked.warnings)
+    return walked
+
 
 # Issue 22 attack 1: a statement appends hash-less records of its own session (a fake statement, its result and
 # a session_end), to hide what it really ran from the readers (tests/test_audit_readers.py, the review page's).
